@@ -1,0 +1,53 @@
+# cod: `make demo` and `make test` each work alone on a fresh clone: they install first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+JS     := tests/js
+JSSTAMP := $(JS)/node_modules/.installed
+
+.PHONY: install node-tools test typecheck demo vectors vectors-check bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+# ipfs-car and the js-ipfs-unixfs importer: the independent implementations our CIDs are checked against
+node-tools: $(JSSTAMP)
+
+$(JSSTAMP): $(JS)/package.json $(JS)/package-lock.json
+	npm ci --prefix $(JS) --no-audit --no-fund --loglevel=error
+	@touch $(JSSTAMP)
+
+typecheck: install
+	$(BIN)/mypy cod
+
+test: install node-tools typecheck
+	$(BIN)/python -m pytest -q
+
+# the Bacalhau word-count tutorial job, run locally (Stage 2 adds --verify 3 across nodes)
+demo: install
+	@rm -rf cod-results/demo
+	$(BIN)/cod run vectors/wordcount.wasm -i vectors/data/wordcount --output-dir cod-results/demo
+	@echo "--- outputs/count.txt ---"
+	@cat cod-results/demo/outputs/count.txt
+
+# rebuild the C vectors with the pinned zig, then re-derive their expected results
+vectors: install
+	$(BIN)/python -m pip install --quiet 'ziglang==0.15.2'
+	$(BIN)/python vectors/build.py
+	$(BIN)/python vectors/generate.py
+
+vectors-check: install
+	$(BIN)/python -m pip install --quiet 'ziglang==0.15.2'
+	$(BIN)/python vectors/build.py --check
+
+bench: install
+	$(BIN)/python tests/bench/run.py
+
+clean:
+	rm -rf $(VENV) $(JS)/node_modules .pytest_cache .mypy_cache .hypothesis cod-results

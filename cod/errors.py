@@ -1,0 +1,105 @@
+"""Every error cod raises, in one tree.
+
+    CodError                      base: .code (CLI exit code) and .hint (what to do)
+    ├── SpecError                 a job spec field is missing, unknown or malformed (exit 3)
+    ├── ModuleError               the module is not a usable WASI preview1 command (exit 4)
+    │   └── ImportRefused         it imports something outside wasi_snapshot_preview1 (exit 4)
+    ├── InputError                an input mount is missing or unreadable (exit 5)
+    ├── OutputLimitExceeded       stdout, stderr or outputs/ went over its cap (exit 6)
+    ├── Indeterminate             the run ended in a way that is not portable: stack
+    │                             overflow, wall-clock timeout (exit 7); never a result
+    ├── CacheError                the compiled-module cache is unsafe or unusable (exit 8)
+    └── CIDError                  a CID or multihash could not be parsed (exit 9)
+
+Errors of dependencies (wasmtime, OSError) are converted at the module boundary that
+meets them, so a user only ever sees a CodError with one line of text.
+"""
+
+from __future__ import annotations
+
+
+class CodError(Exception):
+    """Base of every error cod raises on purpose."""
+
+    code: int = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class SpecError(CodError):
+    """A job spec field is missing, unknown or malformed."""
+
+    code = 3
+
+    def __init__(self, field: str, problem: str, hint: str | None = None) -> None:
+        super().__init__(f"job spec field {field!r}: {problem}", hint)
+        self.field = field
+
+
+class ModuleError(CodError):
+    """The module is not a WebAssembly command cod can run."""
+
+    code = 4
+
+
+class ImportRefused(ModuleError):
+    """The module imports something outside wasi_snapshot_preview1."""
+
+    def __init__(self, module: str, name: str, why: str) -> None:
+        super().__init__(
+            f"module imports {module}::{name}, which cod refuses: {why}",
+            "cod runs single-threaded WASI preview1 commands with no network",
+        )
+        self.import_module = module
+        self.import_name = name
+
+
+class InputError(CodError):
+    """An input mount is missing, unreadable or not content-addressable here."""
+
+    code = 5
+
+
+class OutputLimitExceeded(CodError):
+    """stdout, stderr or outputs/ went over the cap set in the job spec."""
+
+    code = 6
+
+    def __init__(self, stream: str, limit: int) -> None:
+        super().__init__(
+            f"{stream} went over its cap of {limit} bytes; no result was kept",
+            f"raise limits.{stream}_bytes in the spec (cod run --max-{stream} BYTES) "
+            "if the job really writes that much",
+        )
+        self.stream = stream
+        self.limit = limit
+
+
+class Indeterminate(CodError):
+    """The run ended in a way another machine might not reproduce; no result exists."""
+
+    code = 7
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"indeterminate outcome ({reason}): {detail}; no result was kept")
+        self.reason = reason
+
+
+class CacheError(CodError):
+    """The compiled-module cache directory is unsafe or unusable."""
+
+    code = 8
+
+
+class CIDError(CodError):
+    """A CID or multihash could not be parsed or is not supported."""
+
+    code = 9

@@ -1,0 +1,288 @@
+"""The job spec: what to run, on what, under which limits; its canonical bytes and CID.
+
+Canonical bytes are the spec's JSON object with every field present (defaults filled in,
+``seed`` left out when not set), keys sorted by code point, no insignificant white space,
+UTF-8, integers only. The job CID is CIDv1(json codec 0x0200, sha2-256 of those bytes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .cid import CID, JSON
+from .errors import CIDError, SpecError
+
+SPEC_VERSION = 1
+ENGINE_WASM = "wasm"
+ENGINE_DOCKER = "docker"
+
+DEFAULT_EPOCH_NS = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z
+DEFAULT_TICK_NS = 1_000_000  # 1 ms
+DEFAULT_ENTRY_POINT = "_start"
+DEFAULT_INPUT_PATH = "/inputs"
+DEFAULT_OUTPUT_PATH = "/outputs"
+SEED_BYTES = 32
+SEED_DERIVATION_PREFIX = b"cod/seed/v1\x00"
+MAX_INT = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Deterministic limits (fuel, memory, output caps) and the wall-clock safety net."""
+
+    fuel: int = 50_000_000_000
+    memory_bytes: int = 256 * 1024 * 1024
+    stdout_bytes: int = 16 * 1024 * 1024
+    stderr_bytes: int = 16 * 1024 * 1024
+    output_bytes: int = 1024 * 1024 * 1024
+    timeout_ms: int = 600_000
+
+
+@dataclass(frozen=True)
+class Input:
+    """Content (a UnixFS CID) mounted read-only at an absolute path."""
+
+    cid: str
+    path: str
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    module: str
+    args: tuple[str, ...] = ("main.wasm",)
+    env: tuple[tuple[str, str], ...] = ()
+    inputs: tuple[Input, ...] = ()
+    outputs: str = DEFAULT_OUTPUT_PATH
+    entry_point: str = DEFAULT_ENTRY_POINT
+    engine: str = ENGINE_WASM
+    seed: bytes | None = None
+    epoch_ns: int = DEFAULT_EPOCH_NS
+    tick_ns: int = DEFAULT_TICK_NS
+    limits: Limits = field(default_factory=Limits)
+
+    # -- encoding -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "spec_version": SPEC_VERSION,
+            "engine": self.engine,
+            "module": self.module,
+            "entry_point": self.entry_point,
+            "args": list(self.args),
+            "env": dict(self.env),
+            "inputs": [{"cid": i.cid, "path": i.path} for i in self.inputs],
+            "outputs": self.outputs,
+            "clock": {"epoch_ns": self.epoch_ns, "tick_ns": self.tick_ns},
+            "limits": {
+                "fuel": self.limits.fuel,
+                "memory_bytes": self.limits.memory_bytes,
+                "stdout_bytes": self.limits.stdout_bytes,
+                "stderr_bytes": self.limits.stderr_bytes,
+                "output_bytes": self.limits.output_bytes,
+                "timeout_ms": self.limits.timeout_ms,
+            },
+        }
+        if self.seed is not None:
+            out["seed"] = self.seed.hex()
+        return out
+
+    def canonical_bytes(self) -> bytes:
+        return canonical_json(self.to_dict())
+
+    @property
+    def cid(self) -> CID:
+        return CID.of(JSON, self.canonical_bytes())
+
+    @property
+    def effective_seed(self) -> bytes:
+        """The seed, or when none is set, SHA-256 of a prefix and the canonical bytes."""
+        if self.seed is not None:
+            return self.seed
+        return hashlib.sha256(SEED_DERIVATION_PREFIX + self.canonical_bytes()).digest()
+
+    def with_seed(self, seed: bytes | None) -> "JobSpec":
+        return replace(self, seed=seed)
+
+    # -- decoding -----------------------------------------------------------------------
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "JobSpec":
+        try:
+            data = json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_no_float)
+        except SpecError:
+            raise
+        except ValueError as exc:
+            raise SpecError("(document)", f"not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "JobSpec":
+        _expect(data, dict, "(document)")
+        known = {
+            "spec_version", "engine", "module", "entry_point", "args", "env", "inputs",
+            "outputs", "clock", "limits", "seed",
+        }
+        _no_unknown(data, known, "")
+        version = data.get("spec_version", SPEC_VERSION)
+        if version != SPEC_VERSION:
+            raise SpecError("spec_version", f"{version!r} is not supported; cod speaks {SPEC_VERSION}")
+        if "module" not in data:
+            raise SpecError("module", "missing", "give the module's CID")
+        clock = data.get("clock", {})
+        _expect(clock, dict, "clock")
+        _no_unknown(clock, {"epoch_ns", "tick_ns"}, "clock.")
+        limits = data.get("limits", {})
+        _expect(limits, dict, "limits")
+        names = list(Limits.__dataclass_fields__)
+        _no_unknown(limits, set(names), "limits.")
+        defaults = Limits()
+        seed = data.get("seed")
+        if seed is not None:
+            seed = _seed(seed)
+        inputs = data.get("inputs", [])
+        _expect(inputs, list, "inputs")
+        parsed_inputs = []
+        for n, item in enumerate(inputs):
+            _expect(item, dict, f"inputs[{n}]")
+            _no_unknown(item, {"cid", "path"}, f"inputs[{n}].")
+            if "cid" not in item:
+                raise SpecError(f"inputs[{n}].cid", "missing")
+            parsed_inputs.append(Input(cid=item["cid"], path=item.get("path", DEFAULT_INPUT_PATH)))
+        env = data.get("env", {})
+        _expect(env, dict, "env")
+        args = data.get("args", ["main.wasm"])
+        _expect(args, list, "args")
+        spec = cls(
+            module=data["module"],
+            args=tuple(args),
+            env=tuple(sorted(env.items())),
+            inputs=tuple(parsed_inputs),
+            outputs=data.get("outputs", DEFAULT_OUTPUT_PATH),
+            entry_point=data.get("entry_point", DEFAULT_ENTRY_POINT),
+            engine=data.get("engine", ENGINE_WASM),
+            seed=seed,
+            epoch_ns=clock.get("epoch_ns", DEFAULT_EPOCH_NS),
+            tick_ns=clock.get("tick_ns", DEFAULT_TICK_NS),
+            limits=Limits(**{k: limits.get(k, getattr(defaults, k)) for k in names}),
+        )
+        spec.validate()
+        return spec
+
+    def validate(self) -> "JobSpec":
+        """Check every field; raises SpecError naming the first bad one."""
+        if self.engine not in (ENGINE_WASM, ENGINE_DOCKER):
+            raise SpecError("engine", f"{self.engine!r} is not one of 'wasm', 'docker'")
+        _cid_field(self.module, "module")
+        _text(self.entry_point, "entry_point")
+        if not self.entry_point:
+            raise SpecError("entry_point", "empty")
+        if not self.args:
+            raise SpecError("args", "empty; args[0] is the program name")
+        for n, arg in enumerate(self.args):
+            _text(arg, f"args[{n}]")
+        for key, value in self.env:
+            _text(key, f"env.{key}")
+            _text(value, f"env.{key}")
+            if not key or "=" in key:
+                raise SpecError(f"env.{key}", "a variable name must be non-empty and hold no '='")
+        for name in ("epoch_ns", "tick_ns"):
+            _int(getattr(self, name), f"clock.{name}", minimum=0 if name == "epoch_ns" else 1)
+        for name in Limits.__dataclass_fields__:
+            _int(getattr(self.limits, name), f"limits.{name}", minimum=1)
+        if self.seed is not None and len(self.seed) != SEED_BYTES:
+            raise SpecError("seed", f"must be {SEED_BYTES} bytes (64 hex digits)")
+        mounts: list[tuple[str, str]] = []
+        for n, item in enumerate(self.inputs):
+            _cid_field(item.cid, f"inputs[{n}].cid")
+            mounts.append((_mount_path(item.path, f"inputs[{n}].path"), f"inputs[{n}].path"))
+        mounts.append((_mount_path(self.outputs, "outputs"), "outputs"))
+        for i, (a, fa) in enumerate(mounts):
+            for b, fb in mounts[i + 1 :]:
+                if a == b or a.startswith(b + "/") or b.startswith(a + "/"):
+                    raise SpecError(fb, f"{b!r} overlaps {a!r} ({fa}); mounts must not nest")
+        return self
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise SpecError(key, "appears twice")
+        out[key] = value
+    return out
+
+
+def _no_float(text: str) -> Any:
+    raise SpecError("(document)", f"number {text} is not an integer; cod specs hold integers only")
+
+
+def _no_unknown(data: Mapping[str, Any], known: set[str], prefix: str) -> None:
+    for key in sorted(data):
+        if key not in known:
+            raise SpecError(prefix + key, "unknown field", f"known fields: {', '.join(sorted(known))}")
+
+
+def _expect(value: Any, kind: type, name: str) -> None:
+    if not isinstance(value, kind):
+        raise SpecError(name, f"must be a JSON {'object' if kind is dict else 'array'}")
+
+
+def _text(value: Any, name: str) -> None:
+    if not isinstance(value, str):
+        raise SpecError(name, "must be a string")
+    if "\x00" in value:
+        raise SpecError(name, "holds a NUL character")
+
+
+def _int(value: Any, name: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(name, f"must be an integer, not {value!r}")
+    if not minimum <= value <= MAX_INT:
+        raise SpecError(name, f"{value} is out of range [{minimum}, {MAX_INT}]")
+
+
+def _cid_field(value: Any, name: str) -> None:
+    _text(value, name)
+    try:
+        CID.parse(value)
+    except CIDError as exc:
+        raise SpecError(name, exc.message) from exc
+
+
+def _seed(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise SpecError("seed", "must be a string of 64 hex digits")
+    try:
+        seed = bytes.fromhex(value)
+    except ValueError as exc:
+        raise SpecError("seed", "must be hex digits") from exc
+    if len(seed) != SEED_BYTES:
+        raise SpecError("seed", f"must be {SEED_BYTES} bytes (64 hex digits)")
+    return seed
+
+
+def _mount_path(value: Any, name: str) -> str:
+    _text(value, name)
+    if not value.startswith("/") or value == "/":
+        raise SpecError(name, f"{value!r} must be an absolute path below '/'")
+    if posixpath.normpath(value) != value or "//" in value:
+        raise SpecError(name, f"{value!r} is not normalized (no '.', '..', '//' or trailing '/')")
+    return value
+
+
+def parse_seed(text: str) -> bytes:
+    """A user's --seed: 64 hex digits, or any other text hashed with SHA-256."""
+    try:
+        seed = bytes.fromhex(text)
+        if len(seed) == SEED_BYTES:
+            return seed
+    except ValueError:
+        pass
+    return hashlib.sha256(text.encode()).digest()

@@ -1,0 +1,120 @@
+"""Local jobs: turn a module file, host directories and options into a spec, and run it.
+
+This is what ``cod run`` does before the network exists (Stage 1): every input directory is
+hashed into its UnixFS CID, so the job CID names the data as well as the code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .car import write_car
+from .errors import InputError, SpecError
+from .jobspec import DEFAULT_INPUT_PATH, Input, JobSpec, Limits, parse_seed
+from .unixfs import cid_of_tree
+from .wasm.engine import Engine
+from .wasm.executor import RunResult, module_cid, run
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12,
+          "tb": 10**12, "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3,
+          "ti": 1024**4, "tib": 1024**4}
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h)?\s*$")
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A spec with the local bytes and directories it names."""
+
+    spec: JobSpec
+    wasm: bytes
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def parse_size(text: str, name: str) -> int:
+    """``123``, ``64KiB``, ``256M``, ``1GiB``: a byte count."""
+    match = _SIZE.match(text)
+    if not match or match.group(2).lower() not in _UNITS:
+        raise SpecError(name, f"{text!r} is not a size", "write bytes, e.g. 268435456, 256MiB or 1GB")
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def parse_duration_ms(text: str, name: str) -> int:
+    """``30`` (seconds), ``500ms``, ``30s``, ``5m``, ``1h``: milliseconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise SpecError(name, f"{text!r} is not a duration", "write e.g. 30s, 500ms or 5m")
+    scale = {None: 1000, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}[match.group(2)]
+    return int(match.group(1)) * scale
+
+
+def parse_mount(text: str) -> tuple[str, str]:
+    """``SRC[:DST]``: a host directory and where the job sees it (default /inputs)."""
+    src, sep, dst = text.partition(":")
+    if not src:
+        raise InputError(f"-i {text!r}: no source directory", "write -i SRC or -i SRC:/path")
+    return src, (dst if sep else DEFAULT_INPUT_PATH)
+
+
+def parse_env(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SpecError(f"env.{key}", f"-e {text!r} is not KEY=VALUE")
+    return key, value
+
+
+def prepare(
+    module_path: str | os.PathLike[str],
+    args: list[str],
+    *,
+    inputs: list[str] = (),  # type: ignore[assignment]
+    env: list[str] = (),  # type: ignore[assignment]
+    seed: str | None = None,
+    entry_point: str | None = None,
+    limits: Limits | None = None,
+    argv0: str | None = None,
+) -> PreparedJob:
+    """Read the module, hash each input directory and build the spec (validated)."""
+    path = Path(module_path)
+    try:
+        wasm = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read module {str(path)!r}: {exc.strerror}") from exc
+    mounts: list[Input] = []
+    sources: dict[str, str] = {}
+    for text in inputs:
+        src, dst = parse_mount(text)
+        if not os.path.isdir(src):
+            what = "does not exist" if not os.path.exists(src) else "is not a directory"
+            raise InputError(f"input {src!r} {what}", "mount a directory: -i DIR or -i DIR:/path")
+        cid = str(cid_of_tree(src))
+        mounts.append(Input(cid=cid, path=dst))
+        sources[cid] = os.path.abspath(src)
+    variables = dict(parse_env(e) for e in env)
+    spec = JobSpec(
+        module=module_cid(wasm),
+        args=(argv0 or path.name, *args),
+        env=tuple(sorted(variables.items())),
+        inputs=tuple(sorted(mounts, key=lambda m: m.path.encode())),
+        seed=parse_seed(seed) if seed is not None else None,
+        limits=limits or Limits(),
+    )
+    if entry_point:
+        spec = replace(spec, entry_point=entry_point)
+    spec.validate()
+    return PreparedJob(spec, wasm, sources)
+
+
+def run_prepared(
+    job: PreparedJob, output_dir: str | os.PathLike[str] | None, engine: Engine, car: str | None = None
+) -> RunResult:
+    """Run a prepared job; write a CARv1 of the results too when ``car`` names a file."""
+    destination = Path(output_dir) if output_dir is not None else Path("cod-results") / str(job.spec.cid)
+    result = run(job.spec, job.wasm, job.sources, destination, engine)
+    if car is not None:
+        root = write_car(result.results_dir, car)
+        assert str(root) == result.result_cid
+    return result

@@ -1,0 +1,1 @@
+"""The deterministic WebAssembly executor: engine, WASI preview1 layer, virtual files."""

@@ -1,0 +1,109 @@
+"""Numbers of the wasi_snapshot_preview1 ABI that cod's WASI layer uses."""
+
+from __future__ import annotations
+
+import errno as host_errno
+
+MODULE = "wasi_snapshot_preview1"
+
+# errno
+SUCCESS = 0
+E2BIG = 1
+EACCES = 2
+EBADF = 8
+EEXIST = 20
+EFAULT = 21
+EFBIG = 22
+EILSEQ = 25
+EINVAL = 28
+EIO = 29
+EISDIR = 31
+ELOOP = 32
+EMFILE = 33
+ENAMETOOLONG = 37
+ENOENT = 44
+ENOSYS = 52
+ENOTDIR = 54
+ENOTEMPTY = 55
+ENOTSUP = 58
+EOVERFLOW = 61
+EPERM = 63
+EROFS = 69
+ESPIPE = 70
+EXDEV = 75
+ENOTCAPABLE = 76
+
+# filetype
+FILETYPE_UNKNOWN = 0
+FILETYPE_CHARACTER_DEVICE = 2
+FILETYPE_DIRECTORY = 3
+FILETYPE_REGULAR_FILE = 4
+FILETYPE_SYMBOLIC_LINK = 7
+
+# clocks
+CLOCK_REALTIME = 0
+CLOCK_MONOTONIC = 1
+CLOCK_PROCESS_CPUTIME = 2
+CLOCK_THREAD_CPUTIME = 3
+CLOCKS = (CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME, CLOCK_THREAD_CPUTIME)
+
+# whence
+WHENCE_SET = 0
+WHENCE_CUR = 1
+WHENCE_END = 2
+
+# oflags
+O_CREAT = 1
+O_DIRECTORY = 2
+O_EXCL = 4
+O_TRUNC = 8
+
+# fdflags
+FDFLAG_APPEND = 1
+
+# lookupflags
+LOOKUP_SYMLINK_FOLLOW = 1
+
+# rights
+RIGHT_FD_WRITE = 1 << 6
+RIGHTS_ALL = (1 << 30) - 1
+
+# fstflags
+FST_ATIM = 1
+FST_ATIM_NOW = 2
+FST_MTIM = 4
+FST_MTIM_NOW = 8
+
+# events and subscriptions
+EVENTTYPE_CLOCK = 0
+EVENTTYPE_FD_READ = 1
+EVENTTYPE_FD_WRITE = 2
+SUBCLOCKFLAG_ABSTIME = 1
+SUBSCRIPTION_SIZE = 48
+EVENT_SIZE = 32
+
+# sizes of structs
+FILESTAT_SIZE = 64
+FDSTAT_SIZE = 24
+DIRENT_HEADER_SIZE = 24
+
+# host errno -> WASI errno, for errors that the job's own actions cause
+FROM_HOST = {
+    host_errno.ENOENT: ENOENT,
+    host_errno.EEXIST: EEXIST,
+    host_errno.ENOTDIR: ENOTDIR,
+    host_errno.EISDIR: EISDIR,
+    host_errno.ENOTEMPTY: ENOTEMPTY,
+    host_errno.EINVAL: EINVAL,
+    host_errno.EACCES: EACCES,
+    host_errno.EPERM: EPERM,
+    host_errno.ENAMETOOLONG: ENAMETOOLONG,
+    host_errno.ELOOP: ELOOP,
+    host_errno.EXDEV: EXDEV,
+    host_errno.EBADF: EBADF,
+    host_errno.EFBIG: EFBIG,
+}
+
+# host errors that depend on the machine, not on the job: never shown to a job
+HOST_FAULTS = frozenset({host_errno.ENOSPC, host_errno.EDQUOT, host_errno.EIO, host_errno.EMFILE,
+                         host_errno.ENFILE, host_errno.ENOMEM, host_errno.EROFS})

@@ -1,0 +1,237 @@
+"""The wasmtime engine cod runs every job on, its execution profile and its module cache.
+
+Every engine setting that can change what a module computes, or how much fuel it burns,
+is written down in ``ENGINE_SETTINGS`` and hashed into the profile ID together with the
+exact wasmtime version and the version of cod's WASI contract. Only runs of one profile are
+comparable.
+
+The compiled-module cache keeps wasmtime's serialized artifacts on disk, keyed by the
+module's SHA-256 and the profile. Deserializing an artifact runs code, so the cache only
+ever loads what this node compiled: the directory must be private (mode 0700, owned by the
+user), and each artifact carries an HMAC-SHA256 tag under a key that never leaves it.
+Writes go to a temporary file and are renamed into place, so processes can share a cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+import tempfile
+import threading
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import wasmtime
+
+from ..errors import CacheError, ModuleError
+from ..jobspec import canonical_json
+
+WASI_CONTRACT = "cod-wasi-1"
+MAX_WASM_STACK = 1 << 20
+EPOCH_TICK_SECONDS = 0.01
+ARTIFACT_SUFFIX = ".cwasm"
+TAG_BYTES = 32
+WASM_MAGIC = b"\x00asm"
+CORE_VERSION = b"\x01\x00\x00\x00"
+
+ENGINE_SETTINGS: dict[str, object] = {
+    "strategy": "cranelift",
+    "cranelift_opt_level": "speed",
+    "cranelift_nan_canonicalization": True,
+    "consume_fuel": True,
+    "epoch_interruption": True,
+    "max_wasm_stack": MAX_WASM_STACK,
+    "wasm_threads": False,
+    "shared_memory": False,
+    "wasm_simd": True,
+    "wasm_relaxed_simd": True,
+    "wasm_relaxed_simd_deterministic": True,
+    "wasm_bulk_memory": True,
+    "wasm_multi_value": True,
+    "wasm_reference_types": True,
+    "wasm_tail_call": True,
+    "wasm_memory64": False,
+    "wasm_multi_memory": False,
+    "wasm_gc": False,
+    "wasm_function_references": False,
+    "wasm_exceptions": False,
+    "wasm_stack_switching": False,
+    "wasm_wide_arithmetic": False,
+    "wasm_custom_page_sizes": False,
+    "wasm_component_model": False,
+}
+
+
+def wasmtime_version() -> str:
+    return version("wasmtime")
+
+
+def profile_id() -> str:
+    """``wasmtime-<version>+<16 hex of SHA-256 over the settings and the WASI contract>``."""
+    settings = dict(ENGINE_SETTINGS, wasi_contract=WASI_CONTRACT, wasmtime=wasmtime_version())
+    return f"wasmtime-{wasmtime_version()}+{hashlib.sha256(canonical_json(settings)).hexdigest()[:16]}"
+
+
+def make_config(settings: dict[str, object] | None = None) -> wasmtime.Config:
+    config = wasmtime.Config()
+    for name, value in (settings if settings is not None else ENGINE_SETTINGS).items():
+        setattr(config, name, value)
+    return config
+
+
+class Engine:
+    """A wasmtime Engine with cod's settings, a wall-clock ticker and a module cache."""
+
+    def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
+        self.engine = wasmtime.Engine(make_config())
+        self.profile = profile_id()
+        self.cache = ModuleCache(self.engine, self.profile, Path(cache_dir)) if cache_dir is not None else None
+        self._memo: dict[bytes, wasmtime.Module] = {}
+        self._ticker: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.compiled = 0
+
+    def ticks_for(self, timeout_ms: int) -> int:
+        """Epoch deadline (in ticker increments) for a wall-clock timeout; starts the ticker."""
+        self._start_ticker()
+        return max(1, int(timeout_ms / 1000 / EPOCH_TICK_SECONDS) + 1)
+
+    def _start_ticker(self) -> None:
+        with self._lock:
+            if self._ticker is not None:
+                return
+            engine = self.engine
+
+            def tick() -> None:
+                while True:
+                    time.sleep(EPOCH_TICK_SECONDS)
+                    engine.increment_epoch()
+
+            self._ticker = threading.Thread(target=tick, name="cod-epoch", daemon=True)
+            self._ticker.start()
+
+    def module(self, wasm: bytes) -> wasmtime.Module:
+        """The compiled module for ``wasm``: from memory, from the disk cache, or compiled."""
+        digest = hashlib.sha256(wasm).digest()
+        found = self._memo.get(digest)
+        if found is not None:
+            return found
+        module = self.cache.load(digest) if self.cache is not None else None
+        if module is None:
+            module = self.compile(wasm)
+            if self.cache is not None:
+                self.cache.store(digest, module)
+        self._memo[digest] = module
+        return module
+
+    def compile(self, wasm: bytes) -> wasmtime.Module:
+        check_binary(wasm)
+        try:
+            module = wasmtime.Module(self.engine, wasm)
+        except wasmtime.WasmtimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid module"
+            detail = " ".join(str(exc).split())
+            raise ModuleError(f"not a valid WebAssembly module for cod's engine: {first}: {detail[:300]}") from exc
+        self.compiled += 1
+        return module
+
+
+def check_binary(wasm: bytes) -> None:
+    """Refuse what is not a core WebAssembly binary, naming what it is instead."""
+    if wasm[:4] != WASM_MAGIC:
+        raise ModuleError("not a WebAssembly module (no \\0asm magic at the start)",
+                          "pass a .wasm file built for wasm32-wasi")
+    if wasm[4:8] != CORE_VERSION:
+        raise ModuleError("a WebAssembly component, not a core module",
+                          "cod runs WASI preview1 core modules (wasm32-wasi / wasm32-wasip1)")
+
+
+class ModuleCache:
+    """Serialized modules this node compiled, kept under a private directory."""
+
+    def __init__(self, engine: wasmtime.Engine, profile: str, directory: Path) -> None:
+        self.engine = engine
+        self.root = directory
+        self.directory = directory / profile.replace("+", "-")
+        _private_dir(directory)
+        _private_dir(self.directory)
+        self.key = _load_key(directory / "hmac.key")
+        self.hits = 0
+
+    def _path(self, digest: bytes) -> Path:
+        return self.directory / (digest.hex() + ARTIFACT_SUFFIX)
+
+    def _tag(self, digest: bytes, artifact: bytes) -> bytes:
+        return hmac.new(self.key, self.directory.name.encode() + digest + artifact, hashlib.sha256).digest()
+
+    def load(self, digest: bytes) -> wasmtime.Module | None:
+        path = self._path(digest)
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CacheError(f"cannot read cached module {path}: {exc.strerror}") from exc
+        tag, artifact = blob[:TAG_BYTES], blob[TAG_BYTES:]
+        if len(tag) != TAG_BYTES or not hmac.compare_digest(tag, self._tag(digest, artifact)):
+            path.unlink(missing_ok=True)  # not ours, or damaged: never deserialize it
+            return None
+        try:
+            module = wasmtime.Module.deserialize(self.engine, artifact)
+        except wasmtime.WasmtimeError:
+            path.unlink(missing_ok=True)
+            return None
+        self.hits += 1
+        return module
+
+    def store(self, digest: bytes, module: wasmtime.Module) -> None:
+        artifact = bytes(module.serialize())
+        blob = self._tag(digest, artifact) + artifact
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(blob)
+            os.replace(tmp, self._path(digest))
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise CacheError(f"cannot write the module cache in {self.directory}: {exc.strerror}") from exc
+
+
+def _private_dir(path: Path) -> None:
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.stat()
+    except OSError as exc:
+        raise CacheError(f"cannot use cache directory {path}: {exc.strerror}") from exc
+    if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        raise CacheError(
+            f"cache directory {path} is not private (mode {stat.S_IMODE(info.st_mode):o}, uid {info.st_uid})",
+            "compiled modules are code: the cache must be mode 0700 and owned by this user (chmod 700 it)",
+        )
+
+
+def _load_key(path: Path) -> bytes:
+    """The cache's HMAC key, created once; safe when several processes race to create it."""
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".key-")
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_bytes(TAG_BYTES))  # a node secret, never on a result path
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    key = path.read_bytes()
+    if len(key) != TAG_BYTES:
+        raise CacheError(f"cache key {path} is damaged", "delete the cache directory to start afresh")
+    return key
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cod" / "modules"

@@ -1,0 +1,790 @@
+"""wasi_snapshot_preview1, implemented by cod: every answer is decided by the job spec.
+
+Each of the 46 functions of preview1 is defined on a wasmtime Linker as a host function.
+Clocks and randomness come from :mod:`cod.wasm.entropy`, files from :mod:`cod.wasm.vfs`;
+args and env are the spec's, never the host's. Sockets do not exist (``sock_*`` return
+ENOTSUP). ``proc_exit`` ends the run through :class:`ProcExit`.
+
+A module may import only functions of preview1 with their exact signatures; anything else
+(wasi-threads, socket extensions, another host module, an imported memory) is refused
+before it runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import wasmtime
+from wasmtime import FuncType, ValType
+
+from ..errors import ImportRefused
+from . import abi
+from .entropy import RandomStream, VirtualClock
+from .vfs import MAX_OPEN_FDS, Budget, Errno, FileSystem, Handle, Mount, filetype_of, host_error, inode, iter_iovecs
+
+U64 = (1 << 64) - 1
+_I32 = ValType.i32()
+_I64 = ValType.i64()
+_SIGNATURES: dict[str, tuple[str, str]] = {
+    # name: (params, results) with "i" for i32 and "I" for i64
+    "args_get": ("ii", "i"),
+    "args_sizes_get": ("ii", "i"),
+    "environ_get": ("ii", "i"),
+    "environ_sizes_get": ("ii", "i"),
+    "clock_res_get": ("ii", "i"),
+    "clock_time_get": ("iIi", "i"),
+    "fd_advise": ("iIIi", "i"),
+    "fd_allocate": ("iII", "i"),
+    "fd_close": ("i", "i"),
+    "fd_datasync": ("i", "i"),
+    "fd_fdstat_get": ("ii", "i"),
+    "fd_fdstat_set_flags": ("ii", "i"),
+    "fd_fdstat_set_rights": ("iII", "i"),
+    "fd_filestat_get": ("ii", "i"),
+    "fd_filestat_set_size": ("iI", "i"),
+    "fd_filestat_set_times": ("iIIi", "i"),
+    "fd_pread": ("iiiIi", "i"),
+    "fd_prestat_get": ("ii", "i"),
+    "fd_prestat_dir_name": ("iii", "i"),
+    "fd_pwrite": ("iiiIi", "i"),
+    "fd_read": ("iiii", "i"),
+    "fd_readdir": ("iiiIi", "i"),
+    "fd_renumber": ("ii", "i"),
+    "fd_seek": ("iIii", "i"),
+    "fd_sync": ("i", "i"),
+    "fd_tell": ("ii", "i"),
+    "fd_write": ("iiii", "i"),
+    "path_create_directory": ("iii", "i"),
+    "path_filestat_get": ("iiiii", "i"),
+    "path_filestat_set_times": ("iiiiIIi", "i"),
+    "path_link": ("iiiiiii", "i"),
+    "path_open": ("iiiiiIIii", "i"),
+    "path_readlink": ("iiiiii", "i"),
+    "path_remove_directory": ("iii", "i"),
+    "path_rename": ("iiiiii", "i"),
+    "path_symlink": ("iiiii", "i"),
+    "path_unlink_file": ("iii", "i"),
+    "poll_oneoff": ("iiii", "i"),
+    "proc_exit": ("i", ""),
+    "proc_raise": ("i", "i"),
+    "sched_yield": ("", "i"),
+    "random_get": ("ii", "i"),
+    "sock_accept": ("iii", "i"),
+    "sock_recv": ("iiiiii", "i"),
+    "sock_send": ("iiiii", "i"),
+    "sock_shutdown": ("ii", "i"),
+}
+
+
+def _functype(sig: tuple[str, str]) -> FuncType:
+    kinds = {"i": _I32, "I": _I64}
+    return FuncType([kinds[c] for c in sig[0]], [kinds[c] for c in sig[1]])
+
+
+FUNCTYPES = {name: _functype(sig) for name, sig in _SIGNATURES.items()}
+_RIGHT_FD_READ = 1 << 1
+_FILESTAT = struct.Struct("<QQBxxxxxxxQQQQQ")
+_FDSTAT = struct.Struct("<BxHxxxxQQ")
+_DIRENT = struct.Struct("<QQIBxxx")
+_EVENT = struct.Struct("<QHBxxxxxQHxxxxxx")
+
+
+class ProcExit(Exception):
+    """The job called proc_exit."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def check_imports(module: wasmtime.Module) -> None:
+    """Refuse a module that imports anything cod does not provide exactly."""
+    for imp in module.imports:
+        name = imp.name or ""
+        if imp.module != abi.MODULE:
+            why = "wasi-threads is not available: jobs are single-threaded" if imp.module == "wasi" else (
+                "only wasi_snapshot_preview1 is provided"
+            )
+            raise ImportRefused(imp.module, name, why)
+        if name not in FUNCTYPES:
+            raise ImportRefused(imp.module, name, "not a function of WASI preview1 (no sockets, no extensions)")
+        ty = imp.type
+        expected = FUNCTYPES[name]
+        if not isinstance(ty, FuncType) or [str(p) for p in ty.params] != [str(p) for p in expected.params] or [
+            str(r) for r in ty.results
+        ] != [str(r) for r in expected.results]:
+            raise ImportRefused(imp.module, name, "its signature differs from WASI preview1")
+
+
+class Stream:
+    """stdout or stderr: a host file in the results directory, under a byte cap."""
+
+    def __init__(self, path: str, budget: Budget) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self.budget = budget
+
+    def write(self, chunks: list[memoryview]) -> int:
+        total = sum(len(c) for c in chunks)
+        self.budget.grow(total)
+        try:
+            written = os.writev(self.fd, chunks)
+            if written < total:
+                rest = b"".join(chunks)[written:]
+                while rest:
+                    rest = rest[os.write(self.fd, rest):]
+        except OSError as exc:
+            raise host_error(exc) from exc
+        return total
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Wasi:
+    """The WASI state of one run: args, env, clock, random stream, fd table, streams."""
+
+    def __init__(
+        self,
+        *,
+        args: list[str],
+        env: list[tuple[str, str]],
+        clock: VirtualClock,
+        random: RandomStream,
+        fs: FileSystem,
+        stdout: Stream,
+        stderr: Stream,
+        epoch_ns: int,
+    ) -> None:
+        self.args = [a.encode() + b"\x00" for a in args]
+        self.env = [k.encode() + b"=" + v.encode() + b"\x00" for k, v in env]
+        self.clock = clock
+        self.random = random
+        self.fs = fs
+        self.streams = {"stdout": stdout, "stderr": stderr}
+        self.epoch_ns = epoch_ns
+        self.memory: wasmtime.Memory | None = None
+        self.fds: dict[int, Handle] = {
+            0: Handle(abi.FILETYPE_UNKNOWN, stream="stdin"),
+            1: Handle(abi.FILETYPE_UNKNOWN, stream="stdout", readable=False, writable=True),
+            2: Handle(abi.FILETYPE_UNKNOWN, stream="stderr", readable=False, writable=True),
+        }
+        self.preopens: dict[int, Mount] = {}
+        for n, mount in enumerate(fs.mounts):
+            self.fds[3 + n] = Handle(abi.FILETYPE_DIRECTORY, mount=mount, writable=mount.writable)
+            self.preopens[3 + n] = mount
+
+    # -- linking ------------------------------------------------------------------------
+    def define(self, linker: wasmtime.Linker) -> None:
+        for name, ty in FUNCTYPES.items():
+            linker.define_func(abi.MODULE, name, ty, self._wrap(getattr(self, name)), access_caller=True)
+
+    @staticmethod
+    def _wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(caller: wasmtime.Caller, *params: int) -> Any:
+            try:
+                return fn(caller, *params)
+            except Errno as err:
+                return err.code
+
+        return call
+
+    def close(self) -> None:
+        for handle in self.fds.values():
+            if handle.host_fd is not None:
+                os.close(handle.host_fd)
+                handle.host_fd = None
+        for stream in self.streams.values():
+            stream.close()
+
+    # -- guest memory -------------------------------------------------------------------
+    def _view(self, caller: wasmtime.Caller) -> memoryview:
+        memory = self.memory
+        if memory is None:
+            found = caller.get("memory")
+            if not isinstance(found, wasmtime.Memory):
+                raise Errno(abi.EFAULT)
+            memory = self.memory = found
+        size = memory.data_len(caller)
+        if size == 0:
+            return memoryview(b"")
+        base = ctypes.addressof(memory.data_ptr(caller).contents)
+        return memoryview((ctypes.c_ubyte * size).from_address(base)).cast("B")
+
+    @staticmethod
+    def _span(view: memoryview, ptr: int, length: int) -> memoryview:
+        if ptr < 0 or length < 0 or ptr + length > len(view):
+            raise Errno(abi.EFAULT)
+        return view[ptr : ptr + length]
+
+    def _put(self, view: memoryview, ptr: int, fmt: str, *values: int) -> None:
+        size = struct.calcsize(fmt)
+        struct.pack_into(fmt, self._span(view, ptr, size), 0, *values)
+
+    def _bytes(self, view: memoryview, ptr: int, length: int) -> bytes:
+        return bytes(self._span(view, ptr, length))
+
+    def _iovecs(self, view: memoryview, ptr: int, count: int) -> list[memoryview]:
+        self._span(view, ptr, 8 * count)
+        return [self._span(view, buf, length) for buf, length in iter_iovecs(view, ptr, count)]
+
+    # -- fd table -----------------------------------------------------------------------
+    def _handle(self, fd: int) -> Handle:
+        handle = self.fds.get(fd)
+        if handle is None:
+            raise Errno(abi.EBADF)
+        return handle
+
+    def _dir(self, fd: int) -> tuple[Mount, Handle]:
+        handle = self._handle(fd)
+        if handle.filetype != abi.FILETYPE_DIRECTORY or handle.mount is None:
+            raise Errno(abi.ENOTDIR)
+        return handle.mount, handle
+
+    def _file(self, fd: int) -> Handle:
+        handle = self._handle(fd)
+        if handle.filetype == abi.FILETYPE_DIRECTORY:
+            raise Errno(abi.EISDIR)
+        return handle
+
+    def _new_fd(self, handle: Handle) -> int:
+        if len(self.fds) >= MAX_OPEN_FDS:
+            raise Errno(abi.EMFILE)
+        fd = 0
+        while fd in self.fds:
+            fd += 1
+        self.fds[fd] = handle
+        return fd
+
+    def _path(self, view: memoryview, ptr: int, length: int) -> bytes:
+        return self._bytes(view, ptr, length)
+
+    # -- args, env, clocks, random ------------------------------------------------------
+    def _vector_sizes(self, caller: wasmtime.Caller, items: list[bytes], count_ptr: int, size_ptr: int) -> int:
+        view = self._view(caller)
+        self._put(view, count_ptr, "<I", len(items))
+        self._put(view, size_ptr, "<I", sum(len(i) for i in items))
+        return abi.SUCCESS
+
+    def _vector_get(self, caller: wasmtime.Caller, items: list[bytes], ptrs: int, buf: int) -> int:
+        view = self._view(caller)
+        offset = buf
+        for n, item in enumerate(items):
+            self._put(view, ptrs + 4 * n, "<I", offset)
+            self._span(view, offset, len(item))[:] = item
+            offset += len(item)
+        return abi.SUCCESS
+
+    def args_sizes_get(self, caller: wasmtime.Caller, count_ptr: int, size_ptr: int) -> int:
+        return self._vector_sizes(caller, self.args, count_ptr, size_ptr)
+
+    def args_get(self, caller: wasmtime.Caller, ptrs: int, buf: int) -> int:
+        return self._vector_get(caller, self.args, ptrs, buf)
+
+    def environ_sizes_get(self, caller: wasmtime.Caller, count_ptr: int, size_ptr: int) -> int:
+        return self._vector_sizes(caller, self.env, count_ptr, size_ptr)
+
+    def environ_get(self, caller: wasmtime.Caller, ptrs: int, buf: int) -> int:
+        return self._vector_get(caller, self.env, ptrs, buf)
+
+    def clock_res_get(self, caller: wasmtime.Caller, clock_id: int, ptr: int) -> int:
+        if clock_id not in abi.CLOCKS:
+            raise Errno(abi.EINVAL)
+        self._put(self._view(caller), ptr, "<Q", self.clock.tick)
+        return abi.SUCCESS
+
+    def clock_time_get(self, caller: wasmtime.Caller, clock_id: int, precision: int, ptr: int) -> int:
+        if clock_id not in abi.CLOCKS:
+            raise Errno(abi.EINVAL)
+        view = self._view(caller)
+        self._span(view, ptr, 8)
+        self._put(view, ptr, "<Q", self.clock.read())
+        return abi.SUCCESS
+
+    def random_get(self, caller: wasmtime.Caller, buf: int, length: int) -> int:
+        view = self._view(caller)
+        self._span(view, buf, length)[:] = self.random.read(length)
+        return abi.SUCCESS
+
+    def sched_yield(self, caller: wasmtime.Caller) -> int:
+        return abi.SUCCESS
+
+    def proc_exit(self, caller: wasmtime.Caller, code: int) -> None:
+        raise ProcExit(code & 0xFFFFFFFF)
+
+    def proc_raise(self, caller: wasmtime.Caller, sig: int) -> int:
+        return abi.ENOSYS
+
+    def poll_oneoff(self, caller: wasmtime.Caller, in_ptr: int, out_ptr: int, count: int, nevents_ptr: int) -> int:
+        if count == 0:
+            raise Errno(abi.EINVAL)
+        view = self._view(caller)
+        subs = self._bytes(view, in_ptr, abi.SUBSCRIPTION_SIZE * count)
+        self._span(view, out_ptr, abi.EVENT_SIZE * count)
+        events: list[tuple[int, int, int, int]] = []  # userdata, error, type, nbytes
+        clocks: list[tuple[int, int]] = []  # userdata, deadline
+        for n in range(count):
+            base = n * abi.SUBSCRIPTION_SIZE
+            userdata, tag = struct.unpack_from("<QB", subs, base)
+            if tag == abi.EVENTTYPE_CLOCK:
+                clock_id, timeout, _precision, flags = struct.unpack_from("<IxxxxQQH", subs, base + 16)
+                if clock_id not in abi.CLOCKS:
+                    events.append((userdata, abi.EINVAL, tag, 0))
+                    continue
+                deadline = timeout if flags & abi.SUBCLOCKFLAG_ABSTIME else self.clock.now + timeout
+                clocks.append((userdata, min(deadline, U64)))
+            elif tag in (abi.EVENTTYPE_FD_READ, abi.EVENTTYPE_FD_WRITE):
+                (fd,) = struct.unpack_from("<I", subs, base + 16)
+                handle = self.fds.get(fd)
+                if handle is None:
+                    events.append((userdata, abi.EBADF, tag, 0))
+                else:
+                    events.append((userdata, abi.SUCCESS, tag, self._ready_bytes(handle, tag)))
+            else:
+                raise Errno(abi.EINVAL)
+        if not events and clocks:
+            first = min(deadline for _, deadline in clocks)
+            self.clock.sleep_until(first)
+            events = [(u, abi.SUCCESS, abi.EVENTTYPE_CLOCK, 0) for u, d in clocks if d <= self.clock.now]
+        for n, event in enumerate(events):
+            _EVENT.pack_into(view, out_ptr + n * abi.EVENT_SIZE, event[0], event[1], event[2], event[3], 0)
+        self._put(view, nevents_ptr, "<I", len(events))
+        return abi.SUCCESS
+
+    def _ready_bytes(self, handle: Handle, tag: int) -> int:
+        if tag != abi.EVENTTYPE_FD_READ or handle.host_fd is None:
+            return 0
+        try:
+            size = os.fstat(handle.host_fd).st_size
+            return max(0, size - os.lseek(handle.host_fd, 0, os.SEEK_CUR))
+        except OSError as exc:
+            raise host_error(exc) from exc
+
+    # -- sockets: there are none ------------------------------------------------------
+    def sock_accept(self, caller: wasmtime.Caller, fd: int, flags: int, ptr: int) -> int:
+        return abi.ENOTSUP
+
+    def sock_recv(self, caller: wasmtime.Caller, *params: int) -> int:
+        return abi.ENOTSUP
+
+    def sock_send(self, caller: wasmtime.Caller, *params: int) -> int:
+        return abi.ENOTSUP
+
+    def sock_shutdown(self, caller: wasmtime.Caller, fd: int, how: int) -> int:
+        return abi.ENOTSUP
+
+    # -- fds ----------------------------------------------------------------------------
+    def fd_prestat_get(self, caller: wasmtime.Caller, fd: int, ptr: int) -> int:
+        mount = self.preopens.get(fd)
+        if mount is None or fd not in self.fds:
+            raise Errno(abi.EBADF)
+        self._put(self._view(caller), ptr, "<BxxxI", 0, len(mount.path.encode()))
+        return abi.SUCCESS
+
+    def fd_prestat_dir_name(self, caller: wasmtime.Caller, fd: int, ptr: int, length: int) -> int:
+        mount = self.preopens.get(fd)
+        if mount is None or fd not in self.fds:
+            raise Errno(abi.EBADF)
+        name = mount.path.encode()
+        if length < len(name):
+            raise Errno(abi.ENAMETOOLONG)
+        self._span(self._view(caller), ptr, len(name))[:] = name
+        return abi.SUCCESS
+
+    def fd_close(self, caller: wasmtime.Caller, fd: int) -> int:
+        handle = self._handle(fd)
+        if handle.stream is not None:
+            # the streams stay open for the run; the fd number is freed
+            del self.fds[fd]
+            return abi.SUCCESS
+        if handle.host_fd is not None:
+            os.close(handle.host_fd)
+        del self.fds[fd]
+        self.preopens.pop(fd, None)
+        return abi.SUCCESS
+
+    def fd_renumber(self, caller: wasmtime.Caller, fd: int, to: int) -> int:
+        handle = self._handle(fd)
+        target = self._handle(to)
+        if fd == to:
+            return abi.SUCCESS
+        if target.host_fd is not None:
+            os.close(target.host_fd)
+        self.fds[to] = handle
+        del self.fds[fd]
+        if fd in self.preopens:
+            self.preopens[to] = self.preopens.pop(fd)
+        else:
+            self.preopens.pop(to, None)
+        return abi.SUCCESS
+
+    def fd_advise(self, caller: wasmtime.Caller, fd: int, offset: int, length: int, advice: int) -> int:
+        self._file(fd)
+        return abi.SUCCESS
+
+    def fd_allocate(self, caller: wasmtime.Caller, fd: int, offset: int, length: int) -> int:
+        self._file(fd)
+        return abi.ENOTSUP
+
+    def fd_sync(self, caller: wasmtime.Caller, fd: int) -> int:
+        self._handle(fd)
+        return abi.SUCCESS
+
+    def fd_datasync(self, caller: wasmtime.Caller, fd: int) -> int:
+        self._handle(fd)
+        return abi.SUCCESS
+
+    def fd_fdstat_get(self, caller: wasmtime.Caller, fd: int, ptr: int) -> int:
+        handle = self._handle(fd)
+        flags = abi.FDFLAG_APPEND if handle.append else 0
+        _FDSTAT.pack_into(self._span(self._view(caller), ptr, abi.FDSTAT_SIZE), 0, handle.filetype, flags,
+                          abi.RIGHTS_ALL, abi.RIGHTS_ALL)
+        return abi.SUCCESS
+
+    def fd_fdstat_set_flags(self, caller: wasmtime.Caller, fd: int, flags: int) -> int:
+        handle = self._handle(fd)
+        if handle.host_fd is not None:
+            handle.append = bool(flags & abi.FDFLAG_APPEND)
+        return abi.SUCCESS
+
+    def fd_fdstat_set_rights(self, caller: wasmtime.Caller, fd: int, base: int, inheriting: int) -> int:
+        self._handle(fd)
+        return abi.SUCCESS
+
+    def _filestat(self, view: memoryview, ptr: int, ino: int, filetype: int, size: int) -> None:
+        epoch = self.epoch_ns
+        _FILESTAT.pack_into(self._span(view, ptr, abi.FILESTAT_SIZE), 0, 0, ino, filetype, 1, size, epoch, epoch, epoch)
+
+    def _stat_entry(self, mount: Mount, comps: tuple[bytes, ...], info: os.stat_result) -> tuple[int, int, int]:
+        filetype = filetype_of(info.st_mode)
+        size = info.st_size if filetype in (abi.FILETYPE_REGULAR_FILE, abi.FILETYPE_SYMBOLIC_LINK) else 0
+        return inode(mount.virtual_path(comps)), filetype, size
+
+    def fd_filestat_get(self, caller: wasmtime.Caller, fd: int, ptr: int) -> int:
+        handle = self._handle(fd)
+        view = self._view(caller)
+        if handle.stream is not None:
+            self._filestat(view, ptr, inode(b"<" + handle.stream.encode() + b">"), handle.filetype, 0)
+            return abi.SUCCESS
+        assert handle.mount is not None
+        try:
+            info = os.fstat(handle.host_fd) if handle.host_fd is not None else os.lstat(
+                handle.mount.host_path(handle.comps))
+        except OSError as exc:
+            raise host_error(exc) from exc
+        self._filestat(view, ptr, *self._stat_entry(handle.mount, handle.comps, info))
+        return abi.SUCCESS
+
+    def fd_filestat_set_size(self, caller: wasmtime.Caller, fd: int, size: int) -> int:
+        handle = self._writable_file(fd)
+        assert handle.host_fd is not None
+        try:
+            current = os.fstat(handle.host_fd).st_size
+            self.fs.outputs.grow(size - current)
+            os.ftruncate(handle.host_fd, size)
+        except OSError as exc:
+            raise host_error(exc) from exc
+        return abi.SUCCESS
+
+    def fd_filestat_set_times(self, caller: wasmtime.Caller, fd: int, atim: int, mtim: int, flags: int) -> int:
+        handle = self._handle(fd)
+        if handle.mount is not None and not handle.mount.writable:
+            raise Errno(abi.EROFS)
+        return abi.SUCCESS  # timestamps are fixed at the epoch: setting them is a no-op
+
+    def _writable_file(self, fd: int) -> Handle:
+        handle = self._file(fd)
+        if not handle.writable or handle.host_fd is None:
+            raise Errno(abi.EBADF)
+        return handle
+
+    def fd_read(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, nread_ptr: int) -> int:
+        handle = self._file(fd)
+        view = self._view(caller)
+        bufs = self._iovecs(view, iovs, count)
+        if handle.stream == "stdin":
+            n = 0
+        elif not handle.readable or handle.host_fd is None:
+            raise Errno(abi.EBADF)
+        else:
+            try:
+                n = os.readv(handle.host_fd, bufs)
+            except OSError as exc:
+                raise host_error(exc) from exc
+        self._put(view, nread_ptr, "<I", n)
+        return abi.SUCCESS
+
+    def fd_pread(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, offset: int, nread_ptr: int) -> int:
+        handle = self._file(fd)
+        if handle.host_fd is None or not handle.readable:
+            raise Errno(abi.ESPIPE if handle.stream else abi.EBADF)
+        view = self._view(caller)
+        bufs = self._iovecs(view, iovs, count)
+        try:
+            n = os.preadv(handle.host_fd, bufs, offset & U64)
+        except OSError as exc:
+            raise host_error(exc) from exc
+        self._put(view, nread_ptr, "<I", n)
+        return abi.SUCCESS
+
+    def fd_write(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, nwritten_ptr: int) -> int:
+        handle = self._file(fd)
+        view = self._view(caller)
+        bufs = self._iovecs(view, iovs, count)
+        if handle.stream in self.streams:
+            n = self.streams[handle.stream].write(bufs)  # type: ignore[index]
+        else:
+            handle = self._writable_file(fd)
+            assert handle.host_fd is not None
+            try:
+                if handle.append:
+                    os.lseek(handle.host_fd, 0, os.SEEK_END)
+                offset = os.lseek(handle.host_fd, 0, os.SEEK_CUR)
+                n = self._write_at(handle.host_fd, bufs, offset, positional=False)
+            except OSError as exc:
+                raise host_error(exc) from exc
+        self._put(view, nwritten_ptr, "<I", n)
+        return abi.SUCCESS
+
+    def fd_pwrite(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, offset: int, ptr: int) -> int:
+        handle = self._file(fd)
+        if handle.stream is not None:
+            raise Errno(abi.ESPIPE)
+        handle = self._writable_file(fd)
+        assert handle.host_fd is not None
+        view = self._view(caller)
+        bufs = self._iovecs(view, iovs, count)
+        try:
+            n = self._write_at(handle.host_fd, bufs, offset & U64, positional=True)
+        except OSError as exc:
+            raise host_error(exc) from exc
+        self._put(view, ptr, "<I", n)
+        return abi.SUCCESS
+
+    def _write_at(self, host_fd: int, bufs: list[memoryview], offset: int, positional: bool) -> int:
+        total = sum(len(b) for b in bufs)
+        size = os.fstat(host_fd).st_size
+        self.fs.outputs.grow(offset + total - size)
+        return os.pwritev(host_fd, bufs, offset) if positional else os.writev(host_fd, bufs)
+
+    def fd_seek(self, caller: wasmtime.Caller, fd: int, offset: int, whence: int, ptr: int) -> int:
+        handle = self._handle(fd)
+        if handle.stream is not None:
+            raise Errno(abi.ESPIPE)
+        if handle.host_fd is None:
+            raise Errno(abi.EBADF)
+        if whence not in (abi.WHENCE_SET, abi.WHENCE_CUR, abi.WHENCE_END):
+            raise Errno(abi.EINVAL)
+        view = self._view(caller)
+        self._span(view, ptr, 8)
+        host_whence = {abi.WHENCE_SET: os.SEEK_SET, abi.WHENCE_CUR: os.SEEK_CUR, abi.WHENCE_END: os.SEEK_END}[whence]
+        try:
+            position = os.lseek(handle.host_fd, offset, host_whence)
+        except OSError as exc:
+            raise host_error(exc) from exc
+        self._put(view, ptr, "<Q", position)
+        return abi.SUCCESS
+
+    def fd_tell(self, caller: wasmtime.Caller, fd: int, ptr: int) -> int:
+        return self.fd_seek(caller, fd, 0, abi.WHENCE_CUR, ptr)
+
+    def fd_readdir(self, caller: wasmtime.Caller, fd: int, buf: int, length: int, cookie: int, used_ptr: int) -> int:
+        mount, handle = self._dir(fd)
+        view = self._view(caller)
+        out = self._span(view, buf, length)
+        if cookie == 0 or handle.listing is None:
+            handle.listing = self.fs.listing(mount, handle.comps)
+        used = 0
+        for index in range(cookie & U64, len(handle.listing)):
+            name, ino, filetype = handle.listing[index]
+            entry = _DIRENT.pack(index + 1, ino, len(name), filetype) + name
+            take = min(len(entry), length - used)
+            out[used : used + take] = entry[:take]
+            used += take
+            if used >= length:
+                break
+        self._put(view, used_ptr, "<I", used)
+        return abi.SUCCESS
+
+    # -- paths --------------------------------------------------------------------------
+    def _writable_dir(self, fd: int) -> tuple[Mount, Handle]:
+        mount, handle = self._dir(fd)
+        if not mount.writable:
+            raise Errno(abi.EROFS)
+        return mount, handle
+
+    def path_open(
+        self,
+        caller: wasmtime.Caller,
+        fd: int,
+        dirflags: int,
+        path_ptr: int,
+        path_len: int,
+        oflags: int,
+        rights_base: int,
+        rights_inheriting: int,
+        fdflags: int,
+        fd_ptr: int,
+    ) -> int:
+        mount, base = self._dir(fd)
+        view = self._view(caller)
+        path = self._path(view, path_ptr, path_len)
+        self._span(view, fd_ptr, 4)
+        write = bool(rights_base & abi.RIGHT_FD_WRITE or oflags & (abi.O_CREAT | abi.O_TRUNC)
+                     or fdflags & abi.FDFLAG_APPEND)
+        if write and not mount.writable:
+            raise Errno(abi.EROFS)
+        comps, info = self.fs.resolve(mount, base.comps, path, bool(dirflags & abi.LOOKUP_SYMLINK_FOLLOW))
+        host = mount.host_path(comps)
+        if len(self.fds) >= MAX_OPEN_FDS:
+            raise Errno(abi.EMFILE)
+        if info is None:
+            if not oflags & abi.O_CREAT:
+                raise Errno(abi.ENOENT)
+            if oflags & abi.O_DIRECTORY:
+                raise Errno(abi.EINVAL)
+            self.fs.check_new_name(comps)
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
+        else:
+            if oflags & abi.O_CREAT and oflags & abi.O_EXCL:
+                raise Errno(abi.EEXIST)
+            filetype = filetype_of(info.st_mode)
+            if filetype == abi.FILETYPE_SYMBOLIC_LINK:
+                raise Errno(abi.ELOOP)
+            if filetype == abi.FILETYPE_DIRECTORY:
+                if write:
+                    raise Errno(abi.EISDIR)
+                new = Handle(abi.FILETYPE_DIRECTORY, mount=mount, comps=comps, writable=mount.writable)
+                self._put(view, fd_ptr, "<I", self._new_fd(new))
+                return abi.SUCCESS
+            if oflags & abi.O_DIRECTORY:
+                raise Errno(abi.ENOTDIR)
+            if filetype != abi.FILETYPE_REGULAR_FILE:
+                raise Errno(abi.EACCES)
+            flags = os.O_RDWR if mount.writable else os.O_RDONLY
+        try:
+            host_fd = os.open(host, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise host_error(exc) from exc
+        if oflags & abi.O_TRUNC:
+            try:
+                os.ftruncate(host_fd, 0)
+            except OSError as exc:
+                os.close(host_fd)
+                raise host_error(exc) from exc
+        readable = bool(rights_base & _RIGHT_FD_READ) or not write
+        new = Handle(abi.FILETYPE_REGULAR_FILE, mount=mount, comps=comps, host_fd=host_fd, readable=readable,
+                     writable=write, append=bool(fdflags & abi.FDFLAG_APPEND))
+        self._put(view, fd_ptr, "<I", self._new_fd(new))
+        return abi.SUCCESS
+
+    def path_create_directory(self, caller: wasmtime.Caller, fd: int, path_ptr: int, path_len: int) -> int:
+        mount, base = self._writable_dir(fd)
+        comps, info = self.fs.resolve(mount, base.comps, self._path(self._view(caller), path_ptr, path_len), False)
+        if info is not None:
+            raise Errno(abi.EEXIST)
+        self.fs.check_new_name(comps)
+        try:
+            os.mkdir(mount.host_path(comps), 0o755)
+        except OSError as exc:
+            raise host_error(exc) from exc
+        return abi.SUCCESS
+
+    def path_filestat_get(self, caller: wasmtime.Caller, fd: int, flags: int, path_ptr: int, path_len: int,
+                          ptr: int) -> int:
+        mount, base = self._dir(fd)
+        view = self._view(caller)
+        path = self._path(view, path_ptr, path_len)
+        comps, info = self.fs.resolve(mount, base.comps, path, bool(flags & abi.LOOKUP_SYMLINK_FOLLOW))
+        if info is None:
+            raise Errno(abi.ENOENT)
+        self._filestat(view, ptr, *self._stat_entry(mount, comps, info))
+        return abi.SUCCESS
+
+    def path_filestat_set_times(self, caller: wasmtime.Caller, fd: int, flags: int, path_ptr: int, path_len: int,
+                                atim: int, mtim: int, fst_flags: int) -> int:
+        mount, base = self._dir(fd)
+        path = self._path(self._view(caller), path_ptr, path_len)
+        _, info = self.fs.resolve(mount, base.comps, path, bool(flags & abi.LOOKUP_SYMLINK_FOLLOW))
+        if info is None:
+            raise Errno(abi.ENOENT)
+        if not mount.writable:
+            raise Errno(abi.EROFS)
+        return abi.SUCCESS  # timestamps are fixed at the epoch
+
+    def path_link(self, caller: wasmtime.Caller, old_fd: int, old_flags: int, old_ptr: int, old_len: int,
+                  new_fd: int, new_ptr: int, new_len: int) -> int:
+        self._dir(old_fd)
+        mount, _ = self._dir(new_fd)
+        raise Errno(abi.EPERM if mount.writable else abi.EROFS)
+
+    def path_symlink(self, caller: wasmtime.Caller, old_ptr: int, old_len: int, fd: int, new_ptr: int,
+                     new_len: int) -> int:
+        mount, _ = self._dir(fd)
+        # results hold only files and directories: a symlink could point anywhere
+        raise Errno(abi.EPERM if mount.writable else abi.EROFS)
+
+    def path_readlink(self, caller: wasmtime.Caller, fd: int, path_ptr: int, path_len: int, buf: int,
+                      buf_len: int, used_ptr: int) -> int:
+        mount, base = self._dir(fd)
+        view = self._view(caller)
+        comps, info = self.fs.resolve(mount, base.comps, self._path(view, path_ptr, path_len), False)
+        if info is None:
+            raise Errno(abi.ENOENT)
+        if filetype_of(info.st_mode) != abi.FILETYPE_SYMBOLIC_LINK:
+            raise Errno(abi.EINVAL)
+        target = os.readlink(mount.host_path(comps))
+        take = min(len(target), buf_len)
+        self._span(view, buf, take)[:] = target[:take]
+        self._put(view, used_ptr, "<I", take)
+        return abi.SUCCESS
+
+    def path_remove_directory(self, caller: wasmtime.Caller, fd: int, path_ptr: int, path_len: int) -> int:
+        mount, base = self._writable_dir(fd)
+        comps, info = self.fs.resolve(mount, base.comps, self._path(self._view(caller), path_ptr, path_len), False)
+        if info is None:
+            raise Errno(abi.ENOENT)
+        if not comps:
+            raise Errno(abi.EPERM)
+        try:
+            os.rmdir(mount.host_path(comps))
+        except OSError as exc:
+            raise host_error(exc) from exc
+        return abi.SUCCESS
+
+    def path_unlink_file(self, caller: wasmtime.Caller, fd: int, path_ptr: int, path_len: int) -> int:
+        mount, base = self._writable_dir(fd)
+        comps, info = self.fs.resolve(mount, base.comps, self._path(self._view(caller), path_ptr, path_len), False)
+        if info is None:
+            raise Errno(abi.ENOENT)
+        if filetype_of(info.st_mode) == abi.FILETYPE_DIRECTORY:
+            raise Errno(abi.EISDIR)
+        try:
+            os.unlink(mount.host_path(comps))
+        except OSError as exc:
+            raise host_error(exc) from exc
+        return abi.SUCCESS
+
+    def path_rename(self, caller: wasmtime.Caller, fd: int, old_ptr: int, old_len: int, new_fd: int, new_ptr: int,
+                    new_len: int) -> int:
+        mount, base = self._writable_dir(fd)
+        new_mount, new_base = self._writable_dir(new_fd)
+        if new_mount != mount:
+            raise Errno(abi.EXDEV)
+        view = self._view(caller)
+        old, info = self.fs.resolve(mount, base.comps, self._path(view, old_ptr, old_len), False)
+        new, _ = self.fs.resolve(mount, new_base.comps, self._path(view, new_ptr, new_len), False)
+        if info is None:
+            raise Errno(abi.ENOENT)
+        if not old or not new:
+            raise Errno(abi.EPERM)
+        self.fs.check_new_name(new)
+        try:
+            os.rename(mount.host_path(old), mount.host_path(new))
+        except OSError as exc:
+            raise host_error(exc) from exc
+        return abi.SUCCESS
+
