@@ -1,0 +1,117 @@
+"""Every vector in vectors/: its spec, its job CID and its outcome, re-derived and re-checked.
+
+Each expected result CID is checked twice over on every run: cod must produce it, and the
+js-ipfs-unixfs importer (and ipfs-car, where the results hold no empty directory) must
+compute the same CID for the directory cod wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from cod import CodError, Engine, JobSpec, cid_of_tree, module_cid, run
+from cod.wasm.entropy import RandomStream
+
+from .helpers import VECTORS, ipfs_car_cid, js_unixfs_cid, load_vector, vector_names
+
+
+def _has_empty_dir(root: Path) -> bool:
+    return any(not dirs and not files for _, dirs, files in os.walk(root))
+
+
+def _prepare(name: str) -> tuple[dict, JobSpec, bytes, dict[str, str]]:  # type: ignore[type-arg]
+    vector = load_vector(name)
+    spec = JobSpec.from_dict(vector["spec"])
+    wasm = (VECTORS / vector["module"]).read_bytes()
+    sources = {}
+    for item in spec.inputs:
+        source = VECTORS / vector["inputs"][item.path]
+        assert str(cid_of_tree(source)) == item.cid, f"{name}: input data changed"
+        sources[item.cid] = str(source)
+    return vector, spec, wasm, sources
+
+
+@pytest.mark.parametrize("name", vector_names())
+def test_vector(name: str, engine: Engine, tmp_path: Path) -> None:
+    vector, spec, wasm, sources = _prepare(name)
+    assert module_cid(wasm) == spec.module, f"{name}: module bytes changed; run make vectors"
+    assert str(spec.cid) == vector["job_cid"]
+    assert vector["profile"] == engine.profile, "vectors were derived under another execution profile"
+    expect = vector["expect"]
+    out = tmp_path / "results"
+    if "error" in expect:
+        with pytest.raises(CodError) as info:
+            run(spec, wasm, sources, out, engine)
+        assert type(info.value).__name__ == expect["error"]
+        assert info.value.code == expect["exit_code"]
+        assert not out.exists()
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cod-")]  # nothing half-written
+        return
+    result = run(spec, wasm, sources, out, engine)
+    assert (result.exit_code, result.trap, result.fuel_used) == (
+        expect["exit_code"], expect["trap"], expect["fuel_used"])
+    assert (out / "stdout").read_text("utf-8", "replace") == expect["stdout"]
+    assert result.result_cid == expect["result_cid"]
+    assert js_unixfs_cid(out) == expect["result_cid"]
+    if not _has_empty_dir(out):
+        assert ipfs_car_cid(out, tmp_path / "r.car") == expect["result_cid"]
+
+
+def _xorshift_sha256(mib: int) -> str:
+    digest, x, mask = hashlib.sha256(), 1, (1 << 64) - 1
+    for _ in range(mib):
+        block = bytearray(1 << 20)
+        for i in range(0, len(block), 8):
+            x ^= (x << 13) & mask
+            x ^= x >> 7
+            x ^= (x << 17) & mask
+            struct.pack_into("<Q", block, i, x)
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def test_sha256_vector_agrees_with_hashlib() -> None:
+    vector = load_vector("sha256")
+    assert vector["expect"]["stdout"].strip() == _xorshift_sha256(int(vector["spec"]["args"][1]))
+
+
+def test_wordcount_vector_agrees_with_python() -> None:
+    vector = load_vector("wordcount")
+    root = VECTORS / vector["inputs"]["/inputs"]
+    lines = words = size = 0
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            lines += data.count(b"\n")
+            words += len(data.split())
+            size += len(data)
+    assert vector["expect"]["stdout"] == f"{lines} {words} {size} total\n"
+
+
+def test_probe_vector_follows_the_contract() -> None:
+    vector = load_vector("probe")
+    spec = JobSpec.from_dict(vector["spec"])
+    stdout = vector["expect"]["stdout"].splitlines()
+    clocks = [line.split()[1] for line in stdout if line.startswith(("realtime", "monotonic"))]
+    epoch_s = spec.epoch_ns // 10**9
+    assert clocks == [f"{epoch_s}.{n * spec.tick_ns:09d}" for n in range(6)]  # one tick per read
+    assert f"resolution 0.{spec.tick_ns:09d}" in stdout
+    random_line = next(line for line in stdout if line.startswith("random "))
+    assert random_line == "random " + RandomStream(spec.effective_seed).read(16).hex()
+    assert all(line.endswith(("7ff8000000000000", "7fc00000")) for line in stdout if line.startswith("nan"))
+    entries = [line.split()[1] for line in stdout if line.startswith("entry ")]
+    assert entries == sorted(entries, key=lambda p: p.encode())
+    assert all(" dev=0 nlink=1 " in line and f"mtime={epoch_s}.000000000" in line
+               for line in stdout if line.startswith("entry "))
+
+
+def test_escape_vector_escapes_nothing() -> None:
+    stdout = load_vector("escape")["expect"]["stdout"].splitlines()
+    allowed = {"read /inputs/link-in: ok (14 bytes)", "create /outputs/file: ok"}
+    assert allowed <= set(stdout)
+    assert [line for line in stdout if ": ok" in line and line not in allowed] == []
