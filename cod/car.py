@@ -15,7 +15,7 @@ from .unixfs import Importer
 
 
 def header(root: CID) -> bytes:
-    cid_bytes = b"\x00" + root.bytes
+    cid_bytes = b"\x00" + root.binary
     body = (
         b"\xa2"  # map(2)
         + b"\x65roots"
@@ -45,7 +45,7 @@ class CarWriter:
         self._seen: set[bytes] = set()
 
     def block(self, cid: CID, data: memoryview) -> None:
-        key = cid.bytes
+        key = cid.binary
         if key in self._seen:
             return
         self._seen.add(key)

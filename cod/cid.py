@@ -71,12 +71,12 @@ class CID:
         return bytes(multihash.encode(self.digest, SHA2_256))
 
     @property
-    def bytes(self) -> bytes:
+    def binary(self) -> bytes:
         """Binary form: version, codec, multihash."""
         return varint(1) + varint(self.codec) + self.multihash
 
     def __str__(self) -> str:
-        text = base64.b32encode(self.bytes).decode("ascii").lower().rstrip("=")
+        text = base64.b32encode(self.binary).decode("ascii").lower().rstrip("=")
         return "b" + text
 
     def __repr__(self) -> str:

@@ -35,7 +35,7 @@ def _field_bytes(tag: int, value: bytes) -> bytes:
 
 
 def encode_link(link: Link) -> bytes:
-    body = _field_bytes(0x0A, link.cid.bytes) + _field_bytes(0x12, link.name)
+    body = _field_bytes(0x0A, link.cid.binary) + _field_bytes(0x12, link.name)
     body += b"\x18" + varint(link.tsize)
     return body
 

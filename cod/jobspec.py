@@ -274,7 +274,7 @@ def _mount_path(value: Any, name: str) -> str:
         raise SpecError(name, f"{value!r} must be an absolute path below '/'")
     if posixpath.normpath(value) != value or "//" in value:
         raise SpecError(name, f"{value!r} is not normalized (no '.', '..', '//' or trailing '/')")
-    return value
+    return str(value)
 
 
 def parse_seed(text: str) -> bytes:

@@ -91,7 +91,7 @@ class Importer:
         except OSError as exc:
             raise InputError(f"cannot read {os.fspath(path)!r}: {exc.strerror}") from exc
 
-    def bytes(self, data: bytes) -> Entry:
+    def add_bytes(self, data: bytes) -> Entry:
         import io
 
         return self.stream(io.BytesIO(data))
@@ -172,7 +172,7 @@ class Importer:
         return Entry(self._put(DAG_PB, block), len(block) + sum(l.tsize for l in links))
 
     # -- host trees ---------------------------------------------------------------------
-    def tree(self, path: str | os.PathLike[str]) -> Entry:
+    def tree(self, path: str | bytes | os.PathLike[str]) -> Entry:
         """Import a host file or directory; symlinks become UnixFS symlinks, never followed."""
         raw = os.fsencode(path)
         try:
@@ -182,7 +182,7 @@ class Importer:
         if stat.S_ISLNK(info.st_mode):
             return self.symlink(os.readlink(raw))
         if stat.S_ISREG(info.st_mode):
-            return self.file(raw.decode("utf-8", "surrogateescape"))
+            return self.file(os.fsdecode(raw))
         if stat.S_ISDIR(info.st_mode):
             children: dict[bytes, Entry] = {}
             try:
@@ -226,6 +226,6 @@ def _read_full(source: BinaryIO, view: memoryview) -> int:
     return filled
 
 
-def cid_of_tree(path: str | os.PathLike[str]) -> CID:
+def cid_of_tree(path: str | bytes | os.PathLike[str]) -> CID:
     """The UnixFS CID of a host file or directory."""
     return Importer().tree(path).cid

@@ -41,5 +41,5 @@ def test_header_is_dag_cbor_by_hand() -> None:
     body = header(root)[1:]
     assert header(root)[0] == len(body)
     assert body.startswith(b"\xa2\x65roots\x81\xd8\x2a\x58\x25\x00")  # map(2) "roots" [tag 42 bytes(37)]
-    assert body[13 : 13 + 36] == root.bytes
+    assert body[13 : 13 + 36] == root.binary
     assert body.endswith(b"\x67version\x01")

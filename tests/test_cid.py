@@ -14,7 +14,7 @@ def test_raw_cid_of_hello_world_matches_kubo_fixture() -> None:
 def test_parse_round_trips() -> None:
     cid = CID.of(DAG_PB, b"some block")
     assert CID.parse(str(cid)) == cid
-    assert CID.from_bytes(cid.bytes) == cid
+    assert CID.from_bytes(cid.binary) == cid
     assert cid.codec_name == "dag-pb"
 
 

@@ -35,9 +35,9 @@ def test_empty_directory_matches_fixture() -> None:
 
 def test_chunk_boundary_fixtures() -> None:
     imp = Importer()
-    one = imp.bytes(chacha_bytes(CHUNK_SIZE, "chunk-v1-seed"))
+    one = imp.add_bytes(chacha_bytes(CHUNK_SIZE, "chunk-v1-seed"))
     assert str(one.cid) == "bafkreiacndfy443ter6qr2tmbbdhadvxxheowwf75s6zehscklu6ezxmta"
-    over = imp.bytes(chacha_bytes(CHUNK_SIZE + 1, "chunk-v1-seed"))
+    over = imp.add_bytes(chacha_bytes(CHUNK_SIZE + 1, "chunk-v1-seed"))
     assert str(over.cid) == "bafybeigmix7t42i6jacydtquhet7srwvgpizfg7gjbq7627d35mjomtu64"
 
 
@@ -50,7 +50,7 @@ def test_chunk_boundary_fixtures() -> None:
 )
 def test_hamt_threshold_fixtures(last: int, expected: str) -> None:
     imp = Importer()
-    x = imp.bytes(b"x")
+    x = imp.add_bytes(b"x")
     names = _fixture_names(4766, 11, last, "hamt-unixfs-v1-2025")
     assert str(imp.directory({name: x for name in names}).cid) == expected
 

@@ -21,7 +21,7 @@ import secrets
 import stat
 import tempfile
 import threading
-import time
+import weakref
 from importlib.metadata import version
 from pathlib import Path
 
@@ -29,6 +29,7 @@ import wasmtime
 
 from ..errors import CacheError, ModuleError
 from ..jobspec import canonical_json
+from .wasi import functypes
 
 WASI_CONTRACT = "cod-wasi-1"
 MAX_WASM_STACK = 1 << 20
@@ -88,10 +89,12 @@ class Engine:
 
     def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
         self.engine = wasmtime.Engine(make_config())
+        self.functypes = functypes()  # FuncTypes belong to the engine that first uses them
         self.profile = profile_id()
         self.cache = ModuleCache(self.engine, self.profile, Path(cache_dir)) if cache_dir is not None else None
         self._memo: dict[bytes, wasmtime.Module] = {}
         self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
         self._lock = threading.Lock()
         self.compiled = 0
 
@@ -104,15 +107,19 @@ class Engine:
         with self._lock:
             if self._ticker is not None:
                 return
-            engine = self.engine
+            engine, stop = self.engine, self._stop
 
             def tick() -> None:
-                while True:
-                    time.sleep(EPOCH_TICK_SECONDS)
+                while not stop.wait(EPOCH_TICK_SECONDS):
                     engine.increment_epoch()
 
             self._ticker = threading.Thread(target=tick, name="cod-epoch", daemon=True)
             self._ticker.start()
+            weakref.finalize(self, stop.set)  # the thread ends with the Engine
+
+    def close(self) -> None:
+        """Stop the wall-clock ticker; the engine may not run jobs afterwards."""
+        self._stop.set()
 
     def module(self, wasm: bytes) -> wasmtime.Module:
         """The compiled module for ``wasm``: from memory, from the disk cache, or compiled."""
@@ -133,9 +140,12 @@ class Engine:
         try:
             module = wasmtime.Module(self.engine, wasm)
         except wasmtime.WasmtimeError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid module"
-            detail = " ".join(str(exc).split())
-            raise ModuleError(f"not a valid WebAssembly module for cod's engine: {first}: {detail[:300]}") from exc
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            cause = lines[-1] if lines else "invalid module"
+            raise ModuleError(
+                f"not a valid WebAssembly module for cod's engine: {cause[:300]}",
+                "cod runs wasm32-wasi core modules without threads, memory64 or multiple memories",
+            ) from exc
         self.compiled += 1
         return module
 

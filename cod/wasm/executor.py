@@ -53,7 +53,7 @@ class RunResult:
 
 def module_cid(wasm: bytes) -> str:
     """The module's CID: the UnixFS CID of its bytes, as ``ipfs add`` would give it."""
-    return str(Importer().bytes(wasm).cid)
+    return str(Importer().add_bytes(wasm).cid)
 
 
 def run(
@@ -128,7 +128,7 @@ def _execute(
     store.set_limits(memory_size=limits.memory_bytes)
     store.set_epoch_deadline(engine.ticks_for(limits.timeout_ms))
     linker = wasmtime.Linker(engine.engine)
-    wasi.define(linker)
+    wasi.define(linker, engine.functypes)
     exit_code, trap = 0, None
     try:
         try:

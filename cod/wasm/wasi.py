@@ -80,12 +80,20 @@ _SIGNATURES: dict[str, tuple[str, str]] = {
 }
 
 
-def _functype(sig: tuple[str, str]) -> FuncType:
+_KINDS = {"i32": "i", "i64": "I"}
+
+
+def functypes() -> dict[str, FuncType]:
+    """Fresh FuncTypes of every preview1 function (wasmtime ties a FuncType to one engine)."""
     kinds = {"i": _I32, "I": _I64}
-    return FuncType([kinds[c] for c in sig[0]], [kinds[c] for c in sig[1]])
+    return {
+        name: FuncType([kinds[c] for c in params], [kinds[c] for c in results])
+        for name, (params, results) in _SIGNATURES.items()
+    }
 
 
-FUNCTYPES = {name: _functype(sig) for name, sig in _SIGNATURES.items()}
+def _signature(ty: FuncType) -> tuple[str, str]:
+    return ("".join(_KINDS.get(str(p), "?") for p in ty.params), "".join(_KINDS.get(str(r), "?") for r in ty.results))
 _RIGHT_FD_READ = 1 << 1
 _FILESTAT = struct.Struct("<QQBxxxxxxxQQQQQ")
 _FDSTAT = struct.Struct("<BxHxxxxQQ")
@@ -110,13 +118,10 @@ def check_imports(module: wasmtime.Module) -> None:
                 "only wasi_snapshot_preview1 is provided"
             )
             raise ImportRefused(imp.module, name, why)
-        if name not in FUNCTYPES:
+        if name not in _SIGNATURES:
             raise ImportRefused(imp.module, name, "not a function of WASI preview1 (no sockets, no extensions)")
         ty = imp.type
-        expected = FUNCTYPES[name]
-        if not isinstance(ty, FuncType) or [str(p) for p in ty.params] != [str(p) for p in expected.params] or [
-            str(r) for r in ty.results
-        ] != [str(r) for r in expected.results]:
+        if not isinstance(ty, FuncType) or _signature(ty) != _SIGNATURES[name]:
             raise ImportRefused(imp.module, name, "its signature differs from WASI preview1")
 
 
@@ -178,8 +183,9 @@ class Wasi:
             self.preopens[3 + n] = mount
 
     # -- linking ------------------------------------------------------------------------
-    def define(self, linker: wasmtime.Linker) -> None:
-        for name, ty in FUNCTYPES.items():
+    def define(self, linker: wasmtime.Linker, types: dict[str, FuncType]) -> None:
+        """Define every preview1 function on ``linker``; ``types`` come from the linker's engine."""
+        for name, ty in types.items():
             linker.define_func(abi.MODULE, name, ty, self._wrap(getattr(self, name)), access_caller=True)
 
     @staticmethod
