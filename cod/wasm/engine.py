@@ -71,10 +71,11 @@ def wasmtime_version() -> str:
     return version("wasmtime")
 
 
-def profile_id() -> str:
+def profile_id(settings: dict[str, object] | None = None) -> str:
     """``wasmtime-<version>+<16 hex of SHA-256 over the settings and the WASI contract>``."""
-    settings = dict(ENGINE_SETTINGS, wasi_contract=WASI_CONTRACT, wasmtime=wasmtime_version())
-    return f"wasmtime-{wasmtime_version()}+{hashlib.sha256(canonical_json(settings)).hexdigest()[:16]}"
+    described = dict(settings if settings is not None else ENGINE_SETTINGS, wasi_contract=WASI_CONTRACT,
+                     wasmtime=wasmtime_version())
+    return f"wasmtime-{wasmtime_version()}+{hashlib.sha256(canonical_json(described)).hexdigest()[:16]}"
 
 
 def make_config(settings: dict[str, object] | None = None) -> wasmtime.Config:
@@ -87,10 +88,16 @@ def make_config(settings: dict[str, object] | None = None) -> wasmtime.Config:
 class Engine:
     """A wasmtime Engine with cod's settings, a wall-clock ticker and a module cache."""
 
-    def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
-        self.engine = wasmtime.Engine(make_config())
+    def __init__(
+        self, cache_dir: str | os.PathLike[str] | None = None, settings: dict[str, object] | None = None
+    ) -> None:
+        """``settings`` replaces ENGINE_SETTINGS (benchmarks use it); the profile follows it."""
+        self.settings = dict(settings if settings is not None else ENGINE_SETTINGS)
+        self.engine = wasmtime.Engine(make_config(self.settings))
         self.functypes = functypes()  # FuncTypes belong to the engine that first uses them
-        self.profile = profile_id()
+        self.profile = profile_id(self.settings)
+        self.fuel = bool(self.settings.get("consume_fuel"))
+        self.epochs = bool(self.settings.get("epoch_interruption"))
         self.cache = ModuleCache(self.engine, self.profile, Path(cache_dir)) if cache_dir is not None else None
         self._memo: dict[bytes, wasmtime.Module] = {}
         self._ticker: threading.Thread | None = None

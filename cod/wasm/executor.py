@@ -124,9 +124,11 @@ def _execute(
         epoch_ns=spec.epoch_ns,
     )
     store = wasmtime.Store(engine.engine)
-    store.set_fuel(limits.fuel)
+    if engine.fuel:
+        store.set_fuel(limits.fuel)
     store.set_limits(memory_size=limits.memory_bytes)
-    store.set_epoch_deadline(engine.ticks_for(limits.timeout_ms))
+    if engine.epochs:
+        store.set_epoch_deadline(engine.ticks_for(limits.timeout_ms))
     linker = wasmtime.Linker(engine.engine)
     wasi.define(linker, engine.functypes)
     exit_code, trap = 0, None
@@ -155,7 +157,7 @@ def _execute(
             raise Indeterminate("engine-error", " ".join(str(exc).split())[:300]) from exc
     finally:
         wasi.close()
-    fuel_used = limits.fuel - store.get_fuel()
+    fuel_used = limits.fuel - store.get_fuel() if engine.fuel else 0
     return exit_code, trap, fuel_used
 
 

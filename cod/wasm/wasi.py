@@ -22,7 +22,7 @@ import wasmtime
 from wasmtime import FuncType, ValType
 
 from ..errors import ImportRefused
-from . import abi
+from . import abi, hostcall
 from .entropy import RandomStream, VirtualClock
 from .vfs import MAX_OPEN_FDS, Budget, Errno, FileSystem, Handle, Mount, filetype_of, host_error, inode, iter_iovecs
 
@@ -186,7 +186,7 @@ class Wasi:
     def define(self, linker: wasmtime.Linker, types: dict[str, FuncType]) -> None:
         """Define every preview1 function on ``linker``; ``types`` come from the linker's engine."""
         for name, ty in types.items():
-            linker.define_func(abi.MODULE, name, ty, self._wrap(getattr(self, name)), access_caller=True)
+            hostcall.define(linker, abi.MODULE, name, ty, _SIGNATURES[name], self._wrap(getattr(self, name)))
 
     @staticmethod
     def _wrap(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,0 +1,63 @@
+"""The bridge from wasm to cod's host functions: cheap, because host calls are the cost.
+
+wasmtime-py's ``Linker.define_func`` boxes every parameter and result into ``Val`` objects
+and checks their types on each call. cod's WASI functions take only i32 and i64 and return
+at most one i32, so they are defined through wasmtime's *unchecked* C API instead: the
+parameters are read straight out of the raw value array, the result written back into it.
+
+This leans on wasmtime-py internals (``_ffi``, ``_func.LAST_EXCEPTION``), which is why
+pyproject pins wasmtime exactly; tests/test_wasi.py covers every path through it. i32
+parameters arrive as unsigned integers (all of preview1's i32s are pointers, lengths, fds
+or flags); i64 parameters arrive signed, as the ABI types them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi as ffi  # type: ignore[attr-defined]
+from wasmtime import _func  # type: ignore[attr-defined]
+
+_U32 = 0xFFFFFFFF
+_ENTRIES: dict[int, tuple[Callable[..., Any], str, bool]] = {}
+_NEXT = [1]
+
+
+@ffi.wasmtime_func_unchecked_callback_t  # type: ignore[misc]
+def _trampoline(env: int, caller_ptr: Any, values: Any, count: int) -> int:
+    fn, params, returns = _ENTRIES[env]
+    caller = wasmtime.Caller(caller_ptr)
+    try:
+        args = [values[i].i32 & _U32 if kind == "i" else values[i].i64 for i, kind in enumerate(params)]
+        result = fn(caller, *args)
+        if returns:
+            values[0].i32 = result
+        return 0
+    except BaseException as exc:  # handed to wasmtime-py, which re-raises it from the call
+        _func.LAST_EXCEPTION = exc
+        trap = wasmtime.Trap("python exception")._consume()
+        return ctypes.cast(trap, ctypes.c_void_p).value or 0
+    finally:
+        caller._invalidate()
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+def _finalize(env: int) -> None:
+    _ENTRIES.pop(env or 0, None)
+
+
+def define(linker: wasmtime.Linker, module: str, name: str, ty: wasmtime.FuncType, signature: tuple[str, str],
+           fn: Callable[..., Any]) -> None:
+    """Define ``fn(caller, *params)`` as ``module::name``; ``signature`` is ("iiI", "i")-style."""
+    env = _NEXT[0]
+    _NEXT[0] += 1
+    _ENTRIES[env] = (fn, signature[0], bool(signature[1]))
+    module_bytes, name_bytes = module.encode(), name.encode()
+    error = ffi.wasmtime_linker_define_func_unchecked(
+        linker.ptr(), ctypes.create_string_buffer(module_bytes), len(module_bytes),
+        ctypes.create_string_buffer(name_bytes), len(name_bytes), ty.ptr(), _trampoline, env, _finalize)
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
