@@ -26,7 +26,7 @@ _ENTRIES: dict[int, tuple[Callable[..., Any], str, bool]] = {}
 _NEXT = [1]
 
 
-@ffi.wasmtime_func_unchecked_callback_t  # type: ignore[misc]
+@ffi.wasmtime_func_unchecked_callback_t  # type: ignore[untyped-decorator]
 def _trampoline(env: int, caller_ptr: Any, values: Any, count: int) -> int:
     fn, params, returns = _ENTRIES[env]
     caller = wasmtime.Caller(caller_ptr)
@@ -37,14 +37,14 @@ def _trampoline(env: int, caller_ptr: Any, values: Any, count: int) -> int:
             values[0].i32 = result
         return 0
     except BaseException as exc:  # handed to wasmtime-py, which re-raises it from the call
-        _func.LAST_EXCEPTION = exc
+        _func.LAST_EXCEPTION = exc  # type: ignore[assignment]
         trap = wasmtime.Trap("python exception")._consume()
         return ctypes.cast(trap, ctypes.c_void_p).value or 0
     finally:
         caller._invalidate()
 
 
-@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]
 def _finalize(env: int) -> None:
     _ENTRIES.pop(env or 0, None)
 
