@@ -36,14 +36,12 @@ demo: install
 	@echo "--- outputs/count.txt ---"
 	@cat cod-results/demo/outputs/count.txt
 
-# rebuild the C vectors with the pinned zig, then re-derive their expected results
+# rebuild the C vectors with the pinned zig (a test dependency), then re-derive their expected results
 vectors: install
-	$(BIN)/python -m pip install --quiet 'ziglang==0.15.2'
 	$(BIN)/python vectors/build.py
 	$(BIN)/python vectors/generate.py
 
 vectors-check: install
-	$(BIN)/python -m pip install --quiet 'ziglang==0.15.2'
 	$(BIN)/python vectors/build.py --check
 
 bench: install

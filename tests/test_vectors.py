@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,11 @@ def test_escape_vector_escapes_nothing() -> None:
     allowed = {"read /inputs/link-in: ok (14 bytes)", "create /outputs/file: ok"}
     assert allowed <= set(stdout)
     assert [line for line in stdout if ": ok" in line and line not in allowed] == []
+
+
+def test_modules_rebuild_byte_identically() -> None:
+    # zig (the pinned ziglang wheel, a test dependency) rebuilds every vector from its C source
+    proc = subprocess.run([sys.executable, str(VECTORS / "build.py"), "--check"], capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "byte-identically" in proc.stdout
