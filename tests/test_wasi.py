@@ -204,3 +204,22 @@ def test_module_bytes_must_match_the_spec(engine: Engine, tmp_path: Path) -> Non
     other = JobSpec(module="bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e")
     with pytest.raises(ModuleError, match="hash to"):
         run(other, wasm, {}, tmp_path / "r", engine)
+
+
+def test_concurrent_runs_keep_their_own_exits(engine: Engine, tmp_path: Path) -> None:
+    # proc_exit travels as an exception through wasmtime: each thread must get its own back
+    from concurrent.futures import ThreadPoolExecutor
+
+    imports = '(import "wasi_snapshot_preview1" "args_sizes_get" (func $asz (param i32 i32) (result i32)))'
+    body = """(func (export "_start")
+        (drop (call $asz (i32.const 100) (i32.const 104)))
+        (call $proc_exit (i32.load (i32.const 100))))"""
+    wasm = wasmtime.wat2wasm(f"(module {imports} {PRELUDE} {body})")
+
+    def one(n: int) -> int:
+        spec = JobSpec(module=module_cid(wasm), args=tuple(f"a{i}" for i in range(1 + n % 5)))
+        return run(spec, wasm, {}, tmp_path / f"r{n}", engine).exit_code
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(one, range(60)))
+    assert codes == [1 + n % 5 for n in range(60)]

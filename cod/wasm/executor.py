@@ -24,6 +24,7 @@ import wasmtime
 from ..errors import CodError, Indeterminate, InputError, ModuleError, SpecError
 from ..jobspec import ENGINE_WASM, JobSpec
 from ..unixfs import Importer
+from . import hostcall
 from .engine import Engine
 from .entropy import RandomStream, VirtualClock
 from .vfs import Budget, FileSystem, Mount
@@ -134,7 +135,8 @@ def _execute(
     exit_code, trap = 0, None
     try:
         try:
-            instance = linker.instantiate(store, module)
+            with hostcall.reraise_pending():
+                instance = linker.instantiate(store, module)
         except wasmtime.WasmtimeError as exc:
             raise ModuleError(f"module cannot be instantiated: {' '.join(str(exc).split())[:300]}") from exc
         exports = instance.exports(store)
@@ -143,7 +145,8 @@ def _execute(
         entry = exports[spec.entry_point]
         assert isinstance(entry, wasmtime.Func)
         try:
-            entry(store)
+            with hostcall.reraise_pending():
+                entry(store)
         except ProcExit as done:
             exit_code = done.code
         except wasmtime.Trap as exc:

@@ -5,8 +5,13 @@ and checks their types on each call. cod's WASI functions take only i32 and i64 
 at most one i32, so they are defined through wasmtime's *unchecked* C API instead: the
 parameters are read straight out of the raw value array, the result written back into it.
 
-This leans on wasmtime-py internals (``_ffi``, ``_func.LAST_EXCEPTION``), which is why
-pyproject pins wasmtime exactly; tests/test_wasi.py covers every path through it. i32
+An exception raised by a host function (``proc_exit``'s ProcExit, a cap, an indeterminate
+host fault) becomes a trap for wasmtime and waits in a thread-local slot; the caller takes it
+back with :func:`reraise_pending`. Unlike wasmtime-py's single global slot, this stays right
+when several threads run jobs at once.
+
+This leans on wasmtime-py internals (``_ffi``), which is why pyproject pins wasmtime
+exactly; tests/test_wasi.py covers every path through it. i32
 parameters arrive as unsigned integers (all of preview1's i32s are pointers, lengths, fds
 or flags); i64 parameters arrive signed, as the ABI types them.
 """
@@ -14,16 +19,18 @@ or flags); i64 parameters arrive signed, as the ABI types them.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import wasmtime
 from wasmtime import _ffi as ffi  # type: ignore[attr-defined]
-from wasmtime import _func  # type: ignore[attr-defined]
 
 _U32 = 0xFFFFFFFF
 _ENTRIES: dict[int, tuple[Callable[..., Any], str, bool]] = {}
 _NEXT = [1]
+_PENDING = threading.local()
 
 
 @ffi.wasmtime_func_unchecked_callback_t  # type: ignore[untyped-decorator]
@@ -36,9 +43,9 @@ def _trampoline(env: int, caller_ptr: Any, values: Any, count: int) -> int:
         if returns:
             values[0].i32 = result
         return 0
-    except BaseException as exc:  # handed to wasmtime-py, which re-raises it from the call
-        _func.LAST_EXCEPTION = exc  # type: ignore[assignment]
-        trap = wasmtime.Trap("python exception")._consume()
+    except BaseException as exc:  # kept for this thread; the call that entered wasm raises it
+        _PENDING.exc = exc
+        trap = wasmtime.Trap("host function raised")._consume()
         return ctypes.cast(trap, ctypes.c_void_p).value or 0
     finally:
         caller._invalidate()
@@ -61,3 +68,16 @@ def define(linker: wasmtime.Linker, module: str, name: str, ty: wasmtime.FuncTyp
         ctypes.create_string_buffer(name_bytes), len(name_bytes), ty.ptr(), _trampoline, env, _finalize)
     if error:
         raise wasmtime.WasmtimeError._from_ptr(error)
+
+
+@contextmanager
+def reraise_pending() -> Iterator[None]:
+    """Around a call into wasm: a host function's exception comes out as itself."""
+    _PENDING.exc = None
+    try:
+        yield
+    except (wasmtime.Trap, wasmtime.WasmtimeError):
+        pending, _PENDING.exc = getattr(_PENDING, "exc", None), None
+        if pending is not None:
+            raise pending from None
+        raise
