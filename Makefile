@@ -29,10 +29,10 @@ typecheck: install
 test: install node-tools typecheck
 	$(BIN)/python -m pytest -q
 
-# the Bacalhau word-count tutorial job, run locally (Stage 2 adds --verify 3 across nodes)
+# the Bacalhau word-count tutorial job, verified by three nodes of an embedded local network
 demo: install
 	@rm -rf cod-results/demo
-	$(BIN)/cod run vectors/wordcount.wasm -i vectors/data/wordcount --output-dir cod-results/demo
+	$(BIN)/cod run --verify 3 vectors/wordcount.wasm -i vectors/data/wordcount --output-dir cod-results/demo
 	@echo "--- outputs/count.txt ---"
 	@cat cod-results/demo/outputs/count.txt
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from typing import BinaryIO
 
 from .cid import CID, varint
+from .errors import CIDError
 from .unixfs import Importer
 
 
@@ -76,3 +78,88 @@ def write_car(path: str | os.PathLike[str], dest: str | os.PathLike[str]) -> CID
             os.unlink(tmp)
             raise
     return root
+
+
+def read_car(source: BinaryIO) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
+    """Parse a CARv1: its roots, and its blocks, each checked against its CID as it is read.
+
+    Raises CIDError for a malformed CAR or a block whose bytes do not hash to its CID.
+    """
+    head_len = _read_stream_varint(source)
+    if head_len is None or head_len > 1 << 20:
+        raise CIDError("not a CARv1: no header")
+    head = source.read(head_len)
+    roots = _parse_header(head)
+
+    def blocks() -> Iterator[tuple[CID, bytes]]:
+        while True:
+            length = _read_stream_varint(source)
+            if length is None:
+                return
+            if length > (1 << 21):
+                raise CIDError(f"CAR block of {length} bytes is larger than cod allows (2 MiB)")
+            section = source.read(length)
+            if len(section) != length:
+                raise CIDError("truncated CAR block")
+            cid, data = _split_section(section)
+            if CID.of(cid.codec, data) != cid:
+                raise CIDError(f"CAR block {cid} does not hash to its CID")
+            yield cid, data
+
+    return roots, blocks()
+
+
+def _read_stream_varint(source: BinaryIO) -> int | None:
+    value, shift = 0, 0
+    while True:
+        byte = source.read(1)
+        if not byte:
+            if shift == 0:
+                return None
+            raise CIDError("truncated varint in CAR")
+        value |= (byte[0] & 0x7F) << shift
+        if not byte[0] & 0x80:
+            return value
+        shift += 7
+        if shift > 63:
+            raise CIDError("varint too long in CAR")
+
+
+def _parse_header(head: bytes) -> list[CID]:
+    """The DAG-CBOR header {"roots": [...], "version": 1}, as cod and ipfs-car write it."""
+    if not head.startswith(b"\xa2\x65roots") or not head.endswith(b"\x67version\x01"):
+        raise CIDError("not a CARv1 header cod can read (want {roots, version: 1})")
+    body = head[len(b"\xa2\x65roots") : -len(b"\x67version\x01")]
+    count = body[0] - 0x80 if 0x80 <= body[0] < 0x98 else -1
+    if count < 0:
+        raise CIDError("CAR roots is not a short array")
+    roots, pos = [], 1
+    for _ in range(count):
+        if body[pos : pos + 2] != b"\xd8\x2a":
+            raise CIDError("CAR root is not a CID (tag 42)")
+        pos += 2
+        if body[pos] == 0x58:
+            length, pos = body[pos + 1], pos + 2
+        elif 0x40 <= body[pos] < 0x58:
+            length, pos = body[pos] - 0x40, pos + 1
+        else:
+            raise CIDError("CAR root CID has an unexpected length")
+        raw = body[pos : pos + length]
+        if not raw.startswith(b"\x00"):
+            raise CIDError("CAR root CID lacks the 0x00 multibase prefix")
+        roots.append(CID.from_bytes(raw[1:]))
+        pos += length
+    return roots
+
+
+def _split_section(section: bytes) -> tuple[CID, bytes]:
+    from .cid import read_varint
+
+    version, pos = read_varint(section, 0)
+    codec, pos = read_varint(section, pos)
+    code, pos = read_varint(section, pos)
+    size, pos = read_varint(section, pos)
+    end = pos + size
+    if version != 1 or code != 0x12 or size != 32:
+        raise CIDError("CAR block CID is not a CIDv1 with a sha2-256 multihash")
+    return CID(codec, section[pos:end]), section[end:]

@@ -75,3 +75,78 @@ def unixfs_data(
     if fanout is not None:
         out += b"\x30" + varint(fanout)
     return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    from .cid import read_varint
+
+    return read_varint(data, pos)
+
+
+def _fields(data: bytes) -> list[tuple[int, int, bytes | int]]:
+    """(field number, wire type, value) of a protobuf message; only varint and bytes fields."""
+    out: list[tuple[int, int, bytes | int]] = []
+    pos = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _read_varint(data, pos)
+            out.append((number, wire, value))
+        elif wire == 2:
+            length, pos = _read_varint(data, pos)
+            if pos + length > len(data):
+                raise ValueError("truncated protobuf field")
+            out.append((number, wire, data[pos : pos + length]))
+            pos += length
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+    return out
+
+
+@dataclass(frozen=True)
+class UnixFSData:
+    kind: int
+    data: bytes
+    filesize: int | None
+    blocksizes: tuple[int, ...]
+
+
+def decode_node(block: bytes) -> tuple[bytes, list[Link]]:
+    """A PBNode's Data and Links; raises ValueError on a malformed block."""
+    data = b""
+    links: list[Link] = []
+    for number, _, value in _fields(block):
+        if number == 1 and isinstance(value, bytes):
+            data = value
+        elif number == 2 and isinstance(value, bytes):
+            cid, name, tsize = None, b"", 0
+            for n, _, v in _fields(value):
+                if n == 1 and isinstance(v, bytes):
+                    cid = CID.from_bytes(v)
+                elif n == 2 and isinstance(v, bytes):
+                    name = v
+                elif n == 3 and isinstance(v, int):
+                    tsize = v
+            if cid is None:
+                raise ValueError("PBLink without a Hash")
+            links.append(Link(cid, name, tsize))
+        else:
+            raise ValueError(f"unexpected PBNode field {number}")
+    return data, links
+
+
+def decode_unixfs(data: bytes) -> UnixFSData:
+    kind, payload, filesize, sizes = -1, b"", None, []
+    for number, _, value in _fields(data):
+        if number == 1 and isinstance(value, int):
+            kind = value
+        elif number == 2 and isinstance(value, bytes):
+            payload = value
+        elif number == 3 and isinstance(value, int):
+            filesize = value
+        elif number == 4 and isinstance(value, int):
+            sizes.append(value)
+    if kind < 0:
+        raise ValueError("UnixFS Data without a Type")
+    return UnixFSData(kind, payload, filesize, tuple(sizes))

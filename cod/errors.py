@@ -9,7 +9,17 @@
     ├── Indeterminate             the run ended in a way that is not portable: stack
     │                             overflow, wall-clock timeout (exit 7); never a result
     ├── CacheError                the compiled-module cache is unsafe or unusable (exit 8)
-    └── CIDError                  a CID or multihash could not be parsed (exit 9)
+    ├── CIDError                  a CID, CAR or UnixFS block is malformed or mis-hashed (exit 9)
+    ├── NodeError                 a compute node refused a request or could not be reached (exit 14)
+    │   └── NodeBusy              the node's queue is full (HTTP 429); retry after .retry_after
+    ├── EngineUnavailable         no Docker-compatible engine answers (exit 15)
+    ├── BadSignature              a statement's signature or binding does not check (exit 16)
+    ├── NotFound                  no such job or blob is known here (exit 17)
+    └── ExecutorCrashed           the executor process died; the node stays up (exit 18)
+
+Verification outcomes (verified, mismatch, incomplete, unverifiable) are results, not errors:
+`cod run --verify` maps them to exit codes 0, 10, 11 and 12 (13: nodes of different
+execution profiles disagreed).
 
 Errors of dependencies (wasmtime, OSError) are converted at the module boundary that
 meets them, so a user only ever sees a CodError with one line of text.
@@ -103,3 +113,41 @@ class CIDError(CodError):
     """A CID or multihash could not be parsed or is not supported."""
 
     code = 9
+
+
+class NodeError(CodError):
+    """A compute node refused a request, answered nonsense, or could not be reached."""
+
+    code = 14
+
+
+class NodeBusy(NodeError):
+    """The node's queue is full (HTTP 429)."""
+
+    def __init__(self, node: str, retry_after: float) -> None:
+        super().__init__(f"node {node} is busy", f"retry after {retry_after:g} s")
+        self.retry_after = retry_after
+
+
+class EngineUnavailable(CodError):
+    """No Docker-compatible engine answers where one is needed."""
+
+    code = 15
+
+
+class BadSignature(CodError):
+    """A signature does not verify, or a statement answers another job or node."""
+
+    code = 16
+
+
+class NotFound(CodError):
+    """No such job or blob is known here."""
+
+    code = 17
+
+
+class ExecutorCrashed(CodError):
+    """The executor process died while running a job; the node itself stays up."""
+
+    code = 18

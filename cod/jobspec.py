@@ -45,15 +45,26 @@ class Limits:
 
 @dataclass(frozen=True)
 class Input:
-    """Content (a UnixFS CID) mounted read-only at an absolute path."""
+    """Content mounted read-only at ``path``: a UnixFS CID, or a path local to the node.
 
-    cid: str
-    path: str
+    A ``local`` input names a directory on the node itself (compute goes to the data); a
+    node mounts it only under its allow-listed roots. The job CID then names the path,
+    not the bytes, so nodes holding different data disagree rather than verify.
+    """
+
+    cid: str | None = None
+    path: str = DEFAULT_INPUT_PATH
+    local: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        if self.local is not None:
+            return {"local": self.local, "path": self.path}
+        return {"cid": self.cid or "", "path": self.path}
 
 
 @dataclass(frozen=True)
 class JobSpec:
-    module: str
+    module: str = ""
     args: tuple[str, ...] = ("main.wasm",)
     env: tuple[tuple[str, str], ...] = ()
     inputs: tuple[Input, ...] = ()
@@ -64,6 +75,7 @@ class JobSpec:
     epoch_ns: int = DEFAULT_EPOCH_NS
     tick_ns: int = DEFAULT_TICK_NS
     limits: Limits = field(default_factory=Limits)
+    image: str = ""  # docker jobs only: the image to run (never verifiable)
 
     # -- encoding -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -74,7 +86,7 @@ class JobSpec:
             "entry_point": self.entry_point,
             "args": list(self.args),
             "env": dict(self.env),
-            "inputs": [{"cid": i.cid, "path": i.path} for i in self.inputs],
+            "inputs": [i.to_dict() for i in self.inputs],
             "outputs": self.outputs,
             "clock": {"epoch_ns": self.epoch_ns, "tick_ns": self.tick_ns},
             "limits": {
@@ -88,6 +100,9 @@ class JobSpec:
         }
         if self.seed is not None:
             out["seed"] = self.seed.hex()
+        if self.engine == ENGINE_DOCKER:
+            out["image"] = self.image
+            del out["module"]
         return out
 
     def canonical_bytes(self) -> bytes:
@@ -123,13 +138,13 @@ class JobSpec:
         _expect(data, dict, "(document)")
         known = {
             "spec_version", "engine", "module", "entry_point", "args", "env", "inputs",
-            "outputs", "clock", "limits", "seed",
+            "outputs", "clock", "limits", "seed", "image",
         }
         _no_unknown(data, known, "")
         version = data.get("spec_version", SPEC_VERSION)
         if version != SPEC_VERSION:
             raise SpecError("spec_version", f"{version!r} is not supported; cod speaks {SPEC_VERSION}")
-        if "module" not in data:
+        if "module" not in data and data.get("engine", ENGINE_WASM) == ENGINE_WASM:
             raise SpecError("module", "missing", "give the module's CID")
         clock = data.get("clock", {})
         _expect(clock, dict, "clock")
@@ -147,16 +162,19 @@ class JobSpec:
         parsed_inputs = []
         for n, item in enumerate(inputs):
             _expect(item, dict, f"inputs[{n}]")
-            _no_unknown(item, {"cid", "path"}, f"inputs[{n}].")
-            if "cid" not in item:
-                raise SpecError(f"inputs[{n}].cid", "missing")
-            parsed_inputs.append(Input(cid=item["cid"], path=item.get("path", DEFAULT_INPUT_PATH)))
+            _no_unknown(item, {"cid", "path", "local"}, f"inputs[{n}].")
+            if ("cid" in item) == ("local" in item):
+                raise SpecError(f"inputs[{n}]", "needs exactly one of 'cid' and 'local'")
+            parsed_inputs.append(
+                Input(cid=item.get("cid"), path=item.get("path", DEFAULT_INPUT_PATH), local=item.get("local"))
+            )
         env = data.get("env", {})
         _expect(env, dict, "env")
         args = data.get("args", ["main.wasm"])
         _expect(args, list, "args")
         spec = cls(
-            module=data["module"],
+            module=data.get("module", ""),
+            image=data.get("image", ""),
             args=tuple(args),
             env=tuple(sorted(env.items())),
             inputs=tuple(parsed_inputs),
@@ -175,7 +193,14 @@ class JobSpec:
         """Check every field; raises SpecError naming the first bad one."""
         if self.engine not in (ENGINE_WASM, ENGINE_DOCKER):
             raise SpecError("engine", f"{self.engine!r} is not one of 'wasm', 'docker'")
-        _cid_field(self.module, "module")
+        if self.engine == ENGINE_WASM:
+            _cid_field(self.module, "module")
+            if self.image:
+                raise SpecError("image", "only docker jobs name an image")
+        else:
+            _text(self.image, "image")
+            if not self.image or self.module:
+                raise SpecError("image", "a docker job names an image and no module")
         _text(self.entry_point, "entry_point")
         if not self.entry_point:
             raise SpecError("entry_point", "empty")
@@ -196,7 +221,12 @@ class JobSpec:
             raise SpecError("seed", f"must be {SEED_BYTES} bytes (64 hex digits)")
         mounts: list[tuple[str, str]] = []
         for n, item in enumerate(self.inputs):
-            _cid_field(item.cid, f"inputs[{n}].cid")
+            if (item.cid is None) == (item.local is None):
+                raise SpecError(f"inputs[{n}]", "needs exactly one of 'cid' and 'local'")
+            if item.cid is not None:
+                _cid_field(item.cid, f"inputs[{n}].cid")
+            else:
+                _mount_path(item.local, f"inputs[{n}].local")
             mounts.append((_mount_path(item.path, f"inputs[{n}].path"), f"inputs[{n}].path"))
         mounts.append((_mount_path(self.outputs, "outputs"), "outputs"))
         for i, (a, fa) in enumerate(mounts):

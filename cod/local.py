@@ -83,16 +83,7 @@ def prepare(
         wasm = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read module {str(path)!r}: {exc.strerror}") from exc
-    mounts: list[Input] = []
-    sources: dict[str, str] = {}
-    for text in inputs:
-        src, dst = parse_mount(text)
-        if not os.path.isdir(src):
-            what = "does not exist" if not os.path.exists(src) else "is not a directory"
-            raise InputError(f"input {src!r} {what}", "mount a directory: -i DIR or -i DIR:/path")
-        cid = str(cid_of_tree(src))
-        mounts.append(Input(cid=cid, path=dst))
-        sources[cid] = os.path.abspath(src)
+    mounts, sources = _hash_inputs(list(inputs))
     variables = dict(parse_env(e) for e in env)
     spec = JobSpec(
         module=module_cid(wasm),
@@ -118,3 +109,29 @@ def run_prepared(
         root = write_car(result.results_dir, car)
         assert str(root) == result.result_cid
     return result
+
+
+def prepare_docker(image: str, cmd: list[str], *, inputs: list[str] = (),  # type: ignore[assignment]
+                   env: list[str] = (), limits: Limits | None = None) -> PreparedJob:  # type: ignore[assignment]
+    """A docker job: IMAGE and its command; inputs hashed as for WASM jobs. Never verifiable."""
+    from .jobspec import ENGINE_DOCKER
+
+    mounts, sources = _hash_inputs(inputs)
+    spec = JobSpec(engine=ENGINE_DOCKER, image=image, args=(image, *cmd),
+                   env=tuple(sorted(dict(parse_env(e) for e in env).items())),
+                   inputs=tuple(sorted(mounts, key=lambda m: m.path.encode())), limits=limits or Limits())
+    spec.validate()
+    return PreparedJob(spec, b"", sources)
+
+
+def _hash_inputs(inputs: list[str]) -> tuple[list[Input], dict[str, str]]:
+    mounts: list[Input] = []
+    sources: dict[str, str] = {}
+    for text in inputs:
+        src, dst = parse_mount(text)
+        if not os.path.isdir(src):
+            what = "does not exist" if not os.path.exists(src) else "is not a directory"
+            raise InputError(f"input {src!r} {what}", "mount a directory: -i DIR or -i DIR:/path")
+        mounts.append(Input(cid=str(cid_of_tree(src)), path=dst))
+        sources[dst] = os.path.abspath(src)
+    return mounts, sources

@@ -46,8 +46,8 @@ def test_builtin_wasi_leaks_clock_randomness_and_order(tmp_path: Path, data: Pat
 def test_cod_closes_the_same_doors(tmp_path: Path, data: Path, engine: Engine) -> None:
     cid = str(cid_of_tree(data))
     spec = JobSpec(module=module_cid(PROBE), inputs=(Input(cid, "/inputs"),))
-    one = run(spec, PROBE, {cid: str(data)}, tmp_path / "a", engine)
-    two = run(spec, PROBE, {cid: str(data)}, tmp_path / "b", engine)
+    one = run(spec, PROBE, {"/inputs": str(data)}, tmp_path / "a", engine)
+    two = run(spec, PROBE, {"/inputs": str(data)}, tmp_path / "b", engine)
     assert one.result_cid == two.result_cid
     stdout = (one.results_dir / "stdout").read_bytes()
     entries = [line.split()[1] for line in _lines(stdout, "entry ")]

@@ -56,7 +56,7 @@ def _probe(engine: Engine, data: Path, out: Path, seed: bytes | None, argv: list
     cid = str(cid_of_tree(data))
     spec = JobSpec(module=PROBE_CID, args=("probe.wasm", *argv), env=tuple(sorted(env.items())),
                    inputs=(Input(cid, "/inputs"),), seed=seed, epoch_ns=epoch, tick_ns=tick)
-    result = run(spec, PROBE, {cid: str(data)}, out, engine)
+    result = run(spec, PROBE, {"/inputs": str(data)}, out, engine)
     return result.result_cid, (out / "stdout").read_text()
 
 
@@ -167,7 +167,7 @@ def test_separate_processes_agree(tree: dict[str, object], seed: bytes, argv: li
         for n in range(2):
             out = subprocess.run(
                 [sys.executable, "-c", WORKER, spec.canonical_bytes().decode(), str(VECTORS / "probe.wasm"),
-                 json.dumps({cid: str(data)}), str(Path(tmp) / f"r{n}"), str(Path(tmp) / f"cache{n}")],
+                 json.dumps({"/inputs": str(data)}), str(Path(tmp) / f"r{n}"), str(Path(tmp) / f"cache{n}")],
                 cwd=ROOT, capture_output=True, text=True, check=True)
             results.append(out.stdout.strip())
         assert results[0] == results[1] and results[0].startswith("bafy")

@@ -34,7 +34,7 @@ def _prepare(name: str) -> tuple[dict, JobSpec, bytes, dict[str, str]]:  # type:
     for item in spec.inputs:
         source = VECTORS / vector["inputs"][item.path]
         assert str(cid_of_tree(source)) == item.cid, f"{name}: input data changed"
-        sources[item.cid] = str(source)
+        sources[item.path] = str(source)
     return vector, spec, wasm, sources
 
 

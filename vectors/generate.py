@@ -77,7 +77,7 @@ def spec_for(name: str, vector: dict[str, Any]) -> tuple[JobSpec, bytes, dict[st
     inputs = []
     for mount, data in sorted(vector.get("inputs", {}).items()):
         cid = str(cid_of_tree(HERE / data))
-        sources[cid] = str(HERE / data)
+        sources[mount] = str(HERE / data)
         inputs.append(Input(cid, mount))
     spec = JobSpec(
         module=module_cid(wasm),

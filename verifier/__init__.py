@@ -1,6 +1,11 @@
 """The requester side of cod: node selection, dispatch to N nodes, comparison of signed
-result CIDs, node reputation and the dashboard.
+result CIDs, node records, and the in-process devstack.
 
-Empty until Stage 2 (issue "Stage 2: compute nodes, signed results and the N-way
-verifier"); the package exists so that the layout and the packaging are fixed now.
+    from verifier import Devstack, verify
 """
+
+from .devstack import Devstack
+from .reputation import Records
+from .verify import EXIT_CODES, Answer, Verification, verify
+
+__all__ = ["EXIT_CODES", "Answer", "Devstack", "Records", "Verification", "verify"]

@@ -66,8 +66,8 @@ def run(
 ) -> RunResult:
     """Run ``spec`` with module bytes ``wasm`` and leave its results at ``output_dir``.
 
-    ``inputs`` maps each input CID of the spec to a host directory; the caller vouches that
-    the directory hashes to that CID (see :func:`cod.unixfs.cid_of_tree`). ``output_dir``
+    ``inputs`` maps each input's mount path to a host directory; for an input named by CID
+    the caller vouches that the directory hashes to it (see :func:`cod.unixfs.cid_of_tree`). ``output_dir``
     must not exist, be empty, or hold an earlier cod result (which is replaced only once
     the new one is complete). Raises SpecError, ModuleError, InputError,
     OutputLimitExceeded or Indeterminate; in each case nothing is written.
@@ -78,7 +78,7 @@ def run(
     if module_cid(wasm) != spec.module:
         raise ModuleError(f"module bytes hash to {module_cid(wasm)}, not to the spec's module {spec.module}")
     destination = Path(output_dir)
-    _check_destination(destination)
+    check_destination(destination)
     mounts = [_input_mount(spec, n, inputs) for n in range(len(spec.inputs))]
     module = engine.module(wasm)
     check_imports(module)
@@ -92,7 +92,7 @@ def run(
         if trap is not None:
             (staging / "trap").write_text(trap + "\n")
         result_cid = Importer().tree(staging).cid
-        _install(staging, destination)
+        install(staging, destination)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -166,10 +166,10 @@ def _execute(
 
 def _input_mount(spec: JobSpec, n: int, inputs: Mapping[str, str | os.PathLike[str]]) -> Mount:
     item = spec.inputs[n]
-    source = inputs.get(item.cid)
+    source = inputs.get(item.path)
     if source is None:
         raise InputError(
-            f"input {item.cid} (mounted at {item.path}) is not available on this machine",
+            f"input {item.cid or item.local} (mounted at {item.path}) is not available on this machine",
             "give its local directory with -i SRC:DST",
         )
     host = os.path.abspath(os.fspath(source))
@@ -202,7 +202,7 @@ def _check_exports(module: wasmtime.Module, spec: JobSpec) -> None:
         )
 
 
-def _check_destination(destination: Path) -> None:
+def check_destination(destination: Path) -> None:
     if not destination.exists():
         return
     if not destination.is_dir():
@@ -215,7 +215,7 @@ def _check_destination(destination: Path) -> None:
         )
 
 
-def _install(staging: Path, destination: Path) -> None:
+def install(staging: Path, destination: Path) -> None:
     """Move the finished results into place; an earlier result there goes only after."""
     if destination.exists() and not any(destination.iterdir()):
         destination.rmdir()

@@ -83,7 +83,7 @@ def cod_runner(engine: Engine, wasm: bytes, args: list[str], data: Path | None, 
     inputs, sources = (), {}
     if data is not None:
         cid = str(cid_of_tree(data))
-        inputs, sources = (Input(cid, "/inputs"),), {cid: str(data)}
+        inputs, sources = (Input(cid, "/inputs"),), {"/inputs": str(data)}
     spec = JobSpec(module=module_cid(wasm), args=tuple(args), inputs=inputs, limits=limits or Limits())
 
     def go() -> None:

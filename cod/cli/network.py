@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import NotFound
+from . import cli
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), required=True,
+              help="Where the node keeps its key, blobs, jobs and results.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=1234, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--allow-listed-local-paths", "allow", multiple=True, type=click.Path(file_okay=False),
+              help="Roots under which jobs may mount the node's local directories (repeatable).")
+@click.option("--concurrency", type=int, help="Jobs run at once (executor processes; default: cores).")
+@click.option("--queue-size", type=int, default=64, show_default=True,
+              help="Jobs waiting beyond those running; past it the node answers 429.")
+def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurrency: int | None,
+          queue_size: int) -> None:
+    """Run a compute node: the /v1 HTTP API, signed results, executor processes."""
+    from ..node.server import serve_forever
+
+    asyncio.run(serve_forever(Path(data_dir), host, port, allow_local=[Path(p) for p in allow],
+                              concurrency=concurrency, queue_size=queue_size))
+
+
+@cli.command()
+@click.option("--nodes", type=int, default=3, show_default=True, help="How many nodes to start.")
+@click.option("--bad-nodes", type=int, default=0, show_default=True,
+              help="How many of them lie: a wrong result with a valid signature.")
+@click.option("--base-dir", type=click.Path(file_okay=False), help="Keep the nodes' data here (default: temporary).")
+def devstack(nodes: int, bad_nodes: int, base_dir: str | None) -> None:
+    """Run a local network of compute nodes until interrupted, and print how to use it."""
+    from verifier.devstack import Devstack
+
+    async def main() -> None:
+        stack = await Devstack(nodes, bad_nodes, Path(base_dir) if base_dir else None).start()
+        for running in stack.nodes:
+            bad = "  (lies)" if running.node.cheat else ""
+            click.echo(f"node {running.node.identity.node_id} at {running.url}{bad}")
+        click.echo("\nTo use this network from another shell:\n")
+        click.echo(f"    export COD_NODES={','.join(stack.urls)}")
+        click.echo("    cod run --verify 3 vectors/wordcount.wasm -i vectors/data/wordcount\n", nl=True)
+        click.echo("Press Ctrl-C to stop.", err=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await stack.stop()
+
+    asyncio.run(main())
+
+
+def _job(records: Any, job: str) -> dict[str, Any]:
+    row: dict[str, Any] | None = records.job(job)
+    if row is None:
+        raise NotFound(f"no job {job} in this requester's records", "see cod list")
+    return row
+
+
+@cli.command()
+@click.argument("job")
+@click.option("--output-dir", type=click.Path(file_okay=False), help="Where to put the results directory.")
+@click.option("--car", type=click.Path(dir_okay=False), help="Write the results as a CARv1 file instead.")
+def get(job: str, output_dir: str | None, car: str | None) -> None:
+    """Download the results of JOB (a job CID or its prefix) from a node that agreed."""
+    from verifier.fetch import fetch_results
+    from verifier.reputation import Records
+
+    row = _job(Records(), job)
+    destination = Path(output_dir) if output_dir else Path("cod-results") / row["job_cid"]
+    where = asyncio.run(fetch_results(row, None if car else destination, Path(car) if car else None))
+    click.echo(f"{row['result_cid']} -> {where}")
+
+
+@cli.command()
+@click.argument("job")
+def describe(job: str) -> None:
+    """Show JOB's spec, each node's signed statement and the outcome (JSON)."""
+    from verifier.reputation import Records
+
+    row = _job(Records(), job)
+    click.echo(json.dumps({"job_cid": row["job_cid"], "outcome": row["outcome"], "result_cid": row["result_cid"],
+                           "n": row["n"], "quorum": row["quorum"], "spec": row["spec"], "nodes": row["answers"]},
+                          indent=2, sort_keys=True))
+
+
+@cli.command(name="list")
+@click.option("--limit", type=int, default=50, show_default=True, help="How many jobs, newest first.")
+def list_jobs(limit: int) -> None:
+    """List the jobs this requester ran, with their outcomes."""
+    from verifier.reputation import Records
+
+    for row in Records().jobs(limit):
+        click.echo(f"{row['job_cid']}  {row['outcome']:<18} {row['n']} node(s)  {row['result_cid'] or '-'}")
+
+
+@cli.command()
+def nodes() -> None:
+    """List the nodes this requester knows, with their records."""
+    from verifier.reputation import Records
+
+    for row in Records().nodes():
+        click.echo(f"{row['node_id']}  {row['url']:<28} agreed {row['agreed'] or 0}  disagreed {row['disagreed'] or 0}"
+                   f"  failed {row['failed'] or 0}  bad signatures {row['bad_signature'] or 0}")

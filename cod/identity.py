@@ -1,0 +1,76 @@
+"""Node identity: an Ed25519 key pair and its self-certifying node ID.
+
+The node ID is a libp2p peer ID: the identity multihash (code 0x00) of the protobuf
+``PublicKey { Type: Ed25519 (1), Data: 32-byte key }`` (bytes ``08 01 12 20`` + key),
+written in base58btc (``12D3KooW...``). Anyone can recover the public key from the ID,
+so a statement signed by a node can be checked against its ID alone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import multihash
+import nacl.exceptions
+import nacl.signing
+
+from .errors import BadSignature, CodError
+
+KEY_FILE = "node.key"
+_PROTO_PREFIX = b"\x08\x01\x12\x20"
+IDENTITY = 0x00
+
+
+def node_id_of(public_key: bytes) -> str:
+    if len(public_key) != 32:
+        raise ValueError("an Ed25519 public key has 32 bytes")
+    return str(multihash.to_b58_string(multihash.encode(_PROTO_PREFIX + public_key, IDENTITY)))
+
+
+def public_key_of(node_id: str) -> bytes:
+    """The Ed25519 public key inside a node ID; raises BadSignature when it holds none."""
+    try:
+        decoded = multihash.decode(multihash.from_b58_string(node_id))
+    except Exception as exc:  # py-multihash raises several types for bad input
+        raise BadSignature(f"{node_id!r} is not a node ID") from exc
+    digest = bytes(decoded.digest)
+    if decoded.code != IDENTITY or len(digest) != 36 or not digest.startswith(_PROTO_PREFIX):
+        raise BadSignature(f"{node_id!r} is not an Ed25519 node ID")
+    return digest[4:]
+
+
+def verify(node_id: str, message: bytes, signature: bytes) -> None:
+    """Check ``signature`` over ``message`` against the key in ``node_id``."""
+    try:
+        nacl.signing.VerifyKey(public_key_of(node_id)).verify(message, signature)
+    except (nacl.exceptions.BadSignatureError, ValueError, TypeError) as exc:
+        raise BadSignature(f"signature does not verify against node {node_id}") from exc
+
+
+class Identity:
+    """A node's key pair, kept in ``data_dir/node.key`` (the 32-byte seed, mode 0600)."""
+
+    def __init__(self, key: nacl.signing.SigningKey) -> None:
+        self._key = key
+        self.public_key = bytes(key.verify_key)
+        self.node_id = node_id_of(self.public_key)
+
+    @classmethod
+    def load_or_create(cls, data_dir: Path) -> "Identity":
+        path = data_dir / KEY_FILE
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            seed = nacl.signing.SigningKey.generate().encode()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(seed)
+        if path.stat().st_mode & 0o077:
+            raise CodError(f"node key {path} is readable by others", f"chmod 600 {path}")
+        seed = path.read_bytes()
+        if len(seed) != 32:
+            raise CodError(f"node key {path} is damaged (want 32 bytes)")
+        return cls(nacl.signing.SigningKey(seed))
+
+    def sign(self, message: bytes) -> bytes:
+        return bytes(self._key.sign(message).signature)

@@ -1,0 +1,8 @@
+"""The compute node: an aiohttp service that stores blobs, runs jobs and signs results.
+
+    blobs.py   content-addressed store: modules (files) and input trees (from CARs)
+    store.py   jobs and their signed statements in SQLite (WAL)
+    pool.py    jobs run in executor processes, so no job can take the node down
+    app.py     the HTTP API under /v1 (documented in SPEC.md and at /v1/openapi.json)
+    server.py  starting and stopping a node (cod serve, the devstack)
+"""

@@ -1,0 +1,346 @@
+"""A compute node and its HTTP API under /v1 (see SPEC.md section 9 and /v1/openapi.json).
+
+The node keeps its key, blobs, jobs and results under one data directory. Jobs run in
+executor processes with bounded concurrency and a bounded queue; past it the node answers
+429 with Retry-After. Every finished job gets a signed statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from ..car import write_car
+from ..docker import DockerEngine
+from ..errors import CIDError, CodError, EngineUnavailable, NodeError, NotFound, SpecError
+from ..identity import Identity
+from ..jobspec import ENGINE_DOCKER, JobSpec
+from ..statement import Statement
+from ..unixfs import cid_of_tree
+from ..wasm.engine import profile_id, wasmtime_version
+from . import openapi
+from .blobs import BlobStore
+from .pool import Pool
+from .store import DONE, FAILED, QUEUED, RUNNING, JobStore, public
+
+CAR_TYPE = "application/vnd.ipld.car"
+MAX_BLOB_BYTES = 8 << 30
+CHUNK = 1 << 20
+STATUS = {"SpecError": 400, "CIDError": 400, "ModuleError": 422, "ImportRefused": 422, "InputError": 422,
+          "NotFound": 404, "EngineUnavailable": 501, "LocalPathNotAllowed": 403, "MissingBlobs": 409,
+          "NodeBusy": 429, "TooLarge": 413}
+
+
+class Node:
+    """The state of one compute node; ``app()`` wraps it in an aiohttp application."""
+
+    def __init__(self, data_dir: Path, *, concurrency: int | None = None, queue_size: int = 64,
+                 allow_local: list[Path] | None = None, cheat: bool = False,
+                 docker: DockerEngine | None = None) -> None:
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.identity = Identity.load_or_create(data_dir)
+        self.blobs = BlobStore(data_dir / "blobs")
+        self.jobs = JobStore(data_dir / "jobs.db")
+        self.results = data_dir / "results"
+        self.cars = data_dir / "cars"
+        for folder in (self.results, self.cars):
+            folder.mkdir(exist_ok=True)
+        self.concurrency = concurrency or max(1, os.cpu_count() or 1)
+        self.queue_size = queue_size
+        self.allow_local = [p.resolve() for p in (allow_local or [])]
+        self.cheat = cheat  # devstack only: a lying node, for testing verifiers
+        self.docker = docker or DockerEngine()
+        self.docker_ok = False
+        self.pool = Pool(self.concurrency, data_dir / "cache")
+        self.profile = profile_id()
+        self.active = 0
+        self._done: dict[str, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.pool.warm()
+        self.docker_ok = await self.docker.available()
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self.pool.close()
+
+    # -- info -------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        return {
+            "node_id": self.identity.node_id,
+            "public_key": self.identity.public_key.hex(),
+            "capabilities": ["wasm"] + (["docker"] if self.docker_ok else []),
+            "versions": {"cod": __version__, "wasmtime": wasmtime_version(), "python": platform.python_version()},
+            "profile": self.profile,
+            "limits": {"concurrency": self.concurrency, "queue_size": self.queue_size,
+                       "max_blob_bytes": MAX_BLOB_BYTES},
+            "allow_listed_local_paths": [str(p) for p in self.allow_local],
+        }
+
+    # -- jobs -------------------------------------------------------------------------
+    async def submit(self, body: Any, wait: bool) -> tuple[int, dict[str, Any]]:
+        if not isinstance(body, dict) or "spec" not in body:
+            raise SpecError("(request)", "the body must be a JSON object with a 'spec'")
+        spec = JobSpec.from_dict(body["spec"])
+        job_cid = str(spec.cid)
+        sources = self._sources(spec)
+        row = self.jobs.get(job_cid)
+        if row is None or row["state"] == FAILED:
+            if spec.engine == ENGINE_DOCKER and not self.docker_ok:
+                raise EngineUnavailable("this node has no Docker-compatible engine",
+                                        "send docker jobs to a node whose /v1/info lists 'docker'")
+            if self.active >= self.concurrency + self.queue_size:
+                raise Busy()
+            self.active += 1
+            self.jobs.add(job_cid, spec.to_dict())
+            self._done[job_cid] = asyncio.Event()
+            task = asyncio.create_task(self._run(job_cid, spec, sources))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if wait:
+            event = self._done.get(job_cid)
+            if event is not None:
+                await asyncio.wait_for(event.wait(), spec.limits.timeout_ms / 1000 + 30)
+        row = self.jobs.get(job_cid)
+        assert row is not None
+        return (200 if row["state"] in (DONE, FAILED) else 202), public(row)
+
+    def _sources(self, spec: JobSpec) -> dict[str, str]:
+        missing = []
+        if spec.engine != ENGINE_DOCKER and self.blobs.file(spec.module) is None:
+            missing.append(spec.module)
+        sources: dict[str, str] = {}
+        for item in spec.inputs:
+            if item.local is not None:
+                sources[item.path] = str(self._local(item.local))
+                continue
+            assert item.cid is not None
+            tree = self.blobs.tree(item.cid)
+            if tree is None:
+                missing.append(item.cid)
+            else:
+                sources[item.path] = str(tree)
+        if missing:
+            raise MissingBlobs(missing)
+        return sources
+
+    def _local(self, path: str) -> Path:
+        real = Path(path).resolve()
+        if not any(real == root or root in real.parents for root in self.allow_local):
+            raise LocalPathNotAllowed(
+                f"local path {path} is not under this node's allow-listed roots",
+                "start the node with --allow-listed-local-paths covering it",
+            )
+        if not real.is_dir():
+            raise NotFound(f"local path {path} is not a directory on this node")
+        return real
+
+    async def _run(self, job_cid: str, spec: JobSpec, sources: dict[str, str]) -> None:
+        out = self.results / job_cid
+        try:
+            self.jobs.update(job_cid, state=RUNNING)
+            if out.exists():
+                await asyncio.to_thread(shutil.rmtree, out)
+            if spec.engine == ENGINE_DOCKER:
+                outcome = await self._run_docker(spec, sources, out)
+            else:
+                module = self.blobs.file(spec.module)
+                assert module is not None
+                outcome = await self.pool.run(spec.canonical_bytes().decode(), module, sources, out,
+                                              spec.limits.timeout_ms / 1000)
+            if "error" in outcome:
+                self.jobs.update(job_cid, state=FAILED, error=json.dumps(outcome))
+                return
+            if self.cheat:
+                outcome["result_cid"] = await asyncio.to_thread(_lie, out)
+            statement = Statement(job=job_cid, result=outcome["result_cid"], node=self.identity.node_id,
+                                  profile=outcome["profile"], exit_code=outcome["exit_code"], trap=outcome["trap"],
+                                  fuel_used=outcome["fuel_used"]).sign(self.identity)
+            self.jobs.update(job_cid, state=DONE, result_cid=outcome["result_cid"], exit_code=outcome["exit_code"],
+                             trap=outcome["trap"], fuel_used=outcome["fuel_used"], profile=outcome["profile"],
+                             statement=json.dumps(statement.to_json(), sort_keys=True))
+        except Exception as exc:  # a node bug must fail the job, never the node
+            self.jobs.update(job_cid, state=FAILED,
+                             error=json.dumps({"error": type(exc).__name__, "message": str(exc)[:500]}))
+        finally:
+            self.active -= 1
+            self._done.pop(job_cid, asyncio.Event()).set()
+
+    async def _run_docker(self, spec: JobSpec, sources: dict[str, str], out: Path) -> dict[str, Any]:
+        staging = Path(tempfile.mkdtemp(dir=self.results, prefix=".docker-"))
+        try:
+            (staging / "outputs").mkdir()
+            code, stdout, stderr = await self.docker.run(
+                spec.image, list(spec.args[1:]), dict(spec.env), sources, staging / "outputs",
+                spec.limits.timeout_ms / 1000)
+            (staging / "stdout").write_bytes(stdout)
+            (staging / "stderr").write_bytes(stderr)
+            (staging / "exitCode").write_text(str(code))
+            os.rename(staging, out)
+        except CodError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            return {"error": type(exc).__name__, "code": exc.code, "message": exc.message, "hint": exc.hint}
+        cid = await asyncio.to_thread(cid_of_tree, out)
+        return {"result_cid": str(cid), "exit_code": code, "trap": None, "fuel_used": 0, "profile": "docker"}
+
+    def job(self, job_cid: str) -> dict[str, Any]:
+        row = self.jobs.get(job_cid)
+        if row is None:
+            raise NotFound(f"no job {job_cid} on this node")
+        return row
+
+    def results_dir(self, job_cid: str) -> Path:
+        row = self.job(job_cid)
+        path = self.results / job_cid
+        if row["state"] != DONE or not path.is_dir():
+            raise NotFound(f"job {job_cid} has no results here (state {row['state']})")
+        return path
+
+    async def car_of(self, cid: str, tree: Path) -> Path:
+        car = self.cars / f"{cid}.car"
+        if not car.exists():
+            await asyncio.to_thread(write_car, tree, car)
+        return car
+
+
+def _lie(out: Path) -> str:
+    """What a cheating node does: change its result and sign the changed one."""
+    with open(out / "stdout", "ab") as stdout:
+        stdout.write(b"(a lie)\n")
+    return str(cid_of_tree(out))
+
+
+class Busy(NodeError):
+    def __init__(self) -> None:
+        super().__init__("this node's queue is full", "retry after the Retry-After delay")
+
+
+class MissingBlobs(NodeError):
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"this node lacks {len(missing)} blob(s): {', '.join(missing)}", "upload them first")
+        self.missing = missing
+
+
+class LocalPathNotAllowed(NodeError):
+    pass
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+def _error(exc: CodError) -> web.Response:
+    name = {"Busy": "NodeBusy"}.get(type(exc).__name__, type(exc).__name__)
+    body: dict[str, Any] = {"error": name, "message": exc.message, "hint": exc.hint}
+    if isinstance(exc, MissingBlobs):
+        body["missing"] = exc.missing
+    headers = {"Retry-After": "1"} if isinstance(exc, Busy) else None
+    return web.json_response(body, status=STATUS.get(name, 400), headers=headers)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except CodError as exc:
+        return _error(exc)
+
+
+def app(node: Node) -> web.Application:
+    application = web.Application(middlewares=[errors], client_max_size=1 << 20)
+    routes = web.RouteTableDef()
+
+    @routes.get("/v1/health")
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "active_jobs": node.active})
+
+    @routes.get("/v1/info")
+    async def info(request: web.Request) -> web.Response:
+        return web.json_response(node.info())
+
+    @routes.get("/v1/openapi.json")
+    async def spec(request: web.Request) -> web.Response:
+        return web.json_response(openapi.DOCUMENT)
+
+    @routes.put("/v1/blobs/{cid}")
+    async def put_blob(request: web.Request) -> web.Response:
+        cid = request.match_info["cid"]
+        if node.blobs.has(cid):
+            return web.json_response({"cid": cid, "stored": False}, status=200)
+        handle, spooled = node.blobs.spool()
+        size = 0
+        with handle:
+            async for chunk in request.content.iter_chunked(CHUNK):
+                size += len(chunk)
+                if size > MAX_BLOB_BYTES:
+                    spooled.unlink(missing_ok=True)
+                    return web.json_response({"error": "TooLarge", "message": f"blob over {MAX_BLOB_BYTES} bytes"},
+                                             status=413)
+                handle.write(chunk)
+        try:
+            if request.content_type == CAR_TYPE:
+                await asyncio.to_thread(node.blobs.put_car, cid, spooled)
+            else:
+                await asyncio.to_thread(node.blobs.put_file, cid, spooled)
+        except CIDError as exc:
+            return web.json_response({"error": "CIDMismatch", "message": exc.message}, status=400)
+        return web.json_response({"cid": cid, "stored": True}, status=201)
+
+    @routes.get("/v1/blobs/{cid}")
+    async def get_blob(request: web.Request) -> web.StreamResponse:
+        cid = request.match_info["cid"]
+        path = node.blobs.file(cid)
+        if path is not None:
+            return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+        tree = node.blobs.tree(cid)
+        if tree is None:
+            raise NotFound(f"no blob {cid} on this node")
+        return web.FileResponse(await node.car_of(cid, tree), headers={"Content-Type": CAR_TYPE})
+
+    @routes.post("/v1/jobs")
+    async def submit(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise SpecError("(request)", f"not JSON: {exc}") from exc
+        status, job = await node.submit(body, wait=request.query.get("wait") in ("1", "true"))
+        return web.json_response(job, status=status)
+
+    @routes.get("/v1/jobs")
+    async def list_jobs(request: web.Request) -> web.Response:
+        return web.json_response({"jobs": [public(r) for r in node.jobs.list()]})
+
+    @routes.get("/v1/jobs/{cid}")
+    async def job(request: web.Request) -> web.Response:
+        return web.json_response(public(node.job(request.match_info["cid"])))
+
+    @routes.get("/v1/jobs/{cid}/results.car")
+    async def results_car(request: web.Request) -> web.StreamResponse:
+        cid = request.match_info["cid"]
+        row = node.job(cid)
+        car = await node.car_of(row["result_cid"] or cid, node.results_dir(cid))
+        return web.FileResponse(car, headers={"Content-Type": CAR_TYPE})
+
+    @routes.get("/v1/jobs/{cid}/results/{path:.+}")
+    async def result_file(request: web.Request) -> web.StreamResponse:
+        root = node.results_dir(request.match_info["cid"]).resolve()
+        target = (root / request.match_info["path"]).resolve()
+        if root not in target.parents or not target.is_file():
+            raise NotFound(f"no file {request.match_info['path']} in the results")
+        return web.FileResponse(target)
+
+    application.add_routes(routes)
+    return application
+
+
+__all__ = ["Node", "app", "QUEUED"]

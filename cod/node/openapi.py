@@ -1,0 +1,84 @@
+"""The node API as an OpenAPI 3.1 document, served at /v1/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_JOB = {"$ref": "#/components/schemas/Job"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "cod compute node", "version": "1",
+             "description": "Content-addressed blobs, deterministic jobs, signed result statements."},
+    "paths": {
+        "/v1/health": {"get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "up")}}},
+        "/v1/info": {"get": {"summary": "Node ID, public key, capabilities, versions, profile, limits",
+                             "responses": {"200": _json({"$ref": "#/components/schemas/Info"}, "node info")}}},
+        "/v1/blobs/{cid}": {
+            "parameters": [{"name": "cid", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "put": {"summary": "Upload a blob: raw bytes of a module, or a CAR (application/vnd.ipld.car) of a "
+                               "directory. The node checks it hashes to {cid} and refuses a mismatch.",
+                    "requestBody": {"content": {"application/octet-stream": {}, "application/vnd.ipld.car": {}}},
+                    "responses": {"201": _json({"type": "object"}, "stored"),
+                                  "200": _json({"type": "object"}, "already stored"),
+                                  "400": _json(_ERROR, "content does not hash to the CID"),
+                                  "413": _json(_ERROR, "too large")}},
+            "get": {"summary": "Download a blob (a module's bytes, or a directory as a CAR); HEAD tells "
+                               "whether the node has it",
+                    "responses": {"200": {"description": "the blob"}, "404": _json(_ERROR, "unknown")}},
+        },
+        "/v1/jobs": {
+            "post": {"summary": "Submit a job spec; ?wait=true answers when it is done",
+                     "requestBody": {"content": {"application/json": {"schema": {
+                         "type": "object", "required": ["spec"], "properties": {"spec": {"type": "object"}}}}}},
+                     "responses": {"200": _json(_JOB, "done (or failed)"), "202": _json(_JOB, "accepted"),
+                                   "400": _json(_ERROR, "bad spec"), "403": _json(_ERROR, "local path not allowed"),
+                                   "409": _json(_ERROR, "blobs missing: upload them (the body lists them)"),
+                                   "429": _json(_ERROR, "queue full; see Retry-After"),
+                                   "501": _json(_ERROR, "no Docker engine for a docker job")}},
+            "get": {"summary": "Recent jobs", "responses": {"200": _json({"type": "object"}, "jobs")}},
+        },
+        "/v1/jobs/{cid}": {
+            "parameters": [{"name": "cid", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {"summary": "A job's state, spec, outcome and signed statement",
+                    "responses": {"200": _json(_JOB, "the job"), "404": _json(_ERROR, "unknown job")}}},
+        "/v1/jobs/{cid}/results.car": {
+            "parameters": [{"name": "cid", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {"summary": "The results directory as a CARv1 rooted at the result CID",
+                    "responses": {"200": {"description": "CAR"}, "404": _json(_ERROR, "no results")}}},
+        "/v1/jobs/{cid}/results/{path}": {
+            "parameters": [{"name": "cid", "in": "path", "required": True, "schema": {"type": "string"}},
+                           {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {"summary": "One file of the results directory (e.g. stdout, outputs/count.txt)",
+                    "responses": {"200": {"description": "the file"}, "404": _json(_ERROR, "no such file")}}},
+        "/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
+    },
+    "components": {"schemas": {
+        "Error": {"type": "object", "required": ["error", "message"],
+                  "properties": {"error": {"type": "string"}, "message": {"type": "string"},
+                                 "hint": {"type": ["string", "null"]},
+                                 "missing": {"type": "array", "items": {"type": "string"}}}},
+        "Info": {"type": "object", "required": ["node_id", "public_key", "capabilities", "profile"],
+                 "properties": {"node_id": {"type": "string"}, "public_key": {"type": "string"},
+                                "capabilities": {"type": "array", "items": {"type": "string"}},
+                                "versions": {"type": "object"}, "profile": {"type": "string"},
+                                "limits": {"type": "object"}}},
+        "Statement": {"type": "object", "required": ["statement", "signature"],
+                      "properties": {"statement": {"type": "object"}, "signature": {"type": "string"}}},
+        "Job": {"type": "object", "required": ["job_cid", "state"],
+                "properties": {"job_cid": {"type": "string"},
+                               "state": {"enum": ["queued", "running", "done", "failed"]},
+                               "spec": {"type": "object"}, "result_cid": {"type": ["string", "null"]},
+                               "exit_code": {"type": ["integer", "null"]}, "trap": {"type": ["string", "null"]},
+                               "fuel_used": {"type": ["integer", "null"]}, "profile": {"type": ["string", "null"]},
+                               "statement": {"oneOf": [{"$ref": "#/components/schemas/Statement"},
+                                                       {"type": "null"}]},
+                               "error": {"type": ["object", "null"]}}},
+    }},
+}

@@ -1,0 +1,102 @@
+"""Executor processes: a node runs every job in a worker process of its own pool.
+
+A trap, an exhausted memory or a crash inside wasmtime kills at most a worker; the job is
+reported failed (ExecutorCrashed), a new worker takes its place, and the node serves on.
+A worker that outlives the job's wall-clock timeout (plus a grace period) is killed too,
+so not even a wedged engine can hang the node. Workers are plain subprocesses
+(`python -m cod.node.worker`) speaking one JSON line per request and per answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+GRACE_SECONDS = 5.0
+
+
+class Worker:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls, cache_dir: str) -> "Worker":
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cod.node.worker", cache_dir, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, limit=1 << 20)
+        worker = cls(process)
+        assert process.stdout is not None
+        ready = await process.stdout.readline()
+        if not ready:
+            raise RuntimeError("executor worker failed to start")
+        return worker
+
+    async def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """The worker's answer, or None when it died or overran ``timeout`` (then it is killed)."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        try:
+            self.process.stdin.write(json.dumps(request).encode() + b"\n")
+            await self.process.stdin.drain()
+            line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        except (asyncio.TimeoutError, ConnectionError, BrokenPipeError):
+            line = b""
+        if not line:
+            self.kill()
+            return None
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+
+class Pool:
+    def __init__(self, workers: int, cache_dir: Path) -> None:
+        self.size = workers
+        self.cache_dir = str(cache_dir)
+        self._idle: asyncio.Queue[Worker] = asyncio.Queue()
+        self._all: list[Worker] = []
+
+    async def warm(self) -> None:
+        workers = await asyncio.gather(*(Worker.start(self.cache_dir) for _ in range(self.size)))
+        for worker in workers:
+            self._all.append(worker)
+            self._idle.put_nowait(worker)
+
+    async def run(self, spec_json: str, module: Path, sources: dict[str, str], out_dir: Path,
+                  timeout_s: float) -> dict[str, Any]:
+        worker = await self._idle.get()
+        try:
+            answer = await worker.ask({"spec": spec_json, "module": str(module), "sources": sources,
+                                       "out": str(out_dir)}, timeout_s + GRACE_SECONDS)
+        except BaseException:
+            worker.kill()
+            raise
+        finally:
+            if worker.alive:
+                self._idle.put_nowait(worker)
+            else:
+                await worker.process.wait()
+                self._all.remove(worker)
+                replacement = await Worker.start(self.cache_dir)
+                self._all.append(replacement)
+                self._idle.put_nowait(replacement)
+        if answer is None:
+            return {"error": "ExecutorCrashed", "code": 18, "message": "the executor process died during the job",
+                    "hint": "the node is still up; the job may be retried"}
+        return answer
+
+    def worker_pids(self) -> list[int]:
+        return [w.process.pid for w in self._all if w.alive]
+
+    def close(self) -> None:
+        for worker in self._all:
+            worker.kill()

@@ -1,0 +1,56 @@
+"""An in-process network of compute nodes on loopback, for tests, demos and `cod devstack`.
+
+Each node is a real aiohttp server with its own key, data directory and executor process;
+``bad_nodes`` of them lie: they change their result and sign the changed one, as a real
+cheater would, so verifiers can be tested against cheaters.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from cod.node.server import RunningNode, start_node
+
+
+class Devstack:
+    def __init__(self, nodes: int, bad_nodes: int = 0, base_dir: Path | None = None, **node_options: Any) -> None:
+        if not 0 <= bad_nodes <= nodes:
+            raise ValueError("bad_nodes must be between 0 and nodes")
+        self.count = nodes
+        self.bad = bad_nodes
+        self._own_dir = base_dir is None
+        self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="cod-devstack-"))
+        self.options = {"concurrency": 1, **node_options}
+        self.nodes: list[RunningNode] = []
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    async def start(self) -> "Devstack":
+        try:
+            for i in range(self.count):
+                cheat = i >= self.count - self.bad
+                self.nodes.append(await start_node(self.base_dir / f"node-{i}", cheat=cheat, **self.options))
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def stop(self) -> None:
+        for node in self.nodes:
+            await node.stop()
+        self.nodes = []
+        if self._own_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    async def __aenter__(self) -> "Devstack":
+        return await self.start()
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
