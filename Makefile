@@ -24,7 +24,7 @@ $(JSSTAMP): $(JS)/package.json $(JS)/package-lock.json
 	@touch $(JSSTAMP)
 
 typecheck: install
-	$(BIN)/mypy cod
+	$(BIN)/mypy cod verifier
 
 test: install node-tools typecheck
 	$(BIN)/python -m pytest -q

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from cod import Engine
+from verifier.reputation import Records
 
 settings.register_profile(
     "cod", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -22,3 +23,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
 def out(tmp_path: Path) -> Path:
     """A results directory that does not exist yet."""
     return tmp_path / "results"
+
+
+@pytest.fixture()
+def records(tmp_path: Path) -> Records:
+    return Records(tmp_path / "requester.db")

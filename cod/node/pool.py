@@ -21,6 +21,7 @@ GRACE_SECONDS = 5.0
 class Worker:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
+        self.dead = False
 
     @classmethod
     async def start(cls, cache_dir: str) -> "Worker":
@@ -50,12 +51,13 @@ class Worker:
         return answer
 
     def kill(self) -> None:
+        self.dead = True  # returncode is only set once the child is reaped
         if self.process.returncode is None:
             self.process.kill()
 
     @property
     def alive(self) -> bool:
-        return self.process.returncode is None
+        return not self.dead and self.process.returncode is None
 
 
 class Pool:
