@@ -6,6 +6,6 @@ result CIDs, node records, and the in-process devstack.
 
 from .devstack import Devstack
 from .reputation import Records
-from .verify import EXIT_CODES, Answer, Verification, verify
+from .verify import EXIT_CODES, Answer, Requester, Verification, verify
 
-__all__ = ["EXIT_CODES", "Answer", "Devstack", "Records", "Verification", "verify"]
+__all__ = ["EXIT_CODES", "Answer", "Devstack", "Records", "Requester", "Verification", "verify"]

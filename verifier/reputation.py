@@ -27,6 +27,7 @@ class Records:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite_utils.Database(path)
         self.db.enable_wal()
+        self.db.execute("PRAGMA synchronous = NORMAL")
         if not self.db.table("nodes").exists():
             self.db.table("nodes").create({"node_id": str, "url": str, "profile": str, "agreed": int, "disagreed": int,
                                      "failed": int, "bad_signature": int}, pk="node_id", defaults={
@@ -35,13 +36,19 @@ class Records:
             self.db.table("jobs").create({"job_cid": str, "seq": int, "outcome": str, "result_cid": str, "n": int,
                                     "quorum": int, "spec": str, "answers": str}, pk="job_cid")
 
+    # plain SQL on the hot path: sqlite-utils' upsert introspects the table on every call
     def see(self, node_id: str, url: str, profile: str) -> None:
-        self.db.table("nodes").upsert({"node_id": node_id, "url": url, "profile": profile}, pk="node_id")
+        with self.db.conn:
+            self.db.conn.execute(
+                "INSERT INTO nodes (node_id, url, profile, agreed, disagreed, failed, bad_signature) "
+                "VALUES (?, ?, ?, 0, 0, 0, 0) ON CONFLICT(node_id) DO UPDATE SET url = excluded.url, "
+                "profile = excluded.profile", [node_id, url, profile])
 
     def bump(self, node_id: str, counter: str) -> None:
         assert counter in COUNTERS
-        self.db.execute(f"UPDATE nodes SET {counter} = COALESCE({counter}, 0) + 1 WHERE node_id = ?", [node_id])
-        self.db.conn.commit()
+        with self.db.conn:
+            self.db.conn.execute(f"UPDATE nodes SET {counter} = COALESCE({counter}, 0) + 1 WHERE node_id = ?",
+                                 [node_id])
 
     def score(self, node_id: str) -> int:
         row = self.node(node_id)
@@ -51,18 +58,24 @@ class Records:
             row["bad_signature"] or 0)
 
     def node(self, node_id: str) -> dict[str, Any] | None:
-        rows = list(self.db.table("nodes").rows_where("node_id = ?", [node_id]))
-        return rows[0] if rows else None
+        cursor = self.db.conn.execute(
+            "SELECT node_id, url, profile, agreed, disagreed, failed, bad_signature FROM nodes WHERE node_id = ?",
+            [node_id])
+        row = cursor.fetchone()
+        names = ("node_id", "url", "profile", "agreed", "disagreed", "failed", "bad_signature")
+        return dict(zip(names, row)) if row else None
 
     def nodes(self) -> list[dict[str, Any]]:
         return list(self.db.table("nodes").rows_where(order_by="node_id"))
 
     def record_job(self, job_cid: str, outcome: str, result_cid: str | None, n: int, quorum: int,
                    spec: dict[str, Any], answers: list[dict[str, Any]]) -> None:
-        seq = (self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone() or [1])[0]
-        self.db.table("jobs").upsert({"job_cid": job_cid, "seq": seq, "outcome": outcome, "result_cid": result_cid,
-                                "n": n, "quorum": quorum, "spec": json.dumps(spec, sort_keys=True),
-                                "answers": json.dumps(answers, sort_keys=True)}, pk="job_cid")
+        with self.db.conn:
+            self.db.conn.execute(
+                "INSERT OR REPLACE INTO jobs (job_cid, seq, outcome, result_cid, n, quorum, spec, answers) "
+                "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, ?, ?, ?)",
+                [job_cid, outcome, result_cid, n, quorum, json.dumps(spec, sort_keys=True),
+                 json.dumps(answers, sort_keys=True)])
 
     def job(self, job_cid: str) -> dict[str, Any] | None:
         rows = list(self.db.table("jobs").rows_where("job_cid = ? OR job_cid LIKE ?", [job_cid, job_cid + "%"]))

@@ -40,6 +40,7 @@ VERIFIED, QUORUM, MISMATCH = "verified", "verified-by-quorum", "mismatch"
 PROFILE_MISMATCH, INCOMPLETE, UNVERIFIABLE = "profile-mismatch", "incomplete", "unverifiable"
 EXIT_CODES = {VERIFIED: 0, QUORUM: 0, MISMATCH: 10, INCOMPLETE: 11, UNVERIFIABLE: 12, PROFILE_MISMATCH: 13}
 MAX_BACKOFF = 8.0
+INFO_TTL = 30.0
 DEADLINE_MARGIN = 30.0
 
 
@@ -72,6 +73,7 @@ class Verification:
     groups: dict[str, list[str]] = field(default_factory=dict)
     results_dir: Path | None = None
     note: str | None = None
+    result_checked: bool = False  # a copy of the agreed result was fetched and hashed to its CID
 
     @property
     def exit_code(self) -> int:
@@ -80,7 +82,7 @@ class Verification:
     def to_json(self) -> dict[str, Any]:
         return {
             "job_cid": self.job_cid, "outcome": self.outcome, "result_cid": self.result_cid, "n": self.n,
-            "quorum": self.quorum, "groups": self.groups, "note": self.note,
+            "quorum": self.quorum, "groups": self.groups, "note": self.note, "result_checked": self.result_checked,
             "results_dir": str(self.results_dir) if self.results_dir else None,
             "nodes": [asdict(a) for a in self.answers],
         }
@@ -106,50 +108,104 @@ class _Uploads:
                 self._cars[cid] = path
             return self._cars[cid]
 
-    async def ensure(self, client: NodeClient) -> None:
+    async def upload(self, client: NodeClient, missing: list[str]) -> None:
+        """Upload the blobs a node said it lacks (and only blobs of this job)."""
         spec = self.job.spec
-        if spec.engine != ENGINE_DOCKER and not await client.has(spec.module):
-            await client.put(spec.module, self.job.wasm, car=False)
-        for item in spec.inputs:
-            if item.cid is not None and not await client.has(item.cid):
-                await client.put(item.cid, await self.car(item.cid, self.job.sources[item.path]), car=True)
+        for cid in missing:
+            if cid == spec.module and spec.engine != ENGINE_DOCKER:
+                await client.put(cid, self.job.wasm, car=False)
+                continue
+            paths = [item.path for item in spec.inputs if item.cid == cid]
+            if not paths:
+                raise NodeError(f"node {client.url} asks for {cid}, which is not part of this job")
+            await client.put(cid, await self.car(cid, self.job.sources[paths[0]]), car=True)
+
+
+class Requester:
+    """What many verifications share: one HTTP connection pool, the records, recent node infos."""
+
+    def __init__(self, records: Records | None = None, info_ttl: float = INFO_TTL) -> None:
+        self.records = records or Records()
+        self.info_ttl = info_ttl
+        self._infos: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512))
+        return self._session
+
+    async def info(self, client: NodeClient) -> dict[str, Any]:
+        now = asyncio.get_running_loop().time()
+        cached = self._infos.get(client.url)
+        if cached is not None and now - cached[0] < self.info_ttl:
+            return cached[1]
+        info = await client.info()
+        self._infos[client.url] = (now, info)
+        return info
+
+    def forget(self, url: str) -> None:
+        self._infos.pop(url, None)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> "Requester":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def verify(self, job: PreparedJob, urls: list[str], n: int, **options: Any) -> Verification:
+        return await verify(job, urls, n, requester=self, **options)
 
 
 async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | None = None,
                  records: Records | None = None, output_dir: Path | None = None,
-                 progress: Progress = lambda step: None, deadline_s: float | None = None) -> Verification:
+                 progress: Progress = lambda step: None, deadline_s: float | None = None,
+                 requester: Requester | None = None) -> Verification:
     """Run ``job`` on ``n`` distinct nodes among ``urls`` and compare their signed answers."""
+    if requester is None:
+        async with Requester(records) as own:
+            return await verify(job, urls, n, quorum=quorum, output_dir=output_dir, progress=progress,
+                                deadline_s=deadline_s, requester=own)
     if n < 1:
         raise NodeError("--verify needs at least 1 node")
     if output_dir is not None:
         check_destination(output_dir)
-    records = records or Records()
+    records = requester.records
     spec_json = job.spec.to_dict()
     job_cid = str(job.spec.cid)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + (deadline_s if deadline_s is not None else job.spec.limits.timeout_ms / 1000
                               + DEADLINE_MARGIN)
     scratch = Path(tempfile.mkdtemp(prefix="cod-verify-"))
+    session = requester.session
     try:
-        async with aiohttp.ClientSession() as session:
-            progress(f"Checking {len(urls)} node(s)")
-            candidates = await _candidates(session, list(dict.fromkeys(urls)), job, records)
-            if not candidates and job.spec.engine == ENGINE_DOCKER:
-                raise EngineUnavailable(
-                    f"none of the {len(urls)} node(s) has a Docker-compatible engine",
-                    "start Docker, or podman's Docker API service (DOCKER_HOST=unix://...), where a node runs",
-                )
-            if not candidates:
-                raise NodeError("no reachable node can run WASM jobs", "check --node, COD_NODES or the config file")
-            uploads = _Uploads(job, scratch)
-            progress(f"Running on {min(n, len(candidates))} node(s)")
-            answers = await _dispatch(candidates, n, uploads, spec_json, job_cid, deadline)
-            progress("Comparing signed results")
-            verification = _judge(job, job_cid, answers, n, quorum or 0)
-            _remember(records, verification)
-            if output_dir is not None and verification.result_cid is not None:
-                progress("Downloading results")
-                await _download(session, verification, output_dir, scratch)
+        progress(f"Checking {len(urls)} node(s)")
+        candidates = await _candidates(requester, list(dict.fromkeys(urls)), job, records)
+        if not candidates and job.spec.engine == ENGINE_DOCKER:
+            raise EngineUnavailable(
+                f"none of the {len(urls)} node(s) has a Docker-compatible engine",
+                "start Docker, or podman's Docker API service (DOCKER_HOST=unix://...), where a node runs",
+            )
+        if not candidates:
+            raise NodeError("no reachable node can run WASM jobs", "check --node, COD_NODES or the config file")
+        uploads = _Uploads(job, scratch)
+        progress(f"Running on {min(n, len(candidates))} node(s)")
+        answers = await _dispatch(candidates, n, uploads, spec_json, job_cid, deadline)
+        for answer in answers:
+            if not answer.valid:
+                requester.forget(answer.url)
+        progress("Comparing signed results")
+        verification = _judge(job, job_cid, answers, n, quorum or 0)
+        _remember(records, verification)
+        if verification.result_cid is not None:  # at least one result is fetched and checked, always
+            progress("Downloading results")
+            await _download(session, verification, output_dir, scratch)
         records.record_job(job_cid, verification.outcome, verification.result_cid, n, quorum or 0, spec_json,
                            [asdict(a) for a in verification.answers])
         return verification
@@ -157,10 +213,10 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-async def _candidates(session: aiohttp.ClientSession, urls: list[str], job: PreparedJob,
+async def _candidates(requester: Requester, urls: list[str], job: PreparedJob,
                       records: Records) -> list[tuple[NodeClient, dict[str, Any]]]:
-    clients = [NodeClient(session, url) for url in urls]
-    infos = await asyncio.gather(*(c.info() for c in clients), return_exceptions=True)
+    clients = [NodeClient(requester.session, url) for url in urls]
+    infos = await asyncio.gather(*(requester.info(c) for c in clients), return_exceptions=True)
     need = "docker" if job.spec.engine == ENGINE_DOCKER else "wasm"
     seen: set[str] = set()
     found = []
@@ -221,8 +277,8 @@ async def _attempt(client: NodeClient, answer: Answer, uploads: _Uploads, spec: 
                    deadline: float) -> Answer:
     loop = asyncio.get_running_loop()
     backoff = 0.25
+    uploaded = False
     try:
-        await uploads.ensure(client)
         while True:
             try:
                 job = await client.submit(spec, timeout=max(1.0, deadline - loop.time()))
@@ -233,8 +289,11 @@ async def _attempt(client: NodeClient, answer: Answer, uploads: _Uploads, spec: 
                     raise NodeError(f"node {client.url} stayed busy until the deadline") from busy
                 await asyncio.sleep(wait)
                 backoff *= 2
-            except MissingBlobs:
-                await uploads.ensure(client)
+            except MissingBlobs as lacking:  # submit first: a node that has the blobs needs no upload
+                if uploaded:
+                    raise
+                await uploads.upload(client, lacking.missing)
+                uploaded = True
         if job.get("state") != "done":
             error = job.get("error") or {}
             answer.error = f"job {job.get('state')}: {error.get('error', '')} {error.get('message', '')}".strip()
@@ -297,13 +356,17 @@ def _remember(records: Records, verification: Verification) -> None:
             records.bump(answer.node_id, "disagreed")
 
 
-async def _download(session: aiohttp.ClientSession, verification: Verification, output_dir: Path,
+async def _download(session: aiohttp.ClientSession, verification: Verification, output_dir: Path | None,
                     scratch: Path) -> None:
     agreed = verification.result_cid
     assert agreed is not None
     urls = [a.url for a in verification.answers if a.result_cid == agreed]
     try:
-        verification.results_dir = await download_agreed(session, urls, verification.job_cid, agreed, output_dir,
-                                                          None, scratch)
+        where = await download_agreed(session, urls, verification.job_cid, agreed, output_dir, None, scratch)
+        verification.results_dir = where if output_dir is not None else None
+        verification.result_checked = True
     except NodeError as exc:
         verification.note = "; ".join(filter(None, [verification.note, exc.message]))
+        if verification.outcome in (VERIFIED, QUORUM):
+            # signed agreement on a result nobody will hand over proves nothing usable
+            verification.outcome = INCOMPLETE

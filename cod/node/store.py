@@ -13,12 +13,16 @@ from typing import Any
 import sqlite_utils
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+COLUMNS = ("job_cid", "seq", "spec", "state", "result_cid", "exit_code", "trap", "fuel_used", "profile", "statement",
+           "error")
 
 
 class JobStore:
     def __init__(self, path: Path) -> None:
         self.db = sqlite_utils.Database(path)
         self.db.enable_wal()
+        self.db.execute("PRAGMA synchronous = NORMAL")  # WAL keeps the file consistent; a crash loses at most
+        # the last jobs' records, never corrupts them
         self.jobs = self.db.table("jobs")
         if not self.jobs.exists():
             self.jobs.create(
@@ -33,18 +37,25 @@ class JobStore:
         )
         self.db.conn.commit()
 
+    # the hot path uses plain SQL: sqlite-utils' upsert introspects the table on every call
     def get(self, job_cid: str) -> dict[str, Any] | None:
-        rows = list(self.jobs.rows_where("job_cid = ?", [job_cid]))
-        return rows[0] if rows else None
+        cursor = self.db.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE job_cid = ?", [job_cid])
+        row = cursor.fetchone()
+        return dict(zip(COLUMNS, row)) if row else None
 
     def add(self, job_cid: str, spec: dict[str, Any]) -> None:
-        seq = (self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone() or [1])[0]
-        self.jobs.upsert({"job_cid": job_cid, "seq": seq, "spec": json.dumps(spec, sort_keys=True), "state": QUEUED,
-                          "result_cid": None, "exit_code": None, "trap": None, "fuel_used": None, "profile": None,
-                          "statement": None, "error": None}, pk="job_cid")
+        with self.db.conn:
+            self.db.conn.execute(
+                "INSERT OR REPLACE INTO jobs (job_cid, seq, spec, state) "
+                "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?)",
+                [job_cid, json.dumps(spec, sort_keys=True), QUEUED])
 
     def update(self, job_cid: str, **fields: Any) -> None:
-        self.jobs.update(job_cid, fields)
+        names = sorted(fields)
+        assert set(names) <= set(COLUMNS)
+        with self.db.conn:
+            self.db.conn.execute(f"UPDATE jobs SET {', '.join(n + ' = ?' for n in names)} WHERE job_cid = ?",
+                                 [fields[n] for n in names] + [job_cid])
 
     def list(self, limit: int = 100) -> list[dict[str, Any]]:
         return list(self.jobs.rows_where(order_by="seq desc", limit=limit))

@@ -14,6 +14,7 @@ Writes go to a temporary file and are renamed into place, so processes can share
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -67,6 +68,7 @@ ENGINE_SETTINGS: dict[str, object] = {
 }
 
 
+@functools.cache
 def wasmtime_version() -> str:
     return version("wasmtime")
 

@@ -1,0 +1,144 @@
+"""Stage 2 figures: `--verify 3` latency and throughput on a warm local network of 3 nodes,
+and where the CPU goes."""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from cod.local import prepare  # noqa: E402
+from verifier import Devstack, Records, Requester  # noqa: E402
+
+HELLO = ROOT / "vectors" / "hello.wasm"
+CATEGORIES = {
+    "HTTP and JSON (aiohttp, asyncio, json)": ("aiohttp", "asyncio", "json", "multidict", "yarl", "http", "socket",
+                                               "selectors", "ssl", "email"),
+    "hashing, CIDs, CARs (hashlib, cod.unixfs, cod.car, cod.export)": ("hashlib", "unixfs", "car.py", "export.py",
+                                                                        "cid.py", "dagpb"),
+    "signing and checking (nacl, cod.statement, cod.identity)": ("nacl", "statement", "identity", "multihash",
+                                                                 "base58"),
+    "bookkeeping (sqlite, verifier, node)": ("sqlite", "reputation", "store.py", "verify.py", "app.py", "pool.py"),
+}
+
+
+def _cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError):
+            pass
+    return total
+
+
+def _job(n: int) -> object:
+    return prepare(HELLO, [], seed=f"bench-{time.time_ns()}-{n}")
+
+
+async def latency(stack: Devstack, requester: Requester, count: int = 40) -> list[float]:
+    samples = []
+    for n in range(count):
+        job = _job(n)
+        start = time.perf_counter()
+        result = await requester.verify(job, stack.urls, 3)  # type: ignore[arg-type]
+        samples.append(time.perf_counter() - start)
+        assert result.outcome == "verified"
+    return samples
+
+
+async def throughput(stack: Devstack, requester: Requester, jobs: int, in_flight: int) -> float:
+    prepared = [_job(n) for n in range(jobs)]
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one(job: object) -> str:
+        async with gate:
+            return (await requester.verify(job, stack.urls, 3)).outcome  # type: ignore[arg-type]
+
+    start = time.perf_counter()
+    outcomes = await asyncio.gather(*(one(j) for j in prepared))
+    elapsed = time.perf_counter() - start
+    assert outcomes == ["verified"] * jobs, set(outcomes)
+    return jobs / elapsed
+
+
+def cli_start() -> float:
+    samples = []
+    for _ in range(5):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "cod", "--version"], cwd=ROOT, check=True, capture_output=True)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+async def main_async() -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="cod-bench-net-") as tmp:
+        requester = Requester(Records(Path(tmp) / "requester.db"))
+        async with requester, Devstack(3, base_dir=Path(tmp) / "stack", concurrency=1, queue_size=256) as stack:
+            await latency(stack, requester, 5)  # warm: modules compiled and cached by every worker
+            lat = await latency(stack, requester)
+            workers = [pid for n in stack.nodes for pid in n.node.pool.worker_pids()]
+            profiler = cProfile.Profile()
+            cpu0, wall0, w0 = time.process_time(), time.perf_counter(), _cpu_of(workers)
+            profiler.enable()
+            rate = await throughput(stack, requester, jobs=300, in_flight=48)
+            profiler.disable()
+            cpu = time.process_time() - cpu0
+            wall = time.perf_counter() - wall0
+            worker_cpu = _cpu_of(workers) - w0
+    stats = pstats.Stats(profiler)
+    shares = {name: 0.0 for name in CATEGORIES}
+    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        for name, keys in CATEGORIES.items():
+            if any(k in filename for k in keys):
+                shares[name] += tottime
+                break
+    profiled = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
+    total_cpu = cpu + worker_cpu
+    lines = [
+        "### `--verify 3` of the hello vector on a warm local network of 3 nodes",
+        "",
+        "Three nodes of the in-process devstack (one executor process each) and the requester share",
+        "this 2-core machine; every job has a fresh seed, so every node really runs it.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| end-to-end latency from the library, median of {len(lat)} | **{statistics.median(lat) * 1000:.1f} ms** "
+        f"(target <= 50) |",
+        f"| same, 90th percentile | {sorted(lat)[int(len(lat) * 0.9)] * 1000:.1f} ms |",
+        f"| CLI process start (`python -m cod --version`), reported separately | {cli_start() * 1000:.0f} ms |",
+        f"| verified jobs per second, 300 jobs, 48 in flight | **{rate:.0f}** (target >= 100) |",
+        "",
+        f"Where the CPU went during the throughput run ({wall:.1f} s wall, {total_cpu:.1f} s CPU):",
+        "",
+        "| share | CPU s | of all CPU |",
+        "|---|---|---|",
+        f"| execution in the executor processes (wasmtime, WASI, results, CID) | {worker_cpu:.2f} | "
+        f"{worker_cpu / total_cpu:.0%} |",
+    ]
+    scale = cpu / profiled if profiled else 1.0  # profiler time, rescaled to the process's real CPU
+    for name, seconds in shares.items():
+        lines.append(f"| {name} | {seconds * scale:.2f} | {seconds * scale / total_cpu:.0%} |")
+    rest = cpu - sum(shares.values()) * scale
+    lines.append(f"| everything else in the requester and node process | {rest:.2f} | {rest / total_cpu:.0%} |")
+    lines.append("")
+    return lines
+
+
+def main() -> list[str]:
+    return asyncio.run(main_async())
+
+
+if __name__ == "__main__":
+    print("\n".join(main()))
