@@ -6,6 +6,7 @@ The header is the DAG-CBOR map ``{"roots": [root], "version": 1}``, written here
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from collections.abc import Iterator
@@ -53,6 +54,21 @@ class CarWriter:
         self._seen.add(key)
         self._out.write(varint(len(key) + len(data)) + key)
         self._out.write(data)
+
+
+def car_bytes(path: str | os.PathLike[str], root: CID) -> bytes:
+    """The CARv1 of a host tree whose root CID is already known, built in memory in one pass.
+
+    For small trees (results served by a node); raises CIDError if the tree does not hash
+    to ``root``.
+    """
+    out = io.BytesIO()
+    out.write(header(root))
+    writer = CarWriter(out)
+    actual = Importer(sink=writer.block).tree(path).cid
+    if actual != root:
+        raise CIDError(f"{os.fspath(path)!r} hashes to {actual}, not to {root}")
+    return out.getvalue()
 
 
 def write_car(path: str | os.PathLike[str], dest: str | os.PathLike[str]) -> CID:

@@ -101,6 +101,39 @@ def _safe_name(name: bytes) -> str:
     return text
 
 
+def check_complete(blocks: dict[CID, bytes], root: CID) -> None:
+    """Every block reachable from ``root`` is present (their hashes were checked on reading).
+
+    Then the blocks are exactly the content that ``root`` names: no export and re-import is
+    needed to know it. Raises CIDError naming the first missing block.
+    """
+    stack, seen = [root], set()
+    while stack:
+        cid = stack.pop()
+        if cid in seen:
+            continue
+        seen.add(cid)
+        block = blocks.get(cid)
+        if block is None:
+            raise CIDError(f"the CAR lacks block {cid}, reachable from {root}")
+        if cid.codec == DAG_PB:
+            try:
+                _, links = dagpb.decode_node(block)
+            except ValueError as exc:
+                raise CIDError(f"block {cid} is not a dag-pb node: {exc}") from exc
+            stack.extend(link.cid for link in links)
+
+
+def read_complete_car(data: BinaryIO, expected: CID) -> dict[CID, bytes]:
+    """An in-memory CAR rooted at ``expected``: its blocks, checked and complete."""
+    roots, blocks = read_car(data)
+    if roots != [expected]:
+        raise CIDError(f"CAR roots {[str(r) for r in roots]} are not [{expected}]")
+    found = dict(blocks)
+    check_complete(found, expected)
+    return found
+
+
 def unpack_car(source: BinaryIO, expected: CID, dest: Path, scratch: Path) -> None:
     """Unpack a CAR whose single root must be ``expected`` into ``dest``, atomically.
 

@@ -3,6 +3,7 @@ against the agreed result CID before they are put in place."""
 
 from __future__ import annotations
 
+import io
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,10 +13,12 @@ import aiohttp
 
 from cod.cid import CID
 from cod.errors import CodError, NodeError, NotFound
-from cod.export import unpack_car
+from cod.export import export, read_complete_car, unpack_car
 from cod.wasm.executor import check_destination, install
 
 from .client import NodeClient
+
+SMALL_RESULTS = 8 << 20  # results CARs up to this size are checked in memory
 
 
 async def download_agreed(session: aiohttp.ClientSession, urls: list[str], job_cid: str, agreed: str,
@@ -25,14 +28,23 @@ async def download_agreed(session: aiohttp.ClientSession, urls: list[str], job_c
     With neither ``output_dir`` nor ``car``, the results are only checked (in ``scratch``).
     """
     errors = []
+    root = CID.parse(agreed)
     for url in urls:
         tmp_car = scratch / "results.car"
         staging = scratch / "results"
         shutil.rmtree(staging, ignore_errors=True)
+        client = NodeClient(session, url)
         try:
-            await NodeClient(session, url).download_results(job_cid, tmp_car)
-            with open(tmp_car, "rb") as source:
-                unpack_car(source, CID.parse(agreed), staging, scratch / "unpack")
+            small = await client.results_bytes(job_cid, SMALL_RESULTS) if car is None else None
+            if small is not None:  # in memory: blocks checked, DAG complete, then written out if wanted
+                blocks = read_complete_car(io.BytesIO(small), root)
+                if output_dir is None:
+                    return scratch
+                export(blocks.__getitem__, root, staging)
+            else:
+                await client.download_results(job_cid, tmp_car)
+                with open(tmp_car, "rb") as source:
+                    unpack_car(source, root, staging, scratch / "unpack")
         except CodError as exc:
             errors.append(str(exc))
             continue

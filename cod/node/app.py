@@ -19,7 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
-from ..car import write_car
+from ..car import car_bytes, write_car
+from ..cid import CID
 from ..docker import DockerEngine
 from ..errors import CIDError, CodError, EngineUnavailable, NodeError, NotFound, SpecError
 from ..identity import Identity
@@ -34,6 +35,7 @@ from .store import DONE, FAILED, QUEUED, RUNNING, JobStore, public
 
 CAR_TYPE = "application/vnd.ipld.car"
 MAX_BLOB_BYTES = 8 << 30
+SMALL_CAR_BYTES = 8 << 20
 CHUNK = 1 << 20
 STATUS = {"SpecError": 400, "CIDError": 400, "ModuleError": 422, "ImportRefused": 422, "InputError": 422,
           "NotFound": 404, "EngineUnavailable": 501, "LocalPathNotAllowed": 403, "MissingBlobs": 409,
@@ -215,6 +217,10 @@ class Node:
         return car
 
 
+def _tree_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
 def _lie(out: Path) -> str:
     """What a cheating node does: change its result and sign the changed one."""
     with open(out / "stdout", "ab") as stdout:
@@ -328,7 +334,11 @@ def app(node: Node) -> web.Application:
     async def results_car(request: web.Request) -> web.StreamResponse:
         cid = request.match_info["cid"]
         row = node.job(cid)
-        car = await node.car_of(row["result_cid"] or cid, node.results_dir(cid))
+        tree = node.results_dir(cid)
+        if await asyncio.to_thread(_tree_size, tree) <= SMALL_CAR_BYTES:  # built in memory, in one pass
+            body = await asyncio.to_thread(car_bytes, tree, CID.parse(row["result_cid"]))
+            return web.Response(body=body, headers={"Content-Type": CAR_TYPE})
+        car = await node.car_of(row["result_cid"], tree)
         return web.FileResponse(car, headers={"Content-Type": CAR_TYPE})
 
     @routes.get("/v1/jobs/{cid}/results/{path:.+}")

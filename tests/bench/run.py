@@ -23,6 +23,7 @@ import wasmtime
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cod import Engine, Input, JobSpec, Limits, cid_of_tree, module_cid, run  # noqa: E402
 from cod.wasm.engine import ENGINE_SETTINGS, make_config, wasmtime_version  # noqa: E402
@@ -257,7 +258,10 @@ def main() -> int:
             sub = work / section.__name__
             sub.mkdir()
             report += section(sub)
-            print("\n".join(report), flush=True) if section is bench_hash else None
+    import network
+
+    report += network.main()
+    print("\n".join(report[-40:]), flush=True)
     (ROOT / "bench-out").mkdir(exist_ok=True)
     (ROOT / "bench-out" / "latest.md").write_text("\n".join(report) + "\n")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
