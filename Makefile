@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 JS     := tests/js
 JSSTAMP := $(JS)/node_modules/.installed
 
-.PHONY: install node-tools test typecheck demo vectors vectors-check bench clean
+.PHONY: install node-tools engine-tools test typecheck demo vectors vectors-check bench clean
 
 install: $(STAMP)
 
@@ -23,10 +23,14 @@ $(JSSTAMP): $(JS)/package.json $(JS)/package-lock.json
 	npm ci --prefix $(JS) --no-audit --no-fund --loglevel=error
 	@touch $(JSSTAMP)
 
+# podman serving the Docker Engine API, for the docker executor's test against a real engine
+engine-tools:
+	@bash tests/engine/setup.sh
+
 typecheck: install
 	$(BIN)/mypy cod verifier
 
-test: install node-tools typecheck
+test: install node-tools engine-tools typecheck
 	$(BIN)/python -m pytest -q
 
 # the Bacalhau word-count tutorial job, verified by three nodes of an embedded local network
