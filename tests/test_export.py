@@ -72,3 +72,19 @@ def test_tampered_and_wrong_cars_are_refused(tmp_path: Path) -> None:
         unpack_car(io.BytesIO(car.read_bytes()), other, tmp_path / "o2", tmp_path / "s")
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
     assert os.listdir(tmp_path / "s") == []
+
+
+def test_a_car_missing_a_block_is_incomplete(tmp_path: Path) -> None:
+    from cod.car import read_car
+    from cod.export import check_complete, read_complete_car
+
+    src = _tree(tmp_path / "src")
+    car = tmp_path / "t.car"
+    root = write_car(src, car)
+    with open(car, "rb") as f:
+        blocks = dict(read_car(f)[1])
+    assert read_complete_car(io.BytesIO(car.read_bytes()), root).keys() == blocks.keys()
+    leaf = next(cid for cid in blocks if cid != root and cid.codec == 0x55)
+    del blocks[leaf]
+    with pytest.raises(CIDError, match="lacks block"):
+        check_complete(blocks, root)

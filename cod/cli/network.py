@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,8 @@ def devstack(nodes: int, bad_nodes: int, base_dir: str | None) -> None:
     """Run a local network of compute nodes until interrupted, and print how to use it."""
     from verifier.devstack import Devstack
 
+    from ..node.server import until_interrupted
+
     async def main() -> None:
         stack = await Devstack(nodes, bad_nodes, Path(base_dir) if base_dir else None).start()
         for running in stack.nodes:
@@ -49,11 +50,7 @@ def devstack(nodes: int, bad_nodes: int, base_dir: str | None) -> None:
         click.echo(f"    export COD_NODES={','.join(stack.urls)}")
         click.echo("    cod run --verify 3 vectors/wordcount.wasm -i vectors/data/wordcount\n", nl=True)
         click.echo("Press Ctrl-C to stop.", err=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await until_interrupted()
         await stack.stop()
 
     asyncio.run(main())

@@ -37,12 +37,17 @@ async def start_node(data_dir: Path, host: str = "127.0.0.1", port: int = 0, **o
     return RunningNode(node, runner, f"http://{host}:{bound}")
 
 
-async def serve_forever(data_dir: Path, host: str, port: int, **options: Any) -> None:
-    running = await start_node(data_dir, host, port, **options)
-    print(f"cod node {running.node.identity.node_id} serving on {running.url}", flush=True)
+async def until_interrupted() -> None:
+    """Wait for SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+async def serve_forever(data_dir: Path, host: str, port: int, **options: Any) -> None:
+    running = await start_node(data_dir, host, port, **options)
+    print(f"cod node {running.node.identity.node_id} serving on {running.url}", flush=True)
+    await until_interrupted()
     await running.stop()
