@@ -220,6 +220,29 @@ def test_cli_against_a_devstack_with_a_liar(tmp_path: Path) -> None:
         listed = subprocess.run([sys.executable, "-m", "cod", "list"], cwd=tmp_path, capture_output=True,
                                 text=True, env=env)
         assert "mismatch" in listed.stdout
+        quorum = subprocess.run([sys.executable, "-m", "cod", "run", "--verify", "3", "--quorum", "2",
+                                 str(VECTORS / "wordcount.wasm"), "-i", str(VECTORS / "data" / "wordcount")],
+                                cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+        assert quorum.returncode == 0 and "VERIFIED-BY-QUORUM" in quorum.stderr
+        assert quorum.stdout == WORDCOUNT["expect"]["stdout"]
+
+        def cod(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "cod", *args], cwd=tmp_path, capture_output=True,
+                                  text=True, env=env, timeout=60)
+
+        job = WORDCOUNT["job_cid"]
+        got = cod("get", job[:20], "--output-dir", str(tmp_path / "again"))
+        assert got.returncode == 0, got.stderr
+        assert (tmp_path / "again" / "stdout").read_text() == WORDCOUNT["expect"]["stdout"]
+        assert cod("get", job, "--car", str(tmp_path / "r.car")).returncode == 0
+        assert (tmp_path / "r.car").stat().st_size > 0
+        described = json.loads(cod("describe", job).stdout)
+        assert described["outcome"] == "verified-by-quorum" and len(described["nodes"]) == 3
+        assert all(n["statement"]["signature"] for n in described["nodes"])
+        nodes = cod("nodes").stdout.splitlines()
+        assert len(nodes) == 3 and sum("disagreed 2" in line for line in nodes) == 1  # the liar, twice
+        missing = cod("describe", "bagaaieranosuchjob")
+        assert missing.returncode == 17 and missing.stderr.startswith("error: no job")
     finally:
         stack.send_signal(signal.SIGINT)
         stack.wait(timeout=30)
