@@ -195,3 +195,13 @@ async def test_a_crashing_executor_never_takes_the_node_down(node: RunningNode,
         after = await _json(resp)
         assert after["state"] == "done", after["error"]  # a new executor took over
     assert node.node.pool.worker_pids() != [pid]
+
+
+async def test_blob_names_must_be_cids(node: RunningNode, http: aiohttp.ClientSession) -> None:
+    for name in ("..", ".", "node.key", "bafy..."):
+        async with http.get(f"{node.url}/v1/blobs/{name}") as resp:
+            assert resp.status in (400, 404), name
+        async with http.put(f"{node.url}/v1/blobs/{name}", data=b"x",
+                            headers={"Content-Type": "application/vnd.ipld.car"}) as resp:
+            assert resp.status in (400, 404), name  # ".." and "." never reach the handler: URLs are normalized
+    assert sorted(p.name for p in (node.node.data_dir / "blobs" / "trees").iterdir()) == []

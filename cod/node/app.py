@@ -280,7 +280,7 @@ def app(node: Node) -> web.Application:
 
     @routes.put("/v1/blobs/{cid}")
     async def put_blob(request: web.Request) -> web.Response:
-        cid = request.match_info["cid"]
+        cid = str(CID.parse(request.match_info["cid"]))
         if node.blobs.has(cid):
             return web.json_response({"cid": cid, "stored": False}, status=200)
         handle, spooled = node.blobs.spool()
@@ -304,7 +304,7 @@ def app(node: Node) -> web.Application:
 
     @routes.get("/v1/blobs/{cid}")
     async def get_blob(request: web.Request) -> web.StreamResponse:
-        cid = request.match_info["cid"]
+        cid = str(CID.parse(request.match_info["cid"]))
         path = node.blobs.file(cid)
         if path is not None:
             return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})

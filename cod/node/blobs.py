@@ -28,12 +28,17 @@ class BlobStore:
         for stale in self.tmp.iterdir():  # uploads a crash interrupted
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
 
+    @staticmethod
+    def _name(cid: str) -> str:
+        """The canonical text of a CID: the only thing ever used as a file name here."""
+        return str(CID.parse(cid))
+
     def file(self, cid: str) -> Path | None:
-        path = self.files / cid
+        path = self.files / self._name(cid)
         return path if path.is_file() else None
 
     def tree(self, cid: str) -> Path | None:
-        path = self.trees / cid
+        path = self.trees / self._name(cid)
         return path if path.is_dir() else None
 
     def has(self, cid: str) -> bool:
@@ -51,7 +56,7 @@ class BlobStore:
             actual = Importer().tree(spooled).cid
             if actual != expected:
                 raise CIDError(f"upload hashes to {actual}, not to {cid}; refused")
-            os.replace(spooled, self.files / cid)
+            os.replace(spooled, self.files / str(expected))
         finally:
             spooled.unlink(missing_ok=True)
 
@@ -60,7 +65,8 @@ class BlobStore:
         try:
             if self.tree(cid) is not None:
                 return
+            root = CID.parse(cid)
             with open(spooled, "rb") as source:
-                unpack_car(source, CID.parse(cid), self.trees / cid, self.tmp)
+                unpack_car(source, root, self.trees / str(root), self.tmp)
         finally:
             spooled.unlink(missing_ok=True)
