@@ -74,9 +74,12 @@ class Node:
         self.docker_ok = await self.docker.available()
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
+        self.pool.closing = True
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        self.pool.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.pool.close()
 
     # -- info -------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

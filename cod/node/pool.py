@@ -66,6 +66,7 @@ class Pool:
         self.cache_dir = str(cache_dir)
         self._idle: asyncio.Queue[Worker] = asyncio.Queue()
         self._all: list[Worker] = []
+        self.closing = False
 
     async def warm(self) -> None:
         workers = await asyncio.gather(*(Worker.start(self.cache_dir) for _ in range(self.size)))
@@ -85,7 +86,7 @@ class Pool:
         finally:
             if worker.alive:
                 self._idle.put_nowait(worker)
-            else:
+            elif not self.closing:
                 await worker.process.wait()
                 self._all.remove(worker)
                 replacement = await Worker.start(self.cache_dir)
@@ -99,6 +100,12 @@ class Pool:
     def worker_pids(self) -> list[int]:
         return [w.process.pid for w in self._all if w.alive]
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        self.closing = True
         for worker in self._all:
             worker.kill()
+        for worker in list(self._all):
+            await worker.process.wait()
+            transport = getattr(worker.process, "_transport", None)
+            if transport is not None:
+                transport.close()  # else it is closed by the garbage collector, after the loop
