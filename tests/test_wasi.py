@@ -223,3 +223,25 @@ def test_concurrent_runs_keep_their_own_exits(engine: Engine, tmp_path: Path) ->
     with ThreadPoolExecutor(4) as pool:
         codes = list(pool.map(one, range(60)))
     assert codes == [1 + n % 5 for n in range(60)]
+
+
+def test_created_entries_are_capped(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cod.wasm import vfs
+
+    monkeypatch.setattr(vfs, "MAX_OUTPUT_ENTRIES", 5)
+    imports = """(import "wasi_snapshot_preview1" "path_open"
+                   (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))"""
+    # create /outputs/f0 .. /outputs/f9 (fd 3 is the only preopen); exit with the first errno
+    body = """(data (i32.const 300) "f0")
+      (func (export "_start") (local $i i32) (local $err i32)
+        (loop $next
+          (i32.store8 (i32.const 301) (i32.add (i32.const 48) (local.get $i)))
+          (local.set $err (call $open (i32.const 3) (i32.const 0) (i32.const 300) (i32.const 2) (i32.const 1)
+                                      (i64.const 66) (i64.const 0) (i32.const 0) (i32.const 400)))
+          (if (local.get $err) (then (call $proc_exit (i32.add (i32.mul (local.get $i) (i32.const 100))
+                                                                (local.get $err)))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $next (i32.lt_u (local.get $i) (i32.const 10)))))"""
+    result = _run(engine, tmp_path, body, imports)
+    assert result.exit_code == 5 * 100 + abi.ENOSPC  # the sixth creation fails, deterministically
+    assert sorted(p.name for p in (result.results_dir / "outputs").iterdir()) == [f"f{i}" for i in range(5)]

@@ -26,6 +26,7 @@ MAX_SYMLINK_HOPS = 32
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 1024
 MAX_OPEN_FDS = 256
+MAX_OUTPUT_ENTRIES = 100_000  # files and directories a job may create: past it, ENOSPC
 
 
 class Errno(Exception):
@@ -118,6 +119,7 @@ class FileSystem:
     def __init__(self, mounts: list[Mount], output_limit: int) -> None:
         self.mounts = sorted(mounts, key=lambda m: m.path.encode())
         self.outputs = Budget("output", output_limit)
+        self.created = 0
 
     # -- resolution ---------------------------------------------------------------------
     def resolve(
@@ -198,6 +200,12 @@ class FileSystem:
                 continue
             out.append((name, inode(here + b"/" + name), filetype_of(info.st_mode)))
         return out
+
+    def count_new_entry(self) -> None:
+        """Every file or directory a job creates counts; past the cap the job gets ENOSPC."""
+        if self.created >= MAX_OUTPUT_ENTRIES:
+            raise Errno(abi.ENOSPC)
+        self.created += 1
 
     @staticmethod
     def check_new_name(comps: tuple[bytes, ...]) -> None:

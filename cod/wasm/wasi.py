@@ -653,6 +653,7 @@ class Wasi:
             if oflags & abi.O_DIRECTORY:
                 raise Errno(abi.EINVAL)
             self.fs.check_new_name(comps)
+            self.fs.count_new_entry()
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
         else:
             if oflags & abi.O_CREAT and oflags & abi.O_EXCL:
@@ -693,6 +694,7 @@ class Wasi:
         if info is not None:
             raise Errno(abi.EEXIST)
         self.fs.check_new_name(comps)
+        self.fs.count_new_entry()
         try:
             os.mkdir(mount.host_path(comps), 0o755)
         except OSError as exc:
