@@ -72,6 +72,8 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], env: tuple[
         output_bytes=parse_size(max_output, "limits.output_bytes"),
         timeout_ms=parse_duration_ms(timeout, "limits.timeout_ms"),
     )
+    if (nodes or quorum) and verify_n is None and engine != "docker":
+        raise click.UsageError("--node and --quorum go with --verify N")
     if engine == "docker":
         job = prepare_docker(module, list(args), inputs=list(inputs), env=list(env), limits=limits)
         _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json)
