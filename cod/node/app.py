@@ -31,7 +31,7 @@ from ..wasm.engine import profile_id, wasmtime_version
 from . import openapi
 from .blobs import BlobStore
 from .pool import Pool
-from .store import DONE, FAILED, QUEUED, RUNNING, JobStore, public
+from .store import DONE, FAILED, RUNNING, JobStore, public
 
 CAR_TYPE = "application/vnd.ipld.car"
 MAX_BLOB_BYTES = 8 << 30
@@ -356,4 +356,4 @@ def app(node: Node) -> web.Application:
     return application
 
 
-__all__ = ["Node", "app", "QUEUED"]
+__all__ = ["Node", "app"]
