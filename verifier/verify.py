@@ -232,12 +232,13 @@ async def _candidates(requester: Requester, urls: list[str], job: PreparedJob,
     for pair in found:
         by_profile.setdefault(pair[1].get("profile", ""), []).append(pair)
 
+    scores = {info["node_id"]: records.score(info["node_id"]) for _, info in found}
+
     def rank(pair: tuple[NodeClient, dict[str, Any]]) -> tuple[int, str]:
-        return (-records.score(pair[1]["node_id"]), pair[1]["node_id"])
+        return (-scores[pair[1]["node_id"]], pair[1]["node_id"])
 
     ordered_profiles = sorted(by_profile, key=lambda p: (-len(by_profile[p]),
-                                                          -sum(records.score(i["node_id"]) for _, i in by_profile[p]),
-                                                          p))
+                                                          -sum(scores[i["node_id"]] for _, i in by_profile[p]), p))
     return [pair for profile in ordered_profiles for pair in sorted(by_profile[profile], key=rank)]
 
 

@@ -75,8 +75,9 @@ def run(
     spec.validate()
     if spec.engine != ENGINE_WASM:
         raise SpecError("engine", f"{spec.engine!r} jobs do not run on the WASM executor")
-    if module_cid(wasm) != spec.module:
-        raise ModuleError(f"module bytes hash to {module_cid(wasm)}, not to the spec's module {spec.module}")
+    actual = module_cid(wasm)
+    if actual != spec.module:
+        raise ModuleError(f"module bytes hash to {actual}, not to the spec's module {spec.module}")
     destination = Path(output_dir)
     check_destination(destination)
     mounts = [_input_mount(spec, n, inputs) for n in range(len(spec.inputs))]
