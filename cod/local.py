@@ -1,13 +1,15 @@
-"""Local jobs: turn a module file, host directories and options into a spec, and run it.
+"""Preparing jobs: a module file (or a docker image), host directories and options become a
+validated spec with the bytes and directories it names; and running one locally.
 
-This is what ``cod run`` does before the network exists (Stage 1): every input directory is
-hashed into its UnixFS CID, so the job CID names the data as well as the code.
+Every input directory is hashed into its UnixFS CID, so the job CID names the data as well
+as the code. ``cod run`` runs the result here; ``cod run --verify N`` sends it to N nodes.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -70,8 +72,8 @@ def prepare(
     module_path: str | os.PathLike[str],
     args: list[str],
     *,
-    inputs: list[str] = (),  # type: ignore[assignment]
-    env: list[str] = (),  # type: ignore[assignment]
+    inputs: Sequence[str] = (),
+    env: Sequence[str] = (),
     seed: str | None = None,
     entry_point: str | None = None,
     limits: Limits | None = None,
@@ -83,7 +85,7 @@ def prepare(
         wasm = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read module {str(path)!r}: {exc.strerror}") from exc
-    mounts, sources = _hash_inputs(list(inputs))
+    mounts, sources = _hash_inputs(inputs)
     variables = dict(parse_env(e) for e in env)
     spec = JobSpec(
         module=module_cid(wasm),
@@ -111,8 +113,8 @@ def run_prepared(
     return result
 
 
-def prepare_docker(image: str, cmd: list[str], *, inputs: list[str] = (),  # type: ignore[assignment]
-                   env: list[str] = (), limits: Limits | None = None) -> PreparedJob:  # type: ignore[assignment]
+def prepare_docker(image: str, cmd: list[str], *, inputs: Sequence[str] = (), env: Sequence[str] = (),
+                   limits: Limits | None = None) -> PreparedJob:
     """A docker job: IMAGE and its command; inputs hashed as for WASM jobs. Never verifiable."""
     from .jobspec import ENGINE_DOCKER
 
@@ -124,7 +126,7 @@ def prepare_docker(image: str, cmd: list[str], *, inputs: list[str] = (),  # typ
     return PreparedJob(spec, b"", sources)
 
 
-def _hash_inputs(inputs: list[str]) -> tuple[list[Input], dict[str, str]]:
+def _hash_inputs(inputs: Sequence[str]) -> tuple[list[Input], dict[str, str]]:
     mounts: list[Input] = []
     sources: dict[str, str] = {}
     for text in inputs:

@@ -428,7 +428,7 @@ class Wasi:
         return abi.SUCCESS
 
     def fd_advise(self, caller: wasmtime.Caller, fd: int, offset: int, length: int, advice: int) -> int:
-        self._file(fd)
+        self._handle(fd)
         return abi.SUCCESS
 
     def fd_allocate(self, caller: wasmtime.Caller, fd: int, offset: int, length: int) -> int:
