@@ -82,3 +82,11 @@ def test_json_documents_reject_floats_and_duplicates() -> None:
 def test_round_trip_through_json() -> None:
     spec = JobSpec(module=MODULE, inputs=(Input(DIR, "/data"),), seed=bytes(range(32)))
     assert JobSpec.from_json(spec.canonical_bytes()) == spec
+
+
+def test_canonical_json_string_escapes_by_hand() -> None:
+    # SPEC 2.1: short escapes for \b \t \n \f \r, \u00xx (lower-case) for other controls, raw UTF-8 otherwise
+    text = "\x01\x1f\b\t\n\f\r\"\\\x7f é\u2028"
+    expected = b'"\\u0001\\u001f\\b\\t\\n\\f\\r\\"\\\\\x7f \xc3\xa9\xe2\x80\xa8"'
+    assert canonical_json(text) == expected
+    assert canonical_json({"b": 1, "a": [True, None, -5]}) == b'{"a":[true,null,-5],"b":1}'
