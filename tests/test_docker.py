@@ -6,6 +6,7 @@ installs it through tests/engine/setup.sh). Docker jobs are run, and reported un
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import struct
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cod.docker import demux
+from cod.docker import DockerEngine, demux
 from cod.errors import EngineUnavailable
 from cod.local import prepare_docker
 from verifier import Devstack, Records, verify
@@ -57,16 +58,26 @@ def engine_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for tool in ("sh", "echo", "cat", "wc", "ls"):
         (root / tool).symlink_to("busybox")
     subprocess.run(["tar", "-C", str(tmp / "root"), "-cf", str(tmp / "bb.tar"), "."], check=True)
-    subprocess.run(["podman", "import", str(tmp / "bb.tar"), IMAGE], check=True, capture_output=True, env=env)
+    imported = subprocess.run(["podman", "import", str(tmp / "bb.tar"), IMAGE], capture_output=True, text=True,
+                              env=env)
+    if imported.returncode != 0:
+        pytest.skip(f"podman cannot import an image on this machine: {imported.stderr.strip()[:300]}")
     socket = tmp / "engine.sock"
-    service = subprocess.Popen(["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs", "system", "service",
-                                "--time=0", f"unix://{socket}"], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        if socket.exists():
-            break
-        time.sleep(0.1)
+    log = tmp / "service.log"
+    with open(log, "w") as sink:
+        service = subprocess.Popen(["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs", "system", "service",
+                                    "--time=0", f"unix://{socket}"], env=env, stdout=sink, stderr=sink)
     try:
+        for _ in range(100):
+            if socket.exists() and asyncio.run(DockerEngine(str(socket)).available()):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.skip(f"podman's Docker API service did not answer here: {log.read_text().strip()[:300]}")
+        probe = subprocess.run(["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs", "run", "--rm",
+                                "--network", "none", IMAGE, "echo", "ok"], capture_output=True, text=True, env=env)
+        if probe.stdout.strip() != "ok":
+            pytest.skip(f"podman cannot run containers on this machine: {probe.stderr.strip()[:300]}")
         yield str(socket)
     finally:
         service.terminate()
