@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from .cid import CID, varint
+from .cid import CID, read_varint, varint
 from .errors import CIDError
 from .unixfs import Importer
 
@@ -169,8 +169,6 @@ def _parse_header(head: bytes) -> list[CID]:
 
 
 def _split_section(section: bytes) -> tuple[CID, bytes]:
-    from .cid import read_varint
-
     version, pos = read_varint(section, 0)
     codec, pos = read_varint(section, pos)
     code, pos = read_varint(section, pos)

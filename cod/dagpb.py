@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .cid import CID, varint
+from .cid import CID, read_varint, varint
 
 # UnixFS Data.DataType
 DIRECTORY = 1
@@ -77,24 +77,18 @@ def unixfs_data(
     return bytes(out)
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    from .cid import read_varint
-
-    return read_varint(data, pos)
-
-
 def _fields(data: bytes) -> list[tuple[int, int, bytes | int]]:
     """(field number, wire type, value) of a protobuf message; only varint and bytes fields."""
     out: list[tuple[int, int, bytes | int]] = []
     pos = 0
     while pos < len(data):
-        key, pos = _read_varint(data, pos)
+        key, pos = read_varint(data, pos)
         number, wire = key >> 3, key & 7
         if wire == 0:
-            value, pos = _read_varint(data, pos)
+            value, pos = read_varint(data, pos)
             out.append((number, wire, value))
         elif wire == 2:
-            length, pos = _read_varint(data, pos)
+            length, pos = read_varint(data, pos)
             if pos + length > len(data):
                 raise ValueError("truncated protobuf field")
             out.append((number, wire, data[pos : pos + length]))

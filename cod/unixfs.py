@@ -12,6 +12,7 @@ hashed.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from collections.abc import Callable, Mapping
@@ -92,8 +93,6 @@ class Importer:
             raise InputError(f"cannot read {os.fspath(path)!r}: {exc.strerror}") from exc
 
     def add_bytes(self, data: bytes) -> Entry:
-        import io
-
         return self.stream(io.BytesIO(data))
 
     def _push(self, levels: list[list[Entry]], level: int, entry: Entry) -> None:

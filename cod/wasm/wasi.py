@@ -265,9 +265,6 @@ class Wasi:
         self.fds[fd] = handle
         return fd
 
-    def _path(self, view: memoryview, ptr: int, length: int) -> bytes:
-        return self._bytes(view, ptr, length)
-
     # -- args, env, clocks, random ------------------------------------------------------
     def _vector_sizes(self, caller: wasmtime.Caller, items: list[bytes], count_ptr: int, size_ptr: int) -> int:
         view = self._view(caller)
@@ -637,7 +634,7 @@ class Wasi:
     ) -> int:
         mount, base = self._dir(fd)
         view = self._view(caller)
-        path = self._path(view, path_ptr, path_len)
+        path = self._bytes(view, path_ptr, path_len)
         self._span(view, fd_ptr, 4)
         write = bool(rights_base & abi.RIGHT_FD_WRITE or oflags & (abi.O_CREAT | abi.O_TRUNC)
                      or fdflags & abi.FDFLAG_APPEND)
@@ -690,7 +687,7 @@ class Wasi:
 
     def path_create_directory(self, caller: wasmtime.Caller, fd: int, path_ptr: int, path_len: int) -> int:
         mount, base = self._writable_dir(fd)
-        comps, info = self.fs.resolve(mount, base.comps, self._path(self._view(caller), path_ptr, path_len), False)
+        comps, info = self.fs.resolve(mount, base.comps, self._bytes(self._view(caller), path_ptr, path_len), False)
         if info is not None:
             raise Errno(abi.EEXIST)
         self.fs.check_new_name(comps)
@@ -705,7 +702,7 @@ class Wasi:
                           ptr: int) -> int:
         mount, base = self._dir(fd)
         view = self._view(caller)
-        path = self._path(view, path_ptr, path_len)
+        path = self._bytes(view, path_ptr, path_len)
         comps, info = self.fs.resolve(mount, base.comps, path, bool(flags & abi.LOOKUP_SYMLINK_FOLLOW))
         if info is None:
             raise Errno(abi.ENOENT)
@@ -715,7 +712,7 @@ class Wasi:
     def path_filestat_set_times(self, caller: wasmtime.Caller, fd: int, flags: int, path_ptr: int, path_len: int,
                                 atim: int, mtim: int, fst_flags: int) -> int:
         mount, base = self._dir(fd)
-        path = self._path(self._view(caller), path_ptr, path_len)
+        path = self._bytes(self._view(caller), path_ptr, path_len)
         _, info = self.fs.resolve(mount, base.comps, path, bool(flags & abi.LOOKUP_SYMLINK_FOLLOW))
         if info is None:
             raise Errno(abi.ENOENT)
@@ -739,7 +736,7 @@ class Wasi:
                       buf_len: int, used_ptr: int) -> int:
         mount, base = self._dir(fd)
         view = self._view(caller)
-        comps, info = self.fs.resolve(mount, base.comps, self._path(view, path_ptr, path_len), False)
+        comps, info = self.fs.resolve(mount, base.comps, self._bytes(view, path_ptr, path_len), False)
         if info is None:
             raise Errno(abi.ENOENT)
         if filetype_of(info.st_mode) != abi.FILETYPE_SYMBOLIC_LINK:
@@ -752,7 +749,7 @@ class Wasi:
 
     def path_remove_directory(self, caller: wasmtime.Caller, fd: int, path_ptr: int, path_len: int) -> int:
         mount, base = self._writable_dir(fd)
-        comps, info = self.fs.resolve(mount, base.comps, self._path(self._view(caller), path_ptr, path_len), False)
+        comps, info = self.fs.resolve(mount, base.comps, self._bytes(self._view(caller), path_ptr, path_len), False)
         if info is None:
             raise Errno(abi.ENOENT)
         if not comps:
@@ -765,7 +762,7 @@ class Wasi:
 
     def path_unlink_file(self, caller: wasmtime.Caller, fd: int, path_ptr: int, path_len: int) -> int:
         mount, base = self._writable_dir(fd)
-        comps, info = self.fs.resolve(mount, base.comps, self._path(self._view(caller), path_ptr, path_len), False)
+        comps, info = self.fs.resolve(mount, base.comps, self._bytes(self._view(caller), path_ptr, path_len), False)
         if info is None:
             raise Errno(abi.ENOENT)
         if filetype_of(info.st_mode) == abi.FILETYPE_DIRECTORY:
@@ -783,8 +780,8 @@ class Wasi:
         if new_mount != mount:
             raise Errno(abi.EXDEV)
         view = self._view(caller)
-        old, info = self.fs.resolve(mount, base.comps, self._path(view, old_ptr, old_len), False)
-        new, _ = self.fs.resolve(mount, new_base.comps, self._path(view, new_ptr, new_len), False)
+        old, info = self.fs.resolve(mount, base.comps, self._bytes(view, old_ptr, old_len), False)
+        new, _ = self.fs.resolve(mount, new_base.comps, self._bytes(view, new_ptr, new_len), False)
         if info is None:
             raise Errno(abi.ENOENT)
         if not old or not new:
