@@ -83,28 +83,19 @@ class NodeClient:
         job: dict[str, Any] = body
         return job
 
-    async def results_bytes(self, job_cid: str, limit: int) -> bytes | None:
-        """The job's results CAR in memory, or None when it is larger than ``limit``."""
+    async def results(self, job_cid: str, dest: Path, limit: int) -> bytes | None:
+        """The job's results CAR, in one request: in memory when it has a length of at most
+        ``limit`` bytes, else streamed to ``dest`` (and None returned)."""
         try:
             async with self.session.get(f"{self.url}/v1/jobs/{job_cid}/results.car",
                                         timeout=aiohttp.ClientTimeout(total=600)) as resp:
                 if resp.status != 200:
                     self._raise(resp.status, await resp.json(content_type=None), "the results", self.url)
-                if resp.content_length is None or resp.content_length > limit:
-                    return None
-                return await resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
-            raise NodeError(f"node {self.url} failed to send results: {exc}") from exc
-
-    async def download_results(self, job_cid: str, dest: Path) -> None:
-        """The job's results as a CAR, streamed to ``dest``."""
-        try:
-            async with self.session.get(f"{self.url}/v1/jobs/{job_cid}/results.car",
-                                        timeout=aiohttp.ClientTimeout(total=600)) as resp:
-                if resp.status != 200:
-                    self._raise(resp.status, await resp.json(content_type=None), "the results", self.url)
+                if resp.content_length is not None and resp.content_length <= limit:
+                    return await resp.read()
                 with open(dest, "wb") as out:
                     async for chunk in resp.content.iter_chunked(1 << 20):
                         out.write(chunk)
+                return None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             raise NodeError(f"node {self.url} failed to send results: {exc}") from exc

@@ -35,14 +35,13 @@ async def download_agreed(session: aiohttp.ClientSession, urls: list[str], job_c
         shutil.rmtree(staging, ignore_errors=True)
         client = NodeClient(session, url)
         try:
-            small = await client.results_bytes(job_cid, SMALL_RESULTS) if car is None else None
+            small = await client.results(job_cid, tmp_car, 0 if car is not None else SMALL_RESULTS)
             if small is not None:  # in memory: blocks checked, DAG complete, then written out if wanted
                 blocks = read_complete_car(io.BytesIO(small), root)
                 if output_dir is None:
                     return scratch
                 export(blocks.__getitem__, root, staging)
             else:
-                await client.download_results(job_cid, tmp_car)
                 with open(tmp_car, "rb") as source:
                     unpack_car(source, root, staging, scratch / "unpack")
         except CodError as exc:
