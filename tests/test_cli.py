@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ from .helpers import ROOT, VECTORS, ipfs_car, load_vector
 
 def cod(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cod", *args], cwd=cwd, capture_output=True, text=True,
-                          env={"COD_CACHE_DIR": str(cwd / ".cod-test-cache"), "PATH": "/usr/bin:/bin"})
+                          env={"COD_CACHE_DIR": str(cwd / ".cod-test-cache"), "PATH": "/usr/bin:/bin",
+                               **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}})
 
 
 def test_run_wordcount_json(tmp_path: Path) -> None:
