@@ -26,6 +26,7 @@ ENOSPC = 51
 ENOSYS = 52
 ENOTDIR = 54
 ENOTEMPTY = 55
+ENOTSOCK = 57
 ENOTSUP = 58
 EOVERFLOW = 61
 EPERM = 63
@@ -88,7 +89,9 @@ FILESTAT_SIZE = 64
 FDSTAT_SIZE = 24
 DIRENT_HEADER_SIZE = 24
 
-# host errno -> WASI errno, for errors that the job's own actions cause
+# host errno -> WASI errno, for errors that the job's own actions cause. cod decides these
+# virtually before asking the host wherever it can; the mapping is a backstop. Every other
+# host errno is the host's fault and never reaches a job (the run is Indeterminate).
 FROM_HOST = {
     host_errno.ENOENT: ENOENT,
     host_errno.EEXIST: EEXIST,
@@ -96,15 +99,14 @@ FROM_HOST = {
     host_errno.EISDIR: EISDIR,
     host_errno.ENOTEMPTY: ENOTEMPTY,
     host_errno.EINVAL: EINVAL,
-    host_errno.EACCES: EACCES,
-    host_errno.EPERM: EPERM,
-    host_errno.ENAMETOOLONG: ENAMETOOLONG,
     host_errno.ELOOP: ELOOP,
     host_errno.EXDEV: EXDEV,
     host_errno.EBADF: EBADF,
-    host_errno.EFBIG: EFBIG,
 }
 
-# host errors that depend on the machine, not on the job: never shown to a job
+# host errors that depend on the machine, not on the job: never shown to a job. Permissions
+# are virtual (a host EACCES/EPERM means the node's own files are unreadable), and so are the
+# limits on names, paths and file sizes (a host ENAMETOOLONG/EFBIG means a host limit spoke).
 HOST_FAULTS = frozenset({host_errno.ENOSPC, host_errno.EDQUOT, host_errno.EIO, host_errno.EMFILE,
-                         host_errno.ENFILE, host_errno.ENOMEM, host_errno.EROFS})
+                         host_errno.ENFILE, host_errno.ENOMEM, host_errno.EROFS, host_errno.EACCES,
+                         host_errno.EPERM, host_errno.ENAMETOOLONG, host_errno.EFBIG})

@@ -7,8 +7,16 @@ would leave the mount is refused (ENOTCAPABLE). Symlinks in inputs are followed 
 directory entries come sorted by name bytes, timestamps are the spec's epoch, inode numbers
 are derived from the virtual path, the device is 0 and the link count 1.
 
-Host errors that depend on the machine (disk full, I/O error) are raised as Indeterminate:
-a job never sees them, and a run that meets one produces no result.
+Every limit is virtual and checked before the host is asked (see :mod:`cod.limits`): file
+positions live in the handle, never in the host's file description, and all host I/O is
+positional and loops over short transfers, so no host's maximum file size, IOV_MAX, PATH_MAX
+or partial transfer can decide an outcome. Permissions are virtual too: inputs are
+read-only, outputs read-write, and everything a job creates gets mode 0644 (files) or 0755
+(directories) whatever the process umask is.
+
+Host errors that depend on the machine (disk full, I/O error, a host permission, a host
+limit) are raised as Indeterminate: a job never sees them, and a run that meets one produces
+no result.
 """
 
 from __future__ import annotations
@@ -20,13 +28,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..errors import Indeterminate, OutputLimitExceeded
+from ..limits import MAX_FILE_SIZE, MAX_IOVECS, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_SYMLINK_HOPS, MAX_TREE_DEPTH
 from . import abi
 
-MAX_SYMLINK_HOPS = 32
-MAX_NAME_BYTES = 255
-MAX_PATH_BYTES = 1024
 MAX_OPEN_FDS = 256
 MAX_OUTPUT_ENTRIES = 100_000  # files and directories a job may create: past it, ENOSPC
+MAX_IO_BYTES = 1 << 30
+"""Most bytes one fd_read/fd_write/fd_pread/fd_pwrite call transfers: the first MAX_IO_BYTES
+bytes of its iovecs, below every host's cap on one transfer (Linux: 0x7ffff000)."""
+MAX_OUTPUT_COMPONENTS = MAX_TREE_DEPTH - 1
+"""Most components of an entry under the output mount: ``outputs/`` is itself at depth 1 of
+the results directory, whose entries may be MAX_TREE_DEPTH deep."""
+FILE_MODE = 0o644
+DIR_MODE = 0o755
 
 
 class Errno(Exception):
@@ -86,6 +100,7 @@ class Handle:
     writable: bool = False
     append: bool = False
     stream: str | None = None  # "stdin", "stdout", "stderr"
+    position: int = 0  # the virtual file position: the host's lseek position is never used
     listing: list[tuple[bytes, int, int]] | None = field(default=None, repr=False)
 
 
@@ -104,6 +119,13 @@ def filetype_of(mode: int) -> int:
     return abi.FILETYPE_UNKNOWN
 
 
+def readlink(path: bytes) -> bytes:
+    try:
+        return os.readlink(path)
+    except OSError as exc:
+        raise host_error(exc) from exc
+
+
 def _lstat(path: bytes) -> os.stat_result | None:
     try:
         return os.lstat(path)
@@ -117,9 +139,16 @@ class FileSystem:
     """Mounts, path resolution and the byte budget of outputs/."""
 
     def __init__(self, mounts: list[Mount], output_limit: int) -> None:
+        """Raises Indeterminate when a writable mount's mode cannot be set."""
         self.mounts = sorted(mounts, key=lambda m: m.path.encode())
         self.outputs = Budget("output", output_limit)
         self.created = 0
+        for mount in self.mounts:
+            if mount.writable:  # made by the executor under the process umask
+                try:
+                    os.chmod(mount.host, DIR_MODE)
+                except OSError as exc:
+                    raise host_error(exc) from exc
 
     # -- resolution ---------------------------------------------------------------------
     def resolve(
@@ -168,7 +197,7 @@ class FileSystem:
                 hops[0] += 1
                 if hops[0] > MAX_SYMLINK_HOPS:
                     raise Errno(abi.ELOOP)
-                target = os.readlink(mount.host_path(tuple(comps)))
+                target = readlink(mount.host_path(tuple(comps)))
                 if target.startswith(b"/"):
                     raise Errno(abi.ENOTCAPABLE)  # an absolute target names the host's tree
                 comps.pop()
@@ -201,6 +230,14 @@ class FileSystem:
             out.append((name, inode(here + b"/" + name), filetype_of(info.st_mode)))
         return out
 
+    def size(self, handle: Handle) -> int:
+        """The current size of an open regular file (the bytes written through cod)."""
+        assert handle.host_fd is not None
+        try:
+            return os.fstat(handle.host_fd).st_size
+        except OSError as exc:
+            raise host_error(exc) from exc
+
     def count_new_entry(self) -> None:
         """Every file or directory a job creates counts; past the cap the job gets ENOSPC."""
         if self.created >= MAX_OUTPUT_ENTRIES:
@@ -209,17 +246,156 @@ class FileSystem:
 
     @staticmethod
     def check_new_name(comps: tuple[bytes, ...]) -> None:
-        """A name a job creates must be UTF-8 (UnixFS names are strings)."""
+        """Decide whether a job may create an entry at ``comps`` of the output mount.
+
+        The mount root exists already (EEXIST); deeper than MAX_OUTPUT_COMPONENTS is
+        ENAMETOOLONG (the results tree must stay importable); a name that is not UTF-8 is
+        EILSEQ (UnixFS names are strings). The virtual path length was checked by resolve.
+        """
+        if not comps:
+            raise Errno(abi.EEXIST)
+        if len(comps) > MAX_OUTPUT_COMPONENTS:
+            raise Errno(abi.ENAMETOOLONG)
         try:
             comps[-1].decode("utf-8")
         except UnicodeDecodeError as exc:
             raise Errno(abi.EILSEQ) from exc
-        except IndexError as exc:
-            raise Errno(abi.EEXIST) from exc
+
+    @staticmethod
+    def check_move(mount: Mount, old: tuple[bytes, ...], new: tuple[bytes, ...]) -> None:
+        """Decide whether directory ``old`` may move to ``new`` under the virtual limits.
+
+        Every entry of the moved subtree must stay within MAX_OUTPUT_COMPONENTS components
+        and MAX_PATH_BYTES of virtual path at its new place (ENAMETOOLONG); a directory
+        cannot move into itself (EINVAL).
+        """
+        if new[: len(old)] == old:
+            raise Errno(abi.EINVAL)
+        depth, suffix = subtree_extent(mount.host_path(old))
+        if len(new) + depth > MAX_OUTPUT_COMPONENTS:
+            raise Errno(abi.ENAMETOOLONG)
+        if len(mount.virtual_path(new)) + suffix > MAX_PATH_BYTES:
+            raise Errno(abi.ENAMETOOLONG)
+
+    @staticmethod
+    def is_empty_dir(mount: Mount, comps: tuple[bytes, ...]) -> bool:
+        try:
+            with os.scandir(mount.host_path(comps)) as entries:
+                return next(entries, None) is None
+        except OSError as exc:
+            raise host_error(exc) from exc
+
+
+def subtree_extent(root: bytes) -> tuple[int, int]:
+    """(deepest entry in components, longest ``/``-prefixed relative path in bytes) below ``root``.
+
+    Iterative, so no tree depth can reach Python's recursion limit; (0, 0) for an empty
+    directory.
+    """
+    deepest = longest = 0
+    stack: list[tuple[bytes, bytes, int]] = [(root, b"", 0)]
+    try:
+        while stack:
+            host, rel, depth = stack.pop()
+            with os.scandir(host) as entries:
+                for entry in entries:
+                    name = entry.name
+                    assert isinstance(name, bytes)
+                    sub = rel + b"/" + name
+                    deepest = max(deepest, depth + 1)
+                    longest = max(longest, len(sub))
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append((os.path.join(host, name), sub, depth + 1))
+    except OSError as exc:
+        raise host_error(exc) from exc
+    return deepest, longest
+
+
+def create_file(path: bytes) -> int:
+    """Create a new regular file for reading and writing, mode FILE_MODE whatever the umask."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+    except OSError as exc:
+        raise host_error(exc) from exc
+    try:
+        os.fchmod(fd, FILE_MODE)
+    except OSError as exc:
+        os.close(fd)
+        raise host_error(exc) from exc
+    return fd
+
+
+def create_dir(path: bytes) -> None:
+    """Create a directory of mode DIR_MODE whatever the umask."""
+    try:
+        os.mkdir(path, DIR_MODE)
+        os.chmod(path, DIR_MODE)
+    except OSError as exc:
+        raise host_error(exc) from exc
+
+
+def clip(bufs: list[memoryview], limit: int) -> list[memoryview]:
+    """The first ``limit`` bytes of ``bufs``, as buffers; empty buffers are dropped."""
+    out: list[memoryview] = []
+    for buf in bufs:
+        if limit <= 0:
+            break
+        if len(buf):
+            out.append(buf[:limit])
+            limit -= len(out[-1])
+    return out
+
+
+def _advance(bufs: list[memoryview], n: int) -> list[memoryview]:
+    while n and bufs:
+        if n >= len(bufs[0]):
+            n -= len(bufs[0])
+            bufs = bufs[1:]
+        else:
+            bufs = [bufs[0][n:], *bufs[1:]]
+            n = 0
+    return bufs
+
+
+def read_at(host_fd: int, bufs: list[memoryview], offset: int) -> int:
+    """Fill ``bufs`` from ``offset`` until they are full or the file ends; returns the count.
+
+    Loops over short host reads, so the count depends only on the file's content and size.
+    """
+    done = 0
+    pending = [b for b in bufs if len(b)]
+    try:
+        while pending:
+            n = os.preadv(host_fd, pending, offset + done)
+            if n == 0:
+                break
+            done += n
+            pending = _advance(pending, n)
+    except OSError as exc:
+        raise host_error(exc) from exc
+    return done
+
+
+def write_at(host_fd: int, bufs: list[memoryview], offset: int) -> int:
+    """Write all of ``bufs`` at ``offset``, looping over short host writes; returns the count."""
+    done = 0
+    pending = [b for b in bufs if len(b)]
+    try:
+        while pending:
+            n = os.pwritev(host_fd, pending, offset + done)
+            if n <= 0:
+                raise Indeterminate("host-io", "the host file system accepted no bytes of a write")
+            done += n
+            pending = _advance(pending, n)
+    except OSError as exc:
+        raise host_error(exc) from exc
+    return done
 
 
 def iter_iovecs(raw: memoryview, ptr: int, count: int) -> Iterator[tuple[int, int]]:
-    """(buf, len) pairs of an iovec array in guest memory."""
+    """(buf, len) pairs of an iovec array in guest memory; more than MAX_IOVECS is EINVAL."""
+    if count > MAX_IOVECS:
+        raise Errno(abi.EINVAL)
     for i in range(count):
         base = ptr + 8 * i
         yield (int.from_bytes(raw[base : base + 4], "little"), int.from_bytes(raw[base + 4 : base + 8], "little"))

@@ -2,8 +2,11 @@
 
 Each of the 46 functions of preview1 is defined on a wasmtime Linker as a host function.
 Clocks and randomness come from :mod:`cod.wasm.entropy`, files from :mod:`cod.wasm.vfs`;
-args and env are the spec's, never the host's. Sockets do not exist (``sock_*`` return
-ENOTSUP). ``proc_exit`` ends the run through :class:`ProcExit`.
+args and env are the spec's, never the host's. Sockets do not exist (``sock_*`` answer
+ENOTSOCK on an open fd, EBADF on a closed one). ``proc_exit`` ends the run through
+:class:`ProcExit`. Anything else a host function raises that is not an errno for the job or
+a CodError (a bug, OverflowError, struct.error...) ends the run as
+``Indeterminate("host-fault")``: never a crash, never a result.
 
 A module may import only functions of preview1 with their exact signatures; anything else
 (wasi-threads, socket extensions, another host module, an imported memory) is refused
@@ -21,10 +24,29 @@ from typing import Any
 import wasmtime
 from wasmtime import FuncType, ValType
 
-from ..errors import ImportRefused
+from ..errors import CodError, ImportRefused, Indeterminate
+from ..limits import MAX_FILE_SIZE
 from . import abi, hostcall
 from .entropy import RandomStream, VirtualClock
-from .vfs import MAX_OPEN_FDS, Budget, Errno, FileSystem, Handle, Mount, filetype_of, host_error, inode, iter_iovecs
+from .vfs import (
+    MAX_IO_BYTES,
+    MAX_OPEN_FDS,
+    Budget,
+    Errno,
+    FileSystem,
+    Handle,
+    Mount,
+    clip,
+    create_dir,
+    create_file,
+    filetype_of,
+    host_error,
+    inode,
+    iter_iovecs,
+    read_at,
+    readlink,
+    write_at,
+)
 
 U64 = (1 << 64) - 1
 _I32 = ValType.i32()
@@ -126,23 +148,19 @@ def check_imports(module: wasmtime.Module) -> None:
 
 
 class Stream:
-    """stdout or stderr: a host file in the results directory, under a byte cap."""
+    """stdout or stderr: a host file in the results directory (mode 0644), under a byte cap."""
 
     def __init__(self, path: str, budget: Budget) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self.fd = create_file(os.fsencode(path))
         self.budget = budget
+        self.size = 0
 
     def write(self, chunks: list[memoryview]) -> int:
+        """Append the first MAX_IO_BYTES bytes of ``chunks``; raises OutputLimitExceeded past the cap."""
+        chunks = clip(chunks, MAX_IO_BYTES)
         total = sum(len(c) for c in chunks)
         self.budget.grow(total)
-        try:
-            written = os.writev(self.fd, chunks)
-            if written < total:
-                rest = b"".join(chunks)[written:]
-                while rest:
-                    rest = rest[os.write(self.fd, rest):]
-        except OSError as exc:
-            raise host_error(exc) from exc
+        self.size += write_at(self.fd, chunks, self.size)
         return total
 
     def close(self) -> None:
@@ -190,11 +208,20 @@ class Wasi:
 
     @staticmethod
     def _wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` as a host function: an Errno is returned to the job; ProcExit and CodErrors
+        end the run as themselves; any other exception ends it as Indeterminate("host-fault")."""
+        name = getattr(fn, "__name__", "?")
+
         def call(caller: wasmtime.Caller, *params: int) -> Any:
             try:
                 return fn(caller, *params)
             except Errno as err:
                 return err.code
+            except (ProcExit, CodError):
+                raise
+            except Exception as exc:  # a bug or an unforeseen host condition: never a result
+                detail = f"{type(exc).__name__} in {name}: {' '.join(str(exc).split())[:200]}"
+                raise Indeterminate("host-fault", detail) from exc
 
         return call
 
@@ -360,24 +387,24 @@ class Wasi:
     def _ready_bytes(self, handle: Handle, tag: int) -> int:
         if tag != abi.EVENTTYPE_FD_READ or handle.host_fd is None:
             return 0
-        try:
-            size = os.fstat(handle.host_fd).st_size
-            return max(0, size - os.lseek(handle.host_fd, 0, os.SEEK_CUR))
-        except OSError as exc:
-            raise host_error(exc) from exc
+        return max(0, self.fs.size(handle) - handle.position)
 
     # -- sockets: there are none ------------------------------------------------------
+    def _not_a_socket(self, fd: int) -> int:
+        self._handle(fd)  # EBADF on a closed fd
+        return abi.ENOTSOCK  # every open fd is a file, a directory or a stream
+
     def sock_accept(self, caller: wasmtime.Caller, fd: int, flags: int, ptr: int) -> int:
-        return abi.ENOTSUP
+        return self._not_a_socket(fd)
 
-    def sock_recv(self, caller: wasmtime.Caller, *params: int) -> int:
-        return abi.ENOTSUP
+    def sock_recv(self, caller: wasmtime.Caller, fd: int, *params: int) -> int:
+        return self._not_a_socket(fd)
 
-    def sock_send(self, caller: wasmtime.Caller, *params: int) -> int:
-        return abi.ENOTSUP
+    def sock_send(self, caller: wasmtime.Caller, fd: int, *params: int) -> int:
+        return self._not_a_socket(fd)
 
     def sock_shutdown(self, caller: wasmtime.Caller, fd: int, how: int) -> int:
-        return abi.ENOTSUP
+        return self._not_a_socket(fd)
 
     # -- fds ----------------------------------------------------------------------------
     def fd_prestat_get(self, caller: wasmtime.Caller, fd: int, ptr: int) -> int:
@@ -484,13 +511,15 @@ class Wasi:
     def fd_filestat_set_size(self, caller: wasmtime.Caller, fd: int, size: int) -> int:
         handle = self._writable_file(fd)
         assert handle.host_fd is not None
+        size &= U64
+        if size > MAX_FILE_SIZE:
+            raise Errno(abi.EFBIG)
+        self.fs.outputs.grow(size - self.fs.size(handle))
         try:
-            current = os.fstat(handle.host_fd).st_size
-            self.fs.outputs.grow(size - current)
             os.ftruncate(handle.host_fd, size)
         except OSError as exc:
             raise host_error(exc) from exc
-        return abi.SUCCESS
+        return abi.SUCCESS  # the position stays where it was, even past the new end
 
     def fd_filestat_set_times(self, caller: wasmtime.Caller, fd: int, atim: int, mtim: int, flags: int) -> int:
         handle = self._handle(fd)
@@ -513,10 +542,8 @@ class Wasi:
         elif not handle.readable or handle.host_fd is None:
             raise Errno(abi.EBADF)
         else:
-            try:
-                n = os.readv(handle.host_fd, bufs)
-            except OSError as exc:
-                raise host_error(exc) from exc
+            n = self._read_at(handle, bufs, handle.position)
+            handle.position += n
         self._put(view, nread_ptr, "<I", n)
         return abi.SUCCESS
 
@@ -526,12 +553,17 @@ class Wasi:
             raise Errno(abi.ESPIPE if handle.stream else abi.EBADF)
         view = self._view(caller)
         bufs = self._iovecs(view, iovs, count)
-        try:
-            n = os.preadv(handle.host_fd, bufs, offset & U64)
-        except OSError as exc:
-            raise host_error(exc) from exc
+        n = self._read_at(handle, bufs, offset & U64)
         self._put(view, nread_ptr, "<I", n)
         return abi.SUCCESS
+
+    def _read_at(self, handle: Handle, bufs: list[memoryview], offset: int) -> int:
+        """Bytes read at virtual ``offset``: none at or past the end, at most MAX_IO_BYTES."""
+        assert handle.host_fd is not None
+        size = self.fs.size(handle)
+        if offset >= size:
+            return 0  # any u64 offset is valid; the host is not asked about offsets it may refuse
+        return read_at(handle.host_fd, clip(bufs, min(MAX_IO_BYTES, size - offset)), offset)
 
     def fd_write(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, nwritten_ptr: int) -> int:
         handle = self._file(fd)
@@ -541,14 +573,9 @@ class Wasi:
             n = self.streams[handle.stream].write(bufs)  # type: ignore[index]
         else:
             handle = self._writable_file(fd)
-            assert handle.host_fd is not None
-            try:
-                if handle.append:
-                    os.lseek(handle.host_fd, 0, os.SEEK_END)
-                offset = os.lseek(handle.host_fd, 0, os.SEEK_CUR)
-                n = self._write_at(handle.host_fd, bufs, offset, positional=False)
-            except OSError as exc:
-                raise host_error(exc) from exc
+            offset = self.fs.size(handle) if handle.append else handle.position
+            n = self._write_at(handle, bufs, offset)
+            handle.position = offset + n
         self._put(view, nwritten_ptr, "<I", n)
         return abi.SUCCESS
 
@@ -557,21 +584,25 @@ class Wasi:
         if handle.stream is not None:
             raise Errno(abi.ESPIPE)
         handle = self._writable_file(fd)
-        assert handle.host_fd is not None
         view = self._view(caller)
         bufs = self._iovecs(view, iovs, count)
-        try:
-            n = self._write_at(handle.host_fd, bufs, offset & U64, positional=True)
-        except OSError as exc:
-            raise host_error(exc) from exc
+        n = self._write_at(handle, bufs, offset & U64)  # at the offset given, even on an APPEND fd
         self._put(view, ptr, "<I", n)
         return abi.SUCCESS
 
-    def _write_at(self, host_fd: int, bufs: list[memoryview], offset: int, positional: bool) -> int:
+    def _write_at(self, handle: Handle, bufs: list[memoryview], offset: int) -> int:
+        """Write the first MAX_IO_BYTES bytes of ``bufs`` at virtual ``offset``.
+
+        Raises Errno(EFBIG) when the write would end past MAX_FILE_SIZE (nothing is written),
+        OutputLimitExceeded when the file's growth passes the outputs cap.
+        """
+        assert handle.host_fd is not None
+        bufs = clip(bufs, MAX_IO_BYTES)
         total = sum(len(b) for b in bufs)
-        size = os.fstat(host_fd).st_size
-        self.fs.outputs.grow(offset + total - size)
-        return os.pwritev(host_fd, bufs, offset) if positional else os.writev(host_fd, bufs)
+        if offset + total > MAX_FILE_SIZE:
+            raise Errno(abi.EFBIG)
+        self.fs.outputs.grow(offset + total - self.fs.size(handle))
+        return write_at(handle.host_fd, bufs, offset)
 
     def fd_seek(self, caller: wasmtime.Caller, fd: int, offset: int, whence: int, ptr: int) -> int:
         handle = self._handle(fd)
@@ -583,11 +614,16 @@ class Wasi:
             raise Errno(abi.EINVAL)
         view = self._view(caller)
         self._span(view, ptr, 8)
-        host_whence = {abi.WHENCE_SET: os.SEEK_SET, abi.WHENCE_CUR: os.SEEK_CUR, abi.WHENCE_END: os.SEEK_END}[whence]
-        try:
-            position = os.lseek(handle.host_fd, offset, host_whence)
-        except OSError as exc:
-            raise host_error(exc) from exc
+        if whence == abi.WHENCE_SET:
+            base = 0
+        elif whence == abi.WHENCE_CUR:
+            base = handle.position
+        else:
+            base = self.fs.size(handle)
+        position = base + offset  # offset is the signed i64 of the ABI
+        if not 0 <= position <= MAX_FILE_SIZE:
+            raise Errno(abi.EINVAL)
+        handle.position = position
         self._put(view, ptr, "<Q", position)
         return abi.SUCCESS
 
@@ -651,7 +687,6 @@ class Wasi:
                 raise Errno(abi.EINVAL)
             self.fs.check_new_name(comps)
             self.fs.count_new_entry()
-            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
         else:
             if oflags & abi.O_CREAT and oflags & abi.O_EXCL:
                 raise Errno(abi.EEXIST)
@@ -668,11 +703,7 @@ class Wasi:
                 raise Errno(abi.ENOTDIR)
             if filetype != abi.FILETYPE_REGULAR_FILE:
                 raise Errno(abi.EACCES)
-            flags = os.O_RDWR if mount.writable else os.O_RDONLY
-        try:
-            host_fd = os.open(host, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise host_error(exc) from exc
+        host_fd = create_file(host) if info is None else self._open_existing(host, mount.writable)
         if oflags & abi.O_TRUNC:
             try:
                 os.ftruncate(host_fd, 0)
@@ -685,6 +716,13 @@ class Wasi:
         self._put(view, fd_ptr, "<I", self._new_fd(new))
         return abi.SUCCESS
 
+    @staticmethod
+    def _open_existing(host: bytes, writable: bool) -> int:
+        try:
+            return os.open(host, (os.O_RDWR if writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise host_error(exc) from exc
+
     def path_create_directory(self, caller: wasmtime.Caller, fd: int, path_ptr: int, path_len: int) -> int:
         mount, base = self._writable_dir(fd)
         comps, info = self.fs.resolve(mount, base.comps, self._bytes(self._view(caller), path_ptr, path_len), False)
@@ -692,10 +730,7 @@ class Wasi:
             raise Errno(abi.EEXIST)
         self.fs.check_new_name(comps)
         self.fs.count_new_entry()
-        try:
-            os.mkdir(mount.host_path(comps), 0o755)
-        except OSError as exc:
-            raise host_error(exc) from exc
+        create_dir(mount.host_path(comps))
         return abi.SUCCESS
 
     def path_filestat_get(self, caller: wasmtime.Caller, fd: int, flags: int, path_ptr: int, path_len: int,
@@ -741,8 +776,8 @@ class Wasi:
             raise Errno(abi.ENOENT)
         if filetype_of(info.st_mode) != abi.FILETYPE_SYMBOLIC_LINK:
             raise Errno(abi.EINVAL)
-        target = os.readlink(mount.host_path(comps))
-        take = min(len(target), buf_len)
+        target = readlink(mount.host_path(comps))
+        take = min(len(target), buf_len)  # a short buffer gets the target's first bytes
         self._span(view, buf, take)[:] = target[:take]
         self._put(view, used_ptr, "<I", take)
         return abi.SUCCESS
@@ -754,6 +789,10 @@ class Wasi:
             raise Errno(abi.ENOENT)
         if not comps:
             raise Errno(abi.EPERM)
+        if filetype_of(info.st_mode) != abi.FILETYPE_DIRECTORY:
+            raise Errno(abi.ENOTDIR)
+        if not self.fs.is_empty_dir(mount, comps):
+            raise Errno(abi.ENOTEMPTY)
         try:
             os.rmdir(mount.host_path(comps))
         except OSError as exc:
@@ -781,12 +820,26 @@ class Wasi:
             raise Errno(abi.EXDEV)
         view = self._view(caller)
         old, info = self.fs.resolve(mount, base.comps, self._bytes(view, old_ptr, old_len), False)
-        new, _ = self.fs.resolve(mount, new_base.comps, self._bytes(view, new_ptr, new_len), False)
+        new, target = self.fs.resolve(mount, new_base.comps, self._bytes(view, new_ptr, new_len), False)
         if info is None:
             raise Errno(abi.ENOENT)
         if not old or not new:
             raise Errno(abi.EPERM)
+        if old == new:
+            return abi.SUCCESS  # POSIX: renaming an entry onto itself does nothing
         self.fs.check_new_name(new)
+        moving_dir = filetype_of(info.st_mode) == abi.FILETYPE_DIRECTORY
+        if moving_dir:
+            self.fs.check_move(mount, old, new)
+        if target is not None:
+            # decided here, not by the host: POSIX lets hosts differ (EEXIST or ENOTEMPTY)
+            target_dir = filetype_of(target.st_mode) == abi.FILETYPE_DIRECTORY
+            if moving_dir and not target_dir:
+                raise Errno(abi.ENOTDIR)
+            if target_dir and not moving_dir:
+                raise Errno(abi.EISDIR)
+            if target_dir and not self.fs.is_empty_dir(mount, new):
+                raise Errno(abi.ENOTEMPTY)
         try:
             os.rename(mount.host_path(old), mount.host_path(new))
         except OSError as exc:
