@@ -25,7 +25,7 @@ import wasmtime
 from wasmtime import FuncType, ValType
 
 from ..errors import CodError, ImportRefused, Indeterminate
-from ..limits import MAX_FILE_SIZE
+from ..limits import MAX_FILE_SIZE, MAX_IOVECS
 from . import abi, hostcall
 from .entropy import RandomStream, VirtualClock
 from .vfs import (
@@ -261,6 +261,9 @@ class Wasi:
         return bytes(self._span(view, ptr, length))
 
     def _iovecs(self, view: memoryview, ptr: int, count: int) -> list[memoryview]:
+        """The buffers of an iovec array: EINVAL past MAX_IOVECS (before any bounds check), then EFAULT."""
+        if count > MAX_IOVECS:
+            raise Errno(abi.EINVAL)
         self._span(view, ptr, 8 * count)
         return [self._span(view, buf, length) for buf, length in iter_iovecs(view, ptr, count)]
 
