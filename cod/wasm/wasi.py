@@ -204,13 +204,13 @@ class Wasi:
     def define(self, linker: wasmtime.Linker, types: dict[str, FuncType]) -> None:
         """Define every preview1 function on ``linker``; ``types`` come from the linker's engine."""
         for name, ty in types.items():
-            hostcall.define(linker, abi.MODULE, name, ty, _SIGNATURES[name], self._wrap(getattr(self, name)))
+            hostcall.define(linker, abi.MODULE, name, ty, _SIGNATURES[name], self._wrap(name, getattr(self, name)))
 
     @staticmethod
-    def _wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        """``fn`` as a host function: an Errno is returned to the job; ProcExit and CodErrors
-        end the run as themselves; any other exception ends it as Indeterminate("host-fault")."""
-        name = getattr(fn, "__name__", "?")
+    def _wrap(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` as host function ``name``: an Errno is returned to the job; ProcExit and
+        CodErrors end the run as themselves; any other exception ends it as
+        Indeterminate("host-fault")."""
 
         def call(caller: wasmtime.Caller, *params: int) -> Any:
             try:
@@ -220,7 +220,10 @@ class Wasi:
             except (ProcExit, CodError):
                 raise
             except Exception as exc:  # a bug or an unforeseen host condition: never a result
-                detail = f"{type(exc).__name__} in {name}: {' '.join(str(exc).split())[:200]}"
+                kind = type(exc).__qualname__
+                if type(exc).__module__ != "builtins":
+                    kind = f"{type(exc).__module__}.{kind}"
+                detail = f"{kind} in {name}: {' '.join(str(exc).split())[:200]}"
                 raise Indeterminate("host-fault", detail) from exc
 
         return call
