@@ -41,6 +41,7 @@ def harness_wat(pages: int = 1) -> str:
 
 
 _WASM: dict[int, bytes] = {}
+_MODULES: dict[tuple[int, int], wasmtime.Module] = {}
 
 
 def _signed(value: int, bits: int) -> int:
@@ -78,7 +79,10 @@ class Harness:
             self.store.set_epoch_deadline(1 << 40)
         linker = wasmtime.Linker(engine.engine)
         self.wasi.define(linker, engine.functypes)
-        self.instance = linker.instantiate(self.store, wasmtime.Module(engine.engine, _WASM[pages]))
+        key = (id(engine.engine), pages)
+        if key not in _MODULES:
+            _MODULES[key] = wasmtime.Module(engine.engine, _WASM[pages])
+        self.instance = linker.instantiate(self.store, _MODULES[key])
         memory = self.instance.exports(self.store)["memory"]
         assert isinstance(memory, wasmtime.Memory)
         self.memory = memory

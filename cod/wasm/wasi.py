@@ -341,8 +341,8 @@ class Wasi:
         return abi.SUCCESS
 
     def random_get(self, caller: wasmtime.Caller, buf: int, length: int) -> int:
-        view = self._view(caller)
-        self._span(view, buf, length)[:] = self.random.read(length)
+        out = self._span(self._view(caller), buf, length)  # EFAULT before any byte is generated
+        out[:] = self.random.read(length)
         return abi.SUCCESS
 
     def sched_yield(self, caller: wasmtime.Caller) -> int:
