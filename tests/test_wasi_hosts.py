@@ -155,3 +155,26 @@ def test_vectors_agree_on_ext4_and_tmpfs(name: str, engine: Engine, two_hosts: t
     assert on_ext4 == on_tmpfs
     expect = vector["expect"]
     assert on_ext4[0] == ("error" if "error" in expect else expect["result_cid"])
+
+
+def test_fsprog_vector_follows_the_contract() -> None:
+    # each expected line derived by hand from SPEC 4.5 (errnos: EINVAL 28, EFBIG 22, ENAMETOOLONG 37)
+    lines = load_vector("fsprog")["expect"]["stdout"].splitlines()
+    expected = {
+        3: "seek -> 28 0",  # 2^44 + 1: past MAX_FILE_SIZE (and past ext4's limit)
+        4: "seek -> 28 0",  # 2^40 + 1
+        5: "seek -> 0 1099511627776",  # exactly 2^40
+        6: "write -> 22 0",  # one byte at 2^40 would end past the limit
+        10: "pwrite -> 22 0",  # at 2^63
+        11: f"pread -> 0 0 {_fnv1a(b''):016x}",  # at 2^64 - 1: nothing to read
+        12: f"pread -> 0 4 {_fnv1a(b'AAAA'):016x}",
+        13: "trunc -> 22",  # 2^40 + 1
+        20: "tell -> 0 6",  # APPEND: the second write went to the end, not to 0
+        23: f"read -> 0 6 {_fnv1a(b'input' + bytes([10])):016x}",
+        27: "deep -> 37 255",  # the 256th level is refused
+        29: "rename -> 37",  # top/d would hold an entry of 256 components
+        30: "rename -> 28",  # a directory into itself
+        33: "open -> 37 0",  # a 256-byte name
+    }
+    for number, text in expected.items():
+        assert lines[number - 1] == f"{number} {text}"

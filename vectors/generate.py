@@ -64,6 +64,11 @@ VECTORS: dict[str, dict[str, Any]] = {
     "socket-import": {
         "description": "imports the sock_open socket extension: refused", "module": "socket_import.wasm",
     },
+    "fsprog": {
+        "description": "file-system program: seeks and writes at and past the 1 TiB limit, APPEND, truncation, "
+                       "readdir, 255-deep directories and renames past the limits, long names",
+        "module": "fsprog.wasm", "inputs": {"/inputs": "data/fsprog"},
+    },
     "sha256": {
         "description": "compute-heavy: SHA-256 of 64 MiB of xorshift64 data generated in the module",
         "module": "sha256.wasm", "args": ["64"],
