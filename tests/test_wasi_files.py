@@ -223,3 +223,18 @@ def test_poll_reports_bytes_from_the_virtual_position(h: Harness) -> None:
     assert h.call("poll_oneoff", 0x3000, 0x3100, 1, 0x80) == 0
     userdata, error, kind, nbytes = struct.unpack("<QHB5xQ", h.read(0x3100, 24))
     assert (h.u32(0x80), userdata, error, kind, nbytes) == (1, 7, 0, abi.EVENTTYPE_FD_READ, 6)
+
+
+def test_a_bad_result_pointer_fails_before_any_effect(h: Harness) -> None:
+    fd = _new_file(h, data=b"abc")
+    assert h.seek(fd, 0, abi.WHENCE_SET) == (0, 0)
+    h.write(0x1000, b"xyz")
+    h.write(0x800, struct.pack("<II", 0x1000, 3))
+    assert h.call("fd_write", fd, 0x800, 1, 0xFFFE) == abi.EFAULT  # 4 bytes at 0xFFFE leave the page
+    assert h.call("fd_pwrite", fd, 0x800, 1, 0, 0x10000) == abi.EFAULT
+    assert h.call("fd_read", fd, 0x800, 1, 0xFFFD) == abi.EFAULT
+    assert h.call("fd_readdir", h.outputs_fd, 0x1000, 10, 0, 0xFFFF) == abi.EFAULT
+    assert h.call("fd_write", 1, 0x800, 1, 0xFFFE) == abi.EFAULT
+    assert (h.outputs / "f").read_bytes() == b"abc"
+    assert (h.root / "stdout").read_bytes() == b""
+    assert h.tell(fd) == (0, 0)

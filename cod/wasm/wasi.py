@@ -543,6 +543,7 @@ class Wasi:
         handle = self._file(fd)
         view = self._view(caller)
         bufs = self._iovecs(view, iovs, count)
+        self._span(view, nread_ptr, 4)  # EFAULT before the call has any effect
         if handle.stream == "stdin":
             n = 0
         elif not handle.readable or handle.host_fd is None:
@@ -559,6 +560,7 @@ class Wasi:
             raise Errno(abi.ESPIPE if handle.stream else abi.EBADF)
         view = self._view(caller)
         bufs = self._iovecs(view, iovs, count)
+        self._span(view, nread_ptr, 4)
         n = self._read_at(handle, bufs, offset & U64)
         self._put(view, nread_ptr, "<I", n)
         return abi.SUCCESS
@@ -575,6 +577,7 @@ class Wasi:
         handle = self._file(fd)
         view = self._view(caller)
         bufs = self._iovecs(view, iovs, count)
+        self._span(view, nwritten_ptr, 4)
         if handle.stream in self.streams:
             n = self.streams[handle.stream].write(bufs)  # type: ignore[index]
         else:
@@ -592,6 +595,7 @@ class Wasi:
         handle = self._writable_file(fd)
         view = self._view(caller)
         bufs = self._iovecs(view, iovs, count)
+        self._span(view, ptr, 4)
         n = self._write_at(handle, bufs, offset & U64)  # at the offset given, even on an APPEND fd
         self._put(view, ptr, "<I", n)
         return abi.SUCCESS
@@ -640,6 +644,7 @@ class Wasi:
         mount, handle = self._dir(fd)
         view = self._view(caller)
         out = self._span(view, buf, length)
+        self._span(view, used_ptr, 4)
         if cookie == 0 or handle.listing is None:
             handle.listing = self.fs.listing(mount, handle.comps)
         used = 0
