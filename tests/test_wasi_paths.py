@@ -142,7 +142,7 @@ _CREATOR = """(module
 
 @pytest.mark.parametrize("umask", [0o777, 0o077, 0o000])
 def test_created_entries_get_fixed_modes_whatever_the_umask(engine: Engine, tmp_path: Path, umask: int) -> None:
-    wasm = wasmtime.wat2wasm(_CREATOR)
+    wasm = bytes(wasmtime.wat2wasm(_CREATOR))
     spec = JobSpec(module=module_cid(wasm))
     old = os.umask(umask)
     try:
@@ -214,7 +214,7 @@ def test_an_unforeseen_exception_in_a_host_function_is_indeterminate(
         raise fault
 
     monkeypatch.setattr(Wasi, "fd_filestat_get", broken)
-    wasm = wasmtime.wat2wasm(_FILESTAT_JOB)
+    wasm = bytes(wasmtime.wat2wasm(_FILESTAT_JOB))
     with pytest.raises(Indeterminate) as info:
         run(JobSpec(module=module_cid(wasm)), wasm, {}, tmp_path / "r", engine)
     assert info.value.reason == "host-fault"

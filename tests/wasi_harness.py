@@ -71,7 +71,7 @@ class Harness:
             stdout=Stream(str(root / "stdout"), Budget("stdout", stdout_limit)),
             stderr=Stream(str(root / "stderr"), Budget("stderr", stdout_limit)), epoch_ns=EPOCH_NS)
         if pages not in _WASM:
-            _WASM[pages] = wasmtime.wat2wasm(harness_wat(pages))
+            _WASM[pages] = bytes(wasmtime.wat2wasm(harness_wat(pages)))
         self.store = wasmtime.Store(engine.engine)
         if engine.fuel:
             self.store.set_fuel(1 << 40)
