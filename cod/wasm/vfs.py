@@ -369,11 +369,12 @@ def read_at(host_fd: int, bufs: list[memoryview], offset: int) -> int:
     pending = [b for b in bufs if len(b)]
     try:
         while pending:
-            n = os.preadv(host_fd, pending[:HOST_IOV_BATCH], offset + done)
+            batch = pending[:HOST_IOV_BATCH]
+            n = os.preadv(host_fd, batch, offset + done)
             if n == 0:
                 break
             done += n
-            pending = _advance(pending, n)
+            pending = pending[len(batch):] if n == sum(map(len, batch)) else _advance(pending, n)
     except OSError as exc:
         raise host_error(exc) from exc
     return done
@@ -385,11 +386,12 @@ def write_at(host_fd: int, bufs: list[memoryview], offset: int) -> int:
     pending = [b for b in bufs if len(b)]
     try:
         while pending:
-            n = os.pwritev(host_fd, pending[:HOST_IOV_BATCH], offset + done)
+            batch = pending[:HOST_IOV_BATCH]
+            n = os.pwritev(host_fd, batch, offset + done)
             if n <= 0:
                 raise Indeterminate("host-io", "the host file system accepted no bytes of a write")
             done += n
-            pending = _advance(pending, n)
+            pending = pending[len(batch):] if n == sum(map(len, batch)) else _advance(pending, n)
     except OSError as exc:
         raise host_error(exc) from exc
     return done
