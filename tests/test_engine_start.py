@@ -27,7 +27,7 @@ PRELUDE = """
 
 
 def _run(engine: Engine, tmp: Path, start_body: str, **spec: object) -> RunResult:
-    wasm = wasmtime.wat2wasm(f"(module {PRELUDE} (func $init {start_body}) (start $init))")
+    wasm = bytes(wasmtime.wat2wasm(f"(module {PRELUDE} (func $init {start_body}) (start $init))"))
     job = JobSpec(module=module_cid(wasm), **spec)  # type: ignore[arg-type]
     return run(job, wasm, {}, tmp / "results", engine)
 
@@ -63,7 +63,7 @@ def test_out_of_fuel_in_start_is_the_out_of_fuel_trap(engine: Engine, tmp_path: 
 
 
 def test_stack_overflow_in_start_is_indeterminate(engine: Engine, tmp_path: Path) -> None:
-    wasm = wasmtime.wat2wasm(f"(module {PRELUDE} (func $deep (call $deep)) (start $deep))")
+    wasm = bytes(wasmtime.wat2wasm(f"(module {PRELUDE} (func $deep (call $deep)) (start $deep))"))
     with pytest.raises(Indeterminate, match="stack-overflow"):
         run(JobSpec(module=module_cid(wasm)), wasm, {}, tmp_path / "results", engine)
     assert not (tmp_path / "results").exists()
