@@ -112,3 +112,13 @@ def test_profile_names_the_wasi_contract() -> None:
     described = dict(engine_mod.ENGINE_SETTINGS, wasi_contract="cod-wasi-2", wasmtime="50.0.1")
     digest = hashlib.sha256(json.dumps(described, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert profile_id() == "wasmtime-50.0.1+" + digest[:16]  # SPEC 5.2, recomputed with json by hand
+
+
+def test_copy_on_write_memory_images_are_refused() -> None:
+    # wasmtime charges fuel for data-segment initialization only when no copy-on-write image
+    # is used, and whether one is used depends on the host (wasmtime issue #14331: 0 fuel on
+    # Linux, 16385 on macOS for the same module); wasmtime 50 also aborts the process when
+    # such images meet a host memory creator. cod always initializes by copying.
+    assert engine_mod.ENGINE_SETTINGS["memory_init_cow"] is False
+    with pytest.raises(EngineSettingError, match="memory_init_cow"):
+        engine_mod.make_config(dict(engine_mod.ENGINE_SETTINGS, memory_init_cow=True))

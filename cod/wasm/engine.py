@@ -98,7 +98,8 @@ def make_config(settings: dict[str, object] | None = None) -> wasmtime.Config:
     ``wasmtime.Config`` or a value wasmtime refuses.
     """
     config = wasmtime.Config()
-    for name, value in (settings if settings is not None else ENGINE_SETTINGS).items():
+    chosen = settings if settings is not None else ENGINE_SETTINGS
+    for name, value in chosen.items():
         if name not in config_properties():
             raise EngineSettingError(f"engine setting {name!r} is not a wasmtime.Config property",
                                      f"known settings: {', '.join(sorted(config_properties()))}")
@@ -106,6 +107,11 @@ def make_config(settings: dict[str, object] | None = None) -> wasmtime.Config:
             setattr(config, name, value)
         except (TypeError, ValueError, wasmtime.WasmtimeError) as exc:
             raise EngineSettingError(f"engine setting {name!r} = {value!r} is refused by wasmtime: {exc}") from exc
+    if chosen.get("memory_init_cow", False) is not False:
+        raise EngineSettingError("engine setting 'memory_init_cow' must be False",
+                                 "cod's memory creator maps memories itself; wasmtime 50 aborts the process "
+                                 "when copy-on-write images meet a host memory creator")
+    config.memory_init_cow = False
     memory.install(config)
     return config
 
