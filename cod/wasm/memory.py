@@ -34,7 +34,9 @@ from wasmtime import _ffi as ffi  # type: ignore[attr-defined]
 
 _PROT_NONE = 0
 _PROT_RW = mmap.PROT_READ | mmap.PROT_WRITE
-_MAP_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
+# no MAP_NORESERVE: the host charges pages when they become writable (mprotect), so a host
+# short of memory says so at the grow, where it is noticed, rather than by killing us later
+_MAP_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 _libc = ctypes.CDLL(None, use_errno=True)
