@@ -79,7 +79,8 @@ def run(
     the caller vouches that the directory hashes to it (see :func:`cod.unixfs.cid_of_tree`). ``output_dir``
     must not exist, be empty, or hold an earlier cod result (which is replaced only once
     the new one is complete). Raises SpecError, ModuleError, InputError,
-    OutputLimitExceeded or Indeterminate; in each case nothing is written.
+    OutputLimitExceeded, Indeterminate (also for any host fault) or CodError (an unusable
+    destination); in each case nothing is written and no staging is left.
     """
     spec.validate()
     if spec.engine != ENGINE_WASM:
@@ -93,7 +94,6 @@ def run(
     module = engine.module(wasm)
     check_imports(module)
     _check_exports(module, spec)
-
     _check_tables(wasm, spec)
     staging = _make_staging(destination)
     try:
@@ -379,11 +379,15 @@ def _clear(fd: int) -> list[str]:
 
 
 def check_destination(destination: Path) -> None:
+    """Raise CodError unless ``destination`` is absent, empty or an earlier cod result."""
     if not destination.exists():
         return
     if not destination.is_dir():
         raise CodError(f"output directory {destination} exists and is not a directory", "choose another path")
-    entries = set(os.listdir(destination))
+    try:
+        entries = set(os.listdir(destination))
+    except OSError as exc:
+        raise CodError(f"cannot read output directory {destination}: {exc.strerror}", "choose another path") from exc
     if entries and not ("exitCode" in entries and entries <= RESULT_ENTRIES):
         raise CodError(
             f"output directory {destination} holds files that are not a cod result",
