@@ -15,7 +15,9 @@
     ├── EngineUnavailable         no Docker-compatible engine answers (exit 15)
     ├── BadSignature              a statement's signature or binding does not check (exit 16)
     ├── NotFound                  no such job or blob is known here (exit 17)
-    └── ExecutorCrashed           the executor process died; the node stays up (exit 18)
+    ├── ExecutorCrashed           the executor process died; the node stays up (exit 18)
+    └── EngineSettingError        an engine setting is not a wasmtime.Config property, or
+                                  wasmtime refuses its value (exit 20)
 
 Verification outcomes (verified, mismatch, incomplete, unverifiable) are results, not errors:
 `cod run --verify` maps them to exit codes 0, 10, 11 and 12 (13: nodes of different
@@ -151,3 +153,9 @@ class ExecutorCrashed(CodError):
     """The executor process died while running a job; the node itself stays up."""
 
     code = 18
+
+
+class EngineSettingError(CodError):
+    """An engine setting is not a property of wasmtime.Config, or wasmtime refuses its value."""
+
+    code = 20

@@ -3,6 +3,11 @@
 Canonical bytes are the spec's JSON object with every field present (defaults filled in,
 ``seed`` left out when not set), keys sorted by code point, no insignificant white space,
 UTF-8, integers only. The job CID is CIDv1(json codec 0x0200, sha2-256 of those bytes).
+
+Every way in (``from_json``, :func:`load_json` for documents that wrap a spec, and
+``from_dict``) refuses the same things with a SpecError naming the field: duplicate keys,
+floats, nesting deeper than ``MAX_JSON_DEPTH``, and strings that are not Unicode text
+encodable as UTF-8 (lone surrogates such as JSON ``"\\ud800"``).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -29,6 +35,14 @@ DEFAULT_OUTPUT_PATH = "/outputs"
 SEED_BYTES = 32
 SEED_DERIVATION_PREFIX = b"cod/seed/v1\x00"
 MAX_INT = 2**63 - 1
+MAX_MEMORY_BYTES = 1 << 32  # wasm32: 65536 pages of 64 KiB
+MAX_TABLE_ELEMENTS = (1 << 32) - 1  # wasm32: a table's size is a u32
+DEFAULT_TABLE_ELEMENTS = 1 << 20
+MAX_JSON_DEPTH = 8
+"""Deepest nesting of arrays and objects in a spec document (a spec needs 3: the document,
+``inputs``, one input; a request body wrapping it 4). Checked before parsing, so the depth
+a document may have never depends on the host's recursion limit."""
+MAX_LIMITS = {"memory_bytes": MAX_MEMORY_BYTES, "table_elements": MAX_TABLE_ELEMENTS}
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,7 @@ class Limits:
     stderr_bytes: int = 16 * 1024 * 1024
     output_bytes: int = 1024 * 1024 * 1024
     timeout_ms: int = 600_000
+    table_elements: int = DEFAULT_TABLE_ELEMENTS
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,7 @@ class JobSpec:
                 "stderr_bytes": self.limits.stderr_bytes,
                 "output_bytes": self.limits.output_bytes,
                 "timeout_ms": self.limits.timeout_ms,
+                "table_elements": self.limits.table_elements,
             },
         }
         if self.seed is not None:
@@ -125,13 +141,8 @@ class JobSpec:
     # -- decoding -----------------------------------------------------------------------
     @classmethod
     def from_json(cls, text: str | bytes) -> "JobSpec":
-        try:
-            data = json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_no_float)
-        except SpecError:
-            raise
-        except ValueError as exc:
-            raise SpecError("(document)", f"not valid JSON: {exc}") from exc
-        return cls.from_dict(data)
+        """Parse a spec document (see :func:`load_json`); raises SpecError."""
+        return cls.from_dict(load_json(text))
 
     @classmethod
     def from_dict(cls, data: Any) -> "JobSpec":
@@ -170,6 +181,8 @@ class JobSpec:
             )
         env = data.get("env", {})
         _expect(env, dict, "env")
+        for key in env:
+            _text(key, f"env.{_shown(str(key))}")  # before sorting: names must be strings
         args = data.get("args", ["main.wasm"])
         _expect(args, list, "args")
         spec = cls(
@@ -209,14 +222,14 @@ class JobSpec:
         for n, arg in enumerate(self.args):
             _text(arg, f"args[{n}]")
         for key, value in self.env:
-            _text(key, f"env.{key}")
-            _text(value, f"env.{key}")
+            _text(key, f"env.{_shown(str(key))}")
+            _text(value, f"env.{_shown(key)}")
             if not key or "=" in key:
                 raise SpecError(f"env.{key}", "a variable name must be non-empty and hold no '='")
         for name in ("epoch_ns", "tick_ns"):
             _int(getattr(self, name), f"clock.{name}", minimum=0 if name == "epoch_ns" else 1)
         for name in Limits.__dataclass_fields__:
-            _int(getattr(self.limits, name), f"limits.{name}", minimum=1)
+            _int(getattr(self.limits, name), f"limits.{name}", minimum=1, maximum=MAX_LIMITS.get(name, MAX_INT))
         if self.seed is not None and len(self.seed) != SEED_BYTES:
             raise SpecError("seed", f"must be {SEED_BYTES} bytes (64 hex digits)")
         mounts: list[tuple[str, str]] = []
@@ -240,11 +253,65 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+# One token at a time: a whole string (possessive, so no backtracking), a bracket, or a
+# quote that opens a string never closed (json refuses the document there: stop counting).
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*+"|[\[\]{}]|"', re.DOTALL)
+
+
+def load_json(text: str | bytes) -> Any:
+    """Parse a JSON document the way every spec must be read: strictly.
+
+    Refuses, with a SpecError: bytes that are not UTF-8, nesting deeper than
+    MAX_JSON_DEPTH (counted before parsing), a key that appears twice in one object, any
+    number that is not an integer, and anything else that is not JSON. Strings are checked
+    later, field by field (lone surrogates are refused there, naming the field).
+    """
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError("(document)", f"not UTF-8 text (byte {exc.start})") from exc
+    _check_depth(text)
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_no_float)
+    except SpecError:
+        raise
+    except RecursionError as exc:  # unreachable after _check_depth; kept so no traceback escapes
+        raise SpecError("(document)", "nested too deeply") from exc
+    except ValueError as exc:
+        raise SpecError("(document)", f"not valid JSON: {exc}") from exc
+
+
+def _check_depth(text: str) -> None:
+    """Refuse documents nested deeper than MAX_JSON_DEPTH, without recursing.
+
+    Strings are skipped whole (a bracket inside a string is not structure); scanning stops
+    at a string that never closes, where json.loads stops too. Linear in the text.
+    """
+    depth = 0
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token == '"':
+            return
+        if token in ("[", "{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise SpecError("(document)", f"nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects",
+                                "a job spec is at most 3 levels deep")
+        elif token in ("]", "}"):
+            depth -= 1
+
+
+def _shown(name: str) -> str:
+    """A key as it may be printed: characters UTF-8 cannot carry become backslash escapes."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise SpecError(key, "appears twice")
+            raise SpecError(_shown(key), "appears twice", "give each field once")
         out[key] = value
     return out
 
@@ -254,9 +321,12 @@ def _no_float(text: str) -> Any:
 
 
 def _no_unknown(data: Mapping[str, Any], known: set[str], prefix: str) -> None:
+    for key in data:
+        if not isinstance(key, str):
+            raise SpecError(prefix + _shown(str(key)), "a field name must be a string")
     for key in sorted(data):
         if key not in known:
-            raise SpecError(prefix + key, "unknown field", f"known fields: {', '.join(sorted(known))}")
+            raise SpecError(prefix + _shown(key), "unknown field", f"known fields: {', '.join(sorted(known))}")
 
 
 def _expect(value: Any, kind: type, name: str) -> None:
@@ -269,13 +339,18 @@ def _text(value: Any, name: str) -> None:
         raise SpecError(name, "must be a string")
     if "\x00" in value:
         raise SpecError(name, "holds a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SpecError(name, f"is not Unicode text: a lone surrogate U+{ord(value[exc.start]):04X} "
+                        f"at character {exc.start}", "strings must be valid Unicode (encodable as UTF-8)") from exc
 
 
-def _int(value: Any, name: str, minimum: int) -> None:
+def _int(value: Any, name: str, minimum: int, maximum: int = MAX_INT) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(name, f"must be an integer, not {value!r}")
-    if not minimum <= value <= MAX_INT:
-        raise SpecError(name, f"{value} is out of range [{minimum}, {MAX_INT}]")
+        raise SpecError(name, f"must be an integer, not {_shown(repr(value))[:80]}")
+    if not minimum <= value <= maximum:
+        raise SpecError(name, f"{value} is out of range [{minimum}, {maximum}]")
 
 
 def _cid_field(value: Any, name: str) -> None:

@@ -24,7 +24,7 @@ from ..cid import CID
 from ..docker import DockerEngine
 from ..errors import CIDError, CodError, EngineUnavailable, NodeError, NotFound, SpecError
 from ..identity import Identity
-from ..jobspec import ENGINE_DOCKER, JobSpec
+from ..jobspec import ENGINE_DOCKER, JobSpec, load_json
 from ..statement import Statement
 from ..unixfs import cid_of_tree
 from ..wasm.engine import profile_id, wasmtime_version
@@ -318,10 +318,7 @@ def app(node: Node) -> web.Application:
 
     @routes.post("/v1/jobs")
     async def submit(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            raise SpecError("(request)", f"not JSON: {exc}") from exc
+        body = load_json(await request.read())  # strict: duplicate keys, depth, floats (SPEC 2)
         status, job = await node.submit(body, wait=request.query.get("wait") in ("1", "true"))
         return web.json_response(job, status=status)
 

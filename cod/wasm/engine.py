@@ -3,7 +3,9 @@
 Every engine setting that can change what a module computes, or how much fuel it burns,
 is written down in ``ENGINE_SETTINGS`` and hashed into the profile ID together with the
 exact wasmtime version and the version of cod's WASI contract. Only runs of one profile are
-comparable.
+comparable. A setting that is not a property of ``wasmtime.Config`` is refused (a misspelled
+name would otherwise be hashed into the profile and change nothing). Linear memories come
+from cod's own creator (:mod:`cod.wasm.memory`), so a host refusing memory is noticed.
 
 The compiled-module cache keeps wasmtime's serialized artifacts on disk, keyed by the
 module's SHA-256 and the profile. Deserializing an artifact runs code, so the cache only
@@ -28,12 +30,17 @@ from pathlib import Path
 
 import wasmtime
 
-from ..errors import CacheError, ModuleError
+from ..errors import CacheError, EngineSettingError, ModuleError
 from ..jobspec import canonical_json
+from . import memory
 from .wasi import functypes
 
-WASI_CONTRACT = "cod-wasi-1"
+WASI_CONTRACT = "cod-wasi-2"
 MAX_WASM_STACK = 1 << 20
+MEMORY_RESERVATION = 1 << 32  # a wasm32 memory's largest size: it never moves
+MEMORY_GUARD = 32 << 20  # wasmtime's default guard after each memory
+TABLE_SECTION = 4
+FUNCREF, EXTERNREF = 0x70, 0x6F
 EPOCH_TICK_SECONDS = 0.01
 ARTIFACT_SUFFIX = ".cwasm"
 TAG_BYTES = 32
@@ -65,6 +72,10 @@ ENGINE_SETTINGS: dict[str, object] = {
     "wasm_wide_arithmetic": False,
     "wasm_custom_page_sizes": False,
     "wasm_component_model": False,
+    "memory_reservation": MEMORY_RESERVATION,
+    "memory_guard_size": MEMORY_GUARD,
+    "memory_may_move": False,
+    "memory_init_cow": False,
 }
 
 
@@ -81,10 +92,35 @@ def profile_id(settings: dict[str, object] | None = None) -> str:
 
 
 def make_config(settings: dict[str, object] | None = None) -> wasmtime.Config:
+    """A wasmtime Config with ``settings`` (default ENGINE_SETTINGS) and cod's memory creator.
+
+    Raises EngineSettingError for a name that is not a settable property of
+    ``wasmtime.Config`` or a value wasmtime refuses.
+    """
     config = wasmtime.Config()
-    for name, value in (settings if settings is not None else ENGINE_SETTINGS).items():
-        setattr(config, name, value)
+    chosen = settings if settings is not None else ENGINE_SETTINGS
+    for name, value in chosen.items():
+        if name not in config_properties():
+            raise EngineSettingError(f"engine setting {name!r} is not a wasmtime.Config property",
+                                     f"known settings: {', '.join(sorted(config_properties()))}")
+        try:
+            setattr(config, name, value)
+        except (TypeError, ValueError, wasmtime.WasmtimeError) as exc:
+            raise EngineSettingError(f"engine setting {name!r} = {value!r} is refused by wasmtime: {exc}") from exc
+    if chosen.get("memory_init_cow", False) is not False:
+        raise EngineSettingError("engine setting 'memory_init_cow' must be False",
+                                 "cod's memory creator maps memories itself; wasmtime 50 aborts the process "
+                                 "when copy-on-write images meet a host memory creator")
+    config.memory_init_cow = False
+    memory.install(config)
     return config
+
+
+@functools.cache
+def config_properties() -> frozenset[str]:
+    """Names ``wasmtime.Config`` lets one set (its setter properties)."""
+    return frozenset(name for name, value in vars(wasmtime.Config).items()
+                     if isinstance(value, property) and value.fset is not None)
 
 
 class Engine:
@@ -95,7 +131,11 @@ class Engine:
     ) -> None:
         """``settings`` replaces ENGINE_SETTINGS (benchmarks use it); the profile follows it."""
         self.settings = dict(settings if settings is not None else ENGINE_SETTINGS)
-        self.engine = wasmtime.Engine(make_config(self.settings))
+        try:
+            self.engine = wasmtime.Engine(make_config(self.settings))
+        except wasmtime.WasmtimeError as exc:
+            raise EngineSettingError(f"wasmtime refuses these engine settings: {' '.join(str(exc).split())[:300]}") \
+                from exc
         self.functypes = functypes()  # FuncTypes belong to the engine that first uses them
         self.profile = profile_id(self.settings)
         self.fuel = bool(self.settings.get("consume_fuel"))
@@ -167,6 +207,47 @@ def check_binary(wasm: bytes) -> None:
     if wasm[4:8] != CORE_VERSION:
         raise ModuleError("a WebAssembly component, not a core module",
                           "cod runs WASI preview1 core modules (wasm32-wasi / wasm32-wasip1)")
+
+
+def table_minimums(wasm: bytes) -> list[int] | None:
+    """The declared minimum size of each table the module defines, from its table section.
+
+    Read from the binary because wasmtime-py shows only exported tables. ``None`` when the
+    section uses an encoding this reader does not know (a table with an initializer
+    expression); wasmtime's instantiation then applies the same limits. Call it only on
+    a module the engine validated.
+    """
+    offset = 8
+    while offset < len(wasm):
+        section, offset = wasm[offset], offset + 1
+        size, offset = _leb(wasm, offset)
+        if section != TABLE_SECTION:
+            offset += size
+            continue
+        count, offset = _leb(wasm, offset)
+        minimums = []
+        for _ in range(count):
+            if wasm[offset] not in (FUNCREF, EXTERNREF):  # e.g. 0x40: a table with an initializer
+                return None
+            flags = wasm[offset + 1]  # after the reference type byte
+            minimum, offset = _leb(wasm, offset + 2)
+            if flags & 1:
+                _, offset = _leb(wasm, offset)
+            minimums.append(minimum)
+        return minimums
+    return []
+
+
+def _leb(data: bytes, offset: int) -> tuple[int, int]:
+    """An unsigned LEB128 at ``offset``: (value, offset after it)."""
+    value = shift = 0
+    while True:
+        byte = data[offset]
+        offset += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, offset
 
 
 class ModuleCache:

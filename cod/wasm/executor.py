@@ -7,13 +7,16 @@ staging directory beside the destination and renamed into place only when the ru
 with a result, so nothing is ever left half-written.
 
 Outcomes that are not portable never become results: a stack overflow (its depth depends on
-code generation and the machine) and the wall-clock timeout raise Indeterminate.
+code generation and the machine), the wall-clock timeout and a host that refused memory
+raise Indeterminate. A wasm ``start`` function runs under exactly the rules of the entry
+point. Nothing that wasmtime or Python raises reaches the caller as itself: link and
+instantiation errors become ModuleError, anything else Indeterminate; the staging directory
+is always removed, however deep.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,19 +27,25 @@ import wasmtime
 from ..errors import CodError, Indeterminate, InputError, ModuleError, SpecError
 from ..jobspec import ENGINE_WASM, JobSpec
 from ..unixfs import Importer
-from . import hostcall
-from .engine import Engine
+from . import hostcall, memory
+from .engine import Engine, table_minimums
 from .entropy import RandomStream, VirtualClock
 from .vfs import Budget, FileSystem, Mount
 from .wasi import ProcExit, Stream, Wasi, check_imports
 
 TRAP_EXIT_CODE = 134
 WASM_PAGE = 65536
+MAX_INSTANCES = 1  # the job's module; host functions are not instances
+MAX_TABLES = 8  # LLVM (C, C++, Rust) emits one table; wasm-bindgen-style code two
+MAX_MEMORIES = 1  # multi-memory is off
+FILE_MODE = 0o644  # every file of a results directory, whatever the umask
+DIR_MODE = 0o755  # every directory of it, the results directory included
 RESULT_ENTRIES = frozenset({"stdout", "stderr", "exitCode", "outputs", "trap"})
 NOT_PORTABLE = {
     wasmtime.TrapCode.STACK_OVERFLOW: ("stack-overflow", "the wasm stack overflowed; its depth is machine-dependent"),
     wasmtime.TrapCode.INTERRUPT: ("timeout", "the wall-clock safety timeout fired"),
 }
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -70,7 +79,8 @@ def run(
     the caller vouches that the directory hashes to it (see :func:`cod.unixfs.cid_of_tree`). ``output_dir``
     must not exist, be empty, or hold an earlier cod result (which is replaced only once
     the new one is complete). Raises SpecError, ModuleError, InputError,
-    OutputLimitExceeded or Indeterminate; in each case nothing is written.
+    OutputLimitExceeded, Indeterminate (also for any host fault) or CodError (an unusable
+    destination); in each case nothing is written and no staging is left.
     """
     spec.validate()
     if spec.engine != ENGINE_WASM:
@@ -84,19 +94,18 @@ def run(
     module = engine.module(wasm)
     check_imports(module)
     _check_exports(module, spec)
-
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=".cod-staging-"))
+    _check_tables(wasm, spec)
+    staging = _make_staging(destination)
     try:
         exit_code, trap, fuel_used = _execute(spec, module, engine, mounts, staging)
-        (staging / "exitCode").write_text(str(exit_code))
-        if trap is not None:
-            (staging / "trap").write_text(trap + "\n")
-        result_cid = Importer().tree(staging).cid
+        result_cid = _finish(staging, exit_code, trap)
         install(staging, destination)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+    except CodError:
         raise
+    except Exception as exc:  # a host fault while writing, hashing or installing the results
+        raise Indeterminate("host-fault", _describe(exc)) from exc
+    finally:
+        remove_tree(staging)  # gone already when installed
     return RunResult(
         job_cid=str(spec.cid),
         result_cid=str(result_cid),
@@ -111,8 +120,13 @@ def run(
 def _execute(
     spec: JobSpec, module: wasmtime.Module, engine: Engine, mounts: list[Mount], staging: Path
 ) -> tuple[int, str | None, int]:
+    """Instantiate (running any start function) and call the entry point: (exit code, trap, fuel).
+
+    Raises ModuleError when the module cannot be linked or instantiated, Indeterminate for
+    an outcome that is not portable or a host fault, and what host functions raise (caps).
+    """
     outputs = staging / "outputs"
-    outputs.mkdir(mode=0o755)
+    outputs.mkdir(mode=DIR_MODE)
     mounts = mounts + [Mount(spec.outputs, os.fsencode(outputs), writable=True)]
     limits = spec.limits
     wasi = Wasi(
@@ -128,41 +142,99 @@ def _execute(
     store = wasmtime.Store(engine.engine)
     if engine.fuel:
         store.set_fuel(limits.fuel)
-    store.set_limits(memory_size=limits.memory_bytes)
+    store.set_limits(memory_size=limits.memory_bytes, table_elements=limits.table_elements,
+                     instances=MAX_INSTANCES, tables=MAX_TABLES, memories=MAX_MEMORIES)
     if engine.epochs:
         store.set_epoch_deadline(engine.ticks_for(limits.timeout_ms))
     linker = wasmtime.Linker(engine.engine)
     wasi.define(linker, engine.functypes)
-    exit_code, trap = 0, None
-    try:
+    with memory.watch() as refused:
         try:
-            with hostcall.reraise_pending():
-                instance = linker.instantiate(store, module)
-        except wasmtime.WasmtimeError as exc:
-            raise ModuleError(f"module cannot be instantiated: {' '.join(str(exc).split())[:300]}") from exc
-        exports = instance.exports(store)
-        memory = exports.get("memory")
-        wasi.memory = memory if isinstance(memory, wasmtime.Memory) else None
-        entry = exports[spec.entry_point]
-        assert isinstance(entry, wasmtime.Func)
-        try:
-            with hostcall.reraise_pending():
-                entry(store)
-        except ProcExit as done:
-            exit_code = done.code
-        except wasmtime.Trap as exc:
-            code = exc.trap_code
-            if code in NOT_PORTABLE:
-                raise Indeterminate(*NOT_PORTABLE[code]) from exc
-            if code is None:
-                raise Indeterminate("trap", f"a trap without a trap code: {exc.message[:200]}") from exc
-            exit_code, trap = TRAP_EXIT_CODE, code.name.lower()
-        except wasmtime.WasmtimeError as exc:
-            raise Indeterminate("engine-error", " ".join(str(exc).split())[:300]) from exc
-    finally:
-        wasi.close()
+            try:
+                outcome = _call(spec, module, store, linker, wasi)
+            finally:
+                wasi.close()
+        except CodError as exc:
+            _no_host_refusal(refused(), exc)
+            raise
+        _no_host_refusal(refused(), None)
     fuel_used = limits.fuel - store.get_fuel() if engine.fuel else 0
-    return exit_code, trap, fuel_used
+    return outcome[0], outcome[1], fuel_used
+
+
+def _call(
+    spec: JobSpec, module: wasmtime.Module, store: wasmtime.Store, linker: wasmtime.Linker, wasi: Wasi
+) -> tuple[int, str | None]:
+    """Run the start function and the entry point under one set of rules: (exit code, trap)."""
+    instantiated = False
+    try:
+        with hostcall.reraise_pending():
+            instance = linker.instantiate(store, module)  # runs the start function, if any
+            instantiated = True
+            exports = instance.exports(store)
+            found = exports.get("memory")
+            wasi.memory = found if isinstance(found, wasmtime.Memory) else None
+            entry = exports[spec.entry_point]
+            if not isinstance(entry, wasmtime.Func):
+                raise ModuleError(f"entry point {spec.entry_point!r} is not a function")
+            entry(store)
+    except ProcExit as done:
+        return done.code, None
+    except wasmtime.Trap as exc:
+        return TRAP_EXIT_CODE, _trap_name(exc)
+    except wasmtime.WasmtimeError as exc:
+        if not instantiated:  # a link or resource-limit error: nothing of the module ran
+            raise ModuleError(f"module cannot be instantiated: {_describe(exc)}",
+                              "check limits.table_elements and limits.memory_bytes against what the "
+                              "module declares") from exc
+        raise Indeterminate("engine-error", _describe(exc)) from exc
+    except CodError:
+        raise
+    except Exception as exc:  # wasmtime-py or Python itself failed: not the guest's outcome
+        raise Indeterminate("host-fault", _describe(exc)) from exc
+    return 0, None
+
+
+def _no_host_refusal(refusal: str | None, cause: BaseException | None) -> None:
+    """Raise Indeterminate if the host refused memory during the run: whatever the guest did
+    after seeing -1 (or failing to instantiate) is not a result another host would give."""
+    if refusal is not None:
+        raise Indeterminate("host-memory", refusal) from cause
+
+
+def _trap_name(exc: wasmtime.Trap) -> str:
+    """The trap's name for the results; raises Indeterminate for traps that are not portable."""
+    code = exc.trap_code
+    if code in NOT_PORTABLE:
+        raise Indeterminate(*NOT_PORTABLE[code]) from exc
+    if code is None:
+        raise Indeterminate("trap", f"a trap without a trap code: {exc.message[:200]}") from exc
+    return code.name.lower()
+
+
+def _describe(exc: BaseException) -> str:
+    """One line about an unexpected exception, for an error message."""
+    text = " ".join(str(exc).split())[:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _make_staging(destination: Path) -> Path:
+    """A fresh staging directory beside ``destination``; CodError if the host will not give one."""
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=destination.parent, prefix=".cod-staging-"))
+    except OSError as exc:
+        raise CodError(f"cannot create a staging directory beside {destination}: {exc.strerror}",
+                       "choose an output directory in a writable place") from exc
+
+
+def _finish(staging: Path, exit_code: int, trap: str | None) -> str:
+    """Write exitCode (and trap), give every entry its fixed mode, and hash: the result CID."""
+    (staging / "exitCode").write_text(str(exit_code))
+    if trap is not None:
+        (staging / "trap").write_text(trap + "\n")
+    fix_modes(staging)
+    return str(Importer().tree(staging).cid)
 
 
 def _input_mount(spec: JobSpec, n: int, inputs: Mapping[str, str | os.PathLike[str]]) -> Mount:
@@ -192,10 +264,10 @@ def _check_exports(module: wasmtime.Module, spec: JobSpec) -> None:
         )
     if list(entry.params) or list(entry.results):
         raise ModuleError(f"entry point {spec.entry_point!r} must take no parameters and return nothing")
-    memory = exports.get("memory")
-    if not isinstance(memory, wasmtime.MemoryType):
+    exported = exports.get("memory")
+    if not isinstance(exported, wasmtime.MemoryType):
         raise ModuleError("module exports no memory named 'memory'; WASI needs it")
-    minimum = memory.limits.min * WASM_PAGE
+    minimum = exported.limits.min * WASM_PAGE
     if minimum > spec.limits.memory_bytes:
         raise ModuleError(
             f"module declares {minimum} bytes of initial memory, over the limit of {spec.limits.memory_bytes}",
@@ -203,12 +275,119 @@ def _check_exports(module: wasmtime.Module, spec: JobSpec) -> None:
         )
 
 
+def _check_tables(wasm: bytes, spec: JobSpec) -> None:
+    """Refuse, before anything runs, a module with too many tables or a table too large."""
+    minimums = table_minimums(wasm)
+    if minimums is None:
+        return  # an encoding read only by wasmtime: its instantiation applies the same limits
+    if len(minimums) > MAX_TABLES:
+        raise ModuleError(f"module defines {len(minimums)} tables, over cod's limit of {MAX_TABLES}")
+    for n, minimum in enumerate(minimums):
+        if minimum > spec.limits.table_elements:
+            raise ModuleError(
+                f"module declares table {n} with {minimum} initial elements, over the limit of "
+                f"{spec.limits.table_elements}",
+                "raise limits.table_elements in the spec",
+            )
+
+
+def fix_modes(root: Path) -> None:
+    """Give ``root`` and every directory under it DIR_MODE and every file FILE_MODE.
+
+    The umask of whoever ran the job must not show in its results. Iterative; never follows
+    symlinks (results hold none).
+    """
+    os.chmod(root, DIR_MODE)
+    stack = [os.fsencode(root)]
+    while stack:
+        directory = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    os.chmod(entry.path, DIR_MODE)
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    os.chmod(entry.path, FILE_MODE)
+
+
+def remove_tree(root: Path) -> None:
+    """Delete ``root`` and everything under it, if it exists; best effort, never raises.
+
+    Iterative, with one directory open at a time and paths relative to it, so neither the
+    depth of the tree (shutil.rmtree recurses) nor PATH_MAX nor the fd limit can stop it.
+    Never follows symlinks.
+    """
+    try:
+        fd = os.open(root, _DIR_FLAGS)
+    except OSError:
+        return
+    stack: list[tuple[str, list[str]]] = [("", _clear(fd))]
+    try:
+        while stack:
+            name, pending = stack[-1]
+            if pending:
+                child = pending.pop()
+                try:
+                    os.chmod(child, 0o700, dir_fd=fd)  # a job's umask may have left it unreadable
+                except OSError:
+                    pass
+                try:
+                    inner = os.open(child, _DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    continue
+                os.close(fd)
+                fd = inner
+                stack.append((child, _clear(fd)))
+                continue
+            stack.pop()
+            if not stack:
+                break
+            parent = os.open("..", _DIR_FLAGS & ~os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            try:
+                os.rmdir(name, dir_fd=fd)
+            except OSError:
+                pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(root)
+    except OSError:
+        pass
+
+
+def _clear(fd: int) -> list[str]:
+    """Unlink every non-directory in the open directory ``fd``; the names of its subdirectories."""
+    subdirectories = []
+    try:
+        os.fchmod(fd, 0o700)
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    subdirectories.append(entry.name)
+                else:
+                    try:
+                        os.unlink(entry.name, dir_fd=fd)
+                    except OSError:
+                        pass
+    except OSError:
+        pass
+    return subdirectories
+
+
 def check_destination(destination: Path) -> None:
+    """Raise CodError unless ``destination`` is absent, empty or an earlier cod result."""
     if not destination.exists():
         return
     if not destination.is_dir():
         raise CodError(f"output directory {destination} exists and is not a directory", "choose another path")
-    entries = set(os.listdir(destination))
+    try:
+        entries = set(os.listdir(destination))
+    except OSError as exc:
+        raise CodError(f"cannot read output directory {destination}: {exc.strerror}", "choose another path") from exc
     if entries and not ("exitCode" in entries and entries <= RESULT_ENTRIES):
         raise CodError(
             f"output directory {destination} holds files that are not a cod result",
@@ -226,7 +405,7 @@ def install(staging: Path, destination: Path) -> None:
     old = Path(tempfile.mkdtemp(dir=destination.parent, prefix=".cod-old-"))
     os.rename(destination, old / "result")
     os.rename(staging, destination)
-    shutil.rmtree(old, ignore_errors=True)
+    remove_tree(old)
 
 
 __all__ = ["RunResult", "module_cid", "run"]
