@@ -139,8 +139,9 @@ def _hash_inputs(inputs: Sequence[str]) -> tuple[list[Input], dict[str, str]]:
         src, dst = parse_mount(text)
         real = os.path.realpath(src)
         if not os.path.isdir(real):
-            what = "does not exist" if not os.path.lexists(src) else "is not a directory"
-            raise InputError(f"input {src!r} {what}", "mount a directory: -i DIR or -i DIR:/path")
+            state = "is not a directory" if os.path.exists(real) else "does not exist"
+            name = f"{src!r} (a link to {real!r})" if os.path.islink(src) else repr(src)
+            raise InputError(f"input {name} {state}", "mount a directory: -i DIR or -i DIR:/path")
         mounts.append(Input(cid=str(Importer().tree(real, mount=dst).cid), path=dst))
         sources[dst] = real
     return mounts, sources
