@@ -9,6 +9,7 @@ RecursionError, a hang or an errno at run time.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import shutil
@@ -18,8 +19,11 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from cod.car import CarWriter
+from cod.car import header as car_header
 from cod.errors import InputError
 from cod.limits import MAX_FILE_SIZE, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TREE_DEPTH
 from cod.local import prepare, run_prepared
@@ -63,6 +67,24 @@ async def test_link_input_is_verified_as_the_directory(tmp_path: Path, records: 
     assert result.outcome == "verified"
     assert result.job_cid == WORDCOUNT["job_cid"]
     assert result.result_cid == WORDCOUNT["expect"]["result_cid"]
+
+
+async def test_node_refuses_a_car_whose_root_is_a_symlink(tmp_path: Path) -> None:
+    # the node side of the same hole: a requester uploads, as an input, a CAR holding only a
+    # symlink node pointing at the node's own /etc; unpacked, the node would mount its target
+    buffer = io.BytesIO()
+    writer = CarWriter(buffer)
+    root = Importer(sink=writer.block).symlink(b"/etc").cid
+    car = car_header(root) + buffer.getvalue()
+    async with Devstack(1, base_dir=tmp_path / "stack") as stack:
+        async with aiohttp.ClientSession() as session:
+            async with session.put(f"{stack.urls[0]}/v1/blobs/{root}", data=car,
+                                   headers={"Content-Type": "application/vnd.ipld.car"}) as response:
+                body = await response.json()
+                assert response.status == 422, body
+        assert body["error"] == "InputError" and "is a symlink" in body["message"]
+        blobs = stack.nodes[0].node.blobs
+        assert blobs.tree(str(root)) is None and not os.path.lexists(blobs.trees / str(root))
 
 
 def test_link_to_a_file_or_nothing_is_refused(tmp_path: Path) -> None:
