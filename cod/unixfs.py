@@ -8,6 +8,12 @@ larger than 256 KiB. No mode and no mtime are ever written. Hidden files are inc
 Files are streamed one chunk at a time, so memory stays flat whatever their size. Every
 block goes to an optional sink (the CAR writer uses it); without one, blocks are only
 hashed.
+
+Host trees are ingested here (SPEC 3.1): the root must be a regular file or a directory,
+never a link; the walk is iterative over open directory handles and refuses, naming the
+path, any entry past the shared virtual limits (``cod.limits``), any special file and
+anything unreadable. ``mount_root`` is the matching no-follow check for a directory about
+to be mounted.
 """
 
 from __future__ import annotations
