@@ -16,7 +16,7 @@ from pathlib import Path
 from .car import write_car
 from .errors import InputError, SpecError
 from .jobspec import DEFAULT_INPUT_PATH, Input, JobSpec, Limits, parse_seed
-from .unixfs import cid_of_tree
+from .unixfs import Importer
 from .wasm.engine import Engine
 from .wasm.executor import RunResult, module_cid, run
 
@@ -127,13 +127,21 @@ def prepare_docker(image: str, cmd: list[str], *, inputs: Sequence[str] = (), en
 
 
 def _hash_inputs(inputs: Sequence[str]) -> tuple[list[Input], dict[str, str]]:
+    """Hash each ``-i SRC[:DST]`` into an Input and map DST to the directory to mount.
+
+    SRC is resolved here, once, on the requester (SPEC section 3, the LINK rule): a symlink
+    to a directory names that directory, whose bytes are hashed and whose real path is
+    mounted, so the CID always names what the job sees. Raises InputError.
+    """
     mounts: list[Input] = []
     sources: dict[str, str] = {}
     for text in inputs:
         src, dst = parse_mount(text)
-        if not os.path.isdir(src):
-            what = "does not exist" if not os.path.exists(src) else "is not a directory"
-            raise InputError(f"input {src!r} {what}", "mount a directory: -i DIR or -i DIR:/path")
-        mounts.append(Input(cid=str(cid_of_tree(src)), path=dst))
-        sources[dst] = os.path.abspath(src)
+        real = os.path.realpath(src)
+        if not os.path.isdir(real):
+            state = "is not a directory" if os.path.exists(real) else "does not exist"
+            name = f"{src!r} (a link to {real!r})" if os.path.islink(src) else repr(src)
+            raise InputError(f"input {name} {state}", "mount a directory: -i DIR or -i DIR:/path")
+        mounts.append(Input(cid=str(Importer().tree(real, mount=dst).cid), path=dst))
+        sources[dst] = real
     return mounts, sources

@@ -8,15 +8,22 @@ larger than 256 KiB. No mode and no mtime are ever written. Hidden files are inc
 Files are streamed one chunk at a time, so memory stays flat whatever their size. Every
 block goes to an optional sink (the CAR writer uses it); without one, blocks are only
 hashed.
+
+Host trees are ingested here (SPEC 3.1): the root must be a regular file or a directory,
+never a link; the walk is iterative over open directory handles and refuses, naming the
+path, any entry past the shared virtual limits (``cod.limits``), any special file and
+anything unreadable. ``mount_root`` is the matching no-follow check for a directory about
+to be mounted.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import mmh3
@@ -25,6 +32,7 @@ from . import dagpb
 from .cid import CID, DAG_PB, RAW
 from .dagpb import Link
 from .errors import InputError
+from .limits import MAX_FILE_SIZE, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TREE_DEPTH
 
 CHUNK_SIZE = 1 << 20
 MAX_LINKS = 1024
@@ -86,11 +94,9 @@ class Importer:
         return self._finish(levels)
 
     def file(self, path: str | os.PathLike[str]) -> Entry:
-        try:
-            with open(path, "rb", buffering=0) as handle:
-                return self.stream(handle)  # type: ignore[arg-type]
-        except OSError as exc:
-            raise InputError(f"cannot read {os.fspath(path)!r}: {exc.strerror}") from exc
+        """Import the regular file at ``path`` (a link there is refused); raises InputError."""
+        raw = os.fsencode(path)
+        return self._file_at(None, raw, raw)
 
     def add_bytes(self, data: bytes) -> Entry:
         return self.stream(io.BytesIO(data))
@@ -171,31 +177,215 @@ class Importer:
         return Entry(self._put(DAG_PB, block), len(block) + sum(l.tsize for l in links))
 
     # -- host trees ---------------------------------------------------------------------
-    def tree(self, path: str | bytes | os.PathLike[str]) -> Entry:
-        """Import a host file or directory; symlinks become UnixFS symlinks, never followed."""
+    def tree(self, path: str | bytes | os.PathLike[str], *, mount: str | None = None) -> Entry:
+        """Import a host file or directory (the root), checking every entry as it goes.
+
+        Symlinks inside the tree become UnixFS symlinks, never followed. The root itself must
+        be a regular file or a real directory: a symlink root is refused, because a link's CID
+        names the link while every host that mounts it would see its own target. ``mount`` is
+        the virtual path the tree will be mounted at; when given, every entry's virtual path
+        (``mount/a/b``) must fit MAX_PATH_BYTES. Raises InputError for a tree that breaks a
+        rule of SPEC section 3 (naming the offending host path), or that cannot be read.
+        """
         raw = os.fsencode(path)
         try:
             info = os.lstat(raw)
         except OSError as exc:
-            raise InputError(f"cannot read {os.fsdecode(raw)!r}: {exc.strerror}") from exc
+            raise InputError(f"cannot read {_show(raw)}: {exc.strerror}") from exc
         if stat.S_ISLNK(info.st_mode):
-            return self.symlink(os.readlink(raw))
+            raise InputError(
+                f"{_show(raw)} is a symlink; cod imports a file or directory itself, never a link to one",
+                "name the real path (e.g. `realpath PATH`)",
+            )
         if stat.S_ISREG(info.st_mode):
-            return self.file(os.fsdecode(raw))
+            return self._file_at(None, raw, raw)
         if stat.S_ISDIR(info.st_mode):
-            children: dict[bytes, Entry] = {}
+            return self._walk(raw, None if mount is None else mount.encode())
+        raise _special(raw, info.st_mode)
+
+    def _walk(self, root: bytes, mount: bytes | None) -> Entry:
+        """Depth-first, names in byte order, with an explicit stack: no recursion, so no tree
+        depth reaches the interpreter's limits; every directory is held open (dir fds), so a
+        path component swapped for a link while we walk cannot lead outside the tree."""
+        stack = [_Frame(_open_dir(None, root, root), root, ())]
+        try:
+            stack[-1].names = _list_dir(stack[-1])
+            while True:
+                frame = stack[-1]
+                if frame.next == len(frame.names):
+                    entry = self.directory(frame.children)
+                    os.close(stack.pop().fd)
+                    if not stack:
+                        return entry
+                    stack[-1].children[frame.rel[-1]] = entry
+                    continue
+                name = frame.names[frame.next]
+                frame.next += 1
+                rel = frame.rel + (name,)
+                where = os.path.join(frame.where, name)
+                check_entry(rel, mount, where)
+                try:
+                    info = os.stat(name, dir_fd=frame.fd, follow_symlinks=False)
+                except OSError as exc:
+                    raise _unreadable(where, exc) from exc
+                if stat.S_ISDIR(info.st_mode):
+                    child = _Frame(_open_dir(frame.fd, name, where), where, rel)
+                    stack.append(child)
+                    child.names = _list_dir(child)
+                elif stat.S_ISREG(info.st_mode):
+                    frame.children[name] = self._file_at(frame.fd, name, where)
+                elif stat.S_ISLNK(info.st_mode):
+                    frame.children[name] = self.symlink(_link_target(frame.fd, name, where))
+                else:
+                    raise _special(where, info.st_mode)
+        finally:
+            for frame in stack:
+                os.close(frame.fd)
+
+    def _file_at(self, dir_fd: int | None, name: bytes, where: bytes) -> Entry:
+        """Import a regular file, opened without following links and without blocking (a
+        fifo swapped in after lstat cannot hang the import); sizes past MAX_FILE_SIZE are
+        refused before a byte is read."""
+        try:
+            fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+        except OSError as exc:
+            raise _unreadable(where, exc) from exc
+        with open(fd, "rb", buffering=0, closefd=True) as handle:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise _special(where, info.st_mode)
+            if info.st_size > MAX_FILE_SIZE:
+                raise _too_big(where)
             try:
-                names = sorted(os.listdir(raw))
+                entry = self.stream(handle)  # type: ignore[arg-type]
             except OSError as exc:
-                raise InputError(f"cannot list {os.fsdecode(raw)!r}: {exc.strerror}") from exc
-            for name in names:
-                check_name(name, os.fsdecode(raw))
-                children[name] = self.tree(os.path.join(raw, name))
-            return self.directory(children)
+                raise _unreadable(where, exc) from exc
+        if entry.filesize > MAX_FILE_SIZE:
+            raise _too_big(where)
+        return entry
+
+
+@dataclass
+class _Frame:
+    """A directory being walked: its open fd, host path, components from the root, its
+    sorted names, the next name to visit and the entries imported so far."""
+
+    fd: int
+    where: bytes
+    rel: tuple[bytes, ...]
+    names: list[bytes] = field(default_factory=list)
+    next: int = 0
+    children: dict[bytes, Entry] = field(default_factory=dict)
+
+
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW
+
+
+def check_entry(rel: tuple[bytes, ...], mount: bytes | None, where: bytes) -> None:
+    """Refuse an entry (components ``rel`` from the tree's root) that the rest of cod could not
+    mount, hash, export or name, in this order: its name is not UTF-8, is over
+    MAX_NAME_BYTES, it lies deeper than MAX_TREE_DEPTH, or (when the mount path is known) its
+    virtual path is over MAX_PATH_BYTES. Raises InputError naming ``where``."""
+    check_name(rel[-1], os.fsdecode(os.path.dirname(where)))
+    if len(rel[-1]) > MAX_NAME_BYTES:
         raise InputError(
-            f"{os.fsdecode(raw)!r} is neither a file, a directory nor a symlink",
-            "inputs and outputs may hold only regular files, directories and symlinks",
+            f"name of {_show(where)} is {len(rel[-1])} bytes, over the limit of {MAX_NAME_BYTES}",
+            "rename it; cod's names fit every common file system",
         )
+    if len(rel) > MAX_TREE_DEPTH:
+        raise InputError(
+            f"{_show(where)} lies {len(rel)} levels deep, over the limit of {MAX_TREE_DEPTH}",
+            "flatten the tree; cod's trees are at most 256 levels deep",
+        )
+    if mount is not None:
+        virtual = b"/".join((mount, *rel))
+        if len(virtual) > MAX_PATH_BYTES:
+            raise InputError(
+                f"{_show(where)} would be {os.fsdecode(virtual[:60])!r}... in the job, "
+                f"{len(virtual)} bytes, over the limit of {MAX_PATH_BYTES}",
+                "shorten the names or the mount path; a job's paths are at most 1024 bytes",
+            )
+
+
+def mount_root(path: str | bytes | os.PathLike[str]) -> bytes:
+    """The host directory to mount for an input, checked without following links.
+
+    The last component of ``path`` must itself be a directory, not a symlink to one (a link
+    would let each host mount its own target under the CID of the link); components before
+    it are the host's business and are resolved once, here. Returns the resolved absolute
+    path as bytes (what ``cod.wasm.vfs.Mount.host`` takes). Raises InputError.
+    """
+    raw = os.path.abspath(os.fsencode(path))
+    try:
+        fd = os.open(raw, _DIR_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            what = "a symlink" if os.path.islink(raw) else "not a directory"
+            raise InputError(
+                f"input mount {_show(raw)} is {what}; cod mounts only real directories",
+                "mount the directory itself (e.g. `realpath DIR`)",
+            ) from exc
+        raise _unreadable(raw, exc) from exc
+    os.close(fd)
+    return os.path.realpath(raw)
+
+
+def _open_dir(dir_fd: int | None, name: bytes, where: bytes) -> int:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        raise _unreadable(where, exc) from exc
+
+
+def _list_dir(frame: _Frame) -> list[bytes]:
+    """The directory's names in byte order (never the host's order)."""
+    try:
+        return sorted(os.fsencode(name) for name in os.listdir(frame.fd))
+    except OSError as exc:
+        raise _unreadable(frame.where, exc) from exc
+
+
+def _link_target(dir_fd: int, name: bytes, where: bytes) -> bytes:
+    """A symlink's target, at most MAX_PATH_BYTES (the longest path a job may name; hosts
+    differ in how long a target they allow, so the limit is cod's, not theirs)."""
+    try:
+        target = os.readlink(name, dir_fd=dir_fd)
+    except OSError as exc:
+        raise _unreadable(where, exc) from exc
+    if len(target) > MAX_PATH_BYTES:
+        raise InputError(
+            f"symlink {_show(where)} has a target of {len(target)} bytes, over the limit of {MAX_PATH_BYTES}",
+            "shorten the link's target",
+        )
+    return target
+
+
+def _show(path: bytes) -> str:
+    """A host path for a message: quoted, and shortened in the middle when very long."""
+    text = os.fsdecode(path)
+    return repr(text if len(text) <= 300 else text[:140] + "..." + text[-140:])
+
+
+def _unreadable(where: bytes, exc: OSError) -> InputError:
+    return InputError(
+        f"cannot read {_show(where)}: {exc.strerror}",
+        "input permissions are decided at ingest: make every file and directory readable, or leave it out",
+    )
+
+
+def _special(where: bytes, mode: int) -> InputError:
+    kind = {stat.S_IFIFO: "a fifo", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+            stat.S_IFBLK: "a block device"}.get(stat.S_IFMT(mode), "not a regular file, directory or symlink")
+    return InputError(
+        f"{_show(where)} is {kind}",
+        "inputs may hold only regular files, directories and symlinks; remove it or copy its bytes into a file",
+    )
+
+
+def _too_big(where: bytes) -> InputError:
+    return InputError(f"{_show(where)} is larger than {MAX_FILE_SIZE} bytes (1 TiB)", "split it into smaller files")
 
 
 def check_name(name: bytes, where: str) -> None:
