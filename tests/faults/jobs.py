@@ -26,9 +26,14 @@ RETURN_MARGIN_S = 15.0
 """How far past its deadline a verify call may return (closing connections, the download)."""
 BOUND_S = JOB_TIMEOUT_MS / 1000 + SPEC_DEADLINE_MARGIN_S + RETURN_MARGIN_S
 
-BUSY_ITERATIONS = 2_500_000_000
-"""A loop of about two seconds of wasm on this machine (0.9 ns an iteration), so faults land
-during the job; its fuel (8 units an iteration) stays far below the default limit."""
+BUSY_ITERATIONS = 1_000_000_000
+"""A loop of about a second of wasm on an idle core here (0.9 ns an iteration): long enough
+for a fault to land while the job runs (the tests poll for `running` every 50 ms), short
+enough for three of them on two shared cores."""
+LONG_ITERATIONS = 20_000_000_000
+"""A loop of about twenty seconds, for a job that must outlast what a test watches (its fuel,
+10 units an iteration with margin, is raised above the default limit)."""
+FUEL_PER_ITERATION = 10  # 8 measured (local.get, i64.eqz, br_if, local.get, i64.const, i64.sub, local.set, br)
 BIG_INPUT_BYTES = 3 << 20
 WORDS = ("cod", "verifies", "compute", "over", "data", "every", "node", "signs", "its", "result")
 
@@ -66,12 +71,13 @@ def _results_dir(where: Path, stdout: str, outputs: dict[str, str]) -> Path:
     return where
 
 
-def busy_job(tmp: Path) -> Expected:
+def busy_job(tmp: Path, iterations: int = BUSY_ITERATIONS) -> Expected:
     """The busy loop: prints `done`; its result directory is written here and hashed by js."""
-    module = tmp / "busy.wasm"
-    module.write_bytes(wasmtime.wat2wasm(busy_wat(BUSY_ITERATIONS)))
-    job = prepare(module, [], limits=Limits(timeout_ms=JOB_TIMEOUT_MS))
-    return Expected(job, js_unixfs_cid(_results_dir(tmp / "busy-expected", "done\n", {})))
+    module = tmp / f"busy-{iterations}.wasm"
+    module.write_bytes(wasmtime.wat2wasm(busy_wat(iterations)))
+    fuel = max(Limits().fuel, FUEL_PER_ITERATION * iterations)
+    job = prepare(module, [], limits=Limits(timeout_ms=JOB_TIMEOUT_MS, fuel=fuel))
+    return Expected(job, js_unixfs_cid(_results_dir(tmp / f"busy-{iterations}-expected", "done\n", {})))
 
 
 def big_wordcount_job(tmp: Path) -> Expected:

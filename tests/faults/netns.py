@@ -139,15 +139,23 @@ class Host:
             raise NetError(f"node in {self.netns} did not start: {self.log.read_text()[-2000:]}")
         self.node_id = line[0].split()[2]
 
-    def kill(self) -> None:
-        """SIGKILL the node, then every process left in its namespace (its executor workers):
-        the host it stands for is gone."""
+    def kill(self, whole_host: bool = True) -> None:
+        """SIGKILL the node; with ``whole_host``, also every process left in its namespace (its
+        executor workers), as when the machine it stands for dies."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=30)
-        for pid in run("ip", "netns", "pids", self.netns, check=False).split():
+        if whole_host:
+            self.kill_leftovers()
+
+    def leftovers(self) -> list[int]:
+        """The processes still in the namespace (only ever ones this suite started there)."""
+        return [int(pid) for pid in run("ip", "netns", "pids", self.netns, check=False).split()]
+
+    def kill_leftovers(self) -> None:
+        for pid in self.leftovers():
             try:
-                os.kill(int(pid), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
 

@@ -22,7 +22,8 @@ import pytest
 from verifier import Records, Verification, verify
 
 from .conftest import Figures
-from .jobs import BOUND_S, Expected, big_wordcount_job, busy_job, served_result_cid, stored_wordcount
+from .jobs import (BOUND_S, LONG_ITERATIONS, Expected, big_wordcount_job, busy_job, served_result_cid,
+                   stored_wordcount)
 from .netns import PORT, Fabric, Host, run
 from .proxy import DelayProxy
 
@@ -36,6 +37,7 @@ KILL_AFTER_BYTES = 1 << 20
 LATENCY_S = 0.2
 POLL_S = 0.05
 POLL_LIMIT_S = 60.0
+ORPHAN_BOUND_S = 5.0  # an executor must notice its node's death well within the long job's 20 s
 SHORT_DEADLINE_S = 20.0  # the unhealed partition: a deadline of its own keeps the suite short
 
 
@@ -153,6 +155,30 @@ async def test_partition_during_a_job_then_healed(fabric: Fabric, records: Recor
     await _still_served(victim, stored, tmp_path)
 
 
+async def test_partition_before_the_job_uses_the_spare(fabric: Fabric, records: Records, figures: Figures,
+                                                       tmp_path: Path) -> None:
+    """A node cut off before the verification starts does not answer /v1/info: the three
+    others run the job; after the heal the cut-off node still serves what it had."""
+    hosts = fabric.add(4)
+    victim = hosts[0]
+    stored = await _store_before(victim, records, tmp_path)
+    _first_choice(records, victim)
+    expected = busy_job(tmp_path)
+    victim.partition()
+    try:
+        result, elapsed = await _timed_verify(expected, [h.url for h in hosts], 3, records)
+        dropped = sum(victim.counters())
+    finally:
+        victim.heal()
+    _record(figures, "partition before the job (4 nodes)", result, "verified (3 reachable)", elapsed,
+            f"{dropped} pkts dropped", 3)
+    assert dropped > 0
+    _verified_on(result, expected, hosts[1:])
+    assert victim.node_id not in {a.node_id for a in result.answers}  # never chosen: it did not answer
+    assert elapsed < BOUND_S
+    await _still_served(victim, stored, tmp_path)
+
+
 @pytest.mark.xfail(strict=True, reason=(
     "verifier/verify.py _attempt waits on POST /v1/jobs?wait=true for the whole deadline "
     "(timeout = deadline - now) with no liveness check of the node, so a node partitioned "
@@ -259,6 +285,8 @@ async def test_node_killed_during_an_upload(fabric: Fabric, records: Records, fi
     (inputs,) = expected.job.spec.inputs
     async with aiohttp.ClientSession() as http, http.head(f"{victim.url}/v1/blobs/{inputs.cid}") as resp:
         assert resp.status == 404  # a half upload is never kept
+    again = await verify(expected.job, [victim.url, hosts[1].url], 2, records=Records(tmp_path / "again.db"))
+    assert (again.outcome, again.result_cid) == ("verified", expected.result_cid)  # it takes the upload anew
 
 
 @pytest.mark.parametrize("spare", [True, False], ids=["spare", "no-spare"])
@@ -290,3 +318,30 @@ async def test_node_killed_during_a_job(spare: bool, fabric: Fabric, records: Re
     victim.wait_ready()
     await _still_served(victim, stored, tmp_path)
     assert await _job_state(victim.url, job_cid) == "failed"  # SPEC 9.2: running jobs are failed on restart
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "cod/node/worker.py: an executor process does not notice that its node died (no "
+    "PR_SET_PDEATHSIG, stdin is not watched while a job runs), so after SIGKILL of `cod serve` "
+    "its worker runs the job on until it ends or hits the job's wall-clock timeout (600 s by "
+    "default), holding a core with nobody to reap it"))
+async def test_executor_does_not_outlive_its_killed_node(fabric: Fabric, records: Records, figures: Figures,
+                                                         tmp_path: Path) -> None:
+    """SIGKILL of the node alone (not of its host): its executor must not run on orphaned."""
+    (host,) = fabric.add(1)
+    expected = busy_job(tmp_path, LONG_ITERATIONS)
+    job_cid = str(expected.job.spec.cid)
+    verifying = asyncio.create_task(_timed_verify(expected, [host.url], 1, records))
+    await _running(host.url, job_cid)
+    host.kill(whole_host=False)
+    result, _ = await verifying
+    assert result.outcome == "incomplete"
+    stop = time.monotonic() + ORPHAN_BOUND_S
+    while host.leftovers() and time.monotonic() < stop:
+        await asyncio.sleep(POLL_S)
+    left = host.leftovers()
+    figures.add(scenario="SIGKILL of the node only (executor left?)", outcome=f"{len(left)} orphan(s)",
+                expected="0 orphans", elapsed_s=f"{ORPHAN_BOUND_S:.1f}", bound_s=f"{ORPHAN_BOUND_S:.0f}",
+                answers=len(result.answers), failed=sum(not a.valid for a in result.answers), spares=0,
+                fault="node SIGKILLed, workers not")
+    assert left == []
