@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -158,6 +159,16 @@ class Host:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    def job_state_on_disk(self, job_cid: str) -> str | None:
+        """The job's state as the node recorded it, read from its SQLite file: the one way to
+        watch a node that is cut off from the network (a read-only look, never a write)."""
+        try:
+            with sqlite3.connect(f"file:{self.data_dir / 'jobs.db'}?mode=ro", uri=True, timeout=5) as db:
+                row = db.execute("SELECT state FROM jobs WHERE job_cid = ?", [job_cid]).fetchone()
+        except sqlite3.Error:
+            return None
+        return str(row[0]) if row else None
 
     # -- faults ------------------------------------------------------------------------
     def _fault_table(self) -> None:

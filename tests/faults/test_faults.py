@@ -22,7 +22,7 @@ import pytest
 from verifier import Records, Verification, verify
 
 from .conftest import Figures
-from .jobs import (BOUND_S, LONG_ITERATIONS, Expected, big_wordcount_job, busy_job, served_result_cid,
+from .jobs import (BOUND_S, LONG_ITERATIONS, RETURN_MARGIN_S, Expected, big_wordcount_job, busy_job, served_result_cid,
                    stored_wordcount)
 from .netns import PORT, Fabric, Host, run
 from .proxy import DelayProxy
@@ -30,7 +30,7 @@ from .proxy import DelayProxy
 pytestmark = pytest.mark.slow
 
 LOSS_PERCENT = 5
-PARTITION_S = 3.0  # long enough that TCP's retransmissions back off past a second
+PARTITION_AFTER_S = 1.0  # the cut lasts this long past the job's end: the answer is held, TCP backs off
 SLOW_RATE = "8mbit"  # a 3 MiB upload then takes about 3 s
 KILL_RATE = "4mbit"  # slow enough to kill the node with most of the upload still to come
 KILL_AFTER_BYTES = 1 << 20
@@ -131,8 +131,9 @@ async def test_five_percent_loss_into_a_node(fabric: Fabric, records: Records, f
 
 async def test_partition_during_a_job_then_healed(fabric: Fabric, records: Records, figures: Figures,
                                                   tmp_path: Path) -> None:
-    """One node is cut off (both ways) while its job runs and reconnected 3 s later: its
-    connection survives, its answer arrives, all three verify."""
+    """One node is cut off (both ways) while its job runs, and reconnected a second after the
+    job ended there (watched on its disk): its answer was held by the partition, its connection
+    survives, the answer arrives after the heal, all three verify."""
     hosts = fabric.add(3)
     victim = hosts[0]
     stored = await _store_before(victim, records, tmp_path)
@@ -142,12 +143,16 @@ async def test_partition_during_a_job_then_healed(fabric: Fabric, records: Recor
     try:
         await _running(victim.url, job_cid)
         victim.partition()
-        await asyncio.sleep(PARTITION_S)
+
+        async def finished() -> bool:
+            return victim.job_state_on_disk(job_cid) == "done"
+        await _until(finished, f"job {job_cid} done on the cut-off node")
+        await asyncio.sleep(PARTITION_AFTER_S)
         dropped = sum(victim.counters())
     finally:
         victim.heal()
     result, elapsed = await verifying
-    _record(figures, "partition during a job, healed after 3 s", result, "verified", elapsed,
+    _record(figures, "partition during a job, healed 1 s after it", result, "verified", elapsed,
             f"{dropped} pkts dropped", 3)
     assert dropped > 0
     _verified_on(result, expected, hosts)
@@ -203,8 +208,43 @@ async def test_partition_that_does_not_heal_is_replaced_by_a_spare(fabric: Fabri
         victim.heal()
     _record(figures, "partition during a job, not healed (4 nodes)", result, "verified (spare)", elapsed,
             f"{dropped} pkts dropped; deadline {SHORT_DEADLINE_S:.0f} s", 3)
-    assert elapsed < SHORT_DEADLINE_S + 15
+    assert elapsed < SHORT_DEADLINE_S + RETURN_MARGIN_S
     _verified_on(result, expected, hosts[1:])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "verifier/client.py NodeClient.results downloads the agreed results with a fixed "
+    "ClientTimeout(total=600) instead of the verification's deadline, so when the agreeing "
+    "nodes are cut off after they answered, verify hangs about 600 s per agreeing node, far "
+    "past its deadline (SPEC 11 step 2), instead of returning incomplete"))
+async def test_partition_during_the_download_still_ends_by_the_deadline(fabric: Fabric, records: Records,
+                                                                       figures: Figures, tmp_path: Path) -> None:
+    """All nodes answer, then are cut off just as the requester fetches the agreed results."""
+    hosts = fabric.add(3)
+    expected = busy_job(tmp_path)
+
+    def cut_before_download(step: str) -> None:
+        if step.startswith("Downloading"):
+            for host in hosts:
+                host.partition()
+    started = time.monotonic()
+    try:
+        result = await asyncio.wait_for(verify(expected.job, [h.url for h in hosts], 3, records=records,
+                                               progress=cut_before_download, deadline_s=SHORT_DEADLINE_S),
+                                        SHORT_DEADLINE_S + RETURN_MARGIN_S)
+    except asyncio.TimeoutError:
+        figures.add(scenario="partition during the results download", outcome="(still waiting)",
+                    expected="incomplete", elapsed_s=f"{time.monotonic() - started:.1f}",
+                    bound_s=f"{SHORT_DEADLINE_S + RETURN_MARGIN_S:.0f}", fault="all 3 cut off after answering")
+        raise
+    finally:
+        for host in hosts:
+            host.heal()
+    elapsed = time.monotonic() - started
+    _record(figures, "partition during the results download", result, "incomplete", elapsed,
+            "all 3 cut off after answering", 3)
+    assert result.outcome == "incomplete" and not result.result_checked
+    assert elapsed < SHORT_DEADLINE_S + RETURN_MARGIN_S
 
 
 async def test_slow_link_during_an_upload(fabric: Fabric, records: Records, figures: Figures,
