@@ -11,6 +11,9 @@ still hashes to its CID after the fault heals or the node restarts.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,7 +27,7 @@ from verifier import Records, Verification, verify
 from .conftest import Figures
 from .jobs import (BOUND_S, LONG_ITERATIONS, RETURN_MARGIN_S, Expected, big_wordcount_job, busy_job, served_result_cid,
                    stored_wordcount)
-from .netns import PORT, Fabric, Host, run
+from .netns import PORT, ROOT, Fabric, Host, run
 from .proxy import DelayProxy
 
 pytestmark = pytest.mark.slow
@@ -77,6 +80,23 @@ async def _running(url: str, job_cid: str) -> None:
     async def check() -> bool:
         return await _job_state(url, job_cid) == "running"
     await _until(check, f"job {job_cid} running on {url}")
+
+
+async def _cod(tmp: Path, *args: str) -> tuple[int, str, str]:
+    """Run the `cod` command line (records under ``tmp``), bounded by BOUND_S; exit code,
+    stdout, stderr. The event loop keeps running meanwhile (a proxy may live in it)."""
+    env = dict(os.environ, COD_HOME=str(tmp / "cod-home"),
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "cod", *args, cwd=tmp, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), BOUND_S)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 def _first_choice(records: Records, host: Host) -> None:
@@ -273,21 +293,37 @@ async def test_slow_link_during_an_upload(fabric: Fabric, records: Records, figu
 
 async def test_latency_through_a_delaying_proxy(fabric: Fabric, records: Records, figures: Figures,
                                                 tmp_path: Path) -> None:
-    """One node answers through a proxy that holds every byte 200 ms each way."""
+    """One node answers through a proxy that holds every byte 200 ms each way; the requester
+    is the command line (`cod run --verify 3 --node ... --json`), as a user runs it."""
     hosts = fabric.add(3)
     victim = hosts[0]
     stored = await _store_before(victim, records, tmp_path)
     expected = busy_job(tmp_path)
+    module = tmp_path / "cli" / expected.job.spec.args[0]
+    module.parent.mkdir()
+    module.write_bytes(expected.job.wasm)
     proxy = await DelayProxy(victim.address, PORT, LATENCY_S).start()
     try:
-        result, elapsed = await _timed_verify(expected, [proxy.url] + [h.url for h in hosts[1:]], 3, records)
+        urls = [proxy.url] + [h.url for h in hosts[1:]]
+        started = time.monotonic()
+        code, out, err = await _cod(tmp_path, "run", "--verify", "3", *(f"--node={u}" for u in urls),
+                                    "--timeout", f"{expected.job.spec.limits.timeout_ms // 1000}s", "--json",
+                                    str(module))
+        elapsed = time.monotonic() - started
     finally:
         await proxy.stop()
-    _record(figures, "200 ms latency proxy", result, "verified", elapsed,
-            f"{proxy.connections} connections, {proxy.chunks} chunks delayed", 3)
+    report = json.loads(out) if code == 0 else {}
+    answers = report.get("nodes", [])
+    figures.add(scenario="200 ms latency proxy (cod run --verify)", outcome=report.get("outcome", f"exit {code}"),
+                expected="verified", elapsed_s=f"{elapsed:.1f}", bound_s=f"{BOUND_S:.0f}", answers=len(answers),
+                failed=sum(not a["signature_valid"] for a in answers), spares=max(0, len(answers) - 3),
+                fault=f"{proxy.connections} connections, {proxy.chunks} chunks delayed")
+    assert code == 0, err
+    assert report["job_cid"] == str(expected.job.spec.cid)  # the command line built the same job
+    assert (report["outcome"], report["result_cid"]) == ("verified", expected.result_cid)
+    assert {a["node_id"] for a in answers if a["signature_valid"]} == {h.node_id for h in hosts}
+    assert any(a["url"] == proxy.url and a["result_cid"] == expected.result_cid for a in answers)
     assert proxy.chunks > 0
-    assert any(a.url == proxy.url and a.valid for a in result.answers)
-    _verified_on(result, expected, hosts)
     assert elapsed < BOUND_S
     await _still_served(victim, stored, tmp_path)
 
