@@ -24,7 +24,7 @@ PORT = 8401  # every namespace has its own port space, so one fixed port serves 
 NET_PREFIX = "10.213"
 MTU = 1500
 START_TIMEOUT_S = 60.0  # a node prints its URL once its executor is warm; on a loaded machine that can take a while
-TOOLS = ("ip", "nft", "tc", "nstat")
+TOOLS = ("ip", "nft", "tc")
 CHECKS = ("5% packet loss", "partition then heal", "slow link (tc tbf) during an upload",
           "200 ms latency proxy", "SIGKILL during an upload", "SIGKILL during a job")
 
@@ -208,11 +208,6 @@ class Host:
     def sent_bytes(self) -> int:
         """Bytes the host side of the pair has sent towards the node."""
         return int((Path("/sys/class/net") / self.veth / "statistics" / "tx_bytes").read_text())
-
-    def retransmits(self) -> int:
-        """TCP segments the node's kernel has retransmitted."""
-        out = self.ns("nstat", "-az", "TcpRetransSegs", check=False).split()
-        return int(out[out.index("TcpRetransSegs") + 1]) if "TcpRetransSegs" in out else 0
 
     def destroy(self) -> None:
         """Kill the node and remove the pair and the namespace, by name; never raises."""

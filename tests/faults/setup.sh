@@ -4,7 +4,7 @@
 # (target fault-tools). Without root or apt it says why and stops; the fault suite then skips,
 # naming the checks that did not run.
 set -u
-if command -v ip >/dev/null && command -v nft >/dev/null && command -v tc >/dev/null && command -v nstat >/dev/null; then
+if command -v ip >/dev/null && command -v nft >/dev/null && command -v tc >/dev/null; then
   exit 0
 fi
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then

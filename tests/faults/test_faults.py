@@ -41,7 +41,7 @@ LATENCY_S = 0.2
 POLL_S = 0.05
 POLL_LIMIT_S = 60.0
 ORPHAN_BOUND_S = 5.0  # an executor must notice its node's death well within the long job's 20 s
-SHORT_DEADLINE_S = 20.0  # the unhealed partition: a deadline of its own keeps the suite short
+SHORT_DEADLINE_S = 15.0  # for the two known gaps (xfail): a deadline of their own keeps the suite short
 
 
 async def _store_before(host: Host, records: Records, tmp: Path) -> tuple[str, str]:
@@ -133,16 +133,14 @@ async def test_five_percent_loss_into_a_node(fabric: Fabric, records: Records, f
     victim = hosts[0]
     stored = await _store_before(victim, records, tmp_path)
     expected = big_wordcount_job(tmp_path)
-    before = victim.retransmits()
     victim.loss(LOSS_PERCENT)
     try:
         result, elapsed = await _timed_verify(expected, [h.url for h in hosts], 3, records)
         into, dropped = victim.counters()
     finally:
         victim.heal()
-    retrans = victim.retransmits() - before
     _record(figures, "5% loss into a node", result, "verified", elapsed,
-            f"{dropped} of {into} pkts in dropped; node retransmitted {retrans}", 3)
+            f"{dropped} of {into} pkts into the node dropped", 3)
     assert into > 1000 and dropped > 0  # the upload went through the lossy link and lost packets
     _verified_on(result, expected, hosts)
     assert elapsed < BOUND_S
