@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 JS     := tests/js
 JSSTAMP := $(JS)/node_modules/.installed
 
-.PHONY: install node-tools engine-tools test typecheck demo vectors vectors-check bench clean
+.PHONY: install node-tools engine-tools fault-tools test typecheck demo vectors vectors-check bench clean
 
 install: $(STAMP)
 
@@ -27,10 +27,15 @@ $(JSSTAMP): $(JS)/package.json $(JS)/package-lock.json
 engine-tools:
 	@bash tests/engine/setup.sh
 
+# iproute2 and nftables, for the fault suite (tests/faults/): nodes in network namespaces,
+# packet loss and partitions with nft, slow links with tc tbf
+fault-tools:
+	@bash tests/faults/setup.sh
+
 typecheck: install
 	$(BIN)/mypy cod verifier
 
-test: install node-tools engine-tools typecheck
+test: install node-tools engine-tools fault-tools typecheck
 	$(BIN)/python -m pytest -q
 
 # the Bacalhau word-count tutorial job, verified by three nodes of an embedded local network
