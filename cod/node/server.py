@@ -10,7 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
+from ..errors import NodeError
 from .app import Node, app
+
+MAX_PORT = 65535
 
 
 @dataclass
@@ -25,13 +28,25 @@ class RunningNode:
 
 
 async def start_node(data_dir: Path, host: str = "127.0.0.1", port: int = 0, **options: Any) -> RunningNode:
-    """Start a node server; port 0 picks a free one. Returns its base URL."""
+    """Start a node server; port 0 picks a free one. Returns its base URL.
+
+    Raises NodeError for a port out of range, an address that cannot be bound (in use, not
+    permitted, not local) or a data directory that cannot be used; nothing is left running then.
+    """
+    if not 0 <= port <= MAX_PORT:
+        raise NodeError(f"port {port} is out of range", f"use a port from 0 to {MAX_PORT} (0: any free port)")
     node = Node(data_dir, **options)
     await node.start()
     runner = web.AppRunner(app(node), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await node.stop()
+        await runner.cleanup()
+        raise NodeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                        "pick another --port (0: any free port) or --host, or stop what holds it") from None
     sockets = getattr(site._server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port
     return RunningNode(node, runner, f"http://{host}:{bound}")
