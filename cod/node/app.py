@@ -47,6 +47,13 @@ WAIT_GRACE_SECONDS = 30
 STATUS = {"SpecError": 400, "CIDError": 400, "ModuleError": 422, "ImportRefused": 422, "InputError": 422,
           "NotFound": 404, "EngineUnavailable": 501, "LocalPathNotAllowed": 403, "MissingBlobs": 409,
           "NodeBusy": 429, "NotCancellable": 409, "NodeError": 400}
+HINTS = {  # for errors raised without a hint of their own: every error body carries one
+    "CIDError": "pack the content with cod or ipfs-car (one root, UnixFS unixfs-v1-2025) and upload it "
+                "under its root CID",
+    "SpecError": "see SPEC.md section 2 for the job spec; the body is {\"spec\": {...}}",
+    "NotFound": "upload it, or ask a node that has it",
+}
+DEFAULT_HINT = "see /v1/openapi.json"
 HTTP_NAMES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge",
               415: "UnsupportedMediaType", 431: "HeadersTooLarge"}
 
@@ -316,7 +323,8 @@ class NotCancellable(NodeError):
 # -- HTTP ---------------------------------------------------------------------------------
 def _error(exc: CodError) -> web.Response:
     name = {"Busy": "NodeBusy"}.get(type(exc).__name__, type(exc).__name__)
-    body: dict[str, Any] = {"error": name, "message": exc.message, "hint": exc.hint}
+    body: dict[str, Any] = {"error": name, "message": exc.message,
+                            "hint": exc.hint or HINTS.get(type(exc).__name__, DEFAULT_HINT)}
     if isinstance(exc, MissingBlobs):
         body["missing"] = exc.missing
     status = STATUS.get(name, 400)
@@ -333,7 +341,7 @@ def _http_error(exc: web.HTTPException) -> web.Response:
     hints = {404: "see /v1/openapi.json for the routes", 405: "see /v1/openapi.json for the methods",
              413: f"JSON bodies are at most {MAX_JSON_BODY} bytes"}
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-    return web.json_response({"error": name, "message": exc.reason, "hint": hints.get(exc.status)},
+    return web.json_response({"error": name, "message": exc.reason, "hint": hints.get(exc.status, DEFAULT_HINT)},
                              status=exc.status, headers=headers)
 
 
