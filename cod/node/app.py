@@ -335,14 +335,18 @@ def _error(exc: CodError) -> web.Response:
     return web.json_response(body, status=status, headers=headers)
 
 
-def _http_error(exc: web.HTTPException) -> web.Response:
-    """aiohttp's own refusals (no route, wrong method, body too large) as JSON errors."""
-    name = HTTP_NAMES.get(exc.status, "HTTPError")
+def http_error_body(status: int, message: str) -> dict[str, Any]:
+    """The JSON error body of an HTTP-level refusal (no route, wrong method, unparsable request)."""
     hints = {404: "see /v1/openapi.json for the routes", 405: "see /v1/openapi.json for the methods",
              413: f"JSON bodies are at most {MAX_JSON_BODY} bytes"}
+    return {"error": HTTP_NAMES.get(status, "HTTPError"), "message": message,
+            "hint": hints.get(status, DEFAULT_HINT)}
+
+
+def _http_error(exc: web.HTTPException) -> web.Response:
+    """aiohttp's own refusals (no route, wrong method, body too large) as JSON errors."""
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-    return web.json_response({"error": name, "message": exc.reason, "hint": hints.get(exc.status, DEFAULT_HINT)},
-                             status=exc.status, headers=headers)
+    return web.json_response(http_error_body(exc.status, exc.reason), status=exc.status, headers=headers)
 
 
 @web.middleware

@@ -9,11 +9,38 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from ..errors import NodeError
-from .app import Node, app
+from .app import Node, app, http_error_body
 
 MAX_PORT = 65535
+
+
+class _JsonErrorsHandler(RequestHandler):
+    """aiohttp's connection handler, answering what its HTTP parser refuses (an unknown method,
+    a malformed request line or header) with the node's JSON error body instead of text."""
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs; raises if a response was begun
+        response = web.json_response(http_error_body(status, "the request could not be parsed as HTTP"),
+                                     status=status)
+        response.force_close()
+        return response
+
+
+class _JsonErrorsServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorsHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _JsonErrorsServer  # same state, one method more
+        return server
 
 
 @dataclass
@@ -37,7 +64,7 @@ async def start_node(data_dir: Path, host: str = "127.0.0.1", port: int = 0, **o
         raise NodeError(f"port {port} is out of range", f"use a port from 0 to {MAX_PORT} (0: any free port)")
     node = Node(data_dir, **options)
     await node.start()
-    runner = web.AppRunner(app(node), access_log=None)
+    runner = _Runner(app(node), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
