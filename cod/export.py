@@ -38,7 +38,7 @@ the 100000 creations a job may make plus the five names of a results directory."
 DEFAULT_MAX_CAR_BLOCKS = 1 << 18
 """Default cap on the blocks of one CAR (duplicates counted)."""
 MAX_FILE_LEVELS = 8
-"""Deepest chain of dag-pb file nodes above a leaf; a 1 TiB file of 1 MiB chunks in cod's
+"""Most levels of dag-pb file nodes above the leaves; a 1 TiB file of 1 MiB chunks in cod's
 1024-wide layout needs 2."""
 
 FILE, DIRECTORY = "file", "directory"
@@ -196,7 +196,7 @@ class _Planner:
     def _file(self, cid: CID, meta: dagpb.UnixFSData, links: list[dagpb.Link], level: int) -> int:
         """The bytes of a file node; every child holds at least one byte (as the importer makes
         them), so writing a file costs at most its size however often a block is linked."""
-        if level > MAX_FILE_LEVELS:
+        if level >= MAX_FILE_LEVELS:
             raise CIDError(f"file node {cid} is more than {MAX_FILE_LEVELS} levels deep")
         size = len(meta.data)
         for link in links:

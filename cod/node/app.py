@@ -54,7 +54,7 @@ HINTS = {  # for errors raised without a hint of their own: every error body car
     "NotFound": "upload it, or ask a node that has it",
 }
 DEFAULT_HINT = "see /v1/openapi.json"
-HTTP_NAMES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge",
+HTTP_NAMES = {500: "InternalError", 400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge",
               415: "UnsupportedMediaType", 431: "HeadersTooLarge"}
 
 
