@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from cod import JobSpec, dagpb, module_cid
-from cod.cid import CID
+from cod.cid import CID, DAG_PB
 from cod.dagpb import Link
 from cod.jobspec import Input
 from cod.node.caps import NodeCaps
@@ -186,7 +186,7 @@ async def test_blocks_entries_and_depth_are_capped(tmp_path: Path, http: aiohttp
 async def test_malformed_cars_are_400_json(node: RunningNode, http: aiohttp.ClientSession) -> None:
     leaf, leaf_block = raw(b"x")
     twice, twice_block = pb(dagpb.DIRECTORY, [Link(leaf, b"same", 1), Link(leaf, b"same", 1)])
-    garbage = (CID.of(dagpb_codec(), b"\xff\xff\xff"), b"\xff\xff\xff")
+    garbage = (CID.of(DAG_PB, b"\xff\xff\xff"), b"\xff\xff\xff")
     dotdot, dotdot_block = pb(dagpb.DIRECTORY, [Link(leaf, b"..", 1)])
     cases = {
         "empty roots": (leaf, car([], [(leaf, leaf_block)])),
@@ -205,10 +205,6 @@ async def test_malformed_cars_are_400_json(node: RunningNode, http: aiohttp.Clie
     _nothing_kept(node)
 
 
-def dagpb_codec() -> int:
-    return 0x70
-
-
 # -- hole 3: caps, published and enforced; cancel ----------------------------------------------
 async def test_caps_are_published_and_enforced(tmp_path: Path, http: aiohttp.ClientSession) -> None:
     caps = NodeCaps(max_fuel=10**9, max_timeout_ms=60_000)
@@ -221,6 +217,10 @@ async def test_caps_are_published_and_enforced(tmp_path: Path, http: aiohttp.Cli
                           "max_output_bytes": 4 << 30, "max_upload_bytes": 8 << 30,
                           "max_unpacked_bytes": 8 << 30, "max_car_blocks": 1 << 18, "max_tree_depth": 256,
                           "max_entries": 1 << 17}
+        async with http.get(running.url + "/v1/openapi.json") as resp:
+            document = await resp.json()
+        assert sorted(document["components"]["schemas"]["Info"]["properties"]["limits"]["required"]) == sorted(limits)
+        assert "delete" in document["paths"]["/v1/jobs/{cid}"]
         await put(http, running.url, module_cid(HELLO), HELLO, "application/octet-stream")
         huge = (1 << 63) - 1
         spec = {"module": module_cid(HELLO), "limits": {"fuel": huge, "memory_bytes": huge, "timeout_ms": huge}}
