@@ -46,7 +46,7 @@ BUSY_WAT = r"""
 
 
 def wat(text: str) -> bytes:
-    return wasmtime.wat2wasm(text)
+    return bytes(wasmtime.wat2wasm(text))
 
 
 def block(codec: int, data: bytes) -> tuple[CID, bytes]:

@@ -23,7 +23,11 @@ from .node_kit import car, pb, raw
 
 def _blocks(path: Path) -> tuple[CID, dict[CID, bytes]]:
     found: dict[CID, bytes] = {}
-    root = Importer(sink=lambda cid, data: found.setdefault(cid, bytes(data))).tree(path).cid
+
+    def keep(cid: CID, data: memoryview) -> None:
+        found[cid] = bytes(data)
+
+    root = Importer(sink=keep).tree(path).cid
     return root, found
 
 
