@@ -125,6 +125,7 @@ async def test_cancel_kills_a_running_job_and_a_queued_one(node: RunningNode, ht
             job = await resp.json()
         assert resp.status == 200 and job["state"] == "failed" and job["error"]["error"] == "Cancelled", job
     assert node.node.pool.worker_pids() != [pid]  # the executor of the running job was killed
+    assert os.listdir(node.node.results) == []  # nothing of the killed run is left (no staging dir)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     async with http.delete(f"{node.url}/v1/jobs/{specs[0].cid}") as resp:

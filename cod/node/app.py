@@ -224,8 +224,7 @@ class Node:
             else:
                 module = self.blobs.file(spec.module)
                 assert module is not None
-                outcome = await self.pool.run(spec.canonical_bytes().decode(), module, sources, out,
-                                              spec.limits.timeout_ms / 1000)
+                outcome = await self._run_wasm(job_cid, spec, module, sources, out)
             if "error" in outcome:
                 self.jobs.update(job_cid, state=FAILED, error=json.dumps(outcome))
                 return
@@ -252,6 +251,22 @@ class Node:
             self._cancelled.discard(job_cid)
             self._running.pop(job_cid, None)
             self._done.pop(job_cid, asyncio.Event()).set()
+
+    async def _run_wasm(self, job_cid: str, spec: JobSpec, module: Path, sources: dict[str, str],
+                        out: Path) -> dict[str, Any]:
+        """Run in an executor inside a work directory of the job's own, moved to ``out`` only on
+        success; whatever a failed, cancelled or killed run left there is removed with it."""
+        work = self.results / f".job-{job_cid}"
+        await asyncio.to_thread(shutil.rmtree, work, True)
+        work.mkdir()
+        try:
+            outcome = await self.pool.run(spec.canonical_bytes().decode(), module, sources, work / "results",
+                                          spec.limits.timeout_ms / 1000)
+            if "error" not in outcome:
+                os.rename(work / "results", out)
+            return outcome
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work, True)
 
     async def _run_docker(self, spec: JobSpec, sources: dict[str, str], out: Path) -> dict[str, Any]:
         staging = Path(tempfile.mkdtemp(dir=self.results, prefix=".docker-"))
