@@ -240,6 +240,16 @@ async def test_caps_are_published_and_enforced(tmp_path: Path, http: aiohttp.Cli
         try:
             status, body = await put(http, small.url, module_cid(big), big, "application/octet-stream")
             assert status == 413 and body["cap"] == "max_upload_bytes" and body["limit"] == 99, body
+
+            async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: counted as it streams
+                for _ in range(10):
+                    yield bytes(10)
+
+            async with http.put(f"{small.url}/v1/blobs/{module_cid(big)}", data=chunked(),
+                                headers={"Content-Type": "application/vnd.ipld.car"}) as resp:
+                body = await resp.json()
+            assert "Content-Length" not in resp.request_info.headers
+            assert resp.status == 413 and body["cap"] == "max_upload_bytes", body
             _nothing_kept(small)
         finally:
             await small.stop()
