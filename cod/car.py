@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from .cid import CID, read_varint, varint
-from .errors import CIDError
+from .errors import CapExceeded, CIDError
 from .unixfs import Importer
 
 
@@ -96,33 +96,80 @@ def write_car(path: str | os.PathLike[str], dest: str | os.PathLike[str]) -> CID
     return root
 
 
-def read_car(source: BinaryIO) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
+MAX_HEADER_BYTES = 1 << 20
+"""Longest CAR header cod reads."""
+
+MAX_SECTION_BYTES = 1 << 21
+"""Longest CAR section (CID bytes and block) cod reads: 2 MiB, twice the importer's chunk."""
+
+
+def read_car(source: BinaryIO, max_blocks: int | None = None) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
     """Parse a CARv1: its roots, and its blocks, each checked against its CID as it is read.
 
-    Raises CIDError for a malformed CAR or a block whose bytes do not hash to its CID.
+    Raises CIDError for a malformed CAR or a block whose bytes do not hash to its CID, and
+    CapExceeded (cap ``max_car_blocks``) past ``max_blocks`` blocks (duplicates counted).
     """
-    head_len = _read_stream_varint(source)
-    if head_len is None or head_len > 1 << 20:
-        raise CIDError("not a CARv1: no header")
-    head = source.read(head_len)
-    roots = _parse_header(head)
+    roots = read_header(source)
 
     def blocks() -> Iterator[tuple[CID, bytes]]:
-        while True:
-            length = _read_stream_varint(source)
-            if length is None:
-                return
-            if length > (1 << 21):
-                raise CIDError(f"CAR block of {length} bytes is larger than cod allows (2 MiB)")
-            section = source.read(length)
-            if len(section) != length:
-                raise CIDError("truncated CAR block")
-            cid, data = _split_section(section)
-            if CID.of(cid.codec, data) != cid:
-                raise CIDError(f"CAR block {cid} does not hash to its CID")
-            yield cid, data
+        count = 0
+        while (section := _read_section(source)) is not None:
+            count += 1
+            if max_blocks is not None and count > max_blocks:
+                raise CapExceeded("max_car_blocks", max_blocks, "the number of blocks in the CAR")
+            yield section[0], section[1]
 
     return roots, blocks()
+
+
+def index_car(source: BinaryIO, max_blocks: int) -> tuple[list[CID], dict[CID, tuple[int, int]]]:
+    """Read a seekable CARv1 once: its roots, and where each block's bytes lie (offset, length).
+
+    Every block is checked against its CID as it is read; raises like ``read_car``.
+    """
+    roots = read_header(source)
+    index: dict[CID, tuple[int, int]] = {}
+    count = 0
+    while (section := _read_section(source)) is not None:
+        count += 1
+        if count > max_blocks:
+            raise CapExceeded("max_car_blocks", max_blocks, "the number of blocks in the CAR")
+        cid, data = section
+        index.setdefault(cid, (source.tell() - len(data), len(data)))
+    return roots, index
+
+
+def read_header(source: BinaryIO) -> list[CID]:
+    """The roots named by a CARv1 header; raises CIDError for anything else."""
+    head_len = _read_stream_varint(source)
+    if head_len is None or head_len > MAX_HEADER_BYTES:
+        raise CIDError("not a CARv1: no header")
+    head = source.read(head_len)
+    if len(head) != head_len:
+        raise CIDError("truncated CAR header")
+    try:
+        return _parse_header(head)
+    except (IndexError, ValueError) as exc:
+        raise CIDError(f"malformed CAR header: {exc}") from exc
+
+
+def _read_section(source: BinaryIO) -> tuple[CID, bytes] | None:
+    """The next block, checked against its CID; None at the end of the CAR."""
+    length = _read_stream_varint(source)
+    if length is None:
+        return None
+    if length > MAX_SECTION_BYTES:
+        raise CIDError(f"CAR block of {length} bytes is larger than cod allows (2 MiB)")
+    section = source.read(length)
+    if len(section) != length:
+        raise CIDError("truncated CAR block")
+    try:
+        cid, data = _split_section(section)
+    except (IndexError, ValueError) as exc:
+        raise CIDError(f"malformed CAR block: {exc}") from exc
+    if CID.of(cid.codec, data) != cid:
+        raise CIDError(f"CAR block {cid} does not hash to its CID")
+    return cid, data
 
 
 def _read_stream_varint(source: BinaryIO) -> int | None:
@@ -174,6 +221,6 @@ def _split_section(section: bytes) -> tuple[CID, bytes]:
     code, pos = read_varint(section, pos)
     size, pos = read_varint(section, pos)
     end = pos + size
-    if version != 1 or code != 0x12 or size != 32:
+    if version != 1 or code != 0x12 or size != 32 or len(section) < end:
         raise CIDError("CAR block CID is not a CIDv1 with a sha2-256 multihash")
     return CID(codec, section[pos:end]), section[end:]

@@ -10,6 +10,8 @@
     │                             overflow, wall-clock timeout (exit 7); never a result
     ├── CacheError                the compiled-module cache is unsafe or unusable (exit 8)
     ├── CIDError                  a CID, CAR or UnixFS block is malformed or mis-hashed (exit 9)
+    ├── CapExceeded               a request goes over a cap: a node's published cap, or a
+    │                             bound of CAR unpacking; .cap names it (exit 19)
     ├── NodeError                 a compute node refused a request or could not be reached (exit 14)
     │   └── NodeBusy              the node's queue is full (HTTP 429); retry after .retry_after
     ├── EngineUnavailable         no Docker-compatible engine answers (exit 15)
@@ -153,6 +155,18 @@ class ExecutorCrashed(CodError):
     """The executor process died while running a job; the node itself stays up."""
 
     code = 18
+
+
+class CapExceeded(CodError):
+    """A request goes over a cap: a node's published cap, or a bound of CAR unpacking."""
+
+    code = 19
+
+    def __init__(self, cap: str, limit: int, what: str, hint: str | None = None) -> None:
+        super().__init__(f"{what} is over the cap {cap} = {limit}",
+                         hint or f"stay within {cap} (a node publishes its caps at /v1/info under 'limits')")
+        self.cap = cap
+        self.limit = limit
 
 
 class EngineSettingError(CodError):

@@ -11,6 +11,31 @@ from ..errors import NotFound
 from . import cli
 
 
+CAP_HELP = {  # the node's caps (cod.node.caps.NodeCaps), published at /v1/info under "limits"
+    "max_fuel": "Most limits.fuel a job may ask for.",
+    "max_memory_bytes": "Most limits.memory_bytes a job may ask for.",
+    "max_timeout_ms": "Most limits.timeout_ms a job may ask for.",
+    "max_stdout_bytes": "Most limits.stdout_bytes a job may ask for.",
+    "max_stderr_bytes": "Most limits.stderr_bytes a job may ask for.",
+    "max_output_bytes": "Most limits.output_bytes a job may ask for.",
+    "max_upload_bytes": "Most bytes one upload (PUT /v1/blobs) may send.",
+    "max_unpacked_bytes": "Most bytes one uploaded CAR may unpack to (each file counted every time it is linked).",
+    "max_car_blocks": "Most blocks one uploaded CAR may hold.",
+    "max_tree_depth": "Deepest entry of an uploaded tree (at most 256).",
+    "max_entries": "Most entries (files, directories, symlinks) of an uploaded tree.",
+}
+
+
+def _cap_options(command: Any) -> Any:
+    from ..node.caps import NodeCaps
+
+    defaults = NodeCaps()
+    for name in reversed(list(CAP_HELP)):
+        command = click.option(f"--{name.replace('_', '-')}", name, type=click.IntRange(min=1),
+                               default=getattr(defaults, name), show_default=True, help=CAP_HELP[name])(command)
+    return command
+
+
 @cli.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), required=True,
               help="Where the node keeps its key, blobs, jobs and results.")
@@ -21,13 +46,23 @@ from . import cli
 @click.option("--concurrency", type=int, help="Jobs run at once (executor processes; default: cores).")
 @click.option("--queue-size", type=int, default=64, show_default=True,
               help="Jobs waiting beyond those running; past it the node answers 429.")
+@_cap_options
 def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurrency: int | None,
-          queue_size: int) -> None:
-    """Run a compute node: the /v1 HTTP API, signed results, executor processes."""
+          queue_size: int, **caps: int) -> None:
+    """Run a compute node: the /v1 HTTP API, signed results, executor processes.
+
+    Specs and uploads over a --max-* cap are refused with an error naming the cap.
+    """
+    from ..errors import NodeError
+    from ..node.caps import NodeCaps
     from ..node.server import serve_forever
 
+    try:
+        node_caps = NodeCaps(**caps)
+    except ValueError as exc:
+        raise NodeError(str(exc), "see cod serve --help for the caps") from None
     asyncio.run(serve_forever(Path(data_dir), host, port, allow_local=[Path(p) for p in allow],
-                              concurrency=concurrency, queue_size=queue_size))
+                              concurrency=concurrency, queue_size=queue_size, caps=node_caps))
 
 
 @cli.command()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import platform
 import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,24 +24,38 @@ from .. import __version__
 from ..car import car_bytes, write_car
 from ..cid import CID
 from ..docker import DockerEngine
-from ..errors import CIDError, CodError, EngineUnavailable, NodeError, NotFound, SpecError
+from ..errors import CapExceeded, CIDError, CodError, EngineUnavailable, NodeError, NotFound, SpecError
 from ..identity import Identity
-from ..jobspec import ENGINE_DOCKER, JobSpec, load_json
+from ..jobspec import ENGINE_DOCKER, JobSpec
 from ..statement import Statement
 from ..unixfs import cid_of_tree
 from ..wasm.engine import profile_id, wasmtime_version
 from . import openapi
 from .blobs import BlobStore
+from .body import parse_json
+from .caps import UPLOAD_CAPS, NodeCaps
 from .pool import Pool
-from .store import DONE, FAILED, RUNNING, JobStore, public
+from .store import DONE, FAILED, QUEUED, RUNNING, JobStore, public
+
+log = logging.getLogger("cod.node")
 
 CAR_TYPE = "application/vnd.ipld.car"
-MAX_BLOB_BYTES = 8 << 30
 SMALL_CAR_BYTES = 8 << 20
 CHUNK = 1 << 20
+MAX_JSON_BODY = 1 << 20
+WAIT_GRACE_SECONDS = 30
 STATUS = {"SpecError": 400, "CIDError": 400, "ModuleError": 422, "ImportRefused": 422, "InputError": 422,
           "NotFound": 404, "EngineUnavailable": 501, "LocalPathNotAllowed": 403, "MissingBlobs": 409,
-          "NodeBusy": 429, "TooLarge": 413}
+          "NodeBusy": 429, "NotCancellable": 409, "NodeError": 400}
+HINTS = {  # for errors raised without a hint of their own: every error body carries one
+    "CIDError": "pack the content with cod or ipfs-car (one root, UnixFS unixfs-v1-2025) and upload it "
+                "under its root CID",
+    "SpecError": "see SPEC.md section 2 for the job spec; the body is {\"spec\": {...}}",
+    "NotFound": "upload it, or ask a node that has it",
+}
+DEFAULT_HINT = "see /v1/openapi.json"
+HTTP_NAMES = {500: "InternalError", 400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge",
+              415: "UnsupportedMediaType", 431: "HeadersTooLarge"}
 
 
 class Node:
@@ -47,16 +63,15 @@ class Node:
 
     def __init__(self, data_dir: Path, *, concurrency: int | None = None, queue_size: int = 64,
                  allow_local: list[Path] | None = None, cheat: bool = False,
-                 docker: DockerEngine | None = None) -> None:
+                 docker: DockerEngine | None = None, caps: NodeCaps | None = None) -> None:
+        """Open (or create) the node's data directory; raises NodeError if it cannot be used."""
         self.data_dir = data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.identity = Identity.load_or_create(data_dir)
-        self.blobs = BlobStore(data_dir / "blobs")
-        self.jobs = JobStore(data_dir / "jobs.db")
-        self.results = data_dir / "results"
-        self.cars = data_dir / "cars"
-        for folder in (self.results, self.cars):
-            folder.mkdir(exist_ok=True)
+        try:
+            self._open(data_dir)
+        except (OSError, sqlite3.Error) as exc:
+            raise NodeError(f"cannot use {data_dir} as the node's data directory: {exc}",
+                            "give --data-dir a writable directory (it is created if missing)") from None
+        self.caps = caps or NodeCaps()
         self.concurrency = concurrency or max(1, os.cpu_count() or 1)
         self.queue_size = queue_size
         self.allow_local = [p.resolve() for p in (allow_local or [])]
@@ -68,6 +83,32 @@ class Node:
         self.active = 0
         self._done: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._cancelled: set[str] = set()
+
+    def _open(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.identity = Identity.load_or_create(data_dir)
+        self.blobs = BlobStore(data_dir / "blobs")
+        self.jobs = JobStore(data_dir / "jobs.db")  # marks jobs of an earlier life that did not finish failed
+        self.results = data_dir / "results"
+        self.cars = data_dir / "cars"
+        for folder in (self.results, self.cars):
+            folder.mkdir(exist_ok=True)
+        self._drop_unadopted()
+
+    def _drop_unadopted(self) -> None:
+        """Remove every results entry that is not a done job's: staging dirs of runs an earlier
+        life of the node did not finish, and results of jobs it marked failed. A restarted node
+        never adopts them."""
+        done = self.jobs.done_cids()
+        for entry in sorted(os.listdir(self.results)):
+            if entry not in done:
+                path = self.results / entry
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
 
     async def start(self) -> None:
         await self.pool.warm()
@@ -89,8 +130,7 @@ class Node:
             "capabilities": ["wasm"] + (["docker"] if self.docker_ok else []),
             "versions": {"cod": __version__, "wasmtime": wasmtime_version(), "python": platform.python_version()},
             "profile": self.profile,
-            "limits": {"concurrency": self.concurrency, "queue_size": self.queue_size,
-                       "max_blob_bytes": MAX_BLOB_BYTES},
+            "limits": {"concurrency": self.concurrency, "queue_size": self.queue_size, **self.caps.published()},
             "allow_listed_local_paths": [str(p) for p in self.allow_local],
         }
 
@@ -98,7 +138,11 @@ class Node:
     async def submit(self, body: Any, wait: bool) -> tuple[int, dict[str, Any]]:
         if not isinstance(body, dict) or "spec" not in body:
             raise SpecError("(request)", "the body must be a JSON object with a 'spec'")
+        unknown = sorted(set(body) - {"spec"})
+        if unknown:
+            raise SpecError(f"(request).{unknown[0]}", "unknown member", "the body is {\"spec\": {...}}")
         spec = JobSpec.from_dict(body["spec"])
+        self.caps.check_spec(spec)
         job_cid = str(spec.cid)
         sources = self._sources(spec)
         row = self.jobs.get(job_cid)
@@ -113,11 +157,15 @@ class Node:
             self._done[job_cid] = asyncio.Event()
             task = asyncio.create_task(self._run(job_cid, spec, sources))
             self._tasks.add(task)
+            self._running[job_cid] = task
             task.add_done_callback(self._tasks.discard)
         if wait:
             event = self._done.get(job_cid)
             if event is not None:
-                await asyncio.wait_for(event.wait(), spec.limits.timeout_ms / 1000 + 30)
+                try:
+                    await asyncio.wait_for(event.wait(), spec.limits.timeout_ms / 1000 + WAIT_GRACE_SECONDS)
+                except asyncio.TimeoutError:
+                    pass  # answered as it stands (202): the pool kills what overruns, so this is rare
         row = self.jobs.get(job_cid)
         assert row is not None
         return (200 if row["state"] in (DONE, FAILED) else 202), public(row)
@@ -152,6 +200,19 @@ class Node:
             raise NotFound(f"local path {path} is not a directory on this node")
         return real
 
+    async def cancel(self, job_cid: str) -> dict[str, Any]:
+        """Cancel a queued or running job: its executor is killed, its state becomes failed
+        (error ``Cancelled``). Raises NotFound, or NotCancellable for a finished job."""
+        row = self.job(job_cid)
+        task = self._running.get(job_cid)
+        if row["state"] not in (QUEUED, RUNNING) or task is None:
+            raise NotCancellable(f"job {job_cid} is {row['state']}, not queued or running",
+                                 "only queued or running jobs can be cancelled")
+        self._cancelled.add(job_cid)
+        task.cancel()
+        await asyncio.wait({task})
+        return public(self.job(job_cid))
+
     async def _run(self, job_cid: str, spec: JobSpec, sources: dict[str, str]) -> None:
         out = self.results / job_cid
         try:
@@ -163,8 +224,7 @@ class Node:
             else:
                 module = self.blobs.file(spec.module)
                 assert module is not None
-                outcome = await self.pool.run(spec.canonical_bytes().decode(), module, sources, out,
-                                              spec.limits.timeout_ms / 1000)
+                outcome = await self._run_wasm(job_cid, spec, module, sources, out)
             if "error" in outcome:
                 self.jobs.update(job_cid, state=FAILED, error=json.dumps(outcome))
                 return
@@ -176,12 +236,37 @@ class Node:
             self.jobs.update(job_cid, state=DONE, result_cid=outcome["result_cid"], exit_code=outcome["exit_code"],
                              trap=outcome["trap"], fuel_used=outcome["fuel_used"], profile=outcome["profile"],
                              statement=json.dumps(statement.to_json(), sort_keys=True))
+        except asyncio.CancelledError:
+            if job_cid not in self._cancelled:
+                raise  # the node is stopping: a restart marks the job failed (Interrupted)
+            await asyncio.to_thread(shutil.rmtree, out, True)
+            self.jobs.update(job_cid, state=FAILED, error=json.dumps(
+                {"error": "Cancelled", "message": "the job was cancelled (DELETE /v1/jobs/{job_cid})"}))
         except Exception as exc:  # a node bug must fail the job, never the node
+            log.exception("job %s failed inside the node", job_cid)
             self.jobs.update(job_cid, state=FAILED,
                              error=json.dumps({"error": type(exc).__name__, "message": str(exc)[:500]}))
         finally:
             self.active -= 1
+            self._cancelled.discard(job_cid)
+            self._running.pop(job_cid, None)
             self._done.pop(job_cid, asyncio.Event()).set()
+
+    async def _run_wasm(self, job_cid: str, spec: JobSpec, module: Path, sources: dict[str, str],
+                        out: Path) -> dict[str, Any]:
+        """Run in an executor inside a work directory of the job's own, moved to ``out`` only on
+        success; whatever a failed, cancelled or killed run left there is removed with it."""
+        work = self.results / f".job-{job_cid}"
+        await asyncio.to_thread(shutil.rmtree, work, True)
+        work.mkdir()
+        try:
+            outcome = await self.pool.run(spec.canonical_bytes().decode(), module, sources, work / "results",
+                                          spec.limits.timeout_ms / 1000)
+            if "error" not in outcome:
+                os.rename(work / "results", out)
+            return outcome
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work, True)
 
     async def _run_docker(self, spec: JobSpec, sources: dict[str, str], out: Path) -> dict[str, Any]:
         staging = Path(tempfile.mkdtemp(dir=self.results, prefix=".docker-"))
@@ -243,30 +328,62 @@ class MissingBlobs(NodeError):
 
 
 class LocalPathNotAllowed(NodeError):
-    pass
+    """A local input outside the node's allow-listed roots."""
+
+
+class NotCancellable(NodeError):
+    """A cancel for a job that is not queued or running."""
 
 
 # -- HTTP ---------------------------------------------------------------------------------
 def _error(exc: CodError) -> web.Response:
     name = {"Busy": "NodeBusy"}.get(type(exc).__name__, type(exc).__name__)
-    body: dict[str, Any] = {"error": name, "message": exc.message, "hint": exc.hint}
+    body: dict[str, Any] = {"error": name, "message": exc.message,
+                            "hint": exc.hint or HINTS.get(type(exc).__name__, DEFAULT_HINT)}
     if isinstance(exc, MissingBlobs):
         body["missing"] = exc.missing
+    status = STATUS.get(name, 400)
+    if isinstance(exc, CapExceeded):
+        body.update(cap=exc.cap, limit=exc.limit)
+        status = 413 if exc.cap in UPLOAD_CAPS else 422
     headers = {"Retry-After": "1"} if isinstance(exc, Busy) else None
-    return web.json_response(body, status=STATUS.get(name, 400), headers=headers)
+    return web.json_response(body, status=status, headers=headers)
+
+
+def http_error_body(status: int, message: str) -> dict[str, Any]:
+    """The JSON error body of an HTTP-level refusal (no route, wrong method, unparsable request)."""
+    hints = {404: "see /v1/openapi.json for the routes", 405: "see /v1/openapi.json for the methods",
+             413: f"JSON bodies are at most {MAX_JSON_BODY} bytes"}
+    return {"error": HTTP_NAMES.get(status, "HTTPError"), "message": message,
+            "hint": hints.get(status, DEFAULT_HINT)}
+
+
+def _http_error(exc: web.HTTPException) -> web.Response:
+    """aiohttp's own refusals (no route, wrong method, body too large) as JSON errors."""
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+    return web.json_response(http_error_body(exc.status, exc.reason), status=exc.status, headers=headers)
 
 
 @web.middleware
 async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every error is a JSON body ``{"error", "message", "hint"}``; a bug is a logged JSON 500."""
     try:
         response: web.StreamResponse = await handler(request)
         return response
     except CodError as exc:
         return _error(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _http_error(exc)
+    except Exception:
+        log.exception("unexpected error answering %s %s", request.method, request.path)
+        return web.json_response({"error": "InternalError", "message": "the node failed to answer this request",
+                                  "hint": "the node is still up; report this with the node's log"}, status=500)
 
 
 def app(node: Node) -> web.Application:
-    application = web.Application(middlewares=[errors], client_max_size=1 << 20)
+    application = web.Application(middlewares=[errors], client_max_size=MAX_JSON_BODY)
     routes = web.RouteTableDef()
 
     @routes.get("/v1/health")
@@ -286,23 +403,27 @@ def app(node: Node) -> web.Application:
         cid = str(CID.parse(request.match_info["cid"]))
         if node.blobs.has(cid):
             return web.json_response({"cid": cid, "stored": False}, status=200)
+        upload_cap = node.caps.max_upload_bytes
+        if request.content_type != CAR_TYPE:  # a file is stored as it comes: it unpacks to itself
+            upload_cap = min(upload_cap, node.caps.max_unpacked_bytes)
+        cap_name = "max_upload_bytes" if upload_cap == node.caps.max_upload_bytes else "max_unpacked_bytes"
+        if (request.content_length or 0) > upload_cap:
+            raise CapExceeded(cap_name, upload_cap, f"an upload of {request.content_length} bytes")
         handle, spooled = node.blobs.spool()
-        size = 0
-        with handle:
-            async for chunk in request.content.iter_chunked(CHUNK):
-                size += len(chunk)
-                if size > MAX_BLOB_BYTES:
-                    spooled.unlink(missing_ok=True)
-                    return web.json_response({"error": "TooLarge", "message": f"blob over {MAX_BLOB_BYTES} bytes"},
-                                             status=413)
-                handle.write(chunk)
         try:
+            size = 0
+            with handle:
+                async for chunk in request.content.iter_chunked(CHUNK):
+                    size += len(chunk)
+                    if size > upload_cap:
+                        raise CapExceeded(cap_name, upload_cap, "the upload")
+                    handle.write(chunk)
             if request.content_type == CAR_TYPE:
-                await asyncio.to_thread(node.blobs.put_car, cid, spooled)
+                await asyncio.to_thread(node.blobs.put_car, cid, spooled, node.caps.tree())
             else:
                 await asyncio.to_thread(node.blobs.put_file, cid, spooled)
-        except CIDError as exc:
-            return web.json_response({"error": "CIDMismatch", "message": exc.message}, status=400)
+        finally:
+            spooled.unlink(missing_ok=True)
         return web.json_response({"cid": cid, "stored": True}, status=201)
 
     @routes.get("/v1/blobs/{cid}")
@@ -318,7 +439,7 @@ def app(node: Node) -> web.Application:
 
     @routes.post("/v1/jobs")
     async def submit(request: web.Request) -> web.Response:
-        body = load_json(await request.read())  # strict: duplicate keys, depth, floats (SPEC 2)
+        body = parse_json(await request.read())  # strict: duplicate keys, depth, floats, surrogates
         status, job = await node.submit(body, wait=request.query.get("wait") in ("1", "true"))
         return web.json_response(job, status=status)
 
@@ -329,6 +450,10 @@ def app(node: Node) -> web.Application:
     @routes.get("/v1/jobs/{cid}")
     async def job(request: web.Request) -> web.Response:
         return web.json_response(public(node.job(request.match_info["cid"])))
+
+    @routes.delete("/v1/jobs/{cid}")
+    async def cancel(request: web.Request) -> web.Response:
+        return web.json_response(await node.cancel(request.match_info["cid"]))
 
     @routes.get("/v1/jobs/{cid}/results.car")
     async def results_car(request: web.Request) -> web.StreamResponse:

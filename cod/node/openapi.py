@@ -27,8 +27,13 @@ DOCUMENT: dict[str, Any] = {
                     "requestBody": {"content": {"application/octet-stream": {}, "application/vnd.ipld.car": {}}},
                     "responses": {"201": _json({"type": "object"}, "stored"),
                                   "200": _json({"type": "object"}, "already stored"),
-                                  "400": _json(_ERROR, "content does not hash to the CID"),
-                                  "413": _json(_ERROR, "too large")}},
+                                  "400": _json(_ERROR, "CIDError: malformed CAR, not one root, a root that "
+                                                       "is not a directory or a file, bad or duplicate "
+                                                       "names, content that does not hash to the CID"),
+                                  "413": _json(_ERROR, "CapExceeded: over max_upload_bytes, max_car_blocks, "
+                                                       "max_unpacked_bytes, max_entries or max_tree_depth "
+                                                       "(the body names the cap)"),
+                                  "422": _json(_ERROR, "InputError: content outside cod's UnixFS profile")}},
             "get": {"summary": "Download a blob (a module's bytes, or a directory as a CAR); HEAD tells "
                                "whether the node has it",
                     "responses": {"200": {"description": "the blob"}, "404": _json(_ERROR, "unknown")}},
@@ -38,7 +43,10 @@ DOCUMENT: dict[str, Any] = {
                      "requestBody": {"content": {"application/json": {"schema": {
                          "type": "object", "required": ["spec"], "properties": {"spec": {"type": "object"}}}}}},
                      "responses": {"200": _json(_JOB, "done (or failed)"), "202": _json(_JOB, "accepted"),
-                                   "400": _json(_ERROR, "bad spec"), "403": _json(_ERROR, "local path not allowed"),
+                                   "400": _json(_ERROR, "bad spec or body (strict JSON)"),
+                                   "403": _json(_ERROR, "local path not allowed"),
+                                   "413": _json(_ERROR, "body over 1 MiB"),
+                                   "422": _json(_ERROR, "CapExceeded: a limit over the node's cap (named)"),
                                    "409": _json(_ERROR, "blobs missing: upload them (the body lists them)"),
                                    "429": _json(_ERROR, "queue full; see Retry-After"),
                                    "501": _json(_ERROR, "no Docker engine for a docker job")}},
@@ -47,7 +55,11 @@ DOCUMENT: dict[str, Any] = {
         "/v1/jobs/{cid}": {
             "parameters": [{"name": "cid", "in": "path", "required": True, "schema": {"type": "string"}}],
             "get": {"summary": "A job's state, spec, outcome and signed statement",
-                    "responses": {"200": _json(_JOB, "the job"), "404": _json(_ERROR, "unknown job")}}},
+                    "responses": {"200": _json(_JOB, "the job"), "404": _json(_ERROR, "unknown job")}},
+            "delete": {"summary": "Cancel a queued or running job: its executor is killed, its state becomes "
+                                  "failed with error Cancelled",
+                       "responses": {"200": _json(_JOB, "cancelled"), "404": _json(_ERROR, "unknown job"),
+                                     "409": _json(_ERROR, "NotCancellable: the job is done or failed")}}},
         "/v1/jobs/{cid}/results.car": {
             "parameters": [{"name": "cid", "in": "path", "required": True, "schema": {"type": "string"}}],
             "get": {"summary": "The results directory as a CARv1 rooted at the result CID",
@@ -60,15 +72,21 @@ DOCUMENT: dict[str, Any] = {
         "/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
     },
     "components": {"schemas": {
-        "Error": {"type": "object", "required": ["error", "message"],
+        "Error": {"type": "object", "required": ["error", "message", "hint"],
                   "properties": {"error": {"type": "string"}, "message": {"type": "string"},
-                                 "hint": {"type": ["string", "null"]},
-                                 "missing": {"type": "array", "items": {"type": "string"}}}},
+                                 "hint": {"type": "string"},
+                                 "missing": {"type": "array", "items": {"type": "string"}},
+                                 "cap": {"type": "string"}, "limit": {"type": "integer"}}},
         "Info": {"type": "object", "required": ["node_id", "public_key", "capabilities", "profile"],
                  "properties": {"node_id": {"type": "string"}, "public_key": {"type": "string"},
                                 "capabilities": {"type": "array", "items": {"type": "string"}},
                                 "versions": {"type": "object"}, "profile": {"type": "string"},
-                                "limits": {"type": "object"}}},
+                                "limits": {"type": "object", "additionalProperties": {"type": "integer"},
+                                           "required": ["concurrency", "queue_size", "max_fuel",
+                                                        "max_memory_bytes", "max_timeout_ms", "max_stdout_bytes",
+                                                        "max_stderr_bytes", "max_output_bytes", "max_upload_bytes",
+                                                        "max_unpacked_bytes", "max_car_blocks", "max_tree_depth",
+                                                        "max_entries"]}}},
         "Statement": {"type": "object", "required": ["statement", "signature"],
                       "properties": {"statement": {"type": "object"}, "signature": {"type": "string"}}},
         "Job": {"type": "object", "required": ["job_cid", "state"],

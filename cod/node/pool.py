@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ class Worker:
     @classmethod
     async def start(cls, cache_dir: str) -> "Worker":
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cod.node.worker", cache_dir, stdin=asyncio.subprocess.PIPE,
+            sys.executable, "-m", "cod.node.worker", cache_dir, str(os.getpid()), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, limit=1 << 20)
         worker = cls(process)
         assert process.stdout is not None
@@ -47,7 +48,11 @@ class Worker:
         if not line:
             self.kill()
             return None
-        answer: dict[str, Any] = json.loads(line)
+        try:
+            answer: dict[str, Any] = json.loads(line)
+        except ValueError:
+            self.kill()  # an executor that answers nonsense is not trusted with another job
+            return None
         return answer
 
     def kill(self) -> None:

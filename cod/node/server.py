@@ -9,8 +9,38 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
-from .app import Node, app
+from ..errors import NodeError
+from .app import Node, app, http_error_body
+
+MAX_PORT = 65535
+
+
+class _JsonErrorsHandler(RequestHandler):
+    """aiohttp's connection handler, answering what its HTTP parser refuses (an unknown method,
+    a malformed request line or header) with the node's JSON error body instead of text."""
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs; raises if a response was begun
+        response = web.json_response(http_error_body(status, "the request could not be parsed as HTTP"),
+                                     status=status)
+        response.force_close()
+        return response
+
+
+class _JsonErrorsServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorsHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _JsonErrorsServer  # same state, one method more
+        return server
 
 
 @dataclass
@@ -25,13 +55,25 @@ class RunningNode:
 
 
 async def start_node(data_dir: Path, host: str = "127.0.0.1", port: int = 0, **options: Any) -> RunningNode:
-    """Start a node server; port 0 picks a free one. Returns its base URL."""
+    """Start a node server; port 0 picks a free one. Returns its base URL.
+
+    Raises NodeError for a port out of range, an address that cannot be bound (in use, not
+    permitted, not local) or a data directory that cannot be used; nothing is left running then.
+    """
+    if not 0 <= port <= MAX_PORT:
+        raise NodeError(f"port {port} is out of range", f"use a port from 0 to {MAX_PORT} (0: any free port)")
     node = Node(data_dir, **options)
     await node.start()
-    runner = web.AppRunner(app(node), access_log=None)
+    runner = _Runner(app(node), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await node.stop()
+        await runner.cleanup()
+        raise NodeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                        "pick another --port (0: any free port) or --host, or stop what holds it") from None
     sockets = getattr(site._server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port
     return RunningNode(node, runner, f"http://{host}:{bound}")

@@ -57,6 +57,10 @@ class JobStore:
             self.db.conn.execute(f"UPDATE jobs SET {', '.join(n + ' = ?' for n in names)} WHERE job_cid = ?",
                                  [fields[n] for n in names] + [job_cid])
 
+    def done_cids(self) -> set[str]:
+        """The job CIDs whose results this node adopted (state done)."""
+        return {row[0] for row in self.db.conn.execute("SELECT job_cid FROM jobs WHERE state = ?", [DONE])}
+
     def list(self, limit: int = 100) -> list[dict[str, Any]]:
         return list(self.jobs.rows_where(order_by="seq desc", limit=limit))
 

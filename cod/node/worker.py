@@ -1,39 +1,67 @@
 """An executor process: reads one JSON request a line on stdin, answers one JSON line.
 
-Started by the node's Pool as `python -m cod.node.worker CACHE_DIR`; it keeps one Engine
-(and so one module cache in memory) for its whole life.
+Started by the node's Pool as `python -m cod.node.worker CACHE_DIR NODE_PID`; it keeps one
+Engine (and so one module cache in memory) for its whole life. It dies with its node: the
+kernel sends it SIGKILL when the node dies (PR_SET_PDEATHSIG), and if the node died before
+that was set, the parent check right after exits at once. So no executor outlives a node
+killed with SIGKILL to write results the restarted node has marked failed.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import CodError
+from ..errors import CodError, ExecutorCrashed
 from ..jobspec import JobSpec
 from ..wasm.engine import Engine
 from ..wasm.executor import run
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
-def handle(engine: Engine, request: dict[str, Any]) -> dict[str, Any]:
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when ``parent`` dies; exit now if it already has."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl: we were re-parented already
+        os._exit(1)
+
+
+def handle(engine: Engine, line: str) -> dict[str, Any]:
+    """The answer to one request line: a result, or an error (never an exception)."""
     try:
+        request = json.loads(line)
         result = run(JobSpec.from_json(request["spec"]), Path(request["module"]).read_bytes(), request["sources"],
                      request["out"], engine)
     except CodError as exc:
-        return {"error": type(exc).__name__, "code": exc.code, "message": exc.message, "hint": exc.hint}
+        return _error(exc)
+    except Exception as exc:  # a bug or a host fault fails this job, never the executor
+        return _error(ExecutorCrashed(f"the executor failed: {type(exc).__name__}: {str(exc)[:300]}",
+                                      "the node is still up; the job may be retried"))
     return {"result_cid": result.result_cid, "exit_code": result.exit_code, "trap": result.trap,
             "fuel_used": result.fuel_used, "profile": result.profile}
 
 
+def _error(exc: CodError) -> dict[str, Any]:
+    return {"error": type(exc).__name__, "code": exc.code, "message": exc.message, "hint": exc.hint}
+
+
 def main() -> None:
+    if len(sys.argv) > 2:
+        die_with_parent(int(sys.argv[2]))
     engine = Engine(sys.argv[1])
     out = sys.stdout
     out.write(json.dumps({"ready": True}) + "\n")
     out.flush()
     for line in sys.stdin:
-        out.write(json.dumps(handle(engine, json.loads(line))) + "\n")
+        out.write(json.dumps(handle(engine, line)) + "\n")
         out.flush()
 
 

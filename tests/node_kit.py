@@ -1,0 +1,87 @@
+"""Shared parts of the node tests: fixtures' helpers, hand-built CARs and a WAT `cat`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import wasmtime
+
+from cod import dagpb
+from cod.car import header
+from cod.cid import CID, DAG_PB, RAW, varint
+
+CAR_TYPE = "application/vnd.ipld.car"
+
+# cat: opens argv-free, fixed path "node.key" under the first preopen (fd 3, /inputs), reads up
+# to 4096 bytes and writes them to stdout. The node-key theft of Stage 3, as a real job.
+CAT_KEY_WAT = r"""
+(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "node.key")
+  (func (export "_start")
+    (local $err i32)
+    (local.set $err (call $path_open (i32.const 3) (i32.const 1) (i32.const 16) (i32.const 8)
+      (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 0)))
+    (if (local.get $err) (then (call $proc_exit (i32.add (i32.const 100) (local.get $err)))))
+    ;; iovec at 32: buf 1024, len 4096; nread at 40
+    (i32.store (i32.const 32) (i32.const 1024))
+    (i32.store (i32.const 36) (i32.const 4096))
+    (drop (call $fd_read (i32.load (i32.const 0)) (i32.const 32) (i32.const 1) (i32.const 40)))
+    (i32.store (i32.const 36) (i32.load (i32.const 40)))
+    (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 44)))))
+"""
+
+# busy: loops for ever (until fuel or the timeout ends it); a job that holds a worker.
+BUSY_WAT = r"""
+(module
+  (memory (export "memory") 1)
+  (func (export "_start") (loop $l (br $l))))
+"""
+
+
+def wat(text: str) -> bytes:
+    return bytes(wasmtime.wat2wasm(text))
+
+
+def block(codec: int, data: bytes) -> tuple[CID, bytes]:
+    return CID.of(codec, data), data
+
+
+def pb(kind: int, links: list[dagpb.Link] | None = None, *, data: bytes = b"", filesize: int | None = None,
+       blocksizes: list[int] | None = None) -> tuple[CID, bytes]:
+    """A dag-pb UnixFS block, built by hand (no importer), so it may say anything."""
+    meta = dagpb.unixfs_data(kind, data=data, filesize=filesize, blocksizes=blocksizes or [])
+    return block(DAG_PB, dagpb.encode_node(meta, links or []))
+
+
+def raw(data: bytes) -> tuple[CID, bytes]:
+    return block(RAW, data)
+
+
+def car(roots: list[CID], blocks: list[tuple[CID, bytes]]) -> bytes:
+    """A CARv1 with any roots (cod.car.header writes one; more are written here by hand)."""
+    if len(roots) == 1:
+        head = header(roots[0])
+    else:
+        body = b"\xa2\x65roots" + bytes((0x80 + len(roots),))
+        for root in roots:
+            cid_bytes = b"\x00" + root.binary
+            body += b"\xd8\x2a" + bytes((0x58, len(cid_bytes))) + cid_bytes
+        body += b"\x67version\x01"
+        head = varint(len(body)) + body
+    out = [head]
+    for cid, data in blocks:
+        out.append(varint(len(cid.binary) + len(data)) + cid.binary + data)
+    return b"".join(out)
+
+
+async def put(http: aiohttp.ClientSession, url: str, cid: CID | str, data: bytes,
+              content_type: str = CAR_TYPE) -> tuple[int, Any]:
+    async with http.put(f"{url}/v1/blobs/{cid}", data=data, headers={"Content-Type": content_type}) as resp:
+        return resp.status, await resp.json(content_type=None)
