@@ -26,7 +26,7 @@ import wasmtime
 
 from ..errors import CodError, Indeterminate, InputError, ModuleError, SpecError
 from ..jobspec import ENGINE_WASM, JobSpec
-from ..unixfs import Importer
+from ..unixfs import Importer, mount_root
 from . import hostcall, memory
 from .engine import Engine, table_minimums
 from .entropy import RandomStream, VirtualClock
@@ -245,13 +245,7 @@ def _input_mount(spec: JobSpec, n: int, inputs: Mapping[str, str | os.PathLike[s
             f"input {item.cid or item.local} (mounted at {item.path}) is not available on this machine",
             "give its local directory with -i SRC:DST",
         )
-    host = os.path.abspath(os.fspath(source))
-    if not os.path.isdir(host):
-        raise InputError(
-            f"input {host!r} for {item.path} is not a directory",
-            "cod mounts directories: put the file in a directory and mount that",
-        )
-    return Mount(item.path, os.fsencode(host), writable=False)
+    return Mount(item.path, mount_root(source), writable=False)  # a real directory, never a link to one
 
 
 def _check_exports(module: wasmtime.Module, spec: JobSpec) -> None:
