@@ -394,11 +394,6 @@ async def test_node_killed_during_a_job(spare: bool, fabric: Fabric, records: Re
     assert await _job_state(victim.url, job_cid) == "failed"  # SPEC 9.2: running jobs are failed on restart
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cod/node/worker.py: an executor process does not notice that its node died (no "
-    "PR_SET_PDEATHSIG, stdin is not watched while a job runs), so after SIGKILL of `cod serve` "
-    "its worker runs the job on until it ends or hits the job's wall-clock timeout (600 s by "
-    "default), holding a core with nobody to reap it"))
 async def test_executor_does_not_outlive_its_killed_node(fabric: Fabric, records: Records, figures: Figures,
                                                          tmp_path: Path) -> None:
     """SIGKILL of the node alone (not of its host): its executor must not run on orphaned."""
