@@ -223,7 +223,7 @@ async def test_caps_are_published_and_enforced(tmp_path: Path, http: aiohttp.Cli
         assert "delete" in document["paths"]["/v1/jobs/{cid}"]
         await put(http, running.url, module_cid(HELLO), HELLO, "application/octet-stream")
         huge = (1 << 63) - 1
-        spec = {"module": module_cid(HELLO), "limits": {"fuel": huge, "memory_bytes": huge, "timeout_ms": huge}}
+        spec = {"module": module_cid(HELLO), "limits": {"fuel": huge, "memory_bytes": 1 << 32, "timeout_ms": huge}}
         async with http.post(running.url + "/v1/jobs", json={"spec": spec}) as resp:
             body = await resp.json()
         assert resp.status == 422 and body["cap"] == "max_fuel" and body["limit"] == 10**9, body

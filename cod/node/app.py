@@ -32,7 +32,7 @@ from ..unixfs import cid_of_tree
 from ..wasm.engine import profile_id, wasmtime_version
 from . import openapi
 from .blobs import BlobStore
-from .body import parse_json
+from .body import check_strings, parse_json
 from .caps import UPLOAD_CAPS, NodeCaps
 from .pool import Pool
 from .store import DONE, FAILED, QUEUED, RUNNING, JobStore, public
@@ -141,7 +141,8 @@ class Node:
         unknown = sorted(set(body) - {"spec"})
         if unknown:
             raise SpecError(f"(request).{unknown[0]}", "unknown member", "the body is {\"spec\": {...}}")
-        spec = JobSpec.from_dict(body["spec"])
+        spec = JobSpec.from_dict(body["spec"])  # names the field of a bad string
+        check_strings(body)
         self.caps.check_spec(spec)
         job_cid = str(spec.cid)
         sources = self._sources(spec)

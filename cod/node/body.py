@@ -2,7 +2,8 @@
 
 One parser for every JSON document cod reads (:func:`cod.jobspec.load_json`: invalid UTF-8,
 duplicate keys, floats and nesting past its depth are refused before a handler sees them);
-a request body is also refused when any string in it holds a lone surrogate, wherever it is.
+:func:`check_strings` refuses a body in which any string holds a lone surrogate, wherever it
+is; the job spec names the field first, so it is a last check after the spec is read.
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ from ..jobspec import load_json
 
 def parse_json(raw: bytes) -> Any:
     """The JSON value of a request body; raises SpecError naming what is wrong."""
-    value = load_json(raw)
-    _check_strings(value)
-    return value
+    return load_json(raw)
 
 
-def _check_strings(value: Any) -> None:
+def check_strings(value: Any) -> None:
     """Refuse lone surrogates in any key or string: they have no UTF-8 form and no canonical bytes."""
     stack = [value]
     while stack:
