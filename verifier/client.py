@@ -34,7 +34,7 @@ class MissingBlobs(NodeError):
 async def read_capped(resp: aiohttp.ClientResponse, limit: int, node: str, what: str) -> bytes:
     """A response body of at most ``limit`` bytes; NodeError if it declares or sends more."""
     if resp.content_length is not None and resp.content_length > limit:
-        raise NodeError(f"node {node} sent {what} of {resp.content_length} bytes, over the {limit}-byte cap")
+        raise NodeError(f"node {node} sent {what} of {resp.content_length} bytes, over the cap of {limit}")
     parts: list[bytes] = []
     size = 0
     while True:
@@ -43,7 +43,7 @@ async def read_capped(resp: aiohttp.ClientResponse, limit: int, node: str, what:
             return b"".join(parts)
         size += len(chunk)
         if size > limit:
-            raise NodeError(f"node {node} sent {what} of more than {limit} bytes")
+            raise NodeError(f"node {node} sent {what} of more than {limit} bytes, over the cap of {limit}")
         parts.append(chunk)
 
 
