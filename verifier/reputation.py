@@ -133,9 +133,9 @@ class Records:
     def resolve(self, prefix: str) -> str:
         """The one job CID that equals or starts with ``prefix``.
 
-        Raises UsageError for an empty prefix or one that several jobs share (naming them),
-        NotFound-free: returns "" when no job matches. The prefix is compared as bytes
-        (``substr``), never as a LIKE pattern, so ``%`` and ``_`` are plain characters.
+        Returns "" when no job matches; raises UsageError for an empty prefix or one that
+        several jobs share (naming up to MAX_CANDIDATES_SHOWN). The prefix is compared as a
+        plain string (``substr``), never as a LIKE pattern, so ``%`` and ``_`` are characters.
         """
         if not prefix:
             raise UsageError("an empty job ID matches every job", "give a job CID or a longer prefix (see cod list)")
