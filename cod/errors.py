@@ -1,6 +1,8 @@
 """Every error cod raises, in one tree.
 
     CodError                      base: .code (CLI exit code) and .hint (what to do)
+    ├── UsageError                the command asks for something impossible: --quorum not a
+    │                             majority of --verify, an empty or ambiguous job ID prefix (exit 2)
     ├── SpecError                 a job spec field is missing, unknown or malformed (exit 3)
     ├── ModuleError               the module is not a usable WASI preview1 command (exit 4)
     │   └── ImportRefused         it imports something outside wasi_snapshot_preview1 (exit 4)
@@ -46,6 +48,12 @@ class CodError(Exception):
         if self.hint:
             return f"{self.message} ({self.hint})"
         return self.message
+
+
+class UsageError(CodError):
+    """The command asks for something impossible (exit 2, as click's usage errors)."""
+
+    code = 2
 
 
 class SpecError(CodError):

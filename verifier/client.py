@@ -1,4 +1,10 @@
-"""An HTTP client for one compute node's /v1 API (aiohttp)."""
+"""An HTTP client for one compute node's /v1 API (aiohttp).
+
+Every answer is untrusted: JSON bodies are read under ``schema.MAX_JSON_BYTES`` and checked
+by ``verifier.schema`` before anything uses them; every request has a total timeout, so a
+node that drips its answer cannot hold the requester past it. Errors of aiohttp become a
+NodeError naming the node.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,13 @@ import aiohttp
 
 from cod.errors import NodeBusy, NodeError, NotFound
 
+from . import schema
+
 CAR_TYPE = "application/vnd.ipld.car"
+INFO_TIMEOUT_S = 5.0
+REQUEST_TIMEOUT_S = 30.0
+UPLOAD_TIMEOUT_S = 600.0
+READ_CHUNK = 1 << 16
 
 
 class MissingBlobs(NodeError):
@@ -19,83 +31,77 @@ class MissingBlobs(NodeError):
         self.missing = missing
 
 
+async def read_capped(resp: aiohttp.ClientResponse, limit: int, node: str, what: str) -> bytes:
+    """A response body of at most ``limit`` bytes; NodeError if it declares or sends more."""
+    if resp.content_length is not None and resp.content_length > limit:
+        raise NodeError(f"node {node} sent {what} of {resp.content_length} bytes, over the cap of {limit}")
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await resp.content.read(READ_CHUNK)
+        if not chunk:
+            return b"".join(parts)
+        size += len(chunk)
+        if size > limit:
+            raise NodeError(f"node {node} sent {what} of more than {limit} bytes, over the cap of {limit}")
+        parts.append(chunk)
+
+
 class NodeClient:
     def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
         self.session = session
         self.url = url.rstrip("/")
 
-    async def _json(self, method: str, path: str, timeout: float = 30, **kwargs: Any) -> tuple[int, Any]:
+    async def _json(self, method: str, path: str, timeout: float = REQUEST_TIMEOUT_S,
+                    **kwargs: Any) -> tuple[int, Any]:
+        """Status and decoded JSON body (None when empty); NodeBusy on 429, NodeError otherwise."""
         try:
             async with self.session.request(method, self.url + path, timeout=aiohttp.ClientTimeout(total=timeout),
                                             **kwargs) as resp:
-                body = await resp.json(content_type=None) if resp.content_length != 0 else None
                 if resp.status == 429:
-                    raise NodeBusy(self.url, float(resp.headers.get("Retry-After", "1")))
-                return resp.status, body
+                    raise NodeBusy(self.url, schema.retry_after(self.url, resp.headers.get("Retry-After")))
+                data = await read_capped(resp, schema.MAX_JSON_BYTES, self.url, f"an answer to {method} {path}")
+                return resp.status, schema.parse_json(self.url, f"{method} {path}", data)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
-            raise NodeError(f"node {self.url} did not answer {method} {path}: {type(exc).__name__} {exc}") from exc
+            raise NodeError(f"node {self.url} did not answer {method} {path}: "
+                            f"{type(exc).__name__} {schema.clean(str(exc), 200)}".rstrip()) from exc
 
-    @staticmethod
-    def _raise(status: int, body: Any, what: str, url: str) -> None:
-        message = body.get("message", "") if isinstance(body, dict) else str(body)
+    def _raise(self, status: int, body: Any, what: str) -> None:
+        error = schema.error_body(self.url, body)
+        message = error["message"] or error["error"]
         if status == 404:
-            raise NotFound(f"{url}: {message or what + ' not found'}")
-        raise NodeError(f"node {url} refused {what} (HTTP {status}): {message}")
+            raise NotFound(f"{self.url}: {message or what + ' not found'}")
+        raise NodeError(f"node {self.url} refused {what} (HTTP {status}): {message}".rstrip(": "))
 
-    async def info(self) -> dict[str, Any]:
-        status, body = await self._json("GET", "/v1/info", timeout=5)
-        if status != 200 or not isinstance(body, dict) or "node_id" not in body:
-            self._raise(status, body, "info", self.url)
-        info: dict[str, Any] = body
-        return info
-
-    async def has(self, cid: str) -> bool:
-        try:
-            async with self.session.head(f"{self.url}/v1/blobs/{cid}", timeout=aiohttp.ClientTimeout(total=10)) as r:
-                return r.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise NodeError(f"node {self.url} did not answer HEAD blob: {exc}") from exc
+    async def info(self) -> schema.NodeInfo:
+        status, body = await self._json("GET", "/v1/info", timeout=INFO_TIMEOUT_S)
+        if status != 200:
+            self._raise(status, body, "info")
+        return schema.node_info(self.url, body)
 
     async def put(self, cid: str, data: bytes | Path, car: bool) -> None:
         headers = {"Content-Type": CAR_TYPE if car else "application/octet-stream"}
         if isinstance(data, Path):
             with open(data, "rb") as handle:
-                status, body = await self._json("PUT", f"/v1/blobs/{cid}", timeout=600, data=handle,
+                status, body = await self._json("PUT", f"/v1/blobs/{cid}", timeout=UPLOAD_TIMEOUT_S, data=handle,
                                                 headers=headers)
         else:
-            status, body = await self._json("PUT", f"/v1/blobs/{cid}", timeout=600, data=data, headers=headers)
+            status, body = await self._json("PUT", f"/v1/blobs/{cid}", timeout=UPLOAD_TIMEOUT_S, data=data,
+                                            headers=headers)
         if status not in (200, 201):
-            self._raise(status, body, f"blob {cid}", self.url)
+            self._raise(status, body, f"blob {cid}")
 
-    async def submit(self, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    async def submit(self, spec: dict[str, Any], job_cid: str, timeout: float) -> dict[str, Any]:
+        """Submit and wait: the checked job record (schema.job_record) of ``job_cid``."""
         status, body = await self._json("POST", "/v1/jobs?wait=true", timeout=timeout, json={"spec": spec})
-        if status == 409 and isinstance(body, dict) and body.get("missing"):
-            raise MissingBlobs(self.url, list(body["missing"]))
-        if status not in (200, 202) or not isinstance(body, dict):
-            self._raise(status, body, "the job", self.url)
-        job: dict[str, Any] = body
-        return job
+        if status == 409 and isinstance(body, dict) and "missing" in body:
+            raise MissingBlobs(self.url, schema.missing_blobs(self.url, body))
+        if status not in (200, 202):
+            self._raise(status, body, "the job")
+        return schema.job_record(self.url, body, job_cid)
 
     async def job(self, job_cid: str) -> dict[str, Any]:
         status, body = await self._json("GET", f"/v1/jobs/{job_cid}")
         if status != 200:
-            self._raise(status, body, f"job {job_cid}", self.url)
-        job: dict[str, Any] = body
-        return job
-
-    async def results(self, job_cid: str, dest: Path, limit: int) -> bytes | None:
-        """The job's results CAR, in one request: in memory when it has a length of at most
-        ``limit`` bytes, else streamed to ``dest`` (and None returned)."""
-        try:
-            async with self.session.get(f"{self.url}/v1/jobs/{job_cid}/results.car",
-                                        timeout=aiohttp.ClientTimeout(total=600)) as resp:
-                if resp.status != 200:
-                    self._raise(resp.status, await resp.json(content_type=None), "the results", self.url)
-                if resp.content_length is not None and resp.content_length <= limit:
-                    return await resp.read()
-                with open(dest, "wb") as out:
-                    async for chunk in resp.content.iter_chunked(1 << 20):
-                        out.write(chunk)
-                return None
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
-            raise NodeError(f"node {self.url} failed to send results: {exc}") from exc
+            self._raise(status, body, f"job {job_cid}")
+        return schema.job_record(self.url, body, job_cid)

@@ -1,64 +1,163 @@
 """Downloading agreed results: from the first agreeing node that delivers them, checked
-against the agreed result CID before they are put in place."""
+against the agreed result CID before they are put in place.
+
+A node that signed the agreed CID may still send anything: junk, an endless or dripping
+stream, a CAR of another root, a tampered or incomplete one. So a download is bounded in
+bytes (the declared Content-Length, and ``results_car_bound`` of the job's caps, at most
+MAX_RESULTS_CAR_BYTES) and in time (``timeout_s`` in all, STALL_TIMEOUT_S without a byte);
+whatever fails is recorded against that node and the next agreeing node is asked.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from cod.cid import CID
-from cod.errors import CodError, NodeError, NotFound
+from cod.errors import CIDError, CodError, NodeError, NotFound
 from cod.export import export, read_complete_car, unpack_car
+from cod.jobspec import Limits
 from cod.wasm.executor import check_destination, install
+from cod.wasm.vfs import MAX_OUTPUT_ENTRIES
 
-from .client import NodeClient
+from . import schema
+from .client import CAR_TYPE, read_capped
 
 SMALL_RESULTS = 8 << 20  # results CARs up to this size are checked in memory
+MAX_RESULTS_CAR_BYTES = 16 << 30
+"""Largest results CAR a requester downloads, whatever the job's caps allow."""
+CHUNK_BYTES = 1 << 20  # the UnixFS chunk size (section 7.2)
+CAR_HEADER_MAX = 64  # varint + {"roots": [one CIDv1 sha2-256], "version": 1}: 58 bytes
+SMALL_FILES_MAX = 128  # exitCode (at most 10 digits) and trap (a trap name and "\n")
+PER_CHUNK_OVERHEAD = 128  # a chunk's CAR framing (<= 40) + its link in the file node (<= 54) + blocksize (<= 4)
+PER_ENTRY_OVERHEAD = 1024  # an entry's framing (<= 40), its link (name <= 255, <= 310 in all), its first
+# chunk (<= 128), a HAMT shard per entry at worst (<= 150): 628, rounded up
+RESULTS_TOP_ENTRIES = 6  # the root, stdout, stderr, exitCode, trap, outputs
+DOWNLOAD_TIMEOUT_S = 600.0
+STALL_TIMEOUT_S = 30.0
+WRITE_CHUNK = 1 << 20
+
+
+def results_car_bound(limits: Limits | None) -> int:
+    """Most bytes an honest results CAR of a job with these caps can have (SPEC 11.5).
+
+    Without caps (docker jobs: the engine does not enforce them) it is MAX_RESULTS_CAR_BYTES.
+    """
+    if limits is None:
+        return MAX_RESULTS_CAR_BYTES
+    data = limits.stdout_bytes + limits.stderr_bytes + limits.output_bytes
+    chunks = -(-data // CHUNK_BYTES)
+    entries = MAX_OUTPUT_ENTRIES + RESULTS_TOP_ENTRIES
+    bound = CAR_HEADER_MAX + data + SMALL_FILES_MAX + PER_CHUNK_OVERHEAD * chunks + PER_ENTRY_OVERHEAD * entries
+    return min(bound, MAX_RESULTS_CAR_BYTES)
+
+
+@dataclass
+class Download:
+    """Where the checked results went, and what each node that failed to deliver did wrong."""
+
+    path: Path | None
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+class DownloadFailed(NodeError):
+    def __init__(self, failures: dict[str, str]) -> None:
+        reasons = "; ".join(f"{url}: {why}" for url, why in failures.items()) or "no agreeing node to ask"
+        super().__init__(f"no node that agreed could deliver the results: {reasons}")
+        self.failures = failures
+
+
+async def _receive(session: aiohttp.ClientSession, url: str, job_cid: str, dest: Path, in_memory: int,
+                   bound: int, timeout_s: float) -> bytes | None:
+    """The results CAR of one node: in memory when its declared length is at most ``in_memory``,
+    else streamed to ``dest`` (None returned). NodeError past ``bound`` bytes or the timeouts."""
+    timeout = aiohttp.ClientTimeout(total=timeout_s, sock_read=min(timeout_s, STALL_TIMEOUT_S))
+    try:
+        async with session.get(f"{url}/v1/jobs/{job_cid}/results.car", timeout=timeout) as resp:
+            if resp.status != 200:
+                data = await read_capped(resp, schema.MAX_JSON_BYTES, url, "an error")
+                error = schema.error_body(url, schema.parse_json(url, "results", data) if data else None)
+                raise NodeError(f"HTTP {resp.status} {error['message'] or error['error']}".rstrip())
+            if resp.content_type != CAR_TYPE:
+                raise NodeError(f"sent {schema.clean(resp.content_type, 60)!r}, not a CAR")
+            declared = resp.content_length
+            if declared is not None and declared > bound:
+                raise NodeError(f"declared {declared} bytes, over the {bound} this job's results can have")
+            if declared is not None and declared <= in_memory:
+                return await read_capped(resp, declared, url, "the results")
+            size = 0
+            with open(dest, "wb") as out:
+                async for chunk in resp.content.iter_chunked(WRITE_CHUNK):
+                    size += len(chunk)
+                    if size > bound:
+                        raise NodeError(f"sent more than the {bound} bytes this job's results can have")
+                    out.write(chunk)
+            return None
+    except asyncio.TimeoutError:
+        raise NodeError(f"did not finish sending the results within {timeout_s:g} s") from None
+    except aiohttp.ClientError as exc:
+        raise NodeError(f"failed to send the results: {type(exc).__name__} {schema.clean(str(exc), 200)}") from None
+
+
+def _check(small: bytes | None, tmp_car: Path, root: CID, staging: Path | None, scratch: Path) -> None:
+    """Check a received CAR against ``root`` (and unpack it to ``staging`` when given).
+
+    Raises CIDError (or InputError) for anything that is not exactly the content of ``root``.
+    """
+    try:
+        if small is not None:  # in memory: blocks checked, DAG complete, then written out if wanted
+            blocks = read_complete_car(io.BytesIO(small), root)
+            if staging is not None:
+                export(blocks.__getitem__, root, staging)
+            return
+        with open(tmp_car, "rb") as source:
+            unpack_car(source, root, staging or scratch / "checked", scratch / "unpack")
+    except (ValueError, IndexError, KeyError) as exc:  # the CAR parser meets malformed bytes
+        raise CIDError(f"malformed CAR: {type(exc).__name__} {exc}") from None
 
 
 async def download_agreed(session: aiohttp.ClientSession, urls: list[str], job_cid: str, agreed: str,
-                          output_dir: Path | None, car: Path | None, scratch: Path) -> Path:
+                          output_dir: Path | None, car: Path | None, scratch: Path, *,
+                          limits: Limits | None = None, timeout_s: float = DOWNLOAD_TIMEOUT_S) -> Download:
     """Fetch the results CAR from the first of ``urls`` that delivers one hashing to ``agreed``.
 
     With neither ``output_dir`` nor ``car``, the results are only checked (in ``scratch``).
+    Raises DownloadFailed (with each node's failure) when none delivers.
     """
-    errors = []
+    failures: dict[str, str] = {}
     root = CID.parse(agreed)
+    bound = results_car_bound(limits)
     for url in urls:
         tmp_car = scratch / "results.car"
         staging = scratch / "results"
-        shutil.rmtree(staging, ignore_errors=True)
-        client = NodeClient(session, url)
+        for leftover in (staging, scratch / "checked"):
+            shutil.rmtree(leftover, ignore_errors=True)
         try:
-            small = await client.results(job_cid, tmp_car, 0 if car is not None else SMALL_RESULTS)
-            if small is not None:  # in memory: blocks checked, DAG complete, then written out if wanted
-                blocks = read_complete_car(io.BytesIO(small), root)
-                if output_dir is None:
-                    return scratch
-                export(blocks.__getitem__, root, staging)
-            else:
-                with open(tmp_car, "rb") as source:
-                    unpack_car(source, root, staging, scratch / "unpack")
+            small = await _receive(session, url.rstrip("/"), job_cid, tmp_car, 0 if car is not None else SMALL_RESULTS,
+                                   bound, timeout_s)
+            await asyncio.to_thread(_check, small, tmp_car, root, staging if output_dir is not None else None, scratch)
         except CodError as exc:
-            errors.append(str(exc))
+            failures[url] = schema.clean(exc.message)
             continue
         if car is not None:
             shutil.copyfile(tmp_car, car)
-            return car
+            return Download(car, failures)
         if output_dir is None:
-            return staging  # checked; the caller keeps nothing
+            return Download(None, failures)  # checked; the caller keeps nothing
         output_dir.parent.mkdir(parents=True, exist_ok=True)
         local = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=".cod-staging-"))
         local.rmdir()
         shutil.move(str(staging), local)
         install(local, output_dir)
-        return output_dir
-    raise NodeError(f"no node that agreed could deliver the results: {'; '.join(errors) or 'none reachable'}")
+        return Download(output_dir, failures)
+    raise DownloadFailed(failures)
 
 
 async def fetch_results(row: dict[str, Any], output_dir: Path | None, car: Path | None) -> Path:
@@ -68,10 +167,24 @@ async def fetch_results(row: dict[str, Any], output_dir: Path | None, car: Path 
         raise NotFound(f"job {row['job_cid']} has no agreed result ({row['outcome']})")
     if output_dir is not None:
         check_destination(output_dir)
+    limits = _limits_of(row.get("spec"))
     urls = [a["url"] for a in row["answers"] if a.get("result_cid") == agreed]
     scratch = Path(tempfile.mkdtemp(prefix="cod-get-"))
     try:
         async with aiohttp.ClientSession() as session:
-            return await download_agreed(session, urls, row["job_cid"], agreed, output_dir, car, scratch)
+            done = await download_agreed(session, urls, row["job_cid"], agreed, output_dir, car, scratch,
+                                         limits=limits)
+            assert done.path is not None
+            return done.path
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _limits_of(spec: Any) -> Limits | None:
+    """The caps of a recorded wasm spec (None for docker jobs or a spec without them)."""
+    if not isinstance(spec, dict) or spec.get("engine", "wasm") != "wasm" or not isinstance(spec.get("limits"), dict):
+        return None
+    try:
+        return Limits(**spec["limits"])
+    except TypeError:
+        return None

@@ -1,24 +1,55 @@
-"""The requester's records (SQLite via sqlite-utils): nodes with their track record, and jobs.
+"""The requester's records (SQLite via sqlite-utils): nodes with their track record, jobs, runs.
 
-A node's record counts how often it agreed, disagreed (was in a minority), failed
-(no answer, crash, refusal) or sent a bad signature. Selection prefers the best score.
+A node's record counts how often it agreed, disagreed (was outside a strict majority),
+failed (no answer, crash, refusal, a malformed answer, results it would not hand over) or
+sent a bad signature. Selection prefers the best score.
+
+Every verification is a row of ``runs`` (never overwritten); the ``jobs`` row of a job
+mirrors its latest run. Timestamps are kept for the records only: nothing that reaches a
+result reads them. Schema versions (``PRAGMA user_version``): 0 is Stage 2 (``nodes``,
+``jobs``), 1 adds ``runs``; opening a version-0 database migrates it in one transaction,
+each old job becoming one run with unknown timestamps.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+from cod.errors import UsageError
+
 COUNTERS = ("agreed", "disagreed", "failed", "bad_signature")
+SCHEMA_VERSION = 1
+MAX_CANDIDATES_SHOWN = 10
+NODE_COLUMNS = ("node_id", "url", "profile", "agreed", "disagreed", "failed", "bad_signature")
+RUN_COLUMNS = ("run_id", "job_cid", "started_at", "finished_at", "outcome", "result_cid", "n", "quorum", "note",
+               "answers")
+
+_CREATE = [
+    "CREATE TABLE IF NOT EXISTS nodes (node_id TEXT PRIMARY KEY, url TEXT, profile TEXT, agreed INTEGER DEFAULT 0, "
+    "disagreed INTEGER DEFAULT 0, failed INTEGER DEFAULT 0, bad_signature INTEGER DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS jobs (job_cid TEXT PRIMARY KEY, seq INTEGER, outcome TEXT, result_cid TEXT, "
+    "n INTEGER, quorum INTEGER, spec TEXT, answers TEXT)",
+    "CREATE TABLE IF NOT EXISTS runs (run_id INTEGER PRIMARY KEY AUTOINCREMENT, job_cid TEXT NOT NULL, "
+    "started_at TEXT, finished_at TEXT, outcome TEXT NOT NULL, result_cid TEXT, n INTEGER, quorum INTEGER, "
+    "note TEXT, answers TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job_cid, run_id)",
+]
 
 
 def default_path() -> Path:
     home = os.environ.get("COD_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share", "cod")
     return Path(home) / "requester.db"
+
+
+def now() -> str:
+    """A record timestamp (UTC, ISO 8601, seconds): for people reading records, never for results."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class Records:
@@ -28,13 +59,23 @@ class Records:
         self.db = sqlite_utils.Database(path)
         self.db.enable_wal()
         self.db.execute("PRAGMA synchronous = NORMAL")
-        if not self.db.table("nodes").exists():
-            self.db.table("nodes").create({"node_id": str, "url": str, "profile": str, "agreed": int, "disagreed": int,
-                                     "failed": int, "bad_signature": int}, pk="node_id", defaults={
-                                         c: 0 for c in COUNTERS})
-        if not self.db.table("jobs").exists():
-            self.db.table("jobs").create({"job_cid": str, "seq": int, "outcome": str, "result_cid": str, "n": int,
-                                    "quorum": int, "spec": str, "answers": str}, pk="job_cid")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring the database to SCHEMA_VERSION: create what is missing, turn old jobs into runs."""
+        conn = self.db.conn
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version >= SCHEMA_VERSION:
+            return
+        with conn:
+            for statement in _CREATE:
+                conn.execute(statement)
+            # Stage 2 kept one row per job (the last run): it becomes that job's one run
+            conn.execute(
+                "INSERT INTO runs (job_cid, started_at, finished_at, outcome, result_cid, n, quorum, note, answers) "
+                "SELECT job_cid, NULL, NULL, outcome, result_cid, n, quorum, NULL, COALESCE(answers, '[]') "
+                "FROM jobs WHERE job_cid NOT IN (SELECT job_cid FROM runs) ORDER BY seq")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # plain SQL on the hot path: sqlite-utils' upsert introspects the table on every call
     def see(self, node_id: str, url: str, profile: str) -> None:
@@ -58,31 +99,82 @@ class Records:
             row["bad_signature"] or 0)
 
     def node(self, node_id: str) -> dict[str, Any] | None:
-        cursor = self.db.conn.execute(
-            "SELECT node_id, url, profile, agreed, disagreed, failed, bad_signature FROM nodes WHERE node_id = ?",
-            [node_id])
+        cursor = self.db.conn.execute(f"SELECT {', '.join(NODE_COLUMNS)} FROM nodes WHERE node_id = ?", [node_id])
         row = cursor.fetchone()
-        names = ("node_id", "url", "profile", "agreed", "disagreed", "failed", "bad_signature")
-        return dict(zip(names, row)) if row else None
+        return dict(zip(NODE_COLUMNS, row)) if row else None
 
     def nodes(self) -> list[dict[str, Any]]:
-        return list(self.db.table("nodes").rows_where(order_by="node_id"))
+        cursor = self.db.conn.execute(f"SELECT {', '.join(NODE_COLUMNS)} FROM nodes ORDER BY node_id")
+        return [dict(zip(NODE_COLUMNS, row)) for row in cursor]
 
-    def record_job(self, job_cid: str, outcome: str, result_cid: str | None, n: int, quorum: int,
-                   spec: dict[str, Any], answers: list[dict[str, Any]]) -> None:
+    def record_run(self, job_cid: str, *, started_at: str, finished_at: str, outcome: str, result_cid: str | None,
+                   n: int, quorum: int, spec: dict[str, Any], answers: list[dict[str, Any]],
+                   note: str | None = None) -> int:
+        """Add a run (never replacing one) and make it the job's latest; returns its run ID."""
+        answers_json = json.dumps(answers, sort_keys=True)
         with self.db.conn:
+            cursor = self.db.conn.execute(
+                "INSERT INTO runs (job_cid, started_at, finished_at, outcome, result_cid, n, quorum, note, answers) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [job_cid, started_at, finished_at, outcome, result_cid, n, quorum, note, answers_json])
             self.db.conn.execute(
                 "INSERT OR REPLACE INTO jobs (job_cid, seq, outcome, result_cid, n, quorum, spec, answers) "
                 "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, ?, ?, ?)",
-                [job_cid, outcome, result_cid, n, quorum, json.dumps(spec, sort_keys=True),
-                 json.dumps(answers, sort_keys=True)])
+                [job_cid, outcome, result_cid, n, quorum, json.dumps(spec, sort_keys=True), answers_json])
+        return int(cursor.lastrowid or 0)
+
+    def record_job(self, job_cid: str, outcome: str, result_cid: str | None, n: int, quorum: int,
+                   spec: dict[str, Any], answers: list[dict[str, Any]]) -> None:
+        """Stage 2's call: a run with both timestamps now."""
+        stamp = now()
+        self.record_run(job_cid, started_at=stamp, finished_at=stamp, outcome=outcome, result_cid=result_cid, n=n,
+                        quorum=quorum, spec=spec, answers=answers)
+
+    def resolve(self, prefix: str) -> str:
+        """The one job CID that equals or starts with ``prefix``.
+
+        Returns "" when no job matches; raises UsageError for an empty prefix or one that
+        several jobs share (naming up to MAX_CANDIDATES_SHOWN). The prefix is compared as a
+        plain string (``substr``), never as a LIKE pattern, so ``%`` and ``_`` are characters.
+        """
+        if not prefix:
+            raise UsageError("an empty job ID matches every job", "give a job CID or a longer prefix (see cod list)")
+        conn = self.db.conn
+        if conn.execute("SELECT 1 FROM jobs WHERE job_cid = ?", [prefix]).fetchone():
+            return prefix
+        rows = conn.execute("SELECT job_cid FROM jobs WHERE substr(job_cid, 1, ?) = ? ORDER BY job_cid LIMIT ?",
+                            [len(prefix), prefix, MAX_CANDIDATES_SHOWN + 1]).fetchall()
+        if len(rows) > 1:
+            shown = [r[0] for r in rows[:MAX_CANDIDATES_SHOWN]]
+            more = ", ..." if len(rows) > MAX_CANDIDATES_SHOWN else ""
+            raise UsageError(f"job ID prefix {prefix!r} matches several jobs: {', '.join(shown)}{more}",
+                             "give more characters of the job CID")
+        return str(rows[0][0]) if rows else ""
 
     def job(self, job_cid: str) -> dict[str, Any] | None:
-        rows = list(self.db.table("jobs").rows_where("job_cid = ? OR job_cid LIKE ?", [job_cid, job_cid + "%"]))
-        if not rows:
+        """The job named by ``job_cid`` or its unique prefix, with its latest run (see resolve)."""
+        found = self.resolve(job_cid)
+        if not found:
             return None
-        row = rows[0]
-        return dict(row, spec=json.loads(row["spec"]), answers=json.loads(row["answers"]))
+        row = self.db.conn.execute(
+            "SELECT job_cid, seq, outcome, result_cid, n, quorum, spec, answers FROM jobs WHERE job_cid = ?",
+            [found]).fetchone()
+        names = ("job_cid", "seq", "outcome", "result_cid", "n", "quorum", "spec", "answers")
+        job = dict(zip(names, row))
+        return dict(job, spec=json.loads(job["spec"] or "null"), answers=json.loads(job["answers"] or "[]"))
+
+    def runs(self, job_cid: str) -> list[dict[str, Any]]:
+        """Every run of a job, oldest first."""
+        cursor = self.db.conn.execute(
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE job_cid = ? ORDER BY run_id", [job_cid])
+        return [dict(zip(RUN_COLUMNS, row), answers=json.loads(row[-1])) for row in cursor]
 
     def jobs(self, limit: int = 50) -> list[dict[str, Any]]:
-        return list(self.db.table("jobs").rows_where(order_by="seq desc", limit=limit))
+        """The latest jobs, newest first, each with ``runs`` and ``mismatches`` (runs that were one)."""
+        cursor = self.db.conn.execute(
+            "SELECT j.job_cid, j.outcome, j.result_cid, j.n, j.quorum, "
+            "(SELECT COUNT(*) FROM runs r WHERE r.job_cid = j.job_cid), "
+            "(SELECT COUNT(*) FROM runs r WHERE r.job_cid = j.job_cid AND r.outcome = 'mismatch') "
+            "FROM jobs j ORDER BY j.seq DESC LIMIT ?", [limit])
+        names = ("job_cid", "outcome", "result_cid", "n", "quorum", "runs", "mismatches")
+        return [dict(zip(names, row)) for row in cursor]

@@ -1,16 +1,20 @@
 """Verification by agreement: one job, N distinct nodes, their signed result CIDs compared.
 
     verified            all N signed the same result CID
-    verified-by-quorum  K of N agreed (only with --quorum K), reported as such
-    mismatch            any disagreement: the groups and their nodes are reported
+    verified-by-quorum  K of N agreed, K a strict majority (only with --quorum K), reported as such
+    mismatch            any other disagreement: the groups and their nodes are reported
     profile-mismatch    nodes of different execution profiles disagreed: not a lie
-    incomplete          fewer than N valid answers, spares included, before the deadline
+    incomplete          fewer than N valid answers, spares included, before the deadline;
+                        or agreement on a result no agreeing node would hand over
     unverifiable        a docker job, or a job run with N = 1
 
-Nothing that is not `verified` (or a quorum asked for) is ever called verified. Each
-statement is checked against the node ID it comes from and the job it answers; a node
-that fails or signs badly is replaced by a spare while time allows. After agreement one
-result is downloaded and must hash to the agreed CID.
+Nothing that is not `verified` (or a quorum asked for) is ever called verified, and a tie
+never is: --quorum K needs N/2 < K <= N. Fewer than N usable nodes fails before anything is
+uploaded. Every node answer is checked by ``verifier.schema``; each statement against the
+node ID it comes from and the job it answers; a node that fails or signs badly is replaced
+by a spare while time allows. After agreement one result is downloaded (bounded, see
+``verifier.fetch``) and must hash to the agreed CID; a node that serves anything else is
+recorded as failed and the next agreeing node is asked.
 """
 
 from __future__ import annotations
@@ -26,15 +30,16 @@ from typing import Any
 import aiohttp
 
 from cod.car import write_car
-from cod.errors import BadSignature, CodError, EngineUnavailable, NodeBusy, NodeError
+from cod.errors import BadSignature, CodError, EngineUnavailable, NodeBusy, NodeError, UsageError
 from cod.jobspec import ENGINE_DOCKER
 from cod.local import PreparedJob
 from cod.statement import SignedStatement
 from cod.wasm.executor import check_destination
 
 from .client import MissingBlobs, NodeClient
-from .fetch import download_agreed
-from .reputation import Records
+from .fetch import DownloadFailed, download_agreed
+from .reputation import Records, now
+from .schema import NodeInfo
 
 VERIFIED, QUORUM, MISMATCH = "verified", "verified-by-quorum", "mismatch"
 PROFILE_MISMATCH, INCOMPLETE, UNVERIFIABLE = "profile-mismatch", "incomplete", "unverifiable"
@@ -42,6 +47,28 @@ EXIT_CODES = {VERIFIED: 0, QUORUM: 0, MISMATCH: 10, INCOMPLETE: 11, UNVERIFIABLE
 MAX_BACKOFF = 8.0
 INFO_TTL = 30.0
 DEADLINE_MARGIN = 30.0
+
+
+class NotEnoughNodes(NodeError):
+    """Fewer usable nodes than N: nothing was uploaded or run."""
+
+    def __init__(self, usable: int, asked: int, n: int, unreachable: list[tuple[str, str]]) -> None:
+        why = ", ".join(f"{url} ({reason})" for url, reason in unreachable)
+        super().__init__(f"{usable} of {asked} node(s) can take this job, and --verify needs {n}"
+                         + (f"; unreachable: {why}" if why else ""),
+                         "start or add nodes (--node, COD_NODES, the config file), or lower --verify")
+        self.unreachable = unreachable
+
+
+def check_quorum(n: int, quorum: int | None) -> None:
+    """Refuse an N or K that could call a minority or a tie verified: N >= 1, N/2 < K <= N."""
+    if n < 1:
+        raise UsageError(f"--verify {n}: at least 1 node is needed")
+    if quorum is not None and not (2 * quorum > n and quorum <= n):
+        low = n // 2 + 1
+        raise UsageError(f"--quorum {quorum} with --verify {n}: agreement must be a strict majority of the {n} "
+                         "nodes, so a tie or a minority never verifies",
+                         f"use --quorum between {low} and {n}, or leave it out to need all {n}")
 
 
 @dataclass
@@ -56,6 +83,7 @@ class Answer:
     signature_valid: bool | None = None
     error: str | None = None
     statement: dict[str, Any] | None = None
+    download_error: str | None = None  # it agreed, then would not hand over the agreed result
 
     @property
     def valid(self) -> bool:
@@ -74,6 +102,7 @@ class Verification:
     results_dir: Path | None = None
     note: str | None = None
     result_checked: bool = False  # a copy of the agreed result was fetched and hashed to its CID
+    unreachable: list[tuple[str, str]] = field(default_factory=list)  # (URL, reason) of nodes left out
 
     @property
     def exit_code(self) -> int:
@@ -84,8 +113,40 @@ class Verification:
             "job_cid": self.job_cid, "outcome": self.outcome, "result_cid": self.result_cid, "n": self.n,
             "quorum": self.quorum, "groups": self.groups, "note": self.note, "result_checked": self.result_checked,
             "results_dir": str(self.results_dir) if self.results_dir else None,
-            "nodes": [asdict(a) for a in self.answers],
+            "nodes": [dict(asdict(a), status=status) for a, (status, _) in zip(self.answers, statuses(self))],
+            "unreachable": [{"url": url, "reason": reason} for url, reason in self.unreachable],
         }
+
+
+AGREES, DISAGREES, FAILED, UNREACHABLE = "agrees", "DISAGREES", "failed", "unreachable"
+
+
+def majority(groups: dict[str, list[str]]) -> str | None:
+    """The result CID signed by a strict majority of the valid answers, if one was."""
+    total = sum(len(nodes) for nodes in groups.values())
+    winners = [cid for cid, nodes in groups.items() if 2 * len(nodes) > total]
+    return winners[0] if winners else None
+
+
+def statuses(verification: Verification) -> list[tuple[str, str]]:
+    """Each answer's status (agrees, DISAGREES, failed) and what to show beside it.
+
+    A node agrees when it signed the accepted result, or, when none was accepted, the
+    result of a strict majority; any other valid answer DISAGREES (all of them in a tie).
+    """
+    reference = verification.result_cid or majority(verification.groups)
+    out = []
+    for answer in verification.answers:
+        if answer.signature_valid is False:
+            out.append((FAILED, f"bad signature: {answer.error}"))
+        elif not answer.valid:
+            out.append((FAILED, answer.error or "no answer"))
+        elif answer.result_cid == reference:
+            late = f" (then would not send it: {answer.download_error})" if answer.download_error else ""
+            out.append((AGREES, f"{answer.result_cid}{late}"))
+        else:
+            out.append((DISAGREES, f"{answer.result_cid}"))
+    return out
 
 
 Progress = Callable[[str], None]
@@ -127,7 +188,7 @@ class Requester:
     def __init__(self, records: Records | None = None, info_ttl: float = INFO_TTL) -> None:
         self.records = records or Records()
         self.info_ttl = info_ttl
-        self._infos: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._infos: dict[str, tuple[float, NodeInfo]] = {}
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -136,13 +197,13 @@ class Requester:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512))
         return self._session
 
-    async def info(self, client: NodeClient) -> dict[str, Any]:
-        now = asyncio.get_running_loop().time()
+    async def info(self, client: NodeClient) -> NodeInfo:
+        now_ = asyncio.get_running_loop().time()
         cached = self._infos.get(client.url)
-        if cached is not None and now - cached[0] < self.info_ttl:
+        if cached is not None and now_ - cached[0] < self.info_ttl:
             return cached[1]
         info = await client.info()
-        self._infos[client.url] = (now, info)
+        self._infos[client.url] = (now_, info)
         return info
 
     def forget(self, url: str) -> None:
@@ -167,82 +228,97 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
                  records: Records | None = None, output_dir: Path | None = None,
                  progress: Progress = lambda step: None, deadline_s: float | None = None,
                  requester: Requester | None = None) -> Verification:
-    """Run ``job`` on ``n`` distinct nodes among ``urls`` and compare their signed answers."""
+    """Run ``job`` on ``n`` distinct nodes among ``urls`` and compare their signed answers.
+
+    Raises UsageError for an N or quorum that is not a majority rule (check_quorum), and
+    NotEnoughNodes (or EngineUnavailable) when fewer than ``n`` nodes can take the job,
+    before anything is uploaded or run. Every run that gets that far is recorded.
+    """
+    check_quorum(n, quorum)
     if requester is None:
         async with Requester(records) as own:
             return await verify(job, urls, n, quorum=quorum, output_dir=output_dir, progress=progress,
                                 deadline_s=deadline_s, requester=own)
-    if n < 1:
-        raise NodeError("--verify needs at least 1 node")
     if output_dir is not None:
         check_destination(output_dir)
     records = requester.records
+    started = now()
     spec_json = job.spec.to_dict()
     job_cid = str(job.spec.cid)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + (deadline_s if deadline_s is not None else job.spec.limits.timeout_ms / 1000
-                              + DEADLINE_MARGIN)
+    span = deadline_s if deadline_s is not None else job.spec.limits.timeout_ms / 1000 + DEADLINE_MARGIN
+    deadline = loop.time() + span
     scratch = Path(tempfile.mkdtemp(prefix="cod-verify-"))
-    session = requester.session
     try:
-        progress(f"Checking {len(urls)} node(s)")
-        candidates = await _candidates(requester, list(dict.fromkeys(urls)), job, records)
-        if not candidates and job.spec.engine == ENGINE_DOCKER:
-            raise EngineUnavailable(
-                f"none of the {len(urls)} node(s) has a Docker-compatible engine",
-                "start Docker, or podman's Docker API service (DOCKER_HOST=unix://...), where a node runs",
-            )
-        if not candidates:
-            raise NodeError("no reachable node can run WASM jobs", "check --node, COD_NODES or the config file")
+        unique = list(dict.fromkeys(urls))
+        progress(f"Checking {len(unique)} node(s)")
+        candidates, unreachable = await _candidates(requester, unique, job, records)
+        if len(candidates) < n:
+            if not candidates and job.spec.engine == ENGINE_DOCKER and len(unreachable) == len(unique) and all(
+                    reason.startswith("no 'docker'") for _, reason in unreachable):
+                raise EngineUnavailable(
+                    f"none of the {len(unique)} node(s) has a Docker-compatible engine",
+                    "start Docker, or podman's Docker API service (DOCKER_HOST=unix://...), where a node runs",
+                )
+            raise NotEnoughNodes(len(candidates), len(unique), n, unreachable)
         uploads = _Uploads(job, scratch)
-        progress(f"Running on {min(n, len(candidates))} node(s)")
+        progress(f"Running on {n} node(s)")
         answers = await _dispatch(candidates, n, uploads, spec_json, job_cid, deadline)
         for answer in answers:
             if not answer.valid:
                 requester.forget(answer.url)
         progress("Comparing signed results")
         verification = _judge(job, job_cid, answers, n, quorum or 0)
+        verification.unreachable = unreachable
         _remember(records, verification)
         if verification.result_cid is not None:  # at least one result is fetched and checked, always
             progress("Downloading results")
-            await _download(session, verification, output_dir, scratch)
-        records.record_job(job_cid, verification.outcome, verification.result_cid, n, quorum or 0, spec_json,
-                           [asdict(a) for a in verification.answers])
+            await _download(requester.session, records, verification, job, output_dir, scratch, span)
+        records.record_run(job_cid, started_at=started, finished_at=now(), outcome=verification.outcome,
+                           result_cid=verification.result_cid, n=n, quorum=quorum or 0, spec=spec_json,
+                           answers=[asdict(a) for a in verification.answers], note=verification.note)
         return verification
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-async def _candidates(requester: Requester, urls: list[str], job: PreparedJob,
-                      records: Records) -> list[tuple[NodeClient, dict[str, Any]]]:
+async def _candidates(requester: Requester, urls: list[str], job: PreparedJob, records: Records
+                      ) -> tuple[list[tuple[NodeClient, NodeInfo]], list[tuple[str, str]]]:
+    """The usable nodes in the order to ask them (SPEC 11, step 1), and (URL, reason) of the others."""
     clients = [NodeClient(requester.session, url) for url in urls]
     infos = await asyncio.gather(*(requester.info(c) for c in clients), return_exceptions=True)
     need = "docker" if job.spec.engine == ENGINE_DOCKER else "wasm"
-    seen: set[str] = set()
-    found = []
+    seen: dict[str, str] = {}
+    found: list[tuple[NodeClient, NodeInfo]] = []
+    unreachable: list[tuple[str, str]] = []
     for client, info in zip(clients, infos):
-        if isinstance(info, BaseException) or need not in info.get("capabilities", []):
-            continue
-        if info["node_id"] in seen:
-            continue  # one node behind two URLs counts once
-        seen.add(info["node_id"])
-        records.see(info["node_id"], client.url, info.get("profile", ""))
-        found.append((client, info))
-    by_profile: dict[str, list[tuple[NodeClient, dict[str, Any]]]] = {}
+        if isinstance(info, CodError):
+            unreachable.append((client.url, info.message))
+        elif isinstance(info, BaseException):  # a bug, not the node: never hidden as a node's fault
+            raise info
+        elif need not in info.capabilities:
+            unreachable.append((client.url, f"no {need!r} capability"))
+        elif info.node_id in seen:  # one node behind two URLs counts once
+            unreachable.append((client.url, f"the same node as {seen[info.node_id]}"))
+        else:
+            seen[info.node_id] = client.url
+            records.see(info.node_id, client.url, info.profile)
+            found.append((client, info))
+    by_profile: dict[str, list[tuple[NodeClient, NodeInfo]]] = {}
     for pair in found:
-        by_profile.setdefault(pair[1].get("profile", ""), []).append(pair)
+        by_profile.setdefault(pair[1].profile, []).append(pair)
 
-    scores = {info["node_id"]: records.score(info["node_id"]) for _, info in found}
+    scores = {info.node_id: records.score(info.node_id) for _, info in found}
 
-    def rank(pair: tuple[NodeClient, dict[str, Any]]) -> tuple[int, str]:
-        return (-scores[pair[1]["node_id"]], pair[1]["node_id"])
+    def rank(pair: tuple[NodeClient, NodeInfo]) -> tuple[int, str]:
+        return (-scores[pair[1].node_id], pair[1].node_id)
 
     ordered_profiles = sorted(by_profile, key=lambda p: (-len(by_profile[p]),
-                                                          -sum(scores[i["node_id"]] for _, i in by_profile[p]), p))
-    return [pair for profile in ordered_profiles for pair in sorted(by_profile[profile], key=rank)]
+                                                          -sum(scores[i.node_id] for _, i in by_profile[p]), p))
+    return [pair for profile in ordered_profiles for pair in sorted(by_profile[profile], key=rank)], unreachable
 
 
-async def _dispatch(candidates: list[tuple[NodeClient, dict[str, Any]]], n: int, uploads: _Uploads,
+async def _dispatch(candidates: list[tuple[NodeClient, NodeInfo]], n: int, uploads: _Uploads,
                     spec: dict[str, Any], job_cid: str, deadline: float) -> list[Answer]:
     loop = asyncio.get_running_loop()
     queue = list(candidates)
@@ -250,7 +326,7 @@ async def _dispatch(candidates: list[tuple[NodeClient, dict[str, Any]]], n: int,
 
     def launch() -> None:
         client, info = queue.pop(0)
-        answer = Answer(info["node_id"], client.url, info.get("profile", ""))
+        answer = Answer(info.node_id, client.url, info.profile)
         tasks[asyncio.create_task(_attempt(client, answer, uploads, spec, job_cid, deadline))] = answer
 
     for _ in range(min(n, len(queue))):
@@ -264,6 +340,7 @@ async def _dispatch(candidates: list[tuple[NodeClient, dict[str, Any]]], n: int,
                 task.cancel()
                 answer.error = "no answer before the deadline"
                 answers.append(answer)
+            await asyncio.gather(*tasks, return_exceptions=True)
             break
         for task in done:
             answers.append(task.result())
@@ -276,13 +353,14 @@ async def _dispatch(candidates: list[tuple[NodeClient, dict[str, Any]]], n: int,
 
 async def _attempt(client: NodeClient, answer: Answer, uploads: _Uploads, spec: dict[str, Any], job_cid: str,
                    deadline: float) -> Answer:
+    """One node's answer: its checked, signed result, or why it has none (never raises a CodError)."""
     loop = asyncio.get_running_loop()
     backoff = 0.25
     uploaded = False
     try:
         while True:
             try:
-                job = await client.submit(spec, timeout=max(1.0, deadline - loop.time()))
+                job = await client.submit(spec, job_cid, timeout=max(1.0, deadline - loop.time()))
                 break
             except NodeBusy as busy:
                 wait = min(MAX_BACKOFF, max(busy.retry_after, backoff))
@@ -295,14 +373,14 @@ async def _attempt(client: NodeClient, answer: Answer, uploads: _Uploads, spec: 
                     raise
                 await uploads.upload(client, lacking.missing)
                 uploaded = True
-        if job.get("state") != "done":
+        if job["state"] != "done":
             error = job.get("error") or {}
-            answer.error = f"job {job.get('state')}: {error.get('error', '')} {error.get('message', '')}".strip()
+            answer.error = f"job {job['state']}: {error.get('error', '')} {error.get('message', '')}".strip()
             return answer
-        signed = SignedStatement.from_json(job.get("statement"))
+        signed = SignedStatement.from_json(job["statement"])
         statement = signed.verify(job_cid, answer.node_id)
         answer.statement = job["statement"]
-        if statement.result != job.get("result_cid"):
+        if statement.result != job["result_cid"]:
             raise BadSignature("the signed result differs from the result the node reports")
         answer.result_cid, answer.exit_code = statement.result, statement.exit_code
         answer.trap, answer.fuel_used, answer.profile = statement.trap, statement.fuel_used, statement.profile
@@ -315,6 +393,7 @@ async def _attempt(client: NodeClient, answer: Answer, uploads: _Uploads, spec: 
 
 
 def _judge(job: PreparedJob, job_cid: str, answers: list[Answer], n: int, quorum: int) -> Verification:
+    """The outcome of the answers (SPEC 11, step 4); ``quorum`` 0 means all N must agree."""
     valid = [a for a in answers if a.valid]
     groups: dict[str, list[str]] = {}
     for answer in valid:
@@ -330,9 +409,10 @@ def _judge(job: PreparedJob, job_cid: str, answers: list[Answer], n: int, quorum
         return done(INCOMPLETE, None, f"{len(valid)} valid answer(s) of {n}")
     if len(groups) == 1:
         return done(VERIFIED, valid[0].result_cid)
-    biggest = max(groups, key=lambda cid: (len(groups[cid]), cid))
-    if quorum and len(groups[biggest]) >= quorum:
-        return done(QUORUM, biggest, f"{len(groups[biggest])} of {n} agreed")
+    # with 2K > N at most one group can reach K: no tie is ever broken, by CID order or otherwise
+    reached = [cid for cid, nodes in groups.items() if quorum and len(nodes) >= quorum and 2 * len(nodes) > n]
+    if len(reached) == 1:
+        return done(QUORUM, reached[0], f"{len(groups[reached[0]])} of {n} agreed")
     profiles = {cid: {a.profile for a in valid if a.result_cid == cid} for cid in groups}
     if all(len(p) == 1 for p in profiles.values()) and len({next(iter(p)) for p in profiles.values()}) > 1:
         return done(PROFILE_MISMATCH, None, "nodes of different execution profiles disagree")
@@ -340,10 +420,7 @@ def _judge(job: PreparedJob, job_cid: str, answers: list[Answer], n: int, quorum
 
 
 def _remember(records: Records, verification: Verification) -> None:
-    groups = verification.groups
-    largest = max((len(v) for v in groups.values()), default=0)
-    majority = [cid for cid, nodes in groups.items() if len(nodes) == largest]
-    winner = majority[0] if len(majority) == 1 and largest * 2 > sum(len(v) for v in groups.values()) else None
+    winner = majority(verification.groups)
     for answer in verification.answers:
         if answer.signature_valid is False:
             records.bump(answer.node_id, "bad_signature")
@@ -351,23 +428,36 @@ def _remember(records: Records, verification: Verification) -> None:
             records.bump(answer.node_id, "failed")
         elif verification.outcome == PROFILE_MISMATCH:
             continue
-        elif len(groups) == 1 or answer.result_cid == winner:
+        elif answer.result_cid == winner:
             records.bump(answer.node_id, "agreed")
         else:
             records.bump(answer.node_id, "disagreed")
 
 
-async def _download(session: aiohttp.ClientSession, verification: Verification, output_dir: Path | None,
-                    scratch: Path) -> None:
+async def _download(session: aiohttp.ClientSession, records: Records, verification: Verification,
+                    job: PreparedJob, output_dir: Path | None, scratch: Path, timeout_s: float) -> None:
+    """Fetch the agreed result from the agreeing nodes, best record first (then node ID).
+
+    A node that cannot deliver it is recorded as failed; if none can, a verified outcome
+    becomes incomplete: signed agreement on a result nobody hands over proves nothing usable.
+    """
     agreed = verification.result_cid
     assert agreed is not None
-    urls = [a.url for a in verification.answers if a.result_cid == agreed]
+    agreeing = sorted((a for a in verification.answers if a.result_cid == agreed),
+                      key=lambda a: (-records.score(a.node_id), a.node_id))
+    by_url = {a.url: a for a in agreeing}
+    limits = None if job.spec.engine == ENGINE_DOCKER else job.spec.limits
     try:
-        where = await download_agreed(session, urls, verification.job_cid, agreed, output_dir, None, scratch)
-        verification.results_dir = where if output_dir is not None else None
+        done = await download_agreed(session, [a.url for a in agreeing], verification.job_cid, agreed, output_dir,
+                                     None, scratch, limits=limits, timeout_s=timeout_s)
+        failures = done.failures
+        verification.results_dir = done.path if output_dir is not None else None
         verification.result_checked = True
-    except NodeError as exc:
+    except DownloadFailed as exc:
+        failures = exc.failures
         verification.note = "; ".join(filter(None, [verification.note, exc.message]))
         if verification.outcome in (VERIFIED, QUORUM):
-            # signed agreement on a result nobody will hand over proves nothing usable
             verification.outcome = INCOMPLETE
+    for url, why in failures.items():
+        by_url[url].download_error = why
+        records.bump(by_url[url].node_id, "failed")

@@ -114,9 +114,11 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], env: tuple[
 def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str, ...], output_dir: str | None,
                  car: str | None, as_json: bool) -> None:
     from verifier.network import configured_nodes, run_verified
+    from verifier.verify import check_quorum
 
     from ..car import write_car
 
+    check_quorum(n, quorum)  # a usage error, before any node is asked
     steps = Steps(quiet=as_json)
     destination = Path(output_dir) if output_dir else Path("cod-results") / str(job.spec.cid)
     urls = configured_nodes(list(nodes))
@@ -138,17 +140,8 @@ def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str,
         out["stdout"] = stdout.decode("utf-8", "replace")
         click.echo(json.dumps(out, indent=2, sort_keys=True))
     else:
-        click.echo(f"Job CID:     {verification.job_cid}", err=True)
-        click.echo(f"Outcome:     {verification.outcome.upper()}"
-                   + (f" ({verification.note})" if verification.note else ""), err=True)
-        for answer in verification.answers:
-            mark = "ok " if answer.valid else ("BAD SIGNATURE" if answer.signature_valid is False else "failed")
-            what = answer.result_cid or answer.error or ""
-            click.echo(f"  {answer.node_id}  {mark}  {what}", err=True)
-        if verification.result_cid:
-            click.echo(f"Result CID:  {verification.result_cid}", err=True)
+        _report(verification)
         if verification.results_dir is not None:
-            click.echo(f"Results:     {verification.results_dir}", err=True)
             click.echo("--- stdout ---", err=True)
             sys.stdout.buffer.write(stdout)
             sys.stdout.flush()
@@ -156,3 +149,34 @@ def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str,
     if verification.outcome == "unverifiable" and n == 1:
         code = 0
     sys.exit(code)
+
+
+_COLOURS = {"agrees": "green", "DISAGREES": "red", "failed": "yellow", "unreachable": "yellow"}
+
+
+def _report(verification: Any) -> None:
+    """The text report on stderr: outcome, every node's status, the groups; coloured on a terminal only."""
+    from verifier.verify import statuses
+
+    tty = sys.stderr.isatty()
+
+    def paint(text: str, status: str) -> str:
+        return click.style(text, fg=_COLOURS[status], bold=status == "DISAGREES") if tty else text
+
+    click.echo(f"Job CID:     {verification.job_cid}", err=True)
+    click.echo(f"Outcome:     {verification.outcome.upper()}"
+               + (f" ({verification.note})" if verification.note else ""), err=True)
+    click.echo("Nodes:", err=True)
+    for answer, (status, detail) in zip(verification.answers, statuses(verification)):
+        label = f"{status} ({detail})" if status == "failed" else f"{status:<9} {detail}"
+        click.echo(f"  {answer.node_id}  {answer.url}  {paint(label, status)}", err=True)
+    for url, reason in verification.unreachable:
+        click.echo(f"  {'-':<52}  {url}  {paint(f'unreachable ({reason})', 'unreachable')}", err=True)
+    if verification.groups:
+        click.echo("Groups:", err=True)
+        for cid in sorted(verification.groups, key=lambda c: (-len(verification.groups[c]), c)):
+            click.echo(f"  {cid} -> {', '.join(sorted(verification.groups[cid]))}", err=True)
+    if verification.result_cid:
+        click.echo(f"Result CID:  {verification.result_cid}", err=True)
+    if verification.results_dir is not None:
+        click.echo(f"Results:     {verification.results_dir}", err=True)
