@@ -20,6 +20,8 @@ from . import schema
 
 CAR_TYPE = "application/vnd.ipld.car"
 INFO_TIMEOUT_S = 5.0
+HEALTH_TIMEOUT_S = 1.5
+HEALTH_BODY_BYTES = 4096
 REQUEST_TIMEOUT_S = 30.0
 UPLOAD_TIMEOUT_S = 600.0
 READ_CHUNK = 1 << 16
@@ -72,6 +74,17 @@ class NodeClient:
         if status == 404:
             raise NotFound(f"{self.url}: {message or what + ' not found'}")
         raise NodeError(f"node {self.url} refused {what} (HTTP {status}): {message}".rstrip(": "))
+
+    async def alive(self) -> bool:
+        """Whether the node answers ``GET /v1/health`` with 200 within HEALTH_TIMEOUT_S (on a
+        connection of its own: the job's request may be waiting on another)."""
+        try:
+            async with self.session.get(self.url + "/v1/health",
+                                        timeout=aiohttp.ClientTimeout(total=HEALTH_TIMEOUT_S)) as resp:
+                await read_capped(resp, HEALTH_BODY_BYTES, self.url, "its health")
+                return resp.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, NodeError):
+            return False
 
     async def info(self) -> schema.NodeInfo:
         status, body = await self._json("GET", "/v1/info", timeout=INFO_TIMEOUT_S)

@@ -129,19 +129,26 @@ async def download_agreed(session: aiohttp.ClientSession, urls: list[str], job_c
     """Fetch the results CAR from the first of ``urls`` that delivers one hashing to ``agreed``.
 
     With neither ``output_dir`` nor ``car``, the results are only checked (in ``scratch``).
-    Raises DownloadFailed (with each node's failure) when none delivers.
+    ``timeout_s`` bounds the whole download, all nodes together. Raises DownloadFailed (with
+    each node's failure) when none delivers.
     """
     failures: dict[str, str] = {}
     root = CID.parse(agreed)
     bound = results_car_bound(limits)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s  # one budget for every node tried, not one each
     for url in urls:
+        remaining = end - loop.time()
+        if remaining <= 0:
+            failures[url] = f"not tried: the {timeout_s:g} s for downloading the results had run out"
+            continue
         tmp_car = scratch / "results.car"
         staging = scratch / "results"
         for leftover in (staging, scratch / "checked"):
             shutil.rmtree(leftover, ignore_errors=True)
         try:
             small = await _receive(session, url.rstrip("/"), job_cid, tmp_car, 0 if car is not None else SMALL_RESULTS,
-                                   bound, timeout_s)
+                                   bound, remaining)
             await asyncio.to_thread(_check, small, tmp_car, root, staging if output_dir is not None else None, scratch)
         except CodError as exc:
             failures[url] = schema.clean(exc.message)

@@ -47,6 +47,9 @@ EXIT_CODES = {VERIFIED: 0, QUORUM: 0, MISMATCH: 10, INCOMPLETE: 11, UNVERIFIABLE
 MAX_BACKOFF = 8.0
 INFO_TTL = 30.0
 DEADLINE_MARGIN = 30.0
+DOWNLOAD_GRACE_S = 10.0  # answers that come just before the deadline still get this long to be fetched
+LIVENESS_INTERVAL_S = 1.0  # while a node runs the job, its health is checked this often ...
+LIVENESS_MISSES = 3  # ... and this many failed checks in a row (each up to HEALTH_TIMEOUT_S) give it up
 
 
 class NotEnoughNodes(NodeError):
@@ -273,7 +276,8 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
         _remember(records, verification)
         if verification.result_cid is not None:  # at least one result is fetched and checked, always
             progress("Downloading results")
-            await _download(requester.session, records, verification, job, output_dir, scratch, span)
+            budget = max(deadline - loop.time(), DOWNLOAD_GRACE_S)  # the deadline holds for the download too
+            await _download(requester.session, records, verification, job, output_dir, scratch, budget)
         records.record_run(job_cid, started_at=started, finished_at=now(), outcome=verification.outcome,
                            result_cid=verification.result_cid, n=n, quorum=quorum or 0, spec=spec_json,
                            answers=[asdict(a) for a in verification.answers], note=verification.note)
@@ -360,7 +364,7 @@ async def _attempt(client: NodeClient, answer: Answer, uploads: _Uploads, spec: 
     try:
         while True:
             try:
-                job = await client.submit(spec, job_cid, timeout=max(1.0, deadline - loop.time()))
+                job = await _submit_watched(client, spec, job_cid, timeout=max(1.0, deadline - loop.time()))
                 break
             except NodeBusy as busy:
                 wait = min(MAX_BACKOFF, max(busy.retry_after, backoff))
@@ -390,6 +394,37 @@ async def _attempt(client: NodeClient, answer: Answer, uploads: _Uploads, spec: 
     except CodError as exc:
         answer.error = str(exc)
     return answer
+
+
+async def _submit_watched(client: NodeClient, spec: dict[str, Any], job_cid: str, timeout: float) -> dict[str, Any]:
+    """Submit and wait for the node's answer while checking that the node is still there.
+
+    A node cut off during its job (partitioned, its host gone) never closes the connection the
+    answer would come on, so without this the attempt would wait for the whole deadline and
+    its spare would start too late. Raises NodeError when LIVENESS_MISSES health checks in a
+    row fail; the caller then asks the next spare (SPEC 11, step 3).
+    """
+    submit = asyncio.ensure_future(client.submit(spec, job_cid, timeout=timeout))
+    watch = asyncio.ensure_future(_until_unresponsive(client))
+    try:
+        await asyncio.wait({submit, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (submit, watch):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(submit, watch, return_exceptions=True)
+    if submit.done() and not submit.cancelled():
+        return submit.result()  # an answer (or its error) wins over a missed check at the same moment
+    raise NodeError(f"node {client.url} stopped answering during the job ({LIVENESS_MISSES} health checks "
+                    "in a row failed)", "the next spare node is asked instead")
+
+
+async def _until_unresponsive(client: NodeClient) -> None:
+    """Return once the node has failed LIVENESS_MISSES health checks in a row."""
+    misses = 0
+    while misses < LIVENESS_MISSES:
+        await asyncio.sleep(LIVENESS_INTERVAL_S)
+        misses = 0 if await client.alive() else misses + 1
 
 
 def _judge(job: PreparedJob, job_cid: str, answers: list[Answer], n: int, quorum: int) -> Verification:

@@ -41,7 +41,7 @@ LATENCY_S = 0.2
 POLL_S = 0.05
 POLL_LIMIT_S = 60.0
 ORPHAN_BOUND_S = 5.0  # an executor must notice its node's death well within the long job's 20 s
-SHORT_DEADLINE_S = 15.0  # for the two known gaps (xfail): a deadline of their own keeps the suite short
+SHORT_DEADLINE_S = 15.0  # a deadline of their own keeps the partition scenarios short
 
 
 async def _store_before(host: Host, records: Records, tmp: Path) -> tuple[str, str]:
@@ -202,11 +202,6 @@ async def test_partition_before_the_job_uses_the_spare(fabric: Fabric, records: 
     await _still_served(victim, stored, tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "verifier/verify.py _attempt waits on POST /v1/jobs?wait=true for the whole deadline "
-    "(timeout = deadline - now) with no liveness check of the node, so a node partitioned "
-    "mid-job is never found unreachable and the spare is never launched: outcome incomplete "
-    "at the deadline instead of verified by the spare (SPEC 11.3)"))
 async def test_partition_that_does_not_heal_is_replaced_by_a_spare(fabric: Fabric, records: Records,
                                                                    figures: Figures, tmp_path: Path) -> None:
     """A node cut off for good while its job runs: the spare should stand in before the deadline."""
@@ -230,11 +225,6 @@ async def test_partition_that_does_not_heal_is_replaced_by_a_spare(fabric: Fabri
     _verified_on(result, expected, hosts[1:])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "verifier/client.py NodeClient.results downloads the agreed results with a fixed "
-    "ClientTimeout(total=600) instead of the verification's deadline, so when the agreeing "
-    "nodes are cut off after they answered, verify hangs about 600 s per agreeing node, far "
-    "past its deadline (SPEC 11 step 2), instead of returning incomplete"))
 async def test_partition_during_the_download_still_ends_by_the_deadline(fabric: Fabric, records: Records,
                                                                        figures: Figures, tmp_path: Path) -> None:
     """All nodes answer, then are cut off just as the requester fetches the agreed results."""
