@@ -1,6 +1,8 @@
 """Every error cod raises, in one tree.
 
     CodError                      base: .code (CLI exit code) and .hint (what to do)
+    ├── BadArgument               a command-line value or count is out of range, or two
+    │                             conflict (exit 2, the code of click's usage errors)
     ├── SpecError                 a job spec field is missing, unknown or malformed (exit 3)
     ├── ModuleError               the module is not a usable WASI preview1 command (exit 4)
     │   └── ImportRefused         it imports something outside wasi_snapshot_preview1 (exit 4)
@@ -15,7 +17,10 @@
     ├── EngineUnavailable         no Docker-compatible engine answers (exit 15)
     ├── BadSignature              a statement's signature or binding does not check (exit 16)
     ├── NotFound                  no such job or blob is known here (exit 17)
-    └── ExecutorCrashed           the executor process died; the node stays up (exit 18)
+    ├── ExecutorCrashed           the executor process died; the node stays up (exit 18)
+    ├── ConfigError               a node list (COD_NODES, the config file) is malformed (exit 19)
+    └── LocalPathError            a local file or directory cod must write (results, CAR,
+                                  records, devstack data) is unusable (exit 20)
 
 Verification outcomes (verified, mismatch, incomplete, unverifiable) are results, not errors:
 `cod run --verify` maps them to exit codes 0, 10, 11 and 12 (13: nodes of different
@@ -42,6 +47,12 @@ class CodError(Exception):
         if self.hint:
             return f"{self.message} ({self.hint})"
         return self.message
+
+
+class BadArgument(CodError):
+    """A command-line value or count is out of range, or two values conflict."""
+
+    code = 2
 
 
 class SpecError(CodError):
@@ -151,3 +162,15 @@ class ExecutorCrashed(CodError):
     """The executor process died while running a job; the node itself stays up."""
 
     code = 18
+
+
+class ConfigError(CodError):
+    """A node list from COD_NODES or the config file is malformed."""
+
+    code = 19
+
+
+class LocalPathError(CodError):
+    """A local file or directory cod must write (results, CAR, records, devstack data) is unusable."""
+
+    code = 20

@@ -7,8 +7,11 @@ from typing import Any
 
 import click
 
+from verifier.devstack import MAX_NODES
+
 from ..errors import NotFound
 from . import cli
+from .options import writable_dir
 
 
 @cli.command()
@@ -31,8 +34,9 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
 
 
 @cli.command()
-@click.option("--nodes", type=int, default=3, show_default=True, help="How many nodes to start.")
-@click.option("--bad-nodes", type=int, default=0, show_default=True,
+@click.option("--nodes", type=click.IntRange(1, MAX_NODES), default=3, show_default=True,
+              help="How many nodes to start.")
+@click.option("--bad-nodes", type=click.IntRange(0, MAX_NODES), default=0, show_default=True,
               help="How many of them lie: a wrong result with a valid signature.")
 @click.option("--base-dir", type=click.Path(file_okay=False), help="Keep the nodes' data here (default: temporary).")
 def devstack(nodes: int, bad_nodes: int, base_dir: str | None) -> None:
@@ -40,6 +44,11 @@ def devstack(nodes: int, bad_nodes: int, base_dir: str | None) -> None:
     from verifier.devstack import Devstack
 
     from ..node.server import until_interrupted
+
+    if bad_nodes > nodes:
+        raise click.BadParameter(f"{bad_nodes} is more than --nodes {nodes}", param_hint="'--bad-nodes'")
+    if base_dir is not None:
+        writable_dir(base_dir, "--base-dir")
 
     async def main() -> None:
         stack = await Devstack(nodes, bad_nodes, Path(base_dir) if base_dir else None).start()
@@ -91,7 +100,7 @@ def describe(job: str) -> None:
 
 
 @cli.command(name="list")
-@click.option("--limit", type=int, default=50, show_default=True, help="How many jobs, newest first.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many jobs, newest first.")
 def list_jobs(limit: int) -> None:
     """List the jobs this requester ran, with their outcomes."""
     from verifier.reputation import Records
