@@ -7,22 +7,20 @@ from typing import Any
 
 import click
 
-from verifier.devstack import MAX_NODES
-
 from ..errors import NotFound
 from . import cli
-from .options import writable_dir
+from .options import JobRef, writable_dir
 
 
 @cli.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), required=True,
               help="Where the node keeps its key, blobs, jobs and results.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=1234, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--port", type=click.IntRange(0, 65535), default=1234, show_default=True, help="Port to listen on (0: any free port).")
 @click.option("--allow-listed-local-paths", "allow", multiple=True, type=click.Path(file_okay=False),
               help="Roots under which jobs may mount the node's local directories (repeatable).")
-@click.option("--concurrency", type=int, help="Jobs run at once (executor processes; default: cores).")
-@click.option("--queue-size", type=int, default=64, show_default=True,
+@click.option("--concurrency", type=click.IntRange(min=1), help="Jobs run at once (executor processes; default: cores).")
+@click.option("--queue-size", type=click.IntRange(min=0), default=64, show_default=True,
               help="Jobs waiting beyond those running; past it the node answers 429.")
 def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurrency: int | None,
           queue_size: int) -> None:
@@ -34,9 +32,9 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
 
 
 @cli.command()
-@click.option("--nodes", type=click.IntRange(1, MAX_NODES), default=3, show_default=True,
+@click.option("--nodes", type=click.IntRange(min=1), default=3, show_default=True,
               help="How many nodes to start.")
-@click.option("--bad-nodes", type=click.IntRange(0, MAX_NODES), default=0, show_default=True,
+@click.option("--bad-nodes", type=click.IntRange(min=0), default=0, show_default=True,
               help="How many of them lie: a wrong result with a valid signature.")
 @click.option("--base-dir", type=click.Path(file_okay=False), help="Keep the nodes' data here (default: temporary).")
 def devstack(nodes: int, bad_nodes: int, base_dir: str | None) -> None:
@@ -50,8 +48,10 @@ def devstack(nodes: int, bad_nodes: int, base_dir: str | None) -> None:
     if base_dir is not None:
         writable_dir(base_dir, "--base-dir")
 
+    stack = Devstack(nodes, bad_nodes, Path(base_dir) if base_dir else None)  # checks its counts (BadArgument)
+
     async def main() -> None:
-        stack = await Devstack(nodes, bad_nodes, Path(base_dir) if base_dir else None).start()
+        await stack.start()
         for running in stack.nodes:
             bad = "  (lies)" if running.node.cheat else ""
             click.echo(f"node {running.node.identity.node_id} at {running.url}{bad}")
@@ -73,7 +73,7 @@ def _job(records: Any, job: str) -> dict[str, Any]:
 
 
 @cli.command()
-@click.argument("job")
+@click.argument("job", type=JobRef())
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Where to put the results directory.")
 @click.option("--car", type=click.Path(dir_okay=False), help="Write the results as a CARv1 file instead.")
 def get(job: str, output_dir: str | None, car: str | None) -> None:
@@ -88,7 +88,7 @@ def get(job: str, output_dir: str | None, car: str | None) -> None:
 
 
 @cli.command()
-@click.argument("job")
+@click.argument("job", type=JobRef())
 def describe(job: str) -> None:
     """Show JOB's spec, each node's signed statement and the outcome (JSON)."""
     from verifier.reputation import Records

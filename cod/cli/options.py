@@ -120,6 +120,18 @@ class SpecText(click.ParamType[str]):
         return text
 
 
+class JobRef(click.ParamType[str]):
+    """A job CID or a prefix of one: ASCII letters and digits (CIDs are base32 or base58)."""
+
+    name = "job"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not (text.isascii() and text.isalnum()):
+            self.fail(f"{text!r} is not a job CID or a prefix of one (letters and digits)", param, ctx)
+        return text
+
+
 def node_url_problem(url: str) -> str | None:
     """Why ``url`` is not a node's base URL (http or https, a host, a port in 1-65535), or None."""
     if not_utf8(url):
