@@ -111,6 +111,8 @@ CASES: dict[str, list[Case]] = {
              files={"file": b"x"}),
         case("run", HELLO, "--output-dir", "{tmp}/file", code=USAGE, text="--output-dir", files={"file": b"x"}),
         case("run", HELLO, "--cache-dir", "{tmp}/file/c", code=CACHE, text="cache", files={"file": b"x"}),
+        case("run", HELLO, code=CACHE, text="cache", files={"file": b"x"},
+             env={"COD_CACHE_DIR": "", "XDG_CACHE_HOME": "", "HOME": "{tmp}/file"}),
         # nodes: --node, COD_NODES, the config file
         case("run", HELLO, "--verify", "1", "--node", "garbage", code=USAGE, text="--node"),
         case("run", HELLO, "--verify", "1", "--node", "http://127.0.0.1:99999", code=USAGE, text="--node"),
@@ -120,11 +122,14 @@ CASES: dict[str, list[Case]] = {
         case("run", HELLO, "--verify", "1", code=CONFIG, text="COD_NODES", env={"COD_NODES": "http://[::1"}),
         case("run", HELLO, "--verify", "1", code=CONFIG, text="not UTF-8", env={"COD_NODES": b"http://\xff"}),
         case("run", HELLO, "--verify", "1", code=CONFIG, text="not UTF-8 JSON", files={CONFIG_FILE: b"nodes = 1"}),
-        case("run", HELLO, "--verify", "1", code=CONFIG, text="not UTF-8 JSON", files={CONFIG_FILE: b'{"nodes": ["\xff"]}'}),
+        case("run", HELLO, "--verify", "1", code=CONFIG, text="not UTF-8 JSON",
+             files={CONFIG_FILE: b'{"nodes": ["\xff"]}'}),
         case("run", HELLO, "--verify", "1", code=CONFIG, text="list of URL strings",
              files={CONFIG_FILE: b'{"nodes": "http://127.0.0.1:1234"}'}),
         case("run", HELLO, "--verify", "1", code=CONFIG, text="not an object", files={CONFIG_FILE: b'["http://a:1"]'}),
         case("run", HELLO, "--verify", "1", code=CONFIG, text="http://", files={CONFIG_FILE: b'{"nodes": ["a:1"]}'}),
+        case("run", HELLO, "--verify", "1", code=CONFIG, text="config file", env={"XDG_CONFIG_HOME": "{tmp}/file"},
+             files={"file": b"x"}),
     ],
     "serve": [
         case("serve", code=USAGE, text="--data-dir"),
@@ -212,9 +217,10 @@ def fill(arg: Arg, tmp: Path) -> Arg:
     return arg.replace("{tmp}", str(tmp))
 
 
-def cod(tmp: Path, argv: tuple[Arg, ...], env: dict[str, Arg], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+def cod(tmp: Path, argv: tuple[Arg, ...], env: dict[str, Arg]) -> subprocess.CompletedProcess[bytes]:
+    """``python -m cod ARGV`` in ``tmp``; bytes arguments and environment values go through as bytes."""
     return subprocess.run([sys.executable, "-m", "cod", *(fill(a, tmp) for a in argv)], cwd=tmp,
-                          env=environment(tmp, env), capture_output=True, timeout=TIMEOUT, **kwargs)  # type: ignore[call-overload]
+                          env=environment(tmp, env), capture_output=True, timeout=TIMEOUT)
 
 
 def assert_one_error(proc: subprocess.CompletedProcess[bytes], code: int, text: str) -> str:
@@ -263,7 +269,8 @@ def attempt(item: Case, tmp: Path) -> Outcome:
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Outcome]:
     """Every case run once, a few processes at a time (each is a short-lived interpreter)."""
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {n: pool.submit(attempt, item, tmp_path_factory.mktemp("case")) for n, item in enumerate(ALL_CASES)}
+        futures = {n: pool.submit(attempt, item, tmp_path_factory.mktemp("case"))
+                   for n, item in enumerate(ALL_CASES)}
         return {n: future.result() for n, future in futures.items()}
 
 

@@ -16,10 +16,12 @@ from .options import JobRef, writable_dir
 @click.option("--data-dir", type=click.Path(file_okay=False), required=True,
               help="Where the node keeps its key, blobs, jobs and results.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=1234, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--port", type=click.IntRange(0, 65535), default=1234, show_default=True,
+              help="Port to listen on (0: any free port).")
 @click.option("--allow-listed-local-paths", "allow", multiple=True, type=click.Path(file_okay=False),
               help="Roots under which jobs may mount the node's local directories (repeatable).")
-@click.option("--concurrency", type=click.IntRange(min=1), help="Jobs run at once (executor processes; default: cores).")
+@click.option("--concurrency", type=click.IntRange(min=1),
+              help="Jobs run at once (executor processes; default: cores).")
 @click.option("--queue-size", type=click.IntRange(min=0), default=64, show_default=True,
               help="Jobs waiting beyond those running; past it the node answers 429.")
 def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurrency: int | None,
