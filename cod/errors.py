@@ -1,8 +1,8 @@
 """Every error cod raises, in one tree.
 
     CodError                      base: .code (CLI exit code) and .hint (what to do)
-    ├── BadArgument               a command-line value or count is out of range, or two
-    │                             conflict (exit 2, the code of click's usage errors)
+    ├── UsageError                the command asks for something impossible: --quorum not a
+    │                             majority of --verify, an empty or ambiguous job ID prefix (exit 2)
     ├── SpecError                 a job spec field is missing, unknown or malformed (exit 3)
     ├── ModuleError               the module is not a usable WASI preview1 command (exit 4)
     │   └── ImportRefused         it imports something outside wasi_snapshot_preview1 (exit 4)
@@ -18,9 +18,9 @@
     ├── BadSignature              a statement's signature or binding does not check (exit 16)
     ├── NotFound                  no such job or blob is known here (exit 17)
     ├── ExecutorCrashed           the executor process died; the node stays up (exit 18)
-    ├── ConfigError               a node list (COD_NODES, the config file) is malformed (exit 19)
+    ├── ConfigError               a node list (COD_NODES, the config file) is malformed (exit 21)
     └── LocalPathError            a local file or directory cod must write (results, CAR,
-                                  records, devstack data) is unusable (exit 20)
+                                  records, devstack data) is unusable (exit 22)
 
 Verification outcomes (verified, mismatch, incomplete, unverifiable) are results, not errors:
 `cod run --verify` maps them to exit codes 0, 10, 11 and 12 (13: nodes of different
@@ -49,8 +49,8 @@ class CodError(Exception):
         return self.message
 
 
-class BadArgument(CodError):
-    """A command-line value or count is out of range, or two values conflict."""
+class UsageError(CodError):
+    """The command asks for something impossible (exit 2, as click's usage errors)."""
 
     code = 2
 
@@ -167,10 +167,10 @@ class ExecutorCrashed(CodError):
 class ConfigError(CodError):
     """A node list from COD_NODES or the config file is malformed."""
 
-    code = 19
+    code = 21
 
 
 class LocalPathError(CodError):
     """A local file or directory cod must write (results, CAR, records, devstack data) is unusable."""
 
-    code = 20
+    code = 22

@@ -26,7 +26,7 @@ from cod.cli import cli, run_cli
 from .helpers import ROOT, VECTORS
 
 # README.md, "Exit codes" (copied by hand: the test checks the documented numbers)
-USAGE, INTERNAL, SPEC, MODULE, INPUT, CACHE, NOT_FOUND, CONFIG, LOCAL_PATH = 2, 1, 3, 4, 5, 8, 17, 19, 20
+USAGE, INTERNAL, SPEC, MODULE, INPUT, CACHE, NOT_FOUND, CONFIG, LOCAL_PATH = 2, 1, 3, 4, 5, 8, 17, 21, 22
 INTERRUPTED, BROKEN_PIPE = 130, 141
 
 HELLO = str(VECTORS / "hello.wasm")

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from cod.errors import BadArgument
+from cod.errors import UsageError
 from cod.node.server import RunningNode, start_node
 
 MAX_NODES = 32
@@ -23,16 +23,16 @@ MAX_NODES = 32
 class Devstack:
     """``nodes`` servers on loopback, the last ``bad_nodes`` of them liars.
 
-    Raises BadArgument (before anything starts) unless 1 <= nodes <= MAX_NODES and
+    Raises UsageError (before anything starts) unless 1 <= nodes <= MAX_NODES and
     0 <= bad_nodes <= nodes.
     """
 
     def __init__(self, nodes: int, bad_nodes: int = 0, base_dir: Path | None = None, **node_options: Any) -> None:
         if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
-            raise BadArgument(f"a devstack runs 1 to {MAX_NODES} nodes, not {nodes!r}",
+            raise UsageError(f"a devstack runs 1 to {MAX_NODES} nodes, not {nodes!r}",
                               "start fewer nodes, or run cod serve on more machines")
         if isinstance(bad_nodes, bool) or not isinstance(bad_nodes, int) or not 0 <= bad_nodes <= nodes:
-            raise BadArgument(f"{bad_nodes!r} bad nodes of {nodes}: a devstack has 0 to {nodes} bad nodes",
+            raise UsageError(f"{bad_nodes!r} bad nodes of {nodes}: a devstack has 0 to {nodes} bad nodes",
                               "--bad-nodes is at most --nodes")
         self.count = nodes
         self.bad = bad_nodes

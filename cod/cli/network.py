@@ -50,7 +50,7 @@ def devstack(nodes: int, bad_nodes: int, base_dir: str | None) -> None:
     if base_dir is not None:
         writable_dir(base_dir, "--base-dir")
 
-    stack = Devstack(nodes, bad_nodes, Path(base_dir) if base_dir else None)  # checks its counts (BadArgument)
+    stack = Devstack(nodes, bad_nodes, Path(base_dir) if base_dir else None)  # checks its counts (UsageError)
 
     async def main() -> None:
         await stack.start()

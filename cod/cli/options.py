@@ -2,8 +2,8 @@
 
 Counts are click ranges (a usage error, exit 2); job spec values (limits, args, env, seed,
 entry point) are SpecErrors naming the spec field (exit 3); node URLs from ``--node`` are
-usage errors, from COD_NODES or the config file ConfigErrors (exit 19); destinations that
-cannot be written are LocalPathErrors (exit 20). Text bound for a job spec must be UTF-8:
+usage errors, from COD_NODES or the config file ConfigErrors (exit 21); destinations that
+cannot be written are LocalPathErrors (exit 22). Text bound for a job spec must be UTF-8:
 Python hands non-UTF-8 argv and environment bytes over as lone surrogates, which no spec
 can hold, so they are refused here with the field they were meant for.
 """

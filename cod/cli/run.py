@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ..errors import BadArgument
+from ..errors import UsageError
 from ..jobspec import Limits
 from ..local import PreparedJob, parse_env, parse_mount, prepare, prepare_docker, run_prepared
 from ..wasm.engine import Engine, default_cache_dir
@@ -146,7 +146,7 @@ def _check_embedded(urls: tuple[str, ...], n: int) -> None:
     from verifier.devstack import MAX_NODES
 
     if not urls and n > MAX_NODES:
-        raise BadArgument(f"--verify {n}: no nodes are configured, and an embedded devstack runs at most "
+        raise UsageError(f"--verify {n}: no nodes are configured, and an embedded devstack runs at most "
                           f"{MAX_NODES} nodes", "name nodes with --node or COD_NODES, or verify on fewer")
 
 
