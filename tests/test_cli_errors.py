@@ -100,6 +100,7 @@ CASES: dict[str, list[Case]] = {
         # module and inputs
         case("run", "{tmp}/missing.wasm", code=INPUT, text="cannot read module"),
         case("run", str(VECTORS), code=INPUT, text="cannot read module"),
+        case("run", "/dev/zero", code=INPUT, text="not a regular file"),  # read for ever before
         case("run", str(ROOT / "README.md"), code=MODULE, text="not a WebAssembly module"),
         case("run", HELLO, "-i", "{tmp}/missing", code=INPUT, text="does not exist"),
         case("run", HELLO, "-i", HELLO, code=INPUT, text="is not a directory"),

@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from typing import Any
 
 import click
 
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from ..jobspec import Limits
 from ..local import PreparedJob, parse_env, parse_mount, prepare, prepare_docker, run_prepared
 from ..wasm.engine import Engine, default_cache_dir
@@ -83,7 +84,11 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], env: tuple[
     networked = verify_n is not None or engine == "docker"
     if (nodes or quorum) and not networked:
         raise click.UsageError("--node and --quorum go with --verify N")
-    _check_texts(module if engine == "docker" else None, args, env, inputs)
+    if engine == "docker":
+        spec_text(module, "image")
+    else:
+        _check_module_file(module)
+    _check_texts(args, env, inputs)
     if output_dir is not None:
         writable_parent(output_dir, "--output-dir", create=True)
     if car is not None:
@@ -129,10 +134,21 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], env: tuple[
     sys.stdout.flush()
 
 
-def _check_texts(image: str | None, args: tuple[str, ...], env: tuple[str, ...], inputs: tuple[str, ...]) -> None:
+def _check_module_file(path: str) -> None:
+    """Refuse (InputError) a module path that names no regular file: reading a FIFO would wait
+    for a writer for ever, a device such as /dev/zero would never end. A missing path is left
+    to prepare(), which says so."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise InputError(f"cannot read module {path!r}: it is {what}", "name a .wasm file")
+
+
+def _check_texts(args: tuple[str, ...], env: tuple[str, ...], inputs: tuple[str, ...]) -> None:
     """Refuse (SpecError) text bound for the spec that is not UTF-8, before any file is read."""
-    if image is not None:
-        spec_text(image, "image")
     for n, arg in enumerate(args, start=1):
         spec_text(arg, f"args[{n}]")
     for item in env:
