@@ -179,6 +179,7 @@ CASES: dict[str, list[Case]] = {
         case("cid", code=USAGE, text="PATH"),
         case("cid", "{tmp}/missing", code=USAGE, text="does not exist"),
         case("cid", b"{tmp}/\xff", code=USAGE, text="does not exist"),
+        case("cid", "/dev/zero", code=INPUT, text="neither a file nor a directory"),  # read for ever before
     ],
     "profile": [
         case("profile", "extra", code=USAGE, text="extra"),
@@ -297,16 +298,24 @@ def test_a_port_in_use_is_one_error_line(tmp_path: Path) -> None:
     assert len([line for line in stderr.splitlines() if line.startswith("error: ")]) == 1, stderr
 
 
-def test_a_closed_stdout_is_a_silent_141(tmp_path: Path) -> None:
+@pytest.mark.parametrize("argv", [["profile"], ["list"], ["devstack", "--nodes", "1"]], ids=" ".join)
+def test_a_closed_stdout_is_a_silent_141(tmp_path: Path, argv: list[str]) -> None:
+    (tmp_path / "tmp").mkdir()
+    if argv == ["list"]:  # one record to print
+        from verifier.reputation import Records
+
+        Records(tmp_path / "cod-home" / "requester.db").record_job("bagaaieratest", "verified", None, 1, 1, {}, [])
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before cod writes a byte: every write is EPIPE
     try:
-        proc = subprocess.run([sys.executable, "-m", "cod", "profile"], cwd=tmp_path, stdout=write_end,
-                              stderr=subprocess.PIPE, env=environment(tmp_path, {}), timeout=120)
+        proc = subprocess.run([sys.executable, "-m", "cod", *argv], cwd=tmp_path, stdout=write_end,
+                              stderr=subprocess.PIPE, env=environment(tmp_path, {"TMPDIR": str(tmp_path / "tmp")}),
+                              timeout=TIMEOUT)
     finally:
         os.close(write_end)
     assert proc.returncode == BROKEN_PIPE, proc.stderr
     assert proc.stderr == b""
+    assert list((tmp_path / "tmp").iterdir()) == []  # a devstack stopped its nodes and removed their data
 
 
 def test_ctrl_c_ends_a_local_run_at_once(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +55,18 @@ def devstack(nodes: int, bad_nodes: int, base_dir: str | None) -> None:
 
     async def main() -> None:
         await stack.start()
-        for running in stack.nodes:
-            bad = "  (lies)" if running.node.cheat else ""
-            click.echo(f"node {running.node.identity.node_id} at {running.url}{bad}")
-        click.echo("\nTo use this network from another shell:\n")
-        click.echo(f"    export COD_NODES={','.join(stack.urls)}")
-        click.echo("    cod run --verify 3 vectors/wordcount.wasm -i vectors/data/wordcount\n", nl=True)
-        click.echo("Press Ctrl-C to stop.", err=True)
-        await until_interrupted()
-        await stack.stop()
+        try:  # whatever ends it (Ctrl-C, a closed stdout), the nodes stop and their data goes
+            for running in stack.nodes:
+                bad = "  (lies)" if running.node.cheat else ""
+                click.echo(f"node {running.node.identity.node_id} at {running.url}{bad}")
+            click.echo("\nTo use this network from another shell:\n")
+            click.echo(f"    export COD_NODES={','.join(stack.urls)}")
+            click.echo("    cod run --verify 3 vectors/wordcount.wasm -i vectors/data/wordcount\n", nl=True)
+            sys.stdout.flush()
+            click.echo("Press Ctrl-C to stop.", err=True)
+            await until_interrupted()
+        finally:
+            await stack.stop()
 
     asyncio.run(main())
 
