@@ -326,7 +326,9 @@ def test_ctrl_c_ends_a_local_run_at_once(tmp_path: Path) -> None:
         cwd=tmp_path, env=environment(tmp_path, {}), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
     try:
-        while not any(p.name.startswith(".cod-staging-") for p in tmp_path.iterdir()):  # the job has started
+        # wait until the guest runs (its staging directory exists), for at most TIMEOUT seconds
+        deadline = time.monotonic() + TIMEOUT
+        while not any(p.name.startswith(".cod-staging-") for p in tmp_path.iterdir()) and time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
