@@ -20,8 +20,11 @@
     ├── BadSignature              a statement's signature or binding does not check (exit 16)
     ├── NotFound                  no such job or blob is known here (exit 17)
     ├── ExecutorCrashed           the executor process died; the node stays up (exit 18)
-    └── EngineSettingError        an engine setting is not a wasmtime.Config property, or
-                                  wasmtime refuses its value (exit 20)
+    ├── EngineSettingError        an engine setting is not a wasmtime.Config property, or
+    │                             wasmtime refuses its value (exit 20)
+    ├── ConfigError               a node list (COD_NODES, the config file) is malformed (exit 21)
+    └── LocalPathError            a local file or directory cod must write (results, CAR,
+                                  records, devstack data) is unusable (exit 22)
 
 Verification outcomes (verified, mismatch, incomplete, unverifiable) are results, not errors:
 `cod run --verify` maps them to exit codes 0, 10, 11 and 12 (13: nodes of different
@@ -181,3 +184,15 @@ class EngineSettingError(CodError):
     """An engine setting is not a property of wasmtime.Config, or wasmtime refuses its value."""
 
     code = 20
+
+
+class ConfigError(CodError):
+    """A node list from COD_NODES or the config file is malformed."""
+
+    code = 21
+
+
+class LocalPathError(CodError):
+    """A local file or directory cod must write (results, CAR, records, devstack data) is unusable."""
+
+    code = 22

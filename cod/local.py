@@ -15,16 +15,21 @@ from pathlib import Path
 
 from .car import write_car
 from .errors import InputError, SpecError
-from .jobspec import DEFAULT_INPUT_PATH, Input, JobSpec, Limits, parse_seed
+from .jobspec import DEFAULT_INPUT_PATH, MAX_INT, Input, JobSpec, Limits, parse_seed
 from .unixfs import Importer
 from .wasm.engine import Engine
 from .wasm.executor import RunResult, module_cid, run
 
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+# ASCII digits only (int() also takes other scripts' digits); at most _MAX_DIGITS of them, so
+# no text reaches int()'s 4300-digit limit and every overflow is reported as out of range
+_SIZE = re.compile(r"^[ ]*([0-9]+)[ ]*([kmgt]?i?b?)[ ]*$", re.IGNORECASE | re.ASCII)
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12,
           "tb": 10**12, "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3,
           "ti": 1024**4, "tib": 1024**4}
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h)?\s*$")
+_DURATION = re.compile(r"^[ ]*([0-9]+)[ ]*(ms|s|m|h)?[ ]*$", re.ASCII)
+_DURATION_SCALE = {None: 1000, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+_MAX_DIGITS = 30
+_RANGE_HINT = f"a limit is at least 1 and at most {MAX_INT}"
 
 
 @dataclass(frozen=True)
@@ -37,35 +42,76 @@ class PreparedJob:
 
 
 def parse_size(text: str, name: str) -> int:
-    """``123``, ``64KiB``, ``256M``, ``1GiB``: a byte count."""
+    """``123``, ``64KiB``, ``256M``, ``1GiB``: a byte count in [1, 2**63-1].
+
+    Raises SpecError naming ``name`` for anything else (other units, fractions, overflow).
+    """
     match = _SIZE.match(text)
     if not match or match.group(2).lower() not in _UNITS:
         raise SpecError(name, f"{text!r} is not a size", "write bytes, e.g. 268435456, 256MiB or 1GB")
-    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+    return _in_range(match.group(1), _UNITS[match.group(2).lower()], text, name)
 
 
 def parse_duration_ms(text: str, name: str) -> int:
-    """``30`` (seconds), ``500ms``, ``30s``, ``5m``, ``1h``: milliseconds."""
+    """``30`` (seconds), ``500ms``, ``30s``, ``5m``, ``1h``: milliseconds in [1, 2**63-1].
+
+    Raises SpecError naming ``name`` for anything else.
+    """
     match = _DURATION.match(text)
     if not match:
         raise SpecError(name, f"{text!r} is not a duration", "write e.g. 30s, 500ms or 5m")
-    scale = {None: 1000, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}[match.group(2)]
-    return int(match.group(1)) * scale
+    return _in_range(match.group(1), _DURATION_SCALE[match.group(2)], text, name)
+
+
+def _in_range(digits: str, scale: int, text: str, name: str) -> int:
+    if len(digits.lstrip("0")) > _MAX_DIGITS:
+        raise SpecError(name, f"{text[:24]!r}... is out of range", _RANGE_HINT)
+    value = int(digits) * scale
+    if not 1 <= value <= MAX_INT:
+        raise SpecError(name, f"{text!r} is out of range ({value})", _RANGE_HINT)
+    return value
 
 
 def parse_mount(text: str) -> tuple[str, str]:
-    """``SRC[:DST]``: a host directory and where the job sees it (default /inputs)."""
+    """``SRC[:DST]``: a host directory and where the job sees it (default /inputs).
+
+    SRC is a host path (any bytes); DST goes into the spec, so it must be UTF-8 and absolute
+    (SpecError; the spec checks the rest). An empty SRC is an InputError.
+    """
     src, sep, dst = text.partition(":")
     if not src:
         raise InputError(f"-i {text!r}: no source directory", "write -i SRC or -i SRC:/path")
-    return src, (dst if sep else DEFAULT_INPUT_PATH)
+    if not sep:
+        return src, DEFAULT_INPUT_PATH
+    if not _utf8(dst):
+        raise SpecError("inputs.path", f"-i {text!r}: the mount path is not UTF-8 text",
+                        "job specs are UTF-8 JSON; name the mount path in UTF-8")
+    if not dst.startswith("/"):
+        raise SpecError("inputs.path", f"-i {text!r}: the mount path {dst!r} is not absolute",
+                        "write -i SRC:/path, e.g. -i data:/inputs")
+    return src, dst
 
 
 def parse_env(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` for the job's environment; raises SpecError when there is no ``=``, the key
+    is empty, or either side is not UTF-8 text."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise SpecError(f"env.{key}", f"-e {text!r} is not KEY=VALUE")
+        raise SpecError(f"env.{key}" if key else "env", f"-e {text!r} is not KEY=VALUE",
+                        "write -e NAME=VALUE (the name non-empty)")
+    if not _utf8(text):
+        raise SpecError(f"env.{key}", f"-e {text!r} is not UTF-8 text",
+                        "job specs are UTF-8 JSON; pass the variable in UTF-8")
     return key, value
+
+
+def _utf8(text: str) -> bool:
+    """False for text made of non-UTF-8 bytes (Python keeps them as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def prepare(

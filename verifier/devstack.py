@@ -13,13 +13,27 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from cod.errors import UsageError
 from cod.node.server import RunningNode, start_node
+
+MAX_NODES = 32
+"""Most nodes one devstack starts: each is a server and an executor process on this machine."""
 
 
 class Devstack:
+    """``nodes`` servers on loopback, the last ``bad_nodes`` of them liars.
+
+    Raises UsageError (before anything starts) unless 1 <= nodes <= MAX_NODES and
+    0 <= bad_nodes <= nodes.
+    """
+
     def __init__(self, nodes: int, bad_nodes: int = 0, base_dir: Path | None = None, **node_options: Any) -> None:
-        if not 0 <= bad_nodes <= nodes:
-            raise ValueError("bad_nodes must be between 0 and nodes")
+        if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
+            raise UsageError(f"a devstack runs 1 to {MAX_NODES} nodes, not {nodes!r}",
+                              "start fewer nodes, or run cod serve on more machines")
+        if isinstance(bad_nodes, bool) or not isinstance(bad_nodes, int) or not 0 <= bad_nodes <= nodes:
+            raise UsageError(f"{bad_nodes!r} bad nodes of {nodes}: a devstack has 0 to {nodes} bad nodes",
+                              "--bad-nodes is at most --nodes")
         self.count = nodes
         self.bad = bad_nodes
         self._own_dir = base_dir is None

@@ -4,16 +4,34 @@
     serve      a compute node; devstack: a local network of them (cli/network.py)
     get, describe, list, nodes: the requester's records (cli/network.py)
     cid, profile: tools (cli/tools.py)
+
+Whatever goes wrong, :func:`main` prints one ``error: ...`` line, at most one ``hint: ...``
+line, and exits with the code of the error class (README, "Exit codes"); a traceback only
+with ``COD_DEBUG=1``.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
+import traceback
 
 import click
 
 from .. import __version__
-from ..errors import CodError
+from ..errors import CodError, LocalPathError
+
+EXIT_INTERNAL = 1
+"""An exception cod did not expect: a bug (``error: internal error: ...``)."""
+EXIT_USAGE = 2
+"""A usage error: unknown option, missing or malformed argument, a count out of range."""
+EXIT_INTERRUPTED = 130
+"""SIGINT (Ctrl-C): 128 + 2, as a shell reports a process the signal ended."""
+EXIT_BROKEN_PIPE = 141
+"""stdout was closed by its reader (``cod list | head -1``): 128 + SIGPIPE, silently."""
+DEBUG_ENV = "COD_DEBUG"
+COMPLETE_ENV = "_COD_COMPLETE"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,26 +46,114 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Entry point: a CodError becomes one line on stderr and its exit code."""
+    """Entry point: run the command; every error becomes its lines on stderr and its exit code."""
+    sys.exit(run_cli(sys.argv[1:]))
+
+
+def run_cli(args: list[str]) -> int:
+    """Run ``cod ARGS``; returns the exit code after printing any error in the one documented shape."""
+    if os.environ.get(COMPLETE_ENV):  # shell completion: click's own protocol
+        cli.main(args=args, prog_name="cod")
     try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        # make_context/invoke rather than cli.main: click's main turns a closed stdout into a
+        # silent exit 1 and prints its own error shape, and both are decided here instead
+        with cli.make_context("cod", list(args)) as ctx:
+            code = cli.invoke(ctx)
+        sys.stdout.flush()
+    except SystemExit as exc:  # a command chose its exit code (cod run --verify: the outcome)
+        return _flushed(exc.code if isinstance(exc.code, int) else EXIT_INTERNAL if exc.code else 0)
+    except click.exceptions.Exit as exc:  # --help, --version
+        return _flushed(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `cod`: the help, as asked for
+        click.echo(exc.format_message())
+        return _flushed(0)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "cod"
+        return report(exc.format_message(), f"see '{command} --help'", EXIT_USAGE)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        return report(exc.format_message(), None, exc.exit_code)
     except CodError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
-        sys.exit(exc.code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        return report(exc.message, exc.hint, exc.code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        return report("interrupted", None, EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        if _stdout_is_pipe():
+            return _silence_stdout()
+        return _internal()
+    except OSError as exc:
+        if exc.filename is None:
+            return _internal()
+        # the host refused a path a command had to use: the user's to fix, not a bug
+        where = os.fsdecode(exc.filename) if isinstance(exc.filename, bytes) else str(exc.filename)
+        return report(f"cannot use {where!r}: {exc.strerror or exc}",
+                       "check the path and its permissions (COD_HOME, XDG_CONFIG_HOME, XDG_CACHE_HOME "
+                       "and HOME move cod's own directories)", LocalPathError.code)
+    except Exception:
+        return _internal()
+    return code if isinstance(code, int) else 0
+
+
+def report(message: str, hint: str | None, code: int) -> int:
+    """Print ``error:`` (and ``hint:``) as one line each on stderr; returns ``code``."""
+    _say(f"error: {_one_line(message)}")
+    if hint:
+        _say(f"hint: {_one_line(hint)}")
+    return code
+
+
+def _internal() -> int:
+    exc = sys.exc_info()[1]
+    if os.environ.get(DEBUG_ENV) == "1":
+        _say(traceback.format_exc().rstrip("\n"))
+    message = f"internal error: {type(exc).__name__}: {exc}"
+    return report(message, f"this is a bug in cod: rerun with {DEBUG_ENV}=1 for the traceback and report it",
+                   EXIT_INTERNAL)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text
+
+
+def _say(line: str) -> None:
+    """One line on stderr; non-UTF-8 bytes come out escaped, a closed stderr is ignored."""
+    try:
+        sys.stderr.flush()
+        sys.stderr.buffer.write(line.encode("utf-8", "backslashreplace") + b"\n")
+        sys.stderr.buffer.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _flushed(code: int) -> int:
+    """``code``, once stdout is flushed; a reader that went away makes it a silent 141."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _silence_stdout()
+    except (OSError, ValueError):
+        pass
+    return code
+
+
+def _stdout_is_pipe() -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(sys.stdout.fileno()).st_mode) or stat.S_ISSOCK(
+            os.fstat(sys.stdout.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _silence_stdout() -> int:
+    # Python flushes stdout again at exit; point it at /dev/null so that flush cannot fail
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 from . import network, run, tools  # noqa: E402,F401  (they register their commands on cli)
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "report", "run_cli"]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import click
 
 from ..errors import NotFound
 from . import cli
+from .options import JobRef, writable_dir
 
 
 CAP_HELP = {  # the node's caps (cod.node.caps.NodeCaps), published at /v1/info under "limits"
@@ -40,11 +42,13 @@ def _cap_options(command: Any) -> Any:
 @click.option("--data-dir", type=click.Path(file_okay=False), required=True,
               help="Where the node keeps its key, blobs, jobs and results.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=1234, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--port", type=click.IntRange(0, 65535), default=1234, show_default=True,
+              help="Port to listen on (0: any free port).")
 @click.option("--allow-listed-local-paths", "allow", multiple=True, type=click.Path(file_okay=False),
               help="Roots under which jobs may mount the node's local directories (repeatable).")
-@click.option("--concurrency", type=int, help="Jobs run at once (executor processes; default: cores).")
-@click.option("--queue-size", type=int, default=64, show_default=True,
+@click.option("--concurrency", type=click.IntRange(min=1),
+              help="Jobs run at once (executor processes; default: cores).")
+@click.option("--queue-size", type=click.IntRange(min=0), default=64, show_default=True,
               help="Jobs waiting beyond those running; past it the node answers 429.")
 @_cap_options
 def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurrency: int | None,
@@ -66,8 +70,9 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
 
 
 @cli.command()
-@click.option("--nodes", type=int, default=3, show_default=True, help="How many nodes to start.")
-@click.option("--bad-nodes", type=int, default=0, show_default=True,
+@click.option("--nodes", type=click.IntRange(min=1), default=3, show_default=True,
+              help="How many nodes to start.")
+@click.option("--bad-nodes", type=click.IntRange(min=0), default=0, show_default=True,
               help="How many of them lie: a wrong result with a valid signature.")
 @click.option("--base-dir", type=click.Path(file_okay=False), help="Keep the nodes' data here (default: temporary).")
 def devstack(nodes: int, bad_nodes: int, base_dir: str | None) -> None:
@@ -76,17 +81,27 @@ def devstack(nodes: int, bad_nodes: int, base_dir: str | None) -> None:
 
     from ..node.server import until_interrupted
 
+    if bad_nodes > nodes:
+        raise click.BadParameter(f"{bad_nodes} is more than --nodes {nodes}", param_hint="'--bad-nodes'")
+    if base_dir is not None:
+        writable_dir(base_dir, "--base-dir")
+
+    stack = Devstack(nodes, bad_nodes, Path(base_dir) if base_dir else None)  # checks its counts (UsageError)
+
     async def main() -> None:
-        stack = await Devstack(nodes, bad_nodes, Path(base_dir) if base_dir else None).start()
-        for running in stack.nodes:
-            bad = "  (lies)" if running.node.cheat else ""
-            click.echo(f"node {running.node.identity.node_id} at {running.url}{bad}")
-        click.echo("\nTo use this network from another shell:\n")
-        click.echo(f"    export COD_NODES={','.join(stack.urls)}")
-        click.echo("    cod run --verify 3 vectors/wordcount.wasm -i vectors/data/wordcount\n", nl=True)
-        click.echo("Press Ctrl-C to stop.", err=True)
-        await until_interrupted()
-        await stack.stop()
+        await stack.start()
+        try:  # whatever ends it (Ctrl-C, a closed stdout), the nodes stop and their data goes
+            for running in stack.nodes:
+                bad = "  (lies)" if running.node.cheat else ""
+                click.echo(f"node {running.node.identity.node_id} at {running.url}{bad}")
+            click.echo("\nTo use this network from another shell:\n")
+            click.echo(f"    export COD_NODES={','.join(stack.urls)}")
+            click.echo("    cod run --verify 3 vectors/wordcount.wasm -i vectors/data/wordcount\n", nl=True)
+            sys.stdout.flush()
+            click.echo("Press Ctrl-C to stop.", err=True)
+            await until_interrupted()
+        finally:
+            await stack.stop()
 
     asyncio.run(main())
 
@@ -100,7 +115,7 @@ def _job(records: Any, job: str) -> dict[str, Any]:
 
 
 @cli.command()
-@click.argument("job")
+@click.argument("job", type=JobRef())
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Where to put the results directory.")
 @click.option("--car", type=click.Path(dir_okay=False), help="Write the results as a CARv1 file instead.")
 def get(job: str, output_dir: str | None, car: str | None) -> None:
@@ -115,7 +130,7 @@ def get(job: str, output_dir: str | None, car: str | None) -> None:
 
 
 @cli.command()
-@click.argument("job")
+@click.argument("job", type=JobRef())
 def describe(job: str) -> None:
     """Show JOB's spec, its latest outcome with each node's signed statement, and every run (JSON)."""
     from verifier.reputation import Records
@@ -129,7 +144,7 @@ def describe(job: str) -> None:
 
 
 @cli.command(name="list")
-@click.option("--limit", type=int, default=50, show_default=True, help="How many jobs, newest first.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many jobs, newest first.")
 def list_jobs(limit: int) -> None:
     """List the jobs this requester ran, with their latest outcomes and how many runs were mismatches."""
     from verifier.reputation import Records

@@ -3,16 +3,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import stat
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
+from ..errors import InputError, UsageError
 from ..jobspec import Limits
-from ..local import PreparedJob, parse_duration_ms, parse_size, prepare, prepare_docker, run_prepared
+from ..local import PreparedJob, parse_env, parse_mount, prepare, prepare_docker, run_prepared
 from ..wasm.engine import Engine, default_cache_dir
-from . import cli
+from . import EXIT_INTERRUPTED, cli, report
+from .options import NodeURL, SpecDuration, SpecInt, SpecSize, SpecText, node_urls, spec_text, writable_parent
 
 
 class Steps:
@@ -41,39 +48,54 @@ class Steps:
 @click.option("-i", "--input", "inputs", multiple=True, metavar="SRC[:DST]",
               help="Mount host directory SRC read-only at DST (default /inputs).")
 @click.option("-e", "--env", "env", multiple=True, metavar="K=V", help="Set an environment variable for the job.")
-@click.option("--seed", help="Seed of the job's random stream: 64 hex digits, or any text (hashed).")
-@click.option("--fuel", type=int, default=Limits.fuel, show_default=True, help="Fuel limit (wasm instructions).")
-@click.option("--memory", default="256MiB", show_default=True, help="Linear memory limit.")
-@click.option("--timeout", default="600s", show_default=True, help="Wall-clock safety timeout (no result if hit).")
-@click.option("--max-stdout", default="16MiB", show_default=True, help="Cap on stdout bytes.")
-@click.option("--max-stderr", default="16MiB", show_default=True, help="Cap on stderr bytes.")
-@click.option("--max-output", default="1GiB", show_default=True, help="Cap on bytes written under the output dir.")
-@click.option("--entry-point", help="Exported function to call (default _start).")
+@click.option("--seed", type=SpecText("seed"),
+              help="Seed of the job's random stream: 64 hex digits, or any text (hashed).")
+@click.option("--fuel", type=SpecInt("limits.fuel"), default=Limits.fuel, show_default=True,
+              help="Fuel limit (wasm instructions).")
+@click.option("--memory", type=SpecSize("limits.memory_bytes"), default="256MiB", show_default=True,
+              help="Linear memory limit.")
+@click.option("--timeout", type=SpecDuration("limits.timeout_ms"), default="600s", show_default=True,
+              help="Wall-clock safety timeout (no result if hit).")
+@click.option("--max-stdout", type=SpecSize("limits.stdout_bytes"), default="16MiB", show_default=True,
+              help="Cap on stdout bytes.")
+@click.option("--max-stderr", type=SpecSize("limits.stderr_bytes"), default="16MiB", show_default=True,
+              help="Cap on stderr bytes.")
+@click.option("--max-output", type=SpecSize("limits.output_bytes"), default="1GiB", show_default=True,
+              help="Cap on bytes written under the output dir.")
+@click.option("--entry-point", type=SpecText("entry_point"), help="Exported function to call (default _start).")
 @click.option("--engine", type=click.Choice(["wasm", "docker"]), default="wasm", show_default=True,
               help="wasm: MODULE is a .wasm file. docker: MODULE is an image, ARGS its command (unverifiable).")
-@click.option("--verify", "verify_n", type=int, help="Run on N distinct nodes and compare their signed results.")
-@click.option("--quorum", type=int, help="With --verify: accept K-of-N agreement (reported as such).")
-@click.option("--node", "nodes", multiple=True, metavar="URL",
+@click.option("--verify", "verify_n", type=click.IntRange(min=1),
+              help="Run on N distinct nodes and compare their signed results.")
+@click.option("--quorum", type=click.IntRange(min=1), help="With --verify: accept K-of-N agreement (reported as such).")
+@click.option("--node", "nodes", multiple=True, metavar="URL", type=NodeURL(),
               help="A node to use (repeatable); else COD_NODES, the config file, or an embedded devstack.")
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Where to put the results directory.")
 @click.option("--car", type=click.Path(dir_okay=False), help="Also write the results as a CARv1 file.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Compiled-module cache (private).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], env: tuple[str, ...], seed: str | None,
-        fuel: int, memory: str, timeout: str, max_stdout: str, max_stderr: str, max_output: str,
+        fuel: int, memory: int, timeout: int, max_stdout: int, max_stderr: int, max_output: int,
         entry_point: str | None, engine: str, verify_n: int | None, quorum: int | None, nodes: tuple[str, ...],
         output_dir: str | None, car: str | None, cache_dir: str | None, as_json: bool) -> None:
     """Run MODULE.wasm with ARGS: locally, or with --verify N on N nodes, and print the result CID."""
-    limits = Limits(
-        fuel=fuel,
-        memory_bytes=parse_size(memory, "limits.memory_bytes"),
-        stdout_bytes=parse_size(max_stdout, "limits.stdout_bytes"),
-        stderr_bytes=parse_size(max_stderr, "limits.stderr_bytes"),
-        output_bytes=parse_size(max_output, "limits.output_bytes"),
-        timeout_ms=parse_duration_ms(timeout, "limits.timeout_ms"),
-    )
-    if (nodes or quorum) and verify_n is None and engine != "docker":
+    limits = Limits(fuel=fuel, memory_bytes=memory, stdout_bytes=max_stdout, stderr_bytes=max_stderr,
+                    output_bytes=max_output, timeout_ms=timeout)
+    networked = verify_n is not None or engine == "docker"
+    if (nodes or quorum) and not networked:
         raise click.UsageError("--node and --quorum go with --verify N")
+    if engine == "docker":
+        spec_text(module, "image")
+    else:
+        _check_module_file(module)
+    _check_texts(args, env, inputs)
+    if output_dir is not None:
+        writable_parent(output_dir, "--output-dir", create=True)
+    if car is not None:
+        writable_parent(car, "--car", create=False)
+    if networked:
+        nodes = tuple(node_urls(nodes))
+        _check_embedded(nodes, verify_n or 1)
     if engine == "docker":
         job = prepare_docker(module, list(args), inputs=list(inputs), env=list(env), limits=limits)
         _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json)
@@ -84,7 +106,8 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], env: tuple[
         _run_network(job, verify_n, quorum, nodes, output_dir, car, as_json)
         return
     engine_ = Engine(cache_dir or os.environ.get("COD_CACHE_DIR") or default_cache_dir())
-    result = run_prepared(job, output_dir, engine_, car)
+    with _interrupt_exits():
+        result = run_prepared(job, output_dir, engine_, car)
     stdout = (result.results_dir / "stdout").read_bytes()
     if as_json:
         out: dict[str, Any] = {
@@ -109,6 +132,76 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], env: tuple[
     click.echo("--- stdout ---", err=True)
     sys.stdout.buffer.write(stdout)
     sys.stdout.flush()
+
+
+def _check_module_file(path: str) -> None:
+    """Refuse (InputError) a module path that names no regular file: reading a FIFO would wait
+    for a writer for ever, a device such as /dev/zero would never end. A missing path is left
+    to prepare(), which says so."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise InputError(f"cannot read module {path!r}: it is {what}", "name a .wasm file")
+
+
+def _check_texts(args: tuple[str, ...], env: tuple[str, ...], inputs: tuple[str, ...]) -> None:
+    """Refuse (SpecError) text bound for the spec that is not UTF-8, before any file is read."""
+    for n, arg in enumerate(args, start=1):
+        spec_text(arg, f"args[{n}]")
+    for item in env:
+        parse_env(item)
+    for item in inputs:
+        parse_mount(item)
+
+
+def _check_embedded(urls: tuple[str, ...], n: int) -> None:
+    """With no nodes configured a run starts N nodes here: refuse N past the devstack's bound."""
+    from verifier.devstack import MAX_NODES
+
+    if not urls and n > MAX_NODES:
+        raise UsageError(f"--verify {n}: no nodes are configured, and an embedded devstack runs at most "
+                          f"{MAX_NODES} nodes", "name nodes with --node or COD_NODES, or verify on fewer")
+
+
+@contextmanager
+def _interrupt_exits() -> Iterator[None]:
+    """While a job runs here, Ctrl-C ends the process at once: ``error: interrupted``, exit 130.
+
+    The guest runs inside wasmtime on this thread, where Python raises KeyboardInterrupt only
+    when the guest calls the host (a guest loop may never), and ctypes drops an exception raised
+    on entry to a host call, so the run would go on. SIGINT therefore only wakes a watcher
+    thread, which exits the process: results are installed by one rename when complete, so
+    none is left half-written (the hidden staging directory beside it may remain).
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield  # SIGINT ignored (a background job) or handled by someone else: leave it so
+        return
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    previous_fd = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+
+    def watch() -> None:
+        while True:
+            data = os.read(wake_r, 1)
+            if not data:
+                os.close(wake_r)
+                return
+            if data[0] == signal.SIGINT:
+                report("interrupted", "a run cut short keeps no result", EXIT_INTERRUPTED)
+                os._exit(EXIT_INTERRUPTED)
+
+    threading.Thread(target=watch, name="cod-sigint", daemon=True).start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.close(wake_w)
 
 
 def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str, ...], output_dir: str | None,

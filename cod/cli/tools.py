@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import click
 
+from ..errors import InputError
 from ..unixfs import cid_of_tree
 from ..wasm.engine import ENGINE_SETTINGS, profile_id, wasmtime_version
 from . import cli
@@ -13,6 +16,9 @@ from . import cli
 @click.argument("path", type=click.Path(exists=True))
 def cid(path: str) -> None:
     """Print the UnixFS CID (unixfs-v1-2025 profile) of a file or directory."""
+    mode = os.stat(path).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a FIFO would block, /dev/zero never end
+        raise InputError(f"{path!r} is neither a file nor a directory", "cod cid hashes files and directories")
     click.echo(str(cid_of_tree(path)))
 
 

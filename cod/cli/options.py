@@ -1,0 +1,248 @@
+"""Checks of command-line values, done where they are parsed, before anything starts.
+
+Counts are click ranges (a usage error, exit 2); job spec values (limits, args, env, seed,
+entry point) are SpecErrors naming the spec field (exit 3); node URLs from ``--node`` are
+usage errors, from COD_NODES or the config file ConfigErrors (exit 21); destinations that
+cannot be written are LocalPathErrors (exit 22). Text bound for a job spec must be UTF-8:
+Python hands non-UTF-8 argv and environment bytes over as lone surrogates, which no spec
+can hold, so they are refused here with the field they were meant for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from ..errors import ConfigError, LocalPathError, SpecError
+from ..jobspec import MAX_INT
+from ..local import parse_duration_ms, parse_size
+
+MAX_URL_BYTES = 2048
+"""Longest node URL accepted (browsers and proxies agree on at least this)."""
+
+URL_SCHEMES = ("http", "https")
+NODES_HINT = "write node URLs as http://HOST:PORT, e.g. COD_NODES=http://127.0.0.1:1234,http://10.0.0.2:1234"
+CONFIG_HINT = 'the config file holds {"nodes": ["http://HOST:PORT", ...]}'
+
+
+def not_utf8(text: str) -> bool:
+    """True when ``text`` came from bytes that are not UTF-8 (Python keeps them as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def spec_text(value: str, field: str) -> str:
+    """``value`` if it can go into a job spec as ``field``; raises SpecError for non-UTF-8 bytes."""
+    if not_utf8(value):
+        raise SpecError(field, f"{value!r} is not UTF-8 text",
+                        "job specs are UTF-8 JSON; pass the text in UTF-8 (check your locale or the bytes)")
+    return value
+
+
+def check_spec_int(value: int, field: str) -> int:
+    """``value`` if a job spec limit may hold it ([1, 2**63-1]); raises SpecError."""
+    if not 1 <= value <= MAX_INT:
+        raise SpecError(field, f"{value} is out of range [1, {MAX_INT}]",
+                        "limits are positive and fit a signed 64-bit integer")
+    return value
+
+
+class SpecInt(click.ParamType[int]):
+    """A positive integer bound for a job spec limit, in ASCII decimal digits."""
+
+    name = "integer"
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return check_spec_int(value, self.field)
+        text = str(value).strip()
+        digits = text.lstrip("-")
+        # ASCII only: int() also takes other scripts' digits and refuses more than 4300 of them
+        if not digits or not (digits.isascii() and digits.isdigit()):
+            raise SpecError(self.field, f"{value!r} is not an integer", "write decimal digits, e.g. 50000000000")
+        if len(digits.lstrip("0")) > len(str(MAX_INT)):
+            raise SpecError(self.field, f"{text[:24]}... is out of range [1, {MAX_INT}]",
+                            "limits are positive and fit a signed 64-bit integer")
+        return check_spec_int(int(text), self.field)
+
+
+class SpecSize(click.ParamType[int]):
+    """A byte count (``256MiB``) bound for a job spec limit."""
+
+    name = "size"
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return check_spec_int(value, self.field)
+        return parse_size(str(value), self.field)
+
+
+class SpecDuration(click.ParamType[int]):
+    """A duration (``30s``, ``500ms``) in milliseconds, bound for a job spec limit."""
+
+    name = "duration"
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return check_spec_int(value, self.field)
+        return parse_duration_ms(str(value), self.field)
+
+
+class SpecText(click.ParamType[str]):
+    """Text bound for a job spec field: UTF-8, and not empty."""
+
+    name = "text"
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = spec_text(str(value), self.field)
+        if not text:
+            raise SpecError(self.field, "is empty", "give a value, or leave the option out")
+        return text
+
+
+class JobRef(click.ParamType[str]):
+    """A job CID or a prefix of one: ASCII letters and digits (CIDs are base32 or base58)."""
+
+    name = "job"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not (text.isascii() and text.isalnum()):
+            self.fail(f"{text!r} is not a job CID or a prefix of one (letters and digits)", param, ctx)
+        return text
+
+
+def node_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a node's base URL (http or https, a host, a port in 1-65535), or None."""
+    if not_utf8(url):
+        return "is not UTF-8 text"
+    if len(url.encode()) > MAX_URL_BYTES:
+        return f"is longer than {MAX_URL_BYTES} bytes"
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+        return "holds white space or a control character"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"is malformed ({exc})"
+    if parts.scheme not in URL_SCHEMES:
+        return "does not start with http:// or https://"
+    if not parts.hostname:
+        return "names no host"
+    if port == 0:
+        return "names port 0"
+    if parts.username is not None or parts.query or parts.fragment:
+        return "holds a user name, a query or a fragment; a node URL is http://HOST:PORT[/PATH]"
+    return None
+
+
+class NodeURL(click.ParamType[str]):
+    """A ``--node`` URL, checked before anything starts."""
+
+    name = "url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        problem = node_url_problem(str(value))
+        if problem:
+            self.fail(f"{value!r} {problem}", param, ctx)
+        return str(value)
+
+
+def node_urls(explicit: tuple[str, ...]) -> list[str]:
+    """The node URLs a verified run uses: ``--node``, else COD_NODES, else the config file.
+
+    Every URL is checked; raises ConfigError naming the source of a bad one. An empty list
+    means no nodes are configured (the run starts an embedded devstack).
+    """
+    if explicit:
+        return list(explicit)
+    env = os.environ.get("COD_NODES", "").strip()
+    if env:
+        urls = [u.strip() for u in env.split(",") if u.strip()]
+        _check_urls(urls, "COD_NODES", NODES_HINT)
+        return urls
+    return _config_nodes()
+
+
+def _config_nodes() -> list[str]:
+    from verifier.network import config_path
+
+    path = config_path()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}", CONFIG_HINT) from exc
+    try:
+        data: Any = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 JSON: {exc}", CONFIG_HINT) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} holds a {type(data).__name__}, not an object", CONFIG_HINT)
+    nodes = data.get("nodes", [])
+    if not isinstance(nodes, list) or not all(isinstance(u, str) for u in nodes):
+        raise ConfigError(f"config file {str(path)!r}: \"nodes\" must be a list of URL strings", CONFIG_HINT)
+    _check_urls(nodes, f"config file {str(path)!r}", CONFIG_HINT)
+    return list(nodes)
+
+
+def _check_urls(urls: list[str], source: str, hint: str) -> None:
+    for url in urls:
+        problem = node_url_problem(url)
+        if problem:
+            raise ConfigError(f"{source}: {url!r} {problem}", hint)
+
+
+def writable_parent(path: str, what: str, create: bool) -> None:
+    """Refuse (LocalPathError) a destination whose directory cannot take it.
+
+    With ``create`` the missing directories are made by the writer, so the nearest existing
+    ancestor must be a writable directory; without, the parent itself must be one.
+    """
+    target = Path(os.path.abspath(path))
+    parent = target.parent
+    if create:
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+    if not parent.exists():
+        raise LocalPathError(f"{what} {path!r}: directory {str(parent)!r} does not exist",
+                             "create it first, or choose another path")
+    if not parent.is_dir():
+        raise LocalPathError(f"{what} {path!r}: {str(parent)!r} is not a directory", "choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise LocalPathError(f"{what} {path!r}: directory {str(parent)!r} is not writable",
+                             "choose a directory you can write")
+
+
+def writable_dir(path: str, what: str) -> None:
+    """Refuse (LocalPathError) a directory cod must create or write into: it, or its nearest
+    existing ancestor, must be a writable directory."""
+    existing = Path(os.path.abspath(path))
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise LocalPathError(f"{what} {path!r}: {str(existing)!r} is not a directory", "choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise LocalPathError(f"{what} {path!r}: directory {str(existing)!r} is not writable",
+                             "choose a directory you can write")

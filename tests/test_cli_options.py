@@ -1,0 +1,74 @@
+"""The parsers behind `cod run`'s options, against values derived by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from cod.cli.options import node_url_problem
+from cod.errors import InputError, SpecError
+from cod.local import parse_duration_ms, parse_env, parse_mount, parse_size
+
+MAX = 9_223_372_036_854_775_807  # 2**63 - 1, the largest spec integer (SPEC.md 2)
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("1", 1), ("64KiB", 64 * 1024), ("256MiB", 268_435_456), ("1GiB", 1_073_741_824), ("1GB", 1_000_000_000),
+    ("2t", 2_000_000_000_000), ("8388607TiB", 8_388_607 * 1_099_511_627_776), (" 5 kb ", 5000),
+    (str(MAX), MAX), ("0" * 40 + "7", 7),
+])
+def test_sizes(text: str, value: int) -> None:
+    assert parse_size(text, "limits.memory_bytes") == value
+
+
+@pytest.mark.parametrize("text", [
+    "0", "0KiB", str(MAX + 1), "8388608TiB", "1.5GiB", "1PiB", "-1", "1 GiB extra", "", "\u0661", "1\tGiB",
+    "9" * 5000,
+])
+def test_sizes_refused(text: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_size(text, "limits.memory_bytes")
+    assert caught.value.field == "limits.memory_bytes"
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("30", 30_000), ("500ms", 500), ("30s", 30_000), ("5m", 300_000), ("1h", 3_600_000), (str(MAX) + "ms", MAX),
+])
+def test_durations(text: str, value: int) -> None:
+    assert parse_duration_ms(text, "limits.timeout_ms") == value
+
+
+@pytest.mark.parametrize("text", ["0s", "0ms", "1.5s", "1d", str(MAX) + "s", "s", "9" * 5000 + "h"])
+def test_durations_refused(text: str) -> None:
+    with pytest.raises(SpecError):
+        parse_duration_ms(text, "limits.timeout_ms")
+
+
+def test_env_and_mounts() -> None:
+    assert parse_env("A=b=c") == ("A", "b=c")
+    assert parse_env("A=") == ("A", "")
+    for bad in ("A", "=x", "A=\udcff", "\udcff=1"):
+        with pytest.raises(SpecError):
+            parse_env(bad)
+    assert parse_mount("data") == ("data", "/inputs")
+    assert parse_mount("d\udcff:/in") == ("d\udcff", "/in")  # a host path may be any bytes
+    with pytest.raises(InputError):
+        parse_mount(":/in")
+    for bad in ("data:in", "data:/in\udcff"):
+        with pytest.raises(SpecError):
+            parse_mount(bad)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1234", "https://node.example/cod", "http://[::1]:80"])
+def test_node_urls(url: str) -> None:
+    assert node_url_problem(url) is None
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("127.0.0.1:1234", "http://"), ("ftp://a", "http://"), ("http://", "no host"), ("http://a:99999", "malformed"),
+    ("http://a:0", "port 0"), ("http://a:x", "malformed"), ("http://[::1", "malformed"), ("http://a b", "white space"),
+    ("http://\udcff", "UTF-8"), ("http://u@a", "user name"), ("http://a/?q", "query"),
+    ("http://a/" + "x" * 3000, "longer"),
+])
+def test_node_urls_refused(url: str, why: str) -> None:
+    problem = node_url_problem(url)
+    assert problem is not None and why in problem
