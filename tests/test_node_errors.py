@@ -170,8 +170,7 @@ def test_cod_serve_reports_one_error_line(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        cases = [("--port", "70000"), ("--port", str(taken.getsockname()[1])),
-                 ("--data-dir", str(tmp_path / "file" / "sub"))]
+        cases = [("--port", str(taken.getsockname()[1])), ("--data-dir", str(tmp_path / "file" / "sub"))]
         for args in cases:
             data_dir = [] if "--data-dir" in args else ["--data-dir", str(tmp_path / "d")]
             done = _serve(*data_dir, *args, "--concurrency", "1")
@@ -179,6 +178,9 @@ def test_cod_serve_reports_one_error_line(tmp_path: Path) -> None:
             lines = done.stderr.splitlines()
             assert lines[0].startswith("error: ") and lines[1].startswith("hint: ") and len(lines) == 2, done.stderr
             assert "Traceback" not in done.stderr
+        out_of_range = _serve("--data-dir", str(tmp_path / "d"), "--port", "70000")  # checked where parsed
+        assert out_of_range.returncode == 2 and out_of_range.stderr.startswith("error: "), out_of_range.stderr
+        assert "Traceback" not in out_of_range.stderr
         done = _serve("--data-dir", str(tmp_path / "file"))  # click's own check: a usage error
         assert done.returncode == 2 and "is a file" in done.stderr and "Traceback" not in done.stderr
 

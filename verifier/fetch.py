@@ -42,7 +42,8 @@ PER_ENTRY_OVERHEAD = 1024  # an entry's framing (<= 40), its link (name <= 255, 
 RESULTS_TOP_ENTRIES = 6  # the root, stdout, stderr, exitCode, trap, outputs
 DOWNLOAD_TIMEOUT_S = 600.0
 STALL_TIMEOUT_S = 30.0
-WRITE_CHUNK = 1 << 20
+RATE_GRACE_S = 2.0
+MIN_RATE_BYTES_S = 64 << 10  # 512 kbit/s: below any link a node serves results on
 
 
 def results_car_bound(limits: Limits | None) -> int:
@@ -90,20 +91,49 @@ async def _receive(session: aiohttp.ClientSession, url: str, job_cid: str, dest:
             declared = resp.content_length
             if declared is not None and declared > bound:
                 raise NodeError(f"declared {declared} bytes, over the {bound} this job's results can have")
+            pace = _Pace(asyncio.get_running_loop().time())
             if declared is not None and declared <= in_memory:
-                return await read_capped(resp, declared, url, "the results")
-            size = 0
+                parts: list[bytes] = []
+                while chunk := await pace.next(resp, declared):
+                    parts.append(chunk)
+                return b"".join(parts)
             with open(dest, "wb") as out:
-                async for chunk in resp.content.iter_chunked(WRITE_CHUNK):
-                    size += len(chunk)
-                    if size > bound:
-                        raise NodeError(f"sent more than the {bound} bytes this job's results can have")
+                while chunk := await pace.next(resp, bound):
                     out.write(chunk)
             return None
     except asyncio.TimeoutError:
         raise NodeError(f"did not finish sending the results within {timeout_s:g} s") from None
     except aiohttp.ClientError as exc:
         raise NodeError(f"failed to send the results: {type(exc).__name__} {schema.clean(str(exc), 200)}") from None
+
+
+class _Pace:
+    """Bytes received from one node, against the byte bound and a minimum rate.
+
+    After RATE_GRACE_S, a node must have sent MIN_RATE_BYTES_S per second since: one that
+    drips its CAR would otherwise hold the whole download budget, which every agreeing node
+    shares, and no honest node could be asked in time.
+    """
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.size = 0
+
+    async def next(self, resp: aiohttp.ClientResponse, bound: int) -> bytes:
+        """The next chunk of the body (b"" at its end); NodeError past ``bound`` bytes or when
+        the node falls below the minimum rate (waiting no longer than the rate allows)."""
+        loop = asyncio.get_running_loop()
+        due = self.started + RATE_GRACE_S + self.size / MIN_RATE_BYTES_S  # when the rate would fail
+        try:
+            chunk = await asyncio.wait_for(resp.content.readany(), max(0.0, due - loop.time()))
+        except asyncio.TimeoutError:
+            elapsed = loop.time() - self.started
+            raise NodeError(f"sent {self.size} bytes in {elapsed:.1f} s, slower than {MIN_RATE_BYTES_S} "
+                            "bytes/s") from None
+        self.size += len(chunk)
+        if self.size > bound:
+            raise NodeError(f"sent more than the {bound} bytes this job's results can have")
+        return chunk
 
 
 def _check(small: bytes | None, tmp_car: Path, root: CID, staging: Path | None, scratch: Path) -> None:
