@@ -529,6 +529,7 @@ class Wasi:
 
     def fd_filestat_set_times(self, caller: wasmtime.Caller, fd: int, atim: int, mtim: int, flags: int) -> int:
         handle = self._handle(fd)
+        _check_fst_flags(flags)
         if handle.mount is not None and not handle.mount.writable:
             raise Errno(abi.EROFS)
         return abi.SUCCESS  # timestamps are fixed at the epoch: setting them is a no-op
@@ -705,7 +706,10 @@ class Wasi:
             if filetype == abi.FILETYPE_SYMBOLIC_LINK:
                 raise Errno(abi.ELOOP)
             if filetype == abi.FILETYPE_DIRECTORY:
-                if write:
+                # Rights are advisory (fdstat reports them all): asking for FD_WRITE on a
+                # directory is what wasi-libc and Rust's std do, and opens it; truncating or
+                # appending to one is EISDIR.
+                if oflags & abi.O_TRUNC or fdflags & abi.FDFLAG_APPEND:
                     raise Errno(abi.EISDIR)
                 new = Handle(abi.FILETYPE_DIRECTORY, mount=mount, comps=comps, writable=mount.writable)
                 self._put(view, fd_ptr, "<I", self._new_fd(new))
@@ -762,6 +766,7 @@ class Wasi:
         _, info = self.fs.resolve(mount, base.comps, path, bool(flags & abi.LOOKUP_SYMLINK_FOLLOW))
         if info is None:
             raise Errno(abi.ENOENT)
+        _check_fst_flags(fst_flags)
         if not mount.writable:
             raise Errno(abi.EROFS)
         return abi.SUCCESS  # timestamps are fixed at the epoch
@@ -857,3 +862,9 @@ class Wasi:
             raise host_error(exc) from exc
         return abi.SUCCESS
 
+
+def _check_fst_flags(flags: int) -> None:
+    """EINVAL when a time is both given and ``now`` (ATIM with ATIM_NOW, MTIM with MTIM_NOW),
+    as preview1 requires; otherwise nothing: the times themselves never change."""
+    if (flags & abi.FST_ATIM and flags & abi.FST_ATIM_NOW) or (flags & abi.FST_MTIM and flags & abi.FST_MTIM_NOW):
+        raise Errno(abi.EINVAL)
