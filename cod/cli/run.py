@@ -40,6 +40,10 @@ class Steps:
 @click.argument("args", nargs=-1)
 @click.option("-i", "--input", "inputs", multiple=True, metavar="SRC[:DST]",
               help="Mount host directory SRC read-only at DST (default /inputs).")
+@click.option("--outputs", "outputs", metavar="PATH", help="Where the job sees its writable directory "
+              "(default /outputs; / mounts it as the root, with no inputs).")
+@click.option("--output-base", "output_base", type=click.Path(file_okay=False), metavar="DIR",
+              help="Start the writable directory as a copy of DIR (hashed into the spec like -i).")
 @click.option("-e", "--env", "env", multiple=True, metavar="K=V", help="Set an environment variable for the job.")
 @click.option("--seed", help="Seed of the job's random stream: 64 hex digits, or any text (hashed).")
 @click.option("--fuel", type=int, default=Limits.fuel, show_default=True, help="Fuel limit (wasm instructions).")
@@ -59,7 +63,8 @@ class Steps:
 @click.option("--car", type=click.Path(dir_okay=False), help="Also write the results as a CARv1 file.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Compiled-module cache (private).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], env: tuple[str, ...], seed: str | None,
+def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: str | None,
+        output_base: str | None, env: tuple[str, ...], seed: str | None,
         fuel: int, memory: str, timeout: str, max_stdout: str, max_stderr: str, max_output: str,
         entry_point: str | None, engine: str, verify_n: int | None, quorum: int | None, nodes: tuple[str, ...],
         output_dir: str | None, car: str | None, cache_dir: str | None, as_json: bool) -> None:
@@ -75,11 +80,13 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], env: tuple[
     if (nodes or quorum) and verify_n is None and engine != "docker":
         raise click.UsageError("--node and --quorum go with --verify N")
     if engine == "docker":
+        if outputs or output_base:
+            raise click.UsageError("--outputs and --output-base go with wasm jobs")
         job = prepare_docker(module, list(args), inputs=list(inputs), env=list(env), limits=limits)
         _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json)
         return
     job = prepare(module, list(args), inputs=list(inputs), env=list(env), seed=seed, entry_point=entry_point,
-                  limits=limits)
+                  limits=limits, outputs=outputs, output_base=output_base)
     if verify_n is not None:
         _run_network(job, verify_n, quorum, nodes, output_dir, car, as_json)
         return
