@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,17 @@ def test_cod_run_output_base(tmp_path: Path) -> None:
     os.symlink("f", base / "link")
     refused = cod("run", str(VECTORS / "fsprog.wasm"), "--outputs", "/", "--output-base", str(base))
     assert refused.returncode == InputError.code and "symlink" in refused.stderr
+
+
+def test_fdstat_reports_the_sync_and_nonblock_flags_given_at_open(root: Harness) -> None:
+    dsync, nonblock, rsync, sync, append = 2, 4, 8, 16, 1  # preview1 fdflags bits
+    errno, fd = root.open(b"f", oflags=1, fdflags=sync | dsync | append, write=True)
+    assert errno == 0
+    assert root.call("fd_fdstat_get", fd, 0x300) == 0
+    assert struct.unpack_from("<H", root.read(0x302, 2))[0] == sync | dsync | append  # fs_flags at offset 2
+    assert root.call("fd_fdstat_set_flags", fd, 0) == 0  # clears APPEND only
+    assert root.call("fd_fdstat_get", fd, 0x300) == 0
+    assert struct.unpack_from("<H", root.read(0x302, 2))[0] == sync | dsync
+    errno, fd = root.open(b"f", fdflags=nonblock | rsync)
+    assert root.call("fd_fdstat_get", fd, 0x300) == 0
+    assert struct.unpack_from("<H", root.read(0x302, 2))[0] == nonblock | rsync

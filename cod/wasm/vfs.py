@@ -106,6 +106,7 @@ class Handle:
     readable: bool = True
     writable: bool = False
     append: bool = False
+    kept_flags: int = 0  # fdflags other than APPEND given at open: reported, without effect
     stream: str | None = None  # "stdin", "stdout", "stderr"
     position: int = 0  # the virtual file position: the host's lseek position is never used
     listing: list[tuple[bytes, int, int]] | None = field(default=None, repr=False)

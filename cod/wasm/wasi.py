@@ -117,6 +117,10 @@ def functypes() -> dict[str, FuncType]:
 def _signature(ty: FuncType) -> tuple[str, str]:
     return ("".join(_KINDS.get(str(p), "?") for p in ty.params), "".join(_KINDS.get(str(r), "?") for r in ty.results))
 _RIGHT_FD_READ = 1 << 1
+_KEPT_FDFLAGS = 0b11110
+"""DSYNC, NONBLOCK, RSYNC and SYNC given to path_open: fd_fdstat_get reports them as given and
+nothing else changes (cod's writes reach the host before the run's result is taken, and no
+file ever blocks)."""
 _FILESTAT = struct.Struct("<QQBxxxxxxxQQQQQ")
 _FDSTAT = struct.Struct("<BxHxxxxQQ")
 _DIRENT = struct.Struct("<QQIBxxx")
@@ -475,7 +479,7 @@ class Wasi:
 
     def fd_fdstat_get(self, caller: wasmtime.Caller, fd: int, ptr: int) -> int:
         handle = self._handle(fd)
-        flags = abi.FDFLAG_APPEND if handle.append else 0
+        flags = (abi.FDFLAG_APPEND if handle.append else 0) | handle.kept_flags
         _FDSTAT.pack_into(self._span(self._view(caller), ptr, abi.FDSTAT_SIZE), 0, handle.filetype, flags,
                           abi.RIGHTS_ALL, abi.RIGHTS_ALL)
         return abi.SUCCESS
@@ -727,7 +731,7 @@ class Wasi:
                 raise host_error(exc) from exc
         readable = bool(rights_base & _RIGHT_FD_READ) or not write
         new = Handle(abi.FILETYPE_REGULAR_FILE, mount=mount, comps=comps, host_fd=host_fd, readable=readable,
-                     writable=write, append=bool(fdflags & abi.FDFLAG_APPEND))
+                     writable=write, append=bool(fdflags & abi.FDFLAG_APPEND), kept_flags=fdflags & _KEPT_FDFLAGS)
         self._put(view, fd_ptr, "<I", self._new_fd(new))
         return abi.SUCCESS
 
