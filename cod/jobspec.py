@@ -1,8 +1,8 @@
 """The job spec: what to run, on what, under which limits; its canonical bytes and CID.
 
 Canonical bytes are the spec's JSON object with every field present (defaults filled in,
-``seed`` and ``output_base`` left out when not set), keys sorted by code point, no insignificant white space,
-UTF-8, integers only. The job CID is CIDv1(json codec 0x0200, sha2-256 of those bytes).
+``seed`` and ``output_base`` left out when not set), keys sorted by code point, no
+insignificant white space, UTF-8, integers only. The job CID is CIDv1(json codec 0x0200, sha2-256 of those bytes).
 
 Every way in (``from_json``, :func:`load_json` for documents that wrap a spec, and
 ``from_dict``) refuses the same things with a SpecError naming the field: duplicate keys,
