@@ -142,7 +142,7 @@ def _hash_base(src: str, mount: str) -> tuple[str, str]:
     """Hash ``--output-base SRC`` as an input (the same ingest rules, SPEC 3.1) and refuse a
     base holding symlinks (results hold none): (its CID, the directory to copy). Raises
     InputError."""
-    real = _real_dir(src, "--output-base")
+    real = _real_dir(src, "output base", "--output-base")
     cid = str(Importer().tree(real, mount=mount).cid)  # first: it refuses what ingest refuses
     for parent, dirs, files in os.walk(real):
         for name in sorted(dirs + files):
@@ -152,13 +152,13 @@ def _hash_base(src: str, mount: str) -> tuple[str, str]:
     return cid, real
 
 
-def _real_dir(src: str, option: str) -> str:
+def _real_dir(src: str, what: str, option: str) -> str:
     """SRC resolved once, here (the LINK rule of SPEC 3.1); InputError unless a directory."""
     real = os.path.realpath(src)
     if not os.path.isdir(real):
         state = "is not a directory" if os.path.exists(real) else "does not exist"
         name = f"{src!r} (a link to {real!r})" if os.path.islink(src) else repr(src)
-        raise InputError(f"input {name} {state}", f"mount a directory: {option} DIR")
+        raise InputError(f"{what} {name} {state}", f"give a directory: {option} DIR")
     return real
 
 

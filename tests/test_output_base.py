@@ -234,3 +234,10 @@ def test_fdstat_reports_the_sync_and_nonblock_flags_given_at_open(root: Harness)
     errno, fd = root.open(b"f", fdflags=nonblock | rsync)
     assert root.call("fd_fdstat_get", fd, 0x300) == 0
     assert struct.unpack_from("<H", root.read(0x302, 2))[0] == nonblock | rsync
+
+
+def test_prepare_refuses_a_base_that_is_no_directory(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"x")
+    for missing in (tmp_path / "nothing", tmp_path / "file"):
+        with pytest.raises(InputError, match="output base"):
+            prepare(VECTORS / "fsprog.wasm", [], outputs="/", output_base=str(missing))
