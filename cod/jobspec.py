@@ -1,8 +1,8 @@
 """The job spec: what to run, on what, under which limits; its canonical bytes and CID.
 
 Canonical bytes are the spec's JSON object with every field present (defaults filled in,
-``seed`` left out when not set), keys sorted by code point, no insignificant white space,
-UTF-8, integers only. The job CID is CIDv1(json codec 0x0200, sha2-256 of those bytes).
+``seed`` and ``output_base`` left out when not set), keys sorted by code point, no
+insignificant white space, UTF-8, integers only. The job CID is CIDv1(json codec 0x0200, sha2-256 of those bytes).
 
 Every way in (``from_json``, :func:`load_json` for documents that wrap a spec, and
 ``from_dict``) refuses the same things with a SpecError naming the field: duplicate keys,
@@ -32,6 +32,7 @@ DEFAULT_TICK_NS = 1_000_000  # 1 ms
 DEFAULT_ENTRY_POINT = "_start"
 DEFAULT_INPUT_PATH = "/inputs"
 DEFAULT_OUTPUT_PATH = "/outputs"
+ROOT_PATH = "/"  # the one mount path that may be the root: ``outputs`` (then no input mounts)
 SEED_BYTES = 32
 SEED_DERIVATION_PREFIX = b"cod/seed/v1\x00"
 MAX_INT = 2**63 - 1
@@ -84,6 +85,7 @@ class JobSpec:
     env: tuple[tuple[str, str], ...] = ()
     inputs: tuple[Input, ...] = ()
     outputs: str = DEFAULT_OUTPUT_PATH
+    output_base: str | None = None  # a UnixFS directory CID the writable mount starts as
     entry_point: str = DEFAULT_ENTRY_POINT
     engine: str = ENGINE_WASM
     seed: bytes | None = None
@@ -116,6 +118,8 @@ class JobSpec:
         }
         if self.seed is not None:
             out["seed"] = self.seed.hex()
+        if self.output_base is not None:  # absent when unset, so earlier job CIDs stand
+            out["output_base"] = self.output_base
         if self.engine == ENGINE_DOCKER:
             out["image"] = self.image
             del out["module"]
@@ -149,7 +153,7 @@ class JobSpec:
         _expect(data, dict, "(document)")
         known = {
             "spec_version", "engine", "module", "entry_point", "args", "env", "inputs",
-            "outputs", "clock", "limits", "seed", "image",
+            "outputs", "clock", "limits", "seed", "image", "output_base",
         }
         _no_unknown(data, known, "")
         version = data.get("spec_version", SPEC_VERSION)
@@ -192,6 +196,7 @@ class JobSpec:
             env=tuple(sorted(env.items())),
             inputs=tuple(parsed_inputs),
             outputs=data.get("outputs", DEFAULT_OUTPUT_PATH),
+            output_base=data.get("output_base"),
             entry_point=data.get("entry_point", DEFAULT_ENTRY_POINT),
             engine=data.get("engine", ENGINE_WASM),
             seed=seed,
@@ -241,10 +246,14 @@ class JobSpec:
             else:
                 _mount_path(item.local, f"inputs[{n}].local")
             mounts.append((_mount_path(item.path, f"inputs[{n}].path"), f"inputs[{n}].path"))
-        mounts.append((_mount_path(self.outputs, "outputs"), "outputs"))
+        mounts.append((_mount_path(self.outputs, "outputs", root_allowed=self.engine == ENGINE_WASM), "outputs"))
+        if self.output_base is not None:
+            if self.engine != ENGINE_WASM:
+                raise SpecError("output_base", "only wasm jobs start from an output base")
+            _cid_field(self.output_base, "output_base")
         for i, (a, fa) in enumerate(mounts):
             for b, fb in mounts[i + 1 :]:
-                if a == b or a.startswith(b + "/") or b.startswith(a + "/"):
+                if _nested(a, b):
                     raise SpecError(fb, f"{b!r} overlaps {a!r} ({fa}); mounts must not nest")
         return self
 
@@ -373,8 +382,16 @@ def _seed(value: Any) -> bytes:
     return seed
 
 
-def _mount_path(value: Any, name: str) -> str:
+def _nested(a: str, b: str) -> bool:
+    """Whether mount paths ``a`` and ``b`` are equal or one holds the other (``/`` holds all)."""
+    return a == b or a == ROOT_PATH or b == ROOT_PATH or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def _mount_path(value: Any, name: str, root_allowed: bool = False) -> str:
+    """Check a mount path: absolute and normalized; ``/`` itself only where ``root_allowed``."""
     _text(value, name)
+    if root_allowed and value == ROOT_PATH:
+        return ROOT_PATH
     if not value.startswith("/") or value == "/":
         raise SpecError(name, f"{value!r} must be an absolute path below '/'")
     if posixpath.normpath(value) != value or "//" in value:

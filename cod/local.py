@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .car import write_car
 from .errors import InputError, SpecError
-from .jobspec import DEFAULT_INPUT_PATH, MAX_INT, Input, JobSpec, Limits, parse_seed
+from .jobspec import DEFAULT_INPUT_PATH, DEFAULT_OUTPUT_PATH, MAX_INT, Input, JobSpec, Limits, parse_seed
 from .unixfs import Importer
 from .wasm.engine import Engine
 from .wasm.executor import RunResult, module_cid, run
@@ -124,8 +124,14 @@ def prepare(
     entry_point: str | None = None,
     limits: Limits | None = None,
     argv0: str | None = None,
+    outputs: str | None = None,
+    output_base: str | None = None,
 ) -> PreparedJob:
-    """Read the module, hash each input directory and build the spec (validated)."""
+    """Read the module, hash each input directory (and the output base) and build the spec.
+
+    ``outputs`` is the writable mount's path (default /outputs); ``output_base`` a host
+    directory the writable mount starts as a copy of. Raises SpecError, InputError.
+    """
     path = Path(module_path)
     try:
         wasm = path.read_bytes()
@@ -133,7 +139,13 @@ def prepare(
         raise InputError(f"cannot read module {str(path)!r}: {exc.strerror}") from exc
     mounts, sources = _hash_inputs(inputs)
     variables = dict(parse_env(e) for e in env)
+    out_path = outputs or DEFAULT_OUTPUT_PATH
+    base = None
+    if output_base is not None:
+        base, sources[out_path] = _hash_base(output_base, out_path)
     spec = JobSpec(
+        outputs=out_path,
+        output_base=base,
         module=module_cid(wasm),
         args=(argv0 or path.name, *args),
         env=tuple(sorted(variables.items())),
@@ -170,6 +182,30 @@ def prepare_docker(image: str, cmd: list[str], *, inputs: Sequence[str] = (), en
                    inputs=tuple(sorted(mounts, key=lambda m: m.path.encode())), limits=limits or Limits())
     spec.validate()
     return PreparedJob(spec, b"", sources)
+
+
+def _hash_base(src: str, mount: str) -> tuple[str, str]:
+    """Hash ``--output-base SRC`` as an input (the same ingest rules, SPEC 3.1) and refuse a
+    base holding symlinks (results hold none): (its CID, the directory to copy). Raises
+    InputError."""
+    real = _real_dir(src, "output base", "--output-base")
+    cid = str(Importer().tree(real, mount=mount).cid)  # first: it refuses what ingest refuses
+    for parent, dirs, files in os.walk(real):
+        for name in sorted(dirs + files):
+            if os.path.islink(os.path.join(parent, name)):
+                raise InputError(f"output base {src!r} holds a symlink, {os.path.join(parent, name)!r}",
+                                 "results hold only files and directories: give a base without symlinks")
+    return cid, real
+
+
+def _real_dir(src: str, what: str, option: str) -> str:
+    """SRC resolved once, here (the LINK rule of SPEC 3.1); InputError unless a directory."""
+    real = os.path.realpath(src)
+    if not os.path.isdir(real):
+        state = "is not a directory" if os.path.exists(real) else "does not exist"
+        name = f"{src!r} (a link to {real!r})" if os.path.islink(src) else repr(src)
+        raise InputError(f"{what} {name} {state}", f"give a directory: {option} DIR")
+    return real
 
 
 def _hash_inputs(inputs: Sequence[str]) -> tuple[list[Input], dict[str, str]]:

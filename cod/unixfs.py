@@ -300,7 +300,7 @@ def check_entry(rel: tuple[bytes, ...], mount: bytes | None, where: bytes) -> No
             "flatten the tree; cod's trees are at most 256 levels deep",
         )
     if mount is not None:
-        virtual = b"/".join((mount, *rel))
+        virtual = b"/".join((mount.rstrip(b"/"), *rel))  # a mount at "/" gives "/a/b", never "//a/b"
         if len(virtual) > MAX_PATH_BYTES:
             raise InputError(
                 f"{_show(where)} would be {os.fsdecode(virtual[:60])!r}... in the job, "

@@ -53,16 +53,17 @@ class Harness:
     """One instance of the harness module with a fresh WASI state.
 
     ``root`` must not exist; it becomes the staging directory (stdout, stderr, outputs/).
-    ``inputs`` is mounted read-only at /inputs when given; the output mount is /outputs.
+    ``inputs`` is mounted read-only at /inputs when given; the output mount is at
+    ``output_path`` (default /outputs).
     """
 
     def __init__(self, engine: Engine, root: Path, inputs: Path | None = None, *, pages: int = 1,
-                 output_limit: int = 1 << 30, stdout_limit: int = 1 << 24) -> None:
+                 output_limit: int = 1 << 30, stdout_limit: int = 1 << 24, output_path: str = "/outputs") -> None:
         root.mkdir(parents=True)
         self.root = root
         self.outputs = root / "outputs"
         self.outputs.mkdir()
-        mounts = [Mount("/outputs", os.fsencode(self.outputs), writable=True)]
+        mounts = [Mount(output_path, os.fsencode(self.outputs), writable=True)]
         if inputs is not None:
             mounts.append(Mount("/inputs", os.fsencode(inputs), writable=False))
         self.wasi = Wasi(

@@ -180,6 +180,8 @@ class _Uploads:
                 await client.put(cid, self.job.wasm, car=False)
                 continue
             paths = [item.path for item in spec.inputs if item.cid == cid]
+            if cid == spec.output_base:  # the output base travels as a CAR, like an input
+                paths.append(spec.outputs)
             if not paths:
                 raise NodeError(f"node {client.url} asks for {cid}, which is not part of this job")
             await client.put(cid, await self.car(cid, self.job.sources[paths[0]]), car=True)

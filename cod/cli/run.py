@@ -47,6 +47,10 @@ class Steps:
 @click.argument("args", nargs=-1)
 @click.option("-i", "--input", "inputs", multiple=True, metavar="SRC[:DST]",
               help="Mount host directory SRC read-only at DST (default /inputs).")
+@click.option("--outputs", "outputs", metavar="PATH", help="Where the job sees its writable directory "
+              "(default /outputs; / mounts it as the root, with no inputs).")
+@click.option("--output-base", "output_base", type=click.Path(file_okay=False), metavar="DIR",
+              help="Start the writable directory as a copy of DIR (hashed into the spec like -i).")
 @click.option("-e", "--env", "env", multiple=True, metavar="K=V", help="Set an environment variable for the job.")
 @click.option("--seed", type=SpecText("seed"),
               help="Seed of the job's random stream: 64 hex digits, or any text (hashed).")
@@ -74,7 +78,8 @@ class Steps:
 @click.option("--car", type=click.Path(dir_okay=False), help="Also write the results as a CARv1 file.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Compiled-module cache (private).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], env: tuple[str, ...], seed: str | None,
+def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: str | None,
+        output_base: str | None, env: tuple[str, ...], seed: str | None,
         fuel: int, memory: int, timeout: int, max_stdout: int, max_stderr: int, max_output: int,
         entry_point: str | None, engine: str, verify_n: int | None, quorum: int | None, nodes: tuple[str, ...],
         output_dir: str | None, car: str | None, cache_dir: str | None, as_json: bool) -> None:
@@ -85,10 +90,14 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], env: tuple[
     if (nodes or quorum) and not networked:
         raise click.UsageError("--node and --quorum go with --verify N")
     if engine == "docker":
+        if outputs or output_base:
+            raise click.UsageError("--outputs and --output-base go with wasm jobs")
         spec_text(module, "image")
     else:
         _check_module_file(module)
     _check_texts(args, env, inputs)
+    if outputs is not None:
+        spec_text(outputs, "outputs")
     if output_dir is not None:
         writable_parent(output_dir, "--output-dir", create=True)
     if car is not None:
@@ -101,7 +110,7 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], env: tuple[
         _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json)
         return
     job = prepare(module, list(args), inputs=list(inputs), env=list(env), seed=seed, entry_point=entry_point,
-                  limits=limits)
+                  limits=limits, outputs=outputs, output_base=output_base)
     if verify_n is not None:
         _run_network(job, verify_n, quorum, nodes, output_dir, car, as_json)
         return

@@ -186,6 +186,12 @@ class Node:
                 missing.append(item.cid)
             else:
                 sources[item.path] = str(tree)
+        if spec.output_base is not None:  # resolved like an input; the executor copies it
+            base = self.blobs.tree(spec.output_base)
+            if base is None:
+                missing.append(spec.output_base)
+            else:
+                sources[spec.outputs] = str(base)
         if missing:
             raise MissingBlobs(missing)
         return sources

@@ -17,6 +17,8 @@ is always removed, however deep.
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,11 +28,12 @@ import wasmtime
 
 from ..errors import CodError, Indeterminate, InputError, ModuleError, SpecError
 from ..jobspec import ENGINE_WASM, JobSpec
+from ..limits import MAX_PATH_BYTES
 from ..unixfs import Importer, mount_root
 from . import hostcall, memory
 from .engine import Engine, table_minimums
 from .entropy import RandomStream, VirtualClock
-from .vfs import Budget, FileSystem, Mount
+from .vfs import MAX_OUTPUT_COMPONENTS, Budget, FileSystem, Mount
 from .wasi import ProcExit, Stream, Wasi, check_imports
 
 TRAP_EXIT_CODE = 134
@@ -91,13 +94,14 @@ def run(
     destination = Path(output_dir)
     check_destination(destination)
     mounts = [_input_mount(spec, n, inputs) for n in range(len(spec.inputs))]
+    base = _base_root(spec, inputs)
     module = engine.module(wasm)
     check_imports(module)
     _check_exports(module, spec)
     _check_tables(wasm, spec)
     staging = _make_staging(destination)
     try:
-        exit_code, trap, fuel_used = _execute(spec, module, engine, mounts, staging)
+        exit_code, trap, fuel_used = _execute(spec, module, engine, mounts, staging, base)
         result_cid = _finish(staging, exit_code, trap)
         install(staging, destination)
     except CodError:
@@ -118,15 +122,20 @@ def run(
 
 
 def _execute(
-    spec: JobSpec, module: wasmtime.Module, engine: Engine, mounts: list[Mount], staging: Path
+    spec: JobSpec, module: wasmtime.Module, engine: Engine, mounts: list[Mount], staging: Path,
+    base: bytes | None = None,
 ) -> tuple[int, str | None, int]:
     """Instantiate (running any start function) and call the entry point: (exit code, trap, fuel).
 
-    Raises ModuleError when the module cannot be linked or instantiated, Indeterminate for
-    an outcome that is not portable or a host fault, and what host functions raise (caps).
+    The writable mount starts as a copy of ``base`` when given. Raises InputError for a base
+    the results could not hold, ModuleError when the module cannot be linked or
+    instantiated, Indeterminate for an outcome that is not portable or a host fault, and
+    what host functions raise (caps).
     """
     outputs = staging / "outputs"
     outputs.mkdir(mode=DIR_MODE)
+    if base is not None:
+        copy_base(base, os.fsencode(outputs), spec.outputs)
     mounts = mounts + [Mount(spec.outputs, os.fsencode(outputs), writable=True)]
     limits = spec.limits
     wasi = Wasi(
@@ -246,6 +255,62 @@ def _input_mount(spec: JobSpec, n: int, inputs: Mapping[str, str | os.PathLike[s
             "give its local directory with -i SRC:DST",
         )
     return Mount(item.path, mount_root(source), writable=False)  # a real directory, never a link to one
+
+
+def _base_root(spec: JobSpec, inputs: Mapping[str, str | os.PathLike[str]]) -> bytes | None:
+    """The host directory holding the spec's output base (keyed by the output path), or None."""
+    if spec.output_base is None:
+        return None
+    source = inputs.get(spec.outputs)
+    if source is None:
+        raise InputError(f"output base {spec.output_base} (mounted at {spec.outputs}) is not available on "
+                         "this machine", "give its directory with --output-base DIR")
+    return mount_root(source)
+
+
+def copy_base(source: bytes, target: bytes, mount_path: str) -> None:
+    """Copy the output base's tree at ``source`` into the empty directory ``target``.
+
+    Depth-first, names in byte order, without following links. Raises InputError for an
+    entry the results could not hold: a symlink (results hold only files and directories),
+    anything that is not a regular file or directory, an entry deeper than
+    MAX_OUTPUT_COMPONENTS or whose virtual path under ``mount_path`` is over MAX_PATH_BYTES.
+    Files get FILE_MODE and directories DIR_MODE. Iterative; raises Indeterminate when the
+    host fails to read or write.
+    """
+    mount = Mount(mount_path, target, writable=True)
+    stack: list[tuple[bytes, tuple[bytes, ...]]] = [(source, ())]
+    try:
+        while stack:
+            host, comps = stack.pop()
+            for name in sorted(os.listdir(host)):
+                _copy_entry(os.path.join(host, name), mount, comps + (name,), stack)
+    except OSError as exc:
+        raise Indeterminate("host-io", f"cannot copy the output base: {exc.strerror}") from exc
+
+
+def _copy_entry(host: bytes, mount: Mount, comps: tuple[bytes, ...],
+                stack: list[tuple[bytes, tuple[bytes, ...]]]) -> None:
+    """Copy one entry of the base (a directory is queued on ``stack``); raises InputError."""
+    shown = os.fsdecode(mount.virtual_path(comps))
+    if len(comps) > MAX_OUTPUT_COMPONENTS or len(mount.virtual_path(comps)) > MAX_PATH_BYTES:
+        raise InputError(f"output base entry {shown!r} is too deep or its path too long for the results",
+                         f"keep the base within {MAX_OUTPUT_COMPONENTS} components and {MAX_PATH_BYTES} bytes")
+    info = os.lstat(host)
+    dest = mount.host_path(comps)
+    if stat.S_ISDIR(info.st_mode):
+        os.mkdir(dest, DIR_MODE)
+        os.chmod(dest, DIR_MODE)
+        stack.append((host, comps))
+    elif stat.S_ISREG(info.st_mode):
+        with open(os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as src, \
+                open(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE), "wb") as out:
+            shutil.copyfileobj(src, out)
+        os.chmod(dest, FILE_MODE)
+    else:
+        what = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a regular file or directory"
+        raise InputError(f"output base entry {shown!r} is {what}; results hold only files and directories",
+                         "give an output base of regular files and directories only")
 
 
 def _check_exports(module: wasmtime.Module, spec: JobSpec) -> None:

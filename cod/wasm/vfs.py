@@ -73,6 +73,10 @@ class Mount:
         return os.path.join(self.host, *comps) if comps else self.host
 
     def virtual_path(self, comps: tuple[bytes, ...]) -> bytes:
+        """The path the job names: mount path + ``/``-joined components; a mount at ``/``
+        gives ``/`` + ``/``-joined components (never ``//``)."""
+        if self.path == "/":
+            return b"/" + b"/".join(comps)
         return b"/".join((self.path.encode(), *comps))
 
 
@@ -102,6 +106,7 @@ class Handle:
     readable: bool = True
     writable: bool = False
     append: bool = False
+    kept_flags: int = 0  # fdflags other than APPEND given at open: reported, without effect
     stream: str | None = None  # "stdin", "stdout", "stderr"
     position: int = 0  # the virtual file position: the host's lseek position is never used
     listing: list[tuple[bytes, int, int]] | None = field(default=None, repr=False)
@@ -166,24 +171,26 @@ class FileSystem:
             raise Errno(abi.EINVAL)
         if path.startswith(b"/"):
             raise Errno(abi.ENOTCAPABLE)
-        if len(mount.virtual_path(base)) + 1 + len(path) > MAX_PATH_BYTES:
+        if len(mount.virtual_path(base + (path,))) > MAX_PATH_BYTES:  # the directory's path + "/" + path
             raise Errno(abi.ENAMETOOLONG)
         hops = [0]
-        comps, info = self._walk(mount, list(base), path, follow, hops)
+        comps, info = self._walk(mount, list(base), path, follow, hops, len(base))
         if len(mount.virtual_path(comps)) > MAX_PATH_BYTES:
             raise Errno(abi.ENAMETOOLONG)
         return comps, info
 
     def _walk(
-        self, mount: Mount, comps: list[bytes], path: bytes, follow: bool, hops: list[int]
+        self, mount: Mount, comps: list[bytes], path: bytes, follow: bool, hops: list[int], floor: int
     ) -> tuple[tuple[bytes, ...], os.stat_result | None]:
+        """Walk ``path`` from ``comps``; a ``..`` may not go above the directory fd (the first
+        ``floor`` components), as in preview1's capability model: ENOTCAPABLE."""
         parts = [p for p in path.split(b"/") if p not in (b"", b".")]
         must_be_dir = path.endswith(b"/")
         info: os.stat_result | None = _lstat(mount.host_path(tuple(comps))) if not parts else None
         for index, part in enumerate(parts):
             last = index == len(parts) - 1
             if part == b"..":
-                if not comps:
+                if len(comps) <= floor:
                     raise Errno(abi.ENOTCAPABLE)
                 comps.pop()
                 info = _lstat(mount.host_path(tuple(comps)))
@@ -204,7 +211,7 @@ class FileSystem:
                 if target.startswith(b"/"):
                     raise Errno(abi.ENOTCAPABLE)  # an absolute target names the host's tree
                 comps.pop()
-                resolved, info = self._walk(mount, comps, target, True, hops)
+                resolved, info = self._walk(mount, comps, target, True, hops, floor)
                 comps = list(resolved)
                 if info is None:
                     if not last:
@@ -230,7 +237,7 @@ class FileSystem:
             info = _lstat(mount.host_path(comps + (name,)))
             if info is None:
                 continue
-            out.append((name, inode(here + b"/" + name), filetype_of(info.st_mode)))
+            out.append((name, inode(mount.virtual_path(comps + (name,))), filetype_of(info.st_mode)))
         return out
 
     def size(self, handle: Handle) -> int:

@@ -117,6 +117,10 @@ def functypes() -> dict[str, FuncType]:
 def _signature(ty: FuncType) -> tuple[str, str]:
     return ("".join(_KINDS.get(str(p), "?") for p in ty.params), "".join(_KINDS.get(str(r), "?") for r in ty.results))
 _RIGHT_FD_READ = 1 << 1
+_KEPT_FDFLAGS = 0b11110
+"""DSYNC, NONBLOCK, RSYNC and SYNC given to path_open: fd_fdstat_get reports them as given and
+nothing else changes (cod's writes reach the host before the run's result is taken, and no
+file ever blocks)."""
 _FILESTAT = struct.Struct("<QQBxxxxxxxQQQQQ")
 _FDSTAT = struct.Struct("<BxHxxxxQQ")
 _DIRENT = struct.Struct("<QQIBxxx")
@@ -475,7 +479,7 @@ class Wasi:
 
     def fd_fdstat_get(self, caller: wasmtime.Caller, fd: int, ptr: int) -> int:
         handle = self._handle(fd)
-        flags = abi.FDFLAG_APPEND if handle.append else 0
+        flags = (abi.FDFLAG_APPEND if handle.append else 0) | handle.kept_flags
         _FDSTAT.pack_into(self._span(self._view(caller), ptr, abi.FDSTAT_SIZE), 0, handle.filetype, flags,
                           abi.RIGHTS_ALL, abi.RIGHTS_ALL)
         return abi.SUCCESS
@@ -529,6 +533,7 @@ class Wasi:
 
     def fd_filestat_set_times(self, caller: wasmtime.Caller, fd: int, atim: int, mtim: int, flags: int) -> int:
         handle = self._handle(fd)
+        _check_fst_flags(flags)
         if handle.mount is not None and not handle.mount.writable:
             raise Errno(abi.EROFS)
         return abi.SUCCESS  # timestamps are fixed at the epoch: setting them is a no-op
@@ -705,7 +710,10 @@ class Wasi:
             if filetype == abi.FILETYPE_SYMBOLIC_LINK:
                 raise Errno(abi.ELOOP)
             if filetype == abi.FILETYPE_DIRECTORY:
-                if write:
+                # Rights are advisory (fdstat reports them all): asking for FD_WRITE on a
+                # directory is what wasi-libc and Rust's std do, and opens it; truncating or
+                # appending to one is EISDIR.
+                if oflags & abi.O_TRUNC or fdflags & abi.FDFLAG_APPEND:
                     raise Errno(abi.EISDIR)
                 new = Handle(abi.FILETYPE_DIRECTORY, mount=mount, comps=comps, writable=mount.writable)
                 self._put(view, fd_ptr, "<I", self._new_fd(new))
@@ -723,7 +731,7 @@ class Wasi:
                 raise host_error(exc) from exc
         readable = bool(rights_base & _RIGHT_FD_READ) or not write
         new = Handle(abi.FILETYPE_REGULAR_FILE, mount=mount, comps=comps, host_fd=host_fd, readable=readable,
-                     writable=write, append=bool(fdflags & abi.FDFLAG_APPEND))
+                     writable=write, append=bool(fdflags & abi.FDFLAG_APPEND), kept_flags=fdflags & _KEPT_FDFLAGS)
         self._put(view, fd_ptr, "<I", self._new_fd(new))
         return abi.SUCCESS
 
@@ -762,6 +770,7 @@ class Wasi:
         _, info = self.fs.resolve(mount, base.comps, path, bool(flags & abi.LOOKUP_SYMLINK_FOLLOW))
         if info is None:
             raise Errno(abi.ENOENT)
+        _check_fst_flags(fst_flags)
         if not mount.writable:
             raise Errno(abi.EROFS)
         return abi.SUCCESS  # timestamps are fixed at the epoch
@@ -857,3 +866,9 @@ class Wasi:
             raise host_error(exc) from exc
         return abi.SUCCESS
 
+
+def _check_fst_flags(flags: int) -> None:
+    """EINVAL when a time is both given and ``now`` (ATIM with ATIM_NOW, MTIM with MTIM_NOW),
+    as preview1 requires; otherwise nothing: the times themselves never change."""
+    if (flags & abi.FST_ATIM and flags & abi.FST_ATIM_NOW) or (flags & abi.FST_MTIM and flags & abi.FST_MTIM_NOW):
+        raise Errno(abi.EINVAL)
