@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from hypothesis import HealthCheck, settings
 
 from cod import Engine
+from cod.node.server import RunningNode, start_node
 from verifier.reputation import Records
 
 settings.register_profile(
@@ -28,3 +31,17 @@ def out(tmp_path: Path) -> Path:
 @pytest.fixture()
 def records(tmp_path: Path) -> Records:
     return Records(tmp_path / "requester.db")
+
+
+@pytest.fixture()
+async def node(tmp_path: Path) -> AsyncIterator[RunningNode]:
+    """A real node on loopback: one executor, a queue of two (tests may override it)."""
+    running = await start_node(tmp_path / "node", concurrency=1, queue_size=2)
+    yield running
+    await running.stop()
+
+
+@pytest.fixture()
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

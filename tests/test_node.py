@@ -37,12 +37,6 @@ async def node(tmp_path: Path) -> AsyncIterator[RunningNode]:
     await running.stop()
 
 
-@pytest.fixture()
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def _json(resp: aiohttp.ClientResponse) -> Any:
     return await resp.json(content_type=None)
 

@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +24,6 @@ from .helpers import ROOT, VECTORS
 from .node_kit import BUSY_WAT, put, wat
 
 HELLO = (VECTORS / "hello.wasm").read_bytes()
-
-
-@pytest.fixture()
-async def node(tmp_path: Path) -> AsyncIterator[RunningNode]:
-    running = await start_node(tmp_path / "node", concurrency=1, queue_size=2)
-    yield running
-    await running.stop()
-
-
-@pytest.fixture()
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def _answer(resp: aiohttp.ClientResponse) -> tuple[int, Any]:

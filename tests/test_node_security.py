@@ -27,19 +27,6 @@ HELLO = (VECTORS / "hello.wasm").read_bytes()
 MIB = 1 << 20
 
 
-@pytest.fixture()
-async def node(tmp_path: Path) -> AsyncIterator[RunningNode]:
-    running = await start_node(tmp_path / "node", concurrency=1, queue_size=2)
-    yield running
-    await running.stop()
-
-
-@pytest.fixture()
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def _job(http: aiohttp.ClientSession, url: str, spec: JobSpec) -> tuple[int, Any]:
     async with http.post(url + "/v1/jobs?wait=true", json={"spec": spec.to_dict()}) as resp:
         return resp.status, await resp.json(content_type=None)
