@@ -30,6 +30,7 @@ from ..jobspec import ENGINE_DOCKER, JobSpec
 from ..statement import Statement
 from ..unixfs import cid_of_tree
 from ..wasm.engine import profile_id, wasmtime_version
+from ..wasm.executor import remove_tree, staging_prefix
 from . import openapi
 from .blobs import BlobStore
 from .body import check_strings, parse_json
@@ -106,7 +107,7 @@ class Node:
             if entry not in done:
                 path = self.results / entry
                 if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
+                    remove_tree(path)  # iterative: whatever depth a killed run left
                 else:
                     path.unlink()
 
@@ -261,19 +262,24 @@ class Node:
 
     async def _run_wasm(self, job_cid: str, spec: JobSpec, module: Path, sources: dict[str, str],
                         out: Path) -> dict[str, Any]:
-        """Run in an executor inside a work directory of the job's own, moved to ``out`` only on
-        success; whatever a failed, cancelled or killed run left there is removed with it."""
-        work = self.results / f".job-{job_cid}"
-        await asyncio.to_thread(shutil.rmtree, work, True)
-        work.mkdir()
+        """Run in an executor process; the results appear at ``out`` only on success (the
+        executor stages beside it and renames). What a crashed, cancelled or killed run left
+        is removed here (and, after a kill of the node, by the restart)."""
         try:
-            outcome = await self.pool.run(spec.canonical_bytes().decode(), module, sources, work / "results",
+            outcome = await self.pool.run(spec.canonical_bytes().decode(), module, sources, out,
                                           spec.limits.timeout_ms / 1000)
-            if "error" not in outcome:
-                os.rename(work / "results", out)
-            return outcome
-        finally:
-            await asyncio.to_thread(shutil.rmtree, work, True)
+        except asyncio.CancelledError:
+            await asyncio.to_thread(self._remove_staging, out)
+            raise
+        if "error" in outcome:
+            await asyncio.to_thread(self._remove_staging, out)
+        return outcome
+
+    def _remove_staging(self, out: Path) -> None:
+        prefix = staging_prefix(out)
+        for entry in sorted(os.listdir(out.parent)):
+            if entry.startswith(prefix):
+                remove_tree(out.parent / entry)
 
     async def _run_docker(self, spec: JobSpec, sources: dict[str, str], out: Path) -> dict[str, Any]:
         staging = Path(tempfile.mkdtemp(dir=self.results, prefix=".docker-"))

@@ -227,11 +227,18 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def staging_prefix(destination: Path) -> str:
+    """The name prefix of the staging directories of runs into ``destination`` (beside it), so
+    whoever owns the destination can find what a killed run left (its first 64 characters keep
+    the name under every host's name limit)."""
+    return f".cod-staging-{destination.name[:64]}-"
+
+
 def _make_staging(destination: Path) -> Path:
     """A fresh staging directory beside ``destination``; CodError if the host will not give one."""
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=destination.parent, prefix=".cod-staging-"))
+        return Path(tempfile.mkdtemp(dir=destination.parent, prefix=staging_prefix(destination)))
     except OSError as exc:
         raise CodError(f"cannot create a staging directory beside {destination}: {exc.strerror}",
                        "choose an output directory in a writable place") from exc
