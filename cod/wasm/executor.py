@@ -147,6 +147,7 @@ def _execute(
         stdout=Stream(str(staging / "stdout"), Budget("stdout", limits.stdout_bytes)),
         stderr=Stream(str(staging / "stderr"), Budget("stderr", limits.stderr_bytes)),
         epoch_ns=spec.epoch_ns,
+        metered=engine.fuel,
     )
     store = wasmtime.Store(engine.engine)
     if engine.fuel:

@@ -28,6 +28,30 @@ import wasmtime
 from wasmtime import _ffi as ffi  # type: ignore[attr-defined]
 
 _U32 = 0xFFFFFFFF
+_OUT_OF_FUEL = wasmtime.TrapCode.OUT_OF_FUEL.value
+
+
+class OutOfFuel(Exception):
+    """Raised by a host function whose work costs more fuel than the run has left: the call
+    ends as wasmtime's own ``out_of_fuel`` trap, exactly as if the guest had run out."""
+
+
+def charge_fuel(caller: wasmtime.Caller, fuel: int) -> None:
+    """Take ``fuel`` from the store running the call (host work is paid like wasm, SPEC 5.3);
+    with less left, the store is emptied and OutOfFuel raised. Only for engines that meter fuel."""
+    if fuel <= 0:
+        return
+    context = caller._context()
+    left = ctypes.c_uint64(0)
+    error = ffi.wasmtime_context_get_fuel(context, ctypes.byref(left))
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
+    remaining = left.value - fuel if left.value >= fuel else 0
+    error = ffi.wasmtime_context_set_fuel(context, remaining)
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
+    if left.value < fuel:
+        raise OutOfFuel()
 _ENTRIES: dict[int, tuple[Callable[..., Any], str, bool]] = {}
 _NEXT = [1]
 _PENDING = threading.local()
@@ -43,6 +67,9 @@ def _trampoline(env: int, caller_ptr: Any, values: Any, count: int) -> int:
         if returns:
             values[0].i32 = result
         return 0
+    except OutOfFuel:  # the guest's own trap, with its code: no Python exception to carry
+        trap = ffi.wasmtime_trap_new_code(_OUT_OF_FUEL)
+        return ctypes.cast(trap, ctypes.c_void_p).value or 0
     except BaseException as exc:  # kept for this thread; the call that entered wasm raises it
         _PENDING.exc = exc
         trap = wasmtime.Trap("host function raised")._consume()
