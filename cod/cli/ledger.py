@@ -20,3 +20,4 @@ def bless() -> None:
 @ledger.group()
 def moderator() -> None:
     """The moderator set, governed by the root key holders (K of them sign a change)."""
+from . import witness  # noqa: E402,F401  (registers `cod ledger witness`)
