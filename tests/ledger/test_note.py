@@ -13,6 +13,8 @@ from typing import Any
 
 import nacl.signing
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cod.ledger.note import (
     MAX_NOTE_BYTES, MAX_SIGNATURE_LINE_BYTES, MAX_SIGNATURES, CosignatureSigner, CosignatureVerifier,
@@ -219,3 +221,16 @@ def test_cosigned_checkpoint_opens_with_both_keys() -> None:
     assert open_note(note.encode(), [cv])[1] == ["witness.example/w1"]
     with pytest.raises(NoteError):
         append_signatures(note, ["not a signature line"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_one_character_change_is_refused(data: st.DataObject) -> None:
+    g = vec()["golang_note"]
+    note = g["signed_by_peter"]
+    v = Verifier.from_vkey(g["peter_vkey"])
+    i = data.draw(st.integers(0, len(note) - 1))
+    ch = data.draw(st.characters(min_codepoint=0x0A, max_codepoint=0x2100).filter(lambda c: c != note[i]))
+    changed = note[:i] + ch + note[i + 1:]
+    with pytest.raises(NoteError):
+        open_note(changed.encode(), [v])
