@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -134,3 +136,27 @@ def test_bundle_bounds() -> None:
 @given(st.lists(st.binary(max_size=300), min_size=1, max_size=256))
 def test_bundle_round_trip(entries: list[bytes]) -> None:
     assert unbundle(bundle(entries), len(entries)) == entries
+
+
+def test_golang_tlog_tile_path_vectors() -> None:
+    # vectors/tlog/golang-mod-tlog-tile-paths.json (origin named there): sumdb paths carry the
+    # height first; without it, the level and index encoding is C2SP's.
+    data = json.loads((Path(__file__).resolve().parents[2] / "vectors" / "tlog" /
+                       "golang-mod-tlog-tile-paths.json").read_text())
+    checked = 0
+    for case in data["tile_paths"]:
+        c2sp = "tile/" + case["path"].split("/", 2)[2]
+        tile = case["tile"]
+        if not tile:
+            with pytest.raises(TileError):
+                parse_tile_path(c2sp)
+        elif tile["L"] == -1:  # Go's data tiles are C2SP's entry bundles
+            assert parse_entries_path(c2sp.replace("tile/data/", "tile/entries/")) == (tile["N"], 256)
+        else:
+            full = tile["W"] == 1 << tile["H"]
+            level, index, width = parse_tile_path(c2sp)
+            assert (level, index) == (tile["L"], tile["N"])
+            assert width == (256 if full else tile["W"])
+            assert tile_path(level, index, width) == c2sp
+        checked += 1
+    assert checked == 8
