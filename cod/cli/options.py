@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +29,8 @@ MAX_URL_BYTES = 2048
 URL_SCHEMES = ("http", "https")
 NODES_HINT = "write node URLs as http://HOST:PORT, e.g. COD_NODES=http://127.0.0.1:1234,http://10.0.0.2:1234"
 CONFIG_HINT = 'the config file holds {"nodes": ["http://HOST:PORT", ...]}'
+CONFIG_KEYS_HINT = ('the config file holds {"nodes": ["http://HOST:PORT", ...], "ledger": "http://HOST:PORT", '
+                    '"moderator_key": "PATH"}')
 
 
 def not_utf8(text: str) -> bool:
@@ -157,7 +160,7 @@ def node_url_problem(url: str) -> str | None:
 
 
 class NodeURL(click.ParamType[str]):
-    """A ``--node`` URL, checked before anything starts."""
+    """A ``--node`` (or ``--ledger``) URL, checked before anything starts."""
 
     name = "url"
 
@@ -184,14 +187,18 @@ def node_urls(explicit: tuple[str, ...]) -> list[str]:
     return _config_nodes()
 
 
-def _config_nodes() -> list[str]:
+def read_config() -> dict[str, Any]:
+    """The config file's object ({} when there is none); ConfigError if it is unreadable or not an object.
+
+    Keys: "nodes" (node URLs), "ledger" (the ledger's URL), "moderator_key" (a key file path).
+    """
     from verifier.network import config_path
 
     path = config_path()
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return []
+        return {}
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}", CONFIG_HINT) from exc
     try:
@@ -200,7 +207,31 @@ def _config_nodes() -> list[str]:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 JSON: {exc}", CONFIG_HINT) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} holds a {type(data).__name__}, not an object", CONFIG_HINT)
-    nodes = data.get("nodes", [])
+    return data
+
+
+def config_string(key: str, check: Callable[[str], str | None] | None = None) -> str | None:
+    """The string under ``key`` in the config file, or None; ConfigError naming the key if it is
+    not a non-empty string, or if ``check`` names a problem with it."""
+    from verifier.network import config_path
+
+    value = read_config().get(key)
+    if value is None:
+        return None
+    where = f"config file {str(config_path())!r}: \"{key}\""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where} must be a non-empty string", CONFIG_KEYS_HINT)
+    problem = check(value) if check else None
+    if problem:
+        raise ConfigError(f"{where} {value!r} {problem}", CONFIG_KEYS_HINT)
+    return value
+
+
+def _config_nodes() -> list[str]:
+    from verifier.network import config_path
+
+    path = config_path()
+    nodes = read_config().get("nodes", [])
     if not isinstance(nodes, list) or not all(isinstance(u, str) for u in nodes):
         raise ConfigError(f"config file {str(path)!r}: \"nodes\" must be a list of URL strings", CONFIG_HINT)
     _check_urls(nodes, f"config file {str(path)!r}", CONFIG_HINT)
