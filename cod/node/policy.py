@@ -204,7 +204,7 @@ class Policy:
         while len(self._reported) > MAX_REPORTED_KEYS:
             self._reported.popitem(last=False)
         signed = sign_refusal(self._identity, job=job_cid, policy=self.name, inputs=list(inputs),
-                              reason=clean(reason, MAX_REASON_CHARS))
+                              reason=clean(reason, MAX_REASON_CHARS - 3))  # "..." when cut
         if self._backlog is None:
             self._backlog = asyncio.Queue(maxsize=REFUSAL_BACKLOG)
         try:
@@ -234,7 +234,7 @@ class Policy:
                 if exc.status == 409:  # already in the log (a retry whose first answer was lost)
                     self.reported += 1
                     return
-                if 400 <= exc.status < 500 and exc.error != "BadAnswer":
+                if 400 <= exc.status < 500:
                     log.warning("the ledger refused a refusal entry: %s", exc.message)
                     break
                 if attempt + 1 < REFUSAL_ATTEMPTS:
