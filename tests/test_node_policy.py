@@ -17,6 +17,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cod import JobSpec, Limits, module_cid
 from cod.car import write_car
@@ -362,3 +364,42 @@ async def test_openapi_documents_the_feed_and_the_policy(node: RunningNode, http
     responses = doc["paths"]["/v1/jobs"]["post"]["responses"]
     assert "PolicyRefused" in responses["403"]["description"] and "503" in responses
     assert "policy" in doc["components"]["schemas"]["Info"]["properties"]
+
+
+async def test_a_job_naming_many_inputs_cannot_hold_the_answer(strict: RunningNode, http: aiohttp.ClientSession,
+                                                                ledger: tuple[StandIn, str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from cod.cid import RAW, CID
+
+    fake, _ = ledger
+    fake.mode = standin.SLOW  # each question would take 3 s, 8 at a time
+    monkeypatch.setattr(policy_module, "JUDGE_TIMEOUT_S", 0.5)
+    inputs = tuple(Input(cid=str(CID.of(RAW, bytes([n]))), path=f"/inputs/{n}") for n in range(40))
+    spec = JobSpec(module=module_cid(HELLO), inputs=inputs).to_dict()
+    status, body = await _post(http, strict.url, spec)
+    assert (status, body["error"]) == (503, "LedgerUnavailable") and "no answers within 0.5 s" in body["message"]
+
+
+@settings(max_examples=30)
+@given(finished=st.permutations(range(8)), limit=st.integers(1, 5), failed=st.sets(st.integers(0, 7)))
+def test_paging_by_next_gives_every_done_job_once_in_completion_order(
+        tmp_path_factory: pytest.TempPathFactory, finished: list[int], limit: int, failed: set[int]) -> None:
+    from cod.node.store import DONE, FAILED, JobStore
+
+    store = JobStore(tmp_path_factory.mktemp("feed") / "jobs.db")
+    for n in range(8):
+        store.add(f"job{n}", {"n": n})
+    for n in finished:  # they finish in this order; some fail (no statement, no number)
+        if n in failed:
+            store.update(f"job{n}", state=FAILED, error="{}")
+        else:
+            store.update(f"job{n}", state=DONE, statement=f'{{"n": {n}}}')
+    seen: list[tuple[int, str]] = []
+    after = 0
+    while page := store.statements(after, limit):
+        assert len(page) <= limit
+        seen += [(row["seq"], row["job"]) for row in page]
+        after = page[-1]["seq"]
+    expected = [f"job{n}" for n in finished if n not in failed]
+    assert [job for _, job in seen] == expected
+    assert [seq for seq, _ in seen] == list(range(1, len(expected) + 1))

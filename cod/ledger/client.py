@@ -5,7 +5,8 @@ strictly (``cod.jobspec.load_json``) and must be a JSON object; every request ha
 timeout. A non-2xx answer becomes ``LedgerRefused(status=..., error=...)`` carrying the
 ledger's own message and hint; a ledger that cannot be reached (refused, reset, timed out)
 is ``LedgerRefused(status=0)``; an answer that is not what the API documents is
-``LedgerRefused(status=<its status>, error="BadAnswer")``.
+``LedgerRefused(status=<its status>, error="BadAnswer")``. Redirects are not followed: the
+answer must come from the ledger named (a 3xx is a refusal).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class LedgerClient:
     async def _send(self, session: aiohttp.ClientSession, method: str, path: str, body: Any) -> tuple[int, bytes]:
         what = f"{method} {path}"
         try:
-            async with session.request(method, self.url + path, json=body,
+            async with session.request(method, self.url + path, json=body, allow_redirects=False,
                                        timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as resp:
                 return resp.status, await self._read(resp, what)
         except asyncio.TimeoutError:

@@ -50,6 +50,8 @@ MAX_ANSWER_BYTES = 1 << 20
 """Largest answer to GET /v1/inputs/{cid} read; a larger one counts as not blessed."""
 MAX_PARALLEL_QUESTIONS = 8
 """Questions about one job's inputs asked at once."""
+JUDGE_TIMEOUT_S = 2 * LEDGER_TIMEOUT_S
+"""Longest all the questions about one job may take together (a job may name many inputs)."""
 REFUSAL_BACKLOG = 1000
 """Refusals waiting to be reported; past it new ones are dropped (counted, logged)."""
 REFUSAL_ATTEMPTS = 5
@@ -162,7 +164,11 @@ class Policy:
             async with gate:
                 return await self.blessed(cid)
 
-        answers = await asyncio.gather(*(ask(cid) for cid in cids))
+        try:
+            answers = await asyncio.wait_for(asyncio.gather(*(ask(cid) for cid in cids)), JUDGE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return Verdict(False, f"the {len(cids)} input CIDs are blessed FIL+ data (no answers within "
+                                  f"{JUDGE_TIMEOUT_S:g} s)", cids, unavailable=True)
         for cid, answer in zip(cids, answers):
             if answer is None:
                 return Verdict(False, f"input CID {cid} is blessed FIL+ data", cids, unavailable=True)

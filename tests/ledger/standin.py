@@ -115,6 +115,8 @@ class StandIn:
         body = await request.read()
         self.requests.append((request.method, request.path_qs, json.loads(body) if body else None))
         status, answer = self.canned.get(request.path, (200, {"ok": True}))
+        if 300 <= status < 400:  # a redirect to a route that answers 200
+            return web.Response(status=status, headers={"Location": "/v1/moderators"})
         if isinstance(answer, bytes):
             return web.Response(body=answer, status=status)
         return web.json_response(answer, status=status)

@@ -187,3 +187,12 @@ def test_a_bad_cod_ledger_or_option_is_refused(config: Path, monkeypatch: pytest
         ledger_url(None)
     with pytest.raises(UsageError, match="--ledger"):
         ledger_url("http://")
+
+
+async def test_a_redirect_is_not_followed(ledger: tuple[StandIn, str]) -> None:
+    fake, url = ledger
+    fake.canned["/v1/info"] = (307, b"")  # to /v1/moderators, which would answer 200
+    with pytest.raises(LedgerRefused) as caught:
+        await LedgerClient(url).info()
+    assert caught.value.status == 307
+    assert fake.requests == [("GET", "/v1/info", None)]  # /v1/moderators was never asked
