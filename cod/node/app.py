@@ -2,7 +2,9 @@
 
 The node keeps its key, blobs, jobs and results under one data directory. Jobs run in
 executor processes with bounded concurrency and a bounded queue; past it the node answers
-429 with Retry-After. Every finished job gets a signed statement.
+429 with Retry-After. Every finished job gets a signed statement, and a completion number
+for the statements feed (GET /v1/statements). A FIL+ policy (``cod.node.policy``) may refuse
+a job before it is queued (SPEC.md 9.7).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from . import openapi
 from .blobs import BlobStore
 from .body import check_strings, parse_json
 from .caps import UPLOAD_CAPS, NodeCaps
-from .policy import Policy
+from .policy import PREFER, Policy
 from .pool import Pool
 from .store import DONE, FAILED, MAX_STATEMENTS_PAGE, QUEUED, RUNNING, JobStore, public
 
@@ -147,6 +149,12 @@ class Node:
 
     # -- jobs -------------------------------------------------------------------------
     async def submit(self, body: Any, wait: bool) -> tuple[int, dict[str, Any]]:
+        """Queue the job of ``body`` (unless the node has it) and answer its record.
+
+        Checks in order: the body and spec (SpecError), the caps (CapExceeded), the policy for a
+        job the node does not have (PolicyRefused, LedgerUnavailable), the blobs (MissingBlobs),
+        the engine, the places (Busy). Nothing is stored when one refuses.
+        """
         if not isinstance(body, dict) or "spec" not in body:
             raise SpecError("(request)", "the body must be a JSON object with a 'spec'")
         unknown = sorted(set(body) - {"spec"})
@@ -198,7 +206,7 @@ class Node:
         """Places (running + queued) jobs that are not FIL+ may hold: all under ``any`` and
         ``fil-plus-only`` (which refuses them anyway), half (at least one) under prefer-fil-plus."""
         places = self.concurrency + self.queue_size
-        return max(1, places // 2) if self.policy.name == "prefer-fil-plus" else places
+        return max(1, places // 2) if self.policy.name == PREFER else places
 
     def statements(self, after: int, limit: int) -> dict[str, Any]:
         """A page of the statements feed: done jobs after completion number ``after``."""
