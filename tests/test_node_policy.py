@@ -403,3 +403,30 @@ def test_paging_by_next_gives_every_done_job_once_in_completion_order(
     expected = [f"job{n}" for n in finished if n not in failed]
     assert [job for _, job in seen] == expected
     assert [seq for seq, _ in seen] == list(range(1, len(expected) + 1))
+
+
+def test_cod_serve_takes_the_ledger_and_the_policy(tmp_path: Path) -> None:
+    import json
+    import signal
+    import urllib.request
+
+    fake = StandIn()
+    with standin.in_thread(fake) as url:
+        served = subprocess.Popen([sys.executable, "-m", "cod", "serve", "--data-dir", str(tmp_path / "n"),
+                                   "--port", "0", "--ledger", url, "--policy", "fil-plus-only"],
+                                  cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            assert served.stdout is not None
+            line = served.stdout.readline()
+            assert f"(policy fil-plus-only, ledger {url})" in line
+            node_url = line.split(" serving on ")[1].split()[0]
+            with urllib.request.urlopen(node_url + "/v1/info", timeout=30) as resp:
+                assert json.load(resp)["policy"] == {"name": "fil-plus-only", "ledger": url}
+            request = urllib.request.Request(node_url + "/v1/jobs", data=json.dumps({"spec": SPEC}).encode(),
+                                             headers={"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=30)
+            assert refused.value.code == 403 and json.load(refused.value)["error"] == "PolicyRefused"
+        finally:
+            served.send_signal(signal.SIGINT)
+            served.wait(timeout=30)
