@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import socket
 import sqlite3
 import subprocess
@@ -406,7 +407,6 @@ def test_paging_by_next_gives_every_done_job_once_in_completion_order(
 
 
 def test_cod_serve_takes_the_ledger_and_the_policy(tmp_path: Path) -> None:
-    import json
     import signal
     import urllib.request
 
@@ -430,3 +430,54 @@ def test_cod_serve_takes_the_ledger_and_the_policy(tmp_path: Path) -> None:
         finally:
             served.send_signal(signal.SIGINT)
             served.wait(timeout=30)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=8)
+
+
+async def test_whatever_the_ledger_answers_the_node_refuses_cleanly_or_runs(
+        strict: RunningNode, http: aiohttp.ClientSession, ledger: tuple[StandIn, str]) -> None:
+    """Random answers (any JSON value, any blessed-looking object, raw bytes, any status): the node
+    answers 403, 503 or (only for a well-formed yes) 409 MissingBlobs; it never fails or hangs."""
+    fake, _ = ledger
+    fake.mode = standin.CUSTOM
+    answers = st.one_of(
+        st.tuples(st.sampled_from([200, 201, 204, 301, 400, 404, 418, 500, 502, 503]),
+                  JSON.map(lambda v: json.dumps(v).encode())),
+        st.tuples(st.sampled_from([200, 201, 203]),
+                  st.fixed_dictionaries({"cid": st.sampled_from([INPUT, INPUT.upper(), ""]),
+                                                       "blessed": JSON}).map(lambda v: json.dumps(v).encode())),
+        st.tuples(st.just(200), st.binary(max_size=64)))
+    seen: list[tuple[int, str]] = []
+
+    @settings(max_examples=40, deadline=None)
+    @given(answer=answers)
+    def one(answer: tuple[int, bytes]) -> None:
+        fake.custom = answer
+        strict.node.policy._cache.clear()
+        seen.append((answer[0], answer[1].decode("utf-8", "replace")))
+
+    # hypothesis drives a synchronous function: collect the answers, then ask the node for each
+    one()
+    for status, body in seen:
+        fake.custom = (status, body.encode())
+        strict.node.policy._cache.clear()
+        code, answer = await _post(http, strict.url, SPEC)
+        well_formed_yes = status == 200 and _is_yes(body)
+        if well_formed_yes:
+            assert (code, answer["error"]) == (409, "MissingBlobs")
+        elif status >= 500:
+            assert (code, answer["error"]) == (503, "LedgerUnavailable")
+        else:
+            assert (code, answer["error"]) == (403, "PolicyRefused"), (status, body, answer)
+    assert (await _get(http, strict.url + "/v1/health"))[0] == 200
+
+
+def _is_yes(body: str) -> bool:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and value.get("blessed") is True and value.get("cid") == INPUT

@@ -99,11 +99,11 @@ class LedgerClient:
         return LedgerRefused(f"the ledger at {self.url} sent {what}", "check that --ledger names a cod ledger",
                              status=status, error="BadAnswer")
 
-    async def _json(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200, 201)
-                    ) -> dict[str, Any]:
-        """The JSON object answered to ``method path``; raises LedgerRefused otherwise."""
+    async def _json(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """The JSON object answered to ``method path`` (GET: status 200; POST: 200 or 201);
+        raises LedgerRefused otherwise."""
         status, raw = await self._request(method, path, body)
-        if status not in ok:
+        if status not in ((200,) if method == "GET" else (200, 201)):
             raise self._refusal(status, raw, f"{method} {path}")
         try:
             data = load_json(raw)

@@ -22,8 +22,8 @@ import nacl.signing
 from aiohttp import web
 
 # the modes of GET /v1/inputs/{cid}
-HONEST, BAD_JSON, YES_STRING, OTHER_CID, HUGE, SLOW, ERROR_500, LIST, NOT_FOUND = (
-    "honest", "bad-json", "yes-string", "other-cid", "huge", "slow", "500", "list", "404")
+HONEST, BAD_JSON, YES_STRING, OTHER_CID, HUGE, SLOW, ERROR_500, LIST, NOT_FOUND, CUSTOM = (
+    "honest", "bad-json", "yes-string", "other-cid", "huge", "slow", "500", "list", "404", "custom")
 
 
 def canonical(value: Any) -> bytes:
@@ -49,6 +49,7 @@ class StandIn:
         self.evidence: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str, Any]] = []
         self.canned: dict[str, tuple[int, Any]] = {}  # path -> (status, body) for the client tests
+        self.custom: tuple[int, bytes] = (200, b"{}")  # what mode CUSTOM answers to GET /v1/inputs/{cid}
         self.refusal_seen = asyncio.Event()
 
     def app(self) -> web.Application:
@@ -77,6 +78,8 @@ class StandIn:
             return web.json_response({"error": "InternalError", "message": "boom", "hint": "-"}, status=500)
         if mode == LIST:
             return web.json_response([True])
+        if mode == CUSTOM:
+            return web.Response(status=self.custom[0], body=self.custom[1], content_type="application/json")
         if mode == NOT_FOUND:
             return web.json_response({"error": "NotFound", "message": "no", "hint": "-"}, status=404)
         blessed = cid in self.blessed
