@@ -196,3 +196,78 @@ async def test_a_redirect_is_not_followed(ledger: tuple[StandIn, str]) -> None:
         await LedgerClient(url).info()
     assert caught.value.status == 307
     assert fake.requests == [("GET", "/v1/info", None)]  # /v1/moderators was never asked
+
+
+# -- against the real service (engineer D's `cod ledger serve`), once it is there -------------------
+def _real_service_commands() -> set[str]:
+    from cod.cli.ledger import ledger as group
+
+    return set(group.commands)
+
+
+@pytest.fixture()
+def real_ledger(tmp_path: Path) -> Any:
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from cod.identity import Identity
+
+    from ..helpers import ROOT
+
+    if not {"init", "serve"} <= _real_service_commands():
+        pytest.skip("cod ledger init/serve are not there yet (engineer D)")
+    root = Identity.create_key_file(tmp_path / "root.key")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "cod", "ledger", "init", "--data-dir", str(tmp_path / "l"),
+                           "--root-key", root.node_id, "--threshold", "1"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    port = free_port()
+    served = subprocess.Popen([sys.executable, "-m", "cod", "ledger", "serve", "--data-dir", str(tmp_path / "l"),
+                               "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):  # until it listens (a bound, not a timing assertion)
+            try:
+                urllib.request.urlopen(url + "/v1/info", timeout=5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url, root
+    finally:
+        served.terminate()
+        served.wait(timeout=30)
+
+
+async def test_the_client_speaks_the_real_service(real_ledger: Any, tmp_path: Path) -> None:
+    from cod.identity import Identity
+    from cod.node.policy import sign_refusal
+
+    from ..helpers import load_vector
+
+    url, root = real_ledger
+    client = LedgerClient(url)
+    info = await client.info()
+    assert root.node_id in info["root_keys"] and info["threshold"] == 1 and info["vkey"].startswith(info["origin"])
+    answer = await client.input(CID)
+    assert (answer["cid"], answer["blessed"], answer["blessings"]) == (CID, False, [])
+    node = Identity.load_or_create(tmp_path / "node")
+    job = load_vector("wordcount")["job_cid"]
+    refusal = sign_refusal(node, job=job, policy="fil-plus-only", inputs=[CID], reason="not blessed")
+    assert isinstance((await client.refusal(refusal))["entry"], int)
+    with pytest.raises(LedgerRefused) as caught:  # the same bytes again: a replay
+        await client.refusal(refusal)
+    assert caught.value.status == 409
+    forged = json.loads(json.dumps(refusal))
+    forged["statement"]["reason"] = "something else"
+    with pytest.raises(LedgerRefused) as caught:
+        await client.refusal(forged)
+    assert caught.value.status in (400, 403, 422) and caught.value.hint
+    assert (await client.checkpoint()).startswith(info["origin"] + "\n")
+    with pytest.raises(LedgerRefused) as caught:
+        await client.result(CID)
+    assert caught.value.status == 404
