@@ -26,6 +26,7 @@ from cod.car import write_car
 from cod.errors import NodeError
 from cod.identity import verify
 from cod.jobspec import Input, canonical_json
+from cod.ledger import entries
 from cod.node import policy as policy_module
 from cod.node.policy import Policy
 from cod.node.server import RunningNode, start_node
@@ -119,6 +120,7 @@ async def test_fil_plus_only_refuses_an_unblessed_job_and_reports_a_signed_refus
     assert "is not blessed" in statement["reason"] and len(statement["nonce"]) == 32
     assert set(statement) == {"type", "node", "job", "policy", "inputs", "reason", "nonce"}
     verify(statement["node"], canonical_json(statement), base64.b64decode(signed["signature"]))
+    entries.parse_signed(signed, entries.REFUSAL).verify()  # a valid refusal entry for the ledger's parser too
     # the same job again: refused again, reported once (a retrying requester cannot flood the ledger)
     assert (await _post(http, strict.url, SPEC))[0] == 403
     assert strict.node.policy.reported == 1 and len(fake.refusals) == 1
@@ -481,3 +483,17 @@ def _is_yes(body: str) -> bool:
     except ValueError:
         return False
     return isinstance(value, dict) and value.get("blessed") is True and value.get("cid") == INPUT
+
+
+async def test_a_refusal_of_a_job_with_very_many_inputs_is_still_a_valid_entry(
+        strict: RunningNode, http: aiohttp.ClientSession, ledger: tuple[StandIn, str]) -> None:
+    from cod.cid import RAW, CID
+
+    fake, _ = ledger
+    inputs = tuple(Input(cid=str(CID.of(RAW, n.to_bytes(2, "big"))), path=f"/inputs/{n}") for n in range(300))
+    status, _ = await _post(http, strict.url, JobSpec(module=module_cid(HELLO), inputs=inputs).to_dict())
+    assert status == 403
+    await asyncio.wait_for(fake.refusal_seen.wait(), WAIT_S)
+    [signed] = fake.refusals
+    assert len(signed["statement"]["inputs"]) == entries.MAX_REFUSAL_INPUTS
+    entries.parse_signed(signed, entries.REFUSAL).verify()

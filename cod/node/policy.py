@@ -18,10 +18,8 @@ reported to the ledger as a refusal entry signed by the node, in the background.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import math
-import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +28,9 @@ import aiohttp
 
 from ..errors import LedgerRefused, NodeError, PolicyRefused
 from ..identity import Identity
-from ..jobspec import JobSpec, canonical_json
+from ..jobspec import JobSpec
 from ..ledger.client import LedgerClient, clean
+from ..ledger.entries import MAX_REASON_CHARS, MAX_REFUSAL_INPUTS, sign_refusal
 
 log = logging.getLogger("cod.node.policy")
 
@@ -59,8 +58,6 @@ REFUSAL_FIRST_BACKOFF_S = 1.0
 REFUSAL_MAX_BACKOFF_S = 30.0
 MAX_REPORTED_KEYS = 100_000
 """(job, policy) pairs already reported, so a requester retrying a job does not flood the ledger."""
-MAX_REASON_CHARS = 1000
-REFUSAL_TYPE = "cod/ledger/refusal/v1"
 
 
 class LedgerUnavailable(NodeError):
@@ -209,7 +206,8 @@ class Policy:
         self._reported[key] = None
         while len(self._reported) > MAX_REPORTED_KEYS:
             self._reported.popitem(last=False)
-        signed = sign_refusal(self._identity, job=job_cid, policy=self.name, inputs=list(inputs),
+        signed = sign_refusal(self._identity, job=job_cid, policy=self.name,
+                              inputs=list(inputs[:MAX_REFUSAL_INPUTS]),  # the entry holds at most these
                               reason=clean(reason, MAX_REASON_CHARS - 3))  # "..." when cut
         if self._backlog is None:
             self._backlog = asyncio.Queue(maxsize=REFUSAL_BACKLOG)
@@ -248,10 +246,3 @@ class Policy:
                     backoff = min(backoff * 2, REFUSAL_MAX_BACKOFF_S)
         self.dropped += 1
 
-
-def sign_refusal(identity: Identity, *, job: str, policy: str, inputs: list[str], reason: str) -> dict[str, Any]:
-    """A refusal statement (design.md entry 6) signed by the node: {"type", "statement", "signature"}."""
-    statement = {"type": REFUSAL_TYPE, "node": identity.node_id, "job": job, "policy": policy,
-                 "inputs": sorted(set(inputs)), "reason": reason, "nonce": secrets.token_hex(16)}
-    signature = identity.sign(canonical_json(statement))
-    return {"type": REFUSAL_TYPE, "statement": statement, "signature": base64.b64encode(signature).decode()}

@@ -245,7 +245,7 @@ def real_ledger(tmp_path: Path) -> Any:
 
 async def test_the_client_speaks_the_real_service(real_ledger: Any, tmp_path: Path) -> None:
     from cod.identity import Identity
-    from cod.node.policy import sign_refusal
+    from cod.ledger.entries import sign_refusal
 
     from ..helpers import load_vector
 
