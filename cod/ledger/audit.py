@@ -1,0 +1,317 @@
+"""`cod ledger verify`: the offline audit of a ledger's data directory, or of a mirror by URL.
+
+The audit trusts nothing the log says about itself: it replays every leaf through the state
+machine WITH every signature checked (the same code that accepted the leaves), recomputes the
+Merkle tree from the leaves and compares it with every signed checkpoint and every stored hash,
+rebuilds the derived tables and compares them row for row, compares the schema (tables,
+triggers, views) with the one cod creates, and counts valid witness cosignatures. It returns
+every problem it finds as one line of text (SPEC.md 12.9); an empty list is a clean ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ..errors import LedgerRefused
+from . import merkle
+from .checkpoint import Checkpoint, CheckpointError
+from .entries import EntryRefused
+from .note import CosignatureVerifier, NoteError, Verifier, open_note, split_note, verify_cosignature
+from .state import LedgerState, Row
+from .store import DB_FILE, DERIVED, TABLES, connect, create
+from .tiles import TILE_WIDTH, TileError, entries_path, unbundle
+
+MAX_PROBLEMS = 100
+"""Problems listed (a damaged table can give one per row; the first ones say enough)."""
+FETCH_TIMEOUT_S = 60.0
+MAX_BUNDLE_BYTES = TILE_WIDTH * (2 + 0xFFFF)
+MAX_CHECKPOINT_BYTES = 65536
+
+
+@dataclass
+class Audit:
+    """What an audit found: problems (empty: clean) and facts (what was checked against what)."""
+
+    problems: list[str] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)
+    size: int = 0
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(text)
+
+
+@dataclass
+class _Replay:
+    state: LedgerState
+    hashes: merkle.MemoryHashes
+    rows: dict[str, list[tuple[Any, ...]]]
+
+
+def _replay(leaves: Sequence[bytes], audit: Audit) -> _Replay:
+    state = LedgerState()
+    hashes = merkle.MemoryHashes()
+    rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in DERIVED}
+    for index, leaf in enumerate(leaves):
+        hashes.append(merkle.leaf_hash(leaf))
+        try:
+            derived: list[Row] = state.apply(index, leaf, check_signatures=True)
+        except EntryRefused as exc:
+            audit.problem(f"entry {index} is not valid: {exc.message}")
+            state.skip(leaf)
+            continue
+        for table, row in derived:
+            rows[table].append(row)
+    return _Replay(state, hashes, rows)
+
+
+def _log_verifier(replay: _Replay, vkey: str | None, audit: Audit) -> Verifier | None:
+    genesis = replay.state.genesis
+    if vkey is not None:
+        try:
+            verifier = Verifier.from_vkey(vkey)
+        except NoteError as exc:
+            audit.problem(f"--vkey is not an Ed25519 note key: {exc}")
+            return None
+        audit.facts.append(f"checkpoint signatures checked against --vkey {vkey}")
+        if genesis is not None and genesis.log_key != vkey:
+            audit.problem(f"the genesis names log key {genesis.log_key}, not the --vkey given")
+        return verifier
+    if genesis is None:
+        audit.problem("there is no genesis entry, so no log key to check checkpoints against")
+        return None
+    audit.facts.append(f"checkpoint signatures checked against the genesis's log_key {genesis.log_key} "
+                       "(pass --vkey to pin the key you expect)")
+    return Verifier.from_vkey(genesis.log_key)
+
+
+def _check_checkpoint(note: str, size: int | None, root: bytes | None, replay: _Replay, verifier: Verifier,
+                      audit: Audit, where: str) -> Checkpoint | None:
+    """One signed checkpoint: the log's signature, its origin, its size and root against the leaves."""
+    try:
+        text, _ = open_note(note.encode(), [verifier])
+        cp = Checkpoint.parse(text.encode())
+    except (NoteError, CheckpointError) as exc:
+        audit.problem(f"{where}: the signed note does not verify: {exc}")
+        return None
+    genesis = replay.state.genesis
+    if genesis is not None and cp.origin != genesis.origin:
+        audit.problem(f"{where}: origin {cp.origin!r} is not the log's {genesis.origin!r}")
+    if size is not None and cp.size != size:
+        audit.problem(f"{where}: the note says size {cp.size}, the row {size}")
+    if root is not None and cp.root != root:
+        audit.problem(f"{where}: the note's root differs from the row's root")
+    if cp.size > replay.hashes.size:
+        audit.problem(f"{where}: it signs {cp.size} entries; the log holds {replay.hashes.size}")
+    elif cp.root != merkle.tree_hash(cp.size, replay.hashes.read):
+        audit.problem(f"{where}: its root is not the root of the first {cp.size} entries")
+    return cp
+
+
+def _witnesses(witnesses: Sequence[str], audit: Audit) -> list[CosignatureVerifier]:
+    out = []
+    for vkey in witnesses:
+        try:
+            out.append(CosignatureVerifier.from_vkey(vkey))
+        except NoteError as exc:
+            audit.problem(f"--witness {vkey!r} is not a cosigner key: {exc}")
+    return out
+
+
+def _schema(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
+    return {(str(t), str(n)): str(sql) for t, n, sql in conn.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL")}
+
+
+def _check_schema(conn: sqlite3.Connection, audit: Audit) -> None:
+    """Tables, indexes, triggers and views exactly as cod creates them (a dropped trigger is a problem)."""
+    fresh = sqlite3.connect(":memory:", isolation_level=None)
+    create(fresh)
+    want, have = _schema(fresh), _schema(conn)
+    fresh.close()
+    for key in sorted(want):
+        if key not in have:
+            audit.problem(f"{key[0]} {key[1]} is missing" + (" (an append-only guard was dropped)"
+                                                              if key[0] == "trigger" else ""))
+        elif have[key] != want[key]:
+            audit.problem(f"{key[0]} {key[1]} is not the one cod creates: {have[key][:120]}")
+    for key in sorted(set(have) - set(want)):
+        audit.problem(f"{key[0]} {key[1]} is not part of a cod ledger")
+
+
+def _key(row: tuple[Any, ...]) -> str:
+    return json.dumps([r.hex() if isinstance(r, bytes) else r for r in row])
+
+
+def _check_derived(conn: sqlite3.Connection, replay: _Replay, audit: Audit) -> None:
+    for table in DERIVED:
+        columns = ", ".join(TABLES[table][0])
+        have = sorted(_key(tuple(r)) for r in conn.execute(f"SELECT {columns} FROM {table}"))
+        want = sorted(_key(r) for r in replay.rows[table])
+        if have != want:
+            extra = sorted(set(have) - set(want))
+            missing = sorted(set(want) - set(have))
+            detail = (f"row {extra[0]} is derived from no entry" if extra else
+                      f"row {missing[0]} the log derives is missing" if missing else "rows are repeated")
+            audit.problem(f"table {table} differs from what the log derives: {detail}")
+
+
+def audit_dir_report(data_dir: Path, vkey: str | None = None, witnesses: Sequence[str] = (),
+                     min_cosignatures: int = 0) -> Audit:
+    """Audit a ledger's data directory (read only); see the module docstring."""
+    audit = Audit()
+    path = Path(data_dir) / DB_FILE
+    if not path.is_file():
+        audit.problem(f"{data_dir} holds no ledger ({DB_FILE} is missing)")
+        return audit
+    try:
+        conn = connect(path, readonly=True)
+        try:
+            return _audit_conn(conn, audit, vkey, witnesses, min_cosignatures)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        audit.problem(f"the ledger database cannot be read: {exc}")
+        return audit
+
+
+def _audit_conn(conn: sqlite3.Connection, audit: Audit, vkey: str | None, witnesses: Sequence[str],
+                min_cosignatures: int) -> Audit:
+    _check_schema(conn, audit)
+    leaves: list[bytes] = []
+    for idx, kind, leaf, stored_hash in conn.execute("SELECT idx, type, leaf, leaf_hash FROM entries ORDER BY idx"):
+        if idx != len(leaves):
+            audit.problem(f"entry {len(leaves)} is missing (the next is {idx})")
+        raw = str(leaf).encode()
+        if bytes(stored_hash) != merkle.leaf_hash(raw):
+            audit.problem(f"entry {idx}: its leaf_hash is not the hash of its leaf")
+        try:
+            stated = json.loads(raw).get("type")
+        except (ValueError, AttributeError):
+            stated = None
+        if kind != stated:
+            audit.problem(f"entry {idx}: its type column {str(kind)[:60]!r} is not the leaf's type")
+        leaves.append(raw)
+    audit.size = len(leaves)
+    replay = _replay(leaves, audit)
+    stored = [bytes(h) for (h,) in conn.execute("SELECT hash FROM hashes ORDER BY idx")]
+    if stored != replay.hashes.hashes:
+        diff = next((i for i, (a, b) in enumerate(zip(stored, replay.hashes.hashes)) if a != b), None)
+        audit.problem(f"the hashes table differs from the tree of the leaves (at stored hash {diff})" if diff is not None
+                      else f"the hashes table holds {len(stored)} hashes; the tree of the leaves has "
+                      f"{len(replay.hashes.hashes)}")
+    verifier = _log_verifier(replay, vkey, audit)
+    latest: tuple[int, str] | None = None
+    if verifier is not None:
+        for size, root, note in conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size"):
+            _check_checkpoint(str(note), int(size), bytes(root), replay, verifier, audit, f"checkpoint {size}")
+            latest = (int(size), str(note))
+    if latest is None:
+        audit.problem("there is no checkpoint")
+    elif latest[0] != len(leaves):
+        audit.problem(f"the latest checkpoint signs {latest[0]} entries; the log holds {len(leaves)}")
+    _check_derived(conn, replay, audit)
+    cosigners = _witnesses(witnesses, audit)
+    good: set[str] = set()
+    for size, name, line in conn.execute("SELECT size, witness, line FROM cosignatures ORDER BY size, witness"):
+        for w in cosigners:
+            if w.name != name:
+                continue
+            note = conn.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+            body = split_note(str(note[0]).encode())[0].encode() if note else b""
+            try:
+                verify_cosignature(str(line), body, w)
+            except NoteError as exc:
+                audit.problem(f"the cosignature of {name} on checkpoint {size} does not verify: {exc}")
+                continue
+            if latest is not None and size == latest[0]:
+                good.add(w.vkey)
+    _count_cosignatures(good, min_cosignatures, audit)
+    return audit
+
+
+def _count_cosignatures(good: set[str], min_cosignatures: int, audit: Audit) -> None:
+    if min_cosignatures:
+        audit.facts.append(f"{len(good)} of the named witnesses cosigned the latest checkpoint")
+        if len(good) < min_cosignatures:
+            audit.problem(f"the latest checkpoint has {len(good)} valid cosignatures of the named witnesses; "
+                          f"{min_cosignatures} are required")
+
+
+def audit_dir(data_dir: Path, vkey: str | None = None, witnesses: Sequence[str] = (),
+              min_cosignatures: int = 0) -> list[str]:
+    """The problems of a ledger's data directory (empty: it verifies)."""
+    return audit_dir_report(data_dir, vkey, witnesses, min_cosignatures).problems
+
+
+# --- a mirror, by URL (only what a static server of tlog-tiles serves) ------------------------
+
+async def _get(session: aiohttp.ClientSession, url: str, limit: int) -> bytes:
+    try:
+        async with session.get(url, allow_redirects=False) as response:
+            if response.status != 200:
+                raise LedgerRefused(f"GET {url} answered {response.status}", "is this a ledger or a mirror of one?",
+                                    status=response.status, error="BadAnswer")
+            data = await response.content.read(limit + 1)
+    except aiohttp.ClientError as exc:
+        raise LedgerRefused(f"cannot fetch {url}: {exc}", "check the URL", status=0, error="Unreachable") from None
+    if len(data) > limit:
+        raise LedgerRefused(f"{url} is over {limit} bytes", status=502, error="BadAnswer")
+    return data
+
+
+async def _fetch(url: str) -> tuple[bytes, list[bytes]]:
+    base = url.rstrip("/")
+    timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        note = await _get(session, f"{base}/checkpoint", MAX_CHECKPOINT_BYTES)
+        try:
+            size = Checkpoint.parse(split_note(note)[0].encode()).size
+        except (NoteError, CheckpointError) as exc:
+            raise LedgerRefused(f"{base}/checkpoint is not a signed checkpoint: {exc}", status=502,
+                                error="BadAnswer") from None
+        leaves: list[bytes] = []
+        for n in range((size + TILE_WIDTH - 1) // TILE_WIDTH):
+            width = min(TILE_WIDTH, size - n * TILE_WIDTH)
+            data = await _get(session, f"{base}/{entries_path(n, width)}", MAX_BUNDLE_BYTES)
+            try:
+                leaves += unbundle(data, width)
+            except TileError as exc:
+                raise LedgerRefused(f"entry bundle {n} is malformed: {exc}", status=502, error="BadAnswer") from None
+        return note, leaves
+
+
+def audit_url_report(url: str, vkey: str | None = None, witnesses: Sequence[str] = (),
+                     min_cosignatures: int = 0) -> Audit:
+    """Audit a ledger or a static mirror from /checkpoint and /tile/entries/... (LedgerRefused if unreachable)."""
+    note, leaves = asyncio.run(_fetch(url))
+    audit = Audit(size=len(leaves))
+    replay = _replay(leaves, audit)
+    verifier = _log_verifier(replay, vkey, audit)
+    if verifier is not None:
+        text = note.decode("utf-8", "replace")
+        cp = _check_checkpoint(text, len(leaves), None, replay, verifier, audit, "the checkpoint")
+        cosigners = _witnesses(witnesses, audit)
+        good: set[str] = set()
+        if cp is not None:
+            for w in cosigners:
+                try:
+                    open_note(note, [w])
+                    good.add(w.vkey)
+                except NoteError:
+                    pass
+        _count_cosignatures(good, min_cosignatures, audit)
+    return audit
+
+
+def audit_url(url: str, vkey: str | None = None, witnesses: Sequence[str] = (), min_cosignatures: int = 0) -> list[str]:
+    """The problems of a ledger (or mirror) served over HTTP (empty: it verifies)."""
+    return audit_url_report(url, vkey, witnesses, min_cosignatures).problems
