@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any, Mapping, Union
 
+import nacl.exceptions
+import nacl.signing
+
 from ..cid import CID
 from ..errors import BadSignature, CIDError, LedgerRefused
-from ..identity import Identity, node_id_of, public_key_of, verify
+from ..identity import Identity, node_id_of, public_key_of
 from ..jobspec import canonical_json, load_json
 
 GENESIS = "cod/ledger/genesis/v1"
@@ -97,13 +102,17 @@ def check_bool(value: Any, name: str) -> bool:
     return value
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CACHE = 1 << 16   # CIDs and key IDs seen recently: parsing base32/base58 dominates an append otherwise
+
+
 def check_text(value: Any, name: str, limit: int = MAX_REASON_CHARS) -> str:
     """Non-empty text of at most ``limit`` characters, no control characters, valid UTF-8."""
     if not isinstance(value, str):
         raise bad(f"{name} is not a string")
     if not value or len(value) > limit:
         raise bad(f"{name} must be 1 to {limit} characters")
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value):
+    if _CONTROL.search(value):
         raise bad(f"{name} holds a control character")
     try:
         value.encode("utf-8")
@@ -112,30 +121,41 @@ def check_text(value: Any, name: str, limit: int = MAX_REASON_CHARS) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=_CACHE)
+def _cid_problem(value: str) -> str:
+    """Why ``value`` is not a canonical CID ("" when it is one)."""
+    try:
+        canonical = str(CID.parse(value))
+    except CIDError as exc:
+        return exc.message
+    return "" if canonical == value else f"{value!r} is not in canonical form (it is {canonical})"
+
+
 def check_cid(value: Any, name: str) -> str:
     """A CIDv1 (base32, sha2-256) in its canonical text form."""
     if not isinstance(value, str) or len(value) > MAX_CID_CHARS:
         raise bad(f"{name} is not a CID")
-    try:
-        canonical = str(CID.parse(value))
-    except CIDError as exc:
-        raise bad(f"{name}: {exc.message}") from None
-    if canonical != value:
-        raise bad(f"{name} {value!r} is not in canonical form (it is {canonical})")
+    problem = _cid_problem(value)
+    if problem:
+        raise bad(f"{name}: {problem}")
     return value
+
+
+@functools.lru_cache(maxsize=_CACHE)
+def _verify_key(value: str) -> nacl.signing.VerifyKey | None:
+    """The Ed25519 key of a canonical peer ID, or None."""
+    try:
+        key = public_key_of(value)
+    except BadSignature:
+        return None
+    return nacl.signing.VerifyKey(key) if node_id_of(key) == value else None
 
 
 def check_id(value: Any, name: str) -> str:
     """An Ed25519 libp2p peer ID (12D3KooW...), exactly as cod.identity.node_id_of writes it."""
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
-        raise bad(f"{name} is not a key ID", "key IDs are 12D3KooW... (cod keygen prints one)")
-    try:
-        key = public_key_of(value)
-    except BadSignature:
-        raise bad(f"{name} {value!r} is not an Ed25519 key ID", "key IDs are 12D3KooW... (cod keygen prints one)") \
-            from None
-    if node_id_of(key) != value:
-        raise bad(f"{name} {value!r} is not in canonical form")
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS or _verify_key(value) is None:
+        raise bad(f"{name} {str(value)[:80]!r} is not an Ed25519 key ID (in canonical form)",
+                  "key IDs are 12D3KooW... (cod keygen prints one)")
     return value
 
 
@@ -261,9 +281,12 @@ class Signed:
 
     def verify(self) -> None:
         """Check the signature against the signer's key; raises EntryRefused 422 "BadSignature"."""
+        key = _verify_key(self.signer)
         try:
-            verify(self.signer, canonical_json(self.statement), self.signature)
-        except BadSignature:
+            if key is None:
+                raise BadSignature("no key")
+            key.verify(canonical_json(self.statement), self.signature)
+        except (BadSignature, nacl.exceptions.BadSignatureError):
             raise EntryRefused(422, "BadSignature",
                                f"the {self.kind} statement's signature does not verify against {self.signer}",
                                "sign the canonical JSON of the statement with the key it names") from None
@@ -415,14 +438,19 @@ def _parse_eligibility(obj: Any) -> Eligibility:
                        reason, result, tuple(nodes), dict(blessings))
 
 
+def check_size(leaf: bytes) -> None:
+    """Refuse a leaf over MAX_LEAF_BYTES: 413 "TooLarge"."""
+    if len(leaf) > MAX_LEAF_BYTES:
+        raise EntryRefused(413, "TooLarge", f"an entry is at most {MAX_LEAF_BYTES} bytes; this one has {len(leaf)}",
+                           "split a bless import into smaller batches (entries.bless_batches); send fewer statements")
+
+
 def parse_leaf(leaf: bytes) -> Entry:
     """The entry a leaf holds, refusing leaves that are too big, not JSON, or not canonical.
 
     Raises EntryRefused: 413 "TooLarge" over MAX_LEAF_BYTES, 400 "BadEntry" otherwise.
     """
-    if len(leaf) > MAX_LEAF_BYTES:
-        raise EntryRefused(413, "TooLarge", f"an entry is at most {MAX_LEAF_BYTES} bytes; this one has {len(leaf)}",
-                           "split a bless import into smaller batches; send fewer statements")
+    check_size(leaf)
     try:
         obj = load_json(leaf)
     except Exception as exc:  # SpecError and anything json raises: one answer
@@ -478,6 +506,30 @@ def sign_bless_batch(identity: Identity, inputs: Mapping[str, list[int]], source
     items = [{"cid": cid, "deals": sorted(set(deals))} for cid, deals in sorted(inputs.items())]
     return _signed(identity, BLESS, {"signer": identity.node_id, "nonce": nonce or new_nonce(), "source": source,
                                      "inputs": items})
+
+
+def bless_batches(identity: Identity, inputs: Mapping[str, list[int]], source: str = "list") -> list[dict[str, Any]]:
+    """Signed bless batches covering ``inputs`` (CID -> deals), in CID order, each a leaf that fits.
+
+    A batch takes inputs while it holds at most MAX_BLESS_INPUTS and its leaf stays within
+    MAX_LEAF_BYTES (about 700 inputs with one deal each). Raises EntryRefused 413 for one input
+    too big for any leaf (more deals than MAX_DEALS would be refused anyway).
+    """
+    batches: list[dict[str, Any]] = []
+    items = sorted(inputs.items())
+    start = 0
+    while start < len(items):
+        end = min(len(items), start + MAX_BLESS_INPUTS)
+        while True:
+            batch = sign_bless_batch(identity, dict(items[start:end]), source)
+            if len(canonical_json(batch)) <= MAX_LEAF_BYTES:
+                break
+            if end - start == 1:
+                check_size(canonical_json(batch))
+            end = start + (end - start) // 2 if end - start > 1 else end
+        batches.append(batch)
+        start = end
+    return batches
 
 
 def sign_decision(identity: Identity, *, job: str, result: str, action: str, datacap: int, reason: str,

@@ -20,8 +20,8 @@ from ..errors import AuditFailed, KeyFileError, LocalPathError, NotFound, UsageE
 from ..identity import Identity
 from . import merkle
 from .checkpoint import Checkpoint
-from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, EntryRefused, Genesis, check_id, leaf_bytes,
-                      parse_signed, proposal_id_of)
+from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Entry, EntryRefused, Genesis, check_id,
+                      kind_of, leaf_bytes, parse_leaf, parse_signed, proposal_id_of)
 from .evidence import Judgement
 from .note import Signer, append_signatures, check_name
 from .state import LedgerState, Row, eligibility_entry
@@ -156,8 +156,11 @@ class Ledger:
             return [pending[i] if i in pending else found[i] for i in indexes]
         return read
 
-    def _append(self, leaves: Sequence[bytes]) -> list[int]:
-        """Apply and store ``leaves`` as one transaction with a new checkpoint; all or nothing."""
+    def _append(self, leaves: Sequence[bytes], parsed: Sequence[Entry] | None = None) -> list[int]:
+        """Apply and store ``leaves`` as one transaction with a new checkpoint; all or nothing.
+
+        ``parsed``, when given, holds the entries the leaves are the leaf_bytes of.
+        """
         with self._lock:
             state = self._state
             start = state.size
@@ -166,8 +169,9 @@ class Ledger:
                 derived: list[Row] = []
                 rows = []
                 for i, leaf in enumerate(leaves):
-                    derived += state.apply(start + i, leaf)
-                    rows.append((start + i, str(json.loads(leaf)["type"]), leaf.decode(), merkle.leaf_hash(leaf)))
+                    entry = parsed[i] if parsed is not None else parse_leaf(leaf)
+                    derived += state.apply(start + i, leaf, parsed=entry)
+                    rows.append((start + i, kind_of(entry), leaf.decode(), merkle.leaf_hash(leaf)))
                 pending: dict[int, bytes] = {}
                 read = self._reader(pending)
                 first = merkle.stored_hash_count(start)
@@ -189,11 +193,13 @@ class Ledger:
 
     def append_signed(self, payloads: Sequence[Any]) -> list[int]:
         """Append signed entries as received (any signed kind), validated; all or nothing."""
-        return self._append([leaf_bytes(parse_signed(p)) for p in payloads])
+        parsed = [parse_signed(p) for p in payloads]
+        return self._append([leaf_bytes(e) for e in parsed], parsed)
 
     def bless(self, batches: Sequence[Any]) -> list[int]:
         """Append bless batches (one leaf each), in one transaction."""
-        return self._append([leaf_bytes(parse_signed(b, BLESS)) for b in batches])
+        parsed = [parse_signed(b, BLESS) for b in batches]
+        return self._append([leaf_bytes(e) for e in parsed], parsed)
 
     def report_evidence(self, spec: Any, statements: Any) -> tuple[int, Judgement, bool]:
         """Judge evidence (merged with what the job has); append an eligibility entry if it changes.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Approval, Bless, Decision, Eligibility,
-                      EntryRefused, Genesis, Proposal, Refusal, Signed, bad, leaf_bytes, parse_leaf)
+                      Entry, EntryRefused, Genesis, Proposal, Refusal, Signed, bad, check_size, leaf_bytes, parse_leaf)
 from .evidence import Judgement, judge
 from .note import NoteError, Verifier
 
@@ -156,7 +156,7 @@ class LedgerState:
                            rec.blessings)
 
     # -- applying ------------------------------------------------------------------------------
-    def apply(self, index: int, leaf: bytes, check_signatures: bool = True) -> list[Row]:
+    def apply(self, index: int, leaf: bytes, check_signatures: bool = True, parsed: Entry | None = None) -> list[Row]:
         """Apply leaf ``index``; return the derived rows it adds. Raises EntryRefused, changing nothing.
 
         Order of checks: size and JSON form (413/400), the genesis rule, a replay (409), the
@@ -164,7 +164,9 @@ class LedgerState:
         """
         if index != self.size:
             raise ValueError(f"leaf {index} applied to a state of size {self.size}")
-        entry = parse_leaf(leaf)
+        if parsed is not None:
+            check_size(leaf)
+        entry = parse_leaf(leaf) if parsed is None else parsed
         digest = hashlib.sha256(leaf).digest()
         if (index == 0) != isinstance(entry, Genesis):
             raise bad("leaf 0 is the genesis entry, and only leaf 0", "cod ledger init writes the genesis")
