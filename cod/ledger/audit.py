@@ -34,6 +34,7 @@ MAX_PROBLEMS = 100
 FETCH_TIMEOUT_S = 60.0
 MAX_BUNDLE_BYTES = TILE_WIDTH * (2 + 0xFFFF)
 MAX_CHECKPOINT_BYTES = 65536
+READ_CHUNK = 1 << 16
 
 
 @dataclass
@@ -260,7 +261,12 @@ async def _get(session: aiohttp.ClientSession, url: str, limit: int) -> bytes:
             if response.status != 200:
                 raise LedgerRefused(f"GET {url} answered {response.status}", "is this a ledger or a mirror of one?",
                                     status=response.status, error="BadAnswer")
-            data = await response.content.read(limit + 1)
+            buffer = bytearray()
+            async for chunk in response.content.iter_chunked(READ_CHUNK):
+                buffer += chunk
+                if len(buffer) > limit:
+                    break
+            data = bytes(buffer)
     except aiohttp.ClientError as exc:
         raise LedgerRefused(f"cannot fetch {url}: {exc}", "check the URL", status=0, error="Unreachable") from None
     if len(data) > limit:

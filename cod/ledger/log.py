@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import AuditFailed, KeyFileError, LocalPathError, NotFound, UsageError
 from ..identity import Identity
-from . import merkle
+from . import merkle, tiles
 from .checkpoint import Checkpoint
 from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Entry, EntryRefused, Genesis, check_id,
                       kind_of, leaf_bytes, parse_leaf, parse_signed, proposal_id_of)
@@ -255,6 +255,31 @@ class Ledger:
                 raise NotFound(f"the ledger has no checkpoint of size {size}",
                                "checkpoints exist at the sizes appends reached; ask for the latest")
             return append_signatures(note, [line for _, line in self._store.cosignatures(size)])
+
+    def mirror(self, directory: Path) -> int:
+        """Write the log as static C2SP tlog-tiles files (checkpoint, tile/..., tile/entries/...).
+
+        Any static HTTP server of ``directory`` is then a mirror ``cod ledger verify --url`` can
+        audit. Returns the tree size written. Raises LocalPathError if the directory is unusable.
+        """
+        with self._lock:
+            size = self.size
+            files: dict[str, bytes] = {"checkpoint": self.checkpoint(size).encode()}
+            for level, index, width in tiles.tiles_of(size):
+                files[tiles.tile_path(level, index, width)] = tiles.tile_bytes(level, index, width,
+                                                                             self._store.read_hashes)
+                if level == 0:
+                    start = index * tiles.TILE_WIDTH
+                    files[tiles.entries_path(index, width)] = tiles.bundle(self._store.entries(start, start + width))
+        try:
+            # the checkpoint last: a reader of a half-written mirror sees the old tree, whole
+            for name, data in sorted(files.items(), key=lambda kv: (kv[0] == "checkpoint", kv[0])):
+                path = Path(directory) / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+        except OSError as exc:
+            raise LocalPathError(f"cannot write the mirror in {directory}: {exc.strerror}") from None
+        return size
 
     def _sizes(self, first: int, second: int | None) -> int:
         size = self.size if second is None else second
