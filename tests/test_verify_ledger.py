@@ -183,3 +183,68 @@ async def test_a_node_refusing_by_policy_is_failed_and_a_spare_is_asked(tmp_path
         for running in [strict, *others]:
             await running.stop()
         await runner.cleanup()
+
+
+@pytest.fixture()
+def real_ledger(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
+    """Engineer B's Ledger with one root key (threshold 1) that made one moderator."""
+    from cod.identity import Identity
+    from cod.ledger.entries import sign_proposal
+    from cod.ledger.log import Ledger
+
+    root, moderator = Identity.load_or_create(tmp_path / "root"), Identity.load_or_create(tmp_path / "mod")
+    ledger = Ledger.init(tmp_path / "ledger", [root.node_id], 1)
+    ledger.propose(sign_proposal(root, action="add", moderator=moderator.node_id))
+    assert moderator.node_id in ledger.moderators()
+    yield ledger, moderator
+    ledger.close()
+
+
+def test_the_real_ledger_judges_the_runs_evidence_eligible(stack: Stack, real_ledger: tuple[Any, Any]) -> None:
+    from cod.ledger.entries import sign_bless_batch
+
+    ledger, moderator = real_ledger
+    ledger.bless([sign_bless_batch(moderator, {INPUT: [1234]})])
+    with standin.backed_in_thread(ledger) as url:
+        done = stack.run("--ledger", url, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)["ledger"]
+    assert report["reported"] and report["eligible"] is True and report["error"] is None
+    assert report["result"] == VECTOR["expect"]["result_cid"] and len(report["nodes"]) == 3
+    assert ledger.job(VECTOR["job_cid"])["state"] == "eligible"
+    assert [j["job"] for j in ledger.queue()] == [VECTOR["job_cid"]]
+
+
+def test_the_real_ledger_finds_the_run_not_eligible_without_blessings(stack: Stack,
+                                                                      real_ledger: tuple[Any, Any]) -> None:
+    ledger, _ = real_ledger
+    with standin.backed_in_thread(ledger) as url:
+        done = stack.run("--ledger", url)
+    assert done.returncode == 0
+    assert f"ledger: not eligible: input CID {INPUT} is not blessed FIL+ data" in done.stderr
+
+
+async def test_a_refusal_reaches_the_real_ledger_as_a_valid_entry(tmp_path: Path,
+                                                                  real_ledger: tuple[Any, Any]) -> None:
+    import asyncio
+
+    import aiohttp
+
+    ledger, _ = real_ledger
+    before = ledger.size
+    with standin.backed_in_thread(ledger) as url:
+        strict = await start_node(tmp_path / "strict", concurrency=1, policy=Policy("fil-plus-only", url))
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(strict.url + "/v1/jobs", json={"spec": VECTOR["spec"]}) as resp:
+                    assert resp.status == 403
+            for _ in range(600):  # until the background report lands (a bound, not a timing assertion)
+                if strict.node.policy.reported or strict.node.policy.dropped:
+                    break
+                await asyncio.sleep(0.05)
+            assert (strict.node.policy.reported, strict.node.policy.dropped) == (1, 0)
+        finally:
+            await strict.stop()
+    assert ledger.size == before + 1
+    leaf = json.loads(ledger.entries(before, before + 1)[0])
+    assert leaf["statement"]["node"] == strict.node.identity.node_id and leaf["statement"]["job"] == VECTOR["job_cid"]

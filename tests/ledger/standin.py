@@ -157,3 +157,80 @@ def in_thread(standin: StandIn) -> Iterator[str]:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(30)
+
+
+class LedgerBacked:
+    """The three routes a node and a requester use, answered by engineer B's real ``Ledger``
+    (cod/ledger/log.py): its judgement of evidence, its blessings, its checks of refusals. A
+    test adapter until engineer D's service is there, not the service: no other route, no caps."""
+
+    def __init__(self, ledger: Any) -> None:
+        self.ledger = ledger
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v1/inputs/{cid}", self.input)
+        app.router.add_post("/v1/evidence", self.evidence)
+        app.router.add_post("/v1/refusals", self.refusal)
+        return app
+
+    @staticmethod
+    def _refused(exc: Any) -> web.Response:
+        return web.json_response({"error": exc.error, "message": exc.message, "hint": exc.hint or "-"},
+                                 status=exc.status)
+
+    async def input(self, request: web.Request) -> web.Response:
+        return web.json_response(self.ledger.input(request.match_info["cid"]))
+
+    async def evidence(self, request: web.Request) -> web.Response:
+        from cod.errors import LedgerRefused
+
+        body = await request.json()
+        try:
+            entry, judgement, new = self.ledger.report_evidence(body["spec"], body["statements"])
+        except LedgerRefused as exc:
+            return self._refused(exc)
+        return web.json_response({"job": judgement.job, "entry": entry, "eligible": judgement.eligible,
+                                  "reason": judgement.reason, "result": judgement.result,
+                                  "nodes": list(judgement.nodes)}, status=201 if new else 200)
+
+    async def refusal(self, request: web.Request) -> web.Response:
+        from cod.errors import LedgerRefused
+
+        try:
+            entry = self.ledger.refusal(await request.json())
+        except LedgerRefused as exc:
+            return self._refused(exc)
+        return web.json_response({"entry": entry}, status=201)
+
+
+@contextmanager
+def backed_in_thread(ledger: Any) -> Iterator[str]:
+    """A LedgerBacked server from a thread of its own."""
+    loop = asyncio.new_event_loop()
+    ready: list[Any] = []
+    started = threading.Event()
+
+    async def start_backed() -> tuple[web.AppRunner, str]:
+        runner = web.AppRunner(LedgerBacked(ledger).app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        ready.append(loop.run_until_complete(start_backed()))
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert started.wait(30)
+    runner, url = ready[0]
+    try:
+        yield url
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
