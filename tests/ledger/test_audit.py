@@ -23,7 +23,7 @@ from cod.ledger.checkpoint import Checkpoint
 from cod.ledger.log import Ledger
 from cod.ledger.note import CosignatureSigner, Signer
 from cod.ledger.store import DB_FILE, TABLES
-from tests.ledger.bkit import DATA, MOD, NODES, RESULT, STRANGER, agreeing, blessed_ledger, job_of, spec
+from tests.ledger.bkit import DATA, MOD, NODES, RESULT, STRANGER, agreeing, blessed_ledger, governed, job_of, spec
 
 
 def populated(tmp: Path) -> tuple[Ledger, int]:
@@ -224,3 +224,19 @@ def test_audit_of_a_static_mirror(tmp_path: Path) -> None:
         with pytest.raises(LedgerRefused, match="answered 404"):
             audit_url(url)
     assert json.loads(ledger.entries(size - 1, size)[0])["statement"]["reason"] == "r299"
+
+
+def test_a_big_log_checked_in_parallel_still_names_a_forged_leaf(tmp_path: Path) -> None:
+    from cod.ledger.audit import PARALLEL_FROM
+    ledger = governed(tmp_path)
+    batch = [entries.sign_refusal(NODES[i % 4], job=RESULT, policy="fil-plus-only", inputs=[], reason=f"r{i}")
+             for i in range(PARALLEL_FROM + 10)]
+    for start in range(0, len(batch), 1000):
+        ledger.append_signed(batch[start:start + 1000])
+    ledger.close()
+    assert audit_dir(tmp_path / "ledger") == []
+    target = 3 + PARALLEL_FROM // 2
+    edit(tmp_path, "UPDATE entries SET leaf = replace(leaf, '\"reason\":\"r', '\"reason\":\"R') WHERE idx = ?",
+         params=(target,))
+    found = problems(tmp_path)
+    assert f"entry {target} is not valid: the cod/ledger/refusal/v1 statement's signature does not verify" in found

@@ -190,9 +190,11 @@ def test_leaf_must_be_canonical_strict_and_small() -> None:
     spaced = json.dumps(signed).encode()
     assert "not canonical" in _leaf_error(spaced).message
     dup = leaf[:-1] + b',"type":"cod/ledger/decision/v1"}'
-    assert "not strict JSON" in _leaf_error(dup).message
+    assert "not canonical" in _leaf_error(dup).message     # a repeated key never survives re-encoding
     assert "not strict JSON" in _leaf_error(b'{"a":1.5}').message
+    assert "not strict JSON" in _leaf_error(b'{"a":NaN}').message
     assert "not strict JSON" in _leaf_error(b"\xff").message
+    assert "not strict JSON" in _leaf_error(b"[" * 5000 + b"]" * 5000).message   # deeper than json recurses
     big = _leaf_error(b" " * 65536)
     assert (big.status, big.error) == (413, "TooLarge")
 
@@ -223,3 +225,19 @@ def test_genesis_rules() -> None:
                    {"root_keys": [ids[0], ids[0]]}, {"root_keys": []}, {"origin": "a b"}, {"origin": "a+b"}):
         with pytest.raises(EntryRefused):
             entries.parse_entry({**g.to_json(), **change})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 58), st.sampled_from("abcdefghijklmnopqrstuvwxyz234567ABZ=01!"), st.integers(0, 2))
+def test_fast_cid_check_agrees_with_the_full_parse(pos: int, char: str, codec_pick: int) -> None:
+    """The fast path of check_cid decides as cod.cid.CID.parse + str() does, on mutated CIDs too."""
+    from cod.cid import CID, DAG_PB, JSON, RAW
+    from cod.errors import CIDError
+    from cod.ledger.entries import _fast_cid
+    text = str(CID.of((RAW, DAG_PB, JSON)[codec_pick], b"x"))
+    mutated = text[:pos] + char + text[pos + 1:]
+    try:
+        slow = str(CID.parse(mutated)) == mutated
+    except CIDError:
+        slow = False
+    assert not _fast_cid(mutated) or slow   # the fast path never accepts what the full parse refuses
