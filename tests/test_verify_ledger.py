@@ -168,8 +168,10 @@ async def test_a_node_refusing_by_policy_is_failed_and_a_spare_is_asked(tmp_path
     strict = await start_node(tmp_path / "strict", concurrency=1, policy=Policy("fil-plus-only", url))
     others = [await start_node(tmp_path / f"n{i}", concurrency=1) for i in range(3)]
     try:
+        records.see(strict.node.identity.node_id, strict.url, strict.node.profile)
         for _ in range(5):  # the strict node has the best record: it is asked first
             records.bump(strict.node.identity.node_id, "agreed")
+        assert records.score(strict.node.identity.node_id) == 5
         job = prepare(VECTORS / "wordcount.wasm", ["wordcount.wasm"], inputs=[str(VECTORS / "data" / "wordcount")])
         result = await verify(job, [strict.url] + [o.url for o in others], 3, records=records)
         assert result.outcome == "verified" and job.spec.inputs[0].cid == INPUT
