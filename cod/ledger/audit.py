@@ -19,20 +19,19 @@ import multiprocessing
 import os
 import sqlite3
 from concurrent.futures import ProcessPoolExecutor
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import nacl.signing
 
 from ..errors import LedgerRefused
-from ..identity import public_key_of
 from ..jobspec import canonical_json
 from . import merkle
 from .checkpoint import Checkpoint, CheckpointError
-from .entries import ELIGIBILITY, SIGNED_KINDS, SIGNER_FIELD, EntryRefused
+from .entries import ELIGIBILITY, SIGNED_KINDS, SIGNER_FIELD, EntryRefused, verify_key
 from .note import CosignatureVerifier, NoteError, Verifier, open_note, split_note, verify_cosignature
 from .state import LedgerState, Row
 from .store import DB_FILE, DERIVED, TABLES, connect, create
@@ -84,40 +83,23 @@ def _check_chunk(job: tuple[int, list[bytes]]) -> set[int]:
             else:
                 continue
             for signer, statement, signature in pairs:
-                nacl.signing.VerifyKey(public_key_of(signer)).verify(canonical_json(statement),
-                                                                    base64.b64decode(signature, validate=True))
+                key = verify_key(signer)
+                if key is None:
+                    raise ValueError("not a key ID")
+                key.verify(canonical_json(statement), base64.b64decode(signature, validate=True))
         except Exception:  # noqa: BLE001 - anything unreadable is replayed with every check, which names it
             suspects.add(start + offset)
     return suspects
 
 
-def _suspects(leaves: Sequence[bytes]) -> set[int]:
-    """Leaves whose signatures do not all verify, found in parallel: the replay checks these in full.
-
-    The state machine still decides (it re-checks every suspect's signatures and names the
-    problem); this pass only spares it the Ed25519 checks of leaves already seen to verify.
-    """
-    workers = min(os.cpu_count() or 1, MAX_WORKERS)
-    if len(leaves) < PARALLEL_FROM or workers < 2:
-        return _check_chunk((0, list(leaves)))
-    step = -(-len(leaves) // (workers * 4))
-    chunks = [(i, list(leaves[i:i + step])) for i in range(0, len(leaves), step)]
-    found: set[int] = set()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for part in pool.map(_check_chunk, chunks):
-            found |= part
-    return found
-
-
-def _replay(leaves: Sequence[bytes], audit: Audit) -> _Replay:
-    suspects = _suspects(leaves)
+def _replay_pass(leaves: Sequence[bytes], audit: Audit, check: Callable[[int], bool]) -> _Replay:
     state = LedgerState()
     hashes = merkle.MemoryHashes()
     rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in DERIVED}
     for index, leaf in enumerate(leaves):
         hashes.append(merkle.leaf_hash(leaf))
         try:
-            derived: list[Row] = state.apply(index, leaf, check_signatures=index in suspects)
+            derived: list[Row] = state.apply(index, leaf, check_signatures=check(index))
         except EntryRefused as exc:
             audit.problem(f"entry {index} is not valid: {exc.message}")
             state.skip(leaf)
@@ -125,6 +107,34 @@ def _replay(leaves: Sequence[bytes], audit: Audit) -> _Replay:
         for table, row in derived:
             rows[table].append(row)
     return _Replay(state, hashes, rows)
+
+
+def _replay(leaves: Sequence[bytes], audit: Audit) -> _Replay:
+    """Replay every leaf through the state machine with every signature checked.
+
+    Small logs: one pass, the state machine checking each signature. Big logs: a pool of
+    processes checks the Ed25519 signatures while this process replays without them; leaves
+    the pool finds suspect (rare: a damaged log) are then replayed again from the start with
+    the state machine's own checks on those leaves, so it is always the state machine that
+    decides and names each problem.
+    """
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    if len(leaves) < PARALLEL_FROM or workers < 2:
+        return _replay_pass(leaves, audit, lambda _: True)
+    step = -(-len(leaves) // (workers * 4))
+    chunks = [(i, list(leaves[i:i + step])) for i in range(0, len(leaves), step)]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_check_chunk, chunk) for chunk in chunks]
+        first = Audit()
+        replay = _replay_pass(leaves, first, lambda _: False)
+        suspects: set[int] = set()
+        for future in futures:
+            suspects |= future.result()
+    if not suspects:
+        for problem in first.problems:
+            audit.problem(problem)
+        return replay
+    return _replay_pass(leaves, audit, lambda index: index in suspects)
 
 
 def _log_verifier(replay: _Replay, vkey: str | None, audit: Audit) -> Verifier | None:
@@ -201,20 +211,20 @@ def _check_schema(conn: sqlite3.Connection, audit: Audit) -> None:
         audit.problem(f"{key[0]} {key[1]} is not part of a cod ledger")
 
 
-def _key(row: tuple[Any, ...]) -> str:
-    return json.dumps([r.hex() if isinstance(r, bytes) else r for r in row])
+def _shown(row: tuple[Any, ...]) -> str:
+    return json.dumps([r.hex() if isinstance(r, bytes) else r for r in row])[:300]
 
 
 def _check_derived(conn: sqlite3.Connection, replay: _Replay, audit: Audit) -> None:
     for table in DERIVED:
         columns = ", ".join(TABLES[table][0])
-        have = sorted(_key(tuple(r)) for r in conn.execute(f"SELECT {columns} FROM {table}"))
-        want = sorted(_key(r) for r in replay.rows[table])
+        have = Counter(tuple(r) for r in conn.execute(f"SELECT {columns} FROM {table}"))
+        want = Counter(replay.rows[table])
         if have != want:
-            extra = sorted(set(have) - set(want))
-            missing = sorted(set(want) - set(have))
+            extra = sorted(map(_shown, (have - want).elements()))
+            missing = sorted(map(_shown, (want - have).elements()))
             detail = (f"row {extra[0]} is derived from no entry" if extra else
-                      f"row {missing[0]} the log derives is missing" if missing else "rows are repeated")
+                      f"row {missing[0]} the log derives is missing")
             audit.problem(f"table {table} differs from what the log derives: {detail}")
 
 

@@ -124,6 +124,9 @@ def check_text(value: Any, name: str, limit: int = MAX_REASON_CHARS) -> str:
 
 _B32 = re.compile("b[a-z2-7]{50,120}")
 _SHA2_256_32 = b"\x12\x20"
+_NONCE = re.compile(f"[0-9a-f]{{{NONCE_HEX}}}")
+# RFC 4648 base32 (a-z, 2-7) to the digits int(..., 32) reads (0-9, a-v): decoding in C, not in base64.py
+_TO_INT32 = str.maketrans("abcdefghijklmnopqrstuvwxyz234567", "0123456789abcdefghijklmnopqrstuv")
 
 
 def _fast_cid(value: str) -> bool:
@@ -133,20 +136,22 @@ def _fast_cid(value: str) -> bool:
     """
     if not _B32.fullmatch(value):
         return False
-    body = value[1:].upper()
-    try:
-        raw = base64.b32decode(body + "=" * (-len(body) % 8))
-    except binascii.Error:
+    body = value[1:]
+    bits = 5 * len(body)
+    spare = bits % 8          # bits past the last whole byte: canonical text has fewer than 5, all zero
+    number = int(body.translate(_TO_INT32), 32)
+    if spare >= 5 or number & ((1 << spare) - 1):
         return False
+    raw = (number >> spare).to_bytes(bits // 8, "big")
     if len(raw) < 3 or raw[0] != 1:
         return False
     pos = 1
     while pos < len(raw) and raw[pos] & 0x80:   # the codec varint
         pos += 1
-    pos += 1
-    if raw[pos:pos + 2] != _SHA2_256_32 or len(raw) != pos + 34:
+    if pos >= len(raw) or (pos > 1 and raw[pos] == 0):   # cut, or not minimal (cod writes minimal varints)
         return False
-    return base64.b32encode(raw).decode().lower().rstrip("=") == value[1:]
+    pos += 1
+    return raw[pos:pos + 2] == _SHA2_256_32 and len(raw) == pos + 34
 
 
 @functools.lru_cache(maxsize=_CACHE)
@@ -172,7 +177,7 @@ def check_cid(value: Any, name: str) -> str:
 
 
 @functools.lru_cache(maxsize=_CACHE)
-def _verify_key(value: str) -> nacl.signing.VerifyKey | None:
+def verify_key(value: str) -> nacl.signing.VerifyKey | None:
     """The Ed25519 key of a canonical peer ID, or None."""
     try:
         key = public_key_of(value)
@@ -183,14 +188,14 @@ def _verify_key(value: str) -> nacl.signing.VerifyKey | None:
 
 def check_id(value: Any, name: str) -> str:
     """An Ed25519 libp2p peer ID (12D3KooW...), exactly as cod.identity.node_id_of writes it."""
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS or _verify_key(value) is None:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS or verify_key(value) is None:
         raise bad(f"{name} {str(value)[:80]!r} is not an Ed25519 key ID (in canonical form)",
                   "key IDs are 12D3KooW... (cod keygen prints one)")
     return value
 
 
 def check_nonce(value: Any, name: str = "nonce") -> str:
-    if not isinstance(value, str) or len(value) != NONCE_HEX or any(c not in "0123456789abcdef" for c in value):
+    if not isinstance(value, str) or not _NONCE.fullmatch(value):
         raise bad(f"{name} is not {NONCE_HEX} lowercase hex digits")
     return value
 
@@ -311,7 +316,7 @@ class Signed:
 
     def verify(self) -> None:
         """Check the signature against the signer's key; raises EntryRefused 422 "BadSignature"."""
-        key = _verify_key(self.signer)
+        key = verify_key(self.signer)
         try:
             if key is None:
                 raise BadSignature("no key")

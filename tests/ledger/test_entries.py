@@ -227,17 +227,26 @@ def test_genesis_rules() -> None:
             entries.parse_entry({**g.to_json(), **change})
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.integers(0, 58), st.sampled_from("abcdefghijklmnopqrstuvwxyz234567ABZ=01!"), st.integers(0, 2))
-def test_fast_cid_check_agrees_with_the_full_parse(pos: int, char: str, codec_pick: int) -> None:
-    """The fast path of check_cid decides as cod.cid.CID.parse + str() does, on mutated CIDs too."""
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 58), st.sampled_from("abcdefghijklmnopqrstuvwxyz234567ABZ=01!"), st.integers(0, 2),
+       st.binary(min_size=0, max_size=4), st.binary(min_size=30, max_size=34), st.sampled_from([b"\x12\x20", b"\x12\x1f"]))
+def test_fast_cid_check_never_accepts_what_the_full_parse_refuses(pos: int, char: str, codec_pick: int, varint: bytes,
+                                                                  digest: bytes, multihash: bytes) -> None:
+    """check_cid's fast path (int(..., 32) in C) against cod.cid.CID.parse + str(): text and binary mutations."""
     from cod.cid import CID, DAG_PB, JSON, RAW
     from cod.errors import CIDError
     from cod.ledger.entries import _fast_cid
+
+    def slow(text: str) -> bool:
+        try:
+            return str(CID.parse(text)) == text
+        except CIDError:
+            return False
+
     text = str(CID.of((RAW, DAG_PB, JSON)[codec_pick], b"x"))
+    assert _fast_cid(text) and slow(text)
     mutated = text[:pos] + char + text[pos + 1:]
-    try:
-        slow = str(CID.parse(mutated)) == mutated
-    except CIDError:
-        slow = False
-    assert not _fast_cid(mutated) or slow   # the fast path never accepts what the full parse refuses
+    assert not _fast_cid(mutated) or slow(mutated)
+    raw = b"\x01" + varint + multihash + digest
+    built = "b" + base64.b32encode(raw).decode().lower().rstrip("=")
+    assert not _fast_cid(built) or slow(built)
