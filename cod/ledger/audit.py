@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import sqlite3
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -92,6 +93,24 @@ def _check_chunk(job: tuple[int, list[bytes]]) -> set[int]:
     return suspects
 
 
+Opened = tuple[str | None, "Checkpoint | None"]
+"""A checkpoint note opened against the log key: (problem, None) or (None, its checkpoint)."""
+
+
+def _open_notes(job: tuple[str, list[tuple[int, str]]]) -> list[tuple[int, Opened]]:
+    """Open checkpoint notes against the log's vkey (a worker's part; also run in-process)."""
+    vkey, rows = job
+    verifier = Verifier.from_vkey(vkey)
+    out: list[tuple[int, Opened]] = []
+    for size, note in rows:
+        try:
+            text, _ = open_note(note.encode(), [verifier])
+            out.append((size, (None, Checkpoint.parse(text.encode()))))
+        except (NoteError, CheckpointError, UnicodeError) as exc:
+            out.append((size, (f"the signed note does not verify: {exc}", None)))
+    return out
+
+
 def _replay_pass(leaves: Sequence[bytes], audit: Audit, check: Callable[[int], bool]) -> _Replay:
     state = LedgerState()
     hashes = merkle.MemoryHashes()
@@ -109,32 +128,62 @@ def _replay_pass(leaves: Sequence[bytes], audit: Audit, check: Callable[[int], b
     return _Replay(state, hashes, rows)
 
 
-def _replay(leaves: Sequence[bytes], audit: Audit) -> _Replay:
-    """Replay every leaf through the state machine with every signature checked.
+def _replay(leaves: Sequence[bytes], audit: Audit, notes: list[tuple[int, str]],
+            note_key: str | None) -> tuple[_Replay, dict[int, Opened]]:
+    """Replay every leaf with every signature checked; open every checkpoint note against ``note_key``.
 
-    Small logs: one pass, the state machine checking each signature. Big logs: a pool of
-    processes checks the Ed25519 signatures while this process replays without them; leaves
-    the pool finds suspect (rare: a damaged log) are then replayed again from the start with
-    the state machine's own checks on those leaves, so it is always the state machine that
-    decides and names each problem.
+    Small logs: one process, the state machine checking each signature. Big logs: a pool of
+    processes checks the Ed25519 signatures of leaves and notes while this process replays
+    without them; leaves the pool finds suspect (rare: a damaged log) are then replayed again
+    from the start with the state machine's own checks on them, so it is always the state
+    machine that decides and names each problem.
     """
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
-    if len(leaves) < PARALLEL_FROM or workers < 2:
-        return _replay_pass(leaves, audit, lambda _: True)
-    step = -(-len(leaves) // (workers * 4))
+
+    def inline() -> tuple[_Replay, dict[int, Opened]]:
+        opened = dict(_open_notes((note_key, notes))) if note_key is not None else {}
+        return _replay_pass(leaves, audit, lambda _: True), opened
+
+    if len(leaves) + len(notes) < PARALLEL_FROM or workers < 2:
+        return inline()
+    step = max(1, -(-len(leaves) // (workers * 4)))
     chunks = [(i, list(leaves[i:i + step])) for i in range(0, len(leaves), step)]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_check_chunk, chunk) for chunk in chunks]
-        first = Audit()
-        replay = _replay_pass(leaves, first, lambda _: False)
-        suspects: set[int] = set()
-        for future in futures:
-            suspects |= future.result()
+    note_step = max(1, -(-len(notes) // (workers * 4)))
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_check_chunk, chunk) for chunk in chunks]
+            note_futures = [pool.submit(_open_notes, (note_key, notes[i:i + note_step]))
+                            for i in range(0, len(notes), note_step)] if note_key is not None else []
+            first = Audit()
+            replay = _replay_pass(leaves, first, lambda _: False)
+            suspects: set[int] = set()
+            for future in futures:
+                suspects |= future.result()
+            opened: dict[int, Opened] = {}
+            for note_future in note_futures:
+                opened.update(note_future.result())
+    except (BrokenProcessPool, OSError):
+        # no worker processes here (a restricted host, a __main__ that cannot be re-imported): one process
+        return inline()
     if not suspects:
         for problem in first.problems:
             audit.problem(problem)
-        return replay
-    return _replay_pass(leaves, audit, lambda index: index in suspects)
+        return replay, opened
+    return _replay_pass(leaves, audit, lambda index: index in suspects), opened
+
+
+def _note_key(leaves: Sequence[bytes], vkey: str | None) -> str | None:
+    """The vkey checkpoints are opened with: --vkey, else the genesis's log_key (None if unusable)."""
+    key = vkey
+    if key is None and leaves:
+        try:
+            key = json.loads(leaves[0]).get("log_key")
+        except (ValueError, AttributeError):
+            return None
+    try:
+        return Verifier.from_vkey(key).vkey if isinstance(key, str) else None
+    except NoteError:
+        return None
 
 
 def _log_verifier(replay: _Replay, vkey: str | None, audit: Audit) -> Verifier | None:
@@ -157,14 +206,12 @@ def _log_verifier(replay: _Replay, vkey: str | None, audit: Audit) -> Verifier |
     return Verifier.from_vkey(genesis.log_key)
 
 
-def _check_checkpoint(note: str, size: int | None, root: bytes | None, replay: _Replay, verifier: Verifier,
-                      audit: Audit, where: str) -> Checkpoint | None:
-    """One signed checkpoint: the log's signature, its origin, its size and root against the leaves."""
-    try:
-        text, _ = open_note(note.encode(), [verifier])
-        cp = Checkpoint.parse(text.encode())
-    except (NoteError, CheckpointError) as exc:
-        audit.problem(f"{where}: the signed note does not verify: {exc}")
+def _check_checkpoint(opened: Opened, size: int | None, root: bytes | None, replay: _Replay, audit: Audit,
+                      where: str) -> Checkpoint | None:
+    """One opened checkpoint: its origin, its size and root against the row and the leaves."""
+    problem, cp = opened
+    if cp is None:
+        audit.problem(f"{where}: {problem}")
         return None
     genesis = replay.state.genesis
     if genesis is not None and cp.origin != genesis.origin:
@@ -265,7 +312,10 @@ def _audit_conn(conn: sqlite3.Connection, audit: Audit, vkey: str | None, witnes
             audit.problem(f"entry {idx}: its type column {str(kind)[:60]!r} is not the leaf's type")
         leaves.append(raw)
     audit.size = len(leaves)
-    replay = _replay(leaves, audit)
+    checkpoints = [(int(size), bytes(root), str(note)) for size, root, note in
+                   conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size")]
+    note_key = _note_key(leaves, vkey)
+    replay, opened = _replay(leaves, audit, [(size, note) for size, _, note in checkpoints], note_key)
     stored = [bytes(h) for (h,) in conn.execute("SELECT hash FROM hashes ORDER BY idx")]
     if stored != replay.hashes.hashes:
         diff = next((i for i, (a, b) in enumerate(zip(stored, replay.hashes.hashes)) if a != b), None)
@@ -274,10 +324,10 @@ def _audit_conn(conn: sqlite3.Connection, audit: Audit, vkey: str | None, witnes
                       f"{len(replay.hashes.hashes)}")
     verifier = _log_verifier(replay, vkey, audit)
     latest: tuple[int, str] | None = None
-    if verifier is not None:
-        for size, root, note in conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size"):
-            _check_checkpoint(str(note), int(size), bytes(root), replay, verifier, audit, f"checkpoint {size}")
-            latest = (int(size), str(note))
+    if verifier is not None and verifier.vkey == note_key:
+        for size, root, note in checkpoints:
+            _check_checkpoint(opened[size], size, root, replay, audit, f"checkpoint {size}")
+            latest = (size, note)
     if latest is None:
         audit.problem("there is no checkpoint")
     elif latest[0] != len(leaves):
@@ -363,11 +413,12 @@ def audit_url_report(url: str, vkey: str | None = None, witnesses: Sequence[str]
     """Audit a ledger or a static mirror from /checkpoint and /tile/entries/... (LedgerRefused if unreachable)."""
     note, leaves = asyncio.run(_fetch(url))
     audit = Audit(size=len(leaves))
-    replay = _replay(leaves, audit)
+    note_key = _note_key(leaves, vkey)
+    text = note.decode("utf-8", "replace")
+    replay, opened = _replay(leaves, audit, [(len(leaves), text)], note_key)
     verifier = _log_verifier(replay, vkey, audit)
-    if verifier is not None:
-        text = note.decode("utf-8", "replace")
-        cp = _check_checkpoint(text, len(leaves), None, replay, verifier, audit, "the checkpoint")
+    if verifier is not None and verifier.vkey == note_key:
+        cp = _check_checkpoint(opened[len(leaves)], len(leaves), None, replay, audit, "the checkpoint")
         cosigners = _witnesses(witnesses, audit)
         good: set[str] = set()
         if cp is not None:

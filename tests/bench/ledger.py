@@ -97,6 +97,16 @@ def main() -> None:
         t0 = time.perf_counter()
         report = audit_dir_report(Path(tmp) / "ledger")
         print(f"audit of {size:,} entries:               {time.perf_counter() - t0:.2f} s, "
+              f"{len(report.problems)} problems ({size - len(batch) + len(batch) // 1000:,} checkpoints)")
+
+    with tempfile.TemporaryDirectory() as tmp:   # the worst case: one checkpoint per entry
+        ledger = blessed_ledger(Path(tmp))
+        for item in refusals(10_000, "one by one"):
+            ledger.refusal(item)
+        ledger.close()
+        t0 = time.perf_counter()
+        report = audit_dir_report(Path(tmp) / "ledger")
+        print(f"audit of 10,004 entries, 10,004 checkpoints: {time.perf_counter() - t0:.2f} s, "
               f"{len(report.problems)} problems")
 
 
