@@ -196,3 +196,23 @@ def test_genesis_only_at_leaf_zero() -> None:
                                                                         inputs=[], reason="r")))
     exc = refused(state.apply, 0, leaf)
     assert "genesis" in exc.message and state.size == 0
+
+
+def test_evidence_too_big_for_a_leaf_is_413_and_stores_nothing(tmp_path: Path) -> None:
+    from cod.jobspec import Input, JobSpec
+    from tests.ledger.bkit import MODULE, statement
+    ledger = blessed_ledger(tmp_path)
+    big = JobSpec(module=MODULE, inputs=(Input(cid=DATA),), env=tuple((f"V{i}", "x" * 1000) for i in range(70))).to_dict()
+    before = snapshot(ledger)
+    exc = refused(ledger.report_evidence, big, [statement(big, NODES[0]), statement(big, NODES[1])])
+    assert (exc.status, exc.error) == (413, "TooLarge")
+    assert snapshot(ledger) == before
+
+
+@pytest.mark.parametrize("payload", [None, [], "x", 5, {"type": "cod/ledger/genesis/v1"},
+                                     {"type": "cod/ledger/eligibility/v1", "statement": {}, "signature": ""}])
+def test_append_signed_refuses_what_is_not_a_signed_entry(tmp_path: Path, payload: Any) -> None:
+    ledger = governed(tmp_path)
+    exc = refused(ledger.append_signed, [payload])
+    assert (exc.status, exc.error) == (400, "BadEntry")
+    assert ledger.size == 3
