@@ -20,7 +20,7 @@ from ..errors import AuditFailed, KeyFileError, LocalPathError, NotFound, UsageE
 from ..identity import Identity
 from . import merkle, tiles
 from .checkpoint import Checkpoint
-from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Entry, EntryRefused, Genesis, check_id,
+from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Entry, EntryRefused, Genesis, Signed, check_id,
                       kind_of, leaf_bytes, parse_leaf, parse_signed, proposal_id_of)
 from .evidence import Judgement
 from .note import Signer, append_signatures, check_name
@@ -214,23 +214,30 @@ class Ledger:
             (index,) = self._append([leaf_bytes(eligibility_entry(judgement))])
             return index, judgement, True
 
+    def _one(self, signed: Any, kind: str) -> tuple[int, Entry]:
+        entry = parse_signed(signed, kind)
+        return self._append([leaf_bytes(entry)], [entry])[0], entry
+
     def decide(self, signed: Any) -> int:
-        return self._append([leaf_bytes(parse_signed(signed, DECISION))])[0]
+        """Append a moderator's decision (12.6); EntryRefused says why not."""
+        return self._one(signed, DECISION)[0]
 
     def propose(self, signed: Any) -> tuple[int, str]:
-        entry = parse_signed(signed, PROPOSAL)
-        index = self._append([leaf_bytes(entry)])[0]
+        """Append a root key holder's proposal; returns (entry, proposal_id)."""
+        index, entry = self._one(signed, PROPOSAL)
+        assert isinstance(entry, Signed)
         return index, proposal_id_of(entry.statement)
 
     def approve(self, signed: Any) -> tuple[int, bool]:
-        entry = parse_signed(signed, APPROVAL)
+        """Append an approval; returns (entry, whether the change is now in effect)."""
         with self._lock:
-            index = self._append([leaf_bytes(entry)])[0]
-            pid = str(entry.statement["proposal"])
-            return index, self._state.proposals[pid].in_effect is not None
+            index, entry = self._one(signed, APPROVAL)
+            assert isinstance(entry, Signed)
+            return index, self._state.proposals[str(entry.statement["proposal"])].in_effect is not None
 
     def refusal(self, signed: Any) -> int:
-        return self._append([leaf_bytes(parse_signed(signed, REFUSAL))])[0]
+        """Append a node's signed refusal."""
+        return self._one(signed, REFUSAL)[0]
 
     def add_cosignature(self, size: int, witness_name: str, line: str) -> bool:
         """Keep a witness's cosignature line of the checkpoint at ``size`` (the caller verified it)."""
