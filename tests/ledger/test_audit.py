@@ -240,3 +240,10 @@ def test_a_big_log_checked_in_parallel_still_names_a_forged_leaf(tmp_path: Path)
          params=(target,))
     found = problems(tmp_path)
     assert f"entry {target} is not valid: the cod/ledger/refusal/v1 statement's signature does not verify" in found
+
+
+def test_a_file_that_is_not_a_ledger(tmp_path: Path) -> None:
+    assert "holds no ledger" in problems(tmp_path)
+    (tmp_path / "ledger").mkdir()
+    (tmp_path / "ledger" / DB_FILE).write_bytes(b"not sqlite at all " * 100)
+    assert "cannot be read" in problems(tmp_path)
