@@ -484,10 +484,20 @@ def _no_number(text: str) -> Any:
     raise ValueError(f"number {text} is not an integer")
 
 
+_DECODER = json.JSONDecoder(parse_float=_no_number, parse_constant=_no_number)
+# the very encoder cod.jobspec.canonical_json builds on each call, built once (appends and replays use it a lot)
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical(value: Any) -> bytes:
+    """cod.jobspec.canonical_json(value), with one encoder for all calls."""
+    return _ENCODER.encode(value).encode()
+
+
 def _load(leaf: bytes) -> Any:
     """JSON with integers only. Duplicate keys need no hook: the canonical comparison after refuses them."""
     try:
-        return json.loads(leaf.decode("utf-8"), parse_float=_no_number, parse_constant=_no_number)
+        return _DECODER.decode(leaf.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise bad(f"the entry is not strict JSON: {str(exc)[:200]}") from None
 
@@ -499,7 +509,7 @@ def parse_leaf(leaf: bytes) -> Entry:
     """
     check_size(leaf)
     obj = _load(leaf)
-    if canonical_json(obj) != leaf:
+    if canonical(obj) != leaf:
         raise bad("the entry is not canonical JSON (sorted keys, no white space, UTF-8)")
     return parse_entry(obj)
 
@@ -516,7 +526,7 @@ def parse_entry(obj: Any) -> Entry:
 
 def leaf_bytes(entry: Entry) -> bytes:
     """The canonical leaf bytes of an entry."""
-    return canonical_json(entry.to_json())
+    return canonical(entry.to_json())
 
 
 def kind_of(entry: Entry) -> str:

@@ -250,3 +250,15 @@ def test_fast_cid_check_never_accepts_what_the_full_parse_refuses(pos: int, char
     raw = b"\x01" + varint + multihash + digest
     built = "b" + base64.b32encode(raw).decode().lower().rstrip("=")
     assert not _fast_cid(built) or slow(built)
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                     max_size=4), max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values)
+def test_the_shared_encoder_writes_cods_canonical_json(value: Any) -> None:
+    from cod.jobspec import canonical_json
+    assert entries.canonical(value) == canonical_json(value) == independent_canonical(value)
