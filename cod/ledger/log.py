@@ -23,7 +23,7 @@ from .checkpoint import Checkpoint
 from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Entry, EntryRefused, Genesis, Signed, check_id,
                       kind_of, leaf_bytes, parse_leaf, parse_signed, proposal_id_of)
 from .evidence import Judgement
-from .note import Signer, append_signatures, check_name
+from .note import NoteError, Signer, append_signatures, check_name, parse_signature_line
 from .state import LedgerState, Row, eligibility_entry
 from .store import DB_FILE, Store, connect, create
 
@@ -240,8 +240,21 @@ class Ledger:
         return self._one(signed, REFUSAL)[0]
 
     def add_cosignature(self, size: int, witness_name: str, line: str) -> bool:
-        """Keep a witness's cosignature line of the checkpoint at ``size`` (the caller verified it)."""
+        """Keep a witness's cosignature line of the checkpoint at ``size``; False if it had one.
+
+        The caller verified the cosignature (witness.add_checkpoint does, given the witness's
+        vkey); this refuses (EntryRefused 400) a line that is not a signature line of that
+        witness, or a size with no checkpoint, so ``checkpoint()`` always serves a valid note.
+        """
+        try:
+            parsed = parse_signature_line(line)
+        except NoteError as exc:
+            raise EntryRefused(400, "BadRequest", f"not a cosignature line: {exc}") from None
+        if parsed.name != witness_name:
+            raise EntryRefused(400, "BadRequest", f"the line is signed by {parsed.name!r}, not {witness_name!r}")
         with self._lock:
+            if self._store.checkpoint_at(size) is None:
+                raise EntryRefused(400, "BadRequest", f"the ledger has no checkpoint of size {size}")
             return self._store.add_cosignature(size, witness_name, line)
 
     # -- the log -------------------------------------------------------------------------------

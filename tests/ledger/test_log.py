@@ -252,3 +252,23 @@ def test_open_refuses_a_log_whose_checkpoint_does_not_match(tmp_path: Path) -> N
     conn.close()
     with pytest.raises(AuditFailed, match="latest checkpoint"):
         Ledger.open(tmp_path / "ledger")
+
+
+def test_cosignature_lines_are_kept_per_size_and_checked_for_form(tmp_path: Path) -> None:
+    from cod.ledger.checkpoint import Checkpoint
+    from cod.ledger.note import CosignatureSigner, CosignatureVerifier, verify_cosignature
+    from cod.ledger import merkle
+    ledger = governed(tmp_path)
+    w = CosignatureSigner("w.example", nacl.signing.SigningKey(bytes([5]) * 32))
+    body = Checkpoint(ledger.origin, 3, merkle.root(ledger.entries(0, 3))).body()
+    line = w.cosign(body, 1_700_000_000)
+    assert ledger.add_cosignature(3, w.name, line) is True
+    assert ledger.add_cosignature(3, w.name, line) is False          # kept once
+    note = ledger.checkpoint()
+    assert note.endswith(line + "\n")
+    verify_cosignature(note.rstrip("\n").split("\n")[-1], body, CosignatureVerifier.from_vkey(w.vkey))
+    for size, name, bad in ((3, w.name, "not a line"), (3, "other.example", line), (99, w.name, line)):
+        with pytest.raises(EntryRefused) as info:
+            ledger.add_cosignature(size, name, bad)
+        assert info.value.status == 400
+    assert ledger.checkpoint(2).count("\u2014") == 1                   # another size: the log's signature only

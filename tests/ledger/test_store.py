@@ -21,7 +21,7 @@ def populated(tmp: Path) -> Ledger:
     ledger.decide(entries.sign_decision(MOD, job=job_of(s), result=RESULT, action="approve", datacap=1 << 40,
                                         reason="ok", eligibility=index, supersedes=None))
     ledger.refusal(entries.sign_refusal(NODES[0], job=job_of(s), policy="fil-plus-only", inputs=[DATA], reason="r"))
-    ledger.add_cosignature(ledger.size, "witness.example", "— witness.example AAAA")
+    ledger.add_cosignature(ledger.size, "witness.example", "— witness.example AAAAAAAA")
     return ledger
 
 
