@@ -156,10 +156,12 @@ class Ledger:
             return [pending[i] if i in pending else found[i] for i in indexes]
         return read
 
-    def _append(self, leaves: Sequence[bytes], parsed: Sequence[Entry] | None = None) -> list[int]:
+    def _append(self, leaves: Sequence[bytes], parsed: Sequence[Entry] | None = None,
+                verified: bool = False) -> list[int]:
         """Apply and store ``leaves`` as one transaction with a new checkpoint; all or nothing.
 
-        ``parsed``, when given, holds the entries the leaves are the leaf_bytes of.
+        ``parsed``, when given, holds the entries the leaves are the leaf_bytes of; ``verified``
+        says the caller checked their signatures under this lock a moment ago.
         """
         with self._lock:
             state = self._state
@@ -170,7 +172,7 @@ class Ledger:
                 rows = []
                 for i, leaf in enumerate(leaves):
                     entry = parsed[i] if parsed is not None else parse_leaf(leaf)
-                    derived += state.apply(start + i, leaf, parsed=entry)
+                    derived += state.apply(start + i, leaf, check_signatures=not verified, parsed=entry)
                     rows.append((start + i, kind_of(entry), leaf.decode(), merkle.leaf_hash(leaf)))
                 pending: dict[int, bytes] = {}
                 read = self._reader(pending)
@@ -211,7 +213,7 @@ class Ledger:
             judgement, changed = self._state.judge(spec, statements)
             if not changed:
                 return self._state.eligibility[judgement.job].entry, judgement, False
-            (index,) = self._append([leaf_bytes(eligibility_entry(judgement))])
+            (index,) = self._append([leaf_bytes(eligibility_entry(judgement))], verified=True)
             return index, judgement, True
 
     def _one(self, signed: Any, kind: str) -> tuple[int, Entry]:

@@ -216,3 +216,17 @@ def test_append_signed_refuses_what_is_not_a_signed_entry(tmp_path: Path, payloa
     exc = refused(ledger.append_signed, [payload])
     assert (exc.status, exc.error) == (400, "BadEntry")
     assert ledger.size == 3
+
+
+def test_a_forged_statement_added_to_recorded_evidence_is_refused(tmp_path: Path) -> None:
+    ledger = blessed_ledger(tmp_path)
+    s = spec(DATA)
+    sts = agreeing(s, 3)
+    ledger.report_evidence(s, sts[:2])
+    before = snapshot(ledger)
+    forged = copy.deepcopy(sts[2])
+    forged["statement"]["fuel_used"] += 1
+    exc = refused(ledger.report_evidence, s, [forged])
+    assert (exc.status, exc.error) == (422, "BadSignature")
+    exc = refused(ledger.report_evidence, s, [sts[0], forged])
+    assert exc.error == "BadSignature" and snapshot(ledger) == before
