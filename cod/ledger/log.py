@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from dataclasses import dataclass
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,18 @@ LOG_KEY_FILE = "log.key"
 ORIGIN_PREFIX = "cod-ledger/"
 
 
+@dataclass
+class _Request:
+    """One append request waiting for (or done by) a group commit."""
+
+    leaves: Sequence[bytes]
+    parsed: Sequence[Entry] | None
+    verified: bool
+    done: bool = False
+    result: list[int] | None = None
+    error: BaseException | None = None
+
+
 class Ledger:
     """An open ledger. Make one with ``Ledger.init`` or ``Ledger.open``."""
 
@@ -40,6 +53,8 @@ class Ledger:
         self._signer = signer
         self._state = state
         self._lock = threading.RLock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Request] = []
 
     # -- making and opening --------------------------------------------------------------------
     @classmethod
@@ -158,40 +173,83 @@ class Ledger:
 
     def _append(self, leaves: Sequence[bytes], parsed: Sequence[Entry] | None = None,
                 verified: bool = False) -> list[int]:
-        """Apply and store ``leaves`` as one transaction with a new checkpoint; all or nothing.
+        """Apply and store ``leaves`` with a new checkpoint; all or nothing. Returns their indexes.
 
         ``parsed``, when given, holds the entries the leaves are the leaf_bytes of; ``verified``
-        says the caller checked their signatures under this lock a moment ago.
+        says the caller checked their signatures under this lock a moment ago. Group commit:
+        requests of other threads waiting for the lock are written in the same SQLite
+        transaction under one checkpoint (each request still all or nothing); the caller's own
+        request goes first, so what it judged under the lock is what it appends.
         """
+        request = _Request(leaves, parsed, verified)
+        with self._queue_lock:
+            self._queue.append(request)
         with self._lock:
-            state = self._state
-            start = state.size
-            state.begin()
-            try:
-                derived: list[Row] = []
-                rows = []
-                for i, leaf in enumerate(leaves):
-                    entry = parsed[i] if parsed is not None else parse_leaf(leaf)
-                    derived += state.apply(start + i, leaf, check_signatures=not verified, parsed=entry)
-                    rows.append((start + i, kind_of(entry), leaf.decode(), merkle.leaf_hash(leaf)))
-                pending: dict[int, bytes] = {}
-                read = self._reader(pending)
-                first = merkle.stored_hash_count(start)
-                for i, row in enumerate(rows):
-                    new = merkle.stored_hashes_for_record_hash(start + i, row[3], read)
-                    base = merkle.stored_hash_count(start + i)
-                    for k, h in enumerate(new):
-                        pending[base + k] = h
-                size = start + len(leaves)
-                root = merkle.tree_hash(size, read)
-                note = self._signer.sign(Checkpoint(self.origin, size, root).body().decode())
-                hashes = sorted((i, h) for i, h in pending.items() if i >= first)
-                self._store.append(rows, hashes, derived, (size, root, note))
-            except BaseException:
-                state.rollback()
-                raise
-            state.commit()
-            return list(range(start, size))
+            if not request.done:
+                with self._queue_lock:
+                    others = [r for r in self._queue if r is not request]
+                    self._queue = []
+                self._commit_group([request] + others)
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def _commit_group(self, group: list[_Request]) -> None:
+        """Apply each request (a refused one is undone alone), then store all accepted ones at once."""
+        state = self._state
+        start = state.size
+        state.begin()
+        derived: list[Row] = []
+        rows: list[tuple[int, str, str, bytes]] = []
+        accepted: list[_Request] = []
+        try:
+            for request in group:
+                mark = state.mark()
+                mine: list[Row] = []
+                new_rows = []
+                try:
+                    for i, leaf in enumerate(request.leaves):
+                        index = start + len(rows) + i
+                        entry = request.parsed[i] if request.parsed is not None else parse_leaf(leaf)
+                        mine += state.apply(index, leaf, check_signatures=not request.verified, parsed=entry)
+                        new_rows.append((index, kind_of(entry), leaf.decode(), merkle.leaf_hash(leaf)))
+                except Exception as exc:  # noqa: BLE001 - the request's own error, raised in its own thread
+                    state.rollback_to(mark)
+                    request.error = exc
+                    continue
+                request.result = [r[0] for r in new_rows]
+                rows += new_rows
+                derived += mine
+                accepted.append(request)
+            if rows:
+                self._store_rows(start, rows, derived)
+        except BaseException as exc:  # a failed write (or an interrupt): nothing of the group is kept
+            state.rollback()
+            for request in group:
+                if request in accepted or request.error is None:
+                    request.error, request.result = exc, None
+                request.done = True
+            raise
+        state.commit()
+        for request in group:
+            request.done = True
+
+    def _store_rows(self, start: int, rows: list[tuple[int, str, str, bytes]], derived: list[Row]) -> None:
+        """Stored hashes, the signed checkpoint, and one SQLite transaction for rows appended at ``start``."""
+        pending: dict[int, bytes] = {}
+        read = self._reader(pending)
+        first = merkle.stored_hash_count(start)
+        for row in rows:
+            new = merkle.stored_hashes_for_record_hash(row[0], row[3], read)
+            base = merkle.stored_hash_count(row[0])
+            for k, h in enumerate(new):
+                pending[base + k] = h
+        size = start + len(rows)
+        root = merkle.tree_hash(size, read)
+        note = self._signer.sign(Checkpoint(self.origin, size, root).body().decode())
+        hashes = sorted((i, h) for i, h in pending.items() if i >= first)
+        self._store.append(rows, hashes, derived, (size, root, note))
 
     def append_signed(self, payloads: Sequence[Any]) -> list[int]:
         """Append signed entries as received (any signed kind), validated; all or nothing."""
@@ -235,7 +293,8 @@ class Ledger:
         with self._lock:
             index, entry = self._one(signed, APPROVAL)
             assert isinstance(entry, Signed)
-            return index, self._state.proposals[str(entry.statement["proposal"])].in_effect is not None
+            effect = self._state.proposals[str(entry.statement["proposal"])].in_effect
+            return index, effect is not None and effect <= index
 
     def refusal(self, signed: Any) -> int:
         """Append a node's signed refusal."""

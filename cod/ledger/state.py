@@ -91,6 +91,16 @@ class LedgerState:
             undo()
         self._undo = None
 
+    def mark(self) -> int:
+        """A point inside a ``begin``: ``rollback_to`` undoes the applies after it."""
+        assert self._undo is not None
+        return len(self._undo)
+
+    def rollback_to(self, mark: int) -> None:
+        assert self._undo is not None
+        while len(self._undo) > mark:
+            self._undo.pop()()
+
     def _put(self, table: dict[K, V], key: K, value: V) -> None:
         had = key in table
         old = table.get(key)

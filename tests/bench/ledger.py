@@ -48,6 +48,16 @@ def main() -> None:
             ledger.refusal(item)
         print("append, one refusal per request:      ", rate(len(batch), time.perf_counter() - t0))
 
+        import threading
+        work = [refusals(1000, f"thread {n}") for n in range(4)]
+        threads = [threading.Thread(target=lambda items=items: [ledger.refusal(x) for x in items]) for items in work]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print("append, one per request, 4 threads:   ", rate(4000, time.perf_counter() - t0), "(group commit)")
+
         batch = refusals(20_000, "batched")
         t0 = time.perf_counter()
         for start in range(0, len(batch), 100):

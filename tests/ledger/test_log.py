@@ -272,3 +272,40 @@ def test_cosignature_lines_are_kept_per_size_and_checked_for_form(tmp_path: Path
             ledger.add_cosignature(size, name, bad)
         assert info.value.status == 400
     assert ledger.checkpoint(2).count("\u2014") == 1                   # another size: the log's signature only
+
+
+def test_concurrent_requests_good_and_bad_each_all_or_nothing(tmp_path: Path) -> None:
+    """Group commit: requests of several threads share transactions; a refused request drops only itself."""
+    ledger = governed(tmp_path)
+    outcomes: dict[tuple[int, int], Any] = {}
+
+    def work(n: int) -> None:
+        for i in range(30):
+            good = entries.sign_refusal(NODES[n], job=cid(f"g{n}/{i}"), policy="fil-plus-only", inputs=[],
+                                        reason="r")
+            batch = [good]
+            if i % 3 == 0:   # a forged second leaf spoils the whole request
+                forged = entries.sign_refusal(NODES[n], job=cid(f"f{n}/{i}"), policy="fil-plus-only", inputs=[],
+                                              reason="r")
+                forged["statement"]["reason"] = "changed"
+                batch.append(forged)
+            try:
+                outcomes[(n, i)] = ledger.append_signed(batch)
+            except EntryRefused as exc:
+                outcomes[(n, i)] = exc
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    refused = [k for k, v in outcomes.items() if isinstance(v, EntryRefused)]
+    assert sorted(refused) == sorted((n, i) for n in range(4) for i in range(0, 30, 3))
+    assert all(outcomes[k].error == "BadSignature" for k in refused)
+    stored = sorted(idx for v in outcomes.values() if isinstance(v, list) for idx in v)
+    assert stored == list(range(3, 3 + 4 * 20)) == list(range(3, ledger.size))
+    for (n, i), v in outcomes.items():
+        if isinstance(v, list):
+            assert json.loads(ledger.entries(v[0], v[0] + 1)[0])["statement"]["job"] == cid(f"g{n}/{i}")
+    ledger.close()
+    assert audit_dir(tmp_path / "ledger") == []
