@@ -27,11 +27,11 @@ DATA = ROOT / "vectors" / "data" / "wordcount"
 READY_TIMEOUT_S = 30
 
 
-def cod(*args: str, env: dict[str, str], check: bool = True) -> str:
-    """Run ``cod ARGS`` as a user would, print the command and its output, return stdout."""
+def cod(*args: str, env: dict[str, str], check: bool = True, show: bool = True) -> str:
+    """Run ``cod ARGS`` as a user would, print the command and (``show``) its output, return stdout."""
     print(f"$ cod {' '.join(_quote(a) for a in args)}", flush=True)
     done = subprocess.run([sys.executable, "-m", "cod", *args], env=env, capture_output=True, text=True)
-    out = done.stdout + done.stderr
+    out = done.stdout + done.stderr if show or done.returncode else done.stderr
     if out.strip():
         print("  " + out.strip().replace("\n", "\n  "), flush=True)
     if check and done.returncode != 0:
@@ -95,7 +95,8 @@ def main() -> None:
             env=env)
         ledger, url = start_ledger(work / "ledger", env)
         env["COD_LEDGER"] = url
-        info = json.loads(cod("ledger", "info", "--json", env=env))
+        cod("ledger", "info", env=env)
+        info = json.loads(cod("ledger", "info", "--json", env=env, show=False))
         cod("ledger", "moderator", "propose", "add", moderator_id, "--key", str(work / "root.key"), env=env)
         print("# 3. (1) the word-count input is FIL+ data: bless its CID")
         input_cid = cod("cid", str(DATA), env=env).split()[-1]
@@ -104,7 +105,10 @@ def main() -> None:
             env=env)
         print("# 4. (3) a verified run on three nodes, reported to the ledger as evidence")
         run = json.loads(cod("run", "--verify", "3", str(MODULE), "-i", str(DATA), "--json",
-                             "--output-dir", str(work / "results"), env=env))
+                             "--output-dir", str(work / "results"), env=env, show=False))
+        print(f"  {run['outcome']}: job {run['job_cid']}\n  result {run['result_cid']}, agreed by "
+              f"{len(run['groups'].get(run['result_cid'], []))} nodes\n  ledger: {json.dumps(run.get('ledger'))}",
+              flush=True)
         print("# 5. (4) the moderator looks at the queue and approves with DataCap")
         cod("moderation", "queue", env=env)
         cod("moderation", "show", run["job_cid"], env=env)

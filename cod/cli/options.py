@@ -11,6 +11,7 @@ can hold, so they are refused here with the field they were meant for.
 from __future__ import annotations
 
 import json
+import re
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from ..errors import ConfigError, LocalPathError, SpecError
+from ..errors import ConfigError, LocalPathError, SpecError, UsageError
 from ..jobspec import MAX_INT
 from ..local import parse_duration_ms, parse_size
 
@@ -277,3 +278,45 @@ def writable_dir(path: str, what: str) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise LocalPathError(f"{what} {path!r}: directory {str(existing)!r} is not writable",
                              "choose a directory you can write")
+
+
+# -- DataCap sizes (cod moderation approve --datacap) ------------------------------------------------
+DATACAP_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "pb": 10**15,
+                 "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40, "pib": 1 << 50}
+MAX_DATACAP = 1 << 60
+DATACAP_FORMS = "a whole number of bytes, or a number with a unit: B, KB MB GB TB PB (10^3), KiB MiB GiB TiB PiB (2^10)"
+_DATACAP = re.compile(r"\s*(\d{1,20})(?:\.(\d{1,20}))?\s*([A-Za-z]{0,3})\s*")
+
+
+def parse_datacap(text: str) -> int:
+    """Bytes of a DataCap size ("1TiB", "512 GiB", "1.5TB", "1000000"); UsageError if malformed,
+    not whole bytes, zero, or over 2^60 bytes."""
+    match = _DATACAP.fullmatch(text)
+    unit = match.group(3).lower() if match else ""
+    if match is None or unit not in DATACAP_UNITS:
+        raise UsageError(f"DataCap {text!r} is not a size", f"give {DATACAP_FORMS}")
+    whole, frac = match.group(1), match.group(2) or ""
+    scaled = (int(whole) * 10 ** len(frac) + int(frac or "0")) * DATACAP_UNITS[unit]
+    value, rest = divmod(scaled, 10 ** len(frac))
+    value = int(value)
+    if rest:
+        raise UsageError(f"DataCap {text!r} is not a whole number of bytes", f"give {DATACAP_FORMS}")
+    if not 0 < value <= MAX_DATACAP:
+        raise UsageError(f"DataCap {text!r} is {value} bytes; it must be between 1 byte and 2^60 bytes (1 EiB)",
+                         f"give {DATACAP_FORMS}")
+    return value
+
+
+class _DatacapType(click.ParamType):  # type: ignore[type-arg]
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_datacap(str(value))
+        except UsageError as exc:
+            self.fail(f"{exc.message} ({exc.hint})", param, ctx)
+
+
+datacap_size = _DatacapType()
