@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,7 +28,9 @@ MAX_JSON_BODY = 1 << 20
 """Largest JSON body of a request, except blessings."""
 MAX_BLESS_BODY = 16 << 20
 """Largest body of POST /v1/blessings (many batches of 1000 inputs)."""
-NOTE_TYPE = "text/plain; charset=utf-8"
+READ_CHUNK = 1 << 16
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,17}")
+"""A query integer: ASCII decimal, no sign or leading zero, below 10^18."""
 IMMUTABLE = "public, max-age=31536000, immutable"
 """A full tile or entry bundle never changes: C2SP tlog-tiles."""
 MUTABLE = "no-cache"
@@ -73,10 +76,15 @@ async def _body(request: web.Request, limit: int = MAX_JSON_BODY) -> Any:
     if request.content_length is not None and request.content_length > limit:
         raise LedgerRefused(f"the body of {request.content_length} bytes is over the cap of {limit}",
                             "send fewer entries per request", status=413, error="TooLarge")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise LedgerRefused(f"the body is over the cap of {limit} bytes", "send fewer entries per request",
-                            status=413, error="TooLarge")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.content.iter_chunked(READ_CHUNK):  # a chunked body has no Content-Length
+        total += len(chunk)
+        if total > limit:
+            raise LedgerRefused(f"the body is over the cap of {limit} bytes", "send fewer entries per request",
+                                status=413, error="TooLarge")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         value = parse_json(raw)
         check_strings(value)
@@ -108,7 +116,7 @@ def _int(request: web.Request, name: str, default: int | None = None) -> int | N
     value = request.query.get(name)
     if value is None:
         return default
-    if not value.isdigit() or len(value) > 19 or (len(value) > 1 and value[0] == "0"):
+    if not _DECIMAL.fullmatch(value):
         raise LedgerRefused(f"query parameter {name}={value[:40]!r} is not a decimal integer",
                             f"give {name} as a non-negative integer", status=400, error="BadRequest")
     return int(value)
