@@ -23,7 +23,7 @@ from . import merkle
 from .log import Ledger
 from .note import CosignatureVerifier, NoteError
 from .scan import Scanner
-from .service import app
+from .service import WITNESSES, app
 from .witness import WitnessSizeConflict, add_checkpoint
 
 log = logging.getLogger("cod.ledger")
@@ -136,7 +136,7 @@ async def start_ledger(data_dir: Path, host: str = "127.0.0.1", port: int = 0, *
     ledger = await asyncio.to_thread(Ledger.open, data_dir)
     pusher = Pusher(ledger, list(witnesses or []))
     application = app(ledger, on_append=pusher.wake.set)
-    application["witnesses"] = [w.verifier.vkey for w in pusher.witnesses]
+    application[WITNESSES] = [w.verifier.vkey for w in pusher.witnesses]
     runner = _Runner(application, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

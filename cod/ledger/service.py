@@ -39,6 +39,9 @@ HTTP_NAMES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: 
               415: "UnsupportedMediaType", 431: "HeadersTooLarge", 500: "InternalError"}
 DEFAULT_HINT = "see /v1/openapi.json"
 
+WITNESSES: web.AppKey[list[str]] = web.AppKey("witnesses", list)
+"""The cosignature vkeys of the witnesses the server pushes checkpoints to (GET /v1/info)."""
+
 AppendHook = Callable[[], None]
 """Called (on the event loop) after every append that grew the log: the witness pusher listens."""
 
@@ -139,7 +142,7 @@ def app(ledger: Ledger, on_append: AppendHook | None = None) -> web.Application:
 
     @routes.get("/v1/info")
     async def info(request: web.Request) -> web.Response:
-        return web.json_response({**await read(ledger.info), "witnesses": application.get("witnesses", [])})
+        return web.json_response({**await read(ledger.info), "witnesses": application.get(WITNESSES, [])})
 
     @routes.get("/v1/openapi.json")
     async def spec(request: web.Request) -> web.Response:
