@@ -172,7 +172,7 @@ def verify(data_dir: str | None, url: str | None, vkey: str | None, witnesses: t
         problems = audit.audit_url(url, vkey=vkey, witnesses=list(witnesses), min_cosignatures=min_cosignatures)
     if as_json:
         click.echo(json.dumps({"ok": not problems, "problems": problems}, indent=2))
-    else:
+    elif len(problems) > 1:  # one problem is the error line itself
         for problem in problems:
             click.echo(f"FAIL {problem}")
     if problems:
@@ -203,11 +203,11 @@ def bless_import(file: str, key: str | None, fmt: str, ledger_url: str | None, a
     from ..ledger import blessfile, entries
 
     found = blessfile.read(Path(file), fmt)
-    signer = identity(key, "moderator_key")
-    connection = client(ledger_url)
     if not found.inputs:
         raise UsageError(f"{file} blesses no CID", "; ".join(f"{n} {why} skipped" for why, n in found.skipped.items())
                          or "the file is empty")
+    signer = identity(key, "moderator_key")
+    connection = client(ledger_url)
     batches = entries.bless_batches(signer, found.mapping(), found.source)
     answer: dict[str, Any] = {"entries": []}
     per_request = 16

@@ -39,5 +39,5 @@ def test_demo_ledger_runs_the_whole_flow(tmp_path: Path) -> None:
                                str(tmp_path / "demo" / "ledger")], cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=120)
     assert tampered.returncode == 24, tampered.stdout + tampered.stderr
-    assert "FAIL" in tampered.stdout and "error:" in tampered.stderr
+    assert "decisions" in tampered.stdout + tampered.stderr and "error:" in tampered.stderr
     assert "Traceback" not in tampered.stdout + tampered.stderr
