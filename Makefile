@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 JS     := tests/js
 JSSTAMP := $(JS)/node_modules/.installed
 
-.PHONY: install node-tools engine-tools fault-tools test typecheck demo vectors vectors-check bench clean
+.PHONY: install node-tools engine-tools fault-tools test typecheck demo demo-ledger vectors vectors-check bench clean
 
 install: $(STAMP)
 
@@ -44,6 +44,11 @@ demo: install
 	$(BIN)/cod run --verify 3 vectors/wordcount.wasm -i vectors/data/wordcount --output-dir cod-results/demo
 	@echo "--- outputs/count.txt ---"
 	@cat cod-results/demo/outputs/count.txt
+
+# the FIL+ flow with real commands: keys, a ledger, a blessed input, a verified run reported as
+# evidence, a moderator's approval, the notary's query with its proof checked, the offline audit
+demo-ledger: install
+	$(BIN)/python -m verifier.demo_ledger
 
 # rebuild the C vectors with the pinned zig (a test dependency), then re-derive their expected results
 vectors: install

@@ -15,7 +15,8 @@
     ├── CapExceeded               a request goes over a cap: a node's published cap, or a
     │                             bound of CAR unpacking; .cap names it (exit 19)
     ├── NodeError                 a compute node refused a request or could not be reached (exit 14)
-    │   └── NodeBusy              the node's queue is full (HTTP 429); retry after .retry_after
+    │   ├── NodeBusy              the node's queue is full (HTTP 429); retry after .retry_after
+    │   └── PolicyRefused         the node's FIL+ policy refused the job (HTTP 403)
     ├── EngineUnavailable         no Docker-compatible engine answers (exit 15)
     ├── BadSignature              a statement's signature or binding does not check (exit 16)
     ├── NotFound                  no such job or blob is known here (exit 17)
@@ -23,8 +24,13 @@
     ├── EngineSettingError        an engine setting is not a wasmtime.Config property, or
     │                             wasmtime refuses its value (exit 20)
     ├── ConfigError               a node list (COD_NODES, the config file) is malformed (exit 21)
-    └── LocalPathError            a local file or directory cod must write (results, CAR,
-                                  records, devstack data) is unusable (exit 22)
+    ├── LocalPathError            a local file or directory cod must write (results, CAR,
+    │                             records, devstack data) is unusable (exit 22)
+    ├── LedgerRefused             the ledger refused a request (HTTP 4xx) or could not be
+    │                             reached; .status and .error name it (exit 23)
+    ├── AuditFailed               `cod ledger verify` found a problem; .problems lists all (exit 24)
+    └── KeyFileError              a key file is missing, damaged, exists already, or is readable
+                                  by others (exit 25)
 
 Verification outcomes (verified, mismatch, incomplete, unverifiable) are results, not errors:
 `cod run --verify` maps them to exit codes 0, 10, 11 and 12 (13: nodes of different
@@ -196,3 +202,37 @@ class LocalPathError(CodError):
     """A local file or directory cod must write (results, CAR, records, devstack data) is unusable."""
 
     code = 22
+
+
+class PolicyRefused(NodeError):
+    """A node's FIL+ policy (cod serve --policy) refused the job (HTTP 403 "PolicyRefused")."""
+
+
+class LedgerRefused(CodError):
+    """The ledger refused a request (HTTP 4xx), or could not be reached (status 0)."""
+
+    code = 23
+
+    def __init__(self, message: str, hint: str | None = None, *, status: int = 400,
+                 error: str = "LedgerRefused") -> None:
+        super().__init__(message, hint)
+        self.status = status
+        self.error = error
+
+
+class AuditFailed(CodError):
+    """`cod ledger verify` found a problem: a signature, the tree, a rule or the governance."""
+
+    code = 24
+
+    def __init__(self, problems: list[str], hint: str | None = None) -> None:
+        first = problems[0] if problems else "the ledger does not verify"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(first + more, hint)
+        self.problems = list(problems)
+
+
+class KeyFileError(CodError):
+    """A key file is missing, damaged, exists already (keygen), or is readable by others."""
+
+    code = 25

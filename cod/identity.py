@@ -9,15 +9,17 @@ so a statement signed by a node can be checked against its ID alone.
 from __future__ import annotations
 
 import os
+import stat as _stat
 from pathlib import Path
 
 import multihash
 import nacl.exceptions
 import nacl.signing
 
-from .errors import BadSignature, CodError
+from .errors import BadSignature, CodError, KeyFileError
 
 KEY_FILE = "node.key"
+KEY_FILE_BYTES = 32
 _PROTO_PREFIX = b"\x08\x01\x12\x20"
 IDENTITY = 0x00
 
@@ -71,6 +73,50 @@ class Identity:
         if len(seed) != 32:
             raise CodError(f"node key {path} is damaged (want 32 bytes)")
         return cls(nacl.signing.SigningKey(seed))
+
+    @classmethod
+    def from_key_file(cls, path: Path) -> "Identity":
+        """The key in a key file (the 32-byte seed, mode 0600: what `cod keygen` writes).
+
+        Raises KeyFileError when the file is missing, unreadable, not 32 bytes, or readable by
+        group or others (a key others can read signs for them too).
+        """
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise KeyFileError(f"cannot read key file {str(path)!r}: {exc.strerror}",
+                               "make one with: cod keygen FILE") from None
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not _stat.S_ISREG(info.st_mode):
+                raise KeyFileError(f"key file {str(path)!r} is not a regular file", "make one with: cod keygen FILE")
+            if info.st_mode & 0o077:
+                raise KeyFileError(f"key file {str(path)!r} is readable by others", f"chmod 600 {path}")
+            seed = handle.read(KEY_FILE_BYTES + 1)
+        if len(seed) != KEY_FILE_BYTES:
+            raise KeyFileError(f"key file {str(path)!r} is damaged: it holds {len(seed)} bytes, a key has "
+                               f"{KEY_FILE_BYTES}", "make one with: cod keygen FILE")
+        return cls(nacl.signing.SigningKey(seed))
+
+    @classmethod
+    def create_key_file(cls, path: Path) -> "Identity":
+        """Make a new key and write it to ``path`` (mode 0600); refuses to overwrite (KeyFileError)."""
+        seed = nacl.signing.SigningKey.generate().encode()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            raise KeyFileError(f"{str(path)!r} exists already; cod never overwrites a key",
+                               "choose another file name, or remove the old key if you are sure") from None
+        except OSError as exc:
+            raise KeyFileError(f"cannot create key file {str(path)!r}: {exc.strerror}",
+                               "choose a writable directory") from None
+        with os.fdopen(fd, "wb") as out:
+            out.write(seed)
+        return cls(nacl.signing.SigningKey(seed))
+
+    @property
+    def signing_key(self) -> nacl.signing.SigningKey:
+        return self._key
 
     def sign(self, message: bytes) -> bytes:
         return bytes(self._key.sign(message).signature)

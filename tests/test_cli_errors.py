@@ -28,6 +28,10 @@ from .helpers import ROOT, VECTORS
 # README.md, "Exit codes" (copied by hand: the test checks the documented numbers)
 USAGE, INTERNAL, SPEC, MODULE, INPUT, CACHE, NOT_FOUND, CONFIG, LOCAL_PATH = 2, 1, 3, 4, 5, 8, 17, 21, 22
 INTERRUPTED, BROKEN_PIPE = 130, 141
+LEDGER, AUDIT, KEY_FILE = 23, 24, 25
+NO_LEDGER = {"COD_LEDGER": "http://127.0.0.1:9"}  # the discard port: nothing listens
+GOOD_ID = "12D3KooWHRMGxtPCU3AALEJ2pAcZ94CziSq52UMbMKWoTPtP9Kdf"
+LEDGER_CASES_KEY = b"k" * 32
 
 HELLO = str(VECTORS / "hello.wasm")
 TIMEOUT = 60
@@ -183,6 +187,100 @@ CASES: dict[str, list[Case]] = {
     ],
     "profile": [
         case("profile", "extra", code=USAGE, text="extra"),
+    ],
+    "keygen": [
+        case("keygen", code=USAGE, text="FILE"),
+        case("keygen", "{tmp}/file", code=KEY_FILE, text="exists already", files={"file": b"x"}),
+        case("keygen", "{tmp}/missing/k", code=KEY_FILE, text="cannot create"),
+    ],
+    "ledger": [case("ledger", "nosuch", code=USAGE, text="No such command")],
+    "ledger init": [
+        case("ledger", "init", code=USAGE, text="--data-dir"),
+        case("ledger", "init", "--data-dir", "{tmp}/l", "--root-key", "nope", "--threshold", "1", code=USAGE,
+             text="root key"),
+        case("ledger", "init", "--data-dir", "{tmp}/l", "--root-key", GOOD_ID, "--threshold", "2", code=USAGE,
+             text="threshold"),
+        case("ledger", "init", "--data-dir", "{tmp}/l", "--root-key", GOOD_ID, "--threshold", "0", code=USAGE,
+             text="--threshold"),
+    ],
+    "ledger serve": [
+        case("ledger", "serve", code=USAGE, text="--data-dir"),
+        case("ledger", "serve", "--data-dir", "{tmp}/l", "--port", "99999", code=USAGE, text="--port"),
+        case("ledger", "serve", "--data-dir", "{tmp}/l", "--witness", "garbage", code=USAGE, text="--witness"),
+        case("ledger", "serve", "--data-dir", "{tmp}/l", "--scan-node", "ftp://x", code=USAGE, text="--scan-node"),
+        case("ledger", "serve", "--data-dir", "{tmp}/nothing", code=LOCAL_PATH, text="ledger"),
+    ],
+    "ledger info": [
+        case("ledger", "info", code=USAGE, text="no ledger is configured"),
+        case("ledger", "info", code=LEDGER, text="cannot reach the ledger", env=NO_LEDGER),
+        case("ledger", "info", "--ledger", "garbage", code=USAGE, text="--ledger"),
+        case("ledger", "info", code=CONFIG, text="COD_LEDGER", env={"COD_LEDGER": "ftp://x"}),
+    ],
+    "ledger proof": [
+        case("ledger", "proof", code=USAGE, text="RESULT_CID"),
+        case("ledger", "proof", "bafyx", code=LEDGER, text="cannot reach the ledger", env=NO_LEDGER),
+    ],
+    "ledger verify": [
+        case("ledger", "verify", code=USAGE, text="--data-dir"),
+        case("ledger", "verify", "--data-dir", "{tmp}", "--url", "http://127.0.0.1:9", code=USAGE, text="exactly one"),
+        case("ledger", "verify", "--data-dir", "{tmp}/nothing", code=AUDIT, text="ledger"),
+        case("ledger", "verify", "--url", "http://127.0.0.1:9", code=LEDGER, text="127.0.0.1:9"),
+        case("ledger", "verify", "--data-dir", "{tmp}", "--min-cosignatures", "1", code=USAGE, text="--witness"),
+    ],
+    "ledger bless": [case("ledger", "bless", "nosuch", code=USAGE, text="No such command")],
+    "ledger bless import": [
+        case("ledger", "bless", "import", code=USAGE, text="FILE"),
+        case("ledger", "bless", "import", "{tmp}/missing.json", "--key", "{tmp}/k", code=INPUT, text="cannot read"),
+        case("ledger", "bless", "import", "{tmp}/b.json", "--key", "{tmp}/k", code=INPUT, text="not JSON",
+             files={"b.json": b"[1,"}),
+        case("ledger", "bless", "import", "{tmp}/b.csv", "--key", "{tmp}/k", code=INPUT, text="cid",
+             files={"b.csv": b"x,y\n1,2\n"}),
+        case("ledger", "bless", "import", "{tmp}/b.json", "--key", "{tmp}/missing.key", code=KEY_FILE,
+             text="key file", files={"b.json": b'["bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"]'},
+             env=NO_LEDGER),
+        case("ledger", "bless", "import", "{tmp}/b.json", "--key", "{tmp}/k", code=USAGE, text="blesses no CID",
+             files={"b.json": b'["nope"]'}),
+    ],
+    "ledger moderator": [case("ledger", "moderator", "nosuch", code=USAGE, text="No such command")],
+    "ledger moderator propose": [
+        case("ledger", "moderator", "propose", code=USAGE, text="add|remove"),
+        case("ledger", "moderator", "propose", "promote", GOOD_ID, "--key", "{tmp}/k", code=USAGE, text="promote"),
+        case("ledger", "moderator", "propose", "add", GOOD_ID, code=USAGE, text="--key"),
+        case("ledger", "moderator", "propose", "add", GOOD_ID, "--key", "{tmp}/missing.key", code=KEY_FILE,
+             text="key file", env=NO_LEDGER),
+    ],
+    "ledger moderator approve": [
+        case("ledger", "moderator", "approve", code=USAGE, text="PROPOSAL"),
+        case("ledger", "moderator", "approve", "abc", code=USAGE, text="--key"),
+    ],
+    "ledger moderator list": [
+        case("ledger", "moderator", "list", code=LEDGER, text="cannot reach the ledger", env=NO_LEDGER),
+    ],
+    "ledger witness": [
+        case("ledger", "witness", code=USAGE, text="--data-dir"),
+        case("ledger", "witness", "--data-dir", "{tmp}/w", "--log", "not a vkey", code=USAGE, text="--log"),
+    ],
+    "moderation": [case("moderation", "nosuch", code=USAGE, text="No such command")],
+    "moderation queue": [
+        case("moderation", "queue", code=USAGE, text="no ledger is configured"),
+        case("moderation", "queue", code=LEDGER, text="cannot reach the ledger", env=NO_LEDGER),
+    ],
+    "moderation show": [
+        case("moderation", "show", code=USAGE, text="JOB"),
+        case("moderation", "show", "bafyx", code=LEDGER, text="cannot reach the ledger", env=NO_LEDGER),
+    ],
+    "moderation approve": [
+        case("moderation", "approve", "bafyx", "--reason", "r", code=USAGE, text="--datacap"),
+        case("moderation", "approve", "bafyx", "--datacap", "lots", "--reason", "r", code=USAGE, text="DataCap"),
+        case("moderation", "approve", "bafyx", "--datacap", "0", "--reason", "r", code=USAGE, text="DataCap"),
+        case("moderation", "approve", "bafyx", "--datacap", "2EiB", "--reason", "r", code=USAGE, text="DataCap"),
+        case("moderation", "approve", "bafyx", "--datacap", "1.5B", "--reason", "r", code=USAGE, text="whole"),
+        case("moderation", "approve", "bafyx", "--datacap", "1TiB", code=USAGE, text="--reason"),
+    ],
+    "moderation reject": [
+        case("moderation", "reject", "bafyx", code=USAGE, text="--reason"),
+        case("moderation", "reject", "bafyx", "--reason", "r", code=LEDGER, text="cannot reach the ledger",
+             env=NO_LEDGER),
     ],
 }
 

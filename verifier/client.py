@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from cod.errors import NodeBusy, NodeError, NotFound
+from cod.errors import NodeBusy, NodeError, NotFound, PolicyRefused
 
 from . import schema
 
@@ -73,6 +73,8 @@ class NodeClient:
         message = error["message"] or error["error"]
         if status == 404:
             raise NotFound(f"{self.url}: {message or what + ' not found'}")
+        if status == 403 and error["error"] == "PolicyRefused":
+            raise PolicyRefused(message or "the node's FIL+ policy refuses the job", error.get("hint"))
         raise NodeError(f"node {self.url} refused {what} (HTTP {status}): {message}".rstrip(": "))
 
     async def alive(self) -> bool:

@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 
 from cod.car import write_car
-from cod.errors import BadSignature, CodError, EngineUnavailable, NodeBusy, NodeError, UsageError
+from cod.errors import BadSignature, CodError, EngineUnavailable, NodeBusy, NodeError, PolicyRefused, UsageError
 from cod.jobspec import ENGINE_DOCKER
 from cod.local import PreparedJob
 from cod.statement import SignedStatement
@@ -106,6 +106,7 @@ class Verification:
     note: str | None = None
     result_checked: bool = False  # a copy of the agreed result was fetched and hashed to its CID
     unreachable: list[tuple[str, str]] = field(default_factory=list)  # (URL, reason) of nodes left out
+    ledger: dict[str, Any] | None = None  # what the ledger said of the evidence (verifier.ledger), if asked
 
     @property
     def exit_code(self) -> int:
@@ -118,7 +119,13 @@ class Verification:
             "results_dir": str(self.results_dir) if self.results_dir else None,
             "nodes": [dict(asdict(a), status=status) for a, (status, _) in zip(self.answers, statuses(self))],
             "unreachable": [{"url": url, "reason": reason} for url, reason in self.unreachable],
+            **({"ledger": self.ledger} if self.ledger is not None else {}),
         }
+
+    def statements(self) -> list[dict[str, Any]]:
+        """Every valid signed statement of the run (the evidence the ledger judges), by node ID."""
+        return [a.statement for a in sorted(self.answers, key=lambda a: a.node_id)
+                if a.valid and a.statement is not None]
 
 
 AGREES, DISAGREES, FAILED, UNREACHABLE = "agrees", "DISAGREES", "failed", "unreachable"
@@ -393,6 +400,8 @@ async def _attempt(client: NodeClient, answer: Answer, uploads: _Uploads, spec: 
         answer.signature_valid = True
     except BadSignature as exc:
         answer.signature_valid, answer.result_cid, answer.error = False, None, str(exc)
+    except PolicyRefused as exc:  # reported as "failed (policy: ...)"; a spare is asked (step 3)
+        answer.error = f"policy: {exc.message}"
     except CodError as exc:
         answer.error = str(exc)
     return answer

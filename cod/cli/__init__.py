@@ -154,6 +154,6 @@ def _silence_stdout() -> int:
     return EXIT_BROKEN_PIPE
 
 
-from . import network, run, tools  # noqa: E402,F401  (they register their commands on cli)
+from . import ledger, moderation, network, run, tools  # noqa: E402,F401  (they register their commands on cli)
 
 __all__ = ["cli", "main", "report", "run_cli"]

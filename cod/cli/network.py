@@ -10,7 +10,7 @@ import click
 
 from ..errors import NotFound
 from . import cli
-from .options import JobRef, writable_dir
+from .options import JobRef, NodeURL, writable_dir
 
 
 CAP_HELP = {  # the node's caps (cod.node.caps.NodeCaps), published at /v1/info under "limits"
@@ -50,23 +50,32 @@ def _cap_options(command: Any) -> Any:
               help="Jobs run at once (executor processes; default: cores).")
 @click.option("--queue-size", type=click.IntRange(min=0), default=64, show_default=True,
               help="Jobs waiting beyond those running; past it the node answers 429.")
+@click.option("--ledger", type=NodeURL(), metavar="URL",
+              help="The FIL+ ledger the node asks whether a job's input CIDs are blessed.")
+@click.option("--policy", type=click.Choice(["any", "prefer-fil-plus", "fil-plus-only"]), default="any",
+              show_default=True, help="Which jobs the node takes: any; FIL+ jobs first (others get half the "
+              "places); FIL+ jobs only (others refused, 403). Other than any needs --ledger.")
 @_cap_options
 def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurrency: int | None,
-          queue_size: int, **caps: int) -> None:
+          queue_size: int, ledger: str | None, policy: str, **caps: int) -> None:
     """Run a compute node: the /v1 HTTP API, signed results, executor processes.
 
     Specs and uploads over a --max-* cap are refused with an error naming the cap.
     """
     from ..errors import NodeError
     from ..node.caps import NodeCaps
+    from ..node.policy import Policy
     from ..node.server import serve_forever
 
+    if policy != "any" and not ledger:
+        raise click.UsageError(f"--policy {policy} needs --ledger URL (the ledger the node asks about inputs)")
     try:
         node_caps = NodeCaps(**caps)
     except ValueError as exc:
         raise NodeError(str(exc), "see cod serve --help for the caps") from None
     asyncio.run(serve_forever(Path(data_dir), host, port, allow_local=[Path(p) for p in allow],
-                              concurrency=concurrency, queue_size=queue_size, caps=node_caps))
+                              concurrency=concurrency, queue_size=queue_size, caps=node_caps,
+                              policy=Policy(policy, ledger)))
 
 
 @cli.command()

@@ -11,14 +11,16 @@ can hold, so they are refused here with the field they were meant for.
 from __future__ import annotations
 
 import json
+import re
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import click
 
-from ..errors import ConfigError, LocalPathError, SpecError
+from ..errors import ConfigError, LocalPathError, SpecError, UsageError
 from ..jobspec import MAX_INT
 from ..local import parse_duration_ms, parse_size
 
@@ -28,6 +30,8 @@ MAX_URL_BYTES = 2048
 URL_SCHEMES = ("http", "https")
 NODES_HINT = "write node URLs as http://HOST:PORT, e.g. COD_NODES=http://127.0.0.1:1234,http://10.0.0.2:1234"
 CONFIG_HINT = 'the config file holds {"nodes": ["http://HOST:PORT", ...]}'
+CONFIG_KEYS_HINT = ('the config file holds {"nodes": ["http://HOST:PORT", ...], "ledger": "http://HOST:PORT", '
+                    '"moderator_key": "PATH"}')
 
 
 def not_utf8(text: str) -> bool:
@@ -157,7 +161,7 @@ def node_url_problem(url: str) -> str | None:
 
 
 class NodeURL(click.ParamType[str]):
-    """A ``--node`` URL, checked before anything starts."""
+    """A ``--node`` (or ``--ledger``) URL, checked before anything starts."""
 
     name = "url"
 
@@ -184,14 +188,18 @@ def node_urls(explicit: tuple[str, ...]) -> list[str]:
     return _config_nodes()
 
 
-def _config_nodes() -> list[str]:
+def read_config() -> dict[str, Any]:
+    """The config file's object ({} when there is none); ConfigError if it is unreadable or not an object.
+
+    Keys: "nodes" (node URLs), "ledger" (the ledger's URL), "moderator_key" (a key file path).
+    """
     from verifier.network import config_path
 
     path = config_path()
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return []
+        return {}
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}", CONFIG_HINT) from exc
     try:
@@ -200,7 +208,31 @@ def _config_nodes() -> list[str]:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 JSON: {exc}", CONFIG_HINT) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} holds a {type(data).__name__}, not an object", CONFIG_HINT)
-    nodes = data.get("nodes", [])
+    return data
+
+
+def config_string(key: str, check: Callable[[str], str | None] | None = None) -> str | None:
+    """The string under ``key`` in the config file, or None; ConfigError naming the key if it is
+    not a non-empty string, or if ``check`` names a problem with it."""
+    from verifier.network import config_path
+
+    value = read_config().get(key)
+    if value is None:
+        return None
+    where = f"config file {str(config_path())!r}: \"{key}\""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where} must be a non-empty string", CONFIG_KEYS_HINT)
+    problem = check(value) if check else None
+    if problem:
+        raise ConfigError(f"{where} {value!r} {problem}", CONFIG_KEYS_HINT)
+    return value
+
+
+def _config_nodes() -> list[str]:
+    from verifier.network import config_path
+
+    path = config_path()
+    nodes = read_config().get("nodes", [])
     if not isinstance(nodes, list) or not all(isinstance(u, str) for u in nodes):
         raise ConfigError(f"config file {str(path)!r}: \"nodes\" must be a list of URL strings", CONFIG_HINT)
     _check_urls(nodes, f"config file {str(path)!r}", CONFIG_HINT)
@@ -246,3 +278,45 @@ def writable_dir(path: str, what: str) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise LocalPathError(f"{what} {path!r}: directory {str(existing)!r} is not writable",
                              "choose a directory you can write")
+
+
+# -- DataCap sizes (cod moderation approve --datacap) ------------------------------------------------
+DATACAP_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "pb": 10**15,
+                 "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40, "pib": 1 << 50}
+MAX_DATACAP = 1 << 60
+DATACAP_FORMS = "a whole number of bytes, or a number with a unit: B, KB MB GB TB PB (10^3), KiB MiB GiB TiB PiB (2^10)"
+_DATACAP = re.compile(r"\s*(\d{1,20})(?:\.(\d{1,20}))?\s*([A-Za-z]{0,3})\s*")
+
+
+def parse_datacap(text: str) -> int:
+    """Bytes of a DataCap size ("1TiB", "512 GiB", "1.5TB", "1000000"); UsageError if malformed,
+    not whole bytes, zero, or over 2^60 bytes."""
+    match = _DATACAP.fullmatch(text)
+    unit = match.group(3).lower() if match else ""
+    if match is None or unit not in DATACAP_UNITS:
+        raise UsageError(f"DataCap {text!r} is not a size", f"give {DATACAP_FORMS}")
+    whole, frac = match.group(1), match.group(2) or ""
+    scaled = (int(whole) * 10 ** len(frac) + int(frac or "0")) * DATACAP_UNITS[unit]
+    value, rest = divmod(scaled, 10 ** len(frac))
+    value = int(value)
+    if rest:
+        raise UsageError(f"DataCap {text!r} is not a whole number of bytes", f"give {DATACAP_FORMS}")
+    if not 0 < value <= MAX_DATACAP:
+        raise UsageError(f"DataCap {text!r} is {value} bytes; it must be between 1 byte and 2^60 bytes (1 EiB)",
+                         f"give {DATACAP_FORMS}")
+    return value
+
+
+class _DatacapType(click.ParamType):  # type: ignore[type-arg]
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_datacap(str(value))
+        except UsageError as exc:
+            self.fail(f"{exc.message} ({exc.hint})", param, ctx)
+
+
+datacap_size = _DatacapType()

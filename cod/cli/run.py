@@ -74,6 +74,9 @@ class Steps:
 @click.option("--quorum", type=click.IntRange(min=1), help="With --verify: accept K-of-N agreement (reported as such).")
 @click.option("--node", "nodes", multiple=True, metavar="URL", type=NodeURL(),
               help="A node to use (repeatable); else COD_NODES, the config file, or an embedded devstack.")
+@click.option("--ledger", type=NodeURL(), metavar="URL",
+              help="With --verify: report the evidence to this FIL+ ledger after the run (else COD_LEDGER, "
+              "else \"ledger\" of the config file).")
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Where to put the results directory.")
 @click.option("--car", type=click.Path(dir_okay=False), help="Also write the results as a CARv1 file.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Compiled-module cache (private).")
@@ -82,13 +85,13 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
         output_base: str | None, env: tuple[str, ...], seed: str | None,
         fuel: int, memory: int, timeout: int, max_stdout: int, max_stderr: int, max_output: int,
         entry_point: str | None, engine: str, verify_n: int | None, quorum: int | None, nodes: tuple[str, ...],
-        output_dir: str | None, car: str | None, cache_dir: str | None, as_json: bool) -> None:
+        ledger: str | None, output_dir: str | None, car: str | None, cache_dir: str | None, as_json: bool) -> None:
     """Run MODULE.wasm with ARGS: locally, or with --verify N on N nodes, and print the result CID."""
     limits = Limits(fuel=fuel, memory_bytes=memory, stdout_bytes=max_stdout, stderr_bytes=max_stderr,
                     output_bytes=max_output, timeout_ms=timeout)
     networked = verify_n is not None or engine == "docker"
-    if (nodes or quorum) and not networked:
-        raise click.UsageError("--node and --quorum go with --verify N")
+    if (nodes or quorum or ledger) and not networked:
+        raise click.UsageError("--node, --quorum and --ledger go with --verify N")
     if engine == "docker":
         if outputs or output_base:
             raise click.UsageError("--outputs and --output-base go with wasm jobs")
@@ -102,17 +105,21 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
         writable_parent(output_dir, "--output-dir", create=True)
     if car is not None:
         writable_parent(car, "--car", create=False)
+    ledger_at = None
     if networked:
+        from ..ledger.client import ledger_url
+
         nodes = tuple(node_urls(nodes))
         _check_embedded(nodes, verify_n or 1)
+        ledger_at = ledger_url(ledger)  # a bad COD_LEDGER or config value is refused before the run
     if engine == "docker":
         job = prepare_docker(module, list(args), inputs=list(inputs), env=list(env), limits=limits)
-        _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json)
+        _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json, ledger_at)
         return
     job = prepare(module, list(args), inputs=list(inputs), env=list(env), seed=seed, entry_point=entry_point,
                   limits=limits, outputs=outputs, output_base=output_base)
     if verify_n is not None:
-        _run_network(job, verify_n, quorum, nodes, output_dir, car, as_json)
+        _run_network(job, verify_n, quorum, nodes, output_dir, car, as_json, ledger_at)
         return
     engine_ = Engine(cache_dir or os.environ.get("COD_CACHE_DIR") or default_cache_dir())
     with _interrupt_exits():
@@ -214,7 +221,7 @@ def _interrupt_exits() -> Iterator[None]:
 
 
 def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str, ...], output_dir: str | None,
-                 car: str | None, as_json: bool) -> None:
+                 car: str | None, as_json: bool, ledger: str | None = None) -> None:
     from verifier.network import configured_nodes, run_verified
     from verifier.verify import check_quorum
 
@@ -231,6 +238,11 @@ def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str,
         if steps.open:
             click.echo("failed", err=True)
         raise
+    if ledger is not None:  # after the run; whatever the ledger does, the run's exit code stands
+        from verifier.ledger import report as report_evidence
+
+        steps("Reporting the evidence to the ledger")
+        verification.ledger = asyncio.run(report_evidence(ledger, job.spec.to_dict(), verification.statements()))
     steps.finish()
     stdout = b""
     if verification.results_dir is not None:
@@ -282,3 +294,7 @@ def _report(verification: Any) -> None:
         click.echo(f"Result CID:  {verification.result_cid}", err=True)
     if verification.results_dir is not None:
         click.echo(f"Results:     {verification.results_dir}", err=True)
+    if verification.ledger is not None:
+        from verifier.ledger import summary
+
+        click.echo(summary(verification.ledger), err=True)

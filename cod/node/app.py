@@ -2,7 +2,9 @@
 
 The node keeps its key, blobs, jobs and results under one data directory. Jobs run in
 executor processes with bounded concurrency and a bounded queue; past it the node answers
-429 with Retry-After. Every finished job gets a signed statement.
+429 with Retry-After. Every finished job gets a signed statement, and a completion number
+for the statements feed (GET /v1/statements). A FIL+ policy (``cod.node.policy``) may refuse
+a job before it is queued (SPEC.md 9.7).
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from . import openapi
 from .blobs import BlobStore
 from .body import check_strings, parse_json
 from .caps import UPLOAD_CAPS, NodeCaps
+from .policy import PREFER, Policy
 from .pool import Pool
-from .store import DONE, FAILED, QUEUED, RUNNING, JobStore, public
+from .store import DONE, FAILED, MAX_STATEMENTS_PAGE, QUEUED, RUNNING, JobStore, public
 
 log = logging.getLogger("cod.node")
 
@@ -47,7 +50,8 @@ MAX_JSON_BODY = 1 << 20
 WAIT_GRACE_SECONDS = 30
 STATUS = {"SpecError": 400, "CIDError": 400, "ModuleError": 422, "ImportRefused": 422, "InputError": 422,
           "NotFound": 404, "EngineUnavailable": 501, "LocalPathNotAllowed": 403, "MissingBlobs": 409,
-          "NodeBusy": 429, "NotCancellable": 409, "NodeError": 400}
+          "NodeBusy": 429, "NotCancellable": 409, "NodeError": 400, "PolicyRefused": 403,
+          "LedgerUnavailable": 503, "BadQuery": 400}
 HINTS = {  # for errors raised without a hint of their own: every error body carries one
     "CIDError": "pack the content with cod or ipfs-car (one root, UnixFS unixfs-v1-2025) and upload it "
                 "under its root CID",
@@ -55,6 +59,8 @@ HINTS = {  # for errors raised without a hint of their own: every error body car
     "NotFound": "upload it, or ask a node that has it",
 }
 DEFAULT_HINT = "see /v1/openapi.json"
+DEFAULT_STATEMENTS_PAGE = 100
+MAX_SEQ = (1 << 63) - 1
 HTTP_NAMES = {500: "InternalError", 400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge",
               415: "UnsupportedMediaType", 431: "HeadersTooLarge"}
 
@@ -64,7 +70,8 @@ class Node:
 
     def __init__(self, data_dir: Path, *, concurrency: int | None = None, queue_size: int = 64,
                  allow_local: list[Path] | None = None, cheat: bool = False,
-                 docker: DockerEngine | None = None, caps: NodeCaps | None = None) -> None:
+                 docker: DockerEngine | None = None, caps: NodeCaps | None = None,
+                 policy: Policy | None = None) -> None:
         """Open (or create) the node's data directory; raises NodeError if it cannot be used."""
         self.data_dir = data_dir
         try:
@@ -73,6 +80,9 @@ class Node:
             raise NodeError(f"cannot use {data_dir} as the node's data directory: {exc}",
                             "give --data-dir a writable directory (it is created if missing)") from None
         self.caps = caps or NodeCaps()
+        self.policy = policy or Policy()
+        self.policy.start(self.identity)
+        self.ordinary: set[str] = set()  # active jobs that are not FIL+ (prefer-fil-plus keeps half for FIL+)
         self.concurrency = concurrency or max(1, os.cpu_count() or 1)
         self.queue_size = queue_size
         self.allow_local = [p.resolve() for p in (allow_local or [])]
@@ -121,6 +131,7 @@ class Node:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.policy.close()
         await self.pool.close()
 
     # -- info -------------------------------------------------------------------------
@@ -133,10 +144,17 @@ class Node:
             "profile": self.profile,
             "limits": {"concurrency": self.concurrency, "queue_size": self.queue_size, **self.caps.published()},
             "allow_listed_local_paths": [str(p) for p in self.allow_local],
+            "policy": self.policy.published(),
         }
 
     # -- jobs -------------------------------------------------------------------------
     async def submit(self, body: Any, wait: bool) -> tuple[int, dict[str, Any]]:
+        """Queue the job of ``body`` (unless the node has it) and answer its record.
+
+        Checks in order: the body and spec (SpecError), the caps (CapExceeded), the policy for a
+        job the node does not have (PolicyRefused, LedgerUnavailable), the blobs (MissingBlobs),
+        the engine, the places (Busy). Nothing is stored when one refuses.
+        """
         if not isinstance(body, dict) or "spec" not in body:
             raise SpecError("(request)", "the body must be a JSON object with a 'spec'")
         unknown = sorted(set(body) - {"spec"})
@@ -146,14 +164,25 @@ class Node:
         check_strings(body)
         self.caps.check_spec(spec)
         job_cid = str(spec.cid)
-        sources = self._sources(spec)
+        fil_plus = True
         row = self.jobs.get(job_cid)
+        if row is None or row["state"] == FAILED:  # a job the node has (done, queued) is answered as it is
+            fil_plus = await self.policy.admit(spec, job_cid)  # PolicyRefused, LedgerUnavailable
+        sources = self._sources(spec)
+        row = self.jobs.get(job_cid)  # again: another request may have queued it while the ledger answered
         if row is None or row["state"] == FAILED:
             if spec.engine == ENGINE_DOCKER and not self.docker_ok:
                 raise EngineUnavailable("this node has no Docker-compatible engine",
                                         "send docker jobs to a node whose /v1/info lists 'docker'")
             if self.active >= self.concurrency + self.queue_size:
                 raise Busy()
+            if not fil_plus and len(self.ordinary) >= self.ordinary_places:
+                reason = (f"this node keeps half its places for FIL+ jobs (policy prefer-fil-plus) and "
+                          f"{len(self.ordinary)} job(s) without blessed inputs hold the other half")
+                self.policy.report(job_cid, (), reason)
+                raise Busy(reason, "retry after the Retry-After delay, or run the job on blessed FIL+ inputs")
+            if not fil_plus:
+                self.ordinary.add(job_cid)
             self.active += 1
             self.jobs.add(job_cid, spec.to_dict())
             self._done[job_cid] = asyncio.Event()
@@ -171,6 +200,18 @@ class Node:
         row = self.jobs.get(job_cid)
         assert row is not None
         return (200 if row["state"] in (DONE, FAILED) else 202), public(row)
+
+    @property
+    def ordinary_places(self) -> int:
+        """Places (running + queued) jobs that are not FIL+ may hold: all under ``any`` and
+        ``fil-plus-only`` (which refuses them anyway), half (at least one) under prefer-fil-plus."""
+        places = self.concurrency + self.queue_size
+        return max(1, places // 2) if self.policy.name == PREFER else places
+
+    def statements(self, after: int, limit: int) -> dict[str, Any]:
+        """A page of the statements feed: done jobs after completion number ``after``."""
+        rows = self.jobs.statements(after, limit)
+        return {"statements": rows, "next": rows[-1]["seq"] if rows else after}
 
     def _sources(self, spec: JobSpec) -> dict[str, str]:
         missing = []
@@ -256,6 +297,7 @@ class Node:
                              error=json.dumps({"error": type(exc).__name__, "message": str(exc)[:500]}))
         finally:
             self.active -= 1
+            self.ordinary.discard(job_cid)
             self._cancelled.discard(job_cid)
             self._running.pop(job_cid, None)
             self._done.pop(job_cid, asyncio.Event()).set()
@@ -330,8 +372,9 @@ def _lie(out: Path) -> str:
 
 
 class Busy(NodeError):
-    def __init__(self) -> None:
-        super().__init__("this node's queue is full", "retry after the Retry-After delay")
+    def __init__(self, message: str = "this node's queue is full",
+                 hint: str = "retry after the Retry-After delay") -> None:
+        super().__init__(message, hint)
 
 
 class MissingBlobs(NodeError):
@@ -346,6 +389,21 @@ class LocalPathNotAllowed(NodeError):
 
 class NotCancellable(NodeError):
     """A cancel for a job that is not queued or running."""
+
+
+class BadQuery(NodeError):
+    """A query parameter that is not what the route takes (HTTP 400)."""
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """The query parameter ``name`` as an integer in [low, high] (ASCII decimal digits); BadQuery otherwise."""
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(high)) or not low <= int(text) <= high:
+        raise BadQuery(f"query parameter {name}={text[:40]!r} is not an integer from {low} to {high}",
+                       "see /v1/openapi.json")
+    return int(text)
 
 
 # -- HTTP ---------------------------------------------------------------------------------
@@ -410,6 +468,12 @@ def app(node: Node) -> web.Application:
     @routes.get("/v1/openapi.json")
     async def spec(request: web.Request) -> web.Response:
         return web.json_response(openapi.DOCUMENT)
+
+    @routes.get("/v1/statements")
+    async def statements(request: web.Request) -> web.Response:
+        after = query_int(request, "after", 0, 0, MAX_SEQ)
+        limit = query_int(request, "limit", DEFAULT_STATEMENTS_PAGE, 1, MAX_STATEMENTS_PAGE)
+        return web.json_response(node.statements(after, limit))
 
     @routes.put("/v1/blobs/{cid}")
     async def put_blob(request: web.Request) -> web.Response:

@@ -44,12 +44,17 @@ DOCUMENT: dict[str, Any] = {
                          "type": "object", "required": ["spec"], "properties": {"spec": {"type": "object"}}}}}},
                      "responses": {"200": _json(_JOB, "done (or failed)"), "202": _json(_JOB, "accepted"),
                                    "400": _json(_ERROR, "bad spec or body (strict JSON)"),
-                                   "403": _json(_ERROR, "local path not allowed"),
+                                   "403": _json(_ERROR, "LocalPathNotAllowed: local path not allowed; "
+                                                        "PolicyRefused: the node's FIL+ policy refuses the job "
+                                                        "(the message names the input and the policy)"),
                                    "413": _json(_ERROR, "body over 1 MiB"),
                                    "422": _json(_ERROR, "CapExceeded: a limit over the node's cap (named)"),
                                    "409": _json(_ERROR, "blobs missing: upload them (the body lists them)"),
-                                   "429": _json(_ERROR, "queue full; see Retry-After"),
-                                   "501": _json(_ERROR, "no Docker engine for a docker job")}},
+                                   "429": _json(_ERROR, "queue full, or (prefer-fil-plus) the half kept for "
+                                                        "FIL+ jobs; see Retry-After"),
+                                   "501": _json(_ERROR, "no Docker engine for a docker job"),
+                                   "503": _json(_ERROR, "LedgerUnavailable: fil-plus-only and the ledger "
+                                                        "cannot be asked (fail closed)")}},
             "get": {"summary": "Recent jobs", "responses": {"200": _json({"type": "object"}, "jobs")}},
         },
         "/v1/jobs/{cid}": {
@@ -69,6 +74,21 @@ DOCUMENT: dict[str, Any] = {
                            {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}],
             "get": {"summary": "One file of the results directory (e.g. stdout, outputs/count.txt)",
                     "responses": {"200": {"description": "the file"}, "404": _json(_ERROR, "no such file")}}},
+        "/v1/statements": {"get": {
+            "summary": "Signed statements of done jobs in completion order, for a ledger's scanner",
+            "parameters": [{"name": "after", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 0, "default": 0},
+                            "description": "completion number (seq) after which to start"},
+                           {"name": "limit", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+            "responses": {"200": _json({"type": "object", "required": ["statements", "next"], "properties": {
+                "statements": {"type": "array", "items": {
+                    "type": "object", "required": ["seq", "job", "spec", "statement"],
+                    "properties": {"seq": {"type": "integer"}, "job": {"type": "string"},
+                                   "spec": {"type": "object"},
+                                   "statement": {"$ref": "#/components/schemas/Statement"}}}},
+                "next": {"type": "integer", "description": "pass as ?after= for the next page"}}},
+                "a page"), "400": _json(_ERROR, "BadQuery: after or limit out of range")}}},
         "/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
     },
     "components": {"schemas": {
@@ -86,7 +106,10 @@ DOCUMENT: dict[str, Any] = {
                                                         "max_memory_bytes", "max_timeout_ms", "max_stdout_bytes",
                                                         "max_stderr_bytes", "max_output_bytes", "max_upload_bytes",
                                                         "max_unpacked_bytes", "max_car_blocks", "max_tree_depth",
-                                                        "max_entries"]}}},
+                                                        "max_entries"]},
+                                "policy": {"type": "object", "required": ["name", "ledger"], "properties": {
+                                    "name": {"enum": ["any", "prefer-fil-plus", "fil-plus-only"]},
+                                    "ledger": {"type": ["string", "null"]}}}}},
         "Statement": {"type": "object", "required": ["statement", "signature"],
                       "properties": {"statement": {"type": "object"}, "signature": {"type": "string"}}},
         "Job": {"type": "object", "required": ["job_cid", "state"],

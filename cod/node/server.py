@@ -90,6 +90,8 @@ async def until_interrupted() -> None:
 
 async def serve_forever(data_dir: Path, host: str, port: int, **options: Any) -> None:
     running = await start_node(data_dir, host, port, **options)
-    print(f"cod node {running.node.identity.node_id} serving on {running.url}", flush=True)
+    policy = running.node.policy
+    ledger = f" (policy {policy.name}, ledger {policy.ledger})" if policy.ledger else ""
+    print(f"cod node {running.node.identity.node_id} serving on {running.url}{ledger}", flush=True)
     await until_interrupted()
     await running.stop()

@@ -14,7 +14,8 @@ import sqlite_utils
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 COLUMNS = ("job_cid", "seq", "spec", "state", "result_cid", "exit_code", "trap", "fuel_used", "profile", "statement",
-           "error")
+           "error", "done_seq")
+MAX_STATEMENTS_PAGE = 1000
 
 
 class JobStore:
@@ -27,14 +28,28 @@ class JobStore:
         if not self.jobs.exists():
             self.jobs.create(
                 {"job_cid": str, "seq": int, "spec": str, "state": str, "result_cid": str, "exit_code": int,
-                 "trap": str, "fuel_used": int, "profile": str, "statement": str, "error": str},
+                 "trap": str, "fuel_used": int, "profile": str, "statement": str, "error": str, "done_seq": int},
                 pk="job_cid",
             )
+        self._migrate()
         self.db.execute(
             "UPDATE jobs SET state = ?, error = ? WHERE state IN (?, ?)",
             [FAILED, json.dumps({"error": "Interrupted", "message": "the node stopped during the job"}),
              QUEUED, RUNNING],
         )
+        self.db.conn.commit()
+
+    def _migrate(self) -> None:
+        """Give a database of an earlier stage its completion order: ``done_seq`` numbers done
+        jobs 1, 2, ... in the order they finished (earlier databases: their submission order)."""
+        if "done_seq" not in self.jobs.columns_dict:
+            with self.db.conn:
+                self.db.conn.execute("ALTER TABLE jobs ADD COLUMN done_seq INTEGER")
+                done = [row[0] for row in self.db.conn.execute(
+                    "SELECT job_cid FROM jobs WHERE state = ? ORDER BY seq, job_cid", [DONE])]
+                for number, job_cid in enumerate(done, start=1):
+                    self.db.conn.execute("UPDATE jobs SET done_seq = ? WHERE job_cid = ?", [number, job_cid])
+        self.db.execute("CREATE UNIQUE INDEX IF NOT EXISTS jobs_done_seq ON jobs (done_seq)")
         self.db.conn.commit()
 
     # the hot path uses plain SQL: sqlite-utils' upsert introspects the table on every call
@@ -51,11 +66,24 @@ class JobStore:
                 [job_cid, json.dumps(spec, sort_keys=True), QUEUED])
 
     def update(self, job_cid: str, **fields: Any) -> None:
+        """Set ``fields`` of a job; a job becoming done gets the next completion number (done_seq)."""
         names = sorted(fields)
-        assert set(names) <= set(COLUMNS)
+        assert set(names) <= set(COLUMNS) - {"done_seq"}
+        sets = [n + " = ?" for n in names]
+        if fields.get("state") == DONE:
+            sets.append("done_seq = (SELECT COALESCE(MAX(done_seq), 0) + 1 FROM jobs)")
         with self.db.conn:
-            self.db.conn.execute(f"UPDATE jobs SET {', '.join(n + ' = ?' for n in names)} WHERE job_cid = ?",
+            self.db.conn.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE job_cid = ?",
                                  [fields[n] for n in names] + [job_cid])
+
+    def statements(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """Done jobs with done_seq > ``after``, in completion order, at most ``limit``:
+        {"seq", "job", "spec", "statement"} (the feed of GET /v1/statements)."""
+        rows = self.db.conn.execute(
+            "SELECT done_seq, job_cid, spec, statement FROM jobs WHERE state = ? AND done_seq > ? "
+            "ORDER BY done_seq LIMIT ?", [DONE, after, limit])
+        return [{"seq": seq, "job": job, "spec": json.loads(spec), "statement": json.loads(statement)}
+                for seq, job, spec, statement in rows]
 
     def done_cids(self) -> set[str]:
         """The job CIDs whose results this node adopted (state done)."""

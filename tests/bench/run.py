@@ -250,6 +250,15 @@ def machine() -> list[str]:
     ]
 
 
+def bench_ledger() -> list[str]:
+    """The ledger's figures (tests/bench/ledger.py): appends/s, proof time, audit of 100,000 entries."""
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "ledger.py")], cwd=ROOT,
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    lines = proc.stdout.splitlines() or [f"(ledger bench failed: {proc.stderr.strip()[-300:]})"]
+    return ["", "### Ledger (goals: >= 5,000 entries/s, proof <= 1 ms, audit of 100,000 entries <= 10 s)", "",
+            "```", *lines, "```"]
+
+
 def main() -> int:
     report = ["## `make bench`", ""] + machine()
     with tempfile.TemporaryDirectory(prefix="cod-bench-") as tmp:
@@ -261,6 +270,7 @@ def main() -> int:
     import network
 
     report += network.main()
+    report += bench_ledger()
     print("\n".join(report[-40:]), flush=True)
     (ROOT / "bench-out").mkdir(exist_ok=True)
     (ROOT / "bench-out" / "latest.md").write_text("\n".join(report) + "\n")

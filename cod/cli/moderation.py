@@ -1,0 +1,109 @@
+"""`cod moderation ...`: the moderator's queue and signed decisions.
+
+A decision names the job's latest eligibility entry and the decision it supersedes (none for
+the first), both read from the ledger just before signing, so a replayed or stale decision
+cannot apply (SPEC.md 12.6).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..errors import NotFound, UsageError
+from . import cli
+from .ledger import call, client, emit, identity, json_option, ledger_option
+from .options import datacap_size
+
+
+@cli.group()
+def moderation() -> None:
+    """Moderate eligible jobs: look at the queue, approve or reject with a signed decision.
+
+    \b
+    cod moderation queue
+    cod moderation approve JOB --datacap 1TiB --reason "useful" --key moderator.key
+    """
+
+
+def _find(connection: Any, job: str) -> dict[str, Any]:
+    """The job's record; a prefix is accepted when exactly one job of the queue starts with it."""
+    if len(job) < 59:
+        matches = [j["job"] for j in call(connection.queue())["jobs"] if j["job"].startswith(job)]
+        if len(matches) > 1:
+            raise UsageError(f"job prefix {job!r} is ambiguous: {', '.join(matches[:5])}", "give more characters")
+        if not matches:
+            raise NotFound(f"no job of the moderation queue starts with {job!r}", "give the whole job CID")
+        job = matches[0]
+    record: dict[str, Any] = call(connection.job(job))
+    return record
+
+
+@moderation.command()
+@ledger_option
+@json_option
+def queue(ledger_url: str | None, as_json: bool) -> None:
+    """Eligible jobs waiting for a decision, oldest first."""
+    jobs = call(client(ledger_url).queue())["jobs"]
+    lines = [f"{j['job']}  result {j['result']}  entry {j['entry']}  {len(j['nodes'])} nodes agree" for j in jobs]
+    emit(jobs, as_json, "\n".join(lines) or "the moderation queue is empty")
+
+
+@moderation.command()
+@click.argument("job")
+@ledger_option
+@json_option
+def show(job: str, ledger_url: str | None, as_json: bool) -> None:
+    """A job's evidence (spec, agreeing nodes, blessed inputs), eligibility and decisions."""
+    record = _find(client(ledger_url), job)
+    e = record["eligibility"]
+    lines = [f"job:         {record['job']}", f"state:       {record['state']}",
+             f"eligibility: entry {e['entry']}: {'eligible' if e['eligible'] else 'not eligible: ' + str(e['reason'])}",
+             f"result:      {e['result']}", f"nodes:       {', '.join(e['nodes'])}",
+             f"module:      {e['spec'].get('module')}  args: {' '.join(e['spec'].get('args', []))}"]
+    lines += [f"input:       {cid} (blessed by entry {entry})" for cid, entry in sorted(e["blessings"].items())]
+    lines += [f"decision:    entry {d['entry']}: {d['action']} by {d['moderator']}"
+              f"{' with ' + str(d['datacap']) + ' bytes of DataCap' if d['action'] == 'approve' else ''}: {d['reason']}"
+              for d in record["decisions"]]
+    emit(record, as_json, "\n".join(lines))
+
+
+def _decide(job: str, action: str, datacap: int, reason: str, key: str | None, ledger_url: str | None,
+            as_json: bool) -> None:
+    from ..ledger import entries
+
+    connection = client(ledger_url)
+    record = _find(connection, job)
+    e = record["eligibility"]
+    if not e["eligible"]:
+        raise UsageError(f"job {record['job']} is not eligible: {e['reason']}", "only eligible jobs are moderated")
+    signed = entries.sign_decision(identity(key, "moderator_key"), job=record["job"], result=e["result"],
+                                   action=action, datacap=datacap, reason=reason, eligibility=e["entry"],
+                                   supersedes=record["latest_decision"])
+    answer = call(connection.decide(signed))
+    emit({"job": record["job"], "action": action, "datacap": datacap, **answer}, as_json,
+         f"{action}d job {record['job']} (entry {answer['entry']})")
+
+
+@moderation.command()
+@click.argument("job")
+@click.option("--datacap", type=datacap_size, required=True, help="DataCap to award: 1TiB, 512GiB, 10TB, bytes.")
+@click.option("--reason", required=True, help="Why (kept in the ledger, signed).")
+@click.option("--key", help="The moderator's key file (default: \"moderator_key\" in the config file).")
+@ledger_option
+@json_option
+def approve(job: str, datacap: int, reason: str, key: str | None, ledger_url: str | None, as_json: bool) -> None:
+    """Approve an eligible job's result with DataCap (a signed decision; supersedes an earlier one)."""
+    _decide(job, "approve", datacap, reason, key, ledger_url, as_json)
+
+
+@moderation.command()
+@click.argument("job")
+@click.option("--reason", required=True, help="Why (kept in the ledger, signed).")
+@click.option("--key", help="The moderator's key file (default: \"moderator_key\" in the config file).")
+@ledger_option
+@json_option
+def reject(job: str, reason: str, key: str | None, ledger_url: str | None, as_json: bool) -> None:
+    """Reject an eligible job (a signed decision; supersedes an earlier one)."""
+    _decide(job, "reject", 0, reason, key, ledger_url, as_json)

@@ -1,0 +1,223 @@
+"""The HTTP client of the ledger's API (SPEC.md 12.7): what every command, node and verifier uses.
+
+One method per route. Every answer is untrusted: bodies are read under a byte cap, parsed
+strictly (``cod.jobspec.load_json``) and must be a JSON object; every request has a total
+timeout. A non-2xx answer becomes ``LedgerRefused(status=..., error=...)`` carrying the
+ledger's own message and hint; a ledger that cannot be reached (refused, reset, timed out)
+is ``LedgerRefused(status=0)``; an answer that is not what the API documents is
+``LedgerRefused(status=<its status>, error="BadAnswer")``. Redirects are not followed: the
+answer must come from the ledger named (a 3xx is a refusal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+
+from ..errors import CodError, ConfigError, LedgerRefused, UsageError
+from ..jobspec import load_json
+
+REQUEST_TIMEOUT_S = 30.0
+"""Longest any one request may take, connection to last byte (the node passes a shorter one)."""
+
+MAX_ANSWER_BYTES = 16 << 20
+"""Largest JSON answer read (a job's history with its evidence stays far below it)."""
+
+MAX_TEXT_CHARS = 500
+"""A ledger's message or hint shown to a user is cut here (and control characters replaced)."""
+
+READ_CHUNK = 1 << 16
+ENV_VAR = "COD_LEDGER"
+CONFIG_KEY = "ledger"
+LEDGER_HINT = "start it (cod ledger serve), or check --ledger / COD_LEDGER / \"ledger\" in the config file"
+T = TypeVar("T")
+
+
+def clean(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """``text`` safe to print: control characters become '?', cut at ``limit`` characters."""
+    out = "".join("?" if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F else c for c in text[:limit])
+    return out + ("..." if len(text) > limit else "")
+
+
+def segment(value: str) -> str:
+    """``value`` as one URL path segment: '/', '..', '?' and '%' cannot reach another route."""
+    return quote(value, safe="")
+
+
+class LedgerClient:
+    """The ledger at ``url``. Without a ``session`` each request opens and closes its own
+    (simple for a command); a node passes its long-lived session."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession | None = None, *,
+                 timeout_s: float = REQUEST_TIMEOUT_S, max_bytes: int = MAX_ANSWER_BYTES) -> None:
+        self.url = url.rstrip("/")
+        self.session = session
+        self.timeout_s = timeout_s
+        self.max_bytes = max_bytes
+
+    # -- transport ---------------------------------------------------------------------------
+    async def _request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        """Status and body bytes (at most max_bytes); LedgerRefused(status=0) if unreachable."""
+        if self.session is not None:
+            return await self._send(self.session, method, path, body)
+        async with aiohttp.ClientSession() as session:
+            return await self._send(session, method, path, body)
+
+    async def _send(self, session: aiohttp.ClientSession, method: str, path: str, body: Any) -> tuple[int, bytes]:
+        what = f"{method} {path}"
+        try:
+            async with session.request(method, self.url + path, json=body, allow_redirects=False,
+                                       timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as resp:
+                return resp.status, await self._read(resp, what)
+        except asyncio.TimeoutError:
+            raise LedgerRefused(f"cannot reach the ledger at {self.url}: no answer to {what} within "
+                                f"{self.timeout_s:g} s", LEDGER_HINT, status=0, error="Unreachable") from None
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            raise LedgerRefused(f"cannot reach the ledger at {self.url}: {type(exc).__name__} "
+                                f"{clean(str(exc), 200)}".rstrip(), LEDGER_HINT, status=0,
+                                error="Unreachable") from None
+
+    async def _read(self, resp: aiohttp.ClientResponse, what: str) -> bytes:
+        if resp.content_length is not None and resp.content_length > self.max_bytes:
+            raise self._bad(resp.status, f"an answer to {what} of {resp.content_length} bytes, over the cap of "
+                                         f"{self.max_bytes}")
+        parts: list[bytes] = []
+        size = 0
+        while chunk := await resp.content.read(READ_CHUNK):
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise self._bad(resp.status, f"an answer to {what} of more than {self.max_bytes} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def _bad(self, status: int, what: str) -> LedgerRefused:
+        return LedgerRefused(f"the ledger at {self.url} sent {what}", "check that --ledger names a cod ledger",
+                             status=status, error="BadAnswer")
+
+    async def _json(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """The JSON object answered to ``method path`` (GET: status 200; POST: 200 or 201);
+        raises LedgerRefused otherwise."""
+        status, raw = await self._request(method, path, body)
+        if status not in ((200,) if method == "GET" else (200, 201)):
+            raise self._refusal(status, raw, f"{method} {path}")
+        try:
+            data = load_json(raw)
+        except CodError as exc:
+            raise self._bad(status, f"an answer to {method} {path} that is not JSON: {exc.message}") from None
+        if not isinstance(data, dict):
+            raise self._bad(status, f"an answer to {method} {path} that is a {type(data).__name__}, not an object")
+        return data
+
+    def _refusal(self, status: int, raw: bytes, what: str) -> LedgerRefused:
+        """The ledger's JSON error body as a LedgerRefused; any other body is named by its status."""
+        error, message, hint = f"HTTP{status}", "", None
+        try:
+            data = load_json(raw)
+        except CodError:
+            data = None
+        if isinstance(data, dict):
+            if isinstance(data.get("error"), str):
+                error = clean(data["error"], 100)
+            if isinstance(data.get("message"), str):
+                message = clean(data["message"])
+            if isinstance(data.get("hint"), str):
+                hint = clean(data["hint"])
+        text = f"the ledger refused {what} (HTTP {status} {error})" + (f": {message}" if message else "")
+        return LedgerRefused(text, hint or "see the ledger's /v1/openapi.json", status=status, error=error)
+
+    # -- routes (design.md "HTTP API of the ledger") -------------------------------------------
+    async def info(self) -> dict[str, Any]:
+        return await self._json("GET", "/v1/info")
+
+    async def input(self, cid: str) -> dict[str, Any]:
+        """Whether ``cid`` is blessed: {"cid", "blessed", "blessings"}."""
+        return await self._json("GET", f"/v1/inputs/{segment(cid)}")
+
+    async def bless(self, batches: list[dict[str, Any]]) -> dict[str, Any]:
+        return await self._json("POST", "/v1/blessings", {"batches": batches})
+
+    async def evidence(self, spec: dict[str, Any], statements: list[dict[str, Any]]) -> dict[str, Any]:
+        """Report a job's evidence: {"job", "entry", "eligible", "reason", "result", "nodes"}."""
+        return await self._json("POST", "/v1/evidence", {"spec": spec, "statements": statements})
+
+    async def refusal(self, signed: dict[str, Any]) -> dict[str, Any]:
+        return await self._json("POST", "/v1/refusals", signed)
+
+    async def job(self, cid: str) -> dict[str, Any]:
+        return await self._json("GET", f"/v1/jobs/{segment(cid)}")
+
+    async def queue(self) -> dict[str, Any]:
+        return await self._json("GET", "/v1/moderation/queue")
+
+    async def decide(self, signed: dict[str, Any]) -> dict[str, Any]:
+        return await self._json("POST", "/v1/decisions", signed)
+
+    async def moderators(self) -> dict[str, Any]:
+        return await self._json("GET", "/v1/moderators")
+
+    async def propose(self, signed: dict[str, Any]) -> dict[str, Any]:
+        return await self._json("POST", "/v1/moderators/proposals", signed)
+
+    async def approve(self, proposal_id: str, signed: dict[str, Any]) -> dict[str, Any]:
+        return await self._json("POST", f"/v1/moderators/proposals/{segment(proposal_id)}/approvals", signed)
+
+    async def result(self, cid: str) -> dict[str, Any]:
+        """The notary's answer for a result CID (404: never eligible -> LedgerRefused status 404)."""
+        return await self._json("GET", f"/v1/results/{segment(cid)}")
+
+    async def inclusion(self, index: int, size: int | None = None) -> dict[str, Any]:
+        query = f"index={int(index)}" + (f"&size={int(size)}" if size is not None else "")
+        return await self._json("GET", f"/v1/proof/inclusion?{query}")
+
+    async def consistency(self, old: int, new: int | None = None) -> dict[str, Any]:
+        query = f"old={int(old)}" + (f"&new={int(new)}" if new is not None else "")
+        return await self._json("GET", f"/v1/proof/consistency?{query}")
+
+    async def checkpoint(self) -> str:
+        """The latest checkpoint: the signed note's text, with its cosignatures."""
+        status, raw = await self._request("GET", "/checkpoint")
+        if status != 200:
+            raise self._refusal(status, raw, "GET /checkpoint")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self._bad(status, "a checkpoint that is not UTF-8") from None
+
+
+def run(coro: Awaitable[T]) -> T:
+    """Run one client call to completion from synchronous code (a CLI command)."""
+
+    async def main() -> T:
+        return await coro
+
+    return asyncio.run(main())
+
+
+def ledger_url(explicit: str | None) -> str | None:
+    """The ledger to use: ``explicit`` (--ledger), else COD_LEDGER, else "ledger" of the config file.
+
+    None when none is set. Raises UsageError for a bad --ledger, ConfigError naming the source
+    of a bad COD_LEDGER or config value.
+    """
+    from ..cli.options import config_string, node_url_problem
+
+    if explicit:
+        problem = node_url_problem(explicit)
+        if problem:
+            raise UsageError(f"--ledger {explicit!r} {problem}", "give the ledger's URL, e.g. http://127.0.0.1:8090")
+        return explicit
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        problem = node_url_problem(env)
+        if problem:
+            raise ConfigError(f"{ENV_VAR} {env!r} {problem}", "set COD_LEDGER=http://HOST:PORT, or unset it")
+        return env
+    return config_string(CONFIG_KEY, check=node_url_problem)
+
+
+__all__ = ["LedgerClient", "ledger_url", "run", "REQUEST_TIMEOUT_S", "MAX_ANSWER_BYTES"]

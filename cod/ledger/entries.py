@@ -1,0 +1,612 @@
+"""The ledger's entries (leaves): their types, canonical bytes, strict parsing and signatures.
+
+Every leaf is the canonical JSON (``cod.jobspec.canonical_json``) of one object whose "type"
+names its kind (SPEC.md 12.4). Signed kinds are ``{"type", "statement", "signature"}``: the
+signature (base64, 64 bytes) is Ed25519 by the key whose peer ID the statement names, over the
+canonical JSON of "statement". Parsing is strict: unknown or missing fields, wrong types (a bool
+is not an int), oversize or non-canonical values are refused with ``EntryRefused`` (a
+``LedgerRefused``) carrying the HTTP status and error name the service answers.
+
+The ``sign_*`` helpers make signed statements the way the CLI, the node and the tests do.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any, Mapping, Union
+
+import nacl.exceptions
+import nacl.signing
+
+from ..cid import CID
+from ..errors import BadSignature, CIDError, LedgerRefused
+from ..identity import Identity, node_id_of, public_key_of
+from ..jobspec import canonical_json
+
+GENESIS = "cod/ledger/genesis/v1"
+BLESS = "cod/ledger/bless/v1"
+ELIGIBILITY = "cod/ledger/eligibility/v1"
+DECISION = "cod/ledger/decision/v1"
+PROPOSAL = "cod/ledger/proposal/v1"
+APPROVAL = "cod/ledger/approval/v1"
+REFUSAL = "cod/ledger/refusal/v1"
+KINDS = (GENESIS, BLESS, ELIGIBILITY, DECISION, PROPOSAL, APPROVAL, REFUSAL)
+SIGNED_KINDS = (BLESS, DECISION, PROPOSAL, APPROVAL, REFUSAL)
+SIGNER_FIELD = {BLESS: "signer", DECISION: "moderator", PROPOSAL: "proposer", APPROVAL: "approver", REFUSAL: "node"}
+
+MAX_LEAF_BYTES = 0xFFFF          # an entry bundle's 2-byte length prefix (C2SP tlog-tiles)
+MAX_REASON_CHARS = 1000
+MAX_ORIGIN_CHARS = 255
+MAX_ID_CHARS = 64                # a 12D3KooW... peer ID has 52
+MAX_CID_CHARS = 128              # a sha2-256 CIDv1 in base32 has 59 to 62
+MAX_BLESS_INPUTS = 1000          # inputs of one bless batch (one leaf)
+MAX_DEALS = 64                   # deals named per blessed input
+MAX_DEAL_ID = 2**63 - 1
+MAX_ROOT_KEYS = 64
+MAX_REFUSAL_INPUTS = 256
+MAX_DATACAP = 2**60
+MAX_INDEX = 2**63 - 1
+NONCE_HEX = 32
+SIGNATURE_BYTES = 64
+SOURCES = ("list", "lotus-state-market-deals")
+ACTIONS = ("approve", "reject")
+CHANGES = ("add", "remove")
+POLICIES = ("fil-plus-only", "prefer-fil-plus")
+
+
+class EntryRefused(LedgerRefused):
+    """An entry the ledger does not take: .status (HTTP) and .error (JSON "error") say why."""
+
+    def __init__(self, status: int, error: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint, status=status, error=error)
+
+
+def bad(message: str, hint: str = "send the fields SPEC.md 12.4 names, with their types") -> EntryRefused:
+    """A malformed entry: 400 "BadEntry"."""
+    return EntryRefused(400, "BadEntry", message, hint)
+
+
+# --- field checks ----------------------------------------------------------------------------
+
+def _fields(obj: Any, required: tuple[str, ...], where: str) -> Mapping[str, Any]:
+    if not isinstance(obj, dict):
+        raise bad(f"{where} is not a JSON object")
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise bad(f"{where} lacks field {missing[0]!r}")
+    unknown = sorted(k for k in obj if k not in required)
+    if unknown:
+        raise bad(f"{where} has unknown field {str(unknown[0])[:40]!r}")
+    return obj
+
+
+def check_int(value: Any, name: str, lo: int, hi: int) -> int:
+    """An integer (never a bool) in [lo, hi]."""
+    if type(value) is not int:
+        raise bad(f"{name} is not an integer")
+    if not lo <= value <= hi:
+        raise bad(f"{name} = {value} is out of range {lo}..{hi}")
+    return value
+
+
+def check_bool(value: Any, name: str) -> bool:
+    if type(value) is not bool:
+        raise bad(f"{name} is not true or false")
+    return value
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CACHE = 1 << 16   # CIDs and key IDs seen recently: parsing base32/base58 dominates an append otherwise
+
+
+def check_text(value: Any, name: str, limit: int = MAX_REASON_CHARS) -> str:
+    """Non-empty text of at most ``limit`` characters, no control characters, valid UTF-8."""
+    if not isinstance(value, str):
+        raise bad(f"{name} is not a string")
+    if not value or len(value) > limit:
+        raise bad(f"{name} must be 1 to {limit} characters")
+    if _CONTROL.search(value):
+        raise bad(f"{name} holds a control character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad(f"{name} holds a lone surrogate") from None
+    return value
+
+
+_B32 = re.compile("b[a-z2-7]{50,120}")
+_SHA2_256_32 = b"\x12\x20"
+_NONCE = re.compile(f"[0-9a-f]{{{NONCE_HEX}}}")
+# RFC 4648 base32 (a-z, 2-7) to the digits int(..., 32) reads (0-9, a-v): decoding in C, not in base64.py
+_TO_INT32 = str.maketrans("abcdefghijklmnopqrstuvwxyz234567", "0123456789abcdefghijklmnopqrstuv")
+
+
+def _fast_cid(value: str) -> bool:
+    """True when ``value`` is surely a canonical CIDv1 with a sha2-256 multihash (no allocation-heavy parse).
+
+    Same decision as cod.cid.CID.parse + str() for the CIDs cod writes; anything else goes the slow way.
+    """
+    if not _B32.fullmatch(value):
+        return False
+    body = value[1:]
+    bits = 5 * len(body)
+    spare = bits % 8          # bits past the last whole byte: canonical text has fewer than 5, all zero
+    number = int(body.translate(_TO_INT32), 32)
+    if spare >= 5 or number & ((1 << spare) - 1):
+        return False
+    raw = (number >> spare).to_bytes(bits // 8, "big")
+    if len(raw) < 3 or raw[0] != 1:
+        return False
+    pos = 1
+    while pos < len(raw) and raw[pos] & 0x80:   # the codec varint
+        pos += 1
+    if pos >= len(raw) or (pos > 1 and raw[pos] == 0):   # cut, or not minimal (cod writes minimal varints)
+        return False
+    pos += 1
+    return raw[pos:pos + 2] == _SHA2_256_32 and len(raw) == pos + 34
+
+
+@functools.lru_cache(maxsize=_CACHE)
+def _cid_problem(value: str) -> str:
+    """Why ``value`` is not a canonical CID ("" when it is one)."""
+    if _fast_cid(value):
+        return ""
+    try:
+        canonical = str(CID.parse(value))
+    except CIDError as exc:
+        return exc.message
+    return "" if canonical == value else f"{value!r} is not in canonical form (it is {canonical})"
+
+
+def check_cid(value: Any, name: str) -> str:
+    """A CIDv1 (base32, sha2-256) in its canonical text form."""
+    if not isinstance(value, str) or len(value) > MAX_CID_CHARS:
+        raise bad(f"{name} is not a CID")
+    problem = _cid_problem(value)
+    if problem:
+        raise bad(f"{name}: {problem}")
+    return value
+
+
+@functools.lru_cache(maxsize=_CACHE)
+def verify_key(value: str) -> nacl.signing.VerifyKey | None:
+    """The Ed25519 key of a canonical peer ID, or None."""
+    try:
+        key = public_key_of(value)
+    except BadSignature:
+        return None
+    return nacl.signing.VerifyKey(key) if node_id_of(key) == value else None
+
+
+def check_id(value: Any, name: str) -> str:
+    """An Ed25519 libp2p peer ID (12D3KooW...), exactly as cod.identity.node_id_of writes it."""
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS or verify_key(value) is None:
+        raise bad(f"{name} {str(value)[:80]!r} is not an Ed25519 key ID (in canonical form)",
+                  "key IDs are 12D3KooW... (cod keygen prints one)")
+    return value
+
+
+def check_nonce(value: Any, name: str = "nonce") -> str:
+    if not isinstance(value, str) or not _NONCE.fullmatch(value):
+        raise bad(f"{name} is not {NONCE_HEX} lowercase hex digits")
+    return value
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise bad(f"{name} is not one of {', '.join(choices)}")
+    return value
+
+
+def check_signature(value: Any) -> bytes:
+    """Base64 (standard alphabet, padded, canonical) of exactly 64 bytes."""
+    if not isinstance(value, str) or len(value) > 100:
+        raise bad("signature is not base64 of 64 bytes")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise bad("signature is not valid base64") from None
+    if len(raw) != SIGNATURE_BYTES or base64.b64encode(raw).decode() != value:
+        raise bad("signature is not the canonical base64 of 64 bytes")
+    return raw
+
+
+def check_sorted_distinct(values: list[Any], name: str) -> None:
+    if any(a >= b for a, b in zip(values, values[1:])):
+        raise bad(f"{name} must be sorted ascending with no repeats")
+
+
+def _list(value: Any, name: str, lo: int, hi: int) -> list[Any]:
+    if not isinstance(value, list):
+        raise bad(f"{name} is not a list")
+    if not lo <= len(value) <= hi:
+        raise bad(f"{name} must hold {lo} to {hi} items")
+    return value
+
+
+# --- the entry kinds -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Genesis:
+    origin: str
+    log_key: str
+    root_keys: tuple[str, ...]
+    threshold: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": GENESIS, "origin": self.origin, "log_key": self.log_key,
+                "root_keys": list(self.root_keys), "threshold": self.threshold}
+
+
+@dataclass(frozen=True)
+class BlessInput:
+    cid: str
+    deals: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Bless:
+    signer: str
+    nonce: str
+    source: str
+    inputs: tuple[BlessInput, ...]
+
+
+@dataclass(frozen=True)
+class Decision:
+    job: str
+    result: str
+    action: str
+    datacap: int
+    reason: str
+    moderator: str
+    eligibility: int
+    supersedes: int | None
+
+
+@dataclass(frozen=True)
+class Proposal:
+    action: str
+    moderator: str
+    proposer: str
+    nonce: str
+    proposal_id: str
+
+
+@dataclass(frozen=True)
+class Approval:
+    proposal: str
+    approver: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    node: str
+    job: str
+    policy: str
+    inputs: tuple[str, ...]
+    reason: str
+    nonce: str
+
+
+Body = Union[Bless, Decision, Proposal, Approval, Refusal]
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A signed entry: its kind, its statement (as JSON), the parsed body, the signer, the signature."""
+
+    kind: str
+    statement: dict[str, Any]
+    body: Body
+    signer: str
+    signature: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.kind, "statement": self.statement,
+                "signature": base64.b64encode(self.signature).decode()}
+
+    def verify(self) -> None:
+        """Check the signature against the signer's key; raises EntryRefused 422 "BadSignature"."""
+        key = verify_key(self.signer)
+        try:
+            if key is None:
+                raise BadSignature("no key")
+            key.verify(canonical_json(self.statement), self.signature)
+        except (BadSignature, nacl.exceptions.BadSignatureError):
+            raise EntryRefused(422, "BadSignature",
+                               f"the {self.kind} statement's signature does not verify against {self.signer}",
+                               "sign the canonical JSON of the statement with the key it names") from None
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """The ledger's record of a judged job (not signed by the ledger; it carries the node statements)."""
+
+    job: str
+    spec: dict[str, Any]
+    statements: tuple[dict[str, Any], ...]
+    eligible: bool
+    reason: str | None
+    result: str | None
+    nodes: tuple[str, ...]
+    blessings: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": ELIGIBILITY, "job": self.job, "spec": self.spec, "statements": list(self.statements),
+                "eligible": self.eligible, "reason": self.reason, "result": self.result,
+                "nodes": list(self.nodes), "blessings": dict(sorted(self.blessings.items()))}
+
+
+Entry = Union[Genesis, Signed, Eligibility]
+
+
+def _parse_genesis(obj: Any) -> Genesis:
+    o = _fields(obj, ("type", "origin", "log_key", "root_keys", "threshold"), "the genesis entry")
+    origin = check_text(o["origin"], "origin", MAX_ORIGIN_CHARS)
+    if any(c.isspace() or c == "+" for c in origin):
+        raise bad("origin holds white space or '+'", "a log's origin is a key name (C2SP signed-note)")
+    log_key = check_text(o["log_key"], "log_key", 400)
+    keys = _list(o["root_keys"], "root_keys", 1, MAX_ROOT_KEYS)
+    for n, key in enumerate(keys):
+        check_id(key, f"root_keys[{n}]")
+    check_sorted_distinct(keys, "root_keys")
+    threshold = check_int(o["threshold"], "threshold", 1, len(keys))
+    return Genesis(origin, log_key, tuple(keys), threshold)
+
+
+def _parse_bless(s: Mapping[str, Any]) -> Bless:
+    _fields(s, ("type", "signer", "nonce", "source", "inputs"), "the bless statement")
+    items = _list(s["inputs"], "inputs", 1, MAX_BLESS_INPUTS)
+    inputs = []
+    for n, item in enumerate(items):
+        _fields(item, ("cid", "deals"), f"inputs[{n}]")
+        cid = check_cid(item["cid"], f"inputs[{n}].cid")
+        deals = _list(item["deals"], f"inputs[{n}].deals", 0, MAX_DEALS)
+        for k, deal in enumerate(deals):
+            check_int(deal, f"inputs[{n}].deals[{k}]", 0, MAX_DEAL_ID)
+        check_sorted_distinct(deals, f"inputs[{n}].deals")
+        inputs.append(BlessInput(cid, tuple(deals)))
+    check_sorted_distinct([i.cid for i in inputs], "inputs (by cid)")
+    return Bless(check_id(s["signer"], "signer"), check_nonce(s["nonce"]),
+                 check_choice(s["source"], "source", SOURCES), tuple(inputs))
+
+
+def _parse_decision(s: Mapping[str, Any]) -> Decision:
+    _fields(s, ("type", "job", "result", "action", "datacap", "reason", "moderator", "eligibility",
+                "supersedes"), "the decision statement")
+    action = check_choice(s["action"], "action", ACTIONS)
+    datacap = s["datacap"]
+    if type(datacap) is not int or (action == "approve" and not 1 <= datacap <= MAX_DATACAP) or (
+            action == "reject" and datacap != 0):
+        raise EntryRefused(422, "BadDatacap",
+                           f"datacap {str(datacap)[:40]} is not valid for {action}",
+                           f"an approval awards 1 to 2^60 bytes ({MAX_DATACAP}); a rejection 0")
+    supersedes = s["supersedes"]
+    if supersedes is not None:
+        check_int(supersedes, "supersedes", 1, MAX_INDEX)
+    return Decision(check_cid(s["job"], "job"), check_cid(s["result"], "result"), action, datacap,
+                    check_text(s["reason"], "reason"), check_id(s["moderator"], "moderator"),
+                    check_int(s["eligibility"], "eligibility", 1, MAX_INDEX), supersedes)
+
+
+def _parse_proposal(s: Mapping[str, Any]) -> Proposal:
+    _fields(s, ("type", "action", "moderator", "proposer", "nonce"), "the proposal statement")
+    return Proposal(check_choice(s["action"], "action", CHANGES), check_id(s["moderator"], "moderator"),
+                    check_id(s["proposer"], "proposer"), check_nonce(s["nonce"]), proposal_id_of(dict(s)))
+
+
+def _parse_approval(s: Mapping[str, Any]) -> Approval:
+    _fields(s, ("type", "proposal", "approver"), "the approval statement")
+    proposal = s["proposal"]
+    if not isinstance(proposal, str) or len(proposal) != 64 or any(c not in "0123456789abcdef" for c in proposal):
+        raise bad("proposal is not a proposal ID (64 lowercase hex digits)")
+    return Approval(proposal, check_id(s["approver"], "approver"))
+
+
+def _parse_refusal(s: Mapping[str, Any]) -> Refusal:
+    _fields(s, ("type", "node", "job", "policy", "inputs", "reason", "nonce"), "the refusal statement")
+    inputs = _list(s["inputs"], "inputs", 0, MAX_REFUSAL_INPUTS)
+    for n, cid in enumerate(inputs):
+        check_cid(cid, f"inputs[{n}]")
+    check_sorted_distinct(inputs, "inputs")
+    return Refusal(check_id(s["node"], "node"), check_cid(s["job"], "job"),
+                   check_choice(s["policy"], "policy", POLICIES), tuple(inputs), check_text(s["reason"], "reason"),
+                   check_nonce(s["nonce"]))
+
+
+_PARSERS: dict[str, Callable[[Mapping[str, Any]], Body]] = {BLESS: _parse_bless, DECISION: _parse_decision, PROPOSAL: _parse_proposal,
+            APPROVAL: _parse_approval, REFUSAL: _parse_refusal}
+
+
+def parse_signed(obj: Any, kind: str | None = None) -> Signed:
+    """A signed entry as received (``{"type","statement","signature"}``), checked field by field.
+
+    ``kind``, when given, is the only kind accepted. The signature is decoded, not verified
+    (``Signed.verify``). Raises EntryRefused 400 "BadEntry" naming the first problem.
+    """
+    o = _fields(obj, ("type", "statement", "signature"), "the signed entry")
+    entry_kind = o["type"]
+    if entry_kind not in SIGNED_KINDS or (kind is not None and entry_kind != kind):
+        want = kind or ", ".join(SIGNED_KINDS)
+        raise bad(f"type {str(entry_kind)[:60]!r} is not {want}")
+    statement = o["statement"]
+    if not isinstance(statement, dict) or statement.get("type") != entry_kind:
+        raise bad(f"the statement's type is not {entry_kind}")
+    body = _PARSERS[entry_kind](statement)
+    signer = str(statement[SIGNER_FIELD[entry_kind]])
+    return Signed(entry_kind, statement, body, signer, check_signature(o["signature"]))
+
+
+def _parse_eligibility(obj: Any) -> Eligibility:
+    o = _fields(obj, ("type", "job", "spec", "statements", "eligible", "reason", "result", "nodes", "blessings"),
+                "the eligibility entry")
+    if not isinstance(o["spec"], dict):
+        raise bad("spec is not a JSON object")
+    statements = _list(o["statements"], "statements", 0, 10_000)
+    if not all(isinstance(s, dict) for s in statements):
+        raise bad("statements holds something that is not an object")
+    reason = o["reason"]
+    if reason is not None:
+        check_text(reason, "reason")
+    result = o["result"]
+    if result is not None:
+        check_cid(result, "result")
+    nodes = _list(o["nodes"], "nodes", 0, 10_000)
+    for n, node in enumerate(nodes):
+        check_id(node, f"nodes[{n}]")
+    blessings = o["blessings"]
+    if not isinstance(blessings, dict):
+        raise bad("blessings is not an object")
+    for cid, index in blessings.items():
+        check_cid(cid, "blessings key")
+        check_int(index, f"blessings[{cid}]", 1, MAX_INDEX)
+    return Eligibility(check_cid(o["job"], "job"), o["spec"], tuple(statements), check_bool(o["eligible"], "eligible"),
+                       reason, result, tuple(nodes), dict(blessings))
+
+
+def check_size(leaf: bytes) -> None:
+    """Refuse a leaf over MAX_LEAF_BYTES: 413 "TooLarge"."""
+    if len(leaf) > MAX_LEAF_BYTES:
+        raise EntryRefused(413, "TooLarge", f"an entry is at most {MAX_LEAF_BYTES} bytes; this one has {len(leaf)}",
+                           "split a bless import into smaller batches (entries.bless_batches); send fewer statements")
+
+
+def _no_number(text: str) -> Any:
+    raise ValueError(f"number {text} is not an integer")
+
+
+_DECODER = json.JSONDecoder(parse_float=_no_number, parse_constant=_no_number)
+# the very encoder cod.jobspec.canonical_json builds on each call, built once (appends and replays use it a lot)
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical(value: Any) -> bytes:
+    """cod.jobspec.canonical_json(value), with one encoder for all calls."""
+    return _ENCODER.encode(value).encode()
+
+
+def _load(leaf: bytes) -> Any:
+    """JSON with integers only. Duplicate keys need no hook: the canonical comparison after refuses them."""
+    try:
+        return _DECODER.decode(leaf.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise bad(f"the entry is not strict JSON: {str(exc)[:200]}") from None
+
+
+def parse_leaf(leaf: bytes) -> Entry:
+    """The entry a leaf holds, refusing leaves that are too big, not JSON, or not canonical.
+
+    Raises EntryRefused: 413 "TooLarge" over MAX_LEAF_BYTES, 400 "BadEntry" otherwise.
+    """
+    check_size(leaf)
+    obj = _load(leaf)
+    if canonical(obj) != leaf:
+        raise bad("the entry is not canonical JSON (sorted keys, no white space, UTF-8)")
+    return parse_entry(obj)
+
+
+def parse_entry(obj: Any) -> Entry:
+    """The entry of a JSON object of any kind; raises EntryRefused 400 "BadEntry"."""
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    if kind == GENESIS:
+        return _parse_genesis(obj)
+    if kind == ELIGIBILITY:
+        return _parse_eligibility(obj)
+    return parse_signed(obj)
+
+
+def leaf_bytes(entry: Entry) -> bytes:
+    """The canonical leaf bytes of an entry."""
+    return canonical(entry.to_json())
+
+
+def kind_of(entry: Entry) -> str:
+    if isinstance(entry, Genesis):
+        return GENESIS
+    if isinstance(entry, Eligibility):
+        return ELIGIBILITY
+    return entry.kind
+
+
+def proposal_id_of(statement: dict[str, Any]) -> str:
+    """Lowercase hex SHA-256 of the proposal statement's canonical JSON."""
+    return hashlib.sha256(canonical_json(statement)).hexdigest()
+
+
+# --- signing helpers (CLI, node, tests) --------------------------------------------------------
+
+def _signed(identity: Identity, kind: str, statement: dict[str, Any]) -> dict[str, Any]:
+    statement = {"type": kind, **statement}
+    signature = identity.sign(canonical_json(statement))
+    return {"type": kind, "statement": statement, "signature": base64.b64encode(signature).decode()}
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(NONCE_HEX // 2)
+
+
+def sign_bless_batch(identity: Identity, inputs: Mapping[str, list[int]], source: str = "list",
+                     nonce: str | None = None) -> dict[str, Any]:
+    """A bless batch signed by a moderator: ``inputs`` maps CID -> deal IDs (sorted here)."""
+    items = [{"cid": cid, "deals": sorted(set(deals))} for cid, deals in sorted(inputs.items())]
+    return _signed(identity, BLESS, {"signer": identity.node_id, "nonce": nonce or new_nonce(), "source": source,
+                                     "inputs": items})
+
+
+def bless_batches(identity: Identity, inputs: Mapping[str, list[int]], source: str = "list") -> list[dict[str, Any]]:
+    """Signed bless batches covering ``inputs`` (CID -> deals), in CID order, each a leaf that fits.
+
+    A batch takes inputs while it holds at most MAX_BLESS_INPUTS and its leaf stays within
+    MAX_LEAF_BYTES (about 700 inputs with one deal each). Raises EntryRefused 413 for one input
+    too big for any leaf (more deals than MAX_DEALS would be refused anyway).
+    """
+    batches: list[dict[str, Any]] = []
+    items = sorted(inputs.items())
+    start = 0
+    while start < len(items):
+        end = min(len(items), start + MAX_BLESS_INPUTS)
+        while True:
+            batch = sign_bless_batch(identity, dict(items[start:end]), source)
+            if len(canonical_json(batch)) <= MAX_LEAF_BYTES:
+                break
+            if end - start == 1:
+                check_size(canonical_json(batch))
+            end = start + (end - start) // 2 if end - start > 1 else end
+        batches.append(batch)
+        start = end
+    return batches
+
+
+def sign_decision(identity: Identity, *, job: str, result: str, action: str, datacap: int, reason: str,
+                  eligibility: int, supersedes: int | None) -> dict[str, Any]:
+    """A moderator's decision on a job's latest eligibility entry (see GET /v1/jobs/{cid})."""
+    return _signed(identity, DECISION, {"job": job, "result": result, "action": action, "datacap": datacap,
+                                        "reason": reason, "moderator": identity.node_id,
+                                        "eligibility": eligibility, "supersedes": supersedes})
+
+
+def sign_proposal(identity: Identity, *, action: str, moderator: str, nonce: str | None = None) -> dict[str, Any]:
+    """A root key holder's proposal to add or remove a moderator (its ID: proposal_id_of(statement))."""
+    return _signed(identity, PROPOSAL, {"action": action, "moderator": moderator, "proposer": identity.node_id,
+                                        "nonce": nonce or new_nonce()})
+
+
+def sign_approval(identity: Identity, proposal: str) -> dict[str, Any]:
+    """A root key holder's approval of a proposal."""
+    return _signed(identity, APPROVAL, {"proposal": proposal, "approver": identity.node_id})
+
+
+def sign_refusal(identity: Identity, *, job: str, policy: str, inputs: list[str], reason: str,
+                 nonce: str | None = None) -> dict[str, Any]:
+    """A node's statement that its policy refused a job."""
+    return _signed(identity, REFUSAL, {"node": identity.node_id, "job": job, "policy": policy,
+                                       "inputs": sorted(set(inputs)), "reason": reason, "nonce": nonce or new_nonce()})

@@ -1,0 +1,150 @@
+"""Eligibility: judge a job from its spec and the signed statements of the nodes that ran it.
+
+A pure function of its arguments (SPEC.md 12.5): the same evidence and the same blessings give
+the same judgement in the service, at startup and in the audit. Malformed evidence is refused
+(EntryRefused 422 "BadEvidence", nothing is recorded); well-formed evidence gives a judgement,
+eligible or not, with the first failing rule's reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import BadSignature, CodError
+from ..jobspec import ENGINE_DOCKER, JobSpec
+from ..statement import STATEMENT_TYPE, SignedStatement
+from .entries import (MAX_CID_CHARS, EntryRefused, bad, check_cid, check_id, check_int, check_signature)
+
+MAX_STATEMENTS = 64
+"""Statements in one piece of evidence (an eligibility leaf must fit in 65,535 bytes)."""
+MAX_PROFILE_CHARS = 200
+MAX_TRAP_CHARS = 200
+MAX_EXIT_CODE = 2**32 - 1
+MAX_FUEL = 2**64 - 1
+STATEMENT_FIELDS = ("exit_code", "fuel_used", "job", "node", "profile", "result", "trap", "type")
+
+Blessed = Callable[[str], "int | None"]
+"""The leaf index of the bless batch that first blessed a CID, or None."""
+
+
+@dataclass(frozen=True)
+class Judgement:
+    job: str
+    eligible: bool
+    reason: str | None
+    result: str | None
+    nodes: tuple[str, ...]
+    blessings: dict[str, int]
+    statements: tuple[dict[str, Any], ...]  # SignedStatement.to_json(), sorted by node ID
+    spec: dict[str, Any]                    # the spec as cod writes it (JobSpec.to_dict: defaults filled)
+
+
+def refuse(message: str) -> EntryRefused:
+    return EntryRefused(422, "BadEvidence", message,
+                        "send the job's spec and the signed statements of the nodes that ran it, one per node")
+
+
+def _statement(raw: Any, job: str, n: int, check_signatures: bool) -> SignedStatement:
+    """One strictly checked signed statement for ``job``."""
+    if not isinstance(raw, dict) or sorted(raw) != ["signature", "statement"]:
+        raise refuse(f"statements[{n}] is not {{\"statement\", \"signature\"}}")
+    body = raw["statement"]
+    if not isinstance(body, dict) or sorted(body) != list(STATEMENT_FIELDS):
+        raise refuse(f"statements[{n}].statement does not have exactly the fields {', '.join(STATEMENT_FIELDS)}")
+    try:
+        if body["type"] != STATEMENT_TYPE:
+            raise bad(f"type is not {STATEMENT_TYPE}")
+        check_cid(body["job"], "job")
+        check_cid(body["result"], "result")
+        check_id(body["node"], "node")
+        check_int(body["exit_code"], "exit_code", 0, MAX_EXIT_CODE)
+        check_int(body["fuel_used"], "fuel_used", 0, MAX_FUEL)
+        for name, limit in (("profile", MAX_PROFILE_CHARS), ("trap", MAX_TRAP_CHARS)):
+            value = body[name]
+            if not (isinstance(value, str) and 0 < len(value) <= limit) and not (name == "trap" and value is None):
+                raise bad(f"{name} is not a string of 1 to {limit} characters")
+        check_signature(raw["signature"])
+    except EntryRefused as exc:
+        raise refuse(f"statements[{n}]: {exc.message}") from None
+    signed = SignedStatement.from_json(raw)
+    if signed.statement.job != job:
+        raise refuse(f"statements[{n}] is for job {signed.statement.job}, not {job}")
+    if check_signatures:
+        try:
+            signed.verify(job, signed.statement.node)
+        except BadSignature:
+            raise EntryRefused(422, "BadSignature",
+                               f"statements[{n}]: the signature does not verify against node {signed.statement.node}",
+                               "send statements exactly as the nodes signed them") from None
+    return signed
+
+
+def parse_evidence(spec: Any, statements: Any, check_signatures: bool = True) -> tuple[str, JobSpec,
+                                                                                      list[SignedStatement]]:
+    """The job CID, the parsed spec and the statements sorted by node ID; refuses malformed evidence."""
+    if not isinstance(spec, dict):
+        raise refuse("spec is not a JSON object")
+    try:
+        parsed = JobSpec.from_dict(spec)
+    except CodError as exc:
+        raise refuse(f"the spec does not parse: {exc.message}") from None
+    job = str(parsed.cid)
+    if not isinstance(statements, list) or not statements:
+        raise refuse("statements is not a non-empty list")
+    if len(statements) > MAX_STATEMENTS:
+        raise refuse(f"at most {MAX_STATEMENTS} statements per job")
+    signed = [_statement(raw, job, n, check_signatures) for n, raw in enumerate(statements)]
+    signed.sort(key=lambda s: s.statement.node)
+    for a, b in zip(signed, signed[1:]):
+        if a.statement.node == b.statement.node:
+            raise refuse(f"two statements of node {a.statement.node}")
+    return job, parsed, signed
+
+
+def judge(spec: Any, statements: Any, blessed: Blessed, check_signatures: bool = True) -> Judgement:
+    """Judge a job by the rules of SPEC.md 12.5, in order; the first failing rule is the reason.
+
+    Raises EntryRefused 422 "BadEvidence" (or "BadSignature") for malformed evidence.
+    """
+    job, parsed, signed = parse_evidence(spec, statements, check_signatures)
+    as_json = tuple(s.to_json() for s in signed)
+    spec_json = parsed.to_dict()
+
+    def no(reason: str) -> Judgement:
+        return Judgement(job, False, reason, None, (), {}, as_json, spec_json)
+
+    if parsed.engine == ENGINE_DOCKER:
+        return no("docker jobs are unverifiable")
+    if len(signed) < 2:
+        return no("single-node job: at least two nodes must agree")
+    groups: dict[str, list[SignedStatement]] = {}
+    for s in signed:
+        groups.setdefault(s.statement.result, []).append(s)
+    ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    result, agreeing = ranked[0]
+    if not (len(agreeing) >= 2 and 2 * len(agreeing) > len(signed)):
+        shown = ", ".join(f"{cid} ({len(g)} of {len(signed)})" for cid, g in ranked)
+        return no(f"mismatch: no result is signed by a strict majority of at least two nodes: {shown}")
+    first = agreeing[0].statement
+    if first.exit_code != 0 or first.trap is not None:
+        what = f"exit code {first.exit_code}" if first.trap is None else f"trap {first.trap}"
+        return no(f"the job failed ({what})")
+    cids: list[str] = []
+    for n, item in enumerate(parsed.inputs):
+        if item.cid is None:
+            return no(f"input inputs[{n}] is a node-local path ({item.local}), not FIL+ data")
+        cids.append(item.cid)
+    if parsed.output_base is not None:
+        cids.append(parsed.output_base)
+    blessings: dict[str, int] = {}
+    for cid in cids:
+        index = blessed(cid)
+        if index is None:
+            return no(f"input CID {cid} is not blessed FIL+ data")
+        blessings[cid] = index
+    if not cids:
+        return no("the job reads no FIL+ data")
+    assert all(len(c) <= MAX_CID_CHARS for c in cids)
+    return Judgement(job, True, None, result, tuple(s.statement.node for s in agreeing), blessings, as_json, spec_json)

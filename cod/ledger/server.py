@@ -1,0 +1,169 @@
+"""Starting the ledger service: in this process on loopback (tests, the demo) or as `cod ledger serve`.
+
+Beside the HTTP service run two kinds of background task, neither of which can block an append:
+the witness pusher (each new checkpoint goes to every configured C2SP tlog-witness; its
+cosignature is checked and stored, and served with /checkpoint) and the node scanners
+(scan.py). A witness that is down is asked again at the next append or after RETRY_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ..errors import CodError, LedgerRefused, UsageError
+from ..node.server import _Runner, until_interrupted
+from . import merkle
+from .log import Ledger
+from .note import CosignatureVerifier, NoteError
+from .scan import Scanner
+from .service import WITNESSES, app
+from .witness import WitnessSizeConflict, add_checkpoint
+
+log = logging.getLogger("cod.ledger")
+
+MAX_PORT = 65535
+RETRY_S = 30.0
+"""A witness that refused or could not be reached is asked again after this long (or at the next append)."""
+MAX_CONFLICT_ROUNDS = 2
+"""A 409 (the witness knows another size) is answered with a proof from that size, this many times."""
+
+
+@dataclass
+class Witness:
+    """A witness the ledger asks to cosign: its cosignature vkey and URL; ``size`` is what it has signed."""
+
+    verifier: CosignatureVerifier
+    url: str
+    size: int = 0
+    error: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Witness":
+        """``VKEY=URL`` as `cod ledger serve --witness` takes it; UsageError if malformed."""
+        vkey, sep, url = text.rpartition("=")
+        if not sep or not url.startswith(("http://", "https://")):
+            raise UsageError(f"--witness {text[:200]!r} is not VKEY=URL",
+                             "give the witness's cosignature vkey (cod ledger witness prints it), '=', its URL")
+        try:
+            return cls(CosignatureVerifier.from_vkey(vkey), url)
+        except NoteError as exc:
+            raise UsageError(f"--witness: {vkey[:200]!r} is not a cosignature vkey: {exc}",
+                             "cod ledger witness prints its vkey on its first line") from None
+
+
+@dataclass
+class Pusher:
+    """Sends every new checkpoint to the witnesses; one push at a time, the latest checkpoint wins."""
+
+    ledger: Ledger
+    witnesses: list[Witness]
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    await asyncio.wait_for(self.wake.wait(), RETRY_S)
+                except asyncio.TimeoutError:
+                    pass
+                self.wake.clear()
+                for witness in self.witnesses:
+                    if witness.size != self.ledger.size:
+                        await self.push(session, witness)
+
+    async def push(self, session: aiohttp.ClientSession, witness: Witness) -> None:
+        size = self.ledger.size
+        note = await asyncio.to_thread(self.ledger.checkpoint, size)
+        old = witness.size
+        for _ in range(MAX_CONFLICT_ROUNDS + 1):
+            try:
+                proof = await asyncio.to_thread(self._proof, size, old)
+                lines = await add_checkpoint(session, witness.url, old, proof, note, witness=witness.verifier)
+            except WitnessSizeConflict as exc:
+                if exc.size > size:  # the witness has seen a bigger tree of this origin: a fork elsewhere
+                    witness.error = f"the witness has cosigned size {exc.size}, beyond this ledger's {size}"
+                    log.error("witness %s: %s", witness.url, witness.error)
+                    return
+                old = exc.size
+                continue
+            except (LedgerRefused, CodError) as exc:
+                witness.error = exc.message
+                log.warning("witness %s did not cosign size %d: %s", witness.url, size, exc.message)
+                return
+            for line in lines:
+                await asyncio.to_thread(self.ledger.add_cosignature, size, witness.verifier.name, line)
+            witness.size, witness.error = size, None
+            return
+
+    def _proof(self, size: int, old: int) -> list[bytes]:
+        if old == 0 or old == size:
+            return []
+        return merkle.prove_tree(size, old, self.ledger.read_hashes)
+
+
+@dataclass
+class RunningLedger:
+    ledger: Ledger
+    runner: web.AppRunner
+    url: str
+    tasks: list[asyncio.Task[None]]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.runner.cleanup()
+        self.ledger.close()
+
+
+async def start_ledger(data_dir: Path, host: str = "127.0.0.1", port: int = 0, *,
+                       witnesses: list[Witness] | None = None, scan_nodes: list[str] | None = None,
+                       scan_interval: float = 30.0) -> RunningLedger:
+    """Open the ledger in ``data_dir`` and serve it; port 0 picks a free one.
+
+    Raises LedgerRefused/LocalPathError/AuditFailed when the data dir is not a ledger, and
+    LedgerRefused when the address cannot be bound; nothing is left running then.
+    """
+    if not 0 <= port <= MAX_PORT:
+        raise UsageError(f"port {port} is out of range", f"use a port from 0 to {MAX_PORT} (0: any free port)")
+    ledger = await asyncio.to_thread(Ledger.open, data_dir)
+    pusher = Pusher(ledger, list(witnesses or []))
+    application = app(ledger, on_append=pusher.wake.set)
+    application[WITNESSES] = [w.verifier.vkey for w in pusher.witnesses]
+    runner = _Runner(application, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        ledger.close()
+        raise LedgerRefused(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                            "pick another --port (0: any free port) or --host, or stop what holds it",
+                            status=0, error="CannotListen") from None
+    sockets = getattr(site._server, "sockets", None) or []
+    bound = sockets[0].getsockname()[1] if sockets else port
+    tasks: list[asyncio.Task[None]] = []
+    if pusher.witnesses:
+        pusher.wake.set()
+        tasks.append(asyncio.create_task(pusher.run()))
+    for url in scan_nodes or []:
+        tasks.append(asyncio.create_task(Scanner(ledger, url, data_dir, scan_interval, on_append=pusher.wake.set).run()))
+    return RunningLedger(ledger, runner, f"http://{host}:{bound}", tasks)
+
+
+async def serve_forever(data_dir: Path, host: str, port: int, **options: Any) -> None:
+    running = await start_ledger(data_dir, host, port, **options)
+    print(f"cod ledger {running.ledger.origin} serving on {running.url}", flush=True)
+    await until_interrupted()
+    await running.stop()
+
+
+__all__ = ["RunningLedger", "Witness", "serve_forever", "start_ledger"]

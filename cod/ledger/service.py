@@ -1,0 +1,279 @@
+"""The ledger's HTTP service (SPEC.md 12.7): a thin aiohttp shell over :class:`cod.ledger.log.Ledger`.
+
+Every answer is JSON except the C2SP tlog-tiles routes (``/checkpoint``, ``/tile/...``), which a
+static mirror could serve byte for byte. Every refusal is a JSON body ``{"error", "message",
+"hint"}`` with the status the state machine chose (nothing is stored on a 4xx). Writes run in a
+thread (the Ledger serialises them with its lock) so the event loop keeps answering reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..cid import CID
+from ..errors import CIDError, CodError, LedgerRefused, NotFound, SpecError
+from ..node.body import check_strings, parse_json
+from . import openapi, tiles
+from .log import Ledger
+
+log = logging.getLogger("cod.ledger")
+
+MAX_JSON_BODY = 1 << 20
+"""Largest JSON body of a request, except blessings."""
+MAX_BLESS_BODY = 16 << 20
+"""Largest body of POST /v1/blessings (many batches of 1000 inputs)."""
+READ_CHUNK = 1 << 16
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,17}")
+"""A query integer: ASCII decimal, no sign or leading zero, below 10^18."""
+IMMUTABLE = "public, max-age=31536000, immutable"
+"""A full tile or entry bundle never changes: C2SP tlog-tiles."""
+MUTABLE = "no-cache"
+STATUS_OF = {"NotFound": 404, "CIDError": 400, "SpecError": 400, "UsageError": 400}
+HTTP_NAMES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge",
+              415: "UnsupportedMediaType", 431: "HeadersTooLarge", 500: "InternalError"}
+DEFAULT_HINT = "see /v1/openapi.json"
+
+WITNESSES: web.AppKey[list[str]] = web.AppKey("witnesses", list)
+"""The cosignature vkeys of the witnesses the server pushes checkpoints to (GET /v1/info)."""
+
+AppendHook = Callable[[], None]
+"""Called (on the event loop) after every append that grew the log: the witness pusher listens."""
+
+
+def error_body(exc: CodError) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body of a CodError."""
+    if isinstance(exc, LedgerRefused):
+        return exc.status or 400, {"error": exc.error, "message": exc.message, "hint": exc.hint or DEFAULT_HINT}
+    name = type(exc).__name__
+    return STATUS_OF.get(name, 400), {"error": name, "message": exc.message, "hint": exc.hint or DEFAULT_HINT}
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every error is a JSON body; a bug is a logged JSON 500 and the service stays up."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except CodError as exc:
+        status, body = error_body(exc)
+        return web.json_response(body, status=status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response({"error": HTTP_NAMES.get(exc.status, "HTTPError"), "message": exc.reason,
+                                  "hint": DEFAULT_HINT}, status=exc.status)
+    except Exception:
+        log.exception("unexpected error answering %s %s", request.method, request.path)
+        return web.json_response({"error": "InternalError", "message": "the ledger failed to answer this request",
+                                  "hint": "the ledger is still up and stored nothing; report this with its log"},
+                                 status=500)
+
+
+async def _body(request: web.Request, limit: int = MAX_JSON_BODY) -> Any:
+    if request.content_length is not None and request.content_length > limit:
+        raise LedgerRefused(f"the body of {request.content_length} bytes is over the cap of {limit}",
+                            "send fewer entries per request", status=413, error="TooLarge")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.content.iter_chunked(READ_CHUNK):  # a chunked body has no Content-Length
+        total += len(chunk)
+        if total > limit:
+            raise LedgerRefused(f"the body is over the cap of {limit} bytes", "send fewer entries per request",
+                                status=413, error="TooLarge")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        value = parse_json(raw)
+        check_strings(value)
+    except SpecError as exc:
+        raise LedgerRefused(f"the body is not strict JSON: {exc.message}", "send one JSON object (SPEC.md 12.7)",
+                            status=400, error="BadRequest") from None
+    return value
+
+
+def _object(value: Any, *keys: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise LedgerRefused("the body must be a JSON object", "see /v1/openapi.json", status=400, error="BadRequest")
+    unknown = sorted(set(value) - set(keys)) if keys else []
+    if unknown:
+        raise LedgerRefused(f"unknown member {unknown[0]!r} in the body", f"the body has {', '.join(keys)}",
+                            status=400, error="BadRequest")
+    return value
+
+
+def _cid(text: str) -> str:
+    try:
+        return str(CID.parse(text))
+    except CIDError as exc:
+        raise LedgerRefused(f"{text[:100]!r} is not a CID: {exc.message}", "give a CIDv0 or CIDv1",
+                            status=400, error="BadRequest") from None
+
+
+def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
+    value = request.query.get(name)
+    if value is None:
+        return default
+    if not _DECIMAL.fullmatch(value):
+        raise LedgerRefused(f"query parameter {name}={value[:40]!r} is not a decimal integer",
+                            f"give {name} as a non-negative integer", status=400, error="BadRequest")
+    return int(value)
+
+
+def app(ledger: Ledger, on_append: AppendHook | None = None) -> web.Application:
+    """The service of ``ledger``; ``on_append`` runs after each append that grew the log."""
+    application = web.Application(middlewares=[errors], client_max_size=MAX_BLESS_BODY)
+    routes = web.RouteTableDef()
+
+    async def write(fn: Callable[[], Any]) -> Any:
+        before = ledger.size
+        result = await asyncio.to_thread(fn)
+        if ledger.size != before and on_append is not None:
+            on_append()
+        return result
+
+    async def read(fn: Callable[[], Any]) -> Any:
+        return await asyncio.to_thread(fn)
+
+    @routes.get("/v1/info")
+    async def info(request: web.Request) -> web.Response:
+        return web.json_response({**await read(ledger.info), "witnesses": application.get(WITNESSES, [])})
+
+    @routes.get("/v1/openapi.json")
+    async def spec(request: web.Request) -> web.Response:
+        return web.json_response(openapi.DOCUMENT)
+
+    @routes.get("/v1/inputs/{cid}")
+    async def input_(request: web.Request) -> web.Response:
+        cid = _cid(request.match_info["cid"])
+        return web.json_response(await read(lambda: ledger.input(cid)))
+
+    @routes.post("/v1/blessings")
+    async def bless(request: web.Request) -> web.Response:
+        body = _object(await _body(request, MAX_BLESS_BODY), "batches")
+        batches = body.get("batches")
+        if not isinstance(batches, list) or not batches:
+            raise LedgerRefused("'batches' must be a non-empty list of signed bless batches",
+                                "cod ledger bless import signs and sends them", status=400, error="BadRequest")
+        indexes = await write(lambda: ledger.bless(batches))
+        return web.json_response({"entries": indexes, "size": ledger.size}, status=201)
+
+    @routes.post("/v1/evidence")
+    async def evidence(request: web.Request) -> web.Response:
+        body = _object(await _body(request), "spec", "statements")
+        if "spec" not in body or "statements" not in body:
+            raise LedgerRefused("the body needs 'spec' and 'statements'", "send {\"spec\": ..., \"statements\": [...]}",
+                                status=400, error="BadRequest")
+        index, judgement, new = await write(lambda: ledger.report_evidence(body["spec"], body["statements"]))
+        return web.json_response({"job": judgement.job, "entry": index, "eligible": judgement.eligible,
+                                  "reason": judgement.reason, "result": judgement.result,
+                                  "nodes": list(judgement.nodes), "new": new}, status=201 if new else 200)
+
+    @routes.post("/v1/refusals")
+    async def refusal(request: web.Request) -> web.Response:
+        signed = await _body(request)
+        return web.json_response({"entry": await write(lambda: ledger.refusal(signed))}, status=201)
+
+    @routes.get("/v1/jobs/{cid}")
+    async def job(request: web.Request) -> web.Response:
+        cid = _cid(request.match_info["cid"])
+        answer = await read(lambda: ledger.job(cid))
+        if answer["eligibility"] is None:
+            raise NotFound(f"the ledger has no evidence for job {cid}",
+                           "report it: cod run --verify N --ledger URL, or a scanned node")
+        return web.json_response(answer)
+
+    @routes.get("/v1/moderation/queue")
+    async def queue(request: web.Request) -> web.Response:
+        return web.json_response({"jobs": await read(ledger.queue)})
+
+    @routes.post("/v1/decisions")
+    async def decide(request: web.Request) -> web.Response:
+        signed = await _body(request)
+        return web.json_response({"entry": await write(lambda: ledger.decide(signed))}, status=201)
+
+    @routes.get("/v1/moderators")
+    async def moderators(request: web.Request) -> web.Response:
+        return web.json_response({"moderators": await read(ledger.moderators),
+                                  "proposals": await read(ledger.proposals)})
+
+    @routes.post("/v1/moderators/proposals")
+    async def propose(request: web.Request) -> web.Response:
+        signed = await _body(request)
+        index, pid = await write(lambda: ledger.propose(signed))
+        in_effect = (await read(lambda: ledger.proposal(pid)))["in_effect"]
+        return web.json_response({"entry": index, "proposal_id": pid, "in_effect": in_effect}, status=201)
+
+    @routes.post("/v1/moderators/proposals/{pid}/approvals")
+    async def approve(request: web.Request) -> web.Response:
+        pid = request.match_info["pid"]
+        signed = _object(await _body(request))
+        statement = signed.get("statement")
+        if not isinstance(statement, dict) or statement.get("proposal") != pid:
+            raise LedgerRefused(f"the approval does not name proposal {pid[:80]}",
+                                "sign an approval of the proposal in the URL", status=400, error="BadRequest")
+        index, in_effect = await write(lambda: ledger.approve(signed))
+        return web.json_response({"entry": index, "proposal_id": pid, "in_effect": in_effect}, status=201)
+
+    @routes.get("/v1/results/{cid}")
+    async def result(request: web.Request) -> web.Response:
+        cid = _cid(request.match_info["cid"])
+        return web.json_response(await read(lambda: ledger.result(cid)))
+
+    @routes.get("/v1/proof/inclusion")
+    async def inclusion(request: web.Request) -> web.Response:
+        index = _int(request, "index")
+        if index is None:
+            raise LedgerRefused("give index=LEAF", "GET /v1/proof/inclusion?index=I[&size=S]", status=400,
+                                error="BadRequest")
+        size = _int(request, "size")
+        return web.json_response(await read(lambda: ledger.inclusion(index, size)))
+
+    @routes.get("/v1/proof/consistency")
+    async def consistency(request: web.Request) -> web.Response:
+        old = _int(request, "old")
+        if old is None:
+            raise LedgerRefused("give old=SIZE", "GET /v1/proof/consistency?old=A[&new=B]", status=400,
+                                error="BadRequest")
+        new = _int(request, "new")
+        return web.json_response(await read(lambda: ledger.consistency(old, new)))
+
+    # -- C2SP tlog-tiles: what a static mirror serves -------------------------------------------
+    @routes.get("/checkpoint")
+    async def checkpoint(request: web.Request) -> web.Response:
+        note = await read(ledger.checkpoint)
+        return web.Response(text=note, content_type="text/plain", charset="utf-8",
+                            headers={"Cache-Control": MUTABLE})
+
+    @routes.get("/tile/{path:.+}")
+    async def tile(request: web.Request) -> web.Response:
+        path = "tile/" + request.match_info["path"]
+        size = ledger.size
+        try:
+            if path.startswith("tile/entries/"):
+                index, width = tiles.parse_entries_path(path)
+                if not tiles.covered(0, index, width, size):
+                    raise tiles.TileError("not covered")
+                start = index * tiles.TILE_WIDTH
+                data = tiles.bundle(await read(lambda: ledger.entries(start, start + width)))
+            else:
+                level, index, width = tiles.parse_tile_path(path)
+                if not tiles.covered(level, index, width, size):
+                    raise tiles.TileError("not covered")
+                data = await read(lambda: tiles.tile_bytes(level, index, width, ledger.read_hashes))
+        except tiles.TileError:
+            raise NotFound(f"no tile {path[:200]} in the tree of size {size}",
+                           "C2SP tlog-tiles: read /checkpoint first; a partial tile is named .p/WIDTH") from None
+        cache = IMMUTABLE if width == tiles.TILE_WIDTH else MUTABLE
+        return web.Response(body=data, content_type="application/octet-stream", headers={"Cache-Control": cache})
+
+    application.add_routes(routes)
+    return application
+
+
+__all__ = ["app", "error_body", "errors"]

@@ -1,0 +1,340 @@
+"""The ledger's state machine: every leaf, in index order, is applied here or refused.
+
+The service validates a new entry with ``apply`` and the audit replays the whole log through
+the same code, so the two can never disagree about what is valid (SPEC.md 12.4 to 12.6).
+``apply`` checks everything before it changes anything: a refused entry (EntryRefused) leaves
+the state as it was. ``begin``/``rollback`` undo several applied entries at once, so an append
+request of many entries is all or nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Approval, Bless, Decision, Eligibility,
+                      Entry, EntryRefused, Genesis, Proposal, Refusal, Signed, bad, check_size, leaf_bytes, parse_leaf)
+from .evidence import Judgement, judge
+from .note import NoteError, Verifier
+
+Row = tuple[str, tuple[Any, ...]]
+"""A row of a derived table: (table name, values in the table's column order)."""
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class EligibilityRecord:
+    entry: int
+    eligible: bool
+    result: str | None
+    nodes: tuple[str, ...]
+    statements: tuple[dict[str, Any], ...]
+    spec: dict[str, Any]
+    reason: str | None
+    blessings: dict[str, int]
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    entry: int
+    action: str
+    result: str
+    datacap: int
+    moderator: str
+    eligibility: int
+
+
+@dataclass(frozen=True)
+class ProposalRecord:
+    entry: int
+    action: str
+    moderator: str
+    proposer: str
+    signers: tuple[str, ...]     # in the order they signed; the proposer first
+    in_effect: int | None        # the leaf at which the change took effect
+
+
+def not_authorized(message: str, hint: str) -> EntryRefused:
+    return EntryRefused(403, "NotAuthorized", message, hint)
+
+
+class LedgerState:
+    """What the log says so far: root keys, moderators, blessings, judgements, decisions, proposals."""
+
+    def __init__(self) -> None:
+        self.genesis: Genesis | None = None
+        self.size = 0
+        self.seen: set[bytes] = set()
+        self.moderators: dict[str, int] = {}           # ID -> leaf that made it a moderator
+        self.blessed: dict[str, int] = {}              # CID -> first bless batch leaf
+        self.eligibility: dict[str, EligibilityRecord] = {}   # job -> latest
+        self.decisions: dict[str, DecisionRecord] = {}        # job -> latest
+        self.proposals: dict[str, ProposalRecord] = {}
+        self._undo: list[Callable[[], None]] | None = None
+
+    # -- the undo journal ----------------------------------------------------------------------
+    def begin(self) -> None:
+        """Start recording changes so ``rollback`` can undo every apply since."""
+        self._undo = []
+
+    def commit(self) -> None:
+        self._undo = None
+
+    def rollback(self) -> None:
+        """Undo every apply since ``begin`` (newest first)."""
+        for undo in reversed(self._undo or []):
+            undo()
+        self._undo = None
+
+    def mark(self) -> int:
+        """A point inside a ``begin``: ``rollback_to`` undoes the applies after it."""
+        assert self._undo is not None
+        return len(self._undo)
+
+    def rollback_to(self, mark: int) -> None:
+        assert self._undo is not None
+        while len(self._undo) > mark:
+            self._undo.pop()()
+
+    def _put(self, table: dict[K, V], key: K, value: V) -> None:
+        had = key in table
+        old = table.get(key)
+        table[key] = value
+        if self._undo is not None:
+            def undo() -> None:
+                if had:
+                    table[key] = old  # type: ignore[assignment]
+                else:
+                    del table[key]
+            self._undo.append(undo)
+
+    def _pop(self, table: dict[K, V], key: K) -> None:
+        old = table.pop(key)
+        if self._undo is not None:
+            self._undo.append(lambda: table.__setitem__(key, old))
+
+    def _set_size(self, size: int, seen: bytes) -> None:
+        self.seen.add(seen)
+        old_size = self.size
+        self.size = size
+        if self._undo is not None:
+            def undo() -> None:
+                self.seen.discard(seen)
+                self.size = old_size
+            self._undo.append(undo)
+
+    def skip(self, leaf: bytes) -> None:
+        """Count a refused leaf as present (the audit goes on past it to find more problems)."""
+        self._set_size(self.size + 1, hashlib.sha256(leaf).digest())
+
+    # -- reading -------------------------------------------------------------------------------
+    def blessed_by(self, cid: str) -> int | None:
+        return self.blessed.get(cid)
+
+    @property
+    def root_keys(self) -> tuple[str, ...]:
+        return self.genesis.root_keys if self.genesis else ()
+
+    @property
+    def threshold(self) -> int:
+        return self.genesis.threshold if self.genesis else 0
+
+    def judge(self, spec: Any, statements: Any, check_signatures: bool = True) -> tuple[Judgement, bool]:
+        """Judge new evidence merged with the statements already recorded for the job.
+
+        Returns the judgement and whether it differs from the job's latest eligibility entry
+        (False: the answer is that entry). Raises EntryRefused 422 for malformed evidence.
+        """
+        first = judge(spec, statements, self.blessed_by, check_signatures)
+        latest = self.eligibility.get(first.job)
+        if latest is None:
+            return first, True
+        known = {canonical(s) for s in latest.statements}
+        extra = [s for s in first.statements if canonical(s) not in known]
+        # the new statements were verified just above, the recorded ones when they were appended
+        merged = judge(latest.spec, list(latest.statements) + extra, self.blessed_by, check_signatures=False)
+        recorded = leaf_bytes(eligibility_entry(merged)) == leaf_bytes(self.latest_entry_of(first.job))
+        return merged, not recorded
+
+    def latest_entry_of(self, job: str) -> Eligibility:
+        rec = self.eligibility[job]
+        return Eligibility(job, rec.spec, rec.statements, rec.eligible, rec.reason, rec.result, rec.nodes,
+                           rec.blessings)
+
+    # -- applying ------------------------------------------------------------------------------
+    def apply(self, index: int, leaf: bytes, check_signatures: bool = True, parsed: Entry | None = None) -> list[Row]:
+        """Apply leaf ``index``; return the derived rows it adds. Raises EntryRefused, changing nothing.
+
+        Order of checks: size and JSON form (413/400), the genesis rule, a replay (409), the
+        fields (400), the signature (422), the signer's authority (403), the kind's rules.
+        """
+        if index != self.size:
+            raise ValueError(f"leaf {index} applied to a state of size {self.size}")
+        if parsed is not None:
+            check_size(leaf)
+        entry = parse_leaf(leaf) if parsed is None else parsed
+        digest = hashlib.sha256(leaf).digest()
+        if (index == 0) != isinstance(entry, Genesis):
+            raise bad("leaf 0 is the genesis entry, and only leaf 0", "cod ledger init writes the genesis")
+        if digest in self.seen:
+            raise EntryRefused(409, "Replayed", "this exact entry is already in the log",
+                               "a statement is recorded once; sign a new one (a new nonce) to say it again")
+        if isinstance(entry, Genesis):
+            rows = self._genesis(entry)
+        elif isinstance(entry, Eligibility):
+            rows = self._eligibility(index, entry, leaf, check_signatures)
+        else:
+            if check_signatures:
+                entry.verify()
+            rows = self._signed(index, entry)
+        self._set_size(index + 1, digest)
+        return rows
+
+    def _genesis(self, g: Genesis) -> list[Row]:
+        try:
+            verifier = Verifier.from_vkey(g.log_key)
+        except NoteError as exc:
+            raise bad(f"log_key is not an Ed25519 note vkey: {exc}") from None
+        if verifier.name != g.origin:
+            raise bad(f"log_key is named {verifier.name!r}, not the origin {g.origin!r}")
+        self.genesis = g
+        return []
+
+    def _eligibility(self, index: int, e: Eligibility, leaf: bytes, check_signatures: bool) -> list[Row]:
+        j = judge(e.spec, list(e.statements), self.blessed_by, check_signatures)
+        if leaf_bytes(eligibility_entry(j)) != leaf:
+            raise EntryRefused(422, "BadEvidence", f"the eligibility entry of job {e.job} is not what the rules of "
+                               "SPEC.md 12.5 give for its spec and statements", "the ledger writes these entries itself")
+        latest = self.eligibility.get(j.job)
+        if latest is not None:
+            kept = {canonical(s) for s in j.statements}
+            if any(canonical(s) not in kept for s in latest.statements):
+                raise EntryRefused(422, "BadEvidence", f"a later eligibility entry of job {j.job} drops statements "
+                                   "of the earlier one", "evidence only grows")
+        self._put(self.eligibility, j.job, EligibilityRecord(index, j.eligible, j.result, j.nodes, j.statements,
+                                                              j.spec, j.reason, dict(j.blessings)))
+        return [("eligibility", (j.job, j.result, int(j.eligible), j.reason, index))]
+
+    def _signed(self, index: int, s: Signed) -> list[Row]:
+        body = s.body
+        if s.kind == BLESS:
+            assert isinstance(body, Bless)
+            return self._bless(index, body)
+        if s.kind == DECISION:
+            assert isinstance(body, Decision)
+            return self._decision(index, body)
+        if s.kind == PROPOSAL:
+            assert isinstance(body, Proposal)
+            return self._proposal(index, body)
+        if s.kind == APPROVAL:
+            assert isinstance(body, Approval)
+            return self._approval(index, body)
+        assert s.kind == REFUSAL and isinstance(body, Refusal)
+        return [("refusals", (body.node, body.job, body.reason, index))]
+
+    def _moderator(self, who: str, what: str) -> None:
+        if who not in self.moderators:
+            raise not_authorized(f"{who} is not a current moderator, so cannot sign a {what}",
+                                 "ask the root key holders to add the key (cod ledger moderator propose add)")
+
+    def _root(self, who: str, what: str) -> None:
+        if who not in self.root_keys:
+            raise not_authorized(f"{who} is not a root key of this ledger, so cannot sign a {what}",
+                                 "root keys are named at cod ledger init (GET /v1/info lists them)")
+
+    def _bless(self, index: int, b: Bless) -> list[Row]:
+        self._moderator(b.signer, "bless batch")
+        rows: list[Row] = []
+        for item in b.inputs:
+            if item.cid not in self.blessed:
+                self._put(self.blessed, item.cid, index)
+            rows.append(("blessings", (item.cid, json.dumps(list(item.deals)), b.source, index)))
+        return rows
+
+    def _decision(self, index: int, d: Decision) -> list[Row]:
+        self._moderator(d.moderator, "decision")
+        latest = self.eligibility.get(d.job)
+        if latest is None:
+            raise EntryRefused(404, "NotFound", f"job {d.job} has no eligibility entry",
+                               "report the job's evidence first (cod run --verify N --ledger URL)")
+        if d.eligibility != latest.entry:
+            raise EntryRefused(409, "Stale", f"the decision names eligibility entry {d.eligibility}; the job's "
+                               f"latest is {latest.entry}", "look at the job again (cod moderation show) and re-sign")
+        if not latest.eligible:
+            raise EntryRefused(422, "NotEligible", f"job {d.job} is not eligible (entry {latest.entry})",
+                               "only eligible jobs are moderated")
+        if d.result != latest.result:
+            raise EntryRefused(422, "NotEligible", f"result {d.result} is not the job's eligible result {latest.result}",
+                               "decide on the result the eligibility entry names")
+        previous = self.decisions.get(d.job)
+        want = previous.entry if previous else None
+        if d.supersedes != want:
+            raise EntryRefused(409, "Stale", f"the decision supersedes {d.supersedes}; the job's latest decision is "
+                               f"{want}", "look at the job again (cod moderation show) and re-sign")
+        self._put(self.decisions, d.job, DecisionRecord(index, d.action, d.result, d.datacap, d.moderator,
+                                                        d.eligibility))
+        return [("decisions", (d.job, d.result, d.action, d.datacap, d.moderator, d.reason, index))]
+
+    def _change_applies(self, action: str, moderator: str) -> bool:
+        return (moderator in self.moderators) == (action == "remove")
+
+    def _take_effect(self, index: int, pid: str, rec: ProposalRecord) -> list[Row]:
+        if rec.action == "add":
+            self._put(self.moderators, rec.moderator, index)
+        else:
+            self._pop(self.moderators, rec.moderator)
+        return [("moderator_changes", (rec.moderator, rec.action, pid, index))]
+
+    def _proposal(self, index: int, p: Proposal) -> list[Row]:
+        self._root(p.proposer, "proposal")
+        if p.proposal_id in self.proposals:
+            raise EntryRefused(409, "Replayed", f"proposal {p.proposal_id} is already in the log",
+                               f"approve it: cod ledger moderator approve {p.proposal_id}")
+        if not self._change_applies(p.action, p.moderator):
+            state = "already a moderator" if p.action == "add" else "not a moderator"
+            raise EntryRefused(409, "AlreadyInEffect", f"{p.moderator} is {state}", "nothing to change")
+        rec = ProposalRecord(index, p.action, p.moderator, p.proposer, (p.proposer,), None)
+        rows: list[Row] = [("proposals", (p.proposal_id, p.action, p.moderator, p.proposer, index))]
+        if self.threshold <= 1:
+            rec = ProposalRecord(index, p.action, p.moderator, p.proposer, (p.proposer,), index)
+            rows += self._take_effect(index, p.proposal_id, rec)
+        self._put(self.proposals, p.proposal_id, rec)
+        return rows
+
+    def _approval(self, index: int, a: Approval) -> list[Row]:
+        self._root(a.approver, "approval")
+        rec = self.proposals.get(a.proposal)
+        if rec is None:
+            raise EntryRefused(404, "NotFound", f"no proposal {a.proposal} in the log",
+                               "list proposals: cod ledger moderator list")
+        if rec.in_effect is not None:
+            raise EntryRefused(409, "AlreadyInEffect", f"proposal {a.proposal} took effect at entry {rec.in_effect}",
+                               "nothing to approve")
+        if a.approver in rec.signers:
+            raise EntryRefused(409, "SignedTwice", f"{a.approver} has signed proposal {a.proposal} already",
+                               f"it needs {self.threshold} distinct root keys")
+        if not self._change_applies(rec.action, rec.moderator):
+            raise EntryRefused(409, "Stale", f"proposal {a.proposal} no longer applies: {rec.moderator} is "
+                               f"{'already' if rec.action == 'add' else 'no longer'} a moderator", "nothing to change")
+        signers = rec.signers + (a.approver,)
+        effect = index if len(signers) >= self.threshold else None
+        new = ProposalRecord(rec.entry, rec.action, rec.moderator, rec.proposer, signers, effect)
+        rows: list[Row] = [("approvals", (a.proposal, a.approver, index))]
+        if effect is not None:
+            rows += self._take_effect(index, a.proposal, new)
+        self._put(self.proposals, a.proposal, new)
+        return rows
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def eligibility_entry(j: Judgement) -> Eligibility:
+    """The eligibility leaf the ledger writes for a judgement."""
+    return Eligibility(j.job, j.spec, j.statements, j.eligible, j.reason, j.result, j.nodes, j.blessings)

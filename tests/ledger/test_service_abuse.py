@@ -1,0 +1,135 @@
+"""The issue's "bad input and abuse" list against the real HTTP service: each refused with a 4xx
+JSON body naming the problem, and nothing stored (the tree size and the checkpoint unchanged)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from cod.errors import LedgerRefused
+from cod.ledger import entries
+from cod.ledger.client import LedgerClient
+from cod.ledger.server import RunningLedger, start_ledger
+
+from .bkit import DATA, MOD, MOD2, NODES, OTHER, RESULT, ROOTS, STRANGER, agreeing, blessed_ledger, job_of, spec, statement
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[RunningLedger, LedgerClient]]:
+    blessed_ledger(tmp_path).close()  # root keys ROOTS (K=2), MOD a moderator, DATA blessed
+    running = await start_ledger(tmp_path / "ledger")
+    try:
+        yield running, LedgerClient(running.url)
+    finally:
+        await running.stop()
+
+
+async def refused(running: RunningLedger, client: LedgerClient, call: Awaitable[Any], status: int,
+                  error: str, words: str) -> None:
+    before = running.ledger.size, await client.checkpoint()
+    with pytest.raises(LedgerRefused) as caught:
+        await call
+    assert (caught.value.status, caught.value.error) == (status, error), caught.value
+    assert words in caught.value.message, caught.value.message
+    assert (running.ledger.size, await client.checkpoint()) == before, "a refused request stored something"
+
+
+async def eligible_job(client: LedgerClient) -> tuple[str, int]:
+    job_spec = spec(DATA)
+    answer = await client.evidence(job_spec, agreeing(job_spec, 3))
+    assert answer["eligible"] is True
+    return answer["job"], answer["entry"]
+
+
+def decision(key: Any, job: str, entry: int, supersedes: int | None = None, action: str = "approve",
+             datacap: int = 1 << 40, result: str = RESULT) -> dict[str, Any]:
+    return entries.sign_decision(key, job=job, result=result, action=action, datacap=datacap if action == "approve" else 0,
+                                 reason="useful", eligibility=entry, supersedes=supersedes)
+
+
+async def test_decisions_from_unknown_removed_or_forged_moderators_are_refused(served: Any) -> None:
+    running, client = served
+    job, entry = await eligible_job(client)
+    await refused(running, client, client.decide(decision(STRANGER, job, entry)), 403, "NotAuthorized", "moderator")
+    forged = decision(MOD, job, entry)
+    forged["statement"] = dict(forged["statement"], datacap=1 << 50)  # MOD's signature over another amount
+    await refused(running, client, client.decide(forged), 422, "BadSignature", "signature")
+    # MOD is removed by two root keys; MOD's decisions are refused from then on
+    proposal = await client.propose(entries.sign_proposal(ROOTS[0], action="remove", moderator=MOD.node_id))
+    assert proposal["in_effect"] is False
+    approved = await client.approve(proposal["proposal_id"], entries.sign_approval(ROOTS[1], proposal["proposal_id"]))
+    assert approved["in_effect"] is True
+    await refused(running, client, client.decide(decision(MOD, job, entry)), 403, "NotAuthorized", "moderator")
+
+
+async def test_replayed_stale_and_ineligible_decisions_are_refused(served: Any) -> None:
+    running, client = served
+    job, entry = await eligible_job(client)
+    first = decision(MOD, job, entry)
+    done = await client.decide(first)
+    await refused(running, client, client.decide(first), 409, "Replayed", "")
+    # a second decision that does not name the first as superseded is stale
+    await refused(running, client, client.decide(decision(MOD, job, entry, action="reject")), 409, "Stale", "")
+    later = await client.decide(decision(MOD, job, entry, supersedes=done["entry"], action="reject"))
+    assert (await client.job(job))["state"] == "rejected" and later["entry"] > done["entry"]
+    # a job whose input is not blessed is recorded as not eligible, and cannot be decided
+    other = spec(OTHER)
+    answer = await client.evidence(other, agreeing(other, 2))
+    assert answer["eligible"] is False and "not blessed" in answer["reason"]
+    await refused(running, client, client.decide(decision(MOD, job_of(other), answer["entry"])), 422, "NotEligible", "")
+
+
+@pytest.mark.parametrize("datacap", [0, -1, (1 << 60) + 1, "1TiB", True])
+async def test_a_bad_datacap_is_refused(served: Any, datacap: Any) -> None:
+    running, client = served
+    job, entry = await eligible_job(client)
+    bad = decision(MOD, job, entry)
+    bad = entries._signed(MOD, entries.DECISION, dict(bad["statement"], datacap=datacap))
+    await refused(running, client, client.decide(bad), 422, "BadDatacap", "datacap")
+
+
+async def test_evidence_that_does_not_verify_is_refused(served: Any) -> None:
+    running, client = served
+    job_spec = spec(DATA)
+    good = agreeing(job_spec, 2)
+    forged = dict(good[1], signature=statement(job_spec, STRANGER)["signature"])
+    await refused(running, client, client.evidence(job_spec, [good[0], forged]), 422, "BadSignature", "does not verify")
+    replayed = agreeing(spec(OTHER), 2)  # statements of another job
+    await refused(running, client, client.evidence(job_spec, replayed), 422, "BadEvidence", "")
+    twice = [good[0], statement(job_spec, NODES[0], result=RESULT)]
+    await refused(running, client, client.evidence(job_spec, twice + [good[0]]), 422, "BadEvidence", "")
+
+
+async def test_a_proposal_signed_twice_by_one_key_is_refused(served: Any) -> None:
+    running, client = served
+    proposal = await client.propose(entries.sign_proposal(ROOTS[0], action="add", moderator=MOD2.node_id))
+    await refused(running, client,
+                  client.approve(proposal["proposal_id"], entries.sign_approval(ROOTS[0], proposal["proposal_id"])),
+                  409, "SignedTwice", "")
+    await refused(running, client,
+                  client.approve(proposal["proposal_id"], entries.sign_approval(STRANGER, proposal["proposal_id"])),
+                  403, "NotAuthorized", "root key")
+
+
+async def test_malformed_and_oversized_bodies_are_refused_as_json(served: Any) -> None:
+    running, client = served
+    size = running.ledger.size
+    async with aiohttp.ClientSession() as session:
+        for path, body in [("/v1/decisions", b"{"), ("/v1/decisions", b'{"a": 1, "a": 2}'),
+                           ("/v1/evidence", b"[]"), ("/v1/blessings", b'{"batches": []}'),
+                           ("/v1/blessings", b" " * (17 << 20)), ("/v1/nowhere", b"{}")]:
+            async with session.post(running.url + path, data=body) as response:
+                assert 400 <= response.status < 500, (path, response.status)
+                answer = await response.json()
+                assert set(answer) == {"error", "message", "hint"}, answer
+        for query in ("/v1/proof/inclusion?index=x", "/v1/proof/inclusion?index=\u00b2",
+                      "/v1/proof/inclusion?index=99999", "/tile/0/x001/x234/067", "/tile/../../etc/passwd",
+                      "/tile/entries/999", "/v1/results/not-a-cid"):
+            async with session.get(running.url + query) as response:
+                assert response.status in (400, 404), (query, response.status)
+                assert set(await response.json()) == {"error", "message", "hint"}
+    assert running.ledger.size == size
