@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..errors import UsageError
+from ..errors import NotFound, UsageError
 from . import cli
 
 LEDGER_OPTION_HELP = "The ledger's URL (default: COD_LEDGER, else \"ledger\" in the config file)."
@@ -137,7 +137,10 @@ def info(ledger_url: str | None, as_json: bool) -> None:
 def proof(result_cid: str, ledger_url: str | None, as_json: bool) -> None:
     """The inclusion proof of the decision on RESULT_CID against the latest checkpoint (what a notary checks)."""
     answer = call(client(ledger_url).result(result_cid))
-    body = answer["proof"]
+    body = answer.get("proof")
+    if not isinstance(body, dict):
+        raise NotFound(f"result {result_cid} belongs to job {answer.get('job')}, which no moderator has decided yet",
+                       "cod moderation queue lists the jobs waiting for a decision")
     out = {k: body[k] for k in ("leaf_index", "tree_size", "leaf", "inclusion_path", "checkpoint")}
     text = (f"result {result_cid}: {'approved' if answer.get('approved') else 'not approved'}\n"
             f"decision leaf {out['leaf_index']} of {out['tree_size']}, path of {len(out['inclusion_path'])} hashes\n"

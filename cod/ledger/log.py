@@ -409,7 +409,9 @@ class Ledger:
         if rec is None:
             return "unknown"
         decision = self._state.decisions.get(job)
-        if decision is not None and decision.eligibility == rec.entry:
+        # A decision stands while the job stays eligible with the result it judged: more agreeing
+        # statements arriving later (a node scanned late, anyone's extra key) must not undo it.
+        if decision is not None and rec.eligible and decision.result == rec.result:
             return "approved" if decision.action == "approve" else "rejected"
         return "eligible" if rec.eligible else "ineligible"
 

@@ -62,10 +62,11 @@ VIEWS: dict[str, str] = {
         "SELECT d.* FROM decisions d WHERE d.entry = (SELECT MAX(entry) FROM decisions WHERE job = d.job)"),
     "moderation_queue": (
         "SELECT e.job, e.result, e.entry FROM latest_eligibility e WHERE e.eligible = 1 "
-        "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.job = e.job AND d.entry > e.entry)"),
+        "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.job = e.job AND d.result = e.result)"),
     "approved_results": (
         "SELECT d.result, d.job, d.datacap, d.moderator, d.reason, d.entry FROM latest_decisions d "
-        "JOIN latest_eligibility e ON e.job = d.job AND e.entry < d.entry WHERE d.action = 'approve'"),
+        "JOIN latest_eligibility e ON e.job = d.job AND e.eligible = 1 AND e.result = d.result "
+        "WHERE d.action = 'approve'"),
 }
 
 

@@ -133,3 +133,29 @@ async def test_malformed_and_oversized_bodies_are_refused_as_json(served: Any) -
                 assert response.status in (400, 404), (query, response.status)
                 assert set(await response.json()) == {"error", "message", "hint"}
     assert running.ledger.size == size
+
+
+async def test_a_late_agreeing_statement_does_not_undo_an_approval(served: Any) -> None:
+    """Anyone can add a validly signed agreeing statement (a node scanned late, or a key of their
+    own): the job gets a new eligibility entry, but its approval stands and the notary still says so."""
+    running, client = served
+    job, entry = await eligible_job(client)  # NODES[0..2] agree
+    await client.decide(decision(MOD, job, entry))
+    job_spec = spec(DATA)
+    more = await client.evidence(job_spec, [statement(job_spec, NODES[3])])
+    assert more["new"] is True and more["entry"] > entry and more["eligible"] is True
+    assert (await client.job(job))["state"] == "approved"
+    assert (await client.queue())["jobs"] == []
+    answer = await client.result(RESULT)
+    assert answer["approved"] is True and answer["datacap"] == 1 << 40
+
+
+async def test_proof_of_an_undecided_result_is_a_clear_error(served: Any, tmp_path: Path) -> None:
+    import asyncio
+
+    from cod.cli import run_cli
+
+    running, client = served
+    await eligible_job(client)
+    code = await asyncio.to_thread(run_cli, ["ledger", "proof", RESULT, "--json", "--ledger", running.url])
+    assert code == 17  # NotFound: no decision yet, not a traceback
