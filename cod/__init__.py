@@ -5,24 +5,41 @@ The public API, re-exported from the modules that own each noun::
     from cod import JobSpec, Engine, run, Importer, cid_of_tree, write_car
 """
 
-from .car import write_car
-from .cid import CID
-from .errors import (
-    CacheError,
-    CIDError,
-    CodError,
-    ImportRefused,
-    Indeterminate,
-    InputError,
-    ModuleError,
-    OutputLimitExceeded,
-    SpecError,
-)
-from .jobspec import Input, JobSpec, Limits
-from .local import PreparedJob, prepare, run_prepared
-from .unixfs import Entry, Importer, cid_of_tree
-from .wasm.engine import Engine, profile_id
-from .wasm.executor import RunResult, module_cid, run
+from typing import TYPE_CHECKING, Any
+
+# Names load on first use (PEP 562), so that `import cod` (every `cod` command starts with it)
+# costs nothing: wasmtime alone takes ~80 ms to import, and `cod --help` needs none of this.
+_EXPORTS = {
+    "write_car": "car", "CID": "cid", "Input": "jobspec", "JobSpec": "jobspec", "Limits": "jobspec",
+    "PreparedJob": "local", "prepare": "local", "run_prepared": "local", "Entry": "unixfs",
+    "Importer": "unixfs", "cid_of_tree": "unixfs", "Engine": "wasm.engine", "profile_id": "wasm.engine",
+    "RunResult": "wasm.executor", "module_cid": "wasm.executor", "run": "wasm.executor",
+    **{name: "errors" for name in ("CacheError", "CIDError", "CodError", "ImportRefused", "Indeterminate",
+                                    "InputError", "ModuleError", "OutputLimitExceeded", "SpecError")},
+}
+
+if TYPE_CHECKING:
+    from .car import write_car
+    from .cid import CID
+    from .errors import (CacheError, CIDError, CodError, ImportRefused, Indeterminate, InputError, ModuleError,
+                         OutputLimitExceeded, SpecError)
+    from .jobspec import Input, JobSpec, Limits
+    from .local import PreparedJob, prepare, run_prepared
+    from .unixfs import Entry, Importer, cid_of_tree
+    from .wasm.engine import Engine, profile_id
+    from .wasm.executor import RunResult, module_cid, run
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cod' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import click
+
 from cod.cli import cli
 
 from .helpers import ROOT, VECTORS, ipfs_car, load_vector
@@ -92,7 +94,10 @@ def test_cid_command(tmp_path: Path) -> None:
 
 
 def test_every_command_is_documented() -> None:
-    for name, command in cli.commands.items():
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        assert command is not None
         assert command.help and len(command.help) > 20, f"cod {name} lacks documentation"
         for param in command.params:
             if param.param_type_name == "option":

@@ -288,7 +288,10 @@ CASES: dict[str, list[Case]] = {
 def command_paths(group: click.Group, prefix: str = "") -> list[str]:
     """Every command under ``group``, recursively, by its path ("" is the group itself)."""
     paths = [prefix]
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in sorted(group.list_commands(ctx)):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         path = f"{prefix} {name}".strip()
         paths.extend(command_paths(command, path) if isinstance(command, click.Group) else [path])
     return paths

@@ -34,7 +34,67 @@ DEBUG_ENV = "COD_DEBUG"
 COMPLETE_ENV = "_COD_COMPLETE"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (module under cod.cli, short help shown by `cod --help`); a command's module is
+    # imported only when that command runs, so `cod --help` and `cod run` load nothing else
+    # (tests/test_cli_docs.py checks each short help against the command's own)
+    "run": ("run", "Run a WebAssembly job here, or on N nodes with --verify N."),
+    "serve": ("network", "Run a compute node: the /v1 HTTP API, signed results."),
+    "devstack": ("network", "Run a local network of compute nodes until interrupted."),
+    "list": ("records", "List the jobs this requester ran, newest first."),
+    "describe": ("records", "Show one job: outcome, nodes, groups, stdout and stderr."),
+    "get": ("records", "Download the results of a job."),
+    "nodes": ("nodes", "List the nodes this requester knows, with their records."),
+    "dashboard": ("dashboard", "A live view of jobs, nodes and the moderation queue."),
+    "config": ("config", "Show the effective configuration and where each value came from."),
+    "cid": ("tools", "Print the UnixFS CID of a file or directory."),
+    "profile": ("tools", "Print the execution profile ID and its engine settings."),
+    "keygen": ("ledger", "Write a new Ed25519 key file and print its ID."),
+    "ledger": ("ledger", "The FIL+ moderation ledger: serve, inspect, audit."),
+    "moderation": ("moderation", "Moderate eligible jobs: queue, approve, reject."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands live in modules imported on first use (click's lazy loading
+    recipe), with their one-line help kept here so that listing them imports nothing."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | {n for n in COMMANDS if _available(n)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None or cmd_name not in COMMANDS or not _available(cmd_name):
+            return command
+        import importlib
+
+        module = importlib.import_module(f".{COMMANDS[cmd_name][0]}", __name__)
+        found = getattr(module, cmd_name.replace("-", "_") + "_command", None) or getattr(module, cmd_name)
+        assert isinstance(found, click.Command), cmd_name
+        return found
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in COMMANDS and name not in self.commands:
+                rows.append((name, COMMANDS[name][1]))
+            else:
+                command = self.get_command(ctx, name)
+                if command is not None and not command.hidden:
+                    rows.append((name, command.get_short_help_str(formatter.width)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _available(name: str) -> bool:
+    """True when the command's module exists (commands land one module at a time)."""
+    import importlib.util
+
+    return importlib.util.find_spec(f"{__name__}.{COMMANDS[name][0]}") is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cod")
 def cli() -> None:
     """cod: verifiable compute over data.
@@ -153,7 +213,5 @@ def _silence_stdout() -> int:
         pass
     return EXIT_BROKEN_PIPE
 
-
-from . import ledger, moderation, network, run, tools  # noqa: E402,F401  (they register their commands on cli)
 
 __all__ = ["cli", "main", "report", "run_cli"]

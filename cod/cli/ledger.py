@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from ..errors import NotFound, UsageError
-from . import cli
+
 
 LEDGER_OPTION_HELP = "The ledger's URL (default: COD_LEDGER, else \"ledger\" in the config file)."
 
@@ -61,7 +61,7 @@ def emit(value: Any, as_json: bool, text: str) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True) if as_json else text)
 
 
-@cli.group()
+@click.group()
 def ledger() -> None:
     """The FIL+ moderation ledger: a transparency log of blessings, eligibility and decisions.
 
@@ -276,7 +276,7 @@ def list_(ledger_url: str | None, as_json: bool) -> None:
     emit(answer, as_json, "\n".join(lines))
 
 
-@cli.command()
+@click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 def keygen(file: str) -> None:
     """Make an Ed25519 key file (mode 0600) and print its ID (a moderator's, a root key holder's, a node's).

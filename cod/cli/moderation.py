@@ -12,12 +12,12 @@ from typing import Any
 import click
 
 from ..errors import NotFound, UsageError
-from . import cli
+
 from .ledger import call, client, emit, identity, json_option, ledger_option
 from .options import datacap_size
 
 
-@cli.group()
+@click.group()
 def moderation() -> None:
     """Moderate eligible jobs: look at the queue, approve or reject with a signed decision.
 

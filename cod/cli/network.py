@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from ..errors import NotFound
-from . import cli
-from .options import JobRef, NodeURL, writable_dir
+
+
+from .options import NodeURL, writable_dir
 
 
 CAP_HELP = {  # the node's caps (cod.node.caps.NodeCaps), published at /v1/info under "limits"
@@ -38,7 +38,7 @@ def _cap_options(command: Any) -> Any:
     return command
 
 
-@cli.command()
+@click.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), required=True,
               help="Where the node keeps its key, blobs, jobs and results.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -78,7 +78,7 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
                               policy=Policy(policy, ledger)))
 
 
-@cli.command()
+@click.command()
 @click.option("--nodes", type=click.IntRange(min=1), default=3, show_default=True,
               help="How many nodes to start.")
 @click.option("--bad-nodes", type=click.IntRange(min=0), default=0, show_default=True,
@@ -113,61 +113,3 @@ def devstack(nodes: int, bad_nodes: int, base_dir: str | None) -> None:
             await stack.stop()
 
     asyncio.run(main())
-
-
-def _job(records: Any, job: str) -> dict[str, Any]:
-    """The recorded job named by ``job`` (a CID or a prefix only it has); UsageError when ambiguous."""
-    row: dict[str, Any] | None = records.job(job)
-    if row is None:
-        raise NotFound(f"no job {job} in this requester's records", "see cod list")
-    return row
-
-
-@cli.command()
-@click.argument("job", type=JobRef())
-@click.option("--output-dir", type=click.Path(file_okay=False), help="Where to put the results directory.")
-@click.option("--car", type=click.Path(dir_okay=False), help="Write the results as a CARv1 file instead.")
-def get(job: str, output_dir: str | None, car: str | None) -> None:
-    """Download the results of JOB (a job CID or a prefix of one job's CID) from a node that agreed."""
-    from verifier.fetch import fetch_results
-    from verifier.reputation import Records
-
-    row = _job(Records(), job)
-    destination = Path(output_dir) if output_dir else Path("cod-results") / row["job_cid"]
-    where = asyncio.run(fetch_results(row, None if car else destination, Path(car) if car else None))
-    click.echo(f"{row['result_cid']} -> {where}")
-
-
-@cli.command()
-@click.argument("job", type=JobRef())
-def describe(job: str) -> None:
-    """Show JOB's spec, its latest outcome with each node's signed statement, and every run (JSON)."""
-    from verifier.reputation import Records
-
-    records = Records()
-    row = _job(records, job)
-    click.echo(json.dumps({"job_cid": row["job_cid"], "outcome": row["outcome"], "result_cid": row["result_cid"],
-                           "n": row["n"], "quorum": row["quorum"], "spec": row["spec"], "nodes": row["answers"],
-                           "runs": records.runs(row["job_cid"])},
-                          indent=2, sort_keys=True))
-
-
-@cli.command(name="list")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many jobs, newest first.")
-def list_jobs(limit: int) -> None:
-    """List the jobs this requester ran, with their latest outcomes and how many runs were mismatches."""
-    from verifier.reputation import Records
-
-    for row in Records().jobs(limit):
-        runs = f"{row['runs']} run(s)" + (f", {row['mismatches']} MISMATCH" if row["mismatches"] else "")
-        click.echo(f"{row['job_cid']}  {row['outcome']:<18} {row['n']} node(s)  {row['result_cid'] or '-'}  {runs}")
-
-
-@cli.command()
-def nodes() -> None:
-    """List the nodes this requester knows, with their records."""
-    from verifier.reputation import Records
-
-    for row in Records().nodes():
-        click.echo(f"{row['node_id']}  {row['url']:<28} agreed {row['agreed'] or 0}  disagreed {row['disagreed'] or 0}"
-                   f"  failed {row['failed'] or 0}  bad signatures {row['bad_signature'] or 0}")

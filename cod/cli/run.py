@@ -18,7 +18,7 @@ from ..errors import InputError, UsageError
 from ..jobspec import Limits
 from ..local import PreparedJob, parse_env, parse_mount, prepare, prepare_docker, run_prepared
 from ..wasm.engine import Engine, default_cache_dir
-from . import EXIT_INTERRUPTED, cli, report
+from . import EXIT_INTERRUPTED, report
 from .options import NodeURL, SpecDuration, SpecInt, SpecSize, SpecText, node_urls, spec_text, writable_parent
 
 
@@ -42,7 +42,7 @@ class Steps:
             self.open = False
 
 
-@cli.command(context_settings={"ignore_unknown_options": False})
+@click.command(context_settings={"ignore_unknown_options": False})
 @click.argument("module")
 @click.argument("args", nargs=-1)
 @click.option("-i", "--input", "inputs", multiple=True, metavar="SRC[:DST]",

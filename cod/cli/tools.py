@@ -9,10 +9,10 @@ import click
 from ..errors import InputError
 from ..unixfs import cid_of_tree
 from ..wasm.engine import ENGINE_SETTINGS, profile_id, wasmtime_version
-from . import cli
 
 
-@cli.command()
+
+@click.command()
 @click.argument("path", type=click.Path(exists=True))
 def cid(path: str) -> None:
     """Print the UnixFS CID (unixfs-v1-2025 profile) of a file or directory."""
@@ -22,7 +22,7 @@ def cid(path: str) -> None:
     click.echo(str(cid_of_tree(path)))
 
 
-@cli.command()
+@click.command()
 def profile() -> None:
     """Print the execution profile ID and the engine settings behind it."""
     click.echo(json.dumps({"profile": profile_id(), "wasmtime": wasmtime_version(), "settings": ENGINE_SETTINGS},
