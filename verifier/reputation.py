@@ -24,11 +24,11 @@ import sqlite_utils
 from cod.errors import UsageError
 
 COUNTERS = ("agreed", "disagreed", "failed", "bad_signature")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_CANDIDATES_SHOWN = 10
 NODE_COLUMNS = ("node_id", "url", "profile", "agreed", "disagreed", "failed", "bad_signature")
 RUN_COLUMNS = ("run_id", "job_cid", "started_at", "finished_at", "outcome", "result_cid", "n", "quorum", "note",
-               "answers")
+               "extra", "answers")
 
 _CREATE = [
     "CREATE TABLE IF NOT EXISTS nodes (node_id TEXT PRIMARY KEY, url TEXT, profile TEXT, agreed INTEGER DEFAULT 0, "
@@ -37,7 +37,7 @@ _CREATE = [
     "n INTEGER, quorum INTEGER, spec TEXT, answers TEXT)",
     "CREATE TABLE IF NOT EXISTS runs (run_id INTEGER PRIMARY KEY AUTOINCREMENT, job_cid TEXT NOT NULL, "
     "started_at TEXT, finished_at TEXT, outcome TEXT NOT NULL, result_cid TEXT, n INTEGER, quorum INTEGER, "
-    "note TEXT, answers TEXT NOT NULL)",
+    "note TEXT, answers TEXT NOT NULL, extra TEXT NOT NULL DEFAULT '{}')",
     "CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job_cid, run_id)",
 ]
 
@@ -50,6 +50,16 @@ def default_path() -> Path:
 def now() -> str:
     """A record timestamp (UTC, ISO 8601, seconds): for people reading records, never for results."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+JOB_CID_PREFIX = "bagaaiera"
+"""What every job CID starts with: multibase base32 of CIDv1, json (0x0200), sha2-256, 32
+bytes (five bytes, exactly eight base32 characters after the ``b``); short IDs leave it out."""
+
+
+def _run(row: Any) -> dict[str, Any]:
+    run = dict(zip(RUN_COLUMNS, row))
+    return dict(run, extra=json.loads(run["extra"] or "{}"), answers=json.loads(run["answers"]))
 
 
 class Records:
@@ -70,6 +80,9 @@ class Records:
         with conn:
             for statement in _CREATE:
                 conn.execute(statement)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+            if "extra" not in columns:  # a version-1 database
+                conn.execute("ALTER TABLE runs ADD COLUMN extra TEXT NOT NULL DEFAULT '{}'")
             # Stage 2 kept one row per job (the last run): it becomes that job's one run
             conn.execute(
                 "INSERT INTO runs (job_cid, started_at, finished_at, outcome, result_cid, n, quorum, note, answers) "
@@ -109,14 +122,15 @@ class Records:
 
     def record_run(self, job_cid: str, *, started_at: str, finished_at: str, outcome: str, result_cid: str | None,
                    n: int, quorum: int, spec: dict[str, Any], answers: list[dict[str, Any]],
-                   note: str | None = None) -> int:
+                   note: str | None = None, extra: dict[str, Any] | None = None) -> int:
         """Add a run (never replacing one) and make it the job's latest; returns its run ID."""
         answers_json = json.dumps(answers, sort_keys=True)
         with self.db.conn:
             cursor = self.db.conn.execute(
-                "INSERT INTO runs (job_cid, started_at, finished_at, outcome, result_cid, n, quorum, note, answers) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [job_cid, started_at, finished_at, outcome, result_cid, n, quorum, note, answers_json])
+                "INSERT INTO runs (job_cid, started_at, finished_at, outcome, result_cid, n, quorum, note, answers, "
+                "extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [job_cid, started_at, finished_at, outcome, result_cid, n, quorum, note, answers_json,
+                 json.dumps(extra or {}, sort_keys=True)])
             self.db.conn.execute(
                 "INSERT OR REPLACE INTO jobs (job_cid, seq, outcome, result_cid, n, quorum, spec, answers) "
                 "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, ?, ?, ?)",
@@ -142,8 +156,11 @@ class Records:
         conn = self.db.conn
         if conn.execute("SELECT 1 FROM jobs WHERE job_cid = ?", [prefix]).fetchone():
             return prefix
-        rows = conn.execute("SELECT job_cid FROM jobs WHERE substr(job_cid, 1, ?) = ? ORDER BY job_cid LIMIT ?",
-                            [len(prefix), prefix, MAX_CANDIDATES_SHOWN + 1]).fetchall()
+        # a prefix of the CID, or of its short ID (the CID after the prefix every job CID shares)
+        rows = conn.execute("SELECT job_cid FROM jobs WHERE substr(job_cid, 1, ?) = ? OR substr(job_cid, ?, ?) = ? "
+                            "ORDER BY job_cid LIMIT ?",
+                            [len(prefix), prefix, len(JOB_CID_PREFIX) + 1, len(prefix), prefix,
+                             MAX_CANDIDATES_SHOWN + 1]).fetchall()
         if len(rows) > 1:
             shown = [r[0] for r in rows[:MAX_CANDIDATES_SHOWN]]
             more = ", ..." if len(rows) > MAX_CANDIDATES_SHOWN else ""
@@ -167,7 +184,33 @@ class Records:
         """Every run of a job, oldest first."""
         cursor = self.db.conn.execute(
             f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE job_cid = ? ORDER BY run_id", [job_cid])
-        return [dict(zip(RUN_COLUMNS, row), answers=json.loads(row[-1])) for row in cursor]
+        return [_run(row) for row in cursor]
+
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        cursor = self.db.conn.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ?", [run_id])
+        row = cursor.fetchone()
+        return _run(row) if row else None
+
+    def latest_run(self, job_cid: str) -> dict[str, Any] | None:
+        cursor = self.db.conn.execute(
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE job_cid = ? ORDER BY run_id DESC LIMIT 1", [job_cid])
+        row = cursor.fetchone()
+        return _run(row) if row else None
+
+    def annotate(self, run_id: int, **fields: Any) -> None:
+        """Add ``fields`` to a run's ``extra`` (what was learned after it was recorded, e.g. the
+        ledger's answer); its outcome and answers are never changed."""
+        with self.db.conn:
+            row = self.db.conn.execute("SELECT extra FROM runs WHERE run_id = ?", [run_id]).fetchone()
+            if row is None:
+                return
+            extra = dict(json.loads(row[0] or "{}"), **fields)
+            self.db.conn.execute("UPDATE runs SET extra = ? WHERE run_id = ?",
+                                 [json.dumps(extra, sort_keys=True), run_id])
+
+    def job_cids(self) -> list[str]:
+        """Every recorded job CID, sorted (for short IDs)."""
+        return [str(r[0]) for r in self.db.conn.execute("SELECT job_cid FROM jobs ORDER BY job_cid")]
 
     def jobs(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest jobs, newest first, each with ``runs`` and ``mismatches`` (runs that were one)."""
@@ -178,3 +221,14 @@ class Records:
             "FROM jobs j ORDER BY j.seq DESC LIMIT ?", [limit])
         names = ("job_cid", "outcome", "result_cid", "n", "quorum", "runs", "mismatches")
         return [dict(zip(names, row)) for row in cursor]
+
+    def recent(self, limit: int = 50) -> list[tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]]:
+        """The latest jobs, newest first: (job row as :meth:`job` gives it, its latest run, the
+        summaries of all its runs oldest first) -- what a job view is made of."""
+        out = []
+        for (job_cid,) in self.db.conn.execute("SELECT job_cid FROM jobs ORDER BY seq DESC LIMIT ?", [limit]).fetchall():
+            job = self.job(job_cid)
+            assert job is not None
+            runs = self.runs(job_cid)
+            out.append((job, runs[-1] if runs else {}, runs))
+        return out
