@@ -107,6 +107,7 @@ class Verification:
     result_checked: bool = False  # a copy of the agreed result was fetched and hashed to its CID
     unreachable: list[tuple[str, str]] = field(default_factory=list)  # (URL, reason) of nodes left out
     ledger: dict[str, Any] | None = None  # what the ledger said of the evidence (verifier.ledger), if asked
+    run_id: int | None = None  # its row in the requester's records (verifier.reputation.Records.runs)
 
     @property
     def exit_code(self) -> int:
@@ -287,9 +288,13 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
             progress("Downloading results")
             budget = max(deadline - loop.time(), DOWNLOAD_GRACE_S)  # the deadline holds for the download too
             await _download(requester.session, records, verification, job, output_dir, scratch, budget)
-        records.record_run(job_cid, started_at=started, finished_at=now(), outcome=verification.outcome,
-                           result_cid=verification.result_cid, n=n, quorum=quorum or 0, spec=spec_json,
-                           answers=[asdict(a) for a in verification.answers], note=verification.note)
+        extra = {"result_checked": verification.result_checked,
+                 "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None,
+                 "unreachable": [{"url": url, "reason": why} for url, why in verification.unreachable]}
+        verification.run_id = records.record_run(
+            job_cid, started_at=started, finished_at=now(), outcome=verification.outcome,
+            result_cid=verification.result_cid, n=n, quorum=quorum or 0, spec=spec_json,
+            answers=[asdict(a) for a in verification.answers], note=verification.note, extra=extra)
         return verification
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
