@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "devstack": ("network", "Run a local network of compute nodes until interrupted."),
     "list": ("records", "List the jobs this requester ran, newest first."),
     "describe": ("records", "Show one job: outcome, nodes, groups, stdout and stderr."),
+    "logs": ("records", "Print a job's stdout and stderr."),
     "get": ("records", "Download the results of a job."),
     "nodes": ("nodes", "List the nodes this requester knows, with their records."),
     "dashboard": ("dashboard", "A live view of jobs, nodes and the moderation queue."),

@@ -1,9 +1,13 @@
-"""The requester's records of its jobs: list, describe, logs, get."""
+"""The requester's records of its jobs: list, describe, logs, get.
+
+A job is named by its CID, a prefix of it, or its short ID (what ``cod list`` shows: the
+characters after the prefix every job CID shares), as git names commits.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +15,191 @@ import click
 
 from ..errors import NotFound
 from .options import JobRef
+from .output import Column, Output, age, outcome_style, outcome_text, output_options
+
+EXAMPLES_HINT = "see cod list"
 
 
-def _job(records: Any, job: str) -> dict[str, Any]:
-    """The recorded job named by ``job`` (a CID or a prefix only it has); UsageError when ambiguous."""
-    row: dict[str, Any] | None = records.job(job)
-    if row is None:
-        raise NotFound(f"no job {job} in this requester's records", "see cod list")
-    return row
+def _records() -> Any:
+    from verifier.reputation import Records
+
+    return Records()
+
+
+def _view(records: Any, job: str, with_output: bool = True) -> dict[str, Any]:
+    """The job view of ``job``; NotFound when no recorded job has that CID, prefix or short ID."""
+    from verifier.jobview import recorded_view
+
+    view = recorded_view(records, job, with_output)
+    if view is None:
+        raise NotFound(f"no job {job} in this requester's records", EXAMPLES_HINT)
+    return view
+
+
+def _k_of_n(view: dict[str, Any]) -> str:
+    if view["outcome"] == "local":
+        return "local"
+    return f"{view['agreeing']}/{view['n']}"
+
+
+def _short_cid(cid: Any) -> str:
+    from verifier.jobview import short_cid
+
+    return short_cid(cid)
+
+
+JOB_COLUMNS = [
+    Column("short_id", "ID"),
+    Column("finished_at", "AGE", show=age),
+    Column("outcome", "OUTCOME", show=outcome_text, style=outcome_style),
+    Column("k_of_n", "K/N"),
+    Column("exit_code", "EXIT"),
+    Column("result_cid", "RESULT", show=_short_cid),
+    Column("mismatches", "MISMATCHES"),
+    Column("job_cid", "JOB CID"),
+]
+
+
+@click.command(name="list")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many jobs, newest first.")
+@click.option("--outcome", "outcomes", multiple=True, metavar="OUTCOME",
+              help="Only jobs whose latest outcome is this (repeatable), e.g. mismatch.")
+@output_options
+def list_command(limit: int, outcomes: tuple[str, ...], out: Output) -> None:
+    """List the jobs this requester ran, newest first: short ID, age, outcome, K of N agreeing,
+    exit code, result CID, and how many of the job's runs were mismatches.
+
+    The short ID (ID) names the job in describe, logs and get.
+
+    \b
+    Examples:
+      cod list
+      cod list --outcome mismatch --limit 10
+      cod list --json | jq '.[].result_cid'
+    """
+    from verifier.jobview import job_view, short_ids
+
+    records = _records()
+    shorts = short_ids(records.job_cids())
+    views = []
+    for job, run, runs in records.recent(limit if not outcomes else 1 << 30):
+        if outcomes and job["outcome"] not in outcomes:
+            continue
+        view = job_view(job, run, runs, shorts.get(job["job_cid"]), with_output=out.structured)
+        views.append(view)
+        if len(views) >= limit:
+            break
+    if out.format in ("json", "nl"):  # the job objects themselves
+        out.rows(views, JOB_COLUMNS)
+        return
+    rows = [dict(v, k_of_n=_k_of_n(v), mismatches=sum(r["outcome"] == "mismatch" for r in v["runs"]))
+            for v in views]
+    out.rows(rows, JOB_COLUMNS, empty="no jobs yet: run one with cod run --verify 3 MODULE.wasm")
+
+
+@click.command()
+@click.argument("job", type=JobRef())
+@output_options
+def describe(job: str, out: Output) -> None:
+    """Show JOB (a job CID, a prefix of one, or its short ID): outcome, each node's status and
+    signed result, the groups, the spec, every run, stdout and stderr.
+
+    --json prints the job object every command prints (schema cod.job/1, README).
+
+    \b
+    Examples:
+      cod describe 7xq3kd2a
+      cod describe 7xq3kd2a --json | jq .groups
+    """
+    view = _view(_records(), job)
+    out.one(view, lambda: _describe_text(view))
+
+
+def _describe_text(view: dict[str, Any]) -> None:
+    from verifier.jobview import short_node
+
+    tty = sys.stdout.isatty()
+
+    def paint(text: str, colour: str | None, bold: bool = False) -> str:
+        return click.style(text, fg=colour, bold=bold) if tty and colour else text
+
+    colours = {"verified": "green", "verified-by-quorum": "green", "mismatch": "red", "local": "cyan",
+               "agrees": "green", "DISAGREES": "red", "failed": "yellow", "submitted": "blue"}
+    line = click.echo
+    outcome = str(view["outcome"])
+    line(f"Job:         {view['job_cid']}  (short ID {view['short_id']})")
+    line("Outcome:     " + paint(outcome.upper(), colours.get(outcome), outcome == "mismatch")
+         + (f"  ({view['note']})" if view["note"] else ""))
+    if view["outcome"] != "local":
+        quorum = f", quorum {view['quorum']}" if view["quorum"] else ""
+        line(f"Agreement:   {view['agreeing']} of {view['n']} node(s){quorum}")
+    if view["result_cid"]:
+        trap = f" (trap: {view['trap']})" if view["trap"] else ""
+        line(f"Result CID:  {view['result_cid']}")
+        line(f"Exit code:   {view['exit_code']}{trap}")
+        line(f"Fuel used:   {view['fuel_used']}")
+    spec = view["spec"] or {}
+    line(f"Module:      {spec.get('module') or spec.get('image') or '-'}"
+         + (f"  args {spec.get('args')}" if spec.get("args") else ""))
+    for mount in spec.get("inputs") or []:
+        line(f"Input:       {mount.get('cid') or 'local ' + str(mount.get('local'))} -> {mount.get('path')}")
+    line(f"Started:     {view['started_at'] or '-'}   Finished: {view['finished_at'] or '-'}")
+    if view["nodes"]:
+        line("Nodes:")
+        for node in view["nodes"]:
+            status = node["status"]
+            detail = node["result_cid"] or node["error"] or ""
+            line(f"  {short_node(node['node_id']):<10} {node['node_id'] or '-'}  {node['url'] or '-'}  "
+                 + paint(f"{status:<9}", colours.get(status), status == "DISAGREES") + f"  {detail}")
+    for gone in view["unreachable"]:
+        line(f"  {'-':<10} unreachable  {gone['url']}  {gone['reason']}")
+    if view["groups"]:
+        line("Groups:")
+        for cid, nodes in sorted(view["groups"].items(), key=lambda kv: (-len(kv[1]), kv[0])):
+            line(f"  {cid} <- {', '.join(short_node(n) for n in nodes)} ({len(nodes)})")
+    if view["ledger"]:
+        line(f"Ledger:      {view['ledger']}")
+    mismatches = sum(r["outcome"] == "mismatch" for r in view["runs"])
+    line(f"Runs:        {len(view['runs'])}" + (f" ({mismatches} MISMATCH)" if mismatches else ""))
+    if view["results_dir"]:
+        line(f"Results:     {view['results_dir']}")
+    for name in ("stdout", "stderr"):
+        text = view[name]
+        if text is None:
+            line(f"--- {name}: not on this machine (cod get {view['short_id']}) ---")
+        elif text:
+            line(f"--- {name} ---")
+            line(text, nl=not text.endswith("\n"))
+
+
+@click.command()
+@click.argument("job", type=JobRef())
+@click.option("--stdout", "only", flag_value="stdout", help="Only the job's stdout.")
+@click.option("--stderr", "only", flag_value="stderr", help="Only the job's stderr.")
+def logs(job: str, only: str | None) -> None:
+    """Print JOB's stdout (on stdout) and stderr (on stderr), as the job wrote them.
+
+    When the results are not on this machine they are fetched first, as cod get does.
+
+    \b
+    Examples:
+      cod logs 7xq3kd2a
+      cod logs 7xq3kd2a --stderr
+    """
+    records = _records()
+    view = _view(records, job, with_output=False)
+    results = _local_results(view)
+    if results is None:
+        results = _fetch(records, view, None, None)
+    for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+        if only in (None, name):
+            path = results / name
+            if path.is_file():
+                stream.flush()
+                with open(path, "rb") as handle:
+                    while chunk := handle.read(1 << 16):
+                        stream.buffer.write(chunk)
+                stream.buffer.flush()
 
 
 @click.command()
@@ -26,36 +207,43 @@ def _job(records: Any, job: str) -> dict[str, Any]:
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Where to put the results directory.")
 @click.option("--car", type=click.Path(dir_okay=False), help="Write the results as a CARv1 file instead.")
 def get(job: str, output_dir: str | None, car: str | None) -> None:
-    """Download the results of JOB (a job CID or a prefix of one job's CID) from a node that agreed."""
+    """Download the results of JOB (its CID, a prefix, or its short ID) from a node that signed them.
+
+    The nodes are found by node ID among the configured nodes and the records; the copy a run
+    left on this machine is used when none is reachable. Every copy is checked against the
+    result CID.
+
+    \b
+    Examples:
+      cod get 7xq3kd2a
+      cod get 7xq3kd2a --car results.car
+    """
+    records = _records()
+    view = _view(records, job, with_output=False)
+    destination = Path(output_dir) if output_dir else Path("cod-results") / view["job_cid"]
+    where = _fetch(records, view, None if car else destination, Path(car) if car else None)
+    click.echo(f"{view['result_cid']} -> {where}")
+
+
+def _local_results(view: dict[str, Any]) -> Path | None:
+    """The results directory of the job's latest run on this machine, if it is still there."""
+    for candidate in (view["results_dir"], str(Path("cod-results") / view["job_cid"])):
+        if candidate and Path(candidate, "stdout").is_file():
+            return Path(candidate)
+    return None
+
+
+def _fetch(records: Any, view: dict[str, Any], destination: Path | None, car: Path | None) -> Path:
+    """Fetch the job's agreed result into ``destination`` (or ``car``); records where it went."""
     from verifier.fetch import fetch_results
-    from verifier.reputation import Records
 
-    row = _job(Records(), job)
-    destination = Path(output_dir) if output_dir else Path("cod-results") / row["job_cid"]
-    where = asyncio.run(fetch_results(row, None if car else destination, Path(car) if car else None))
-    click.echo(f"{row['result_cid']} -> {where}")
-
-
-@click.command()
-@click.argument("job", type=JobRef())
-def describe(job: str) -> None:
-    """Show JOB's spec, its latest outcome with each node's signed statement, and every run (JSON)."""
-    from verifier.reputation import Records
-
-    records = Records()
-    row = _job(records, job)
-    click.echo(json.dumps({"job_cid": row["job_cid"], "outcome": row["outcome"], "result_cid": row["result_cid"],
-                           "n": row["n"], "quorum": row["quorum"], "spec": row["spec"], "nodes": row["answers"],
-                           "runs": records.runs(row["job_cid"])},
-                          indent=2, sort_keys=True))
-
-
-@click.command(name="list")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many jobs, newest first.")
-def list_command(limit: int) -> None:
-    """List the jobs this requester ran, with their latest outcomes and how many runs were mismatches."""
-    from verifier.reputation import Records
-
-    for row in Records().jobs(limit):
-        runs = f"{row['runs']} run(s)" + (f", {row['mismatches']} MISMATCH" if row["mismatches"] else "")
-        click.echo(f"{row['job_cid']}  {row['outcome']:<18} {row['n']} node(s)  {row['result_cid'] or '-'}  {runs}")
+    if not view["result_cid"]:
+        raise NotFound(f"job {view['short_id']} has no accepted result (outcome {view['outcome']})",
+                       f"see cod describe {view['short_id']}")
+    if destination is None and car is None:
+        destination = Path("cod-results") / view["job_cid"]
+    row = records.job(view["job_cid"])
+    where: Path = asyncio.run(fetch_results(row, destination, car))
+    if destination is not None and view["runs"]:
+        records.annotate(view["runs"][-1]["run_id"], results_dir=str(Path(where).resolve()))
+    return where
