@@ -106,9 +106,10 @@ class NodeClient:
         if status not in (200, 201):
             self._raise(status, body, f"blob {cid}")
 
-    async def submit(self, spec: dict[str, Any], job_cid: str, timeout: float) -> dict[str, Any]:
-        """Submit and wait: the checked job record (schema.job_record) of ``job_cid``."""
-        status, body = await self._json("POST", "/v1/jobs?wait=true", timeout=timeout, json={"spec": spec})
+    async def submit(self, spec: dict[str, Any], job_cid: str, timeout: float, wait: bool = True) -> dict[str, Any]:
+        """Submit and (unless ``wait`` is False) wait: the checked job record (schema.job_record)."""
+        path = "/v1/jobs?wait=true" if wait else "/v1/jobs"
+        status, body = await self._json("POST", path, timeout=timeout, json={"spec": spec})
         if status == 409 and isinstance(body, dict) and "missing" in body:
             raise MissingBlobs(self.url, schema.missing_blobs(self.url, body))
         if status not in (200, 202):

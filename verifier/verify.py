@@ -391,24 +391,31 @@ async def _attempt(client: NodeClient, answer: Answer, uploads: _Uploads, spec: 
                     raise
                 await uploads.upload(client, lacking.missing)
                 uploaded = True
-        if job["state"] != "done":
-            error = job.get("error") or {}
-            answer.error = f"job {job['state']}: {error.get('error', '')} {error.get('message', '')}".strip()
-            return answer
-        signed = SignedStatement.from_json(job["statement"])
-        statement = signed.verify(job_cid, answer.node_id)
-        answer.statement = job["statement"]
-        if statement.result != job["result_cid"]:
-            raise BadSignature("the signed result differs from the result the node reports")
-        answer.result_cid, answer.exit_code = statement.result, statement.exit_code
-        answer.trap, answer.fuel_used, answer.profile = statement.trap, statement.fuel_used, statement.profile
-        answer.signature_valid = True
+        return accept(answer, job, job_cid)
     except BadSignature as exc:
         answer.signature_valid, answer.result_cid, answer.error = False, None, str(exc)
     except PolicyRefused as exc:  # reported as "failed (policy: ...)"; a spare is asked (step 3)
         answer.error = f"policy: {exc.message}"
     except CodError as exc:
         answer.error = str(exc)
+    return answer
+
+
+def accept(answer: Answer, job: dict[str, Any], job_cid: str) -> Answer:
+    """Fill ``answer`` from a node's checked job record (schema.job_record) for ``job_cid``: its
+    statement verified against the node ID, or why there is none. Raises BadSignature."""
+    if job["state"] != "done":
+        error = job.get("error") or {}
+        answer.error = f"job {job['state']}: {error.get('error', '')} {error.get('message', '')}".strip()
+        return answer
+    signed = SignedStatement.from_json(job["statement"])
+    statement = signed.verify(job_cid, answer.node_id)
+    answer.statement = job["statement"]
+    if statement.result != job["result_cid"]:
+        raise BadSignature("the signed result differs from the result the node reports")
+    answer.result_cid, answer.exit_code = statement.result, statement.exit_code
+    answer.trap, answer.fuel_used, answer.profile = statement.trap, statement.fuel_used, statement.profile
+    answer.signature_valid = True
     return answer
 
 
