@@ -120,7 +120,7 @@ class Records:
         cursor = self.db.conn.execute(f"SELECT {', '.join(NODE_COLUMNS)} FROM nodes ORDER BY node_id")
         return [dict(zip(NODE_COLUMNS, row)) for row in cursor]
 
-    def record_run(self, job_cid: str, *, started_at: str, finished_at: str, outcome: str, result_cid: str | None,
+    def record_run(self, job_cid: str, *, started_at: str, finished_at: str | None, outcome: str, result_cid: str | None,
                    n: int, quorum: int, spec: dict[str, Any], answers: list[dict[str, Any]],
                    note: str | None = None, extra: dict[str, Any] | None = None) -> int:
         """Add a run (never replacing one) and make it the job's latest; returns its run ID."""

@@ -50,7 +50,7 @@ def _short_cid(cid: Any) -> str:
 
 JOB_COLUMNS = [
     Column("short_id", "ID"),
-    Column("finished_at", "AGE", show=age),
+    Column("when", "AGE", show=age),
     Column("outcome", "OUTCOME", show=outcome_text, style=outcome_style),
     Column("k_of_n", "K/N"),
     Column("exit_code", "EXIT"),
@@ -92,7 +92,7 @@ def list_command(limit: int, outcomes: tuple[str, ...], out: Output) -> None:
     if out.format in ("json", "nl"):  # the job objects themselves
         out.rows(views, JOB_COLUMNS)
         return
-    rows = [dict(v, k_of_n=_k_of_n(v), mismatches=sum(r["outcome"] == "mismatch" for r in v["runs"]))
+    rows = [dict(v, when=v["finished_at"] or v["started_at"], k_of_n=_k_of_n(v), mismatches=sum(r["outcome"] == "mismatch" for r in v["runs"]))
             for v in views]
     out.rows(rows, JOB_COLUMNS, empty="no jobs yet: run one with cod run --verify 3 MODULE.wasm")
 
@@ -188,7 +188,7 @@ def logs(job: str, only: str | None) -> None:
     """
     records = _records()
     view = _view(records, job, with_output=False)
-    results = _local_results(view)
+    results = None if view["outcome"] == "submitted" else _local_results(view)
     if results is None:
         results = _fetch(records, view, None, None)
     for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
@@ -225,6 +225,26 @@ def get(job: str, output_dir: str | None, car: str | None) -> None:
     click.echo(f"{view['result_cid']} -> {where}")
 
 
+def _collect(records: Any, view: dict[str, Any], destination: Path) -> dict[str, Any]:
+    """Collect a detached run (verifier.detach.collect): report its outcome on stderr; exit with
+    the outcome's code when no result was accepted."""
+    from verifier.detach import collect
+    from verifier.jobview import recorded_view
+
+    click.echo(f"Collecting the answers of job {view['short_id']} from {len(view['nodes'])} node(s) ...", err=True)
+    verification = asyncio.run(collect(records, view["job_cid"], destination))
+    fresh = recorded_view(records, view["job_cid"], with_output=False)
+    assert fresh is not None
+    click.echo(f"Outcome:     {str(fresh['outcome']).upper()}  ({fresh['agreeing']} of {fresh['n']} agree)"
+               + (f"  {fresh['note']}" if fresh["note"] and fresh["outcome"] != "verified-by-quorum" else ""), err=True)
+    if verification is not None and not fresh["result_cid"]:
+        for node in fresh["nodes"]:
+            click.echo(f"  {node['node_id']}  {node['url']}  {node['status']}  {node['result_cid'] or node['error']}",
+                       err=True)
+        sys.exit(verification.exit_code)
+    return fresh
+
+
 def _local_results(view: dict[str, Any]) -> Path | None:
     """The results directory of the job's latest run on this machine, if it is still there."""
     for candidate in (view["results_dir"], str(Path("cod-results") / view["job_cid"])):
@@ -237,11 +257,15 @@ def _fetch(records: Any, view: dict[str, Any], destination: Path | None, car: Pa
     """Fetch the job's agreed result into ``destination`` (or ``car``); records where it went."""
     from verifier.fetch import fetch_results
 
+    if view["outcome"] == "submitted":  # a detached run: collect, compare and record it first
+        view = _collect(records, view, destination or Path("cod-results") / view["job_cid"])
     if not view["result_cid"]:
         raise NotFound(f"job {view['short_id']} has no accepted result (outcome {view['outcome']})",
                        f"see cod describe {view['short_id']}")
     if destination is None and car is None:
         destination = Path("cod-results") / view["job_cid"]
+    if destination is not None and view["results_dir"] and Path(view["results_dir"]) == destination.resolve():
+        return destination  # collected just now, into the very place asked for
     row = records.job(view["job_cid"])
     where: Path = asyncio.run(fetch_results(row, destination, car))
     if destination is not None and view["runs"]:

@@ -43,8 +43,13 @@ class Steps:
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
-@click.argument("module")
+@click.argument("module", required=False)
 @click.argument("args", nargs=-1)
+@click.option("-f", "--file", "job_file", metavar="FILE",
+              help="Read the job from a job file (JSON, - for stdin; README: job files). Options given here win.")
+@click.option("--dry-run", is_flag=True, help="Print the job spec and its job CID, and run nothing.")
+@click.option("--detach", is_flag=True,
+              help="With --verify: submit the job to N nodes, print its ID and return; cod get or logs collect it.")
 @click.option("-i", "--input", "inputs", multiple=True, metavar="SRC[:DST]",
               help="Mount host directory SRC read-only at DST (default /inputs).")
 @click.option("--outputs", "outputs", metavar="PATH", help="Where the job sees its writable directory "
@@ -85,8 +90,38 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
         output_base: str | None, env: tuple[str, ...], seed: str | None,
         fuel: int, memory: int, timeout: int, max_stdout: int, max_stderr: int, max_output: int,
         entry_point: str | None, engine: str, verify_n: int | None, quorum: int | None, nodes: tuple[str, ...],
-        ledger: str | None, output_dir: str | None, car: str | None, cache_dir: str | None, as_json: bool) -> None:
-    """Run MODULE.wasm with ARGS: locally, or with --verify N on N nodes, and print the result CID."""
+        ledger: str | None, output_dir: str | None, car: str | None, cache_dir: str | None, as_json: bool,
+        job_file: str | None, dry_run: bool, detach: bool) -> None:
+    """Run MODULE.wasm with ARGS: locally, or with --verify N on N nodes, and print the result CID.
+
+    The job's stdout goes to stdout; the report, and the job's stderr after it, to stderr.
+    Exit codes: 0 verified (or a local run), 10 mismatch, 11 incomplete, 12 unverifiable,
+    13 profile mismatch, and those of README "Exit codes and errors".
+
+    \b
+    Examples:
+      cod run vectors/hello.wasm
+      cod run --verify 3 vectors/wordcount.wasm -i vectors/data/wordcount
+      cod run --verify 3 --quorum 2 job.wasm --node http://10.0.0.1:1234 --node http://10.0.0.2:1234 ...
+      cod run --dry-run --json vectors/hello.wasm > job.json && cod run -f job.json
+      cod run --verify 3 --detach vectors/hello.wasm && cod logs SHORT_ID
+    """
+    if job_file is not None:
+        if module is not None:
+            raise click.UsageError("give either MODULE [ARGS] or -f FILE, not both")
+        from ..jobfile import read_job_file
+
+        merged = _merge_job_file(read_job_file(job_file), click.get_current_context())
+        module, args = merged.pop("module"), merged.pop("args")
+        inputs, env, seed, entry_point = merged["inputs"], merged["env"], merged["seed"], merged["entry_point"]
+        outputs, output_base, engine = merged["outputs"], merged["output_base"], merged["engine"]
+        verify_n, quorum, nodes = merged["verify_n"], merged["quorum"], merged["nodes"]
+        fuel, memory, timeout = merged["fuel"], merged["memory"], merged["timeout"]
+        max_stdout, max_stderr, max_output = merged["max_stdout"], merged["max_stderr"], merged["max_output"]
+    if module is None:
+        raise click.UsageError("Missing argument 'MODULE' (or give a job file with -f FILE)")
+    if detach and verify_n is None:
+        raise click.UsageError("--detach goes with --verify N: a local run has nothing to detach from")
     limits = Limits(fuel=fuel, memory_bytes=memory, stdout_bytes=max_stdout, stderr_bytes=max_stderr,
                     output_bytes=max_output, timeout_ms=timeout)
     networked = verify_n is not None or engine == "docker"
@@ -114,29 +149,27 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
         ledger_at = ledger_url(ledger)  # a bad COD_LEDGER or config value is refused before the run
     if engine == "docker":
         job = prepare_docker(module, list(args), inputs=list(inputs), env=list(env), limits=limits)
-        _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json, ledger_at)
+    else:
+        job = prepare(module, list(args), inputs=list(inputs), env=list(env), seed=seed, entry_point=entry_point,
+                      limits=limits, outputs=outputs, output_base=output_base)
+    if dry_run:
+        _dry_run(job, module, args, inputs, env, seed, entry_point, outputs, output_base, engine, limits, verify_n,
+                 quorum, nodes, as_json)
         return
-    job = prepare(module, list(args), inputs=list(inputs), env=list(env), seed=seed, entry_point=entry_point,
-                  limits=limits, outputs=outputs, output_base=output_base)
-    if verify_n is not None:
-        _run_network(job, verify_n, quorum, nodes, output_dir, car, as_json, ledger_at)
+    if engine == "docker" or verify_n is not None:
+        _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json, ledger_at, detach)
         return
     engine_ = Engine(cache_dir or os.environ.get("COD_CACHE_DIR") or default_cache_dir())
+    from verifier.reputation import now
+
+    started = now()
     with _interrupt_exits():
         result = run_prepared(job, output_dir, engine_, car)
-    stdout = (result.results_dir / "stdout").read_bytes()
+    view = _record_local(job, result, started, now(), car)
     if as_json:
-        out: dict[str, Any] = {
-            "job_cid": result.job_cid, "result_cid": result.result_cid, "exit_code": result.exit_code,
-            "trap": result.trap, "fuel_used": result.fuel_used, "profile": result.profile,
-            "module_cid": job.spec.module, "results_dir": str(result.results_dir),
-            "stdout": stdout.decode("utf-8", "replace"), "spec": job.spec.to_dict(),
-        }
-        if car:
-            out["car"] = car
-        click.echo(json.dumps(out, indent=2, sort_keys=True))
+        click.echo(json.dumps(view, indent=2, sort_keys=True))
         return
-    click.echo(f"Job CID:     {result.job_cid}", err=True)
+    click.echo(f"Job CID:     {result.job_cid}  (short ID {view['short_id']})", err=True)
     click.echo(f"Profile:     {result.profile}", err=True)
     trap = f" (trap: {result.trap})" if result.trap else ""
     click.echo(f"Exit code:   {result.exit_code}{trap}", err=True)
@@ -145,9 +178,92 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
     if car:
         click.echo(f"CAR:         {car}", err=True)
     click.echo(f"Result CID:  {result.result_cid}", err=True)
+    _show_output(result.results_dir)
+
+
+def _show_output(results_dir: Path) -> None:
+    """The job's stdout on stdout (after a marker line on stderr), then its stderr, if any, on stderr."""
     click.echo("--- stdout ---", err=True)
-    sys.stdout.buffer.write(stdout)
+    with open(results_dir / "stdout", "rb") as handle:
+        while chunk := handle.read(1 << 16):
+            sys.stdout.buffer.write(chunk)
     sys.stdout.flush()
+    stderr_path = results_dir / "stderr"
+    if stderr_path.is_file() and stderr_path.stat().st_size:
+        click.echo("--- stderr ---", err=True)
+        sys.stderr.flush()
+        with open(stderr_path, "rb") as handle:
+            while chunk := handle.read(1 << 16):
+                sys.stderr.buffer.write(chunk)
+        sys.stderr.buffer.flush()
+
+
+def _record_local(job: PreparedJob, result: Any, started: str, finished: str, car: str | None) -> dict[str, Any]:
+    """Keep a local run in the requester's records (outcome "local"); returns its job view."""
+    from verifier.jobview import recorded_view
+    from verifier.reputation import Records
+
+    records = Records()
+    records.record_run(result.job_cid, started_at=started, finished_at=finished, outcome="local",
+                       result_cid=result.result_cid, n=1, quorum=0, spec=job.spec.to_dict(), answers=[],
+                       extra={"exit_code": result.exit_code, "trap": result.trap, "fuel_used": result.fuel_used,
+                              "profile": result.profile, "results_dir": str(Path(result.results_dir).resolve()),
+                              "car": str(Path(car).resolve()) if car else None, "result_checked": True})
+    view = recorded_view(records, result.job_cid)
+    assert view is not None
+    return view
+
+
+def _merge_job_file(job: Any, ctx: click.Context) -> dict[str, Any]:
+    """The job file's values under the names of run's parameters; a value given on the command
+    line wins. Limits go through the same checks as their options."""
+    from click.core import ParameterSource
+
+    params = {p.name: p for p in ctx.command.params}
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+
+    def pick(name: str, value: Any) -> Any:
+        if given(name) or value in (None, [], {}):
+            return ctx.params[name]
+        param = params[name]
+        return param.type_cast_value(ctx, value) if param.type is not None else value
+
+    merged: dict[str, Any] = {"module": job.module, "args": tuple(job.args or ())}
+    for name, value in (("inputs", tuple(job.inputs)), ("env", tuple(job.env)), ("seed", job.seed),
+                        ("entry_point", job.entry_point), ("outputs", job.outputs),
+                        ("output_base", job.output_base), ("engine", job.engine), ("verify_n", job.verify),
+                        ("quorum", job.quorum), ("nodes", tuple(job.nodes))):
+        merged[name] = pick(name, value)
+    for name in ("fuel", "memory", "timeout", "max_stdout", "max_stderr", "max_output"):
+        merged[name] = pick(name, job.limits.get(name))
+    return merged
+
+
+def _dry_run(job: PreparedJob, module: str, args: tuple[str, ...], inputs: tuple[str, ...], env: tuple[str, ...],
+             seed: str | None, entry_point: str | None, outputs: str | None, output_base: str | None, engine: str,
+             limits: Limits, verify_n: int | None, quorum: int | None, nodes: tuple[str, ...], as_json: bool) -> None:
+    """Print the spec and job CID (and, with --json, the job file that gives them) and run nothing."""
+    from ..jobfile import JobFile
+
+    spec = job.spec.to_dict()
+    job_cid = str(job.spec.cid)
+    if not as_json:
+        click.echo(f"Job CID:     {job_cid}", err=True)
+        click.echo("--- spec ---", err=True)
+        click.echo(json.dumps(spec, indent=2, sort_keys=True))
+        return
+    absolute = [str(Path(i.partition(":")[0]).resolve()) + i.partition(":")[1] + i.partition(":")[2] for i in inputs]
+    saved = JobFile(module=str(Path(module).resolve()) if engine != "docker" else module, args=list(args),
+                    inputs=absolute, env=list(env), seed=seed, entry_point=entry_point, outputs=outputs,
+                    output_base=str(Path(output_base).resolve()) if output_base else None,
+                    engine=engine if engine != "wasm" else None,
+                    limits={"fuel": limits.fuel, "memory": limits.memory_bytes, "timeout": f"{limits.timeout_ms}ms",
+                            "max_stdout": limits.stdout_bytes, "max_stderr": limits.stderr_bytes,
+                            "max_output": limits.output_bytes},
+                    verify=verify_n, quorum=quorum, nodes=list(nodes))
+    click.echo(json.dumps({"job_cid": job_cid, "spec": spec, "job": saved.to_dict()}, indent=2, sort_keys=True))
 
 
 def _check_module_file(path: str) -> None:
@@ -221,7 +337,7 @@ def _interrupt_exits() -> Iterator[None]:
 
 
 def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str, ...], output_dir: str | None,
-                 car: str | None, as_json: bool, ledger: str | None = None) -> None:
+                 car: str | None, as_json: bool, ledger: str | None = None, detach: bool = False) -> None:
     from verifier.network import configured_nodes, run_verified
     from verifier.verify import check_quorum
 
@@ -231,6 +347,9 @@ def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str,
     steps = Steps(quiet=as_json)
     destination = Path(output_dir) if output_dir else Path("cod-results") / str(job.spec.cid)
     urls = configured_nodes(list(nodes))
+    if detach:
+        _detach(job, n, quorum, urls, as_json, steps)
+        return
     try:
         verification = asyncio.run(run_verified(job, n, urls, quorum=quorum, output_dir=destination,
                                                 progress=steps))
@@ -244,31 +363,75 @@ def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str,
         steps("Reporting the evidence to the ledger")
         verification.ledger = asyncio.run(report_evidence(ledger, job.spec.to_dict(), verification.statements()))
     steps.finish()
-    stdout = b""
-    if verification.results_dir is not None:
-        stdout = (verification.results_dir / "stdout").read_bytes()
-        if car:
-            write_car(verification.results_dir, car)
+    if verification.results_dir is not None and car:
+        write_car(verification.results_dir, car)
+    view = _verified_view(verification, car)
     if as_json:
-        out = verification.to_json()
-        out["stdout"] = stdout.decode("utf-8", "replace")
-        click.echo(json.dumps(out, indent=2, sort_keys=True))
+        click.echo(json.dumps(view, indent=2, sort_keys=True))
     else:
-        _report(verification)
+        _report(verification, view["short_id"])
         if verification.results_dir is not None:
-            click.echo("--- stdout ---", err=True)
-            sys.stdout.buffer.write(stdout)
-            sys.stdout.flush()
+            _show_output(verification.results_dir)
     code = verification.exit_code
     if verification.outcome == "unverifiable" and n == 1:
         code = 0
     sys.exit(code)
 
 
+def _verified_view(verification: Any, car: str | None) -> dict[str, Any]:
+    """The job view of the run just recorded, with what came after it (the CAR, the ledger's answer)."""
+    from verifier.jobview import recorded_view
+    from verifier.reputation import Records
+
+    records = Records()
+    extra = {key: value for key, value in (("car", str(Path(car).resolve()) if car else None),
+                                           ("ledger", verification.ledger)) if value is not None}
+    if verification.run_id is not None and extra:
+        records.annotate(verification.run_id, **extra)
+    view = recorded_view(records, verification.job_cid)
+    assert view is not None
+    return view
+
+
+def _detach(job: PreparedJob, n: int, quorum: int | None, urls: list[str], as_json: bool, steps: Steps) -> None:
+    """Submit the job to N nodes and return: cod get / cod logs collect and compare later."""
+    from verifier.detach import submit
+
+    if not urls:
+        raise UsageError("--detach needs nodes that outlive this command; an embedded devstack stops with it",
+                         "name nodes with --node, COD_NODES or the config file")
+    view = asyncio.run(submit(job, urls, n, quorum=quorum, progress=steps))
+    steps.finish()
+    if as_json:
+        click.echo(json.dumps(view, indent=2, sort_keys=True))
+        return
+    click.echo(f"Job CID:     {view['job_cid']}", err=True)
+    click.echo(f"Submitted to {len(view['nodes'])} node(s); collect with: cod get {view['short_id']}  "
+               f"(or cod logs {view['short_id']})", err=True)
+    click.echo(view["short_id"])
+
+
 _COLOURS = {"agrees": "green", "DISAGREES": "red", "failed": "yellow", "unreachable": "yellow"}
 
 
-def _report(verification: Any) -> None:
+def _name_dissent(verification: Any, paint: Any) -> None:
+    """Name the nodes that signed a result other than the one a strict majority signed: on a
+    MISMATCH with a majority, or a quorum that outvoted them, they are the ones to distrust."""
+    from verifier.verify import majority
+
+    winner = verification.result_cid or majority(verification.groups)
+    if winner is None:
+        if len(verification.groups) > 1:
+            click.echo("No majority: every group above is suspect; rerun on more nodes (--verify N).", err=True)
+        return
+    backing = len(verification.groups[winner])
+    for answer in verification.answers:
+        if answer.valid and answer.result_cid != winner:
+            click.echo(paint(f"Outvoted:    node {answer.node_id} ({answer.url}) signed {answer.result_cid}; "
+                             f"{backing} node(s) signed {winner}", "DISAGREES"), err=True)
+
+
+def _report(verification: Any, short_id: str) -> None:
     """The text report on stderr: outcome, every node's status, the groups; coloured on a terminal only."""
     from verifier.verify import statuses
 
@@ -277,7 +440,7 @@ def _report(verification: Any) -> None:
     def paint(text: str, status: str) -> str:
         return click.style(text, fg=_COLOURS[status], bold=status == "DISAGREES") if tty else text
 
-    click.echo(f"Job CID:     {verification.job_cid}", err=True)
+    click.echo(f"Job CID:     {verification.job_cid}  (short ID {short_id})", err=True)
     click.echo(f"Outcome:     {verification.outcome.upper()}"
                + (f" ({verification.note})" if verification.note else ""), err=True)
     click.echo("Nodes:", err=True)
@@ -290,6 +453,7 @@ def _report(verification: Any) -> None:
         click.echo("Groups:", err=True)
         for cid in sorted(verification.groups, key=lambda c: (-len(verification.groups[c]), c)):
             click.echo(f"  {cid} -> {', '.join(sorted(verification.groups[cid]))}", err=True)
+    _name_dissent(verification, paint)
     if verification.result_cid:
         click.echo(f"Result CID:  {verification.result_cid}", err=True)
     if verification.results_dir is not None:

@@ -1,0 +1,156 @@
+"""Detached verification: submit a job to N nodes now, collect and compare their answers later.
+
+``cod run --verify N --detach`` uploads what each node lacks, submits the job without waiting
+and records a run with outcome ``submitted`` naming the N nodes. ``cod get``/``cod logs``
+(``collect``) later read each node's job record (``GET /v1/jobs/{cid}``), check every signed
+statement exactly as an attached run does (``verify.accept``), judge them by the same rules
+(``verify._judge``: no spares are asked, so a node that failed makes the run incomplete),
+record the outcome as a new run, and fetch the agreed result. Nothing about verification is
+weaker for having waited: the statements are signed, and the result is hashed on arrival.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cod.errors import BadSignature, CodError, NodeBusy, NodeError
+from cod.jobspec import JobSpec
+from cod.local import PreparedJob
+
+from .client import MissingBlobs, NodeClient
+from .jobview import SUBMITTED, recorded_view
+from .reputation import Records, now
+from .verify import (DEADLINE_MARGIN, DOWNLOAD_GRACE_S, Answer, NotEnoughNodes, Progress, Requester, Verification,
+                     _candidates, _download, _judge, _remember, _Uploads, accept, check_quorum)
+
+SUBMIT_TIMEOUT_S = 30.0
+POLL_INTERVAL_S = 0.25
+MAX_POLL_INTERVAL_S = 2.0
+
+
+async def submit(job: PreparedJob, urls: list[str], n: int, *, quorum: int | None = None,
+                 records: Records | None = None, progress: Progress = lambda step: None) -> dict[str, Any]:
+    """Submit ``job`` to ``n`` nodes among ``urls`` without waiting; returns the job view of the
+    recorded ``submitted`` run. NotEnoughNodes, before anything is uploaded, as for verify."""
+    check_quorum(n, quorum)
+    job_cid = str(job.spec.cid)
+    spec = job.spec.to_dict()
+    scratch = Path(tempfile.mkdtemp(prefix="cod-detach-"))
+    try:
+        async with Requester(records) as requester:
+            records = requester.records
+            unique = list(dict.fromkeys(urls))
+            progress(f"Checking {len(unique)} node(s)")
+            candidates, unreachable = await _candidates(requester, unique, job, records)
+            if len(candidates) < n:
+                raise NotEnoughNodes(len(candidates), len(unique), n, unreachable)
+            uploads = _Uploads(job, scratch)
+            progress(f"Submitting to {n} node(s)")
+            started = now()
+            answers = await asyncio.gather(*(_submit_one(client, Answer(info.node_id, client.url, info.profile),
+                                                         uploads, spec, job_cid)
+                                             for client, info in candidates[:n]))
+            records.record_run(job_cid, started_at=started, finished_at=None, outcome=SUBMITTED,
+                               result_cid=None, n=n, quorum=quorum or 0, spec=spec,
+                               answers=[dict(asdict(a), submitted=a.error is None) for a in answers],
+                               note="submitted; cod get collects the answers",
+                               extra={"detached": True,
+                                      "unreachable": [{"url": u, "reason": r} for u, r in unreachable]})
+            view = recorded_view(records, job_cid, with_output=False)
+            assert view is not None
+            return view
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def _submit_one(client: NodeClient, answer: Answer, uploads: _Uploads, spec: dict[str, Any],
+                      job_cid: str) -> Answer:
+    uploaded = False
+    try:
+        while True:
+            try:
+                await client.submit(spec, job_cid, timeout=SUBMIT_TIMEOUT_S, wait=False)
+                return answer
+            except MissingBlobs as lacking:
+                if uploaded:
+                    raise
+                await uploads.upload(client, lacking.missing)
+                uploaded = True
+    except NodeBusy as busy:
+        answer.error = f"busy: {busy.message}"
+    except CodError as exc:
+        answer.error = str(exc)
+    return answer
+
+
+async def collect(records: Records, job_cid: str, output_dir: Path, *, wait_s: float | None = None,
+                  progress: Progress = lambda step: None) -> Verification | None:
+    """Collect the answers of a detached run of ``job_cid``, judge them, record the outcome and
+    fetch the agreed result into ``output_dir``. None when the job's latest run is not a
+    detached one still to collect. Waits for the nodes up to ``wait_s`` (default: the job's
+    timeout and DEADLINE_MARGIN); a node still busy then counts as giving no answer."""
+    run = records.latest_run(job_cid)
+    if run is None or run["outcome"] != SUBMITTED:
+        return None
+    job_row = records.job(job_cid)
+    assert job_row is not None
+    spec = JobSpec.from_dict(job_row["spec"])
+    prepared = PreparedJob(spec, b"")
+    span = wait_s if wait_s is not None else spec.limits.timeout_ms / 1000 + DEADLINE_MARGIN
+    started = now()
+    scratch = Path(tempfile.mkdtemp(prefix="cod-collect-"))
+    try:
+        async with Requester(records) as requester:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + span
+            progress(f"Collecting the answers of {len(run['answers'])} node(s)")
+            answers = await asyncio.gather(*(_collect_one(NodeClient(requester.session, a["url"]), a, job_cid,
+                                                          deadline) for a in run["answers"]))
+            verification = _judge(prepared, job_cid, list(answers), int(run["n"]), int(run["quorum"] or 0))
+            _remember(records, verification)
+            if verification.result_cid is not None:
+                progress("Downloading results")
+                budget = max(deadline - loop.time(), DOWNLOAD_GRACE_S)
+                await _download(requester.session, records, verification, prepared, output_dir, scratch, budget)
+            extra = {"result_checked": verification.result_checked, "detached": True,
+                     "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None}
+            verification.run_id = records.record_run(
+                job_cid, started_at=run["started_at"] or started, finished_at=now(), outcome=verification.outcome,
+                result_cid=verification.result_cid, n=verification.n, quorum=verification.quorum,
+                spec=job_row["spec"], answers=[asdict(a) for a in verification.answers], note=verification.note,
+                extra=extra)
+            return verification
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def _collect_one(client: NodeClient, recorded: dict[str, Any], job_cid: str, deadline: float) -> Answer:
+    """One node's answer to a job it was given earlier: checked as verify checks it."""
+    answer = Answer(str(recorded["node_id"]), str(recorded["url"]), str(recorded.get("profile") or ""))
+    if recorded.get("error"):
+        answer.error = str(recorded["error"])
+        return answer
+    loop = asyncio.get_running_loop()
+    interval = POLL_INTERVAL_S
+    try:
+        while True:
+            record = await client.job(job_cid)
+            if record["state"] in ("done", "failed"):
+                return accept(answer, record, job_cid)
+            if loop.time() + interval > deadline:
+                answer.error = f"still {record['state']} when collected"
+                return answer
+            await asyncio.sleep(interval)
+            interval = min(MAX_POLL_INTERVAL_S, interval * 2)
+    except BadSignature as exc:
+        answer.signature_valid, answer.result_cid, answer.error = False, None, str(exc)
+    except NodeError as exc:
+        answer.error = str(exc)
+    except CodError as exc:
+        answer.error = str(exc)
+    return answer
