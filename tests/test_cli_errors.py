@@ -69,6 +69,11 @@ CASES: dict[str, list[Case]] = {
     "run": [
         case("run", code=USAGE, text="MODULE"),
         case("run", HELLO, "--bogus", code=USAGE, text="--bogus"),
+        case("run", "-f", code=USAGE, text="-f"),
+        case("run", "-f", "{tmp}/none.json", code=INPUT, text="cannot read job file"),
+        case("run", "-f", "{tmp}/job.json", code=SPEC, text="unknown key", files={"job.json": b'{"modul": "x"}'}),
+        case("run", "-f", "{tmp}/job.json", HELLO, code=USAGE, text="not both", files={"job.json": b"{}"}),
+        case("run", "--detach", HELLO, code=USAGE, text="--detach goes with --verify"),
         case("run", HELLO, "--engine", "nope", code=USAGE, text="--engine"),
         # counts: refused before anything starts (no "Starting an embedded devstack" line)
         case("run", HELLO, "--verify", "0", code=USAGE, text="--verify"),
@@ -168,7 +173,15 @@ CASES: dict[str, list[Case]] = {
         case("describe", "", code=USAGE, text="JOB"),
         case("describe", b"\xff", code=USAGE, text="JOB"),
     ],
+    "logs": [
+        case("logs", code=USAGE, text="JOB"),
+        case("logs", "bafynosuchjob", code=NOT_FOUND, text="no job"),
+        case("logs", b"\xff", code=USAGE, text="JOB"),
+        case("logs", "x", "--stdout", "--nope", code=USAGE, text="--nope"),
+    ],
     "list": [
+        case("list", "--outcome", code=USAGE, text="--outcome"),
+        case("list", "--json", "--limit", "0", code=USAGE, text="--limit"),
         case("list", "--limit", "-1", code=USAGE, text="--limit"),
         case("list", "--limit", "0", code=USAGE, text="--limit"),
         case("list", "--limit", "many", code=USAGE, text="--limit"),

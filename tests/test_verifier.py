@@ -219,7 +219,7 @@ def test_cli_against_a_devstack_with_a_liar(tmp_path: Path) -> None:
         assert all(n["signature_valid"] for n in data["nodes"])
         listed = subprocess.run([sys.executable, "-m", "cod", "list"], cwd=tmp_path, capture_output=True,
                                 text=True, env=env)
-        assert "mismatch" in listed.stdout
+        assert "MISMATCH" in listed.stdout  # a mismatch stands out in capitals
         quorum = subprocess.run([sys.executable, "-m", "cod", "run", "--verify", "3", "--quorum", "2",
                                  str(VECTORS / "wordcount.wasm"), "-i", str(VECTORS / "data" / "wordcount")],
                                 cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
@@ -236,7 +236,7 @@ def test_cli_against_a_devstack_with_a_liar(tmp_path: Path) -> None:
         assert (tmp_path / "again" / "stdout").read_text() == WORDCOUNT["expect"]["stdout"]
         assert cod("get", job, "--car", str(tmp_path / "r.car")).returncode == 0
         assert (tmp_path / "r.car").stat().st_size > 0
-        described = json.loads(cod("describe", job).stdout)
+        described = json.loads(cod("describe", job, "--json").stdout)
         assert described["outcome"] == "verified-by-quorum" and len(described["nodes"]) == 3
         assert all(n["statement"]["signature"] for n in described["nodes"])
         nodes = cod("nodes").stdout.splitlines()

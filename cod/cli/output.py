@@ -151,8 +151,8 @@ def age(stamp: Any, now: datetime | None = None) -> str:
     seconds = max(0, int(((now or datetime.now(timezone.utc)) - then).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 OUTCOME_STYLES = {"verified": "green", "verified-by-quorum": "green", "local": "cyan", "submitted": "blue",
