@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from ..errors import NotFound, UsageError
+from .output import Output, output_options
 
 
 LEDGER_OPTION_HELP = "The ledger's URL (default: COD_LEDGER, else \"ledger\" in the config file)."
@@ -61,11 +62,17 @@ def emit(value: Any, as_json: bool, text: str) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True) if as_json else text)
 
 
+def show(out: Output, value: Any, text: str) -> None:
+    """A read command's one object: JSON, newline-delimited JSON or CSV as asked, else ``text``."""
+    out.one(value, lambda: click.echo(text))
+
+
 @click.group()
 def ledger() -> None:
     """The FIL+ moderation ledger: a transparency log of blessings, eligibility and decisions.
 
     \b
+    Examples:
     cod ledger init --data-dir D --root-key ID --threshold 1
     cod ledger serve --data-dir D --port 8090
     cod ledger verify --url http://127.0.0.1:8090 --vkey VKEY
@@ -81,7 +88,13 @@ def ledger() -> None:
 @click.option("--origin", help="The log's origin (its checkpoints' first line and key name).")
 @json_option
 def init(data_dir: str, root_keys: tuple[str, ...], threshold: int, origin: str | None, as_json: bool) -> None:
-    """Create a ledger: its log key (log.key, 0600), the genesis entry naming the root keys, a checkpoint."""
+    """Create a ledger: its log key (log.key, 0600), the genesis entry naming the root keys, a checkpoint.
+
+    \b
+    Examples:
+      cod keygen root.key
+      cod ledger init --data-dir ./ledger --root-key 12D3KooW... --threshold 1
+    """
     from ..ledger.log import Ledger
 
     made = Ledger.init(Path(data_dir), list(root_keys), threshold, origin)
@@ -103,7 +116,13 @@ def init(data_dir: str, root_keys: tuple[str, ...], threshold: int, origin: str 
               help="A C2SP tlog-witness to cosign every checkpoint (repeatable).")
 def serve(data_dir: str, host: str, port: int, scan_nodes: tuple[str, ...], scan_interval: float,
           witnesses: tuple[str, ...]) -> None:
-    """Serve the ledger's HTTP API (SPEC.md 12.7) and the log as C2SP tlog-tiles."""
+    """Serve the ledger's HTTP API (SPEC.md 12.7) and the log as C2SP tlog-tiles.
+
+    \b
+    Examples:
+      cod ledger serve --data-dir ./ledger --port 8090
+      cod ledger serve --data-dir ./ledger --scan-node http://127.0.0.1:1234 --witness VKEY=http://127.0.0.1:8091
+    """
     from ..ledger.server import Witness, serve_forever
     from .options import node_url_problem
 
@@ -118,34 +137,45 @@ def serve(data_dir: str, host: str, port: int, scan_nodes: tuple[str, ...], scan
 
 @ledger.command()
 @ledger_option
-@json_option
-def info(ledger_url: str | None, as_json: bool) -> None:
-    """The log's origin, its verifier key (C2SP signed-note vkey), size, root keys and moderators."""
+@output_options
+def info(ledger_url: str | None, out: Output) -> None:
+    """The log's origin, its verifier key (C2SP signed-note vkey), size, root keys and moderators.
+
+    \b
+    Examples:
+      cod ledger info --ledger http://127.0.0.1:8090
+      cod ledger info --json | jq -r .vkey
+    """
     facts = call(client(ledger_url).info())
     text = "\n".join([f"origin:      {facts['origin']}", f"vkey:        {facts['vkey']}",
                       f"size:        {facts['size']}",
                       f"root keys:   {facts['threshold']} of {', '.join(facts['root_keys'])}",
                       f"moderators:  {', '.join(facts['moderators']) or '(none)'}"]
                      + [f"witness:     {w}" for w in facts.get("witnesses", [])])
-    emit(facts, as_json, text)
+    show(out, facts, text)
 
 
 @ledger.command()
 @click.argument("result_cid")
 @ledger_option
-@json_option
-def proof(result_cid: str, ledger_url: str | None, as_json: bool) -> None:
-    """The inclusion proof of the decision on RESULT_CID against the latest checkpoint (what a notary checks)."""
+@output_options
+def proof(result_cid: str, ledger_url: str | None, out: Output) -> None:
+    """The inclusion proof of the decision on RESULT_CID against the latest checkpoint (what a notary checks).
+
+    \b
+    Examples:
+      cod ledger proof bafybei... --json
+    """
     answer = call(client(ledger_url).result(result_cid))
     body = answer.get("proof")
     if not isinstance(body, dict):
         raise NotFound(f"result {result_cid} belongs to job {answer.get('job')}, which no moderator has decided yet",
                        "cod moderation queue lists the jobs waiting for a decision")
-    out = {k: body[k] for k in ("leaf_index", "tree_size", "leaf", "inclusion_path", "checkpoint")}
+    found = {k: body[k] for k in ("leaf_index", "tree_size", "leaf", "inclusion_path", "checkpoint")}
     text = (f"result {result_cid}: {'approved' if answer.get('approved') else 'not approved'}\n"
-            f"decision leaf {out['leaf_index']} of {out['tree_size']}, path of {len(out['inclusion_path'])} hashes\n"
-            f"{out['checkpoint'].rstrip()}")
-    emit(out, as_json, text)
+            f"decision leaf {found['leaf_index']} of {found['tree_size']}, path of "
+            f"{len(found['inclusion_path'])} hashes\n{found['checkpoint'].rstrip()}")
+    show(out, found, text)
 
 
 @ledger.command()
@@ -158,7 +188,13 @@ def proof(result_cid: str, ledger_url: str | None, as_json: bool) -> None:
 @json_option
 def verify(data_dir: str | None, url: str | None, vkey: str | None, witnesses: tuple[str, ...],
            min_cosignatures: int, as_json: bool) -> None:
-    """Audit a ledger offline: signatures, the tree against the checkpoint, every rule, the governance."""
+    """Audit a ledger offline: signatures, the tree against the checkpoint, every rule, the governance.
+
+    \b
+    Examples:
+      cod ledger verify --data-dir ./ledger
+      cod ledger verify --url http://127.0.0.1:8090 --vkey VKEY --witness WVKEY --min-cosignatures 1
+    """
     from ..errors import AuditFailed
     from ..ledger import audit
 
@@ -186,7 +222,12 @@ def verify(data_dir: str | None, url: str | None, vkey: str | None, witnesses: t
 
 @ledger.group()
 def bless() -> None:
-    """Blessed inputs: CIDs that hold FIL+ data."""
+    """Blessed inputs: CIDs that hold FIL+ data.
+
+    \b
+    Examples:
+      cod ledger bless import cids.json --key moderator.key
+    """
 
 
 @bless.command("import")
@@ -202,6 +243,10 @@ def bless_import(file: str, key: str | None, fmt: str, ledger_url: str | None, a
     \b
     cod ledger bless import cids.json --key moderator.key
     lotus state market deals > deals.json && cod ledger bless import deals.json --format lotus --key moderator.key
+    
+    \b
+    Example:
+      cod ledger bless import StateMarketDeals.json --format lotus --key moderator.key
     """
     from ..ledger import blessfile, entries
 
@@ -227,7 +272,13 @@ def bless_import(file: str, key: str | None, fmt: str, ledger_url: str | None, a
 
 @ledger.group()
 def moderator() -> None:
-    """The moderator set, governed by the root key holders (K of them sign a change)."""
+    """The moderator set, governed by the root key holders (K of them sign a change).
+
+    \b
+    Examples:
+      cod ledger moderator propose add 12D3KooW... --key root.key
+      cod ledger moderator list
+    """
 
 
 def _proposal_text(answer: dict[str, Any]) -> str:
@@ -242,7 +293,12 @@ def _proposal_text(answer: dict[str, Any]) -> str:
 @ledger_option
 @json_option
 def propose(action: str, moderator_id: str, key: str, ledger_url: str | None, as_json: bool) -> None:
-    """Propose to add or remove a moderator (signed with a root key; it counts as the first signature)."""
+    """Propose to add or remove a moderator (signed with a root key; it counts as the first signature).
+
+    \b
+    Examples:
+      cod ledger moderator propose add 12D3KooW... --key root.key
+    """
     from ..ledger import entries
 
     answer = call(client(ledger_url).propose(entries.sign_proposal(identity(key), action=action,
@@ -256,7 +312,12 @@ def propose(action: str, moderator_id: str, key: str, ledger_url: str | None, as
 @ledger_option
 @json_option
 def approve(proposal_id: str, key: str, ledger_url: str | None, as_json: bool) -> None:
-    """Sign a proposal with another root key; the change takes effect at the threshold."""
+    """Sign a proposal with another root key; the change takes effect at the threshold.
+
+    \b
+    Examples:
+      cod ledger moderator approve PROPOSAL_ID --key root2.key
+    """
     from ..ledger import entries
 
     answer = call(client(ledger_url).approve(proposal_id, entries.sign_approval(identity(key), proposal_id)))
@@ -265,15 +326,21 @@ def approve(proposal_id: str, key: str, ledger_url: str | None, as_json: bool) -
 
 @moderator.command("list")
 @ledger_option
-@json_option
-def list_(ledger_url: str | None, as_json: bool) -> None:
-    """The moderators and the proposals."""
+@output_options
+def list_(ledger_url: str | None, out: Output) -> None:
+    """The moderators and the proposals.
+
+    \b
+    Examples:
+      cod ledger moderator list
+      cod ledger moderator list --json
+    """
     answer = call(client(ledger_url).moderators())
     lines = [f"moderator {m}" for m in answer["moderators"]] or ["(no moderators)"]
     lines += [f"proposal {p['proposal_id']}: {p['action']} {p['moderator']}, "
               f"{len(p['signatures'])} signature(s){', in effect' if p['in_effect'] else ''}"
               for p in answer["proposals"]]
-    emit(answer, as_json, "\n".join(lines))
+    show(out, answer, "\n".join(lines))
 
 
 @click.command()
@@ -282,7 +349,8 @@ def keygen(file: str) -> None:
     """Make an Ed25519 key file (mode 0600) and print its ID (a moderator's, a root key holder's, a node's).
 
     \b
-    cod keygen moderator.key
+    Example:
+      cod keygen moderator.key
     """
     from ..identity import Identity
 

@@ -15,6 +15,7 @@ from ..errors import NotFound, UsageError
 
 from .ledger import call, client, emit, identity, json_option, ledger_option
 from .options import datacap_size
+from .output import Column, Output, output_options
 
 
 @click.group()
@@ -22,6 +23,7 @@ def moderation() -> None:
     """Moderate eligible jobs: look at the queue, approve or reject with a signed decision.
 
     \b
+    Examples:
     cod moderation queue
     cod moderation approve JOB --datacap 1TiB --reason "useful" --key moderator.key
     """
@@ -40,22 +42,37 @@ def _find(connection: Any, job: str) -> dict[str, Any]:
     return record
 
 
+QUEUE_COLUMNS = [Column("job", "JOB"), Column("result", "RESULT"), Column("entry", "ENTRY"),
+                 Column("nodes", "NODES", show=lambda nodes: str(len(nodes or [])))]
+
+
 @moderation.command()
 @ledger_option
-@json_option
-def queue(ledger_url: str | None, as_json: bool) -> None:
-    """Eligible jobs waiting for a decision, oldest first."""
+@output_options
+def queue(ledger_url: str | None, out: Output) -> None:
+    """Eligible jobs waiting for a decision, oldest first: job, result, the eligibility entry, agreeing nodes.
+
+    \b
+    Examples:
+      cod moderation queue --ledger http://127.0.0.1:8090
+      cod moderation queue --csv > queue.csv
+    """
     jobs = call(client(ledger_url).queue())["jobs"]
-    lines = [f"{j['job']}  result {j['result']}  entry {j['entry']}  {len(j['nodes'])} nodes agree" for j in jobs]
-    emit(jobs, as_json, "\n".join(lines) or "the moderation queue is empty")
+    out.rows(jobs, QUEUE_COLUMNS, empty="the moderation queue is empty")
 
 
 @moderation.command()
 @click.argument("job")
 @ledger_option
-@json_option
-def show(job: str, ledger_url: str | None, as_json: bool) -> None:
-    """A job's evidence (spec, agreeing nodes, blessed inputs), eligibility and decisions."""
+@output_options
+def show(job: str, ledger_url: str | None, out: Output) -> None:
+    """A job's evidence (spec, agreeing nodes, blessed inputs), eligibility and decisions.
+
+    \b
+    Examples:
+      cod moderation show bagaaiera...
+      cod moderation show bagaaiera... --json | jq .decisions
+    """
     record = _find(client(ledger_url), job)
     e = record["eligibility"]
     lines = [f"job:         {record['job']}", f"state:       {record['state']}",
@@ -66,7 +83,7 @@ def show(job: str, ledger_url: str | None, as_json: bool) -> None:
     lines += [f"decision:    entry {d['entry']}: {d['action']} by {d['moderator']}"
               f"{' with ' + str(d['datacap']) + ' bytes of DataCap' if d['action'] == 'approve' else ''}: {d['reason']}"
               for d in record["decisions"]]
-    emit(record, as_json, "\n".join(lines))
+    out.one(record, lambda: click.echo("\n".join(lines)))
 
 
 def _decide(job: str, action: str, datacap: int, reason: str, key: str | None, ledger_url: str | None,
@@ -94,7 +111,12 @@ def _decide(job: str, action: str, datacap: int, reason: str, key: str | None, l
 @ledger_option
 @json_option
 def approve(job: str, datacap: int, reason: str, key: str | None, ledger_url: str | None, as_json: bool) -> None:
-    """Approve an eligible job's result with DataCap (a signed decision; supersedes an earlier one)."""
+    """Approve an eligible job's result with DataCap (a signed decision; supersedes an earlier one).
+
+    \b
+    Example:
+      cod moderation approve bagaaiera... --datacap 1TiB --reason "public climate data" --key moderator.key
+    """
     _decide(job, "approve", datacap, reason, key, ledger_url, as_json)
 
 
@@ -105,5 +127,10 @@ def approve(job: str, datacap: int, reason: str, key: str | None, ledger_url: st
 @ledger_option
 @json_option
 def reject(job: str, reason: str, key: str | None, ledger_url: str | None, as_json: bool) -> None:
-    """Reject an eligible job (a signed decision; supersedes an earlier one)."""
+    """Reject an eligible job (a signed decision; supersedes an earlier one).
+
+    \b
+    Example:
+      cod moderation reject bagaaiera... --reason "not public data" --key moderator.key
+    """
     _decide(job, "reject", 0, reason, key, ledger_url, as_json)

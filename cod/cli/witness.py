@@ -25,6 +25,10 @@ def witness(data_dir: str, logs: tuple[str, ...], host: str, port: int, name: st
 
     Prints the witness's cosigner vkey (give it to the ledger: --witness VKEY=URL) and its URL,
     then serves until interrupted.
+
+    \b
+    Example:
+      cod ledger witness --data-dir ./witness --log "$(cod ledger info --json | jq -r .vkey)" --port 8091
     """
     from ..ledger.witness import start_witness
     from ..node.server import until_interrupted
