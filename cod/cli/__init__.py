@@ -95,7 +95,26 @@ def _available(name: str) -> bool:
     return importlib.util.find_spec(f"{__name__}.{COMMANDS[name][0]}") is not None
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+EPILOG = """\b
+Exit codes (README: "Exit codes and errors"):
+  0 done (a local run, whatever the job's own exit code) or verified
+  1 internal error (a bug)       2 usage                     3 bad job spec value
+  4 module not a WASI command    5 unusable input            6 output limit exceeded
+  7 indeterminate run            8 compiled-module cache     9 malformed CID
+  10 mismatch                    11 incomplete               12 unverifiable
+  13 profile mismatch            14 node error               15 engine unavailable
+  16 bad signature               17 not found                18 executor crashed
+  19 cap exceeded                20 engine setting           21 config file
+  22 local path                  23 refused by the ledger    24 audit failed
+  25 key file                    130 interrupted             141 stdout closed
+
+\b
+Shell completion (bash; zsh and fish alike):
+  eval "$(_COD_COMPLETE=bash_source cod)"
+"""
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(__version__, prog_name="cod")
 def cli() -> None:
     """cod: verifiable compute over data.
