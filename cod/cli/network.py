@@ -61,6 +61,12 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
     """Run a compute node: the /v1 HTTP API, signed results, executor processes.
 
     Specs and uploads over a --max-* cap are refused with an error naming the cap.
+
+    \b
+    Examples:
+      cod serve --data-dir ./node1 --port 1234
+      cod serve --data-dir ./node2 --port 1235 --concurrency 2 --max-fuel 10000000000
+      cod serve --data-dir ./node3 --ledger http://127.0.0.1:8090 --policy fil-plus-only
     """
     from ..errors import NodeError
     from ..node.caps import NodeCaps
@@ -85,7 +91,13 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
               help="How many of them lie: a wrong result with a valid signature.")
 @click.option("--base-dir", type=click.Path(file_okay=False), help="Keep the nodes' data here (default: temporary).")
 def devstack(nodes: int, bad_nodes: int, base_dir: str | None) -> None:
-    """Run a local network of compute nodes until interrupted, and print how to use it."""
+    """Run a local network of compute nodes until interrupted, and print how to use it.
+
+    \b
+    Examples:
+      cod devstack --nodes 3
+      cod devstack --nodes 4 --bad-nodes 1      # one node signs wrong results
+    """
     from verifier.devstack import Devstack
 
     from ..node.server import until_interrupted
