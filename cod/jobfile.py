@@ -2,7 +2,7 @@
 
     {
       "module": "wordcount.wasm",            # a path (relative to the file); docker: the image
-      "args": ["wordcount.wasm"],            # the job's argv (default: the module's file name)
+      "args": ["a", "b"],                    # ARGS after MODULE (argv[0] is the module's file name)
       "inputs": ["data/wordcount:/inputs"],  # SRC[:DST], as -i
       "env": {"LANG": "C"},
       "seed": "any text or 64 hex digits",
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,8 @@ def read_job_file(path: str) -> JobFile:
             raw = sys.stdin.buffer.read(MAX_JOB_FILE_BYTES + 1)
             base = Path.cwd()
         else:
+            if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would wait for a writer for ever
+                raise InputError(f"cannot read job file {path!r}: it is not a regular file", "name a JSON file")
             with open(path, "rb") as handle:
                 raw = handle.read(MAX_JOB_FILE_BYTES + 1)
             base = Path(path).resolve().parent

@@ -292,3 +292,21 @@ def test_detach_needs_nodes_that_outlive_the_command(home: tuple[dict[str, str],
     env, tmp = home
     out = cod("run", "--verify", "2", "--detach", HELLO, env=env, cwd=tmp)
     assert out.returncode == 2 and "embedded devstack" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device"])
+def test_a_job_file_that_is_no_regular_file_is_refused_without_waiting(kind: str,
+                                                                      home: tuple[dict[str, str], Path]) -> None:
+    env, tmp = home
+    path = {"fifo": tmp / "job.fifo", "directory": tmp, "device": Path("/dev/zero")}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    out = cod("run", "-f", str(path), env=env, cwd=tmp)  # a FIFO would block for ever; /dev/zero never end
+    assert out.returncode == 5 and "not a regular file" in out.stderr, out.stderr
+
+
+def test_a_huge_job_file_is_refused_unread(home: tuple[dict[str, str], Path]) -> None:
+    env, tmp = home
+    (tmp / "job.json").write_bytes(b'{"module": "' + b"x" * (2 << 20) + b'"}')
+    out = cod("run", "-f", "job.json", env=env, cwd=tmp)
+    assert out.returncode == 3 and "over 1048576 bytes" in out.stderr, out.stderr
