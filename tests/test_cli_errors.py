@@ -59,7 +59,8 @@ def case(*argv: Arg, code: int, text: str = "", env: dict[str, Arg] | None = Non
     return Case(tuple(argv), code, text, env or {}, files or {})
 
 
-CONFIG_FILE = "config/cod/config.json"  # under XDG_CONFIG_HOME={tmp}/config
+CONFIG_FILE = "config/cod/config.json"  # the legacy JSON file, under XDG_CONFIG_HOME={tmp}/config
+CONFIG_TOML = "config/cod/config.toml"
 
 CASES: dict[str, list[Case]] = {
     "": [
@@ -131,12 +132,20 @@ CASES: dict[str, list[Case]] = {
         case("run", HELLO, "--verify", "1", code=CONFIG, text="COD_NODES", env={"COD_NODES": "ftp://x"}),
         case("run", HELLO, "--verify", "1", code=CONFIG, text="COD_NODES", env={"COD_NODES": "http://[::1"}),
         case("run", HELLO, "--verify", "1", code=CONFIG, text="not UTF-8", env={"COD_NODES": b"http://\xff"}),
-        case("run", HELLO, "--verify", "1", code=CONFIG, text="not UTF-8 JSON", files={CONFIG_FILE: b"nodes = 1"}),
-        case("run", HELLO, "--verify", "1", code=CONFIG, text="not UTF-8 JSON",
+        case("run", HELLO, "--verify", "1", code=CONFIG, text="not valid JSON", files={CONFIG_FILE: b"nodes = 1"}),
+        case("run", HELLO, "--verify", "1", code=CONFIG, text="not UTF-8",
              files={CONFIG_FILE: b'{"nodes": ["\xff"]}'}),
-        case("run", HELLO, "--verify", "1", code=CONFIG, text="list of URL strings",
+        case("run", HELLO, "--verify", "1", code=CONFIG, text="not one string",
              files={CONFIG_FILE: b'{"nodes": "http://127.0.0.1:1234"}'}),
-        case("run", HELLO, "--verify", "1", code=CONFIG, text="not an object", files={CONFIG_FILE: b'["http://a:1"]'}),
+        case("run", HELLO, "--verify", "1", code=CONFIG, text="not a table", files={CONFIG_FILE: b'["http://a:1"]'}),
+        case("run", HELLO, "--verify", "1", code=CONFIG, text="not one string",
+             files={CONFIG_TOML: b'nodes = "http://127.0.0.1:1234"'}),
+        case("run", HELLO, "--verify", "1", code=CONFIG, text="not valid TOML", files={CONFIG_TOML: b'nodes = ['}),
+        case("run", HELLO, code=CONFIG, text="unknown key 'node'", files={CONFIG_TOML: b'node = []'}),
+        case("run", HELLO, code=CONFIG, text="limits.fuel", files={CONFIG_TOML: b'[limits]\nfuel = -1'}),
+        case("run", HELLO, code=CONFIG, text="limits.memory", files={CONFIG_TOML: b'[limits]\nmemory = "lots"'}),
+        case("run", HELLO, code=CONFIG, text="COD_TIMEOUT", env={"COD_TIMEOUT": "soon"}),
+        case("run", HELLO, code=CONFIG, text="larger than", files={CONFIG_TOML: b"#" * (1 << 20) + b"\n"}),
         case("run", HELLO, "--verify", "1", code=CONFIG, text="http://", files={CONFIG_FILE: b'{"nodes": ["a:1"]}'}),
         case("run", HELLO, "--verify", "1", code=CONFIG, text="config file", env={"XDG_CONFIG_HOME": "{tmp}/file"},
              files={"file": b"x"}),
@@ -187,6 +196,22 @@ CASES: dict[str, list[Case]] = {
         case("list", "--limit", "many", code=USAGE, text="--limit"),
         case("list", code=LOCAL_PATH, text="file", env={"COD_HOME": "{tmp}/file/home"}, files={"file": b"x"}),
         case("list", code=LOCAL_PATH, text="file", env={"COD_HOME": "", "HOME": "{tmp}/file"}, files={"file": b"x"}),
+    ],
+    "config": [
+        case("config", "nosuch", code=USAGE, text="No such command"),
+    ],
+    "config show": [
+        case("config", "show", code=CONFIG, text="unknown key", files={CONFIG_TOML: b"x = 1"}),
+        case("config", "show", code=CONFIG, text="COD_NODES", env={"COD_NODES": "nonsense"}),
+        case("config", "show", "--bogus", code=USAGE, text="--bogus"),
+    ],
+    "config path": [
+        case("config", "path", "extra", code=USAGE, text="extra"),
+    ],
+    "config init": [
+        case("config", "init", code=USAGE, text="already exists", files={CONFIG_TOML: b""}),
+        case("config", "init", code=LOCAL_PATH, text="not a directory", env={"XDG_CONFIG_HOME": "{tmp}/file"},
+             files={"file": b"x"}),
     ],
     "nodes": [
         case("nodes", "extra", code=USAGE, text="extra"),

@@ -50,9 +50,9 @@ def call(coro: Any) -> Any:
 def identity(key: str | None, config_key: str | None = None) -> Any:
     """The key of --key FILE (or of ``config_key`` in the config file)."""
     from ..identity import Identity
-    from .options import config_string
+    from ..config import load
 
-    path = key or (config_string(config_key) if config_key else None)
+    path = key or (load().get(config_key) if config_key else None)
     if path is None:
         raise UsageError("no key file given", "pass --key FILE (cod keygen FILE makes one)")
     return Identity.from_key_file(Path(path))
@@ -124,7 +124,7 @@ def serve(data_dir: str, host: str, port: int, scan_nodes: tuple[str, ...], scan
       cod ledger serve --data-dir ./ledger --scan-node http://127.0.0.1:1234 --witness VKEY=http://127.0.0.1:8091
     """
     from ..ledger.server import Witness, serve_forever
-    from .options import node_url_problem
+    from ..urls import node_url_problem
 
     for url in scan_nodes:
         problem = node_url_problem(url)

@@ -10,37 +10,18 @@ can hold, so they are refused here with the field they were meant for.
 
 from __future__ import annotations
 
-import json
 import re
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
-from ..errors import ConfigError, LocalPathError, SpecError, UsageError
+from ..errors import LocalPathError, SpecError, UsageError
 from ..jobspec import MAX_INT
 from ..local import parse_duration_ms, parse_size
+from ..urls import node_url_problem, not_utf8
 
-MAX_URL_BYTES = 2048
-"""Longest node URL accepted (browsers and proxies agree on at least this)."""
-
-URL_SCHEMES = ("http", "https")
-NODES_HINT = "write node URLs as http://HOST:PORT, e.g. COD_NODES=http://127.0.0.1:1234,http://10.0.0.2:1234"
-CONFIG_HINT = 'the config file holds {"nodes": ["http://HOST:PORT", ...]}'
-CONFIG_KEYS_HINT = ('the config file holds {"nodes": ["http://HOST:PORT", ...], "ledger": "http://HOST:PORT", '
-                    '"moderator_key": "PATH"}')
-
-
-def not_utf8(text: str) -> bool:
-    """True when ``text`` came from bytes that are not UTF-8 (Python keeps them as lone surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def spec_text(value: str, field: str) -> str:
@@ -136,30 +117,6 @@ class JobRef(click.ParamType[str]):
         return text
 
 
-def node_url_problem(url: str) -> str | None:
-    """Why ``url`` is not a node's base URL (http or https, a host, a port in 1-65535), or None."""
-    if not_utf8(url):
-        return "is not UTF-8 text"
-    if len(url.encode()) > MAX_URL_BYTES:
-        return f"is longer than {MAX_URL_BYTES} bytes"
-    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
-        return "holds white space or a control character"
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        return f"is malformed ({exc})"
-    if parts.scheme not in URL_SCHEMES:
-        return "does not start with http:// or https://"
-    if not parts.hostname:
-        return "names no host"
-    if port == 0:
-        return "names port 0"
-    if parts.username is not None or parts.query or parts.fragment:
-        return "holds a user name, a query or a fragment; a node URL is http://HOST:PORT[/PATH]"
-    return None
-
-
 class NodeURL(click.ParamType[str]):
     """A ``--node`` (or ``--ledger``) URL, checked before anything starts."""
 
@@ -180,70 +137,9 @@ def node_urls(explicit: tuple[str, ...]) -> list[str]:
     """
     if explicit:
         return list(explicit)
-    env = os.environ.get("COD_NODES", "").strip()
-    if env:
-        urls = [u.strip() for u in env.split(",") if u.strip()]
-        _check_urls(urls, "COD_NODES", NODES_HINT)
-        return urls
-    return _config_nodes()
+    from ..config import load
 
-
-def read_config() -> dict[str, Any]:
-    """The config file's object ({} when there is none); ConfigError if it is unreadable or not an object.
-
-    Keys: "nodes" (node URLs), "ledger" (the ledger's URL), "moderator_key" (a key file path).
-    """
-    from verifier.network import config_path
-
-    path = config_path()
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}", CONFIG_HINT) from exc
-    try:
-        data: Any = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"config file {str(path)!r} is not UTF-8 JSON: {exc}", CONFIG_HINT) from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r} holds a {type(data).__name__}, not an object", CONFIG_HINT)
-    return data
-
-
-def config_string(key: str, check: Callable[[str], str | None] | None = None) -> str | None:
-    """The string under ``key`` in the config file, or None; ConfigError naming the key if it is
-    not a non-empty string, or if ``check`` names a problem with it."""
-    from verifier.network import config_path
-
-    value = read_config().get(key)
-    if value is None:
-        return None
-    where = f"config file {str(config_path())!r}: \"{key}\""
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where} must be a non-empty string", CONFIG_KEYS_HINT)
-    problem = check(value) if check else None
-    if problem:
-        raise ConfigError(f"{where} {value!r} {problem}", CONFIG_KEYS_HINT)
-    return value
-
-
-def _config_nodes() -> list[str]:
-    from verifier.network import config_path
-
-    path = config_path()
-    nodes = read_config().get("nodes", [])
-    if not isinstance(nodes, list) or not all(isinstance(u, str) for u in nodes):
-        raise ConfigError(f"config file {str(path)!r}: \"nodes\" must be a list of URL strings", CONFIG_HINT)
-    _check_urls(nodes, f"config file {str(path)!r}", CONFIG_HINT)
-    return list(nodes)
-
-
-def _check_urls(urls: list[str], source: str, hint: str) -> None:
-    for url in urls:
-        problem = node_url_problem(url)
-        if problem:
-            raise ConfigError(f"{source}: {url!r} {problem}", hint)
+    return load().nodes
 
 
 def writable_parent(path: str, what: str, create: bool) -> None:

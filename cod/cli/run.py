@@ -7,7 +7,7 @@ import signal
 import stat
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,19 @@ class Steps:
             self.open = False
 
 
+def _configured(name: str) -> Callable[[], int]:
+    """A limit option's default: [limits] NAME of the config, or its COD_ variable, else cod's own."""
+    def default() -> int:
+        from ..config import load
+
+        return load().limit(name)
+    return default
+
+
+def _shown(name: str, builtin: str) -> str:
+    return f"{builtin}, or [limits] {name} of the config"
+
+
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.argument("module", required=False)
 @click.argument("args", nargs=-1)
@@ -59,18 +72,18 @@ class Steps:
 @click.option("-e", "--env", "env", multiple=True, metavar="K=V", help="Set an environment variable for the job.")
 @click.option("--seed", type=SpecText("seed"),
               help="Seed of the job's random stream: 64 hex digits, or any text (hashed).")
-@click.option("--fuel", type=SpecInt("limits.fuel"), default=Limits.fuel, show_default=True,
-              help="Fuel limit (wasm instructions).")
-@click.option("--memory", type=SpecSize("limits.memory_bytes"), default="256MiB", show_default=True,
-              help="Linear memory limit.")
-@click.option("--timeout", type=SpecDuration("limits.timeout_ms"), default="600s", show_default=True,
-              help="Wall-clock safety timeout (no result if hit).")
-@click.option("--max-stdout", type=SpecSize("limits.stdout_bytes"), default="16MiB", show_default=True,
-              help="Cap on stdout bytes.")
-@click.option("--max-stderr", type=SpecSize("limits.stderr_bytes"), default="16MiB", show_default=True,
-              help="Cap on stderr bytes.")
-@click.option("--max-output", type=SpecSize("limits.output_bytes"), default="1GiB", show_default=True,
-              help="Cap on bytes written under the output dir.")
+@click.option("--fuel", type=SpecInt("limits.fuel"), default=_configured("fuel"),
+              show_default=_shown("fuel", str(Limits.fuel)), help="Fuel limit (wasm instructions).")
+@click.option("--memory", type=SpecSize("limits.memory_bytes"), default=_configured("memory"),
+              show_default=_shown("memory", "256MiB"), help="Linear memory limit.")
+@click.option("--timeout", type=SpecDuration("limits.timeout_ms"), default=_configured("timeout"),
+              show_default=_shown("timeout", "600s"), help="Wall-clock safety timeout (no result if hit).")
+@click.option("--max-stdout", type=SpecSize("limits.stdout_bytes"), default=_configured("max_stdout"),
+              show_default=_shown("max_stdout", "16MiB"), help="Cap on stdout bytes.")
+@click.option("--max-stderr", type=SpecSize("limits.stderr_bytes"), default=_configured("max_stderr"),
+              show_default=_shown("max_stderr", "16MiB"), help="Cap on stderr bytes.")
+@click.option("--max-output", type=SpecSize("limits.output_bytes"), default=_configured("max_output"),
+              show_default=_shown("max_output", "1GiB"), help="Cap on bytes written under the output dir.")
 @click.option("--entry-point", type=SpecText("entry_point"), help="Exported function to call (default _start).")
 @click.option("--engine", type=click.Choice(["wasm", "docker"]), default="wasm", show_default=True,
               help="wasm: MODULE is a .wasm file. docker: MODULE is an image, ARGS its command (unverifiable).")

@@ -12,14 +12,13 @@ answer must come from the ledger named (a 3xx is a refusal).
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 
-from ..errors import CodError, ConfigError, LedgerRefused, UsageError
+from ..errors import CodError, LedgerRefused, UsageError
 from ..jobspec import load_json
 
 REQUEST_TIMEOUT_S = 30.0
@@ -32,8 +31,6 @@ MAX_TEXT_CHARS = 500
 """A ledger's message or hint shown to a user is cut here (and control characters replaced)."""
 
 READ_CHUNK = 1 << 16
-ENV_VAR = "COD_LEDGER"
-CONFIG_KEY = "ledger"
 LEDGER_HINT = "start it (cod ledger serve), or check --ledger / COD_LEDGER / \"ledger\" in the config file"
 T = TypeVar("T")
 
@@ -204,20 +201,15 @@ def ledger_url(explicit: str | None) -> str | None:
     None when none is set. Raises UsageError for a bad --ledger, ConfigError naming the source
     of a bad COD_LEDGER or config value.
     """
-    from ..cli.options import config_string, node_url_problem
+    from ..config import load
+    from ..urls import node_url_problem
 
     if explicit:
         problem = node_url_problem(explicit)
         if problem:
             raise UsageError(f"--ledger {explicit!r} {problem}", "give the ledger's URL, e.g. http://127.0.0.1:8090")
         return explicit
-    env = os.environ.get(ENV_VAR, "").strip()
-    if env:
-        problem = node_url_problem(env)
-        if problem:
-            raise ConfigError(f"{ENV_VAR} {env!r} {problem}", "set COD_LEDGER=http://HOST:PORT, or unset it")
-        return env
-    return config_string(CONFIG_KEY, check=node_url_problem)
+    return load().ledger
 
 
 __all__ = ["LedgerClient", "ledger_url", "run", "REQUEST_TIMEOUT_S", "MAX_ANSWER_BYTES"]
