@@ -216,6 +216,15 @@ CASES: dict[str, list[Case]] = {
     "nodes": [
         case("nodes", "extra", code=USAGE, text="extra"),
         case("nodes", code=LOCAL_PATH, text="file", env={"COD_HOME": "{tmp}/file/home"}, files={"file": b"x"}),
+        case("nodes", "--check", code=CONFIG, text="COD_NODES", env={"COD_NODES": "garbage"}),
+        case("nodes", "--json", "--bogus", code=USAGE, text="--bogus"),
+    ],
+    "nodes forget": [
+        case("nodes", "forget", code=USAGE, text="NODE_ID"),
+        case("nodes", "forget", "", code=USAGE, text="not a node ID"),
+        case("nodes", "forget", "a%b", code=USAGE, text="not a node ID"),
+        case("nodes", "forget", b"\xff", code=USAGE, text="not a node ID"),
+        case("nodes", "forget", "nosuchnode", code=USAGE, text="no known node"),
     ],
     "cid": [
         case("cid", code=USAGE, text="PATH"),

@@ -197,24 +197,88 @@ async def download_agreed(session: aiohttp.ClientSession, urls: list[str], job_c
     raise DownloadFailed(failures)
 
 
-async def fetch_results(row: dict[str, Any], output_dir: Path | None, car: Path | None) -> Path:
-    """The results of a job in the requester's records (cod get)."""
+async def signer_urls(session: aiohttp.ClientSession, row: dict[str, Any], known: dict[str, str],
+                      configured: list[str]) -> tuple[list[str], list[str]]:
+    """Where the nodes that signed the job's agreed result are now, found by node ID.
+
+    Returns the URLs to try first (each signer's URL in the node table ``known``, then the
+    URL its answer was given from) and, separately, the configured URLs that answer
+    ``/v1/info`` as one of the signers (a node that moved, or a devstack restarted on other
+    ports with the same keys). Any URL will do: whatever it sends is checked against the CID.
+    """
+    from .client import NodeClient
+
+    agreed = row["result_cid"]
+    signers = [a["node_id"] for a in row["answers"] if a.get("result_cid") == agreed and a.get("node_id")]
+    first = list(dict.fromkeys([known[n] for n in signers if n in known] +
+                               [a["url"] for a in row["answers"] if a.get("result_cid") == agreed and a.get("url")]))
+    others = [u for u in dict.fromkeys(configured) if u not in first]
+    infos = await asyncio.gather(*(NodeClient(session, u).info() for u in others), return_exceptions=True)
+    moved = [u for u, info in zip(others, infos) if isinstance(info, schema.NodeInfo) and info.node_id in signers]
+    return first, moved
+
+
+async def fetch_results(row: dict[str, Any], output_dir: Path | None, car: Path | None, *,
+                        known: dict[str, str] | None = None, configured: list[str] | None = None,
+                        local_copy: Path | None = None) -> Path:
+    """The results of a job in the requester's records (cod get): from a node that signed the
+    agreed result (signer_urls), else from ``local_copy`` (the copy a run left here) once it
+    hashes to the agreed CID. Raises DownloadFailed when neither delivers."""
     agreed = row["result_cid"]
     if not agreed:
         raise NotFound(f"job {row['job_cid']} has no agreed result ({row['outcome']})")
     if output_dir is not None:
         check_destination(output_dir)
     limits = _limits_of(row.get("spec"))
-    urls = [a["url"] for a in row["answers"] if a.get("result_cid") == agreed]
     scratch = Path(tempfile.mkdtemp(prefix="cod-get-"))
+    failures: dict[str, str] = {}
     try:
         async with aiohttp.ClientSession() as session:
-            done = await download_agreed(session, urls, row["job_cid"], agreed, output_dir, car, scratch,
-                                         limits=limits)
-            assert done.path is not None
-            return done.path
+            first, moved = await signer_urls(session, row, known or {}, configured or [])
+            for urls in (first, moved):
+                if not urls:
+                    continue
+                try:
+                    done = await download_agreed(session, urls, row["job_cid"], agreed, output_dir, car, scratch,
+                                                 limits=limits)
+                except DownloadFailed as exc:
+                    failures.update(exc.failures)
+                    continue
+                assert done.path is not None
+                return done.path
+        if local_copy is not None and await asyncio.to_thread(_local_copy, local_copy, agreed, output_dir, car,
+                                                                scratch):
+            return car if car is not None else output_dir or local_copy
+        raise DownloadFailed(failures)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _local_copy(source: Path, agreed: str, output_dir: Path | None, car: Path | None, scratch: Path) -> bool:
+    """Install ``source`` (a results directory on this machine) at ``output_dir`` or as ``car``
+    if it still hashes to ``agreed``; False when it is gone or changed."""
+    from cod.car import write_car
+    from cod.unixfs import cid_of_tree
+
+    try:
+        if not source.is_dir() or str(cid_of_tree(source)) != agreed:
+            return False
+    except CodError:
+        return False
+    if car is not None:
+        return str(write_car(source, car)) == agreed
+    if output_dir is None or output_dir.resolve() == source.resolve():
+        return True
+    staging = scratch / "local"
+    shutil.copytree(source, staging, symlinks=True)
+    if str(cid_of_tree(staging)) != agreed:  # changed while it was copied
+        return False
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    local = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=".cod-staging-"))
+    local.rmdir()
+    shutil.move(str(staging), local)
+    install(local, output_dir)
+    return True
 
 
 def _limits_of(spec: Any) -> Limits | None:

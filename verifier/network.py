@@ -26,6 +26,6 @@ async def run_verified(job: PreparedJob, n: int, urls: list[str], *, quorum: int
     if urls:
         return await verify(job, urls, n, quorum=quorum, records=records, output_dir=output_dir, progress=progress)
     progress(f"Starting an embedded devstack of {n} node(s)")
-    async with Devstack(n) as stack:
-        return await verify(job, stack.urls, n, quorum=quorum, records=records, output_dir=output_dir,
-                            progress=progress)
+    async with Devstack(n) as stack:  # its nodes die with the command: runs are kept, nodes are not
+        return await verify(job, stack.urls, n, quorum=quorum, records=(records or Records()).ephemeral(),
+                            output_dir=output_dir, progress=progress)

@@ -7,12 +7,17 @@ sent a bad signature. Selection prefers the best score.
 Every verification is a row of ``runs`` (never overwritten); the ``jobs`` row of a job
 mirrors its latest run. Timestamps are kept for the records only: nothing that reaches a
 result reads them. Schema versions (``PRAGMA user_version``): 0 is Stage 2 (``nodes``,
-``jobs``), 1 adds ``runs``; opening a version-0 database migrates it in one transaction,
-each old job becoming one run with unknown timestamps.
+``jobs``), 1 adds ``runs``, 2 ``runs.extra``, 3 ``nodes.last_seen``; opening an older
+database migrates it in one transaction, each Stage 2 job becoming one run with unknown
+timestamps.
+
+Nodes of an embedded devstack (``cod run --verify N`` with no nodes configured) live for one
+command; their runs are kept, but they are not added to ``nodes`` (``Records.ephemeral``).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from datetime import datetime, timezone
@@ -24,15 +29,17 @@ import sqlite_utils
 from cod.errors import UsageError
 
 COUNTERS = ("agreed", "disagreed", "failed", "bad_signature")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_CANDIDATES_SHOWN = 10
-NODE_COLUMNS = ("node_id", "url", "profile", "agreed", "disagreed", "failed", "bad_signature")
+NODE_COLUMNS = ("node_id", "url", "profile", "agreed", "disagreed", "failed", "bad_signature", "last_seen")
+NODE_ID_PREFIX = "12D3KooW"
+"""What every node ID (an Ed25519 libp2p peer ID) starts with; short node IDs leave it out."""
 RUN_COLUMNS = ("run_id", "job_cid", "started_at", "finished_at", "outcome", "result_cid", "n", "quorum", "note",
                "extra", "answers")
 
 _CREATE = [
     "CREATE TABLE IF NOT EXISTS nodes (node_id TEXT PRIMARY KEY, url TEXT, profile TEXT, agreed INTEGER DEFAULT 0, "
-    "disagreed INTEGER DEFAULT 0, failed INTEGER DEFAULT 0, bad_signature INTEGER DEFAULT 0)",
+    "disagreed INTEGER DEFAULT 0, failed INTEGER DEFAULT 0, bad_signature INTEGER DEFAULT 0, last_seen TEXT)",
     "CREATE TABLE IF NOT EXISTS jobs (job_cid TEXT PRIMARY KEY, seq INTEGER, outcome TEXT, result_cid TEXT, "
     "n INTEGER, quorum INTEGER, spec TEXT, answers TEXT)",
     "CREATE TABLE IF NOT EXISTS runs (run_id INTEGER PRIMARY KEY AUTOINCREMENT, job_cid TEXT NOT NULL, "
@@ -63,6 +70,9 @@ def _run(row: Any) -> dict[str, Any]:
 
 
 class Records:
+    keep_nodes = True
+    """False for the records of an embedded devstack's run: nodes are neither added nor counted."""
+
     def __init__(self, path: Path | None = None) -> None:
         path = path or default_path()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +93,8 @@ class Records:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
             if "extra" not in columns:  # a version-1 database
                 conn.execute("ALTER TABLE runs ADD COLUMN extra TEXT NOT NULL DEFAULT '{}'")
+            if "last_seen" not in {row[1] for row in conn.execute("PRAGMA table_info(nodes)")}:  # version 2
+                conn.execute("ALTER TABLE nodes ADD COLUMN last_seen TEXT")
             # Stage 2 kept one row per job (the last run): it becomes that job's one run
             conn.execute(
                 "INSERT INTO runs (job_cid, started_at, finished_at, outcome, result_cid, n, quorum, note, answers) "
@@ -91,15 +103,39 @@ class Records:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # plain SQL on the hot path: sqlite-utils' upsert introspects the table on every call
+    def ephemeral(self) -> "Records":
+        """These records, for nodes that live for one command: runs are kept, nodes are not."""
+        view = copy.copy(self)
+        view.keep_nodes = False
+        return view
+
     def see(self, node_id: str, url: str, profile: str) -> None:
+        if not self.keep_nodes:
+            return
         with self.db.conn:
             self.db.conn.execute(
-                "INSERT INTO nodes (node_id, url, profile, agreed, disagreed, failed, bad_signature) "
-                "VALUES (?, ?, ?, 0, 0, 0, 0) ON CONFLICT(node_id) DO UPDATE SET url = excluded.url, "
-                "profile = excluded.profile", [node_id, url, profile])
+                "INSERT INTO nodes (node_id, url, profile, agreed, disagreed, failed, bad_signature, last_seen) "
+                "VALUES (?, ?, ?, 0, 0, 0, 0, ?) ON CONFLICT(node_id) DO UPDATE SET url = excluded.url, "
+                "profile = excluded.profile, last_seen = excluded.last_seen", [node_id, url, profile, now()])
+
+    def find_nodes(self, prefix: str) -> list[str]:
+        """Node IDs equal to ``prefix``, or starting with it, or with it after ``12D3KooW``."""
+        conn = self.db.conn
+        rows = conn.execute("SELECT node_id FROM nodes WHERE node_id = ? OR substr(node_id, 1, ?) = ? "
+                            "OR substr(node_id, ?, ?) = ? ORDER BY node_id",
+                            [prefix, len(prefix), prefix, len(NODE_ID_PREFIX) + 1, len(prefix), prefix]).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def forget_node(self, node_id: str) -> bool:
+        """Remove a node and its counts (runs keep their signed answers); False if it was unknown."""
+        with self.db.conn:
+            cursor = self.db.conn.execute("DELETE FROM nodes WHERE node_id = ?", [node_id])
+        return cursor.rowcount > 0
 
     def bump(self, node_id: str, counter: str) -> None:
         assert counter in COUNTERS
+        if not self.keep_nodes:
+            return
         with self.db.conn:
             self.db.conn.execute(f"UPDATE nodes SET {counter} = COALESCE({counter}, 0) + 1 WHERE node_id = ?",
                                  [node_id])

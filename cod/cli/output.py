@@ -117,7 +117,9 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], *, title
         from rich.console import Console
         from rich.table import Table
 
-        grid = Table(title=title, box=None, header_style="bold", pad_edge=False)
+        from rich.text import Text
+
+        grid = Table(title=Text(title) if title else None, box=None, header_style="bold", pad_edge=False)
         for column in columns:
             grid.add_column(column.header, overflow="fold")
         for row in rows:

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ..errors import NotFound
+from ..errors import NodeError, NotFound
 from .options import JobRef
 from .output import Column, Output, age, outcome_style, outcome_text, output_options
 
@@ -245,6 +245,16 @@ def _collect(records: Any, view: dict[str, Any], destination: Path) -> dict[str,
     return fresh
 
 
+def _configured() -> list[str]:
+    from ..config import load
+
+    return load().nodes
+
+
+def _shorter(text: str, width: int = 160) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def _local_results(view: dict[str, Any]) -> Path | None:
     """The results directory of the job's latest run on this machine, if it is still there."""
     for candidate in (view["results_dir"], str(Path("cod-results") / view["job_cid"])):
@@ -255,7 +265,7 @@ def _local_results(view: dict[str, Any]) -> Path | None:
 
 def _fetch(records: Any, view: dict[str, Any], destination: Path | None, car: Path | None) -> Path:
     """Fetch the job's agreed result into ``destination`` (or ``car``); records where it went."""
-    from verifier.fetch import fetch_results
+    from verifier.fetch import DownloadFailed, fetch_results
 
     if view["outcome"] == "submitted":  # a detached run: collect, compare and record it first
         view = _collect(records, view, destination or Path("cod-results") / view["job_cid"])
@@ -267,7 +277,18 @@ def _fetch(records: Any, view: dict[str, Any], destination: Path | None, car: Pa
     if destination is not None and view["results_dir"] and Path(view["results_dir"]) == destination.resolve():
         return destination  # collected just now, into the very place asked for
     row = records.job(view["job_cid"])
-    where: Path = asyncio.run(fetch_results(row, destination, car))
+    known = {n["node_id"]: n["url"] for n in records.nodes()}
+    local = _local_results(view)
+    try:
+        where: Path = asyncio.run(fetch_results(row, destination, car, known=known, configured=_configured(),
+                                                local_copy=local))
+    except DownloadFailed as exc:
+        first = next(iter(exc.failures.items()), None)
+        tried = f"{len(exc.failures)} URL(s) tried; {first[0]}: {_shorter(first[1])}" if first else "no URL known"
+        raise NodeError(f"job {view['short_id']}: none of the nodes that signed its result delivered it "
+                        f"({tried}), and no copy of it is left on this machine",
+                        "start those nodes, or configure their new URLs (COD_NODES, the config file: they are "
+                        "found by node ID); cod nodes --check shows which answer") from None
     if destination is not None and view["runs"]:
         records.annotate(view["runs"][-1]["run_id"], results_dir=str(Path(where).resolve()))
     return where
