@@ -239,8 +239,8 @@ def test_cli_against_a_devstack_with_a_liar(tmp_path: Path) -> None:
         described = json.loads(cod("describe", job, "--json").stdout)
         assert described["outcome"] == "verified-by-quorum" and len(described["nodes"]) == 3
         assert all(n["statement"]["signature"] for n in described["nodes"])
-        nodes = cod("nodes").stdout.splitlines()
-        assert len(nodes) == 3 and sum("disagreed 2" in line for line in nodes) == 1  # the liar, twice
+        nodes = json.loads(cod("nodes", "--json").stdout)
+        assert len(nodes) == 3 and [n["disagreed"] for n in nodes].count(2) == 1  # the liar, twice
         missing = cod("describe", "bagaaieranosuchjob")
         assert missing.returncode == 17 and missing.stderr.startswith("error: no job")
     finally:

@@ -9,6 +9,8 @@ NodeError naming the node.
 from __future__ import annotations
 
 import asyncio
+import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,24 @@ async def read_capped(resp: aiohttp.ClientResponse, limit: int, node: str, what:
         if size > limit:
             raise NodeError(f"node {node} sent {what} of more than {limit} bytes, over the cap of {limit}")
         parts.append(chunk)
+
+
+class _Counting(io.BufferedReader):
+    """A file read for an upload that tells ``on_bytes`` how much has been read (aiohttp reads
+    it in a worker thread, so the callback must be thread-safe; rich's progress is)."""
+
+    def __init__(self, raw: Any, total: int, on_bytes: Callable[[int, int | None], None] | None) -> None:
+        super().__init__(raw)
+        self._total = total
+        self._sent = 0
+        self._on_bytes = on_bytes
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self._sent += len(data)
+        if self._on_bytes is not None:
+            self._on_bytes(self._sent, self._total)
+        return data
 
 
 class NodeClient:
@@ -94,15 +114,21 @@ class NodeClient:
             self._raise(status, body, "info")
         return schema.node_info(self.url, body)
 
-    async def put(self, cid: str, data: bytes | Path, car: bool) -> None:
+    async def put(self, cid: str, data: bytes | Path, car: bool,
+                  on_bytes: Callable[[int, int | None], None] | None = None) -> None:
+        """Upload a blob; ``on_bytes`` is told the bytes sent so far (for a progress bar)."""
         headers = {"Content-Type": CAR_TYPE if car else "application/octet-stream"}
         if isinstance(data, Path):
-            with open(data, "rb") as handle:
+            total = data.stat().st_size
+            with open(data, "rb", buffering=0) as raw:
+                handle = _Counting(raw, total, on_bytes)
                 status, body = await self._json("PUT", f"/v1/blobs/{cid}", timeout=UPLOAD_TIMEOUT_S, data=handle,
                                                 headers=headers)
         else:
             status, body = await self._json("PUT", f"/v1/blobs/{cid}", timeout=UPLOAD_TIMEOUT_S, data=data,
                                             headers=headers)
+            if on_bytes is not None:
+                on_bytes(len(data), len(data))
         if status not in (200, 201):
             self._raise(status, body, f"blob {cid}")
 

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -75,8 +76,12 @@ class DownloadFailed(NodeError):
         self.failures = failures
 
 
+OnBytes = Callable[[int, "int | None"], None]
+"""Told the bytes received (or sent) so far and the total when known: for progress bars only."""
+
+
 async def _receive(session: aiohttp.ClientSession, url: str, job_cid: str, dest: Path, in_memory: int,
-                   bound: int, timeout_s: float) -> bytes | None:
+                   bound: int, timeout_s: float, on_bytes: OnBytes | None = None) -> bytes | None:
     """The results CAR of one node: in memory when its declared length is at most ``in_memory``,
     else streamed to ``dest`` (None returned). NodeError past ``bound`` bytes or the timeouts."""
     timeout = aiohttp.ClientTimeout(total=timeout_s, sock_read=min(timeout_s, STALL_TIMEOUT_S))
@@ -96,10 +101,14 @@ async def _receive(session: aiohttp.ClientSession, url: str, job_cid: str, dest:
                 parts: list[bytes] = []
                 while chunk := await pace.next(resp, declared):
                     parts.append(chunk)
+                    if on_bytes is not None:
+                        on_bytes(pace.size, declared)
                 return b"".join(parts)
             with open(dest, "wb") as out:
                 while chunk := await pace.next(resp, bound):
                     out.write(chunk)
+                    if on_bytes is not None:
+                        on_bytes(pace.size, declared)
             return None
     except asyncio.TimeoutError:
         raise NodeError(f"did not finish sending the results within {timeout_s:g} s") from None
@@ -155,7 +164,8 @@ def _check(small: bytes | None, tmp_car: Path, root: CID, staging: Path | None, 
 
 async def download_agreed(session: aiohttp.ClientSession, urls: list[str], job_cid: str, agreed: str,
                           output_dir: Path | None, car: Path | None, scratch: Path, *,
-                          limits: Limits | None = None, timeout_s: float = DOWNLOAD_TIMEOUT_S) -> Download:
+                          limits: Limits | None = None, timeout_s: float = DOWNLOAD_TIMEOUT_S,
+                          on_bytes: OnBytes | None = None) -> Download:
     """Fetch the results CAR from the first of ``urls`` that delivers one hashing to ``agreed``.
 
     With neither ``output_dir`` nor ``car``, the results are only checked (in ``scratch``).
@@ -178,7 +188,7 @@ async def download_agreed(session: aiohttp.ClientSession, urls: list[str], job_c
             shutil.rmtree(leftover, ignore_errors=True)
         try:
             small = await _receive(session, url.rstrip("/"), job_cid, tmp_car, 0 if car is not None else SMALL_RESULTS,
-                                   bound, remaining)
+                                   bound, remaining, on_bytes)
             await asyncio.to_thread(_check, small, tmp_car, root, staging if output_dir is not None else None, scratch)
         except CodError as exc:
             failures[url] = schema.clean(exc.message)

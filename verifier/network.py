@@ -8,6 +8,7 @@ from cod.config import load
 from cod.local import PreparedJob
 
 from .devstack import Devstack
+from .events import Events
 from .reputation import Records
 from .verify import Progress, Verification, verify
 
@@ -21,11 +22,12 @@ def configured_nodes(explicit: list[str] | None = None) -> list[str]:
 
 async def run_verified(job: PreparedJob, n: int, urls: list[str], *, quorum: int | None = None,
                        records: Records | None = None, output_dir: Path | None = None,
-                       progress: Progress = lambda step: None) -> Verification:
+                       progress: Progress = lambda step: None, events: Events | None = None) -> Verification:
     """Verify on the given nodes; with none, on an embedded devstack of N nodes torn down after."""
     if urls:
-        return await verify(job, urls, n, quorum=quorum, records=records, output_dir=output_dir, progress=progress)
+        return await verify(job, urls, n, quorum=quorum, records=records, output_dir=output_dir, progress=progress,
+                            events=events)
     progress(f"Starting an embedded devstack of {n} node(s)")
     async with Devstack(n) as stack:  # its nodes die with the command: runs are kept, nodes are not
         return await verify(job, stack.urls, n, quorum=quorum, records=(records or Records()).ephemeral(),
-                            output_dir=output_dir, progress=progress)
+                            output_dir=output_dir, progress=progress, events=events)

@@ -37,6 +37,7 @@ from cod.statement import SignedStatement
 from cod.wasm.executor import check_destination
 
 from .client import MissingBlobs, NodeClient
+from .events import BUSY, FAILED, JOB_POLL_S, QUEUED, RUNNING, SIGNED, SUBMITTING, UPLOADING, Events
 from .fetch import DownloadFailed, download_agreed
 from .reputation import Records, now
 from .schema import NodeInfo
@@ -166,9 +167,10 @@ Progress = Callable[[str], None]
 class _Uploads:
     """The job's blobs, uploaded to a node only where it lacks them; CARs built once."""
 
-    def __init__(self, job: PreparedJob, scratch: Path) -> None:
+    def __init__(self, job: PreparedJob, scratch: Path, events: Events | None = None) -> None:
         self.job = job
         self.scratch = scratch
+        self.events = events or Events()
         self._cars: dict[str, Path] = {}
         self._lock = asyncio.Lock()
 
@@ -184,15 +186,20 @@ class _Uploads:
         """Upload the blobs a node said it lacks (and only blobs of this job)."""
         spec = self.job.spec
         for cid in missing:
+            key = f"{client.url} {cid}"
+
+            def sent(done: int, total: int | None, key: str = key, cid: str = cid) -> None:
+                self.events.transfer(key, f"upload to {client.url}", done, total)
+
             if cid == spec.module and spec.engine != ENGINE_DOCKER:
-                await client.put(cid, self.job.wasm, car=False)
+                await client.put(cid, self.job.wasm, car=False, on_bytes=sent)
                 continue
             paths = [item.path for item in spec.inputs if item.cid == cid]
             if cid == spec.output_base:  # the output base travels as a CAR, like an input
                 paths.append(spec.outputs)
             if not paths:
                 raise NodeError(f"node {client.url} asks for {cid}, which is not part of this job")
-            await client.put(cid, await self.car(cid, self.job.sources[paths[0]]), car=True)
+            await client.put(cid, await self.car(cid, self.job.sources[paths[0]]), car=True, on_bytes=sent)
 
 
 class Requester:
@@ -240,7 +247,7 @@ class Requester:
 async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | None = None,
                  records: Records | None = None, output_dir: Path | None = None,
                  progress: Progress = lambda step: None, deadline_s: float | None = None,
-                 requester: Requester | None = None) -> Verification:
+                 requester: Requester | None = None, events: Events | None = None) -> Verification:
     """Run ``job`` on ``n`` distinct nodes among ``urls`` and compare their signed answers.
 
     Raises UsageError for an N or quorum that is not a majority rule (check_quorum), and
@@ -251,7 +258,7 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
     if requester is None:
         async with Requester(records) as own:
             return await verify(job, urls, n, quorum=quorum, output_dir=output_dir, progress=progress,
-                                deadline_s=deadline_s, requester=own)
+                                deadline_s=deadline_s, requester=own, events=events)
     if output_dir is not None:
         check_destination(output_dir)
     records = requester.records
@@ -274,9 +281,10 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
                     "start Docker, or podman's Docker API service (DOCKER_HOST=unix://...), where a node runs",
                 )
             raise NotEnoughNodes(len(candidates), len(unique), n, unreachable)
-        uploads = _Uploads(job, scratch)
+        events = events or Events()
+        uploads = _Uploads(job, scratch, events)
         progress(f"Running on {n} node(s)")
-        answers = await _dispatch(candidates, n, uploads, spec_json, job_cid, deadline)
+        answers = await _dispatch(candidates, n, uploads, spec_json, job_cid, deadline, events)
         for answer in answers:
             if not answer.valid:
                 requester.forget(answer.url)
@@ -287,7 +295,7 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
         if verification.result_cid is not None:  # at least one result is fetched and checked, always
             progress("Downloading results")
             budget = max(deadline - loop.time(), DOWNLOAD_GRACE_S)  # the deadline holds for the download too
-            await _download(requester.session, records, verification, job, output_dir, scratch, budget)
+            await _download(requester.session, records, verification, job, output_dir, scratch, budget, events)
         extra = {"result_checked": verification.result_checked,
                  "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None,
                  "unreachable": [{"url": url, "reason": why} for url, why in verification.unreachable]}
@@ -337,7 +345,7 @@ async def _candidates(requester: Requester, urls: list[str], job: PreparedJob, r
 
 
 async def _dispatch(candidates: list[tuple[NodeClient, NodeInfo]], n: int, uploads: _Uploads,
-                    spec: dict[str, Any], job_cid: str, deadline: float) -> list[Answer]:
+                    spec: dict[str, Any], job_cid: str, deadline: float, events: Events) -> list[Answer]:
     loop = asyncio.get_running_loop()
     queue = list(candidates)
     tasks: dict[asyncio.Task[Answer], Answer] = {}
@@ -345,7 +353,7 @@ async def _dispatch(candidates: list[tuple[NodeClient, NodeInfo]], n: int, uploa
     def launch() -> None:
         client, info = queue.pop(0)
         answer = Answer(info.node_id, client.url, info.profile)
-        tasks[asyncio.create_task(_attempt(client, answer, uploads, spec, job_cid, deadline))] = answer
+        tasks[asyncio.create_task(_attempt(client, answer, uploads, spec, job_cid, deadline, events))] = answer
 
     for _ in range(min(n, len(queue))):
         launch()
@@ -357,6 +365,7 @@ async def _dispatch(candidates: list[tuple[NodeClient, NodeInfo]], n: int, uploa
             for task, answer in tasks.items():
                 task.cancel()
                 answer.error = "no answer before the deadline"
+                events.node(answer.node_id, answer.url, FAILED, answer.error)
                 answers.append(answer)
             await asyncio.gather(*tasks, return_exceptions=True)
             break
@@ -370,25 +379,43 @@ async def _dispatch(candidates: list[tuple[NodeClient, NodeInfo]], n: int, uploa
 
 
 async def _attempt(client: NodeClient, answer: Answer, uploads: _Uploads, spec: dict[str, Any], job_cid: str,
-                   deadline: float) -> Answer:
+                   deadline: float, events: Events) -> Answer:
     """One node's answer: its checked, signed result, or why it has none (never raises a CodError)."""
+    answer = await _attempt_once(client, answer, uploads, spec, job_cid, deadline, events)
+    if answer.valid:
+        events.node(answer.node_id, answer.url, SIGNED, answer.result_cid or "")
+    else:
+        events.node(answer.node_id, answer.url, FAILED, answer.error or "")
+    return answer
+
+
+async def _attempt_once(client: NodeClient, answer: Answer, uploads: _Uploads, spec: dict[str, Any], job_cid: str,
+                        deadline: float, events: Events) -> Answer:
     loop = asyncio.get_running_loop()
     backoff = 0.25
     uploaded = False
+
+    def state(name: str, detail: str = "") -> None:
+        events.node(answer.node_id, answer.url, name, detail)
+
     try:
         while True:
             try:
-                job = await _submit_watched(client, spec, job_cid, timeout=max(1.0, deadline - loop.time()))
+                state(SUBMITTING)
+                job = await _submit_watched(client, spec, job_cid, timeout=max(1.0, deadline - loop.time()),
+                                            on_state=state if events.watching_nodes else None)
                 break
             except NodeBusy as busy:
                 wait = min(MAX_BACKOFF, max(busy.retry_after, backoff))
                 if loop.time() + wait > deadline:
                     raise NodeError(f"node {client.url} stayed busy until the deadline") from busy
+                state(BUSY, f"retrying in {wait:.1f} s")
                 await asyncio.sleep(wait)
                 backoff *= 2
             except MissingBlobs as lacking:  # submit first: a node that has the blobs needs no upload
                 if uploaded:
                     raise
+                state(UPLOADING, f"{len(lacking.missing)} blob(s)")
                 await uploads.upload(client, lacking.missing)
                 uploaded = True
         return accept(answer, job, job_cid)
@@ -419,7 +446,8 @@ def accept(answer: Answer, job: dict[str, Any], job_cid: str) -> Answer:
     return answer
 
 
-async def _submit_watched(client: NodeClient, spec: dict[str, Any], job_cid: str, timeout: float) -> dict[str, Any]:
+async def _submit_watched(client: NodeClient, spec: dict[str, Any], job_cid: str, timeout: float,
+                          on_state: Callable[[str, str], None] | None = None) -> dict[str, Any]:
     """Submit and wait for the node's answer while checking that the node is still there.
 
     A node cut off during its job (partitioned, its host gone) never closes the connection the
@@ -429,17 +457,33 @@ async def _submit_watched(client: NodeClient, spec: dict[str, Any], job_cid: str
     """
     submit = asyncio.ensure_future(client.submit(spec, job_cid, timeout=timeout))
     watch = asyncio.ensure_future(_until_unresponsive(client))
+    polls = [asyncio.ensure_future(_report_state(client, job_cid, on_state))] if on_state is not None else []
     try:
         await asyncio.wait({submit, watch}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (submit, watch):
+        for task in (submit, watch, *polls):
             if not task.done():
                 task.cancel()
-        await asyncio.gather(submit, watch, return_exceptions=True)
+        await asyncio.gather(submit, watch, *polls, return_exceptions=True)
     if submit.done() and not submit.cancelled():
         return submit.result()  # an answer (or its error) wins over a missed check at the same moment
     raise NodeError(f"node {client.url} stopped answering during the job ({LIVENESS_MISSES} health checks "
                     "in a row failed)", "the next spare node is asked instead")
+
+
+async def _report_state(client: NodeClient, job_cid: str, on_state: Callable[[str, str], None]) -> None:
+    """Tell ``on_state`` when the node's job becomes queued or running (for a person watching;
+    what the node says here decides nothing)."""
+    last = ""
+    while True:
+        await asyncio.sleep(JOB_POLL_S)
+        try:
+            state = (await client.job(job_cid))["state"]
+        except CodError:
+            continue
+        if state in (QUEUED, RUNNING) and state != last:
+            on_state(state, "")
+            last = state
 
 
 async def _until_unresponsive(client: NodeClient) -> None:
@@ -493,7 +537,8 @@ def _remember(records: Records, verification: Verification) -> None:
 
 
 async def _download(session: aiohttp.ClientSession, records: Records, verification: Verification,
-                    job: PreparedJob, output_dir: Path | None, scratch: Path, timeout_s: float) -> None:
+                    job: PreparedJob, output_dir: Path | None, scratch: Path, timeout_s: float,
+                    events: Events | None = None) -> None:
     """Fetch the agreed result from the agreeing nodes, best record first (then node ID).
 
     A node that cannot deliver it is recorded as failed; if none can, a verified outcome
@@ -506,8 +551,12 @@ async def _download(session: aiohttp.ClientSession, records: Records, verificati
     by_url = {a.url: a for a in agreeing}
     limits = None if job.spec.engine == ENGINE_DOCKER else job.spec.limits
     try:
+        def received(done: int, total: int | None) -> None:
+            if events is not None:
+                events.transfer(f"download {agreed}", "download results", done, total)
+
         done = await download_agreed(session, [a.url for a in agreeing], verification.job_cid, agreed, output_dir,
-                                     None, scratch, limits=limits, timeout_s=timeout_s)
+                                     None, scratch, limits=limits, timeout_s=timeout_s, on_bytes=received)
         failures = done.failures
         verification.results_dir = done.path if output_dir is not None else None
         verification.result_checked = True

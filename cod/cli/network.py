@@ -55,9 +55,11 @@ def _cap_options(command: Any) -> Any:
 @click.option("--policy", type=click.Choice(["any", "prefer-fil-plus", "fil-plus-only"]), default="any",
               show_default=True, help="Which jobs the node takes: any; FIL+ jobs first (others get half the "
               "places); FIL+ jobs only (others refused, 403). Other than any needs --ledger.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="One line per finished job on stderr: text for people, json (one object per line) for machines.")
 @_cap_options
 def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurrency: int | None,
-          queue_size: int, ledger: str | None, policy: str, **caps: int) -> None:
+          queue_size: int, ledger: str | None, policy: str, log_format: str, **caps: int) -> None:
     """Run a compute node: the /v1 HTTP API, signed results, executor processes.
 
     Specs and uploads over a --max-* cap are refused with an error naming the cap.
@@ -67,9 +69,11 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
       cod serve --data-dir ./node1 --port 1234
       cod serve --data-dir ./node2 --port 1235 --concurrency 2 --max-fuel 10000000000
       cod serve --data-dir ./node3 --ledger http://127.0.0.1:8090 --policy fil-plus-only
+      cod serve --data-dir ./node1 --log-format json 2>> jobs.ndjson
     """
     from ..errors import NodeError
     from ..node.caps import NodeCaps
+    from ..node.joblog import writer
     from ..node.policy import Policy
     from ..node.server import serve_forever
 
@@ -81,7 +85,7 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
         raise NodeError(str(exc), "see cod serve --help for the caps") from None
     asyncio.run(serve_forever(Path(data_dir), host, port, allow_local=[Path(p) for p in allow],
                               concurrency=concurrency, queue_size=queue_size, caps=node_caps,
-                              policy=Policy(policy, ledger)))
+                              policy=Policy(policy, ledger), job_log=writer(log_format)))
 
 
 @click.command()
@@ -90,15 +94,20 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
 @click.option("--bad-nodes", type=click.IntRange(min=0), default=0, show_default=True,
               help="How many of them lie: a wrong result with a valid signature.")
 @click.option("--base-dir", type=click.Path(file_okay=False), help="Keep the nodes' data here (default: temporary).")
-def devstack(nodes: int, bad_nodes: int, base_dir: str | None) -> None:
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="One line per finished job on stderr: text for people, json (one object per line) for machines.")
+def devstack(nodes: int, bad_nodes: int, base_dir: str | None, log_format: str) -> None:
     """Run a local network of compute nodes until interrupted, and print how to use it.
 
     \b
     Examples:
       cod devstack --nodes 3
       cod devstack --nodes 4 --bad-nodes 1      # one node signs wrong results
+      cod devstack --log-format json 2> jobs.ndjson
     """
     from verifier.devstack import Devstack
+
+    from ..node.joblog import writer
 
     from ..node.server import until_interrupted
 
@@ -107,7 +116,7 @@ def devstack(nodes: int, bad_nodes: int, base_dir: str | None) -> None:
     if base_dir is not None:
         writable_dir(base_dir, "--base-dir")
 
-    stack = Devstack(nodes, bad_nodes, Path(base_dir) if base_dir else None)  # checks its counts (UsageError)
+    stack = Devstack(nodes, bad_nodes, Path(base_dir) if base_dir else None, job_log=writer(log_format))  # checks its counts (UsageError)
 
     async def main() -> None:
         await stack.start()

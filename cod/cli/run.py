@@ -22,26 +22,6 @@ from . import EXIT_INTERRUPTED, report
 from .options import NodeURL, SpecDuration, SpecInt, SpecSize, SpecText, node_urls, spec_text, writable_parent
 
 
-class Steps:
-    """Bacalhau-style progress on stderr: each step, then 'done' when the next begins."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.open = False
-
-    def __call__(self, step: str) -> None:
-        if self.quiet:
-            return
-        self.finish()
-        click.echo(f"{step} ... ", err=True, nl=False)
-        self.open = True
-
-    def finish(self) -> None:
-        if self.open:
-            click.echo("done", err=True)
-            self.open = False
-
-
 def _configured(name: str) -> Callable[[], int]:
     """A limit option's default: [limits] NAME of the config, or its COD_ variable, else cod's own."""
     def default() -> int:
@@ -356,8 +336,10 @@ def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str,
 
     from ..car import write_car
 
+    from .progress import VerifyProgress
+
     check_quorum(n, quorum)  # a usage error, before any node is asked
-    steps = Steps(quiet=as_json)
+    steps = VerifyProgress(quiet=as_json)
     destination = Path(output_dir) if output_dir else Path("cod-results") / str(job.spec.cid)
     urls = configured_nodes(list(nodes))
     if detach:
@@ -365,10 +347,9 @@ def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str,
         return
     try:
         verification = asyncio.run(run_verified(job, n, urls, quorum=quorum, output_dir=destination,
-                                                progress=steps))
+                                                progress=steps, events=steps))
     except BaseException:
-        if steps.open:
-            click.echo("failed", err=True)
+        steps.failed()
         raise
     if ledger is not None:  # after the run; whatever the ledger does, the run's exit code stands
         from verifier.ledger import report as report_evidence
@@ -406,7 +387,7 @@ def _verified_view(verification: Any, car: str | None) -> dict[str, Any]:
     return view
 
 
-def _detach(job: PreparedJob, n: int, quorum: int | None, urls: list[str], as_json: bool, steps: Steps) -> None:
+def _detach(job: PreparedJob, n: int, quorum: int | None, urls: list[str], as_json: bool, steps: Any) -> None:
     """Submit the job to N nodes and return: cod get / cod logs collect and compare later."""
     from verifier.detach import submit
 

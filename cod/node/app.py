@@ -17,6 +17,7 @@ import platform
 import shutil
 import sqlite3
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,11 @@ from ..statement import Statement
 from ..unixfs import cid_of_tree
 from ..wasm.engine import profile_id, wasmtime_version
 from ..wasm.executor import remove_tree, staging_prefix
-from . import openapi
+from . import joblog, openapi
 from .blobs import BlobStore
 from .body import check_strings, parse_json
 from .caps import UPLOAD_CAPS, NodeCaps
+from .joblog import JobLog
 from .policy import PREFER, Policy
 from .pool import Pool
 from .store import DONE, FAILED, MAX_STATEMENTS_PAGE, QUEUED, RUNNING, JobStore, public
@@ -71,8 +73,10 @@ class Node:
     def __init__(self, data_dir: Path, *, concurrency: int | None = None, queue_size: int = 64,
                  allow_local: list[Path] | None = None, cheat: bool = False,
                  docker: DockerEngine | None = None, caps: NodeCaps | None = None,
-                 policy: Policy | None = None) -> None:
-        """Open (or create) the node's data directory; raises NodeError if it cannot be used."""
+                 policy: Policy | None = None, job_log: JobLog | None = None) -> None:
+        """Open (or create) the node's data directory; raises NodeError if it cannot be used.
+
+        ``job_log`` receives one record (cod.node.joblog) per finished job."""
         self.data_dir = data_dir
         try:
             self._open(data_dir)
@@ -96,6 +100,7 @@ class Node:
         self._tasks: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
+        self.job_log = job_log
 
     def _open(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -264,6 +269,7 @@ class Node:
 
     async def _run(self, job_cid: str, spec: JobSpec, sources: dict[str, str]) -> None:
         out = self.results / job_cid
+        started = time.monotonic()
         try:
             self.jobs.update(job_cid, state=RUNNING)
             if out.exists():
@@ -301,6 +307,17 @@ class Node:
             self._cancelled.discard(job_cid)
             self._running.pop(job_cid, None)
             self._done.pop(job_cid, asyncio.Event()).set()
+            self._log_job(job_cid, time.monotonic() - started)
+
+    def _log_job(self, job_cid: str, seconds: float) -> None:
+        if self.job_log is None:
+            return
+        try:
+            row = self.jobs.get(job_cid)
+            if row is not None and row["state"] in (DONE, FAILED):
+                self.job_log(joblog.record(self.identity.node_id, row, seconds))
+        except Exception:  # logging never fails a job or the node
+            log.exception("cannot log job %s", job_cid)
 
     async def _run_wasm(self, job_cid: str, spec: JobSpec, module: Path, sources: dict[str, str],
                         out: Path) -> dict[str, Any]:
