@@ -259,6 +259,14 @@ def bench_ledger() -> list[str]:
             "```", *lines, "```"]
 
 
+def bench_startup() -> list[str]:
+    """Stage 5: whole-process start-up (tests/bench/startup.py): cod --help, cod run, --verify 3, compute."""
+    import startup
+
+    lines, _rows = startup.section()
+    return ["", "## Stage 5: start-up", "", *lines]
+
+
 def main() -> int:
     report = ["## `make bench`", ""] + machine()
     with tempfile.TemporaryDirectory(prefix="cod-bench-") as tmp:
@@ -271,6 +279,7 @@ def main() -> int:
 
     report += network.main()
     report += bench_ledger()
+    report += bench_startup()
     print("\n".join(report[-40:]), flush=True)
     (ROOT / "bench-out").mkdir(exist_ok=True)
     (ROOT / "bench-out" / "latest.md").write_text("\n".join(report) + "\n")
