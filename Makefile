@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 JS     := tests/js
 JSSTAMP := $(JS)/node_modules/.installed
 
-.PHONY: install node-tools engine-tools fault-tools test typecheck demo demo-ledger vectors vectors-check bench clean
+.PHONY: install node-tools engine-tools fault-tools terminal-tools test typecheck demo demo-ledger vectors vectors-check bench clean
 
 install: $(STAMP)
 
@@ -32,10 +32,14 @@ engine-tools:
 fault-tools:
 	@bash tests/faults/setup.sh
 
+# tmux, for the dashboard's terminal test (tests/test_dashboard.py)
+terminal-tools:
+	@bash tests/tui/setup.sh
+
 typecheck: install
 	$(BIN)/mypy cod verifier
 
-test: install node-tools engine-tools fault-tools typecheck
+test: install node-tools engine-tools fault-tools terminal-tools typecheck
 	$(BIN)/python -m pytest -q
 
 # the Bacalhau word-count tutorial job, verified by three nodes of an embedded local network

@@ -200,6 +200,15 @@ CASES: dict[str, list[Case]] = {
     "config": [
         case("config", "nosuch", code=USAGE, text="No such command"),
     ],
+    "dashboard": [
+        case("dashboard", "--interval", "0", code=USAGE, text="--interval"),
+        case("dashboard", "--limit", "0", code=USAGE, text="--limit"),
+        case("dashboard", "--ledger", "ledger.example", code=USAGE, text="--ledger"),
+        case("dashboard", "--once", code=CONFIG, text="COD_LEDGER", env={"COD_LEDGER": "x"}),
+        case("dashboard", "--json", code=LOCAL_PATH, text="file", env={"COD_HOME": "{tmp}/file/home"},
+             files={"file": b"x"}),
+        case("dashboard", "extra", code=USAGE, text="extra"),
+    ],
     "config show": [
         case("config", "show", code=CONFIG, text="unknown key", files={CONFIG_TOML: b"x = 1"}),
         case("config", "show", code=CONFIG, text="COD_NODES", env={"COD_NODES": "nonsense"}),

@@ -47,7 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "get": ("records", "Download the results of a job."),
     "nodes": ("nodes", "List the nodes this requester knows, with their records."),
     "dashboard": ("dashboard", "A live view of jobs, nodes and the moderation queue."),
-    "config": ("config", "Show the effective configuration and where each value came from."),
+    "config": ("config", "Show the configuration in effect and where it came from."),
     "cid": ("tools", "Print the UnixFS CID of a file or directory."),
     "profile": ("tools", "Print the execution profile ID and its engine settings."),
     "keygen": ("ledger", "Write a new Ed25519 key file and print its ID."),
@@ -61,11 +61,11 @@ class LazyGroup(click.Group):
     recipe), with their one-line help kept here so that listing them imports nothing."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | {n for n in COMMANDS if _available(n)})
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
-        if command is not None or cmd_name not in COMMANDS or not _available(cmd_name):
+        if command is not None or cmd_name not in COMMANDS:
             return command
         import importlib
 
@@ -86,13 +86,6 @@ class LazyGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
-
-
-def _available(name: str) -> bool:
-    """True when the command's module exists (commands land one module at a time)."""
-    import importlib.util
-
-    return importlib.util.find_spec(f"{__name__}.{COMMANDS[name][0]}") is not None
 
 
 EPILOG = """\b

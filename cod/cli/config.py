@@ -19,7 +19,7 @@ SETTING_COLUMNS = (
 
 @click.group(name="config")
 def config() -> None:
-    """Show the effective configuration and where each value came from.
+    """Show the configuration in effect and where it came from.
 
     The file is $COD_CONFIG, else $XDG_CONFIG_HOME/cod/config.toml (~/.config/cod/config.toml);
     environment variables (COD_NODES, COD_LEDGER, COD_MODERATOR_KEY, COD_FUEL, ...) override it,
