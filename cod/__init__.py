@@ -13,7 +13,7 @@ _EXPORTS = {
     "write_car": "car", "CID": "cid", "Input": "jobspec", "JobSpec": "jobspec", "Limits": "jobspec",
     "PreparedJob": "local", "prepare": "local", "run_prepared": "local", "Entry": "unixfs",
     "Importer": "unixfs", "cid_of_tree": "unixfs", "Engine": "wasm.engine", "profile_id": "wasm.engine",
-    "RunResult": "wasm.executor", "module_cid": "wasm.executor", "run": "wasm.executor",
+    "RunResult": "wasm.executor", "module_cid": "unixfs", "run": "wasm.executor",
     **{name: "errors" for name in ("CacheError", "CIDError", "CodError", "ImportRefused", "Indeterminate",
                                     "InputError", "ModuleError", "OutputLimitExceeded", "SpecError")},
 }
@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from .local import PreparedJob, prepare, run_prepared
     from .unixfs import Entry, Importer, cid_of_tree
     from .wasm.engine import Engine, profile_id
-    from .wasm.executor import RunResult, module_cid, run
+    from .unixfs import module_cid
+    from .wasm.executor import RunResult, run
 
 
 def __getattr__(name: str) -> Any:

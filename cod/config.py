@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,15 +292,24 @@ def _load(path: Path, env: Mapping[str, str]) -> Config:
 def _read_file(path: Path) -> dict[str, Any] | None:
     """The file's table, or None when there is no file."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        # O_NONBLOCK: a FIFO (or a device) at the path must be refused, not waited on
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {str(path)!r} is a directory", f"remove it, or point {CONFIG_ENV} at a file")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}",
                           "check its permissions") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"config file {str(path)!r} is not a regular file",
+                              f"remove it, or point {CONFIG_ENV} at a file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}",
+                          "check its permissions") from None
+    finally:
+        os.close(fd)
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"config file {str(path)!r} is larger than {MAX_CONFIG_BYTES} bytes",
                           "a config holds a few lines; check the path")

@@ -10,15 +10,18 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .car import write_car
 from .errors import InputError, SpecError
 from .jobspec import DEFAULT_INPUT_PATH, DEFAULT_OUTPUT_PATH, MAX_INT, Input, JobSpec, Limits, parse_seed
-from .unixfs import Importer
-from .wasm.engine import Engine
-from .wasm.executor import RunResult, module_cid, run
+from .unixfs import Importer, module_cid
+
+if TYPE_CHECKING:  # the engine (wasmtime) is loaded when a job runs here, not to prepare one
+    from .wasm.engine import Engine
+    from .wasm.executor import RunResult
 
 # ASCII digits only (int() also takes other scripts' digits); at most _MAX_DIGITS of them, so
 # no text reaches int()'s 4300-digit limit and every overflow is reported as out of range
@@ -164,6 +167,8 @@ def run_prepared(
 ) -> RunResult:
     """Run a prepared job; write a CARv1 of the results too when ``car`` names a file."""
     destination = Path(output_dir) if output_dir is not None else Path("cod-results") / str(job.spec.cid)
+    from .wasm.executor import run
+
     result = run(job.spec, job.wasm, job.sources, destination, engine)
     if car is not None:
         root = write_car(result.results_dir, car)

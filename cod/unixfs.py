@@ -418,3 +418,8 @@ def _read_full(source: BinaryIO, view: memoryview) -> int:
 def cid_of_tree(path: str | bytes | os.PathLike[str]) -> CID:
     """The UnixFS CID of a host file or directory."""
     return Importer().tree(path).cid
+
+
+def module_cid(wasm: bytes) -> str:
+    """A module's CID: the UnixFS CID of its bytes, as ``ipfs add`` would give it."""
+    return str(Importer().add_bytes(wasm).cid)

@@ -146,3 +146,27 @@ def test_config_show_names_each_source_and_config_init_refuses_to_overwrite(tmp_
     again = cod(tmp_path, "config", "init")
     assert again.returncode == 2 and "already exists" in again.stderr
     assert cod(tmp_path, "config", "path").stdout.strip() == first.stdout.strip()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device"])
+def test_a_config_path_that_is_no_regular_file_is_refused_without_waiting(tmp_path: Path, kind: str) -> None:
+    target = tmp_path / "config" / "cod" / "config.toml"
+    target.parent.mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(target)  # nobody writes: reading it would wait for ever
+    elif kind == "directory":
+        target.mkdir()
+    env = env_for(tmp_path, **({"COD_CONFIG": "/dev/zero"} if kind == "device" else {}))
+    with pytest.raises(ConfigError) as caught:
+        load(env)
+    assert "not a regular file" in caught.value.message and caught.value.code == 21
+
+
+def test_a_symlinked_config_file_is_read(tmp_path: Path) -> None:
+    real = tmp_path / "dotfiles" / "cod.toml"
+    real.parent.mkdir()
+    real.write_text('nodes = ["http://10.0.0.7:1"]\n')
+    link = tmp_path / "config" / "cod" / "config.toml"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(real)
+    assert load(env_for(tmp_path)).nodes == ["http://10.0.0.7:1"]

@@ -25,7 +25,7 @@ from cod.cid import CID
 from cod.errors import CIDError, CodError, NodeError, NotFound
 from cod.export import export, read_complete_car, unpack_car
 from cod.jobspec import Limits
-from cod.wasm.executor import check_destination, install
+from cod.resultsdir import check_destination, install
 from cod.wasm.vfs import MAX_OUTPUT_ENTRIES
 
 from . import schema

@@ -36,7 +36,7 @@ import it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +137,7 @@ def read_text(results_dir: str | None, name: str) -> str | None:
     return text + (f"\n[cut at {MAX_TEXT_BYTES} bytes]" if len(data) > MAX_TEXT_BYTES else "")
 
 
-def job_view(job: Mapping[str, Any], run: Mapping[str, Any], runs: list[Mapping[str, Any]],
+def job_view(job: Mapping[str, Any], run: Mapping[str, Any], runs: Sequence[Mapping[str, Any]],
              short_id: str | None = None, with_output: bool = True) -> dict[str, Any]:
     """The view of a recorded job: ``job`` as Records.job gives it, its latest ``run`` and all
     its ``runs`` (Records.runs). ``with_output`` False leaves stdout and stderr null (lists)."""

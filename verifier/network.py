@@ -7,7 +7,6 @@ from pathlib import Path
 from cod.config import load
 from cod.local import PreparedJob
 
-from .devstack import Devstack
 from .events import Events
 from .reputation import Records
 from .verify import Progress, Verification, verify
@@ -27,6 +26,8 @@ async def run_verified(job: PreparedJob, n: int, urls: list[str], *, quorum: int
     if urls:
         return await verify(job, urls, n, quorum=quorum, records=records, output_dir=output_dir, progress=progress,
                             events=events)
+    from .devstack import Devstack  # the node server, only when this command runs the nodes itself
+
     progress(f"Starting an embedded devstack of {n} node(s)")
     async with Devstack(n) as stack:  # its nodes die with the command: runs are kept, nodes are not
         return await verify(job, stack.urls, n, quorum=quorum, records=(records or Records()).ephemeral(),

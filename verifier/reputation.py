@@ -20,11 +20,10 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-
-import sqlite_utils
 
 from cod.errors import UsageError
 
@@ -76,14 +75,17 @@ class Records:
     def __init__(self, path: Path | None = None) -> None:
         path = path or default_path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite_utils.Database(path)
-        self.db.enable_wal()
-        self.db.execute("PRAGMA synchronous = NORMAL")
+        self.path = path
+        # plain sqlite3: every command that records a run opens this, and sqlite-utils costs
+        # ~40 ms to import (BENCHMARKS.md "Stage 5: start-up"); the SQL here is all explicit
+        self.conn = sqlite3.connect(str(path))
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
 
     def _migrate(self) -> None:
         """Bring the database to SCHEMA_VERSION: create what is missing, turn old jobs into runs."""
-        conn = self.db.conn
+        conn = self.conn
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version >= SCHEMA_VERSION:
             return
@@ -112,15 +114,15 @@ class Records:
     def see(self, node_id: str, url: str, profile: str) -> None:
         if not self.keep_nodes:
             return
-        with self.db.conn:
-            self.db.conn.execute(
+        with self.conn:
+            self.conn.execute(
                 "INSERT INTO nodes (node_id, url, profile, agreed, disagreed, failed, bad_signature, last_seen) "
                 "VALUES (?, ?, ?, 0, 0, 0, 0, ?) ON CONFLICT(node_id) DO UPDATE SET url = excluded.url, "
                 "profile = excluded.profile, last_seen = excluded.last_seen", [node_id, url, profile, now()])
 
     def find_nodes(self, prefix: str) -> list[str]:
         """Node IDs equal to ``prefix``, or starting with it, or with it after ``12D3KooW``."""
-        conn = self.db.conn
+        conn = self.conn
         rows = conn.execute("SELECT node_id FROM nodes WHERE node_id = ? OR substr(node_id, 1, ?) = ? "
                             "OR substr(node_id, ?, ?) = ? ORDER BY node_id",
                             [prefix, len(prefix), prefix, len(NODE_ID_PREFIX) + 1, len(prefix), prefix]).fetchall()
@@ -128,16 +130,16 @@ class Records:
 
     def forget_node(self, node_id: str) -> bool:
         """Remove a node and its counts (runs keep their signed answers); False if it was unknown."""
-        with self.db.conn:
-            cursor = self.db.conn.execute("DELETE FROM nodes WHERE node_id = ?", [node_id])
+        with self.conn:
+            cursor = self.conn.execute("DELETE FROM nodes WHERE node_id = ?", [node_id])
         return cursor.rowcount > 0
 
     def bump(self, node_id: str, counter: str) -> None:
         assert counter in COUNTERS
         if not self.keep_nodes:
             return
-        with self.db.conn:
-            self.db.conn.execute(f"UPDATE nodes SET {counter} = COALESCE({counter}, 0) + 1 WHERE node_id = ?",
+        with self.conn:
+            self.conn.execute(f"UPDATE nodes SET {counter} = COALESCE({counter}, 0) + 1 WHERE node_id = ?",
                                  [node_id])
 
     def score(self, node_id: str) -> int:
@@ -148,12 +150,12 @@ class Records:
             row["bad_signature"] or 0)
 
     def node(self, node_id: str) -> dict[str, Any] | None:
-        cursor = self.db.conn.execute(f"SELECT {', '.join(NODE_COLUMNS)} FROM nodes WHERE node_id = ?", [node_id])
+        cursor = self.conn.execute(f"SELECT {', '.join(NODE_COLUMNS)} FROM nodes WHERE node_id = ?", [node_id])
         row = cursor.fetchone()
         return dict(zip(NODE_COLUMNS, row)) if row else None
 
     def nodes(self) -> list[dict[str, Any]]:
-        cursor = self.db.conn.execute(f"SELECT {', '.join(NODE_COLUMNS)} FROM nodes ORDER BY node_id")
+        cursor = self.conn.execute(f"SELECT {', '.join(NODE_COLUMNS)} FROM nodes ORDER BY node_id")
         return [dict(zip(NODE_COLUMNS, row)) for row in cursor]
 
     def record_run(self, job_cid: str, *, started_at: str, finished_at: str | None, outcome: str, result_cid: str | None,
@@ -161,13 +163,13 @@ class Records:
                    note: str | None = None, extra: dict[str, Any] | None = None) -> int:
         """Add a run (never replacing one) and make it the job's latest; returns its run ID."""
         answers_json = json.dumps(answers, sort_keys=True)
-        with self.db.conn:
-            cursor = self.db.conn.execute(
+        with self.conn:
+            cursor = self.conn.execute(
                 "INSERT INTO runs (job_cid, started_at, finished_at, outcome, result_cid, n, quorum, note, answers, "
                 "extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [job_cid, started_at, finished_at, outcome, result_cid, n, quorum, note, answers_json,
                  json.dumps(extra or {}, sort_keys=True)])
-            self.db.conn.execute(
+            self.conn.execute(
                 "INSERT OR REPLACE INTO jobs (job_cid, seq, outcome, result_cid, n, quorum, spec, answers) "
                 "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, ?, ?, ?)",
                 [job_cid, outcome, result_cid, n, quorum, json.dumps(spec, sort_keys=True), answers_json])
@@ -189,7 +191,7 @@ class Records:
         """
         if not prefix:
             raise UsageError("an empty job ID matches every job", "give a job CID or a longer prefix (see cod list)")
-        conn = self.db.conn
+        conn = self.conn
         if conn.execute("SELECT 1 FROM jobs WHERE job_cid = ?", [prefix]).fetchone():
             return prefix
         # a prefix of the CID, or of its short ID (the CID after the prefix every job CID shares)
@@ -209,7 +211,7 @@ class Records:
         found = self.resolve(job_cid)
         if not found:
             return None
-        row = self.db.conn.execute(
+        row = self.conn.execute(
             "SELECT job_cid, seq, outcome, result_cid, n, quorum, spec, answers FROM jobs WHERE job_cid = ?",
             [found]).fetchone()
         names = ("job_cid", "seq", "outcome", "result_cid", "n", "quorum", "spec", "answers")
@@ -218,17 +220,17 @@ class Records:
 
     def runs(self, job_cid: str) -> list[dict[str, Any]]:
         """Every run of a job, oldest first."""
-        cursor = self.db.conn.execute(
+        cursor = self.conn.execute(
             f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE job_cid = ? ORDER BY run_id", [job_cid])
         return [_run(row) for row in cursor]
 
     def run(self, run_id: int) -> dict[str, Any] | None:
-        cursor = self.db.conn.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ?", [run_id])
+        cursor = self.conn.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ?", [run_id])
         row = cursor.fetchone()
         return _run(row) if row else None
 
     def latest_run(self, job_cid: str) -> dict[str, Any] | None:
-        cursor = self.db.conn.execute(
+        cursor = self.conn.execute(
             f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE job_cid = ? ORDER BY run_id DESC LIMIT 1", [job_cid])
         row = cursor.fetchone()
         return _run(row) if row else None
@@ -236,21 +238,21 @@ class Records:
     def annotate(self, run_id: int, **fields: Any) -> None:
         """Add ``fields`` to a run's ``extra`` (what was learned after it was recorded, e.g. the
         ledger's answer); its outcome and answers are never changed."""
-        with self.db.conn:
-            row = self.db.conn.execute("SELECT extra FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        with self.conn:
+            row = self.conn.execute("SELECT extra FROM runs WHERE run_id = ?", [run_id]).fetchone()
             if row is None:
                 return
             extra = dict(json.loads(row[0] or "{}"), **fields)
-            self.db.conn.execute("UPDATE runs SET extra = ? WHERE run_id = ?",
+            self.conn.execute("UPDATE runs SET extra = ? WHERE run_id = ?",
                                  [json.dumps(extra, sort_keys=True), run_id])
 
     def job_cids(self) -> list[str]:
         """Every recorded job CID, sorted (for short IDs)."""
-        return [str(r[0]) for r in self.db.conn.execute("SELECT job_cid FROM jobs ORDER BY job_cid")]
+        return [str(r[0]) for r in self.conn.execute("SELECT job_cid FROM jobs ORDER BY job_cid")]
 
     def jobs(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest jobs, newest first, each with ``runs`` and ``mismatches`` (runs that were one)."""
-        cursor = self.db.conn.execute(
+        cursor = self.conn.execute(
             "SELECT j.job_cid, j.outcome, j.result_cid, j.n, j.quorum, "
             "(SELECT COUNT(*) FROM runs r WHERE r.job_cid = j.job_cid), "
             "(SELECT COUNT(*) FROM runs r WHERE r.job_cid = j.job_cid AND r.outcome = 'mismatch') "
@@ -262,7 +264,7 @@ class Records:
         """The latest jobs, newest first: (job row as :meth:`job` gives it, its latest run, the
         summaries of all its runs oldest first) -- what a job view is made of."""
         out = []
-        for (job_cid,) in self.db.conn.execute("SELECT job_cid FROM jobs ORDER BY seq DESC LIMIT ?", [limit]).fetchall():
+        for (job_cid,) in self.conn.execute("SELECT job_cid FROM jobs ORDER BY seq DESC LIMIT ?", [limit]).fetchall():
             job = self.job(job_cid)
             assert job is not None
             runs = self.runs(job_cid)

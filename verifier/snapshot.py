@@ -90,7 +90,7 @@ async def collect(records: Records, configured: list[str], ledger: str | None, *
     nodes = node_rows(records, configured, checked)
     mod = await moderation(ledger, views) if ledger else None
     return {"schema": SCHEMA, "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "records": str(records.db.conn.execute("PRAGMA database_list").fetchone()[2]),
+            "records": str(records.path),
             "jobs": views, "nodes": nodes, "moderation": mod}
 
 

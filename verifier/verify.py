@@ -34,7 +34,7 @@ from cod.errors import BadSignature, CodError, EngineUnavailable, NodeBusy, Node
 from cod.jobspec import ENGINE_DOCKER
 from cod.local import PreparedJob
 from cod.statement import SignedStatement
-from cod.wasm.executor import check_destination
+from cod.resultsdir import check_destination
 
 from .client import MissingBlobs, NodeClient
 from .events import BUSY, FAILED, JOB_POLL_S, QUEUED, RUNNING, SIGNED, SUBMITTING, UPLOADING, Events

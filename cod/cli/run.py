@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -17,7 +16,6 @@ import click
 from ..errors import InputError, UsageError
 from ..jobspec import Limits
 from ..local import PreparedJob, parse_env, parse_mount, prepare, prepare_docker, run_prepared
-from ..wasm.engine import Engine, default_cache_dir
 from . import EXIT_INTERRUPTED, report
 from .options import NodeURL, SpecDuration, SpecInt, SpecSize, SpecText, node_urls, spec_text, writable_parent
 
@@ -152,6 +150,8 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
     if engine == "docker" or verify_n is not None:
         _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json, ledger_at, detach)
         return
+    from ..wasm.engine import Engine, default_cache_dir
+
     engine_ = Engine(cache_dir or os.environ.get("COD_CACHE_DIR") or default_cache_dir())
     from verifier.reputation import now
 
@@ -284,9 +284,11 @@ def _check_texts(args: tuple[str, ...], env: tuple[str, ...], inputs: tuple[str,
 
 def _check_embedded(urls: tuple[str, ...], n: int) -> None:
     """With no nodes configured a run starts N nodes here: refuse N past the devstack's bound."""
-    from verifier.devstack import MAX_NODES
+    if urls:
+        return
+    from verifier.devstack import MAX_NODES  # the node server: only when this command would run the nodes
 
-    if not urls and n > MAX_NODES:
+    if n > MAX_NODES:
         raise UsageError(f"--verify {n}: no nodes are configured, and an embedded devstack runs at most "
                           f"{MAX_NODES} nodes", "name nodes with --node or COD_NODES, or verify on fewer")
 
@@ -331,6 +333,8 @@ def _interrupt_exits() -> Iterator[None]:
 
 def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str, ...], output_dir: str | None,
                  car: str | None, as_json: bool, ledger: str | None = None, detach: bool = False) -> None:
+    import asyncio
+
     from verifier.network import configured_nodes, run_verified
     from verifier.verify import check_quorum
 
@@ -389,6 +393,8 @@ def _verified_view(verification: Any, car: str | None) -> dict[str, Any]:
 
 def _detach(job: PreparedJob, n: int, quorum: int | None, urls: list[str], as_json: bool, steps: Any) -> None:
     """Submit the job to N nodes and return: cod get / cod logs collect and compare later."""
+    import asyncio
+
     from verifier.detach import submit
 
     if not urls:

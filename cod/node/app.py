@@ -33,7 +33,7 @@ from ..jobspec import ENGINE_DOCKER, JobSpec
 from ..statement import Statement
 from ..unixfs import cid_of_tree
 from ..wasm.engine import profile_id, wasmtime_version
-from ..wasm.executor import remove_tree, staging_prefix
+from ..resultsdir import remove_tree, staging_prefix
 from . import joblog, openapi
 from .blobs import BlobStore
 from .body import check_strings, parse_json

@@ -1,0 +1,144 @@
+"""A results directory on the host: its fixed modes, where a run stages it, how it is put in
+place and removed. No wasm here: the requester uses these without loading the engine.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import CodError
+
+FILE_MODE = 0o644  # every file of a results directory, whatever the umask
+DIR_MODE = 0o755  # every directory of it, the results directory included
+RESULT_ENTRIES = frozenset({"stdout", "stderr", "exitCode", "outputs", "trap"})
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def staging_prefix(destination: Path) -> str:
+    """The name prefix of the staging directories of runs into ``destination`` (beside it), so
+    whoever owns the destination can find what a killed run left (its first 64 characters keep
+    the name under every host's name limit)."""
+    return f".cod-staging-{destination.name[:64]}-"
+
+
+def fix_modes(root: Path) -> None:
+    """Give ``root`` and every directory under it DIR_MODE and every file FILE_MODE.
+
+    The umask of whoever ran the job must not show in its results. Iterative; never follows
+    symlinks (results hold none).
+    """
+    os.chmod(root, DIR_MODE)
+    stack = [os.fsencode(root)]
+    while stack:
+        directory = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    os.chmod(entry.path, DIR_MODE)
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    os.chmod(entry.path, FILE_MODE)
+
+
+def remove_tree(root: Path) -> None:
+    """Delete ``root`` and everything under it, if it exists; best effort, never raises.
+
+    Iterative, with one directory open at a time and paths relative to it, so neither the
+    depth of the tree (shutil.rmtree recurses) nor PATH_MAX nor the fd limit can stop it.
+    Never follows symlinks.
+    """
+    try:
+        fd = os.open(root, _DIR_FLAGS)
+    except OSError:
+        return
+    stack: list[tuple[str, list[str]]] = [("", _clear(fd))]
+    try:
+        while stack:
+            name, pending = stack[-1]
+            if pending:
+                child = pending.pop()
+                try:
+                    os.chmod(child, 0o700, dir_fd=fd)  # a job's umask may have left it unreadable
+                except OSError:
+                    pass
+                try:
+                    inner = os.open(child, _DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    continue
+                os.close(fd)
+                fd = inner
+                stack.append((child, _clear(fd)))
+                continue
+            stack.pop()
+            if not stack:
+                break
+            parent = os.open("..", _DIR_FLAGS & ~os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            try:
+                os.rmdir(name, dir_fd=fd)
+            except OSError:
+                pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(root)
+    except OSError:
+        pass
+
+
+def _clear(fd: int) -> list[str]:
+    """Unlink every non-directory in the open directory ``fd``; the names of its subdirectories."""
+    subdirectories = []
+    try:
+        os.fchmod(fd, 0o700)
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    subdirectories.append(entry.name)
+                else:
+                    try:
+                        os.unlink(entry.name, dir_fd=fd)
+                    except OSError:
+                        pass
+    except OSError:
+        pass
+    return subdirectories
+
+
+def check_destination(destination: Path) -> None:
+    """Raise CodError unless ``destination`` is absent, empty or an earlier cod result."""
+    if not destination.exists():
+        return
+    if not destination.is_dir():
+        raise CodError(f"output directory {destination} exists and is not a directory", "choose another path")
+    try:
+        entries = set(os.listdir(destination))
+    except OSError as exc:
+        raise CodError(f"cannot read output directory {destination}: {exc.strerror}", "choose another path") from exc
+    if entries and not ("exitCode" in entries and entries <= RESULT_ENTRIES):
+        raise CodError(
+            f"output directory {destination} holds files that are not a cod result",
+            "choose an empty or new directory; cod never overwrites other files",
+        )
+
+
+def install(staging: Path, destination: Path) -> None:
+    """Move the finished results into place; an earlier result there goes only after."""
+    if destination.exists() and not any(destination.iterdir()):
+        destination.rmdir()
+    if not destination.exists():
+        os.rename(staging, destination)
+        return
+    old = Path(tempfile.mkdtemp(dir=destination.parent, prefix=".cod-old-"))
+    os.rename(destination, old / "result")
+    os.rename(staging, destination)
+    remove_tree(old)
+
+
+__all__ = ["DIR_MODE", "FILE_MODE", "RESULT_ENTRIES", "check_destination", "fix_modes", "install", "remove_tree",
+           "staging_prefix"]
