@@ -70,3 +70,12 @@ def test_the_cheap_wasmtime_version_is_the_installed_one() -> None:
     from importlib.metadata import version
 
     assert wasmtime_version() == version("wasmtime")
+
+
+def test_verify_is_the_function_whichever_import_comes_first() -> None:
+    script = ("import verifier.verify, verifier.reputation\nfrom verifier.verify import check_quorum\n"
+              "from verifier import Records, Verification, verify\nimport inspect\n"
+              "assert inspect.iscoroutinefunction(verify), verify\nprint('ok')\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert out.stdout.strip() == "ok", out.stderr
