@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +82,33 @@ def run_builtin_wasi(wasm: bytes, args: list[str], preopen: Path | None, workdir
         if exc.code != 0:
             raise
     return stdout.read_bytes()
+
+
+def cod_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """This process's environment without any COD_ variable, with cod's own directories in ``tmp``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COD_")}
+    env.update(COD_HOME=str(tmp / "home"), XDG_CONFIG_HOME=str(tmp / "config"), PYTHONPATH=str(ROOT), **extra)
+    return env
+
+
+@contextlib.contextmanager
+def devstack(env: dict[str, str], cwd: Path, nodes: int = 3, bad: int = 0, *extra: str,
+             stderr: Any = subprocess.DEVNULL) -> Iterator[list[tuple[str, str, bool]]]:
+    """A real `cod devstack` process; yields (node ID, URL, lies) of each node, stops it after."""
+    proc = subprocess.Popen([sys.executable, "-m", "cod", "devstack", "--nodes", str(nodes), "--bad-nodes", str(bad),
+                             *extra], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    found: list[tuple[str, str, bool]] = []
+    try:
+        assert proc.stdout is not None
+        while len(found) < nodes:
+            line = proc.stdout.readline()
+            assert line, "devstack ended early"
+            if line.startswith("node "):
+                found.append((line.split()[1], line.split()[3], "(lies)" in line))
+        yield found
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -7,6 +7,7 @@ voted in and the input blessed, verified runs reported to it, tmux on a real pse
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import ROOT, VECTORS
+from .helpers import VECTORS, cod_env, devstack
 
 WORDCOUNT = [str(VECTORS / "wordcount.wasm"), "-i", str(VECTORS / "data" / "wordcount")]
 
@@ -52,9 +53,9 @@ def _lines_until(proc: subprocess.Popen[str], wanted: int, prefix: str) -> list[
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     tmp = tmp_path_factory.mktemp("dashboard")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COD_")}
-    env.update(COD_HOME=str(tmp / "home"), XDG_CONFIG_HOME=str(tmp / "config"), PYTHONPATH=str(ROOT))
+    env = cod_env(tmp)
     procs: list[subprocess.Popen[str]] = []
+    stack = contextlib.ExitStack()
 
     def cod(*args: str) -> str:
         done = subprocess.run([sys.executable, "-m", "cod", *args], cwd=tmp, env=env, capture_output=True, text=True,
@@ -63,12 +64,9 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         return done.stdout
 
     try:
-        stack = subprocess.Popen([sys.executable, "-m", "cod", "devstack", "--nodes", "4", "--bad-nodes", "1"],
-                                 cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        procs.append(stack)
-        lines = _lines_until(stack, 4, "node ")
-        urls = [line.split()[3] for line in lines]
-        liar = next(line.split()[1] for line in lines if "(lies)" in line)
+        nodes = stack.enter_context(devstack(env, tmp, 4, 1))
+        urls = [url for _, url, _ in nodes]
+        liar = next(node_id for node_id, _, lies in nodes if lies)
         root_id = cod("keygen", str(tmp / "root.key")).split()[-1]
         moderator_id = cod("keygen", str(tmp / "moderator.key")).split()[-1]
         cod("ledger", "init", "--data-dir", str(tmp / "ledger"), "--root-key", root_id, "--threshold", "1")
@@ -85,6 +83,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         assert quorum["outcome"] == "verified-by-quorum" and mismatch["outcome"] == "mismatch"
         yield Net(env, tmp, liar, mismatch, quorum)
     finally:
+        stack.close()
         for proc in procs:
             proc.send_signal(signal.SIGINT)
         for proc in procs:

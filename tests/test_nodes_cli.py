@@ -8,9 +8,7 @@ same keys (--base-dir), real SQLite records.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import ROOT, VECTORS
+from .helpers import VECTORS, cod_env, devstack
 
 HELLO = str(VECTORS / "hello.wasm")
 
@@ -31,28 +29,14 @@ def cod(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProce
 
 @pytest.fixture
 def home(tmp_path: Path) -> tuple[dict[str, str], Path]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COD_")}
-    env.update(COD_HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"), PYTHONPATH=str(ROOT))
-    return env, tmp_path
+    return cod_env(tmp_path), tmp_path
 
 
 @contextmanager
-def devstack(env: dict[str, str], cwd: Path, base: Path, nodes: int = 2) -> Iterator[list[tuple[str, str]]]:
+def stack(env: dict[str, str], cwd: Path, base: Path, nodes: int = 2) -> Iterator[list[tuple[str, str]]]:
     """A `cod devstack` keeping its keys under ``base``; yields (node ID, URL) of each node."""
-    proc = subprocess.Popen([sys.executable, "-m", "cod", "devstack", "--nodes", str(nodes), "--base-dir", str(base)],
-                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    found: list[tuple[str, str]] = []
-    try:
-        assert proc.stdout is not None
-        while len(found) < nodes:
-            line = proc.stdout.readline()
-            assert line, "devstack ended early"
-            if line.startswith("node "):
-                found.append((line.split()[1], line.split()[3]))
-        yield found
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+    with devstack(env, cwd, nodes, 0, "--base-dir", str(base)) as found:
+        yield [(node_id, url) for node_id, url, _ in found]
 
 
 def test_an_embedded_devstack_leaves_its_run_but_not_its_nodes(home: tuple[dict[str, str], Path]) -> None:
@@ -70,7 +54,7 @@ def test_get_finds_the_signers_by_node_id_after_they_moved_then_uses_the_local_c
         home: tuple[dict[str, str], Path]) -> None:
     env, tmp = home
     base = tmp / "stack"
-    with devstack(env, tmp, base) as first:
+    with stack(env, tmp, base) as first:
         env1 = dict(env, COD_NODES=",".join(url for _, url in first))
         ran = cod("run", "--verify", "2", "--json", HELLO, "moving", env=env1, cwd=tmp)
         assert ran.returncode == 0, ran.stderr
@@ -80,7 +64,7 @@ def test_get_finds_the_signers_by_node_id_after_they_moved_then_uses_the_local_c
         assert all(n["configured"] and n["last_seen"] for n in listed)
     local = Path(view["results_dir"])
     shutil.rmtree(local)  # only the nodes have it now
-    with devstack(env, tmp, base) as second:  # same keys, new ports
+    with stack(env, tmp, base) as second:  # same keys, new ports
         assert sorted(i for i, _ in second) == sorted(i for i, _ in first)
         assert not {u for _, u in second} & {u for _, u in first}
         env2 = dict(env, COD_NODES=",".join(url for _, url in second))
@@ -107,7 +91,7 @@ def test_get_finds_the_signers_by_node_id_after_they_moved_then_uses_the_local_c
 
 def test_forget_takes_a_short_node_id_and_refuses_unknown_or_ambiguous(home: tuple[dict[str, str], Path]) -> None:
     env, tmp = home
-    with devstack(env, tmp, tmp / "stack") as nodes:
+    with stack(env, tmp, tmp / "stack") as nodes:
         env1 = dict(env, COD_NODES=",".join(url for _, url in nodes))
         assert cod("run", "--verify", "2", HELLO, env=env1, cwd=tmp).returncode == 0
     env.pop("COD_NODES", None)

@@ -11,7 +11,6 @@ import os
 import pty
 import re
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -21,16 +20,14 @@ import pytest
 
 from cod.node.joblog import record, text_line
 
-from .helpers import ROOT, VECTORS
+from .helpers import VECTORS, cod_env, devstack
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 WORDCOUNT = str(VECTORS / "wordcount.wasm")
 
 
 def env_for(tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COD_")}
-    env.update(COD_HOME=str(tmp / "home"), XDG_CONFIG_HOME=str(tmp / "config"), PYTHONPATH=str(ROOT))
-    return env
+    return cod_env(tmp)
 
 
 @pytest.fixture
@@ -83,29 +80,42 @@ def run_in_pty(argv: list[str], env: dict[str, str], cwd: Path, timeout: float =
 
 def test_on_a_terminal_a_live_table_shows_each_node_and_clears_before_the_report(
         tmp_path: Path, big_input: Path) -> None:
+    # 48 MiB: the CAR is built and uploaded over several redraws (8 a second), so they show
+    (big_input / "words.txt").write_bytes(b"compute over data\n" * ((48 << 20) // 18))
     code, drawn = run_in_pty([sys.executable, "-m", "cod", "run", "--verify", "2", WORDCOUNT, "-i", str(big_input)],
                              env_for(tmp_path), tmp_path)
     assert code == 0, drawn
     assert ANSI.search(drawn)  # drawn in place
     plain = ANSI.sub("", drawn)
-    assert "STATE" in plain and "uploading" in plain and "upload to http://" in plain
+    assert "STATE" in plain and "signed" in plain, plain
+    assert "uploading" in plain, plain  # (a bar's frames depend on timing: see the test below)
     assert "Outcome:" in plain and "VERIFIED" in plain
     assert "  node " not in plain  # the plain lines are for pipes only
 
 
+def test_the_live_view_draws_a_bar_for_a_large_transfer_and_node_text_as_plain_text() -> None:
+    from rich.console import Console
+
+    from cod.cli.progress import TRANSFER_BAR_BYTES, VerifyProgress
+
+    shown = VerifyProgress(live=True)
+    shown.step = "Running on 1 node(s)"
+    shown.node("12D3KooWAbCdEfGhIjKlMn", "http://10.0.0.1:1", "failed", "[bold red]not markup[/] \x1b[31mno escape")
+    shown.transfer("k", "upload to http://10.0.0.1:1", 24 << 20, 48 << 20)
+    shown.transfer("small", "upload to http://10.0.0.2:1", 10, TRANSFER_BAR_BYTES - 1)  # under the threshold
+    console = Console(record=True, width=120, color_system=None)
+    console.print(shown.render())
+    text = console.export_text()
+    assert "upload to http://10.0.0.1:1" in text and "24.0 MiB / 48.0 MiB" in text
+    assert "10.0.0.2" not in text
+    assert "[bold red]not markup[/]" in text and "\x1b" not in text and "?[31mno escape" in text
+
+
 def test_devstack_logs_one_json_line_per_finished_job(tmp_path: Path) -> None:
     env = env_for(tmp_path)
-    stack = subprocess.Popen([sys.executable, "-m", "cod", "devstack", "--nodes", "2", "--bad-nodes", "1",
-                              "--log-format", "json"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                             stderr=open(tmp_path / "log", "w"), text=True)
-    try:
-        assert stack.stdout is not None
-        nodes = []
-        while len(nodes) < 2:
-            line = stack.stdout.readline()
-            assert line, "devstack ended early"
-            if line.startswith("node "):
-                nodes.append((line.split()[1], line.split()[3]))
+    with open(tmp_path / "log", "w") as log, devstack(env, tmp_path, 2, 1, "--log-format", "json",
+                                                      stderr=log) as stack:
+        nodes = [(node_id, url) for node_id, url, _ in stack]
         ran = subprocess.run([sys.executable, "-m", "cod", "run", "--json", "--verify", "2",
                               str(VECTORS / "hello.wasm")], cwd=tmp_path, capture_output=True, text=True,
                              env=dict(env, COD_NODES=",".join(u for _, u in nodes)), timeout=120)
@@ -114,9 +124,6 @@ def test_devstack_logs_one_json_line_per_finished_job(tmp_path: Path) -> None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and (tmp_path / "log").read_text().count("\n") < 3:
             time.sleep(0.1)
-    finally:
-        stack.send_signal(signal.SIGINT)
-        stack.wait(timeout=30)
     logged = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines() if line.startswith("{")]
     assert sorted(r["node"] for r in logged) == sorted(i for i, _ in nodes)
     for rec in logged:
