@@ -108,6 +108,8 @@ def _urls_env(text: str) -> list[str]:
 def _path(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError("must be a non-empty path string")
+    if "\x00" in value:
+        raise ValueError("holds a NUL character, which no path can")
     return value
 
 
@@ -266,6 +268,9 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
 def _load(path: Path, env: Mapping[str, str]) -> Config:
     data = _read_file(path)
     found = data is not None
+    if not found and env.get(CONFIG_ENV):
+        raise ConfigError(f"{CONFIG_ENV} names {str(path)!r}, which does not exist",
+                          f"create it (cod config init writes one there), or unset {CONFIG_ENV}")
     values = _flatten(data or {}, path)
     settings: dict[str, Setting] = {}
     for key in KEYS:
@@ -321,6 +326,8 @@ def _read_file(path: Path) -> dict[str, Any] | None:
     if path.suffix == ".json":
         try:
             data = json.loads(text)
+        except RecursionError:
+            raise ConfigError(f"config file {str(path)!r} nests too deeply to read", HINT) from None
         except ValueError as exc:
             raise ConfigError(f"config file {str(path)!r} is not valid JSON: {exc}", HINT) from None
     else:
@@ -328,6 +335,8 @@ def _read_file(path: Path) -> dict[str, Any] | None:
 
         try:
             data = tomllib.loads(text)
+        except RecursionError:
+            raise ConfigError(f"config file {str(path)!r} nests too deeply to read", HINT) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}", HINT) from None
     if not isinstance(data, dict):

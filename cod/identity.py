@@ -92,7 +92,11 @@ class Identity:
                 raise KeyFileError(f"key file {str(path)!r} is not a regular file", "make one with: cod keygen FILE")
             if info.st_mode & 0o077:
                 raise KeyFileError(f"key file {str(path)!r} is readable by others", f"chmod 600 {path}")
-            seed = handle.read(KEY_FILE_BYTES + 1)
+            try:
+                seed = handle.read(KEY_FILE_BYTES + 1)
+            except OSError as exc:
+                raise KeyFileError(f"cannot read key file {str(path)!r}: {exc.strerror}",
+                                   "make one with: cod keygen FILE") from None
         if len(seed) != KEY_FILE_BYTES:
             raise KeyFileError(f"key file {str(path)!r} is damaged: it holds {len(seed)} bytes, a key has "
                                f"{KEY_FILE_BYTES}", "make one with: cod keygen FILE")

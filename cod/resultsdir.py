@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import CodError
+from .errors import CodError, LocalPathError
 
 FILE_MODE = 0o644  # every file of a results directory, whatever the umask
 DIR_MODE = 0o755  # every directory of it, the results directory included
@@ -111,7 +111,10 @@ def _clear(fd: int) -> list[str]:
 
 
 def check_destination(destination: Path) -> None:
-    """Raise CodError unless ``destination`` is absent, empty or an earlier cod result."""
+    """Raise CodError unless ``destination`` is absent, empty or an earlier cod result (and
+    not a symlink: results go where they are asked to, never where a link points)."""
+    if destination.is_symlink():
+        raise LocalPathError(f"output directory {destination} is a symlink", "give the directory itself, or a new path")
     if not destination.exists():
         return
     if not destination.is_dir():

@@ -202,6 +202,7 @@ CASES: dict[str, list[Case]] = {
     ],
     "dashboard": [
         case("dashboard", "--interval", "0", code=USAGE, text="--interval"),
+        case("dashboard", "--interval", "nan", code=USAGE, text="--interval"),
         case("dashboard", "--limit", "0", code=USAGE, text="--limit"),
         case("dashboard", "--ledger", "ledger.example", code=USAGE, text="--ledger"),
         case("dashboard", "--once", code=CONFIG, text="COD_LEDGER", env={"COD_LEDGER": "x"}),
@@ -213,6 +214,10 @@ CASES: dict[str, list[Case]] = {
         case("config", "show", code=CONFIG, text="unknown key", files={CONFIG_TOML: b"x = 1"}),
         case("config", "show", code=CONFIG, text="COD_NODES", env={"COD_NODES": "nonsense"}),
         case("config", "show", "--bogus", code=USAGE, text="--bogus"),
+        case("config", "show", code=CONFIG, text="nests too deeply",
+             files={CONFIG_TOML: b"nodes = " + b"[" * 3000 + b"]" * 3000}),
+        case("config", "show", code=CONFIG, text="nests too deeply", files={CONFIG_FILE: b"[" * 3000 + b"]" * 3000}),
+        case("config", "show", code=CONFIG, text="NUL", files={CONFIG_TOML: b'moderator_key = "a\\u0000b"'}),
     ],
     "config path": [
         case("config", "path", "extra", code=USAGE, text="extra"),

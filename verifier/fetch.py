@@ -207,25 +207,30 @@ async def download_agreed(session: aiohttp.ClientSession, urls: list[str], job_c
     raise DownloadFailed(failures)
 
 
-async def signer_urls(session: aiohttp.ClientSession, row: dict[str, Any], known: dict[str, str],
-                      configured: list[str]) -> tuple[list[str], list[str]]:
-    """Where the nodes that signed the job's agreed result are now, found by node ID.
+def _signers(row: dict[str, Any]) -> list[str]:
+    agreed = row["result_cid"]
+    return [a["node_id"] for a in row["answers"] if a.get("result_cid") == agreed and a.get("node_id")]
 
-    Returns the URLs to try first (each signer's URL in the node table ``known``, then the
-    URL its answer was given from) and, separately, the configured URLs that answer
-    ``/v1/info`` as one of the signers (a node that moved, or a devstack restarted on other
-    ports with the same keys). Any URL will do: whatever it sends is checked against the CID.
-    """
+
+def recorded_urls(row: dict[str, Any], known: dict[str, str]) -> list[str]:
+    """Where the records say the nodes that signed the agreed result are: each signer's URL in
+    the node table ``known`` (its latest), then the URL its answer came from."""
+    agreed = row["result_cid"]
+    return list(dict.fromkeys([known[n] for n in _signers(row) if n in known] +
+                              [a["url"] for a in row["answers"] if a.get("result_cid") == agreed and a.get("url")]))
+
+
+async def moved_signers(session: aiohttp.ClientSession, row: dict[str, Any], configured: list[str],
+                        tried: list[str]) -> list[str]:
+    """The configured URLs (not in ``tried``) whose ``/v1/info`` names a signer's node ID: a node
+    that moved, or a devstack restarted on other ports with the same keys. Any URL will do:
+    whatever it sends is checked against the agreed result CID."""
     from .client import NodeClient
 
-    agreed = row["result_cid"]
-    signers = [a["node_id"] for a in row["answers"] if a.get("result_cid") == agreed and a.get("node_id")]
-    first = list(dict.fromkeys([known[n] for n in signers if n in known] +
-                               [a["url"] for a in row["answers"] if a.get("result_cid") == agreed and a.get("url")]))
-    others = [u for u in dict.fromkeys(configured) if u not in first]
+    signers = set(_signers(row))
+    others = [u for u in dict.fromkeys(configured) if u not in tried]
     infos = await asyncio.gather(*(NodeClient(session, u).info() for u in others), return_exceptions=True)
-    moved = [u for u, info in zip(others, infos) if isinstance(info, schema.NodeInfo) and info.node_id in signers]
-    return first, moved
+    return [u for u, info in zip(others, infos) if isinstance(info, schema.NodeInfo) and info.node_id in signers]
 
 
 async def fetch_results(row: dict[str, Any], output_dir: Path | None, car: Path | None, *,
@@ -244,8 +249,10 @@ async def fetch_results(row: dict[str, Any], output_dir: Path | None, car: Path 
     failures: dict[str, str] = {}
     try:
         async with aiohttp.ClientSession() as session:
-            first, moved = await signer_urls(session, row, known or {}, configured or [])
-            for urls in (first, moved):
+            first = recorded_urls(row, known or {})
+            for attempt in range(2):
+                # the recorded URLs first; only when none delivers are the configured ones asked who they are
+                urls = first if attempt == 0 else await moved_signers(session, row, configured or [], first)
                 if not urls:
                     continue
                 try:

@@ -25,10 +25,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from cod.errors import UsageError
+from cod.errors import LocalPathError, UsageError
 
 COUNTERS = ("agreed", "disagreed", "failed", "bad_signature")
 SCHEMA_VERSION = 3
+LOCK_TIMEOUT_S = 30.0
+"""How long a command waits for another cod process that holds the records' write lock."""
 MAX_CANDIDATES_SHOWN = 10
 NODE_COLUMNS = ("node_id", "url", "profile", "agreed", "disagreed", "failed", "bad_signature", "last_seen")
 NODE_ID_PREFIX = "12D3KooW"
@@ -78,10 +80,15 @@ class Records:
         self.path = path
         # plain sqlite3: every command that records a run opens this, and sqlite-utils costs
         # ~40 ms to import (BENCHMARKS.md "Stage 5: start-up"); the SQL here is all explicit
-        self.conn = sqlite3.connect(str(path))
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        self._migrate()
+        try:
+            self.conn = sqlite3.connect(str(path), timeout=LOCK_TIMEOUT_S)
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise LocalPathError(f"cannot use the records database {str(path)!r}: {exc}",
+                                 "if it is damaged, move it aside (cod starts new records; COD_HOME moves them); "
+                                 "if another cod holds it, wait for it") from None
 
     def _migrate(self) -> None:
         """Bring the database to SCHEMA_VERSION: create what is missing, turn old jobs into runs."""

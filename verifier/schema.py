@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from cod.cid import CID
 from cod.errors import CodError, NodeError
 from cod.identity import public_key_of
+from cod.text import printable
 
 MAX_JSON_BYTES = 2 << 20
 """Largest JSON body read from a node. The biggest honest answer is a job record: its spec
@@ -32,13 +33,11 @@ MAX_EXIT_CODE = (1 << 32) - 1
 MAX_RETRY_AFTER = 3600.0
 JOB_STATES = ("queued", "running", "done", "failed")
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+:/-]*\Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def clean(text: str, limit: int = MAX_TEXT_CHARS) -> str:
     """Node-supplied text made safe to print: control characters replaced, length capped."""
-    text = _CONTROL.sub("?", text)
-    return text if len(text) <= limit else text[:limit] + "..."
+    return printable(text, limit)
 
 
 def parse_json(node: str, what: str, data: bytes) -> Any:

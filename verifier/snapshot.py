@@ -12,6 +12,8 @@ import asyncio
 from datetime import datetime, timezone
 from typing import Any
 
+from cod.text import printable
+
 from .health import check
 from .jobview import DISAGREES, job_view, short_ids
 from .nodeview import node_rows
@@ -44,22 +46,32 @@ def jobs(records: Records, limit: int = DEFAULT_JOBS) -> list[dict[str, Any]]:
     return out
 
 
+LEDGER_TIMEOUT_S = 5.0
+"""Longest one request to the ledger may take for a snapshot (a live view must not freeze)."""
+MAX_QUEUE_SHOWN = 1000
+MAX_TEXT = 200
+
+
 async def moderation(ledger: str, views: list[dict[str, Any]]) -> dict[str, Any]:
-    """The ledger's queue, its latest checkpoint (first line: origin, size, root) and the state
-    of the newest verified jobs; {"url", "error"} when the ledger cannot be asked."""
+    """The ledger's queue, its latest checkpoint (origin, size, root) and the state of the
+    newest verified jobs; {"url", "error"} when the ledger cannot be asked or answers
+    something malformed. Every string the ledger sent is made printable (cod.text)."""
     from cod.errors import CodError
     from cod.ledger.client import LedgerClient
 
-    client = LedgerClient(ledger)
+    client = LedgerClient(ledger, timeout_s=LEDGER_TIMEOUT_S)
     try:
-        queue = (await client.queue())["jobs"]
+        answer = await client.queue()
         note = await client.checkpoint()
     except CodError as exc:
-        return {"url": ledger, "error": exc.message, "queue": [], "checkpoint": None}
-    lines = note.split("\n")
-    checkpoint = {"origin": lines[0] if lines else "", "size": _int(lines[1]) if len(lines) > 1 else None,
-                  "root": lines[2] if len(lines) > 2 else None, "note": note}
-    waiting = {item.get("job") for item in queue}
+        return {"url": ledger, "error": printable(exc.message, MAX_TEXT), "queue": [], "checkpoint": None}
+    try:
+        queue = _queue(answer)
+        checkpoint = _checkpoint(note)
+    except ValueError as exc:
+        return {"url": ledger, "error": f"the ledger answered something malformed: {exc}", "queue": [],
+                "checkpoint": None}
+    waiting = {item["job"] for item in queue}
     asked = [v for v in views if v["outcome"] in VERIFIED_OUTCOMES][:LEDGER_LOOKUPS]
 
     async def state_of(view: dict[str, Any]) -> None:
@@ -67,16 +79,40 @@ async def moderation(ledger: str, views: list[dict[str, Any]]) -> dict[str, Any]
             view["moderation"] = "queued"
             return
         try:
-            view["moderation"] = str((await client.job(view["job_cid"])).get("state") or "-")
-        except CodError:
-            view["moderation"] = "-"  # never reported to this ledger
+            state = (await client.job(view["job_cid"])).get("state")
+        except (CodError, AttributeError):
+            state = None  # never reported to this ledger, or an answer that is no object
+        view["moderation"] = printable(state, 40) if isinstance(state, str) and state else "-"
 
     await asyncio.gather(*(state_of(v) for v in asked))
     return {"url": ledger, "error": None, "queue": queue, "checkpoint": checkpoint}
 
 
-def _int(text: str) -> int | None:
-    return int(text) if text.isdigit() else None
+def _queue(answer: Any) -> list[dict[str, Any]]:
+    """The queue's jobs, each {"job", "result", "entry", "nodes"} with printable strings."""
+    jobs = answer.get("jobs") if isinstance(answer, dict) else None
+    if not isinstance(jobs, list):
+        raise ValueError('the queue has no list "jobs"')
+    queue = []
+    for item in jobs[:MAX_QUEUE_SHOWN]:
+        if not isinstance(item, dict):
+            raise ValueError("a queued job is not an object")
+        nodes = item.get("nodes")
+        entry = item.get("entry")
+        queue.append({"job": printable(str(item.get("job")), MAX_TEXT),
+                      "result": printable(str(item.get("result")), MAX_TEXT),
+                      "entry": entry if isinstance(entry, int) and not isinstance(entry, bool) else None,
+                      "nodes": [printable(str(n), MAX_TEXT) for n in nodes] if isinstance(nodes, list) else []})
+    return queue
+
+
+def _checkpoint(note: str) -> dict[str, Any]:
+    """The first three lines of a checkpoint note: origin, size (decimal, at most 20 digits), root."""
+    lines = note.split("\n")
+    size_text = lines[1] if len(lines) > 1 else ""
+    size = int(size_text) if size_text.isascii() and size_text.isdigit() and len(size_text) <= 20 else None
+    return {"origin": printable(lines[0], MAX_TEXT) if lines else "", "size": size,
+            "root": printable(lines[2], MAX_TEXT) if len(lines) > 2 else None}
 
 
 async def collect(records: Records, configured: list[str], ledger: str | None, *, limit: int = DEFAULT_JOBS,

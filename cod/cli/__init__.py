@@ -161,7 +161,12 @@ def run_cli(args: list[str]) -> int:
         return report(f"cannot use {where!r}: {exc.strerror or exc}",
                        "check the path and its permissions (COD_HOME, XDG_CONFIG_HOME, XDG_CACHE_HOME "
                        "and HOME move cod's own directories)", LocalPathError.code)
-    except Exception:
+    except Exception as exc:
+        sqlite3 = sys.modules.get("sqlite3")  # (not imported here: `cod --help` needs no database)
+        if sqlite3 is not None and isinstance(exc, sqlite3.Error):
+            return report(f"a database cod keeps could not be used: {exc}",
+                           "another cod may hold it (retry), or it is damaged (move it aside; COD_HOME moves the "
+                           "requester's records)", LocalPathError.code)
         return _internal()
     return code if isinstance(code, int) else 0
 
@@ -177,7 +182,7 @@ def report(message: str, hint: str | None, code: int) -> int:
 def _internal() -> int:
     exc = sys.exc_info()[1]
     if os.environ.get(DEBUG_ENV) == "1":
-        _say(traceback.format_exc().rstrip("\n"))
+        _say(traceback.format_exc().rstrip("\n"), lines=True)
     message = f"internal error: {type(exc).__name__}: {exc}"
     return report(message, f"this is a bug in cod: rerun with {DEBUG_ENV}=1 for the traceback and report it",
                    EXIT_INTERNAL)
@@ -187,8 +192,12 @@ def _one_line(text: str) -> str:
     return " ".join(text.split()) if "\n" in text or "\r" in text else text
 
 
-def _say(line: str) -> None:
-    """One line on stderr; non-UTF-8 bytes come out escaped, a closed stderr is ignored."""
+def _say(line: str, lines: bool = False) -> None:
+    """One line (or, with ``lines``, several) on stderr; control characters (and bidi
+    overrides) shown as "?", non-UTF-8 bytes escaped, a closed stderr ignored."""
+    from ..text import printable, printable_lines
+
+    line = printable_lines(line) if lines else printable(line)
     try:
         sys.stderr.flush()
         sys.stderr.buffer.write(line.encode("utf-8", "backslashreplace") + b"\n")

@@ -84,16 +84,33 @@ def init(force: bool) -> None:
       cod config init
       cod config init --force
     """
-    from ..config import EXAMPLE, FILE_NAME, config_dir, config_path
-    from ..errors import UsageError
+    import os
+    import stat
+    import tempfile
+
+    from ..config import CONFIG_ENV, EXAMPLE, FILE_NAME, config_dir, config_path
+    from ..errors import LocalPathError, UsageError
     from .options import writable_dir
 
     target = config_path()
-    if target.suffix != ".toml":  # only the legacy JSON file exists: start the TOML one beside it
+    if not os.environ.get(CONFIG_ENV) and target.suffix == ".json":  # the legacy file: start TOML beside it
         target = config_dir() / FILE_NAME
-    if target.exists() and not force:
-        raise UsageError(f"{str(target)!r} already exists", "edit it, or pass --force to replace it")
     writable_dir(str(target.parent), "config directory")
+    try:
+        mode: int | None = os.lstat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not force:
+        raise UsageError(f"{str(target)!r} already exists", "edit it, or pass --force to replace it")
+    if mode is not None and not stat.S_ISREG(mode):  # a symlink, a FIFO, a directory: never written through
+        raise LocalPathError(f"{str(target)!r} is not a regular file", "remove it yourself, then run cod config init")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(EXAMPLE, encoding="utf-8")
+    fd, staging = tempfile.mkstemp(dir=target.parent, prefix=".config-", suffix=".toml")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(EXAMPLE)
+        os.replace(staging, target)  # replaces the name itself: whatever was there, nothing is followed
+    except BaseException:
+        os.unlink(staging)
+        raise
     click.echo(str(target))

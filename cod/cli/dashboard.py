@@ -67,8 +67,13 @@ def dashboard(once: bool, as_json: bool, interval: float, limit: int, ledger: st
       cod dashboard --once
       cod dashboard --json | jq '.jobs[] | select(.outcome == "mismatch") | .dissent'
     """
+    import math
+
     from verifier.reputation import Records
     from verifier.snapshot import collect
+
+    if not math.isfinite(interval):  # click's range lets NaN through
+        raise click.BadParameter(f"{interval!r} is not a number of seconds", param_hint="'--interval'")
 
     from ..config import load
     from ..ledger.client import ledger_url

@@ -39,10 +39,13 @@ class Column:
     style: Callable[[Mapping[str, Any]], str | None] | None = None
 
     def text(self, row: Mapping[str, Any]) -> str:
+        """The cell as a person reads it; never a control character, whoever supplied the value."""
+        from ..text import printable
+
         value = row.get(self.key)
         if self.show is not None:
-            return self.show(value)
-        return "-" if value is None or value == "" else str(value)
+            return printable(self.show(value))
+        return "-" if value is None or value == "" else printable(str(value))
 
 
 class Output:

@@ -204,7 +204,9 @@ def _detail(node: _Node) -> str:
 
 
 def _clean(text: str) -> str:
-    return "".join(c if c.isprintable() else "?" for c in text)
+    from cod.text import printable
+
+    return printable(text)
 
 
 def _size(n: int | None) -> str:

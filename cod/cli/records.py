@@ -7,13 +7,14 @@ characters after the prefix every job CID shares), as git names commits.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..errors import NodeError, NotFound
+from ..errors import LocalPathError, NodeError, NotFound
 from .options import JobRef
 from .output import Column, Output, age, outcome_style, outcome_text, output_options
 
@@ -218,9 +219,16 @@ def get(job: str, output_dir: str | None, car: str | None) -> None:
       cod get 7xq3kd2a
       cod get 7xq3kd2a --car results.car
     """
+    if output_dir is not None and car is not None:
+        raise click.UsageError("give --output-dir or --car, not both")
     records = _records()
     view = _view(records, job, with_output=False)
     destination = Path(output_dir) if output_dir else Path("cod-results") / view["job_cid"]
+    if car is not None:
+        _check_car_target(Path(car))
+    elif view["results_dir"] and Path(view["results_dir"]) in destination.resolve().parents:
+        raise LocalPathError(f"--output-dir {str(destination)!r} is inside the job's own results "
+                             f"{view['results_dir']!r}", "choose a directory outside it")
     where = _fetch(records, view, None if car else destination, Path(car) if car else None)
     click.echo(f"{view['result_cid']} -> {where}")
 
@@ -256,26 +264,52 @@ def _shorter(text: str, width: int = 160) -> str:
 
 
 def _local_results(view: dict[str, Any]) -> Path | None:
-    """The results directory of the job's latest run on this machine, if it is still there."""
+    """The results directory of the job's latest run on this machine, if it is still there and
+    still hashes to the job's result CID (a copy that changed is not the job's output)."""
+    from ..errors import CodError
+    from ..unixfs import cid_of_tree
+
     for candidate in (view["results_dir"], str(Path("cod-results") / view["job_cid"])):
-        if candidate and Path(candidate, "stdout").is_file():
-            return Path(candidate)
+        if not candidate or not Path(candidate, "stdout").is_file() or Path(candidate).is_symlink():
+            continue
+        try:
+            if view["result_cid"] and str(cid_of_tree(candidate)) == view["result_cid"]:
+                return Path(candidate)
+        except CodError:
+            continue
     return None
+
+
+def _check_car_target(car: Path) -> None:
+    """--car names a regular file to (over)write, or a new one in a directory that exists."""
+    import stat
+
+    from .options import writable_parent
+
+    try:
+        mode = os.lstat(car).st_mode
+    except FileNotFoundError:
+        writable_parent(str(car), "--car", create=False)
+        return
+    if not stat.S_ISREG(mode):
+        raise LocalPathError(f"--car {str(car)!r} exists and is not a regular file", "choose a new file name")
 
 
 def _fetch(records: Any, view: dict[str, Any], destination: Path | None, car: Path | None) -> Path:
     """Fetch the job's agreed result into ``destination`` (or ``car``); records where it went."""
     from verifier.fetch import DownloadFailed, fetch_results
 
-    if view["outcome"] == "submitted":  # a detached run: collect, compare and record it first
+    collected = view["outcome"] == "submitted"
+    if collected:  # a detached run: collect, compare and record it first
         view = _collect(records, view, destination or Path("cod-results") / view["job_cid"])
     if not view["result_cid"]:
         raise NotFound(f"job {view['short_id']} has no accepted result (outcome {view['outcome']})",
                        f"see cod describe {view['short_id']}")
     if destination is None and car is None:
         destination = Path("cod-results") / view["job_cid"]
-    if destination is not None and view["results_dir"] and Path(view["results_dir"]) == destination.resolve():
-        return destination  # collected just now, into the very place asked for
+    if collected and destination is not None and view["results_dir"] and \
+            Path(view["results_dir"]) == destination.resolve():
+        return destination  # collected (downloaded and checked) just now, into the very place asked for
     row = records.job(view["job_cid"])
     known = {n["node_id"]: n["url"] for n in records.nodes()}
     local = _local_results(view)
@@ -286,7 +320,7 @@ def _fetch(records: Any, view: dict[str, Any], destination: Path | None, car: Pa
         first = next(iter(exc.failures.items()), None)
         tried = f"{len(exc.failures)} URL(s) tried; {first[0]}: {_shorter(first[1])}" if first else "no URL known"
         raise NodeError(f"job {view['short_id']}: none of the nodes that signed its result delivered it "
-                        f"({tried}), and no copy of it is left on this machine",
+                        f"({tried}), and no copy on this machine still hashes to its result CID",
                         "start those nodes, or configure their new URLs (COD_NODES, the config file: they are "
                         "found by node ID); cod nodes --check shows which answer") from None
     if destination is not None and view["runs"]:

@@ -20,6 +20,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from ..text import printable, printable_lines
 from .output import age, outcome_text
 
 Fetch = Callable[[], Awaitable[dict[str, Any]]]
@@ -29,6 +30,12 @@ MAX_OUTPUT_SHOWN = 8192
 OUTCOME_STYLE = {"mismatch": "bold red", "profile-mismatch": "yellow", "incomplete": "yellow",
                  "verified": "green", "verified-by-quorum": "green", "unverifiable": "magenta", "local": "cyan"}
 HEALTH_STYLE = {"up": "green", "down": "bold red", "other node": "yellow"}
+
+
+def _t(value: Any, style: str = "") -> Text:
+    """A cell or line of text someone else supplied: drawn as plain text, never markup, and
+    with every control character and bidi override shown as "?"."""
+    return Text(printable(str(value)), style=style)
 
 
 def short_node(node_id: Any) -> str:
@@ -50,33 +57,36 @@ def k_of_n(view: dict[str, Any]) -> str:
 def job_cells(view: dict[str, Any]) -> list[Text]:
     style = OUTCOME_STYLE.get(str(view["outcome"]), "")
     dissent = ", ".join(short_node(n) for n in view.get("dissent") or [])
-    return [Text(str(view["short_id"]), style="bold red" if view["outcome"] == "mismatch" else ""),
-            Text(age(view.get("finished_at") or view.get("started_at"))),
-            Text(outcome_text(view["outcome"]), style=style),
-            Text(k_of_n(view)),
-            Text(dissent or "-", style="bold red" if dissent else ""),
-            Text(str(view.get("moderation") or "-")),
-            Text(short_cid(view.get("result_cid")))]
+    return [_t(str(view["short_id"]), style="bold red" if view["outcome"] == "mismatch" else ""),
+            _t(age(view.get("finished_at") or view.get("started_at"))),
+            _t(outcome_text(view["outcome"]), style=style),
+            _t(k_of_n(view)),
+            _t(dissent or "-", style="bold red" if dissent else ""),
+            _t(str(view.get("moderation") or "-")),
+            _t(short_cid(view.get("result_cid")))]
 
 
 def node_cells(row: dict[str, Any]) -> list[Text]:
     bad = bool(row.get("disagreed") or row.get("bad_signature"))
     health = row.get("state")
-    return [Text(short_node(row.get("node_id")), style="bold red" if bad else ""), Text(str(row["url"])),
-            Text(str(row["agreed"])), Text(str(row["disagreed"]), style="bold red" if row["disagreed"] else ""),
-            Text(str(row["failed"])), Text(str(row["bad_signature"]), style="bold red" if row["bad_signature"] else ""),
-            Text(str(health or "-"), style=HEALTH_STYLE.get(str(health), "")),
-            Text("-" if row.get("latency_ms") is None else f"{row['latency_ms']:.0f}"),
-            Text(age(row.get("last_seen")))]
+    return [_t(short_node(row.get("node_id")), style="bold red" if bad else ""), _t(str(row["url"])),
+            _t(str(row["agreed"])), _t(str(row["disagreed"]), style="bold red" if row["disagreed"] else ""),
+            _t(str(row["failed"])), _t(str(row["bad_signature"]), style="bold red" if row["bad_signature"] else ""),
+            _t(str(health or "-"), style=HEALTH_STYLE.get(str(health), "")),
+            _t("-" if row.get("latency_ms") is None else f"{row['latency_ms']:.0f}"),
+            _t(age(row.get("last_seen")))]
 
 
 def job_detail(view: dict[str, Any]) -> Text:
     """A job in words: what `cod describe` says, with the statements and the output."""
     text = Text()
 
+    def add(value: str, style: str = "") -> None:  # whatever a node, a job or the ledger wrote
+        text.append(printable_lines(value), style=style)
+
     def line(label: str, value: Any, style: str = "") -> None:
-        text.append(f"{label:<13}", style="bold")
-        text.append(f"{value}\n", style=style)
+        add(f"{label:<13}", style="bold")
+        add(f"{printable(str(value))}\n", style=style)
 
     line("Job", f"{view['job_cid']}  (short ID {view['short_id']})")
     line("Outcome", f"{outcome_text(view['outcome'])}  ({k_of_n(view)} agree)",
@@ -90,30 +100,30 @@ def job_detail(view: dict[str, Any]) -> Text:
         line("Outvoted", ", ".join(view["dissent"]), "bold red")
     text.append("\nGroups\n", style="bold underline")
     for cid, nodes in (view.get("groups") or {}).items():
-        text.append(f"  {cid}\n")
+        add(f"  {cid}\n")
         for node in nodes:
-            text.append(f"    {node}\n", style="bold red" if node in (view.get("dissent") or []) else "")
+            add(f"    {node}\n", style="bold red" if node in (view.get("dissent") or []) else "")
     text.append("\nNodes and their signed statements\n", style="bold underline")
     for node in view.get("nodes") or []:
         status = str(node.get("status"))
-        text.append("  ")
+        add("  ")
         text.append(f"{status:<10}", style="bold red" if status == "DISAGREES" else "green" if status == "agrees"
                     else "yellow")
-        text.append(f" {node['node_id']}\n    at {node.get('url')}\n")
+        add(f" {node['node_id']}\n    at {node.get('url')}\n")
         statement = node.get("statement") or {}
         if statement:
-            text.append(f"    result {node.get('result_cid')}  exit {node.get('exit_code')}  fuel {node.get('fuel_used')}"
-                        f"  signature {'valid' if node.get('signature_valid') else 'INVALID'}\n")
+            add(f"    result {node.get('result_cid')}  exit {node.get('exit_code')}  fuel {node.get('fuel_used')}"
+                f"  signature {'valid' if node.get('signature_valid') else 'INVALID'}\n")
         if node.get("error"):
-            text.append(f"    {node['error']}\n", style="yellow")
+            add(f"    {node['error']}\n", style="yellow")
     for name in ("stdout", "stderr"):
         text.append(f"\n{name}\n", style="bold underline")
         value = view.get(name)
         if value is None:
-            text.append("  (not on this machine: cod get fetches it)\n", style="dim")
+            add("  (not on this machine: cod get fetches it)\n", style="dim")
         else:
-            text.append(value[:MAX_OUTPUT_SHOWN] + ("\n... (cut; cod logs prints it all)\n"
-                                                   if len(value) > MAX_OUTPUT_SHOWN else ""))
+            add(value[:MAX_OUTPUT_SHOWN] + ("\n... (cut; cod logs prints it all)\n"
+                                            if len(value) > MAX_OUTPUT_SHOWN else ""))
     return text
 
 
@@ -228,17 +238,17 @@ class Dashboard(App[None]):
         queue = self.query_one("#queue", DataTable)
         queue.clear()
         if mod is None:
-            title.update(Text("Moderation: no ledger configured (--ledger, COD_LEDGER, or ledger in the config)"))
+            title.update(_t("Moderation: no ledger configured (--ledger, COD_LEDGER, or ledger in the config)"))
             return
         if mod.get("error"):
-            title.update(Text(f"Moderation: ledger {mod['url']} did not answer: {mod['error']}", style="yellow"))
+            title.update(_t(f"Moderation: ledger {mod['url']} did not answer: {mod['error']}", style="yellow"))
             return
         checkpoint = mod.get("checkpoint") or {}
-        title.update(Text(f"Moderation: {len(mod['queue'])} waiting at {mod['url']}; latest checkpoint: size "
+        title.update(_t(f"Moderation: {len(mod['queue'])} waiting at {mod['url']}; latest checkpoint: size "
                           f"{checkpoint.get('size')}, root {checkpoint.get('root')}"))
         for item in mod["queue"]:
-            queue.add_row(Text(str(item.get("job"))), Text(short_cid(item.get("result"))), Text(str(item.get("entry"))),
-                          Text(str(len(item.get("nodes") or []))))
+            queue.add_row(_t(str(item.get("job"))), _t(short_cid(item.get("result"))), _t(str(item.get("entry"))),
+                          _t(str(len(item.get("nodes") or []))))
 
     @staticmethod
     def _cursor_key(table: DataTable[Any]) -> Any:

@@ -37,7 +37,9 @@ def record(node_id: str, row: dict[str, Any], seconds: float) -> dict[str, Any]:
 
 
 def _clean(text: str) -> str:
-    text = "".join(c if c.isprintable() else "?" for c in text)
+    from ..text import printable
+
+    text = printable(text)
     return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 3] + "..."
 
 
