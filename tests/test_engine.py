@@ -13,9 +13,11 @@ import wasmtime
 
 from cod.errors import CacheError, EngineSettingError
 from cod.wasm import engine as engine_mod
+from cod.jobspec import JobSpec
 from cod.wasm.engine import Engine, profile_id
+from cod.wasm.executor import run
 
-from .helpers import ROOT, VECTORS
+from .helpers import ROOT, VECTORS, load_vector
 
 HELLO = (VECTORS / "hello.wasm").read_bytes()
 
@@ -122,3 +124,24 @@ def test_copy_on_write_memory_images_are_refused() -> None:
     assert engine_mod.ENGINE_SETTINGS["memory_init_cow"] is False
     with pytest.raises(EngineSettingError, match="memory_init_cow"):
         engine_mod.make_config(dict(engine_mod.ENGINE_SETTINGS, memory_init_cow=True))
+
+
+def test_epoch_interruption_is_not_a_profile_setting() -> None:
+    with pytest.raises(EngineSettingError, match="epoch_interruption"):
+        engine_mod.make_config(dict(engine_mod.ENGINE_SETTINGS, epoch_interruption=True))
+    assert "epoch_interruption" not in engine_mod.ENGINE_SETTINGS
+
+
+def test_wall_clock_changes_no_result_and_shares_no_artifact(tmp_path: Path) -> None:
+    """With and without epoch checks: one profile, the same result CID and fuel; separate caches."""
+    vector = load_vector("hello")
+    wasm = (VECTORS / vector["module"]).read_bytes()
+    spec = JobSpec.from_json(json.dumps(vector["spec"]))
+    inside = Engine(tmp_path / "cache", wall_clock=True)
+    outside = Engine(tmp_path / "cache", wall_clock=False)
+    a = run(spec, wasm, {}, tmp_path / "a", inside)
+    b = run(spec, wasm, {}, tmp_path / "b", outside)
+    assert inside.profile == outside.profile == a.profile == b.profile
+    assert (a.result_cid, a.fuel_used) == (b.result_cid, b.fuel_used) == (vector["expect"]["result_cid"],
+                                                                           vector["expect"]["fuel_used"])
+    assert inside.compiled == outside.compiled == 1  # neither loaded the other's artifact

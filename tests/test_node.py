@@ -199,3 +199,32 @@ async def test_blob_names_must_be_cids(node: RunningNode, http: aiohttp.ClientSe
                             headers={"Content-Type": "application/vnd.ipld.car"}) as resp:
             assert resp.status in (400, 404), name  # ".." and "." never reach the handler: URLs are normalized
     assert sorted(p.name for p in (node.node.data_dir / "blobs" / "trees").iterdir()) == []
+
+
+async def test_a_job_past_its_timeout_is_killed_and_indeterminate(node: RunningNode, http: aiohttp.ClientSession,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Executors run without epoch interruption: the pool's kill is the node's wall-clock timeout."""
+    from cod.node import pool
+
+    monkeypatch.setattr(pool, "GRACE_SECONDS", 0.5)
+    await _put(http, node.url, module_cid(FUELBOMB), FUELBOMB)
+    await _put(http, node.url, module_cid(HELLO), HELLO)
+    (pid,) = node.node.pool.worker_pids()
+    spec = JobSpec(module=module_cid(FUELBOMB), args=("spin",), limits=Limits(fuel=10**12, timeout_ms=300))
+    async with http.post(node.url + "/v1/jobs", json={"spec": spec.to_dict()}) as resp:
+        assert resp.status == 202
+    for _ in range(100):
+        async with http.get(f"{node.url}/v1/jobs/{spec.cid}") as resp:
+            job = await _json(resp)
+        if job["state"] == "failed":
+            break
+        await asyncio.sleep(0.1)
+    assert job["state"] == "failed", job
+    assert job["error"]["error"] == "Indeterminate" and job["error"]["code"] == 7
+    assert "timeout" in job["error"]["message"] and "limits.timeout_ms = 300" in job["error"]["message"]
+    assert "statement" not in job or not job["statement"]  # nothing signed
+    hello = JobSpec(module=module_cid(HELLO), args=("hello.wasm",))
+    async with http.post(node.url + "/v1/jobs?wait=1", json={"spec": hello.to_dict()}) as resp:
+        after = await _json(resp)
+        assert after["state"] == "done", after["error"]
+    assert node.node.pool.worker_pids() != [pid]  # the overrunning executor was killed and replaced

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ..errors import InputError, UsageError
+from ..errors import Indeterminate, InputError, UsageError
 from ..jobspec import Limits
 from ..local import PreparedJob, parse_env, parse_mount, prepare, prepare_docker, run_prepared
 from . import EXIT_INTERRUPTED, report
@@ -152,11 +152,12 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
         return
     from ..wasm.engine import Engine, default_cache_dir
 
-    engine_ = Engine(cache_dir or os.environ.get("COD_CACHE_DIR") or default_cache_dir())
+    # the timeout is enforced by _deadline from outside the guest: no epoch checks in its loops
+    engine_ = Engine(cache_dir or os.environ.get("COD_CACHE_DIR") or default_cache_dir(), wall_clock=False)
     from verifier.reputation import now
 
     started = now()
-    with _interrupt_exits():
+    with _interrupt_exits(), _deadline(job.spec.limits.timeout_ms):
         result = run_prepared(job, output_dir, engine_, car)
     view = _record_local(job, result, started, now(), car)
     if as_json:
@@ -291,6 +292,33 @@ def _check_embedded(urls: tuple[str, ...], n: int) -> None:
     if n > MAX_NODES:
         raise UsageError(f"--verify {n}: no nodes are configured, and an embedded devstack runs at most "
                           f"{MAX_NODES} nodes", "name nodes with --node or COD_NODES, or verify on fewer")
+
+
+@contextmanager
+def _deadline(timeout_ms: int) -> Iterator[None]:
+    """While a job runs here, end the process when it passes ``limits.timeout_ms`` (exit 7).
+
+    The engine runs without epoch interruption (a check in every guest loop, 15-30% of a
+    compute-bound guest's time), so the wall-clock safety net is this watcher thread. As
+    with Ctrl-C, results are installed by one rename when complete: none is left
+    half-written. The timeout covers the run and the hashing of its results.
+    """
+    done = threading.Event()
+
+    def watch() -> None:
+        if not done.wait(timeout_ms / 1000):
+            report(f"indeterminate outcome (timeout): the job ran past its wall-clock timeout "
+                   f"(limits.timeout_ms = {timeout_ms}); no result was kept",
+                   "raise --timeout, or lower --fuel so the job ends by itself", Indeterminate.code)
+            os._exit(Indeterminate.code)
+
+    watcher = threading.Thread(target=watch, name="cod-timeout", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
 
 
 @contextmanager

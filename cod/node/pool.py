@@ -2,8 +2,10 @@
 
 A trap, an exhausted memory or a crash inside wasmtime kills at most a worker; the job is
 reported failed (ExecutorCrashed), a new worker takes its place, and the node serves on.
-A worker that outlives the job's wall-clock timeout (plus a grace period) is killed too,
-so not even a wedged engine can hang the node. Workers are plain subprocesses
+A worker that outlives the job's wall-clock timeout (plus a grace period) is killed: this
+is how a node enforces ``limits.timeout_ms`` (workers run without epoch interruption, which
+would slow every guest), and not even a wedged engine can hang the node. The job then
+fails as indeterminate (``timeout``), as an in-process run does. Workers are plain subprocesses
 (`python -m cod.node.worker`) speaking one JSON line per request and per answer.
 """
 
@@ -23,6 +25,7 @@ class Worker:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.dead = False
+        self.overran = False
 
     @classmethod
     async def start(cls, cache_dir: str) -> "Worker":
@@ -43,7 +46,10 @@ class Worker:
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
             await self.process.stdin.drain()
             line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
-        except (asyncio.TimeoutError, ConnectionError, BrokenPipeError):
+        except asyncio.TimeoutError:
+            self.overran = True
+            line = b""
+        except (ConnectionError, BrokenPipeError):
             line = b""
         if not line:
             self.kill()
@@ -97,6 +103,11 @@ class Pool:
                 replacement = await Worker.start(self.cache_dir)
                 self._all.append(replacement)
                 self._idle.put_nowait(replacement)
+        if answer is None and worker.overran:
+            return {"error": "Indeterminate", "code": 7,
+                    "message": f"indeterminate outcome (timeout): the job ran past its wall-clock timeout "
+                               f"(limits.timeout_ms = {round(timeout_s * 1000)}); no result was kept",
+                    "hint": "raise limits.timeout_ms, or lower limits.fuel so the job ends by itself"}
         if answer is None:
             return {"error": "ExecutorCrashed", "code": 18, "message": "the executor process died during the job",
                     "hint": "the node is still up; the job may be retried"}

@@ -12,9 +12,10 @@ nonce of 12 zero bytes) under a key derived from the job seed with HKDF-SHA256 (
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # cryptography (~10 ms to import) is loaded by the first job that asks for randomness
+    from cryptography.hazmat.primitives.ciphers import CipherContext
 
 RANDOM_INFO = b"cod/random_get/v1"
 KEY_BYTES = 32
@@ -43,6 +44,9 @@ class VirtualClock:
 def hkdf_sha256(ikm: bytes, *, salt: bytes | None, info: bytes, length: int) -> bytes:
     """HKDF-SHA256 (RFC 5869): extract with ``salt`` (None: no salt, i.e. 32 zero bytes), then
     expand with ``info`` to ``length`` bytes."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
 
 
@@ -57,7 +61,9 @@ def random_key(seed: bytes) -> bytes:
     return hkdf_sha256(seed, salt=None, info=RANDOM_INFO, length=KEY_BYTES)
 
 
-def _chacha20(key: bytes, counter: int, nonce: bytes) -> CipherContext:
+def _chacha20(key: bytes, counter: int, nonce: bytes) -> "CipherContext":
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
     # cryptography's ChaCha20 takes the 16-byte initial state words 12-15: the block counter
     # (little-endian) followed by the nonce
     if not 0 <= counter < 2**32 or len(nonce) != 12:
@@ -69,7 +75,10 @@ class RandomStream:
     """The job's random bytes: the ChaCha20 key stream (counter 0, nonce 0) under random_key(seed)."""
 
     def __init__(self, seed: bytes) -> None:
-        self._stream = _chacha20(random_key(seed), 0, bytes(12))
+        self._seed = seed
+        self._stream: "CipherContext | None" = None  # keyed at the first read
 
     def read(self, n: int) -> bytes:
+        if self._stream is None:
+            self._stream = _chacha20(random_key(self._seed), 0, bytes(12))
         return self._stream.update(bytes(n))
