@@ -41,6 +41,17 @@ async def _json(resp: aiohttp.ClientResponse) -> Any:
     return await resp.json(content_type=None)
 
 
+async def _until_failed(http: aiohttp.ClientSession, url: str, job_cid: str) -> Any:
+    """The job's record once it failed, or as it stands after 10 s."""
+    for _ in range(100):
+        async with http.get(f"{url}/v1/jobs/{job_cid}") as resp:
+            job = await _json(resp)
+        if job["state"] == "failed":
+            break
+        await asyncio.sleep(0.1)
+    return job
+
+
 async def _put(http: aiohttp.ClientSession, url: str, cid: str, data: bytes, car: bool = False) -> int:
     headers = {"Content-Type": "application/vnd.ipld.car" if car else "application/octet-stream"}
     async with http.put(f"{url}/v1/blobs/{cid}", data=data, headers=headers) as resp:
@@ -177,12 +188,7 @@ async def test_a_crashing_executor_never_takes_the_node_down(node: RunningNode,
     await asyncio.sleep(0.5)
     (pid,) = node.node.pool.worker_pids()
     os.kill(pid, signal.SIGKILL)  # what a wasmtime abort would do to the executor
-    for _ in range(100):
-        async with http.get(f"{node.url}/v1/jobs/{spec.cid}") as resp:
-            job = await _json(resp)
-        if job["state"] == "failed":
-            break
-        await asyncio.sleep(0.1)
+    job = await _until_failed(http, node.url, spec.cid)
     assert job["state"] == "failed" and job["error"]["error"] == "ExecutorCrashed"
     hello = JobSpec(module=module_cid(HELLO), args=("hello.wasm",))
     async with http.post(node.url + "/v1/jobs?wait=1", json={"spec": hello.to_dict()}) as resp:
@@ -213,12 +219,7 @@ async def test_a_job_past_its_timeout_is_killed_and_indeterminate(node: RunningN
     spec = JobSpec(module=module_cid(FUELBOMB), args=("spin",), limits=Limits(fuel=10**12, timeout_ms=300))
     async with http.post(node.url + "/v1/jobs", json={"spec": spec.to_dict()}) as resp:
         assert resp.status == 202
-    for _ in range(100):
-        async with http.get(f"{node.url}/v1/jobs/{spec.cid}") as resp:
-            job = await _json(resp)
-        if job["state"] == "failed":
-            break
-        await asyncio.sleep(0.1)
+    job = await _until_failed(http, node.url, spec.cid)
     assert job["state"] == "failed", job
     assert job["error"]["error"] == "Indeterminate" and job["error"]["code"] == 7
     assert "timeout" in job["error"]["message"] and "limits.timeout_ms = 300" in job["error"]["message"]
