@@ -18,6 +18,7 @@ RAW = 0x55
 DAG_PB = 0x70
 JSON = 0x0200
 SHA2_256 = 0x12
+CIDV0_LENGTH = 46  # "Qm" + 44 base58btc characters: 34 bytes of multihash
 
 _CODEC_NAMES = {RAW: "raw", DAG_PB: "dag-pb", JSON: "json"}
 
@@ -88,7 +89,11 @@ class CID:
 
     @classmethod
     def parse(cls, text: str) -> "CID":
-        """Parse the base32 text form of a CIDv1 with a sha2-256 multihash."""
+        """Parse the base32 text form of a CIDv1 with a sha2-256 multihash, or a CIDv0
+        (``Qm...``: base58btc of a sha2-256 multihash, which always names dag-pb); a CIDv0
+        becomes the CIDv1 of the same block, so its text form here is ``bafybei...``."""
+        if text.startswith("Qm") and len(text) == CIDV0_LENGTH:
+            return cls._parse_v0(text)
         if not text.startswith("b") or len(text) < 10:
             raise CIDError(
                 f"not a CIDv1 in base32: {text!r}",
@@ -100,6 +105,18 @@ class CID:
         except ValueError as exc:
             raise CIDError(f"not valid base32: {text!r}") from exc
         return cls.from_bytes(raw)
+
+    @classmethod
+    def _parse_v0(cls, text: str) -> "CID":
+        import base58
+
+        try:
+            raw = base58.b58decode(text)
+        except ValueError as exc:
+            raise CIDError(f"not valid base58btc: {text!r}") from exc
+        if len(raw) != 34 or raw[:2] != bytes((SHA2_256, 32)):
+            raise CIDError(f"not a CIDv0 (a sha2-256 multihash in base58btc): {text!r}")
+        return cls(DAG_PB, raw[2:])
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "CID":

@@ -8,14 +8,16 @@ as the code. ``cod run`` runs the result here; ``cod run --verify N`` sends it t
 from __future__ import annotations
 
 import os
+import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .car import write_car
-from .errors import InputError, SpecError
+from .cid import CID
+from .errors import CIDError, InputError, SpecError
 from .jobspec import DEFAULT_INPUT_PATH, DEFAULT_OUTPUT_PATH, MAX_INT, Input, JobSpec, Limits, parse_seed
 from .unixfs import Importer, module_cid
 
@@ -33,6 +35,8 @@ _DURATION = re.compile(r"^[ ]*([0-9]+)[ ]*(ms|s|m|h)?[ ]*$", re.ASCII)
 _DURATION_SCALE = {None: 1000, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 _MAX_DIGITS = 30
 _RANGE_HINT = f"a limit is at least 1 and at most {MAX_INT}"
+IPFS_SCHEME = "ipfs://"
+DEFAULT_ARGV0 = "main.wasm"  # argv[0] of a module run by CID
 
 
 @dataclass(frozen=True)
@@ -76,12 +80,16 @@ def _in_range(digits: str, scale: int, text: str, name: str) -> int:
 
 
 def parse_mount(text: str) -> tuple[str, str]:
-    """``SRC[:DST]``: a host directory and where the job sees it (default /inputs).
+    """``SRC[:DST]``: a host path or a CID (``ipfs://CID`` too) and where the job sees it
+    (default /inputs, for a local file /inputs/NAME; the CID's kind decides later).
 
-    SRC is a host path (any bytes); DST goes into the spec, so it must be UTF-8 and absolute
-    (SpecError; the spec checks the rest). An empty SRC is an InputError.
+    SRC is a host path (any bytes) or a CID, returned as given (``ipfs://`` kept); DST goes
+    into the spec, so it must be UTF-8 and absolute (SpecError; the spec checks the rest).
+    An empty SRC is an InputError.
     """
-    src, sep, dst = text.partition(":")
+    scheme = IPFS_SCHEME if text.startswith(IPFS_SCHEME) else ""
+    src, sep, dst = text[len(scheme):].partition(":")
+    src = scheme + src if src else ""
     if not src:
         raise InputError(f"-i {text!r}: no source directory", "write -i SRC or -i SRC:/path")
     if not sep:
@@ -129,18 +137,27 @@ def prepare(
     argv0: str | None = None,
     outputs: str | None = None,
     output_base: str | None = None,
+    resolve: Callable[[str], Path | None] | None = None,
 ) -> PreparedJob:
-    """Read the module, hash each input directory (and the output base) and build the spec.
+    """Read the module, hash each input (and the output base) and build the spec.
 
     ``outputs`` is the writable mount's path (default /outputs); ``output_base`` a host
-    directory the writable mount starts as a copy of. Raises SpecError, InputError.
+    directory the writable mount starts as a copy of; ``resolve`` finds content named by
+    CID (``cod.store.ContentStore.get``). Raises SpecError, InputError.
     """
     path = Path(module_path)
+    named = input_cid(os.fspath(module_path))
+    if named is not None:  # `cod run CID`: the module from the local content store
+        found = resolve(named) if resolve is not None else None
+        if found is None or not found.is_file():
+            raise InputError(f"module {named} is not in the local content store",
+                             "add it first (cod add FILE), or run the file itself")
+        path, argv0 = found, argv0 or DEFAULT_ARGV0
     try:
         wasm = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read module {str(path)!r}: {exc.strerror}") from exc
-    mounts, sources = _hash_inputs(inputs)
+    mounts, sources = _hash_inputs(inputs, resolve)
     variables = dict(parse_env(e) for e in env)
     out_path = outputs or DEFAULT_OUTPUT_PATH
     base = None
@@ -177,11 +194,11 @@ def run_prepared(
 
 
 def prepare_docker(image: str, cmd: list[str], *, inputs: Sequence[str] = (), env: Sequence[str] = (),
-                   limits: Limits | None = None) -> PreparedJob:
+                   limits: Limits | None = None, resolve: Callable[[str], Path | None] | None = None) -> PreparedJob:
     """A docker job: IMAGE and its command; inputs hashed as for WASM jobs. Never verifiable."""
     from .jobspec import ENGINE_DOCKER
 
-    mounts, sources = _hash_inputs(inputs)
+    mounts, sources = _hash_inputs(inputs, resolve)
     spec = JobSpec(engine=ENGINE_DOCKER, image=image, args=(image, *cmd),
                    env=tuple(sorted(dict(parse_env(e) for e in env).items())),
                    inputs=tuple(sorted(mounts, key=lambda m: m.path.encode())), limits=limits or Limits())
@@ -213,22 +230,64 @@ def _real_dir(src: str, what: str, option: str) -> str:
     return real
 
 
-def _hash_inputs(inputs: Sequence[str]) -> tuple[list[Input], dict[str, str]]:
-    """Hash each ``-i SRC[:DST]`` into an Input and map DST to the directory to mount.
+def input_cid(src: str) -> str | None:
+    """The CID ``-i SRC`` names (canonical CIDv1 text), or None when SRC is a host path.
 
-    SRC is resolved here, once, on the requester (SPEC section 3, the LINK rule): a symlink
-    to a directory names that directory, whose bytes are hashed and whose real path is
-    mounted, so the CID always names what the job sees. Raises InputError.
+    ``ipfs://CID`` is always a CID (InputError if it is not one); a bare SRC is a CID when it
+    parses as one and no host path of that name exists (a path that does wins, so a file
+    named like a CID is still a file; write ``ipfs://`` to mean the CID).
+    """
+    if src.startswith(IPFS_SCHEME):
+        text = src[len(IPFS_SCHEME):].rstrip("/")
+        try:
+            return str(CID.parse(text))
+        except CIDError as exc:
+            raise InputError(f"-i {src!r}: {exc.message}", "write -i ipfs://CID[:DST] with a CIDv1 or a CIDv0") \
+                from exc
+    if os.path.lexists(src):
+        return None
+    try:
+        return str(CID.parse(src))
+    except CIDError:
+        return None
+
+
+def _hash_inputs(inputs: Sequence[str], resolve: Callable[[str], Path | None] | None = None
+                 ) -> tuple[list[Input], dict[str, str]]:
+    """Hash each ``-i SRC[:DST]`` into an Input and map DST to the file or directory to mount.
+
+    A host SRC is resolved here, once, on the requester (SPEC section 3, the LINK rule): a
+    symlink names its target, whose bytes are hashed and whose real path is mounted, so the
+    CID always names what the job sees. A local file is mounted as a file (default DST
+    /inputs/NAME). A CID SRC is looked up with ``resolve`` (the local content store); one it
+    does not find has no source here (nodes that hold it can still run the job). Raises
+    InputError.
     """
     mounts: list[Input] = []
     sources: dict[str, str] = {}
     for text in inputs:
         src, dst = parse_mount(text)
+        named = input_cid(src)
+        if named is not None:
+            mounts.append(Input(cid=named, path=dst))
+            found = resolve(named) if resolve is not None else None
+            if found is not None:
+                sources[dst] = str(found)
+            continue
         real = os.path.realpath(src)
+        if os.path.isfile(real):
+            if ":" not in text:
+                dst = posixpath.join(DEFAULT_INPUT_PATH, os.path.basename(real))
+                if not _utf8(dst):
+                    raise SpecError("inputs.path", f"-i {text!r}: the file name is not UTF-8 text",
+                                    "name the mount path in UTF-8: -i FILE:/path/name")
+            mounts.append(Input(cid=str(Importer().tree(real).cid), path=dst))
+            sources[dst] = real
+            continue
         if not os.path.isdir(real):
-            state = "is not a directory" if os.path.exists(real) else "does not exist"
+            state = "is not a directory or a regular file" if os.path.exists(real) else "does not exist"
             name = f"{src!r} (a link to {real!r})" if os.path.islink(src) else repr(src)
-            raise InputError(f"input {name} {state}", "mount a directory: -i DIR or -i DIR:/path")
+            raise InputError(f"input {name} {state}", "mount a directory, a file or a CID: -i SRC[:/path]")
         mounts.append(Input(cid=str(Importer().tree(real, mount=dst).cid), path=dst))
         sources[dst] = real
     return mounts, sources

@@ -332,6 +332,28 @@ def mount_root(path: str | bytes | os.PathLike[str]) -> bytes:
     return os.path.realpath(raw)
 
 
+def mount_file(path: str | bytes | os.PathLike[str]) -> bytes:
+    """The host file to mount for a single-file input, checked as :func:`mount_root` checks a
+    directory: the last component must be a regular file, not a symlink to one. Returns the
+    resolved absolute path as bytes. Raises InputError."""
+    raw = os.path.abspath(os.fsencode(path))
+    try:
+        fd = os.open(raw, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"input file {_show(raw)} is a symlink; cod mounts only regular files",
+                             "mount the file itself (e.g. `realpath FILE`)") from exc
+        raise _unreadable(raw, exc) from exc
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+    if not regular:
+        raise InputError(f"input {_show(raw)} is neither a directory nor a regular file",
+                         "mount a directory or a regular file")
+    return os.path.realpath(raw)
+
+
 def _open_dir(dir_fd: int | None, name: bytes, where: bytes) -> int:
     try:
         return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)

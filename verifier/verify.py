@@ -199,7 +199,11 @@ class _Uploads:
                 paths.append(spec.outputs)
             if not paths:
                 raise NodeError(f"node {client.url} asks for {cid}, which is not part of this job")
-            await client.put(cid, await self.car(cid, self.job.sources[paths[0]]), car=True, on_bytes=sent)
+            source = self.job.sources.get(paths[0])
+            if source is None:  # named by CID, and not in the local store
+                raise NodeError(f"node {client.url} does not hold {cid}, and neither does this requester",
+                                "add it to the local store (cod add PATH), or send the job to nodes that hold it")
+            await client.put(cid, await self.car(cid, source), car=True, on_bytes=sent)
 
 
 class Requester:

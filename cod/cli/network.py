@@ -57,9 +57,14 @@ def _cap_options(command: Any) -> Any:
               "places); FIL+ jobs only (others refused, 403). Other than any needs --ledger.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="One line per finished job on stderr: text for people, json (one object per line) for machines.")
+@click.option("--peer", "peers", multiple=True, type=NodeURL(), metavar="URL",
+              help="Another cod node to ask for content a job names and this node lacks (repeatable).")
+@click.option("--gateway", "gateways", multiple=True, type=NodeURL(), metavar="URL",
+              help="An IPFS trustless gateway to fetch such content from as CARs, after the peers (repeatable).")
 @_cap_options
 def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurrency: int | None,
-          queue_size: int, ledger: str | None, policy: str, log_format: str, **caps: int) -> None:
+          queue_size: int, ledger: str | None, policy: str, log_format: str, peers: tuple[str, ...],
+          gateways: tuple[str, ...], **caps: int) -> None:
     """Run a compute node: the /v1 HTTP API, signed results, executor processes.
 
     Specs and uploads over a --max-* cap are refused with an error naming the cap.
@@ -70,6 +75,7 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
       cod serve --data-dir ./node2 --port 1235 --concurrency 2 --max-fuel 10000000000
       cod serve --data-dir ./node3 --ledger http://127.0.0.1:8090 --policy fil-plus-only
       cod serve --data-dir ./node1 --log-format json 2>> jobs.ndjson
+      cod serve --data-dir ./node4 --peer http://10.0.0.2:1234 --gateway https://trustless-gateway.link
     """
     from ..errors import NodeError
     from ..node.caps import NodeCaps
@@ -85,7 +91,8 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
         raise NodeError(str(exc), "see cod serve --help for the caps") from None
     asyncio.run(serve_forever(Path(data_dir), host, port, allow_local=[Path(p) for p in allow],
                               concurrency=concurrency, queue_size=queue_size, caps=node_caps,
-                              policy=Policy(policy, ledger), job_log=writer(log_format)))
+                              policy=Policy(policy, ledger), job_log=writer(log_format), peers=list(peers),
+                              gateways=list(gateways)))
 
 
 @click.command()

@@ -16,6 +16,7 @@ import click
 from ..errors import Indeterminate, InputError, UsageError
 from ..jobspec import Limits
 from ..local import PreparedJob, parse_env, parse_mount, prepare, prepare_docker, run_prepared
+from ..store import lookup
 from . import EXIT_INTERRUPTED, report
 from .options import NodeURL, SpecDuration, SpecInt, SpecSize, SpecText, node_urls, spec_text, writable_parent
 
@@ -42,7 +43,8 @@ def _shown(name: str, builtin: str) -> str:
 @click.option("--detach", is_flag=True,
               help="With --verify: submit the job to N nodes, print its ID and return; cod get or logs collect it.")
 @click.option("-i", "--input", "inputs", multiple=True, metavar="SRC[:DST]",
-              help="Mount host directory SRC read-only at DST (default /inputs).")
+              help="Mount SRC read-only at DST: a host directory or file, or a CID (ipfs://CID too) from the "
+              "local store or the nodes (default /inputs; a file: /inputs/NAME).")
 @click.option("--outputs", "outputs", metavar="PATH", help="Where the job sees its writable directory "
               "(default /outputs; / mounts it as the root, with no inputs).")
 @click.option("--output-base", "output_base", type=click.Path(file_okay=False), metavar="DIR",
@@ -139,9 +141,10 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
         _check_embedded(nodes, verify_n or 1)
         ledger_at = ledger_url(ledger)  # a bad COD_LEDGER or config value is refused before the run
     if engine == "docker":
-        job = prepare_docker(module, list(args), inputs=list(inputs), env=list(env), limits=limits)
+        job = prepare_docker(module, list(args), inputs=list(inputs), env=list(env), limits=limits, resolve=lookup)
     else:
         job = prepare(module, list(args), inputs=list(inputs), env=list(env), seed=seed, entry_point=entry_point,
+                      resolve=lookup,
                       limits=limits, outputs=outputs, output_base=output_base)
     if dry_run:
         _dry_run(job, module, args, inputs, env, seed, entry_point, outputs, output_base, engine, limits, verify_n,

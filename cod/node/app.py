@@ -36,6 +36,7 @@ from ..wasm.engine import profile_id, wasmtime_version
 from ..resultsdir import remove_tree, staging_prefix
 from . import joblog, openapi
 from .blobs import BlobStore
+from .fetcher import Fetcher
 from .body import check_strings, parse_json
 from .caps import UPLOAD_CAPS, NodeCaps
 from .joblog import JobLog
@@ -73,10 +74,13 @@ class Node:
     def __init__(self, data_dir: Path, *, concurrency: int | None = None, queue_size: int = 64,
                  allow_local: list[Path] | None = None, cheat: bool = False,
                  docker: DockerEngine | None = None, caps: NodeCaps | None = None,
-                 policy: Policy | None = None, job_log: JobLog | None = None) -> None:
+                 policy: Policy | None = None, job_log: JobLog | None = None,
+                 peers: list[str] | None = None, gateways: list[str] | None = None) -> None:
         """Open (or create) the node's data directory; raises NodeError if it cannot be used.
 
-        ``job_log`` receives one record (cod.node.joblog) per finished job."""
+        ``job_log`` receives one record (cod.node.joblog) per finished job; ``peers`` (cod
+        nodes) and ``gateways`` (IPFS trustless gateways) are asked for content a job names
+        and the node lacks (cod.node.fetcher)."""
         self.data_dir = data_dir
         try:
             self._open(data_dir)
@@ -101,6 +105,7 @@ class Node:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
         self.job_log = job_log
+        self.fetcher = Fetcher(self.blobs, self.caps, peers, gateways)
 
     def _open(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -137,6 +142,7 @@ class Node:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.policy.close()
+        await self.fetcher.close()
         await self.pool.close()
 
     # -- info -------------------------------------------------------------------------
@@ -173,7 +179,7 @@ class Node:
         row = self.jobs.get(job_cid)
         if row is None or row["state"] == FAILED:  # a job the node has (done, queued) is answered as it is
             fil_plus = await self.policy.admit(spec, job_cid)  # PolicyRefused, LedgerUnavailable
-        sources = self._sources(spec)
+        sources = await self._gather(spec)
         row = self.jobs.get(job_cid)  # again: another request may have queued it while the ledger answered
         if row is None or row["state"] == FAILED:
             if spec.engine == ENGINE_DOCKER and not self.docker_ok:
@@ -218,6 +224,17 @@ class Node:
         rows = self.jobs.statements(after, limit)
         return {"statements": rows, "next": rows[-1]["seq"] if rows else after}
 
+    async def _gather(self, spec: JobSpec) -> dict[str, str]:
+        """The job's sources, after fetching what it lacks from peers and gateways; raises
+        MissingBlobs for what none of them gave."""
+        try:
+            return self._sources(spec)
+        except MissingBlobs as lacking:
+            if not self.fetcher.sources:
+                raise
+            await self.fetcher.fetch_all(lacking.missing)
+        return self._sources(spec)
+
     def _sources(self, spec: JobSpec) -> dict[str, str]:
         missing = []
         if spec.engine != ENGINE_DOCKER and self.blobs.file(spec.module) is None:
@@ -228,11 +245,11 @@ class Node:
                 sources[item.path] = str(self._local(item.local))
                 continue
             assert item.cid is not None
-            tree = self.blobs.tree(item.cid)
-            if tree is None:
+            found = self.blobs.tree(item.cid) or self.blobs.file(item.cid)  # a file CID mounts as a file
+            if found is None:
                 missing.append(item.cid)
             else:
-                sources[item.path] = str(tree)
+                sources[item.path] = str(found)
         if spec.output_base is not None:  # resolved like an input; the executor copies it
             base = self.blobs.tree(spec.output_base)
             if base is None:
@@ -524,9 +541,9 @@ def app(node: Node) -> web.Application:
     async def get_blob(request: web.Request) -> web.StreamResponse:
         cid = str(CID.parse(request.match_info["cid"]))
         path = node.blobs.file(cid)
-        if path is not None:
+        if path is not None and CAR_TYPE not in request.headers.get("Accept", ""):
             return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
-        tree = node.blobs.tree(cid)
+        tree = path or node.blobs.tree(cid)
         if tree is None:
             raise NotFound(f"no blob {cid} on this node")
         return web.FileResponse(await node.car_of(cid, tree), headers={"Content-Type": CAR_TYPE})

@@ -17,6 +17,7 @@ is always removed, however deep.
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 import stat
 import tempfile
@@ -31,7 +32,7 @@ from ..jobspec import ENGINE_WASM, JobSpec
 from ..limits import MAX_PATH_BYTES
 from ..resultsdir import (DIR_MODE, FILE_MODE, RESULT_ENTRIES, check_destination, fix_modes, install,
                           remove_tree, staging_prefix)
-from ..unixfs import Importer, module_cid, mount_root
+from ..unixfs import Importer, module_cid, mount_file, mount_root
 from . import hostcall, memory
 from .engine import Engine, table_minimums
 from .entropy import RandomStream, VirtualClock
@@ -86,14 +87,19 @@ def run(
         raise ModuleError(f"module bytes hash to {actual}, not to the spec's module {spec.module}")
     destination = Path(output_dir)
     check_destination(destination)
-    mounts = [_input_mount(spec, n, inputs) for n in range(len(spec.inputs))]
+    mounts, file_inputs = _input_mounts(spec, inputs)
     base = _base_root(spec, inputs)
     module = engine.module(wasm)
     check_imports(module)
     _check_exports(module, spec)
     _check_tables(wasm, spec)
     staging = _make_staging(destination)
+    empty: Path | None = None
     try:
+        if file_inputs:  # the directories holding single-file inputs: an empty one, plus the files
+            empty = _make_staging(destination)
+            mounts += [Mount(parent, os.fsencode(empty), writable=False, files=files)
+                       for parent, files in sorted(file_inputs.items())]
         exit_code, trap, fuel_used = _execute(spec, module, engine, mounts, staging, base)
         result_cid = _finish(staging, exit_code, trap)
         install(staging, destination)
@@ -103,6 +109,8 @@ def run(
         raise Indeterminate("host-fault", _describe(exc)) from exc
     finally:
         remove_tree(staging)  # gone already when installed
+        if empty is not None:
+            remove_tree(empty)
     return RunResult(
         job_cid=str(spec.cid),
         result_cid=str(result_cid),
@@ -240,15 +248,25 @@ def _finish(staging: Path, exit_code: int, trap: str | None) -> str:
     return str(Importer().tree(staging).cid)
 
 
-def _input_mount(spec: JobSpec, n: int, inputs: Mapping[str, str | os.PathLike[str]]) -> Mount:
-    item = spec.inputs[n]
-    source = inputs.get(item.path)
-    if source is None:
-        raise InputError(
-            f"input {item.cid or item.local} (mounted at {item.path}) is not available on this machine",
-            "give its local directory with -i SRC:DST",
-        )
-    return Mount(item.path, mount_root(source), writable=False)  # a real directory, never a link to one
+def _input_mounts(spec: JobSpec, inputs: Mapping[str, str | os.PathLike[str]]
+                  ) -> tuple[list[Mount], dict[str, tuple[tuple[bytes, bytes], ...]]]:
+    """The directory inputs as mounts, and the file inputs grouped by the directory that
+    holds them (SPEC 4.6): {parent path: ((name, host file), ...)} sorted by name bytes."""
+    mounts: list[Mount] = []
+    files: dict[str, list[tuple[bytes, bytes]]] = {}
+    for item in spec.inputs:
+        source = inputs.get(item.path)
+        if source is None:
+            raise InputError(
+                f"input {item.cid or item.local} (mounted at {item.path}) is not available on this machine",
+                "add it to the local store (cod add PATH) or give it with -i SRC:DST",
+            )
+        if os.path.isdir(source) or item.local is not None:
+            mounts.append(Mount(item.path, mount_root(source), writable=False))  # a real directory, never a link
+            continue
+        parent, name = posixpath.split(item.path)
+        files.setdefault(parent, []).append((name.encode(), mount_file(source)))
+    return mounts, {parent: tuple(sorted(group)) for parent, group in files.items()}
 
 
 def _base_root(spec: JobSpec, inputs: Mapping[str, str | os.PathLike[str]]) -> bytes | None:

@@ -63,14 +63,24 @@ def host_error(exc: OSError) -> Exception:
 
 @dataclass(frozen=True)
 class Mount:
-    """A host directory seen by the job at ``path``."""
+    """A host directory seen by the job at ``path``.
+
+    ``files`` makes a directory of single-file inputs (SPEC 4.6): ``host`` is then an empty
+    directory and each (name, host file) pair an entry of it, the only entries it has.
+    """
 
     path: str
     host: bytes
     writable: bool
+    files: tuple[tuple[bytes, bytes], ...] = ()
 
     def host_path(self, comps: tuple[bytes, ...]) -> bytes:
-        return os.path.join(self.host, *comps) if comps else self.host
+        if not comps:
+            return self.host
+        for name, host_file in self.files:
+            if comps[0] == name:
+                return os.path.join(host_file, *comps[1:]) if len(comps) > 1 else host_file
+        return os.path.join(self.host, *comps)
 
     def virtual_path(self, comps: tuple[bytes, ...]) -> bytes:
         """The path the job names: mount path + ``/``-joined components; a mount at ``/``
@@ -229,9 +239,12 @@ class FileSystem:
         here = mount.virtual_path(comps)
         parent = mount.virtual_path(comps[:-1]) if comps else here
         try:
-            names = sorted(os.listdir(mount.host_path(comps)))
+            names = os.listdir(mount.host_path(comps))
         except OSError as exc:
             raise host_error(exc) from exc
+        if not comps and mount.files:
+            names = list({*names, *(name for name, _ in mount.files)})
+        names.sort()
         out = [(b".", inode(here), abi.FILETYPE_DIRECTORY), (b"..", inode(parent), abi.FILETYPE_DIRECTORY)]
         for name in names:
             info = _lstat(mount.host_path(comps + (name,)))

@@ -1,0 +1,112 @@
+"""Fetching content a node lacks: from other cod nodes and from IPFS trustless gateways.
+
+A job names its inputs (and modules) by CID only. A node that lacks one asks, in order, the
+peers it was given (``GET /v1/blobs/{cid}`` with ``Accept: application/vnd.ipld.car``) and
+the gateways it was given (``GET /ipfs/{cid}?format=car&dag-scope=all``, the IPFS trustless
+gateway protocol). The answer streams into a spool file under the node's upload cap and is
+then unpacked as an uploaded CAR is (cod.node.blobs.BlobStore.put_car): every block checked
+against its CID, the DAG planned within the node's tree caps and re-imported to its root.
+What fails is logged and the next source is tried; a CID no source gives stays missing (the
+requester is then asked for it: 409 MissingBlobs). One fetch per CID at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import aiohttp
+
+from ..errors import CapExceeded, CodError
+from .blobs import BlobStore
+from .caps import NodeCaps
+
+log = logging.getLogger("cod.node.fetcher")
+
+CAR_TYPE = "application/vnd.ipld.car"
+CHUNK = 1 << 20
+CONNECT_TIMEOUT_S = 5.0
+FETCH_TIMEOUT_S = 600.0  # one CID from one source, the whole transfer
+MAX_ERROR_TEXT = 200
+
+
+class Fetcher:
+    """Where a node looks for content it lacks, and the fetches under way."""
+
+    def __init__(self, blobs: BlobStore, caps: NodeCaps, peers: list[str] | None = None,
+                 gateways: list[str] | None = None) -> None:
+        self.blobs = blobs
+        self.caps = caps
+        self.peers = [url.rstrip("/") for url in peers or []]
+        self.gateways = [url.rstrip("/") for url in gateways or []]
+        self._under_way: dict[str, asyncio.Task[bool]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self.fetched_bytes = 0  # bytes received from every source (figures, tests)
+
+    @property
+    def sources(self) -> list[str]:
+        """The URLs tried for ``{cid}``, in order: peers first, then gateways."""
+        return ([f"{peer}/v1/blobs/{{cid}}" for peer in self.peers]
+                + [f"{gateway}/ipfs/{{cid}}?format=car&dag-scope=all" for gateway in self.gateways])
+
+    async def fetch_all(self, cids: list[str]) -> None:
+        """Try to get every CID of ``cids`` (at once); what no source gives stays missing."""
+        if self.sources:
+            await asyncio.gather(*(self.fetch(cid) for cid in sorted(set(cids))))
+
+    async def fetch(self, cid: str) -> bool:
+        """Get ``cid`` from the first source that gives it whole and checked; False if none does."""
+        if self.blobs.has(cid):
+            return True
+        task = self._under_way.get(cid)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch(cid))
+            self._under_way[cid] = task
+            task.add_done_callback(lambda _t: self._under_way.pop(cid, None))
+        return await asyncio.shield(task)
+
+    async def _fetch(self, cid: str) -> bool:
+        for template in self.sources:
+            url = template.format(cid=cid)
+            try:
+                await self._from(url, cid)
+                return True
+            except (CodError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                text = exc.message if isinstance(exc, CodError) else (str(exc) or type(exc).__name__)
+                log.warning("cannot fetch %s from %s: %s", cid, url, text[:MAX_ERROR_TEXT])
+        return False
+
+    async def _from(self, url: str, cid: str) -> None:
+        cap = self.caps.max_upload_bytes
+        session = await self._client()
+        handle, spooled = self.blobs.spool()
+        try:
+            with handle:
+                async with session.get(url, headers={"Accept": CAR_TYPE}, allow_redirects=False) as resp:
+                    if resp.status != 200:
+                        raise CodError(f"HTTP {resp.status}")
+                    if resp.content_type != CAR_TYPE:
+                        raise CodError(f"answered {resp.content_type!r}, not a CAR")
+                    size = 0
+                    async for chunk in resp.content.iter_chunked(CHUNK):
+                        size += len(chunk)
+                        self.fetched_bytes += len(chunk)
+                        if size > cap:
+                            raise CapExceeded("max_upload_bytes", cap, "the fetched CAR")
+                        handle.write(chunk)
+            await asyncio.to_thread(self.blobs.put_car, cid, spooled, self.caps.tree())
+        finally:
+            Path(spooled).unlink(missing_ok=True)
+
+    async def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S)
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        return self._session
+
+    async def close(self) -> None:
+        for task in list(self._under_way.values()):
+            task.cancel()
+        if self._session is not None:
+            await self._session.close()
