@@ -113,7 +113,9 @@ CASES: dict[str, list[Case]] = {
         case("run", "/dev/zero", code=INPUT, text="not a regular file"),  # read for ever before
         case("run", str(ROOT / "README.md"), code=MODULE, text="not a WebAssembly module"),
         case("run", HELLO, "-i", "{tmp}/missing", code=INPUT, text="does not exist"),
-        case("run", HELLO, "-i", HELLO, code=INPUT, text="is not a directory"),
+        case("run", HELLO, "-i", "/dev/zero", code=INPUT, text="is not a directory or a regular file"),
+        case("run", HELLO, "-i", "ipfs://bafy:/x", code=INPUT, text="not a CIDv1"),
+        case("run", HELLO, "--require-local", code=USAGE, text="--require-local"),
         case("run", HELLO, "-i", b"{tmp}/\xff", code=INPUT, text="does not exist"),
         # destinations
         case("run", HELLO, "--car", "{tmp}/missing/r.car", code=LOCAL_PATH, text="--car"),
@@ -158,6 +160,13 @@ CASES: dict[str, list[Case]] = {
         case("serve", "--data-dir", "{tmp}/d", "--concurrency", "0", code=USAGE, text="--concurrency"),
         case("serve", "--data-dir", "{tmp}/d", "--queue-size", "-1", code=USAGE, text="--queue-size"),
         case("serve", "--data-dir", "{tmp}/file", code=USAGE, text="--data-dir", files={"file": b"x"}),
+        case("serve", "--data-dir", "{tmp}/d", "--dataset", "{tmp}/missing", code=USAGE, text="--dataset"),
+        case("serve", "--data-dir", "{tmp}/d", "--dataset", "{tmp}/file", code=USAGE, text="--dataset",
+             files={"file": b"x"}),
+        case("serve", "--data-dir", "{tmp}/d", "--private-module", "{tmp}/file", code=INPUT,
+             text="not a WebAssembly module", files={"file": b"x"}),
+        case("serve", "--data-dir", "{tmp}/d", "--gateway", "ftp://gw", code=USAGE, text="--gateway"),
+        case("serve", "--data-dir", "{tmp}/d", "--peer", "http://", code=USAGE, text="--peer"),
     ],
     "devstack": [
         case("devstack", "--nodes", "0", code=USAGE, text="--nodes"),
@@ -239,6 +248,12 @@ CASES: dict[str, list[Case]] = {
         case("nodes", "forget", "a%b", code=USAGE, text="not a node ID"),
         case("nodes", "forget", b"\xff", code=USAGE, text="not a node ID"),
         case("nodes", "forget", "nosuchnode", code=USAGE, text="no known node"),
+    ],
+    "add": [
+        case("add", code=USAGE, text="PATHS"),
+        case("add", "{tmp}/missing", code=USAGE, text="does not exist"),
+        case("add", "/dev/zero", code=INPUT, text="neither a regular file nor a directory"),
+        case("add", HELLO, code=INPUT, text="content store", env={"COD_STORE": "{tmp}/file"}, files={"file": b"x"}),
     ],
     "cid": [
         case("cid", code=USAGE, text="PATH"),

@@ -108,6 +108,24 @@ class NodeClient:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, NodeError):
             return False
 
+    async def holdings(self, cids: list[str]) -> set[str]:
+        """Which of ``cids`` the node says it holds (GET /v1/holdings?cid=...): only a hint for
+        ordering nodes, so any failure or malformed answer is the empty set."""
+        try:
+            status, body = await self._json("GET", "/v1/holdings", timeout=INFO_TIMEOUT_S,
+                                            params=[("cid", cid) for cid in cids])
+        except NodeError:
+            return set()
+        if status != 200 or not isinstance(body, dict):
+            return set()
+        wanted = set(cids)
+        held: set[str] = set()
+        for name in ("datasets", "modules", "private_modules", "blobs"):
+            listed = body.get(name)
+            if isinstance(listed, list):
+                held.update(cid for cid in listed if isinstance(cid, str) and cid in wanted)
+        return held
+
     async def info(self) -> schema.NodeInfo:
         status, body = await self._json("GET", "/v1/info", timeout=INFO_TIMEOUT_S)
         if status != 200:

@@ -251,7 +251,8 @@ class Requester:
 async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | None = None,
                  records: Records | None = None, output_dir: Path | None = None,
                  progress: Progress = lambda step: None, deadline_s: float | None = None,
-                 requester: Requester | None = None, events: Events | None = None) -> Verification:
+                 requester: Requester | None = None, events: Events | None = None,
+                 require_local: bool = False) -> Verification:
     """Run ``job`` on ``n`` distinct nodes among ``urls`` and compare their signed answers.
 
     Raises UsageError for an N or quorum that is not a majority rule (check_quorum), and
@@ -262,7 +263,7 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
     if requester is None:
         async with Requester(records) as own:
             return await verify(job, urls, n, quorum=quorum, output_dir=output_dir, progress=progress,
-                                deadline_s=deadline_s, requester=own, events=events)
+                                deadline_s=deadline_s, requester=own, events=events, require_local=require_local)
     if output_dir is not None:
         check_destination(output_dir)
     records = requester.records
@@ -276,7 +277,7 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
     try:
         unique = list(dict.fromkeys(urls))
         progress(f"Checking {len(unique)} node(s)")
-        candidates, unreachable = await _candidates(requester, unique, job, records)
+        candidates, unreachable = await _candidates(requester, unique, job, records, require_local)
         if len(candidates) < n:
             if not candidates and job.spec.engine == ENGINE_DOCKER and len(unreachable) == len(unique) and all(
                     reason.startswith("no 'docker'") for _, reason in unreachable):
@@ -312,8 +313,21 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-async def _candidates(requester: Requester, urls: list[str], job: PreparedJob, records: Records
-                      ) -> tuple[list[tuple[NodeClient, NodeInfo]], list[tuple[str, str]]]:
+def content_of(job: PreparedJob) -> tuple[list[str], set[str]]:
+    """The CIDs a job names (module, inputs, output base) in spec order, and those of them this
+    requester cannot upload (named by CID and not in its local store)."""
+    spec = job.spec
+    named = ([] if spec.engine == ENGINE_DOCKER else [spec.module]) + [i.cid for i in spec.inputs if i.cid]
+    if spec.output_base:
+        named.append(spec.output_base)
+    lacking = {i.cid for i in spec.inputs if i.cid and i.path not in job.sources}
+    if spec.output_base and spec.outputs not in job.sources:
+        lacking.add(spec.output_base)
+    return list(dict.fromkeys(named)), lacking
+
+
+async def _candidates(requester: Requester, urls: list[str], job: PreparedJob, records: Records,
+                      require_local: bool = False) -> tuple[list[tuple[NodeClient, NodeInfo]], list[tuple[str, str]]]:
     """The usable nodes in the order to ask them (SPEC 11, step 1), and (URL, reason) of the others."""
     clients = [NodeClient(requester.session, url) for url in urls]
     infos = await asyncio.gather(*(requester.info(c) for c in clients), return_exceptions=True)
@@ -334,14 +348,28 @@ async def _candidates(requester: Requester, urls: list[str], job: PreparedJob, r
             seen[info.node_id] = client.url
             records.see(info.node_id, client.url, info.profile)
             found.append((client, info))
+    named, lacking = content_of(job)
+    holdings = await asyncio.gather(*(client.holdings(named) for client, _ in found))
+    held = {info.node_id: got for (_, info), got in zip(found, holdings)}
+    if require_local:
+        for client, info in found:
+            if not set(named) <= held[info.node_id]:
+                absent = [cid for cid in named if cid not in held[info.node_id]]
+                unreachable.append((client.url, f"does not hold {absent[0]}"
+                                    + (f" and {len(absent) - 1} more" if len(absent) > 1 else "")
+                                    + " (--require-local)"))
+        found = [(client, info) for client, info in found if set(named) <= held[info.node_id]]
     by_profile: dict[str, list[tuple[NodeClient, NodeInfo]]] = {}
     for pair in found:
         by_profile.setdefault(pair[1].profile, []).append(pair)
 
     scores = {info.node_id: records.score(info.node_id) for _, info in found}
 
-    def rank(pair: tuple[NodeClient, NodeInfo]) -> tuple[int, str]:
-        return (-scores[pair[1].node_id], pair[1].node_id)
+    def rank(pair: tuple[NodeClient, NodeInfo]) -> tuple[bool, int, int, str]:
+        # SPEC 11 step 1: nodes holding what this requester cannot upload, then by how much of the
+        # job they hold, then by reputation
+        has = held[pair[1].node_id]
+        return (not lacking <= has, -len(has), -scores[pair[1].node_id], pair[1].node_id)
 
     ordered_profiles = sorted(by_profile, key=lambda p: (-len(by_profile[p]),
                                                           -sum(scores[i.node_id] for _, i in by_profile[p]), p))

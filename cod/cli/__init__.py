@@ -48,7 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "nodes": ("nodes", "List the nodes this requester knows, with their records."),
     "dashboard": ("dashboard", "A live view of jobs, nodes and the moderation queue."),
     "config": ("config", "Show the configuration in effect and where it came from."),
-    "add": ("content", "Store files or directories in the local content store; print their CIDs."),
+    "add": ("content", "Store files or directories by CID; print the CIDs."),
     "cid": ("tools", "Print the UnixFS CID of a file or directory."),
     "profile": ("tools", "Print the execution profile ID and its engine settings."),
     "keygen": ("ledger", "Write a new Ed25519 key file and print its ID."),

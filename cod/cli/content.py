@@ -14,7 +14,7 @@ from ..store import ContentStore
 @click.option("-q", "--quiet", is_flag=True, help="Print only the CIDs, one a line.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: path -> CID.")
 def add(paths: tuple[str, ...], quiet: bool, as_json: bool) -> None:
-    """Store files or directories in the local content store and print their CIDs.
+    """Store files or directories by CID; print the CIDs.
 
     As `ipfs add --cid-version 1 --raw-leaves` would name them. `cod run CID`, `-i CID[:DST]`
     and modules imported by CID look in the store first ($COD_STORE, else $COD_HOME/store,

@@ -61,10 +61,15 @@ def _cap_options(command: Any) -> Any:
               help="Another cod node to ask for content a job names and this node lacks (repeatable).")
 @click.option("--gateway", "gateways", multiple=True, type=NodeURL(), metavar="URL",
               help="An IPFS trustless gateway to fetch such content from as CARs, after the peers (repeatable).")
+@click.option("--dataset", "datasets", multiple=True, type=click.Path(file_okay=False, exists=True), metavar="DIR",
+              help="Offer DIR to jobs by its CID, hashed once here, never uploaded (repeatable).")
+@click.option("--private-module", "private_modules", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              metavar="FILE", help="Run this module for jobs naming its CID; advertised by CID, never served.")
 @_cap_options
 def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurrency: int | None,
           queue_size: int, ledger: str | None, policy: str, log_format: str, peers: tuple[str, ...],
-          gateways: tuple[str, ...], **caps: int) -> None:
+          gateways: tuple[str, ...], datasets: tuple[str, ...], private_modules: tuple[str, ...],
+          **caps: int) -> None:
     """Run a compute node: the /v1 HTTP API, signed results, executor processes.
 
     Specs and uploads over a --max-* cap are refused with an error naming the cap.
@@ -76,6 +81,7 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
       cod serve --data-dir ./node3 --ledger http://127.0.0.1:8090 --policy fil-plus-only
       cod serve --data-dir ./node1 --log-format json 2>> jobs.ndjson
       cod serve --data-dir ./node4 --peer http://10.0.0.2:1234 --gateway https://trustless-gateway.link
+      cod serve --data-dir ./node5 --dataset /srv/corpus --private-module ./secret.wasm
     """
     from ..errors import NodeError
     from ..node.caps import NodeCaps
@@ -92,7 +98,8 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
     asyncio.run(serve_forever(Path(data_dir), host, port, allow_local=[Path(p) for p in allow],
                               concurrency=concurrency, queue_size=queue_size, caps=node_caps,
                               policy=Policy(policy, ledger), job_log=writer(log_format), peers=list(peers),
-                              gateways=list(gateways)))
+                              gateways=list(gateways), datasets=[Path(p) for p in datasets],
+                              private_modules=[Path(p) for p in private_modules]))
 
 
 @click.command()

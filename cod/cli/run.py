@@ -70,6 +70,8 @@ def _shown(name: str, builtin: str) -> str:
 @click.option("--verify", "verify_n", type=click.IntRange(min=1),
               help="Run on N distinct nodes and compare their signed results.")
 @click.option("--quorum", type=click.IntRange(min=1), help="With --verify: accept K-of-N agreement (reported as such).")
+@click.option("--require-local", is_flag=True,
+              help="With --verify: use only nodes that already hold the module and every input (GET /v1/holdings).")
 @click.option("--node", "nodes", multiple=True, metavar="URL", type=NodeURL(),
               help="A node to use (repeatable); else COD_NODES, the config file, or an embedded devstack.")
 @click.option("--ledger", type=NodeURL(), metavar="URL",
@@ -84,7 +86,7 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
         fuel: int, memory: int, timeout: int, max_stdout: int, max_stderr: int, max_output: int,
         entry_point: str | None, engine: str, verify_n: int | None, quorum: int | None, nodes: tuple[str, ...],
         ledger: str | None, output_dir: str | None, car: str | None, cache_dir: str | None, as_json: bool,
-        job_file: str | None, dry_run: bool, detach: bool) -> None:
+        job_file: str | None, dry_run: bool, detach: bool, require_local: bool) -> None:
     """Run MODULE.wasm with ARGS: locally, or with --verify N on N nodes, and print the result CID.
 
     The job's stdout goes to stdout; the report, and the job's stderr after it, to stderr.
@@ -98,6 +100,7 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
       cod run --verify 3 --quorum 2 job.wasm --node http://10.0.0.1:1234 --node http://10.0.0.2:1234 ...
       cod run --dry-run --json vectors/hello.wasm > job.json && cod run -f job.json
       cod run --verify 3 --detach vectors/hello.wasm && cod logs SHORT_ID
+      cod add data/ && cod run --verify 3 --require-local -i bafybei...:/data wordcount.wasm
     """
     if job_file is not None:
         if module is not None:
@@ -118,8 +121,8 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
     limits = Limits(fuel=fuel, memory_bytes=memory, stdout_bytes=max_stdout, stderr_bytes=max_stderr,
                     output_bytes=max_output, timeout_ms=timeout)
     networked = verify_n is not None or engine == "docker"
-    if (nodes or quorum or ledger) and not networked:
-        raise click.UsageError("--node, --quorum and --ledger go with --verify N")
+    if (nodes or quorum or ledger or require_local) and not networked:
+        raise click.UsageError("--node, --quorum, --ledger and --require-local go with --verify N")
     if engine == "docker":
         if outputs or output_base:
             raise click.UsageError("--outputs and --output-base go with wasm jobs")
@@ -151,7 +154,7 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
                  quorum, nodes, as_json)
         return
     if engine == "docker" or verify_n is not None:
-        _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json, ledger_at, detach)
+        _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json, ledger_at, detach, require_local)
         return
     from ..wasm.engine import Engine, default_cache_dir
 
@@ -363,7 +366,8 @@ def _interrupt_exits() -> Iterator[None]:
 
 
 def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str, ...], output_dir: str | None,
-                 car: str | None, as_json: bool, ledger: str | None = None, detach: bool = False) -> None:
+                 car: str | None, as_json: bool, ledger: str | None = None, detach: bool = False,
+                 require_local: bool = False) -> None:
     import asyncio
 
     from verifier.network import configured_nodes, run_verified
@@ -382,7 +386,7 @@ def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str,
         return
     try:
         verification = asyncio.run(run_verified(job, n, urls, quorum=quorum, output_dir=destination,
-                                                progress=steps, events=steps))
+                                                progress=steps, events=steps, require_local=require_local))
     except BaseException:
         steps.failed()
         raise

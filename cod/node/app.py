@@ -37,6 +37,7 @@ from ..resultsdir import remove_tree, staging_prefix
 from . import joblog, openapi
 from .blobs import BlobStore
 from .fetcher import Fetcher
+from .offers import Offers
 from .body import check_strings, parse_json
 from .caps import UPLOAD_CAPS, NodeCaps
 from .joblog import JobLog
@@ -63,6 +64,7 @@ HINTS = {  # for errors raised without a hint of their own: every error body car
 }
 DEFAULT_HINT = "see /v1/openapi.json"
 DEFAULT_STATEMENTS_PAGE = 100
+MAX_HOLDINGS = 10000  # CIDs in one list of /v1/holdings, and CIDs one request may ask about
 MAX_SEQ = (1 << 63) - 1
 HTTP_NAMES = {500: "InternalError", 400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge",
               415: "UnsupportedMediaType", 431: "HeadersTooLarge"}
@@ -75,13 +77,16 @@ class Node:
                  allow_local: list[Path] | None = None, cheat: bool = False,
                  docker: DockerEngine | None = None, caps: NodeCaps | None = None,
                  policy: Policy | None = None, job_log: JobLog | None = None,
-                 peers: list[str] | None = None, gateways: list[str] | None = None) -> None:
+                 peers: list[str] | None = None, gateways: list[str] | None = None,
+                 datasets: list[Path] | None = None, private_modules: list[Path] | None = None) -> None:
         """Open (or create) the node's data directory; raises NodeError if it cannot be used.
 
         ``job_log`` receives one record (cod.node.joblog) per finished job; ``peers`` (cod
         nodes) and ``gateways`` (IPFS trustless gateways) are asked for content a job names
-        and the node lacks (cod.node.fetcher)."""
+        and the node lacks (cod.node.fetcher); ``datasets`` and ``private_modules`` are what it
+        offers from its own disk (cod.node.offers; InputError if one cannot be offered)."""
         self.data_dir = data_dir
+        self.offers = Offers(datasets, private_modules)  # first: a bad offer leaves no data directory behind
         try:
             self._open(data_dir)
         except (OSError, sqlite3.Error) as exc:
@@ -237,7 +242,7 @@ class Node:
 
     def _sources(self, spec: JobSpec) -> dict[str, str]:
         missing = []
-        if spec.engine != ENGINE_DOCKER and self.blobs.file(spec.module) is None:
+        if spec.engine != ENGINE_DOCKER and self._module(spec.module) is None:
             missing.append(spec.module)
         sources: dict[str, str] = {}
         for item in spec.inputs:
@@ -245,7 +250,8 @@ class Node:
                 sources[item.path] = str(self._local(item.local))
                 continue
             assert item.cid is not None
-            found = self.blobs.tree(item.cid) or self.blobs.file(item.cid)  # a file CID mounts as a file
+            found = (self.offers.dataset(item.cid) or self.blobs.tree(item.cid)
+                     or self.blobs.file(item.cid))  # a file CID mounts as a file
             if found is None:
                 missing.append(item.cid)
             else:
@@ -259,6 +265,31 @@ class Node:
         if missing:
             raise MissingBlobs(missing)
         return sources
+
+    def _module(self, cid: str) -> Path | None:
+        """The module ``cid``: an uploaded or fetched blob, or a private module of this node."""
+        return self.blobs.file(cid) or self.offers.module(cid)
+
+    def holdings(self, wanted: list[str]) -> dict[str, Any]:
+        """What the node holds (SPEC 9.9), each list sorted and at most MAX_HOLDINGS long;
+        with ``wanted``, only those CIDs."""
+        def listed(folder: Path) -> list[str]:
+            try:
+                return sorted(os.listdir(folder))
+            except OSError:
+                return []
+
+        blobs = [cid for cid in listed(self.blobs.files) + listed(self.blobs.trees) if self.blobs.has(cid)]
+        if wanted:
+            keep = set(wanted)
+            blobs = [cid for cid in blobs if cid in keep]
+        modules = [cid for cid in blobs if self.blobs.file(cid) is not None and _is_wasm(self.blobs.files / cid)]
+        lists = {"datasets": self.offers.dataset_cids(), "private_modules": sorted(self.offers.private),
+                 "modules": modules, "blobs": sorted(blobs)}
+        if wanted:
+            lists = {name: [cid for cid in cids if cid in keep] for name, cids in lists.items()}
+        truncated = any(len(cids) > MAX_HOLDINGS for cids in lists.values())
+        return {**{name: cids[:MAX_HOLDINGS] for name, cids in lists.items()}, "truncated": truncated}
 
     def _local(self, path: str) -> Path:
         real = Path(path).resolve()
@@ -294,9 +325,17 @@ class Node:
             if spec.engine == ENGINE_DOCKER:
                 outcome = await self._run_docker(spec, sources, out)
             else:
-                module = self.blobs.file(spec.module)
+                module = self._module(spec.module)
                 assert module is not None
                 outcome = await self._run_wasm(job_cid, spec, module, sources, out)
+            changed = [item.cid for item in spec.inputs if item.cid in self.offers.datasets
+                       and sources.get(item.path) == str(self.offers.datasets[item.cid].path)
+                       and not self.offers.unchanged(item.cid)]
+            if changed and "error" not in outcome:  # the bytes under the CID moved while the job read them
+                await asyncio.to_thread(shutil.rmtree, out, True)
+                outcome = {"error": "DatasetChanged", "code": 5,
+                           "message": f"dataset {changed[0]} changed on this node while the job ran; nothing "
+                                      "was signed", "hint": "run the job again: the node offers the new CID now"}
             if "error" in outcome:
                 self.jobs.update(job_cid, state=FAILED, error=json.dumps(outcome))
                 return
@@ -392,6 +431,14 @@ class Node:
         if not car.exists():
             await asyncio.to_thread(write_car, tree, car)
         return car
+
+
+def _is_wasm(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"\0asm"
+    except OSError:
+        return False
 
 
 def _tree_size(root: Path) -> int:
@@ -537,9 +584,19 @@ def app(node: Node) -> web.Application:
             spooled.unlink(missing_ok=True)
         return web.json_response({"cid": cid, "stored": True}, status=201)
 
+    @routes.get("/v1/holdings")
+    async def holdings(request: web.Request) -> web.Response:
+        wanted = request.query.getall("cid", [])
+        if len(wanted) > MAX_HOLDINGS:
+            raise SpecError("(query).cid", f"{len(wanted)} CIDs asked; at most {MAX_HOLDINGS}")
+        return web.json_response(node.holdings([str(CID.parse(cid)) for cid in wanted]))
+
     @routes.get("/v1/blobs/{cid}")
     async def get_blob(request: web.Request) -> web.StreamResponse:
         cid = str(CID.parse(request.match_info["cid"]))
+        dataset = node.offers.dataset(cid)
+        if dataset is not None:  # a dataset is public: peers may fetch it as a CAR
+            return web.FileResponse(await node.car_of(cid, dataset), headers={"Content-Type": CAR_TYPE})
         path = node.blobs.file(cid)
         if path is not None and CAR_TYPE not in request.headers.get("Accept", ""):
             return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})

@@ -34,9 +34,19 @@ DOCUMENT: dict[str, Any] = {
                                                        "max_unpacked_bytes, max_entries or max_tree_depth "
                                                        "(the body names the cap)"),
                                   "422": _json(_ERROR, "InputError: content outside cod's UnixFS profile")}},
-            "get": {"summary": "Download a blob (a module's bytes, or a directory as a CAR); HEAD tells "
-                               "whether the node has it",
+            "get": {"summary": "Download a blob (a module's bytes, or a directory as a CAR; a file as a CAR "
+                               "when Accept names application/vnd.ipld.car; a dataset as a CAR; a private "
+                               "module never); HEAD tells whether the node has it",
                     "responses": {"200": {"description": "the blob"}, "404": _json(_ERROR, "unknown")}},
+        },
+        "/v1/holdings": {
+            "get": {"summary": "The CIDs this node holds: datasets, modules, private modules (by CID only), "
+                               "blobs; each list sorted, at most 10000 long (truncated says so). Repeat "
+                               "?cid=CID to ask about those CIDs only.",
+                    "parameters": [{"name": "cid", "in": "query", "required": False,
+                                    "schema": {"type": "array", "items": {"type": "string"}}}],
+                    "responses": {"200": _json({"type": "object"}, "holdings"),
+                                  "400": _json(_ERROR, "a cid that is not a CID, or too many")}},
         },
         "/v1/jobs": {
             "post": {"summary": "Submit a job spec; ?wait=true answers when it is done",

@@ -1,0 +1,128 @@
+"""What a node offers from its own disk: datasets and private modules (SPEC 9.9).
+
+A dataset (``cod serve --dataset PATH``) is a directory the node hashes once into its
+UnixFS CID and mounts for any job that names that CID, so nobody uploads it. The node keeps
+a fingerprint of the tree (every entry's path, type, size, inode and change times, links
+not followed). Before a job is given the dataset and again before its result is signed, the
+fingerprint is taken anew: a tree that changed is hashed again, and the CID it had is no
+longer offered; a job that ran while the tree changed fails (``DatasetChanged``) and signs
+nothing. So a dataset is never mounted under a stale CID.
+
+A private module (``cod serve --private-module FILE``) runs for jobs that name its CID; it
+is advertised by that CID (its hash) but its bytes are never served.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from ..unixfs import Importer, module_cid
+
+log = logging.getLogger("cod.node.offers")
+
+Fingerprint = tuple[tuple[bytes, int, int, int, int, int], ...]
+
+
+def fingerprint(root: Path) -> Fingerprint:
+    """Every entry below ``root`` (and the root): (relative path, mode, size, inode, mtime_ns,
+    ctime_ns), walked without following links, in path-byte order."""
+    out: list[tuple[bytes, int, int, int, int, int]] = []
+    stack = [b""]
+    base = os.fsencode(root)
+    while stack:
+        rel = stack.pop()
+        path = os.path.join(base, rel) if rel else base
+        info = os.lstat(path)
+        out.append((rel, info.st_mode, info.st_size, info.st_ino, info.st_mtime_ns, info.st_ctime_ns))
+        if stat.S_ISDIR(info.st_mode):
+            stack.extend(os.path.join(rel, name) if rel else name for name in sorted(os.listdir(path), reverse=True))
+    return tuple(sorted(out))
+
+
+@dataclass
+class Dataset:
+    path: Path
+    cid: str
+    stamp: Fingerprint
+
+
+class Offers:
+    """The node's datasets and private modules, by CID."""
+
+    def __init__(self, datasets: list[Path] | None = None, private_modules: list[Path] | None = None) -> None:
+        """Hash every dataset and read every private module; InputError for one that cannot be."""
+        self._lock = threading.Lock()
+        self.datasets: dict[str, Dataset] = {}
+        self.private: dict[str, Path] = {}
+        for given in datasets or []:
+            path = Path(os.path.realpath(given))
+            if not path.is_dir():
+                raise InputError(f"dataset {str(given)!r} is not a directory", "give --dataset a directory")
+            found = self._hash(path)
+            self.datasets[found.cid] = found
+        for given in private_modules or []:
+            path = Path(os.path.realpath(given))
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise InputError(f"cannot read private module {str(given)!r}: {exc.strerror}") from exc
+            if not data.startswith(b"\0asm"):
+                raise InputError(f"private module {str(given)!r} is not a WebAssembly module")
+            self.private[module_cid(data)] = path
+
+    @staticmethod
+    def _hash(path: Path) -> Dataset:
+        for _ in range(3):  # a tree that changes while it is hashed is hashed again
+            before = fingerprint(path)
+            cid = str(Importer().tree(path).cid)
+            if fingerprint(path) == before:
+                return Dataset(path, cid, before)
+        raise InputError(f"dataset {str(path)!r} keeps changing while it is hashed", "serve it once it is still")
+
+    def dataset(self, cid: str) -> Path | None:
+        """The directory of dataset ``cid`` if the tree still has that CID, else None (and a
+        changed tree is re-hashed and offered under its new CID)."""
+        with self._lock:
+            found = self.datasets.get(cid)
+            if found is None:
+                return None
+            try:
+                if fingerprint(found.path) == found.stamp:
+                    return found.path
+                del self.datasets[cid]
+                fresh = self._hash(found.path)
+            except (OSError, InputError) as exc:
+                log.warning("dataset %s (%s) is no longer offered: %s", found.path, cid, exc)
+                return None
+            self.datasets[fresh.cid] = fresh
+            log.warning("dataset %s changed: now %s, no longer %s", found.path, fresh.cid, cid)
+            return fresh.path if fresh.cid == cid else None
+
+    def unchanged(self, cid: str) -> bool:
+        """Whether dataset ``cid`` is as it was when it was offered (False once it changed)."""
+        with self._lock:
+            found = self.datasets.get(cid)
+            try:
+                return found is not None and fingerprint(found.path) == found.stamp
+            except OSError:
+                return False
+
+    def module(self, cid: str) -> Path | None:
+        """The file of private module ``cid``, if it still hashes to it."""
+        path = self.private.get(cid)
+        if path is None:
+            return None
+        try:
+            return path if module_cid(path.read_bytes()) == cid else None
+        except OSError:
+            return None
+
+    def dataset_cids(self) -> list[str]:
+        with self._lock:
+            return sorted(self.datasets)
