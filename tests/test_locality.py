@@ -166,3 +166,12 @@ async def test_the_verifier_goes_to_the_data(tmp_path: Path, corpus: Path, recor
     finally:
         for node in bare + [holder]:
             await node.stop()
+
+
+async def test_a_node_local_path_is_never_verified_on_several_nodes(records: Records) -> None:
+    from cod.errors import SpecError
+
+    spec = JobSpec(module=module_cid(WORDCOUNT.read_bytes()), inputs=(Input(local=str(VECTORS / "data")),))
+    with pytest.raises(SpecError, match=r"inputs\[0\]\.local") as refused:
+        await verify(PreparedJob(spec, WORDCOUNT.read_bytes()), ["http://127.0.0.1:9"], 2, records=records)
+    assert "cod serve --dataset" in (refused.value.hint or "")

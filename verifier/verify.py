@@ -30,8 +30,9 @@ from typing import Any
 import aiohttp
 
 from cod.car import write_car
-from cod.errors import BadSignature, CodError, EngineUnavailable, NodeBusy, NodeError, PolicyRefused, UsageError
-from cod.jobspec import ENGINE_DOCKER
+from cod.errors import (BadSignature, CodError, EngineUnavailable, NodeBusy, NodeError, PolicyRefused, SpecError,
+                        UsageError)
+from cod.jobspec import ENGINE_DOCKER, JobSpec
 from cod.local import PreparedJob
 from cod.statement import SignedStatement
 from cod.resultsdir import check_destination
@@ -73,6 +74,17 @@ def check_quorum(n: int, quorum: int | None) -> None:
         raise UsageError(f"--quorum {quorum} with --verify {n}: agreement must be a strict majority of the {n} "
                          "nodes, so a tie or a minority never verifies",
                          f"use --quorum between {low} and {n}, or leave it out to need all {n}")
+
+
+def check_content(spec: JobSpec, n: int) -> None:
+    """Refuse (SpecError) a node-local input in a run on more than one node: it names a path,
+    not bytes, so nodes holding different data would be compared (SPEC 11, step 0)."""
+    for k, item in enumerate(spec.inputs):
+        if item.local is not None and n > 1:
+            raise SpecError(f"inputs[{k}].local", f"{item.local!r} is a node-local path: it names no bytes, so "
+                            f"{n} nodes could mount different data under it",
+                            "offer the directory on the nodes as a dataset (cod serve --dataset DIR) and name "
+                            "its CID with -i CID:DST")
 
 
 @dataclass
@@ -264,6 +276,7 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
         async with Requester(records) as own:
             return await verify(job, urls, n, quorum=quorum, output_dir=output_dir, progress=progress,
                                 deadline_s=deadline_s, requester=own, events=events, require_local=require_local)
+    check_content(job.spec, n)
     if output_dir is not None:
         check_destination(output_dir)
     records = requester.records
