@@ -18,7 +18,8 @@ def test_parse_round_trips() -> None:
     assert cid.codec_name == "dag-pb"
 
 
-@pytest.mark.parametrize("bad", ["", "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD", "b!!!!!!!!!!!!", "bafy"])
+@pytest.mark.parametrize("bad", ["", "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD" + "x", "QmOOOO" + "1" * 40,
+                                 "b!!!!!!!!!!!!", "bafy"])
 def test_parse_rejects_what_is_not_a_cidv1(bad: str) -> None:
     with pytest.raises(CIDError):
         CID.parse(bad)

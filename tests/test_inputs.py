@@ -27,7 +27,7 @@ from cod.car import header as car_header
 from cod.errors import InputError
 from cod.limits import MAX_FILE_SIZE, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TREE_DEPTH
 from cod.local import prepare, run_prepared
-from cod.unixfs import Importer, check_entry, cid_of_tree, mount_root
+from cod.unixfs import Importer, check_entry, cid_of_tree, module_cid, mount_root
 from cod.wasm.engine import Engine
 from verifier import Devstack, Records, verify
 
@@ -87,13 +87,15 @@ async def test_node_refuses_a_car_whose_root_is_a_symlink(tmp_path: Path) -> Non
         assert blobs.tree(str(root)) is None and not os.path.lexists(blobs.trees / str(root))
 
 
-def test_link_to_a_file_or_nothing_is_refused(tmp_path: Path) -> None:
+def test_link_to_a_file_is_that_file_and_to_nothing_is_refused(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"x")
     (tmp_path / "to-file").symlink_to("file")
     (tmp_path / "dangling").symlink_to("nowhere")
-    for name, words in (("to-file", "not a directory"), ("dangling", "does not exist")):
-        with pytest.raises(InputError, match=words):
-            prepare(VECTORS / "hello.wasm", [], inputs=[str(tmp_path / name)])
+    job = prepare(VECTORS / "hello.wasm", [], inputs=[str(tmp_path / "to-file")])  # the LINK rule: its target
+    assert [(i.cid, i.path) for i in job.spec.inputs] == [(module_cid(b"x"), "/inputs/file")]
+    assert job.sources == {"/inputs/file": str(tmp_path / "file")}
+    with pytest.raises(InputError, match="does not exist"):
+        prepare(VECTORS / "hello.wasm", [], inputs=[str(tmp_path / "dangling")])
 
 
 @pytest.mark.parametrize("target", ["dir", "file", "nowhere"])

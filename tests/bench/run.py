@@ -276,6 +276,9 @@ def main() -> int:
     report += network.main()
     report += bench_ledger()
     report += bench_startup()
+    import locality
+
+    report += ["", *locality.section()]
     print("\n".join(report[-40:]), flush=True)
     (ROOT / "bench-out").mkdir(exist_ok=True)
     (ROOT / "bench-out" / "latest.md").write_text("\n".join(report) + "\n")

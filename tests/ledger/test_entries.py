@@ -84,7 +84,8 @@ def test_proposal_id_is_sha256_of_canonical_statement() -> None:
     (lambda s: s["statement"].update(reason="\ud800"), "lone surrogate"),
     (lambda s: s["statement"].update(action="approved"), "action is not one of"),
     (lambda s: s["statement"].update(job=cid("job").upper().replace("B", "b", 1)), "not in canonical form"),
-    (lambda s: s["statement"].update(result="QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"), "not a CIDv1"),
+    (lambda s: s["statement"].update(result="QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"),
+         "not in canonical form (it is bafybei"),  # a CIDv0 reads as its CIDv1, which must be written
     (lambda s: s["statement"].update(moderator="12D3KooWnot"), "not an Ed25519 key ID"),
     (lambda s: s["statement"].update(moderator=MOD.node_id + "x"), "not an Ed25519 key ID"),
     (lambda s: s.update(signature="!!!!"), "not valid base64"),
