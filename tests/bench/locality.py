@@ -16,6 +16,7 @@ COD_BENCH_GATEWAY_MIB, default 1024).
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import resource
 import statistics
@@ -43,7 +44,6 @@ GATEWAY_MIB = int(os.environ.get("COD_BENCH_GATEWAY_MIB", "1024"))
 DATASET_MIB = 100
 NODES = 3
 WORDCOUNT = ROOT / "vectors" / "wordcount.wasm"
-LINE = b"the quick brown fox jumps over the lazy dog while cod counts every word of it\n"
 
 
 class Bytes(Events):
@@ -62,12 +62,13 @@ class Bytes(Events):
 
 
 def make_dataset(root: Path, mib: int) -> None:
+    """``mib`` MiB of text in 10 files, every MiB different (base64 lines of random bytes: no
+    block repeats, so a CAR of it is as big as the data)."""
     root.mkdir(parents=True)
-    block = LINE * ((1 << 20) // len(LINE) + 1)
     for n in range(10):
         with open(root / f"part-{n:02d}.txt", "wb") as out:
             for _ in range(mib // 10):
-                out.write(block[: 1 << 20])
+                out.write(base64.encodebytes(os.urandom(3 << 18))[: 1 << 20])
 
 
 def _job(cid: str, n: int, store: ContentStore | None) -> PreparedJob:
@@ -184,9 +185,8 @@ def gateway(work: Path) -> list[str]:
 
     big = work / "big.bin"
     with open(big, "wb") as out:
-        chunk = os.urandom(1 << 20)
-        for n in range(GATEWAY_MIB):
-            out.write(chunk[n % 64:] + chunk[: n % 64])  # every MiB different
+        for _ in range(GATEWAY_MIB):
+            out.write(os.urandom(1 << 20))  # every block different: the CAR is as big as the file
     cars = work / "cars"
     cars.mkdir()
     scratch = work / "big.car"
