@@ -52,6 +52,7 @@ DEFAULT_SOURCE = "default"
 EXAMPLE = """\
 # cod's configuration (cod config show prints what is in effect and where it came from)
 nodes = ["http://127.0.0.1:1234", "http://127.0.0.1:1235", "http://127.0.0.1:1236"]
+# gateways = ["https://trustless-gateway.link"]
 # ledger = "http://127.0.0.1:8090"
 # moderator_key = "moderator.key"   # relative to this file's directory
 
@@ -161,6 +162,7 @@ def _limit(name: str, env: str, describe: str, read: Callable[[Any], int], defau
 
 KEYS: tuple[Key, ...] = (
     Key("nodes", "COD_NODES", "node URLs a verified run uses", _urls, _urls_env, []),
+    Key("gateways", "COD_GATEWAYS", "IPFS trustless gateways to fetch content by CID from", _urls, _urls_env, []),
     Key("ledger", "COD_LEDGER", "the FIL+ ledger's URL", _url, _url),
     Key("moderator_key", "COD_MODERATOR_KEY", "a moderator's key file", _path, _path),
     _limit("fuel", "COD_FUEL", "cod run --fuel", _count("limits.fuel"), Limits.fuel),
@@ -202,6 +204,10 @@ class Config:
     @property
     def nodes(self) -> list[str]:
         return list(self.get("nodes"))
+
+    @property
+    def gateways(self) -> list[str]:
+        return list(self.get("gateways"))
 
     @property
     def ledger(self) -> str | None:

@@ -10,8 +10,10 @@ what is stored is exactly what the CID names, under the ingest rules of SPEC 3.1
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from .car import write_car
@@ -91,3 +93,36 @@ def lookup(cid: str) -> Path | None:
     if not (root / "files").is_dir():
         return None
     return ContentStore(root).get(cid)
+
+
+def resolver(nodes: list[str], gateways: list[str]) -> Callable[[str], Path | None]:
+    """A lookup in the default store that, for a CID it lacks, first fetches it from ``nodes``
+    (``GET /v1/blobs/{cid}`` as a CAR) and ``gateways`` (IPFS trustless gateways), checked as a
+    node checks what it fetches (SPEC 9.8), into the store. Without sources: :func:`lookup`."""
+    if not nodes and not gateways:
+        return lookup
+
+    def resolve(cid: str) -> Path | None:
+        found = lookup(cid)
+        if found is not None:
+            return found
+        try:
+            name = str(CID.parse(cid))
+        except CIDError:
+            return None
+        store = ContentStore()
+        asyncio.run(_fetch(store, name, nodes, gateways))
+        return store.get(name)
+
+    return resolve
+
+
+async def _fetch(store: ContentStore, cid: str, nodes: list[str], gateways: list[str]) -> None:
+    from .node.caps import NodeCaps
+    from .node.fetcher import Fetcher
+
+    fetcher = Fetcher(store.blobs, NodeCaps(), peers=nodes, gateways=gateways)
+    try:
+        await fetcher.fetch(cid)
+    finally:
+        await fetcher.close()

@@ -292,3 +292,32 @@ def test_the_store_is_where_cod_home_says(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "elsewhere" / "files" / proc.stdout.strip()).is_file()
     assert str(ROOT)  # the repository is the PYTHONPATH of these runs
+
+
+def test_a_local_run_fetches_a_cid_from_a_configured_gateway(tmp_path: Path, gateway: tuple[str, Path]) -> None:
+    url, cars = gateway
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "fox.txt").write_bytes(TEXT)
+    (tmp_path / "text" / "two.txt").write_bytes(TWO)
+    tree = _pack(tmp_path / "text", cars)
+    env = cod_env(tmp_path, COD_GATEWAYS=url)
+    proc = _cod(env, "run", "-i", f"{tree}:/inputs", str(WORDCOUNT), "--json", "--output-dir", "r", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "r" / "outputs" / "count.txt").read_text() == (
+        f"{_counts(TEXT)} /inputs/fox.txt\n{_counts(TWO)} /inputs/two.txt\n")
+    assert (tmp_path / "home" / "store" / "trees" / tree).is_dir()  # kept in the store for next time
+    proc = _cod(cod_env(tmp_path), "run", "-i", f"{tree}:/inputs", str(WORDCOUNT), "--output-dir", "r2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # no gateway now: the store has it
+
+
+async def test_a_local_run_fetches_a_cid_from_a_configured_node(tmp_path: Path) -> None:
+    holder, = await _nodes(tmp_path, 1, datasets=[VECTORS / "data" / "wordcount"])
+    try:
+        data = ipfs_car_cid(VECTORS / "data" / "wordcount", tmp_path / "d.car")
+        env = cod_env(tmp_path, COD_NODES=holder.url)
+        proc = await asyncio.to_thread(_cod, env, "run", "-i", f"ipfs://{data}:/inputs", str(WORDCOUNT), "--json",
+                                       cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["result_cid"] == load_vector("wordcount")["expect"]["result_cid"]
+    finally:
+        await holder.stop()

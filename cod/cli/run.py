@@ -16,7 +16,7 @@ import click
 from ..errors import Indeterminate, InputError, UsageError
 from ..jobspec import Limits
 from ..local import PreparedJob, parse_env, parse_mount, prepare, prepare_docker, run_prepared
-from ..store import lookup
+from ..store import lookup, resolver
 from . import EXIT_INTERRUPTED, report
 from .options import NodeURL, SpecDuration, SpecInt, SpecSize, SpecText, node_urls, spec_text, writable_parent
 
@@ -144,10 +144,11 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
         _check_embedded(nodes, verify_n or 1)
         ledger_at = ledger_url(ledger)  # a bad COD_LEDGER or config value is refused before the run
     if engine == "docker":
-        job = prepare_docker(module, list(args), inputs=list(inputs), env=list(env), limits=limits, resolve=lookup)
+        job = prepare_docker(module, list(args), inputs=list(inputs), env=list(env), limits=limits,
+                             resolve=lookup)
     else:
         job = prepare(module, list(args), inputs=list(inputs), env=list(env), seed=seed, entry_point=entry_point,
-                      resolve=lookup,
+                      resolve=lookup if networked else _resolver(),
                       limits=limits, outputs=outputs, output_base=output_base)
     if dry_run:
         _dry_run(job, module, args, inputs, env, seed, entry_point, outputs, output_base, engine, limits, verify_n,
@@ -264,6 +265,19 @@ def _dry_run(job: PreparedJob, module: str, args: tuple[str, ...], inputs: tuple
                             "max_output": limits.output_bytes},
                     verify=verify_n, quorum=quorum, nodes=list(nodes))
     click.echo(json.dumps({"job_cid": job_cid, "spec": spec, "job": saved.to_dict()}, indent=2, sort_keys=True))
+
+
+def _resolver() -> Callable[[str], Path | None]:
+    """Content by CID for a local run: the local store, then (fetched into it) the nodes and
+    gateways configured (COD_NODES or the config file; COD_GATEWAYS or the config file). A
+    verified run never fetches: the nodes that hold the content run it (SPEC 11, step 1)."""
+    from ..config import load
+
+    config = load()
+    urls = config.nodes
+    if not urls and not config.gateways:
+        return lookup
+    return resolver(urls, config.gateways)
 
 
 def _check_module_file(path: str) -> None:
