@@ -321,3 +321,35 @@ async def test_a_local_run_fetches_a_cid_from_a_configured_node(tmp_path: Path) 
         assert json.loads(proc.stdout)["result_cid"] == load_vector("wordcount")["expect"]["result_cid"]
     finally:
         await holder.stop()
+
+
+async def test_a_gateway_streaming_garbage_is_dropped_at_the_header(tmp_path: Path) -> None:
+    """An endless answer whose first bytes are not the CAR header of the CID is given up at once."""
+    from aiohttp import web
+
+    from cod.node.blobs import BlobStore
+    from cod.node.caps import NodeCaps
+    from cod.node.fetcher import Fetcher
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/vnd.ipld.car"})
+        await resp.prepare(request)
+        while True:
+            await resp.write(b"\x00" * 65536)
+
+    app = web.Application()
+    app.router.add_get("/ipfs/{cid}", endless)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    fetcher = Fetcher(BlobStore(tmp_path / "blobs"), NodeCaps(), gateways=[f"http://127.0.0.1:{port}"])
+    try:
+        cid = module_cid(TEXT)
+        assert await asyncio.wait_for(fetcher.fetch(cid), 10) is False
+        assert fetcher.fetched_bytes < 4 << 20  # not the 8 GiB upload cap
+        assert os.listdir(tmp_path / "blobs" / "tmp") == []
+    finally:
+        await fetcher.close()
+        await runner.cleanup()

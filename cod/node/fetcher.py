@@ -18,7 +18,9 @@ from pathlib import Path
 
 import aiohttp
 
-from ..errors import CapExceeded, CodError
+from ..car import header as car_header
+from ..cid import CID
+from ..errors import CapExceeded, CIDError, CodError
 from .blobs import BlobStore
 from .caps import NodeCaps
 
@@ -89,12 +91,20 @@ class Fetcher:
                     if resp.content_type != CAR_TYPE:
                         raise CodError(f"answered {resp.content_type!r}, not a CAR")
                     size = 0
+                    expected = car_header(CID.parse(cid))  # 9.4 step 4.1: the one header a CAR of cid may have
+                    head = b""
                     async for chunk in resp.content.iter_chunked(CHUNK):
                         size += len(chunk)
                         self.fetched_bytes += len(chunk)
                         if size > cap:
                             raise CapExceeded("max_upload_bytes", cap, "the fetched CAR")
+                        if len(head) < len(expected):  # give up on a wrong header at once, not at the end
+                            head += chunk[: len(expected) - len(head)]
+                            if not expected.startswith(head):
+                                raise CIDError(f"the CAR's header does not name {cid} as its single root")
                         handle.write(chunk)
+                    if head != expected:
+                        raise CIDError(f"the CAR ended before its header naming {cid} did")
             await asyncio.to_thread(self.blobs.put_car, cid, spooled, self.caps.tree())
         finally:
             Path(spooled).unlink(missing_ok=True)
