@@ -175,3 +175,21 @@ async def test_a_node_local_path_is_never_verified_on_several_nodes(records: Rec
     with pytest.raises(SpecError, match=r"inputs\[0\]\.local") as refused:
         await verify(PreparedJob(spec, WORDCOUNT.read_bytes()), ["http://127.0.0.1:9"], 2, records=records)
     assert "cod serve --dataset" in (refused.value.hint or "")
+
+
+async def test_a_private_module_job_goes_only_to_nodes_that_offer_it(tmp_path: Path, records: Records) -> None:
+    cid = module_cid(HELLO.read_bytes())
+    offering = [await _start(tmp_path, f"o{i}", private_modules=[HELLO]) for i in range(2)]
+    plain = [await _start(tmp_path, f"p{i}") for i in range(2)]
+    try:
+        job = PreparedJob(JobSpec(module=cid, args=("hello.wasm",)), b"")
+        urls = [n.url for n in plain] + [n.url for n in offering]
+        result = await verify(job, urls, 2, records=records)
+        assert result.outcome == "verified"
+        assert sorted(a.url for a in result.answers) == sorted(n.url for n in offering)
+        with pytest.raises(NotEnoughNodes) as refused:
+            await verify(job, urls, 3, records=records)
+        assert "does not offer the module" in str(refused.value)
+    finally:
+        for node in offering + plain:
+            await node.stop()

@@ -204,6 +204,9 @@ class _Uploads:
                 self.events.transfer(key, f"upload to {client.url}", done, total)
 
             if cid == spec.module and spec.engine != ENGINE_DOCKER:
+                if not self.job.wasm:
+                    raise NodeError(f"node {client.url} does not hold the module {cid}, and neither does this "
+                                    "requester", "send the job to nodes that offer it (GET /v1/holdings)")
                 await client.put(cid, self.job.wasm, car=False, on_bytes=sent)
                 continue
             paths = [item.path for item in spec.inputs if item.cid == cid]
@@ -334,6 +337,8 @@ def content_of(job: PreparedJob) -> tuple[list[str], set[str]]:
     if spec.output_base:
         named.append(spec.output_base)
     lacking = {i.cid for i in spec.inputs if i.cid and i.path not in job.sources}
+    if spec.engine != ENGINE_DOCKER and not job.wasm:  # a module this requester has no bytes of (private)
+        lacking.add(spec.module)
     if spec.output_base and spec.outputs not in job.sources:
         lacking.add(spec.output_base)
     return list(dict.fromkeys(named)), lacking
@@ -364,6 +369,12 @@ async def _candidates(requester: Requester, urls: list[str], job: PreparedJob, r
     named, lacking = content_of(job)
     holdings = await asyncio.gather(*(client.holdings(named) for client, _ in found))
     held = {info.node_id: got for (_, info), got in zip(found, holdings)}
+    if job.spec.engine != ENGINE_DOCKER and not job.wasm:  # only nodes that offer the module can run it
+        for client, info in found:
+            if job.spec.module not in held[info.node_id]:
+                unreachable.append((client.url, f"does not offer the module {job.spec.module}, and this requester "
+                                                "has none of its bytes"))
+        found = [(client, info) for client, info in found if job.spec.module in held[info.node_id]]
     if require_local:
         for client, info in found:
             if not set(named) <= held[info.node_id]:
