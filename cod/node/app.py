@@ -328,8 +328,8 @@ class Node:
                 module = self._module(spec.module)
                 assert module is not None
                 outcome = await self._run_wasm(job_cid, spec, module, sources, out)
-            changed = [item.cid for item in spec.inputs if item.cid in self.offers.datasets
-                       and sources.get(item.path) == str(self.offers.datasets[item.cid].path)
+            changed = [item.cid for item in spec.inputs if item.cid is not None
+                       and sources.get(item.path) == str(self.offers.offered_path(item.cid))
                        and not self.offers.unchanged(item.cid)]
             if changed and "error" not in outcome:  # the bytes under the CID moved while the job read them
                 await asyncio.to_thread(shutil.rmtree, out, True)

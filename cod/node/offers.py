@@ -59,13 +59,14 @@ class Offers:
         """Hash every dataset and read every private module; InputError for one that cannot be."""
         self._lock = threading.Lock()
         self.datasets: dict[str, Dataset] = {}
+        self._offered: dict[str, Dataset] = {}  # every dataset CID ever offered: a job may still read it
         self.private: dict[str, Path] = {}
         for given in datasets or []:
             path = Path(os.path.realpath(given))
             if not path.is_dir():
                 raise InputError(f"dataset {str(given)!r} is not a directory", "give --dataset a directory")
             found = self._hash(path)
-            self.datasets[found.cid] = found
+            self.datasets[found.cid] = self._offered[found.cid] = found
         for given in private_modules or []:
             path = Path(os.path.realpath(given))
             try:
@@ -100,14 +101,22 @@ class Offers:
             except (OSError, InputError) as exc:
                 log.warning("dataset %s (%s) is no longer offered: %s", found.path, cid, exc)
                 return None
-            self.datasets[fresh.cid] = fresh
+            self.datasets[fresh.cid] = self._offered[fresh.cid] = fresh
             log.warning("dataset %s changed: now %s, no longer %s", found.path, fresh.cid, cid)
             return fresh.path if fresh.cid == cid else None
 
-    def unchanged(self, cid: str) -> bool:
-        """Whether dataset ``cid`` is as it was when it was offered (False once it changed)."""
+    def offered_path(self, cid: str) -> Path | None:
+        """The directory dataset ``cid`` was offered from, even when it is no longer offered
+        (a job given it before it changed must still be failed), or None."""
         with self._lock:
-            found = self.datasets.get(cid)
+            found = self._offered.get(cid)
+            return None if found is None else found.path
+
+    def unchanged(self, cid: str) -> bool:
+        """Whether dataset ``cid`` is as it was when it was offered (False once it changed,
+        even when another request already re-hashed it and dropped ``cid``)."""
+        with self._lock:
+            found = self._offered.get(cid)
             try:
                 return found is not None and fingerprint(found.path) == found.stamp
             except OSError:

@@ -1,0 +1,168 @@
+"""Adversarial tests of Stage 6 (content by CID, fetching, datasets, private modules,
+holdings, single-file mounts).
+
+Each test is one attack. Real nodes on loopback, real wasmtime; hostile gateways and peers
+are small aiohttp servers written here; expected values are derived here (raw bytes, hashes
+of what the guest must print), never from the code under attack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import os
+import shutil
+import struct
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from cod.car import write_car
+from cod.cid import CID, RAW
+from cod.errors import InputError
+from cod.jobspec import Input, JobSpec
+from cod.local import prepare, run_prepared
+from cod.node.server import RunningNode, start_node
+from cod.store import ContentStore
+from cod.unixfs import cid_of_tree, module_cid
+from cod.wasm import abi
+from cod.wasm.engine import Engine
+from cod.wasm.executor import run
+
+from .node_kit import CAR_TYPE, car, raw, wat
+from .wasi_harness import Harness
+
+FD_READ = 1 << 1
+
+
+async def _start(tmp_path: Path, name: str, **options: Any) -> RunningNode:
+    return await start_node(tmp_path / name, concurrency=1, **options)
+
+
+async def _put_module(http: aiohttp.ClientSession, url: str, wasm: bytes) -> str:
+    cid = module_cid(wasm)
+    async with http.put(f"{url}/v1/blobs/{cid}", data=wasm) as resp:
+        assert resp.status in (200, 201), await resp.text()
+    return cid
+
+
+async def _submit(http: aiohttp.ClientSession, url: str, spec: JobSpec) -> tuple[int, Any]:
+    async with http.post(f"{url}/v1/jobs", json={"spec": spec.to_dict()}) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+async def _job(http: aiohttp.ClientSession, url: str, job: str) -> dict[str, Any]:
+    async with http.get(f"{url}/v1/jobs/{job}") as resp:
+        assert resp.status == 200
+        body: dict[str, Any] = await resp.json()
+        return body
+
+
+async def _until(http: aiohttp.ClientSession, url: str, job: str, states: set[str],
+                 timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = await _job(http, url, job)
+        if body["state"] in states:
+            return body
+        assert time.monotonic() < deadline, body
+        await asyncio.sleep(0.02)
+
+
+# -- a guest that waits for its input file to change, then prints it ---------------------------
+
+# Loops: open /inputs/f (fd 3), read up to 64 bytes, close; while the first byte is 'A' it
+# loops again; then writes what it read to stdout. A job that reads its dataset late.
+WAIT_FOR_CHANGE_WAT = r"""
+(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "f")
+  (func (export "_start")
+    (local $err i32)
+    (loop $again
+      (local.set $err (call $path_open (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 1)
+        (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 32)))
+      (if (local.get $err) (then (call $proc_exit (i32.add (i32.const 100) (local.get $err)))))
+      (i32.store (i32.const 16) (i32.const 64))
+      (i32.store (i32.const 20) (i32.const 64))
+      (drop (call $fd_read (i32.load (i32.const 32)) (i32.const 16) (i32.const 1) (i32.const 40)))
+      (drop (call $fd_close (i32.load (i32.const 32))))
+      (br_if $again (i32.eq (i32.load8_u (i32.const 64)) (i32.const 65))))
+    (i32.store (i32.const 20) (i32.load (i32.const 40)))
+    (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 44)))))
+"""
+
+
+async def test_dataset_changed_and_rehashed_by_another_request_is_never_signed_under_its_old_cid(
+        tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """Attack 3 (TOCTOU): a job runs on dataset X; the dataset changes; another request (here
+    GET /v1/blobs/X, a peer's fetch) makes the node re-hash it, which drops X from the offers.
+    The run's end-of-job check only looked at datasets still offered, so the job read the new
+    bytes and was signed under X, a CID whose bytes say otherwise."""
+    data = tmp_path / "ds"
+    data.mkdir()
+    (data / "f").write_bytes(b"A")
+    (data / "g").write_bytes(b"other")
+    old = str(cid_of_tree(data))
+    node = await _start(tmp_path, "n", datasets=[data])
+    try:
+        module = await _put_module(http, node.url, wat(WAIT_FOR_CHANGE_WAT))
+        spec = JobSpec(module=module, inputs=(Input(cid=old, path="/inputs"),))
+        status, body = await _submit(http, node.url, spec)
+        assert status in (200, 202), body
+        job = str(spec.cid)
+        await _until(http, node.url, job, {"running"})
+        (data / "g").write_bytes(b"changed")  # the tree changes: X no longer names it
+        async with http.get(f"{node.url}/v1/blobs/{old}") as resp:  # anyone's request re-hashes it
+            assert resp.status == 404
+        (data / "f").write_bytes(b"B")  # now the guest reads B under X and ends
+        final = await _until(http, node.url, job, {"done", "failed"})
+        assert final["state"] == "failed", f"signed {final.get('result_cid')} under stale dataset CID {old}"
+        assert "DatasetChanged" in str(final)
+    finally:
+        await node.stop()
+
+
+async def test_dataset_changed_between_submission_and_run_is_never_signed(
+        tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """Attack 3 (TOCTOU): the job is queued behind a busy one; the dataset changes and is
+    re-hashed (by a holdings-minded peer's GET) before the job even starts."""
+    from .node_kit import BUSY_WAT
+
+    data = tmp_path / "ds"
+    data.mkdir()
+    (data / "f").write_bytes(b"B-but-not-yet")
+    (data / "f").write_bytes(b"A")
+    old = str(cid_of_tree(data))
+    node = await _start(tmp_path, "n", datasets=[data])
+    try:
+        busy = await _put_module(http, node.url, wat(BUSY_WAT))
+        blocker = JobSpec(module=busy, args=("busy",))
+        status, _ = await _submit(http, node.url, blocker)
+        assert status in (200, 202)
+        await _until(http, node.url, str(blocker.cid), {"running"})
+        module = await _put_module(http, node.url, wat(WAIT_FOR_CHANGE_WAT))
+        spec = JobSpec(module=module, inputs=(Input(cid=old, path="/inputs"),))
+        status, body = await _submit(http, node.url, spec)  # accepted: X is offered now
+        assert status in (200, 202), body
+        (data / "f").write_bytes(b"B")
+        async with http.get(f"{node.url}/v1/blobs/{old}") as resp:
+            assert resp.status == 404
+        async with http.delete(f"{node.url}/v1/jobs/{blocker.cid}") as resp:
+            assert resp.status in (200, 202, 204), await resp.text()
+        final = await _until(http, node.url, str(spec.cid), {"done", "failed"})
+        assert final["state"] == "failed", f"signed {final.get('result_cid')} under stale dataset CID {old}"
+    finally:
+        await node.stop()
