@@ -166,3 +166,39 @@ async def test_dataset_changed_between_submission_and_run_is_never_signed(
         assert final["state"] == "failed", f"signed {final.get('result_cid')} under stale dataset CID {old}"
     finally:
         await node.stop()
+
+
+async def _fetch_car(http: aiohttp.ClientSession, url: str, cid: str) -> tuple[int, bytes]:
+    async with http.get(f"{url}/v1/blobs/{cid}", headers={"Accept": CAR_TYPE}) as resp:
+        return resp.status, await resp.read()
+
+
+@pytest.mark.parametrize("where", ["parent", "itself"])
+async def test_a_dataset_holding_the_node_data_dir_never_serves_the_node_key(
+        tmp_path: Path, http: aiohttp.ClientSession, where: str) -> None:
+    """Attack 3: `cod serve --dataset DIR` where DIR holds (or is) the node's own data
+    directory. Datasets are public (GET /v1/blobs/{cid} serves them as CARs, any job may read
+    them), so the node's signing key would go to anyone who asks."""
+    home = tmp_path / "home"
+    data_dir = home / "node"
+    first = await start_node(data_dir, concurrency=1)  # the node exists: node.key is on disk
+    await first.stop()
+    key = (data_dir / "node.key").read_bytes()
+    assert key
+    dataset = home if where == "parent" else data_dir
+    try:
+        node = await start_node(data_dir, concurrency=1, datasets=[dataset])
+    except InputError:
+        return  # refused: the key stays home
+    try:
+        async with http.get(f"{node.url}/v1/holdings") as resp:
+            held = await resp.json()
+        leaked = []
+        for cid in held["datasets"]:
+            status, body = await _fetch_car(http, node.url, cid)
+            if status == 200 and key in body:
+                leaked.append(cid)
+        assert not leaked, f"node.key served inside dataset CAR {leaked}"
+        assert not held["datasets"], "a dataset holding the node's data directory is offered"
+    finally:
+        await node.stop()

@@ -86,7 +86,7 @@ class Node:
         and the node lacks (cod.node.fetcher); ``datasets`` and ``private_modules`` are what it
         offers from its own disk (cod.node.offers; InputError if one cannot be offered)."""
         self.data_dir = data_dir
-        self.offers = Offers(datasets, private_modules)  # first: a bad offer leaves no data directory behind
+        self.offers = Offers(datasets, private_modules, home=data_dir)  # first: a bad offer leaves no data directory behind
         try:
             self._open(data_dir)
         except (OSError, sqlite3.Error) as exc:

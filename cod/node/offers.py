@@ -55,8 +55,12 @@ class Dataset:
 class Offers:
     """The node's datasets and private modules, by CID."""
 
-    def __init__(self, datasets: list[Path] | None = None, private_modules: list[Path] | None = None) -> None:
-        """Hash every dataset and read every private module; InputError for one that cannot be."""
+    def __init__(self, datasets: list[Path] | None = None, private_modules: list[Path] | None = None,
+                 home: Path | None = None) -> None:
+        """Hash every dataset and read every private module; InputError for one that cannot be,
+        and for a dataset that is, holds or lies inside ``home`` (the node's data directory:
+        a dataset is public, and the node's key must never be)."""
+        keep = Path(os.path.realpath(home)) if home is not None else None
         self._lock = threading.Lock()
         self.datasets: dict[str, Dataset] = {}
         self._offered: dict[str, Dataset] = {}  # every dataset CID ever offered: a job may still read it
@@ -65,6 +69,9 @@ class Offers:
             path = Path(os.path.realpath(given))
             if not path.is_dir():
                 raise InputError(f"dataset {str(given)!r} is not a directory", "give --dataset a directory")
+            if keep is not None and (path == keep or path in keep.parents or keep in path.parents):
+                raise InputError(f"dataset {str(given)!r} overlaps the node's data directory {str(home)!r}",
+                                 "serve a directory apart from the node's data directory")
             found = self._hash(path)
             self.datasets[found.cid] = self._offered[found.cid] = found
         for given in private_modules or []:
