@@ -157,6 +157,9 @@ def prepare(
         wasm = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read module {str(path)!r}: {exc.strerror}") from exc
+    if named is not None and module_cid(wasm) != named:  # the store's bytes changed under their name
+        raise InputError(f"module {named} in the local content store no longer hashes to its CID",
+                         "remove it from the store and add the module again (cod add FILE)")
     mounts, sources = _hash_inputs(inputs, resolve)
     variables = dict(parse_env(e) for e in env)
     out_path = outputs or DEFAULT_OUTPUT_PATH
@@ -272,6 +275,10 @@ def _hash_inputs(inputs: Sequence[str], resolve: Callable[[str], Path | None] | 
             mounts.append(Input(cid=named, path=dst))
             found = resolve(named) if resolve is not None else None
             if found is not None:
+                held = Importer().tree(found, mount=dst if found.is_dir() else None).cid
+                if str(held) != named:  # the store's bytes changed under their name: never mount them as it
+                    raise InputError(f"-i {text!r}: {named} in the local content store no longer hashes to its "
+                                     f"CID (it hashes to {held})", "remove it from the store and add it again")
                 sources[dst] = str(found)
             continue
         real = os.path.realpath(src)

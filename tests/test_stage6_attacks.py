@@ -202,3 +202,63 @@ async def test_a_dataset_holding_the_node_data_dir_never_serves_the_node_key(
         assert not held["datasets"], "a dataset holding the node's data directory is offered"
     finally:
         await node.stop()
+
+
+# -- the requester's store: bytes that no longer match their CID -----------------------------
+
+def _tamper(path: Path, data: bytes) -> None:
+    os.chmod(path, 0o644)
+    path.write_bytes(data)
+
+
+def test_cod_run_cid_never_runs_store_bytes_that_do_not_hash_to_the_cid(tmp_path: Path) -> None:
+    """Attack 6: `cod run CID` with a store file whose bytes were changed. The requester asked
+    for module CID; a job of another module must not be prepared in its name."""
+    from .helpers import VECTORS
+
+    store = ContentStore(tmp_path / "store")
+    hello = VECTORS / "hello.wasm"
+    cid = store.add(hello)
+    found = store.get(cid)
+    assert found is not None
+    _tamper(found, (VECTORS / "wordcount.wasm").read_bytes())  # another valid module
+    with pytest.raises(InputError):
+        job = prepare(cid, [], resolve=store.get)
+        assert job.spec.module == cid, f"asked for module {cid}, prepared {job.spec.module}"
+
+
+def test_an_input_by_cid_never_mounts_store_bytes_that_do_not_hash_to_the_cid(tmp_path: Path,
+                                                                               engine: Engine) -> None:
+    """Attack 6: -i CID:/inputs/t.txt with the stored file changed: a local run would read the
+    changed bytes under the spec's CID (the executor never re-hashes inputs)."""
+    from .helpers import VECTORS
+
+    store = ContentStore(tmp_path / "store")
+    text = tmp_path / "t.txt"
+    text.write_bytes(b"one two three\n")
+    cid = store.add(text)
+    found = store.get(cid)
+    assert found is not None
+    _tamper(found, b"four\n")
+    with pytest.raises(InputError):
+        job = prepare(VECTORS / "wordcount.wasm", [], inputs=[f"{cid}:/inputs/t.txt"], resolve=store.get)
+        result = run_prepared(job, tmp_path / "out", engine)
+        stdout = (result.results_dir / "stdout").read_bytes()
+        assert b"four" not in stdout and b" 1 " not in stdout, stdout
+
+
+def test_a_tree_by_cid_never_mounts_store_bytes_that_do_not_hash_to_the_cid(tmp_path: Path) -> None:
+    """Attack 6: the same with a stored directory whose file was changed in place."""
+    from .helpers import VECTORS
+
+    store = ContentStore(tmp_path / "store")
+    tree = tmp_path / "d"
+    tree.mkdir()
+    (tree / "a.txt").write_bytes(b"one two three\n")
+    cid = store.add(tree)
+    found = store.get(cid)
+    assert found is not None and found.is_dir()
+    os.chmod(found, 0o755)
+    _tamper(found / "a.txt", b"four\n")
+    with pytest.raises(InputError):
+        prepare(VECTORS / "wordcount.wasm", [], inputs=[f"{cid}:/inputs"], resolve=store.get)
