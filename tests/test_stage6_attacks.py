@@ -262,3 +262,242 @@ def test_a_tree_by_cid_never_mounts_store_bytes_that_do_not_hash_to_the_cid(tmp_
     _tamper(found / "a.txt", b"four\n")
     with pytest.raises(InputError):
         prepare(VECTORS / "wordcount.wasm", [], inputs=[f"{cid}:/inputs"], resolve=store.get)
+
+
+# -- hostile gateways ------------------------------------------------------------------------
+
+class Gateway:
+    """An IPFS 'trustless gateway' on loopback whose every answer is chosen by the test."""
+
+    def __init__(self) -> None:
+        self.handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
+        self.requests: list[str] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        async def any_path(request: web.Request) -> web.StreamResponse:
+            self.requests.append(request.path_qs)
+            assert self.handler is not None
+            return await self.handler(request)
+
+        application = web.Application()
+        application.router.add_route("GET", "/{tail:.*}", any_path)
+        self._runner = web.AppRunner(application, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.fixture()
+async def gateway() -> AsyncIterator[Gateway]:
+    gw = Gateway()
+    await gw.start()
+    yield gw
+    await gw.stop()
+
+
+# prints /inputs/f (when its first byte is not 'A'): a job on one single-file input
+CAT_F = wat(WAIT_FOR_CHANGE_WAT)
+
+
+def _file_job(module: str, cid: str, tag: str = "") -> JobSpec:
+    return JobSpec(module=module, args=("cat", tag) if tag else ("cat",), inputs=(Input(cid=cid, path="/inputs/f"),))
+
+
+def _car_of(data: bytes) -> tuple[str, bytes]:
+    """A one-block CAR of ``data`` (a raw leaf: the file's CID under --raw-leaves), by hand."""
+    cid, block = raw(data)
+    return str(cid), car([cid], [(cid, block)])
+
+
+async def test_a_gateway_car_of_another_root_is_refused(tmp_path: Path, gateway: Gateway,
+                                                         http: aiohttp.ClientSession) -> None:
+    wanted, _ = _car_of(b"wanted bytes\n")
+    _, other = _car_of(b"other bytes\n")
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=other, content_type=CAR_TYPE)
+
+    gateway.handler = answer
+    node = await _start(tmp_path, "n", gateways=[gateway.url])
+    try:
+        module = await _put_module(http, node.url, CAT_F)
+        status, body = await _submit(http, node.url, _file_job(module, wanted))
+        assert status == 409 and wanted in str(body), body
+        assert not node.node.blobs.has(wanted)
+        assert gateway.requests
+    finally:
+        await node.stop()
+
+
+async def test_a_gateway_that_streams_for_ever_is_cut_at_max_upload_bytes(tmp_path: Path, gateway: Gateway,
+                                                                           http: aiohttp.ClientSession) -> None:
+    from cod.node.caps import NodeCaps
+
+    wanted, _ = _car_of(b"wanted bytes\n")
+    sent = [0]
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": CAR_TYPE})
+        await resp.prepare(request)
+        chunk = b"\0" * (1 << 16)
+        try:
+            while sent[0] < 1 << 30:
+                await resp.write(chunk)
+                sent[0] += len(chunk)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        return resp
+
+    gateway.handler = answer
+    cap = 1 << 20
+    node = await _start(tmp_path, "n", gateways=[gateway.url], caps=NodeCaps(max_upload_bytes=cap))
+    try:
+        module = await _put_module(http, node.url, CAT_F)
+        status, body = await asyncio.wait_for(_submit(http, node.url, _file_job(module, wanted)), 60)
+        assert status == 409, body
+        assert node.node.fetcher.fetched_bytes <= cap + (1 << 20) + (1 << 16)
+        assert sent[0] < 64 << 20, sent[0]
+        assert not list(node.node.blobs.tmp.iterdir()), "a spool file was left behind"
+    finally:
+        await node.stop()
+
+
+@pytest.mark.parametrize("trick", ["redirect", "content-type", "status"])
+async def test_a_gateway_trick_gets_nothing_stored(tmp_path: Path, gateway: Gateway, http: aiohttp.ClientSession,
+                                                   trick: str) -> None:
+    """A redirect (to a good CAR on the same gateway: a redirect to file:// or to an internal
+    address would be followed the same way) is never followed; a body that is a good CAR but
+    is not labelled as one, or comes with another status, is not used."""
+    wanted, good = _car_of(b"wanted bytes\n")
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.path == "/good":
+            return web.Response(body=good, content_type=CAR_TYPE)
+        if trick == "redirect":
+            raise web.HTTPFound("/good")
+        if trick == "content-type":
+            return web.Response(body=good, content_type="text/html")
+        return web.Response(body=good, status=203, content_type=CAR_TYPE)
+
+    gateway.handler = answer
+    node = await _start(tmp_path, "n", gateways=[gateway.url])
+    try:
+        module = await _put_module(http, node.url, CAT_F)
+        status, body = await _submit(http, node.url, _file_job(module, wanted))
+        assert status == 409, body
+        assert "/good" not in gateway.requests
+        assert not node.node.blobs.has(wanted)
+    finally:
+        await node.stop()
+
+
+async def test_a_gzip_bomb_from_a_gateway_is_cut_at_the_cap(tmp_path: Path, gateway: Gateway,
+                                                             http: aiohttp.ClientSession) -> None:
+    """Content-Encoding: gzip of 256 MiB of zeros (256 KiB on the wire): the client inflates
+    it, so the cap must count inflated bytes and the node must not hold them all."""
+    import resource
+    import zlib
+
+    from cod.node.caps import NodeCaps
+
+    wanted, _ = _car_of(b"wanted bytes\n")
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = b"\0" * (1 << 20)
+    bomb = b"".join(packer.compress(zeros) for _ in range(256)) + packer.flush()
+    assert len(bomb) < 1 << 20
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=bomb, headers={"Content-Type": CAR_TYPE, "Content-Encoding": "gzip"})
+
+    gateway.handler = answer
+    cap = 1 << 20
+    node = await _start(tmp_path, "n", gateways=[gateway.url], caps=NodeCaps(max_upload_bytes=cap))
+    try:
+        module = await _put_module(http, node.url, CAT_F)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        status, body = await _submit(http, node.url, _file_job(module, wanted))
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before  # KiB on Linux
+        assert status == 409, body
+        assert node.node.fetcher.fetched_bytes <= cap + (1 << 20) + (1 << 16), node.node.fetcher.fetched_bytes
+        assert grown < 128 << 10, f"the node's memory grew by {grown} KiB inflating a gzip bomb"
+    finally:
+        await node.stop()
+
+
+async def test_a_cancelled_first_fetch_does_not_cancel_the_others_and_a_slow_gateway_blocks_nothing(
+        tmp_path: Path, gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    """Two jobs want the same CID from a slow gateway: one fetch is made; the first asker
+    giving up (its request cancelled) does not end the fetch the second waits on, and the
+    node answers other requests meanwhile."""
+    wanted, good = _car_of(b"wanted bytes\n")
+    release = asyncio.Event()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        await release.wait()
+        return web.Response(body=good, content_type=CAR_TYPE)
+
+    gateway.handler = answer
+    node = await _start(tmp_path, "n", gateways=[gateway.url])
+    try:
+        fetcher = node.node.fetcher
+        first = asyncio.ensure_future(fetcher.fetch(wanted))
+        second = asyncio.ensure_future(fetcher.fetch(wanted))
+        while not gateway.requests:
+            await asyncio.sleep(0.01)
+        first.cancel()
+        started = time.monotonic()
+        async with http.get(f"{node.url}/v1/health") as resp:
+            assert resp.status == 200
+        assert time.monotonic() - started < 2
+        release.set()
+        assert await asyncio.wait_for(second, 30) is True
+        assert first.cancelled()
+        assert len(gateway.requests) == 1
+        assert node.node.blobs.file(wanted) is not None
+        module = await _put_module(http, node.url, CAT_F)
+        spec = _file_job(module, wanted)
+        status, body = await _submit(http, node.url, spec)
+        assert status in (200, 202), body
+        final = await _until(http, node.url, str(spec.cid), {"done", "failed"})
+        assert final["state"] == "done", final
+        async with http.get(f"{node.url}/v1/jobs/{spec.cid}/results/stdout") as resp:
+            assert await resp.read() == b"wanted bytes\n"
+    finally:
+        await node.stop()
+
+
+async def test_a_gateway_car_of_a_tree_over_the_caps_is_refused(tmp_path: Path, gateway: Gateway,
+                                                                http: aiohttp.ClientSession) -> None:
+    """A well-formed CAR whose DAG is over the node's entry cap (a HUGE DAG, scaled down)."""
+    from cod.node.caps import NodeCaps
+
+    tree = tmp_path / "many"
+    tree.mkdir()
+    for n in range(40):
+        (tree / f"{n:03}").write_bytes(b"%d\n" % n)
+    car_path = tmp_path / "many.car"
+    wanted = str(write_car(tree, car_path))
+    body = car_path.read_bytes()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type=CAR_TYPE)
+
+    gateway.handler = answer
+    node = await _start(tmp_path, "n", gateways=[gateway.url], caps=NodeCaps(max_entries=10))
+    try:
+        module = await _put_module(http, node.url, CAT_F)
+        spec = JobSpec(module=module, inputs=(Input(cid=wanted, path="/inputs"),))
+        status, answer_body = await _submit(http, node.url, spec)
+        assert status == 409, answer_body
+        assert not node.node.blobs.has(wanted)
+        assert gateway.requests
+    finally:
+        await node.stop()
