@@ -282,7 +282,7 @@ class Gateway:
             return await self.handler(request)
 
         application = web.Application()
-        application.router.add_route("GET", "/{tail:.*}", any_path)
+        application.router.add_route("*", "/{tail:.*}", any_path)
         self._runner = web.AppRunner(application, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -744,3 +744,77 @@ def test_a_single_file_mount_is_read_only_and_indistinguishable_from_a_real_dire
     assert sorted(os.listdir(one.parent)) == ["x.bin"]
     leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert not leftovers, leftovers  # the empty backing directory is gone
+
+
+# -- holdings --------------------------------------------------------------------------------
+
+async def test_holdings_refuse_malformed_and_oversized_questions_without_a_500(
+        tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """Attack 5: malformed CIDs (bad base32, bad base58 CIDv0, empty, a path), a CIDv0 of a
+    held blob (answered in its CIDv1 form), and a list over MAX_HOLDINGS."""
+    node = await _start(tmp_path, "n")
+    try:
+        text = b"held\n"
+        cid = str(CID.of(RAW, text))
+        async with http.put(f"{node.url}/v1/blobs/{cid}", data=text) as resp:
+            assert resp.status in (200, 201)
+        for bad in ("", "x", "b" + "1" * 60, "Qm" + "0" * 44, "Qm" + "1" * 44, f"{cid}/a", "../" + cid):
+            async with http.get(f"{node.url}/v1/holdings", params=[("cid", bad)]) as resp:
+                assert resp.status == 400, (bad, resp.status, await resp.text())
+        async with http.get(f"{node.url}/v1/holdings", params=[("cid", cid)] * 3) as resp:
+            body = await resp.json()
+        assert resp.status == 200 and body["blobs"] == [cid] and body["modules"] == []
+        many = "&".join(f"cid={cid}" for _ in range(10001))
+        async with http.get(f"{node.url}/v1/holdings?{many}") as resp:
+            assert 400 <= resp.status < 500, resp.status
+        async with http.get(f"{node.url}/v1/health") as resp:
+            assert resp.status == 200
+    finally:
+        await node.stop()
+
+
+async def test_a_node_lying_in_its_holdings_changes_only_the_order(tmp_path: Path, records: Any,
+                                                                  http: aiohttp.ClientSession) -> None:
+    """Attack 5: a node that claims to hold everything (a proxy rewriting /v1/holdings in
+    front of a cheating node) is asked first, but its lie never makes a result verified."""
+    from cod.local import prepare as prep
+    from verifier import verify
+
+    from .helpers import VECTORS
+
+    honest = [await _start(tmp_path, f"h{n}") for n in range(2)]
+    cheat = await _start(tmp_path, "cheat", cheat=True)
+    proxy = Gateway()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.path == "/v1/holdings":
+            wanted = request.query.getall("cid", [])
+            return web.json_response({"datasets": wanted, "private_modules": wanted, "modules": wanted,
+                                      "blobs": wanted, "truncated": False})
+        async with http.request(request.method, cheat.url + request.path_qs, data=await request.read(),
+                                headers={k: v for k, v in request.headers.items()
+                                         if k.lower() in ("content-type", "accept")}) as resp:
+            return web.Response(body=await resp.read(), status=resp.status,
+                                headers={"Content-Type": resp.headers.get("Content-Type", "application/json")})
+
+    proxy.handler = answer
+    await proxy.start()
+    try:
+        text = tmp_path / "t.txt"
+        text.write_bytes(b"a b c\n")
+        job = prep(VECTORS / "wordcount.wasm", [], inputs=[f"{text}:/inputs/t.txt"])
+        liar = cheat.node.identity.node_id
+        result = await verify(job, [honest[0].url, honest[1].url, proxy.url], 2, records=records)
+        asked = [a.node_id for a in result.answers]
+        assert liar in asked, asked  # the lie moved it into the first N ...
+        assert result.outcome == "mismatch", result.outcome  # ... and no further
+        assert result.results_dir is None
+        quorum = await verify(job, [honest[0].url, honest[1].url, proxy.url], 3, quorum=2, records=records)
+        assert quorum.outcome == "verified-by-quorum"
+        lied = [a.result_cid for a in quorum.answers if a.node_id == liar]
+        assert lied and lied[0] != quorum.result_cid
+    finally:
+        await proxy.stop()
+        await cheat.stop()
+        for node in honest:
+            await node.stop()
