@@ -818,3 +818,68 @@ async def test_a_node_lying_in_its_holdings_changes_only_the_order(tmp_path: Pat
         await cheat.stop()
         for node in honest:
             await node.stop()
+
+
+# -- the requester's store and -i ------------------------------------------------------------
+
+def test_cod_add_refuses_special_files_without_hanging(tmp_path: Path) -> None:
+    """Attack 6: a FIFO (opening it would block for ever), a directory holding a socket or a
+    FIFO, a /proc file (its bytes change between reads) and a symlink to the store itself."""
+    import socket
+
+    store = ContentStore(tmp_path / "store")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError):
+        store.add(fifo)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a").write_bytes(b"a\n")
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(tree / "s"))
+        with pytest.raises(InputError):
+            store.add(tree)
+    finally:
+        sock.close()
+    (tree / "s").unlink()
+    os.mkfifo(tree / "p")
+    with pytest.raises(InputError):
+        store.add(tree)
+    try:
+        cid = store.add("/proc/self/stat")
+    except InputError:
+        pass
+    else:  # it was still between reads: then what is stored is what the CID names
+        found = store.get(cid)
+        assert found is not None and str(cid_of_tree(found)) == cid
+    assert not [p for p in (tmp_path / "store" / "tmp").iterdir()], "a spool file was left behind"
+
+
+def test_input_cid_edge_cases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack 6: ipfs://CID/sub/path, ipfs:// alone, a CID-looking host path, a dangling
+    CID-named symlink and a CIDv0 give clear errors or the right CID, never a traceback."""
+    from cod.errors import CodError
+    from cod.local import input_cid, parse_mount
+
+    from .helpers import VECTORS
+
+    text = b"x\n"
+    cid = str(CID.of(RAW, text))
+    monkeypatch.chdir(tmp_path)
+    for bad in (f"ipfs://{cid}/sub/path", "ipfs://", "ipfs://nope", "ipfs://:/x", f"ipfs://{cid}?x=1"):
+        with pytest.raises(CodError):
+            src, _ = parse_mount(bad)
+            input_cid(src)
+    assert parse_mount(f"ipfs://{cid}:/in/f") == (f"ipfs://{cid}", "/in/f")
+    assert input_cid(f"ipfs://{cid}/") == cid
+    Path(cid).write_bytes(b"a host file named like a CID\n")
+    assert input_cid(cid) is None  # the path wins
+    assert input_cid(f"ipfs://{cid}") == cid
+    os.unlink(cid)
+    os.symlink("/nonexistent", cid)
+    assert input_cid(cid) is None
+    with pytest.raises(InputError):
+        prepare(VECTORS / "wordcount.wasm", [], inputs=[cid])
+    v0 = "QmSsw6EcnwEiTT9c4rnAGeSENvsJMepNHmbrgi2S9bXNJr"
+    assert input_cid(v0) == str(CID.parse(v0)) and input_cid(v0).startswith("bafybei")  # type: ignore[union-attr]
