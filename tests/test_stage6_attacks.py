@@ -883,3 +883,45 @@ def test_input_cid_edge_cases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         prepare(VECTORS / "wordcount.wasm", [], inputs=[cid])
     v0 = "QmSsw6EcnwEiTT9c4rnAGeSENvsJMepNHmbrgi2S9bXNJr"
     assert input_cid(v0) == str(CID.parse(v0)) and input_cid(v0).startswith("bafybei")  # type: ignore[union-attr]
+
+
+async def test_a_dataset_changing_while_its_car_is_written_never_poisons_the_car_cache(
+        tmp_path: Path, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack 3 (TOCTOU): GET /v1/blobs/X checks the dataset's fingerprint, then writes its
+    CAR from the live directory and caches it as cars/X.car. A change in between cached a CAR
+    of another root under X, served for ever after (even once the tree is X again)."""
+    import cod.node.app as app_module
+
+    data = tmp_path / "ds"
+    data.mkdir()
+    (data / "f").write_bytes(b"A")
+    old = str(cid_of_tree(data))
+    real_write_car = app_module.write_car
+    changed = []
+
+    def racing_write_car(tree: Any, dest: Any) -> CID:
+        if not changed:
+            changed.append(True)
+            (data / "f").write_bytes(b"B")  # the operator edits the dataset right now
+        return real_write_car(tree, dest)
+
+    monkeypatch.setattr(app_module, "write_car", racing_write_car)
+    node = await _start(tmp_path, "n", datasets=[data])
+    try:
+        status, body = await _fetch_car(http, node.url, old)
+        assert status != 200 or _car_root(body) == old, f"served a CAR of root {_car_root(body)} as {old}"
+        (data / "f").write_bytes(b"A")  # back to X (a new fingerprint: re-hashed to X)
+        status, body = await _fetch_car(http, node.url, old)
+        if status == 200:
+            assert _car_root(body) == old, f"the cache still serves a CAR of root {_car_root(body)} as {old}"
+    finally:
+        await node.stop()
+
+
+def _car_root(body: bytes) -> str:
+    """The single root of a CARv1, read here from its header (varint length, DAG-CBOR map)."""
+    import io
+
+    from cod.car import read_header
+
+    return str(read_header(io.BytesIO(body))[0])

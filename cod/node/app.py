@@ -427,9 +427,19 @@ class Node:
         return path
 
     async def car_of(self, cid: str, tree: Path) -> Path:
+        """The CAR of ``tree``, cached as cars/{cid}.car only when its root is ``cid`` (a
+        dataset can change while its CAR is written: NotFound then, and nothing is cached)."""
         car = self.cars / f"{cid}.car"
         if not car.exists():
-            await asyncio.to_thread(write_car, tree, car)
+            fd, name = tempfile.mkstemp(dir=self.cars, prefix=".car-")
+            os.close(fd)
+            try:
+                root = await asyncio.to_thread(write_car, tree, name)
+                if str(root) != cid:
+                    raise NotFound(f"{cid} changed on this node while its CAR was written", "ask again")
+                os.replace(name, car)
+            finally:
+                Path(name).unlink(missing_ok=True)
         return car
 
 
