@@ -925,3 +925,48 @@ def _car_root(body: bytes) -> str:
     from cod.car import read_header
 
     return str(read_header(io.BytesIO(body))[0])
+
+
+async def test_requests_for_a_big_dataset_never_stall_the_node(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """Attack 3/7 (denial of service): every GET /v1/blobs/{dataset} and every job naming a
+    dataset takes its fingerprint (one lstat per entry). Done on the event loop, a burst of
+    such requests from anyone stalls the node: /v1/health stops answering within the 1.5 s a
+    requester allows (SPEC 11 step 2), so its running jobs are given up as dead."""
+    data = tmp_path / "big"
+    for d in range(40):
+        folder = data / f"d{d:02}"
+        folder.mkdir(parents=True)
+        for f in range(500):
+            (folder / f"f{f:03}").write_bytes(b"%d\n" % f)
+    cid = str(cid_of_tree(data))
+    node = await _start(tmp_path, "n", datasets=[data])
+    try:
+        status, _ = await _fetch_car(http, node.url, cid)  # the CAR is cached from now on
+        assert status == 200
+        started = time.monotonic()
+        fingerprints = 0
+        from cod.node.offers import fingerprint
+
+        fingerprint(data)
+        one = time.monotonic() - started
+        burst = max(8, int(3.0 / max(one, 0.01)))  # enough to hold a blocked loop for ~3 s
+
+        async def ask() -> None:
+            async with http.head(f"{node.url}/v1/blobs/{cid}") as resp:
+                await resp.read()
+
+        load = asyncio.ensure_future(asyncio.gather(*(ask() for _ in range(burst)), return_exceptions=True))
+        await asyncio.sleep(0.05)
+        worst = 0.0
+        async with aiohttp.ClientSession() as other:
+            for _ in range(5):
+                began = time.monotonic()
+                async with other.get(f"{node.url}/v1/health") as resp:
+                    assert resp.status == 200
+                worst = max(worst, time.monotonic() - began)
+                await asyncio.sleep(0.1)
+        await load
+        fingerprints += burst
+        assert worst < 1.5, f"/v1/health took {worst:.1f} s during {fingerprints} dataset requests ({one:.2f} s each)"
+    finally:
+        await node.stop()

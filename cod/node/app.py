@@ -232,13 +232,13 @@ class Node:
     async def _gather(self, spec: JobSpec) -> dict[str, str]:
         """The job's sources, after fetching what it lacks from peers and gateways; raises
         MissingBlobs for what none of them gave."""
-        try:
-            return self._sources(spec)
+        try:  # in a thread: a dataset's fingerprint and a private module's hash take a while
+            return await asyncio.to_thread(self._sources, spec)
         except MissingBlobs as lacking:
             if not self.fetcher.sources:
                 raise
             await self.fetcher.fetch_all(lacking.missing)
-        return self._sources(spec)
+        return await asyncio.to_thread(self._sources, spec)
 
     def _sources(self, spec: JobSpec) -> dict[str, str]:
         missing = []
@@ -265,6 +265,12 @@ class Node:
         if missing:
             raise MissingBlobs(missing)
         return sources
+
+    def _changed_datasets(self, spec: JobSpec, sources: dict[str, str]) -> list[str]:
+        """The dataset CIDs the job was given that changed since they were offered."""
+        return [item.cid for item in spec.inputs if item.cid is not None
+                and sources.get(item.path) == str(self.offers.offered_path(item.cid))
+                and not self.offers.unchanged(item.cid)]
 
     def _module(self, cid: str) -> Path | None:
         """The module ``cid``: an uploaded or fetched blob, or a private module of this node."""
@@ -325,12 +331,10 @@ class Node:
             if spec.engine == ENGINE_DOCKER:
                 outcome = await self._run_docker(spec, sources, out)
             else:
-                module = self._module(spec.module)
+                module = await asyncio.to_thread(self._module, spec.module)
                 assert module is not None
                 outcome = await self._run_wasm(job_cid, spec, module, sources, out)
-            changed = [item.cid for item in spec.inputs if item.cid is not None
-                       and sources.get(item.path) == str(self.offers.offered_path(item.cid))
-                       and not self.offers.unchanged(item.cid)]
+            changed = await asyncio.to_thread(self._changed_datasets, spec, sources)
             if changed and "error" not in outcome:  # the bytes under the CID moved while the job read them
                 await asyncio.to_thread(shutil.rmtree, out, True)
                 outcome = {"error": "DatasetChanged", "code": 5,
@@ -604,7 +608,7 @@ def app(node: Node) -> web.Application:
     @routes.get("/v1/blobs/{cid}")
     async def get_blob(request: web.Request) -> web.StreamResponse:
         cid = str(CID.parse(request.match_info["cid"]))
-        dataset = node.offers.dataset(cid)
+        dataset = await asyncio.to_thread(node.offers.dataset, cid)  # its fingerprint takes a while
         if dataset is not None:  # a dataset is public: peers may fetch it as a CAR
             return web.FileResponse(await node.car_of(cid, dataset), headers={"Content-Type": CAR_TYPE})
         path = node.blobs.file(cid)
