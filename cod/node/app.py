@@ -285,10 +285,11 @@ class Node:
             except OSError:
                 return []
 
-        blobs = [cid for cid in listed(self.blobs.files) + listed(self.blobs.trees) if self.blobs.has(cid)]
-        if wanted:
-            keep = set(wanted)
-            blobs = [cid for cid in blobs if cid in keep]
+        keep = set(wanted)
+        if wanted:  # only the CIDs asked about: no listing of the whole store
+            blobs = sorted(cid for cid in keep if self.blobs.has(cid))
+        else:
+            blobs = [cid for cid in listed(self.blobs.files) + listed(self.blobs.trees) if self.blobs.has(cid)]
         modules = [cid for cid in blobs if self.blobs.file(cid) is not None and _is_wasm(self.blobs.files / cid)]
         lists = {"datasets": self.offers.dataset_cids(), "private_modules": sorted(self.offers.private),
                  "modules": modules, "blobs": sorted(blobs)}
@@ -603,7 +604,8 @@ def app(node: Node) -> web.Application:
         wanted = request.query.getall("cid", [])
         if len(wanted) > MAX_HOLDINGS:
             raise SpecError("(query).cid", f"{len(wanted)} CIDs asked; at most {MAX_HOLDINGS}")
-        return web.json_response(node.holdings([str(CID.parse(cid)) for cid in wanted]))
+        asked = [str(CID.parse(cid)) for cid in wanted]
+        return web.json_response(await asyncio.to_thread(node.holdings, asked))  # it stats every blob
 
     @routes.get("/v1/blobs/{cid}")
     async def get_blob(request: web.Request) -> web.StreamResponse:
