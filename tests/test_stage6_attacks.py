@@ -1044,3 +1044,89 @@ async def test_a_spec_naming_a_dataset_by_cidv0_is_read_as_its_cidv1(tmp_path: P
         assert resp.status in (200, 202), body
     finally:
         await node.stop()
+
+
+def _cat_wat(name: str) -> str:
+    """Opens ``name`` under fd 3 (following links), prints up to 4096 bytes of it, or exits
+    100 + errno."""
+    return r"""
+(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 256) "%s")
+  (func (export "_start")
+    (local $err i32)
+    (local.set $err (call $path_open (i32.const 3) (i32.const 1) (i32.const 256) (i32.const %d)
+      (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 0)))
+    (if (local.get $err) (then (call $proc_exit (i32.add (i32.const 100) (local.get $err)))))
+    (i32.store (i32.const 32) (i32.const 1024))
+    (i32.store (i32.const 36) (i32.const 4096))
+    (drop (call $fd_read (i32.load (i32.const 0)) (i32.const 32) (i32.const 1) (i32.const 40)))
+    (i32.store (i32.const 36) (i32.load (i32.const 40)))
+    (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 44)))))
+""" % (name, len(name.encode()))
+
+
+async def test_a_dataset_symlink_out_of_the_dataset_never_reads_the_host(tmp_path: Path,
+                                                                        http: aiohttp.ClientSession) -> None:
+    """Attack 3: a dataset holding links to /etc/passwd (absolute, and ../ past its root) and
+    a link to the node's key: the CID names the links, the CAR holds only their targets'
+    text, and a job reading through them gets an errno, never the host's bytes."""
+    secret = tmp_path / "outside.txt"
+    secret.write_bytes(b"host secret bytes\n")
+    data = tmp_path / "a" / "b" / "ds"
+    data.mkdir(parents=True)
+    (data / "ok").write_bytes(b"fine\n")
+    os.symlink(str(secret), data / "abs")
+    os.symlink("../../../outside.txt", data / "up")
+    os.symlink("/etc/passwd", data / "passwd")
+    cid = str(cid_of_tree(data))
+    node = await _start(tmp_path, "n", datasets=[data])
+    try:
+        status, body = await _fetch_car(http, node.url, cid)
+        assert status == 200 and b"host secret bytes" not in body and b"root:" not in body
+        for name in ("abs", "up", "passwd"):
+            module = await _put_module(http, node.url, wat(_cat_wat(name)))
+            spec = JobSpec(module=module, inputs=(Input(cid=cid, path="/inputs"),))
+            assert (await _submit(http, node.url, spec))[0] in (200, 202)
+            final = await _until(http, node.url, str(spec.cid), {"done", "failed"})
+            assert final["state"] == "done" and final["exit_code"] == 100 + abi.ENOTCAPABLE, (name, final)
+            async with http.get(f"{node.url}/v1/jobs/{spec.cid}/results/stdout") as resp:
+                assert await resp.read() == b""
+    finally:
+        await node.stop()
+
+
+async def test_a_dataset_file_swapped_for_a_symlink_during_a_run_is_never_signed(
+        tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """Attack 3: while the job waits, f is replaced by a symlink to a file outside the
+    dataset (whose first byte is not 'A'): the read goes nowhere, and nothing is signed."""
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"Zecret\n")
+    data = tmp_path / "ds"
+    data.mkdir()
+    (data / "f").write_bytes(b"A")
+    cid = str(cid_of_tree(data))
+    node = await _start(tmp_path, "n", datasets=[data])
+    try:
+        module = await _put_module(http, node.url, CAT_F)
+        spec = JobSpec(module=module, inputs=(Input(cid=cid, path="/inputs"),), limits=_short())
+        assert (await _submit(http, node.url, spec))[0] in (200, 202)
+        await _until(http, node.url, str(spec.cid), {"running"})
+        (data / "g").symlink_to(outside)
+        os.replace(data / "g", data / "f")
+        final = await _until(http, node.url, str(spec.cid), {"done", "failed"})
+        assert final["state"] == "failed", final
+        assert b"Zecret" not in str(final).encode()
+    finally:
+        await node.stop()
+
+
+def _short() -> Any:
+    from cod.jobspec import Limits
+
+    return Limits(timeout_ms=20_000)
