@@ -778,7 +778,7 @@ async def test_a_node_lying_in_its_holdings_changes_only_the_order(tmp_path: Pat
     """Attack 5: a node that claims to hold everything (a proxy rewriting /v1/holdings in
     front of a cheating node) is asked first, but its lie never makes a result verified."""
     from cod.local import prepare as prep
-    from verifier import verify
+    from verifier.verify import verify
 
     from .helpers import VECTORS
 
@@ -896,8 +896,8 @@ async def test_a_dataset_changing_while_its_car_is_written_never_poisons_the_car
     data.mkdir()
     (data / "f").write_bytes(b"A")
     old = str(cid_of_tree(data))
-    real_write_car = app_module.write_car
-    changed = []
+    real_write_car = app_module.write_car  # type: ignore[attr-defined]
+    changed: list[bool] = []
 
     def racing_write_car(tree: Any, dest: Any) -> CID:
         if not changed:
@@ -1130,3 +1130,31 @@ def _short() -> Any:
     from cod.jobspec import Limits
 
     return Limits(timeout_ms=20_000)
+
+
+async def test_a_gateway_car_whose_root_is_a_symlink_is_refused(tmp_path: Path, gateway: Gateway,
+                                                                http: aiohttp.ClientSession) -> None:
+    """Attack 2: a well-formed CAR of a UnixFS symlink to / (its own CID): nothing is stored
+    that a job could mount as the host's root."""
+    from cod import dagpb
+
+    from .node_kit import pb
+
+    root, block = pb(dagpb.SYMLINK, data=b"/")
+    body = car([root], [(root, block)])
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type=CAR_TYPE)
+
+    gateway.handler = answer
+    node = await _start(tmp_path, "n", gateways=[gateway.url])
+    try:
+        module = await _put_module(http, node.url, wat(_cat_wat("etc/passwd")))
+        for path in ("/inputs", "/inputs/f"):
+            spec = JobSpec(module=module, inputs=(Input(cid=str(root), path=path),))
+            status, answer_body = await _submit(http, node.url, spec)
+            assert status == 409, answer_body
+        assert gateway.requests
+        assert not os.listdir(node.node.blobs.trees) and os.listdir(node.node.blobs.files) == [module]
+    finally:
+        await node.stop()
