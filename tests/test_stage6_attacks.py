@@ -1158,3 +1158,30 @@ async def test_a_gateway_car_whose_root_is_a_symlink_is_refused(tmp_path: Path, 
         assert not os.listdir(node.node.blobs.trees) and os.listdir(node.node.blobs.files) == [module]
     finally:
         await node.stop()
+
+
+async def test_a_dataset_cid_re_offered_from_another_directory_still_fails_a_job_on_the_first(
+        tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """Attack 3 (TOCTOU, two directories): the job runs on dataset X from directory b; the
+    operator makes directory c a copy of X (c is re-hashed to X on the next request, so X is
+    now offered from c) and b changes under the job. The end-of-run check must look at b,
+    the directory the job read, not at whichever directory X is offered from now."""
+    b, c = tmp_path / "b", tmp_path / "c"
+    for folder, text in ((b, b"A"), (c, b"C")):
+        folder.mkdir()
+        (folder / "f").write_bytes(text)
+    x, z = str(cid_of_tree(b)), str(cid_of_tree(c))
+    node = await _start(tmp_path, "n", datasets=[b, c])
+    try:
+        module = await _put_module(http, node.url, CAT_F)
+        spec = JobSpec(module=module, inputs=(Input(cid=x, path="/inputs"),))
+        assert (await _submit(http, node.url, spec))[0] in (200, 202)
+        await _until(http, node.url, str(spec.cid), {"running"})
+        (c / "f").write_bytes(b"A")  # c is now a copy of X ...
+        async with http.get(f"{node.url}/v1/blobs/{z}") as resp:  # ... re-hashed: X offered from c
+            assert resp.status == 404
+        (b / "f").write_bytes(b"B")  # and b, which the job reads, changes
+        final = await _until(http, node.url, str(spec.cid), {"done", "failed"})
+        assert final["state"] == "failed", f"signed {final.get('result_cid')} under dataset CID {x}"
+    finally:
+        await node.stop()

@@ -268,9 +268,8 @@ class Node:
 
     def _changed_datasets(self, spec: JobSpec, sources: dict[str, str]) -> list[str]:
         """The dataset CIDs the job was given that changed since they were offered."""
-        return [item.cid for item in spec.inputs if item.cid is not None
-                and sources.get(item.path) == str(self.offers.offered_path(item.cid))
-                and not self.offers.unchanged(item.cid)]
+        return [item.cid for item in spec.inputs if item.cid is not None and item.path in sources
+                and self.offers.changed_since_offered(item.cid, sources[item.path])]
 
     def _module(self, cid: str) -> Path | None:
         """The module ``cid``: an uploaded or fetched blob, or a private module of this node."""

@@ -63,7 +63,7 @@ class Offers:
         keep = Path(os.path.realpath(home)) if home is not None else None
         self._lock = threading.Lock()
         self.datasets: dict[str, Dataset] = {}
-        self._offered: dict[str, Dataset] = {}  # every dataset CID ever offered: a job may still read it
+        self._offered: dict[tuple[str, Path], Dataset] = {}  # every (CID, directory) ever offered
         self.private: dict[str, Path] = {}
         for given in datasets or []:
             path = Path(os.path.realpath(given))
@@ -73,7 +73,7 @@ class Offers:
                 raise InputError(f"dataset {str(given)!r} overlaps the node's data directory {str(home)!r}",
                                  "serve a directory apart from the node's data directory")
             found = self._hash(path)
-            self.datasets[found.cid] = self._offered[found.cid] = found
+            self.datasets[found.cid] = self._offered[found.cid, found.path] = found
         for given in private_modules or []:
             path = Path(os.path.realpath(given))
             try:
@@ -108,22 +108,27 @@ class Offers:
             except (OSError, InputError) as exc:
                 log.warning("dataset %s (%s) is no longer offered: %s", found.path, cid, exc)
                 return None
-            self.datasets[fresh.cid] = self._offered[fresh.cid] = fresh
+            self.datasets[fresh.cid] = self._offered[fresh.cid, fresh.path] = fresh
             log.warning("dataset %s changed: now %s, no longer %s", found.path, fresh.cid, cid)
             return fresh.path if fresh.cid == cid else None
 
-    def offered_path(self, cid: str) -> Path | None:
-        """The directory dataset ``cid`` was offered from, even when it is no longer offered
-        (a job given it before it changed must still be failed), or None."""
+    def changed_since_offered(self, cid: str, path: str | os.PathLike[str]) -> bool | None:
+        """None when directory ``path`` was never offered as dataset ``cid``; else whether it
+        changed since (True even when another request already re-hashed it and dropped
+        ``cid``: a job given it before must still be failed)."""
         with self._lock:
-            found = self._offered.get(cid)
-            return None if found is None else found.path
+            found = self._offered.get((cid, Path(path)))
+            if found is None:
+                return None
+            try:
+                return fingerprint(found.path) != found.stamp
+            except OSError:
+                return True
 
     def unchanged(self, cid: str) -> bool:
-        """Whether dataset ``cid`` is as it was when it was offered (False once it changed,
-        even when another request already re-hashed it and dropped ``cid``)."""
+        """Whether dataset ``cid`` is offered and as it was when it was offered."""
         with self._lock:
-            found = self._offered.get(cid)
+            found = self.datasets.get(cid)
             try:
                 return found is not None and fingerprint(found.path) == found.stamp
             except OSError:
