@@ -1185,3 +1185,76 @@ async def test_a_dataset_cid_re_offered_from_another_directory_still_fails_a_job
         assert final["state"] == "failed", f"signed {final.get('result_cid')} under dataset CID {x}"
     finally:
         await node.stop()
+
+
+# Waits while /inputs/f starts with 'A' (fd 3), then while /trig/t does not start with 'G'
+# (fd 5: /inputs, /outputs, /trig), then exits 0 having written "saw a change". Under
+# dataset X (f = "A" for good) it can never finish.
+TWO_PHASE_WAT = r"""
+(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "f")
+  (data (i32.const 4) "t")
+  (data (i32.const 128) "saw a change\n")
+  (func $first (param $dir i32) (param $name i32) (result i32)
+    (local $err i32)
+    (i32.store8 (i32.const 64) (i32.const 0))
+    (local.set $err (call $path_open (local.get $dir) (i32.const 0) (local.get $name) (i32.const 1)
+      (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 32)))
+    (if (local.get $err) (then (call $proc_exit (i32.add (i32.const 100) (local.get $err)))))
+    (i32.store (i32.const 16) (i32.const 64))
+    (i32.store (i32.const 20) (i32.const 1))
+    (drop (call $fd_read (i32.load (i32.const 32)) (i32.const 16) (i32.const 1) (i32.const 40)))
+    (drop (call $fd_close (i32.load (i32.const 32))))
+    (i32.load8_u (i32.const 64)))
+  (func (export "_start")
+    (loop $one (br_if $one (i32.eq (call $first (i32.const 3) (i32.const 0)) (i32.const 65))))
+    (loop $two (br_if $two (i32.ne (call $first (i32.const 5) (i32.const 4)) (i32.const 71))))
+    (i32.store (i32.const 16) (i32.const 128))
+    (i32.store (i32.const 20) (i32.const 13))
+    (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 44)))))
+"""
+
+
+async def test_a_dataset_changed_and_changed_back_during_a_run_is_never_signed(
+        tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """Attack 3 (TOCTOU, A-B-A): the job reads f while it says B; the tree is re-hashed (X
+    dropped), changed back and re-hashed to X again with a new fingerprint. Compared with X's
+    latest fingerprint the tree looks unchanged; compared with the one the job was given it
+    is not. A result that only non-X bytes could give must not be signed under X."""
+    data, trig = tmp_path / "ds", tmp_path / "trig"
+    data.mkdir()
+    trig.mkdir()
+    (data / "f").write_bytes(b"A")
+    (trig / "t").write_bytes(b"-")
+    x = str(cid_of_tree(data))
+    node = await _start(tmp_path, "n", datasets=[data], allow_local=[trig])
+    try:
+        module = await _put_module(http, node.url, wat(TWO_PHASE_WAT))
+        spec = JobSpec(module=module, inputs=(Input(cid=x, path="/inputs"), Input(local=str(trig), path="/trig")),
+                       limits=_short())
+        status, body = await _submit(http, node.url, spec)
+        assert status in (200, 202), body
+        await _until(http, node.url, str(spec.cid), {"running"})
+        (data / "f").write_bytes(b"B")  # the guest passes phase one on non-X bytes
+        await asyncio.sleep(0.3)
+        async with http.get(f"{node.url}/v1/blobs/{x}") as resp:  # re-hashed: X dropped
+            assert resp.status == 404
+        (data / "f").write_bytes(b"A")  # back to X's bytes ...
+        async with http.get(f"{node.url}/v1/holdings") as resp:
+            y = [cid for cid in (await resp.json())["datasets"] if cid != x][0]
+        async with http.get(f"{node.url}/v1/blobs/{y}") as resp:  # ... re-hashed: X offered again
+            assert resp.status == 404
+        async with http.get(f"{node.url}/v1/holdings") as resp:
+            assert (await resp.json())["datasets"] == [x]
+        (trig / "t").write_bytes(b"G")  # the guest ends
+        final = await _until(http, node.url, str(spec.cid), {"done", "failed"})
+        assert final["state"] == "failed", f"signed {final.get('result_cid')} under dataset CID {x}"
+    finally:
+        await node.stop()

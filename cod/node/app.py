@@ -37,7 +37,7 @@ from ..resultsdir import remove_tree, staging_prefix
 from . import joblog, openapi
 from .blobs import BlobStore
 from .fetcher import Fetcher
-from .offers import Offers
+from .offers import Fingerprint, Offers
 from .body import check_strings, parse_json
 from .caps import UPLOAD_CAPS, NodeCaps
 from .joblog import JobLog
@@ -185,6 +185,8 @@ class Node:
         if row is None or row["state"] == FAILED:  # a job the node has (done, queued) is answered as it is
             fil_plus = await self.policy.admit(spec, job_cid)  # PolicyRefused, LedgerUnavailable
         sources = await self._gather(spec)
+        stamps = {item.path: stamp for item in spec.inputs if item.cid is not None and item.path in sources
+                  and (stamp := self.offers.given(item.cid, sources[item.path])) is not None}  # datasets given
         row = self.jobs.get(job_cid)  # again: another request may have queued it while the ledger answered
         if row is None or row["state"] == FAILED:
             if spec.engine == ENGINE_DOCKER and not self.docker_ok:
@@ -202,7 +204,7 @@ class Node:
             self.active += 1
             self.jobs.add(job_cid, spec.to_dict())
             self._done[job_cid] = asyncio.Event()
-            task = asyncio.create_task(self._run(job_cid, spec, sources))
+            task = asyncio.create_task(self._run(job_cid, spec, sources, stamps))
             self._tasks.add(task)
             self._running[job_cid] = task
             task.add_done_callback(self._tasks.discard)
@@ -266,10 +268,11 @@ class Node:
             raise MissingBlobs(missing)
         return sources
 
-    def _changed_datasets(self, spec: JobSpec, sources: dict[str, str]) -> list[str]:
-        """The dataset CIDs the job was given that changed since they were offered."""
-        return [item.cid for item in spec.inputs if item.cid is not None and item.path in sources
-                and self.offers.changed_since_offered(item.cid, sources[item.path])]
+    def _changed_datasets(self, spec: JobSpec, sources: dict[str, str], stamps: dict[str, Fingerprint]
+                          ) -> list[str]:
+        """The dataset CIDs the job was given that changed since it was given them."""
+        return [str(item.cid) for item in spec.inputs
+                if item.path in stamps and self.offers.changed(sources[item.path], stamps[item.path])]
 
     def _module(self, cid: str) -> Path | None:
         """The module ``cid``: an uploaded or fetched blob, or a private module of this node."""
@@ -321,7 +324,8 @@ class Node:
         await asyncio.wait({task})
         return public(self.job(job_cid))
 
-    async def _run(self, job_cid: str, spec: JobSpec, sources: dict[str, str]) -> None:
+    async def _run(self, job_cid: str, spec: JobSpec, sources: dict[str, str],
+                   stamps: dict[str, Fingerprint] | None = None) -> None:
         out = self.results / job_cid
         started = time.monotonic()
         try:
@@ -334,7 +338,7 @@ class Node:
                 module = await asyncio.to_thread(self._module, spec.module)
                 assert module is not None
                 outcome = await self._run_wasm(job_cid, spec, module, sources, out)
-            changed = await asyncio.to_thread(self._changed_datasets, spec, sources)
+            changed = await asyncio.to_thread(self._changed_datasets, spec, sources, stamps or {})
             if changed and "error" not in outcome:  # the bytes under the CID moved while the job read them
                 await asyncio.to_thread(shutil.rmtree, out, True)
                 outcome = {"error": "DatasetChanged", "code": 5,

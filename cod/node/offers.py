@@ -112,18 +112,21 @@ class Offers:
             log.warning("dataset %s changed: now %s, no longer %s", found.path, fresh.cid, cid)
             return fresh.path if fresh.cid == cid else None
 
-    def changed_since_offered(self, cid: str, path: str | os.PathLike[str]) -> bool | None:
-        """None when directory ``path`` was never offered as dataset ``cid``; else whether it
-        changed since (True even when another request already re-hashed it and dropped
-        ``cid``: a job given it before must still be failed)."""
+    def given(self, cid: str, path: str | os.PathLike[str]) -> Fingerprint | None:
+        """The fingerprint directory ``path`` had when it was offered as dataset ``cid`` (the
+        latest such offer), or None when it never was: a job given the dataset keeps it, and
+        :meth:`changed` compares the tree with it after the run."""
         with self._lock:
             found = self._offered.get((cid, Path(path)))
-            if found is None:
-                return None
-            try:
-                return fingerprint(found.path) != found.stamp
-            except OSError:
-                return True
+            return None if found is None else found.stamp
+
+    @staticmethod
+    def changed(path: str | os.PathLike[str], stamp: Fingerprint) -> bool:
+        """Whether the tree at ``path`` differs from ``stamp`` (or can no longer be read)."""
+        try:
+            return fingerprint(Path(path)) != stamp
+        except OSError:
+            return True
 
     def unchanged(self, cid: str) -> bool:
         """Whether dataset ``cid`` is offered and as it was when it was offered."""
