@@ -1258,3 +1258,58 @@ async def test_a_dataset_changed_and_changed_back_during_a_run_is_never_signed(
         assert final["state"] == "failed", f"signed {final.get('result_cid')} under dataset CID {x}"
     finally:
         await node.stop()
+
+
+@pytest.mark.parametrize("trick", ["bad-gzip", "cut", "junk", "bad-length", "slow"])
+async def test_a_hostile_first_source_never_keeps_the_next_from_giving_the_cid(
+        tmp_path: Path, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch, trick: str) -> None:
+    """Attack 2: the first gateway answers a body that is not gzip under Content-Encoding
+    gzip, closes mid-CAR, sends junk, lies in Content-Length or drips (past the transfer
+    timeout, scaled down here); the second gateway's good CAR is still fetched and the job runs."""
+    import cod.node.fetcher as fetcher_module
+
+    monkeypatch.setattr(fetcher_module, "FETCH_TIMEOUT_S", 2.0)
+    wanted, good = _car_of(b"wanted bytes\n")
+    bad, fine = Gateway(), Gateway()
+
+    async def hostile(request: web.Request) -> web.StreamResponse:
+        if trick == "bad-gzip":
+            return web.Response(body=b"not gzip at all" * 100,
+                                headers={"Content-Type": CAR_TYPE, "Content-Encoding": "gzip"})
+        if trick == "junk":
+            return web.Response(body=os.urandom(4096), content_type=CAR_TYPE)
+        resp = web.StreamResponse(headers={"Content-Type": CAR_TYPE})
+        if trick == "bad-length":
+            resp.content_length = len(good) + 1000
+        await resp.prepare(request)
+        if trick == "slow":
+            for byte in good:
+                await resp.write(bytes((byte,)))
+                await asyncio.sleep(0.5)
+            return resp
+        await resp.write(good[: len(good) // 2] if trick == "cut" else good)
+        if request.transport is not None:
+            request.transport.close()
+        return resp
+
+    async def honest(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=good, content_type=CAR_TYPE)
+
+    bad.handler, fine.handler = hostile, honest
+    await bad.start()
+    await fine.start()
+    node = await _start(tmp_path, "n", gateways=[bad.url, fine.url])
+    try:
+        module = await _put_module(http, node.url, CAT_F)
+        spec = _file_job(module, wanted)
+        status, body = await _submit(http, node.url, spec)
+        assert status in (200, 202), body
+        assert bad.requests and fine.requests
+        final = await _until(http, node.url, str(spec.cid), {"done", "failed"})
+        assert final["state"] == "done", final
+        async with http.get(f"{node.url}/v1/jobs/{spec.cid}/results/stdout") as resp:
+            assert await resp.read() == b"wanted bytes\n"
+    finally:
+        await node.stop()
+        await bad.stop()
+        await fine.stop()
