@@ -1313,3 +1313,39 @@ async def test_a_hostile_first_source_never_keeps_the_next_from_giving_the_cid(
         await node.stop()
         await bad.stop()
         await fine.stop()
+
+
+@pytest.mark.parametrize("how", ["inside", "hard-link", "copy"])
+async def test_a_private_module_inside_a_dataset_is_never_served_with_it(
+        tmp_path: Path, http: aiohttp.ClientSession, how: str) -> None:
+    """Attack 4: `--dataset /srv/app --private-module /srv/app/secret.wasm` (or a hard link
+    to it in the dataset): datasets are public, so the 'private' bytes would go to anyone
+    fetching the dataset's CAR or running a job that prints the dataset."""
+    from .helpers import VECTORS
+
+    secret = (VECTORS / "hello.wasm").read_bytes()
+    data = tmp_path / "app"
+    data.mkdir()
+    (data / "readme").write_bytes(b"public\n")
+    if how == "inside":
+        private = data / "secret.wasm"
+        private.write_bytes(secret)
+    else:
+        private = tmp_path / "secret.wasm"
+        private.write_bytes(secret)
+        if how == "hard-link":
+            os.link(private, data / "copy.wasm")
+        else:
+            (data / "copy.wasm").write_bytes(secret)
+    try:
+        node = await _start(tmp_path, "n", datasets=[data], private_modules=[private])
+    except InputError:
+        return  # refused: the module stays private
+    try:
+        async with http.get(f"{node.url}/v1/holdings") as resp:
+            held = await resp.json()
+        for cid in held["datasets"]:
+            status, body = await _fetch_car(http, node.url, cid)
+            assert status != 200 or secret not in body, "the private module's bytes are in a public dataset's CAR"
+    finally:
+        await node.stop()

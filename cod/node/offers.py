@@ -83,6 +83,10 @@ class Offers:
             if not data.startswith(b"\0asm"):
                 raise InputError(f"private module {str(given)!r} is not a WebAssembly module")
             self.private[module_cid(data)] = path
+            for found in self.datasets.values():  # datasets are public: a private module in one is not
+                if found.path in path.parents or _holds_bytes(found, data):
+                    raise InputError(f"private module {str(given)!r} is inside dataset {str(found.path)!r} "
+                                     "(datasets are public)", "keep private modules out of every dataset")
 
     @staticmethod
     def _hash(path: Path) -> Dataset:
@@ -150,3 +154,17 @@ class Offers:
     def dataset_cids(self) -> list[str]:
         with self._lock:
             return sorted(self.datasets)
+
+
+def _holds_bytes(dataset: Dataset, data: bytes) -> bool:
+    """Whether a regular file of ``dataset`` (as fingerprinted) has exactly ``data`` (a copy
+    or a hard link of a private module)."""
+    for rel, mode, size, _ino, _mtime, _ctime in dataset.stamp:
+        if stat.S_ISREG(mode) and size == len(data):
+            try:
+                with open(os.path.join(os.fsencode(dataset.path), rel), "rb") as handle:
+                    if handle.read(len(data) + 1) == data:
+                        return True
+            except OSError:
+                continue
+    return False
