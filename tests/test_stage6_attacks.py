@@ -1349,3 +1349,28 @@ async def test_a_private_module_inside_a_dataset_is_never_served_with_it(
             assert status != 200 or secret not in body, "the private module's bytes are in a public dataset's CAR"
     finally:
         await node.stop()
+
+
+async def test_a_private_module_under_an_allow_listed_local_path_is_refused(tmp_path: Path,
+                                                                           http: aiohttp.ClientSession) -> None:
+    """Attack 4: --private-module /srv/shared/secret.wasm with --allow-listed-local-paths
+    /srv/shared: any job may mount /srv/shared (a node-local input) and print the module."""
+    from .helpers import VECTORS
+
+    secret = (VECTORS / "hello.wasm").read_bytes()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "secret.wasm").write_bytes(secret)
+    try:
+        node = await _start(tmp_path, "n", private_modules=[shared / "secret.wasm"], allow_local=[shared])
+    except InputError:
+        return
+    try:
+        module = await _put_module(http, node.url, wat(_cat_wat("secret.wasm")))
+        spec = JobSpec(module=module, inputs=(Input(local=str(shared), path="/inputs"),))
+        assert (await _submit(http, node.url, spec))[0] in (200, 202)
+        await _until(http, node.url, str(spec.cid), {"done", "failed"})
+        async with http.get(f"{node.url}/v1/jobs/{spec.cid}/results/stdout") as resp:
+            assert secret[:64] not in await resp.read(), "a job printed the private module"
+    finally:
+        await node.stop()

@@ -27,7 +27,8 @@ from .. import __version__
 from ..car import car_bytes, write_car
 from ..cid import CID
 from ..docker import DockerEngine
-from ..errors import CapExceeded, CIDError, CodError, EngineUnavailable, NodeError, NotFound, SpecError
+from ..errors import (CapExceeded, CIDError, CodError, EngineUnavailable, InputError, NodeError, NotFound,
+                      SpecError)
 from ..identity import Identity
 from ..jobspec import ENGINE_DOCKER, JobSpec
 from ..statement import Statement
@@ -87,6 +88,10 @@ class Node:
         offers from its own disk (cod.node.offers; InputError if one cannot be offered)."""
         self.data_dir = data_dir
         self.offers = Offers(datasets, private_modules, home=data_dir)  # first: a bad offer leaves no data directory behind
+        for module in self.offers.private.values():  # any job may read an allow-listed path
+            if any(root.resolve() in module.parents for root in allow_local or []):
+                raise InputError(f"private module {str(module)!r} is under an allow-listed local path",
+                                 "keep private modules out of --allow-listed-local-paths")
         try:
             self._open(data_dir)
         except (OSError, sqlite3.Error) as exc:
