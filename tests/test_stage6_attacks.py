@@ -1402,7 +1402,7 @@ def test_a_same_size_change_within_a_timestamp_tick_is_still_seen(tmp_path: Path
         return os.stat_result(fields, {"st_mtime_ns": 1_700_000_000 * 10**9, "st_ctime_ns": 1_700_000_000 * 10**9,
                                         "st_atime_ns": info.st_atime_ns})
 
-    monkeypatch.setattr(offers_module.os, "lstat", coarse_lstat)
+    monkeypatch.setattr(offers_module.os, "lstat", coarse_lstat)  # type: ignore[attr-defined]
     offers = Offers([data])
     [cid] = offers.dataset_cids()
     (data / "f").write_bytes(b"BBBB")  # same size, same inode, within the tick
