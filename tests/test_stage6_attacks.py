@@ -1407,3 +1407,47 @@ def test_a_same_size_change_within_a_timestamp_tick_is_still_seen(tmp_path: Path
     [cid] = offers.dataset_cids()
     (data / "f").write_bytes(b"BBBB")  # same size, same inode, within the tick
     assert offers.dataset(cid) is None, "a changed dataset is still offered under its old CID"
+
+
+@pytest.mark.parametrize("answer_kind", ["429-junk", "500", "huge", "not-lists", "slow"])
+async def test_a_hostile_holdings_answer_is_only_an_empty_hint(tmp_path: Path, records: Any,
+                                                               http: aiohttp.ClientSession, answer_kind: str) -> None:
+    """Attack 5: one node answers /v1/holdings with a 429 and a junk Retry-After, a 500, a
+    body over the 2 MiB JSON cap, lists of non-strings, or not before the info timeout; the
+    verification goes on with the others and its outcome is theirs."""
+    from verifier.verify import verify
+
+    from .helpers import VECTORS
+
+    honest = [await _start(tmp_path, f"h{n}") for n in range(2)]
+    proxy = Gateway()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.path == "/v1/holdings":
+            if answer_kind == "429-junk":
+                return web.Response(status=429, headers={"Retry-After": "soon"})
+            if answer_kind == "500":
+                return web.Response(status=500, text="{")
+            if answer_kind == "huge":
+                return web.Response(body=b'{"blobs": ["' + b"x" * (3 << 20) + b'"]}', content_type="application/json")
+            if answer_kind == "slow":
+                await asyncio.sleep(7)  # past the 5 s a requester gives /v1/info and /v1/holdings
+            return web.json_response({"datasets": [1, None, {"a": 1}], "blobs": "all", "modules": [[]]})
+        async with http.request(request.method, honest[1].url + request.path_qs, data=await request.read(),
+                                headers={k: v for k, v in request.headers.items()
+                                         if k.lower() in ("content-type", "accept")}) as resp:
+            return web.Response(body=await resp.read(), status=resp.status,
+                                headers={"Content-Type": resp.headers.get("Content-Type", "application/json")})
+
+    proxy.handler = answer
+    await proxy.start()
+    try:
+        text = tmp_path / "t.txt"
+        text.write_bytes(b"a b c\n")
+        job = prepare(VECTORS / "wordcount.wasm", [], inputs=[f"{text}:/inputs/t.txt"])
+        result = await asyncio.wait_for(verify(job, [honest[0].url, proxy.url], 2, records=records), 60)
+        assert result.outcome == "verified", (result.outcome, result.note, result.unreachable)
+    finally:
+        await proxy.stop()
+        for node in honest:
+            await node.stop()
