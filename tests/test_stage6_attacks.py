@@ -1451,3 +1451,34 @@ async def test_a_hostile_holdings_answer_is_only_an_empty_hint(tmp_path: Path, r
         await proxy.stop()
         for node in honest:
             await node.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="design gap: max_upload_bytes caps one fetched CAR, nothing caps a job's "
+                   "fetches together. One POST /v1/jobs naming K public CIDs (K up to ~10,000 in a 1 MiB body) "
+                   "makes the node download and spool K x max_upload_bytes (8 GiB each by default) from its "
+                   "gateways, all at once, before the Busy check: a request of a few bytes costs the node "
+                   "terabytes. Needs an aggregate per-job (and per-node) fetch budget in cod/node/fetcher.py")
+async def test_one_job_cannot_make_the_node_fetch_more_than_its_upload_cap(
+        tmp_path: Path, gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    from cod.node.caps import NodeCaps
+
+    cap = 64 << 10
+    cars = {}
+    for n in range(24):
+        cid, body = _car_of(bytes([n]) * (cap - 200))
+        cars[cid] = body
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        cid = request.path.rsplit("/", 1)[-1]
+        return web.Response(body=cars[cid], content_type=CAR_TYPE)
+
+    gateway.handler = answer
+    node = await _start(tmp_path, "n", gateways=[gateway.url], caps=NodeCaps(max_upload_bytes=cap))
+    try:
+        module = await _put_module(http, node.url, CAT_F)
+        spec = JobSpec(module=module, inputs=tuple(Input(cid=cid, path=f"/in/{n}") for n, cid in enumerate(cars)))
+        await _submit(http, node.url, spec)
+        assert node.node.fetcher.fetched_bytes <= 4 * cap, \
+            f"one job made the node fetch {node.node.fetcher.fetched_bytes} bytes (cap {cap} per CAR)"
+    finally:
+        await node.stop()
