@@ -146,7 +146,11 @@ def prepare(
     CID (``cod.store.ContentStore.get``). Raises SpecError, InputError.
     """
     path = Path(module_path)
-    named = input_cid(os.fspath(module_path))
+    try:
+        named = input_cid(os.fspath(module_path))
+    except InputError as exc:  # its message speaks of -i: this is the module
+        raise InputError(f"module {os.fspath(module_path)!r} is not a CID: {exc.message.split(': ', 1)[-1]}",
+                         "run a module file, or cod run ipfs://CID with a CIDv1 or a CIDv0") from exc
     if named is not None:  # `cod run CID`: the module from the local content store
         found = resolve(named) if resolve is not None else None
         if found is None or not found.is_file():

@@ -1482,3 +1482,11 @@ async def test_one_job_cannot_make_the_node_fetch_more_than_its_upload_cap(
             f"one job made the node fetch {node.node.fetcher.fetched_bytes} bytes (cap {cap} per CAR)"
     finally:
         await node.stop()
+
+
+def test_a_bad_ipfs_module_is_reported_as_the_module_not_as_an_input(tmp_path: Path) -> None:
+    """Attack 6/7: `cod run ipfs://junk` said "-i 'ipfs://junk': ...", naming an option the
+    user never gave."""
+    with pytest.raises(InputError) as caught:
+        prepare("ipfs://junk", [])
+    assert "-i" not in caught.value.message and "module" in caught.value.message
