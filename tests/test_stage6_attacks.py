@@ -1490,3 +1490,37 @@ def test_a_bad_ipfs_module_is_reported_as_the_module_not_as_an_input(tmp_path: P
     with pytest.raises(InputError) as caught:
         prepare("ipfs://junk", [])
     assert "-i" not in caught.value.message and "module" in caught.value.message
+
+
+async def test_a_local_run_never_takes_a_hostile_gateway_s_bytes_into_the_store(
+        tmp_path: Path, gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack 2/6: a local run fetches a CID it lacks into the requester's store (the
+    configured gateways). A gateway answering the module's CID with another module's CAR,
+    or the input's with a CAR of other bytes, puts nothing in the store and runs nothing."""
+    from cod.store import resolver
+
+    from .helpers import VECTORS
+
+    monkeypatch.setenv("COD_STORE", str(tmp_path / "store"))
+    hello = (VECTORS / "hello.wasm").read_bytes()
+    other = (VECTORS / "wordcount.wasm").read_bytes()
+    hello_cid = module_cid(hello)
+    wanted, _ = _car_of(b"wanted bytes\n")
+    _, other_car = _car_of(b"other bytes\n")
+    module_car = car([CID.parse(module_cid(other))], [raw(other)]) if len(other) < 1 << 20 else b""
+    assert module_car
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        body = module_car if hello_cid in request.path else other_car
+        return web.Response(body=body, content_type=CAR_TYPE)
+
+    gateway.handler = answer
+    resolve = resolver([], [gateway.url])
+    with pytest.raises(InputError):
+        await asyncio.to_thread(prepare, f"ipfs://{hello_cid}", [], resolve=resolve)
+    job = await asyncio.to_thread(prepare, VECTORS / "wordcount.wasm", [], inputs=[f"{wanted}:/inputs/f"],
+                                  resolve=resolve)
+    assert job.sources == {}  # not fetched: nothing to mount here
+    assert len(gateway.requests) >= 2
+    store = ContentStore(tmp_path / "store")
+    assert not store.has(hello_cid) and not store.has(wanted) and not store.has(module_cid(other))
