@@ -1524,3 +1524,59 @@ async def test_a_local_run_never_takes_a_hostile_gateway_s_bytes_into_the_store(
     assert len(gateway.requests) >= 2
     store = ContentStore(tmp_path / "store")
     assert not store.has(hello_cid) and not store.has(wanted) and not store.has(module_cid(other))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "SPEC 11 step 1 ranks nodes by how many of the job's CIDs they hold before their record: a cheater that "
+    "holds the job's module (it ran it once: every node that runs a job keeps its module) or merely claims "
+    "to (holdings are self-reported) is asked before an honest node with a clean record that holds less, in "
+    "every run, however often it disagreed; so every run without --quorum it joins ends in mismatch and the "
+    "reputation order never keeps it out. Holdings should only break ties among nodes of equal standing (or "
+    "count for nothing once a node disagreed): a change to verifier/verify.py _candidates and SPEC 11"))
+@pytest.mark.parametrize("lies", [False, True])
+async def test_a_cheater_lying_in_holdings_is_not_asked_first_for_ever(tmp_path: Path, records: Any,
+                                                                       http: aiohttp.ClientSession, lies: bool) -> None:
+    """Attack 5: a cheater that disagreed (by a strict majority) keeps its place among the
+    first N because it holds the module (honestly, from its last run) or claims to hold
+    everything; an honest node with a clean record that lacks the module is left out."""
+    from verifier.verify import verify
+
+    from .helpers import VECTORS
+
+    honest = [await _start(tmp_path, f"h{n}") for n in range(3)]
+    cheat = await _start(tmp_path, "cheat", cheat=True)
+    proxy = Gateway()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.path == "/v1/holdings" and lies:
+            wanted = request.query.getall("cid", [])
+            return web.json_response({"datasets": [], "private_modules": [], "modules": wanted, "blobs": wanted,
+                                      "truncated": False})
+        async with http.request(request.method, cheat.url + request.path_qs, data=await request.read(),
+                                headers={k: v for k, v in request.headers.items()
+                                         if k.lower() in ("content-type", "accept")}) as resp:
+            return web.Response(body=await resp.read(), status=resp.status,
+                                headers={"Content-Type": resp.headers.get("Content-Type", "application/json")})
+
+    proxy.handler = answer
+    await proxy.start()
+    try:
+        liar = cheat.node.identity.node_id
+        urls = [node.url for node in honest] + [proxy.url]
+        asked_each_run = []
+        for n in range(4):
+            text = tmp_path / f"t{n}.txt"
+            text.write_bytes(b"a b c %d\n" % n)
+            job = prepare(VECTORS / "wordcount.wasm", [], inputs=[f"{text}:/inputs/t.txt"])
+            # the first run is on h0, h1 and the cheater only (so it disagrees and holds the module)
+            result = await verify(job, urls if n else urls[:2] + urls[3:], 3, records=records)
+            asked_each_run.append(liar in [a.node_id for a in result.answers])
+            if n == 0:
+                assert result.outcome == "mismatch"
+        assert asked_each_run[0]
+        assert not asked_each_run[-1], f"after disagreeing the liar is still asked before honest nodes: {asked_each_run}"
+    finally:
+        await proxy.stop()
+        await cheat.stop()
+        for node in honest:
+            await node.stop()
