@@ -1580,3 +1580,24 @@ async def test_a_cheater_lying_in_holdings_is_not_asked_first_for_ever(tmp_path:
         await cheat.stop()
         for node in honest:
             await node.stop()
+
+
+def test_a_file_input_at_the_root_is_a_read_only_root_that_hides_nothing(tmp_path: Path, engine: Engine) -> None:
+    """Attack 1: a file input at /f makes a synthetic directory preopened at / (SPEC 3). The
+    guest reads f, lists / (only f: the other preopens are not entries of it), and can
+    neither escape above / nor create there; the output mount still works."""
+    text = b"at the root\n"
+    source = tmp_path / "src" / "f"
+    source.parent.mkdir()
+    source.write_bytes(text)
+    wasm = wat(PROBE_WAT)
+    spec = JobSpec(module=module_cid(wasm), args=("probe",), inputs=(Input(cid=str(CID.of(RAW, text)), path="/f"),))
+    result = run(spec, wasm, {"/f": source}, tmp_path / "out", engine)
+    assert result.exit_code == 0
+    stdout = (result.results_dir / "stdout").read_bytes()
+    for name, kind in ((b".", abi.FILETYPE_DIRECTORY), (b"..", abi.FILETYPE_DIRECTORY),
+                       (b"f", abi.FILETYPE_REGULAR_FILE)):
+        assert struct.pack("<IB", len(name), kind) + b"\0\0\0" + name in stdout
+    assert b"outputs" not in stdout.split(b"\0\0\0f", 1)[0]
+    assert sorted(os.listdir(tmp_path / "src")) == ["f"] and source.read_bytes() == text
+    assert sorted(os.listdir(result.results_dir / "outputs")) == []
