@@ -10,7 +10,6 @@ what is stored is exactly what the CID names, under the ingest rules of SPEC 3.1
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from collections.abc import Callable
@@ -110,6 +109,8 @@ def resolver(nodes: list[str], gateways: list[str]) -> Callable[[str], Path | No
             name = str(CID.parse(cid))
         except CIDError:
             return None
+        import asyncio  # here: a local run that fetches nothing loads no event loop (tests/test_startup.py)
+
         store = ContentStore()
         asyncio.run(_fetch(store, name, nodes, gateways))
         return store.get(name)
