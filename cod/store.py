@@ -55,6 +55,10 @@ class ContentStore:
         if not (os.path.isfile(real) or os.path.isdir(real)):
             raise InputError(f"{os.fspath(path)!r} is neither a regular file nor a directory",
                              "cod add stores files and directories")
+        here = Path(os.path.realpath(self.root))
+        if os.path.isdir(real) and (here == Path(real) or Path(real) in here.parents or here in Path(real).parents):
+            raise InputError(f"{os.fspath(path)!r} holds the content store ({self.root}) or lies inside it",
+                             f"add a directory apart from the store, or set {STORE_ENV} to a directory outside it")
         cid = str(Importer().tree(real).cid)
         if self.blobs.has(cid):
             return cid

@@ -1601,3 +1601,19 @@ def test_a_file_input_at_the_root_is_a_read_only_root_that_hides_nothing(tmp_pat
     assert b"outputs" not in stdout.split(b"\0\0\0f", 1)[0]
     assert sorted(os.listdir(tmp_path / "src")) == ["f"] and source.read_bytes() == text
     assert sorted(os.listdir(result.results_dir / "outputs")) == []
+
+
+def test_cod_add_of_a_directory_holding_the_store_is_refused_clearly(tmp_path: Path) -> None:
+    """Attack 6: `cod add ~` with the store under ~ (the default): the store's own spool file
+    changed the tree while it was added, so it always failed with "changed while it was
+    added ... add it again" (it never can be), after hashing every stored copy."""
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    (home / "data" / "a").write_bytes(b"a\n")
+    store = ContentStore(home / ".local" / "store")
+    store.add(home / "data")
+    with pytest.raises(InputError) as caught:
+        store.add(home)
+    assert "again" not in (caught.value.hint or "") and "store" in caught.value.message
+    with pytest.raises(InputError):
+        store.add(home / ".local" / "store" / "trees")
