@@ -1617,3 +1617,37 @@ def test_cod_add_of_a_directory_holding_the_store_is_refused_clearly(tmp_path: P
     assert "again" not in (caught.value.hint or "") and "store" in caught.value.message
     with pytest.raises(InputError):
         store.add(home / ".local" / "store" / "trees")
+
+
+def test_cod_store_pointing_at_a_symlink_a_file_or_a_node_blob_dir(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack 6: COD_STORE naming a symlink to a directory works (through the link), a regular
+    file is a clear InputError, and a node's blob directory is a store whose entries are
+    still checked against their CIDs on the way in and out."""
+    from cod.store import default_root, lookup
+
+    real = tmp_path / "real-store"
+    real.mkdir()
+    link = tmp_path / "link-store"
+    link.symlink_to(real)
+    text = tmp_path / "t.txt"
+    text.write_bytes(b"stored\n")
+    monkeypatch.setenv("COD_STORE", str(link))
+    assert default_root() == link
+    cid = ContentStore().add(text)
+    assert lookup(cid) is not None and (real / "files" / cid).read_bytes() == b"stored\n"
+    afile = tmp_path / "a-file"
+    afile.write_bytes(b"")
+    monkeypatch.setenv("COD_STORE", str(afile))
+    with pytest.raises(InputError):
+        ContentStore().add(text)
+    node_blobs = tmp_path / "node" / "blobs"
+    monkeypatch.setenv("COD_STORE", str(node_blobs))
+    cid = ContentStore().add(text)
+    found = lookup(cid)
+    assert found is not None
+    _tamper(found, b"tampered\n")
+    from .helpers import VECTORS
+
+    with pytest.raises(InputError):
+        prepare(VECTORS / "wordcount.wasm", [], inputs=[f"{cid}:/inputs/t.txt"], resolve=lookup)
