@@ -982,7 +982,13 @@ async def test_requests_for_a_big_dataset_never_stall_the_node(tmp_path: Path, h
             async with http.head(f"{node.url}/v1/blobs/{cid}") as resp:
                 await resp.read()
 
-        worst = await _health_under_load(node.url, [ask() for _ in range(burst)])
+        module = await _put_module(http, node.url, CAT_F)
+
+        async def submit(n: int) -> None:  # jobs naming the dataset, while the offers' lock is busy
+            await _submit(http, node.url, JobSpec(module=module, args=("cat", str(n)),
+                                                  inputs=(Input(cid=cid, path="/inputs"),), limits=_short()))
+
+        worst = await _health_under_load(node.url, [ask() for _ in range(burst)] + [submit(n) for n in range(4)])
         fingerprints += burst
         assert worst < 1.5, f"/v1/health took {worst:.1f} s during {fingerprints} dataset requests ({one:.2f} s each)"
     finally:

@@ -190,8 +190,7 @@ class Node:
         if row is None or row["state"] == FAILED:  # a job the node has (done, queued) is answered as it is
             fil_plus = await self.policy.admit(spec, job_cid)  # PolicyRefused, LedgerUnavailable
         sources = await self._gather(spec)
-        stamps = {item.path: stamp for item in spec.inputs if item.cid is not None and item.path in sources
-                  and (stamp := self.offers.given(item.cid, sources[item.path])) is not None}  # datasets given
+        stamps = await asyncio.to_thread(self._stamps, spec, sources)  # the offers' lock may be held a while
         row = self.jobs.get(job_cid)  # again: another request may have queued it while the ledger answered
         if row is None or row["state"] == FAILED:
             if spec.engine == ENGINE_DOCKER and not self.docker_ok:
@@ -272,6 +271,11 @@ class Node:
         if missing:
             raise MissingBlobs(missing)
         return sources
+
+    def _stamps(self, spec: JobSpec, sources: dict[str, str]) -> dict[str, Fingerprint]:
+        """The fingerprint of each dataset the job is given, by mount path."""
+        return {item.path: stamp for item in spec.inputs if item.cid is not None and item.path in sources
+                and (stamp := self.offers.given(item.cid, sources[item.path])) is not None}
 
     def _changed_datasets(self, spec: JobSpec, sources: dict[str, str], stamps: dict[str, Fingerprint]
                           ) -> list[str]:
