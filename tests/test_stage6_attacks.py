@@ -15,7 +15,7 @@ import os
 import shutil
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -930,7 +930,7 @@ def _car_root(body: bytes) -> str:
     return str(read_header(io.BytesIO(body))[0])
 
 
-async def _health_under_load(url: str, load: list[Awaitable[None]]) -> float:
+async def _health_under_load(url: str, load: Sequence[Awaitable[Any]]) -> float:
     """The worst latency of GET /v1/health, asked from another thread (its own clock, its own
     connections) every 0.1 s while ``load`` runs on this loop."""
     import threading
