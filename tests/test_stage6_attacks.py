@@ -9,10 +9,7 @@ of what the guest must print), never from the code under attack.
 from __future__ import annotations
 
 import asyncio
-import gzip
-import hashlib
 import os
-import shutil
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -36,9 +33,6 @@ from cod.wasm.engine import Engine
 from cod.wasm.executor import run
 
 from .node_kit import CAR_TYPE, car, raw, wat
-from .wasi_harness import Harness
-
-FD_READ = 1 << 1
 
 
 async def _start(tmp_path: Path, name: str, **options: Any) -> RunningNode:
