@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .car import write_car
-from .errors import InputError, SpecError
+from .errors import InputError, ModuleError, SpecError
 from .jobspec import DEFAULT_INPUT_PATH, DEFAULT_OUTPUT_PATH, MAX_INT, Input, JobSpec, Limits, parse_seed
 from .unixfs import Importer, module_cid
+from .wasm import linking
 
 if TYPE_CHECKING:  # the engine (wasmtime) is loaded when a job runs here, not to prepare one
     from .wasm.engine import Engine
@@ -37,11 +38,13 @@ _RANGE_HINT = f"a limit is at least 1 and at most {MAX_INT}"
 
 @dataclass(frozen=True)
 class PreparedJob:
-    """A spec with the local bytes and directories it names."""
+    """A spec with the local bytes and directories it names. ``modules`` holds the bytes of
+    the modules ``wasm`` imports by CID, directly or not (SPEC 5.4), by CIDv1 text."""
 
     spec: JobSpec
     wasm: bytes
     sources: dict[str, str] = field(default_factory=dict)
+    modules: dict[str, bytes] = field(default_factory=dict)
 
 
 def parse_size(text: str, name: str) -> int:
@@ -129,17 +132,21 @@ def prepare(
     argv0: str | None = None,
     outputs: str | None = None,
     output_base: str | None = None,
+    resolve: Callable[[str], bytes | None] | None = None,
 ) -> PreparedJob:
     """Read the module, hash each input directory (and the output base) and build the spec.
 
     ``outputs`` is the writable mount's path (default /outputs); ``output_base`` a host
-    directory the writable mount starts as a copy of. Raises SpecError, InputError.
+    directory the writable mount starts as a copy of. ``resolve(cid)`` gives the bytes of a
+    module the job's module imports by CID (CIDv1 text), or None; without it, such an import
+    is MissingModules. Raises SpecError, InputError, ModuleError (MissingModules).
     """
     path = Path(module_path)
     try:
         wasm = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read module {str(path)!r}: {exc.strerror}") from exc
+    modules = dependencies(wasm, resolve)
     mounts, sources = _hash_inputs(inputs)
     variables = dict(parse_env(e) for e in env)
     out_path = outputs or DEFAULT_OUTPUT_PATH
@@ -159,7 +166,20 @@ def prepare(
     if entry_point:
         spec = replace(spec, entry_point=entry_point)
     spec.validate()
-    return PreparedJob(spec, wasm, sources)
+    return PreparedJob(spec, wasm, sources, modules)
+
+
+def dependencies(wasm: bytes, resolve: Callable[[str], bytes | None] | None) -> dict[str, bytes]:
+    """The bytes of every module ``wasm`` imports by CID, directly or not, by CIDv1 text.
+
+    Bytes that are no core module, or whose import section cannot be read, have none here:
+    running them reports what is wrong. Raises ModuleError (MissingModules) otherwise.
+    """
+    try:
+        linking.imports(wasm)
+    except ModuleError:
+        return {}
+    return linking.closure(wasm, resolve).modules
 
 
 def run_prepared(
@@ -169,7 +189,7 @@ def run_prepared(
     destination = Path(output_dir) if output_dir is not None else Path("cod-results") / str(job.spec.cid)
     from .wasm.executor import run
 
-    result = run(job.spec, job.wasm, job.sources, destination, engine)
+    result = run(job.spec, job.wasm, job.sources, destination, engine, modules=job.modules)
     if car is not None:
         root = write_car(result.results_dir, car)
         assert str(root) == result.result_cid

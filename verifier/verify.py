@@ -194,6 +194,9 @@ class _Uploads:
             if cid == spec.module and spec.engine != ENGINE_DOCKER:
                 await client.put(cid, self.job.wasm, car=False, on_bytes=sent)
                 continue
+            if cid in self.job.modules:  # a module the job's module imports by CID (SPEC 5.4)
+                await client.put(cid, self.job.modules[cid], car=False, on_bytes=sent)
+                continue
             paths = [item.path for item in spec.inputs if item.cid == cid]
             if cid == spec.output_base:  # the output base travels as a CAR, like an input
                 paths.append(spec.outputs)
@@ -393,7 +396,7 @@ async def _attempt_once(client: NodeClient, answer: Answer, uploads: _Uploads, s
                         deadline: float, events: Events) -> Answer:
     loop = asyncio.get_running_loop()
     backoff = 0.25
-    uploaded = False
+    uploaded: set[str] = set()  # a node finds a module's dependencies once it holds the module
 
     def state(name: str, detail: str = "") -> None:
         events.node(answer.node_id, answer.url, name, detail)
@@ -413,11 +416,11 @@ async def _attempt_once(client: NodeClient, answer: Answer, uploads: _Uploads, s
                 await asyncio.sleep(wait)
                 backoff *= 2
             except MissingBlobs as lacking:  # submit first: a node that has the blobs needs no upload
-                if uploaded:
+                if uploaded.issuperset(lacking.missing):
                     raise
                 state(UPLOADING, f"{len(lacking.missing)} blob(s)")
                 await uploads.upload(client, lacking.missing)
-                uploaded = True
+                uploaded.update(lacking.missing)
         return accept(answer, job, job_cid)
     except BadSignature as exc:
         answer.signature_valid, answer.result_cid, answer.error = False, None, str(exc)

@@ -27,11 +27,13 @@ from .. import __version__
 from ..car import car_bytes, write_car
 from ..cid import CID
 from ..docker import DockerEngine
-from ..errors import CapExceeded, CIDError, CodError, EngineUnavailable, NodeError, NotFound, SpecError
+from ..errors import (CapExceeded, CIDError, CodError, EngineUnavailable, MissingModules, ModuleError, NodeError,
+                      NotFound, SpecError)
 from ..identity import Identity
 from ..jobspec import ENGINE_DOCKER, JobSpec
 from ..statement import Statement
 from ..unixfs import cid_of_tree
+from ..wasm import linking
 from ..wasm.engine import profile_id, wasmtime_version
 from ..resultsdir import remove_tree, staging_prefix
 from . import joblog, openapi
@@ -222,6 +224,7 @@ class Node:
         missing = []
         if spec.engine != ENGINE_DOCKER and self.blobs.file(spec.module) is None:
             missing.append(spec.module)
+        missing.extend(self._dependency_blobs(spec)[1])
         sources: dict[str, str] = {}
         for item in spec.inputs:
             if item.local is not None:
@@ -242,6 +245,31 @@ class Node:
         if missing:
             raise MissingBlobs(missing)
         return sources
+
+    def _dependency_blobs(self, spec: JobSpec) -> tuple[dict[str, str], list[str]]:
+        """The modules the job's module imports by CID (SPEC 5.4), resolved from stored blobs:
+        (blob path by CID of those held, CIDs of those missing, as far as they can be found
+        from what is held). A closure that is wrong in another way is left to the executor,
+        which refuses the job and says why."""
+        module = self.blobs.file(spec.module) if spec.engine != ENGINE_DOCKER else None
+        paths: dict[str, str] = {}
+        if module is None:
+            return paths, []
+
+        def resolve(cid: str) -> bytes | None:
+            path = self.blobs.file(cid)
+            if path is None:
+                return None
+            paths[cid] = str(path)
+            return path.read_bytes()
+
+        try:
+            linking.closure(module.read_bytes(), resolve)
+        except MissingModules as exc:
+            return paths, exc.missing
+        except ModuleError:
+            pass
+        return paths, []
 
     def _local(self, path: str) -> Path:
         real = Path(path).resolve()
@@ -325,8 +353,9 @@ class Node:
         executor stages beside it and renames). What a crashed, cancelled or killed run left
         is removed here (and, after a kill of the node, by the restart)."""
         try:
+            modules, _ = await asyncio.to_thread(self._dependency_blobs, spec)
             outcome = await self.pool.run(spec.canonical_bytes().decode(), module, sources, out,
-                                          spec.limits.timeout_ms / 1000)
+                                          spec.limits.timeout_ms / 1000, modules)
         except asyncio.CancelledError:
             await asyncio.to_thread(self._remove_staging, out)
             raise
