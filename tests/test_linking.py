@@ -317,3 +317,19 @@ def test_names_that_are_not_cids() -> None:
     assert linking.cid_name("bad") is None
     assert linking.cid_name("Qm" + "x" * 44) is None
     assert linking.cid_name(module_cid(MIX)) == module_cid(MIX)
+
+
+def test_dependencies_that_are_not_modules_are_refused(engine: Engine, tmp_path: Path) -> None:
+    for data, message in ((b"#!/bin/sh\n", "not a core WebAssembly module"),
+                          (b"\0asm\1\0\0\0\2\5\xff\xff\xff\xff\x0f", "import section cannot be read"),
+                          (b"\0asm\1\0\0\0\2\3\1\1", "import section cannot be read")):
+        cid = module_cid(data)
+        top = root(f'(import "{cid}" "f" (func $f))', "(call $f)")
+        with pytest.raises(ModuleError, match=message):
+            _run(engine, tmp_path, top, {cid: data})
+    # bytes that read but do not validate are refused by the engine, naming no crash
+    bad = b"\0asm\1\0\0\0\1\4\1\x60\0\0\3\2\1\5"
+    cid = module_cid(bad)
+    with pytest.raises(ModuleError, match="not a valid WebAssembly module"):
+        _run(engine, tmp_path, root(f'(import "{cid}" "f" (func $f))', "(call $f)"), {cid: bad})
+    assert list(tmp_path.iterdir()) == []

@@ -175,7 +175,7 @@ class Node:
         row = self.jobs.get(job_cid)
         if row is None or row["state"] == FAILED:  # a job the node has (done, queued) is answered as it is
             fil_plus = await self.policy.admit(spec, job_cid)  # PolicyRefused, LedgerUnavailable
-        sources = self._sources(spec)
+        sources = await asyncio.to_thread(self._sources, spec)  # reads and hashes the module's dependencies
         row = self.jobs.get(job_cid)  # again: another request may have queued it while the ledger answered
         if row is None or row["state"] == FAILED:
             if spec.engine == ENGINE_DOCKER and not self.docker_ok:
