@@ -244,5 +244,5 @@ class MissingModules(ModuleError):
 
     def __init__(self, missing: list[str]) -> None:
         super().__init__(f"the module imports {len(missing)} module(s) by CID that are not available here: "
-                         f"{', '.join(missing)}", "add it to the local store: cod add FILE")
+                         f"{', '.join(missing)}", "add each to the local store: cod add FILE")
         self.missing = list(missing)

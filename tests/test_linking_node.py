@@ -16,6 +16,7 @@ from cod.node.server import RunningNode
 from cod.statement import SignedStatement
 from verifier import Devstack, Records, verify
 
+from .helpers import VECTORS
 from .test_linking import GREET, lib, root
 
 LEAF = GREET  # writes "hi from lib\n" through its own memory
@@ -83,3 +84,14 @@ async def test_the_verifier_uploads_the_closure(records: Records, engine: Engine
     assert result.result_cid == local.result_cid
     assert (tmp_path / "out" / "stdout").read_bytes() == b"hi from lib\n" * 2
     assert JobSpec.from_dict(job.spec.to_dict()).cid == job.spec.cid
+
+
+def test_cod_run_names_a_library_it_cannot_resolve(tmp_path: Path) -> None:
+    # until cod run resolves modules from the local store, it refuses with the CID and the hint
+    from .test_cli import cod
+
+    library = module_cid((VECTORS / "mathlib.wasm").read_bytes())
+    proc = cod("run", str(VECTORS / "mixer.wasm"), "--output-dir", str(tmp_path / "r"), cwd=tmp_path)
+    assert proc.returncode == 4, proc.stderr
+    assert library in proc.stderr and "cod add FILE" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "r").exists()
