@@ -333,3 +333,21 @@ def test_dependencies_that_are_not_modules_are_refused(engine: Engine, tmp_path:
     with pytest.raises(ModuleError, match="not a valid WebAssembly module"):
         _run(engine, tmp_path, root(f'(import "{cid}" "f" (func $f))', "(call $f)"), {cid: bad})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_host_work_of_a_dependency_is_paid_from_the_one_store(engine: Engine, tmp_path: Path) -> None:
+    rand = lib('(import "wasi_snapshot_preview1" "random_get" (func $r (param i32 i32) (result i32))) '
+               '(import "wasi_snapshot_preview1" "proc_exit" (func $x (param i32))) '
+               '(func (export "fill") (param $n i32) (drop (call $r (i32.const 0) (local.get $n)))) '
+               '(func (export "quit") (call $x (i32.const 9)))')
+    cid = module_cid(rand)
+
+    def filler(n: int) -> bytes:
+        return root(f'(import "{cid}" "fill" (func $fill (param i32)))', f"(call $fill (i32.const {n}))")
+
+    small = _run(engine, tmp_path / "a", filler(100), {cid: rand})
+    large = _run(engine, tmp_path / "b", filler(4100), {cid: rand})
+    assert large.fuel_used - small.fuel_used == 4000  # FUEL_PER_RANDOM_BYTE = 1 (SPEC 5.3)
+    # proc_exit called by a dependency ends the whole run with its code
+    quit_root = root(f'(import "{cid}" "quit" (func $quit))', "(call $quit) (call $exit (i32.const 1))")
+    assert _run(engine, tmp_path / "c", quit_root, {cid: rand}).exit_code == 9
