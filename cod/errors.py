@@ -5,7 +5,8 @@
     │                             majority of --verify, an empty or ambiguous job ID prefix (exit 2)
     ├── SpecError                 a job spec field is missing, unknown or malformed (exit 3)
     ├── ModuleError               the module is not a usable WASI preview1 command (exit 4)
-    │   └── ImportRefused         it imports something outside wasi_snapshot_preview1 (exit 4)
+    │   ├── ImportRefused         it imports something outside wasi_snapshot_preview1 (exit 4)
+    │   └── MissingModules        modules it imports by CID are not available; .missing (exit 4)
     ├── InputError                an input mount is missing or unreadable (exit 5)
     ├── OutputLimitExceeded       stdout, stderr or outputs/ went over its cap (exit 6)
     ├── Indeterminate             the run ended in a way that is not portable: stack
@@ -236,3 +237,13 @@ class KeyFileError(CodError):
     """A key file is missing, damaged, exists already (keygen), or is readable by others."""
 
     code = 25
+
+
+class MissingModules(ModuleError):
+    """Modules the job's module imports by CID are not available here; .missing lists their CIDs."""
+
+    def __init__(self, missing: list[str], found: dict[str, bytes] | None = None) -> None:
+        super().__init__(f"the module imports {len(missing)} module(s) by CID that are not available here: "
+                         f"{', '.join(missing)}", "add each to the local store: cod add FILE")
+        self.missing = list(missing)
+        self.found = dict(found or {})  # the modules of the closure that were resolved

@@ -363,11 +363,14 @@ def _int(value: Any, name: str, minimum: int, maximum: int = MAX_INT) -> None:
 
 
 def _cid_field(value: Any, name: str) -> None:
+    """A CID in its canonical CIDv1 text (SPEC 2): one CID, one spelling, one job CID."""
     _text(value, name)
     try:
-        CID.parse(value)
+        canonical = str(CID.parse(value))
     except CIDError as exc:
         raise SpecError(name, exc.message) from exc
+    if canonical != value:
+        raise SpecError(name, f"{value} is not in canonical CIDv1 text", f"write it as {canonical}")
 
 
 def _seed(value: Any) -> bytes:

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from .car import write_car
 from .cid import CID
-from .errors import CIDError, InputError, SpecError
+from .errors import CIDError, InputError, MissingModules, ModuleError, SpecError
 from .jobspec import DEFAULT_INPUT_PATH, DEFAULT_OUTPUT_PATH, MAX_INT, Input, JobSpec, Limits, parse_seed
 from .unixfs import Importer, module_cid
+from .wasm import linking
 
 if TYPE_CHECKING:  # the engine (wasmtime) is loaded when a job runs here, not to prepare one
     from .wasm.engine import Engine
@@ -41,11 +42,16 @@ DEFAULT_ARGV0 = "main.wasm"  # argv[0] of a module run by CID
 
 @dataclass(frozen=True)
 class PreparedJob:
-    """A spec with the local bytes and directories it names."""
+    """A spec with the local bytes and directories it names. ``modules`` holds the bytes of
+    the modules ``wasm`` imports by CID, directly or not (SPEC 5.4), by CIDv1 text;
+    ``missing_modules`` the CIDs of those this requester lacks (a job for nodes that hold
+    them). An empty ``wasm`` is a module run by CID that only nodes hold."""
 
     spec: JobSpec
     wasm: bytes
     sources: dict[str, str] = field(default_factory=dict)
+    modules: dict[str, bytes] = field(default_factory=dict)
+    missing_modules: tuple[str, ...] = ()
 
 
 def parse_size(text: str, name: str) -> int:
@@ -138,12 +144,17 @@ def prepare(
     outputs: str | None = None,
     output_base: str | None = None,
     resolve: Callable[[str], Path | None] | None = None,
+    remote: bool = False,
 ) -> PreparedJob:
     """Read the module, hash each input (and the output base) and build the spec.
 
     ``outputs`` is the writable mount's path (default /outputs); ``output_base`` a host
     directory the writable mount starts as a copy of; ``resolve`` finds content named by
-    CID (``cod.store.ContentStore.get``). Raises SpecError, InputError.
+    CID (``cod.store.ContentStore.get``): inputs, a module run by CID and the modules it
+    imports by CID (SPEC 5.4). ``remote`` prepares a job for nodes: content by CID this
+    requester lacks is left to the nodes that hold it (a module run by CID then has no
+    bytes here); otherwise a module or an imported module not found is an error. Raises
+    SpecError, InputError, ModuleError (MissingModules).
     """
     path = Path(module_path)
     try:
@@ -153,17 +164,24 @@ def prepare(
                          "run a module file, or cod run ipfs://CID with a CIDv1 or a CIDv0") from exc
     if named is not None:  # `cod run CID`: the module from the local content store
         found = resolve(named) if resolve is not None else None
-        if found is None or not found.is_file():
+        if found is not None and found.is_file():
+            path = found
+        elif not remote:
             raise InputError(f"module {named} is not in the local content store",
                              "add it first (cod add FILE), or run the file itself")
-        path, argv0 = found, argv0 or DEFAULT_ARGV0
-    try:
-        wasm = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read module {str(path)!r}: {exc.strerror}") from exc
-    if named is not None and module_cid(wasm) != named:  # the store's bytes changed under their name
-        raise InputError(f"module {named} in the local content store no longer hashes to its CID",
-                         "remove it from the store and add the module again (cod add FILE)")
+        argv0 = argv0 or DEFAULT_ARGV0
+    if named is not None and path == Path(module_path):  # a module only nodes hold (a private module)
+        wasm = b""
+    else:
+        try:
+            wasm = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read module {str(path)!r}: {exc.strerror}") from exc
+        if named is not None and module_cid(wasm) != named:  # the store's bytes changed under their name
+            raise InputError(f"module {named} in the local content store no longer hashes to its CID",
+                             "remove it from the store and add the module again (cod add FILE)")
+    missing: list[str] = []
+    modules = dependencies(wasm, _module_bytes(resolve), missing=missing if remote else None) if wasm else {}
     mounts, sources = _hash_inputs(inputs, resolve)
     variables = dict(parse_env(e) for e in env)
     out_path = outputs or DEFAULT_OUTPUT_PATH
@@ -173,7 +191,7 @@ def prepare(
     spec = JobSpec(
         outputs=out_path,
         output_base=base,
-        module=module_cid(wasm),
+        module=module_cid(wasm) if wasm else str(named),
         args=(argv0 or path.name, *args),
         env=tuple(sorted(variables.items())),
         inputs=tuple(sorted(mounts, key=lambda m: m.path.encode())),
@@ -183,7 +201,49 @@ def prepare(
     if entry_point:
         spec = replace(spec, entry_point=entry_point)
     spec.validate()
-    return PreparedJob(spec, wasm, sources)
+    return PreparedJob(spec, wasm, sources, modules, tuple(missing))
+
+
+def dependencies(wasm: bytes, resolve: Callable[[str], bytes | None] | None, missing: list[str] | None = None
+                 ) -> dict[str, bytes]:
+    """The bytes of every module ``wasm`` imports by CID, directly or not, by CIDv1 text.
+
+    Bytes that are no core module, or whose import section cannot be read, have none here:
+    running them reports what is wrong. Raises ModuleError (MissingModules) otherwise; given
+    a ``missing`` list, modules that cannot be resolved are added to it instead (the nodes
+    that hold them resolve them) and the rest are returned.
+    """
+    try:
+        linking.imports(wasm)
+    except ModuleError:
+        return {}
+    try:
+        return linking.closure(wasm, resolve).modules
+    except MissingModules as exc:
+        if missing is None:
+            raise
+        missing.extend(exc.missing)
+        return exc.found
+
+
+def _module_bytes(resolve: Callable[[str], Path | None] | None) -> Callable[[str], bytes | None] | None:
+    """``resolve`` (content by CID as a path) giving a module's bytes: a regular file it finds
+    (an unreadable one counts as missing). The bytes are checked against the CID by
+    linking.closure before they are used."""
+    if resolve is None:
+        return None
+    find = resolve
+
+    def read(cid: str) -> bytes | None:
+        found = find(cid)
+        if found is None or not found.is_file():
+            return None
+        try:
+            return found.read_bytes()
+        except OSError:
+            return None
+
+    return read
 
 
 def run_prepared(
@@ -193,7 +253,7 @@ def run_prepared(
     destination = Path(output_dir) if output_dir is not None else Path("cod-results") / str(job.spec.cid)
     from .wasm.executor import run
 
-    result = run(job.spec, job.wasm, job.sources, destination, engine)
+    result = run(job.spec, job.wasm, job.sources, destination, engine, modules=job.modules)
     if car is not None:
         root = write_car(result.results_dir, car)
         assert str(root) == result.result_cid

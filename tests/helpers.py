@@ -57,6 +57,11 @@ def load_vector(name: str) -> dict[str, Any]:
     return json.loads((VECTORS / f"{name}.json").read_text())
 
 
+def vector_modules(vector: dict[str, Any]) -> dict[str, bytes]:
+    """The bytes of the modules a vector's module imports by CID (SPEC 5.4), by CID."""
+    return {cid: (VECTORS / name).read_bytes() for cid, name in vector.get("modules", {}).items()}
+
+
 def vector_names() -> list[str]:
     return sorted(p.stem for p in VECTORS.glob("*.json"))
 

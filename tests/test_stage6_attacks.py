@@ -22,7 +22,7 @@ from aiohttp import web
 
 from cod.car import header, write_car
 from cod.cid import CID, RAW
-from cod.errors import InputError
+from cod.errors import InputError, SpecError
 from cod.jobspec import Input, JobSpec
 from cod.local import prepare, run_prepared
 from cod.node.server import RunningNode, start_node
@@ -1019,14 +1019,11 @@ async def test_a_burst_of_holdings_requests_never_stalls_a_node_with_many_blobs(
         await node.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="SPEC 3: a CIDv0 is 'written in [CIDv1] form everywhere (spec, blob names, "
-                   "answers)', but JobSpec.from_dict keeps the Qm text: the node hashes a spec naming its dataset "
-                   "by CIDv0 under another job CID, does not find the dataset (offers are keyed by CIDv1), and "
-                   "answers 409 MissingBlobs naming the non-canonical Qm text (which SPEC 10.1 makes a "
-                   "requester drop the node for); fetchers then ask gateways for /ipfs/Qm..., not the CIDv1 text "
-                   "9.8 requires. Fix: canonicalize cid fields in cod/jobspec.py from_dict (outside Stage 6 files)")
-async def test_a_spec_naming_a_dataset_by_cidv0_is_read_as_its_cidv1(tmp_path: Path,
-                                                                     http: aiohttp.ClientSession) -> None:
+async def test_a_spec_naming_a_dataset_by_cidv0_is_refused_naming_its_cidv1(tmp_path: Path,
+                                                                            http: aiohttp.ClientSession) -> None:
+    """SPEC 2: a CID field holds canonical CIDv1 text. A spec naming a dataset by its CIDv0
+    would hash under another job CID and miss the dataset (offers are keyed by CIDv1): it is
+    refused, with the CIDv1 to write instead, by the library and by a node (400)."""
     import base58
 
     data = tmp_path / "ds"
@@ -1041,10 +1038,20 @@ async def test_a_spec_naming_a_dataset_by_cidv0_is_read_as_its_cidv1(tmp_path: P
         by_v1 = JobSpec(module=module, inputs=(Input(cid=str(v1), path="/inputs"),))
         document = by_v1.to_dict()
         document["inputs"][0]["cid"] = v0
-        assert JobSpec.from_dict(document).cid == by_v1.cid
+        with pytest.raises(SpecError) as refused:
+            JobSpec.from_dict(document)
+        assert refused.value.field == "inputs[0].cid" and str(v1) in (refused.value.hint or "")
+        document["inputs"][0]["cid"] = str(v1).upper()  # another spelling of the same CID
+        with pytest.raises(SpecError):
+            JobSpec.from_dict(document)
+        document["inputs"][0]["cid"] = v0
         async with http.post(f"{node.url}/v1/jobs", json={"spec": document}) as resp:
             body = await resp.json()
-        assert resp.status in (200, 202), body
+        assert resp.status == 400 and body["error"] == "SpecError" and str(v1) in body["hint"], body
+        document["inputs"][0]["cid"] = str(v1)
+        async with http.post(f"{node.url}/v1/jobs?wait=true", json={"spec": document}) as resp:
+            body = await resp.json()
+        assert resp.status == 200 and body["state"] == "done", body
     finally:
         await node.stop()
 
@@ -1529,13 +1536,6 @@ async def test_a_local_run_never_takes_a_hostile_gateway_s_bytes_into_the_store(
     assert not store.has(hello_cid) and not store.has(wanted) and not store.has(module_cid(other))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SPEC 11 step 1 ranks nodes by how many of the job's CIDs they hold before their record: a cheater that "
-    "holds the job's module (it ran it once: every node that runs a job keeps its module) or merely claims "
-    "to (holdings are self-reported) is asked before an honest node with a clean record that holds less, in "
-    "every run, however often it disagreed; so every run without --quorum it joins ends in mismatch and the "
-    "reputation order never keeps it out. Holdings should only break ties among nodes of equal standing (or "
-    "count for nothing once a node disagreed): a change to verifier/verify.py _candidates and SPEC 11"))
 @pytest.mark.parametrize("lies", [False, True])
 async def test_a_cheater_lying_in_holdings_is_not_asked_first_for_ever(tmp_path: Path, records: Any,
                                                                        http: aiohttp.ClientSession, lies: bool) -> None:

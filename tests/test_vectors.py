@@ -19,7 +19,7 @@ import pytest
 from cod import CodError, Engine, JobSpec, cid_of_tree, module_cid, run
 from cod.wasm.entropy import RandomStream
 
-from .helpers import VECTORS, ipfs_car_cid, js_unixfs_cid, load_vector, vector_names
+from .helpers import VECTORS, ipfs_car_cid, js_unixfs_cid, load_vector, vector_modules, vector_names
 
 
 def _has_empty_dir(root: Path) -> bool:
@@ -48,13 +48,15 @@ def test_vector(name: str, engine: Engine, tmp_path: Path) -> None:
     out = tmp_path / "results"
     if "error" in expect:
         with pytest.raises(CodError) as info:
-            run(spec, wasm, sources, out, engine)
+            run(spec, wasm, sources, out, engine, modules=vector_modules(vector))
         assert type(info.value).__name__ == expect["error"]
         assert info.value.code == expect["exit_code"]
         assert not out.exists()
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cod-")]  # nothing half-written
         return
-    result = run(spec, wasm, sources, out, engine)
+    modules = vector_modules(vector)
+    assert all(module_cid(data) == cid for cid, data in modules.items()), f"{name}: a library changed"
+    result = run(spec, wasm, sources, out, engine, modules=modules)
     assert (result.exit_code, result.trap, result.fuel_used) == (
         expect["exit_code"], expect["trap"], expect["fuel_used"])
     assert (out / "stdout").read_text("utf-8", "replace") == expect["stdout"]
@@ -125,3 +127,26 @@ def test_modules_rebuild_byte_identically() -> None:
                           timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "byte-identically" in proc.stdout
+
+
+def _mix(a: int, b: int) -> int:
+    """mathlib's mix, from its description (boost's hash_combine shape in u32 arithmetic)."""
+    mask = 0xFFFFFFFF
+    x = (a * 2654435761) & mask
+    x ^= (b + 0x9E3779B9 + ((x << 6) & mask) + (x >> 2)) & mask
+    return x % 1000003
+
+
+def test_linked_vector_follows_its_library() -> None:
+    vector = load_vector("linked")
+    say = "mathlib: 12 squared is 144\n"
+    assert vector["expect"]["stdout"] == (f"mix(3, 4) = {_mix(3, 4)}\nmix(-1, 2147483647) = {_mix(-1, 2147483647)}\n"
+                                          f"{say}say wrote {len(say)} bytes\n")
+    # the command's source names the library's CID, and so its bytes commit to the library
+    library = module_cid((VECTORS / "mathlib.wasm").read_bytes())
+    assert vector["modules"] == {library: "mathlib.wasm"}
+    assert library.encode() in (VECTORS / "mixer.wasm").read_bytes()
+    assert f'#define MATHLIB "{library}"' in (VECTORS / "src" / "mixer.c").read_text()
+    missing = load_vector("linked-missing")
+    assert missing["spec"]["module"] == vector["spec"]["module"]
+    assert missing["expect"] == {"error": "MissingModules", "exit_code": 4}

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from cod import CodError, Engine, Input, JobSpec, Limits, cid_of_tree, module_cid, run
 
-from .helpers import VECTORS, load_vector, vector_names
+from .helpers import VECTORS, load_vector, vector_modules, vector_names
 
 FSPROG = (VECTORS / "fsprog.wasm").read_bytes()
 TMPFS = Path("/dev/shm")
@@ -85,10 +85,11 @@ ops = st.one_of(
 programs = st.lists(ops, min_size=1, max_size=25).map(lambda lines: "\n".join(lines) + "\n")
 
 
-def _run_on(engine: Engine, spec: JobSpec, wasm: bytes, sources: dict[str, str], out: Path) -> tuple[str, str]:
+def _run_on(engine: Engine, spec: JobSpec, wasm: bytes, sources: dict[str, str], out: Path,
+            modules: dict[str, bytes] | None = None) -> tuple[str, str]:
     """(result CID, stdout), or ("error", the CodError's class) when the run has no result."""
     try:
-        result = run(spec, wasm, sources, out, engine)
+        result = run(spec, wasm, sources, out, engine, modules=modules)
     except CodError as err:
         return "error", type(err).__name__
     return result.result_cid, (out / "stdout").read_text("utf-8", "replace")
@@ -151,7 +152,8 @@ def test_vectors_agree_on_ext4_and_tmpfs(name: str, engine: Engine, two_hosts: t
     spec = JobSpec.from_dict(vector["spec"])
     wasm = (VECTORS / vector["module"]).read_bytes()
     sources = {item.path: str(VECTORS / vector["inputs"][item.path]) for item in spec.inputs}
-    on_ext4, on_tmpfs = (_run_on(engine, spec, wasm, sources, root / "out") for root in two_hosts)
+    modules = vector_modules(vector)
+    on_ext4, on_tmpfs = (_run_on(engine, spec, wasm, sources, root / "out", modules) for root in two_hosts)
     assert on_ext4 == on_tmpfs
     expect = vector["expect"]
     assert on_ext4[0] == ("error" if "error" in expect else expect["result_cid"])

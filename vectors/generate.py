@@ -69,11 +69,25 @@ VECTORS: dict[str, dict[str, Any]] = {
                        "readdir, 255-deep directories and renames past the limits, long names",
         "module": "fsprog.wasm", "inputs": {"/inputs": "data/fsprog"},
     },
+    "linked": {
+        "description": "imports mix and say from the library mathlib by its CID (SPEC 5.4); say writes to stdout "
+                       "through the library's own memory",
+        "module": "mixer.wasm", "modules": ["mathlib.wasm"],
+    },
+    "linked-missing": {
+        "description": "the same command without its library: refused before running (MissingModules)",
+        "module": "mixer.wasm",
+    },
     "sha256": {
         "description": "compute-heavy: SHA-256 of 64 MiB of xorshift64 data generated in the module",
         "module": "sha256.wasm", "args": ["64"],
     },
 }
+
+
+def modules_for(vector: dict[str, Any]) -> dict[str, str]:
+    """The vector's libraries (SPEC 5.4) by CID: file names under vectors/."""
+    return {module_cid((HERE / name).read_bytes()): name for name in vector.get("modules", [])}
 
 
 def spec_for(name: str, vector: dict[str, Any]) -> tuple[JobSpec, bytes, dict[str, str]]:
@@ -109,13 +123,15 @@ def main() -> int:
             "description": vector["description"],
             "module": vector["module"],
             "inputs": vector.get("inputs", {}),
+            **({"modules": modules_for(vector)} if "modules" in vector else {}),
             "spec": spec.to_dict(),
             "job_cid": str(spec.cid),
             "profile": engine.profile,
         }
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                result = run(spec, wasm, sources, Path(tmp) / "results", engine)
+                modules = {cid: (HERE / path).read_bytes() for cid, path in modules_for(vector).items()}
+                result = run(spec, wasm, sources, Path(tmp) / "results", engine, modules=modules)
             except CodError as exc:
                 record["expect"] = {"error": type(exc).__name__, "exit_code": exc.code}
             else:

@@ -209,6 +209,9 @@ class _Uploads:
                                     "requester", "send the job to nodes that offer it (GET /v1/holdings)")
                 await client.put(cid, self.job.wasm, car=False, on_bytes=sent)
                 continue
+            if cid in self.job.modules:  # a module the job's module imports by CID (SPEC 5.4)
+                await client.put(cid, self.job.modules[cid], car=False, on_bytes=sent)
+                continue
             paths = [item.path for item in spec.inputs if item.cid == cid]
             if cid == spec.output_base:  # the output base travels as a CAR, like an input
                 paths.append(spec.outputs)
@@ -330,13 +333,15 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
 
 
 def content_of(job: PreparedJob) -> tuple[list[str], set[str]]:
-    """The CIDs a job names (module, inputs, output base) in spec order, and those of them this
-    requester cannot upload (named by CID and not in its local store)."""
+    """The CIDs a job names (module, the modules it imports by CID as far as this requester
+    can see them, inputs, output base) in that order, and those of them this requester cannot
+    upload (named by CID and not in its local store)."""
     spec = job.spec
-    named = ([] if spec.engine == ENGINE_DOCKER else [spec.module]) + [i.cid for i in spec.inputs if i.cid]
+    named = ([] if spec.engine == ENGINE_DOCKER else [spec.module, *sorted(job.modules), *job.missing_modules])
+    named += [i.cid for i in spec.inputs if i.cid]
     if spec.output_base:
         named.append(spec.output_base)
-    lacking = {i.cid for i in spec.inputs if i.cid and i.path not in job.sources}
+    lacking = {i.cid for i in spec.inputs if i.cid and i.path not in job.sources} | set(job.missing_modules)
     if spec.engine != ENGINE_DOCKER and not job.wasm:  # a module this requester has no bytes of (private)
         lacking.add(spec.module)
     if spec.output_base and spec.outputs not in job.sources:
@@ -369,12 +374,15 @@ async def _candidates(requester: Requester, urls: list[str], job: PreparedJob, r
     named, lacking = content_of(job)
     holdings = await asyncio.gather(*(client.holdings(named) for client, _ in found))
     held = {info.node_id: got for (_, info), got in zip(found, holdings)}
-    if job.spec.engine != ENGINE_DOCKER and not job.wasm:  # only nodes that offer the module can run it
+    unsent = ([job.spec.module] if job.spec.engine != ENGINE_DOCKER and not job.wasm else []) + list(
+        job.missing_modules)
+    if unsent:  # only nodes that offer the modules this requester has no bytes of can run the job
         for client, info in found:
-            if job.spec.module not in held[info.node_id]:
-                unreachable.append((client.url, f"does not offer the module {job.spec.module}, and this requester "
+            absent = [cid for cid in unsent if cid not in held[info.node_id]]
+            if absent:
+                unreachable.append((client.url, f"does not offer the module {absent[0]}, and this requester "
                                                 "has none of its bytes"))
-        found = [(client, info) for client, info in found if job.spec.module in held[info.node_id]]
+        found = [(client, info) for client, info in found if set(unsent) <= held[info.node_id]]
     if require_local:
         for client, info in found:
             if not set(named) <= held[info.node_id]:
@@ -390,10 +398,11 @@ async def _candidates(requester: Requester, urls: list[str], job: PreparedJob, r
     scores = {info.node_id: records.score(info.node_id) for _, info in found}
 
     def rank(pair: tuple[NodeClient, NodeInfo]) -> tuple[bool, int, int, str]:
-        # SPEC 11 step 1: nodes holding what this requester cannot upload, then by how much of the
-        # job they hold, then by reputation
-        has = held[pair[1].node_id]
-        return (not lacking <= has, -len(has), -scores[pair[1].node_id], pair[1].node_id)
+        # SPEC 11 step 1: nodes holding what this requester cannot upload, then nodes whose record
+        # is not negative (holdings are self-reported: a cheater never buys its place with them),
+        # then by how much of the job they hold, then by reputation
+        has, score = held[pair[1].node_id], scores[pair[1].node_id]
+        return (not lacking <= has, score < 0, -len(has), -score, pair[1].node_id)
 
     ordered_profiles = sorted(by_profile, key=lambda p: (-len(by_profile[p]),
                                                           -sum(scores[i.node_id] for _, i in by_profile[p]), p))
@@ -449,7 +458,7 @@ async def _attempt_once(client: NodeClient, answer: Answer, uploads: _Uploads, s
                         deadline: float, events: Events) -> Answer:
     loop = asyncio.get_running_loop()
     backoff = 0.25
-    uploaded = False
+    uploaded: set[str] = set()  # a node finds a module's dependencies once it holds the module
 
     def state(name: str, detail: str = "") -> None:
         events.node(answer.node_id, answer.url, name, detail)
@@ -469,11 +478,11 @@ async def _attempt_once(client: NodeClient, answer: Answer, uploads: _Uploads, s
                 await asyncio.sleep(wait)
                 backoff *= 2
             except MissingBlobs as lacking:  # submit first: a node that has the blobs needs no upload
-                if uploaded:
+                if uploaded.issuperset(lacking.missing):
                     raise
                 state(UPLOADING, f"{len(lacking.missing)} blob(s)")
                 await uploads.upload(client, lacking.missing)
-                uploaded = True
+                uploaded.update(lacking.missing)
         return accept(answer, job, job_cid)
     except BadSignature as exc:
         answer.signature_valid, answer.result_cid, answer.error = False, None, str(exc)

@@ -148,7 +148,7 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
                              resolve=lookup)
     else:
         job = prepare(module, list(args), inputs=list(inputs), env=list(env), seed=seed, entry_point=entry_point,
-                      resolve=lookup if networked else _resolver(),
+                      resolve=lookup if networked else _resolver(), remote=networked,
                       limits=limits, outputs=outputs, output_base=output_base)
     if dry_run:
         _dry_run(job, module, args, inputs, env, seed, entry_point, outputs, output_base, engine, limits, verify_n,

@@ -27,12 +27,13 @@ from .. import __version__
 from ..car import car_bytes, write_car
 from ..cid import CID
 from ..docker import DockerEngine
-from ..errors import (CapExceeded, CIDError, CodError, EngineUnavailable, InputError, NodeError, NotFound,
-                      SpecError)
+from ..errors import (CapExceeded, CIDError, CodError, EngineUnavailable, InputError, MissingModules, ModuleError,
+                      NodeError, NotFound, SpecError)
 from ..identity import Identity
 from ..jobspec import ENGINE_DOCKER, JobSpec
 from ..statement import Statement
 from ..unixfs import cid_of_tree
+from ..wasm import linking
 from ..wasm.engine import profile_id, wasmtime_version
 from ..resultsdir import remove_tree, staging_prefix
 from . import joblog, openapi
@@ -237,19 +238,26 @@ class Node:
 
     async def _gather(self, spec: JobSpec) -> dict[str, str]:
         """The job's sources, after fetching what it lacks from peers and gateways; raises
-        MissingBlobs for what none of them gave."""
-        try:  # in a thread: a dataset's fingerprint and a private module's hash take a while
-            return await asyncio.to_thread(self._sources, spec)
-        except MissingBlobs as lacking:
-            if not self.fetcher.sources:
-                raise
-            await self.fetcher.fetch_all(lacking.missing)
+        MissingBlobs for what none of them gave. A fetched module may name modules by CID that
+        could not be seen before (SPEC 5.4), so this repeats while each round fetches a CID
+        not asked for before (at most linking.MAX_DEPTH + 1 rounds)."""
+        asked: set[str] = set()
+        for _ in range(linking.MAX_DEPTH + 1):
+            try:  # in a thread: a dataset's fingerprint, a private module's hash, a closure take a while
+                return await asyncio.to_thread(self._sources, spec)
+            except MissingBlobs as lacking:
+                new = [cid for cid in lacking.missing if cid not in asked]
+                if not self.fetcher.sources or not new:
+                    raise
+                asked.update(new)
+                await self.fetcher.fetch_all(new)
         return await asyncio.to_thread(self._sources, spec)
 
     def _sources(self, spec: JobSpec) -> dict[str, str]:
         missing = []
         if spec.engine != ENGINE_DOCKER and self._module(spec.module) is None:
             missing.append(spec.module)
+        missing.extend(self._dependency_blobs(spec)[1])
         sources: dict[str, str] = {}
         for item in spec.inputs:
             if item.local is not None:
@@ -308,6 +316,37 @@ class Node:
             lists = {name: [cid for cid in cids if cid in keep] for name, cids in lists.items()}
         truncated = any(len(cids) > MAX_HOLDINGS for cids in lists.values())
         return {**{name: cids[:MAX_HOLDINGS] for name, cids in lists.items()}, "truncated": truncated}
+
+    def _dependency_blobs(self, spec: JobSpec) -> tuple[dict[str, str], list[str]]:
+        """The modules the job's module imports by CID (SPEC 5.4), resolved from stored blobs:
+        (blob path by CID of those held, CIDs of those missing, as far as they can be found
+        from what is held). A closure that is wrong in another way is left to the executor,
+        which refuses the job and says why."""
+        module = self._module(spec.module) if spec.engine != ENGINE_DOCKER else None
+        paths: dict[str, str] = {}
+        if module is None:
+            return paths, []
+
+        def resolve(cid: str) -> bytes | None:
+            path = self._module(cid)
+            if path is None:
+                return None
+            try:
+                found = path.read_bytes()
+            except OSError:  # removed meanwhile: missing
+                return None
+            paths[cid] = str(path)
+            return found
+
+        try:
+            linking.closure(module.read_bytes(), resolve)
+        except OSError:
+            return paths, [spec.module]
+        except MissingModules as exc:
+            return paths, exc.missing
+        except ModuleError:
+            pass
+        return paths, []
 
     def _local(self, path: str) -> Path:
         real = Path(path).resolve()
@@ -398,8 +437,9 @@ class Node:
         executor stages beside it and renames). What a crashed, cancelled or killed run left
         is removed here (and, after a kill of the node, by the restart)."""
         try:
+            modules, _ = await asyncio.to_thread(self._dependency_blobs, spec)
             outcome = await self.pool.run(spec.canonical_bytes().decode(), module, sources, out,
-                                          spec.limits.timeout_ms / 1000)
+                                          spec.limits.timeout_ms / 1000, modules)
         except asyncio.CancelledError:
             await asyncio.to_thread(self._remove_staging, out)
             raise

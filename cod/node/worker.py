@@ -1,5 +1,9 @@
 """An executor process: reads one JSON request a line on stdin, answers one JSON line.
 
+A request names the spec, the module's blob, the input directories (``sources``), the
+results directory (``out``) and, for a module that imports modules by CID, ``modules``: the
+blob path of each dependency by CIDv1 text (SPEC 5.4).
+
 Started by the node's Pool as `python -m cod.node.worker CACHE_DIR NODE_PID`; it keeps one
 Engine (and so one module cache in memory) for its whole life. It dies with its node: the
 kernel sends it SIGKILL when the node dies (PR_SET_PDEATHSIG), and if the node died before
@@ -38,8 +42,9 @@ def handle(engine: Engine, line: str) -> dict[str, Any]:
     """The answer to one request line: a result, or an error (never an exception)."""
     try:
         request = json.loads(line)
+        modules = {cid: Path(path).read_bytes() for cid, path in request.get("modules", {}).items()}
         result = run(JobSpec.from_json(request["spec"]), Path(request["module"]).read_bytes(), request["sources"],
-                     request["out"], engine)
+                     request["out"], engine, modules=modules)
     except CodError as exc:
         return _error(exc)
     except Exception as exc:  # a bug or a host fault fails this job, never the executor

@@ -33,7 +33,7 @@ from ..limits import MAX_PATH_BYTES
 from ..resultsdir import (DIR_MODE, FILE_MODE, RESULT_ENTRIES, check_destination, fix_modes, install,
                           remove_tree, staging_prefix)
 from ..unixfs import Importer, module_cid, mount_file, mount_root
-from . import hostcall, memory
+from . import hostcall, linking, memory
 from .engine import Engine, table_minimums
 from .entropy import RandomStream, VirtualClock
 from .vfs import MAX_OUTPUT_COMPONENTS, Budget, FileSystem, Mount
@@ -41,9 +41,10 @@ from .wasi import ProcExit, Stream, Wasi, check_imports
 
 TRAP_EXIT_CODE = 134
 WASM_PAGE = 65536
-MAX_INSTANCES = 1  # the job's module; host functions are not instances
-MAX_TABLES = 8  # LLVM (C, C++, Rust) emits one table; wasm-bindgen-style code two
-MAX_MEMORIES = 1  # multi-memory is off
+MAX_INSTANCES = linking.MAX_MODULES  # the job's module and its closure; host functions are not instances
+MAX_TABLES = 8  # per module: LLVM (C, C++, Rust) emits one table; wasm-bindgen-style code two
+MAX_STORE_TABLES = MAX_TABLES + linking.MAX_CLOSURE_TABLES  # the root's and its dependencies'
+MAX_MEMORIES = linking.MAX_MODULES  # multi-memory is off: at most one a module
 NOT_PORTABLE = {
     wasmtime.TrapCode.STACK_OVERFLOW: ("stack-overflow", "the wasm stack overflowed; its depth is machine-dependent"),
     wasmtime.TrapCode.INTERRUPT: ("timeout", "the wall-clock safety timeout fired"),
@@ -69,8 +70,12 @@ def run(
     inputs: Mapping[str, str | os.PathLike[str]],
     output_dir: str | os.PathLike[str],
     engine: Engine,
+    modules: Mapping[str, bytes] | None = None,
 ) -> RunResult:
     """Run ``spec`` with module bytes ``wasm`` and leave its results at ``output_dir``.
+
+    ``modules`` gives the bytes of the modules ``wasm`` imports by CID (SPEC 5.4), keyed by
+    CID text; each is checked against its CID, and a missing one is MissingModules.
 
     ``inputs`` maps each input's mount path to a host directory; for an input named by CID
     the caller vouches that the directory hashes to it (see :func:`cod.unixfs.cid_of_tree`). ``output_dir``
@@ -93,6 +98,7 @@ def run(
     check_imports(module)
     _check_exports(module, spec)
     _check_tables(wasm, spec)
+    linked = _link(wasm, module, modules, engine, spec)
     staging = _make_staging(destination)
     empty: Path | None = None
     try:
@@ -100,7 +106,7 @@ def run(
             empty = _make_staging(destination)
             mounts += [Mount(parent, os.fsencode(empty), writable=False, files=files)
                        for parent, files in sorted(file_inputs.items())]
-        exit_code, trap, fuel_used = _execute(spec, module, engine, mounts, staging, base)
+        exit_code, trap, fuel_used = _execute(spec, module, engine, mounts, staging, base, linked)
         result_cid = _finish(staging, exit_code, trap)
         install(staging, destination)
     except CodError:
@@ -122,9 +128,21 @@ def run(
     )
 
 
+def _link(wasm: bytes, module: wasmtime.Module, modules: Mapping[str, bytes] | None, engine: Engine,
+          spec: JobSpec) -> linking.Checked | None:
+    """The module's closure, resolved from ``modules`` and checked (SPEC 5.4); None without
+    CID imports. Raises ModuleError (MissingModules) before anything runs."""
+    found = linking.closure(wasm, linking.resolver(modules))
+    if not found.order:
+        return None
+    for cid in found.order:
+        _check_tables(found.modules[cid], spec, f"dependency {cid}")
+    return linking.check(wasm, module, found, engine, spec.limits.memory_bytes)
+
+
 def _execute(
     spec: JobSpec, module: wasmtime.Module, engine: Engine, mounts: list[Mount], staging: Path,
-    base: bytes | None = None,
+    base: bytes | None = None, linked: linking.Checked | None = None,
 ) -> tuple[int, str | None, int]:
     """Instantiate (running any start function) and call the entry point: (exit code, trap, fuel).
 
@@ -154,15 +172,15 @@ def _execute(
     if engine.fuel:
         store.set_fuel(limits.fuel)
     store.set_limits(memory_size=limits.memory_bytes, table_elements=limits.table_elements,
-                     instances=MAX_INSTANCES, tables=MAX_TABLES, memories=MAX_MEMORIES)
+                     instances=MAX_INSTANCES, tables=MAX_STORE_TABLES, memories=MAX_MEMORIES)
     if engine.epochs:
         store.set_epoch_deadline(engine.ticks_for(limits.timeout_ms))
     linker = wasmtime.Linker(engine.engine)
     wasi.define(linker, engine.functypes)
-    with memory.watch() as refused:
+    with memory.watch() as refused, memory.shared_limit(limits.memory_bytes):
         try:
             try:
-                outcome = _call(spec, module, store, linker, wasi)
+                outcome = _call(spec, module, store, linker, wasi, engine, linked)
             finally:
                 wasi.close()
         except CodError as exc:
@@ -174,12 +192,15 @@ def _execute(
 
 
 def _call(
-    spec: JobSpec, module: wasmtime.Module, store: wasmtime.Store, linker: wasmtime.Linker, wasi: Wasi
+    spec: JobSpec, module: wasmtime.Module, store: wasmtime.Store, linker: wasmtime.Linker, wasi: Wasi,
+    engine: Engine, linked: linking.Checked | None = None,
 ) -> tuple[int, str | None]:
-    """Run the start function and the entry point under one set of rules: (exit code, trap)."""
+    """Run the start functions and the entry point under one set of rules: (exit code, trap)."""
     instantiated = False
     try:
         with hostcall.reraise_pending():
+            if linked is not None:
+                _instantiate_closure(linked, store, linker, wasi, engine)
             instance = linker.instantiate(store, module)  # runs the start function, if any
             instantiated = True
             exports = instance.exports(store)
@@ -204,6 +225,23 @@ def _call(
     except Exception as exc:  # wasmtime-py or Python itself failed: not the guest's outcome
         raise Indeterminate("host-fault", _describe(exc)) from exc
     return 0, None
+
+
+def _instantiate_closure(linked: linking.Checked, store: wasmtime.Store, linker: wasmtime.Linker, wasi: Wasi,
+                         engine: Engine) -> None:
+    """Instantiate the dependencies in the closure's order (running their start functions), each
+    with its own Linker whose WASI functions work on its own memory; define the root's CID
+    imports on ``linker``."""
+    found = linked.closure
+    instances: dict[str, wasmtime.Instance] = {}
+    for cid in found.order:
+        own = wasmtime.Linker(engine.engine)
+        wasi.define_own(own, engine.functypes, linked.wasi_imports[cid])
+        for name in found.imports[cid]:
+            own.define_instance(store, name, instances[found.names[name]])
+        instances[cid] = own.instantiate(store, linked.compiled[cid])
+    for name in found.imports[linking.ROOT]:
+        linker.define_instance(store, name, instances[found.names[name]])
 
 
 def _no_host_refusal(refusal: str | None, cause: BaseException | None) -> None:
@@ -346,17 +384,17 @@ def _check_exports(module: wasmtime.Module, spec: JobSpec) -> None:
         )
 
 
-def _check_tables(wasm: bytes, spec: JobSpec) -> None:
+def _check_tables(wasm: bytes, spec: JobSpec, what: str = "module") -> None:
     """Refuse, before anything runs, a module with too many tables or a table too large."""
     minimums = table_minimums(wasm)
     if minimums is None:
         return  # an encoding read only by wasmtime: its instantiation applies the same limits
     if len(minimums) > MAX_TABLES:
-        raise ModuleError(f"module defines {len(minimums)} tables, over cod's limit of {MAX_TABLES}")
+        raise ModuleError(f"{what} defines {len(minimums)} tables, over cod's limit of {MAX_TABLES}")
     for n, minimum in enumerate(minimums):
         if minimum > spec.limits.table_elements:
             raise ModuleError(
-                f"module declares table {n} with {minimum} initial elements, over the limit of "
+                f"{what} declares table {n} with {minimum} initial elements, over the limit of "
                 f"{spec.limits.table_elements}",
                 "raise limits.table_elements in the spec",
             )

@@ -57,11 +57,23 @@ _NEXT = [1]
 _LOCK = threading.Lock()
 
 
-class _Memory:
-    """One mapping: ``capacity`` usable bytes then a guard, of which ``size`` are accessible."""
+_BUDGET = threading.local()
 
-    def __init__(self, base: int, size: int, capacity: int, mapped: int) -> None:
+
+class _Memory:
+    """One mapping: ``capacity`` usable bytes then a guard, of which ``size`` are accessible.
+    ``budget`` (a one-item list of bytes left) is shared by every memory of one run."""
+
+    def __init__(self, base: int, size: int, capacity: int, mapped: int, budget: list[int] | None) -> None:
         self.base, self.size, self.capacity, self.mapped = base, size, capacity, mapped
+        self.budget = budget
+
+
+def _over_budget(what: str) -> int:
+    """The spec's limit on all memories together, not a host refusal: a wasmtime error to hand
+    back (``memory.grow`` returns -1), not recorded."""
+    error = ffi.wasmtime_error_new(ctypes.create_string_buffer(what.encode()))
+    return ctypes.cast(error, ctypes.c_void_p).value or 0
 
 
 def _refuse(what: str) -> int:
@@ -90,11 +102,16 @@ def _grow_memory(env: int, new_size: int) -> int:
         memory = _MEMORIES[env]
         if new_size <= memory.size:
             return 0
+        budget = memory.budget
+        if budget is not None and new_size - memory.size > budget[0]:
+            return _over_budget("the run's memories together would exceed limits.memory_bytes")
         if new_size > memory.capacity:
             return _refuse(f"linear memory cannot grow to {new_size} bytes in place (reserved {memory.capacity})")
         if _mprotect(memory.base + memory.size, new_size - memory.size, _PROT_RW) != 0:
             return _refuse(f"the host refused to commit linear memory from {memory.size} to {new_size} bytes: "
                            f"{_errno()}")
+        if budget is not None:
+            budget[0] -= new_size - memory.size
         memory.size = new_size
         return 0
     except BaseException as exc:  # never across Rust frames
@@ -111,6 +128,9 @@ def _free_memory(env: int) -> None:
 @ffi.wasmtime_new_memory_callback_t  # type: ignore[untyped-decorator]
 def _new_memory(env: int, ty: Any, minimum: int, maximum: int, reserved: int, guard: int, ret: Any) -> int:
     try:
+        budget = getattr(_BUDGET, "current", None)
+        if budget is not None and minimum > budget[0]:
+            return _over_budget("the run's memories together would exceed limits.memory_bytes")
         # a wasm32 memory never moves: room for its largest size (the engine's reservation
         # is 4 GiB already; this holds for any other setting too)
         capacity = max(reserved, minimum, min(maximum, WASM32_MAX_BYTES))
@@ -126,7 +146,9 @@ def _new_memory(env: int, ty: Any, minimum: int, maximum: int, reserved: int, gu
         with _LOCK:
             key = _NEXT[0]
             _NEXT[0] += 1
-        _MEMORIES[key] = _Memory(base, minimum, capacity, mapped)
+        if budget is not None:
+            budget[0] -= minimum
+        _MEMORIES[key] = _Memory(base, minimum, capacity, mapped, budget)
         out = ret.contents
         out.env = key
         out.get_memory = _get_memory
@@ -151,6 +173,18 @@ def watch() -> Iterator[Callable[[], str | None]]:
     """Around a run on this thread: yields a function telling the first host refusal, if any."""
     _REFUSED.what = None
     yield lambda: getattr(_REFUSED, "what", None)
+
+
+@contextmanager
+def shared_limit(total: int) -> Iterator[None]:
+    """Around a run on this thread: the linear memories it creates hold at most ``total`` bytes
+    together (SPEC 5.3, 5.4); a creation or growth past that fails as the store limit does."""
+    previous = getattr(_BUDGET, "current", None)
+    _BUDGET.current = [total]
+    try:
+        yield
+    finally:
+        _BUDGET.current = previous
 
 
 def live() -> int:

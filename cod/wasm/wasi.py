@@ -28,6 +28,7 @@ from ..errors import CodError, ImportRefused, Indeterminate
 from ..limits import MAX_FILE_SIZE, MAX_IOVECS
 from . import abi, hostcall
 from .entropy import RandomStream, VirtualClock
+from .linking import cid_name
 from .vfs import (
     MAX_IO_BYTES,
     MAX_OPEN_FDS,
@@ -140,9 +141,12 @@ class ProcExit(Exception):
 
 
 def check_imports(module: wasmtime.Module) -> None:
-    """Refuse a module that imports anything cod does not provide exactly."""
+    """Refuse a module that imports anything cod does not provide exactly. Imports from a
+    module named by CID are left to :mod:`cod.wasm.linking` (SPEC 5.4)."""
     for imp in module.imports:
         name = imp.name or ""
+        if imp.module != abi.MODULE and cid_name(imp.module) is not None:
+            continue
         if imp.module != abi.MODULE:
             why = "wasi-threads is not available: jobs are single-threaded" if imp.module == "wasi" else (
                 "only wasi_snapshot_preview1 is provided"
@@ -216,6 +220,28 @@ class Wasi:
         """Define every preview1 function on ``linker``; ``types`` come from the linker's engine."""
         for name, ty in types.items():
             hostcall.define(linker, abi.MODULE, name, ty, _SIGNATURES[name], self._wrap(name, getattr(self, name)))
+
+    def define_own(self, linker: wasmtime.Linker, types: dict[str, FuncType], names: tuple[str, ...]) -> None:
+        """Define the preview1 functions ``names`` on ``linker`` for a module linked by CID (SPEC
+        5.4): each call works on that module's own exported ``memory``, not the root's."""
+        slot: list[wasmtime.Memory | None] = [None]
+        for name in names:
+            hostcall.define(linker, abi.MODULE, name, types[name], _SIGNATURES[name],
+                            self._own_memory(self._wrap(name, getattr(self, name)), slot))
+
+    def _own_memory(self, fn: Callable[..., Any], slot: list[wasmtime.Memory | None]) -> Callable[..., Any]:
+        """``fn`` run with ``slot``'s memory as the guest memory (found through the caller on the
+        first call, as the root's is); the root's memory is back when it returns. Host
+        functions never call into wasm, so calls do not nest."""
+
+        def call(caller: wasmtime.Caller, *params: int) -> Any:
+            saved, self.memory = self.memory, slot[0]
+            try:
+                return fn(caller, *params)
+            finally:
+                slot[0], self.memory = self.memory, saved
+
+        return call
 
     @staticmethod
     def _wrap(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,0 +1,364 @@
+"""The module closure: the modules a job's module imports by CID, found, checked and ordered.
+
+A module may import functions from another module by naming that module's CID as the import
+module name, ``(import "bafkrei..." "mix" (func ...))`` (C: ``__attribute__((import_module(
+"bafkrei...")))``). :func:`closure` resolves these names through a callback, checks each
+module's bytes against its name (``module_cid``), follows the dependencies' own CID imports
+and decides the one instantiation order (SPEC 5.4): depth-first post-order over the import
+declarations in the order of each module's import section, each CID once, the root last.
+
+Everything here reads the binary's import section only (no engine): a node finds the blobs a
+job lacks with it. What needs compiled modules (export types, WASI imports, memories) is
+checked by :func:`check` before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..cid import CID, DAG_PB, RAW, SHA2_256
+from ..errors import CIDError, ImportRefused, MissingModules, ModuleError
+from ..unixfs import module_cid
+from . import abi
+
+if TYPE_CHECKING:  # the engine (wasmtime) is needed to check a closure, not to resolve one
+    import wasmtime
+
+    from .engine import Engine
+
+MAX_MODULES = 64  # modules in one closure, the root included
+MAX_DEPTH = 16  # longest chain of imports from the root (the root's own imports have depth 1)
+MAX_CLOSURE_TABLES = 64  # tables defined by all modules of a closure together
+IMPORT_SECTION = 2
+MEMORY_SECTION = 5
+IMPORT_KINDS = {0: "function", 1: "table", 2: "memory", 3: "global", 4: "tag"}
+ROOT = ""  # the key of the root module in Closure.imports
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+Resolver = Callable[[str], "bytes | None"]
+
+
+@dataclass(frozen=True)
+class Closure:
+    """A root module's dependencies by CID (CIDv1 text, as ``module_cid`` gives it).
+
+    ``order`` is the instantiation order of the dependencies (the root comes after them);
+    ``imports`` maps each module (the root under ROOT) to the CID import names it declares,
+    as written, in the order of its import section, each once; ``names`` maps each such name
+    to the CID of the module it names.
+    """
+
+    modules: dict[str, bytes] = field(default_factory=dict)
+    order: tuple[str, ...] = ()
+    imports: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+
+
+def cid_name(name: str) -> str | None:
+    """The CIDv1 text an import module name names, or None when it is not a CID.
+
+    CIDv1 text (``b`` + base32) is taken as it is; a CIDv0 (``Qm...``, base58btc of a
+    sha2-256 multihash) names a dag-pb node, so it becomes the dag-pb CIDv1 of that multihash.
+    Any other name (``wasi_snapshot_preview1``, ``env``) is not a CID.
+    """
+    if len(name) == 46 and name.startswith("Qm"):
+        raw = _b58decode(name)
+        if raw is not None and len(raw) == 34 and raw[0] == SHA2_256 and raw[1] == 32:
+            return str(CID(DAG_PB, raw[2:]))
+        return None
+    if not name.startswith("b"):
+        return None
+    try:
+        return str(CID.parse(name))
+    except (CIDError, ValueError):
+        return None
+
+
+def _b58decode(text: str) -> bytes | None:
+    value = 0
+    for char in text:
+        digit = _B58.find(char)
+        if digit < 0:
+            return None
+        value = value * 58 + digit
+    body = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return b"\x00" * (len(text) - len(text.lstrip("1"))) + body
+
+
+def imports(wasm: bytes, what: str = "module") -> list[tuple[str, str, str]]:
+    """(module, name, kind) of each import, in the order of the import section.
+
+    Raises ModuleError for bytes that are not a core module or whose import section cannot be
+    read (``what`` names the module in the message).
+    """
+    if wasm[:4] != b"\x00asm" or wasm[4:8] != b"\x01\x00\x00\x00":
+        raise ModuleError(f"{what} is not a core WebAssembly module", "a dependency must be a wasm32 core module")
+    try:
+        return _read_imports(wasm)
+    except (IndexError, UnicodeDecodeError, ValueError) as exc:
+        raise ModuleError(f"{what} is malformed: its import section cannot be read ({type(exc).__name__})") from exc
+
+
+def _read_imports(wasm: bytes) -> list[tuple[str, str, str]]:
+    offset = 8
+    while offset < len(wasm):
+        section, offset = wasm[offset], offset + 1
+        size, offset = _leb(wasm, offset)
+        if section != IMPORT_SECTION:
+            if section not in (0, 1):  # sections after the import section: there is none
+                return []
+            offset += size
+            continue
+        end = offset + size
+        count, offset = _leb(wasm, offset)
+        found = []
+        for _ in range(count):
+            module, offset = _name(wasm, offset)
+            name, offset = _name(wasm, offset)
+            kind, offset = wasm[offset], offset + 1
+            if kind == 0:
+                _, offset = _leb(wasm, offset)
+            elif kind == 1:
+                offset = _limits(wasm, offset + 1)
+            elif kind == 2:
+                offset = _limits(wasm, offset)
+            elif kind == 3:
+                offset += 2
+            elif kind == 4:
+                _, offset = _leb(wasm, offset + 1)
+            else:
+                raise ValueError(f"import kind {kind}")
+            found.append((module, name, IMPORT_KINDS[kind]))
+        if offset > end:
+            raise IndexError("import section overrun")
+        return found
+    return []
+
+
+def _leb(data: bytes, offset: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[offset]
+        offset += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, offset
+        if shift > 63:
+            raise ValueError("LEB128 too long")
+
+
+def _name(data: bytes, offset: int) -> tuple[str, int]:
+    length, offset = _leb(data, offset)
+    if offset + length > len(data):
+        raise IndexError("name past the end")
+    return data[offset:offset + length].decode("utf-8"), offset + length
+
+
+def _limits(data: bytes, offset: int) -> int:
+    flags, offset = data[offset], offset + 1
+    _, offset = _leb(data, offset)
+    if flags & 1:
+        _, offset = _leb(data, offset)
+    return offset
+
+
+def closure(wasm: bytes, resolve: Resolver | None) -> Closure:
+    """Resolve every module ``wasm`` imports by CID, recursively, and order them (SPEC 5.4).
+
+    ``resolve(cid)`` gives the bytes of the module with that CIDv1 text, or None. Raises
+    ModuleError for a CID import that is not a function, bytes that do not hash to their
+    name, a cycle, a closure over MAX_MODULES modules or MAX_DEPTH deep, a dependency
+    importing anything but WASI and CIDs; and, when nothing else is wrong, MissingModules
+    naming every CID that could not be resolved (in the order they were met).
+    """
+    root_imports = _cid_imports(imports(wasm), "the module")
+    if not root_imports:
+        return Closure(imports={ROOT: ()})
+    names: dict[str, str] = {}
+    table: dict[str, tuple[str, ...]] = {ROOT: _names(root_imports, names)}
+    modules: dict[str, bytes] = {}
+    order: list[str] = []
+    missing: list[str] = []
+    state: dict[str, int] = {}  # 1: on the path from the root, 2: done
+    stack: list[tuple[str, int, list[str]]] = [(ROOT, 0, [names[n] for n in table[ROOT]])]
+    while stack:
+        key, depth, pending = stack[-1]
+        if not pending:
+            stack.pop()
+            if key != ROOT:
+                state[key] = 2
+                if key in modules:
+                    order.append(key)
+            continue
+        cid = pending.pop(0)
+        if state.get(cid) == 2:
+            continue
+        path = [k for k, _, _ in stack[1:]] + [cid]
+        if state.get(cid) == 1:
+            raise ModuleError(f"modules import each other in a cycle: {' -> '.join(path)}",
+                              "content-addressed modules cannot form a cycle: a resolver gave bytes "
+                              "that do not match their CID")
+        if depth + 1 > MAX_DEPTH:
+            raise ModuleError(f"module imports are nested deeper than {MAX_DEPTH}: {' -> '.join(path)}",
+                              f"keep chains of modules imported by CID within {MAX_DEPTH} levels")
+        if len(state) + 2 > MAX_MODULES:
+            raise ModuleError(f"the module closure holds more than {MAX_MODULES} modules",
+                              f"import at most {MAX_MODULES - 1} distinct modules by CID, directly or not")
+        state[cid] = 1
+        found = resolve(cid) if resolve is not None else None
+        if found is None:
+            missing.append(cid)
+            state[cid] = 2
+            continue
+        _check_bytes(cid, found)
+        own = _cid_imports(imports(found, f"dependency {cid}"), f"dependency {cid}", dependency=True)
+        modules[cid] = found
+        table[cid] = _names(own, names)
+        stack.append((cid, depth + 1, [names[n] for n in table[cid]]))
+    if missing:
+        raise MissingModules(missing, modules)
+    return Closure(modules=modules, order=tuple(order), imports=table, names=names)
+
+
+def _cid_imports(found: list[tuple[str, str, str]], owner: str, dependency: bool = False) -> list[str]:
+    """The CID import module names of one module, in import section order (repeats kept)."""
+    out = []
+    for module, name, kind in found:
+        if cid_name(module) is not None:
+            if kind != "function":
+                raise ModuleError(f"{owner} imports a {kind} ({module}::{name}) from a module by CID",
+                                  "only functions may be imported from modules named by CID")
+            out.append(module)
+        elif dependency and module != abi.MODULE:
+            raise ImportRefused(module, name, f"{owner} may import only {abi.MODULE} functions and modules by CID")
+    return out
+
+
+def _names(found: list[str], names: dict[str, str]) -> tuple[str, ...]:
+    """Each import module name once, in first-appearance order; ``names`` learns its CID."""
+    distinct: list[str] = []
+    for name in found:
+        if name not in distinct:
+            distinct.append(name)
+            names[name] = cid_name(name) or ""
+    return tuple(distinct)
+
+
+def _check_bytes(cid: str, wasm: bytes) -> None:
+    actual = module_cid(wasm)
+    if actual == cid:
+        return
+    if CID.parse(cid).codec == DAG_PB and CID.parse(actual).codec == RAW:
+        raise ModuleError(f"module {cid} was given bytes whose CID is {actual}: a CIDv0 (Qm...) names a dag-pb "
+                          f"node, and a module of at most 1 MiB is a raw block",
+                          f"import it by its CIDv1 {actual} (cod add FILE prints it)")
+    raise ModuleError(f"the bytes given for module {cid} hash to {actual}",
+                      "a module is named by the CID of its exact bytes: rebuild the importing module with the "
+                      "dependency's current CID")
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A closure whose modules compiled and whose imports match what they name."""
+
+    closure: Closure
+    compiled: dict[str, "wasmtime.Module"]
+    wasi_imports: dict[str, tuple[str, ...]]  # the WASI functions each dependency imports
+
+
+def check(root_wasm: bytes, root: "wasmtime.Module", found: Closure, engine: "Engine", memory_bytes: int) -> Checked:
+    """Compile every dependency (through the engine's cache) and check the closure as linked.
+
+    Raises ModuleError, before anything runs, when a dependency's WASI imports break the rules
+    the root is held to (SPEC 4.1), when a dependency that calls WASI exports no memory named
+    ``memory``, when a module imports a function its dependency does not export or exports
+    with another type, when the closure's tables are over MAX_CLOSURE_TABLES, or when the
+    memories' declared minimums together exceed ``memory_bytes``.
+    """
+    import wasmtime
+
+    from .engine import table_minimums
+    from .wasi import check_imports
+
+    compiled: dict[str, wasmtime.Module] = {ROOT: root}
+    wasi_imports: dict[str, tuple[str, ...]] = {}
+    tables = 0
+    initial = 0
+    for cid in found.order:
+        module = engine.module(found.modules[cid])
+        compiled[cid] = module
+        try:
+            check_imports(module)
+        except ImportRefused as exc:
+            raise ModuleError(f"dependency {cid}: {exc.message}", exc.hint) from exc
+        wasi_imports[cid] = tuple(sorted({i.name or "" for i in module.imports if i.module == abi.MODULE}))
+        exports = {e.name: e.type for e in module.exports}
+        memory = exports.get("memory")
+        if wasi_imports[cid] and not isinstance(memory, wasmtime.MemoryType):
+            raise ModuleError(f"dependency {cid} imports WASI functions but exports no memory named 'memory'",
+                              "WASI calls of a module work on its own exported memory")
+        minimums = table_minimums(found.modules[cid]) or []
+        tables += len(minimums)
+    for key, module in compiled.items():
+        initial += sum(memory_minimums(found.modules[key] if key != ROOT else root_wasm)) * 65536
+        for imp in module.imports:
+            target = found.names.get(imp.module)
+            if target is None:
+                continue
+            exports = {e.name: e.type for e in compiled[target].exports}
+            wanted, given = imp.type, exports.get(imp.name or "")
+            owner = "the module" if key == ROOT else f"dependency {key}"
+            if not isinstance(given, wasmtime.FuncType):
+                raise ModuleError(f"{owner} imports {imp.name!r} from {target}, which exports no such function",
+                                  "check the import name against the dependency's exports")
+            assert isinstance(wanted, wasmtime.FuncType)
+            if _sig(wanted) != _sig(given):
+                raise ModuleError(f"{owner} imports {imp.name!r} from {target} as {_show(wanted)}, but it is "
+                                  f"{_show(given)} there", "rebuild against the dependency's declaration")
+    if tables > MAX_CLOSURE_TABLES:
+        raise ModuleError(f"the dependencies define {tables} tables, over cod's limit of {MAX_CLOSURE_TABLES}")
+    if initial > memory_bytes:
+        raise ModuleError(f"the modules declare {initial} bytes of initial memory together, over the limit of "
+                          f"{memory_bytes}", "raise the limit with --memory")
+    return Checked(found, compiled, wasi_imports)
+
+
+def memory_minimums(wasm: bytes) -> list[int]:
+    """The declared minimum (in 64 KiB pages) of each memory the module defines (its memory
+    section). Call it only on a module the engine validated."""
+    offset = 8
+    while offset < len(wasm):
+        section, offset = wasm[offset], offset + 1
+        size, offset = _leb(wasm, offset)
+        if section != MEMORY_SECTION:
+            offset += size
+            continue
+        count, offset = _leb(wasm, offset)
+        minimums = []
+        for _ in range(count):
+            flags, offset = wasm[offset], offset + 1
+            minimum, offset = _leb(wasm, offset)
+            if flags & 1:
+                _, offset = _leb(wasm, offset)
+            minimums.append(minimum)
+        return minimums
+    return []
+
+
+def _sig(ty: "wasmtime.FuncType") -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return tuple(str(p) for p in ty.params), tuple(str(r) for r in ty.results)
+
+
+def _show(ty: "wasmtime.FuncType") -> str:
+    params, results = _sig(ty)
+    return f"({', '.join(params)}) -> ({', '.join(results)})"
+
+
+def resolver(modules: Mapping[str, bytes] | None) -> Resolver | None:
+    """A resolver over bytes by CIDv1 text (keys in any CID text form cod reads)."""
+    if not modules:
+        return None
+    table = {cid_name(k) or k: v for k, v in modules.items()}
+    return table.get
