@@ -95,7 +95,7 @@ async def test_the_verifier_uploads_the_closure(records: Records, engine: Engine
 
 
 def test_cod_run_names_a_library_it_cannot_resolve(tmp_path: Path) -> None:
-    # until cod run resolves modules from the local store, it refuses with the CID and the hint
+    # a library neither in the local store nor at a configured node: the CID and the hint
     from .test_cli import cod
 
     library = module_cid((VECTORS / "mathlib.wasm").read_bytes())

@@ -374,9 +374,10 @@ async def _candidates(requester: Requester, urls: list[str], job: PreparedJob, r
     named, lacking = content_of(job)
     holdings = await asyncio.gather(*(client.holdings(named) for client, _ in found))
     held = {info.node_id: got for (_, info), got in zip(found, holdings)}
-    unsent = ([job.spec.module] if job.spec.engine != ENGINE_DOCKER and not job.wasm else []) + list(
-        job.missing_modules)
-    if unsent:  # only nodes that offer the modules this requester has no bytes of can run the job
+    unsent = [cid for cid in ([job.spec.module] if job.spec.engine != ENGINE_DOCKER and not job.wasm else [])
+              + list(job.missing_modules) if any(cid in got for got in held.values())]
+    if unsent:  # modules this requester has no bytes of go only to the nodes that offer them (a
+        # private module); one no node holds is left to the nodes' peers and gateways (SPEC 9.8)
         for client, info in found:
             absent = [cid for cid in unsent if cid not in held[info.node_id]]
             if absent:
@@ -397,7 +398,7 @@ async def _candidates(requester: Requester, urls: list[str], job: PreparedJob, r
 
     scores = {info.node_id: records.score(info.node_id) for _, info in found}
 
-    def rank(pair: tuple[NodeClient, NodeInfo]) -> tuple[bool, int, int, str]:
+    def rank(pair: tuple[NodeClient, NodeInfo]) -> tuple[bool, bool, int, int, str]:
         # SPEC 11 step 1: nodes holding what this requester cannot upload, then nodes whose record
         # is not negative (holdings are self-reported: a cheater never buys its place with them),
         # then by how much of the job they hold, then by reputation

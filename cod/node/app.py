@@ -39,7 +39,7 @@ from ..resultsdir import remove_tree, staging_prefix
 from . import joblog, openapi
 from .blobs import BlobStore
 from .fetcher import Fetcher
-from .offers import Fingerprint, Offers
+from .offers import Dataset, Offers
 from .body import check_strings, parse_json
 from .caps import UPLOAD_CAPS, NodeCaps
 from .joblog import JobLog
@@ -242,6 +242,7 @@ class Node:
         could not be seen before (SPEC 5.4), so this repeats while each round fetches a CID
         not asked for before (at most linking.MAX_DEPTH + 1 rounds)."""
         asked: set[str] = set()
+        budget = self.fetcher.budget()  # all rounds together: at most the upload cap (SPEC 9.8)
         for _ in range(linking.MAX_DEPTH + 1):
             try:  # in a thread: a dataset's fingerprint, a private module's hash, a closure take a while
                 return await asyncio.to_thread(self._sources, spec)
@@ -250,7 +251,7 @@ class Node:
                 if not self.fetcher.sources or not new:
                     raise
                 asked.update(new)
-                await self.fetcher.fetch_all(new)
+                await self.fetcher.fetch_all(new, budget)
         return await asyncio.to_thread(self._sources, spec)
 
     def _sources(self, spec: JobSpec) -> dict[str, str]:
@@ -280,16 +281,16 @@ class Node:
             raise MissingBlobs(missing)
         return sources
 
-    def _stamps(self, spec: JobSpec, sources: dict[str, str]) -> dict[str, Fingerprint]:
+    def _stamps(self, spec: JobSpec, sources: dict[str, str]) -> dict[str, Dataset]:
         """The fingerprint of each dataset the job is given, by mount path."""
         return {item.path: stamp for item in spec.inputs if item.cid is not None and item.path in sources
                 and (stamp := self.offers.given(item.cid, sources[item.path])) is not None}
 
-    def _changed_datasets(self, spec: JobSpec, sources: dict[str, str], stamps: dict[str, Fingerprint]
+    def _changed_datasets(self, spec: JobSpec, sources: dict[str, str], stamps: dict[str, Dataset]
                           ) -> list[str]:
         """The dataset CIDs the job was given that changed since it was given them."""
         return [str(item.cid) for item in spec.inputs
-                if item.path in stamps and self.offers.changed(sources[item.path], stamps[item.path])]
+                if item.path in stamps and self.offers.changed(stamps[item.path])]
 
     def _module(self, cid: str) -> Path | None:
         """The module ``cid``: an uploaded or fetched blob, or a private module of this node."""
@@ -373,7 +374,7 @@ class Node:
         return public(self.job(job_cid))
 
     async def _run(self, job_cid: str, spec: JobSpec, sources: dict[str, str],
-                   stamps: dict[str, Fingerprint] | None = None) -> None:
+                   stamps: dict[str, Dataset] | None = None) -> None:
         out = self.results / job_cid
         started = time.monotonic()
         try:

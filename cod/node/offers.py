@@ -6,7 +6,10 @@ a fingerprint of the tree (every entry's path, type, size, inode and change time
 not followed). Before a job is given the dataset and again before its result is signed, the
 fingerprint is taken anew: a tree that changed is hashed again, and the CID it had is no
 longer offered; a job that ran while the tree changed fails (``DatasetChanged``) and signs
-nothing. So a dataset is never mounted under a stale CID.
+nothing. So a dataset is never mounted under a stale CID. An equal fingerprint is trusted
+only for entries whose times are older than the hash by RACY_NS (git's "racily clean" rule):
+on a file system whose timestamps tick coarsely, a same-size rewrite within one tick keeps
+every field, so a tree with such an entry is hashed again instead.
 
 A private module (``cod serve --private-module FILE``) runs for jobs that name its CID; it
 is advertised by that CID (its hash) but its bytes are never served.
@@ -18,6 +21,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from ..unixfs import Importer, module_cid
 log = logging.getLogger("cod.node.offers")
 
 Fingerprint = tuple[tuple[bytes, int, int, int, int, int], ...]
+RACY_NS = 2_000_000_000  # the coarsest timestamp tick trusted: FAT's 2 s (ext4 before 6.13: a jiffy)
 
 
 def fingerprint(root: Path) -> Fingerprint:
@@ -47,9 +52,32 @@ def fingerprint(root: Path) -> Fingerprint:
 
 @dataclass
 class Dataset:
+    """A tree as it was hashed: its CID, its fingerprint, and the host clock (ns) read just
+    before the fingerprint was taken (for the racy rule; never part of a result)."""
+
     path: Path
     cid: str
     stamp: Fingerprint
+    hashed_at_ns: int = 0
+
+    @property
+    def racy(self) -> bool:
+        """Whether an entry's mtime or ctime is not older than the hash by RACY_NS: a change
+        within that tick may have left its fingerprint as it was."""
+        edge = self.hashed_at_ns - RACY_NS
+        return any(entry[4] >= edge or entry[5] >= edge for entry in self.stamp)
+
+    def holds(self) -> bool:
+        """Whether the tree at ``path`` still is this dataset: an equal fingerprint, and, when
+        that cannot be trusted (:attr:`racy`), an equal CID hashed again. OSError if unreadable."""
+        if fingerprint(self.path) != self.stamp:
+            return False
+        if not self.racy:
+            return True
+        try:
+            return Offers._hash(self.path).cid == self.cid
+        except InputError:  # changing while hashed
+            return False
 
 
 class Offers:
@@ -91,10 +119,11 @@ class Offers:
     @staticmethod
     def _hash(path: Path) -> Dataset:
         for _ in range(3):  # a tree that changes while it is hashed is hashed again
+            clock = time.time_ns()
             before = fingerprint(path)
             cid = str(Importer().tree(path).cid)
             if fingerprint(path) == before:
-                return Dataset(path, cid, before)
+                return Dataset(path, cid, before, clock)
         raise InputError(f"dataset {str(path)!r} keeps changing while it is hashed", "serve it once it is still")
 
     def dataset(self, cid: str) -> Path | None:
@@ -105,7 +134,7 @@ class Offers:
             if found is None:
                 return None
             try:
-                if fingerprint(found.path) == found.stamp:
+                if fingerprint(found.path) == found.stamp and not found.racy:
                     return found.path
                 del self.datasets[cid]
                 fresh = self._hash(found.path)
@@ -113,22 +142,22 @@ class Offers:
                 log.warning("dataset %s (%s) is no longer offered: %s", found.path, cid, exc)
                 return None
             self.datasets[fresh.cid] = self._offered[fresh.cid, fresh.path] = fresh
-            log.warning("dataset %s changed: now %s, no longer %s", found.path, fresh.cid, cid)
+            if fresh.cid != cid:
+                log.warning("dataset %s changed: now %s, no longer %s", found.path, fresh.cid, cid)
             return fresh.path if fresh.cid == cid else None
 
-    def given(self, cid: str, path: str | os.PathLike[str]) -> Fingerprint | None:
-        """The fingerprint directory ``path`` had when it was offered as dataset ``cid`` (the
-        latest such offer), or None when it never was: a job given the dataset keeps it, and
+    def given(self, cid: str, path: str | os.PathLike[str]) -> Dataset | None:
+        """Directory ``path`` as it was when it was offered as dataset ``cid`` (the latest such
+        offer), or None when it never was: a job given the dataset keeps it, and
         :meth:`changed` compares the tree with it after the run."""
         with self._lock:
-            found = self._offered.get((cid, Path(path)))
-            return None if found is None else found.stamp
+            return self._offered.get((cid, Path(path)))
 
     @staticmethod
-    def changed(path: str | os.PathLike[str], stamp: Fingerprint) -> bool:
-        """Whether the tree at ``path`` differs from ``stamp`` (or can no longer be read)."""
+    def changed(given: Dataset) -> bool:
+        """Whether the tree differs from ``given`` (or can no longer be read)."""
         try:
-            return fingerprint(Path(path)) != stamp
+            return not given.holds()
         except OSError:
             return True
 
@@ -137,7 +166,7 @@ class Offers:
         with self._lock:
             found = self.datasets.get(cid)
             try:
-                return found is not None and fingerprint(found.path) == found.stamp
+                return found is not None and found.holds()
             except OSError:
                 return False
 
