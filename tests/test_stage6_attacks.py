@@ -788,11 +788,7 @@ async def test_a_node_lying_in_its_holdings_changes_only_the_order(tmp_path: Pat
             wanted = request.query.getall("cid", [])
             return web.json_response({"datasets": wanted, "private_modules": wanted, "modules": wanted,
                                       "blobs": wanted, "truncated": False})
-        async with http.request(request.method, cheat.url + request.path_qs, data=await request.read(),
-                                headers={k: v for k, v in request.headers.items()
-                                         if k.lower() in ("content-type", "accept")}) as resp:
-            return web.Response(body=await resp.read(), status=resp.status,
-                                headers={"Content-Type": resp.headers.get("Content-Type", "application/json")})
+        return await _forward(http, cheat.url, request)
 
     proxy.handler = answer
     await proxy.start()
@@ -1055,6 +1051,15 @@ async def test_a_spec_naming_a_dataset_by_cidv0_is_refused_naming_its_cidv1(tmp_
     finally:
         await node.stop()
 
+
+
+async def _forward(http: aiohttp.ClientSession, base: str, request: web.Request) -> web.Response:
+    """``request`` passed on to the node at ``base``, its answer passed back (a proxy's honest part)."""
+    async with http.request(request.method, base + request.path_qs, data=await request.read(),
+                            headers={k: v for k, v in request.headers.items()
+                                     if k.lower() in ("content-type", "accept")}) as resp:
+        return web.Response(body=await resp.read(), status=resp.status,
+                            headers={"Content-Type": resp.headers.get("Content-Type", "application/json")})
 
 def _cat_wat(name: str) -> str:
     """Opens ``name`` under fd 3 (following links), prints up to 4096 bytes of it, or exits
@@ -1447,11 +1452,7 @@ async def test_a_hostile_holdings_answer_is_only_an_empty_hint(tmp_path: Path, r
             if answer_kind == "slow":
                 await asyncio.sleep(7)  # past the 5 s a requester gives /v1/info and /v1/holdings
             return web.json_response({"datasets": [1, None, {"a": 1}], "blobs": "all", "modules": [[]]})
-        async with http.request(request.method, honest[1].url + request.path_qs, data=await request.read(),
-                                headers={k: v for k, v in request.headers.items()
-                                         if k.lower() in ("content-type", "accept")}) as resp:
-            return web.Response(body=await resp.read(), status=resp.status,
-                                headers={"Content-Type": resp.headers.get("Content-Type", "application/json")})
+        return await _forward(http, honest[1].url, request)
 
     proxy.handler = answer
     await proxy.start()
@@ -1554,11 +1555,7 @@ async def test_a_cheater_lying_in_holdings_is_not_asked_first_for_ever(tmp_path:
             wanted = request.query.getall("cid", [])
             return web.json_response({"datasets": [], "private_modules": [], "modules": wanted, "blobs": wanted,
                                       "truncated": False})
-        async with http.request(request.method, cheat.url + request.path_qs, data=await request.read(),
-                                headers={k: v for k, v in request.headers.items()
-                                         if k.lower() in ("content-type", "accept")}) as resp:
-            return web.Response(body=await resp.read(), status=resp.status,
-                                headers={"Content-Type": resp.headers.get("Content-Type", "application/json")})
+        return await _forward(http, cheat.url, request)
 
     proxy.handler = answer
     await proxy.start()

@@ -32,6 +32,7 @@ import wasmtime
 from ..errors import CacheError, EngineSettingError, ModuleError
 from ..jobspec import canonical_json
 from . import memory
+from .leb128 import read_u as _leb
 from .wasi import functypes
 
 WASI_CONTRACT = "cod-wasi-2"
@@ -264,18 +265,6 @@ def table_minimums(wasm: bytes) -> list[int] | None:
             minimums.append(minimum)
         return minimums
     return []
-
-
-def _leb(data: bytes, offset: int) -> tuple[int, int]:
-    """An unsigned LEB128 at ``offset``: (value, offset after it)."""
-    value = shift = 0
-    while True:
-        byte = data[offset]
-        offset += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, offset
 
 
 class ModuleCache:

@@ -22,6 +22,7 @@ from ..cid import CID, DAG_PB, RAW, SHA2_256
 from ..errors import CIDError, ImportRefused, MissingModules, ModuleError
 from ..unixfs import module_cid
 from . import abi
+from .leb128 import read_u as _leb
 
 if TYPE_CHECKING:  # the engine (wasmtime) is needed to check a closure, not to resolve one
     import wasmtime
@@ -134,19 +135,6 @@ def _read_imports(wasm: bytes) -> list[tuple[str, str, str]]:
             raise IndexError("import section overrun")
         return found
     return []
-
-
-def _leb(data: bytes, offset: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[offset]
-        offset += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, offset
-        if shift > 63:
-            raise ValueError("LEB128 too long")
 
 
 def _name(data: bytes, offset: int) -> tuple[str, int]:
