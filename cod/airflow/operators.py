@@ -1,0 +1,168 @@
+"""Airflow operators for cod: a thin shell over cod.local (prepare) and verifier.pipeline.
+
+- :class:`CodWasmRunOperator`: a WebAssembly job verified by N nodes (``verify=3``).
+- :class:`CodDockerRunOperator`: a docker job, run by one node and flagged unverifiable.
+- :class:`CodGetOperator`: the agreed results of an earlier job, downloaded and checked.
+
+Each returns a dict that Airflow pushes to XCom (``return_value``): ``job_cid``, ``outcome``,
+``result_cid``, ``verified``, ``verifiable``, ``groups``, ... A stage whose result was not
+verified (a mismatch, too few agreeing nodes, failures) fails its task; the log names every
+node's answer and the groups of nodes that signed each result CID.
+
+``module``, ``args``, ``inputs``, ``env``, ``seed``, ``image``, ``output_dir`` and ``job_cid``
+are templated, so ``inputs=["{{ ti.xcom_pull(task_ids='stage1')['result_cid'] }}:/inputs"]``
+mounts stage 1's results by CID (they are in this requester's content store, and nodes that
+lack them get them uploaded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException
+
+from ..errors import CodError
+from ..jobspec import Limits
+from ..local import PreparedJob, prepare, prepare_docker
+from ..store import lookup
+from .hooks import CodHook, CodNetwork
+
+DEFAULT_VERIFY = 3
+
+
+class _CodRun(BaseOperator):  # type: ignore[misc]  # Airflow's classes are untyped here
+    """What both run operators share: the network, the stage and its verdict."""
+
+    def __init__(self, *, inputs: Sequence[str] = (), env: Sequence[str] = (),
+                 limits: Mapping[str, int] | None = None, output_dir: str | None = None,
+                 cod_conn_id: str = CodHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.inputs = list(inputs)
+        self.env = list(env)
+        self.limits = dict(limits or {})
+        self.output_dir = output_dir
+        self.cod_conn_id = cod_conn_id
+
+    def _network(self) -> CodNetwork:
+        try:
+            return CodHook(self.cod_conn_id).get_conn()
+        except CodError as exc:
+            raise AirflowException(_text(exc)) from None
+
+    def _limits(self) -> Limits:
+        known = {f.name for f in fields(Limits)}
+        unknown = sorted(set(self.limits) - known)
+        if unknown:
+            raise AirflowException(f"limits: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        bad = [key for key, value in self.limits.items() if type(value) is not int or value < 1]
+        if bad:
+            raise AirflowException(f"limits: {', '.join(sorted(bad))} must be positive integers")
+        return Limits(**self.limits)
+
+    def _stage(self, job: PreparedJob, network: CodNetwork, n: int, quorum: int | None, ledger: str | None,
+               require_local: bool = False) -> dict[str, Any]:
+        from verifier.pipeline import run_stage
+
+        self.log.info("cod: job %s on %d node(s) of %s", job.spec.cid, n, ", ".join(network.nodes) or
+                      "an embedded devstack")
+        try:
+            stage = run_stage(job, network.nodes, n, quorum=quorum, ledger=ledger or network.ledger,
+                              output_dir=Path(self.output_dir) if self.output_dir else None,
+                              require_local=require_local)
+        except CodError as exc:
+            raise AirflowException(_text(exc)) from None
+        for line in stage.report():
+            self.log.info("%s", line)
+        if not stage.passed:
+            raise AirflowException(f"cod: job {stage.verification.job_cid} was not verified "
+                                   f"({stage.verification.outcome}):\n" + "\n".join(stage.report()))
+        if stage.engine == "docker":
+            self.log.warning("cod: a docker job is never verifiable; its result %s is one node's word",
+                             stage.verification.result_cid)
+        return stage.to_xcom()
+
+
+class CodWasmRunOperator(_CodRun):
+    """Run a WASI module (a path, a CID or ipfs://CID) on ``verify`` nodes and compare their
+    signed results; the task fails unless they agree (or a ``quorum`` of them does)."""
+
+    template_fields: Sequence[str] = ("module", "args", "inputs", "env", "seed", "output_dir")
+    ui_color = "#d7ecd9"
+
+    def __init__(self, *, module: str, args: Sequence[str] = (), seed: str | None = None,
+                 verify: int = DEFAULT_VERIFY, quorum: int | None = None, ledger: str | None = None,
+                 require_local: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.module = module
+        self.args = list(args)
+        self.seed = seed
+        self.verify = verify
+        self.quorum = quorum
+        self.ledger = ledger
+        self.require_local = require_local
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        network = self._network()
+        try:
+            job = prepare(self.module, [str(a) for a in self.args], inputs=self.inputs, env=self.env,
+                          seed=self.seed, limits=self._limits(), resolve=lookup, remote=True)
+        except CodError as exc:
+            raise AirflowException(_text(exc)) from None
+        return self._stage(job, network, self.verify, self.quorum, self.ledger, self.require_local)
+
+
+class CodDockerRunOperator(_CodRun):
+    """Run ``image`` with ``command`` on one node's Docker-compatible engine. Never verifiable:
+    the XCom says ``verifiable: false`` and the log says so."""
+
+    template_fields: Sequence[str] = ("image", "command", "inputs", "env", "output_dir")
+    ui_color = "#e3e3f5"
+
+    def __init__(self, *, image: str, command: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.image = image
+        self.command = list(command)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        network = self._network()
+        try:
+            job = prepare_docker(self.image, [str(c) for c in self.command], inputs=self.inputs, env=self.env,
+                                 limits=self._limits(), resolve=lookup)
+        except CodError as exc:
+            raise AirflowException(_text(exc)) from None
+        return self._stage(job, network, 1, None, None)
+
+
+class CodGetOperator(BaseOperator):  # type: ignore[misc]
+    """Download the agreed results of an earlier job (``job_cid``: a CID, a unique prefix, or a
+    template such as ``{{ ti.xcom_pull(task_ids='stage3')['job_cid'] }}``) into ``output_dir``,
+    checked against the result CID, from a node that signed them."""
+
+    template_fields: Sequence[str] = ("job_cid", "output_dir")
+
+    def __init__(self, *, job_cid: str, output_dir: str, cod_conn_id: str = CodHook.default_conn_name,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.job_cid = job_cid
+        self.output_dir = output_dir
+        self.cod_conn_id = cod_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from verifier.pipeline import fetch_stage
+
+        try:
+            network = CodHook(self.cod_conn_id).get_conn()
+            got = asyncio.run(fetch_stage(self.job_cid, Path(self.output_dir), network.nodes))
+        except CodError as exc:
+            raise AirflowException(_text(exc)) from None
+        self.log.info("cod: results %s of job %s -> %s", got["result_cid"], got["job_cid"], got["path"])
+        return got
+
+
+def _text(exc: CodError) -> str:
+    return f"cod: {exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
