@@ -131,9 +131,10 @@ class Telemetry:
             self._add({"kind": "memory-grow", "pages": params[0]}, 0)
             return
         if kind == "enter":
-            if names[0] is None:
-                names[0] = function_names(wasm)
-            found = names[0].get(params[0])
+            table = names[0]
+            if table is None:
+                table = names[0] = function_names(wasm)
+            found = table.get(params[0])
             name = _clip_text(found) if found is not None else f"func[{params[0]}]"
             if self._add({"kind": "enter", "name": name, "func": params[0]}, len(name.encode())):
                 self.depth += 1
