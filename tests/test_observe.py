@@ -259,3 +259,33 @@ def test_telemetry_does_not_reach_the_result_cid(engine: Engine, tmp_path: Path)
     assert (first.job_cid, first.result_cid, first.fuel_used) == (second.job_cid, second.result_cid,
                                                                   second.fuel_used)
     assert first.telemetry is not None and len(first.telemetry["events"]) == 8
+
+
+async def test_a_node_hands_the_guest_telemetry_on_and_signs_the_same_result(tmp_path: Path) -> None:
+    """A real node on loopback, with a real executor process: the hook gets the events; the
+    signed result is the one a run without telemetry gives, and the HTTP answer has no events."""
+    import aiohttp
+
+    from cod.node.server import start_node
+
+    wasm = module(CALLS)
+    cid = module_cid(wasm)
+    spec = JobSpec(module=cid)
+    plain = _run(Engine(tmp_path / "cache"), tmp_path, wasm, False)
+    got: list[tuple[str, dict[str, Any]]] = []
+    running = await start_node(tmp_path / "node", concurrency=1)
+    running.node.guest_telemetry = lambda job, report: got.append((job, report))
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.put(f"{running.url}/v1/blobs/{cid}", data=wasm,
+                                headers={"Content-Type": "application/octet-stream"}) as resp:
+                assert resp.status in (200, 201)
+            async with http.post(running.url + "/v1/jobs?wait=1", json={"spec": spec.to_dict()}) as resp:
+                job = await resp.json(content_type=None)
+    finally:
+        await running.stop()
+    assert (job["state"], job["result_cid"], job["fuel_used"]) == ("done", plain.result_cid, plain.fuel_used)
+    assert "guest_telemetry" not in json.dumps(job)
+    ((job_cid, report),) = got
+    assert job_cid == job["job_cid"] and len(report["events"]) == 8
+    assert [s["name"] for s in observe.to_spans(report)["spans"]] == ["job", "work"]
