@@ -289,3 +289,51 @@ async def test_a_node_hands_the_guest_telemetry_on_and_signs_the_same_result(tmp
     ((job_cid, report),) = got
     assert job_cid == job["job_cid"] and len(report["events"]) == 8
     assert [s["name"] for s in observe.to_spans(report)["spans"]] == ["job", "work"]
+
+
+class FakeRecorderSpan:
+    """A stand-in for an OpenTelemetry span: records what is done to it (test only)."""
+
+    def __init__(self, name: str, parent: "FakeRecorderSpan | None", start: int | None,
+                 attributes: dict[str, Any]) -> None:
+        self.name, self.parent, self.start, self.attributes = name, parent, start, attributes
+        self.events: list[tuple[str, dict[str, Any], int]] = []
+        self.end_time: int | None = None
+
+    def add_event(self, name: str, attributes: dict[str, Any], timestamp: int) -> None:
+        self.events.append((name, attributes, timestamp))
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = value
+
+    def end(self, end_time: int | None = None) -> None:
+        self.end_time = end_time
+
+
+class FakeRecorderTracer:
+    """A stand-in for an OpenTelemetry tracer whose context is just the parent span (test only)."""
+
+    def __init__(self) -> None:
+        self.spans: list[FakeRecorderSpan] = []
+
+    def start_span(self, name: str, context: Any = None, start_time: int | None = None,
+                   attributes: dict[str, Any] | None = None) -> FakeRecorderSpan:
+        span = FakeRecorderSpan(name, context, start_time, attributes or {})
+        self.spans.append(span)
+        return span
+
+
+def test_replay_puts_the_guest_spans_under_the_job_span(engine: Engine, tmp_path: Path) -> None:
+    report = both(engine, tmp_path, module(CALLS + "(call $log (i32.const 1) (i32.const 16) (i32.const 5))"
+                                           "(call $exit_span)"))
+    job = FakeRecorderSpan("job", None, 0, {})
+    tracer = FakeRecorderTracer()
+    started = observe.replay(observe.to_spans(report), tracer, job, lambda span: span)
+    outer, inner = started
+    assert [(s.name, s.parent) for s in tracer.spans] == [("job", job), ("work", outer)]
+    assert outer.attributes == {"k": "v", "a": "b"} and outer.events[0][:2] == ("metric", {
+        "format": "statsd", "value": "c:1|c"})
+    assert inner.events[0][:2] == ("log", {"level": "info", "message": "hello"})
+    assert job.events[0][:2] == ("log", {"level": "error", "message": "hello"})
+    assert job.attributes == {"cod.guest_telemetry.dropped": 0, "cod.guest_telemetry.invalid": 1}
+    assert all(s.end_time is not None and s.start is not None and s.start <= s.end_time for s in started)

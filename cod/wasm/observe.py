@@ -285,3 +285,34 @@ def to_spans(report: dict[str, Any]) -> dict[str, Any]:
         spans[index]["end_ns"] = end
     return {"spans": spans, "logs": logs, "metrics": metrics, "dropped": report.get("dropped", 0),
             "invalid": report.get("invalid", 0)}
+
+
+LOG_LEVELS = {1: "error", 2: "warn", 3: "info", 4: "debug", 5: "trace"}
+
+
+def replay(records: dict[str, Any], tracer: Any, parent: Any, context_of: Callable[[Any], Any]) -> list[Any]:
+    """Start and end the spans of :func:`to_spans` ``records`` on ``tracer`` under ``parent``
+    (the node's job span); logs and metrics become span events of the span they were recorded
+    in (``parent`` when none). Duck-typed on OpenTelemetry's API: ``tracer.start_span(name,
+    context=..., start_time=..., attributes=...)``, ``span.add_event(name, attributes,
+    timestamp)``, ``span.end(end_time=...)``; ``context_of(span)`` is the context with that
+    span current (``opentelemetry.trace.set_span_in_context``). Returns the spans started."""
+    started: list[Any] = []
+    for record in records["spans"]:
+        above = parent if record["parent"] is None else started[record["parent"]]
+        started.append(tracer.start_span(record["name"], context=context_of(above), start_time=record["start_ns"],
+                                         attributes=dict(record["attributes"])))
+    for log in records["logs"]:
+        where = parent if log["span"] is None else started[log["span"]]
+        where.add_event("log", {"level": LOG_LEVELS.get(log["level"], str(log["level"])),
+                                "message": log["message"]}, log["ns"])
+    for metric in records["metrics"]:
+        where = parent if metric["span"] is None else started[metric["span"]]
+        where.add_event("metric", {"format": "statsd" if metric["format"] == 1 else str(metric["format"]),
+                                   "value": metric["value"]}, metric["ns"])
+    for span, record in zip(started, records["spans"]):
+        span.end(end_time=record["end_ns"])
+    if records["dropped"] or records["invalid"]:
+        parent.set_attribute("cod.guest_telemetry.dropped", records["dropped"])
+        parent.set_attribute("cod.guest_telemetry.invalid", records["invalid"])
+    return started
