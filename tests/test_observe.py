@@ -22,29 +22,26 @@ API = "dylibso:observe/api"
 INSTR = "dylibso:observe/instrument"
 EXIT = '(import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))'
 WRITE = '(import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))'
-IMPORTS = f"""
-(import "{API}" "span-enter" (func $enter (param i32 i32)))
-(import "{API}" "span-exit" (func $exit_span))
-(import "{API}" "span-tags" (func $tags (param i32 i32)))
-(import "{API}" "log" (func $log (param i32 i32 i32)))
-(import "{API}" "metric" (func $metric (param i32 i32 i32)))
-(import "{INSTR}" "enter" (func $ienter (param i32)))
-(import "{INSTR}" "exit" (func $iexit (param i32)))
-(import "{INSTR}" "memory-grow" (func $grow (param i32)))
-"""
-LEGACY = """
-(import "dylibso_observe" "span_enter" (func $lenter (param i64 i32)))
-(import "dylibso_observe" "span_exit" (func $lexit))
-(import "dylibso_observe" "span_tags" (func $ltags (param i64 i32)))
-(import "dylibso_observe" "log" (func $llog (param i32 i64 i32)))
-(import "dylibso_observe" "metric" (func $lmetric (param i32 i64 i32)))
-(import "dylibso_observe" "instrument_enter" (func $lienter (param i32)))
-(import "dylibso_observe" "instrument_exit" (func $liexit (param i32)))
-(import "dylibso_observe" "instrument_memory_grow" (func $ligrow (param i32)))
-"""
+
+
+def _imports(ids: dict[tuple[str, str], str]) -> str:
+    """WAT imports of the Observe functions ``ids`` under those WAT names, typed by the table."""
+    types = {"i": "i32", "I": "i64"}
+    params = {key: " ".join(types[c] for c in observe.SIGNATURES[key][0]) for key in ids}
+    return " ".join(f'(import "{m}" "{n}" (func ${name} (param {params[m, n]})))' for (m, n), name in ids.items())
+
+
+IMPORTS = _imports({(API, "span-enter"): "enter", (API, "span-exit"): "exit_span", (API, "span-tags"): "tags",
+                    (API, "log"): "log", (API, "metric"): "metric", (INSTR, "enter"): "ienter",
+                    (INSTR, "exit"): "iexit", (INSTR, "memory-grow"): "grow"})
+OLD = "dylibso_observe"
+LEGACY = _imports({(OLD, "span_enter"): "lenter", (OLD, "span_exit"): "lexit", (OLD, "span_tags"): "ltags",
+                   (OLD, "log"): "llog", (OLD, "metric"): "lmetric", (OLD, "instrument_enter"): "lienter",
+                   (OLD, "instrument_exit"): "liexit", (OLD, "instrument_memory_grow"): "ligrow"})
 # memory: 0 "job" (3), 8 "k:v,a:b" (7), 16 "hello" (5), 24 "c:1|c" (5), 32 "hi\n" + iovec at 40
 DATA = ('(data (i32.const 0) "job") (data (i32.const 8) "k:v,a:b") (data (i32.const 16) "hello") '
-        '(data (i32.const 24) "c:1|c") (data (i32.const 32) "hi\\n") (data (i32.const 40) "\\20\\00\\00\\00\\03\\00\\00\\00") '
+        '(data (i32.const 24) "c:1|c") (data (i32.const 32) "hi\\n") '
+        '(data (i32.const 40) "\\20\\00\\00\\00\\03\\00\\00\\00") '
         '(data (i32.const 48) "\\ff\\fe")')
 CALLS = """
 (call $enter (i32.const 0) (i32.const 3))

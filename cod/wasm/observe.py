@@ -67,7 +67,8 @@ def check_import(module: str, name: str, params: str, results: str) -> str | Non
     or None when it is."""
     wanted = SIGNATURES.get((module, name))
     if wanted is None:
-        return f"not a function of the Dylibso Observe API (known: {', '.join(sorted(n for m, n in SIGNATURES if m == module))})"
+        known = ", ".join(sorted(n for m, n in SIGNATURES if m == module))
+        return f"not a function of the Dylibso Observe API (known: {known})"
     if (params, results) != wanted:
         return "its signature differs from the Dylibso Observe API's"
     return None
