@@ -334,3 +334,17 @@ def test_replay_puts_the_guest_spans_under_the_job_span(engine: Engine, tmp_path
     assert job.events[0][:2] == ("log", {"level": "error", "message": "hello"})
     assert job.attributes == {"cod.guest_telemetry.dropped": 0, "cod.guest_telemetry.invalid": 1}
     assert all(s.end_time is not None and s.start is not None and s.start <= s.end_time for s in started)
+
+
+def test_the_worst_text_for_json_still_fits_the_answer_line(engine: Engine, tmp_path: Path) -> None:
+    """Control characters grow sixfold in JSON; the caps keep the report well under the 1 MiB
+    line the node reads from its executor process."""
+    body = """(local $i i32)
+    (memory.fill (i32.const 1024) (i32.const 1) (i32.const 1024))
+    (loop $l
+      (call $log (i32.const 3) (i32.const 1024) (i32.const 1024))
+      (call $enter (i32.const 1024) (i32.const 1))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 2000))))"""
+    report = both(engine, tmp_path, module(body))
+    assert report["dropped"] > 0 and len(json.dumps(report)) < 600 * 1024

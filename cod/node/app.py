@@ -117,8 +117,9 @@ class Node:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
         self.job_log = job_log
-        # guest telemetry (SPEC 5.5): when set, called with (job CID, cod.wasm.observe report) after
-        # each wasm run that has a result; never part of the result or the statement
+        # guest telemetry (SPEC 5.5): when set, jobs collect it, and it is called on the event loop
+        # (so it must not block) with (job CID, cod.wasm.observe report) after each wasm run that
+        # has a result; the report is never part of the result, the statement or the job record
         self.guest_telemetry: Callable[[str, dict[str, Any]], None] | None = None
         self.fetcher = Fetcher(self.blobs, self.caps, peers, gateways)
 
