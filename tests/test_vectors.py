@@ -150,3 +150,21 @@ def test_linked_vector_follows_its_library() -> None:
     missing = load_vector("linked-missing")
     assert missing["spec"]["module"] == vector["spec"]["module"]
     assert missing["expect"] == {"error": "MissingModules", "exit_code": 4}
+
+
+def test_observe_vector_is_the_same_with_telemetry_on(engine: Engine, tmp_path: Path) -> None:
+    """The observe vector's expected result (derived with telemetry off) with telemetry on,
+    and the events its source makes, derived by hand from vectors/src/observe.c."""
+    vector, spec, wasm, sources = _prepare("observe")
+    expect = vector["expect"]
+    assert expect["stdout"] == f"sum of fib(10..19) = {sum([55, 89, 144, 233, 377, 610, 987, 1597, 2584, 4181])}\n"
+    result = run(spec, wasm, sources, tmp_path / "results", engine, telemetry=True)
+    assert (result.result_cid, result.fuel_used, result.exit_code) == (expect["result_cid"], expect["fuel_used"], 0)
+    assert result.telemetry is not None
+    events = [{k: v for k, v in e.items() if k != "ns"} for e in result.telemetry["events"]]
+    assert events == [
+        {"kind": "enter", "name": "main", "func": None}, {"kind": "tags", "tags": ["vector:observe", "lang:c"]},
+        *[{"kind": "enter", "name": "fib", "func": None}, {"kind": "exit"}] * 10,
+        {"kind": "metric", "format": 1, "value": "fib.total:10857|g"}, {"kind": "log", "level": 3, "message": "done"},
+        {"kind": "exit"}]
+    assert (result.telemetry["invalid"], result.telemetry["dropped"]) == (3, 0)  # two bad logs, one extra exit

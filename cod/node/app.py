@@ -18,6 +18,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,10 @@ class Node:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
         self.job_log = job_log
+        # guest telemetry (SPEC 5.5): when set, jobs collect it, and it is called on the event loop
+        # (so it must not block) with (job CID, cod.wasm.observe report) after each wasm run that
+        # has a result; the report is never part of the result, the statement or the job record
+        self.guest_telemetry: Callable[[str, dict[str, Any]], None] | None = None
         self.fetcher = Fetcher(self.blobs, self.caps, peers, gateways)
 
     def _open(self, data_dir: Path) -> None:
@@ -440,13 +445,23 @@ class Node:
         try:
             modules, _ = await asyncio.to_thread(self._dependency_blobs, spec)
             outcome = await self.pool.run(spec.canonical_bytes().decode(), module, sources, out,
-                                          spec.limits.timeout_ms / 1000, modules)
+                                          spec.limits.timeout_ms / 1000, modules, self.guest_telemetry is not None)
         except asyncio.CancelledError:
             await asyncio.to_thread(self._remove_staging, out)
             raise
         if "error" in outcome:
             await asyncio.to_thread(self._remove_staging, out)
+        self._hand_on_telemetry(job_cid, outcome.pop("guest_telemetry", None))
         return outcome
+
+    def _hand_on_telemetry(self, job_cid: str, report: Any) -> None:
+        """Give the guest's telemetry to the hook; telemetry never fails a job."""
+        if self.guest_telemetry is None or not isinstance(report, dict):
+            return
+        try:
+            self.guest_telemetry(job_cid, report)
+        except Exception:
+            log.exception("guest telemetry of job %s was not handed on", job_cid)
 
     def _remove_staging(self, out: Path) -> None:
         prefix = staging_prefix(out)

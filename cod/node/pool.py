@@ -86,12 +86,14 @@ class Pool:
             self._idle.put_nowait(worker)
 
     async def run(self, spec_json: str, module: Path, sources: dict[str, str], out_dir: Path,
-                  timeout_s: float, modules: dict[str, str] | None = None) -> dict[str, Any]:
-        """``modules``: the blob path of each module the job's module imports by CID, by CID."""
+                  timeout_s: float, modules: dict[str, str] | None = None, telemetry: bool = False) -> dict[str, Any]:
+        """``modules``: the blob path of each module the job's module imports by CID, by CID;
+        ``telemetry``: the answer carries the guest's telemetry under ``guest_telemetry``."""
         worker = await self._idle.get()
         try:
             answer = await worker.ask({"spec": spec_json, "module": str(module), "sources": sources,
-                                       "out": str(out_dir), "modules": modules or {}}, timeout_s + GRACE_SECONDS)
+                                       "out": str(out_dir), "modules": modules or {}, "telemetry": telemetry},
+                                      timeout_s + GRACE_SECONDS)
         except BaseException:
             worker.kill()
             raise

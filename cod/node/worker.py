@@ -2,7 +2,8 @@
 
 A request names the spec, the module's blob, the input directories (``sources``), the
 results directory (``out``) and, for a module that imports modules by CID, ``modules``: the
-blob path of each dependency by CIDv1 text (SPEC 5.4).
+blob path of each dependency by CIDv1 text (SPEC 5.4), and ``telemetry``: true to collect the
+guest's telemetry (SPEC 5.5), answered under ``guest_telemetry`` beside the result.
 
 Started by the node's Pool as `python -m cod.node.worker CACHE_DIR NODE_PID`; it keeps one
 Engine (and so one module cache in memory) for its whole life. It dies with its node: the
@@ -44,14 +45,17 @@ def handle(engine: Engine, line: str) -> dict[str, Any]:
         request = json.loads(line)
         modules = {cid: Path(path).read_bytes() for cid, path in request.get("modules", {}).items()}
         result = run(JobSpec.from_json(request["spec"]), Path(request["module"]).read_bytes(), request["sources"],
-                     request["out"], engine, modules=modules)
+                     request["out"], engine, modules=modules, telemetry=bool(request.get("telemetry")))
     except CodError as exc:
         return _error(exc)
     except Exception as exc:  # a bug or a host fault fails this job, never the executor
         return _error(ExecutorCrashed(f"the executor failed: {type(exc).__name__}: {str(exc)[:300]}",
                                       "the node is still up; the job may be retried"))
-    return {"result_cid": result.result_cid, "exit_code": result.exit_code, "trap": result.trap,
-            "fuel_used": result.fuel_used, "profile": result.profile}
+    answer = {"result_cid": result.result_cid, "exit_code": result.exit_code, "trap": result.trap,
+              "fuel_used": result.fuel_used, "profile": result.profile}
+    if result.telemetry is not None:
+        answer["guest_telemetry"] = result.telemetry
+    return answer
 
 
 def _error(exc: CodError) -> dict[str, Any]:

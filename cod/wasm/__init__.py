@@ -1,1 +1,1 @@
-"""The deterministic WebAssembly executor: engine, WASI preview1 layer, virtual files."""
+"""The deterministic WebAssembly executor: engine, WASI preview1 layer, virtual files, guest telemetry."""

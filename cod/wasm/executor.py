@@ -22,8 +22,9 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import wasmtime
 
@@ -34,6 +35,7 @@ from ..resultsdir import (DIR_MODE, FILE_MODE, RESULT_ENTRIES, check_destination
                           remove_tree, staging_prefix)
 from ..unixfs import Importer, module_cid, mount_file, mount_root
 from . import hostcall, linking, memory
+from .observe import Telemetry
 from .engine import Engine, table_minimums
 from .entropy import RandomStream, VirtualClock
 from .vfs import MAX_OUTPUT_COMPONENTS, Budget, FileSystem, Mount
@@ -62,6 +64,9 @@ class RunResult:
     fuel_used: int
     profile: str
     results_dir: Path
+    telemetry: dict[str, Any] | None = field(default=None, compare=False)
+    """The guest's telemetry events (:meth:`cod.wasm.observe.Telemetry.report`) when asked for:
+    never part of the results."""
 
 
 def run(
@@ -71,11 +76,14 @@ def run(
     output_dir: str | os.PathLike[str],
     engine: Engine,
     modules: Mapping[str, bytes] | None = None,
+    telemetry: bool = False,
 ) -> RunResult:
     """Run ``spec`` with module bytes ``wasm`` and leave its results at ``output_dir``.
 
     ``modules`` gives the bytes of the modules ``wasm`` imports by CID (SPEC 5.4), keyed by
     CID text; each is checked against its CID, and a missing one is MissingModules.
+    ``telemetry``: collect the guest's Observe API events into ``RunResult.telemetry`` (SPEC
+    5.5); the results, the fuel and the outcome are the same either way.
 
     ``inputs`` maps each input's mount path to a host directory; for an input named by CID
     the caller vouches that the directory hashes to it (see :func:`cod.unixfs.cid_of_tree`). ``output_dir``
@@ -106,7 +114,8 @@ def run(
             empty = _make_staging(destination)
             mounts += [Mount(parent, os.fsencode(empty), writable=False, files=files)
                        for parent, files in sorted(file_inputs.items())]
-        exit_code, trap, fuel_used = _execute(spec, module, engine, mounts, staging, base, linked)
+        observed = Telemetry(telemetry)
+        exit_code, trap, fuel_used = _execute(spec, module, engine, mounts, staging, base, linked, observed, wasm)
         result_cid = _finish(staging, exit_code, trap)
         install(staging, destination)
     except CodError:
@@ -125,6 +134,7 @@ def run(
         fuel_used=fuel_used,
         profile=engine.profile,
         results_dir=destination,
+        telemetry=observed.report(),
     )
 
 
@@ -142,7 +152,8 @@ def _link(wasm: bytes, module: wasmtime.Module, modules: Mapping[str, bytes] | N
 
 def _execute(
     spec: JobSpec, module: wasmtime.Module, engine: Engine, mounts: list[Mount], staging: Path,
-    base: bytes | None = None, linked: linking.Checked | None = None,
+    base: bytes | None = None, linked: linking.Checked | None = None, observed: Telemetry | None = None,
+    wasm: bytes = b"",
 ) -> tuple[int, str | None, int]:
     """Instantiate (running any start function) and call the entry point: (exit code, trap, fuel).
 
@@ -177,10 +188,12 @@ def _execute(
         store.set_epoch_deadline(engine.ticks_for(limits.timeout_ms))
     linker = wasmtime.Linker(engine.engine)
     wasi.define(linker, engine.functypes)
+    observed = observed or Telemetry()
+    observed.define(linker, wasm)
     with memory.watch() as refused, memory.shared_limit(limits.memory_bytes):
         try:
             try:
-                outcome = _call(spec, module, store, linker, wasi, engine, linked)
+                outcome = _call(spec, module, store, linker, wasi, engine, linked, observed)
             finally:
                 wasi.close()
         except CodError as exc:
@@ -193,14 +206,14 @@ def _execute(
 
 def _call(
     spec: JobSpec, module: wasmtime.Module, store: wasmtime.Store, linker: wasmtime.Linker, wasi: Wasi,
-    engine: Engine, linked: linking.Checked | None = None,
+    engine: Engine, linked: linking.Checked | None = None, observed: Telemetry | None = None,
 ) -> tuple[int, str | None]:
     """Run the start functions and the entry point under one set of rules: (exit code, trap)."""
     instantiated = False
     try:
         with hostcall.reraise_pending():
             if linked is not None:
-                _instantiate_closure(linked, store, linker, wasi, engine)
+                _instantiate_closure(linked, store, linker, wasi, engine, observed or Telemetry())
             instance = linker.instantiate(store, module)  # runs the start function, if any
             instantiated = True
             exports = instance.exports(store)
@@ -228,7 +241,7 @@ def _call(
 
 
 def _instantiate_closure(linked: linking.Checked, store: wasmtime.Store, linker: wasmtime.Linker, wasi: Wasi,
-                         engine: Engine) -> None:
+                         engine: Engine, observed: Telemetry) -> None:
     """Instantiate the dependencies in the closure's order (running their start functions), each
     with its own Linker whose WASI functions work on its own memory; define the root's CID
     imports on ``linker``."""
@@ -237,6 +250,7 @@ def _instantiate_closure(linked: linking.Checked, store: wasmtime.Store, linker:
     for cid in found.order:
         own = wasmtime.Linker(engine.engine)
         wasi.define_own(own, engine.functypes, linked.wasi_imports[cid])
+        observed.define(own, found.modules[cid])
         for name in found.imports[cid]:
             own.define_instance(store, name, instances[found.names[name]])
         instances[cid] = own.instantiate(store, linked.compiled[cid])

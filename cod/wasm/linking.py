@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from ..cid import CID, DAG_PB, RAW, SHA2_256
 from ..errors import CIDError, ImportRefused, MissingModules, ModuleError
 from ..unixfs import module_cid
-from . import abi
+from . import abi, observe
 from .leb128 import read_u as _leb
 
 if TYPE_CHECKING:  # the engine (wasmtime) is needed to check a closure, not to resolve one
@@ -219,8 +219,9 @@ def _cid_imports(found: list[tuple[str, str, str]], owner: str, dependency: bool
                 raise ModuleError(f"{owner} imports a {kind} ({module}::{name}) from a module by CID",
                                   "only functions may be imported from modules named by CID")
             out.append(module)
-        elif dependency and module != abi.MODULE:
-            raise ImportRefused(module, name, f"{owner} may import only {abi.MODULE} functions and modules by CID")
+        elif dependency and module != abi.MODULE and module not in observe.MODULES:
+            raise ImportRefused(module, name, f"{owner} may import only {abi.MODULE} functions, the Dylibso "
+                                "Observe API and modules by CID")
     return out
 
 

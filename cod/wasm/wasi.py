@@ -26,7 +26,7 @@ from wasmtime import FuncType, ValType
 
 from ..errors import CodError, ImportRefused, Indeterminate
 from ..limits import MAX_FILE_SIZE, MAX_IOVECS
-from . import abi, hostcall
+from . import abi, hostcall, observe
 from .entropy import RandomStream, VirtualClock
 from .linking import cid_name
 from .vfs import (
@@ -147,9 +147,16 @@ def check_imports(module: wasmtime.Module) -> None:
         name = imp.name or ""
         if imp.module != abi.MODULE and cid_name(imp.module) is not None:
             continue
+        if imp.module in observe.MODULES:
+            ty = imp.type
+            why = observe.check_import(imp.module, name, *_signature(ty)) if isinstance(ty, FuncType) else (
+                "only functions are imported from the Dylibso Observe API")
+            if why is not None:
+                raise ImportRefused(imp.module, name, why)
+            continue
         if imp.module != abi.MODULE:
             why = "wasi-threads is not available: jobs are single-threaded" if imp.module == "wasi" else (
-                "only wasi_snapshot_preview1 is provided"
+                "only wasi_snapshot_preview1 and the Dylibso Observe API are provided"
             )
             raise ImportRefused(imp.module, name, why)
         if name not in _SIGNATURES:
