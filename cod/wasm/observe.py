@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .leb128 import read_u as _leb
+
 if TYPE_CHECKING:
     import wasmtime
 
@@ -210,8 +212,6 @@ def _clip_text(text: str) -> str:
 def function_names(wasm: bytes) -> dict[int, str]:
     """Function index -> name from the module's ``name`` custom section (subsection 1); empty
     when it has none or it cannot be read."""
-    from .linking import _leb
-
     offset = 8
     try:
         while offset < len(wasm):
@@ -229,8 +229,6 @@ def function_names(wasm: bytes) -> dict[int, str]:
 
 
 def _function_subsection(wasm: bytes, offset: int, end: int) -> dict[int, str]:
-    from .linking import _leb
-
     while offset < end:
         kind, offset = wasm[offset], offset + 1
         size, offset = _leb(wasm, offset)
