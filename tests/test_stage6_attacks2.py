@@ -155,3 +155,264 @@ def test_two_spellings_of_one_module_link_one_instance(engine: Engine, tmp_path:
     spec = JobSpec(module=module_cid(top), limits=Limits(memory_bytes=32 * PAGE))
     result = run(spec, top, {}, tmp_path / "r", engine, modules={v1: counter})
     assert result.exit_code == 12
+
+
+# -- 3. a node fetching dependencies from a hostile peer ---------------------------------------
+
+async def test_a_peer_serving_a_module_that_names_many_cids_costs_one_request_each(
+        tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """A peer serves the job's dependency D (its true bytes), and D names 62 further CIDs the
+    peer answers 404 for. The node asks for D, then for each of the 62 once, and answers 409
+    naming exactly those 62 in import order: 1 + 62 requests, no more rounds. A second
+    submission asks again (nothing is remembered as absent) but again at most 63."""
+    further = _random_cids(62, "further")
+    dependency = _importer(further)
+    dep_cid, dep_block = raw(dependency)
+    assert str(dep_cid) == module_cid(dependency)
+    peer = Gateway()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.path == f"/v1/blobs/{dep_cid}":
+            return web.Response(body=car([dep_cid], [(dep_cid, dep_block)]), content_type=CAR_TYPE)
+        return web.Response(status=404)
+
+    peer.handler = answer
+    await peer.start()
+    node = await _start(tmp_path, "n", peers=[peer.url])
+    try:
+        top = root(f'(import "{dep_cid}" "f" (func $f))', "(call $f)")
+        cid = await _put_module(http, node.url, top)
+        status, body = await asyncio.wait_for(_submit(http, node.url, JobSpec(module=cid)), 60)
+        assert status == 409, body
+        assert body["missing"] == further
+        assert sorted(peer.requests) == sorted([f"/v1/blobs/{dep_cid}"] + [f"/v1/blobs/{c}" for c in further])
+        status, body = await asyncio.wait_for(_submit(http, node.url, JobSpec(module=cid)), 60)
+        assert status == 409 and body["missing"] == further
+        assert len(peer.requests) == 63 + 62
+    finally:
+        await node.stop()
+        await peer.stop()
+
+
+async def test_a_peer_serving_a_chain_deeper_than_the_cap_is_refused_within_the_cap(
+        tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """A peer serves a chain of 20 true modules, each importing the next. The node fetches
+    one level per round; it stops at MAX_DEPTH (16) levels plus one: at most 17 requests, and
+    the job fails with a ModuleError naming the depth (no job signed, no 500)."""
+    chain: list[bytes] = [_importer([])]
+    for _ in range(19):
+        chain.append(_importer([module_cid(chain[-1])]))
+    blocks = {module_cid(m): m for m in chain}
+    peer = Gateway()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        cid = request.path.rsplit("/", 1)[-1]
+        if cid in blocks:
+            got, block = raw(blocks[cid])
+            return web.Response(body=car([got], [(got, block)]), content_type=CAR_TYPE)
+        return web.Response(status=404)
+
+    peer.handler = answer
+    await peer.start()
+    node = await _start(tmp_path, "n", peers=[peer.url])
+    try:
+        top = root(f'(import "{module_cid(chain[-1])}" "f" (func $f))', "(call $f)")
+        spec = JobSpec(module=await _put_module(http, node.url, top))
+        status, body = await asyncio.wait_for(_submit(http, node.url, spec), 60)
+        assert len(peer.requests) <= 17, peer.requests
+        if status != 200 or body["state"] != "failed":
+            assert status in (200, 202), body
+            body = await _until(http, node.url, str(spec.cid), {"done", "failed"})
+        assert body["state"] == "failed", body
+        assert "deeper than 16" in str(body["error"]), body
+    finally:
+        await node.stop()
+        await peer.stop()
+
+
+# -- 4. a private module as a dependency -------------------------------------------------------
+
+async def test_a_private_dependency_runs_on_its_node_and_never_travels(
+        tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """A node offers a private library; a root importing it by CID runs there (mix(1, 2) =
+    1*31 + 2 = 33). Another node that has the owner as its peer cannot get the library for
+    the same job (409 naming it; the owner answered 404 and nothing of it is stored); the
+    owner's blob routes and the job's results never give its bytes."""
+    secret = tmp_path / "mix.wasm"
+    secret.write_bytes(MIX)
+    lib = module_cid(MIX)
+    owner = await _start(tmp_path, "owner", private_modules=[secret])
+    other = await _start(tmp_path, "other", peers=[owner.url])
+    try:
+        top = root(f'(import "{lib}" "mix" (func $mix (param i32 i32) (result i32)))',
+                   "(call $exit (call $mix (i32.const 1) (i32.const 2)))")
+        spec = JobSpec(module=await _put_module(http, owner.url, top))
+        status, body = await _submit(http, owner.url, spec)
+        assert status in (200, 202), body
+        final = await _until(http, owner.url, str(spec.cid), {"done", "failed"})
+        assert (final["state"], final["exit_code"]) == ("done", 33), final
+        await _put_module(http, other.url, top)
+        status, body = await asyncio.wait_for(_submit(http, other.url, spec), 60)
+        assert status == 409 and body["missing"] == [lib], body
+        assert not other.node.blobs.has(lib)
+        for accept in ("*/*", CAR_TYPE):
+            async with http.get(f"{owner.url}/v1/blobs/{lib}", headers={"Accept": accept}) as resp:
+                assert resp.status == 404 and MIX not in await resp.read()
+        async with http.get(f"{owner.url}/v1/jobs/{spec.cid}/results.car") as resp:
+            assert MIX not in await resp.read()
+    finally:
+        await other.stop()
+        await owner.stop()
+
+
+# -- 5. the requester's re-upload loop against a hostile node ----------------------------------
+
+@pytest.mark.parametrize("ask", ["unrelated", "again", "fresh"])
+async def test_a_node_answering_missing_blobs_for_ever_gets_only_the_job_s_blobs_once(
+        tmp_path: Path, records: Any, http: aiohttp.ClientSession, ask: str) -> None:
+    """A proxy in front of an honest node answers every submission 409 MissingBlobs naming:
+    a CID of the requester's store that the job does not name ("unrelated": nothing is
+    uploaded, the requester stops at once); the job's dependency again and again ("again": it
+    is uploaded once, with its true bytes, then the requester stops); a new CID each time
+    ("fresh": nothing is uploaded). The requester always stops, well before its deadline."""
+    from cod.store import ContentStore
+    from verifier.verify import verify
+
+    store = ContentStore(tmp_path / "store")
+    (tmp_path / "mix.wasm").write_bytes(MIX)
+    (tmp_path / "diary.txt").write_bytes(b"the requester's private notes\n")
+    lib = store.add(tmp_path / "mix.wasm")
+    unrelated = store.add(tmp_path / "diary.txt")
+    top = root(f'(import "{lib}" "mix" (func $mix (param i32 i32) (result i32)))',
+               "(call $exit (call $mix (i32.const 1) (i32.const 2)))")
+    (tmp_path / "top.wasm").write_bytes(top)
+    job = prepare(tmp_path / "top.wasm", [], resolve=store.get, remote=True)
+    assert job.modules == {lib: MIX}
+    honest = await _start(tmp_path, "honest")
+    proxy = Gateway()
+    puts: list[tuple[str, bytes]] = []
+    fresh = iter(_random_cids(1000, "fresh"))
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.method == "POST" and request.path == "/v1/jobs":
+            wanted = {"unrelated": unrelated, "again": lib, "fresh": next(fresh)}[ask]
+            return web.json_response({"error": "MissingBlobs", "message": "lacks", "missing": [wanted]},
+                                     status=409)
+        if request.method == "PUT":
+            puts.append((request.path, await request.read()))
+            return web.json_response({}, status=201)
+        return await _forward(http, honest.url, request)
+
+    proxy.handler = answer
+    await proxy.start()
+    try:
+        started = time.monotonic()
+        result = await asyncio.wait_for(verify(job, [proxy.url], 1, records=records, deadline_s=60), 60)
+        assert time.monotonic() - started < 20
+        assert result.outcome != "verified" and result.answers[0].error, result
+        if ask == "again":
+            assert puts == [(f"/v1/blobs/{lib}", MIX)]
+        else:
+            assert puts == []
+        assert all(b"private notes" not in body for _, body in puts)
+    finally:
+        await proxy.stop()
+        await honest.stop()
+
+
+# -- 6. a flood of jobs naming fresh dependencies ----------------------------------------------
+
+async def test_a_flood_of_jobs_naming_fresh_dependencies_behind_a_slow_peer_keeps_health_fast(
+        tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """Each of 12 jobs is a root importing a CID nobody has; the node's one peer holds every
+    request for 8 s (a gateway searching the network). The submissions wait on the fetch
+    slots, but /v1/health answers within 1.5 s throughout, and the node stops promptly."""
+    peer = Gateway()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(8)
+        return web.Response(status=404)
+
+    peer.handler = answer
+    await peer.start()
+    node = await _start(tmp_path, "n", peers=[peer.url])
+    floods: list[asyncio.Task[Any]] = []
+    try:
+        for n, dep in enumerate(_random_cids(12, "flood")):
+            top = root(f'(import "{dep}" "f" (func $f))', f"(call $exit (i32.const {n}))")
+            cid = await _put_module(http, node.url, top)
+            floods.append(asyncio.create_task(_submit(http, node.url, JobSpec(module=cid))))
+        for _ in range(4):
+            await asyncio.sleep(0.5)
+            started = time.monotonic()
+            async with http.get(f"{node.url}/v1/health", timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                assert resp.status == 200
+            assert time.monotonic() - started < 1.5
+        assert 0 < len(peer.requests) <= 4  # FETCH_CONCURRENCY: the rest wait for a slot
+    finally:
+        for task in floods:
+            task.cancel()
+        await asyncio.gather(*floods, return_exceptions=True)
+        started = time.monotonic()
+        await node.stop()
+        assert time.monotonic() - started < 10
+        await peer.stop()
+
+
+# -- 7. what a CID import may name, and how a spec may spell a CID -----------------------------
+
+async def test_a_dependency_cid_that_is_a_dataset_of_the_node_is_never_linked(
+        tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """A root imports "f" from the CID of a directory the node serves as a dataset (and of a
+    directory uploaded as a CAR). A directory is no module: the node never treats it as one;
+    the job is answered 409 naming that CID (no module bytes under it), never run."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_bytes(b"a\n")
+    from cod.unixfs import cid_of_tree
+
+    dataset = str(cid_of_tree(corpus))
+    node = await _start(tmp_path, "n", datasets=[corpus])
+    try:
+        top = root(f'(import "{dataset}" "f" (func $f))', "(call $f)")
+        spec = JobSpec(module=await _put_module(http, node.url, top))
+        status, body = await asyncio.wait_for(_submit(http, node.url, spec), 30)
+        assert status == 409 and body["missing"] == [dataset], body
+        async with http.get(f"{node.url}/v1/jobs/{spec.cid}") as resp:
+            assert resp.status == 404
+    finally:
+        await node.stop()
+
+
+def test_a_dependency_exporting_a_global_under_the_function_s_name_is_refused(engine: Engine,
+                                                                             tmp_path: Path) -> None:
+    """The dependency exports "mix" as a global, not a function: refused before anything runs."""
+    fake = wat('(module (global (export "mix") i32 (i32.const 7)) (memory (export "memory") 1))')
+    cid = module_cid(fake)
+    top = root(f'(import "{cid}" "mix" (func $mix (param i32 i32) (result i32)))',
+               "(call $exit (call $mix (i32.const 1) (i32.const 2)))")
+    with pytest.raises(ModuleError, match="exports no such function"):
+        run(JobSpec(module=module_cid(top)), top, {}, tmp_path / "r", engine, modules={cid: fake})
+    assert not (tmp_path / "r").exists()
+
+
+async def test_a_spec_spelling_its_module_cid_otherwise_is_refused(tmp_path: Path,
+                                                                  http: aiohttp.ClientSession) -> None:
+    """SPEC 2: one CID, one spelling. The module CID in upper case, in mixed case and with stray
+    bits decodes to the same bytes, so it would give a second job CID for one job: the node
+    answers 400 naming the canonical text, and queues nothing."""
+    node = await _start(tmp_path, "n")
+    try:
+        cid = await _put_module(http, node.url, MIX)
+        for other in ("B" + cid[1:].upper(), "b" + cid[1:].upper(), _stray_bits(cid)):
+            spec = JobSpec(module=cid).to_dict()
+            spec["module"] = other
+            async with http.post(f"{node.url}/v1/jobs", json={"spec": spec}) as resp:
+                body = await resp.json()
+                assert resp.status == 400, body
+            assert cid in str(body) or "not a CIDv1" in str(body), body
+        async with http.get(f"{node.url}/v1/jobs") as resp:
+            listed = await resp.json()
+        assert listed == {"jobs": []}, listed
+    finally:
+        await node.stop()
