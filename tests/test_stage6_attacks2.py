@@ -65,25 +65,26 @@ def _random_cids(count: int, salt: str) -> list[str]:
 def test_a_huge_import_section_is_refused_in_linear_time() -> None:
     """A module whose import section names 60 000 distinct modules (3.8 MB) made the closure
     walk scan a list per name (quadratic: ~50 s, in the node's submit path before any engine
-    check) and parse every name. It is refused in well under 2 s now, each way: distinct
-    CIDs (the 64-module cap, met at the 64th), distinct non-CID names, one name repeated."""
+    check) and parse every name. It is refused within 5 s now (well under 1 s unloaded), each
+    way: distinct CIDs (the 64-module cap, met at the 64th), distinct non-CID names, one name
+    repeated."""
     many = _importer(_random_cids(60_000, "wide"))
     started = time.monotonic()
     with pytest.raises(ModuleError, match="more than 64 modules"):
         linking.closure(many, None)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0  # quadratic before: ~50 s
 
     junk = [f"b{n:058d}".translate(str.maketrans("0123456789", "abcdefghij")) for n in range(60_000)]
     started = time.monotonic()
     with pytest.raises(ModuleError, match="more than 128 distinct module names"):
         linking.closure(_importer(junk), None)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0  # quadratic before: ~50 s
 
     one = _random_cids(1, "one")[0]
     started = time.monotonic()
     with pytest.raises(MissingModules) as missing:
         linking.closure(_importer([one] * 200_000), None)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0  # quadratic before: ~50 s
     assert missing.value.missing == [one]
 
 
@@ -101,6 +102,9 @@ def test_a_module_naming_63_cids_is_still_resolved() -> None:
 
 MIX = wat('(module (func (export "mix") (param i32 i32) (result i32) '
           '(i32.add (i32.mul (local.get 0) (i32.const 31)) (local.get 1))) (memory (export "memory") 1))')
+
+MIX_TOP = root(f'(import "{module_cid(MIX)}" "mix" (func $mix (param i32 i32) (result i32)))',
+               "(call $exit (call $mix (i32.const 1) (i32.const 2)))")  # exits 1*31 + 2 = 33
 
 
 def _stray_bits(cid: str) -> str:
@@ -159,6 +163,24 @@ def test_two_spellings_of_one_module_link_one_instance(engine: Engine, tmp_path:
 
 # -- 3. a node fetching dependencies from a hostile peer ---------------------------------------
 
+async def _serving(modules: list[bytes]) -> Gateway:
+    """A peer (started) that gives each of ``modules`` as a CAR of its one raw block, and 404
+    for any other CID; its ``requests`` lists what it was asked."""
+    blocks = {str(cid): (cid, block) for cid, block in map(raw, modules)}
+    assert sorted(blocks) == sorted(module_cid(m) for m in modules)  # modules of at most 1 MiB
+    peer = Gateway()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        found = blocks.get(request.path.removeprefix("/v1/blobs/"))
+        if found is None:
+            return web.Response(status=404)
+        return web.Response(body=car([found[0]], [found]), content_type=CAR_TYPE)
+
+    peer.handler = answer
+    await peer.start()
+    return peer
+
+
 async def test_a_peer_serving_a_module_that_names_many_cids_costs_one_request_each(
         tmp_path: Path, http: aiohttp.ClientSession) -> None:
     """A peer serves the job's dependency D (its true bytes), and D names 62 further CIDs the
@@ -167,17 +189,8 @@ async def test_a_peer_serving_a_module_that_names_many_cids_costs_one_request_ea
     submission asks again (nothing is remembered as absent) but again at most 63."""
     further = _random_cids(62, "further")
     dependency = _importer(further)
-    dep_cid, dep_block = raw(dependency)
-    assert str(dep_cid) == module_cid(dependency)
-    peer = Gateway()
-
-    async def answer(request: web.Request) -> web.StreamResponse:
-        if request.path == f"/v1/blobs/{dep_cid}":
-            return web.Response(body=car([dep_cid], [(dep_cid, dep_block)]), content_type=CAR_TYPE)
-        return web.Response(status=404)
-
-    peer.handler = answer
-    await peer.start()
+    dep_cid = module_cid(dependency)
+    peer = await _serving([dependency])
     node = await _start(tmp_path, "n", peers=[peer.url])
     try:
         top = root(f'(import "{dep_cid}" "f" (func $f))', "(call $f)")
@@ -202,18 +215,7 @@ async def test_a_peer_serving_a_chain_deeper_than_the_cap_is_refused_within_the_
     chain: list[bytes] = [_importer([])]
     for _ in range(19):
         chain.append(_importer([module_cid(chain[-1])]))
-    blocks = {module_cid(m): m for m in chain}
-    peer = Gateway()
-
-    async def answer(request: web.Request) -> web.StreamResponse:
-        cid = request.path.rsplit("/", 1)[-1]
-        if cid in blocks:
-            got, block = raw(blocks[cid])
-            return web.Response(body=car([got], [(got, block)]), content_type=CAR_TYPE)
-        return web.Response(status=404)
-
-    peer.handler = answer
-    await peer.start()
+    peer = await _serving(chain)
     node = await _start(tmp_path, "n", peers=[peer.url])
     try:
         top = root(f'(import "{module_cid(chain[-1])}" "f" (func $f))', "(call $f)")
@@ -238,20 +240,17 @@ async def test_a_private_dependency_runs_on_its_node_and_never_travels(
     1*31 + 2 = 33). Another node that has the owner as its peer cannot get the library for
     the same job (409 naming it; the owner answered 404 and nothing of it is stored); the
     owner's blob routes and the job's results never give its bytes."""
-    secret = tmp_path / "mix.wasm"
-    secret.write_bytes(MIX)
     lib = module_cid(MIX)
-    owner = await _start(tmp_path, "owner", private_modules=[secret])
+    (tmp_path / "mix.wasm").write_bytes(MIX)
+    owner = await _start(tmp_path, "owner", private_modules=[tmp_path / "mix.wasm"])
     other = await _start(tmp_path, "other", peers=[owner.url])
     try:
-        top = root(f'(import "{lib}" "mix" (func $mix (param i32 i32) (result i32)))',
-                   "(call $exit (call $mix (i32.const 1) (i32.const 2)))")
-        spec = JobSpec(module=await _put_module(http, owner.url, top))
+        spec = JobSpec(module=await _put_module(http, owner.url, MIX_TOP))
         status, body = await _submit(http, owner.url, spec)
         assert status in (200, 202), body
         final = await _until(http, owner.url, str(spec.cid), {"done", "failed"})
         assert (final["state"], final["exit_code"]) == ("done", 33), final
-        await _put_module(http, other.url, top)
+        await _put_module(http, other.url, MIX_TOP)
         status, body = await asyncio.wait_for(_submit(http, other.url, spec), 60)
         assert status == 409 and body["missing"] == [lib], body
         assert not other.node.blobs.has(lib)
@@ -283,9 +282,7 @@ async def test_a_node_answering_missing_blobs_for_ever_gets_only_the_job_s_blobs
     (tmp_path / "diary.txt").write_bytes(b"the requester's private notes\n")
     lib = store.add(tmp_path / "mix.wasm")
     unrelated = store.add(tmp_path / "diary.txt")
-    top = root(f'(import "{lib}" "mix" (func $mix (param i32 i32) (result i32)))',
-               "(call $exit (call $mix (i32.const 1) (i32.const 2)))")
-    (tmp_path / "top.wasm").write_bytes(top)
+    (tmp_path / "top.wasm").write_bytes(MIX_TOP)
     job = prepare(tmp_path / "top.wasm", [], resolve=store.get, remote=True)
     assert job.modules == {lib: MIX}
     honest = await _start(tmp_path, "honest")
@@ -363,17 +360,17 @@ async def test_a_flood_of_jobs_naming_fresh_dependencies_behind_a_slow_peer_keep
 
 async def test_a_dependency_cid_that_is_a_dataset_of_the_node_is_never_linked(
         tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    """A root imports "f" from the CID of a directory the node serves as a dataset (and of a
-    directory uploaded as a CAR). A directory is no module: the node never treats it as one;
-    the job is answered 409 naming that CID (no module bytes under it), never run."""
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "a.txt").write_bytes(b"a\n")
+    """A root imports "f" from the CID of a directory the node serves as a dataset. A
+    directory is no module: the node never treats it as one; the job is answered 409 naming
+    that CID (no module bytes under it), never run."""
     from cod.unixfs import cid_of_tree
 
-    dataset = str(cid_of_tree(corpus))
-    node = await _start(tmp_path, "n", datasets=[corpus])
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_bytes(b"a\n")
+    node = await _start(tmp_path, "n", datasets=[tmp_path / "corpus"])
+    dataset = str(cid_of_tree(tmp_path / "corpus"))
     try:
+        assert node.node.offers.dataset_cids() == [dataset]
         top = root(f'(import "{dataset}" "f" (func $f))', "(call $f)")
         spec = JobSpec(module=await _put_module(http, node.url, top))
         status, body = await asyncio.wait_for(_submit(http, node.url, spec), 30)
