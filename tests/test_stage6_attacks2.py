@@ -413,3 +413,41 @@ async def test_a_spec_spelling_its_module_cid_otherwise_is_refused(tmp_path: Pat
         assert listed == {"jobs": []}, listed
     finally:
         await node.stop()
+
+
+# -- 8. re-hashing a big private module on every submission -----------------------------------
+
+def _big_module(size: int) -> bytes:
+    """A module whose `_start` exits 7, padded with a custom section of ``size`` bytes."""
+    small = wat('(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32))) '
+                '(memory (export "memory") 1) (func (export "_start") (call $exit (i32.const 7))))')
+    payload = _name("pad") + b"\x00" * size
+    return small + b"\x00" + _leb(len(payload)) + payload
+
+
+async def test_resubmitting_a_job_of_a_big_private_module_keeps_health_fast(
+        tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """Every submission re-hashes the private module (it may have changed on disk): 24 at once
+    of a done job whose private module is 24 MiB keep /v1/health within 1.5 s, and each is
+    answered with the job as it stands (done, exit 7)."""
+    big = _big_module(24 << 20)
+    (tmp_path / "big.wasm").write_bytes(big)
+    cid = module_cid(big)
+    node = await _start(tmp_path, "n", private_modules=[tmp_path / "big.wasm"])
+    try:
+        spec = JobSpec(module=cid)
+        assert (await _submit(http, node.url, spec))[0] in (200, 202)
+        assert (await _until(http, node.url, str(spec.cid), {"done", "failed"}))["exit_code"] == 7
+        flood = [asyncio.create_task(_submit(http, node.url, spec)) for _ in range(24)]
+        slowest = 0.0
+        while not all(task.done() for task in flood):
+            started = time.monotonic()
+            async with http.get(f"{node.url}/v1/health", timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                assert resp.status == 200
+            slowest = max(slowest, time.monotonic() - started)
+            await asyncio.sleep(0.1)
+        answers = await asyncio.wait_for(asyncio.gather(*flood), 120)
+        assert all(status == 200 and body["exit_code"] == 7 for status, body in answers), answers
+        assert slowest < 1.5, slowest
+    finally:
+        await node.stop()
