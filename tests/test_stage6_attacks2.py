@@ -451,3 +451,46 @@ async def test_resubmitting_a_job_of_a_big_private_module_keeps_health_fast(
         assert slowest < 1.5, slowest
     finally:
         await node.stop()
+
+
+async def test_a_node_asking_again_for_an_input_with_each_new_blob_gets_each_blob_once(
+        tmp_path: Path, records: Any, http: aiohttp.ClientSession) -> None:
+    """A hostile node answers 409 three times: [input, module], [input, dependency], [input,
+    module, dependency]. Each answer but the last names a blob not yet sent, so the requester
+    goes on; but it re-sent the input (a CAR, possibly gigabytes) with every new blob: one
+    input upload per job blob. Now each blob is uploaded once: 3 PUTs, the input's once."""
+    from cod.store import ContentStore
+    from verifier.verify import verify
+
+    store = ContentStore(tmp_path / "store")
+    (tmp_path / "mix.wasm").write_bytes(MIX)
+    lib = store.add(tmp_path / "mix.wasm")
+    (tmp_path / "top.wasm").write_bytes(MIX_TOP)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "big.bin").write_bytes(b"\x01" * 300_000)
+    job = prepare(tmp_path / "top.wasm", [], inputs=[f"{tmp_path / 'data'}:/inputs"], resolve=store.get)
+    data = job.spec.inputs[0].cid
+    asks = iter([[data, job.spec.module], [data, lib], [data, job.spec.module, lib]] + [[data]] * 10)
+    honest = await _start(tmp_path, "honest")
+    proxy = Gateway()
+    puts: list[str] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.method == "POST" and request.path == "/v1/jobs":
+            return web.json_response({"error": "MissingBlobs", "message": "lacks", "missing": next(asks)},
+                                     status=409)
+        if request.method == "PUT":
+            await request.read()
+            puts.append(request.path.removeprefix("/v1/blobs/"))
+            return web.json_response({}, status=201)
+        return await _forward(http, honest.url, request)
+
+    proxy.handler = answer
+    await proxy.start()
+    try:
+        result = await asyncio.wait_for(verify(job, [proxy.url], 1, records=records, deadline_s=60), 60)
+        assert result.answers[0].error, result
+        assert sorted(puts) == sorted([data, job.spec.module, lib]), puts
+    finally:
+        await proxy.stop()
+        await honest.stop()
