@@ -479,11 +479,12 @@ async def _attempt_once(client: NodeClient, answer: Answer, uploads: _Uploads, s
                 await asyncio.sleep(wait)
                 backoff *= 2
             except MissingBlobs as lacking:  # submit first: a node that has the blobs needs no upload
-                if uploaded.issuperset(lacking.missing):
+                fresh = [cid for cid in dict.fromkeys(lacking.missing) if cid not in uploaded]
+                if not fresh:  # each blob goes to a node once: asking again ends the attempt
                     raise
-                state(UPLOADING, f"{len(lacking.missing)} blob(s)")
-                await uploads.upload(client, lacking.missing)
-                uploaded.update(lacking.missing)
+                state(UPLOADING, f"{len(fresh)} blob(s)")
+                await uploads.upload(client, fresh)
+                uploaded.update(fresh)
         return accept(answer, job, job_cid)
     except BadSignature as exc:
         answer.signature_valid, answer.result_cid, answer.error = False, None, str(exc)

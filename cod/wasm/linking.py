@@ -14,6 +14,7 @@ checked by :func:`check` before anything runs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -31,12 +32,15 @@ if TYPE_CHECKING:  # the engine (wasmtime) is needed to check a closure, not to 
 
 MAX_MODULES = 64  # modules in one closure, the root included
 MAX_DEPTH = 16  # longest chain of imports from the root (the root's own imports have depth 1)
+MAX_MODULE_NAMES = 2 * MAX_MODULES  # distinct import module names of one module: preview1, a CIDv1
+# and a CIDv0 per dependency (more cannot pass 4.1 and the caps; refused before each is parsed)
 MAX_CLOSURE_TABLES = 64  # tables defined by all modules of a closure together
 IMPORT_SECTION = 2
 MEMORY_SECTION = 5
 IMPORT_KINDS = {0: "function", 1: "table", 2: "memory", 3: "global", 4: "tag"}
 ROOT = ""  # the key of the root module in Closure.imports
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_CIDV1 = re.compile(r"b[a-z2-7]{8,}")  # CIDv1 text as SPEC 5.4 reads it: b + base32 lower
 Resolver = Callable[[str], "bytes | None"]
 
 
@@ -68,12 +72,13 @@ def cid_name(name: str) -> str | None:
         if raw is not None and len(raw) == 34 and raw[0] == SHA2_256 and raw[1] == 32:
             return str(CID(DAG_PB, raw[2:]))
         return None
-    if not name.startswith("b"):
+    if not _CIDV1.fullmatch(name):
         return None
     try:
-        return str(CID.parse(name))
+        canonical = str(CID.parse(name))
     except (CIDError, ValueError):
         return None
+    return canonical if canonical == name else None  # one spelling: base32 lower, no stray bits
 
 
 def _b58decode(text: str) -> bytes | None:
@@ -192,8 +197,7 @@ def closure(wasm: bytes, resolve: Resolver | None) -> Closure:
             raise ModuleError(f"module imports are nested deeper than {MAX_DEPTH}: {' -> '.join(path)}",
                               f"keep chains of modules imported by CID within {MAX_DEPTH} levels")
         if len(state) + 2 > MAX_MODULES:
-            raise ModuleError(f"the module closure holds more than {MAX_MODULES} modules",
-                              f"import at most {MAX_MODULES - 1} distinct modules by CID, directly or not")
+            raise _too_many()
         state[cid] = 1
         found = resolve(cid) if resolve is not None else None
         if found is None:
@@ -211,10 +215,27 @@ def closure(wasm: bytes, resolve: Resolver | None) -> Closure:
 
 
 def _cid_imports(found: list[tuple[str, str, str]], owner: str, dependency: bool = False) -> list[str]:
-    """The CID import module names of one module, in import section order (repeats kept)."""
+    """The CID import module names of one module, in import section order (repeats kept).
+
+    Each distinct name is parsed once, and a module naming more than MAX_MODULES - 1 distinct
+    CIDs, or more than MAX_MODULE_NAMES distinct names, is refused as soon as the next one is
+    met: an import section may hold a million names.
+    """
     out = []
+    is_cid: dict[str, bool] = {}
+    cids: set[str] = set()
     for module, name, kind in found:
-        if cid_name(module) is not None:
+        if module not in is_cid:
+            if len(is_cid) >= MAX_MODULE_NAMES:
+                raise ModuleError(f"{owner} imports from more than {MAX_MODULE_NAMES} distinct module names",
+                                  f"import only {abi.MODULE} functions and functions of modules named by CID")
+            cid = cid_name(module)
+            is_cid[module] = cid is not None
+            if cid is not None:
+                cids.add(cid)
+                if len(cids) >= MAX_MODULES:
+                    raise _too_many()
+        if is_cid[module]:
             if kind != "function":
                 raise ModuleError(f"{owner} imports a {kind} ({module}::{name}) from a module by CID",
                                   "only functions may be imported from modules named by CID")
@@ -225,14 +246,19 @@ def _cid_imports(found: list[tuple[str, str, str]], owner: str, dependency: bool
     return out
 
 
+def _too_many() -> ModuleError:
+    return ModuleError(f"the module closure holds more than {MAX_MODULES} modules",
+                       f"import at most {MAX_MODULES - 1} distinct modules by CID, directly or not")
+
+
 def _names(found: list[str], names: dict[str, str]) -> tuple[str, ...]:
-    """Each import module name once, in first-appearance order; ``names`` learns its CID."""
-    distinct: list[str] = []
-    for name in found:
-        if name not in distinct:
-            distinct.append(name)
+    """Each import module name once, in first-appearance order; ``names`` learns its CID.
+    Linear in the names (a dict, not a list scan): an import section may hold a million."""
+    distinct = tuple(dict.fromkeys(found))
+    for name in distinct:
+        if name not in names:
             names[name] = cid_name(name) or ""
-    return tuple(distinct)
+    return distinct
 
 
 def _check_bytes(cid: str, wasm: bytes) -> None:
