@@ -115,13 +115,13 @@ def _readers(otlp: bool, extra: Sequence[MetricReader]) -> list[MetricReader]:
 
 
 def shutdown() -> None:
-    """Flush and stop what :func:`configure` started; tracing is off afterwards (until the
-    environment or another configure turns it on)."""
+    """Flush and stop what :func:`configure` started; afterwards the environment decides again."""
     if _state.tracer_provider is not None:
         _state.tracer_provider.shutdown()
     if _state.meter_provider is not None:
         _state.meter_provider.shutdown()
     _state.tracer = _state.tracer_provider = _state.meter_provider = None
+    _state.decided = False  # the environment decides again
 
 
 def enabled() -> bool:
