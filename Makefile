@@ -38,7 +38,7 @@ terminal-tools:
 
 # Prometheus, which scrapes a node's /metrics in tests/test_telemetry.py
 prometheus-tools:
-	@bash tests/prometheus/setup.sh
+	@bash tests/apt-tool.sh prometheus-tools prometheus prometheus "the Prometheus scrape test"
 
 typecheck: install
 	$(BIN)/mypy cod verifier

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -27,8 +28,10 @@ from cod import telemetry
 from cod.local import prepare
 from cod.node.joblog import writer
 from verifier import Devstack, Records, verify
+from verifier.client import NodeClient
 
 from .helpers import VECTORS, load_vector
+from .hostile import Hostile
 from .test_startup import loaded
 
 WORDCOUNT = load_vector("wordcount")
@@ -143,33 +146,24 @@ async def test_telemetry_never_reaches_a_result(traced: Traced, tmp_path: Path) 
         traced.named("cod.verify")[0].context.span_id]
 
 
-async def _headers_sent() -> list[str | None]:
-    """The traceparent of a request a NodeClient sends inside a span "outer" to a server that
-    records it."""
-    from aiohttp import web
+class _Recorder(Hostile):
+    """A server on loopback that records the traceparent of each request and answers {}."""
 
-    from verifier.client import NodeClient
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str | None] = []
 
-    seen: list[str | None] = []
-
-    async def record(request: web.Request) -> web.Response:
-        seen.append(request.headers.get("traceparent"))
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append(request.headers.get("traceparent"))
         return web.json_response({})
 
-    application = web.Application()
-    application.router.add_get("/v1/holdings", record)
-    runner = web.AppRunner(application)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with aiohttp.ClientSession() as http:
-            with telemetry.span("outer"):
-                await NodeClient(http, f"http://127.0.0.1:{port}").holdings(["x"])
-    finally:
-        await runner.cleanup()
-    return seen
+
+async def _headers_sent() -> list[str | None]:
+    """The traceparent of a request a NodeClient sends inside a span "outer"."""
+    async with _Recorder() as recorder, aiohttp.ClientSession() as http:
+        with telemetry.span("outer"):
+            await NodeClient(http, recorder.url).holdings(["x"])
+    return recorder.seen
 
 
 async def test_off_means_no_spans_and_no_traceparent(tmp_path: Path) -> None:
