@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 JS     := tests/js
 JSSTAMP := $(JS)/node_modules/.installed
 
-.PHONY: install node-tools engine-tools fault-tools terminal-tools test typecheck demo demo-ledger vectors vectors-check bench clean
+.PHONY: install node-tools engine-tools fault-tools terminal-tools prometheus-tools test typecheck demo demo-ledger vectors vectors-check bench clean
 
 install: $(STAMP)
 
@@ -36,10 +36,14 @@ fault-tools:
 terminal-tools:
 	@bash tests/tui/setup.sh
 
+# Prometheus, which scrapes a node's /metrics in tests/test_telemetry.py
+prometheus-tools:
+	@bash tests/apt-tool.sh prometheus-tools prometheus prometheus "the Prometheus scrape test"
+
 typecheck: install
 	$(BIN)/mypy cod verifier
 
-test: install node-tools engine-tools fault-tools terminal-tools typecheck
+test: install node-tools engine-tools fault-tools terminal-tools prometheus-tools typecheck
 	$(BIN)/python -m pytest -q
 
 # the Bacalhau word-count tutorial job, verified by three nodes of an embedded local network

@@ -348,3 +348,47 @@ def test_the_worst_text_for_json_still_fits_the_answer_line(engine: Engine, tmp_
       (br_if $l (i32.lt_u (local.get $i) (i32.const 2000))))"""
     report = both(engine, tmp_path, module(body))
     assert report["dropped"] > 0 and len(json.dumps(report)) < 600 * 1024
+
+
+async def test_guest_spans_appear_under_the_node_job_span_with_real_opentelemetry(tmp_path: Path) -> None:
+    """Tracing on (the SDK's in-memory exporter): a node's job span holds the guest's spans
+    (job > work), on the wall clock within the job span, and the signed result is the one a run
+    with telemetry off gives."""
+    import time
+
+    import aiohttp
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from cod import telemetry
+    from cod.node.server import start_node
+
+    wasm = module(CALLS)
+    cid = module_cid(wasm)
+    plain = _run(Engine(tmp_path / "cache"), tmp_path, wasm, False)
+    spans = InMemorySpanExporter()
+    telemetry.configure([spans])
+    try:
+        before = time.time_ns()
+        running = await start_node(tmp_path / "node", concurrency=1)
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.put(f"{running.url}/v1/blobs/{cid}", data=wasm,
+                                    headers={"Content-Type": "application/octet-stream"}) as resp:
+                    assert resp.status in (200, 201)
+                async with http.post(running.url + "/v1/jobs?wait=1",
+                                     json={"spec": JobSpec(module=cid).to_dict()}) as resp:
+                    job = await resp.json(content_type=None)
+        finally:
+            await running.stop()
+        after = time.time_ns()
+    finally:
+        telemetry.shutdown()
+    assert (job["state"], job["result_cid"], job["fuel_used"]) == ("done", plain.result_cid, plain.fuel_used)
+    finished = {s.name: s for s in spans.get_finished_spans()}
+    job_span, outer, inner = finished["node.job"], finished["job"], finished["work"]
+    assert outer.parent is not None and outer.parent.span_id == job_span.context.span_id
+    assert inner.parent is not None and inner.parent.span_id == outer.context.span_id
+    assert outer.context.trace_id == job_span.context.trace_id
+    for span in (outer, inner):
+        assert span.start_time is not None and span.end_time is not None
+        assert before <= span.start_time <= span.end_time <= after

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from cod import telemetry
 from cod.errors import NodeBusy, NodeError, NotFound, PolicyRefused
 
 from . import schema
@@ -76,7 +77,12 @@ class NodeClient:
 
     async def _json(self, method: str, path: str, timeout: float = REQUEST_TIMEOUT_S,
                     **kwargs: Any) -> tuple[int, Any]:
-        """Status and decoded JSON body (None when empty); NodeBusy on 429, NodeError otherwise."""
+        """Status and decoded JSON body (None when empty); NodeBusy on 429, NodeError otherwise.
+        While tracing is on, the request carries the current span's ``traceparent``."""
+        if telemetry.enabled():
+            headers = dict(kwargs.pop("headers", None) or {})
+            telemetry.inject(headers)
+            kwargs["headers"] = headers
         try:
             async with self.session.request(method, self.url + path, timeout=aiohttp.ClientTimeout(total=timeout),
                                             **kwargs) as resp:

@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from cod import telemetry
 from cod.car import write_car
 from cod.errors import (BadSignature, CodError, EngineUnavailable, NodeBusy, NodeError, PolicyRefused, SpecError,
                         UsageError)
@@ -39,6 +40,7 @@ from cod.resultsdir import check_destination
 
 from .client import MissingBlobs, NodeClient
 from .events import BUSY, FAILED, JOB_POLL_S, QUEUED, RUNNING, SIGNED, SUBMITTING, UPLOADING, Events
+from . import metrics
 from .fetch import DownloadFailed, download_agreed
 from .reputation import Records, now
 from .schema import NodeInfo
@@ -207,10 +209,10 @@ class _Uploads:
                 if not self.job.wasm:
                     raise NodeError(f"node {client.url} does not hold the module {cid}, and neither does this "
                                     "requester", "send the job to nodes that offer it (GET /v1/holdings)")
-                await client.put(cid, self.job.wasm, car=False, on_bytes=sent)
+                await self._put(client, cid, self.job.wasm, False, sent)
                 continue
             if cid in self.job.modules:  # a module the job's module imports by CID (SPEC 5.4)
-                await client.put(cid, self.job.modules[cid], car=False, on_bytes=sent)
+                await self._put(client, cid, self.job.modules[cid], False, sent)
                 continue
             paths = [item.path for item in spec.inputs if item.cid == cid]
             if cid == spec.output_base:  # the output base travels as a CAR, like an input
@@ -221,7 +223,15 @@ class _Uploads:
             if source is None:  # named by CID, and not in the local store
                 raise NodeError(f"node {client.url} does not hold {cid}, and neither does this requester",
                                 "add it to the local store (cod add PATH), or send the job to nodes that hold it")
-            await client.put(cid, await self.car(cid, source), car=True, on_bytes=sent)
+            await self._put(client, cid, await self.car(cid, source), True, sent)
+
+    async def _put(self, client: NodeClient, cid: str, data: bytes | Path, car: bool,
+                   sent: Callable[[int, int | None], None]) -> None:
+        with telemetry.span("cod.upload", {"cod.cid": cid, "cod.url": client.url}):
+            await client.put(cid, data, car=car, on_bytes=sent)
+        counted = metrics.current()
+        if counted is not None:
+            counted.moved(metrics.UPLOAD, len(data) if isinstance(data, bytes) else data.stat().st_size)
 
 
 class Requester:
@@ -292,44 +302,52 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
     loop = asyncio.get_running_loop()
     span = deadline_s if deadline_s is not None else job.spec.limits.timeout_ms / 1000 + DEADLINE_MARGIN
     deadline = loop.time() + span
-    scratch = Path(tempfile.mkdtemp(prefix="cod-verify-"))
-    try:
-        unique = list(dict.fromkeys(urls))
-        progress(f"Checking {len(unique)} node(s)")
-        candidates, unreachable = await _candidates(requester, unique, job, records, require_local)
-        if len(candidates) < n:
-            if not candidates and job.spec.engine == ENGINE_DOCKER and len(unreachable) == len(unique) and all(
-                    reason.startswith("no 'docker'") for _, reason in unreachable):
-                raise EngineUnavailable(
-                    f"none of the {len(unique)} node(s) has a Docker-compatible engine",
-                    "start Docker, or podman's Docker API service (DOCKER_HOST=unix://...), where a node runs",
-                )
-            raise NotEnoughNodes(len(candidates), len(unique), n, unreachable)
-        events = events or Events()
-        uploads = _Uploads(job, scratch, events)
-        progress(f"Running on {n} node(s)")
-        answers = await _dispatch(candidates, n, uploads, spec_json, job_cid, deadline, events)
-        for answer in answers:
-            if not answer.valid:
-                requester.forget(answer.url)
-        progress("Comparing signed results")
-        verification = _judge(job, job_cid, answers, n, quorum or 0)
-        verification.unreachable = unreachable
-        _remember(records, verification)
-        if verification.result_cid is not None:  # at least one result is fetched and checked, always
-            progress("Downloading results")
-            budget = max(deadline - loop.time(), DOWNLOAD_GRACE_S)  # the deadline holds for the download too
-            await _download(requester.session, records, verification, job, output_dir, scratch, budget, events)
-        extra = {"result_checked": verification.result_checked,
-                 "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None,
-                 "unreachable": [{"url": url, "reason": why} for url, why in verification.unreachable]}
-        verification.run_id = records.record_run(
-            job_cid, started_at=started, finished_at=now(), outcome=verification.outcome,
-            result_cid=verification.result_cid, n=n, quorum=quorum or 0, spec=spec_json,
-            answers=[asdict(a) for a in verification.answers], note=verification.note, extra=extra)
-        return verification
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    with telemetry.span("cod.verify", {"cod.job_cid": job_cid, "cod.n": n}):
+        scratch = Path(tempfile.mkdtemp(prefix="cod-verify-"))
+        try:
+            unique = list(dict.fromkeys(urls))
+            progress(f"Checking {len(unique)} node(s)")
+            with telemetry.span("cod.select", {"cod.nodes": len(unique)}):
+                candidates, unreachable = await _candidates(requester, unique, job, records, require_local)
+            if len(candidates) < n:
+                if not candidates and job.spec.engine == ENGINE_DOCKER and len(unreachable) == len(unique) and all(
+                        reason.startswith("no 'docker'") for _, reason in unreachable):
+                    raise EngineUnavailable(
+                        f"none of the {len(unique)} node(s) has a Docker-compatible engine",
+                        "start Docker, or podman's Docker API service (DOCKER_HOST=unix://...), where a node runs",
+                    )
+                raise NotEnoughNodes(len(candidates), len(unique), n, unreachable)
+            events = events or Events()
+            uploads = _Uploads(job, scratch, events)
+            progress(f"Running on {n} node(s)")
+            answers = await _dispatch(candidates, n, uploads, spec_json, job_cid, deadline, events)
+            for answer in answers:
+                if not answer.valid:
+                    requester.forget(answer.url)
+            progress("Comparing signed results")
+            with telemetry.span("cod.compare"):
+                verification = _judge(job, job_cid, answers, n, quorum or 0)
+            verification.unreachable = unreachable
+            _remember(records, verification)
+            if verification.result_cid is not None:  # at least one result is fetched and checked, always
+                progress("Downloading results")
+                budget = max(deadline - loop.time(), DOWNLOAD_GRACE_S)  # the deadline holds for the download too
+                await _download(requester.session, records, verification, job, output_dir, scratch, budget, events)
+            extra = {"result_checked": verification.result_checked,
+                     "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None,
+                     "unreachable": [{"url": url, "reason": why} for url, why in verification.unreachable]}
+            verification.run_id = records.record_run(
+                job_cid, started_at=started, finished_at=now(), outcome=verification.outcome,
+                result_cid=verification.result_cid, n=n, quorum=quorum or 0, spec=spec_json,
+                answers=[asdict(a) for a in verification.answers], note=verification.note, extra=extra)
+            counted = metrics.current()
+            if counted is not None:
+                counted.verified(verification.outcome, loop.time() - (deadline - span),
+                                 [a.node_id for a, (status, _) in zip(verification.answers, statuses(verification))
+                                  if status == DISAGREES])
+            return verification
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def content_of(job: PreparedJob) -> tuple[list[str], set[str]]:
@@ -447,7 +465,8 @@ async def _dispatch(candidates: list[tuple[NodeClient, NodeInfo]], n: int, uploa
 async def _attempt(client: NodeClient, answer: Answer, uploads: _Uploads, spec: dict[str, Any], job_cid: str,
                    deadline: float, events: Events) -> Answer:
     """One node's answer: its checked, signed result, or why it has none (never raises a CodError)."""
-    answer = await _attempt_once(client, answer, uploads, spec, job_cid, deadline, events)
+    with telemetry.span("cod.node", {"cod.node_id": answer.node_id, "cod.url": client.url}):
+        answer = await _attempt_once(client, answer, uploads, spec, job_cid, deadline, events)
     if answer.valid:
         events.node(answer.node_id, answer.url, SIGNED, answer.result_cid or "")
     else:
@@ -617,13 +636,17 @@ async def _download(session: aiohttp.ClientSession, records: Records, verificati
                       key=lambda a: (-records.score(a.node_id), a.node_id))
     by_url = {a.url: a for a in agreeing}
     limits = None if job.spec.engine == ENGINE_DOCKER else job.spec.limits
+    moved = [0]
     try:
         def received(done: int, total: int | None) -> None:
+            moved[0] = done
             if events is not None:
                 events.transfer(f"download {agreed}", "download results", done, total)
 
-        done = await download_agreed(session, [a.url for a in agreeing], verification.job_cid, agreed, output_dir,
-                                     None, scratch, limits=limits, timeout_s=timeout_s, on_bytes=received)
+        with telemetry.span("cod.download", {"cod.result_cid": agreed}):
+            done = await download_agreed(session, [a.url for a in agreeing], verification.job_cid, agreed,
+                                         output_dir, None, scratch, limits=limits, timeout_s=timeout_s,
+                                         on_bytes=received)
         failures = done.failures
         verification.results_dir = done.path if output_dir is not None else None
         verification.result_checked = True
@@ -632,6 +655,9 @@ async def _download(session: aiohttp.ClientSession, records: Records, verificati
         verification.note = "; ".join(filter(None, [verification.note, exc.message]))
         if verification.outcome in (VERIFIED, QUORUM):
             verification.outcome = INCOMPLETE
+    counted = metrics.current()
+    if counted is not None:
+        counted.moved(metrics.DOWNLOAD, moved[0])
     for url, why in failures.items():
         by_url[url].download_error = why
         records.bump(by_url[url].node_id, "failed")

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import __version__
+from .. import __version__, telemetry
 from ..car import car_bytes, write_car
 from ..cid import CID
 from ..docker import DockerEngine
@@ -44,6 +44,7 @@ from .offers import Dataset, Offers
 from .body import check_strings, parse_json
 from .caps import UPLOAD_CAPS, NodeCaps
 from .joblog import JobLog
+from .metrics import CANCELLED, CONTENT_TYPE, DOWNLOAD, FETCH, UPLOAD, NodeMetrics
 from .policy import PREFER, Policy
 from .pool import Pool
 from .store import DONE, FAILED, MAX_STATEMENTS_PAGE, QUEUED, RUNNING, JobStore, public
@@ -122,6 +123,7 @@ class Node:
         # has a result; the report is never part of the result, the statement or the job record
         self.guest_telemetry: Callable[[str, dict[str, Any]], None] | None = None
         self.fetcher = Fetcher(self.blobs, self.caps, peers, gateways)
+        self.metrics = NodeMetrics(lambda: self.active)
 
     def _open(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -160,6 +162,7 @@ class Node:
         await self.policy.close()
         await self.fetcher.close()
         await self.pool.close()
+        self.metrics.close()
 
     # -- info -------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -256,7 +259,11 @@ class Node:
                 if not self.fetcher.sources or not new:
                     raise
                 asked.update(new)
-                await self.fetcher.fetch_all(new, budget)
+                before = self.fetcher.fetched_bytes
+                try:
+                    await self.fetcher.fetch_all(new, budget)
+                finally:
+                    self.metrics.moved(FETCH, self.fetcher.fetched_bytes - before)
         return await asyncio.to_thread(self._sources, spec)
 
     def _sources(self, spec: JobSpec) -> dict[str, str]:
@@ -380,6 +387,11 @@ class Node:
 
     async def _run(self, job_cid: str, spec: JobSpec, sources: dict[str, str],
                    stamps: dict[str, Dataset] | None = None) -> None:
+        with telemetry.span("node.job", {"cod.job_cid": job_cid}) as span:  # under node.submit's span
+            await self._run_traced(job_cid, spec, sources, stamps, telemetry.ids_of(span))
+
+    async def _run_traced(self, job_cid: str, spec: JobSpec, sources: dict[str, str],
+                          stamps: dict[str, Dataset] | None, trace: tuple[str, str] | None) -> None:
         out = self.results / job_cid
         started = time.monotonic()
         try:
@@ -403,9 +415,10 @@ class Node:
                 return
             if self.cheat:
                 outcome["result_cid"] = await asyncio.to_thread(_lie, out)
-            statement = Statement(job=job_cid, result=outcome["result_cid"], node=self.identity.node_id,
-                                  profile=outcome["profile"], exit_code=outcome["exit_code"], trap=outcome["trap"],
-                                  fuel_used=outcome["fuel_used"]).sign(self.identity)
+            with telemetry.span("node.sign"):
+                statement = Statement(job=job_cid, result=outcome["result_cid"], node=self.identity.node_id,
+                                      profile=outcome["profile"], exit_code=outcome["exit_code"],
+                                      trap=outcome["trap"], fuel_used=outcome["fuel_used"]).sign(self.identity)
             self.jobs.update(job_cid, state=DONE, result_cid=outcome["result_cid"], exit_code=outcome["exit_code"],
                              trap=outcome["trap"], fuel_used=outcome["fuel_used"], profile=outcome["profile"],
                              statement=json.dumps(statement.to_json(), sort_keys=True))
@@ -425,16 +438,19 @@ class Node:
             self._cancelled.discard(job_cid)
             self._running.pop(job_cid, None)
             self._done.pop(job_cid, asyncio.Event()).set()
-            self._log_job(job_cid, time.monotonic() - started)
+            self._finished(job_cid, time.monotonic() - started, trace)
 
-    def _log_job(self, job_cid: str, seconds: float) -> None:
-        if self.job_log is None:
-            return
+    def _finished(self, job_cid: str, seconds: float, trace: tuple[str, str] | None) -> None:
+        """Count the finished job and log its line (with the IDs of its span, when traced)."""
         try:
             row = self.jobs.get(job_cid)
-            if row is not None and row["state"] in (DONE, FAILED):
-                self.job_log(joblog.record(self.identity.node_id, row, seconds))
-        except Exception:  # logging never fails a job or the node
+            if row is None or row["state"] not in (DONE, FAILED):
+                return
+            cancelled = row["state"] == FAILED and '"Cancelled"' in (row.get("error") or "")
+            self.metrics.finished(CANCELLED if cancelled else row["state"], seconds, row.get("fuel_used"))
+            if self.job_log is not None:
+                self.job_log(joblog.record(self.identity.node_id, row, seconds, trace))
+        except Exception:  # counting and logging never fail a job or the node
             log.exception("cannot log job %s", job_cid)
 
     async def _run_wasm(self, job_cid: str, spec: JobSpec, module: Path, sources: dict[str, str],
@@ -445,7 +461,8 @@ class Node:
         try:
             modules, _ = await asyncio.to_thread(self._dependency_blobs, spec)
             outcome = await self.pool.run(spec.canonical_bytes().decode(), module, sources, out,
-                                          spec.limits.timeout_ms / 1000, modules, self.guest_telemetry is not None)
+                                          spec.limits.timeout_ms / 1000, modules, timed=telemetry.enabled(),
+                                          guest_telemetry=self.guest_telemetry is not None or telemetry.enabled())
         except asyncio.CancelledError:
             await asyncio.to_thread(self._remove_staging, out)
             raise
@@ -455,11 +472,14 @@ class Node:
         return outcome
 
     def _hand_on_telemetry(self, job_cid: str, report: Any) -> None:
-        """Give the guest's telemetry to the hook; telemetry never fails a job."""
-        if self.guest_telemetry is None or not isinstance(report, dict):
+        """Give the guest's telemetry to the trace (spans under the job's span, when tracing is
+        on) and to the hook; telemetry never fails a job."""
+        if not isinstance(report, dict):
             return
         try:
-            self.guest_telemetry(job_cid, report)
+            telemetry.guest(report)
+            if self.guest_telemetry is not None:
+                self.guest_telemetry(job_cid, report)
         except Exception:
             log.exception("guest telemetry of job %s was not handed on", job_cid)
 
@@ -483,7 +503,8 @@ class Node:
         except CodError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             return {"error": type(exc).__name__, "code": exc.code, "message": exc.message, "hint": exc.hint}
-        cid = await asyncio.to_thread(cid_of_tree, out)
+        with telemetry.span("node.hash"):
+            cid = await asyncio.to_thread(cid_of_tree, out)
         return {"result_cid": str(cid), "exit_code": code, "trap": None, "fuel_used": 0, "profile": "docker"}
 
     def job(self, job_cid: str) -> dict[str, Any]:
@@ -629,6 +650,10 @@ def app(node: Node) -> web.Application:
     async def info(request: web.Request) -> web.Response:
         return web.json_response(node.info())
 
+    @routes.get("/metrics")
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=node.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
     @routes.get("/v1/openapi.json")
     async def spec(request: web.Request) -> web.Response:
         return web.json_response(openapi.DOCUMENT)
@@ -641,6 +666,10 @@ def app(node: Node) -> web.Application:
 
     @routes.put("/v1/blobs/{cid}")
     async def put_blob(request: web.Request) -> web.Response:
+        with telemetry.span("node.upload", parent=telemetry.extract(request.headers)):
+            return await _put_blob(request)
+
+    async def _put_blob(request: web.Request) -> web.Response:
         cid = str(CID.parse(request.match_info["cid"]))
         if node.blobs.has(cid):
             return web.json_response({"cid": cid, "stored": False}, status=200)
@@ -665,6 +694,7 @@ def app(node: Node) -> web.Application:
                 await asyncio.to_thread(node.blobs.put_file, cid, spooled)
         finally:
             spooled.unlink(missing_ok=True)
+            node.metrics.moved(UPLOAD, size)
         return web.json_response({"cid": cid, "stored": True}, status=201)
 
     @routes.get("/v1/holdings")
@@ -691,8 +721,9 @@ def app(node: Node) -> web.Application:
 
     @routes.post("/v1/jobs")
     async def submit(request: web.Request) -> web.Response:
-        body = parse_json(await request.read())  # strict: duplicate keys, depth, floats, surrogates
-        status, job = await node.submit(body, wait=request.query.get("wait") in ("1", "true"))
+        with telemetry.span("node.submit", parent=telemetry.extract(request.headers)):  # the job task inherits it
+            body = parse_json(await request.read())  # strict: duplicate keys, depth, floats, surrogates
+            status, job = await node.submit(body, wait=request.query.get("wait") in ("1", "true"))
         return web.json_response(job, status=status)
 
     @routes.get("/v1/jobs")
@@ -714,8 +745,10 @@ def app(node: Node) -> web.Application:
         tree = node.results_dir(cid)
         if await asyncio.to_thread(_tree_size, tree) <= SMALL_CAR_BYTES:  # built in memory, in one pass
             body = await asyncio.to_thread(car_bytes, tree, CID.parse(row["result_cid"]))
+            node.metrics.moved(DOWNLOAD, len(body))
             return web.Response(body=body, headers={"Content-Type": CAR_TYPE})
         car = await node.car_of(row["result_cid"], tree)
+        node.metrics.moved(DOWNLOAD, car.stat().st_size)
         return web.FileResponse(car, headers={"Content-Type": CAR_TYPE})
 
     @routes.get("/v1/jobs/{cid}/results/{path:.+}")

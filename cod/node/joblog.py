@@ -19,8 +19,10 @@ MAX_ERROR_CHARS = 200
 JobLog = Callable[[dict[str, Any]], None]
 
 
-def record(node_id: str, row: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """The log record of a finished job from its row in the node's job store."""
+def record(node_id: str, row: dict[str, Any], seconds: float,
+           trace: tuple[str, str] | None = None) -> dict[str, Any]:
+    """The log record of a finished job from its row in the node's job store; with ``trace``
+    (the IDs of the job's span, when tracing is on) it carries ``trace_id`` and ``span_id``."""
     error: Any = row.get("error")
     if isinstance(error, str):
         try:
@@ -30,10 +32,11 @@ def record(node_id: str, row: dict[str, Any], seconds: float) -> dict[str, Any]:
     message = None
     if isinstance(error, dict):
         message = _clean(f"{error.get('error', '')}: {error.get('message', '')}".strip(": "))
+    ids = {"trace_id": trace[0], "span_id": trace[1]} if trace is not None else {}
     return {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "node": node_id, "job": row.get("job_cid"), "state": row.get("state"),
             "exit_code": row.get("exit_code"), "trap": row.get("trap"), "fuel_used": row.get("fuel_used"),
-            "result_cid": row.get("result_cid"), "error": message, "ms": round(seconds * 1000)}
+            "result_cid": row.get("result_cid"), "error": message, "ms": round(seconds * 1000), **ids}
 
 
 def _clean(text: str) -> str:
@@ -51,8 +54,12 @@ def text_line(rec: dict[str, Any]) -> str:
     if rec["state"] == "done":
         trap = f" trap {rec['trap']}" if rec.get("trap") else ""
         return (f"{head} exit {rec['exit_code']}{trap} fuel {rec['fuel_used']} result {rec['result_cid']} "
-                f"{rec['ms']}ms")
-    return f"{head} {rec.get('error') or ''} {rec['ms']}ms".replace("  ", " ")
+                f"{rec['ms']}ms{_trace(rec)}")
+    return f"{head} {rec.get('error') or ''} {rec['ms']}ms{_trace(rec)}".replace("  ", " ")
+
+
+def _trace(rec: dict[str, Any]) -> str:
+    return f" trace {rec['trace_id']}" if rec.get("trace_id") else ""
 
 
 def writer(fmt: str, stream: TextIO | None = None) -> JobLog:

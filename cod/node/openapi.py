@@ -18,6 +18,10 @@ DOCUMENT: dict[str, Any] = {
              "description": "Content-addressed blobs, deterministic jobs, signed result statements."},
     "paths": {
         "/v1/health": {"get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "up")}}},
+        "/metrics": {"get": {"summary": "The node's metrics in the Prometheus text format (jobs by outcome, job "
+                                       "duration, fuel used, queue depth, bytes moved by direction)",
+                             "responses": {"200": {"description": "Prometheus text exposition",
+                                                   "content": {"text/plain": {}}}}}},
         "/v1/info": {"get": {"summary": "Node ID, public key, capabilities, versions, profile, limits",
                              "responses": {"200": _json({"$ref": "#/components/schemas/Info"}, "node info")}}},
         "/v1/blobs/{cid}": {

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .. import telemetry
+
 GRACE_SECONDS = 5.0
 
 
@@ -71,6 +73,16 @@ class Worker:
         return not self.dead and self.process.returncode is None
 
 
+def _record(timings: Any) -> None:
+    """Spans for the phases a worker timed: {name: [start_ns, end_ns]} on the wall clock."""
+    if not isinstance(timings, dict):
+        return
+    for name, pair in sorted(timings.items()):
+        if (isinstance(name, str) and isinstance(pair, list) and len(pair) == 2
+                and all(isinstance(t, int) and not isinstance(t, bool) for t in pair)):
+            telemetry.record(f"node.{name}", pair[0], pair[1])
+
+
 class Pool:
     def __init__(self, workers: int, cache_dir: Path) -> None:
         self.size = workers
@@ -86,14 +98,20 @@ class Pool:
             self._idle.put_nowait(worker)
 
     async def run(self, spec_json: str, module: Path, sources: dict[str, str], out_dir: Path,
-                  timeout_s: float, modules: dict[str, str] | None = None, telemetry: bool = False) -> dict[str, Any]:
-        """``modules``: the blob path of each module the job's module imports by CID, by CID;
-        ``telemetry``: the answer carries the guest's telemetry under ``guest_telemetry``."""
-        worker = await self._idle.get()
+                  timeout_s: float, modules: dict[str, str] | None = None, timed: bool = False,
+                  guest_telemetry: bool = False) -> dict[str, Any]:
+        """``modules``: the blob path of each module the job's module imports by CID, by CID.
+        ``timed``: the worker reports when its run began and ended, made a span here (tracing);
+        the answer returned never carries those times. ``guest_telemetry``: the answer carries
+        the guest's telemetry (cod.wasm.observe) under ``guest_telemetry``."""
+        with telemetry.span("node.queue"):
+            worker = await self._idle.get()
+        request: dict[str, Any] = {"spec": spec_json, "module": str(module), "sources": sources,
+                                   "out": str(out_dir), "modules": modules or {}, "telemetry": guest_telemetry}
+        if timed:
+            request["timed"] = True
         try:
-            answer = await worker.ask({"spec": spec_json, "module": str(module), "sources": sources,
-                                       "out": str(out_dir), "modules": modules or {}, "telemetry": telemetry},
-                                      timeout_s + GRACE_SECONDS)
+            answer = await worker.ask(request, timeout_s + GRACE_SECONDS)
         except BaseException:
             worker.kill()
             raise
@@ -111,6 +129,8 @@ class Pool:
                     "message": f"indeterminate outcome (timeout): the job ran past its wall-clock timeout "
                                f"(limits.timeout_ms = {round(timeout_s * 1000)}); no result was kept",
                     "hint": "raise limits.timeout_ms, or lower limits.fuel so the job ends by itself"}
+        if answer is not None:
+            _record(answer.pop("timings", None))
         if answer is None:
             return {"error": "ExecutorCrashed", "code": 18, "message": "the executor process died during the job",
                     "hint": "the node is still up; the job may be retried"}

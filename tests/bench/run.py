@@ -279,6 +279,9 @@ def main() -> int:
     import locality
 
     report += ["", *locality.section()]
+    import telemetry
+
+    report += ["", "## Stage 7: what tracing costs", "", *telemetry.section()]
     print("\n".join(report[-40:]), flush=True)
     (ROOT / "bench-out").mkdir(exist_ok=True)
     (ROOT / "bench-out" / "latest.md").write_text("\n".join(report) + "\n")
