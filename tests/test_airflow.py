@@ -195,3 +195,46 @@ def test_a_mismatch_fails_the_stage_with_the_groups_in_the_log(airflow_home: Pat
     assert "was not verified (mismatch)" in log
     assert "DISAGREES" in log and re.search(r"group \S+: signed by 2 node\(s\)", log), log[-4000:]
     assert re.search(r"group \S+: signed by 1 node\(s\)", log)
+
+
+@pytest.mark.parametrize("inputs, expected", [
+    ([None], "inputs[0] rendered to None"),
+    (["None:/inputs"], "inputs[0] rendered to 'None:/inputs'"),
+    ([""], "inputs[0] rendered to ''"),
+    (["bafkreinotacid:/x"], "cod: "),
+    (["/no/such/dir:/inputs"], "does not exist"),
+])
+def test_junk_inputs_fail_the_task_clearly(inputs: list[Any], expected: str, monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    """What a template renders when the stage it pulls from pushed nothing, or a typo: the task
+    fails with cod's message (an AirflowException), before any node is asked."""
+    from airflow.sdk.exceptions import AirflowException
+
+    from cod.airflow.operators import CodDockerRunOperator, CodWasmRunOperator
+
+    monkeypatch.setenv("COD_HOME", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONN_COD_DEFAULT", json.dumps({"conn_type": "cod",
+                                                               "extra": {"nodes": ["http://127.0.0.1:9"]}}))
+    for operator in (CodWasmRunOperator(task_id="w", module=str(VECTORS / "wordcount.wasm"), inputs=inputs),
+                     CodDockerRunOperator(task_id="d", image="busybox", command=["true"], inputs=inputs)):
+        with pytest.raises(AirflowException) as failed:
+            operator.execute({})
+        assert expected in str(failed.value) and "Traceback" not in str(failed.value)
+
+
+def test_bad_limits_and_a_bad_module_fail_the_task_clearly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from airflow.sdk.exceptions import AirflowException
+
+    from cod.airflow.operators import CodWasmRunOperator
+
+    monkeypatch.setenv("COD_HOME", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONN_COD_DEFAULT", json.dumps({"conn_type": "cod",
+                                                               "extra": {"nodes": ["http://127.0.0.1:9"]}}))
+    cases = [({"limits": {"fule": 1}}, "unknown key(s) fule"), ({"limits": {"fuel": -1}}, "fuel must be positive"),
+             ({"limits": {"fuel": "lots"}}, "fuel must be positive"),
+             ({"module": str(tmp_path / "missing.wasm")}, "cod: ")]
+    for options, expected in cases:
+        kwargs: dict[str, Any] = {"module": str(VECTORS / "hello.wasm"), **options}
+        with pytest.raises(AirflowException) as failed:
+            CodWasmRunOperator(task_id="w", **kwargs).execute({})
+        assert expected in str(failed.value)

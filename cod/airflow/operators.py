@@ -54,6 +54,15 @@ class _CodRun(BaseOperator):  # type: ignore[misc]  # Airflow's classes are unty
         except CodError as exc:
             raise AirflowException(_text(exc)) from None
 
+    def _inputs(self) -> list[str]:
+        """The rendered inputs: each ``SRC[:DST]`` text. A template that rendered to nothing (an
+        earlier stage that pushed no XCom gives ``None``) is refused here, naming it."""
+        for n, item in enumerate(self.inputs):
+            if not isinstance(item, str) or not item.strip() or item.split(":", 1)[0] in ("None", ""):
+                raise AirflowException(f"inputs[{n}] rendered to {item!r}, not SRC[:/path]: did the stage its "
+                                       "template pulls from push a result_cid to XCom?")
+        return list(self.inputs)
+
     def _limits(self) -> Limits:
         known = {f.name for f in fields(Limits)}
         unknown = sorted(set(self.limits) - known)
@@ -109,7 +118,7 @@ class CodWasmRunOperator(_CodRun):
     def execute(self, context: Any) -> dict[str, Any]:
         network = self._network()
         try:
-            job = prepare(self.module, [str(a) for a in self.args], inputs=self.inputs, env=self.env,
+            job = prepare(self.module, [str(a) for a in self.args], inputs=self._inputs(), env=self.env,
                           seed=self.seed, limits=self._limits(), resolve=lookup, remote=True)
         except CodError as exc:
             raise AirflowException(_text(exc)) from None
@@ -131,7 +140,7 @@ class CodDockerRunOperator(_CodRun):
     def execute(self, context: Any) -> dict[str, Any]:
         network = self._network()
         try:
-            job = prepare_docker(self.image, [str(c) for c in self.command], inputs=self.inputs, env=self.env,
+            job = prepare_docker(self.image, [str(c) for c in self.command], inputs=self._inputs(), env=self.env,
                                  limits=self._limits(), resolve=lookup)
         except CodError as exc:
             raise AirflowException(_text(exc)) from None
