@@ -25,6 +25,7 @@ from cod.errors import ImportRefused, MissingModules, ModuleError
 from cod.local import prepare
 from cod.wasm import linking
 
+from .helpers import VECTORS
 from .node_kit import CAR_TYPE, car, raw
 from .test_linking import root, wat
 from .test_stage6_attacks import Gateway, _forward, _put_module, _start, _submit, _until
@@ -494,3 +495,38 @@ async def test_a_node_asking_again_for_an_input_with_each_new_blob_gets_each_blo
     finally:
         await proxy.stop()
         await honest.stop()
+
+
+def test_a_private_module_is_hashed_again_only_when_its_file_changed(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offers.module re-hashes a private module only when its metadata changed or is racy
+    (SPEC 9.9's rule for datasets): a flood of jobs no longer re-reads a big module each time,
+    and a swapped file is still never offered under the old CID."""
+    import time as real_time
+
+    import cod.node.offers as offers_module
+    from cod.node.offers import RACY_NS, Offers
+    from cod.unixfs import module_cid as real_module_cid
+
+    path = tmp_path / "private.wasm"
+    data = (VECTORS / "hello.wasm").read_bytes()
+    path.write_bytes(data)
+    offers = Offers(private_modules=[path])
+    cid = real_module_cid(data)
+    hashed: list[int] = []
+
+    def counting(wasm: bytes) -> str:
+        hashed.append(len(wasm))
+        return real_module_cid(wasm)
+
+    monkeypatch.setattr(offers_module, "module_cid", counting)
+    assert offers.module(cid) == path and len(hashed) == 1  # racy: the file is younger than 2 s
+    assert offers.module(cid) == path and len(hashed) == 2
+    later = real_time.time_ns() + RACY_NS + 10**9  # as if the file had settled before the hash
+    monkeypatch.setattr(offers_module.time, "time_ns", lambda: later)
+    assert offers.module(cid) == path and len(hashed) == 3
+    assert offers.module(cid) == path and len(hashed) == 3  # settled and unchanged: trusted
+    swapped = bytearray(data)
+    swapped[-1] ^= 1
+    path.write_bytes(bytes(swapped))  # same size, same inode, new bytes
+    assert offers.module(cid) is None and len(hashed) == 4
