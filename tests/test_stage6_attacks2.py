@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -523,7 +524,7 @@ def test_a_private_module_is_hashed_again_only_when_its_file_changed(tmp_path: P
     assert offers.module(cid) == path and len(hashed) == 1  # racy: the file is younger than 2 s
     assert offers.module(cid) == path and len(hashed) == 2
     later = real_time.time_ns() + RACY_NS + 10**9  # as if the file had settled before the hash
-    monkeypatch.setattr(offers_module.time, "time_ns", lambda: later)
+    monkeypatch.setattr(offers_module, "time", types.SimpleNamespace(time_ns=lambda: later))
     assert offers.module(cid) == path and len(hashed) == 3
     assert offers.module(cid) == path and len(hashed) == 3  # settled and unchanged: trusted
     swapped = bytearray(data)
