@@ -145,9 +145,94 @@ async def main_async() -> list[str]:
     return lines
 
 
+class _Stack:
+    """`cod devstack` in a process of its own, tracing on (exporting to ``endpoint``) or off."""
+
+    def __init__(self, endpoint: str | None, base: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "COD_TRACING"))}
+        env["PYTHONPATH"] = str(ROOT)
+        if endpoint:
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+        else:
+            env["COD_TRACING"] = "0"
+        self.proc = subprocess.Popen([sys.executable, "-m", "cod", "devstack", "--nodes", "3", "--base-dir",
+                                      str(base)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     env=env)
+        assert self.proc.stdout is not None
+        self.urls: list[str] = []
+        for line in self.proc.stdout:
+            if line.startswith("node ") and " at http" in line:
+                self.urls.append(line.split(" at ", 1)[1].strip())
+            if len(self.urls) == 3:
+                break
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+async def apart_async() -> list[str]:
+    """The same comparison with the 3 nodes in processes of their own (as on a network): one
+    devstack traced and exporting, one not; the requester in this process follows suit."""
+    from cod.local import prepare
+    from verifier import Records, Requester
+
+    port = _free_port()
+    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)], stdout=subprocess.PIPE, text=True)
+    assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+    tmp = Path(tempfile.mkdtemp(prefix="cod-bench-otel2-"))
+    hello = ROOT / "vectors" / "hello.wasm"
+    stacks = {"on": _Stack(endpoint, tmp / "on"), "off": _Stack(None, tmp / "off")}
+    samples: dict[str, list[float]] = {"off": [], "on": []}
+    try:
+        async with Requester(Records(tmp / "r.db")) as requester:
+            stamp = time.time_ns()
+            for mode in ("on", "off"):
+                (_on if mode == "on" else _off)()
+                for warm in range(3):
+                    await requester.verify(prepare(hello, [], seed=f"w-{stamp}-{mode}-{warm}"), stacks[mode].urls, 3)
+            for pair in range(PAIRS):
+                for mode in (("off", "on") if pair % 2 == 0 else ("on", "off")):
+                    (_on if mode == "on" else _off)()
+                    urls = stacks[mode].urls
+
+                    async def run(job: object) -> None:
+                        result = await requester.verify(job, urls, 3)  # type: ignore[arg-type]
+                        assert result.outcome == "verified", result.outcome
+
+                    tag = f"{stamp}-{pair}-{mode}"
+                    samples[mode].append(await _phase(lambda n: prepare(hello, [], seed=f"a-{tag}-{n}"), HELLO_JOBS,
+                                                      run, tag))
+            _off()
+    finally:
+        for stack in stacks.values():
+            stack.stop()
+        receiver.terminate()
+        receiver.wait(timeout=20)
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+        os.environ.pop("COD_TRACING", None)
+    ratios = [b / a for a, b in zip(samples["off"], samples["on"])]
+    return [
+        "### The same, with the nodes in processes of their own",
+        "",
+        f"Two `cod devstack --nodes 3` processes, one traced and exporting, one not; {PAIRS} pairs of "
+        f"{HELLO_JOBS} sequential `--verify 3` runs of the hello vector, the requester traced with its nodes.",
+        "",
+        "| case | off, median s | on, median s | on/off, median of pairs (goal <= 1.03) | pairs' ratios |",
+        "|---|---|---|---|---|",
+        f"| `--verify 3` latency, hello | {statistics.median(samples['off']):.4f} | "
+        f"{statistics.median(samples['on']):.4f} | **{statistics.median(ratios):.3f}** | "
+        f"{' '.join(f'{r:.3f}' for r in ratios)} |",
+        "",
+    ]
+
+
 def section() -> list[str]:
-    return asyncio.run(main_async())
+    return asyncio.run(main_async()) + asyncio.run(apart_async())
 
 
 if __name__ == "__main__":
-    print("\n".join(section()))
+    print("\n".join(asyncio.run(apart_async()) if os.environ.get("COD_BENCH_TELEMETRY_APART") else section()))
