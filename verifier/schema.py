@@ -89,10 +89,11 @@ class _Fields:
         value = self.text(name, MAX_CID_CHARS, optional=optional)
         if value is None:
             return None
+        canonical: str | None
         try:
             canonical = str(CID.parse(value))
         except CodError:
-            canonical = ""
+            canonical = None  # never equal to the text, not even to an empty one
         if canonical != value:  # only the canonical text form: no upper case, no other base
             self.fail(name, f"{clean(value, 80)!r} is not a CIDv1 in base32")
         return value

@@ -8,7 +8,8 @@ telemetry is collected or not, and they are result-neutral: they return nothing,
 fuel, never trap (a bad pointer, a huge length, invalid UTF-8 or an exit without an enter
 is counted as ``invalid`` and otherwise ignored) and touch nothing the guest can see. With
 telemetry off they return at once; with it on, events go to a bounded list (MAX_EVENTS
-events, MAX_TEXT_BYTES bytes of text; beyond that they are counted as ``dropped``), stamped
+events, MAX_TEXT_BYTES bytes of text, MAX_EVENTS invalid calls; beyond that every call is
+counted as ``dropped`` and nothing more is read), stamped
 with the host's monotonic clock, which the guest never sees.
 
 This module imports wasmtime only to define the functions, so :mod:`cod.wasm.linking` can
@@ -120,8 +121,8 @@ class Telemetry:
 
     def _record(self, kind: str, caller: "wasmtime.Caller", params: tuple[int, ...], slot: list[Any],
                 names: list[dict[int, str] | None], wasm: bytes) -> None:
-        if self.dropped:  # past a cap: nothing more is looked at
-            self.dropped += 1
+        if self.dropped or self.invalid >= MAX_EVENTS:  # past a cap: nothing more is looked at, so a
+            self.dropped += 1  # flood of bad calls costs no more host time than with telemetry off
             return
         if kind in ("span-exit", "exit"):
             if self.depth == 0:
@@ -279,7 +280,8 @@ def to_spans(report: dict[str, Any]) -> dict[str, Any]:
             metrics.append({"ns": ns, "format": event["format"], "value": event["value"], "span": current})
         elif kind == "memory-grow" and current is not None:
             attributes = spans[current]["attributes"]
-            attributes["wasm.memory.grow_pages"] = attributes.get("wasm.memory.grow_pages", 0) + event["pages"]
+            grown = attributes.get("wasm.memory.grow_pages")  # a guest's tag may have set it to text
+            attributes["wasm.memory.grow_pages"] = (grown if isinstance(grown, int) else 0) + event["pages"]
     for index in stack:
         spans[index]["end_ns"] = end
     return {"spans": spans, "logs": logs, "metrics": metrics, "dropped": report.get("dropped", 0),
