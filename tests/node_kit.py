@@ -7,9 +7,9 @@ from typing import Any
 import aiohttp
 import wasmtime
 
-from cod import dagpb
-from cod.car import header
-from cod.cid import CID, DAG_PB, RAW, varint
+from cod.content import dagpb
+from cod.content.car import header
+from cod.content.cid import CID, DAG_PB, RAW, varint
 
 CAR_TYPE = "application/vnd.ipld.car"
 
@@ -65,7 +65,7 @@ def raw(data: bytes) -> tuple[CID, bytes]:
 
 
 def car(roots: list[CID], blocks: list[tuple[CID, bytes]]) -> bytes:
-    """A CARv1 with any roots (cod.car.header writes one; more are written here by hand)."""
+    """A CARv1 with any roots (cod.content.car.header writes one; more are written here by hand)."""
     if len(roots) == 1:
         head = header(roots[0])
     else:

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from cod.content.store import ContentStore
 from cod.errors import ConfigError
-from cod.store import ContentStore
 
 from .helpers import ROOT, VECTORS, load_vector
 from .test_docker import IMAGE, engine_socket  # noqa: F401  (a module-scoped fixture: podman's Docker API)

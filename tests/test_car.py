@@ -3,9 +3,9 @@ from __future__ import annotations
 import filecmp
 from pathlib import Path
 
-from cod.car import header, write_car
-from cod.cid import CID, RAW
-from cod.unixfs import CHUNK_SIZE, cid_of_tree
+from cod.content.car import header, write_car
+from cod.content.cid import CID, RAW
+from cod.content.unixfs import CHUNK_SIZE, cid_of_tree
 
 from .helpers import chacha_bytes, ipfs_car
 

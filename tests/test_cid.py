@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from cod.cid import CID, DAG_PB, RAW, read_varint, varint
+from cod.content.cid import CID, DAG_PB, RAW, read_varint, varint
 from cod.errors import CIDError
 
 

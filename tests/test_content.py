@@ -19,13 +19,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from cod.cid import CID
+from cod.content.cid import CID
+from cod.content.store import ContentStore
+from cod.content.unixfs import module_cid
 from cod.errors import InputError
 from cod.jobspec import Input, JobSpec
 from cod.local import prepare
 from cod.node.server import RunningNode, start_node
-from cod.store import ContentStore
-from cod.unixfs import module_cid
 from cod.wasm.engine import Engine
 from cod.wasm.executor import run
 from verifier import Records, verify
@@ -327,9 +327,8 @@ async def test_a_gateway_streaming_garbage_is_dropped_at_the_header(tmp_path: Pa
     """An endless answer whose first bytes are not the CAR header of the CID is given up at once."""
     from aiohttp import web
 
-    from cod.node.blobs import BlobStore
-    from cod.node.caps import NodeCaps
-    from cod.node.fetcher import Fetcher
+    from cod.content.blobs import BlobStore
+    from cod.content.fetcher import Fetcher
 
     async def endless(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "application/vnd.ipld.car"})
@@ -344,7 +343,7 @@ async def test_a_gateway_streaming_garbage_is_dropped_at_the_header(tmp_path: Pa
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    fetcher = Fetcher(BlobStore(tmp_path / "blobs"), NodeCaps(), gateways=[f"http://127.0.0.1:{port}"])
+    fetcher = Fetcher(BlobStore(tmp_path / "blobs"), gateways=[f"http://127.0.0.1:{port}"])
     try:
         cid = module_cid(TEXT)
         assert await asyncio.wait_for(fetcher.fetch(cid), 10) is False

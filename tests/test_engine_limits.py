@@ -18,7 +18,7 @@ import wasmtime
 from cod import Engine, JobSpec, Limits, RunResult, module_cid, run
 from cod.errors import ModuleError
 from cod.jobspec import DEFAULT_TABLE_ELEMENTS
-from cod.wasm.engine import table_minimums
+from cod.wasm.binary import table_minimums
 from cod.wasm.executor import MAX_TABLES
 
 from .helpers import ROOT

@@ -16,9 +16,9 @@ import pytest
 import wasmtime
 
 from cod import Engine, Input, JobSpec, Limits, cid_of_tree, module_cid, run
+from cod.content.unixfs import Importer
 from cod.errors import Indeterminate, ModuleError
 from cod.wasm import executor
-from cod.unixfs import Importer
 from cod.wasm.executor import DIR_MODE, FILE_MODE, remove_tree
 
 from .helpers import ROOT, VECTORS, load_vector

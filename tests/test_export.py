@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from cod.car import write_car
+from cod.content.car import write_car
+from cod.content.export import unpack_car
+from cod.content.unixfs import CHUNK_SIZE, Importer, cid_of_tree
 from cod.errors import CIDError
-from cod.export import unpack_car
-from cod.unixfs import CHUNK_SIZE, Importer, cid_of_tree
 
 from .helpers import chacha_bytes, ipfs_car_cid
 from .test_car import _same_tree
@@ -75,8 +75,8 @@ def test_tampered_and_wrong_cars_are_refused(tmp_path: Path) -> None:
 
 
 def test_a_car_missing_a_block_is_incomplete(tmp_path: Path) -> None:
-    from cod.car import read_car
-    from cod.export import check_complete, read_complete_car
+    from cod.content.car import read_car
+    from cod.content.export import check_complete, read_complete_car
 
     src = _tree(tmp_path / "src")
     car = tmp_path / "t.car"

@@ -22,12 +22,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from cod.car import CarWriter
-from cod.car import header as car_header
+from cod.content.car import CarWriter, header as car_header
+from cod.content.unixfs import Importer, check_entry, cid_of_tree, module_cid, mount_root
 from cod.errors import InputError
 from cod.limits import MAX_FILE_SIZE, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TREE_DEPTH
 from cod.local import prepare, run_prepared
-from cod.unixfs import Importer, check_entry, cid_of_tree, module_cid, mount_root
 from cod.wasm.engine import Engine
 from verifier import Devstack, Records, verify
 

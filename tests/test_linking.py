@@ -13,7 +13,7 @@ import pytest
 import wasmtime
 
 from cod import Engine, JobSpec, Limits, RunResult, module_cid, run
-from cod.cid import CID
+from cod.content.cid import CID
 from cod.errors import ImportRefused, MissingModules, ModuleError
 from cod.wasm import linking
 

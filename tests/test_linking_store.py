@@ -19,9 +19,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from cod.content.unixfs import module_cid
 from cod.local import prepare
 from cod.node.server import RunningNode, start_node
-from cod.unixfs import module_cid
 from verifier import Records, verify
 from verifier.verify import NotEnoughNodes
 

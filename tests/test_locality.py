@@ -13,11 +13,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from cod.content.unixfs import cid_of_tree, module_cid
 from cod.jobspec import Input, JobSpec
 from cod.local import PreparedJob, prepare
 from cod.node.offers import Offers
 from cod.node.server import RunningNode, start_node
-from cod.unixfs import cid_of_tree, module_cid
 from verifier import Records, verify
 from verifier.verify import NotEnoughNodes
 

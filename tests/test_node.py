@@ -13,14 +13,14 @@ import aiohttp
 import pytest
 
 from cod import JobSpec, Limits, module_cid
-from cod.car import write_car
-from cod.cid import CID
-from cod.export import unpack_car
+from cod.content.car import write_car
+from cod.content.cid import CID
+from cod.content.export import unpack_car
+from cod.content.unixfs import cid_of_tree
 from cod.identity import node_id_of
 from cod.jobspec import Input
 from cod.node.server import RunningNode, start_node
 from cod.statement import SignedStatement
-from cod.unixfs import cid_of_tree
 
 from .helpers import VECTORS, load_vector
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from cod import dagpb
-from cod.car import write_car
-from cod.cid import CID
-from cod.dagpb import Link
+from cod.content import dagpb
+from cod.content.car import write_car
+from cod.content.cid import CID
+from cod.content.dagpb import Link
+from cod.content.export import DIRECTORY, FILE, TreeCaps, _Writer, export, plan, read_complete_car
+from cod.content.unixfs import Importer
 from cod.errors import CapExceeded, CIDError
-from cod.export import DIRECTORY, FILE, TreeCaps, _Writer, export, plan, read_complete_car
-from cod.unixfs import Importer
 
 from .helpers import VECTORS
 from .node_kit import car, pb, raw

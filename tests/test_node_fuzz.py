@@ -17,11 +17,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from cod import JobSpec, dagpb, module_cid
-from cod.car import write_car
+from cod import JobSpec, module_cid
+from cod.content import dagpb
+from cod.content.car import write_car
 from cod.jobspec import Input
 from cod.node.server import RunningNode, start_node
 

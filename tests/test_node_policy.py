@@ -18,11 +18,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from cod import JobSpec, Limits, module_cid
-from cod.car import write_car
+from cod.content.car import write_car
 from cod.errors import NodeError
 from cod.identity import verify
 from cod.jobspec import Input, canonical_json
@@ -372,7 +371,7 @@ async def test_openapi_documents_the_feed_and_the_policy(node: RunningNode, http
 async def test_a_job_naming_many_inputs_cannot_hold_the_answer(strict: RunningNode, http: aiohttp.ClientSession,
                                                                 ledger: tuple[StandIn, str],
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from cod.cid import RAW, CID
+    from cod.content.cid import CID, RAW
 
     fake, _ = ledger
     fake.mode = standin.SLOW  # each question would take 3 s, 8 at a time
@@ -487,7 +486,7 @@ def _is_yes(body: str) -> bool:
 
 async def test_a_refusal_of_a_job_with_very_many_inputs_is_still_a_valid_entry(
         strict: RunningNode, http: aiohttp.ClientSession, ledger: tuple[StandIn, str]) -> None:
-    from cod.cid import RAW, CID
+    from cod.content.cid import CID, RAW
 
     fake, _ = ledger
     inputs = tuple(Input(cid=str(CID.of(RAW, n.to_bytes(2, "big"))), path=f"/inputs/{n}") for n in range(300))

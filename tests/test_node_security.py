@@ -13,9 +13,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from cod import JobSpec, dagpb, module_cid
-from cod.cid import CID, DAG_PB
-from cod.dagpb import Link
+from cod import JobSpec, module_cid
+from cod.content import dagpb
+from cod.content.cid import CID, DAG_PB
+from cod.content.dagpb import Link
 from cod.jobspec import Input
 from cod.node.caps import NodeCaps
 from cod.node.server import RunningNode, start_node

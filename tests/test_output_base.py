@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from cod import Engine, JobSpec, module_cid, run
+from cod.content.unixfs import Importer
 from cod.errors import InputError, OutputLimitExceeded, SpecError
 from cod.jobspec import Input
 from cod.local import prepare
-from cod.unixfs import Importer
 from cod.wasm import vfs
 
 from .helpers import VECTORS

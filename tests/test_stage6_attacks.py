@@ -20,14 +20,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from cod.car import header, write_car
-from cod.cid import CID, RAW
+from cod.content.car import header, write_car
+from cod.content.cid import CID, RAW
+from cod.content.store import ContentStore
+from cod.content.unixfs import cid_of_tree, module_cid
 from cod.errors import InputError, SpecError
 from cod.jobspec import Input, JobSpec
 from cod.local import prepare, run_prepared
 from cod.node.server import RunningNode, start_node
-from cod.store import ContentStore
-from cod.unixfs import cid_of_tree, module_cid
 from cod.wasm import abi
 from cod.wasm.engine import Engine
 from cod.wasm.executor import run
@@ -915,7 +915,7 @@ def _car_root(body: bytes) -> str:
     """The single root of a CARv1, read here from its header (varint length, DAG-CBOR map)."""
     import io
 
-    from cod.car import read_header
+    from cod.content.car import read_header
 
     return str(read_header(io.BytesIO(body))[0])
 
@@ -1151,7 +1151,7 @@ async def test_a_gateway_car_whose_root_is_a_symlink_is_refused(tmp_path: Path, 
                                                                 http: aiohttp.ClientSession) -> None:
     """Attack 2: a well-formed CAR of a UnixFS symlink to / (its own CID): nothing is stored
     that a job could mount as the host's root."""
-    from cod import dagpb
+    from cod.content import dagpb
 
     from .node_kit import pb
 
@@ -1281,7 +1281,7 @@ async def test_a_hostile_first_source_never_keeps_the_next_from_giving_the_cid(
     """Attack 2: the first gateway answers a body that is not gzip under Content-Encoding
     gzip, closes mid-CAR, sends junk, lies in Content-Length or drips (past the transfer
     timeout, scaled down here); the second gateway's good CAR is still fetched and the job runs."""
-    import cod.node.fetcher as fetcher_module
+    import cod.content.fetcher as fetcher_module
 
     monkeypatch.setattr(fetcher_module, "FETCH_TIMEOUT_S", 2.0)
     wanted, good = _car_of(b"wanted bytes\n")
@@ -1507,7 +1507,7 @@ async def test_a_local_run_never_takes_a_hostile_gateway_s_bytes_into_the_store(
     """Attack 2/6: a local run fetches a CID it lacks into the requester's store (the
     configured gateways). A gateway answering the module's CID with another module's CAR,
     or the input's with a CAR of other bytes, puts nothing in the store and runs nothing."""
-    from cod.store import resolver
+    from cod.content.store import resolver
 
     from .helpers import VECTORS
 
@@ -1623,7 +1623,7 @@ def test_cod_store_pointing_at_a_symlink_a_file_or_a_node_blob_dir(tmp_path: Pat
     """Attack 6: COD_STORE naming a symlink to a directory works (through the link), a regular
     file is a clear InputError, and a node's blob directory is a store whose entries are
     still checked against their CIDs on the way in and out."""
-    from cod.store import default_root, lookup
+    from cod.content.store import default_root, lookup
 
     real = tmp_path / "real-store"
     real.mkdir()

@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 
 from cod import Engine, JobSpec, Limits, module_cid, run
-from cod.cid import CID, DAG_PB, RAW
+from cod.content.cid import CID, DAG_PB, RAW
 from cod.errors import ImportRefused, MissingModules, ModuleError
 from cod.local import prepare
 from cod.wasm import linking
@@ -276,7 +276,7 @@ async def test_a_node_answering_missing_blobs_for_ever_gets_only_the_job_s_blobs
     uploaded, the requester stops at once); the job's dependency again and again ("again": it
     is uploaded once, with its true bytes, then the requester stops); a new CID each time
     ("fresh": nothing is uploaded). The requester always stops, well before its deadline."""
-    from cod.store import ContentStore
+    from cod.content.store import ContentStore
     from verifier.verify import verify
 
     store = ContentStore(tmp_path / "store")
@@ -365,7 +365,7 @@ async def test_a_dependency_cid_that_is_a_dataset_of_the_node_is_never_linked(
     """A root imports "f" from the CID of a directory the node serves as a dataset. A
     directory is no module: the node never treats it as one; the job is answered 409 naming
     that CID (no module bytes under it), never run."""
-    from cod.unixfs import cid_of_tree
+    from cod.content.unixfs import cid_of_tree
 
     (tmp_path / "corpus").mkdir()
     (tmp_path / "corpus" / "a.txt").write_bytes(b"a\n")
@@ -461,7 +461,7 @@ async def test_a_node_asking_again_for_an_input_with_each_new_blob_gets_each_blo
     module, dependency]. Each answer but the last names a blob not yet sent, so the requester
     goes on; but it re-sent the input (a CAR, possibly gigabytes) with every new blob: one
     input upload per job blob. Now each blob is uploaded once: 3 PUTs, the input's once."""
-    from cod.store import ContentStore
+    from cod.content.store import ContentStore
     from verifier.verify import verify
 
     store = ContentStore(tmp_path / "store")
@@ -506,8 +506,8 @@ def test_a_private_module_is_hashed_again_only_when_its_file_changed(tmp_path: P
     import time as real_time
 
     import cod.node.offers as offers_module
+    from cod.content.unixfs import module_cid as real_module_cid
     from cod.node.offers import RACY_NS, Offers
-    from cod.unixfs import module_cid as real_module_cid
 
     path = tmp_path / "private.wasm"
     data = (VECTORS / "hello.wasm").read_bytes()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cod.unixfs import CHUNK_SIZE, HAMT_THRESHOLD, Importer, cid_of_tree
+from cod.content.unixfs import CHUNK_SIZE, HAMT_THRESHOLD, Importer, cid_of_tree
 
 from .helpers import chacha_bytes, ipfs_car_cid, js_unixfs_cid
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cod import dagpb
-from cod.cid import CID, DAG_PB, RAW
-from cod.unixfs import CHUNK_SIZE, MAX_LINKS, Importer, cid_of_tree
+from cod.content import dagpb
+from cod.content.cid import CID, DAG_PB, RAW
+from cod.content.unixfs import CHUNK_SIZE, MAX_LINKS, Importer, cid_of_tree
 
 from .helpers import ipfs_car_cid, js_unixfs_cid
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cod.car import write_car
+from cod.content.car import write_car
 from cod.jobspec import Limits
 from verifier.fetch import (CAR_HEADER_MAX, MAX_RESULTS_CAR_BYTES, PER_CHUNK_OVERHEAD, PER_ENTRY_OVERHEAD,
                             results_car_bound)

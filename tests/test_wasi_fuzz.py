@@ -20,13 +20,13 @@ import struct
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from cod import Engine
 from cod.errors import CodError, Indeterminate
 from cod.wasm import abi
-from cod.wasm.wasi import _SIGNATURES, ProcExit
+from cod.wasm.imports import SIGNATURES
+from cod.wasm.wasi import ProcExit
 
 from .wasi_harness import Harness
 
@@ -93,10 +93,10 @@ def fuzz_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _inputs(tmp_path_factory.mktemp("fuzz-in") / "in")
 
 
-@pytest.mark.parametrize("name", sorted(_SIGNATURES))
+@pytest.mark.parametrize("name", sorted(SIGNATURES))
 def test_every_function_is_total_and_repeatable(name: str, engine: Engine, tmp_path: Path,
                                                 fuzz_inputs: Path) -> None:
-    params = _SIGNATURES[name][0]
+    params = SIGNATURES[name][0]
     arguments = st.tuples(*[i32s if kind == "i" else i64s for kind in params])
 
     @settings(max_examples=8, database=None)
@@ -114,7 +114,7 @@ def test_every_function_is_total_and_repeatable(name: str, engine: Engine, tmp_p
 
 
 def test_the_harness_covers_all_46_functions() -> None:
-    assert len(_SIGNATURES) == 46
+    assert len(SIGNATURES) == 46
 
 
 def test_random_get_checks_bounds_before_generating(engine: Engine, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from cod import Engine, JobSpec, module_cid, run
-from cod.unixfs import Importer
+from cod.content.unixfs import Importer
 
 ENV_VAR = "COD_WASI_TESTSUITE"
 SUITES = ("assemblyscript", "c", "rust")

@@ -17,8 +17,9 @@ import wasmtime
 from cod import Engine
 from cod.wasm import abi, hostcall
 from cod.wasm.entropy import RandomStream, VirtualClock
+from cod.wasm.imports import SIGNATURES
 from cod.wasm.vfs import Budget, FileSystem, Mount
-from cod.wasm.wasi import _SIGNATURES, Stream, Wasi
+from cod.wasm.wasi import Stream, Wasi
 
 EPOCH_NS = 1_000_000_000
 TICK_NS = 1000
@@ -29,11 +30,11 @@ _KIND = {"i": "i32", "I": "i64"}
 def harness_wat(pages: int = 1) -> str:
     """A module importing every preview1 function and exporting a trampoline for each."""
     parts = []
-    for name, (params, results) in sorted(_SIGNATURES.items()):
+    for name, (params, results) in sorted(SIGNATURES.items()):
         sig = "".join(f" (param {_KIND[c]})" for c in params) + "".join(f" (result {_KIND[c]})" for c in results)
         parts.append(f'(import "wasi_snapshot_preview1" "{name}" (func ${name}{sig}))')
     parts.append(f'(memory (export "memory") {pages})')
-    for name, (params, results) in sorted(_SIGNATURES.items()):
+    for name, (params, results) in sorted(SIGNATURES.items()):
         sig = "".join(f" (param {_KIND[c]})" for c in params) + "".join(f" (result {_KIND[c]})" for c in results)
         body = " ".join(f"(local.get {i})" for i in range(len(params)))
         parts.append(f'(func (export "{name}"){sig} (call ${name} {body}))')
@@ -103,7 +104,7 @@ class Harness:
 
         ProcExit and CodErrors raised by the host function come out as themselves.
         """
-        params = _SIGNATURES[name][0]
+        params = SIGNATURES[name][0]
         values = [_signed(a, 32 if kind == "i" else 64) for a, kind in zip(args, params, strict=True)]
         func = self.instance.exports(self.store)[name]
         assert isinstance(func, wasmtime.Func)

@@ -15,11 +15,11 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import CIDError, InputError
+from .blobs import BlobStore
 from .car import write_car
 from .cid import CID
-from .errors import CIDError, InputError
 from .export import TreeCaps
-from .node.blobs import BlobStore
 from .unixfs import Importer
 
 STORE_ENV = "COD_STORE"
@@ -123,10 +123,9 @@ def resolver(nodes: list[str], gateways: list[str]) -> Callable[[str], Path | No
 
 
 async def _fetch(store: ContentStore, cid: str, nodes: list[str], gateways: list[str]) -> None:
-    from .node.caps import NodeCaps
-    from .node.fetcher import Fetcher
+    from .fetcher import Fetcher
 
-    fetcher = Fetcher(store.blobs, NodeCaps(), peers=nodes, gateways=gateways)
+    fetcher = Fetcher(store.blobs, peers=nodes, gateways=gateways)
     try:
         await fetcher.fetch(cid)
     finally:

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from ..cid import CID
 from ..errors import CIDError
-from ..export import FILE, TreeCaps, unpack_car
-from ..unixfs import Importer
+from .cid import CID
+from .export import FILE, TreeCaps, unpack_car
+from .unixfs import Importer
 
 
 class BlobStore:
@@ -69,7 +69,7 @@ class BlobStore:
     def put_car(self, cid: str, spooled: Path, caps: TreeCaps) -> None:
         """Unpack a CAR whose root is ``cid`` into the blob ``cid`` (a tree, or a file).
 
-        Raises CIDError, CapExceeded or InputError (see ``cod.export.unpack_car``); nothing is kept then.
+        Raises CIDError, CapExceeded or InputError (see ``cod.content.export.unpack_car``); nothing is kept then.
         """
         staged = Path(tempfile.mkdtemp(dir=self.tmp, prefix="car-")) / "blob"
         try:

@@ -3,9 +3,10 @@
 A job names its inputs (and modules) by CID only. A node that lacks one asks, in order, the
 peers it was given (``GET /v1/blobs/{cid}`` with ``Accept: application/vnd.ipld.car``) and
 the gateways it was given (``GET /ipfs/{cid}?format=car&dag-scope=all``, the IPFS trustless
-gateway protocol). The answer streams into a spool file under the node's upload cap and is
-then unpacked as an uploaded CAR is (cod.node.blobs.BlobStore.put_car): every block checked
-against its CID, the DAG planned within the node's tree caps and re-imported to its root.
+gateway protocol). The answer streams into a spool file under a byte cap (a node's upload cap)
+and is then unpacked as an uploaded CAR is (:meth:`cod.content.blobs.BlobStore.put_car`): every
+block checked against its CID, the DAG planned within tree caps and re-imported to its root.
+The requester's content store fetches with the same code (:func:`cod.content.store.resolver`).
 What fails is logged and the next source is tried; a CID no source gives stays missing (the
 requester is then asked for it: 409 MissingBlobs). One fetch per CID at a time, at most
 FETCH_CONCURRENCY CIDs at once on a node, and what one job makes the node fetch, all its
@@ -20,13 +21,13 @@ from pathlib import Path
 
 import aiohttp
 
-from ..car import header as car_header
-from ..cid import CID
 from ..errors import CapExceeded, CIDError, CodError
 from .blobs import BlobStore
-from .caps import NodeCaps
+from .car import header as car_header
+from .cid import CID
+from .export import DEFAULT_MAX_CAR_BYTES, TreeCaps
 
-log = logging.getLogger("cod.node.fetcher")
+log = logging.getLogger("cod.content.fetcher")
 
 CAR_TYPE = "application/vnd.ipld.car"
 CHUNK = 1 << 20
@@ -58,10 +59,11 @@ class Budget:
 class Fetcher:
     """Where a node looks for content it lacks, and the fetches under way."""
 
-    def __init__(self, blobs: BlobStore, caps: NodeCaps, peers: list[str] | None = None,
-                 gateways: list[str] | None = None) -> None:
+    def __init__(self, blobs: BlobStore, max_bytes: int = DEFAULT_MAX_CAR_BYTES, tree: TreeCaps | None = None,
+                 peers: list[str] | None = None, gateways: list[str] | None = None) -> None:
         self.blobs = blobs
-        self.caps = caps
+        self.max_bytes = max_bytes  # published by a node as max_upload_bytes
+        self.tree = tree or TreeCaps()
         self.peers = [url.rstrip("/") for url in peers or []]
         self.gateways = [url.rstrip("/") for url in gateways or []]
         self._under_way: dict[str, asyncio.Task[bool]] = {}
@@ -77,7 +79,7 @@ class Fetcher:
 
     def budget(self) -> Budget:
         """A new job's fetch budget: the node's upload cap."""
-        return Budget(self.caps.max_upload_bytes)
+        return Budget(self.max_bytes)
 
     async def fetch_all(self, cids: list[str], budget: Budget | None = None) -> None:
         """Try to get every CID of ``cids`` (FETCH_CONCURRENCY at a time), within ``budget``
@@ -116,7 +118,7 @@ class Fetcher:
         return False
 
     async def _from(self, url: str, cid: str, budget: Budget) -> None:
-        cap = self.caps.max_upload_bytes
+        cap = self.max_bytes
         session = await self._client()
         handle, spooled = self.blobs.spool()
         try:
@@ -142,7 +144,7 @@ class Fetcher:
                         handle.write(chunk)
                     if head != expected:
                         raise CIDError(f"the CAR ended before its header naming {cid} did")
-            await asyncio.to_thread(self.blobs.put_car, cid, spooled, self.caps.tree())
+            await asyncio.to_thread(self.blobs.put_car, cid, spooled, self.tree)
         finally:
             Path(spooled).unlink(missing_ok=True)
 

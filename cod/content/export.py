@@ -1,7 +1,7 @@
 """UnixFS exporter: rebuild a file or directory tree from verified blocks, within caps.
 
 Used where content arrives as a CAR (a node receiving inputs, a requester fetching
-results). Blocks must already be checked against their CIDs (``cod.car`` does). Before a
+results). Blocks must already be checked against their CIDs (``cod.content.car`` does). Before a
 byte is written, the DAG is walked from its root over the blocks at hand (``plan``): the
 root must be a directory or a regular file, every name valid and unique in its directory,
 and the sizes it declares (a block counted every time it is linked), its entries and its
@@ -21,15 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ..errors import CapExceeded, CIDError, InputError
+from ..limits import MAX_NAME_BYTES, MAX_TREE_DEPTH
 from . import dagpb
 from .car import index_car, read_car
 from .cid import CID, DAG_PB, RAW
-from .errors import CapExceeded, CIDError, InputError
-from .limits import MAX_NAME_BYTES, MAX_TREE_DEPTH
 from .unixfs import cid_of_tree
 
 BlockGetter = Callable[[CID], bytes]
 
+DEFAULT_MAX_CAR_BYTES = 8 << 30
+"""Default cap on the bytes of one CAR received (a node's max_upload_bytes, and what one job may
+make it fetch)."""
 DEFAULT_MAX_UNPACKED_BYTES = 8 << 30
 """Default cap on the bytes a CAR may unpack to (sum of its files' sizes)."""
 DEFAULT_MAX_ENTRIES = 1 << 17

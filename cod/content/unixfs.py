@@ -28,11 +28,11 @@ from typing import BinaryIO
 
 import mmh3
 
+from ..errors import InputError
+from ..limits import MAX_FILE_SIZE, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TREE_DEPTH
 from . import dagpb
 from .cid import CID, DAG_PB, RAW
 from .dagpb import Link
-from .errors import InputError
-from .limits import MAX_FILE_SIZE, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TREE_DEPTH
 
 CHUNK_SIZE = 1 << 20
 MAX_LINKS = 1024

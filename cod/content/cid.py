@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import multihash
 
-from .errors import CIDError
+from ..errors import CIDError
 
 RAW = 0x55
 DAG_PB = 0x70

@@ -12,8 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from ..errors import CapExceeded, CIDError
 from .cid import CID, read_varint, varint
-from .errors import CapExceeded, CIDError
 from .unixfs import Importer
 
 
