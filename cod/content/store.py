@@ -113,7 +113,7 @@ def resolver(nodes: list[str], gateways: list[str]) -> Callable[[str], Path | No
             name = str(CID.parse(cid))
         except CIDError:
             return None
-        import asyncio  # here: a local run that fetches nothing loads no event loop (tests/test_startup.py)
+        import asyncio  # here: a local run that fetches nothing loads no event loop (tests/cli/test_startup.py)
 
         store = ContentStore()
         asyncio.run(_fetch(store, name, nodes, gateways))
