@@ -32,7 +32,7 @@ engine-tools:
 fault-tools:
 	@bash tests/faults/setup.sh
 
-# tmux, for the dashboard's terminal test (tests/test_dashboard.py)
+# tmux, for the dashboard's terminal test (tests/cli/test_dashboard.py)
 terminal-tools:
 	@bash tests/tui/setup.sh
 
@@ -43,8 +43,10 @@ prometheus-tools:
 typecheck: install
 	$(BIN)/mypy cod verifier
 
+# two pytest-xdist workers, one test file at a time each (a file's module-scoped devstack is built
+# once); `.venv/bin/python -m pytest -q` runs the same suite in one process
 test: install node-tools engine-tools fault-tools terminal-tools prometheus-tools typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # the Bacalhau word-count tutorial job, verified by three nodes of an embedded local network
 demo: install

@@ -10,24 +10,23 @@ from typing import TYPE_CHECKING, Any
 # Names load on first use (PEP 562), so that `import cod` (every `cod` command starts with it)
 # costs nothing: wasmtime alone takes ~80 ms to import, and `cod --help` needs none of this.
 _EXPORTS = {
-    "write_car": "car", "CID": "cid", "Input": "jobspec", "JobSpec": "jobspec", "Limits": "jobspec",
-    "PreparedJob": "local", "prepare": "local", "run_prepared": "local", "Entry": "unixfs",
-    "Importer": "unixfs", "cid_of_tree": "unixfs", "Engine": "wasm.engine", "profile_id": "wasm.engine",
-    "RunResult": "wasm.executor", "module_cid": "unixfs", "run": "wasm.executor",
+    "write_car": "content.car", "CID": "content.cid", "Input": "jobspec", "JobSpec": "jobspec", "Limits": "jobspec",
+    "PreparedJob": "local", "prepare": "local", "run_prepared": "local", "Entry": "content.unixfs",
+    "Importer": "content.unixfs", "cid_of_tree": "content.unixfs", "Engine": "wasm.engine",
+    "profile_id": "wasm.engine", "RunResult": "wasm.executor", "module_cid": "content.unixfs", "run": "wasm.executor",
     **{name: "errors" for name in ("CacheError", "CIDError", "CodError", "ImportRefused", "Indeterminate",
                                     "InputError", "ModuleError", "OutputLimitExceeded", "SpecError")},
 }
 
 if TYPE_CHECKING:
-    from .car import write_car
-    from .cid import CID
+    from .content.car import write_car
+    from .content.cid import CID
+    from .content.unixfs import Entry, Importer, cid_of_tree, module_cid
     from .errors import (CacheError, CIDError, CodError, ImportRefused, Indeterminate, InputError, ModuleError,
                          OutputLimitExceeded, SpecError)
     from .jobspec import Input, JobSpec, Limits
     from .local import PreparedJob, prepare, run_prepared
-    from .unixfs import Entry, Importer, cid_of_tree
     from .wasm.engine import Engine, profile_id
-    from .unixfs import module_cid
     from .wasm.executor import RunResult, run
 
 

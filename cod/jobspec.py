@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .cid import CID, JSON
+from .content.cid import CID, JSON
 from .errors import CIDError, SpecError
 
 SPEC_VERSION = 1

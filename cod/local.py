@@ -11,16 +11,16 @@ import os
 import posixpath
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .car import write_car
-from .cid import CID
+from .content.car import write_car
+from .content.cid import CID
+from .content.unixfs import Importer, module_cid
 from .errors import CIDError, InputError, MissingModules, ModuleError, SpecError
 from .jobspec import DEFAULT_INPUT_PATH, DEFAULT_OUTPUT_PATH, MAX_INT, Input, JobSpec, Limits, parse_seed
-from .unixfs import Importer, module_cid
-from .wasm import linking
+from .wasm import binary, linking
 
 if TYPE_CHECKING:  # the engine (wasmtime) is loaded when a job runs here, not to prepare one
     from .wasm.engine import Engine
@@ -150,7 +150,7 @@ def prepare(
 
     ``outputs`` is the writable mount's path (default /outputs); ``output_base`` a host
     directory the writable mount starts as a copy of; ``resolve`` finds content named by
-    CID (``cod.store.ContentStore.get``): inputs, a module run by CID and the modules it
+    CID (``cod.content.store.ContentStore.get``): inputs, a module run by CID and the modules it
     imports by CID (SPEC 5.4). ``remote`` prepares a job for nodes: content by CID this
     requester lacks is left to the nodes that hold it (a module run by CID then has no
     bytes here); otherwise a module or an imported module not found is an error. Raises
@@ -214,7 +214,7 @@ def dependencies(wasm: bytes, resolve: Callable[[str], bytes | None] | None, mis
     that hold them resolve them) and the rest are returned.
     """
     try:
-        linking.imports(wasm)
+        binary.imports(wasm)
     except ModuleError:
         return {}
     try:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -15,6 +16,17 @@ settings.register_profile(
     "cod", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 settings.load_profile("cod")
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Under pytest-xdist the fault suite ran in a worker, which wrote its table of figures to
+    ``fault-figures.txt`` in its own base temporary directory (one below this one): print it."""
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return  # a worker, or a run without workers: tests/faults/conftest.py prints the table itself
+    for path in sorted(config._tmp_path_factory.getbasetemp().glob("*/fault-figures.txt")):
+        terminalreporter.section("fault suite figures")
+        terminalreporter.write(path.read_text())
+        terminalreporter.write_line(f"(also in {path})")
 
 
 @pytest.fixture(scope="session")

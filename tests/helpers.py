@@ -96,6 +96,12 @@ def cod_env(tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def run_cod(tmp: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m cod ARGS`` in ``tmp`` under :func:`cod_env` (with ``env``); text, two minutes at most."""
+    return subprocess.run([sys.executable, "-m", "cod", *args], cwd=tmp, env=cod_env(tmp, **env), capture_output=True,
+                          text=True, timeout=120)
+
+
 @contextlib.contextmanager
 def devstack(env: dict[str, str], cwd: Path, nodes: int = 3, bad: int = 0, *extra: str,
              stderr: Any = subprocess.DEVNULL) -> Iterator[list[tuple[str, str, bool]]]:

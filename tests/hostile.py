@@ -18,11 +18,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from cod.car import car_bytes
-from cod.cid import CID, RAW, read_varint
+from cod.content.car import car_bytes
+from cod.content.cid import CID, RAW, read_varint
+from cod.content.unixfs import cid_of_tree
 from cod.identity import Identity
 from cod.statement import Statement
-from cod.unixfs import cid_of_tree
 
 CAR_TYPE = "application/vnd.ipld.car"
 LIE = str(CID.of(RAW, b"a lie, signed"))

@@ -30,9 +30,9 @@ from cod.node.joblog import writer
 from verifier import Devstack, Records, verify
 from verifier.client import NodeClient
 
+from .cli.test_startup import loaded
 from .helpers import VECTORS, load_vector
 from .hostile import Hostile
-from .test_startup import loaded
 
 WORDCOUNT = load_vector("wordcount")
 

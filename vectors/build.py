@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from cod.unixfs import module_cid  # noqa: E402
+from cod.content.unixfs import module_cid  # noqa: E402
 
 FLAGS = ["-target", "wasm32-wasi", "-O2", "-s", "-fno-stack-protector"]
 LIBRARY_FLAGS = ["-target", "wasm32-freestanding", "-O2", "-s", "-nostdlib", "-Wl,--no-entry"]

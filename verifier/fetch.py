@@ -14,16 +14,16 @@ import asyncio
 import io
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
-from cod.cid import CID
+from cod.content.cid import CID
+from cod.content.export import export, read_complete_car, unpack_car
 from cod.errors import CIDError, CodError, NodeError, NotFound
-from cod.export import export, read_complete_car, unpack_car
 from cod.jobspec import Limits
 from cod.resultsdir import check_destination, install
 from cod.wasm.vfs import MAX_OUTPUT_ENTRIES
@@ -274,8 +274,8 @@ async def fetch_results(row: dict[str, Any], output_dir: Path | None, car: Path 
 def _local_copy(source: Path, agreed: str, output_dir: Path | None, car: Path | None, scratch: Path) -> bool:
     """Install ``source`` (a results directory on this machine) at ``output_dir`` or as ``car``
     if it still hashes to ``agreed``; False when it is gone or changed."""
-    from cod.car import write_car
-    from cod.unixfs import cid_of_tree
+    from cod.content.car import write_car
+    from cod.content.unixfs import cid_of_tree
 
     try:
         if not source.is_dir() or str(cid_of_tree(source)) != agreed:

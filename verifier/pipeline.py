@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cod.content.store import ContentStore
 from cod.errors import CodError, NotFound
 from cod.jobspec import ENGINE_DOCKER
 from cod.local import PreparedJob
-from cod.store import ContentStore
 
 from .network import run_verified
 from .reputation import Records

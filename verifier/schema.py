@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from cod.cid import CID
+from cod.content.cid import CID
 from cod.errors import CodError, NodeError
 from cod.identity import public_key_of
 from cod.text import printable

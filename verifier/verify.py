@@ -30,17 +30,17 @@ from typing import Any
 import aiohttp
 
 from cod import telemetry
-from cod.car import write_car
+from cod.content.car import write_car
 from cod.errors import (BadSignature, CodError, EngineUnavailable, NodeBusy, NodeError, PolicyRefused, SpecError,
                         UsageError)
 from cod.jobspec import ENGINE_DOCKER, JobSpec
 from cod.local import PreparedJob
-from cod.statement import SignedStatement
 from cod.resultsdir import check_destination
+from cod.statement import SignedStatement
 
+from . import metrics
 from .client import MissingBlobs, NodeClient
 from .events import BUSY, FAILED, JOB_POLL_S, QUEUED, RUNNING, SIGNED, SUBMITTING, UPLOADING, Events
-from . import metrics
 from .fetch import DownloadFailed, download_agreed
 from .reputation import Records, now
 from .schema import NodeInfo

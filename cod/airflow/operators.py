@@ -26,10 +26,10 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
+from ..content.store import lookup
 from ..errors import CodError
 from ..jobspec import Limits
 from ..local import PreparedJob, prepare, prepare_docker
-from ..store import lookup
 from .hooks import CodHook, CodNetwork
 
 DEFAULT_VERIFY = 3

@@ -37,7 +37,7 @@ COMPLETE_ENV = "_COD_COMPLETE"
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module under cod.cli, short help shown by `cod --help`); a command's module is
     # imported only when that command runs, so `cod --help` and `cod run` load nothing else
-    # (tests/test_cli_docs.py checks each short help against the command's own)
+    # (tests/cli/test_docs.py checks each short help against the command's own)
     "run": ("run", "Run a WebAssembly job here, or on N nodes with --verify N."),
     "serve": ("network", "Run a compute node: the /v1 HTTP API, signed results."),
     "devstack": ("network", "Run a local network of compute nodes until interrupted."),

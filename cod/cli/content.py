@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..store import ContentStore
+from ..content.store import ContentStore
 
 
 @click.command()

@@ -17,7 +17,7 @@ import click
 
 from ..errors import NotFound, UsageError
 from .output import Output, output_options
-
+from .witness import witness
 
 LEDGER_OPTION_HELP = "The ledger's URL (default: COD_LEDGER, else \"ledger\" in the config file)."
 
@@ -49,8 +49,8 @@ def call(coro: Any) -> Any:
 
 def identity(key: str | None, config_key: str | None = None) -> Any:
     """The key of --key FILE (or of ``config_key`` in the config file)."""
-    from ..identity import Identity
     from ..config import load
+    from ..identity import Identity
 
     path = key or (load().get(config_key) if config_key else None)
     if path is None:
@@ -358,4 +358,4 @@ def keygen(file: str) -> None:
     click.echo(f"key written to {file}; its ID: {made.node_id}")
 
 
-from . import witness  # noqa: E402,F401  (registers `cod ledger witness`)
+ledger.add_command(witness)

@@ -8,10 +8,7 @@ from typing import Any
 
 import click
 
-
-
 from .options import NodeURL, writable_dir
-
 
 CAP_HELP = {  # the node's caps (cod.node.caps.NodeCaps), published at /v1/info under "limits"
     "max_fuel": "Most limits.fuel a job may ask for.",
@@ -122,8 +119,7 @@ def devstack(nodes: int, bad_nodes: int, base_dir: str | None, log_format: str) 
     from verifier.devstack import Devstack
 
     from ..node.joblog import writer
-
-    from ..node.server import until_interrupted
+    from ..web.server import until_interrupted
 
     if bad_nodes > nodes:
         raise click.BadParameter(f"{bad_nodes} is more than --nodes {nodes}", param_hint="'--bad-nodes'")

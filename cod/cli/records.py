@@ -266,8 +266,8 @@ def _shorter(text: str, width: int = 160) -> str:
 def _local_results(view: dict[str, Any]) -> Path | None:
     """The results directory of the job's latest run on this machine, if it is still there and
     still hashes to the job's result CID (a copy that changed is not the job's output)."""
+    from ..content.unixfs import cid_of_tree
     from ..errors import CodError
-    from ..unixfs import cid_of_tree
 
     for candidate in (view["results_dir"], str(Path("cod-results") / view["job_cid"])):
         if not candidate or not Path(candidate, "stdout").is_file() or Path(candidate).is_symlink():

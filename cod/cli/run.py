@@ -13,10 +13,10 @@ from typing import Any
 
 import click
 
+from ..content.store import lookup, resolver
 from ..errors import Indeterminate, InputError, UsageError
 from ..jobspec import Limits
 from ..local import PreparedJob, parse_env, parse_mount, prepare, prepare_docker, run_prepared
-from ..store import lookup, resolver
 from . import EXIT_INTERRUPTED, report
 from .options import NodeURL, SpecDuration, SpecInt, SpecSize, SpecText, node_urls, spec_text, writable_parent
 
@@ -387,8 +387,7 @@ def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str,
     from verifier.network import configured_nodes, run_verified
     from verifier.verify import check_quorum
 
-    from ..car import write_car
-
+    from ..content.car import write_car
     from .progress import VerifyProgress
 
     check_quorum(n, quorum)  # a usage error, before any node is asked

@@ -6,10 +6,9 @@ import stat
 
 import click
 
+from ..content.unixfs import cid_of_tree
 from ..errors import InputError
-from ..unixfs import cid_of_tree
 from ..wasm.engine import ENGINE_SETTINGS, profile_id, wasmtime_version
-
 
 
 @click.command()

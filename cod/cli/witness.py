@@ -8,10 +8,8 @@ from pathlib import Path
 
 import click
 
-from .ledger import ledger
 
-
-@ledger.command("witness")
+@click.command("witness")
 @click.option("--data-dir", type=click.Path(file_okay=False), required=True,
               help="Where the witness keeps its key (witness.key) and what it last cosigned.")
 @click.option("--log", "logs", multiple=True, required=True, metavar="VKEY",
@@ -31,7 +29,7 @@ def witness(data_dir: str, logs: tuple[str, ...], host: str, port: int, name: st
       cod ledger witness --data-dir ./witness --log "$(cod ledger info --json | jq -r .vkey)" --port 8091
     """
     from ..ledger.witness import start_witness
-    from ..node.server import until_interrupted
+    from ..web.server import until_interrupted
 
     async def main() -> None:
         running = await start_witness(Path(data_dir), list(logs), host, port, name)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cid import CID
+from ..content.cid import CID
 from ..errors import CIDError, CodError, InputError, SpecError
 from ..jobspec import load_json
 

@@ -19,14 +19,14 @@ import hashlib
 import json
 import re
 import secrets
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
 import nacl.exceptions
 import nacl.signing
 
-from ..cid import CID
+from ..content.cid import CID
 from ..errors import BadSignature, CIDError, LedgerRefused
 from ..identity import Identity, node_id_of, public_key_of
 from ..jobspec import canonical_json
@@ -132,7 +132,7 @@ _TO_INT32 = str.maketrans("abcdefghijklmnopqrstuvwxyz234567", "0123456789abcdefg
 def _fast_cid(value: str) -> bool:
     """True when ``value`` is surely a canonical CIDv1 with a sha2-256 multihash (no allocation-heavy parse).
 
-    Same decision as cod.cid.CID.parse + str() for the CIDs cod writes; anything else goes the slow way.
+    Same decision as cod.content.cid.CID.parse + str() for the CIDs cod writes; anything else goes the slow way.
     """
     if not _B32.fullmatch(value):
         return False

@@ -18,7 +18,7 @@ import aiohttp
 from aiohttp import web
 
 from ..errors import CodError, LedgerRefused, UsageError
-from ..node.server import _Runner, until_interrupted
+from ..web.server import MAX_PORT, listen, until_interrupted
 from . import merkle
 from .log import Ledger
 from .note import CosignatureVerifier, NoteError
@@ -28,7 +28,6 @@ from .witness import WitnessSizeConflict, add_checkpoint
 
 log = logging.getLogger("cod.ledger")
 
-MAX_PORT = 65535
 RETRY_S = 30.0
 """A witness that refused or could not be reached is asked again after this long (or at the next append)."""
 MAX_CONFLICT_ROUNDS = 2
@@ -137,26 +136,20 @@ async def start_ledger(data_dir: Path, host: str = "127.0.0.1", port: int = 0, *
     pusher = Pusher(ledger, list(witnesses or []))
     application = app(ledger, on_append=pusher.wake.set)
     application[WITNESSES] = [w.verifier.vkey for w in pusher.witnesses]
-    runner = _Runner(application, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
     try:
-        await site.start()
+        served = await listen(application, host, port)
     except OSError as exc:
-        await runner.cleanup()
         ledger.close()
         raise LedgerRefused(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                             "pick another --port (0: any free port) or --host, or stop what holds it",
                             status=0, error="CannotListen") from None
-    sockets = getattr(site._server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
     tasks: list[asyncio.Task[None]] = []
     if pusher.witnesses:
         pusher.wake.set()
         tasks.append(asyncio.create_task(pusher.run()))
     for url in scan_nodes or []:
         tasks.append(asyncio.create_task(Scanner(ledger, url, data_dir, scan_interval, on_append=pusher.wake.set).run()))
-    return RunningLedger(ledger, runner, f"http://{host}:{bound}", tasks)
+    return RunningLedger(ledger, served.runner, served.url, tasks)
 
 
 async def serve_forever(data_dir: Path, host: str, port: int, **options: Any) -> None:

@@ -16,9 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ..cid import CID
+from ..content.cid import CID
 from ..errors import CIDError, CodError, LedgerRefused, NotFound, SpecError
-from ..node.body import check_strings, parse_json
+from ..web import answers
+from ..web.body import check_strings, parse_json
 from . import openapi, tiles
 from .log import Ledger
 
@@ -35,9 +36,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 """A full tile or entry bundle never changes: C2SP tlog-tiles."""
 MUTABLE = "no-cache"
 STATUS_OF = {"NotFound": 404, "CIDError": 400, "SpecError": 400, "UsageError": 400}
-HTTP_NAMES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge",
-              415: "UnsupportedMediaType", 431: "HeadersTooLarge", 500: "InternalError"}
-DEFAULT_HINT = "see /v1/openapi.json"
+DEFAULT_HINT = answers.DEFAULT_HINT
 
 WITNESSES: web.AppKey[list[str]] = web.AppKey("witnesses", list)
 """The cosignature vkeys of the witnesses the server pushes checkpoints to (GET /v1/info)."""
@@ -54,25 +53,14 @@ def error_body(exc: CodError) -> tuple[int, dict[str, Any]]:
     return STATUS_OF.get(name, 400), {"error": name, "message": exc.message, "hint": exc.hint or DEFAULT_HINT}
 
 
-@web.middleware
-async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every error is a JSON body; a bug is a logged JSON 500 and the service stays up."""
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except CodError as exc:
-        status, body = error_body(exc)
-        return web.json_response(body, status=status)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return web.json_response({"error": HTTP_NAMES.get(exc.status, "HTTPError"), "message": exc.reason,
-                                  "hint": DEFAULT_HINT}, status=exc.status)
-    except Exception:
-        log.exception("unexpected error answering %s %s", request.method, request.path)
-        return web.json_response({"error": "InternalError", "message": "the ledger failed to answer this request",
-                                  "hint": "the ledger is still up and stored nothing; report this with its log"},
-                                 status=500)
+def _answer(exc: CodError) -> web.Response:
+    status, body = error_body(exc)
+    return web.json_response(body, status=status)
+
+
+errors = answers.json_errors(_answer, log=log, service="ledger",
+                             after_bug="the ledger is still up and stored nothing; report this with its log")
+"""Every error is a JSON body; a bug is a logged JSON 500 and the service stays up."""
 
 
 async def _body(request: web.Request, limit: int = MAX_JSON_BODY) -> Any:

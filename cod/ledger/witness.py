@@ -33,12 +33,11 @@ from aiohttp import web
 
 from ..errors import CodError, LedgerRefused, LocalPathError, UsageError
 from ..identity import Identity, node_id_of
+from ..web.server import listen
 from .checkpoint import Checkpoint, parse_size
 from .merkle import EMPTY_ROOT, HASH_SIZE, ProofError, check_tree
-from .note import (
-    MAX_NOTE_BYTES, CosignatureSigner, CosignatureVerifier, NoteError, Verifier, open_note,
-    parse_signature_line, split_note,
-)
+from .note import (MAX_NOTE_BYTES, CosignatureSigner, CosignatureVerifier, NoteError, Verifier, open_note,
+                   parse_signature_line, split_note)
 
 KEY_FILE = "witness.key"
 DB_FILE = "witness.sqlite"
@@ -336,19 +335,13 @@ async def start_witness(data_dir: Path, logs: Sequence[str], host: str = "127.0.
                         name: str | None = None) -> RunningWitness:
     """Start a witness on ``host:port`` (0: any free port); CodError when it cannot."""
     witness = Witness(data_dir, logs, name)
-    runner = web.AppRunner(witness_app(witness), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
     try:
-        await site.start()
+        served = await listen(witness_app(witness), host, port)
     except OSError as exc:
-        await runner.cleanup()
         witness.close()
         raise CodError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                        "pick another --port (0: any free port) or --host") from None
-    sockets = getattr(site._server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
-    return RunningWitness(witness, runner, f"http://{host}:{bound}")
+    return RunningWitness(witness, served.runner, served.url)
 
 
 # --- client -------------------------------------------------------------------------------------

@@ -25,26 +25,27 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__, telemetry
-from ..car import car_bytes, write_car
-from ..cid import CID
+from ..content.blobs import BlobStore
+from ..content.car import car_bytes, write_car
+from ..content.cid import CID
+from ..content.fetcher import Fetcher
+from ..content.unixfs import cid_of_tree
 from ..docker import DockerEngine
 from ..errors import (CapExceeded, CIDError, CodError, EngineUnavailable, InputError, MissingModules, ModuleError,
                       NodeError, NotFound, SpecError)
 from ..identity import Identity
 from ..jobspec import ENGINE_DOCKER, JobSpec
+from ..resultsdir import remove_tree, staging_prefix
 from ..statement import Statement
-from ..unixfs import cid_of_tree
 from ..wasm import linking
 from ..wasm.engine import profile_id, wasmtime_version
-from ..resultsdir import remove_tree, staging_prefix
+from ..web import answers
+from ..web.body import check_strings, parse_json
 from . import joblog, openapi
-from .blobs import BlobStore
-from .fetcher import Fetcher
-from .offers import Dataset, Offers
-from .body import check_strings, parse_json
 from .caps import UPLOAD_CAPS, NodeCaps
 from .joblog import JobLog
 from .metrics import CANCELLED, CONTENT_TYPE, DOWNLOAD, FETCH, UPLOAD, NodeMetrics
+from .offers import Dataset, Offers
 from .policy import PREFER, Policy
 from .pool import Pool
 from .store import DONE, FAILED, MAX_STATEMENTS_PAGE, QUEUED, RUNNING, JobStore, public
@@ -66,12 +67,11 @@ HINTS = {  # for errors raised without a hint of their own: every error body car
     "SpecError": "see SPEC.md section 2 for the job spec; the body is {\"spec\": {...}}",
     "NotFound": "upload it, or ask a node that has it",
 }
-DEFAULT_HINT = "see /v1/openapi.json"
 DEFAULT_STATEMENTS_PAGE = 100
 MAX_HOLDINGS = 10000  # CIDs in one list of /v1/holdings, and CIDs one request may ask about
 MAX_SEQ = (1 << 63) - 1
-HTTP_NAMES = {500: "InternalError", 400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge",
-              415: "UnsupportedMediaType", 431: "HeadersTooLarge"}
+HTTP_HINTS = {404: "see /v1/openapi.json for the routes", 405: "see /v1/openapi.json for the methods",
+              413: f"JSON bodies are at most {MAX_JSON_BODY} bytes"}
 
 
 class Node:
@@ -87,7 +87,7 @@ class Node:
 
         ``job_log`` receives one record (cod.node.joblog) per finished job; ``peers`` (cod
         nodes) and ``gateways`` (IPFS trustless gateways) are asked for content a job names
-        and the node lacks (cod.node.fetcher); ``datasets`` and ``private_modules`` are what it
+        and the node lacks (cod.content.fetcher); ``datasets`` and ``private_modules`` are what it
         offers from its own disk (cod.node.offers; InputError if one cannot be offered)."""
         self.data_dir = data_dir
         self.offers = Offers(datasets, private_modules, home=data_dir)  # first: a bad offer leaves no data directory behind
@@ -122,7 +122,7 @@ class Node:
         # (so it must not block) with (job CID, cod.wasm.observe report) after each wasm run that
         # has a result; the report is never part of the result, the statement or the job record
         self.guest_telemetry: Callable[[str, dict[str, Any]], None] | None = None
-        self.fetcher = Fetcher(self.blobs, self.caps, peers, gateways)
+        self.fetcher = Fetcher(self.blobs, self.caps.max_upload_bytes, self.caps.tree(), peers, gateways)
         self.metrics = NodeMetrics(lambda: self.active)
 
     def _open(self, data_dir: Path) -> None:
@@ -595,7 +595,7 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
 def _error(exc: CodError) -> web.Response:
     name = {"Busy": "NodeBusy"}.get(type(exc).__name__, type(exc).__name__)
     body: dict[str, Any] = {"error": name, "message": exc.message,
-                            "hint": exc.hint or HINTS.get(type(exc).__name__, DEFAULT_HINT)}
+                            "hint": exc.hint or HINTS.get(type(exc).__name__, answers.DEFAULT_HINT)}
     if isinstance(exc, MissingBlobs):
         body["missing"] = exc.missing
     status = STATUS.get(name, 400)
@@ -608,34 +608,12 @@ def _error(exc: CodError) -> web.Response:
 
 def http_error_body(status: int, message: str) -> dict[str, Any]:
     """The JSON error body of an HTTP-level refusal (no route, wrong method, unparsable request)."""
-    hints = {404: "see /v1/openapi.json for the routes", 405: "see /v1/openapi.json for the methods",
-             413: f"JSON bodies are at most {MAX_JSON_BODY} bytes"}
-    return {"error": HTTP_NAMES.get(status, "HTTPError"), "message": message,
-            "hint": hints.get(status, DEFAULT_HINT)}
+    return answers.http_error_body(status, message, HTTP_HINTS)
 
 
-def _http_error(exc: web.HTTPException) -> web.Response:
-    """aiohttp's own refusals (no route, wrong method, body too large) as JSON errors."""
-    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-    return web.json_response(http_error_body(exc.status, exc.reason), status=exc.status, headers=headers)
-
-
-@web.middleware
-async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every error is a JSON body ``{"error", "message", "hint"}``; a bug is a logged JSON 500."""
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except CodError as exc:
-        return _error(exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _http_error(exc)
-    except Exception:
-        log.exception("unexpected error answering %s %s", request.method, request.path)
-        return web.json_response({"error": "InternalError", "message": "the node failed to answer this request",
-                                  "hint": "the node is still up; report this with the node's log"}, status=500)
+errors = answers.json_errors(_error, log=log, service="node", hints=HTTP_HINTS,
+                             after_bug="the node is still up; report this with the node's log")
+"""Every error is a JSON body ``{"error", "message", "hint"}``; a bug is a logged JSON 500."""
 
 
 def app(node: Node) -> web.Application:

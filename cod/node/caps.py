@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..content.export import (DEFAULT_MAX_CAR_BLOCKS, DEFAULT_MAX_CAR_BYTES, DEFAULT_MAX_ENTRIES,
+                              DEFAULT_MAX_UNPACKED_BYTES, TreeCaps)
 from ..errors import CapExceeded
-from ..export import DEFAULT_MAX_CAR_BLOCKS, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNPACKED_BYTES, TreeCaps
 from ..jobspec import JobSpec
 from ..limits import MAX_TREE_DEPTH
 
@@ -36,7 +37,7 @@ class NodeCaps:
     max_stdout_bytes: int = 64 << 20
     max_stderr_bytes: int = 64 << 20
     max_output_bytes: int = 4 << 30
-    max_upload_bytes: int = 8 << 30
+    max_upload_bytes: int = DEFAULT_MAX_CAR_BYTES
     max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
     max_car_blocks: int = DEFAULT_MAX_CAR_BLOCKS
     max_tree_depth: int = MAX_TREE_DEPTH

@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..content.unixfs import Importer, module_cid
 from ..errors import InputError
-from ..unixfs import Importer, module_cid
 
 log = logging.getLogger("cod.node.offers")
 

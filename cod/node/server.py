@@ -2,45 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
-from aiohttp.web_request import BaseRequest
 
 from ..errors import NodeError
+from ..web.server import MAX_PORT, listen, until_interrupted
 from .app import Node, app, http_error_body
-
-MAX_PORT = 65535
-
-
-class _JsonErrorsHandler(RequestHandler):
-    """aiohttp's connection handler, answering what its HTTP parser refuses (an unknown method,
-    a malformed request line or header) with the node's JSON error body instead of text."""
-
-    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
-        super().handle_error(request, status, exc, message)  # logs; raises if a response was begun
-        response = web.json_response(http_error_body(status, "the request could not be parsed as HTTP"),
-                                     status=status)
-        response.force_close()
-        return response
-
-
-class _JsonErrorsServer(web.Server):
-    def __call__(self) -> RequestHandler:
-        return _JsonErrorsHandler(self, loop=self._loop, **self._kwargs)
-
-
-class _Runner(web.AppRunner):
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        server.__class__ = _JsonErrorsServer  # same state, one method more
-        return server
 
 
 @dataclass
@@ -64,28 +34,13 @@ async def start_node(data_dir: Path, host: str = "127.0.0.1", port: int = 0, **o
         raise NodeError(f"port {port} is out of range", f"use a port from 0 to {MAX_PORT} (0: any free port)")
     node = Node(data_dir, **options)
     await node.start()
-    runner = _Runner(app(node), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
     try:
-        await site.start()
+        served = await listen(app(node), host, port, http_error_body)
     except OSError as exc:
         await node.stop()
-        await runner.cleanup()
         raise NodeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                         "pick another --port (0: any free port) or --host, or stop what holds it") from None
-    sockets = getattr(site._server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
-    return RunningNode(node, runner, f"http://{host}:{bound}")
-
-
-async def until_interrupted() -> None:
-    """Wait for SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return RunningNode(node, served.runner, served.url)
 
 
 async def serve_forever(data_dir: Path, host: str, port: int, **options: Any) -> None:

@@ -32,20 +32,16 @@ import wasmtime
 from ..errors import CacheError, EngineSettingError, ModuleError
 from ..jobspec import canonical_json
 from . import memory
-from .leb128 import read_u as _leb
-from .wasi import functypes
+from .binary import check_binary
+from .imports import functypes
 
 WASI_CONTRACT = "cod-wasi-2"
 MAX_WASM_STACK = 1 << 20
 MEMORY_RESERVATION = 1 << 32  # a wasm32 memory's largest size: it never moves
 MEMORY_GUARD = 32 << 20  # wasmtime's default guard after each memory
-TABLE_SECTION = 4
-FUNCREF, EXTERNREF = 0x70, 0x6F
 EPOCH_TICK_SECONDS = 0.01
 ARTIFACT_SUFFIX = ".cwasm"
 TAG_BYTES = 32
-WASM_MAGIC = b"\x00asm"
-CORE_VERSION = b"\x01\x00\x00\x00"
 
 ENGINE_SETTINGS: dict[str, object] = {
     "strategy": "cranelift",
@@ -226,45 +222,6 @@ class Engine:
             ) from exc
         self.compiled += 1
         return module
-
-
-def check_binary(wasm: bytes) -> None:
-    """Refuse what is not a core WebAssembly binary, naming what it is instead."""
-    if wasm[:4] != WASM_MAGIC:
-        raise ModuleError("not a WebAssembly module (no \\0asm magic at the start)",
-                          "pass a .wasm file built for wasm32-wasi")
-    if wasm[4:8] != CORE_VERSION:
-        raise ModuleError("a WebAssembly component, not a core module",
-                          "cod runs WASI preview1 core modules (wasm32-wasi / wasm32-wasip1)")
-
-
-def table_minimums(wasm: bytes) -> list[int] | None:
-    """The declared minimum size of each table the module defines, from its table section.
-
-    Read from the binary because wasmtime-py shows only exported tables. ``None`` when the
-    section uses an encoding this reader does not know (a table with an initializer
-    expression); wasmtime's instantiation then applies the same limits. Call it only on
-    a module the engine validated.
-    """
-    offset = 8
-    while offset < len(wasm):
-        section, offset = wasm[offset], offset + 1
-        size, offset = _leb(wasm, offset)
-        if section != TABLE_SECTION:
-            offset += size
-            continue
-        count, offset = _leb(wasm, offset)
-        minimums = []
-        for _ in range(count):
-            if wasm[offset] not in (FUNCREF, EXTERNREF):  # e.g. 0x40: a table with an initializer
-                return None
-            flags = wasm[offset + 1]  # after the reference type byte
-            minimum, offset = _leb(wasm, offset + 2)
-            if flags & 1:
-                _, offset = _leb(wasm, offset)
-            minimums.append(minimum)
-        return minimums
-    return []
 
 
 class ModuleCache:

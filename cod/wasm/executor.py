@@ -28,18 +28,20 @@ from typing import Any
 
 import wasmtime
 
+from ..content.unixfs import Importer, module_cid, mount_file, mount_root
 from ..errors import CodError, Indeterminate, InputError, ModuleError, SpecError
 from ..jobspec import ENGINE_WASM, JobSpec
 from ..limits import MAX_PATH_BYTES
-from ..resultsdir import (DIR_MODE, FILE_MODE, RESULT_ENTRIES, check_destination, fix_modes, install,
-                          remove_tree, staging_prefix)
-from ..unixfs import Importer, module_cid, mount_file, mount_root
+from ..resultsdir import (DIR_MODE, FILE_MODE, RESULT_ENTRIES, check_destination, fix_modes, install, remove_tree,
+                          staging_prefix)
 from . import hostcall, linking, memory
-from .observe import Telemetry
-from .engine import Engine, table_minimums
+from .binary import table_minimums
+from .engine import Engine
 from .entropy import RandomStream, VirtualClock
+from .imports import check_imports
+from .observe import Telemetry
 from .vfs import MAX_OUTPUT_COMPONENTS, Budget, FileSystem, Mount
-from .wasi import ProcExit, Stream, Wasi, check_imports
+from .wasi import ProcExit, Stream, Wasi
 
 TRAP_EXIT_CODE = 134
 WASM_PAGE = 65536
@@ -86,7 +88,7 @@ def run(
     5.5); the results, the fuel and the outcome are the same either way.
 
     ``inputs`` maps each input's mount path to a host directory; for an input named by CID
-    the caller vouches that the directory hashes to it (see :func:`cod.unixfs.cid_of_tree`). ``output_dir``
+    the caller vouches that the directory hashes to it (see :func:`cod.content.unixfs.cid_of_tree`). ``output_dir``
     must not exist, be empty, or hold an earlier cod result (which is replaced only once
     the new one is complete). Raises SpecError, ModuleError, InputError,
     OutputLimitExceeded, Indeterminate (also for any host fault) or CodError (an unusable

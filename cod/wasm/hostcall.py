@@ -11,7 +11,7 @@ back with :func:`reraise_pending`. Unlike wasmtime-py's single global slot, this
 when several threads run jobs at once.
 
 This leans on wasmtime-py internals (``_ffi``), which is why pyproject pins wasmtime
-exactly; tests/test_wasi.py covers every path through it. i32
+exactly; tests/wasm/test_wasi.py covers every path through it. i32
 parameters arrive as unsigned integers (all of preview1's i32s are pointers, lengths, fds
 or flags); i64 parameters arrive signed, as the ABI types them.
 """

@@ -14,16 +14,16 @@ checked by :func:`check` before anything runs.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..cid import CID, DAG_PB, RAW, SHA2_256
-from ..errors import CIDError, ImportRefused, MissingModules, ModuleError
-from ..unixfs import module_cid
+from ..content.cid import CID, DAG_PB, RAW
+from ..content.unixfs import module_cid
+from ..errors import ImportRefused, MissingModules, ModuleError
 from . import abi, observe
-from .leb128 import read_u as _leb
+from .binary import imports, memory_minimums, table_minimums
+from .imports import check_imports, cid_name
 
 if TYPE_CHECKING:  # the engine (wasmtime) is needed to check a closure, not to resolve one
     import wasmtime
@@ -35,12 +35,7 @@ MAX_DEPTH = 16  # longest chain of imports from the root (the root's own imports
 MAX_MODULE_NAMES = 2 * MAX_MODULES  # distinct import module names of one module: preview1, a CIDv1
 # and a CIDv0 per dependency (more cannot pass 4.1 and the caps; refused before each is parsed)
 MAX_CLOSURE_TABLES = 64  # tables defined by all modules of a closure together
-IMPORT_SECTION = 2
-MEMORY_SECTION = 5
-IMPORT_KINDS = {0: "function", 1: "table", 2: "memory", 3: "global", 4: "tag"}
 ROOT = ""  # the key of the root module in Closure.imports
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_CIDV1 = re.compile(r"b[a-z2-7]{8,}")  # CIDv1 text as SPEC 5.4 reads it: b + base32 lower
 Resolver = Callable[[str], "bytes | None"]
 
 
@@ -58,103 +53,6 @@ class Closure:
     order: tuple[str, ...] = ()
     imports: dict[str, tuple[str, ...]] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
-
-
-def cid_name(name: str) -> str | None:
-    """The CIDv1 text an import module name names, or None when it is not a CID.
-
-    CIDv1 text (``b`` + base32) is taken as it is; a CIDv0 (``Qm...``, base58btc of a
-    sha2-256 multihash) names a dag-pb node, so it becomes the dag-pb CIDv1 of that multihash.
-    Any other name (``wasi_snapshot_preview1``, ``env``) is not a CID.
-    """
-    if len(name) == 46 and name.startswith("Qm"):
-        raw = _b58decode(name)
-        if raw is not None and len(raw) == 34 and raw[0] == SHA2_256 and raw[1] == 32:
-            return str(CID(DAG_PB, raw[2:]))
-        return None
-    if not _CIDV1.fullmatch(name):
-        return None
-    try:
-        canonical = str(CID.parse(name))
-    except (CIDError, ValueError):
-        return None
-    return canonical if canonical == name else None  # one spelling: base32 lower, no stray bits
-
-
-def _b58decode(text: str) -> bytes | None:
-    value = 0
-    for char in text:
-        digit = _B58.find(char)
-        if digit < 0:
-            return None
-        value = value * 58 + digit
-    body = value.to_bytes((value.bit_length() + 7) // 8, "big")
-    return b"\x00" * (len(text) - len(text.lstrip("1"))) + body
-
-
-def imports(wasm: bytes, what: str = "module") -> list[tuple[str, str, str]]:
-    """(module, name, kind) of each import, in the order of the import section.
-
-    Raises ModuleError for bytes that are not a core module or whose import section cannot be
-    read (``what`` names the module in the message).
-    """
-    if wasm[:4] != b"\x00asm" or wasm[4:8] != b"\x01\x00\x00\x00":
-        raise ModuleError(f"{what} is not a core WebAssembly module", "a dependency must be a wasm32 core module")
-    try:
-        return _read_imports(wasm)
-    except (IndexError, UnicodeDecodeError, ValueError) as exc:
-        raise ModuleError(f"{what} is malformed: its import section cannot be read ({type(exc).__name__})") from exc
-
-
-def _read_imports(wasm: bytes) -> list[tuple[str, str, str]]:
-    offset = 8
-    while offset < len(wasm):
-        section, offset = wasm[offset], offset + 1
-        size, offset = _leb(wasm, offset)
-        if section != IMPORT_SECTION:
-            if section not in (0, 1):  # sections after the import section: there is none
-                return []
-            offset += size
-            continue
-        end = offset + size
-        count, offset = _leb(wasm, offset)
-        found = []
-        for _ in range(count):
-            module, offset = _name(wasm, offset)
-            name, offset = _name(wasm, offset)
-            kind, offset = wasm[offset], offset + 1
-            if kind == 0:
-                _, offset = _leb(wasm, offset)
-            elif kind == 1:
-                offset = _limits(wasm, offset + 1)
-            elif kind == 2:
-                offset = _limits(wasm, offset)
-            elif kind == 3:
-                offset += 2
-            elif kind == 4:
-                _, offset = _leb(wasm, offset + 1)
-            else:
-                raise ValueError(f"import kind {kind}")
-            found.append((module, name, IMPORT_KINDS[kind]))
-        if offset > end:
-            raise IndexError("import section overrun")
-        return found
-    return []
-
-
-def _name(data: bytes, offset: int) -> tuple[str, int]:
-    length, offset = _leb(data, offset)
-    if offset + length > len(data):
-        raise IndexError("name past the end")
-    return data[offset:offset + length].decode("utf-8"), offset + length
-
-
-def _limits(data: bytes, offset: int) -> int:
-    flags, offset = data[offset], offset + 1
-    _, offset = _leb(data, offset)
-    if flags & 1:
-        _, offset = _leb(data, offset)
-    return offset
 
 
 def closure(wasm: bytes, resolve: Resolver | None) -> Closure:
@@ -294,9 +192,6 @@ def check(root_wasm: bytes, root: "wasmtime.Module", found: Closure, engine: "En
     """
     import wasmtime
 
-    from .engine import table_minimums
-    from .wasi import check_imports
-
     compiled: dict[str, wasmtime.Module] = {ROOT: root}
     wasi_imports: dict[str, tuple[str, ...]] = {}
     tables = 0
@@ -338,28 +233,6 @@ def check(root_wasm: bytes, root: "wasmtime.Module", found: Closure, engine: "En
         raise ModuleError(f"the modules declare {initial} bytes of initial memory together, over the limit of "
                           f"{memory_bytes}", "raise the limit with --memory")
     return Checked(found, compiled, wasi_imports)
-
-
-def memory_minimums(wasm: bytes) -> list[int]:
-    """The declared minimum (in 64 KiB pages) of each memory the module defines (its memory
-    section). Call it only on a module the engine validated."""
-    offset = 8
-    while offset < len(wasm):
-        section, offset = wasm[offset], offset + 1
-        size, offset = _leb(wasm, offset)
-        if section != MEMORY_SECTION:
-            offset += size
-            continue
-        count, offset = _leb(wasm, offset)
-        minimums = []
-        for _ in range(count):
-            flags, offset = wasm[offset], offset + 1
-            minimum, offset = _leb(wasm, offset)
-            if flags & 1:
-                _, offset = _leb(wasm, offset)
-            minimums.append(minimum)
-        return minimums
-    return []
 
 
 def _sig(ty: "wasmtime.FuncType") -> tuple[tuple[str, ...], tuple[str, ...]]:

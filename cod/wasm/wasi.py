@@ -22,105 +22,21 @@ from collections.abc import Callable
 from typing import Any
 
 import wasmtime
-from wasmtime import FuncType, ValType
+from wasmtime import FuncType
 
-from ..errors import CodError, ImportRefused, Indeterminate
+from ..errors import CodError, Indeterminate
 from ..limits import MAX_FILE_SIZE, MAX_IOVECS
-from . import abi, hostcall, observe
+from . import abi, hostcall
 from .entropy import RandomStream, VirtualClock
-from .linking import cid_name
-from .vfs import (
-    MAX_IO_BYTES,
-    MAX_OPEN_FDS,
-    Budget,
-    Errno,
-    FileSystem,
-    Handle,
-    Mount,
-    clip,
-    create_dir,
-    create_file,
-    filetype_of,
-    host_error,
-    inode,
-    iter_iovecs,
-    read_at,
-    readlink,
-    write_at,
-)
+from .imports import SIGNATURES
+from .vfs import (MAX_IO_BYTES, MAX_OPEN_FDS, Budget, Errno, FileSystem, Handle, Mount, clip, create_dir, create_file,
+                  filetype_of, host_error, inode, iter_iovecs, read_at, readlink, write_at)
 
 U64 = (1 << 64) - 1
 # host work paid in fuel (SPEC 5.3), priced near its cost in wasm instructions on this engine
 FUEL_PER_RANDOM_BYTE = 1  # ChaCha20 key stream: about 2 ns a byte
 FUEL_PER_SUBSCRIPTION = 1000  # poll_oneoff reads, checks and answers each one: about 1.5 us
 FUEL_PER_LISTED_ENTRY = 1000  # fd_readdir lists and lstats each entry when it takes a listing
-_I32 = ValType.i32()
-_I64 = ValType.i64()
-_SIGNATURES: dict[str, tuple[str, str]] = {
-    # name: (params, results) with "i" for i32 and "I" for i64
-    "args_get": ("ii", "i"),
-    "args_sizes_get": ("ii", "i"),
-    "environ_get": ("ii", "i"),
-    "environ_sizes_get": ("ii", "i"),
-    "clock_res_get": ("ii", "i"),
-    "clock_time_get": ("iIi", "i"),
-    "fd_advise": ("iIIi", "i"),
-    "fd_allocate": ("iII", "i"),
-    "fd_close": ("i", "i"),
-    "fd_datasync": ("i", "i"),
-    "fd_fdstat_get": ("ii", "i"),
-    "fd_fdstat_set_flags": ("ii", "i"),
-    "fd_fdstat_set_rights": ("iII", "i"),
-    "fd_filestat_get": ("ii", "i"),
-    "fd_filestat_set_size": ("iI", "i"),
-    "fd_filestat_set_times": ("iIIi", "i"),
-    "fd_pread": ("iiiIi", "i"),
-    "fd_prestat_get": ("ii", "i"),
-    "fd_prestat_dir_name": ("iii", "i"),
-    "fd_pwrite": ("iiiIi", "i"),
-    "fd_read": ("iiii", "i"),
-    "fd_readdir": ("iiiIi", "i"),
-    "fd_renumber": ("ii", "i"),
-    "fd_seek": ("iIii", "i"),
-    "fd_sync": ("i", "i"),
-    "fd_tell": ("ii", "i"),
-    "fd_write": ("iiii", "i"),
-    "path_create_directory": ("iii", "i"),
-    "path_filestat_get": ("iiiii", "i"),
-    "path_filestat_set_times": ("iiiiIIi", "i"),
-    "path_link": ("iiiiiii", "i"),
-    "path_open": ("iiiiiIIii", "i"),
-    "path_readlink": ("iiiiii", "i"),
-    "path_remove_directory": ("iii", "i"),
-    "path_rename": ("iiiiii", "i"),
-    "path_symlink": ("iiiii", "i"),
-    "path_unlink_file": ("iii", "i"),
-    "poll_oneoff": ("iiii", "i"),
-    "proc_exit": ("i", ""),
-    "proc_raise": ("i", "i"),
-    "sched_yield": ("", "i"),
-    "random_get": ("ii", "i"),
-    "sock_accept": ("iii", "i"),
-    "sock_recv": ("iiiiii", "i"),
-    "sock_send": ("iiiii", "i"),
-    "sock_shutdown": ("ii", "i"),
-}
-
-
-_KINDS = {"i32": "i", "i64": "I"}
-
-
-def functypes() -> dict[str, FuncType]:
-    """Fresh FuncTypes of every preview1 function (wasmtime ties a FuncType to one engine)."""
-    kinds = {"i": _I32, "I": _I64}
-    return {
-        name: FuncType([kinds[c] for c in params], [kinds[c] for c in results])
-        for name, (params, results) in _SIGNATURES.items()
-    }
-
-
-def _signature(ty: FuncType) -> tuple[str, str]:
-    return ("".join(_KINDS.get(str(p), "?") for p in ty.params), "".join(_KINDS.get(str(r), "?") for r in ty.results))
 _RIGHT_FD_READ = 1 << 1
 _KEPT_FDFLAGS = 0b11110
 """DSYNC, NONBLOCK, RSYNC and SYNC given to path_open: fd_fdstat_get reports them as given and
@@ -138,32 +54,6 @@ class ProcExit(Exception):
     def __init__(self, code: int) -> None:
         super().__init__(code)
         self.code = code
-
-
-def check_imports(module: wasmtime.Module) -> None:
-    """Refuse a module that imports anything cod does not provide exactly. Imports from a
-    module named by CID are left to :mod:`cod.wasm.linking` (SPEC 5.4)."""
-    for imp in module.imports:
-        name = imp.name or ""
-        if imp.module != abi.MODULE and cid_name(imp.module) is not None:
-            continue
-        if imp.module in observe.MODULES:
-            ty = imp.type
-            why = observe.check_import(imp.module, name, *_signature(ty)) if isinstance(ty, FuncType) else (
-                "only functions are imported from the Dylibso Observe API")
-            if why is not None:
-                raise ImportRefused(imp.module, name, why)
-            continue
-        if imp.module != abi.MODULE:
-            why = "wasi-threads is not available: jobs are single-threaded" if imp.module == "wasi" else (
-                "only wasi_snapshot_preview1 and the Dylibso Observe API are provided"
-            )
-            raise ImportRefused(imp.module, name, why)
-        if name not in _SIGNATURES:
-            raise ImportRefused(imp.module, name, "not a function of WASI preview1 (no sockets, no extensions)")
-        ty = imp.type
-        if not isinstance(ty, FuncType) or _signature(ty) != _SIGNATURES[name]:
-            raise ImportRefused(imp.module, name, "its signature differs from WASI preview1")
 
 
 class Stream:
@@ -226,14 +116,14 @@ class Wasi:
     def define(self, linker: wasmtime.Linker, types: dict[str, FuncType]) -> None:
         """Define every preview1 function on ``linker``; ``types`` come from the linker's engine."""
         for name, ty in types.items():
-            hostcall.define(linker, abi.MODULE, name, ty, _SIGNATURES[name], self._wrap(name, getattr(self, name)))
+            hostcall.define(linker, abi.MODULE, name, ty, SIGNATURES[name], self._wrap(name, getattr(self, name)))
 
     def define_own(self, linker: wasmtime.Linker, types: dict[str, FuncType], names: tuple[str, ...]) -> None:
         """Define the preview1 functions ``names`` on ``linker`` for a module linked by CID (SPEC
         5.4): each call works on that module's own exported ``memory``, not the root's."""
         slot: list[wasmtime.Memory | None] = [None]
         for name in names:
-            hostcall.define(linker, abi.MODULE, name, types[name], _SIGNATURES[name],
+            hostcall.define(linker, abi.MODULE, name, types[name], SIGNATURES[name],
                             self._own_memory(self._wrap(name, getattr(self, name)), slot))
 
     def _own_memory(self, fn: Callable[..., Any], slot: list[wasmtime.Memory | None]) -> Callable[..., Any]:

@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
+from cod.content.store import ContentStore  # noqa: E402
 from cod.local import PreparedJob, prepare  # noqa: E402
-from cod.node.server import RunningNode, start_node  # noqa: E402
 from cod.node.offers import RACY_NS
-from cod.store import ContentStore  # noqa: E402
+from cod.node.server import RunningNode, start_node  # noqa: E402
 from cod.wasm.engine import Engine  # noqa: E402
 from cod.wasm.executor import run  # noqa: E402
 from verifier import Records, verify  # noqa: E402
@@ -174,14 +174,14 @@ async def locality(work: Path) -> list[str]:
 GATEWAY_CHILD = r"""
 import asyncio, json, resource, sys, time
 from pathlib import Path
-from cod.node.blobs import BlobStore
+from cod.content.blobs import BlobStore
 from cod.node.caps import NodeCaps
-from cod.node.fetcher import Fetcher
+from cod.content.fetcher import Fetcher
 
 async def main():
     blobs = BlobStore(Path(sys.argv[3]))
     caps = NodeCaps(max_upload_bytes=1 << 40, max_unpacked_bytes=1 << 40)
-    fetcher = Fetcher(blobs, caps, gateways=[sys.argv[1]])
+    fetcher = Fetcher(blobs, caps.max_upload_bytes, caps.tree(), gateways=[sys.argv[1]])
     start = time.perf_counter()
     ok = await fetcher.fetch(sys.argv[2])
     took = time.perf_counter() - start
@@ -194,7 +194,7 @@ asyncio.run(main())
 
 
 def gateway(work: Path) -> list[str]:
-    from cod.car import write_car
+    from cod.content.car import write_car
 
     big = work / "big.bin"
     with open(big, "wb") as out:

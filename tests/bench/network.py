@@ -24,7 +24,7 @@ HELLO = ROOT / "vectors" / "hello.wasm"
 CATEGORIES = {
     "HTTP and JSON (aiohttp, asyncio, json)": ("aiohttp", "asyncio", "json", "multidict", "yarl", "http", "socket",
                                                "selectors", "ssl", "email"),
-    "hashing, CIDs, CARs (hashlib, cod.unixfs, cod.car, cod.export)": ("hashlib", "unixfs", "car.py", "export.py",
+    "hashing, CIDs, CARs (hashlib, cod.content.unixfs, cod.content.car, cod.content.export)": ("hashlib", "unixfs", "car.py", "export.py",
                                                                         "cid.py", "dagpb"),
     "signing and checking (nacl, cod.statement, cod.identity)": ("nacl", "statement", "identity", "multihash",
                                                                  "base58"),

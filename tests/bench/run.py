@@ -199,7 +199,7 @@ def bench_start(work: Path) -> list[str]:
 
 HASH_WORKER = """
 import resource, sys, time
-from cod.unixfs import cid_of_tree
+from cod.content.unixfs import cid_of_tree
 t = time.perf_counter(); cid = cid_of_tree(sys.argv[1]); dt = time.perf_counter() - t
 print(cid, dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

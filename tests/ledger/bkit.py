@@ -7,7 +7,7 @@ from typing import Any
 
 import nacl.signing
 
-from cod.cid import CID, RAW
+from cod.content.cid import CID, RAW
 from cod.identity import Identity
 from cod.jobspec import Input, JobSpec
 from cod.ledger import entries

@@ -11,8 +11,7 @@ from typing import Any
 import base58
 import nacl.signing
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from cod.ledger import entries
 from cod.ledger.entries import EntryRefused, parse_leaf, parse_signed
@@ -233,8 +232,8 @@ def test_genesis_rules() -> None:
        st.binary(min_size=0, max_size=4), st.binary(min_size=30, max_size=34), st.sampled_from([b"\x12\x20", b"\x12\x1f"]))
 def test_fast_cid_check_never_accepts_what_the_full_parse_refuses(pos: int, char: str, codec_pick: int, varint: bytes,
                                                                   digest: bytes, multihash: bytes) -> None:
-    """check_cid's fast path (int(..., 32) in C) against cod.cid.CID.parse + str(): text and binary mutations."""
-    from cod.cid import CID, DAG_PB, JSON, RAW
+    """check_cid's fast path (int(..., 32) in C) against cod.content.cid.CID.parse + str(): text and binary mutations."""
+    from cod.content.cid import CID, DAG_PB, JSON, RAW
     from cod.errors import CIDError
     from cod.ledger.entries import _fast_cid
 

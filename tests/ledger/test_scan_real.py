@@ -10,10 +10,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from cod.content.unixfs import cid_of_tree
 from cod.ledger import entries
 from cod.ledger.scan import Scanner
 from cod.local import prepare
-from cod.unixfs import cid_of_tree
 from verifier.devstack import Devstack
 from verifier.verify import verify
 

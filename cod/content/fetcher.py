@@ -1,0 +1,161 @@
+"""Fetching content a node lacks: from other cod nodes and from IPFS trustless gateways.
+
+A job names its inputs (and modules) by CID only. A node that lacks one asks, in order, the
+peers it was given (``GET /v1/blobs/{cid}`` with ``Accept: application/vnd.ipld.car``) and
+the gateways it was given (``GET /ipfs/{cid}?format=car&dag-scope=all``, the IPFS trustless
+gateway protocol). The answer streams into a spool file under a byte cap (a node's upload cap)
+and is then unpacked as an uploaded CAR is (:meth:`cod.content.blobs.BlobStore.put_car`): every
+block checked against its CID, the DAG planned within tree caps and re-imported to its root.
+The requester's content store fetches with the same code (:func:`cod.content.store.resolver`).
+What fails is logged and the next source is tried; a CID no source gives stays missing (the
+requester is then asked for it: 409 MissingBlobs). One fetch per CID at a time, at most
+FETCH_CONCURRENCY CIDs at once on a node, and what one job makes the node fetch, all its
+CIDs and rounds together, is at most the node's upload cap (a :class:`Budget`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import aiohttp
+
+from ..errors import CapExceeded, CIDError, CodError
+from .blobs import BlobStore
+from .car import header as car_header
+from .cid import CID
+from .export import DEFAULT_MAX_CAR_BYTES, TreeCaps
+
+log = logging.getLogger("cod.content.fetcher")
+
+CAR_TYPE = "application/vnd.ipld.car"
+CHUNK = 1 << 20
+CONNECT_TIMEOUT_S = 5.0
+FETCH_TIMEOUT_S = 600.0  # one CID from one source, the whole transfer
+MAX_ERROR_TEXT = 200
+FETCH_CONCURRENCY = 4  # CIDs fetched at once by one node, for all jobs together
+
+
+class Budget:
+    """The bytes one job may still make the node fetch (SPEC 9.8): its upload cap, shared by
+    every CID and every round of that job. A fetch that would pass it stops at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.remaining = limit
+
+    @property
+    def spent(self) -> bool:
+        return self.remaining <= 0
+
+    def charge(self, size: int) -> None:
+        """Take ``size`` bytes; CapExceeded once the job's fetches pass the limit."""
+        self.remaining -= size
+        if self.remaining < 0:
+            raise CapExceeded("max_upload_bytes", self.limit, "what one job made the node fetch")
+
+
+class Fetcher:
+    """Where a node looks for content it lacks, and the fetches under way."""
+
+    def __init__(self, blobs: BlobStore, max_bytes: int = DEFAULT_MAX_CAR_BYTES, tree: TreeCaps | None = None,
+                 peers: list[str] | None = None, gateways: list[str] | None = None) -> None:
+        self.blobs = blobs
+        self.max_bytes = max_bytes  # published by a node as max_upload_bytes
+        self.tree = tree or TreeCaps()
+        self.peers = [url.rstrip("/") for url in peers or []]
+        self.gateways = [url.rstrip("/") for url in gateways or []]
+        self._under_way: dict[str, asyncio.Task[bool]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._slots: asyncio.Semaphore | None = None  # made on the event loop, at the first fetch
+        self.fetched_bytes = 0  # bytes received from every source (figures, tests)
+
+    @property
+    def sources(self) -> list[str]:
+        """The URLs tried for ``{cid}``, in order: peers first, then gateways."""
+        return ([f"{peer}/v1/blobs/{{cid}}" for peer in self.peers]
+                + [f"{gateway}/ipfs/{{cid}}?format=car&dag-scope=all" for gateway in self.gateways])
+
+    def budget(self) -> Budget:
+        """A new job's fetch budget: the node's upload cap."""
+        return Budget(self.max_bytes)
+
+    async def fetch_all(self, cids: list[str], budget: Budget | None = None) -> None:
+        """Try to get every CID of ``cids`` (FETCH_CONCURRENCY at a time), within ``budget``
+        (a new one if None); what no source gives, or what the budget leaves, stays missing."""
+        if self.sources:
+            spend = budget or self.budget()
+            await asyncio.gather(*(self.fetch(cid, spend) for cid in sorted(set(cids))))
+
+    async def fetch(self, cid: str, budget: Budget | None = None) -> bool:
+        """Get ``cid`` from the first source that gives it whole and checked; False if none does."""
+        if self.blobs.has(cid):
+            return True
+        task = self._under_way.get(cid)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch(cid, budget or self.budget()))
+            self._under_way[cid] = task
+            task.add_done_callback(lambda _t: self._under_way.pop(cid, None))
+        return await asyncio.shield(task)
+
+    async def _fetch(self, cid: str, budget: Budget) -> bool:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(FETCH_CONCURRENCY)
+        async with self._slots:
+            for template in self.sources:
+                if budget.spent:
+                    log.warning("not fetching %s: its job has fetched %d bytes, the node's upload cap", cid,
+                                budget.limit)
+                    return False
+                url = template.format(cid=cid)
+                try:
+                    await self._from(url, cid, budget)
+                    return True
+                except (CodError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                    text = exc.message if isinstance(exc, CodError) else (str(exc) or type(exc).__name__)
+                    log.warning("cannot fetch %s from %s: %s", cid, url, text[:MAX_ERROR_TEXT])
+        return False
+
+    async def _from(self, url: str, cid: str, budget: Budget) -> None:
+        cap = self.max_bytes
+        session = await self._client()
+        handle, spooled = self.blobs.spool()
+        try:
+            with handle:
+                async with session.get(url, headers={"Accept": CAR_TYPE}, allow_redirects=False) as resp:
+                    if resp.status != 200:
+                        raise CodError(f"HTTP {resp.status}")
+                    if resp.content_type != CAR_TYPE:
+                        raise CodError(f"answered {resp.content_type!r}, not a CAR")
+                    size = 0
+                    expected = car_header(CID.parse(cid))  # 9.4 step 4.1: the one header a CAR of cid may have
+                    head = b""
+                    async for chunk in resp.content.iter_chunked(CHUNK):
+                        size += len(chunk)
+                        self.fetched_bytes += len(chunk)
+                        budget.charge(len(chunk))
+                        if size > cap:
+                            raise CapExceeded("max_upload_bytes", cap, "the fetched CAR")
+                        if len(head) < len(expected):  # give up on a wrong header at once, not at the end
+                            head += chunk[: len(expected) - len(head)]
+                            if not expected.startswith(head):
+                                raise CIDError(f"the CAR's header does not name {cid} as its single root")
+                        handle.write(chunk)
+                    if head != expected:
+                        raise CIDError(f"the CAR ended before its header naming {cid} did")
+            await asyncio.to_thread(self.blobs.put_car, cid, spooled, self.tree)
+        finally:
+            Path(spooled).unlink(missing_ok=True)
+
+    async def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S)
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        return self._session
+
+    async def close(self) -> None:
+        for task in list(self._under_way.values()):
+            task.cancel()
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,103 @@
+"""The `cod` command, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from cod.cli import cli
+
+from ..helpers import ROOT, VECTORS, ipfs_car, load_vector
+
+
+def cod(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cod", *args], cwd=cwd, capture_output=True, text=True,
+                          env={"COD_CACHE_DIR": str(cwd / ".cod-test-cache"), "PATH": "/usr/bin:/bin",
+                               **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}})
+
+
+def test_run_wordcount_json(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    car = tmp_path / "results.car"
+    proc = cod("run", str(VECTORS / "wordcount.wasm"), "-i", str(VECTORS / "data/wordcount"), "--output-dir",
+               str(out), "--car", str(car), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    expect = load_vector("wordcount")
+    assert data["result_cid"] == expect["expect"]["result_cid"]
+    assert data["job_cid"] == expect["job_cid"]
+    assert data["stdout"] == expect["expect"]["stdout"]
+    assert data["exit_code"] == 0
+    assert ipfs_car("roots", str(car)).stdout.strip() == data["result_cid"]
+
+
+def test_run_human_output_prints_result_cid(tmp_path: Path) -> None:
+    proc = cod("run", str(VECTORS / "hello.wasm"), "--output-dir", str(tmp_path / "r"), cwd=tmp_path)
+    assert proc.returncode == 0
+    assert proc.stdout == "hello from cod\n"
+    assert f"Result CID:  {load_vector('hello')['expect']['result_cid']}" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "text"),
+    [
+        (["run", "missing.wasm"], 5, "cannot read module"),
+        (["run", str(ROOT / "README.md")], 4, "not a WebAssembly module"),
+        (["run", str(VECTORS / "thread_import.wasm")], 4, "wasi::thread-spawn"),
+        (["run", str(VECTORS / "hello.wasm"), "-i", "/no/such/dir"], 5, "does not exist"),
+        (["run", str(VECTORS / "hello.wasm"), "--memory", "lots"], 3, "limits.memory_bytes"),
+        (["run", str(VECTORS / "hello.wasm"), "-e", "NOEQUALS"], 3, "KEY=VALUE"),
+        (["run", str(VECTORS / "outputbomb.wasm"), "--max-stdout", "64KiB"], 6, "stdout went over its cap"),
+        (["run", str(VECTORS / "fuelbomb.wasm"), "--fuel", "100000000000000", "--timeout", "300ms"], 7,
+         "timeout"),
+    ],
+)
+def test_errors_are_one_line_with_distinct_codes(tmp_path: Path, args: list[str], code: int, text: str) -> None:
+    proc = cod(*args, "--output-dir", str(tmp_path / "r"), cwd=tmp_path)
+    assert proc.returncode == code, proc.stderr
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith("error: ") and text in first
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_existing_files_are_never_overwritten(tmp_path: Path) -> None:
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("precious")
+    proc = cod("run", str(VECTORS / "hello.wasm"), "--output-dir", str(target), cwd=tmp_path)
+    assert proc.returncode == 1 and "not a cod result" in proc.stderr
+    assert (target / "notes.txt").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cod-test-cache", "mine"]
+
+
+def test_a_failed_run_keeps_the_earlier_result(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    assert cod("run", str(VECTORS / "hello.wasm"), "--output-dir", str(out), cwd=tmp_path).returncode == 0
+    before = (out / "stdout").read_bytes()
+    proc = cod("run", str(VECTORS / "outputbomb.wasm"), "--max-stdout", "1KiB", "--output-dir", str(out),
+               cwd=tmp_path)
+    assert proc.returncode == 6
+    assert (out / "stdout").read_bytes() == before
+
+
+def test_cid_command(tmp_path: Path) -> None:
+    proc = cod("cid", str(VECTORS / "hello.wasm"), cwd=tmp_path)
+    assert proc.stdout.strip() == load_vector("hello")["spec"]["module"]
+
+
+def test_every_command_is_documented() -> None:
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        assert command.help and len(command.help) > 20, f"cod {name} lacks documentation"
+        for param in command.params:
+            if param.param_type_name == "option":
+                assert getattr(param, "help", None), f"cod {name} {param.opts} lacks help"

@@ -1,0 +1,87 @@
+"""Attacks on the commands over the requester's records (`cod list`, `nodes`, `get`, `logs`):
+damaged records, odd destinations, and a `cod get` that must never report success without
+delivering checked bytes.
+
+Real parts: `cod` subprocesses, real devstacks, real SQLite files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..helpers import VECTORS, cod_env, devstack, run_cod
+
+HELLO = str(VECTORS / "hello.wasm")
+
+
+# -- damaged records, odd paths ---------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["garbage", "directory"])
+def test_damaged_records_are_a_local_path_error(tmp_path: Path, kind: str) -> None:
+    db = tmp_path / "home" / "requester.db"
+    db.parent.mkdir()
+    if kind == "garbage":
+        db.write_bytes(os.urandom(4096))
+    else:
+        db.mkdir()
+    for args in (("list",), ("nodes",), ("dashboard", "--once"), ("nodes", "forget", "abcdefgh")):
+        out = run_cod(tmp_path, *args)
+        assert out.returncode == 22, (args, out.stderr)
+        assert out.stderr.startswith("error: cannot use the records database") and "Traceback" not in out.stderr
+
+
+# -- cod get: success only with checked bytes ----------------------------------------------------------
+@pytest.fixture
+def verified(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str], dict[str, Any]]]:
+    env = cod_env(tmp_path)
+    with devstack(env, tmp_path, 2) as nodes:
+        env["COD_NODES"] = ",".join(url for _, url, _ in nodes)
+        ran = subprocess.run([sys.executable, "-m", "cod", "run", "--json", "--verify", "2", HELLO], cwd=tmp_path,
+                             env=env, capture_output=True, text=True, timeout=120)
+        assert ran.returncode == 0, ran.stderr
+        yield tmp_path, env, json.loads(ran.stdout)
+
+
+def get(tmp: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cod", "get", *args], cwd=tmp, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_get_refetches_a_deleted_or_tampered_copy_and_logs_never_print_a_tampered_one(
+        verified: tuple[Path, dict[str, str], dict[str, Any]]) -> None:
+    tmp, env, view = verified
+    results = Path(view["results_dir"])
+    shutil.rmtree(tmp / "cod-results")
+    out = get(tmp, env, view["short_id"])
+    assert out.returncode == 0, out.stderr
+    assert (results / "stdout").read_text() == "hello from cod\n"  # really there again
+    (results / "stdout").write_text("TAMPERED\n")
+    logs = subprocess.run([sys.executable, "-m", "cod", "logs", view["short_id"]], cwd=tmp, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert logs.stdout == "hello from cod\n", logs.stderr
+    (results / "stdout").write_text("TAMPERED\n")
+    out = get(tmp, env, view["short_id"], "--output-dir", str(results))
+    assert out.returncode == 0 and (results / "stdout").read_text() == "hello from cod\n"
+
+
+def test_get_refuses_odd_destinations(verified: tuple[Path, dict[str, str], dict[str, Any]]) -> None:
+    tmp, env, view = verified
+    both = get(tmp, env, view["short_id"], "--output-dir", str(tmp / "a"), "--car", str(tmp / "a.car"))
+    assert both.returncode == 2 and "not both" in both.stderr
+    os.mkfifo(tmp / "fifo")
+    fifo = get(tmp, env, view["short_id"], "--car", str(tmp / "fifo"))
+    assert fifo.returncode == 22 and "not a regular file" in fifo.stderr
+    (tmp / "link").symlink_to(tmp / "nowhere")
+    link = get(tmp, env, view["short_id"], "--output-dir", str(tmp / "link"))
+    assert link.returncode == 22 and "symlink" in link.stderr
+    assert not [p for p in tmp.iterdir() if p.name.startswith(".cod-staging-")]
+    inside = get(tmp, env, view["short_id"], "--output-dir", str(Path(view["results_dir"]) / "outputs" / "x"))
+    assert inside.returncode == 22 and "inside the job's own results" in inside.stderr

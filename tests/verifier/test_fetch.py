@@ -1,0 +1,41 @@
+"""The download bound: an honest results CAR never exceeds it (measured), and it is what SPEC 11.5 says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cod.content.car import write_car
+from cod.jobspec import Limits
+from verifier.fetch import (CAR_HEADER_MAX, MAX_RESULTS_CAR_BYTES, PER_CHUNK_OVERHEAD, PER_ENTRY_OVERHEAD,
+                            results_car_bound)
+
+
+def test_the_bound_by_hand() -> None:
+    # 1 MiB each of stdout, stderr, outputs: 3 MiB of data in 3 chunks; 100000 entries + 6 top-level ones:
+    # 64 (header) + 3145728 + 128 (exitCode, trap) + 3 * 128 + 100006 * 1024
+    assert results_car_bound(Limits(stdout_bytes=1 << 20, stderr_bytes=1 << 20, output_bytes=1 << 20)) == 105552448
+    assert results_car_bound(Limits(output_bytes=1 << 50)) == MAX_RESULTS_CAR_BYTES == 16 << 30
+    assert results_car_bound(None) == MAX_RESULTS_CAR_BYTES  # docker: the engine does not enforce the caps
+
+
+def _car_size(tree: Path, tmp: Path) -> int:
+    write_car(tree, tmp / "x.car")
+    return (tmp / "x.car").stat().st_size
+
+
+def test_entries_with_the_longest_names_stay_under_the_per_entry_overhead(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(1500):  # 1500 x 255-byte names: over 256 KiB of links, so a HAMT (section 7.2)
+        (tree / f"{i:05d}".ljust(255, "n")).touch()
+    size = _car_size(tree, tmp_path)
+    assert size > 1500 * 255  # the names are in it
+    assert size <= CAR_HEADER_MAX + PER_ENTRY_OVERHEAD * (1500 + 1)
+
+
+def test_chunked_files_stay_under_the_per_chunk_overhead(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    data = 5 * (1 << 20) + 1  # 6 chunks
+    (tree / "f").write_bytes(b"\x01" * data)
+    assert _car_size(tree, tmp_path) <= CAR_HEADER_MAX + data + PER_CHUNK_OVERHEAD * 6 + PER_ENTRY_OVERHEAD * 2
