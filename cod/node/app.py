@@ -31,7 +31,7 @@ from ..content.cid import CID
 from ..content.fetcher import Fetcher
 from ..content.unixfs import cid_of_tree
 from ..docker import DockerEngine
-from ..errors import (CapExceeded, CIDError, CodError, EngineUnavailable, InputError, MissingModules, ModuleError,
+from ..errors import (CapExceeded, CodError, EngineUnavailable, InputError, MissingModules, ModuleError,
                       NodeError, NotFound, SpecError)
 from ..identity import Identity
 from ..jobspec import ENGINE_DOCKER, JobSpec

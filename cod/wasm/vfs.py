@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..errors import Indeterminate, OutputLimitExceeded
-from ..limits import MAX_FILE_SIZE, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_SYMLINK_HOPS, MAX_TREE_DEPTH
+from ..limits import MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_SYMLINK_HOPS, MAX_TREE_DEPTH
 from . import abi
 
 MAX_OPEN_FDS = 256
