@@ -95,6 +95,13 @@ class Node:
             if any(root.resolve() in module.parents for root in allow_local or []):
                 raise InputError(f"private module {str(module)!r} is under an allow-listed local path",
                                  "keep private modules out of --allow-listed-local-paths")
+        home = Path(os.path.realpath(data_dir))
+        for root in allow_local or []:  # a job may mount any path under an allow-listed root: never node.key
+            real = Path(os.path.realpath(root))
+            if real == home or real in home.parents or home in real.parents:
+                raise InputError(f"allow-listed local path {str(root)!r} overlaps the node's data directory "
+                                 f"{str(data_dir)!r} (jobs could read the node's key)",
+                                 "allow-list directories apart from --data-dir, or move --data-dir out of them")
         try:
             self._open(data_dir)
         except (OSError, sqlite3.Error) as exc:

@@ -18,10 +18,12 @@ from cod.content import dagpb
 from cod.content.cid import CID, DAG_PB
 from cod.content.dagpb import Link
 from cod.jobspec import Input
+from cod.errors import InputError
+from cod.node.app import Node
 from cod.node.caps import NodeCaps
 from cod.node.server import RunningNode, start_node
 
-from ..helpers import VECTORS
+from ..helpers import VECTORS, run_cod
 from ..node_kit import CAT_KEY_WAT, car, pb, put, raw, wat
 
 HELLO = (VECTORS / "hello.wasm").read_bytes()
@@ -41,6 +43,43 @@ def _nothing_kept(running: RunningNode) -> None:
 def _is_error(body: Any, name: str) -> None:
     assert set(body) >= {"error", "message", "hint"} and body["error"] == name, body
     assert body["message"] and body["hint"]
+
+
+# -- an allow-listed root that holds the data dir (Stage 9 point 3) ---------------------------
+@pytest.mark.parametrize("layout", ["root holds the data dir", "root is the data dir", "root inside the data dir",
+                                    "root links to the data dir's parent"])
+def test_an_allow_listed_root_overlapping_the_data_dir_is_refused_at_start(tmp_path: Path, layout: str) -> None:
+    """With ``--allow-listed-local-paths /srv --data-dir /srv/cod`` a job mounting /srv/cod read
+    node.key. Any root that is, holds or lies inside the data dir (after symlinks) is refused
+    before the data dir is created or a key is made."""
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    (tmp_path / "link").symlink_to(srv)
+    data, root = {"root holds the data dir": (srv / "cod", srv), "root is the data dir": (srv, srv),
+                  "root inside the data dir": (srv, srv / "sub"),
+                  "root links to the data dir's parent": (srv / "cod", tmp_path / "link")}[layout]
+    with pytest.raises(InputError, match="overlaps the node's data directory") as refused:
+        Node(data, allow_local=[tmp_path / "elsewhere", root])
+    assert str(root) in str(refused.value) and refused.value.hint
+    assert not (data / "node.key").exists()
+
+
+def test_an_allow_listed_root_beside_the_data_dir_is_accepted(tmp_path: Path) -> None:
+    """The control: /srv/data allow-listed, /srv/cod the data dir (siblings, one name a prefix of
+    the other's parent) is fine."""
+    (tmp_path / "srv" / "data").mkdir(parents=True)
+    (tmp_path / "srv" / "cod-data").mkdir()
+    node = Node(tmp_path / "srv" / "cod", allow_local=[tmp_path / "srv" / "data", tmp_path / "srv" / "cod-data"])
+    assert node.allow_local == [tmp_path / "srv" / "data", tmp_path / "srv" / "cod-data"]
+
+
+def test_cod_serve_refuses_an_allow_listed_root_holding_its_data_dir(tmp_path: Path) -> None:
+    (tmp_path / "srv").mkdir()
+    done = run_cod(tmp_path, "serve", "--port", "0", "--data-dir", str(tmp_path / "srv" / "cod"),
+                   "--allow-listed-local-paths", str(tmp_path / "srv"))
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert "overlaps the node's data directory" in done.stderr and "hint:" in done.stderr, done.stderr
+    assert not (tmp_path / "srv" / "cod" / "node.key").exists()
 
 
 # -- hole 1: reading the node's key through a symlink-rooted input ----------------------------
