@@ -45,7 +45,7 @@ from . import joblog, openapi
 from .caps import UPLOAD_CAPS, NodeCaps
 from .joblog import JobLog
 from .metrics import CANCELLED, CONTENT_TYPE, DOWNLOAD, FETCH, UPLOAD, NodeMetrics
-from .offers import Dataset, Offers
+from .offers import Dataset, Offers, overlaps
 from .policy import PREFER, Policy
 from .pool import Pool
 from .store import DONE, FAILED, MAX_STATEMENTS_PAGE, QUEUED, RUNNING, JobStore, public
@@ -90,18 +90,17 @@ class Node:
         and the node lacks (cod.content.fetcher); ``datasets`` and ``private_modules`` are what it
         offers from its own disk (cod.node.offers; InputError if one cannot be offered)."""
         self.data_dir = data_dir
+        home = Path(os.path.realpath(data_dir))
+        for root in allow_local or []:  # a job may mount any path under an allow-listed root: never node.key
+            if overlaps(Path(os.path.realpath(root)), home):
+                raise InputError(f"allow-listed local path {str(root)!r} overlaps the node's data directory "
+                                 f"{str(data_dir)!r} (jobs could read the node's key)",
+                                 "allow-list directories apart from --data-dir, or move --data-dir out of them")
         self.offers = Offers(datasets, private_modules, home=data_dir)  # first: a bad offer leaves no data directory behind
         for module in self.offers.private.values():  # any job may read an allow-listed path
             if any(root.resolve() in module.parents for root in allow_local or []):
                 raise InputError(f"private module {str(module)!r} is under an allow-listed local path",
                                  "keep private modules out of --allow-listed-local-paths")
-        home = Path(os.path.realpath(data_dir))
-        for root in allow_local or []:  # a job may mount any path under an allow-listed root: never node.key
-            real = Path(os.path.realpath(root))
-            if real == home or real in home.parents or home in real.parents:
-                raise InputError(f"allow-listed local path {str(root)!r} overlaps the node's data directory "
-                                 f"{str(data_dir)!r} (jobs could read the node's key)",
-                                 "allow-list directories apart from --data-dir, or move --data-dir out of them")
         try:
             self._open(data_dir)
         except (OSError, sqlite3.Error) as exc:

@@ -34,6 +34,11 @@ Fingerprint = tuple[tuple[bytes, int, int, int, int, int], ...]
 RACY_NS = 2_000_000_000  # the coarsest timestamp tick trusted: FAT's 2 s (ext4 before 6.13: a jiffy)
 
 
+def overlaps(a: Path, b: Path) -> bool:
+    """Whether two resolved paths are the same directory or one lies inside the other."""
+    return a == b or a in b.parents or b in a.parents
+
+
 def fingerprint(root: Path) -> Fingerprint:
     """Every entry below ``root`` (and the root): (relative path, mode, size, inode, mtime_ns,
     ctime_ns), walked without following links, in path-byte order."""
@@ -98,7 +103,7 @@ class Offers:
             path = Path(os.path.realpath(given))
             if not path.is_dir():
                 raise InputError(f"dataset {str(given)!r} is not a directory", "give --dataset a directory")
-            if keep is not None and (path == keep or path in keep.parents or keep in path.parents):
+            if keep is not None and overlaps(path, keep):
                 raise InputError(f"dataset {str(given)!r} overlaps the node's data directory {str(home)!r}",
                                  "serve a directory apart from the node's data directory")
             found = self._hash(path)
