@@ -19,11 +19,12 @@ settings.load_profile("cod")
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """Under pytest-xdist the fault suite ran in a worker, which wrote its table of figures to
-    ``fault-figures.txt`` in its own base temporary directory (one below this one): print it."""
-    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
-        return  # a worker, or a run without workers: tests/faults/conftest.py prints the table itself
-    for path in sorted(config._tmp_path_factory.getbasetemp().glob("*/fault-figures.txt")):
+    """The fault suite's table of figures, from the ``fault-figures.txt`` it wrote to its base
+    temporary directory: this one, or a pytest-xdist worker's one below it."""
+    if hasattr(config, "workerinput"):
+        return  # a worker: the controller prints
+    base = config._tmp_path_factory.getbasetemp()
+    for path in sorted(base.glob("fault-figures.txt")) + sorted(base.glob("*/fault-figures.txt")):
         terminalreporter.section("fault suite figures")
         terminalreporter.write(path.read_text())
         terminalreporter.write_line(f"(also in {path})")

@@ -20,9 +20,11 @@ from cod.node.server import RunningNode, start_node
 
 CAR_TYPE = "application/vnd.ipld.car"
 
-# cat: opens argv-free, fixed path "node.key" under the first preopen (fd 3, /inputs), reads up
-# to 4096 bytes and writes them to stdout. The node-key theft of Stage 3, as a real job.
-CAT_KEY_WAT = r"""
+
+def cat_wat(name: str) -> str:
+    """Opens ``name`` under fd 3 (following links), prints up to 4096 bytes of it, or exits
+    100 + errno."""
+    return r"""
 (module
   (import "wasi_snapshot_preview1" "path_open"
     (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
@@ -30,19 +32,23 @@ CAT_KEY_WAT = r"""
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
   (memory (export "memory") 1)
-  (data (i32.const 16) "node.key")
+  (data (i32.const 256) "%s")
   (func (export "_start")
     (local $err i32)
-    (local.set $err (call $path_open (i32.const 3) (i32.const 1) (i32.const 16) (i32.const 8)
+    (local.set $err (call $path_open (i32.const 3) (i32.const 1) (i32.const 256) (i32.const %d)
       (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 0)))
     (if (local.get $err) (then (call $proc_exit (i32.add (i32.const 100) (local.get $err)))))
-    ;; iovec at 32: buf 1024, len 4096; nread at 40
     (i32.store (i32.const 32) (i32.const 1024))
     (i32.store (i32.const 36) (i32.const 4096))
     (drop (call $fd_read (i32.load (i32.const 0)) (i32.const 32) (i32.const 1) (i32.const 40)))
     (i32.store (i32.const 36) (i32.load (i32.const 40)))
     (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 44)))))
-"""
+""" % (name, len(name.encode()))
+
+
+# The node-key theft of Stage 3, as a real job: node.key under the first preopen (/inputs) to stdout.
+CAT_KEY_WAT = cat_wat("node.key")
+
 
 # busy: loops for ever (until fuel or the timeout ends it); a job that holds a worker.
 BUSY_WAT = r"""
@@ -191,26 +197,3 @@ async def health_under_load(url: str, load: Sequence[Awaitable[Any]]) -> float:
     return worst[0]
 
 
-def cat_wat(name: str) -> str:
-    """Opens ``name`` under fd 3 (following links), prints up to 4096 bytes of it, or exits
-    100 + errno."""
-    return r"""
-(module
-  (import "wasi_snapshot_preview1" "path_open"
-    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 256) "%s")
-  (func (export "_start")
-    (local $err i32)
-    (local.set $err (call $path_open (i32.const 3) (i32.const 1) (i32.const 256) (i32.const %d)
-      (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 0)))
-    (if (local.get $err) (then (call $proc_exit (i32.add (i32.const 100) (local.get $err)))))
-    (i32.store (i32.const 32) (i32.const 1024))
-    (i32.store (i32.const 36) (i32.const 4096))
-    (drop (call $fd_read (i32.load (i32.const 0)) (i32.const 32) (i32.const 1) (i32.const 40)))
-    (i32.store (i32.const 36) (i32.load (i32.const 40)))
-    (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 44)))))
-""" % (name, len(name.encode()))

@@ -18,7 +18,6 @@ from .netns import CHECKS, Fabric, missing_prerequisites, run_subnet
 COLUMNS = ("scenario", "outcome", "expected", "elapsed_s", "bound_s", "answers", "failed", "spares", "fault")
 _rows: list[dict[str, Any]] = []
 _skipped: list[str] = []
-_written: list[Path] = []
 _tests = count()
 
 
@@ -51,8 +50,6 @@ class Figures:
     def add(self, **row: Any) -> None:
         _rows.append(row)
         self.path.write_text(table())
-        if self.path not in _written:
-            _written.append(self.path)
 
 
 @pytest.fixture(scope="session")
@@ -70,11 +67,8 @@ def table() -> str:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _rows:
-        terminalreporter.section("fault suite figures")
-        terminalreporter.write(table())
-        for path in _written:
-            terminalreporter.write_line(f"(also in {path})")
+    # the table itself is printed by tests/conftest.py, from fault-figures.txt (in a worker's
+    # directory under pytest-xdist, where this process is not the one that prints)
     for message in _skipped:
         terminalreporter.section("fault suite")
         terminalreporter.write_line(message)
