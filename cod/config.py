@@ -50,8 +50,9 @@ MAX_CONFIG_BYTES = 1 << 20
 DEFAULT_SOURCE = "default"
 
 EXAMPLE = """\
-# cod's configuration (cod config show prints what is in effect and where it came from)
-nodes = ["http://127.0.0.1:1234", "http://127.0.0.1:1235", "http://127.0.0.1:1236"]
+# cod's configuration (cod config show prints what is in effect and where it came from).
+# Every line is an example, commented out: with no nodes, cod run --verify N starts its own network.
+# nodes = ["http://127.0.0.1:1234", "http://127.0.0.1:1235", "http://127.0.0.1:1236"]
 # gateways = ["https://trustless-gateway.link"]
 # ledger = "http://127.0.0.1:8090"
 # moderator_key = "moderator.key"   # relative to this file's directory

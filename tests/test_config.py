@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -109,10 +110,17 @@ def test_a_bad_variable_is_a_config_error_naming_it(tmp_path: Path, name: str, v
     assert caught.value.message.startswith(f"{name}: ") and name in (caught.value.hint or "")
 
 
-def test_the_example_written_by_config_init_is_valid(tmp_path: Path) -> None:
+def test_the_example_written_by_config_init_sets_nothing_and_each_example_line_is_valid(tmp_path: Path) -> None:
     write(tmp_path, EXAMPLE)
-    assert load(env_for(tmp_path)).nodes == ["http://127.0.0.1:1234", "http://127.0.0.1:1235",
-                                             "http://127.0.0.1:1236"]
+    config = load(env_for(tmp_path))
+    assert config.found and {name: setting.source for name, setting in config.settings.items()} == {
+        name: "default" for name in config.settings}  # all commented out: nothing set, --verify starts a network
+    uncommented = re.sub(r"(?m)^# (\w+ = )", r"\1", EXAMPLE)
+    assert uncommented.count("\n# ") < EXAMPLE.count("\n# ") - 8  # the examples, not the prose, were uncommented
+    write(tmp_path, uncommented)
+    config = load(env_for(tmp_path))
+    assert config.nodes == ["http://127.0.0.1:1234", "http://127.0.0.1:1235", "http://127.0.0.1:1236"]
+    assert config.limit("fuel") == 50000000000 and config.ledger == "http://127.0.0.1:8090"
 
 
 def cod(tmp: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -139,10 +147,10 @@ def test_config_show_names_each_source_and_config_init_refuses_to_overwrite(tmp_
     assert first.returncode == 0 and first.stdout.strip() == str(tmp_path / "config" / "cod" / "config.toml")
     shown = json.loads(cod(tmp_path, "config", "show", "--json", COD_FUEL="5").stdout)
     assert shown["found"] is True
-    assert shown["settings"]["nodes"]["source"] == f"file {first.stdout.strip()}"
     assert shown["settings"]["limits.fuel"] == {"value": 5, "source": "environment COD_FUEL", "env": "COD_FUEL"}
+    assert shown["settings"]["nodes"]["source"] == "default"  # the example sets no nodes: --verify starts a network
     text = cod(tmp_path, "config", "show").stdout
-    assert "http://127.0.0.1:1234" in text and "environment" not in text
+    assert "http://127.0.0.1:1234" not in text and "environment" not in text
     again = cod(tmp_path, "config", "init")
     assert again.returncode == 2 and "already exists" in again.stderr
     assert cod(tmp_path, "config", "path").stdout.strip() == first.stdout.strip()

@@ -75,7 +75,7 @@ def path() -> None:
 @config.command()
 @click.option("--force", is_flag=True, help="Replace an existing file.")
 def init(force: bool) -> None:
-    """Write a commented config file to start from (three local nodes, limits commented out).
+    """Write a config file to start from: every setting an example, commented out.
 
     Refuses to replace an existing file without --force.
 
