@@ -40,10 +40,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .outcomes import LOCAL, SUBMITTED
 from .reputation import JOB_CID_PREFIX
 
 SCHEMA = "cod.job/1"
-LOCAL, SUBMITTED = "local", "submitted"
 AGREES, DISAGREES, FAILED = "agrees", "DISAGREES", "failed"
 MIN_SHORT_ID = 8
 """Fewest characters of a short ID (git shows 7 hex digits: 35 bits; 8 base32 digits are 40)."""

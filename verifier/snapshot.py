@@ -17,6 +17,7 @@ from cod.text import printable
 from .health import check
 from .jobview import DISAGREES, job_view, short_ids
 from .nodeview import node_rows
+from .outcomes import QUORUM, VERIFIED
 from .reputation import Records
 
 SCHEMA = "cod.dashboard/1"
@@ -24,7 +25,7 @@ DEFAULT_JOBS = 50
 LEDGER_LOOKUPS = 20
 """Most jobs whose moderation state is asked of the ledger per snapshot (the newest verified ones)."""
 
-VERIFIED_OUTCOMES = ("verified", "verified-by-quorum")
+VERIFIED_OUTCOMES = (VERIFIED, QUORUM)
 
 
 def dissenters(view: dict[str, Any]) -> list[str]:

@@ -42,12 +42,10 @@ from . import metrics
 from .client import MissingBlobs, NodeClient
 from .events import BUSY, FAILED, JOB_POLL_S, QUEUED, RUNNING, SIGNED, SUBMITTING, UPLOADING, Events
 from .fetch import DownloadFailed, download_agreed
+from .outcomes import EXIT_CODES, INCOMPLETE, MISMATCH, PROFILE_MISMATCH, QUORUM, UNVERIFIABLE, VERIFIED
 from .reputation import Records, now
 from .schema import NodeInfo
 
-VERIFIED, QUORUM, MISMATCH = "verified", "verified-by-quorum", "mismatch"
-PROFILE_MISMATCH, INCOMPLETE, UNVERIFIABLE = "profile-mismatch", "incomplete", "unverifiable"
-EXIT_CODES = {VERIFIED: 0, QUORUM: 0, MISMATCH: 10, INCOMPLETE: 11, UNVERIFIABLE: 12, PROFILE_MISMATCH: 13}
 MAX_BACKOFF = 8.0
 INFO_TTL = 30.0
 DEADLINE_MARGIN = 30.0

@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from verifier.outcomes import OUTCOMES
+
 from ..errors import LocalPathError, NodeError, NotFound
 from .options import JobRef
 from .output import Column, Output, age, outcome_style, outcome_text, output_options
@@ -63,8 +65,8 @@ JOB_COLUMNS = [
 
 @click.command(name="list")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many jobs, newest first.")
-@click.option("--outcome", "outcomes", multiple=True, metavar="OUTCOME",
-              help="Only jobs whose latest outcome is this (repeatable), e.g. mismatch.")
+@click.option("--outcome", "outcomes", multiple=True, type=click.Choice(OUTCOMES, case_sensitive=False),
+              help="Only jobs whose latest outcome is this (repeatable, any case), e.g. mismatch.")
 @output_options
 def list_command(limit: int, outcomes: tuple[str, ...], out: Output) -> None:
     """List the jobs this requester ran, newest first: short ID, age, outcome, K of N agreeing,
@@ -80,6 +82,7 @@ def list_command(limit: int, outcomes: tuple[str, ...], out: Output) -> None:
     """
     from verifier.jobview import job_view, short_ids
 
+    outcomes = tuple(outcome.lower() for outcome in outcomes)  # click gives the choice as typed
     records = _records()
     shorts = short_ids(records.job_cids())
     views = []

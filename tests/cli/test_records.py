@@ -112,6 +112,19 @@ def test_list_as_csv_and_as_a_plain_table(home: tuple[dict[str, str], Path], noi
     assert body[0].split()[0] == rows[0]["short_id"]
 
 
+def test_list_outcome_takes_any_case_and_refuses_an_outcome_that_does_not_exist(home: tuple[dict[str, str], Path]) -> None:
+    env, tmp = home
+    cod("run", HELLO, env=env, cwd=tmp)
+    for spelled in ("local", "LOCAL", "Local"):  # the table prints some outcomes in capitals (MISMATCH)
+        listed = json.loads(cod("list", "--json", "--outcome", spelled, env=env, cwd=tmp).stdout)
+        assert [view["outcome"] for view in listed] == ["local"], spelled
+    assert json.loads(cod("list", "--json", "--outcome", "MISMATCH", env=env, cwd=tmp).stdout) == []
+    for wrong in ("foo", "mismatched", ""):
+        refused = cod("list", "--outcome", wrong, env=env, cwd=tmp)
+        assert refused.returncode == 2 and "no jobs yet" not in refused.stdout + refused.stderr, wrong
+        assert "--outcome" in refused.stderr and "verified-by-quorum" in refused.stderr, refused.stderr  # the choices
+
+
 def test_describe_reads_as_text_and_takes_a_short_id_prefix(home: tuple[dict[str, str], Path]) -> None:
     env, tmp = home
     view = json.loads(cod("run", "--json", HELLO, env=env, cwd=tmp).stdout)

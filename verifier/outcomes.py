@@ -1,0 +1,19 @@
+"""The outcomes a requester records for a job, and the exit code of each (SPEC 11).
+
+One list, read by the verifier that decides them, the records that keep them and every command
+that filters or colours by them (``cod list --outcome``).
+"""
+
+from __future__ import annotations
+
+VERIFIED, QUORUM, MISMATCH = "verified", "verified-by-quorum", "mismatch"
+PROFILE_MISMATCH, INCOMPLETE, UNVERIFIABLE = "profile-mismatch", "incomplete", "unverifiable"
+EXIT_CODES = {VERIFIED: 0, QUORUM: 0, MISMATCH: 10, INCOMPLETE: 11, UNVERIFIABLE: 12, PROFILE_MISMATCH: 13}
+"""Outcomes of a verification and the exit code of `cod run --verify` for each."""
+LOCAL, SUBMITTED = "local", "submitted"
+"""Outcomes of a record that no verification decided: a local run, a detached run not yet collected."""
+OUTCOMES = tuple(sorted({*EXIT_CODES, LOCAL, SUBMITTED}))
+"""Every outcome a job record can have."""
+
+__all__ = ["EXIT_CODES", "INCOMPLETE", "LOCAL", "MISMATCH", "OUTCOMES", "PROFILE_MISMATCH", "QUORUM", "SUBMITTED",
+           "UNVERIFIABLE", "VERIFIED"]
