@@ -23,7 +23,8 @@ from cod.jobspec import JobSpec
 from cod.local import PreparedJob
 
 from .client import MissingBlobs, NodeClient
-from .jobview import SUBMITTED, recorded_view
+from .jobview import recorded_view
+from .outcomes import SUBMITTED
 from .reputation import Records, now
 from .verify import (DEADLINE_MARGIN, DOWNLOAD_GRACE_S, Answer, NotEnoughNodes, Progress, Requester, Verification,
                      _candidates, _download, _judge, _remember, _Uploads, accept, check_quorum)

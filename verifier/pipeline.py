@@ -25,7 +25,8 @@ from cod.local import PreparedJob
 
 from .network import run_verified
 from .reputation import Records
-from .verify import QUORUM, UNVERIFIABLE, VERIFIED, Verification, statuses
+from .outcomes import QUORUM, UNVERIFIABLE, VERIFIED
+from .verify import Verification, statuses
 
 XCOM_SCHEMA = "cod.stage/1"
 

@@ -165,7 +165,7 @@ def test_created_entries_get_fixed_modes_whatever_the_umask(engine: Engine, tmp_
 
 
 def test_host_permission_errors_are_the_hosts_fault(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_open, real_mkdir = os.open, os.mkdir
+    real_open = os.open
 
     def no_access(path: bytes, flags: int, mode: int = 0o777) -> int:
         if path.endswith(b"a.txt"):
