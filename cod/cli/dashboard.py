@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from typing import Any
 
 import click
 
 from .options import NodeURL
-from .output import Column, age, outcome_style, outcome_text, table
+from .output import Column, Output, age, outcome_style, outcome_text, output_options, table
 
 DEFAULT_INTERVAL_S = 2.0
 
@@ -44,7 +43,6 @@ QUEUE_COLUMNS = (Column("job", "JOB"), Column("result", "RESULT"), Column("entry
 
 @click.command()
 @click.option("--once", is_flag=True, help="Print one snapshot as tables and exit.")
-@click.option("--json", "as_json", is_flag=True, help="Print one snapshot as JSON (schema cod.dashboard/1) and exit.")
 @click.option("--interval", type=click.FloatRange(min=0.5, max=3600), default=DEFAULT_INTERVAL_S, show_default=True,
               help="Seconds between refreshes of the live view.")
 @click.option("--limit", type=click.IntRange(min=1, max=10000), default=50, show_default=True,
@@ -52,12 +50,14 @@ QUEUE_COLUMNS = (Column("job", "JOB"), Column("result", "RESULT"), Column("entry
 @click.option("--ledger", type=NodeURL(), metavar="URL",
               help="The FIL+ ledger whose queue to show (else COD_LEDGER, else \"ledger\" of the config).")
 @click.option("--no-health", is_flag=True, help="Do not ask the nodes for /v1/info (health) on each refresh.")
-def dashboard(once: bool, as_json: bool, interval: float, limit: int, ledger: str | None, no_health: bool) -> None:
+@output_options
+def dashboard(once: bool, interval: float, limit: int, ledger: str | None, no_health: bool, out: Output) -> None:
     """A live view of jobs, nodes and the moderation queue.
 
     Jobs (newest first: short ID, age, outcome, K of N, result, the outvoted nodes,
     moderation state), nodes (their records and health) and, with a ledger, the moderation
-    queue and the latest checkpoint. Keys: o outcome filter, n node filter, enter open the
+    queue and the latest checkpoint. --json and --nl print one snapshot (schema
+    cod.dashboard/1; --nl on one line), --csv its jobs table, and exit. Keys: o outcome filter, n node filter, enter open the
     job (groups, statements, stdout, stderr), escape back, r refresh, q quit.
 
     \b
@@ -65,6 +65,7 @@ def dashboard(once: bool, as_json: bool, interval: float, limit: int, ledger: st
       cod dashboard
       cod dashboard --ledger http://127.0.0.1:8090 --interval 5
       cod dashboard --once
+      cod dashboard --csv > jobs.csv
       cod dashboard --json | jq '.jobs[] | select(.outcome == "mismatch") | .dissent'
     """
     import math
@@ -85,8 +86,11 @@ def dashboard(once: bool, as_json: bool, interval: float, limit: int, ledger: st
     async def fetch() -> dict[str, Any]:
         return await collect(records, configured, ledger_at, limit=limit, health=not no_health)
 
-    if as_json:
-        click.echo(json.dumps(asyncio.run(fetch()), indent=2, sort_keys=True))
+    if out.format in ("json", "nl"):
+        out.one(asyncio.run(fetch()), lambda: None)
+        return
+    if out.format == "csv":
+        out.rows(_job_rows(asyncio.run(fetch())), JOB_COLUMNS)
         return
     if once or not (sys.stdout.isatty() and sys.stdin.isatty()):
         if not once:
@@ -98,9 +102,13 @@ def dashboard(once: bool, as_json: bool, interval: float, limit: int, ledger: st
     Dashboard(fetch, interval).run()
 
 
-def _print(snap: dict[str, Any]) -> None:
-    jobs = [dict(v, when=v.get("finished_at") or v.get("started_at"),
+def _job_rows(snap: dict[str, Any]) -> list[dict[str, Any]]:
+    return [dict(v, when=v.get("finished_at") or v.get("started_at"),
                  k_of_n=f"{v['agreeing']}/{v['n']}" if v.get("n") else "-") for v in snap["jobs"]]
+
+
+def _print(snap: dict[str, Any]) -> None:
+    jobs = _job_rows(snap)
     mismatches = sum(v["outcome"] == "mismatch" for v in jobs)
     click.echo(f"Jobs ({len(jobs)}, {mismatches} mismatch{'es' if mismatches != 1 else ''})")
     if jobs:

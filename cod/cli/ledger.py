@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from ..errors import NotFound, UsageError
-from .output import Output, output_options
+from .output import Column, Output, output_options
 from .witness import witness
 
 LEDGER_OPTION_HELP = "The ledger's URL (default: COD_LEDGER, else \"ledger\" in the config file)."
@@ -324,6 +324,10 @@ def approve(proposal_id: str, key: str, ledger_url: str | None, as_json: bool) -
     emit(answer, as_json, _proposal_text(answer))
 
 
+MODERATOR_COLUMNS = (Column("kind", "KIND"), Column("moderator", "MODERATOR"), Column("proposal_id", "PROPOSAL"),
+                     Column("action", "ACTION"), Column("signatures", "SIGNATURES"), Column("in_effect", "IN EFFECT"))
+
+
 @moderator.command("list")
 @ledger_option
 @output_options
@@ -336,6 +340,11 @@ def list_(ledger_url: str | None, out: Output) -> None:
       cod ledger moderator list --json
     """
     answer = call(client(ledger_url).moderators())
+    if out.format in ("csv", "nl"):  # a row per moderator and per proposal; --json keeps the ledger's object
+        out.rows([{"kind": "moderator", "moderator": m} for m in answer["moderators"]]
+                 + [dict(p, kind="proposal") for p in answer["proposals"]],
+                 MODERATOR_COLUMNS)
+        return
     lines = [f"moderator {m}" for m in answer["moderators"]] or ["(no moderators)"]
     lines += [f"proposal {p['proposal_id']}: {p['action']} {p['moderator']}, "
               f"{len(p['signatures'])} signature(s){', in effect' if p['in_effect'] else ''}"

@@ -77,13 +77,14 @@ class Output:
             table(rows, columns, title=title)
 
     def one(self, obj: Mapping[str, Any], text: Callable[[], None]) -> None:
-        """Print one object: as JSON (``--json`` and ``--nl`` alike), CSV of its plain fields, or ``text()``."""
+        """Print one object: as JSON (``--json`` indented, ``--nl`` on one line), CSV (a header row and one row:
+        every field, nested values as JSON as :meth:`rows` writes them), or ``text()``."""
         if self.format == "json":
             click.echo(json.dumps(obj, indent=2, sort_keys=True))
         elif self.format == "nl":
             click.echo(json.dumps(obj, sort_keys=True))
         elif self.format == "csv":
-            keys = sorted(k for k, v in obj.items() if not isinstance(v, (dict, list)))
+            keys = sorted(obj)
             writer = csv.writer(sys.stdout, lineterminator="\n")
             writer.writerow(keys)
             writer.writerow([_csv_cell(obj[k]) for k in keys])
