@@ -60,7 +60,7 @@ class NotEnoughNodes(NodeError):
     def __init__(self, usable: int, asked: int, n: int, unreachable: list[tuple[str, str]]) -> None:
         why = ", ".join(f"{url} ({reason})" for url, reason in unreachable)
         super().__init__(f"{usable} of {asked} node(s) can take this job, and --verify needs {n}"
-                         + (f"; unreachable: {why}" if why else ""),
+                         + (f"; left out: {why}" if why else ""),
                          "start or add nodes (--node, COD_NODES, the config file), or lower --verify")
         self.unreachable = unreachable
 

@@ -156,7 +156,7 @@ def _describe_text(view: dict[str, Any]) -> None:
             line(f"  {short_node(node['node_id']):<10} {node['node_id'] or '-'}  {node['url'] or '-'}  "
                  + paint(f"{status:<9}", colours.get(status), status == "DISAGREES") + f"  {detail}")
     for gone in view["unreachable"]:
-        line(f"  {'-':<10} unreachable  {gone['url']}  {gone['reason']}")
+        line(f"  {'-':<10} left out     {gone['url']}  {gone['reason']}")
     if view["groups"]:
         line("Groups:")
         for cid, nodes in sorted(view["groups"].items(), key=lambda kv: (-len(kv[1]), kv[0])):

@@ -496,7 +496,7 @@ def _report(verification: Any, short_id: str) -> None:
         label = f"{status} ({detail})" if status == "failed" else f"{status:<9} {detail}"
         click.echo(f"  {answer.node_id}  {answer.url}  {paint(label, status)}", err=True)
     for url, reason in verification.unreachable:
-        click.echo(f"  {'-':<52}  {url}  {paint(f'unreachable ({reason})', 'unreachable')}", err=True)
+        click.echo(f"  {'-':<52}  {url}  {paint(f'left out ({reason})', 'unreachable')}", err=True)
     if verification.groups:
         click.echo("Groups:", err=True)
         for cid in sorted(verification.groups, key=lambda c: (-len(verification.groups[c]), c)):

@@ -119,8 +119,11 @@ def job_detail(view: dict[str, Any]) -> Text:
     for name in ("stdout", "stderr"):
         text.append(f"\n{name}\n", style="bold underline")
         value = view.get(name)
-        if value is None:
+        if value is None and view.get("result_cid"):
             add("  (not on this machine: cod get fetches it)\n", style="dim")
+        elif value is None:  # cod get fetches only an accepted result: a mismatch has none
+            add(f"  (not on this machine, and no result was accepted: nothing to fetch; "
+                f"cod describe {printable(str(view.get('short_id')))} shows each node's answer)\n", style="dim")
         else:
             add(value[:MAX_OUTPUT_SHOWN] + ("\n... (cut; cod logs prints it all)\n"
                                             if len(value) > MAX_OUTPUT_SHOWN else ""))

@@ -97,6 +97,22 @@ def test_a_malformed_ledger_answer_is_shown_as_such_never_a_crash(tmp_path: Path
         assert "malformed" in mod["error"] or "not an object" in mod["error"]
 
 
+@pytest.mark.parametrize(("result_cid", "hint"), [(None, "nothing to fetch"), ("bafybeix", "cod get fetches it")])
+def test_the_job_detail_offers_cod_get_only_for_a_result_it_can_fetch(result_cid: str | None, hint: str) -> None:
+    from rich.console import Console
+
+    from cod.cli.tui import job_detail
+
+    view = {"job_cid": "bagaaierax", "short_id": "x", "outcome": "mismatch" if result_cid is None else "verified",
+            "agreeing": 1, "n": 2, "note": "", "result_cid": result_cid, "exit_code": 0, "trap": None, "fuel_used": 1,
+            "dissent": [], "groups": {}, "nodes": [], "stdout": None, "stderr": None}
+    console = Console(record=True, width=300, color_system=None)
+    console.print(job_detail(view))
+    text = console.export_text()
+    assert text.count(hint) == 2  # stdout and stderr
+    assert result_cid is not None or "cod get" not in text  # `cod get` refuses a job with no accepted result
+
+
 def test_a_jobs_output_is_drawn_as_text_in_the_job_detail() -> None:
     from rich.console import Console
 

@@ -116,7 +116,7 @@ def test_fewer_reachable_nodes_fail_fast_naming_them(network: Network) -> None:
     dead = "http://127.0.0.1:1"
     out = network.run(network.honest + [dead], "--verify", "3")
     assert out.returncode == 14, out.stderr
-    assert f"error: 2 of 3 node(s) can take this job, and --verify needs 3; unreachable: {dead} (" in out.stderr
+    assert f"error: 2 of 3 node(s) can take this job, and --verify needs 3; left out: {dead} (" in out.stderr
     assert "Running on" not in out.stderr and "Traceback" not in out.stderr
 
 

@@ -162,6 +162,9 @@ async def test_the_verifier_goes_to_the_data(tmp_path: Path, corpus: Path, recor
         with pytest.raises(NotEnoughNodes) as refused:
             await verify(_by_cid(cid), urls, 2, records=records, require_local=True)
         assert "(--require-local)" in str(refused.value)
+        # the bare nodes answered: they are left out for what they lack, not called unreachable
+        assert "unreachable" not in str(refused.value) and f"left out: {bare[0].url} (does not hold " in str(
+            refused.value)
         assert all(n.node.fetcher.fetched_bytes == 0 for n in bare + [holder])
     finally:
         for node in bare + [holder]:

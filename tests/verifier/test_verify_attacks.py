@@ -240,7 +240,7 @@ async def test_fewer_reachable_nodes_than_n_fail_before_anything_runs(stack: Dev
         with pytest.raises(NotEnoughNodes) as caught:
             await verify(job, [stack.urls[0], dead, bad.url], 3, records=records)
     message = caught.value.message
-    assert message.startswith("1 of 3 node(s) can take this job, and --verify needs 3; unreachable: ")
+    assert message.startswith("1 of 3 node(s) can take this job, and --verify needs 3; left out: ")
     assert f"{dead} (" in message and f"{bad.url} (" in message and "'node_id' is int" in message
     assert all(n.node.jobs.get(str(job.spec.cid)) is None for n in stack.nodes)  # nothing was run
     assert records.job(str(job.spec.cid)) is None
