@@ -42,12 +42,31 @@ def public_key_of(node_id: str) -> bytes:
     return digest[4:]
 
 
+PUBLIC_KEY_SIZE, SIGNATURE_SIZE = 32, 64
+
+
+def signature_valid(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """cod's one Ed25519 rule (SPEC 1), for every signature any part of cod checks: node statements,
+    ledger entries, notes, checkpoints and cosignatures.
+
+    Valid iff the key and signature have their sizes, S < L, A and R are canonical encodings of
+    points that are not of small order, and [S]B = R + [k]A holds without the cofactor (libsodium's
+    crypto_sign_verify_detached, through PyNaCl). Checked against C2SP CCTV's 914 edge cases
+    (vectors/ed25519/), whose flags give the expected answer independently.
+    """
+    if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
+        return False
+    try:
+        nacl.signing.VerifyKey(public_key).verify(message, signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError, TypeError):
+        return False
+    return True
+
+
 def verify(node_id: str, message: bytes, signature: bytes) -> None:
     """Check ``signature`` over ``message`` against the key in ``node_id``."""
-    try:
-        nacl.signing.VerifyKey(public_key_of(node_id)).verify(message, signature)
-    except (nacl.exceptions.BadSignatureError, ValueError, TypeError) as exc:
-        raise BadSignature(f"signature does not verify against node {node_id}") from exc
+    if not signature_valid(public_key_of(node_id), message, signature):
+        raise BadSignature(f"signature does not verify against node {node_id}")
 
 
 class Identity:

@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 
 from ..errors import LedgerRefused
+from ..identity import signature_valid
 from ..jobspec import canonical_json
 from . import merkle
 from .checkpoint import Checkpoint, CheckpointError
@@ -87,7 +88,8 @@ def _check_chunk(job: tuple[int, list[bytes]]) -> set[int]:
                 key = verify_key(signer)
                 if key is None:
                     raise ValueError("not a key ID")
-                key.verify(canonical_json(statement), base64.b64decode(signature, validate=True))
+                if not signature_valid(key, canonical_json(statement), base64.b64decode(signature, validate=True)):
+                    raise ValueError("bad signature")
         except Exception:  # noqa: BLE001 - anything unreadable is replayed with every check, which names it
             suspects.add(start + offset)
     return suspects

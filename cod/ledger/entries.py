@@ -23,12 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
-import nacl.exceptions
-import nacl.signing
 
 from ..content.cid import CID
 from ..errors import BadSignature, CIDError, LedgerRefused
-from ..identity import Identity, node_id_of, public_key_of
+from ..identity import Identity, node_id_of, public_key_of, signature_valid
 from ..jobspec import canonical_json
 
 GENESIS = "cod/ledger/genesis/v1"
@@ -177,13 +175,13 @@ def check_cid(value: Any, name: str) -> str:
 
 
 @functools.lru_cache(maxsize=_CACHE)
-def verify_key(value: str) -> nacl.signing.VerifyKey | None:
-    """The Ed25519 key of a canonical peer ID, or None."""
+def verify_key(value: str) -> bytes | None:
+    """The Ed25519 public key of a canonical peer ID, or None."""
     try:
         key = public_key_of(value)
     except BadSignature:
         return None
-    return nacl.signing.VerifyKey(key) if node_id_of(key) == value else None
+    return key if node_id_of(key) == value else None
 
 
 def check_id(value: Any, name: str) -> str:
@@ -317,14 +315,10 @@ class Signed:
     def verify(self) -> None:
         """Check the signature against the signer's key; raises EntryRefused 422 "BadSignature"."""
         key = verify_key(self.signer)
-        try:
-            if key is None:
-                raise BadSignature("no key")
-            key.verify(canonical_json(self.statement), self.signature)
-        except (BadSignature, nacl.exceptions.BadSignatureError):
+        if key is None or not signature_valid(key, canonical_json(self.statement), self.signature):  # SPEC 1
             raise EntryRefused(422, "BadSignature",
                                f"the {self.kind} statement's signature does not verify against {self.signer}",
-                               "sign the canonical JSON of the statement with the key it names") from None
+                               "sign the canonical JSON of the statement with the key it names")
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import nacl.exceptions
 import nacl.signing
+
+from ..identity import signature_valid
 
 ALG_ED25519 = 0x01
 ALG_COSIGNATURE_V1 = 0x04
@@ -116,16 +117,6 @@ def parse_vkey(vkey: str) -> tuple[str, bytes, int, bytes]:
     return name, bytes.fromhex(kid_hex), alg, pub
 
 
-def _ed25519_ok(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    if len(signature) != ED25519_SIGNATURE_SIZE:
-        return False
-    try:
-        nacl.signing.VerifyKey(public_key).verify(message, signature)
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError, TypeError):
-        return False
-    return True
-
-
 @dataclass(frozen=True)
 class Verifier:
     """An Ed25519 note key (type 0x01)."""
@@ -146,7 +137,7 @@ class Verifier:
         return vkey_of(self.name, self.public_key)
 
     def verify(self, text: bytes, signature: bytes) -> bool:
-        return _ed25519_ok(self.public_key, text, signature)
+        return signature_valid(self.public_key, text, signature)
 
 
 class Signer:
@@ -326,7 +317,7 @@ class CosignatureVerifier:
         (timestamp,) = struct.unpack(">Q", signature[:TIMESTAMP_SIZE])
         if timestamp > MAX_TIMESTAMP:
             return None
-        if not _ed25519_ok(self.public_key, cosigned_message(body, timestamp), signature[TIMESTAMP_SIZE:]):
+        if not signature_valid(self.public_key, cosigned_message(body, timestamp), signature[TIMESTAMP_SIZE:]):
             return None
         return int(timestamp)
 
