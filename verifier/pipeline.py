@@ -24,8 +24,8 @@ from cod.jobspec import ENGINE_DOCKER
 from cod.local import PreparedJob
 
 from .network import run_verified
-from .reputation import Records
 from .outcomes import QUORUM, UNVERIFIABLE, VERIFIED
+from .reputation import Records
 from .verify import Verification, statuses
 
 XCOM_SCHEMA = "cod.stage/1"

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
-
 from ..content.cid import CID
 from ..errors import BadSignature, CIDError, LedgerRefused
 from ..identity import Identity, node_id_of, public_key_of, signature_valid
