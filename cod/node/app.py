@@ -26,7 +26,6 @@ from aiohttp import web
 
 from .. import __version__, telemetry
 from ..content.blobs import BlobStore
-from ..content.car import car_bytes, write_car
 from ..content.cid import CID
 from ..content.fetcher import Fetcher
 from ..content.unixfs import cid_of_tree
@@ -43,6 +42,7 @@ from ..web import answers
 from ..web.body import check_strings, parse_json
 from . import joblog, openapi
 from .caps import UPLOAD_CAPS, NodeCaps
+from .cars import CarCache
 from .joblog import JobLog
 from .metrics import CANCELLED, CONTENT_TYPE, DOWNLOAD, FETCH, UPLOAD, NodeMetrics
 from .offers import Dataset, Offers, overlaps
@@ -53,7 +53,6 @@ from .store import DONE, FAILED, MAX_STATEMENTS_PAGE, QUEUED, RUNNING, JobStore,
 log = logging.getLogger("cod.node")
 
 CAR_TYPE = "application/vnd.ipld.car"
-SMALL_CAR_BYTES = 8 << 20
 CHUNK = 1 << 20
 MAX_JSON_BODY = 1 << 20
 WAIT_GRACE_SECONDS = 30
@@ -137,9 +136,8 @@ class Node:
         self.blobs = BlobStore(data_dir / "blobs")
         self.jobs = JobStore(data_dir / "jobs.db")  # marks jobs of an earlier life that did not finish failed
         self.results = data_dir / "results"
-        self.cars = data_dir / "cars"
-        for folder in (self.results, self.cars):
-            folder.mkdir(exist_ok=True)
+        self.results.mkdir(exist_ok=True)
+        self.cars = CarCache(data_dir / "cars")  # every CAR the node serves: built once, off the job path
         self._drop_unadopted()
 
     def _drop_unadopted(self) -> None:
@@ -168,6 +166,7 @@ class Node:
         await self.policy.close()
         await self.fetcher.close()
         await self.pool.close()
+        self.cars.close()
         self.metrics.close()
 
     # -- info -------------------------------------------------------------------------
@@ -527,20 +526,9 @@ class Node:
         return path
 
     async def car_of(self, cid: str, tree: Path) -> Path:
-        """The CAR of ``tree``, cached as cars/{cid}.car only when its root is ``cid`` (a
-        dataset can change while its CAR is written: NotFound then, and nothing is cached)."""
-        car = self.cars / f"{cid}.car"
-        if not car.exists():
-            fd, name = tempfile.mkstemp(dir=self.cars, prefix=".car-")
-            os.close(fd)
-            try:
-                root = await asyncio.to_thread(write_car, tree, name)
-                if str(root) != cid:
-                    raise NotFound(f"{cid} changed on this node while its CAR was written", "ask again")
-                os.replace(name, car)
-            finally:
-                Path(name).unlink(missing_ok=True)
-        return car
+        """The CAR of ``tree``, built once and kept as cars/{cid}.car only when its root is
+        ``cid`` (cod.node.cars; a dataset can change while its CAR is written: NotFound then)."""
+        return await self.cars.get(cid, tree)
 
 
 def _is_wasm(path: Path) -> bool:
@@ -727,10 +715,6 @@ def app(node: Node) -> web.Application:
         cid = request.match_info["cid"]
         row = node.job(cid)
         tree = node.results_dir(cid)
-        if await asyncio.to_thread(_tree_size, tree) <= SMALL_CAR_BYTES:  # built in memory, in one pass
-            body = await asyncio.to_thread(car_bytes, tree, CID.parse(row["result_cid"]))
-            node.metrics.moved(DOWNLOAD, len(body))
-            return web.Response(body=body, headers={"Content-Type": CAR_TYPE})
         car = await node.car_of(row["result_cid"], tree)
         node.metrics.moved(DOWNLOAD, car.stat().st_size)
         return web.FileResponse(car, headers={"Content-Type": CAR_TYPE})

@@ -238,13 +238,13 @@ async def test_a_dataset_changing_while_its_car_is_written_never_poisons_the_car
     """Attack 3 (TOCTOU): GET /v1/blobs/X checks the dataset's fingerprint, then writes its
     CAR from the live directory and caches it as cars/X.car. A change in between cached a CAR
     of another root under X, served for ever after (even once the tree is X again)."""
-    import cod.node.app as app_module
+    import cod.content.car as car_module
 
     data = tmp_path / "ds"
     data.mkdir()
     (data / "f").write_bytes(b"A")
     old = str(cid_of_tree(data))
-    real_write_car = app_module.write_car  # type: ignore[attr-defined]
+    real_write_car = car_module.write_car
     changed: list[bool] = []
 
     def racing_write_car(tree: Any, dest: Any) -> CID:
@@ -253,7 +253,7 @@ async def test_a_dataset_changing_while_its_car_is_written_never_poisons_the_car
             (data / "f").write_bytes(b"B")  # the operator edits the dataset right now
         return real_write_car(tree, dest)
 
-    monkeypatch.setattr(app_module, "write_car", racing_write_car)
+    monkeypatch.setattr(car_module, "write_car", racing_write_car)
     node = await start_node_in(tmp_path, "n", datasets=[data])
     try:
         status, body = await _fetch_car(http, node.url, old)
