@@ -45,7 +45,7 @@ from .caps import UPLOAD_CAPS, NodeCaps
 from .cars import CarCache
 from .joblog import JobLog
 from .metrics import CANCELLED, CONTENT_TYPE, DOWNLOAD, FETCH, UPLOAD, NodeMetrics
-from .offers import Dataset, Offers, overlaps
+from .offers import Offers, overlaps
 from .policy import PREFER, Policy
 from .pool import Pool
 from .store import DONE, FAILED, MAX_STATEMENTS_PAGE, QUEUED, RUNNING, JobStore, public
@@ -139,6 +139,7 @@ class Node:
         self.results.mkdir(exist_ok=True)
         self.cars = CarCache(data_dir / "cars")  # every CAR the node serves: built once, off the job path
         self._drop_unadopted()
+        self.offers.keep_copies(BlobStore(data_dir / "datasets"))  # jobs read the node's checked copy (SPEC 9.9)
 
     def _drop_unadopted(self) -> None:
         """Remove every results entry that is not a done job's: staging dirs of runs an earlier
@@ -204,7 +205,6 @@ class Node:
         if row is None or row["state"] == FAILED:  # a job the node has (done, queued) is answered as it is
             fil_plus = await self.policy.admit(spec, job_cid)  # PolicyRefused, LedgerUnavailable
         sources = await self._gather(spec)
-        stamps = await asyncio.to_thread(self._stamps, spec, sources)  # the offers' lock may be held a while
         row = self.jobs.get(job_cid)  # again: another request may have queued it while the ledger answered
         if row is None or row["state"] == FAILED:
             if spec.engine == ENGINE_DOCKER and not self.docker_ok:
@@ -222,7 +222,7 @@ class Node:
             self.active += 1
             self.jobs.add(job_cid, spec.to_dict())
             self._done[job_cid] = asyncio.Event()
-            task = asyncio.create_task(self._run(job_cid, spec, sources, stamps))
+            task = asyncio.create_task(self._run(job_cid, spec, sources))
             self._tasks.add(task)
             self._running[job_cid] = task
             task.add_done_callback(self._tasks.discard)
@@ -297,17 +297,6 @@ class Node:
         if missing:
             raise MissingBlobs(missing)
         return sources
-
-    def _stamps(self, spec: JobSpec, sources: dict[str, str]) -> dict[str, Dataset]:
-        """The fingerprint of each dataset the job is given, by mount path."""
-        return {item.path: stamp for item in spec.inputs if item.cid is not None and item.path in sources
-                and (stamp := self.offers.given(item.cid, sources[item.path])) is not None}
-
-    def _changed_datasets(self, spec: JobSpec, sources: dict[str, str], stamps: dict[str, Dataset]
-                          ) -> list[str]:
-        """The dataset CIDs the job was given that changed since it was given them."""
-        return [str(item.cid) for item in spec.inputs
-                if item.path in stamps and self.offers.changed(stamps[item.path])]
 
     def _module(self, cid: str) -> Path | None:
         """The module ``cid``: an uploaded or fetched blob, or a private module of this node."""
@@ -390,13 +379,12 @@ class Node:
         await asyncio.wait({task})
         return public(self.job(job_cid))
 
-    async def _run(self, job_cid: str, spec: JobSpec, sources: dict[str, str],
-                   stamps: dict[str, Dataset] | None = None) -> None:
+    async def _run(self, job_cid: str, spec: JobSpec, sources: dict[str, str]) -> None:
         with telemetry.span("node.job", {"cod.job_cid": job_cid}) as span:  # under node.submit's span
-            await self._run_traced(job_cid, spec, sources, stamps, telemetry.ids_of(span))
+            await self._run_traced(job_cid, spec, sources, telemetry.ids_of(span))
 
     async def _run_traced(self, job_cid: str, spec: JobSpec, sources: dict[str, str],
-                          stamps: dict[str, Dataset] | None, trace: tuple[str, str] | None) -> None:
+                          trace: tuple[str, str] | None) -> None:
         out = self.results / job_cid
         started = time.monotonic()
         try:
@@ -409,12 +397,6 @@ class Node:
                 module = await asyncio.to_thread(self._module, spec.module)
                 assert module is not None
                 outcome = await self._run_wasm(job_cid, spec, module, sources, out)
-            changed = await asyncio.to_thread(self._changed_datasets, spec, sources, stamps or {})
-            if changed and "error" not in outcome:  # the bytes under the CID moved while the job read them
-                await asyncio.to_thread(shutil.rmtree, out, True)
-                outcome = {"error": "DatasetChanged", "code": 5,
-                           "message": f"dataset {changed[0]} changed on this node while the job ran; nothing "
-                                      "was signed", "hint": "run the job again: the node offers the new CID now"}
             if "error" in outcome:
                 self.jobs.update(job_cid, state=FAILED, error=json.dumps(outcome))
                 return
