@@ -86,6 +86,18 @@ class BlobStore:
             _remove(staged.parent)
 
 
+    def remove(self, cid: str) -> None:
+        """Drop the stored file or tree ``cid`` (the node's collector, SPEC 9.11)."""
+        for path in (self.files / self._name(cid), self.trees / self._name(cid)):
+            if os.path.lexists(path):
+                _remove(path)
+
+    def held(self) -> list[str]:
+        """The CIDs of every stored file and tree."""
+        names = sorted(os.listdir(self.files)) + sorted(os.listdir(self.trees))
+        return [name for name in names if self.has(name)]
+
+
 def _is(path: Path, kind: Callable[[int], bool]) -> bool:
     try:
         return kind(os.lstat(path).st_mode)

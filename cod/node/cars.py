@@ -77,6 +77,11 @@ class CarCache:
             Path(name).unlink(missing_ok=True)
         return car
 
+    def kept(self) -> list[str]:
+        """Root CIDs of the CARs kept."""
+        return sorted(name[:-4] for name in os.listdir(self.folder)
+                      if name.endswith(".car") and not name.startswith(TEMP_PREFIX))
+
     def remove(self, cid: str) -> None:
         """Drop the kept CAR of ``cid`` (a build under way keeps its result)."""
         self.path(cid).unlink(missing_ok=True)
