@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..content import car as car_format
-from ..errors import NotFound
+from ..errors import InputError, NotFound
 
 CAR_BUILDERS = 2
 """CARs a node builds at once; more requests wait in line (SPEC 9.2)."""
@@ -69,7 +69,10 @@ class CarCache:
         fd, name = tempfile.mkstemp(dir=self.folder, prefix=TEMP_PREFIX)
         os.close(fd)
         try:
-            root = car_format.write_car(tree, name)
+            try:
+                root = car_format.write_car(tree, name)
+            except (FileNotFoundError, InputError) as exc:  # removed meanwhile (the collector), unreadable
+                raise NotFound(f"{cid} is no longer on this node", "ask a node that has it") from exc
             if str(root) != cid:
                 raise NotFound(f"{cid} changed on this node while its CAR was written", "ask again")
             os.replace(name, car)

@@ -150,3 +150,19 @@ async def test_the_collector_keeps_recent_results_and_removes_old_results_blobs_
             assert resp.status == 200
     finally:
         await running.stop()
+
+
+async def test_a_car_asked_for_while_its_tree_is_removed_is_a_404_not_a_500(tmp_path: Path) -> None:
+    """The collector may remove a result while its CAR is asked for: the build finds no tree."""
+    import pytest
+
+    from cod.errors import NotFound
+    from cod.node.cars import CarCache
+
+    cache = CarCache(tmp_path / "cars")
+    try:
+        with pytest.raises(NotFound):
+            await cache.get("bafkqaaa", tmp_path / "gone")
+        assert cache.kept() == [] and sorted(os.listdir(tmp_path / "cars")) == []
+    finally:
+        cache.close()
