@@ -86,11 +86,16 @@ class BlobStore:
             _remove(staged.parent)
 
 
-    def remove(self, cid: str) -> None:
-        """Drop the stored file or tree ``cid`` (the node's collector, SPEC 9.11)."""
+    def retire(self, cid: str) -> list[Path]:
+        """Take the stored file or tree ``cid`` out of the store at once (one rename each, into
+        tmp, which a restart empties: the node's collector, SPEC 9.11); returns where it went."""
+        gone = []
         for path in (self.files / self._name(cid), self.trees / self._name(cid)):
             if os.path.lexists(path):
-                _remove(path)
+                target = Path(tempfile.mkdtemp(dir=self.tmp, prefix="gc-")) / "blob"
+                os.rename(path, target)
+                gone.append(target.parent)
+        return gone
 
     def held(self) -> list[str]:
         """The CIDs of every stored file and tree."""

@@ -607,33 +607,40 @@ class Node:
                         held=held, datasets=set(self.offers.dataset_cids()),
                         stale_copies=await asyncio.to_thread(self.offers.stale_copies), cars=self.cars.kept())
         removal = plan(self.retention, stored, now)
+        used = self.usage.times(BLOB)  # again: a submission may have used a blob while this planned
+        removal.blobs = [cid for cid in removal.blobs if used.get(cid, 0) < now - self.retention.keep_blobs_s * 10**9]
+        retired: list[Path] = []  # taken out now, on the loop (renames), so no request sees half a removal
         for job in removal.results:
             self.usage.drop(RESULT, job)
-        for cid in set(removal.blobs) | (set(self.usage.times(BLOB)) - on_disk):  # and rows of blobs gone
+            path = self.results / job
+            if path.is_dir() and not path.is_symlink():
+                retired.append(path.rename(self.results / f".gc-{job}-{now}"))  # removed at a restart too
+        for cid in set(removal.blobs) | (set(used) - on_disk):  # and rows of blobs gone another way
             self.usage.drop(BLOB, cid)
-        await asyncio.to_thread(self._remove, removal.results, removal.blobs, removal.copies, removal.cars)
+        for cid in removal.blobs:
+            retired += self.blobs.retire(cid)
+        for cid in removal.copies:
+            retired += self.offers.copies.retire(cid) if self.offers.copies is not None else []
+        for cid in removal.cars:
+            self.cars.remove(cid)
+        await asyncio.to_thread(_discard, retired)
         if any((removal.results, removal.blobs, removal.copies)):
             log.info("collector removed %d result(s), %d blob(s), %d dataset copy(ies), %d CAR(s)",
                      len(removal.results), len(removal.blobs), len(removal.copies), len(removal.cars))
         return {"results": removal.results, "blobs": removal.blobs, "copies": removal.copies, "cars": removal.cars}
 
-    def _remove(self, results: list[str], blobs: list[str], copies: list[str], cars: list[str]) -> None:
-        for job in results:
-            path = self.results / job
-            if path.is_dir() and not path.is_symlink():
-                remove_tree(path)
-        for cid in blobs:
-            self.blobs.remove(cid)
-        for cid in copies:
-            if self.offers.copies is not None:
-                self.offers.copies.remove(cid)
-        for cid in cars:
-            self.cars.remove(cid)
-
     async def car_of(self, cid: str, tree: Path) -> Path:
         """The CAR of ``tree``, built once and kept as cars/{cid}.car only when its root is
         ``cid`` (cod.node.cars; a dataset can change while its CAR is written: NotFound then)."""
         return await self.cars.get(cid, tree)
+
+
+def _discard(paths: list[Path]) -> None:
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            remove_tree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _is_wasm(path: Path) -> bool:
