@@ -220,6 +220,7 @@ class Node:
         row = self.jobs.get(job_cid)
         if self._runnable(row):  # a job the node has (done, queued) is answered as it is
             fil_plus = await self.policy.admit(spec, job_cid)  # PolicyRefused, LedgerUnavailable
+            self.within_quota(client, 0, "this job")  # before anything is fetched for it
         sources = await self._gather(spec)
         base_bytes = await self._touch_blobs(spec, client)
         row = self.jobs.get(job_cid)  # again: another request may have queued it while the ledger answered

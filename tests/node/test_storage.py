@@ -74,6 +74,26 @@ async def test_an_output_base_cannot_grow_the_data_dir_past_the_client_s_quota(t
         await running.stop()
 
 
+async def test_a_client_over_its_quota_makes_the_node_fetch_nothing(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """A client at its quota still made the node fetch (from a peer) every CID its job named,
+    before the job was refused: each POST grew the data dir by the fetch budget."""
+    wanted = tmp_path / "wanted.bin"
+    wanted.write_bytes(b"w" * 1000)
+    cid = str(cid_of_tree(wanted))
+    peer = await start_node(tmp_path / "peer", concurrency=1)
+    running = await start_node(tmp_path / "node", concurrency=1, peers=[peer.url],
+                               retention=Retention(client_bytes=len(HELLO)))
+    try:
+        assert (await put(http, peer.url, cid, wanted.read_bytes(), "application/octet-stream"))[0] == 201
+        module = await put_module(http, running.url, HELLO)  # the whole quota
+        status, body = await _job(http, running.url, JobSpec(module=module, inputs=(Input(cid=cid, path="/in"),)))
+        assert status == 507 and body["error"] == "StorageQuotaExceeded", body
+        assert not (running.node.data_dir / "blobs" / "files" / cid).exists(), "fetched for a client over its quota"
+    finally:
+        await running.stop()
+        await peer.stop()
+
+
 async def test_the_collector_keeps_recent_results_and_removes_old_results_blobs_and_cars(
         tmp_path: Path, http: aiohttp.ClientSession) -> None:
     """Stage 9 point 6: nothing was ever removed. With keep_jobs 1, results kept 100 s and blobs
