@@ -151,6 +151,10 @@ class NodeBusy(NodeError):
         self.retry_after = retry_after
 
 
+class StorageQuotaExceeded(NodeError):
+    """A client's stored bytes on a node (uploads, fetched content, results) would pass its quota (HTTP 507)."""
+
+
 class EngineUnavailable(CodError):
     """No Docker-compatible engine answers where one is needed."""
 

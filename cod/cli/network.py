@@ -34,6 +34,27 @@ def _cap_options(command: Any) -> Any:
     return command
 
 
+def _retention_options(command: Any) -> Any:
+    """What the node keeps (SPEC 9.11): cod.node.collector.Retention."""
+    from ..node.collector import Retention
+
+    kept = Retention()
+    options = [
+        ("--keep-jobs", "keep_jobs", kept.keep_jobs, "Keep the results of this many most recent jobs."),
+        ("--keep-results-for", "keep_results_for", kept.keep_results_s,
+         "And of every job finished less than this many seconds ago; older results are removed."),
+        ("--keep-blobs-for", "keep_blobs_for", kept.keep_blobs_s,
+         "Remove uploaded and fetched content no job used for this many seconds."),
+        ("--max-client-bytes", "max_client_bytes", kept.client_bytes,
+         "Bytes of uploads, fetched content and results one client address may have stored (507 past it)."),
+        ("--collect-every", "collect_every", kept.collect_every_s, "Seconds between collections (0: never)."),
+    ]
+    for flag, name, default, text in reversed(options):
+        command = click.option(flag, name, type=click.IntRange(min=0), default=default, show_default=True,
+                               help=text)(command)
+    return command
+
+
 @click.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), required=True,
               help="Where the node keeps its key, blobs, jobs and results.")
@@ -61,10 +82,12 @@ def _cap_options(command: Any) -> Any:
               help="Offer DIR to jobs by its CID, hashed once here, never uploaded (repeatable).")
 @click.option("--private-module", "private_modules", multiple=True, type=click.Path(dir_okay=False, exists=True),
               metavar="FILE", help="Run this module for jobs naming its CID; advertised by CID, never served.")
+@_retention_options
 @_cap_options
 def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurrency: int | None,
           queue_size: int, ledger: str | None, policy: str, log_format: str, peers: tuple[str, ...],
           gateways: tuple[str, ...], datasets: tuple[str, ...], private_modules: tuple[str, ...],
+          keep_jobs: int, keep_results_for: int, keep_blobs_for: int, max_client_bytes: int, collect_every: int,
           **caps: int) -> None:
     """Run a compute node: the /v1 HTTP API, signed results, executor processes.
 
@@ -81,6 +104,7 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
     """
     from ..errors import NodeError
     from ..node.caps import NodeCaps
+    from ..node.collector import Retention
     from ..node.joblog import writer
     from ..node.policy import Policy
     from ..node.server import serve_forever
@@ -95,7 +119,9 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
                               concurrency=concurrency, queue_size=queue_size, caps=node_caps,
                               policy=Policy(policy, ledger), job_log=writer(log_format), peers=list(peers),
                               gateways=list(gateways), datasets=[Path(p) for p in datasets],
-                              private_modules=[Path(p) for p in private_modules]))
+                              private_modules=[Path(p) for p in private_modules],
+                              retention=Retention(keep_jobs, keep_results_for, keep_blobs_for, max_client_bytes,
+                                                  collect_every)))
 
 
 @click.command()

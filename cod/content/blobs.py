@@ -86,6 +86,23 @@ class BlobStore:
             _remove(staged.parent)
 
 
+    def retire(self, cid: str) -> list[Path]:
+        """Take the stored file or tree ``cid`` out of the store at once (one rename each, into
+        tmp, which a restart empties: the node's collector, SPEC 9.11); returns where it went."""
+        gone = []
+        for path in (self.files / self._name(cid), self.trees / self._name(cid)):
+            if os.path.lexists(path):
+                target = Path(tempfile.mkdtemp(dir=self.tmp, prefix="gc-")) / "blob"
+                os.rename(path, target)
+                gone.append(target.parent)
+        return gone
+
+    def held(self) -> list[str]:
+        """The CIDs of every stored file and tree."""
+        names = sorted(os.listdir(self.files)) + sorted(os.listdir(self.trees))
+        return [name for name in names if self.has(name)]
+
+
 def _is(path: Path, kind: Callable[[int], bool]) -> bool:
     try:
         return kind(os.lstat(path).st_mode)

@@ -26,13 +26,12 @@ from aiohttp import web
 
 from .. import __version__, telemetry
 from ..content.blobs import BlobStore
-from ..content.car import car_bytes, write_car
 from ..content.cid import CID
 from ..content.fetcher import Fetcher
 from ..content.unixfs import cid_of_tree
 from ..docker import DockerEngine
 from ..errors import (CapExceeded, CodError, EngineUnavailable, InputError, MissingModules, ModuleError,
-                      NodeError, NotFound, SpecError)
+                      NodeError, NotFound, SpecError, StorageQuotaExceeded)
 from ..identity import Identity
 from ..jobspec import ENGINE_DOCKER, JobSpec
 from ..resultsdir import remove_tree, staging_prefix
@@ -43,24 +42,26 @@ from ..web import answers
 from ..web.body import check_strings, parse_json
 from . import joblog, openapi
 from .caps import UPLOAD_CAPS, NodeCaps
+from .cars import CarCache
+from .collector import Retention, Stored, named_cids, plan
 from .joblog import JobLog
 from .metrics import CANCELLED, CONTENT_TYPE, DOWNLOAD, FETCH, UPLOAD, NodeMetrics
-from .offers import Dataset, Offers, overlaps
+from .offers import Offers, overlaps
 from .policy import PREFER, Policy
 from .pool import Pool
 from .store import DONE, FAILED, MAX_STATEMENTS_PAGE, QUEUED, RUNNING, JobStore, public
+from .usage import BLOB, RESULT, Usage, tree_bytes
 
 log = logging.getLogger("cod.node")
 
 CAR_TYPE = "application/vnd.ipld.car"
-SMALL_CAR_BYTES = 8 << 20
 CHUNK = 1 << 20
 MAX_JSON_BODY = 1 << 20
 WAIT_GRACE_SECONDS = 30
 STATUS = {"SpecError": 400, "CIDError": 400, "ModuleError": 422, "ImportRefused": 422, "InputError": 422,
           "NotFound": 404, "EngineUnavailable": 501, "LocalPathNotAllowed": 403, "MissingBlobs": 409,
           "NodeBusy": 429, "NotCancellable": 409, "NodeError": 400, "PolicyRefused": 403,
-          "LedgerUnavailable": 503, "BadQuery": 400}
+          "LedgerUnavailable": 503, "BadQuery": 400, "StorageQuotaExceeded": 507}
 HINTS = {  # for errors raised without a hint of their own: every error body carries one
     "CIDError": "pack the content with cod or ipfs-car (one root, UnixFS unixfs-v1-2025) and upload it "
                 "under its root CID",
@@ -82,14 +83,20 @@ class Node:
                  docker: DockerEngine | None = None, caps: NodeCaps | None = None,
                  policy: Policy | None = None, job_log: JobLog | None = None,
                  peers: list[str] | None = None, gateways: list[str] | None = None,
-                 datasets: list[Path] | None = None, private_modules: list[Path] | None = None) -> None:
+                 datasets: list[Path] | None = None, private_modules: list[Path] | None = None,
+                 retention: Retention | None = None, clock: Callable[[], int] = time.time_ns) -> None:
         """Open (or create) the node's data directory; raises NodeError if it cannot be used.
 
         ``job_log`` receives one record (cod.node.joblog) per finished job; ``peers`` (cod
         nodes) and ``gateways`` (IPFS trustless gateways) are asked for content a job names
         and the node lacks (cod.content.fetcher); ``datasets`` and ``private_modules`` are what it
-        offers from its own disk (cod.node.offers; InputError if one cannot be offered)."""
+        offers from its own disk (cod.node.offers; InputError if one cannot be offered);
+        ``retention`` what it keeps and each client's quota (cod.node.collector), judged by
+        ``clock`` (ns; the host's, or a test's), which never reaches a result."""
         self.data_dir = data_dir
+        self.retention = retention or Retention()
+        self.clock = clock
+        self._clients: dict[str, str] = {}  # job CID -> the address its results are charged to
         home = Path(os.path.realpath(data_dir))
         for root in allow_local or []:  # a job may mount any path under an allow-listed root: never node.key
             if overlaps(Path(os.path.realpath(root)), home):
@@ -137,10 +144,11 @@ class Node:
         self.blobs = BlobStore(data_dir / "blobs")
         self.jobs = JobStore(data_dir / "jobs.db")  # marks jobs of an earlier life that did not finish failed
         self.results = data_dir / "results"
-        self.cars = data_dir / "cars"
-        for folder in (self.results, self.cars):
-            folder.mkdir(exist_ok=True)
+        self.results.mkdir(exist_ok=True)
+        self.cars = CarCache(data_dir / "cars")  # every CAR the node serves: built once, off the job path
+        self.usage = Usage(data_dir / "usage.db")  # bytes per client, times of use (SPEC 9.11)
         self._drop_unadopted()
+        self.offers.keep_copies(BlobStore(data_dir / "datasets"))  # jobs read the node's checked copy (SPEC 9.9)
 
     def _drop_unadopted(self) -> None:
         """Remove every results entry that is not a done job's: staging dirs of runs an earlier
@@ -158,6 +166,10 @@ class Node:
     async def start(self) -> None:
         await self.pool.warm()
         self.docker_ok = await self.docker.available()
+        if self.retention.collect_every_s:
+            task = asyncio.create_task(self._collect_forever())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
         self.pool.closing = True
@@ -168,6 +180,8 @@ class Node:
         await self.policy.close()
         await self.fetcher.close()
         await self.pool.close()
+        self.cars.close()
+        self.usage.close()
         self.metrics.close()
 
     # -- info -------------------------------------------------------------------------
@@ -181,15 +195,17 @@ class Node:
             "limits": {"concurrency": self.concurrency, "queue_size": self.queue_size, **self.caps.published()},
             "allow_listed_local_paths": [str(p) for p in self.allow_local],
             "policy": self.policy.published(),
+            "storage": self.retention.published(),
         }
 
     # -- jobs -------------------------------------------------------------------------
-    async def submit(self, body: Any, wait: bool) -> tuple[int, dict[str, Any]]:
+    async def submit(self, body: Any, wait: bool, client: str = "") -> tuple[int, dict[str, Any]]:
         """Queue the job of ``body`` (unless the node has it) and answer its record.
 
         Checks in order: the body and spec (SpecError), the caps (CapExceeded), the policy for a
         job the node does not have (PolicyRefused, LedgerUnavailable), the blobs (MissingBlobs),
-        the engine, the places (Busy). Nothing is stored when one refuses.
+        the engine, the places (Busy), the client's storage quota (StorageQuotaExceeded, SPEC
+        9.11). Nothing is stored when one refuses.
         """
         if not isinstance(body, dict) or "spec" not in body:
             raise SpecError("(request)", "the body must be a JSON object with a 'spec'")
@@ -202,12 +218,13 @@ class Node:
         job_cid = str(spec.cid)
         fil_plus = True
         row = self.jobs.get(job_cid)
-        if row is None or row["state"] == FAILED:  # a job the node has (done, queued) is answered as it is
+        if self._runnable(row):  # a job the node has (done, queued) is answered as it is
             fil_plus = await self.policy.admit(spec, job_cid)  # PolicyRefused, LedgerUnavailable
+            self.within_quota(client, 0, "this job")  # before anything is fetched for it
         sources = await self._gather(spec)
-        stamps = await asyncio.to_thread(self._stamps, spec, sources)  # the offers' lock may be held a while
+        base_bytes = await self._touch_blobs(spec, client)
         row = self.jobs.get(job_cid)  # again: another request may have queued it while the ledger answered
-        if row is None or row["state"] == FAILED:
+        if self._runnable(row):
             if spec.engine == ENGINE_DOCKER and not self.docker_ok:
                 raise EngineUnavailable("this node has no Docker-compatible engine",
                                         "send docker jobs to a node whose /v1/info lists 'docker'")
@@ -218,12 +235,14 @@ class Node:
                           f"{len(self.ordinary)} job(s) without blessed inputs hold the other half")
                 self.policy.report(job_cid, (), reason)
                 raise Busy(reason, "retry after the Retry-After delay, or run the job on blessed FIL+ inputs")
+            self.within_quota(client, base_bytes, "this job's output base")
             if not fil_plus:
                 self.ordinary.add(job_cid)
+            self._clients[job_cid] = client
             self.active += 1
             self.jobs.add(job_cid, spec.to_dict())
             self._done[job_cid] = asyncio.Event()
-            task = asyncio.create_task(self._run(job_cid, spec, sources, stamps))
+            task = asyncio.create_task(self._run(job_cid, spec, sources))
             self._tasks.add(task)
             self._running[job_cid] = task
             task.add_done_callback(self._tasks.discard)
@@ -237,6 +256,11 @@ class Node:
         row = self.jobs.get(job_cid)
         assert row is not None
         return (200 if row["state"] in (DONE, FAILED) else 202), public(row)
+
+    def _runnable(self, row: dict[str, Any] | None) -> bool:
+        """Whether a submission runs the job: new, failed, or done with its results collected (9.11)."""
+        return row is None or row["state"] == FAILED or (row["state"] == DONE
+                                                         and not (self.results / row["job_cid"]).is_dir())
 
     @property
     def ordinary_places(self) -> int:
@@ -298,17 +322,6 @@ class Node:
         if missing:
             raise MissingBlobs(missing)
         return sources
-
-    def _stamps(self, spec: JobSpec, sources: dict[str, str]) -> dict[str, Dataset]:
-        """The fingerprint of each dataset the job is given, by mount path."""
-        return {item.path: stamp for item in spec.inputs if item.cid is not None and item.path in sources
-                and (stamp := self.offers.given(item.cid, sources[item.path])) is not None}
-
-    def _changed_datasets(self, spec: JobSpec, sources: dict[str, str], stamps: dict[str, Dataset]
-                          ) -> list[str]:
-        """The dataset CIDs the job was given that changed since it was given them."""
-        return [str(item.cid) for item in spec.inputs
-                if item.path in stamps and self.offers.changed(stamps[item.path])]
 
     def _module(self, cid: str) -> Path | None:
         """The module ``cid``: an uploaded or fetched blob, or a private module of this node."""
@@ -391,13 +404,12 @@ class Node:
         await asyncio.wait({task})
         return public(self.job(job_cid))
 
-    async def _run(self, job_cid: str, spec: JobSpec, sources: dict[str, str],
-                   stamps: dict[str, Dataset] | None = None) -> None:
+    async def _run(self, job_cid: str, spec: JobSpec, sources: dict[str, str]) -> None:
         with telemetry.span("node.job", {"cod.job_cid": job_cid}) as span:  # under node.submit's span
-            await self._run_traced(job_cid, spec, sources, stamps, telemetry.ids_of(span))
+            await self._run_traced(job_cid, spec, sources, telemetry.ids_of(span))
 
     async def _run_traced(self, job_cid: str, spec: JobSpec, sources: dict[str, str],
-                          stamps: dict[str, Dataset] | None, trace: tuple[str, str] | None) -> None:
+                          trace: tuple[str, str] | None) -> None:
         out = self.results / job_cid
         started = time.monotonic()
         try:
@@ -410,12 +422,6 @@ class Node:
                 module = await asyncio.to_thread(self._module, spec.module)
                 assert module is not None
                 outcome = await self._run_wasm(job_cid, spec, module, sources, out)
-            changed = await asyncio.to_thread(self._changed_datasets, spec, sources, stamps or {})
-            if changed and "error" not in outcome:  # the bytes under the CID moved while the job read them
-                await asyncio.to_thread(shutil.rmtree, out, True)
-                outcome = {"error": "DatasetChanged", "code": 5,
-                           "message": f"dataset {changed[0]} changed on this node while the job ran; nothing "
-                                      "was signed", "hint": "run the job again: the node offers the new CID now"}
             if "error" in outcome:
                 self.jobs.update(job_cid, state=FAILED, error=json.dumps(outcome))
                 return
@@ -428,6 +434,7 @@ class Node:
             self.jobs.update(job_cid, state=DONE, result_cid=outcome["result_cid"], exit_code=outcome["exit_code"],
                              trap=outcome["trap"], fuel_used=outcome["fuel_used"], profile=outcome["profile"],
                              statement=json.dumps(statement.to_json(), sort_keys=True))
+            await self._charge_result(job_cid, out)
         except asyncio.CancelledError:
             if job_cid not in self._cancelled:
                 raise  # the node is stopping: a restart marks the job failed (Interrupted)
@@ -443,6 +450,7 @@ class Node:
             self.ordinary.discard(job_cid)
             self._cancelled.discard(job_cid)
             self._running.pop(job_cid, None)
+            self._clients.pop(job_cid, None)
             self._done.pop(job_cid, asyncio.Event()).set()
             self._finished(job_cid, time.monotonic() - started, trace)
 
@@ -526,21 +534,114 @@ class Node:
             raise NotFound(f"job {job_cid} has no results here (state {row['state']})")
         return path
 
-    async def car_of(self, cid: str, tree: Path) -> Path:
-        """The CAR of ``tree``, cached as cars/{cid}.car only when its root is ``cid`` (a
-        dataset can change while its CAR is written: NotFound then, and nothing is cached)."""
-        car = self.cars / f"{cid}.car"
-        if not car.exists():
-            fd, name = tempfile.mkstemp(dir=self.cars, prefix=".car-")
-            os.close(fd)
+    # -- storage: quotas and the collector (SPEC 9.11) ---------------------------------------
+    def within_quota(self, client: str, more: int, what: str) -> None:
+        """Raise StorageQuotaExceeded when ``more`` bytes for ``client`` would pass its quota
+        (or it has none left)."""
+        used, cap = self.usage.charged(client), self.retention.client_bytes
+        if used + more > cap or (used >= cap and more == 0):
+            raise StorageQuotaExceeded(
+                f"this node stores {used} bytes for {client or 'this client'}, its quota is {cap}; {what} "
+                f"needs {more} more", f"wait for the node's collector to remove old results (it keeps them "
+                f"{self.retention.keep_results_s} s, SPEC 9.11), or use another node")
+
+    async def _touch_blobs(self, spec: JobSpec, client: str) -> int:
+        """Mark the blobs the job uses as used now (charging those not charged yet, such as
+        fetched ones, to ``client``); returns the bytes of its output base."""
+        now = self.clock()
+        module = spec.module if spec.engine != ENGINE_DOCKER else None
+        named = named_cids(module, [item.cid for item in spec.inputs if item.cid], spec.output_base)
+        unknown = sorted(cid for cid in named if not self.usage.known(BLOB, cid))
+        sizes = await asyncio.to_thread(self._blob_sizes, unknown)
+        for cid in sorted(named):
+            if cid in sizes or self.usage.known(BLOB, cid):
+                self.usage.record(BLOB, cid, client, sizes.get(cid, 0), now)
+        if spec.output_base is None:
+            return 0
+        return self.usage.size(BLOB, spec.output_base) or 0
+
+    def _blob_sizes(self, cids: list[str]) -> dict[str, int]:
+        sizes = {}
+        for cid in cids:
+            path = self.blobs.file(cid) or self.blobs.tree(cid)
+            if path is not None:
+                sizes[cid] = tree_bytes(path)
+        return sizes
+
+    async def _charge_result(self, job_cid: str, out: Path) -> None:
+        try:
+            size = await asyncio.to_thread(tree_bytes, out)
+            self.usage.record(RESULT, job_cid, self._clients.get(job_cid, ""), size, self.clock())
+        except (OSError, sqlite3.Error):  # accounting never fails a job
+            log.exception("the results of job %s were not accounted", job_cid)
+
+    async def _collect_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.retention.collect_every_s)
             try:
-                root = await asyncio.to_thread(write_car, tree, name)
-                if str(root) != cid:
-                    raise NotFound(f"{cid} changed on this node while its CAR was written", "ask again")
-                os.replace(name, car)
-            finally:
-                Path(name).unlink(missing_ok=True)
-        return car
+                await self.collect()
+            except Exception:  # the collector never stops the node
+                log.exception("the storage collector failed; it runs again in %d s", self.retention.collect_every_s)
+
+    async def collect(self, now_ns: int | None = None) -> dict[str, list[str]]:
+        """Remove what the retention no longer keeps at ``now_ns`` (default: the node's clock);
+        answers what was removed: {"results": job CIDs, "blobs", "copies", "cars"}."""
+        now = self.clock() if now_ns is None else now_ns
+        done = [row for row in self.jobs.done_rows() if (self.results / row[0]).is_dir()]
+        held_blobs = await asyncio.to_thread(self.blobs.held)
+        for cid in held_blobs:  # stored before accounting (an earlier version): kept from now on
+            if not self.usage.known(BLOB, cid):
+                self.usage.record(BLOB, cid, "", 0, now)
+        for job, _seq, _result in done:
+            if not self.usage.known(RESULT, job):
+                self.usage.record(RESULT, job, "", 0, now)
+        held: set[str] = set()
+        for job_cid in sorted(self._running):
+            row = self.jobs.get(job_cid)
+            if row is not None:
+                spec = JobSpec.from_dict(json.loads(row["spec"]))
+                held |= named_cids(spec.module, [item.cid for item in spec.inputs if item.cid], spec.output_base)
+                held |= set((await asyncio.to_thread(self._dependency_blobs, spec))[0])
+        on_disk = set(held_blobs)
+        stored = Stored(done=done, finished_ns=self.usage.times(RESULT),
+                        blob_used_ns={cid: used for cid, used in self.usage.times(BLOB).items() if cid in on_disk},
+                        held=held, datasets=set(self.offers.dataset_cids()),
+                        stale_copies=await asyncio.to_thread(self.offers.stale_copies), cars=self.cars.kept())
+        removal = plan(self.retention, stored, now)
+        used = self.usage.times(BLOB)  # again: a submission may have used a blob while this planned
+        removal.blobs = [cid for cid in removal.blobs if used.get(cid, 0) < now - self.retention.keep_blobs_s * 10**9]
+        retired: list[Path] = []  # taken out now, on the loop (renames), so no request sees half a removal
+        for job in removal.results:
+            self.usage.drop(RESULT, job)
+            path = self.results / job
+            if path.is_dir() and not path.is_symlink():
+                retired.append(path.rename(self.results / f".gc-{job}-{now}"))  # removed at a restart too
+        for cid in set(removal.blobs) | (set(used) - on_disk):  # and rows of blobs gone another way
+            self.usage.drop(BLOB, cid)
+        for cid in removal.blobs:
+            retired += self.blobs.retire(cid)
+        for cid in removal.copies:
+            retired += self.offers.copies.retire(cid) if self.offers.copies is not None else []
+        for cid in removal.cars:
+            self.cars.remove(cid)
+        await asyncio.to_thread(_discard, retired)
+        if any((removal.results, removal.blobs, removal.copies)):
+            log.info("collector removed %d result(s), %d blob(s), %d dataset copy(ies), %d CAR(s)",
+                     len(removal.results), len(removal.blobs), len(removal.copies), len(removal.cars))
+        return {"results": removal.results, "blobs": removal.blobs, "copies": removal.copies, "cars": removal.cars}
+
+    async def car_of(self, cid: str, tree: Path) -> Path:
+        """The CAR of ``tree``, built once and kept as cars/{cid}.car only when its root is
+        ``cid`` (cod.node.cars; a dataset can change while its CAR is written: NotFound then)."""
+        return await self.cars.get(cid, tree)
+
+
+def _discard(paths: list[Path]) -> None:
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            remove_tree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _is_wasm(path: Path) -> bool:
@@ -549,10 +650,6 @@ def _is_wasm(path: Path) -> bool:
             return handle.read(4) == b"\0asm"
     except OSError:
         return False
-
-
-def _tree_size(root: Path) -> int:
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
 def _lie(out: Path) -> str:
@@ -655,8 +752,12 @@ def app(node: Node) -> web.Application:
 
     async def _put_blob(request: web.Request) -> web.Response:
         cid = str(CID.parse(request.match_info["cid"]))
+        client = request.remote or ""
         if node.blobs.has(cid):
+            if node.usage.known(BLOB, cid):
+                node.usage.record(BLOB, cid, client, 0, node.clock())  # used again now
             return web.json_response({"cid": cid, "stored": False}, status=200)
+        node.within_quota(client, request.content_length or 0, "this upload")
         upload_cap = node.caps.max_upload_bytes
         if request.content_type != CAR_TYPE:  # a file is stored as it comes: it unpacks to itself
             upload_cap = min(upload_cap, node.caps.max_unpacked_bytes)
@@ -672,10 +773,14 @@ def app(node: Node) -> web.Application:
                     if size > upload_cap:
                         raise CapExceeded(cap_name, upload_cap, "the upload")
                     handle.write(chunk)
+            node.within_quota(client, size, "this upload")
             if request.content_type == CAR_TYPE:
                 await asyncio.to_thread(node.blobs.put_car, cid, spooled, node.caps.tree())
             else:
                 await asyncio.to_thread(node.blobs.put_file, cid, spooled)
+            tree = node.blobs.tree(cid)  # a CAR is charged what it unpacks to
+            charged = size if tree is None else await asyncio.to_thread(tree_bytes, tree)
+            node.usage.record(BLOB, cid, client, charged, node.clock())
         finally:
             spooled.unlink(missing_ok=True)
             node.metrics.moved(UPLOAD, size)
@@ -707,7 +812,8 @@ def app(node: Node) -> web.Application:
     async def submit(request: web.Request) -> web.Response:
         with telemetry.span("node.submit", parent=telemetry.extract(request.headers)):  # the job task inherits it
             body = parse_json(await request.read())  # strict: duplicate keys, depth, floats, surrogates
-            status, job = await node.submit(body, wait=request.query.get("wait") in ("1", "true"))
+            status, job = await node.submit(body, wait=request.query.get("wait") in ("1", "true"),
+                                            client=request.remote or "")
         return web.json_response(job, status=status)
 
     @routes.get("/v1/jobs")
@@ -727,10 +833,6 @@ def app(node: Node) -> web.Application:
         cid = request.match_info["cid"]
         row = node.job(cid)
         tree = node.results_dir(cid)
-        if await asyncio.to_thread(_tree_size, tree) <= SMALL_CAR_BYTES:  # built in memory, in one pass
-            body = await asyncio.to_thread(car_bytes, tree, CID.parse(row["result_cid"]))
-            node.metrics.moved(DOWNLOAD, len(body))
-            return web.Response(body=body, headers={"Content-Type": CAR_TYPE})
         car = await node.car_of(row["result_cid"], tree)
         node.metrics.moved(DOWNLOAD, car.stat().st_size)
         return web.FileResponse(car, headers={"Content-Type": CAR_TYPE})

@@ -1,15 +1,17 @@
 """What a node offers from its own disk: datasets and private modules (SPEC 9.9).
 
-A dataset (``cod serve --dataset PATH``) is a directory the node hashes once into its
-UnixFS CID and mounts for any job that names that CID, so nobody uploads it. The node keeps
-a fingerprint of the tree (every entry's path, type, size, inode and change times, links
-not followed). Before a job is given the dataset and again before its result is signed, the
-fingerprint is taken anew: a tree that changed is hashed again, and the CID it had is no
-longer offered; a job that ran while the tree changed fails (``DatasetChanged``) and signs
-nothing. So a dataset is never mounted under a stale CID. An equal fingerprint is trusted
-only for entries whose times are older than the hash by RACY_NS (git's "racily clean" rule):
-on a file system whose timestamps tick coarsely, a same-size rewrite within one tick keeps
-every field, so a tree with such an entry is hashed again instead.
+A dataset (``cod serve --dataset PATH``) is a directory the node hashes into its UnixFS CID
+and copies into a store of its own (:meth:`Offers.keep_copies`): a CAR of the tree, unpacked
+and checked against the CID as an upload is. Jobs that name the CID mount that copy, and
+peers fetch it, so nobody uploads the dataset, and no later write to the operator's files
+(not even one through a shared mmap, which need not change a time the node can see) reaches
+a job or a signed result. The node keeps a fingerprint of the tree (every entry's path,
+type, size, inode and change times, links not followed); before a job is given the dataset
+it is taken anew, and a tree that changed is hashed (and copied) again under its new CID,
+the CID it had being no longer offered. An equal fingerprint is trusted only for entries
+whose times are older than the hash by RACY_NS (git's "racily clean" rule): on a file system
+whose timestamps tick coarsely, a same-size rewrite within one tick keeps every field, so a
+tree with such an entry is hashed again instead.
 
 A private module (``cod serve --private-module FILE``) runs for jobs that name its CID; it
 is advertised by that CID (its hash) but its bytes are never served.
@@ -25,8 +27,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..content.blobs import BlobStore
+from ..content.car import write_car
+from ..content.store import LOCAL_CAPS
 from ..content.unixfs import Importer, module_cid
-from ..errors import InputError
+from ..errors import CodError, InputError
 
 log = logging.getLogger("cod.node.offers")
 
@@ -72,18 +77,6 @@ class Dataset:
         edge = self.hashed_at_ns - RACY_NS
         return any(entry[4] >= edge or entry[5] >= edge for entry in self.stamp)
 
-    def holds(self) -> bool:
-        """Whether the tree at ``path`` still is this dataset: an equal fingerprint, and, when
-        that cannot be trusted (:attr:`racy`), an equal CID hashed again. OSError if unreadable."""
-        if fingerprint(self.path) != self.stamp:
-            return False
-        if not self.racy:
-            return True
-        try:
-            return Offers._hash(self.path).cid == self.cid
-        except InputError:  # changing while hashed
-            return False
-
 
 class Offers:
     """The node's datasets and private modules, by CID."""
@@ -96,9 +89,10 @@ class Offers:
         keep = Path(os.path.realpath(home)) if home is not None else None
         self._lock = threading.Lock()
         self.datasets: dict[str, Dataset] = {}
-        self._offered: dict[tuple[str, Path], Dataset] = {}  # every (CID, directory) ever offered
         self.private: dict[str, Path] = {}
         self._hashed: dict[str, tuple[tuple[int, ...], int]] = {}  # CID -> (stat key, clock) of its last hash
+        self.copies: BlobStore | None = None  # where datasets are copied to (the node's), see keep_copies
+        self._copying = threading.Lock()
         for given in datasets or []:
             path = Path(os.path.realpath(given))
             if not path.is_dir():
@@ -107,7 +101,7 @@ class Offers:
                 raise InputError(f"dataset {str(given)!r} overlaps the node's data directory {str(home)!r}",
                                  "serve a directory apart from the node's data directory")
             found = self._hash(path)
-            self.datasets[found.cid] = self._offered[found.cid, found.path] = found
+            self.datasets[found.cid] = found
         for given in private_modules or []:
             path = Path(os.path.realpath(given))
             try:
@@ -132,7 +126,45 @@ class Offers:
                 return Dataset(path, cid, before, clock)
         raise InputError(f"dataset {str(path)!r} keeps changing while it is hashed", "serve it once it is still")
 
+    def keep_copies(self, copies: BlobStore) -> None:
+        """From now on serve every dataset from a copy in ``copies``, made now for each one offered
+        (a dataset that changes while it is copied is copied when a job first names it)."""
+        self.copies = copies
+        for cid in self.dataset_cids():
+            self.dataset(cid)
+
     def dataset(self, cid: str) -> Path | None:
+        """Dataset ``cid`` if it is offered: the node's copy of it (made now when there is none
+        yet: None when the tree no longer has that CID); without :meth:`keep_copies`, the
+        directory itself. A changed tree is re-hashed and offered under its new CID."""
+        found = self._offered_tree(cid)
+        if found is None or self.copies is None:
+            return found
+        with self._copying:
+            held = self.copies.tree(cid)
+            if held is not None:
+                return held
+            handle, spooled = self.copies.spool()
+            handle.close()
+            try:  # the CAR's blocks are hashed as read, then unpacked and re-imported: the copy is the CID's bytes
+                write_car(found, spooled)
+                self.copies.put_car(cid, spooled, LOCAL_CAPS)
+            except (CodError, OSError) as exc:
+                log.warning("dataset %s (%s) was not copied (it changed, or cannot be read): %s", found, cid, exc)
+                return None
+            finally:
+                spooled.unlink(missing_ok=True)
+            return self.copies.tree(cid)
+
+    def stale_copies(self) -> list[str]:
+        """CIDs of copies kept for datasets no longer offered (a job may still be reading one)."""
+        if self.copies is None:
+            return []
+        with self._lock:
+            offered = set(self.datasets)
+        return sorted(name for name in os.listdir(self.copies.trees) if name not in offered)
+
+    def _offered_tree(self, cid: str) -> Path | None:
         """The directory of dataset ``cid`` if the tree still has that CID, else None (and a
         changed tree is re-hashed and offered under its new CID)."""
         with self._lock:
@@ -147,34 +179,10 @@ class Offers:
             except (OSError, InputError) as exc:
                 log.warning("dataset %s (%s) is no longer offered: %s", found.path, cid, exc)
                 return None
-            self.datasets[fresh.cid] = self._offered[fresh.cid, fresh.path] = fresh
+            self.datasets[fresh.cid] = fresh
             if fresh.cid != cid:
                 log.warning("dataset %s changed: now %s, no longer %s", found.path, fresh.cid, cid)
             return fresh.path if fresh.cid == cid else None
-
-    def given(self, cid: str, path: str | os.PathLike[str]) -> Dataset | None:
-        """Directory ``path`` as it was when it was offered as dataset ``cid`` (the latest such
-        offer), or None when it never was: a job given the dataset keeps it, and
-        :meth:`changed` compares the tree with it after the run."""
-        with self._lock:
-            return self._offered.get((cid, Path(path)))
-
-    @staticmethod
-    def changed(given: Dataset) -> bool:
-        """Whether the tree differs from ``given`` (or can no longer be read)."""
-        try:
-            return not given.holds()
-        except OSError:
-            return True
-
-    def unchanged(self, cid: str) -> bool:
-        """Whether dataset ``cid`` is offered and as it was when it was offered."""
-        with self._lock:
-            found = self.datasets.get(cid)
-            try:
-                return found is not None and found.holds()
-            except OSError:
-                return False
 
     def module(self, cid: str) -> Path | None:
         """The file of private module ``cid``, if it still hashes to it. The hash is taken again

@@ -37,7 +37,9 @@ DOCUMENT: dict[str, Any] = {
                                   "413": _json(_ERROR, "CapExceeded: over max_upload_bytes, max_car_blocks, "
                                                        "max_unpacked_bytes, max_entries or max_tree_depth "
                                                        "(the body names the cap)"),
-                                  "422": _json(_ERROR, "InputError: content outside cod's UnixFS profile")}},
+                                  "422": _json(_ERROR, "InputError: content outside cod's UnixFS profile"),
+                                  "507": _json(_ERROR, "StorageQuotaExceeded: the client's stored bytes would pass "
+                                                       "its quota (SPEC 9.11)")}},
             "get": {"summary": "Download a blob (a module's bytes, or a directory as a CAR; a file as a CAR "
                                "when Accept names application/vnd.ipld.car; a dataset as a CAR; a private "
                                "module never); HEAD tells whether the node has it",
@@ -67,6 +69,8 @@ DOCUMENT: dict[str, Any] = {
                                    "429": _json(_ERROR, "queue full, or (prefer-fil-plus) the half kept for "
                                                         "FIL+ jobs; see Retry-After"),
                                    "501": _json(_ERROR, "no Docker engine for a docker job"),
+                                   "507": _json(_ERROR, "StorageQuotaExceeded: the client's quota is used, or "
+                                                        "the output base would pass it (SPEC 9.11)"),
                                    "503": _json(_ERROR, "LedgerUnavailable: fil-plus-only and the ledger "
                                                         "cannot be asked (fail closed)")}},
             "get": {"summary": "Recent jobs", "responses": {"200": _json({"type": "object"}, "jobs")}},

@@ -89,6 +89,11 @@ class JobStore:
         """The job CIDs whose results this node adopted (state done)."""
         return {row[0] for row in self.db.conn.execute("SELECT job_cid FROM jobs WHERE state = ?", [DONE])}
 
+    def done_rows(self) -> list[tuple[str, int, str]]:
+        """(job CID, done_seq, result CID) of every done job."""
+        return [(job, seq or 0, result) for job, seq, result in self.db.conn.execute(
+            "SELECT job_cid, done_seq, result_cid FROM jobs WHERE state = ?", [DONE])]
+
     def list(self, limit: int = 100) -> list[dict[str, Any]]:
         return list(self.jobs.rows_where(order_by="seq desc", limit=limit))
 

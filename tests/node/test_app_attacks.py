@@ -17,6 +17,7 @@ from cod import JobSpec, module_cid
 from cod.content import dagpb
 from cod.content.cid import CID, DAG_PB
 from cod.content.dagpb import Link
+from cod.content.unixfs import cid_of_tree
 from cod.jobspec import Input
 from cod.errors import InputError
 from cod.node.app import Node
@@ -24,7 +25,7 @@ from cod.node.caps import NodeCaps
 from cod.node.server import RunningNode, start_node
 
 from ..helpers import VECTORS, run_cod
-from ..node_kit import CAT_KEY_WAT, car, pb, put, raw, wat
+from ..node_kit import CAR_TYPE, CAT_KEY_WAT, car, pb, put, raw, wat
 
 HELLO = (VECTORS / "hello.wasm").read_bytes()
 MIB = 1 << 20
@@ -308,3 +309,91 @@ def test_odd_reports_never_escape_the_hand_on(caplog: pytest.LogCaptureFixture) 
         assert names.count("0") == 1 and "1023" in names and "node.job" in names
     finally:
         telemetry.shutdown()
+
+
+# -- CARs built once, off the job path (Stage 9 point 5) ------------------------------------
+def _base_tree(root: Path, files: int) -> dict[str, bytes]:
+    """A tree of ``files`` small files under ``root``; returns name -> bytes (the expectation)."""
+    root.mkdir(parents=True)
+    wanted = {f"f{n:04}": b"file %d\n" % n for n in range(files)}
+    for name, data in wanted.items():
+        (root / name).write_bytes(data)
+    return wanted
+
+
+@pytest.mark.parametrize("what", ["results.car", "dataset"])
+async def test_concurrent_car_downloads_build_the_car_once_and_never_stall_a_submission(
+        tmp_path: Path, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch, what: str) -> None:
+    """12 concurrent GETs of a big result's results.car each built the CAR again, in the default
+    thread pool: the pool filled and a tiny job's POST waited 113 s behind them; concurrent GETs
+    of a dataset's CAR each wrote a temporary CAR. Here every CAR build is held open (a hook on
+    the CAR writer, no timing) while 12 GETs wait and a POST is made: the POST is answered, the
+    CAR is built once, and all 12 get the same bytes, a CAR that unpacks (every block checked)
+    to the tree under its CID."""
+    import asyncio
+    import io
+    import threading
+
+    import cod.content.car as car_module
+    from cod.content.car import read_header, write_car
+    from cod.content.export import unpack_car
+
+    wanted = _base_tree(tmp_path / "base", 300)
+    options: dict[str, Any] = {"datasets": [tmp_path / "base"]} if what == "dataset" else {}
+    running = await start_node(tmp_path / "node", concurrency=1, queue_size=4, **options)
+    try:
+        async with http.put(f"{running.url}/v1/blobs/{module_cid(HELLO)}", data=HELLO) as resp:
+            assert resp.status == 201
+        if what == "dataset":
+            root = str(cid_of_tree(tmp_path / "base"))
+            url = f"{running.url}/v1/blobs/{root}"
+        else:
+            root_cid = write_car(tmp_path / "base", tmp_path / "base.car")
+            status, body = await put(http, running.url, root_cid, (tmp_path / "base.car").read_bytes())
+            assert status == 201, body
+            status, body = await _job(http, running.url, JobSpec(module=module_cid(HELLO), output_base=str(root_cid)))
+            assert status == 200 and body["state"] == "done", body
+            root, url = body["result_cid"], f"{running.url}/v1/jobs/{body['job_cid']}/results.car"
+
+        builds: list[int] = []
+        started, release = threading.Event(), threading.Event()
+        real_writer = car_module.CarWriter
+
+        class HeldWriter(real_writer):  # type: ignore[misc,valid-type]
+            def __init__(self, out: Any) -> None:
+                builds.append(1)
+                started.set()
+                release.wait(60)
+                super().__init__(out)
+
+        monkeypatch.setattr(car_module, "CarWriter", HeldWriter)
+
+        async def download() -> tuple[int, bytes]:
+            async with http.get(url, headers={"Accept": CAR_TYPE}) as resp:
+                return resp.status, await resp.read()
+
+        downloads = [asyncio.create_task(download()) for _ in range(12)]
+        try:
+            assert await asyncio.to_thread(started.wait, 30), "no CAR build started"
+            await asyncio.sleep(0.2)  # let all 12 requests reach the node
+            tiny = JobSpec(module=module_cid(HELLO), args=("hello", "tiny"))
+            status, body = await asyncio.wait_for(_job(http, running.url, tiny), 30)  # a guard, not a timing
+            assert status == 200 and body["state"] == "done", body
+        finally:
+            release.set()
+        answers = await asyncio.gather(*downloads)
+        assert {status for status, _ in answers} == {200}
+        bodies = {data for _, data in answers}
+        assert len(bodies) == 1, f"{len(bodies)} different CARs for one CID"
+        assert len(builds) == 1, f"the CAR of {root} was built {len(builds)} times for 12 GETs"
+        data = bodies.pop()
+        assert [str(r) for r in read_header(io.BytesIO(data))] == [root]
+        (tmp_path / "got.car").write_bytes(data)
+        with open(tmp_path / "got.car", "rb") as source:
+            unpack_car(source, CID.parse(root), tmp_path / "got", tmp_path / "scratch")
+        tree = tmp_path / "got" / ("outputs" if what == "results.car" else "")
+        assert {p.name: p.read_bytes() for p in tree.iterdir()} == wanted
+        leftovers = [p.name for p in (running.node.data_dir / "cars").iterdir() if p.name.startswith(".")]
+        assert leftovers == [], f"temporary CARs left: {leftovers}"
+    finally:
+        await running.stop()

@@ -25,8 +25,56 @@ from cod.node.server import start_node
 from cod.wasm import abi
 
 from ..helpers import VECTORS
-from ..node_kit import (CAR_TYPE, CAT_F, WAIT_FOR_CHANGE_WAT, cat_wat, file_job, health_under_load, put_module, start_node_in, submit_spec, until_state, wat)
+from ..node_kit import (CAR_TYPE, CAT_F, cat_wat, file_job, health_under_load, job_state, put_module, start_node_in,
+                        submit_spec, until_state, wat)
 from ..wasm.module_kit import leb, name_bytes
+
+
+# Waits while /trig/t (fd 5: /inputs, /outputs, /trig) does not start with 'G', then prints up to
+# 64 bytes of /inputs/f (fd 3): a job that reads its dataset only when the test says so.
+AFTER_TRIGGER_WAT = r"""
+(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "f")
+  (data (i32.const 4) "t")
+  (func $read (param $dir i32) (param $name i32)
+    (local $err i32)
+    (i32.store8 (i32.const 64) (i32.const 0))
+    (local.set $err (call $path_open (local.get $dir) (i32.const 0) (local.get $name) (i32.const 1)
+      (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 32)))
+    (if (local.get $err) (then (call $proc_exit (i32.add (i32.const 100) (local.get $err)))))
+    (i32.store (i32.const 16) (i32.const 64))
+    (i32.store (i32.const 20) (i32.const 64))
+    (drop (call $fd_read (i32.load (i32.const 32)) (i32.const 16) (i32.const 1) (i32.const 40)))
+    (drop (call $fd_close (i32.load (i32.const 32)))))
+  (func (export "_start")
+    (loop $wait (call $read (i32.const 5) (i32.const 4)) (br_if $wait (i32.ne (i32.load8_u (i32.const 64)) (i32.const 71))))
+    (call $read (i32.const 3) (i32.const 0))
+    (i32.store (i32.const 20) (i32.load (i32.const 40)))
+    (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 44)))))
+"""
+
+
+def _triggered(module: str, cid: str, trig: Path) -> JobSpec:
+    (trig / "t").write_bytes(b"-")
+    return JobSpec(module=module, inputs=(Input(cid=cid, path="/inputs"), Input(local=str(trig), path="/trig")),
+                   limits=_short())
+
+
+async def _read_only(http: aiohttp.ClientSession, url: str, job: str, bytes_of_cid: bytes) -> None:
+    """The job is done and printed ``bytes_of_cid`` (what its dataset CID names), or it failed:
+    never a signed result of other bytes."""
+    final = await until_state(http, url, job, {"done", "failed"})
+    if final["state"] == "done":
+        async with http.get(f"{url}/v1/jobs/{job}/results/stdout") as resp:
+            stdout = await resp.read()
+        assert stdout == bytes_of_cid, f"signed {final['result_cid']}, a job that read {stdout!r}"
 
 
 async def test_dataset_changed_and_rehashed_by_another_request_is_never_signed_under_its_old_cid(
@@ -35,15 +83,16 @@ async def test_dataset_changed_and_rehashed_by_another_request_is_never_signed_u
     GET /v1/blobs/X, a peer's fetch) makes the node re-hash it, which drops X from the offers.
     The run's end-of-job check only looked at datasets still offered, so the job read the new
     bytes and was signed under X, a CID whose bytes say otherwise."""
-    data = tmp_path / "ds"
+    data, trig = tmp_path / "ds", tmp_path / "trig"
     data.mkdir()
+    trig.mkdir()
     (data / "f").write_bytes(b"A")
     (data / "g").write_bytes(b"other")
     old = str(cid_of_tree(data))
-    node = await start_node_in(tmp_path, "n", datasets=[data])
+    node = await start_node_in(tmp_path, "n", datasets=[data], allow_local=[trig])
     try:
-        module = await put_module(http, node.url, wat(WAIT_FOR_CHANGE_WAT))
-        spec = JobSpec(module=module, inputs=(Input(cid=old, path="/inputs"),))
+        module = await put_module(http, node.url, wat(AFTER_TRIGGER_WAT))
+        spec = _triggered(module, old, trig)
         status, body = await submit_spec(http, node.url, spec)
         assert status in (200, 202), body
         job = str(spec.cid)
@@ -51,10 +100,9 @@ async def test_dataset_changed_and_rehashed_by_another_request_is_never_signed_u
         (data / "g").write_bytes(b"changed")  # the tree changes: X no longer names it
         async with http.get(f"{node.url}/v1/blobs/{old}") as resp:  # anyone's request re-hashes it
             assert resp.status == 404
-        (data / "f").write_bytes(b"B")  # now the guest reads B under X and ends
-        final = await until_state(http, node.url, job, {"done", "failed"})
-        assert final["state"] == "failed", f"signed {final.get('result_cid')} under stale dataset CID {old}"
-        assert "DatasetChanged" in str(final)
+        (data / "f").write_bytes(b"B")  # the tree says B now; the guest reads f and ends
+        (trig / "t").write_bytes(b"G")
+        await _read_only(http, node.url, job, b"A")  # X's bytes (the node's copy), or nothing signed
     finally:
         await node.stop()
 
@@ -77,8 +125,8 @@ async def test_dataset_changed_between_submission_and_run_is_never_signed(
         status, _ = await submit_spec(http, node.url, blocker)
         assert status in (200, 202)
         await until_state(http, node.url, str(blocker.cid), {"running"})
-        module = await put_module(http, node.url, wat(WAIT_FOR_CHANGE_WAT))
-        spec = JobSpec(module=module, inputs=(Input(cid=old, path="/inputs"),))
+        module = await put_module(http, node.url, wat(cat_wat("f")))
+        spec = JobSpec(module=module, inputs=(Input(cid=old, path="/inputs"),), limits=_short())
         status, body = await submit_spec(http, node.url, spec)  # accepted: X is offered now
         assert status in (200, 202), body
         (data / "f").write_bytes(b"B")
@@ -86,8 +134,7 @@ async def test_dataset_changed_between_submission_and_run_is_never_signed(
             assert resp.status == 404
         async with http.delete(f"{node.url}/v1/jobs/{blocker.cid}") as resp:
             assert resp.status in (200, 202, 204), await resp.text()
-        final = await until_state(http, node.url, str(spec.cid), {"done", "failed"})
-        assert final["state"] == "failed", f"signed {final.get('result_cid')} under stale dataset CID {old}"
+        await _read_only(http, node.url, str(spec.cid), b"A")
     finally:
         await node.stop()
 
@@ -238,13 +285,13 @@ async def test_a_dataset_changing_while_its_car_is_written_never_poisons_the_car
     """Attack 3 (TOCTOU): GET /v1/blobs/X checks the dataset's fingerprint, then writes its
     CAR from the live directory and caches it as cars/X.car. A change in between cached a CAR
     of another root under X, served for ever after (even once the tree is X again)."""
-    import cod.node.app as app_module
+    import cod.content.car as car_module
 
     data = tmp_path / "ds"
     data.mkdir()
     (data / "f").write_bytes(b"A")
     old = str(cid_of_tree(data))
-    real_write_car = app_module.write_car  # type: ignore[attr-defined]
+    real_write_car = car_module.write_car
     changed: list[bool] = []
 
     def racing_write_car(tree: Any, dest: Any) -> CID:
@@ -253,7 +300,7 @@ async def test_a_dataset_changing_while_its_car_is_written_never_poisons_the_car
             (data / "f").write_bytes(b"B")  # the operator edits the dataset right now
         return real_write_car(tree, dest)
 
-    monkeypatch.setattr(app_module, "write_car", racing_write_car)
+    monkeypatch.setattr(car_module, "write_car", racing_write_car)
     node = await start_node_in(tmp_path, "n", datasets=[data])
     try:
         status, body = await _fetch_car(http, node.url, old)
@@ -389,21 +436,22 @@ async def test_a_dataset_file_swapped_for_a_symlink_during_a_run_is_never_signed
     dataset (whose first byte is not 'A'): the read goes nowhere, and nothing is signed."""
     outside = tmp_path / "outside"
     outside.write_bytes(b"Zecret\n")
-    data = tmp_path / "ds"
+    data, trig = tmp_path / "ds", tmp_path / "trig"
     data.mkdir()
+    trig.mkdir()
     (data / "f").write_bytes(b"A")
     cid = str(cid_of_tree(data))
-    node = await start_node_in(tmp_path, "n", datasets=[data])
+    node = await start_node_in(tmp_path, "n", datasets=[data], allow_local=[trig])
     try:
-        module = await put_module(http, node.url, CAT_F)
-        spec = JobSpec(module=module, inputs=(Input(cid=cid, path="/inputs"),), limits=_short())
+        module = await put_module(http, node.url, wat(AFTER_TRIGGER_WAT))
+        spec = _triggered(module, cid, trig)
         assert (await submit_spec(http, node.url, spec))[0] in (200, 202)
         await until_state(http, node.url, str(spec.cid), {"running"})
         (data / "g").symlink_to(outside)
         os.replace(data / "g", data / "f")
-        final = await until_state(http, node.url, str(spec.cid), {"done", "failed"})
-        assert final["state"] == "failed", final
-        assert b"Zecret" not in str(final).encode()
+        (trig / "t").write_bytes(b"G")
+        await _read_only(http, node.url, str(spec.cid), b"A")
+        assert b"Zecret" not in str(await job_state(http, node.url, str(spec.cid))).encode()
     finally:
         await node.stop()
 
@@ -420,60 +468,26 @@ async def test_a_dataset_cid_re_offered_from_another_directory_still_fails_a_job
     operator makes directory c a copy of X (c is re-hashed to X on the next request, so X is
     now offered from c) and b changes under the job. The end-of-run check must look at b,
     the directory the job read, not at whichever directory X is offered from now."""
-    b, c = tmp_path / "b", tmp_path / "c"
+    b, c, trig = tmp_path / "b", tmp_path / "c", tmp_path / "trig"
+    trig.mkdir()
     for folder, text in ((b, b"A"), (c, b"C")):
         folder.mkdir()
         (folder / "f").write_bytes(text)
     x, z = str(cid_of_tree(b)), str(cid_of_tree(c))
-    node = await start_node_in(tmp_path, "n", datasets=[b, c])
+    node = await start_node_in(tmp_path, "n", datasets=[b, c], allow_local=[trig])
     try:
-        module = await put_module(http, node.url, CAT_F)
-        spec = JobSpec(module=module, inputs=(Input(cid=x, path="/inputs"),))
+        module = await put_module(http, node.url, wat(AFTER_TRIGGER_WAT))
+        spec = _triggered(module, x, trig)
         assert (await submit_spec(http, node.url, spec))[0] in (200, 202)
         await until_state(http, node.url, str(spec.cid), {"running"})
         (c / "f").write_bytes(b"A")  # c is now a copy of X ...
         async with http.get(f"{node.url}/v1/blobs/{z}") as resp:  # ... re-hashed: X offered from c
             assert resp.status == 404
-        (b / "f").write_bytes(b"B")  # and b, which the job reads, changes
-        final = await until_state(http, node.url, str(spec.cid), {"done", "failed"})
-        assert final["state"] == "failed", f"signed {final.get('result_cid')} under dataset CID {x}"
+        (b / "f").write_bytes(b"B")  # and b, whose copy the job reads, changes
+        (trig / "t").write_bytes(b"G")
+        await _read_only(http, node.url, str(spec.cid), b"A")
     finally:
         await node.stop()
-
-
-# Waits while /inputs/f starts with 'A' (fd 3), then while /trig/t does not start with 'G'
-# (fd 5: /inputs, /outputs, /trig), then exits 0 having written "saw a change". Under
-# dataset X (f = "A" for good) it can never finish.
-TWO_PHASE_WAT = r"""
-(module
-  (import "wasi_snapshot_preview1" "path_open"
-    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 0) "f")
-  (data (i32.const 4) "t")
-  (data (i32.const 128) "saw a change\n")
-  (func $first (param $dir i32) (param $name i32) (result i32)
-    (local $err i32)
-    (i32.store8 (i32.const 64) (i32.const 0))
-    (local.set $err (call $path_open (local.get $dir) (i32.const 0) (local.get $name) (i32.const 1)
-      (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 32)))
-    (if (local.get $err) (then (call $proc_exit (i32.add (i32.const 100) (local.get $err)))))
-    (i32.store (i32.const 16) (i32.const 64))
-    (i32.store (i32.const 20) (i32.const 1))
-    (drop (call $fd_read (i32.load (i32.const 32)) (i32.const 16) (i32.const 1) (i32.const 40)))
-    (drop (call $fd_close (i32.load (i32.const 32))))
-    (i32.load8_u (i32.const 64)))
-  (func (export "_start")
-    (loop $one (br_if $one (i32.eq (call $first (i32.const 3) (i32.const 0)) (i32.const 65))))
-    (loop $two (br_if $two (i32.ne (call $first (i32.const 5) (i32.const 4)) (i32.const 71))))
-    (i32.store (i32.const 16) (i32.const 128))
-    (i32.store (i32.const 20) (i32.const 13))
-    (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 44)))))
-"""
 
 
 async def test_a_dataset_changed_and_changed_back_during_a_run_is_never_signed(
@@ -490,14 +504,12 @@ async def test_a_dataset_changed_and_changed_back_during_a_run_is_never_signed(
     x = str(cid_of_tree(data))
     node = await start_node_in(tmp_path, "n", datasets=[data], allow_local=[trig])
     try:
-        module = await put_module(http, node.url, wat(TWO_PHASE_WAT))
-        spec = JobSpec(module=module, inputs=(Input(cid=x, path="/inputs"), Input(local=str(trig), path="/trig")),
-                       limits=_short())
+        module = await put_module(http, node.url, wat(AFTER_TRIGGER_WAT))
+        spec = _triggered(module, x, trig)
         status, body = await submit_spec(http, node.url, spec)
         assert status in (200, 202), body
         await until_state(http, node.url, str(spec.cid), {"running"})
-        (data / "f").write_bytes(b"B")  # the guest passes phase one on non-X bytes
-        await asyncio.sleep(0.3)
+        (data / "f").write_bytes(b"B")
         async with http.get(f"{node.url}/v1/blobs/{x}") as resp:  # re-hashed: X dropped
             assert resp.status == 404
         (data / "f").write_bytes(b"A")  # back to X's bytes ...
@@ -507,9 +519,8 @@ async def test_a_dataset_changed_and_changed_back_during_a_run_is_never_signed(
             assert resp.status == 404
         async with http.get(f"{node.url}/v1/holdings") as resp:
             assert (await resp.json())["datasets"] == [x]
-        (trig / "t").write_bytes(b"G")  # the guest ends
-        final = await until_state(http, node.url, str(spec.cid), {"done", "failed"})
-        assert final["state"] == "failed", f"signed {final.get('result_cid')} under dataset CID {x}"
+        (trig / "t").write_bytes(b"G")  # the guest reads f and ends
+        await _read_only(http, node.url, str(spec.cid), b"A")
     finally:
         await node.stop()
 
@@ -600,15 +611,12 @@ def test_a_same_size_change_within_a_timestamp_tick_is_still_seen(tmp_path: Path
     monkeypatch.setattr(offers_module.os, "lstat", coarse_lstat)  # type: ignore[attr-defined]
     offers = Offers([data])
     [cid] = offers.dataset_cids()
-    given = offers.given(cid, data.resolve())
-    assert given is not None and offers.unchanged(cid) and not offers.changed(given)
+    assert offers.dataset(cid) == data.resolve()
     before = real_lstat(data / "f")
     (data / "f").write_bytes(b"BBBB")  # same size, same inode, within the tick
     after = real_lstat(data / "f")
     if before.st_mtime_ns // tick != after.st_mtime_ns // tick:
         pytest.skip("the rewrite fell in the next 2 s tick: the race was not simulated (rare; run again)")
-    assert offers.changed(given), "the job given the old tree would be signed"
-    assert not offers.unchanged(cid)
     assert offers.dataset(cid) is None, "a changed dataset is still offered under its old CID"
 
 
@@ -681,3 +689,53 @@ def test_a_private_module_is_hashed_again_only_when_its_file_changed(tmp_path: P
     swapped[-1] ^= 1
     path.write_bytes(bytes(swapped))  # same size, same inode, new bytes
     assert offers.module(cid) is None and len(hashed) == 4
+
+
+async def test_a_dataset_written_through_a_shared_mmap_never_reaches_a_signed_result(
+        tmp_path: Path, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stage 9 point 7: the operator (or anyone who can write the file) maps a dataset file
+    MAP_SHARED and writes through the map. The kernel updates mtime/ctime only on the first
+    write fault of a clean page, so after the node has hashed the tree a second write through
+    the same (still dirty) page leaves every fingerprint field as it was: the node mounted the
+    file, the job read bytes its dataset CID does not name, and the node signed it. A job must
+    read the bytes the CID names (the node's own checked copy), whatever happens to the file."""
+    import mmap
+
+    import cod.node.offers as offers_module
+
+    monkeypatch.setattr(offers_module, "RACY_NS", 0)  # as if the first write were older than 2 s (the racy tick)
+    data = tmp_path / "ds"
+    data.mkdir()
+    original = b"original bytes of the dataset\n" + b"." * 200
+    (data / "f").write_bytes(original)
+    handle = open(data / "f", "r+b")
+    shared = mmap.mmap(handle.fileno(), 0)  # MAP_SHARED
+    try:
+        shared[0:1] = b"o"  # the first write fault: the page is dirty, times updated now (same bytes)
+        cid = str(cid_of_tree(data))
+        node = await start_node_in(tmp_path, "n", datasets=[data])
+        try:
+            before = os.stat(data / "f")
+            shared[0:8] = b"FORGED!!"  # a write to the dirty page: no fault, no new times
+            after = os.stat(data / "f")
+            assert (before.st_mtime_ns, before.st_ctime_ns) == (after.st_mtime_ns, after.st_ctime_ns), \
+                "this kernel updated the times: the attack is not reproduced here"
+            module = await put_module(http, node.url, wat(cat_wat("f")))
+            spec = JobSpec(module=module, inputs=(Input(cid=cid, path="/inputs"),), limits=_short())
+            status, body = await submit_spec(http, node.url, spec)
+            assert status in (200, 202, 409), body
+            if status != 409:  # a refusal is honest too; a result must be of the CID's bytes
+                final = await until_state(http, node.url, str(spec.cid), {"done", "failed"})
+                if final["state"] == "done":
+                    async with http.get(f"{node.url}/v1/jobs/{spec.cid}/results/stdout") as resp:
+                        stdout = await resp.read()
+                    assert stdout == original, f"signed a job that read {stdout[:16]!r}, not the bytes of {cid}"
+            status, car_body = await _fetch_car(http, node.url, cid)  # what peers fetch: the CID's bytes too
+            if status == 200:
+                assert _car_root(car_body) == cid
+                assert b"FORGED!!" not in car_body
+        finally:
+            await node.stop()
+    finally:
+        shared.close()
+        handle.close()
