@@ -4,6 +4,8 @@
     verified-by-quorum  K of N agreed, K a strict majority (only with --quorum K), reported as such
     mismatch            any other disagreement: the groups and their nodes are reported
     profile-mismatch    nodes of different execution profiles disagreed: not a lie
+                        (a node whose statement names another profile than its /v1/info
+                        advertised contradicts itself: that is a mismatch naming it)
     incomplete          fewer than N valid answers, spares included, before the deadline;
                         or agreement on a result no agreeing node would hand over
     unverifiable        a docker job, or a job run with N = 1
@@ -102,10 +104,21 @@ class Answer:
     error: str | None = None
     statement: dict[str, Any] | None = None
     download_error: str | None = None  # it agreed, then would not hand over the agreed result
+    advertised: str | None = None  # the profile its /v1/info showed (``profile`` is then the signed one)
 
     @property
     def valid(self) -> bool:
         return self.result_cid is not None and self.signature_valid is True
+
+    @property
+    def contradicts(self) -> bool:
+        """It signed a valid statement naming another profile than the one it advertised: a
+        signed contradiction (SPEC 11 step 4), never excused as a profile mismatch."""
+        return self.valid and self.advertised is not None and self.profile != self.advertised
+
+    def contradiction(self) -> str:
+        return (f"node {self.node_id} signed its result under profile {self.profile}, but its /v1/info "
+                f"advertised {self.advertised}: a signed contradiction")
 
 
 @dataclass
@@ -154,19 +167,32 @@ def majority(groups: dict[str, list[str]]) -> str | None:
     return winners[0] if winners else None
 
 
+def consistent_groups(answers: list[Answer]) -> dict[str, list[str]]:
+    """{result CID: node IDs} of the valid answers that do not contradict their node's info:
+    the answers agreement is judged on (a contradicting node is outside every group)."""
+    groups: dict[str, list[str]] = {}
+    for answer in answers:
+        if answer.valid and not answer.contradicts:
+            groups.setdefault(answer.result_cid or "", []).append(answer.node_id)
+    return groups
+
+
 def statuses(verification: Verification) -> list[tuple[str, str]]:
     """Each answer's status (agrees, DISAGREES, failed) and what to show beside it.
 
     A node agrees when it signed the accepted result, or, when none was accepted, the
     result of a strict majority; any other valid answer DISAGREES (all of them in a tie).
     """
-    reference = verification.result_cid or majority(verification.groups)
+    reference = verification.result_cid or majority(consistent_groups(verification.answers))
     out = []
     for answer in verification.answers:
         if answer.signature_valid is False:
             out.append((FAILED, f"bad signature: {answer.error}"))
         elif not answer.valid:
             out.append((FAILED, answer.error or "no answer"))
+        elif answer.contradicts:
+            out.append((DISAGREES, f"{answer.result_cid} (signed under profile {answer.profile}, "
+                                   f"advertised {answer.advertised})"))
         elif answer.result_cid == reference:
             late = f" (then would not send it: {answer.download_error})" if answer.download_error else ""
             out.append((AGREES, f"{answer.result_cid}{late}"))
@@ -526,6 +552,8 @@ def accept(answer: Answer, job: dict[str, Any], job_cid: str) -> Answer:
     answer.statement = job["statement"]
     if statement.result != job["result_cid"]:
         raise BadSignature("the signed result differs from the result the node reports")
+    if answer.advertised is None:  # the profile of its /v1/info, kept beside the one it signs
+        answer.advertised = answer.profile
     answer.result_cid, answer.exit_code = statement.result, statement.exit_code
     answer.trap, answer.fuel_used, answer.profile = statement.trap, statement.fuel_used, statement.profile
     answer.signature_valid = True
@@ -581,13 +609,19 @@ async def _until_unresponsive(client: NodeClient) -> None:
 
 
 def _judge(job: PreparedJob, job_cid: str, answers: list[Answer], n: int, quorum: int) -> Verification:
-    """The outcome of the answers (SPEC 11, step 4); ``quorum`` 0 means all N must agree."""
+    """The outcome of the answers (SPEC 11, step 4); ``quorum`` 0 means all N must agree.
+
+    A node that signed another profile than it advertised is outside every agreeing group
+    (``consistent_groups``): no outcome but ``mismatch`` (or a quorum of the others) follows."""
     valid = [a for a in answers if a.valid]
     groups: dict[str, list[str]] = {}
     for answer in valid:
         groups.setdefault(answer.result_cid or "", []).append(answer.node_id)
+    consistent = consistent_groups(answers)
+    contradictions = "; ".join(a.contradiction() for a in valid if a.contradicts) or None
 
     def done(outcome: str, result: str | None, note: str | None = None) -> Verification:
+        note = "; ".join(filter(None, [note, contradictions])) or None
         return Verification(job_cid, outcome, result, n, quorum, answers, groups, None, note)
 
     if job.spec.engine == ENGINE_DOCKER or n == 1:
@@ -595,12 +629,14 @@ def _judge(job: PreparedJob, job_cid: str, answers: list[Answer], n: int, quorum
         return done(UNVERIFIABLE, valid[0].result_cid, note) if valid else done(INCOMPLETE, None, note)
     if len(valid) < n:
         return done(INCOMPLETE, None, f"{len(valid)} valid answer(s) of {n}")
-    if len(groups) == 1:
+    if len(groups) == 1 and not contradictions:
         return done(VERIFIED, valid[0].result_cid)
     # with 2K > N at most one group can reach K: no tie is ever broken, by CID order or otherwise
-    reached = [cid for cid, nodes in groups.items() if quorum and len(nodes) >= quorum and 2 * len(nodes) > n]
+    reached = [cid for cid, nodes in consistent.items() if quorum and len(nodes) >= quorum and 2 * len(nodes) > n]
     if len(reached) == 1:
-        return done(QUORUM, reached[0], f"{len(groups[reached[0]])} of {n} agreed")
+        return done(QUORUM, reached[0], f"{len(consistent[reached[0]])} of {n} agreed")
+    if contradictions:
+        return done(MISMATCH, None)
     profiles = {cid: {a.profile for a in valid if a.result_cid == cid} for cid in groups}
     if all(len(p) == 1 for p in profiles.values()) and len({next(iter(p)) for p in profiles.values()}) > 1:
         return done(PROFILE_MISMATCH, None, "nodes of different execution profiles disagree")
@@ -608,12 +644,14 @@ def _judge(job: PreparedJob, job_cid: str, answers: list[Answer], n: int, quorum
 
 
 def _remember(records: Records, verification: Verification) -> None:
-    winner = majority(verification.groups)
+    winner = majority(consistent_groups(verification.answers))
     for answer in verification.answers:
         if answer.signature_valid is False:
             records.bump(answer.node_id, "bad_signature")
         elif not answer.valid:
             records.bump(answer.node_id, "failed")
+        elif answer.contradicts:
+            records.bump(answer.node_id, "disagreed")
         elif verification.outcome == PROFILE_MISMATCH:
             continue
         elif answer.result_cid == winner:
@@ -632,7 +670,7 @@ async def _download(session: aiohttp.ClientSession, records: Records, verificati
     """
     agreed = verification.result_cid
     assert agreed is not None
-    agreeing = sorted((a for a in verification.answers if a.result_cid == agreed),
+    agreeing = sorted((a for a in verification.answers if a.result_cid == agreed and not a.contradicts),
                       key=lambda a: (-records.score(a.node_id), a.node_id))
     by_url = {a.url: a for a in agreeing}
     limits = None if job.spec.engine == ENGINE_DOCKER else job.spec.limits

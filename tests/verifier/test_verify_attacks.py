@@ -21,8 +21,10 @@ from aiohttp import web
 from cod.identity import Identity
 from cod.jobspec import Limits
 from cod.local import PreparedJob, prepare
+from cod.wasm.engine import profile_id
 from verifier import Devstack, Records, verify
 from verifier.fetch import results_car_bound
+from verifier.jobview import recorded_view
 from verifier.verify import AGREES, DISAGREES, FAILED, NotEnoughNodes, statuses
 
 from ..helpers import VECTORS, load_vector
@@ -177,6 +179,34 @@ async def test_a_valid_signature_on_a_lie_is_outvoted_and_named(stack: Devstack,
         quorum = await verify(_job(), urls, 3, quorum=2, records=records)
     assert (quorum.outcome, quorum.result_cid) == ("verified-by-quorum", HONEST)
     assert records.node(liar.node_id)["disagreed"] == 2  # type: ignore[index]
+
+
+OTHER_PROFILE = "cod-wasi-2+another-engine"  # a profile ID no node of the stack has
+
+
+@pytest.mark.parametrize("lie", [True, False], ids=["a lie", "the honest result"])
+async def test_a_statement_under_another_profile_than_advertised_is_a_named_mismatch(
+        lie: bool, stack: Devstack, records: Records, tmp_path: Path) -> None:
+    """A node whose /v1/info shows the stack's profile but whose statement names another made a
+    signed contradiction (SPEC 11 step 4): not a profile mismatch that excuses a lie, but a
+    mismatch naming it, counted as disagreeing; the honest nodes' agreement is judged as if it had
+    signed the profile it advertised (so --quorum 2 of 3 verifies the honest result)."""
+    liar = Identity.load_or_create(tmp_path / "liar")
+    async with Hostile(stack.urls[0], identity=liar, lie=lie, profile=OTHER_PROFILE) as bad:
+        urls = [bad.url] + stack.urls[1:]
+        result = await verify(_job(), urls, 3, records=records)
+        assert result.outcome == "mismatch" and result.exit_code == 10 and result.result_cid is None
+        named = {a.node_id: s for a, (s, _) in zip(result.answers, statuses(result))}
+        assert named == {liar.node_id: DISAGREES, **{i: AGREES for i in _ids(stack)[1:]}}
+        (signed,) = [a for a in result.answers if a.node_id == liar.node_id]
+        assert signed.profile == OTHER_PROFILE and signed.advertised == profile_id()
+        assert result.note is not None and liar.node_id in result.note and OTHER_PROFILE in result.note
+        assert all(records.node(i)["agreed"] >= 1 for i in _ids(stack)[1:])  # type: ignore[index]
+        quorum = await verify(_job(), urls, 3, quorum=2, records=records)
+    assert (quorum.outcome, quorum.result_cid) == ("verified-by-quorum", HONEST)
+    assert records.node(liar.node_id)["disagreed"] == 2  # type: ignore[index]
+    view = recorded_view(records, quorum.job_cid)  # what cod describe / cod list --json show later
+    assert view is not None and {n["node_id"]: n["status"] for n in view["nodes"]} == named
 
 
 async def test_a_copying_node_passes_as_agreement(stack: Devstack, records: Records, tmp_path: Path) -> None:
