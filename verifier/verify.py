@@ -43,7 +43,7 @@ from cod.statement import SignedStatement
 from . import metrics
 from .client import MissingBlobs, NodeClient
 from .events import BUSY, FAILED, JOB_POLL_S, QUEUED, RUNNING, SIGNED, SUBMITTING, UPLOADING, Events
-from .fetch import DownloadFailed, download_agreed
+from .fetch import BaseSize, DownloadFailed, download_agreed
 from .reputation import Records, now
 from .schema import NodeInfo
 
@@ -157,7 +157,7 @@ class Verification:
                 if a.valid and a.statement is not None]
 
 
-AGREES, DISAGREES, FAILED, UNREACHABLE = "agrees", "DISAGREES", "failed", "unreachable"
+AGREES, DISAGREES, UNREACHABLE = "agrees", "DISAGREES", "unreachable"  # FAILED is events.FAILED, "failed"
 
 
 def majority(groups: dict[str, list[str]]) -> str | None:
@@ -344,6 +344,7 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
                     )
                 raise NotEnoughNodes(len(candidates), len(unique), n, unreachable)
             events = events or Events()
+            base = await asyncio.to_thread(measure_base, job)
             uploads = _Uploads(job, scratch, events)
             progress(f"Running on {n} node(s)")
             answers = await _dispatch(candidates, n, uploads, spec_json, job_cid, deadline, events)
@@ -358,10 +359,12 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
             if verification.result_cid is not None:  # at least one result is fetched and checked, always
                 progress("Downloading results")
                 budget = max(deadline - loop.time(), DOWNLOAD_GRACE_S)  # the deadline holds for the download too
-                await _download(requester.session, records, verification, job, output_dir, scratch, budget, events)
+                await _download(requester.session, records, verification, job, output_dir, scratch, budget, events,
+                                base)
             extra = {"result_checked": verification.result_checked,
                      "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None,
-                     "unreachable": [{"url": url, "reason": why} for url, why in verification.unreachable]}
+                     "unreachable": [{"url": url, "reason": why} for url, why in verification.unreachable],
+                     **({"output_base": base.to_json()} if base is not None else {})}
             verification.run_id = records.record_run(
                 job_cid, started_at=started, finished_at=now(), outcome=verification.outcome,
                 result_cid=verification.result_cid, n=n, quorum=quorum or 0, spec=spec_json,
@@ -374,6 +377,19 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
             return verification
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def measure_base(job: PreparedJob) -> BaseSize | None:
+    """The size of the job's output base, if it has one this requester holds (it uploads it);
+    None otherwise (no base, or one named by CID only: its results are then bounded by the
+    absolute cap alone)."""
+    source = job.sources.get(job.spec.outputs) if job.spec.output_base else None
+    if source is None:
+        return None
+    try:
+        return BaseSize.of_tree(source)
+    except OSError:
+        return None
 
 
 def content_of(job: PreparedJob) -> tuple[list[str], set[str]]:
@@ -662,8 +678,9 @@ def _remember(records: Records, verification: Verification) -> None:
 
 async def _download(session: aiohttp.ClientSession, records: Records, verification: Verification,
                     job: PreparedJob, output_dir: Path | None, scratch: Path, timeout_s: float,
-                    events: Events | None = None) -> None:
-    """Fetch the agreed result from the agreeing nodes, best record first (then node ID).
+                    events: Events | None = None, base: BaseSize | None = None) -> None:
+    """Fetch the agreed result from the agreeing nodes, best record first (then node ID),
+    bounded by the job's caps and ``base``, the size of its output base (``measure_base``).
 
     A node that cannot deliver it is recorded as failed; if none can, a verified outcome
     becomes incomplete: signed agreement on a result nobody hands over proves nothing usable.
@@ -673,7 +690,8 @@ async def _download(session: aiohttp.ClientSession, records: Records, verificati
     agreeing = sorted((a for a in verification.answers if a.result_cid == agreed and not a.contradicts),
                       key=lambda a: (-records.score(a.node_id), a.node_id))
     by_url = {a.url: a for a in agreeing}
-    limits = None if job.spec.engine == ENGINE_DOCKER else job.spec.limits
+    unmeasured = job.spec.output_base is not None and base is None  # bounded by the absolute cap alone
+    limits = None if job.spec.engine == ENGINE_DOCKER or unmeasured else job.spec.limits
     moved = [0]
     try:
         def received(done: int, total: int | None) -> None:
@@ -683,8 +701,8 @@ async def _download(session: aiohttp.ClientSession, records: Records, verificati
 
         with telemetry.span("cod.download", {"cod.result_cid": agreed}):
             done = await download_agreed(session, [a.url for a in agreeing], verification.job_cid, agreed,
-                                         output_dir, None, scratch, limits=limits, timeout_s=timeout_s,
-                                         on_bytes=received)
+                                         output_dir, None, scratch, limits=limits, base=base,
+                                         timeout_s=timeout_s, on_bytes=received)
         failures = done.failures
         verification.results_dir = done.path if output_dir is not None else None
         verification.result_checked = True

@@ -22,7 +22,7 @@ from cod.identity import Identity
 from cod.jobspec import Limits
 from cod.local import PreparedJob, prepare
 from cod.wasm.engine import profile_id
-from verifier import Devstack, Records, verify
+from verifier import Devstack, Records, fetch, verify
 from verifier.fetch import results_car_bound
 from verifier.jobview import recorded_view
 from verifier.verify import AGREES, DISAGREES, FAILED, NotEnoughNodes, statuses
@@ -252,6 +252,32 @@ async def test_agreement_nobody_delivers_is_incomplete(stack: Devstack, records:
     assert result.note is not None and "no node that agreed could deliver the results" in result.note
     assert not (tmp_path / "out").exists()
     assert records.job(result.job_cid)["outcome"] == "incomplete"  # type: ignore[index]
+
+
+async def test_agreement_on_a_result_built_on_a_big_output_base_is_downloaded(
+        stack: Devstack, records: Records, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The results of a job with an output base hold the base: the download bound counts its
+    bytes and entries (SPEC 11 step 5), or two honest nodes agreeing end incomplete, both
+    counted as failed. Kept fast: the requester's allowance of job-created entries is lowered
+    to 10 (the nodes keep theirs), so a 1 MiB base is over the bound the caps alone give."""
+    monkeypatch.setattr(fetch, "MAX_OUTPUT_ENTRIES", 10)
+    base = tmp_path / "base"
+    (base / "deep").mkdir(parents=True)
+    big = bytes(range(256)) * 4096 + b"tail"  # 1 MiB and 4 bytes: two chunks
+    (base / "deep" / "big.bin").write_bytes(big)
+    job = prepare(VECTORS / "wordcount.wasm", [], inputs=[str(VECTORS / "data" / "wordcount")], limits=SMALL_CAPS,
+                  output_base=str(base))
+    assert len(big) > results_car_bound(SMALL_CAPS)  # what the bound was: the base alone is over it
+    result = await verify(job, stack.urls[:2], 2, records=records, output_dir=tmp_path / "out")
+    assert result.outcome == "verified" and result.result_checked, result.note
+    assert (tmp_path / "out" / "outputs" / "deep" / "big.bin").read_bytes() == big
+    assert all(records.node(i)["failed"] == 0 for i in _ids(stack)[:2])  # type: ignore[index]
+    recorded = fetch.recorded_base(records.runs(result.job_cid))
+    assert recorded == fetch.BaseSize(len(big), 2)  # deep/ and deep/big.bin
+    row = records.job(result.job_cid)
+    assert row is not None  # cod get later: the recorded measure bounds that download too
+    got = await fetch.fetch_results(row, tmp_path / "again", None, base=recorded)
+    assert (got / "outputs" / "deep" / "big.bin").read_bytes() == big
 
 
 async def test_a_node_that_drips_its_answer_fails_at_the_deadline(stack: Devstack, records: Records) -> None:
