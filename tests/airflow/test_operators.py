@@ -238,3 +238,42 @@ def test_bad_limits_and_a_bad_module_fail_the_task_clearly(monkeypatch: pytest.M
         with pytest.raises(AirflowException) as failed:
             CodWasmRunOperator(task_id="w", **kwargs).execute({})
         assert expected in str(failed.value)
+
+
+def test_a_templated_input_must_render_to_a_cid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An input a template rendered must name content by CID: one that renders to a path on the
+    worker (its credentials file, where the DAG meant an upstream result_cid) fails the task before
+    anything is hashed or sent, unless the operator says allow_local_inputs=True. A path written
+    literally in the DAG stays allowed. The one node here is dead: a task that got past the
+    inputs fails on it, which shows how far it went."""
+    from airflow.sdk.exceptions import AirflowException
+
+    from cod.airflow.operators import CodDockerRunOperator, CodWasmRunOperator
+
+    secret = tmp_path / "credentials"
+    secret.write_text("aws_secret_access_key = do-not-upload\n")
+    monkeypatch.setenv("COD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AIRFLOW_CONN_COD_DEFAULT", json.dumps({"conn_type": "cod",
+                                                               "extra": {"nodes": ["http://127.0.0.1:9"]}}))
+    upstream = load_vector("wordcount")["expect"]["result_cid"]
+    module = str(VECTORS / "wordcount.wasm")
+
+    def failure(operator: Any, src: str) -> str:
+        operator.render_template_fields({"params": {"src": src}})
+        with pytest.raises(AirflowException) as failed:
+            operator.execute({})
+        return str(failed.value)
+
+    for make in (lambda **kw: CodWasmRunOperator(task_id="w", module=module, **kw),
+                 lambda **kw: CodDockerRunOperator(task_id="d", image="busybox", command=["true"], **kw)):
+        refused = failure(make(inputs=["{{ params.src }}:/inputs"]), str(secret))
+        assert "inputs[0]" in refused and "template" in refused and "allow_local_inputs=True" in refused, refused
+        assert str(secret) in refused and "can take this job" not in refused  # before any node was asked
+        for reached in (failure(make(inputs=[f"{secret}:/inputs"]), ""),  # a literal path: the DAG's own
+                        failure(make(inputs=["{{ params.src }}:/inputs"], allow_local_inputs=True), str(secret)),
+                        failure(make(inputs=["{{ params.src }}:/inputs"]), upstream),
+                        failure(make(inputs=["ipfs://{{ params.src }}"]), upstream)):
+            assert "node(s) can take this job" in reached, reached  # past the inputs, failed on the dead node
+    # a module is checked here first: a rendered path to a file that is no module is never sent either
+    refused = failure(CodWasmRunOperator(task_id="m", module="{{ params.src }}"), str(secret))
+    assert "not a WebAssembly module" in refused and "can take this job" not in refused, refused
