@@ -114,7 +114,7 @@ async def collect(records: Records, job_cid: str, output_dir: Path, *, wait_s: f
             deadline = loop.time() + span
             progress(f"Collecting the answers of {len(run['answers'])} node(s)")
             answers = await asyncio.gather(*(_collect_one(NodeClient(requester.session, a["url"]), a, job_cid,
-                                                          deadline) for a in run["answers"]))
+                                                          deadline, spec.engine) for a in run["answers"]))
             verification = _judge(prepared, job_cid, list(answers), int(run["n"]), int(run["quorum"] or 0))
             _remember(records, verification)
             if verification.result_cid is not None:
@@ -135,7 +135,8 @@ async def collect(records: Records, job_cid: str, output_dir: Path, *, wait_s: f
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-async def _collect_one(client: NodeClient, recorded: dict[str, Any], job_cid: str, deadline: float) -> Answer:
+async def _collect_one(client: NodeClient, recorded: dict[str, Any], job_cid: str, deadline: float,
+                       engine: str) -> Answer:
     """One node's answer to a job it was given earlier: checked as verify checks it."""
     answer = Answer(str(recorded["node_id"]), str(recorded["url"]), str(recorded.get("profile") or ""))
     if recorded.get("error"):
@@ -147,7 +148,7 @@ async def _collect_one(client: NodeClient, recorded: dict[str, Any], job_cid: st
         while True:
             record = await client.job(job_cid)
             if record["state"] in ("done", "failed"):
-                return accept(answer, record, job_cid)
+                return accept(answer, record, job_cid, engine)
             if loop.time() + interval > deadline:
                 answer.error = f"still {record['state']} when collected"
                 return answer

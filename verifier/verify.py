@@ -114,7 +114,7 @@ class Answer:
     def contradicts(self) -> bool:
         """It signed a valid statement naming another profile than the one it advertised: a
         signed contradiction (SPEC 11 step 4), never excused as a profile mismatch."""
-        return self.valid and self.advertised is not None and self.profile != self.advertised
+        return self.valid and bool(self.advertised) and self.profile != self.advertised
 
     def contradiction(self) -> str:
         return (f"node {self.node_id} signed its result under profile {self.profile}, but its /v1/info "
@@ -546,7 +546,7 @@ async def _attempt_once(client: NodeClient, answer: Answer, uploads: _Uploads, s
                 state(UPLOADING, f"{len(fresh)} blob(s)")
                 await uploads.upload(client, fresh)
                 uploaded.update(fresh)
-        return accept(answer, job, job_cid)
+        return accept(answer, job, job_cid, spec.get("engine", "wasm"))
     except BadSignature as exc:
         answer.signature_valid, answer.result_cid, answer.error = False, None, str(exc)
     except PolicyRefused as exc:  # reported as "failed (policy: ...)"; a spare is asked (step 3)
@@ -556,9 +556,15 @@ async def _attempt_once(client: NodeClient, answer: Answer, uploads: _Uploads, s
     return answer
 
 
-def accept(answer: Answer, job: dict[str, Any], job_cid: str) -> Answer:
+DOCKER_PROFILE = ENGINE_DOCKER
+"""The profile every statement of a docker job names (SPEC 10), whatever the node's /v1/info shows."""
+
+
+def accept(answer: Answer, job: dict[str, Any], job_cid: str, engine: str = "wasm") -> Answer:
     """Fill ``answer`` from a node's checked job record (schema.job_record) for ``job_cid``: its
-    statement verified against the node ID, or why there is none. Raises BadSignature."""
+    statement verified against the node ID, or why there is none. The profile it must sign is
+    its advertised one (``answer.profile`` on entry), ``docker`` for a docker job. Raises
+    BadSignature."""
     if job["state"] != "done":
         error = job.get("error") or {}
         answer.error = f"job {job['state']}: {error.get('error', '')} {error.get('message', '')}".strip()
@@ -569,7 +575,7 @@ def accept(answer: Answer, job: dict[str, Any], job_cid: str) -> Answer:
     if statement.result != job["result_cid"]:
         raise BadSignature("the signed result differs from the result the node reports")
     if answer.advertised is None:  # the profile of its /v1/info, kept beside the one it signs
-        answer.advertised = answer.profile
+        answer.advertised = DOCKER_PROFILE if engine == ENGINE_DOCKER else answer.profile
     answer.result_cid, answer.exit_code = statement.result, statement.exit_code
     answer.trap, answer.fuel_used, answer.profile = statement.trap, statement.fuel_used, statement.profile
     answer.signature_valid = True
