@@ -57,10 +57,7 @@ class _CodRun(BaseOperator):  # type: ignore[misc]  # Airflow's classes are unty
         self.cod_conn_id = cod_conn_id
 
     def _network(self) -> CodNetwork:
-        try:
-            return CodHook(self.cod_conn_id).get_conn()
-        except CodError as exc:
-            raise AirflowException(_text(exc)) from None
+        return _network(self, self.cod_conn_id)
 
     def _inputs(self) -> list[str]:
         """The rendered inputs: each ``SRC[:DST]`` text. A template that rendered to nothing (an
@@ -179,13 +176,23 @@ class CodGetOperator(BaseOperator):  # type: ignore[misc]
     def execute(self, context: Any) -> dict[str, Any]:
         from verifier.pipeline import fetch_stage
 
+        network = _network(self, self.cod_conn_id)
         try:
-            network = CodHook(self.cod_conn_id).get_conn()
             got = asyncio.run(fetch_stage(self.job_cid, Path(self.output_dir), network.nodes))
         except CodError as exc:
             raise AirflowException(_text(exc)) from None
         self.log.info("cod: results %s of job %s -> %s", got["result_cid"], got["job_cid"], got["path"])
         return got
+
+
+def _network(operator: Any, conn_id: str) -> CodNetwork:
+    """The task's network (CodHook), logged with where it came from."""
+    try:
+        network = CodHook(conn_id).get_conn()
+    except CodError as exc:
+        raise AirflowException(_text(exc)) from None
+    operator.log.info("cod: network: %s", network.source)
+    return network
 
 
 def _engine() -> Any:

@@ -277,3 +277,40 @@ def test_a_templated_input_must_render_to_a_cid(monkeypatch: pytest.MonkeyPatch,
     # a module is checked here first: a rendered path to a file that is no module is never sent either
     refused = failure(CodWasmRunOperator(task_id="m", module="{{ params.src }}"), str(secret))
     assert "not a WebAssembly module" in refused and "can take this job" not in refused, refused
+
+
+def test_with_no_cod_default_connection_the_network_is_found_as_the_cli_finds_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """No `cod_default` connection: COD_NODES, else the cod config file, else an embedded devstack,
+    as `cod run --verify` does, and the task log says which. A connection the operator names
+    (cod_conn_id) that does not exist is still an error naming it."""
+    from airflow.sdk.exceptions import AirflowException
+
+    from cod.airflow.hooks import CodHook
+    from cod.airflow.operators import CodGetOperator, CodWasmRunOperator
+
+    for name in [k for k in os.environ if k.startswith(("AIRFLOW_CONN_", "COD_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("COD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    embedded = CodHook().get_conn()
+    assert embedded.nodes == [] and "embedded devstack" in embedded.source
+    (tmp_path / "config" / "cod").mkdir(parents=True)
+    (tmp_path / "config" / "cod" / "config.toml").write_text('nodes = ["http://127.0.0.1:8"]\n')
+    from_file = CodHook().get_conn()
+    assert from_file.nodes == ["http://127.0.0.1:8"] and "config.toml" in from_file.source, from_file.source
+    monkeypatch.setenv("COD_NODES", "http://127.0.0.1:9")
+    from_env = CodHook().get_conn()
+    assert from_env.nodes == ["http://127.0.0.1:9"] and "COD_NODES" in from_env.source, from_env.source
+    capfd.readouterr()
+    with pytest.raises(AirflowException) as failed:  # it went to COD_NODES' one node, which is dead
+        CodWasmRunOperator(task_id="w", module=str(VECTORS / "hello.wasm"), verify=1).execute({})
+    assert "node(s) can take this job" in str(failed.value) and "isn't defined" not in str(failed.value)
+    logged = "".join(capfd.readouterr())  # the task log (Airflow's structlog writes to the console)
+    assert "cod: network: no Airflow connection 'cod_default': nodes from environment COD_NODES" in logged, logged
+    with pytest.raises(AirflowException) as failed:
+        CodGetOperator(task_id="g", job_cid="bagaaierax", output_dir=str(tmp_path / "out")).execute({})
+    assert "isn't defined" not in str(failed.value)
+    with pytest.raises(ConfigError) as missing:
+        CodHook("lab").get_conn()
+    assert "'lab'" in missing.value.message and "not defined" in missing.value.message and missing.value.hint
