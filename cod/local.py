@@ -19,7 +19,7 @@ from .content.car import write_car
 from .content.cid import CID
 from .content.unixfs import Importer, module_cid
 from .errors import CIDError, InputError, MissingModules, ModuleError, SpecError
-from .jobspec import DEFAULT_INPUT_PATH, DEFAULT_OUTPUT_PATH, MAX_INT, Input, JobSpec, Limits, parse_seed
+from .jobspec import DEFAULT_INPUT_PATH, DEFAULT_OUTPUT_PATH, ENGINE_WASM, MAX_INT, Input, JobSpec, Limits, parse_seed
 from .wasm import binary, linking
 
 if TYPE_CHECKING:  # the engine (wasmtime) is loaded when a job runs here, not to prepare one
@@ -244,6 +244,17 @@ def _module_bytes(resolve: Callable[[str], Path | None] | None) -> Callable[[str
             return None
 
     return read
+
+
+def check_prepared(job: PreparedJob, engine: Engine) -> None:
+    """Check a wasm job's module here as a local run would before it runs (ModuleError, exit 4,
+    in the same words): for a job bound for nodes, before any node is asked. A module only
+    nodes hold (no bytes here) is theirs to check; so are imports by CID this requester lacks."""
+    if job.spec.engine != ENGINE_WASM or not job.wasm:
+        return
+    from .wasm.executor import check_module
+
+    check_module(job.spec, job.wasm, engine, job.modules, link=not job.missing_modules)
 
 
 def run_prepared(

@@ -3,8 +3,9 @@
 A ``Hostile`` node is a real aiohttp server on loopback. In front of a real node (its
 backend) it passes requests through and alters what it serves: wrong types in its info or
 job records, raw bodies (oversized, not JSON, nested without end), answers dripped slowly,
-its own key signing a copied answer or a lie, and results CARs that are tampered,
-incomplete, of another root, junk, endless or dripping. It counts the results bytes it sent.
+its own key signing a copied answer or a lie (under the profile its info shows, or another),
+and results CARs that are tampered, incomplete, of another root, junk, endless or dripping.
+It counts the results bytes it sent.
 """
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ class Hostile:
 
     def __init__(self, backend: str | None = None, *, info: Patch | None = None, job: Patch | None = None,
                  raw_info: bytes | None = None, raw_job: bytes | None = None, drip_job: bool = False,
-                 identity: Identity | None = None, lie: bool = False, results: str | None = None,
-                 other_tree: Path | None = None) -> None:
+                 identity: Identity | None = None, lie: bool = False, profile: str | None = None,
+                 results: str | None = None, other_tree: Path | None = None) -> None:
         self.backend = backend
         self.patch_info, self.patch_job = info, job
         self.raw_info, self.raw_job, self.drip_job = raw_info, raw_job, drip_job
-        self.identity, self.lie = identity, lie
+        self.identity, self.lie, self.profile = identity, lie, profile
         self.results, self.other_tree = results, other_tree
         self.sent = 0  # bytes of results.car bodies sent
         self._runner: web.AppRunner | None = None
@@ -119,6 +120,8 @@ class Hostile:
         members = dict(record["statement"]["statement"], node=self.identity.node_id)
         if self.lie:
             members["result"] = LIE
+        if self.profile is not None:  # signed as if run under another profile than /v1/info shows
+            members["profile"] = self.profile
         record["result_cid"] = members["result"]
         record["statement"] = Statement(**members).sign(self.identity).to_json()
 

@@ -23,11 +23,12 @@ from cod.jobspec import JobSpec
 from cod.local import PreparedJob
 
 from .client import MissingBlobs, NodeClient
+from .fetch import BaseSize
 from .jobview import recorded_view
 from .outcomes import SUBMITTED
 from .reputation import Records, now
 from .verify import (DEADLINE_MARGIN, DOWNLOAD_GRACE_S, Answer, NotEnoughNodes, Progress, Requester, Verification,
-                     _candidates, _download, _judge, _remember, _Uploads, accept, check_quorum)
+                     _candidates, _download, _judge, _remember, _Uploads, accept, check_quorum, measure_base)
 
 SUBMIT_TIMEOUT_S = 30.0
 POLL_INTERVAL_S = 0.25
@@ -51,6 +52,7 @@ async def submit(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
             if len(candidates) < n:
                 raise NotEnoughNodes(len(candidates), len(unique), n, unreachable)
             uploads = _Uploads(job, scratch)
+            base = await asyncio.to_thread(measure_base, job)
             progress(f"Submitting to {n} node(s)")
             started = now()
             answers = await asyncio.gather(*(_submit_one(client, Answer(info.node_id, client.url, info.profile),
@@ -61,7 +63,8 @@ async def submit(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
                                answers=[dict(asdict(a), submitted=a.error is None) for a in answers],
                                note="submitted; cod get collects the answers",
                                extra={"detached": True,
-                                      "unreachable": [{"url": u, "reason": r} for u, r in unreachable]})
+                                      "unreachable": [{"url": u, "reason": r} for u, r in unreachable],
+                                      **({"output_base": base.to_json()} if base is not None else {})})
             view = recorded_view(records, job_cid, with_output=False)
             assert view is not None
             return view
@@ -102,6 +105,7 @@ async def collect(records: Records, job_cid: str, output_dir: Path, *, wait_s: f
     assert job_row is not None
     spec = JobSpec.from_dict(job_row["spec"])
     prepared = PreparedJob(spec, b"")
+    base = BaseSize.from_json((run.get("extra") or {}).get("output_base"))
     span = wait_s if wait_s is not None else spec.limits.timeout_ms / 1000 + DEADLINE_MARGIN
     started = now()
     scratch = Path(tempfile.mkdtemp(prefix="cod-collect-"))
@@ -111,15 +115,17 @@ async def collect(records: Records, job_cid: str, output_dir: Path, *, wait_s: f
             deadline = loop.time() + span
             progress(f"Collecting the answers of {len(run['answers'])} node(s)")
             answers = await asyncio.gather(*(_collect_one(NodeClient(requester.session, a["url"]), a, job_cid,
-                                                          deadline) for a in run["answers"]))
+                                                          deadline, spec.engine) for a in run["answers"]))
             verification = _judge(prepared, job_cid, list(answers), int(run["n"]), int(run["quorum"] or 0))
             _remember(records, verification)
             if verification.result_cid is not None:
                 progress("Downloading results")
                 budget = max(deadline - loop.time(), DOWNLOAD_GRACE_S)
-                await _download(requester.session, records, verification, prepared, output_dir, scratch, budget)
+                await _download(requester.session, records, verification, prepared, output_dir, scratch, budget,
+                                base=base)
             extra = {"result_checked": verification.result_checked, "detached": True,
-                     "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None}
+                     "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None,
+                     **({"output_base": base.to_json()} if base is not None else {})}
             verification.run_id = records.record_run(
                 job_cid, started_at=run["started_at"] or started, finished_at=now(), outcome=verification.outcome,
                 result_cid=verification.result_cid, n=verification.n, quorum=verification.quorum,
@@ -130,7 +136,8 @@ async def collect(records: Records, job_cid: str, output_dir: Path, *, wait_s: f
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-async def _collect_one(client: NodeClient, recorded: dict[str, Any], job_cid: str, deadline: float) -> Answer:
+async def _collect_one(client: NodeClient, recorded: dict[str, Any], job_cid: str, deadline: float,
+                       engine: str) -> Answer:
     """One node's answer to a job it was given earlier: checked as verify checks it."""
     answer = Answer(str(recorded["node_id"]), str(recorded["url"]), str(recorded.get("profile") or ""))
     if recorded.get("error"):
@@ -142,7 +149,7 @@ async def _collect_one(client: NodeClient, recorded: dict[str, Any], job_cid: st
         while True:
             record = await client.job(job_cid)
             if record["state"] in ("done", "failed"):
-                return accept(answer, record, job_cid)
+                return accept(answer, record, job_cid, engine)
             if loop.time() + interval > deadline:
                 answer.error = f"still {record['state']} when collected"
                 return answer

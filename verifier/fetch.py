@@ -3,8 +3,8 @@ against the agreed result CID before they are put in place.
 
 A node that signed the agreed CID may still send anything: junk, an endless or dripping
 stream, a CAR of another root, a tampered or incomplete one. So a download is bounded in
-bytes (the declared Content-Length, and ``results_car_bound`` of the job's caps, at most
-MAX_RESULTS_CAR_BYTES) and in time (``timeout_s`` in all, STALL_TIMEOUT_S without a byte);
+bytes (the declared Content-Length, and ``results_car_bound`` of the job's caps and of its
+output base, ``BaseSize``, at most MAX_RESULTS_CAR_BYTES) and in time (``timeout_s`` in all, STALL_TIMEOUT_S without a byte);
 whatever fails is recorded against that node and the next agreeing node is asked.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -47,16 +48,56 @@ RATE_GRACE_S = 2.0
 MIN_RATE_BYTES_S = 64 << 10  # 512 kbit/s: below any link a node serves results on
 
 
-def results_car_bound(limits: Limits | None) -> int:
-    """Most bytes an honest results CAR of a job with these caps can have (SPEC 11.5).
+@dataclass(frozen=True)
+class BaseSize:
+    """What a job's output base (SPEC 2.4) puts in its results beyond what the caps count:
+    the bytes of its regular files and its entries (files and directories below its root).
+    A base file's size is outside ``output_bytes`` and a base entry outside the creations cap,
+    so the download bound adds both (SPEC 11 step 5)."""
+
+    bytes: int
+    entries: int
+
+    @classmethod
+    def of_tree(cls, root: str | os.PathLike[str]) -> "BaseSize":
+        """Measure the base directory this requester uploads (links are not followed: a base
+        holds none, 2.4)."""
+        size = entries = 0
+        for parent, dirs, files in os.walk(root):
+            entries += len(dirs) + len(files)
+            for name in files:
+                info = os.lstat(os.path.join(parent, name))
+                size += info.st_size
+        return cls(size, entries)
+
+    def to_json(self) -> dict[str, int]:
+        return {"bytes": self.bytes, "entries": self.entries}
+
+    @classmethod
+    def from_json(cls, value: Any) -> "BaseSize | None":
+        """A recorded measure (``runs.extra["output_base"]``); None unless two counts >= 0."""
+        if not isinstance(value, dict):
+            return None
+        size, entries = value.get("bytes"), value.get("entries")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (size, entries)):
+            return None
+        return cls(int(size), int(entries))  # type: ignore[arg-type]
+
+
+def results_car_bound(limits: Limits | None, base: BaseSize | None = None) -> int:
+    """Most bytes an honest results CAR of a job with these caps (and this output base) can
+    have (SPEC 11.5).
 
     Without caps (docker jobs: the engine does not enforce them) it is MAX_RESULTS_CAR_BYTES.
+    A job with an output base this requester cannot measure is bounded by that cap alone:
+    give ``limits`` None for it (``bound_of``).
     """
     if limits is None:
         return MAX_RESULTS_CAR_BYTES
-    data = limits.stdout_bytes + limits.stderr_bytes + limits.output_bytes
+    base = base or BaseSize(0, 0)
+    data = limits.stdout_bytes + limits.stderr_bytes + limits.output_bytes + base.bytes
     chunks = -(-data // CHUNK_BYTES)
-    entries = MAX_OUTPUT_ENTRIES + RESULTS_TOP_ENTRIES
+    entries = MAX_OUTPUT_ENTRIES + RESULTS_TOP_ENTRIES + base.entries
     bound = CAR_HEADER_MAX + data + SMALL_FILES_MAX + PER_CHUNK_OVERHEAD * chunks + PER_ENTRY_OVERHEAD * entries
     return min(bound, MAX_RESULTS_CAR_BYTES)
 
@@ -164,8 +205,8 @@ def _check(small: bytes | None, tmp_car: Path, root: CID, staging: Path | None, 
 
 async def download_agreed(session: aiohttp.ClientSession, urls: list[str], job_cid: str, agreed: str,
                           output_dir: Path | None, car: Path | None, scratch: Path, *,
-                          limits: Limits | None = None, timeout_s: float = DOWNLOAD_TIMEOUT_S,
-                          on_bytes: OnBytes | None = None) -> Download:
+                          limits: Limits | None = None, base: BaseSize | None = None,
+                          timeout_s: float = DOWNLOAD_TIMEOUT_S, on_bytes: OnBytes | None = None) -> Download:
     """Fetch the results CAR from the first of ``urls`` that delivers one hashing to ``agreed``.
 
     With neither ``output_dir`` nor ``car``, the results are only checked (in ``scratch``).
@@ -174,7 +215,7 @@ async def download_agreed(session: aiohttp.ClientSession, urls: list[str], job_c
     """
     failures: dict[str, str] = {}
     root = CID.parse(agreed)
-    bound = results_car_bound(limits)
+    bound = results_car_bound(limits, base)
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout_s  # one budget for every node tried, not one each
     for url in urls:
@@ -235,16 +276,19 @@ async def moved_signers(session: aiohttp.ClientSession, row: dict[str, Any], con
 
 async def fetch_results(row: dict[str, Any], output_dir: Path | None, car: Path | None, *,
                         known: dict[str, str] | None = None, configured: list[str] | None = None,
-                        local_copy: Path | None = None) -> Path:
+                        local_copy: Path | None = None, base: BaseSize | None = None) -> Path:
     """The results of a job in the requester's records (cod get): from a node that signed the
     agreed result (signer_urls), else from ``local_copy`` (the copy a run left here) once it
-    hashes to the agreed CID. Raises DownloadFailed when neither delivers."""
+    hashes to the agreed CID. ``base`` is the measure of its output base a run recorded
+    (``recorded_base``). Raises DownloadFailed when neither delivers."""
     agreed = row["result_cid"]
     if not agreed:
         raise NotFound(f"job {row['job_cid']} has no agreed result ({row['outcome']})")
     if output_dir is not None:
         check_destination(output_dir)
     limits = _limits_of(row.get("spec"))
+    if isinstance(row.get("spec"), dict) and row["spec"].get("output_base") and base is None:
+        limits = None  # a base of unknown size: only the absolute cap bounds its results
     scratch = Path(tempfile.mkdtemp(prefix="cod-get-"))
     failures: dict[str, str] = {}
     try:
@@ -257,7 +301,7 @@ async def fetch_results(row: dict[str, Any], output_dir: Path | None, car: Path 
                     continue
                 try:
                     done = await download_agreed(session, urls, row["job_cid"], agreed, output_dir, car, scratch,
-                                                 limits=limits)
+                                                 limits=limits, base=base)
                 except DownloadFailed as exc:
                     failures.update(exc.failures)
                     continue
@@ -306,3 +350,13 @@ def _limits_of(spec: Any) -> Limits | None:
         return Limits(**spec["limits"])
     except TypeError:
         return None
+
+
+def recorded_base(runs: list[dict[str, Any]]) -> BaseSize | None:
+    """The measure of a job's output base its runs recorded (every run of a job has the same
+    base: it is in the job CID), the latest first; None when none did."""
+    for run in reversed(runs):
+        found = BaseSize.from_json((run.get("extra") or {}).get("output_base"))
+        if found is not None:
+            return found
+    return None

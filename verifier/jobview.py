@@ -102,10 +102,21 @@ def answer_status(answer: Mapping[str, Any], reference: str | None) -> tuple[str
         return FAILED, f"bad signature: {answer.get('error')}"
     if answer.get("result_cid") is None or answer.get("signature_valid") is not True:
         return FAILED, str(answer.get("error") or "no answer")
+    if contradicts(answer):
+        return DISAGREES, (f"{answer['result_cid']} (signed under profile {answer.get('profile')}, "
+                           f"advertised {answer.get('advertised')})")
     if answer["result_cid"] == reference:
         late = answer.get("download_error")
         return AGREES, str(answer["result_cid"]) + (f" (then would not send it: {late})" if late else "")
     return DISAGREES, str(answer["result_cid"])
+
+
+def contradicts(answer: Mapping[str, Any]) -> bool:
+    """A valid answer whose statement names another profile than its node advertised (SPEC 11
+    step 4): it disagrees, whatever result it signed. Answers recorded before Stage 9 have no
+    ``advertised`` and never contradict."""
+    advertised = answer.get("advertised")
+    return bool(advertised) and answer.get("signature_valid") is True and answer.get("profile") != advertised
 
 
 def groups_of(answers: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
@@ -145,7 +156,7 @@ def job_view(job: Mapping[str, Any], run: Mapping[str, Any], runs: Sequence[Mapp
     answers: list[Mapping[str, Any]] = list((run.get("answers") if run else job.get("answers")) or [])
     groups = groups_of(answers)
     result = job.get("result_cid")
-    reference = result or strict_majority(groups)
+    reference = result or strict_majority(groups_of(a for a in answers if not contradicts(a)))
     nodes = []
     for answer in answers:
         status, _ = answer_status(answer, reference)

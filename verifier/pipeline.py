@@ -114,7 +114,7 @@ async def fetch_stage(job_cid: str, output_dir: Path, nodes: list[str], records:
     """The agreed results of a recorded job (its CID or a unique prefix) into ``output_dir``,
     from a node that signed them (checked against the result CID). Raises NotFound,
     DownloadFailed."""
-    from .fetch import fetch_results
+    from .fetch import fetch_results, recorded_base
 
     book = records or Records()
     row = book.job(job_cid)
@@ -123,6 +123,7 @@ async def fetch_stage(job_cid: str, output_dir: Path, nodes: list[str], records:
     if not row["result_cid"]:
         raise NotFound(f"job {row['job_cid']} has no agreed result (outcome {row['outcome']})")
     known = {node["node_id"]: node["url"] for node in book.nodes()}
-    where = await fetch_results(row, output_dir, None, known=known, configured=nodes)
+    where = await fetch_results(row, output_dir, None, known=known, configured=nodes,
+                                base=recorded_base(book.runs(row["job_cid"])))
     return {"schema": XCOM_SCHEMA, "job_cid": row["job_cid"], "result_cid": row["result_cid"],
             "outcome": row["outcome"], "path": str(where)}

@@ -4,6 +4,8 @@
     verified-by-quorum  K of N agreed, K a strict majority (only with --quorum K), reported as such
     mismatch            any other disagreement: the groups and their nodes are reported
     profile-mismatch    nodes of different execution profiles disagreed: not a lie
+                        (a node whose statement names another profile than its /v1/info
+                        advertised contradicts itself: that is a mismatch naming it)
     incomplete          fewer than N valid answers, spares included, before the deadline;
                         or agreement on a result no agreeing node would hand over
     unverifiable        a docker job, or a job run with N = 1
@@ -41,7 +43,7 @@ from cod.statement import SignedStatement
 from . import metrics
 from .client import MissingBlobs, NodeClient
 from .events import BUSY, FAILED as NODE_FAILED, JOB_POLL_S, QUEUED, RUNNING, SIGNED, SUBMITTING, UPLOADING, Events
-from .fetch import DownloadFailed, download_agreed
+from .fetch import BaseSize, DownloadFailed, download_agreed
 from .outcomes import EXIT_CODES, INCOMPLETE, MISMATCH, PROFILE_MISMATCH, QUORUM, UNVERIFIABLE, VERIFIED
 from .reputation import Records, now
 from .schema import NodeInfo
@@ -100,10 +102,21 @@ class Answer:
     error: str | None = None
     statement: dict[str, Any] | None = None
     download_error: str | None = None  # it agreed, then would not hand over the agreed result
+    advertised: str | None = None  # the profile its /v1/info showed (``profile`` is then the signed one)
 
     @property
     def valid(self) -> bool:
         return self.result_cid is not None and self.signature_valid is True
+
+    @property
+    def contradicts(self) -> bool:
+        """It signed a valid statement naming another profile than the one it advertised: a
+        signed contradiction (SPEC 11 step 4), never excused as a profile mismatch."""
+        return self.valid and bool(self.advertised) and self.profile != self.advertised
+
+    def contradiction(self) -> str:
+        return (f"node {self.node_id} signed its result under profile {self.profile}, but its /v1/info "
+                f"advertised {self.advertised}: a signed contradiction")
 
 
 @dataclass
@@ -142,7 +155,7 @@ class Verification:
                 if a.valid and a.statement is not None]
 
 
-AGREES, DISAGREES, FAILED, UNREACHABLE = "agrees", "DISAGREES", "failed", "unreachable"
+AGREES, DISAGREES, UNREACHABLE = "agrees", "DISAGREES", "unreachable"  # FAILED is events.FAILED, "failed"
 
 
 def majority(groups: dict[str, list[str]]) -> str | None:
@@ -152,19 +165,32 @@ def majority(groups: dict[str, list[str]]) -> str | None:
     return winners[0] if winners else None
 
 
+def consistent_groups(answers: list[Answer]) -> dict[str, list[str]]:
+    """{result CID: node IDs} of the valid answers that do not contradict their node's info:
+    the answers agreement is judged on (a contradicting node is outside every group)."""
+    groups: dict[str, list[str]] = {}
+    for answer in answers:
+        if answer.valid and not answer.contradicts:
+            groups.setdefault(answer.result_cid or "", []).append(answer.node_id)
+    return groups
+
+
 def statuses(verification: Verification) -> list[tuple[str, str]]:
     """Each answer's status (agrees, DISAGREES, failed) and what to show beside it.
 
     A node agrees when it signed the accepted result, or, when none was accepted, the
     result of a strict majority; any other valid answer DISAGREES (all of them in a tie).
     """
-    reference = verification.result_cid or majority(verification.groups)
+    reference = verification.result_cid or majority(consistent_groups(verification.answers))
     out = []
     for answer in verification.answers:
         if answer.signature_valid is False:
             out.append((FAILED, f"bad signature: {answer.error}"))
         elif not answer.valid:
             out.append((FAILED, answer.error or "no answer"))
+        elif answer.contradicts:
+            out.append((DISAGREES, f"{answer.result_cid} (signed under profile {answer.profile}, "
+                                   f"advertised {answer.advertised})"))
         elif answer.result_cid == reference:
             late = f" (then would not send it: {answer.download_error})" if answer.download_error else ""
             out.append((AGREES, f"{answer.result_cid}{late}"))
@@ -316,6 +342,7 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
                     )
                 raise NotEnoughNodes(len(candidates), len(unique), n, unreachable)
             events = events or Events()
+            base = await asyncio.to_thread(measure_base, job)
             uploads = _Uploads(job, scratch, events)
             progress(f"Running on {n} node(s)")
             answers = await _dispatch(candidates, n, uploads, spec_json, job_cid, deadline, events)
@@ -330,10 +357,12 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
             if verification.result_cid is not None:  # at least one result is fetched and checked, always
                 progress("Downloading results")
                 budget = max(deadline - loop.time(), DOWNLOAD_GRACE_S)  # the deadline holds for the download too
-                await _download(requester.session, records, verification, job, output_dir, scratch, budget, events)
+                await _download(requester.session, records, verification, job, output_dir, scratch, budget, events,
+                                base)
             extra = {"result_checked": verification.result_checked,
                      "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None,
-                     "unreachable": [{"url": url, "reason": why} for url, why in verification.unreachable]}
+                     "unreachable": [{"url": url, "reason": why} for url, why in verification.unreachable],
+                     **({"output_base": base.to_json()} if base is not None else {})}
             verification.run_id = records.record_run(
                 job_cid, started_at=started, finished_at=now(), outcome=verification.outcome,
                 result_cid=verification.result_cid, n=n, quorum=quorum or 0, spec=spec_json,
@@ -346,6 +375,19 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
             return verification
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def measure_base(job: PreparedJob) -> BaseSize | None:
+    """The size of the job's output base, if it has one this requester holds (it uploads it);
+    None otherwise (no base, or one named by CID only: its results are then bounded by the
+    absolute cap alone)."""
+    source = job.sources.get(job.spec.outputs) if job.spec.output_base else None
+    if source is None:
+        return None
+    try:
+        return BaseSize.of_tree(source)
+    except OSError:
+        return None
 
 
 def content_of(job: PreparedJob) -> tuple[list[str], set[str]]:
@@ -502,7 +544,7 @@ async def _attempt_once(client: NodeClient, answer: Answer, uploads: _Uploads, s
                 state(UPLOADING, f"{len(fresh)} blob(s)")
                 await uploads.upload(client, fresh)
                 uploaded.update(fresh)
-        return accept(answer, job, job_cid)
+        return accept(answer, job, job_cid, spec.get("engine", "wasm"))
     except BadSignature as exc:
         answer.signature_valid, answer.result_cid, answer.error = False, None, str(exc)
     except PolicyRefused as exc:  # reported as "failed (policy: ...)"; a spare is asked (step 3)
@@ -512,9 +554,15 @@ async def _attempt_once(client: NodeClient, answer: Answer, uploads: _Uploads, s
     return answer
 
 
-def accept(answer: Answer, job: dict[str, Any], job_cid: str) -> Answer:
+DOCKER_PROFILE = ENGINE_DOCKER
+"""The profile every statement of a docker job names (SPEC 10), whatever the node's /v1/info shows."""
+
+
+def accept(answer: Answer, job: dict[str, Any], job_cid: str, engine: str = "wasm") -> Answer:
     """Fill ``answer`` from a node's checked job record (schema.job_record) for ``job_cid``: its
-    statement verified against the node ID, or why there is none. Raises BadSignature."""
+    statement verified against the node ID, or why there is none. The profile it must sign is
+    its advertised one (``answer.profile`` on entry), ``docker`` for a docker job. Raises
+    BadSignature."""
     if job["state"] != "done":
         error = job.get("error") or {}
         answer.error = f"job {job['state']}: {error.get('error', '')} {error.get('message', '')}".strip()
@@ -524,6 +572,8 @@ def accept(answer: Answer, job: dict[str, Any], job_cid: str) -> Answer:
     answer.statement = job["statement"]
     if statement.result != job["result_cid"]:
         raise BadSignature("the signed result differs from the result the node reports")
+    if answer.advertised is None:  # the profile of its /v1/info, kept beside the one it signs
+        answer.advertised = DOCKER_PROFILE if engine == ENGINE_DOCKER else answer.profile
     answer.result_cid, answer.exit_code = statement.result, statement.exit_code
     answer.trap, answer.fuel_used, answer.profile = statement.trap, statement.fuel_used, statement.profile
     answer.signature_valid = True
@@ -579,13 +629,19 @@ async def _until_unresponsive(client: NodeClient) -> None:
 
 
 def _judge(job: PreparedJob, job_cid: str, answers: list[Answer], n: int, quorum: int) -> Verification:
-    """The outcome of the answers (SPEC 11, step 4); ``quorum`` 0 means all N must agree."""
+    """The outcome of the answers (SPEC 11, step 4); ``quorum`` 0 means all N must agree.
+
+    A node that signed another profile than it advertised is outside every agreeing group
+    (``consistent_groups``): no outcome but ``mismatch`` (or a quorum of the others) follows."""
     valid = [a for a in answers if a.valid]
     groups: dict[str, list[str]] = {}
     for answer in valid:
         groups.setdefault(answer.result_cid or "", []).append(answer.node_id)
+    consistent = consistent_groups(answers)
+    contradictions = "; ".join(a.contradiction() for a in valid if a.contradicts) or None
 
     def done(outcome: str, result: str | None, note: str | None = None) -> Verification:
+        note = "; ".join(filter(None, [note, contradictions])) or None
         return Verification(job_cid, outcome, result, n, quorum, answers, groups, None, note)
 
     if job.spec.engine == ENGINE_DOCKER or n == 1:
@@ -593,12 +649,14 @@ def _judge(job: PreparedJob, job_cid: str, answers: list[Answer], n: int, quorum
         return done(UNVERIFIABLE, valid[0].result_cid, note) if valid else done(INCOMPLETE, None, note)
     if len(valid) < n:
         return done(INCOMPLETE, None, f"{len(valid)} valid answer(s) of {n}")
-    if len(groups) == 1:
+    if len(groups) == 1 and not contradictions:
         return done(VERIFIED, valid[0].result_cid)
     # with 2K > N at most one group can reach K: no tie is ever broken, by CID order or otherwise
-    reached = [cid for cid, nodes in groups.items() if quorum and len(nodes) >= quorum and 2 * len(nodes) > n]
+    reached = [cid for cid, nodes in consistent.items() if quorum and len(nodes) >= quorum and 2 * len(nodes) > n]
     if len(reached) == 1:
-        return done(QUORUM, reached[0], f"{len(groups[reached[0]])} of {n} agreed")
+        return done(QUORUM, reached[0], f"{len(consistent[reached[0]])} of {n} agreed")
+    if contradictions:
+        return done(MISMATCH, None)
     profiles = {cid: {a.profile for a in valid if a.result_cid == cid} for cid in groups}
     if all(len(p) == 1 for p in profiles.values()) and len({next(iter(p)) for p in profiles.values()}) > 1:
         return done(PROFILE_MISMATCH, None, "nodes of different execution profiles disagree")
@@ -606,12 +664,14 @@ def _judge(job: PreparedJob, job_cid: str, answers: list[Answer], n: int, quorum
 
 
 def _remember(records: Records, verification: Verification) -> None:
-    winner = majority(verification.groups)
+    winner = majority(consistent_groups(verification.answers))
     for answer in verification.answers:
         if answer.signature_valid is False:
             records.bump(answer.node_id, "bad_signature")
         elif not answer.valid:
             records.bump(answer.node_id, "failed")
+        elif answer.contradicts:
+            records.bump(answer.node_id, "disagreed")
         elif verification.outcome == PROFILE_MISMATCH:
             continue
         elif answer.result_cid == winner:
@@ -622,18 +682,20 @@ def _remember(records: Records, verification: Verification) -> None:
 
 async def _download(session: aiohttp.ClientSession, records: Records, verification: Verification,
                     job: PreparedJob, output_dir: Path | None, scratch: Path, timeout_s: float,
-                    events: Events | None = None) -> None:
-    """Fetch the agreed result from the agreeing nodes, best record first (then node ID).
+                    events: Events | None = None, base: BaseSize | None = None) -> None:
+    """Fetch the agreed result from the agreeing nodes, best record first (then node ID),
+    bounded by the job's caps and ``base``, the size of its output base (``measure_base``).
 
     A node that cannot deliver it is recorded as failed; if none can, a verified outcome
     becomes incomplete: signed agreement on a result nobody hands over proves nothing usable.
     """
     agreed = verification.result_cid
     assert agreed is not None
-    agreeing = sorted((a for a in verification.answers if a.result_cid == agreed),
+    agreeing = sorted((a for a in verification.answers if a.result_cid == agreed and not a.contradicts),
                       key=lambda a: (-records.score(a.node_id), a.node_id))
     by_url = {a.url: a for a in agreeing}
-    limits = None if job.spec.engine == ENGINE_DOCKER else job.spec.limits
+    unmeasured = job.spec.output_base is not None and base is None  # bounded by the absolute cap alone
+    limits = None if job.spec.engine == ENGINE_DOCKER or unmeasured else job.spec.limits
     moved = [0]
     try:
         def received(done: int, total: int | None) -> None:
@@ -643,8 +705,8 @@ async def _download(session: aiohttp.ClientSession, records: Records, verificati
 
         with telemetry.span("cod.download", {"cod.result_cid": agreed}):
             done = await download_agreed(session, [a.url for a in agreeing], verification.job_cid, agreed,
-                                         output_dir, None, scratch, limits=limits, timeout_s=timeout_s,
-                                         on_bytes=received)
+                                         output_dir, None, scratch, limits=limits, base=base,
+                                         timeout_s=timeout_s, on_bytes=received)
         failures = done.failures
         verification.results_dir = done.path if output_dir is not None else None
         verification.result_checked = True

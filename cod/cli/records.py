@@ -300,7 +300,7 @@ def _check_car_target(car: Path) -> None:
 
 def _fetch(records: Any, view: dict[str, Any], destination: Path | None, car: Path | None) -> Path:
     """Fetch the job's agreed result into ``destination`` (or ``car``); records where it went."""
-    from verifier.fetch import DownloadFailed, fetch_results
+    from verifier.fetch import DownloadFailed, fetch_results, recorded_base
 
     collected = view["outcome"] == "submitted"
     if collected:  # a detached run: collect, compare and record it first
@@ -318,7 +318,7 @@ def _fetch(records: Any, view: dict[str, Any], destination: Path | None, car: Pa
     local = _local_results(view)
     try:
         where: Path = asyncio.run(fetch_results(row, destination, car, known=known, configured=_configured(),
-                                                local_copy=local))
+                                                local_copy=local, base=recorded_base(records.runs(row["job_cid"]))))
     except DownloadFailed as exc:
         first = next(iter(exc.failures.items()), None)
         tried = f"{len(exc.failures)} URL(s) tried; {first[0]}: {_shorter(first[1])}" if first else "no URL known"

@@ -155,12 +155,13 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
                  quorum, nodes, as_json)
         return
     if engine == "docker" or verify_n is not None:
+        if engine != "docker":  # a file that is no module fails here, as a local run would, before any node
+            from ..local import check_prepared
+
+            check_prepared(job, _engine(cache_dir))
         _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json, ledger_at, detach, require_local)
         return
-    from ..wasm.engine import Engine, default_cache_dir
-
-    # the timeout is enforced by _deadline from outside the guest: no epoch checks in its loops
-    engine_ = Engine(cache_dir or os.environ.get("COD_CACHE_DIR") or default_cache_dir(), wall_clock=False)
+    engine_ = _engine(cache_dir)
     from verifier.reputation import now
 
     started = now()
@@ -180,6 +181,15 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
         click.echo(f"CAR:         {car}", err=True)
     click.echo(f"Result CID:  {result.result_cid}", err=True)
     _show_output(result.results_dir)
+
+
+def _engine(cache_dir: str | None) -> Any:
+    """The engine of a local run (or of the local check before a verified one), its compiled
+    modules cached in ``cache_dir`` (else COD_CACHE_DIR, else cod's default)."""
+    from ..wasm.engine import Engine, default_cache_dir
+
+    # the timeout is enforced by _deadline from outside the guest: no epoch checks in its loops
+    return Engine(cache_dir or os.environ.get("COD_CACHE_DIR") or default_cache_dir(), wall_clock=False)
 
 
 def _show_output(results_dir: Path) -> None:
@@ -465,16 +475,21 @@ _COLOURS = {"agrees": "green", "DISAGREES": "red", "failed": "yellow", "unreacha
 def _name_dissent(verification: Any, paint: Any) -> None:
     """Name the nodes that signed a result other than the one a strict majority signed: on a
     MISMATCH with a majority, or a quorum that outvoted them, they are the ones to distrust."""
-    from verifier.verify import majority
+    from verifier.verify import consistent_groups, majority
 
-    winner = verification.result_cid or majority(verification.groups)
+    for answer in verification.answers:
+        if answer.contradicts:
+            click.echo(paint(f"Contradicts: node {answer.node_id} ({answer.url}) signed under profile "
+                             f"{answer.profile}, but advertised {answer.advertised}", "DISAGREES"), err=True)
+    groups = consistent_groups(verification.answers)
+    winner = verification.result_cid or majority(groups)
     if winner is None:
         if len(verification.groups) > 1:
             click.echo("No majority: every group above is suspect; rerun on more nodes (--verify N).", err=True)
         return
-    backing = len(verification.groups[winner])
+    backing = len(groups.get(winner, []))
     for answer in verification.answers:
-        if answer.valid and answer.result_cid != winner:
+        if answer.valid and not answer.contradicts and answer.result_cid != winner:
             click.echo(paint(f"Outvoted:    node {answer.node_id} ({answer.url}) signed {answer.result_cid}; "
                              f"{backing} node(s) signed {winner}", "DISAGREES"), err=True)
 

@@ -108,7 +108,7 @@ def run(
     check_imports(module)
     _check_exports(module, spec)
     _check_tables(wasm, spec)
-    linked = _link(wasm, module, modules, engine, spec)
+    linked = _link(wasm, module, modules, engine, spec)  # check_module: these same checks, alone
     staging = _make_staging(destination)
     empty: Path | None = None
     try:
@@ -138,6 +138,21 @@ def run(
         results_dir=destination,
         telemetry=observed.report(),
     )
+
+
+def check_module(spec: JobSpec, wasm: bytes, engine: Engine, modules: Mapping[str, bytes] | None = None,
+                 link: bool = True) -> None:
+    """What :func:`run` checks of the module before anything runs, alone: it is a WASI preview1
+    command cod's engine compiles, with the entry point, memory and tables a run needs, and
+    (``link``: every module it imports by CID is in ``modules``) its closure links. Raises
+    ModuleError with the words a local run would give. A requester calls it before sending a
+    job to nodes (``cod run --verify``), so a file that is no module fails here, not on N nodes."""
+    module = engine.module(wasm)
+    check_imports(module)
+    _check_exports(module, spec)
+    _check_tables(wasm, spec)
+    if link:
+        _link(wasm, module, modules, engine, spec)
 
 
 def _link(wasm: bytes, module: wasmtime.Module, modules: Mapping[str, bytes] | None, engine: Engine,

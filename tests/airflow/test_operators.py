@@ -238,3 +238,79 @@ def test_bad_limits_and_a_bad_module_fail_the_task_clearly(monkeypatch: pytest.M
         with pytest.raises(AirflowException) as failed:
             CodWasmRunOperator(task_id="w", **kwargs).execute({})
         assert expected in str(failed.value)
+
+
+def test_a_templated_input_must_render_to_a_cid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An input a template rendered must name content by CID: one that renders to a path on the
+    worker (its credentials file, where the DAG meant an upstream result_cid) fails the task before
+    anything is hashed or sent, unless the operator says allow_local_inputs=True. A path written
+    literally in the DAG stays allowed. The one node here is dead: a task that got past the
+    inputs fails on it, which shows how far it went."""
+    from airflow.sdk.exceptions import AirflowException
+
+    from cod.airflow.operators import CodDockerRunOperator, CodWasmRunOperator
+
+    secret = tmp_path / "credentials"
+    secret.write_text("aws_secret_access_key = do-not-upload\n")
+    monkeypatch.setenv("COD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AIRFLOW_CONN_COD_DEFAULT", json.dumps({"conn_type": "cod",
+                                                               "extra": {"nodes": ["http://127.0.0.1:9"]}}))
+    upstream = load_vector("wordcount")["expect"]["result_cid"]
+    module = str(VECTORS / "wordcount.wasm")
+
+    def failure(operator: Any, src: str) -> str:
+        operator.render_template_fields({"params": {"src": src}})
+        with pytest.raises(AirflowException) as failed:
+            operator.execute({})
+        return str(failed.value)
+
+    for make in (lambda **kw: CodWasmRunOperator(task_id="w", module=module, **kw),
+                 lambda **kw: CodDockerRunOperator(task_id="d", image="busybox", command=["true"], **kw)):
+        refused = failure(make(inputs=["{{ params.src }}:/inputs"]), str(secret))
+        assert "inputs[0]" in refused and "template" in refused and "allow_local_inputs=True" in refused, refused
+        assert str(secret) in refused and "can take this job" not in refused  # before any node was asked
+        for reached in (failure(make(inputs=[f"{secret}:/inputs"]), ""),  # a literal path: the DAG's own
+                        failure(make(inputs=["{{ params.src }}:/inputs"], allow_local_inputs=True), str(secret)),
+                        failure(make(inputs=["{{ params.src }}:/inputs"]), upstream),
+                        failure(make(inputs=["ipfs://{{ params.src }}"]), upstream)):
+            assert "node(s) can take this job" in reached, reached  # past the inputs, failed on the dead node
+    # a module is checked here first: a rendered path to a file that is no module is never sent either
+    refused = failure(CodWasmRunOperator(task_id="m", module="{{ params.src }}"), str(secret))
+    assert "not a WebAssembly module" in refused and "can take this job" not in refused, refused
+
+
+def test_with_no_cod_default_connection_the_network_is_found_as_the_cli_finds_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """No `cod_default` connection: COD_NODES, else the cod config file, else an embedded devstack,
+    as `cod run --verify` does, and the task log says which. A connection the operator names
+    (cod_conn_id) that does not exist is still an error naming it."""
+    from airflow.sdk.exceptions import AirflowException
+
+    from cod.airflow.hooks import CodHook
+    from cod.airflow.operators import CodGetOperator, CodWasmRunOperator
+
+    for name in [k for k in os.environ if k.startswith(("AIRFLOW_CONN_", "COD_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("COD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    embedded = CodHook().get_conn()
+    assert embedded.nodes == [] and "embedded devstack" in embedded.source
+    (tmp_path / "config" / "cod").mkdir(parents=True)
+    (tmp_path / "config" / "cod" / "config.toml").write_text('nodes = ["http://127.0.0.1:8"]\n')
+    from_file = CodHook().get_conn()
+    assert from_file.nodes == ["http://127.0.0.1:8"] and "config.toml" in from_file.source, from_file.source
+    monkeypatch.setenv("COD_NODES", "http://127.0.0.1:9")
+    from_env = CodHook().get_conn()
+    assert from_env.nodes == ["http://127.0.0.1:9"] and "COD_NODES" in from_env.source, from_env.source
+    capfd.readouterr()
+    with pytest.raises(AirflowException) as failed:  # it went to COD_NODES' one node, which is dead
+        CodWasmRunOperator(task_id="w", module=str(VECTORS / "hello.wasm"), verify=1).execute({})
+    assert "node(s) can take this job" in str(failed.value) and "isn't defined" not in str(failed.value)
+    logged = "".join(capfd.readouterr())  # the task log (Airflow's structlog writes to the console)
+    assert "cod: network: no Airflow connection 'cod_default': nodes from environment COD_NODES" in logged, logged
+    with pytest.raises(AirflowException) as failed:
+        CodGetOperator(task_id="g", job_cid="bagaaierax", output_dir=str(tmp_path / "out")).execute({})
+    assert "isn't defined" not in str(failed.value)
+    with pytest.raises(ConfigError) as missing:
+        CodHook("lab").get_conn()
+    assert "'lab'" in missing.value.message and "not defined" in missing.value.message and missing.value.hint

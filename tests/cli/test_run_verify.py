@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import ROOT, VECTORS, load_vector
+from ..helpers import ROOT, VECTORS, load_vector, run_cod
 
 WORDCOUNT = load_vector("wordcount")
 JOB = [str(VECTORS / "wordcount.wasm"), "-i", str(VECTORS / "data" / "wordcount")]
@@ -148,3 +148,17 @@ def test_runs_are_kept_and_prefixes_must_be_unique(network: Network) -> None:
     nodes_out = network.cod("nodes").stdout
     (liar,) = [line for line in nodes_out.splitlines() if network.liars[0] in line]
     assert "disagreed 0" not in liar
+
+
+@pytest.mark.parametrize("nodes", [[], ["--node", "http://127.0.0.1:1"]], ids=["embedded devstack", "a dead node"])
+def test_a_file_that_is_no_module_is_refused_before_any_node_is_asked(tmp_path: Path, nodes: list[str]) -> None:
+    """`cod run --verify 3 README.md` fails as a local run does (exit 4, the same words), before a
+    devstack starts or a node is asked: a dead node would otherwise make it exit 14, an embedded
+    devstack 11 (incomplete) after uploading to 3 nodes."""
+    readme = str(ROOT / "README.md")
+    local = run_cod(tmp_path, "run", readme)
+    verified = run_cod(tmp_path, "run", "--verify", "3", *nodes, readme)
+    assert local.returncode == verified.returncode == 4, verified.stderr
+    assert verified.stderr == local.stderr and "not a WebAssembly module" in verified.stderr
+    assert "Traceback" not in verified.stderr and verified.stdout == ""
+    assert json.loads(run_cod(tmp_path, "list", "--json").stdout) == []  # nothing ran, nothing recorded

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cod.content.car import write_car
 from cod.jobspec import Limits
-from verifier.fetch import (CAR_HEADER_MAX, MAX_RESULTS_CAR_BYTES, PER_CHUNK_OVERHEAD, PER_ENTRY_OVERHEAD,
+from verifier.fetch import (CAR_HEADER_MAX, MAX_RESULTS_CAR_BYTES, PER_CHUNK_OVERHEAD, PER_ENTRY_OVERHEAD, BaseSize,
                             results_car_bound)
 
 
@@ -16,6 +16,18 @@ def test_the_bound_by_hand() -> None:
     assert results_car_bound(Limits(stdout_bytes=1 << 20, stderr_bytes=1 << 20, output_bytes=1 << 20)) == 105552448
     assert results_car_bound(Limits(output_bytes=1 << 50)) == MAX_RESULTS_CAR_BYTES == 16 << 30
     assert results_car_bound(None) == MAX_RESULTS_CAR_BYTES  # docker: the engine does not enforce the caps
+
+
+def test_the_bound_with_an_output_base_by_hand() -> None:
+    # the same caps and a 5 MiB base of 3 entries (SPEC 11 step 5, 2.4: the caps count neither):
+    # 64 + (3145728 + 5242880) + 128 + 8 chunks * 128 + (100006 + 3) * 1024
+    caps = Limits(stdout_bytes=1 << 20, stderr_bytes=1 << 20, output_bytes=1 << 20)
+    assert results_car_bound(caps, BaseSize(5 << 20, 3)) == 110799040
+    assert results_car_bound(caps, BaseSize(0, 0)) == results_car_bound(caps) == 105552448
+    assert results_car_bound(caps, BaseSize(1 << 40, 0)) == MAX_RESULTS_CAR_BYTES  # the absolute cap holds
+    assert BaseSize.from_json({"bytes": 5, "entries": 1}) == BaseSize(5, 1)
+    for junk in (None, [], {"bytes": -1, "entries": 0}, {"bytes": True, "entries": 0}, {"bytes": "5", "entries": 1}):
+        assert BaseSize.from_json(junk) is None
 
 
 def _car_size(tree: Path, tmp: Path) -> int:

@@ -22,7 +22,7 @@ from cod.jobspec import Limits
 from cod.local import prepare
 from cod.statement import SignedStatement, Statement
 from verifier import Devstack, Records, verify
-from verifier.verify import PROFILE_MISMATCH, Answer, _judge
+from verifier.verify import PROFILE_MISMATCH, Answer, _judge, accept
 
 from ..helpers import ROOT, VECTORS, load_vector
 
@@ -194,6 +194,21 @@ def test_profiles_that_disagree_are_not_called_liars() -> None:
                for i, (profile, result) in enumerate([("p1", "bafyA"), ("p1", "bafyA"), ("p2", "bafyB")])]
     verdict = _judge(job, "job", answers, 3, 0)
     assert verdict.outcome == PROFILE_MISMATCH and verdict.exit_code == 13 and verdict.result_cid is None
+
+
+def test_a_docker_statement_names_the_docker_profile_and_contradicts_nothing(tmp_path: Path) -> None:
+    """Every node signs a docker job's statement with profile "docker" (SPEC 10), whatever its
+    /v1/info shows: that is the profile it must sign, no contradiction (SPEC 11 step 4). The
+    same statement for a wasm job is one: its node advertised another profile."""
+    node = Identity.load_or_create(tmp_path / "node")
+    result = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+    statement = Statement(job="job", result=result, node=node.node_id, profile="docker", exit_code=0, trap=None,
+                          fuel_used=0)
+    record = {"state": "done", "result_cid": result, "statement": statement.sign(node).to_json()}
+    docker = accept(Answer(node.node_id, "u", "cod-wasi-2+wasmtime-x"), record, "job", "docker")
+    wasm = accept(Answer(node.node_id, "u", "cod-wasi-2+wasmtime-x"), record, "job", "wasm")
+    assert docker.valid and not docker.contradicts and docker.profile == docker.advertised == "docker"
+    assert wasm.valid and wasm.contradicts and wasm.advertised == "cod-wasi-2+wasmtime-x"
 
 
 def test_cli_against_a_devstack_with_a_liar(tmp_path: Path) -> None:

@@ -21,8 +21,10 @@ from aiohttp import web
 from cod.identity import Identity
 from cod.jobspec import Limits
 from cod.local import PreparedJob, prepare
-from verifier import Devstack, Records, verify
+from cod.wasm.engine import profile_id
+from verifier import Devstack, Records, fetch, verify
 from verifier.fetch import results_car_bound
+from verifier.jobview import recorded_view
 from verifier.verify import AGREES, DISAGREES, FAILED, NotEnoughNodes, statuses
 
 from ..helpers import VECTORS, load_vector
@@ -179,6 +181,34 @@ async def test_a_valid_signature_on_a_lie_is_outvoted_and_named(stack: Devstack,
     assert records.node(liar.node_id)["disagreed"] == 2  # type: ignore[index]
 
 
+OTHER_PROFILE = "cod-wasi-2+another-engine"  # a profile ID no node of the stack has
+
+
+@pytest.mark.parametrize("lie", [True, False], ids=["a lie", "the honest result"])
+async def test_a_statement_under_another_profile_than_advertised_is_a_named_mismatch(
+        lie: bool, stack: Devstack, records: Records, tmp_path: Path) -> None:
+    """A node whose /v1/info shows the stack's profile but whose statement names another made a
+    signed contradiction (SPEC 11 step 4): not a profile mismatch that excuses a lie, but a
+    mismatch naming it, counted as disagreeing; the honest nodes' agreement is judged as if it had
+    signed the profile it advertised (so --quorum 2 of 3 verifies the honest result)."""
+    liar = Identity.load_or_create(tmp_path / "liar")
+    async with Hostile(stack.urls[0], identity=liar, lie=lie, profile=OTHER_PROFILE) as bad:
+        urls = [bad.url] + stack.urls[1:]
+        result = await verify(_job(), urls, 3, records=records)
+        assert result.outcome == "mismatch" and result.exit_code == 10 and result.result_cid is None
+        named = {a.node_id: s for a, (s, _) in zip(result.answers, statuses(result))}
+        assert named == {liar.node_id: DISAGREES, **{i: AGREES for i in _ids(stack)[1:]}}
+        (signed,) = [a for a in result.answers if a.node_id == liar.node_id]
+        assert signed.profile == OTHER_PROFILE and signed.advertised == profile_id()
+        assert result.note is not None and liar.node_id in result.note and OTHER_PROFILE in result.note
+        assert all(records.node(i)["agreed"] >= 1 for i in _ids(stack)[1:])  # type: ignore[index]
+        quorum = await verify(_job(), urls, 3, quorum=2, records=records)
+    assert (quorum.outcome, quorum.result_cid) == ("verified-by-quorum", HONEST)
+    assert records.node(liar.node_id)["disagreed"] == 2  # type: ignore[index]
+    view = recorded_view(records, quorum.job_cid)  # what cod describe / cod list --json show later
+    assert view is not None and {n["node_id"]: n["status"] for n in view["nodes"]} == named
+
+
 async def test_a_copying_node_passes_as_agreement(stack: Devstack, records: Records, tmp_path: Path) -> None:
     """What agreement cannot stop (SPEC 11.7): a node that signs another node's answer as its own."""
     copier = Identity.load_or_create(tmp_path / "copier")
@@ -222,6 +252,32 @@ async def test_agreement_nobody_delivers_is_incomplete(stack: Devstack, records:
     assert result.note is not None and "no node that agreed could deliver the results" in result.note
     assert not (tmp_path / "out").exists()
     assert records.job(result.job_cid)["outcome"] == "incomplete"  # type: ignore[index]
+
+
+async def test_agreement_on_a_result_built_on_a_big_output_base_is_downloaded(
+        stack: Devstack, records: Records, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The results of a job with an output base hold the base: the download bound counts its
+    bytes and entries (SPEC 11 step 5), or two honest nodes agreeing end incomplete, both
+    counted as failed. Kept fast: the requester's allowance of job-created entries is lowered
+    to 10 (the nodes keep theirs), so a 1 MiB base is over the bound the caps alone give."""
+    monkeypatch.setattr(fetch, "MAX_OUTPUT_ENTRIES", 10)
+    base = tmp_path / "base"
+    (base / "deep").mkdir(parents=True)
+    big = bytes(range(256)) * 4096 + b"tail"  # 1 MiB and 4 bytes: two chunks
+    (base / "deep" / "big.bin").write_bytes(big)
+    job = prepare(VECTORS / "wordcount.wasm", [], inputs=[str(VECTORS / "data" / "wordcount")], limits=SMALL_CAPS,
+                  output_base=str(base))
+    assert len(big) > results_car_bound(SMALL_CAPS)  # what the bound was: the base alone is over it
+    result = await verify(job, stack.urls[:2], 2, records=records, output_dir=tmp_path / "out")
+    assert result.outcome == "verified" and result.result_checked, result.note
+    assert (tmp_path / "out" / "outputs" / "deep" / "big.bin").read_bytes() == big
+    assert all(records.node(i)["failed"] == 0 for i in _ids(stack)[:2])  # type: ignore[index]
+    recorded = fetch.recorded_base(records.runs(result.job_cid))
+    assert recorded == fetch.BaseSize(len(big), 2)  # deep/ and deep/big.bin
+    row = records.job(result.job_cid)
+    assert row is not None  # cod get later: the recorded measure bounds that download too
+    got = await fetch.fetch_results(row, tmp_path / "again", None, base=recorded)
+    assert (got / "outputs" / "deep" / "big.bin").read_bytes() == big
 
 
 async def test_a_node_that_drips_its_answer_fails_at_the_deadline(stack: Devstack, records: Records) -> None:
