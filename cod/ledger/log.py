@@ -26,7 +26,7 @@ from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Entry, Entry
 from .evidence import Judgement
 from .note import NoteError, Signer, append_signatures, check_name, parse_signature_line
 from .state import LedgerState, Row, eligibility_entry
-from .store import DB_FILE, Store, connect, create
+from .store import DB_FILE, Store, connect, create, derived_differences
 
 LOG_KEY_FILE = "log.key"
 ORIGIN_PREFIX = "cod-ledger/"
@@ -113,12 +113,14 @@ class Ledger:
         store = Store(connect(data_dir / DB_FILE))
         state = LedgerState()
         conn = store.conn
+        derived: dict[str, list[tuple[Any, ...]]] = {}
         n = 0
         for idx, leaf in conn.execute("SELECT idx, leaf FROM entries ORDER BY idx"):
             if idx != n:
                 raise AuditFailed([f"entry {n} is missing"], "run cod ledger verify")
             try:
-                state.apply(n, leaf.encode(), check_signatures=False)
+                for table, row in state.apply(n, leaf.encode(), check_signatures=False):
+                    derived.setdefault(table, []).append(row)
             except EntryRefused as exc:
                 raise AuditFailed([f"entry {n} does not replay: {exc.message}"], "run cod ledger verify") from None
             n += 1
@@ -133,6 +135,12 @@ class Ledger:
                                "entries"], "run cod ledger verify")
         if merkle.tree_hash(n, store.read_hashes) != latest[1]:
             raise AuditFailed(["the stored hashes do not give the latest checkpoint's root"], "run cod ledger verify")
+        # the derived tables are what Datasette and SQL readers see: rows written by hand are refused here
+        differences = derived_differences(conn, derived)
+        if differences:
+            store.conn.close()
+            raise AuditFailed(differences, "the derived tables were edited outside cod: run cod ledger verify; "
+                              "restore the data directory from a copy that verifies")
         return cls(data_dir, store, signer, state)
 
     def close(self) -> None:
@@ -398,10 +406,11 @@ class Ledger:
         return value
 
     def input(self, cid: str) -> dict[str, Any]:
+        """Whether ``cid`` is blessed, from the replayed state (never from a table anyone could write)."""
         with self._lock:
-            rows = self._store.rows("SELECT entry, deals, source FROM blessings WHERE cid = ? ORDER BY entry", (cid,))
-            return {"cid": cid, "blessed": bool(rows),
-                    "blessings": [{"entry": e, "deals": json.loads(d), "source": s} for e, d, s in rows]}
+            found = self._state.blessings.get(cid, ())
+            return {"cid": cid, "blessed": bool(found),
+                    "blessings": [{"entry": b.entry, "deals": list(b.deals), "source": b.source} for b in found]}
 
     def job_state(self, job: str) -> str:
         """eligible | ineligible | approved | rejected | unknown."""
@@ -425,7 +434,7 @@ class Ledger:
                                "result": rec.result, "nodes": list(rec.nodes), "blessings": rec.blessings,
                                "spec": rec.spec, "statements": list(rec.statements)}
             decisions = []
-            for (entry,) in self._store.rows("SELECT entry FROM decisions WHERE job = ? ORDER BY entry", (job,)):
+            for entry in self._state.decision_entries.get(job, ()):
                 leaf = self._leaf(entry)
                 decisions.append({"entry": entry, **leaf["statement"], "statement": leaf["statement"],
                                   "signature": leaf["signature"]})
@@ -446,8 +455,7 @@ class Ledger:
     def result(self, cid: str) -> dict[str, Any]:
         """The notary's answer for a result CID; NotFound if no job was ever eligible with it."""
         with self._lock:
-            jobs = [str(j) for (j,) in self._store.rows(
-                "SELECT DISTINCT job FROM eligibility WHERE result = ? ORDER BY entry", (cid,))]
+            jobs = list(self._state.jobs_of_result.get(cid, ()))
             if not jobs:
                 raise NotFound(f"no eligible job has result {cid}", "the ledger knows results of eligible jobs only")
             chosen = jobs[0]

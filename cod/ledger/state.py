@@ -40,6 +40,13 @@ class EligibilityRecord:
 
 
 @dataclass(frozen=True)
+class BlessingRecord:
+    entry: int
+    deals: tuple[int, ...]
+    source: str
+
+
+@dataclass(frozen=True)
 class DecisionRecord:
     entry: int
     action: str
@@ -72,8 +79,11 @@ class LedgerState:
         self.seen: set[bytes] = set()
         self.moderators: dict[str, int] = {}           # ID -> leaf that made it a moderator
         self.blessed: dict[str, int] = {}              # CID -> first bless batch leaf
+        self.blessings: dict[str, tuple[BlessingRecord, ...]] = {}   # CID -> every blessing, in leaf order
         self.eligibility: dict[str, EligibilityRecord] = {}   # job -> latest
         self.decisions: dict[str, DecisionRecord] = {}        # job -> latest
+        self.decision_entries: dict[str, tuple[int, ...]] = {}  # job -> every decision leaf, in order
+        self.jobs_of_result: dict[str, tuple[str, ...]] = {}    # result -> jobs eligible with it, first first
         self.proposals: dict[str, ProposalRecord] = {}
         self._undo: list[Callable[[], None]] | None = None
 
@@ -216,6 +226,8 @@ class LedgerState:
             if any(canonical(s) not in kept for s in latest.statements):
                 raise EntryRefused(422, "BadEvidence", f"a later eligibility entry of job {j.job} drops statements "
                                    "of the earlier one", "evidence only grows")
+        if j.result is not None and j.job not in self.jobs_of_result.get(j.result, ()):
+            self._put(self.jobs_of_result, j.result, self.jobs_of_result.get(j.result, ()) + (j.job,))
         self._put(self.eligibility, j.job, EligibilityRecord(index, j.eligible, j.result, j.nodes, j.statements,
                                                               j.spec, j.reason, dict(j.blessings)))
         return [("eligibility", (j.job, j.result, int(j.eligible), j.reason, index))]
@@ -253,6 +265,8 @@ class LedgerState:
         for item in b.inputs:
             if item.cid not in self.blessed:
                 self._put(self.blessed, item.cid, index)
+            record = BlessingRecord(index, tuple(item.deals), b.source)
+            self._put(self.blessings, item.cid, self.blessings.get(item.cid, ()) + (record,))
             rows.append(("blessings", (item.cid, json.dumps(list(item.deals)), b.source, index)))
         return rows
 
@@ -278,6 +292,7 @@ class LedgerState:
                                f"{want}", "look at the job again (cod moderation show) and re-sign")
         self._put(self.decisions, d.job, DecisionRecord(index, d.action, d.result, d.datacap, d.moderator,
                                                         d.eligibility))
+        self._put(self.decision_entries, d.job, self.decision_entries.get(d.job, ()) + (index,))
         return [("decisions", (d.job, d.result, d.action, d.datacap, d.moderator, d.reason, index))]
 
     def _change_applies(self, action: str, moderator: str) -> bool:

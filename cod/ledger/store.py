@@ -8,8 +8,10 @@ WAL mode: readers (Datasette, the audit) never block the writer. The schema is S
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,26 @@ def create(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _shown(row: tuple[Any, ...]) -> str:
+    return json.dumps([r.hex() if isinstance(r, bytes) else r for r in row])[:300]
+
+
+def derived_differences(conn: sqlite3.Connection, want: Mapping[str, Sequence[tuple[Any, ...]]]) -> list[str]:
+    """One line per derived table whose rows differ, as multisets, from ``want`` (the rows the log derives)."""
+    problems = []
+    for table in DERIVED:
+        columns = ", ".join(TABLES[table][0])
+        have = Counter(tuple(r) for r in conn.execute(f"SELECT {columns} FROM {table}"))
+        wanted = Counter(want.get(table, ()))
+        if have != wanted:
+            extra = sorted(map(_shown, (have - wanted).elements()))
+            missing = sorted(map(_shown, (wanted - have).elements()))
+            detail = (f"row {extra[0]} is derived from no entry" if extra else
+                      f"row {missing[0]} the log derives is missing")
+            problems.append(f"table {table} differs from what the log derives: {detail}")
+    return problems
 
 
 class Store:

@@ -309,3 +309,33 @@ def test_concurrent_requests_good_and_bad_each_all_or_nothing(tmp_path: Path) ->
             assert json.loads(ledger.entries(v[0], v[0] + 1)[0])["statement"]["job"] == cid(f"g{n}/{i}")
     ledger.close()
     assert audit_dir(tmp_path / "ledger") == []
+
+
+def test_derived_rows_written_by_hand_are_not_served_and_refused_at_open(tmp_path: Path) -> None:
+    # issue 19 point 25: INSERT INTO blessings / eligibility / decisions outside cod
+    import sqlite3
+    ledger = blessed_ledger(tmp_path)
+    s = spec(DATA)
+    index, _, _ = ledger.report_evidence(s, agreeing(s, 2))
+    fake_job, fake_result = job_of(spec(OTHER)), cid("fabricated result")
+    conn = sqlite3.connect(tmp_path / "ledger" / DB_FILE)
+    conn.execute("INSERT INTO blessings VALUES (?, '[1]', 'list', 3)", (OTHER,))
+    conn.execute("INSERT INTO eligibility VALUES (?, ?, 1, NULL, ?)", (fake_job, fake_result, index))
+    conn.execute("INSERT INTO decisions VALUES (?, ?, 'approve', ?, ?, 'fake', 1)",
+                 (fake_job, fake_result, 1 << 60, MOD.node_id))
+    conn.execute("INSERT INTO decisions VALUES (?, ?, 'approve', ?, ?, 'fake', 1)",
+                 (job_of(s), RESULT, 1 << 60, MOD.node_id))
+    conn.commit()
+    # live: every answer comes from the replayed log, not from the tables
+    assert ledger.input(OTHER) == {"cid": OTHER, "blessed": False, "blessings": []}
+    with pytest.raises(NotFound):
+        ledger.result(fake_result)
+    assert ledger.job(job_of(s))["decisions"] == [] and ledger.result(RESULT)["approved"] is False
+    ledger.close()
+    conn.close()
+    # after a restart: the ledger refuses to serve tables the log does not derive, naming them
+    with pytest.raises(AuditFailed) as caught:
+        Ledger.open(tmp_path / "ledger")
+    text = "\n".join(caught.value.problems)
+    for table in ("blessings", "eligibility", "decisions"):
+        assert f"table {table} differs from what the log derives" in text, text
