@@ -26,7 +26,7 @@ from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Entry, Entry
 from .evidence import Judgement
 from .note import NoteError, Signer, append_signatures, check_name, parse_signature_line
 from .state import LedgerState, Row, eligibility_entry
-from .store import DB_FILE, Store, connect, create, derived_differences
+from .store import DB_FILE, Store, connect, create, derived_differences, refresh_views
 
 LOG_KEY_FILE = "log.key"
 ORIGIN_PREFIX = "cod-ledger/"
@@ -111,6 +111,7 @@ class Ledger:
                                  "create one: cod ledger init --data-dir D --root-key ID --threshold K")
         identity = Identity.from_key_file(data_dir / LOG_KEY_FILE)
         store = Store(connect(data_dir / DB_FILE))
+        refresh_views(store.conn)
         state = LedgerState()
         conn = store.conn
         derived: dict[str, list[tuple[Any, ...]]] = {}

@@ -64,7 +64,7 @@ VIEWS: dict[str, str] = {
         "SELECT d.* FROM decisions d WHERE d.entry = (SELECT MAX(entry) FROM decisions WHERE job = d.job)"),
     "moderation_queue": (
         "SELECT e.job, e.result, e.entry FROM latest_eligibility e WHERE e.eligible = 1 "
-        "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.job = e.job AND d.result = e.result)"),
+        "AND NOT EXISTS (SELECT 1 FROM latest_decisions d WHERE d.job = e.job AND d.result = e.result)"),
     "approved_results": (
         "SELECT d.result, d.job, d.datacap, d.moderator, d.reason, d.entry FROM latest_decisions d "
         "JOIN latest_eligibility e ON e.job = d.job AND e.eligible = 1 AND e.result = d.result "
@@ -141,6 +141,29 @@ def derived_differences(conn: sqlite3.Connection, want: Mapping[str, Sequence[tu
                       f"row {missing[0]} the log derives is missing")
             problems.append(f"table {table} differs from what the log derives: {detail}")
     return problems
+
+
+def refresh_views(conn: sqlite3.Connection) -> None:
+    """Recreate every view whose SQL is not VIEWS' (a ledger made by an earlier cod); views hold no data."""
+    have = {str(n): str(sql) for n, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view'")}
+    fresh = sqlite3.connect(":memory:", isolation_level=None)
+    create(fresh)
+    want = {str(n): str(sql) for n, sql in fresh.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view'")}
+    fresh.close()
+    stale = [name for name in VIEWS if have.get(name) != want[name]]
+    if not stale:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for name in reversed(list(VIEWS)):  # later views read earlier ones
+            if name in have:
+                conn.execute(f"DROP VIEW {name}")
+        for name in VIEWS:
+            conn.execute(want[name])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 class Store:
