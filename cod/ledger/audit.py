@@ -43,8 +43,14 @@ MAX_WORKERS = 8
 MAX_PROBLEMS = 100
 """Problems listed (a damaged table can give one per row; the first ones say enough)."""
 FETCH_TIMEOUT_S = 60.0
-MAX_BUNDLE_BYTES = TILE_WIDTH * (2 + 0xFFFF)
+MAX_ENTRY_BYTES = 0xFFFF
+MAX_BUNDLE_BYTES = TILE_WIDTH * (2 + MAX_ENTRY_BYTES)
+"""A full entry bundle at most: 256 entries of a uint16 length and at most 65,535 bytes each."""
 MAX_CHECKPOINT_BYTES = 65536
+MAX_MIRROR_ENTRIES = 1 << 22
+"""Largest tree `verify --url` fetches (4,194,304 entries); a bigger log is audited from its data directory."""
+MAX_MIRROR_BYTES = 1 << 30
+"""Most bytes of entry bundles `verify --url` keeps in memory (1 GiB), whatever a mirror claims or sends."""
 READ_CHUNK = 1 << 16
 
 
@@ -361,6 +367,10 @@ async def _get(session: aiohttp.ClientSession, url: str, limit: int) -> bytes:
             if response.status != 200:
                 raise LedgerRefused(f"GET {url} answered {response.status}", "is this a ledger or a mirror of one?",
                                     status=response.status, error="BadAnswer")
+            if response.content_length is not None and response.content_length > limit:
+                raise LedgerRefused(f"{url} claims {response.content_length} bytes, over the {limit} it may hold",
+                                    "the mirror serves more than the log it claims to hold", status=502,
+                                    error="TooLarge")
             buffer = bytearray()
             async for chunk in response.content.iter_chunked(READ_CHUNK):
                 buffer += chunk
@@ -370,11 +380,30 @@ async def _get(session: aiohttp.ClientSession, url: str, limit: int) -> bytes:
     except aiohttp.ClientError as exc:
         raise LedgerRefused(f"cannot fetch {url}: {exc}", "check the URL", status=0, error="Unreachable") from None
     if len(data) > limit:
-        raise LedgerRefused(f"{url} is over {limit} bytes", status=502, error="BadAnswer")
+        raise LedgerRefused(f"{url} is over the {limit} bytes it may hold",
+                            "the mirror serves more than the log it claims to hold", status=502, error="TooLarge")
     return data
 
 
-async def _fetch(url: str) -> tuple[bytes, list[bytes]]:
+class _Unverified(Exception):
+    """The mirror's checkpoint does not verify against the log key: nothing more is fetched."""
+
+
+def _verify_note(note: bytes, vkey: str, where: str) -> None:
+    try:
+        open_note(note, [Verifier.from_vkey(vkey)])
+    except NoteError as exc:
+        raise _Unverified(f"the checkpoint does not verify against {where}: {exc}; nothing more was fetched") from None
+
+
+async def _fetch(url: str, vkey: str | None = None) -> tuple[bytes, list[bytes]]:
+    """The checkpoint and the entries it signs, fetched only once the checkpoint verifies.
+
+    With ``vkey`` the checkpoint is checked before any bundle is asked for; without, against the
+    log_key of the genesis in the first bundle before any other. Each bundle is read up to what
+    its width can hold, and all of them up to MAX_MIRROR_BYTES; a tree over MAX_MIRROR_ENTRIES is
+    refused before any bundle (LedgerRefused 502 TooLarge), so a hostile mirror costs bounded memory.
+    """
     base = url.rstrip("/")
     timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -384,21 +413,38 @@ async def _fetch(url: str) -> tuple[bytes, list[bytes]]:
         except (NoteError, CheckpointError) as exc:
             raise LedgerRefused(f"{base}/checkpoint is not a signed checkpoint: {exc}", status=502,
                                 error="BadAnswer") from None
+        if vkey is not None:
+            _verify_note(note, vkey, "--vkey")
+        if size > MAX_MIRROR_ENTRIES:
+            raise LedgerRefused(f"the checkpoint signs {size} entries; verify --url fetches at most "
+                                f"{MAX_MIRROR_ENTRIES}", "audit a log that big from its data directory "
+                                "(cod ledger verify --data-dir)", status=502, error="TooLarge")
         leaves: list[bytes] = []
+        fetched = 0
         for n in range((size + TILE_WIDTH - 1) // TILE_WIDTH):
             width = min(TILE_WIDTH, size - n * TILE_WIDTH)
-            data = await _get(session, f"{base}/{entries_path(n, width)}", MAX_BUNDLE_BYTES)
+            cap = min(width * (2 + MAX_ENTRY_BYTES), MAX_MIRROR_BYTES - fetched)
+            data = await _get(session, f"{base}/{entries_path(n, width)}", cap)
+            fetched += len(data)
             try:
                 leaves += unbundle(data, width)
             except TileError as exc:
                 raise LedgerRefused(f"entry bundle {n} is malformed: {exc}", status=502, error="BadAnswer") from None
+            if n == 0 and vkey is None:
+                key = _note_key(leaves, None)
+                if key is None:
+                    raise _Unverified("entry 0 is not a genesis naming a log key; nothing more was fetched")
+                _verify_note(note, key, "the genesis's log_key")
         return note, leaves
 
 
 def audit_url_report(url: str, vkey: str | None = None, witnesses: Sequence[str] = (),
                      min_cosignatures: int = 0) -> Audit:
     """Audit a ledger or a static mirror from /checkpoint and /tile/entries/... (LedgerRefused if unreachable)."""
-    note, leaves = asyncio.run(_fetch(url))
+    try:
+        note, leaves = asyncio.run(_fetch(url, vkey))
+    except _Unverified as exc:
+        return Audit(problems=[str(exc)])
     audit = Audit(size=len(leaves))
     note_key = _note_key(leaves, vkey)
     text = note.decode("utf-8", "replace")
