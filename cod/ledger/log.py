@@ -25,6 +25,7 @@ from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Entry, Entry
                       kind_of, leaf_bytes, parse_leaf, parse_signed, proposal_id_of)
 from .evidence import Judgement
 from .note import NoteError, Signer, append_signatures, check_name, parse_signature_line
+from .posters import POSTERS_FILE, Posters
 from .state import LedgerState, Row, eligibility_entry
 from .store import DB_FILE, Store, connect, create, derived_differences, refresh_views
 
@@ -55,6 +56,7 @@ class Ledger:
         self._lock = threading.RLock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Request] = []
+        self._posters = Posters(data_dir / POSTERS_FILE)
 
     # -- making and opening --------------------------------------------------------------------
     @classmethod
@@ -147,6 +149,7 @@ class Ledger:
     def close(self) -> None:
         with self._lock:
             self._store.conn.close()
+            self._posters.close()
 
     # -- facts ---------------------------------------------------------------------------------
     @property
@@ -270,10 +273,11 @@ class Ledger:
         parsed = [parse_signed(b, BLESS) for b in batches]
         return self._append([leaf_bytes(e) for e in parsed], parsed)
 
-    def report_evidence(self, spec: Any, statements: Any) -> tuple[int, Judgement, bool]:
+    def report_evidence(self, spec: Any, statements: Any, poster: str | None = None) -> tuple[int, Judgement, bool]:
         """Judge evidence (merged with what the job has); append an eligibility entry if it changes.
 
         Returns (entry, judgement, new): new is False when the judgement is the job's latest entry.
+        ``poster`` (the client's address, or the scanned node) is kept beside a new entry.
         Raises EntryRefused 422 for malformed evidence (nothing stored).
         """
         with self._lock:
@@ -281,7 +285,30 @@ class Ledger:
             if not changed:
                 return self._state.eligibility[judgement.job].entry, judgement, False
             (index,) = self._append([leaf_bytes(eligibility_entry(judgement))], verified=True)
+            if poster is not None:
+                self._posters.record(index, poster)
             return index, judgement, True
+
+    def signers(self, job: str) -> list[dict[str, Any]]:
+        """Each key in the job's evidence with what the log says of it (12.7): for a moderator to weigh."""
+        with self._lock:
+            rec = self._state.eligibility.get(job)
+            if rec is None:
+                return []
+            out = []
+            for s in rec.statements:
+                node, result = s["statement"]["node"], s["statement"]["result"]
+                known = self._state.signers[node]
+                out.append({"node": node, "result": result, "agrees": rec.eligible and result == rec.result,
+                            "first_seen": known.first_seen, "jobs": known.jobs, "disputed_jobs": known.disputed})
+            return out
+
+    def posters(self, job: str) -> list[dict[str, Any]]:
+        """Who posted each eligibility entry of the job, as recorded beside the log (None: not recorded)."""
+        with self._lock:
+            entries_of = self._state.eligibility_entries.get(job, ())
+            found = self._posters.of(entries_of)
+            return [{"entry": e, "poster": found.get(e)} for e in entries_of]
 
     def _one(self, signed: Any, kind: str) -> tuple[int, Entry]:
         entry = parse_signed(signed, kind)
@@ -440,6 +467,9 @@ class Ledger:
                 decisions.append({"entry": entry, **leaf["statement"], "statement": leaf["statement"],
                                   "signature": leaf["signature"]})
             latest = self._state.decisions.get(job)
+            if eligibility is not None:
+                eligibility["signers"] = self.signers(job)
+                eligibility["posters"] = self.posters(job)
             return {"job": job, "eligibility": eligibility, "decisions": decisions, "state": self.job_state(job),
                     "latest_decision": latest.entry if latest else None}
 
@@ -450,7 +480,8 @@ class Ledger:
             for job, rec in sorted(self._state.eligibility.items(), key=lambda kv: kv[1].entry):
                 if self.job_state(job) == "eligible":
                     out.append({"job": job, "result": rec.result, "entry": rec.entry, "nodes": list(rec.nodes),
-                                "inputs": sorted(rec.blessings)})
+                                "inputs": sorted(rec.blessings), "signers": self.signers(job),
+                                "posters": self.posters(job)})
             return out
 
     def result(self, cid: str) -> dict[str, Any]:

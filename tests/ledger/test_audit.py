@@ -298,6 +298,7 @@ def test_verify_url_checks_the_checkpoint_against_vkey_before_fetching(tmp_path:
 
 def test_verify_url_caps_what_a_hostile_mirror_sends(tmp_path: Path) -> None:
     from cod.ledger.audit import MAX_ENTRY_BYTES, MAX_MIRROR_ENTRIES
+
     # a size past the cap is refused before any bundle
     app, seen = hostile_mirror(tmp_path, MAX_MIRROR_ENTRIES + 1, stream=1 << 40)
     with served_app(app) as url, pytest.raises(LedgerRefused) as caught:

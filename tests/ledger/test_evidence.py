@@ -10,8 +10,7 @@ import pytest
 from cod.ledger.entries import EntryRefused
 from cod.ledger.evidence import MAX_PER_RESULT, MAX_RESULTS, MAX_STATEMENTS, judge
 from cod.statement import Statement
-from tests.ledger.bkit import (DATA, NODES, OTHER, PROFILE, RESULT, RESULT_B, agreeing, cid, job_of, key, spec,
-                               statement)
+from tests.ledger.bkit import DATA, NODES, OTHER, PROFILE, RESULT, RESULT_B, agreeing, cid, job_of, key, spec, statement
 
 BLESSED = {DATA: 3}
 

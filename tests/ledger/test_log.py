@@ -197,8 +197,11 @@ def test_input_job_queue_and_notary_answer(tmp_path: Path) -> None:
         ledger.result(RESULT)
     index, _, _ = ledger.report_evidence(s, agreeing(s, 3))
     assert ledger.job(job)["state"] == "eligible"
+    signers = [{"node": n, "result": RESULT, "agrees": True, "first_seen": index, "jobs": 1, "disputed_jobs": 0}
+               for n in sorted(n.node_id for n in NODES[:3])]
     assert ledger.queue() == [{"job": job, "result": RESULT, "entry": index,
-                               "nodes": sorted(n.node_id for n in NODES[:3]), "inputs": [DATA]}]
+                               "nodes": sorted(n.node_id for n in NODES[:3]), "inputs": [DATA], "signers": signers,
+                               "posters": [{"entry": index, "poster": None}]}]
     answer = ledger.result(RESULT)
     assert answer["approved"] is False and answer["decision"] is None and answer["datacap"] == 0
     decision = ledger.decide(entries.sign_decision(MOD, job=job, result=RESULT, action="approve", datacap=1 << 40,
