@@ -23,7 +23,7 @@ from . import merkle, tiles
 from .checkpoint import Checkpoint
 from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Entry, EntryRefused, Genesis, Signed, check_id,
                       kind_of, leaf_bytes, parse_leaf, parse_signed, proposal_id_of)
-from .evidence import Judgement
+from .evidence import Judgement, parse_evidence
 from .note import NoteError, Signer, append_signatures, check_name, parse_signature_line
 from .posters import POSTERS_FILE, Posters
 from .state import LedgerState, Row, eligibility_entry
@@ -188,7 +188,8 @@ class Ledger:
         """Apply and store ``leaves`` with a new checkpoint; all or nothing. Returns their indexes.
 
         ``parsed``, when given, holds the entries the leaves are the leaf_bytes of; ``verified``
-        says the caller checked their signatures under this lock a moment ago. Group commit:
+        says the caller checked their signatures (before taking the lock: Ed25519 checks of anyone's
+        entries never hold up the readers; a signature's validity does not depend on the state). Group commit:
         requests of other threads waiting for the lock are written in the same SQLite
         transaction under one checkpoint (each request still all or nothing); the caller's own
         request goes first, so what it judged under the lock is what it appends.
@@ -263,15 +264,19 @@ class Ledger:
         hashes = sorted((i, h) for i, h in pending.items() if i >= first)
         self._store.append(rows, hashes, derived, (size, root, note))
 
+    def _signed(self, parsed: Sequence[Signed]) -> list[int]:
+        """Verify the signatures outside the lock, then apply and store (all or nothing)."""
+        for entry in parsed:
+            entry.verify()
+        return self._append([leaf_bytes(e) for e in parsed], parsed, verified=True)
+
     def append_signed(self, payloads: Sequence[Any]) -> list[int]:
         """Append signed entries as received (any signed kind), validated; all or nothing."""
-        parsed = [parse_signed(p) for p in payloads]
-        return self._append([leaf_bytes(e) for e in parsed], parsed)
+        return self._signed([parse_signed(p) for p in payloads])
 
     def bless(self, batches: Sequence[Any]) -> list[int]:
         """Append bless batches (one leaf each), in one transaction."""
-        parsed = [parse_signed(b, BLESS) for b in batches]
-        return self._append([leaf_bytes(e) for e in parsed], parsed)
+        return self._signed([parse_signed(b, BLESS) for b in batches])
 
     def report_evidence(self, spec: Any, statements: Any, poster: str | None = None) -> tuple[int, Judgement, bool]:
         """Judge evidence (merged with what the job has); append an eligibility entry if it changes.
@@ -280,8 +285,9 @@ class Ledger:
         ``poster`` (the client's address, or the scanned node) is kept beside a new entry.
         Raises EntryRefused 422 for malformed evidence (nothing stored).
         """
+        parse_evidence(spec, statements)  # every check of the evidence alone, signatures too, outside the lock
         with self._lock:
-            judgement, changed = self._state.judge(spec, statements)
+            judgement, changed = self._state.judge(spec, statements, check_signatures=False)
             if not changed:
                 return self._state.eligibility[judgement.job].entry, judgement, False
             (index,) = self._append([leaf_bytes(eligibility_entry(judgement))], verified=True)
@@ -312,7 +318,7 @@ class Ledger:
 
     def _one(self, signed: Any, kind: str) -> tuple[int, Entry]:
         entry = parse_signed(signed, kind)
-        return self._append([leaf_bytes(entry)], [entry])[0], entry
+        return self._signed([entry])[0], entry
 
     def decide(self, signed: Any) -> int:
         """Append a moderator's decision (12.6); EntryRefused says why not."""
@@ -326,9 +332,10 @@ class Ledger:
 
     def approve(self, signed: Any) -> tuple[int, bool]:
         """Append an approval; returns (entry, whether the change is now in effect)."""
+        entry = parse_signed(signed, APPROVAL)
+        entry.verify()  # outside the lock, as every signature
         with self._lock:
-            index, entry = self._one(signed, APPROVAL)
-            assert isinstance(entry, Signed)
+            (index,) = self._append([leaf_bytes(entry)], [entry], verified=True)
             effect = self._state.proposals[str(entry.statement["proposal"])].in_effect
             return index, effect is not None and effect <= index
 

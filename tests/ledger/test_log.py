@@ -342,3 +342,38 @@ def test_derived_rows_written_by_hand_are_not_served_and_refused_at_open(tmp_pat
     text = "\n".join(caught.value.problems)
     for table in ("blessings", "eligibility", "decisions"):
         assert f"table {table} differs from what the log derives" in text, text
+
+
+@pytest.mark.parametrize("what", ["evidence", "refusal"])
+def test_signatures_are_checked_outside_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str) -> None:
+    # issue 19 point 24: a read (what nodes ask: GET /v1/inputs) completes while a signature check is held up
+    from cod.ledger.entries import Signed
+    from cod.statement import SignedStatement
+    ledger = blessed_ledger(tmp_path)
+    entered, release = threading.Event(), threading.Event()
+    cls: Any = SignedStatement if what == "evidence" else Signed
+    real = cls.verify
+
+    def held(self: Any, *args: Any) -> Any:
+        entered.set()
+        release.wait(60)
+        return real(self, *args)
+
+    monkeypatch.setattr(cls, "verify", held)
+    s = spec(DATA)
+    write = (lambda: ledger.report_evidence(s, agreeing(s))) if what == "evidence" else (
+        lambda: ledger.refusal(entries.sign_refusal(NODES[0], job=job_of(s), policy="fil-plus-only", inputs=[DATA],
+                                                    reason="r")))
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert entered.wait(60)
+        got: list[Any] = []
+        reader = threading.Thread(target=lambda: got.append(ledger.input(DATA)))
+        reader.start()
+        reader.join(20)  # a bound: with the lock held during the check, the reader waits for `release`
+        assert got and got[0]["blessed"] is True and not release.is_set(), "the read waited for a signature check"
+    finally:
+        release.set()
+        writer.join(60)
+    assert ledger.size == 5  # genesis, proposal, approval, bless batch, then the write
