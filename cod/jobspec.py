@@ -272,7 +272,7 @@ def load_json(text: str | bytes) -> Any:
 
     Refuses, with a SpecError: bytes that are not UTF-8, nesting deeper than
     MAX_JSON_DEPTH (counted before parsing), a key that appears twice in one object, any
-    number that is not an integer, and anything else that is not JSON. Strings are checked
+    number that is not an integer (NaN and Infinity too), and anything else that is not JSON. Strings are checked
     later, field by field (lone surrogates are refused there, naming the field).
     """
     if isinstance(text, (bytes, bytearray)):
@@ -282,7 +282,8 @@ def load_json(text: str | bytes) -> Any:
             raise SpecError("(document)", f"not UTF-8 text (byte {exc.start})") from exc
     _check_depth(text)
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_no_float)
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_no_float,
+                          parse_constant=_no_float)
     except SpecError:
         raise
     except RecursionError as exc:  # unreachable after _check_depth; kept so no traceback escapes

@@ -42,8 +42,22 @@ def _find(connection: Any, job: str) -> dict[str, Any]:
     return record
 
 
+def _fresh(signers: Any) -> str:
+    """How many agreeing keys the ledger knows from this job alone (a Sybil's keys sign one job)."""
+    return str(sum(1 for s in signers or [] if s.get("agrees") and s.get("jobs") == 1))
+
+
 QUEUE_COLUMNS = [Column("job", "JOB"), Column("result", "RESULT"), Column("entry", "ENTRY"),
-                 Column("nodes", "NODES", show=lambda nodes: str(len(nodes or [])))]
+                 Column("nodes", "NODES", show=lambda nodes: str(len(nodes or []))),
+                 Column("signers", "NEW KEYS", show=_fresh)]
+
+
+def _signer_lines(e: dict[str, Any]) -> list[str]:
+    lines = [f"signer:      {s['node']} {'agrees' if s['agrees'] else 'signed ' + str(s['result'])}; first seen at "
+             f"entry {s['first_seen']}, in {s['jobs']} job(s), {s['disputed_jobs']} disputed"
+             for s in e.get("signers", [])]
+    lines += [f"posted:      entry {p['entry']} by {p['poster'] or '(not recorded)'}" for p in e.get("posters", [])]
+    return lines
 
 
 @moderation.command()
@@ -80,6 +94,7 @@ def show(job: str, ledger_url: str | None, out: Output) -> None:
              f"result:      {e['result']}", f"nodes:       {', '.join(e['nodes'])}",
              f"module:      {e['spec'].get('module')}  args: {' '.join(e['spec'].get('args', []))}"]
     lines += [f"input:       {cid} (blessed by entry {entry})" for cid, entry in sorted(e["blessings"].items())]
+    lines += _signer_lines(e)
     lines += [f"decision:    entry {d['entry']}: {d['action']} by {d['moderator']}"
               f"{' with ' + str(d['datacap']) + ' bytes of DataCap' if d['action'] == 'approve' else ''}: {d['reason']}"
               for d in record["decisions"]]

@@ -181,7 +181,8 @@ DATACAP_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10*
                  "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40, "pib": 1 << 50}
 MAX_DATACAP = 1 << 60
 DATACAP_FORMS = "a whole number of bytes, or a number with a unit: B, KB MB GB TB PB (10^3), KiB MiB GiB TiB PiB (2^10)"
-_DATACAP = re.compile(r"\s*(\d{1,20})(?:\.(\d{1,20}))?\s*([A-Za-z]{0,3})\s*")
+_DATACAP = re.compile(r"\s*(\d{1,20})(?:\.(\d{1,20}))?\s*([A-Za-z]{0,3})\s*", re.ASCII)
+"""ASCII only: without re.ASCII, \\d takes other scripts' digits ('١٢TiB') and \\s other spaces."""
 
 
 def parse_datacap(text: str) -> int:

@@ -18,7 +18,6 @@ import json
 import multiprocessing
 import os
 import sqlite3
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -36,7 +35,7 @@ from .checkpoint import Checkpoint, CheckpointError
 from .entries import ELIGIBILITY, SIGNED_KINDS, SIGNER_FIELD, EntryRefused, verify_key
 from .note import CosignatureVerifier, NoteError, Verifier, open_note, split_note, verify_cosignature
 from .state import LedgerState, Row
-from .store import DB_FILE, DERIVED, TABLES, connect, create
+from .store import DB_FILE, DERIVED, connect, create, derived_differences
 from .tiles import TILE_WIDTH, TileError, entries_path, unbundle
 
 PARALLEL_FROM = 4096
@@ -45,8 +44,14 @@ MAX_WORKERS = 8
 MAX_PROBLEMS = 100
 """Problems listed (a damaged table can give one per row; the first ones say enough)."""
 FETCH_TIMEOUT_S = 60.0
-MAX_BUNDLE_BYTES = TILE_WIDTH * (2 + 0xFFFF)
+MAX_ENTRY_BYTES = 0xFFFF
+MAX_BUNDLE_BYTES = TILE_WIDTH * (2 + MAX_ENTRY_BYTES)
+"""A full entry bundle at most: 256 entries of a uint16 length and at most 65,535 bytes each."""
 MAX_CHECKPOINT_BYTES = 65536
+MAX_MIRROR_ENTRIES = 1 << 22
+"""Largest tree `verify --url` fetches (4,194,304 entries); a bigger log is audited from its data directory."""
+MAX_MIRROR_BYTES = 1 << 30
+"""Most bytes of entry bundles `verify --url` keeps in memory (1 GiB), whatever a mirror claims or sends."""
 READ_CHUNK = 1 << 16
 
 
@@ -260,21 +265,9 @@ def _check_schema(conn: sqlite3.Connection, audit: Audit) -> None:
         audit.problem(f"{key[0]} {key[1]} is not part of a cod ledger")
 
 
-def _shown(row: tuple[Any, ...]) -> str:
-    return json.dumps([r.hex() if isinstance(r, bytes) else r for r in row])[:300]
-
-
 def _check_derived(conn: sqlite3.Connection, replay: _Replay, audit: Audit) -> None:
-    for table in DERIVED:
-        columns = ", ".join(TABLES[table][0])
-        have = Counter(tuple(r) for r in conn.execute(f"SELECT {columns} FROM {table}"))
-        want = Counter(replay.rows[table])
-        if have != want:
-            extra = sorted(map(_shown, (have - want).elements()))
-            missing = sorted(map(_shown, (want - have).elements()))
-            detail = (f"row {extra[0]} is derived from no entry" if extra else
-                      f"row {missing[0]} the log derives is missing")
-            audit.problem(f"table {table} differs from what the log derives: {detail}")
+    for problem in derived_differences(conn, replay.rows):
+        audit.problem(problem)
 
 
 def audit_dir_report(data_dir: Path, vkey: str | None = None, witnesses: Sequence[str] = (),
@@ -376,6 +369,10 @@ async def _get(session: aiohttp.ClientSession, url: str, limit: int) -> bytes:
             if response.status != 200:
                 raise LedgerRefused(f"GET {url} answered {response.status}", "is this a ledger or a mirror of one?",
                                     status=response.status, error="BadAnswer")
+            if response.content_length is not None and response.content_length > limit:
+                raise LedgerRefused(f"{url} claims {response.content_length} bytes, over the {limit} it may hold",
+                                    "the mirror serves more than the log it claims to hold", status=502,
+                                    error="TooLarge")
             buffer = bytearray()
             async for chunk in response.content.iter_chunked(READ_CHUNK):
                 buffer += chunk
@@ -385,11 +382,30 @@ async def _get(session: aiohttp.ClientSession, url: str, limit: int) -> bytes:
     except aiohttp.ClientError as exc:
         raise LedgerRefused(f"cannot fetch {url}: {exc}", "check the URL", status=0, error="Unreachable") from None
     if len(data) > limit:
-        raise LedgerRefused(f"{url} is over {limit} bytes", status=502, error="BadAnswer")
+        raise LedgerRefused(f"{url} is over the {limit} bytes it may hold",
+                            "the mirror serves more than the log it claims to hold", status=502, error="TooLarge")
     return data
 
 
-async def _fetch(url: str) -> tuple[bytes, list[bytes]]:
+class _Unverified(Exception):
+    """The mirror's checkpoint does not verify against the log key: nothing more is fetched."""
+
+
+def _verify_note(note: bytes, vkey: str, where: str) -> None:
+    try:
+        open_note(note, [Verifier.from_vkey(vkey)])
+    except NoteError as exc:
+        raise _Unverified(f"the checkpoint does not verify against {where}: {exc}; nothing more was fetched") from None
+
+
+async def _fetch(url: str, vkey: str | None = None) -> tuple[bytes, list[bytes]]:
+    """The checkpoint and the entries it signs, fetched only once the checkpoint verifies.
+
+    With ``vkey`` the checkpoint is checked before any bundle is asked for; without, against the
+    log_key of the genesis in the first bundle before any other. Each bundle is read up to what
+    its width can hold, and all of them up to MAX_MIRROR_BYTES; a tree over MAX_MIRROR_ENTRIES is
+    refused before any bundle (LedgerRefused 502 TooLarge), so a hostile mirror costs bounded memory.
+    """
     base = url.rstrip("/")
     timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -399,21 +415,38 @@ async def _fetch(url: str) -> tuple[bytes, list[bytes]]:
         except (NoteError, CheckpointError) as exc:
             raise LedgerRefused(f"{base}/checkpoint is not a signed checkpoint: {exc}", status=502,
                                 error="BadAnswer") from None
+        if vkey is not None:
+            _verify_note(note, vkey, "--vkey")
+        if size > MAX_MIRROR_ENTRIES:
+            raise LedgerRefused(f"the checkpoint signs {size} entries; verify --url fetches at most "
+                                f"{MAX_MIRROR_ENTRIES}", "audit a log that big from its data directory "
+                                "(cod ledger verify --data-dir)", status=502, error="TooLarge")
         leaves: list[bytes] = []
+        fetched = 0
         for n in range((size + TILE_WIDTH - 1) // TILE_WIDTH):
             width = min(TILE_WIDTH, size - n * TILE_WIDTH)
-            data = await _get(session, f"{base}/{entries_path(n, width)}", MAX_BUNDLE_BYTES)
+            cap = min(width * (2 + MAX_ENTRY_BYTES), MAX_MIRROR_BYTES - fetched)
+            data = await _get(session, f"{base}/{entries_path(n, width)}", cap)
+            fetched += len(data)
             try:
                 leaves += unbundle(data, width)
             except TileError as exc:
                 raise LedgerRefused(f"entry bundle {n} is malformed: {exc}", status=502, error="BadAnswer") from None
+            if n == 0 and vkey is None:
+                key = _note_key(leaves, None)
+                if key is None:
+                    raise _Unverified("entry 0 is not a genesis naming a log key; nothing more was fetched")
+                _verify_note(note, key, "the genesis's log_key")
         return note, leaves
 
 
 def audit_url_report(url: str, vkey: str | None = None, witnesses: Sequence[str] = (),
                      min_cosignatures: int = 0) -> Audit:
     """Audit a ledger or a static mirror from /checkpoint and /tile/entries/... (LedgerRefused if unreachable)."""
-    note, leaves = asyncio.run(_fetch(url))
+    try:
+        note, leaves = asyncio.run(_fetch(url, vkey))
+    except _Unverified as exc:
+        return Audit(problems=[str(exc)])
     audit = Audit(size=len(leaves))
     note_key = _note_key(leaves, vkey)
     text = note.decode("utf-8", "replace")

@@ -5,18 +5,20 @@
                 by spaces or semicolons)
     Lotus       the JSON object `lotus state market deals` prints (the StateMarketDeals API):
                 deal ID -> {"Proposal": {"Label": payload CID (a string or {"/": CID}),
-                "VerifiedDeal": bool, ...}, "State": {...}}; only verified deals count, and the
-                payload CID is the proposal's Label
+                "VerifiedDeal": bool, ...}, "State": {"SectorStartEpoch", "SlashEpoch", ...}}; only
+                verified deals that are active (SectorStartEpoch >= 0: the sector was proven) and
+                not slashed (SlashEpoch -1) count, and the payload CID is the proposal's Label
 
 Every CID is parsed and written in its canonical form. What cannot be used (an unverified
-deal, a label that is not a CID, a deal ID that is not a decimal integer) is skipped and
-counted, so the user sees what was left out; a file that is none of the three is an error.
+or inactive deal, a label that is not a CID, a deal ID that is not ASCII decimal digits) is
+skipped and counted, so the user sees what was left out; a file that is none of the three is an error.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,10 @@ FORMATS = ("auto", "json", "csv", "lotus")
 MAX_FILE_BYTES = 4 << 30
 """Largest bless file read (a full mainnet StateMarketDeals dump is a few GB)."""
 MAX_DEAL_ID = (1 << 63) - 1
+_DEAL_ID = re.compile(r"[0-9]{1,19}", re.ASCII)
+"""A deal ID as text: ASCII digits only (str.isdigit and int() also take other scripts' digits, and '²')."""
+NOT_ACTIVATED = -1
+"""Lotus's SectorStartEpoch of a deal whose sector was never proven, and SlashEpoch of an unslashed one."""
 
 
 @dataclass
@@ -122,18 +128,44 @@ def _csv(raw: bytes, path: Path) -> Blessings:
             out.skip("rows whose cid is not a CID")
             continue
         text_deals = (row.get("deals") or row.get("deal") or "").replace(";", " ").split()
-        if not all(d.isdigit() and int(d) <= MAX_DEAL_ID for d in text_deals):
+        if not all(deal_id(d) is not None for d in text_deals):
             out.skip("rows whose deals are not deal IDs")
             continue
         out.add(cid, [int(d) for d in text_deals])
     return out
 
 
+def deal_id(text: str) -> int | None:
+    """A deal ID written in ASCII decimal digits, at most MAX_DEAL_ID; None for anything else."""
+    if not _DEAL_ID.fullmatch(text):
+        return None
+    number = int(text)
+    return number if number <= MAX_DEAL_ID else None
+
+
+def _epoch(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+def _inactive(state: Any) -> str | None:
+    """Why a deal's State says it holds no live FIL+ data (None: active and unslashed)."""
+    if not isinstance(state, dict):
+        return "verified deals without a State"
+    start, slash = _epoch(state.get("SectorStartEpoch")), _epoch(state.get("SlashEpoch"))
+    if start is None or slash is None:
+        return "verified deals whose State has no integer SectorStartEpoch and SlashEpoch"
+    if start < 0:
+        return "verified deals never activated (SectorStartEpoch -1)"
+    if slash != NOT_ACTIVATED:
+        return "verified deals that were slashed"
+    return None
+
+
 def _lotus(value: Any, path: Path) -> Blessings:
     if not isinstance(value, dict):
         raise InputError(f"{str(path)!r} is not a StateMarketDeals object", "lotus state market deals prints one")
     out = Blessings(source="lotus-state-market-deals")
-    for deal_id, deal in value.items():
+    for key, deal in value.items():
         proposal = deal.get("Proposal") if isinstance(deal, dict) else None
         if not isinstance(proposal, dict):
             out.skip("deals without a Proposal")
@@ -141,14 +173,19 @@ def _lotus(value: Any, path: Path) -> Blessings:
         if proposal.get("VerifiedDeal") is not True:
             out.skip("deals that are not verified (FIL+)")
             continue
-        if not (deal_id.isdigit() and int(deal_id) <= MAX_DEAL_ID):
+        number = deal_id(key)
+        if number is None:
             out.skip("deals whose ID is not a decimal deal ID")
+            continue
+        why = _inactive(deal.get("State"))
+        if why is not None:
+            out.skip(why)
             continue
         cid = _cid(proposal.get("Label"))
         if cid is None:
             out.skip("verified deals whose Label is not a CID")
             continue
-        out.add(cid, [int(deal_id)])
+        out.add(cid, [number])
     return out
 
 

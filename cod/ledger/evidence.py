@@ -19,6 +19,11 @@ from .entries import (MAX_CID_CHARS, EntryRefused, bad, check_cid, check_id, che
 
 MAX_STATEMENTS = 64
 """Statements in one piece of evidence (an eligibility leaf must fit in 65,535 bytes)."""
+MAX_PER_RESULT = 8
+"""Statements of one result CID a job's evidence holds: more agreeing keys prove nothing more."""
+MAX_RESULTS = MAX_STATEMENTS // MAX_PER_RESULT
+"""Distinct result CIDs a job's evidence holds: with MAX_PER_RESULT, the evidence fits MAX_STATEMENTS,
+so statements under throw-away keys for one result cannot fill a job and lock out the others."""
 MAX_PROFILE_CHARS = 200
 MAX_TRAP_CHARS = 200
 MAX_EXIT_CODE = 2**32 - 1
@@ -100,7 +105,24 @@ def parse_evidence(spec: Any, statements: Any, check_signatures: bool = True) ->
     for a, b in zip(signed, signed[1:]):
         if a.statement.node == b.statement.node:
             raise refuse(f"two statements of node {a.statement.node}")
+    check_bounds(signed)
     return job, parsed, signed
+
+
+def check_bounds(signed: list[SignedStatement]) -> None:
+    """Rule 7 of SPEC.md 12.5: at most MAX_PER_RESULT statements per result, MAX_RESULTS results."""
+    counts: dict[str, int] = {}
+    for s in signed:
+        counts[s.statement.result] = counts.get(s.statement.result, 0) + 1
+    for result, count in sorted(counts.items()):
+        if count > MAX_PER_RESULT:
+            raise EntryRefused(422, "EvidenceFull", f"result {result} would have {count} statements; a job's evidence "
+                               f"holds at most {MAX_PER_RESULT} per result (and {MAX_RESULTS} results)",
+                               "more statements agreeing with a result change nothing; send the others")
+    if len(counts) > MAX_RESULTS:
+        raise EntryRefused(422, "EvidenceFull", f"the evidence would name {len(counts)} results; a job's evidence "
+                           f"holds at most {MAX_RESULTS} distinct results ({MAX_PER_RESULT} statements each)",
+                           "statements for a result already recorded are still taken")
 
 
 def judge(spec: Any, statements: Any, blessed: Blessed, check_signatures: bool = True) -> Judgement:
@@ -127,15 +149,24 @@ def judge(spec: Any, statements: Any, blessed: Blessed, check_signatures: bool =
     if not (len(agreeing) >= 2 and 2 * len(agreeing) > len(signed)):
         shown = ", ".join(f"{cid} ({len(g)} of {len(signed)})" for cid, g in ranked)
         return no(f"mismatch: no result is signed by a strict majority of at least two nodes: {shown}")
+    for s in agreeing:
+        st = s.statement
+        if st.exit_code != 0 or st.trap is not None:
+            what = f"exit code {st.exit_code}" if st.trap is None else f"trap {st.trap}"
+            return no(f"the job failed ({what})")
     first = agreeing[0].statement
-    if first.exit_code != 0 or first.trap is not None:
-        what = f"exit code {first.exit_code}" if first.trap is None else f"trap {first.trap}"
-        return no(f"the job failed ({what})")
+    for name in ("profile", "fuel_used"):
+        for s in agreeing[1:]:
+            if getattr(s.statement, name) != getattr(first, name):
+                return no(f"the agreeing statements differ in {name}: node {first.node} signed "
+                          f"{getattr(first, name)!r}, node {s.statement.node} {getattr(s.statement, name)!r}")
     cids: list[str] = []
     for n, item in enumerate(parsed.inputs):
         if item.cid is None:
             return no(f"input inputs[{n}] is a node-local path ({item.local}), not FIL+ data")
         cids.append(item.cid)
+    if not cids:
+        return no("the job reads no FIL+ data")  # an output base is where outputs start, not an input (9.7)
     if parsed.output_base is not None:
         cids.append(parsed.output_base)
     blessings: dict[str, int] = {}
@@ -144,7 +175,5 @@ def judge(spec: Any, statements: Any, blessed: Blessed, check_signatures: bool =
         if index is None:
             return no(f"input CID {cid} is not blessed FIL+ data")
         blessings[cid] = index
-    if not cids:
-        return no("the job reads no FIL+ data")
     assert all(len(c) <= MAX_CID_CHARS for c in cids)
     return Judgement(job, True, None, result, tuple(s.statement.node for s in agreeing), blessings, as_json, spec_json)

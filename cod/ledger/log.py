@@ -23,10 +23,11 @@ from . import merkle, tiles
 from .checkpoint import Checkpoint
 from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Entry, EntryRefused, Genesis, Signed, check_id,
                       kind_of, leaf_bytes, parse_leaf, parse_signed, proposal_id_of)
-from .evidence import Judgement
+from .evidence import Judgement, parse_evidence
 from .note import NoteError, Signer, append_signatures, check_name, parse_signature_line
+from .posters import POSTERS_FILE, Posters
 from .state import LedgerState, Row, eligibility_entry
-from .store import DB_FILE, Store, connect, create
+from .store import DB_FILE, Store, connect, create, derived_differences, refresh_views
 
 LOG_KEY_FILE = "log.key"
 ORIGIN_PREFIX = "cod-ledger/"
@@ -55,6 +56,7 @@ class Ledger:
         self._lock = threading.RLock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Request] = []
+        self._posters = Posters(data_dir / POSTERS_FILE)
 
     # -- making and opening --------------------------------------------------------------------
     @classmethod
@@ -111,14 +113,17 @@ class Ledger:
                                  "create one: cod ledger init --data-dir D --root-key ID --threshold K")
         identity = Identity.from_key_file(data_dir / LOG_KEY_FILE)
         store = Store(connect(data_dir / DB_FILE))
+        refresh_views(store.conn)
         state = LedgerState()
         conn = store.conn
+        derived: dict[str, list[tuple[Any, ...]]] = {}
         n = 0
         for idx, leaf in conn.execute("SELECT idx, leaf FROM entries ORDER BY idx"):
             if idx != n:
                 raise AuditFailed([f"entry {n} is missing"], "run cod ledger verify")
             try:
-                state.apply(n, leaf.encode(), check_signatures=False)
+                for table, row in state.apply(n, leaf.encode(), check_signatures=False):
+                    derived.setdefault(table, []).append(row)
             except EntryRefused as exc:
                 raise AuditFailed([f"entry {n} does not replay: {exc.message}"], "run cod ledger verify") from None
             n += 1
@@ -133,11 +138,18 @@ class Ledger:
                                "entries"], "run cod ledger verify")
         if merkle.tree_hash(n, store.read_hashes) != latest[1]:
             raise AuditFailed(["the stored hashes do not give the latest checkpoint's root"], "run cod ledger verify")
+        # the derived tables are what Datasette and SQL readers see: rows written by hand are refused here
+        differences = derived_differences(conn, derived)
+        if differences:
+            store.conn.close()
+            raise AuditFailed(differences, "the derived tables were edited outside cod: run cod ledger verify; "
+                              "restore the data directory from a copy that verifies")
         return cls(data_dir, store, signer, state)
 
     def close(self) -> None:
         with self._lock:
             self._store.conn.close()
+            self._posters.close()
 
     # -- facts ---------------------------------------------------------------------------------
     @property
@@ -176,7 +188,8 @@ class Ledger:
         """Apply and store ``leaves`` with a new checkpoint; all or nothing. Returns their indexes.
 
         ``parsed``, when given, holds the entries the leaves are the leaf_bytes of; ``verified``
-        says the caller checked their signatures under this lock a moment ago. Group commit:
+        says the caller checked their signatures (before taking the lock: Ed25519 checks of anyone's
+        entries never hold up the readers; a signature's validity does not depend on the state). Group commit:
         requests of other threads waiting for the lock are written in the same SQLite
         transaction under one checkpoint (each request still all or nothing); the caller's own
         request goes first, so what it judged under the lock is what it appends.
@@ -251,32 +264,61 @@ class Ledger:
         hashes = sorted((i, h) for i, h in pending.items() if i >= first)
         self._store.append(rows, hashes, derived, (size, root, note))
 
+    def _signed(self, parsed: Sequence[Signed]) -> list[int]:
+        """Verify the signatures outside the lock, then apply and store (all or nothing)."""
+        for entry in parsed:
+            entry.verify()
+        return self._append([leaf_bytes(e) for e in parsed], parsed, verified=True)
+
     def append_signed(self, payloads: Sequence[Any]) -> list[int]:
         """Append signed entries as received (any signed kind), validated; all or nothing."""
-        parsed = [parse_signed(p) for p in payloads]
-        return self._append([leaf_bytes(e) for e in parsed], parsed)
+        return self._signed([parse_signed(p) for p in payloads])
 
     def bless(self, batches: Sequence[Any]) -> list[int]:
         """Append bless batches (one leaf each), in one transaction."""
-        parsed = [parse_signed(b, BLESS) for b in batches]
-        return self._append([leaf_bytes(e) for e in parsed], parsed)
+        return self._signed([parse_signed(b, BLESS) for b in batches])
 
-    def report_evidence(self, spec: Any, statements: Any) -> tuple[int, Judgement, bool]:
+    def report_evidence(self, spec: Any, statements: Any, poster: str | None = None) -> tuple[int, Judgement, bool]:
         """Judge evidence (merged with what the job has); append an eligibility entry if it changes.
 
         Returns (entry, judgement, new): new is False when the judgement is the job's latest entry.
+        ``poster`` (the client's address, or the scanned node) is kept beside a new entry.
         Raises EntryRefused 422 for malformed evidence (nothing stored).
         """
+        parse_evidence(spec, statements)  # every check of the evidence alone, signatures too, outside the lock
         with self._lock:
-            judgement, changed = self._state.judge(spec, statements)
+            judgement, changed = self._state.judge(spec, statements, check_signatures=False)
             if not changed:
                 return self._state.eligibility[judgement.job].entry, judgement, False
             (index,) = self._append([leaf_bytes(eligibility_entry(judgement))], verified=True)
+            if poster is not None:
+                self._posters.record(index, poster)
             return index, judgement, True
+
+    def signers(self, job: str) -> list[dict[str, Any]]:
+        """Each key in the job's evidence with what the log says of it (12.7): for a moderator to weigh."""
+        with self._lock:
+            rec = self._state.eligibility.get(job)
+            if rec is None:
+                return []
+            out = []
+            for s in rec.statements:
+                node, result = s["statement"]["node"], s["statement"]["result"]
+                known = self._state.signers[node]
+                out.append({"node": node, "result": result, "agrees": rec.eligible and result == rec.result,
+                            "first_seen": known.first_seen, "jobs": known.jobs, "disputed_jobs": known.disputed})
+            return out
+
+    def posters(self, job: str) -> list[dict[str, Any]]:
+        """Who posted each eligibility entry of the job, as recorded beside the log (None: not recorded)."""
+        with self._lock:
+            entries_of = self._state.eligibility_entries.get(job, ())
+            found = self._posters.of(entries_of)
+            return [{"entry": e, "poster": found.get(e)} for e in entries_of]
 
     def _one(self, signed: Any, kind: str) -> tuple[int, Entry]:
         entry = parse_signed(signed, kind)
-        return self._append([leaf_bytes(entry)], [entry])[0], entry
+        return self._signed([entry])[0], entry
 
     def decide(self, signed: Any) -> int:
         """Append a moderator's decision (12.6); EntryRefused says why not."""
@@ -290,9 +332,10 @@ class Ledger:
 
     def approve(self, signed: Any) -> tuple[int, bool]:
         """Append an approval; returns (entry, whether the change is now in effect)."""
+        entry = parse_signed(signed, APPROVAL)
+        entry.verify()  # outside the lock, as every signature
         with self._lock:
-            index, entry = self._one(signed, APPROVAL)
-            assert isinstance(entry, Signed)
+            (index,) = self._append([leaf_bytes(entry)], [entry], verified=True)
             effect = self._state.proposals[str(entry.statement["proposal"])].in_effect
             return index, effect is not None and effect <= index
 
@@ -398,10 +441,11 @@ class Ledger:
         return value
 
     def input(self, cid: str) -> dict[str, Any]:
+        """Whether ``cid`` is blessed, from the replayed state (never from a table anyone could write)."""
         with self._lock:
-            rows = self._store.rows("SELECT entry, deals, source FROM blessings WHERE cid = ? ORDER BY entry", (cid,))
-            return {"cid": cid, "blessed": bool(rows),
-                    "blessings": [{"entry": e, "deals": json.loads(d), "source": s} for e, d, s in rows]}
+            found = self._state.blessings.get(cid, ())
+            return {"cid": cid, "blessed": bool(found),
+                    "blessings": [{"entry": b.entry, "deals": list(b.deals), "source": b.source} for b in found]}
 
     def job_state(self, job: str) -> str:
         """eligible | ineligible | approved | rejected | unknown."""
@@ -425,11 +469,14 @@ class Ledger:
                                "result": rec.result, "nodes": list(rec.nodes), "blessings": rec.blessings,
                                "spec": rec.spec, "statements": list(rec.statements)}
             decisions = []
-            for (entry,) in self._store.rows("SELECT entry FROM decisions WHERE job = ? ORDER BY entry", (job,)):
+            for entry in self._state.decision_entries.get(job, ()):
                 leaf = self._leaf(entry)
                 decisions.append({"entry": entry, **leaf["statement"], "statement": leaf["statement"],
                                   "signature": leaf["signature"]})
             latest = self._state.decisions.get(job)
+            if eligibility is not None:
+                eligibility["signers"] = self.signers(job)
+                eligibility["posters"] = self.posters(job)
             return {"job": job, "eligibility": eligibility, "decisions": decisions, "state": self.job_state(job),
                     "latest_decision": latest.entry if latest else None}
 
@@ -440,14 +487,14 @@ class Ledger:
             for job, rec in sorted(self._state.eligibility.items(), key=lambda kv: kv[1].entry):
                 if self.job_state(job) == "eligible":
                     out.append({"job": job, "result": rec.result, "entry": rec.entry, "nodes": list(rec.nodes),
-                                "inputs": sorted(rec.blessings)})
+                                "inputs": sorted(rec.blessings), "signers": self.signers(job),
+                                "posters": self.posters(job)})
             return out
 
     def result(self, cid: str) -> dict[str, Any]:
         """The notary's answer for a result CID; NotFound if no job was ever eligible with it."""
         with self._lock:
-            jobs = [str(j) for (j,) in self._store.rows(
-                "SELECT DISTINCT job FROM eligibility WHERE result = ? ORDER BY entry", (cid,))]
+            jobs = list(self._state.jobs_of_result.get(cid, ()))
             if not jobs:
                 raise NotFound(f"no eligible job has result {cid}", "the ledger knows results of eligible jobs only")
             chosen = jobs[0]

@@ -176,7 +176,7 @@ class Scanner:
         if count <= self.cache.reported(job):
             return 0
         try:
-            _, judgement, new = self.ledger.report_evidence(spec, statements)
+            _, judgement, new = self.ledger.report_evidence(spec, statements, poster=f"scanner of {self.url}")
         except CodError as exc:
             log.warning("evidence of job %s from scanning was refused: %s", job, exc.message)
             return 0

@@ -157,7 +157,8 @@ def app(ledger: Ledger, on_append: AppendHook | None = None) -> web.Application:
         if "spec" not in body or "statements" not in body:
             raise LedgerRefused("the body needs 'spec' and 'statements'", "send {\"spec\": ..., \"statements\": [...]}",
                                 status=400, error="BadRequest")
-        index, judgement, new = await write(lambda: ledger.report_evidence(body["spec"], body["statements"]))
+        poster = f"address {request.remote}"
+        index, judgement, new = await write(lambda: ledger.report_evidence(body["spec"], body["statements"], poster))
         return web.json_response({"job": judgement.job, "entry": index, "eligible": judgement.eligible,
                                   "reason": judgement.reason, "result": judgement.result,
                                   "nodes": list(judgement.nodes), "new": new}, status=201 if new else 200)

@@ -40,6 +40,22 @@ class EligibilityRecord:
 
 
 @dataclass(frozen=True)
+class SignerRecord:
+    """What the log says of a node key: what a moderator weighs (SPEC.md 12.5, signers)."""
+
+    first_seen: int      # the eligibility entry that first held a statement of this key
+    jobs: int            # jobs whose evidence holds a statement of this key
+    disputed: int        # of those, jobs in which another key signed another result
+
+
+@dataclass(frozen=True)
+class BlessingRecord:
+    entry: int
+    deals: tuple[int, ...]
+    source: str
+
+
+@dataclass(frozen=True)
 class DecisionRecord:
     entry: int
     action: str
@@ -72,9 +88,14 @@ class LedgerState:
         self.seen: set[bytes] = set()
         self.moderators: dict[str, int] = {}           # ID -> leaf that made it a moderator
         self.blessed: dict[str, int] = {}              # CID -> first bless batch leaf
+        self.blessings: dict[str, tuple[BlessingRecord, ...]] = {}   # CID -> every blessing, in leaf order
         self.eligibility: dict[str, EligibilityRecord] = {}   # job -> latest
         self.decisions: dict[str, DecisionRecord] = {}        # job -> latest
+        self.decision_entries: dict[str, tuple[int, ...]] = {}  # job -> every decision leaf, in order
+        self.jobs_of_result: dict[str, tuple[str, ...]] = {}    # result -> jobs eligible with it, first first
         self.proposals: dict[str, ProposalRecord] = {}
+        self.signers: dict[str, SignerRecord] = {}               # node ID -> what the log says of it
+        self.eligibility_entries: dict[str, tuple[int, ...]] = {}  # job -> every eligibility leaf, in order
         self._undo: list[Callable[[], None]] | None = None
 
     # -- the undo journal ----------------------------------------------------------------------
@@ -216,9 +237,31 @@ class LedgerState:
             if any(canonical(s) not in kept for s in latest.statements):
                 raise EntryRefused(422, "BadEvidence", f"a later eligibility entry of job {j.job} drops statements "
                                    "of the earlier one", "evidence only grows")
+        self._count_signers(index, j, latest)
+        self._put(self.eligibility_entries, j.job, self.eligibility_entries.get(j.job, ()) + (index,))
+        if j.result is not None and j.job not in self.jobs_of_result.get(j.result, ()):
+            self._put(self.jobs_of_result, j.result, self.jobs_of_result.get(j.result, ()) + (j.job,))
         self._put(self.eligibility, j.job, EligibilityRecord(index, j.eligible, j.result, j.nodes, j.statements,
                                                               j.spec, j.reason, dict(j.blessings)))
         return [("eligibility", (j.job, j.result, int(j.eligible), j.reason, index))]
+
+    def _count_signers(self, index: int, j: Judgement, latest: EligibilityRecord | None) -> None:
+        """Count the new statements of a job for their keys; a job with a second result is disputed for all."""
+        old = latest.statements if latest is not None else ()
+        old_nodes = {s["statement"]["node"] for s in old}
+        old_results = {s["statement"]["result"] for s in old}
+        results = {s["statement"]["result"] for s in j.statements}
+        newly_disputed = len(old_results) <= 1 < len(results)
+        for s in j.statements:
+            node = s["statement"]["node"]
+            rec = self.signers.get(node)
+            is_new = node not in old_nodes
+            if rec is None:
+                rec = SignerRecord(index, 0, 0)
+            jobs = rec.jobs + (1 if is_new else 0)
+            disputed = rec.disputed + (1 if len(results) > 1 and (is_new or newly_disputed) else 0)
+            if (jobs, disputed) != (rec.jobs, rec.disputed) or node not in self.signers:
+                self._put(self.signers, node, SignerRecord(rec.first_seen, jobs, disputed))
 
     def _signed(self, index: int, s: Signed) -> list[Row]:
         body = s.body
@@ -253,6 +296,8 @@ class LedgerState:
         for item in b.inputs:
             if item.cid not in self.blessed:
                 self._put(self.blessed, item.cid, index)
+            record = BlessingRecord(index, tuple(item.deals), b.source)
+            self._put(self.blessings, item.cid, self.blessings.get(item.cid, ()) + (record,))
             rows.append(("blessings", (item.cid, json.dumps(list(item.deals)), b.source, index)))
         return rows
 
@@ -278,6 +323,7 @@ class LedgerState:
                                f"{want}", "look at the job again (cod moderation show) and re-sign")
         self._put(self.decisions, d.job, DecisionRecord(index, d.action, d.result, d.datacap, d.moderator,
                                                         d.eligibility))
+        self._put(self.decision_entries, d.job, self.decision_entries.get(d.job, ()) + (index,))
         return [("decisions", (d.job, d.result, d.action, d.datacap, d.moderator, d.reason, index))]
 
     def _change_applies(self, action: str, moderator: str) -> bool:

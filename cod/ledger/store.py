@@ -8,8 +8,10 @@ WAL mode: readers (Datasette, the audit) never block the writer. The schema is S
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +64,7 @@ VIEWS: dict[str, str] = {
         "SELECT d.* FROM decisions d WHERE d.entry = (SELECT MAX(entry) FROM decisions WHERE job = d.job)"),
     "moderation_queue": (
         "SELECT e.job, e.result, e.entry FROM latest_eligibility e WHERE e.eligible = 1 "
-        "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.job = e.job AND d.result = e.result)"),
+        "AND NOT EXISTS (SELECT 1 FROM latest_decisions d WHERE d.job = e.job AND d.result = e.result)"),
     "approved_results": (
         "SELECT d.result, d.job, d.datacap, d.moderator, d.reason, d.entry FROM latest_decisions d "
         "JOIN latest_eligibility e ON e.job = d.job AND e.eligible = 1 AND e.result = d.result "
@@ -115,6 +117,49 @@ def create(conn: sqlite3.Connection) -> None:
                 conn.execute(sql)
         for name, sql in VIEWS.items():
             db.create_view(name, sql)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _shown(row: tuple[Any, ...]) -> str:
+    return json.dumps([r.hex() if isinstance(r, bytes) else r for r in row])[:300]
+
+
+def derived_differences(conn: sqlite3.Connection, want: Mapping[str, Sequence[tuple[Any, ...]]]) -> list[str]:
+    """One line per derived table whose rows differ, as multisets, from ``want`` (the rows the log derives)."""
+    problems = []
+    for table in DERIVED:
+        columns = ", ".join(TABLES[table][0])
+        have = Counter(tuple(r) for r in conn.execute(f"SELECT {columns} FROM {table}"))
+        wanted = Counter(want.get(table, ()))
+        if have != wanted:
+            extra = sorted(map(_shown, (have - wanted).elements()))
+            missing = sorted(map(_shown, (wanted - have).elements()))
+            detail = (f"row {extra[0]} is derived from no entry" if extra else
+                      f"row {missing[0]} the log derives is missing")
+            problems.append(f"table {table} differs from what the log derives: {detail}")
+    return problems
+
+
+def refresh_views(conn: sqlite3.Connection) -> None:
+    """Recreate every view whose SQL is not VIEWS' (a ledger made by an earlier cod); views hold no data."""
+    have = {str(n): str(sql) for n, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view'")}
+    fresh = sqlite3.connect(":memory:", isolation_level=None)
+    create(fresh)
+    want = {str(n): str(sql) for n, sql in fresh.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view'")}
+    fresh.close()
+    stale = [name for name in VIEWS if have.get(name) != want[name]]
+    if not stale:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for name in reversed(list(VIEWS)):  # later views read earlier ones
+            if name in have:
+                conn.execute(f"DROP VIEW {name}")
+        for name in VIEWS:
+            conn.execute(want[name])
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

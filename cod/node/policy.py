@@ -153,7 +153,7 @@ class Policy:
         for item in spec.inputs:
             if item.local is not None:
                 return Verdict(False, f"input {clean(item.local)} is a node-local path, not FIL+ data", cids)
-        if not cids:
+        if not any(item.cid is not None for item in spec.inputs):  # an output base is not an input (9.7)
             return Verdict(False, "the job reads no FIL+ data", cids)
         gate = asyncio.Semaphore(MAX_PARALLEL_QUESTIONS)
 

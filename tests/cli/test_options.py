@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cod.cli.options import node_url_problem
-from cod.errors import InputError, SpecError
+from cod.cli.options import node_url_problem, parse_datacap
+from cod.errors import InputError, SpecError, UsageError
 from cod.local import parse_duration_ms, parse_env, parse_mount, parse_size
 
 MAX = 9_223_372_036_854_775_807  # 2**63 - 1, the largest spec integer (SPEC.md 2)
@@ -72,3 +72,11 @@ def test_node_urls(url: str) -> None:
 def test_node_urls_refused(url: str, why: str) -> None:
     problem = node_url_problem(url)
     assert problem is not None and why in problem
+
+
+@pytest.mark.parametrize("text", ["\u0661\u0662TiB", "\u0661", "1\u00a0TiB", "\u00b2", "1.\u0665TB"])
+def test_datacap_takes_ascii_digits_only(text: str) -> None:
+    # without re.ASCII, \d matched "١٢" (Arabic-Indic 12) and \s a no-break space
+    with pytest.raises(UsageError):
+        parse_datacap(text)
+    assert parse_datacap("12TiB") == 12 * 2**40

@@ -171,16 +171,21 @@ def test_wrong_vkey_and_witness_cosignatures(tmp_path: Path) -> None:
     assert "the latest checkpoint has 1 valid cosignatures of the named witnesses; 2 are required" in found
 
 
-@contextmanager
-def static_server(root: Path) -> Iterator[str]:
+def static_server(root: Path) -> Any:
     """A plain static file server (aiohttp) of a directory: what any mirror is."""
+    app = web.Application()
+    app.router.add_static("/", root)
+    return served_app(app)
+
+
+@contextmanager
+def served_app(app: web.Application) -> Iterator[str]:
+    """``app`` served on loopback from a thread of its own (the audit runs its own event loop)."""
     loop = asyncio.new_event_loop()
     holder: list[Any] = []
     ready = threading.Event()
 
     async def start() -> None:
-        app = web.Application()
-        app.router.add_static("/", root)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -247,3 +252,89 @@ def test_a_file_that_is_not_a_ledger(tmp_path: Path) -> None:
     (tmp_path / "ledger").mkdir()
     (tmp_path / "ledger" / DB_FILE).write_bytes(b"not sqlite at all " * 100)
     assert "cannot be read" in problems(tmp_path)
+
+
+def hostile_mirror(tmp: Path, size: int, *, content_length: int | None = None,
+                   stream: int = 0, signer: Signer | None = None) -> tuple[web.Application, dict[str, int]]:
+    """A mirror whose checkpoint claims ``size`` entries (signed by ``signer``, default a stranger's key)
+    and whose bundles claim ``content_length`` bytes or stream ``stream`` bytes of junk; it counts what it serves."""
+    signer = signer or Signer("hostile.example/log", nacl.signing.SigningKey(bytes([77]) * 32))
+    note = signer.sign(Checkpoint(signer.name, size, bytes(32)).body().decode())
+    seen = {"bundles": 0, "bytes": 0}
+
+    async def checkpoint(request: web.Request) -> web.Response:
+        return web.Response(text=note)
+
+    async def bundle(request: web.Request) -> web.StreamResponse:
+        seen["bundles"] += 1
+        response = web.StreamResponse()
+        if content_length is not None:
+            response.content_length = content_length
+        await response.prepare(request)
+        chunk = b"\xff" * 65536
+        try:
+            while seen["bytes"] < stream:
+                await response.write(chunk)
+                seen["bytes"] += len(chunk)
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
+
+    app = web.Application()
+    app.router.add_get("/checkpoint", checkpoint)
+    app.router.add_get("/tile/entries/{rest:.+}", bundle)
+    return app, seen
+
+
+def test_verify_url_checks_the_checkpoint_against_vkey_before_fetching(tmp_path: Path) -> None:
+    # issue 19 point 26: a mirror claiming 2^40 entries under another key gets no bundle request
+    ledger, _ = populated(tmp_path)
+    app, seen = hostile_mirror(tmp_path, 1 << 40, stream=1 << 40)
+    with served_app(app) as url:
+        found = audit_url(url, vkey=ledger.vkey)
+    assert len(found) == 1 and "does not verify against --vkey" in found[0], found
+    assert seen["bundles"] == 0
+
+
+def test_verify_url_caps_what_a_hostile_mirror_sends(tmp_path: Path) -> None:
+    from cod.ledger.audit import MAX_ENTRY_BYTES, MAX_MIRROR_ENTRIES
+
+    # a size past the cap is refused before any bundle
+    app, seen = hostile_mirror(tmp_path, MAX_MIRROR_ENTRIES + 1, stream=1 << 40)
+    with served_app(app) as url, pytest.raises(LedgerRefused) as caught:
+        audit_url(url)
+    assert caught.value.error == "TooLarge" and seen["bundles"] == 0
+    # a bundle of 3 entries holds at most 3 * (2 + 65,535) bytes: a claimed or streamed excess is refused there
+    cap = 3 * (2 + MAX_ENTRY_BYTES)
+    app, seen = hostile_mirror(tmp_path, 3, content_length=1 << 40)
+    with served_app(app) as url, pytest.raises(LedgerRefused) as caught:
+        audit_url(url)
+    assert caught.value.error == "TooLarge" and "claims" in caught.value.message
+    app, seen = hostile_mirror(tmp_path, 3, stream=4 << 20)  # 4 MiB of junk: under the old 16 MiB per bundle
+    with served_app(app) as url, pytest.raises(LedgerRefused) as caught:
+        audit_url(url)
+    assert caught.value.error == "TooLarge" and f"{cap} bytes" in caught.value.message
+
+
+def test_verify_url_without_vkey_checks_the_genesis_key_before_the_other_bundles(tmp_path: Path) -> None:
+    ledger, _ = populated(tmp_path)
+    for i in range(300):
+        ledger.refusal(entries.sign_refusal(NODES[i % 4], job=RESULT, policy="fil-plus-only", inputs=[],
+                                            reason=f"r{i}"))
+    mirror = tmp_path / "mirror"
+    size = ledger.mirror(mirror)
+    forger = Signer(ledger.origin, nacl.signing.SigningKey(bytes([78]) * 32))  # the log's name, another key
+    (mirror / "checkpoint").write_text(forger.sign(Checkpoint(ledger.origin, size, bytes(32)).body().decode()))
+    asked: list[str] = []
+
+    @web.middleware
+    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+        asked.append(request.path)
+        return await handler(request)
+
+    app = web.Application(middlewares=[count])
+    app.router.add_static("/", mirror)
+    with served_app(app) as url:
+        found = audit_url(url)
+    assert len(found) == 1 and "does not verify against the genesis's log_key" in found[0], found
+    assert asked == ["/checkpoint", "/tile/entries/000"]

@@ -15,7 +15,7 @@ import cod.ledger
 from cod.ledger import entries
 from cod.ledger.store import DB_FILE
 
-from .bkit import DATA, MOD, RESULT, agreeing, blessed_ledger, job_of, spec
+from .bkit import DATA, MOD, RESULT, RESULT_B, agreeing, blessed_ledger, job_of, key, spec, statement
 
 METADATA = Path(cod.ledger.__file__).parent / "datasette.json"
 
@@ -83,3 +83,59 @@ def test_datasette_cannot_change_the_log(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         conn.execute("DELETE FROM entries WHERE idx = 0")
     conn.close()
+
+
+@pytest.mark.asyncio
+async def test_the_moderation_queue_view_is_the_apis_queue_through_changing_decisions(tmp_path: Path) -> None:
+    # issue 19 point 28: approve R, the evidence turns to R2 and R2 is rejected, the evidence turns
+    # back to R: the API queues the job again (its latest decision judged another result); so must the view
+    ledger = blessed_ledger(tmp_path)
+    job_spec = spec(DATA)
+    job = job_of(job_spec)
+    db = tmp_path / "ledger" / DB_FILE
+    ds = Datasette([str(db)], metadata=_metadata())
+    await ds.invoke_startup()
+
+    async def both_queues() -> tuple[list[tuple[str, str, int]], list[tuple[str, str, int]]]:
+        view = await _get(ds, "/ledger/moderation_queue.json?_shape=array")
+        return ([(r["job"], r["result"], r["entry"]) for r in view],
+                [(r["job"], r["result"], r["entry"]) for r in ledger.queue()])
+
+    def decide(action: str, result: str, eligibility: int, supersedes: int | None) -> int:
+        return ledger.decide(entries.sign_decision(MOD, job=job, result=result, action=action,
+                                                   datacap=(1 << 40) if action == "approve" else 0, reason="r",
+                                                   eligibility=eligibility, supersedes=supersedes))
+
+    e1, _, _ = ledger.report_evidence(job_spec, [statement(job_spec, key(30 + n)) for n in range(2)])
+    d1 = decide("approve", RESULT, e1, None)
+    e2, j2, _ = ledger.report_evidence(job_spec, [statement(job_spec, key(40 + n), RESULT_B) for n in range(3)])
+    assert j2.result == RESULT_B
+    view, api = await both_queues()
+    assert view == api == [(job, RESULT_B, e2)]
+    d2 = decide("reject", RESULT_B, e2, d1)
+    e3, j3, _ = ledger.report_evidence(job_spec, [statement(job_spec, key(50 + n)) for n in range(2)])
+    assert j3.result == RESULT
+    view, api = await both_queues()
+    assert api == [(job, RESULT, e3)], "the API queues the job again: its latest decision judged another result"
+    assert view == api
+    decide("approve", RESULT, e3, d2)
+    view, api = await both_queues()
+    assert view == api == []
+    approved = await _get(ds, "/ledger/approved_results.json?_shape=array")
+    assert [(r["job"], r["result"]) for r in approved] == [(job, RESULT)]
+    ledger.close()
+
+
+def test_opening_a_ledger_of_an_earlier_cod_recreates_its_views(tmp_path: Path) -> None:
+    from cod.ledger.audit import audit_dir
+    from cod.ledger.log import Ledger
+    blessed_ledger(tmp_path).close()
+    path = tmp_path / "ledger" / DB_FILE
+    conn = sqlite3.connect(path)
+    old = ("SELECT e.job, e.result, e.entry FROM latest_eligibility e WHERE e.eligible = 1 "
+           "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.job = e.job AND d.result = e.result)")
+    conn.executescript(f"DROP VIEW moderation_queue; CREATE VIEW moderation_queue AS {old};")
+    conn.close()
+    assert any("view moderation_queue is not the one cod creates" in p for p in audit_dir(tmp_path / "ledger"))
+    Ledger.open(tmp_path / "ledger").close()
+    assert audit_dir(tmp_path / "ledger") == []

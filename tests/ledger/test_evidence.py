@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from cod.ledger.entries import EntryRefused
-from cod.ledger.evidence import MAX_STATEMENTS, judge
-from tests.ledger.bkit import DATA, NODES, OTHER, RESULT, RESULT_B, agreeing, cid, job_of, key, spec, statement
+from cod.ledger.evidence import MAX_PER_RESULT, MAX_RESULTS, MAX_STATEMENTS, judge
+from cod.statement import Statement
+from tests.ledger.bkit import DATA, NODES, OTHER, PROFILE, RESULT, RESULT_B, agreeing, cid, job_of, key, spec, statement
 
 BLESSED = {DATA: 3}
 
@@ -119,8 +120,53 @@ def test_spec_is_stored_as_cod_writes_it() -> None:
 def test_judge_without_signature_checks_skips_only_signatures() -> None:
     s = spec(DATA)
     forged = agreeing(s)
-    forged[0]["statement"]["fuel_used"] = 1
+    for item in forged:  # both: agreeing statements must also agree on fuel (rule 4)
+        item["statement"]["fuel_used"] = 1
     assert judge(s, forged, blessed, check_signatures=False).eligible
     with pytest.raises(EntryRefused):
         judge(s, forged, blessed)
     assert cid("x") not in BLESSED
+
+
+def signed_by(spec_json: dict[str, Any], n: int, **fields: Any) -> dict[str, Any]:
+    """A statement of node key(n) with the fields of bkit.statement, some replaced."""
+    body = {"job": job_of(spec_json), "result": RESULT, "node": key(n).node_id, "profile": PROFILE, "exit_code": 0,
+            "trap": None, "fuel_used": 1234, **fields}
+    return Statement(**body).sign(key(n)).to_json()
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({"exit_code": 3}, "the job failed (exit code 3)"),
+    ({"trap": "unreachable"}, "the job failed (trap unreachable)"),
+    ({"profile": "another-profile"}, "the agreeing statements differ in profile"),
+    ({"fuel_used": 99}, "the agreeing statements differ in fuel_used"),
+])
+def test_every_agreeing_statement_is_checked(fields: dict[str, Any], reason: str) -> None:
+    # the odd statement is signed by the key that sorts last, so checking only the first would pass it
+    s = spec(DATA)
+    keys = sorted((40, 41, 42), key=lambda n: key(n).node_id)
+    sts = [signed_by(s, keys[0]), signed_by(s, keys[1]), signed_by(s, keys[2], **fields)]
+    ok, why = verdict(s, sts)
+    assert not ok and why is not None and why.startswith(reason), why
+    assert verdict(s, sts[:2]) == (True, None)
+
+
+def test_an_output_base_alone_is_no_fil_plus_input() -> None:
+    # SPEC 9.7: a FIL+ job has at least one input; the output base is where outputs start
+    base_only = spec(output_base=DATA)
+    assert verdict(base_only, agreeing(base_only)) == (False, "the job reads no FIL+ data")
+    with_input = spec(DATA, output_base=DATA)
+    assert verdict(with_input, agreeing(with_input)) == (True, None)
+
+
+def test_evidence_holds_a_bounded_set_per_result() -> None:
+    s = spec(DATA)
+    assert MAX_PER_RESULT * MAX_RESULTS <= MAX_STATEMENTS
+    nine = [signed_by(s, 100 + n) for n in range(MAX_PER_RESULT + 1)]
+    exc = refusal(s, nine)
+    assert exc.error == "EvidenceFull" and f"at most {MAX_PER_RESULT} per result" in exc.message
+    results = [cid(f"result {n}") for n in range(MAX_RESULTS + 1)]
+    many = [signed_by(s, 100 + n, result=r) for n, r in enumerate(results)]
+    exc = refusal(s, many)
+    assert exc.error == "EvidenceFull" and f"at most {MAX_RESULTS} distinct results" in exc.message
+    assert not judge(s, many[:MAX_RESULTS], blessed).eligible

@@ -197,8 +197,11 @@ def test_input_job_queue_and_notary_answer(tmp_path: Path) -> None:
         ledger.result(RESULT)
     index, _, _ = ledger.report_evidence(s, agreeing(s, 3))
     assert ledger.job(job)["state"] == "eligible"
+    signers = [{"node": n, "result": RESULT, "agrees": True, "first_seen": index, "jobs": 1, "disputed_jobs": 0}
+               for n in sorted(n.node_id for n in NODES[:3])]
     assert ledger.queue() == [{"job": job, "result": RESULT, "entry": index,
-                               "nodes": sorted(n.node_id for n in NODES[:3]), "inputs": [DATA]}]
+                               "nodes": sorted(n.node_id for n in NODES[:3]), "inputs": [DATA], "signers": signers,
+                               "posters": [{"entry": index, "poster": None}]}]
     answer = ledger.result(RESULT)
     assert answer["approved"] is False and answer["decision"] is None and answer["datacap"] == 0
     decision = ledger.decide(entries.sign_decision(MOD, job=job, result=RESULT, action="approve", datacap=1 << 40,
@@ -309,3 +312,68 @@ def test_concurrent_requests_good_and_bad_each_all_or_nothing(tmp_path: Path) ->
             assert json.loads(ledger.entries(v[0], v[0] + 1)[0])["statement"]["job"] == cid(f"g{n}/{i}")
     ledger.close()
     assert audit_dir(tmp_path / "ledger") == []
+
+
+def test_derived_rows_written_by_hand_are_not_served_and_refused_at_open(tmp_path: Path) -> None:
+    # issue 19 point 25: INSERT INTO blessings / eligibility / decisions outside cod
+    import sqlite3
+    ledger = blessed_ledger(tmp_path)
+    s = spec(DATA)
+    index, _, _ = ledger.report_evidence(s, agreeing(s, 2))
+    fake_job, fake_result = job_of(spec(OTHER)), cid("fabricated result")
+    conn = sqlite3.connect(tmp_path / "ledger" / DB_FILE)
+    conn.execute("INSERT INTO blessings VALUES (?, '[1]', 'list', 3)", (OTHER,))
+    conn.execute("INSERT INTO eligibility VALUES (?, ?, 1, NULL, ?)", (fake_job, fake_result, index))
+    conn.execute("INSERT INTO decisions VALUES (?, ?, 'approve', ?, ?, 'fake', 1)",
+                 (fake_job, fake_result, 1 << 60, MOD.node_id))
+    conn.execute("INSERT INTO decisions VALUES (?, ?, 'approve', ?, ?, 'fake', 1)",
+                 (job_of(s), RESULT, 1 << 60, MOD.node_id))
+    conn.commit()
+    # live: every answer comes from the replayed log, not from the tables
+    assert ledger.input(OTHER) == {"cid": OTHER, "blessed": False, "blessings": []}
+    with pytest.raises(NotFound):
+        ledger.result(fake_result)
+    assert ledger.job(job_of(s))["decisions"] == [] and ledger.result(RESULT)["approved"] is False
+    ledger.close()
+    conn.close()
+    # after a restart: the ledger refuses to serve tables the log does not derive, naming them
+    with pytest.raises(AuditFailed) as caught:
+        Ledger.open(tmp_path / "ledger")
+    text = "\n".join(caught.value.problems)
+    for table in ("blessings", "eligibility", "decisions"):
+        assert f"table {table} differs from what the log derives" in text, text
+
+
+@pytest.mark.parametrize("what", ["evidence", "refusal"])
+def test_signatures_are_checked_outside_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str) -> None:
+    # issue 19 point 24: a read (what nodes ask: GET /v1/inputs) completes while a signature check is held up
+    from cod.ledger.entries import Signed
+    from cod.statement import SignedStatement
+    ledger = blessed_ledger(tmp_path)
+    entered, release = threading.Event(), threading.Event()
+    cls: Any = SignedStatement if what == "evidence" else Signed
+    real = cls.verify
+
+    def held(self: Any, *args: Any) -> Any:
+        entered.set()
+        release.wait(60)
+        return real(self, *args)
+
+    monkeypatch.setattr(cls, "verify", held)
+    s = spec(DATA)
+    write = (lambda: ledger.report_evidence(s, agreeing(s))) if what == "evidence" else (
+        lambda: ledger.refusal(entries.sign_refusal(NODES[0], job=job_of(s), policy="fil-plus-only", inputs=[DATA],
+                                                    reason="r")))
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert entered.wait(60)
+        got: list[Any] = []
+        reader = threading.Thread(target=lambda: got.append(ledger.input(DATA)))
+        reader.start()
+        reader.join(20)  # a bound: with the lock held during the check, the reader waits for `release`
+        assert got and got[0]["blessed"] is True and not release.is_set(), "the read waited for a signature check"
+    finally:
+        release.set()
+        writer.join(60)
+    assert ledger.size == 5  # genesis, proposal, approval, bless batch, then the write

@@ -159,3 +159,44 @@ async def test_proof_of_an_undecided_result_is_a_clear_error(served: Any, tmp_pa
     await eligible_job(client)
     code = await asyncio.to_thread(run_cli, ["ledger", "proof", RESULT, "--json", "--ledger", running.url])
     assert code == 17  # NotFound: no decision yet, not a traceback
+
+
+async def test_moderators_see_each_signers_history_and_who_posted(served: Any, tmp_path: Path) -> None:
+    # issue 19 point 29: two freshly generated keys make a fabricated result eligible; the job's
+    # answer, the queue and `cod moderation show` say the keys are new and who posted the evidence
+    import asyncio
+
+    from tests.helpers import run_cod
+    from tests.ledger.bkit import RESULT_B, key
+    running, client = served
+    honest_job = spec(DATA)
+    first = await client.evidence(honest_job, agreeing(honest_job, 2))          # NODES[0], NODES[1]
+    fake_spec = dict(spec(DATA), args=["--fabricated"])
+    sybils = [key(120), key(121)]
+    disputed = await client.evidence(fake_spec, [statement(fake_spec, k, RESULT_B) for k in sybils]
+                                     + [statement(fake_spec, NODES[0])])
+    assert disputed["eligible"] is True and disputed["result"] == RESULT_B  # 2 of 3: a strict majority
+    fake_spec = dict(spec(DATA), args=["--fabricated", "2"])
+    fake = await client.evidence(fake_spec, [statement(fake_spec, k, RESULT_B) for k in sybils])
+    assert fake["eligible"] is True and fake["result"] == RESULT_B and fake["entry"] == disputed["entry"] + 1
+    record = await client.job(fake["job"])
+    signers = {s["node"]: s for s in record["eligibility"]["signers"]}
+    for k in sybils:
+        # first seen at the disputed job's entry, in 2 jobs, one of them disputed
+        assert signers[k.node_id] == {"node": k.node_id, "result": RESULT_B, "agrees": True,
+                                      "first_seen": fake["entry"] - 1, "jobs": 2, "disputed_jobs": 1}
+    honest = {s["node"]: s for s in (await client.job(first["job"]))["eligibility"]["signers"]}
+    assert honest[NODES[0].node_id] == {"node": NODES[0].node_id, "result": RESULT, "agrees": True,
+                                        "first_seen": first["entry"], "jobs": 2, "disputed_jobs": 1}
+    assert honest[NODES[1].node_id]["jobs"] == 1 and honest[NODES[1].node_id]["disputed_jobs"] == 0
+    assert record["eligibility"]["posters"] == [{"entry": fake["entry"], "poster": "address 127.0.0.1"}]
+    queued = {j["job"]: j for j in (await client.queue())["jobs"]}
+    assert queued[fake["job"]]["signers"] == record["eligibility"]["signers"]
+    shown = await asyncio.to_thread(run_cod, tmp_path, "moderation", "show", fake["job"], "--ledger", running.url)
+    assert shown.returncode == 0, shown.stderr
+    for k in sybils:
+        assert f"signer:      {k.node_id} agrees; first seen at entry {fake['entry'] - 1}, in 2 job(s), 1 disputed" \
+            in shown.stdout, shown.stdout
+    assert f"posted:      entry {fake['entry']} by address 127.0.0.1" in shown.stdout
+    table = await asyncio.to_thread(run_cod, tmp_path, "moderation", "queue", "--ledger", running.url, "--csv")
+    assert table.returncode == 0 and "signers" in table.stdout.splitlines()[0], table.stdout

@@ -230,3 +230,30 @@ def test_a_forged_statement_added_to_recorded_evidence_is_refused(tmp_path: Path
     assert (exc.status, exc.error) == (422, "BadSignature")
     exc = refused(ledger.report_evidence, s, [sts[0], forged])
     assert exc.error == "BadSignature" and snapshot(ledger) == before
+
+
+def test_throw_away_keys_cannot_lock_a_job_against_honest_evidence(tmp_path: Path) -> None:
+    # issue 19 point 21: 2 honest statements, then throw-away keys fill the job; the honest third
+    # node's statement must still be taken, and no single result may hold more than MAX_PER_RESULT
+    from cod.ledger.evidence import MAX_PER_RESULT, MAX_RESULTS
+    from tests.ledger.bkit import RESULT_B, cid, key, statement
+    ledger = blessed_ledger(tmp_path)
+    s = spec(DATA)
+    honest = agreeing(s, 3)
+    ledger.report_evidence(s, honest[:2])
+    sybils = [statement(s, key(100 + n), RESULT_B) for n in range(62)]
+    before = snapshot(ledger)
+    exc = refused(ledger.report_evidence, s, sybils)
+    assert exc.status == 422 and exc.error == "EvidenceFull" and snapshot(ledger) == before
+    _, j, _ = ledger.report_evidence(s, sybils[:MAX_PER_RESULT])
+    assert j.eligible and j.result == RESULT_B  # Sybils can win a vote (SPEC 12.5); they cannot lock the job
+    assert refused(ledger.report_evidence, s, sybils[MAX_PER_RESULT:MAX_PER_RESULT + 1]).error == "EvidenceFull"
+    # every other result slot filled with throw-away keys too
+    n = 200
+    for r in range(MAX_RESULTS - 2):
+        fake = cid(f"fabricated {r}")
+        ledger.report_evidence(s, [statement(s, key(n + i), fake) for i in range(MAX_PER_RESULT)])
+        n += MAX_PER_RESULT
+    index, j, new = ledger.report_evidence(s, [honest[2]])
+    assert new and honest[2] in list(j.statements)
+    assert len(j.statements) == 3 + MAX_PER_RESULT * (MAX_RESULTS - 1)

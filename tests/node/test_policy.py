@@ -139,6 +139,17 @@ async def test_fil_plus_only_refuses_jobs_without_fil_plus_inputs(
     assert ledger[0].questions == []  # decided without asking
 
 
+async def test_fil_plus_only_refuses_a_job_whose_only_fil_plus_data_is_its_output_base(
+        strict: RunningNode, http: aiohttp.ClientSession, ledger: tuple[StandIn, str], tmp_path: Path) -> None:
+    # SPEC 9.7: a FIL+ job has at least one input; a blessed output base alone does not make one
+    ledger[0].blessed.add(INPUT)
+    await _upload(http, strict.url, tmp_path)
+    spec = JobSpec(module=module_cid(WORDCOUNT), output_base=INPUT).to_dict()
+    status, body = await _post(http, strict.url, spec)
+    assert (status, body["error"]) == (403, "PolicyRefused") and "the job reads no FIL+ data" in body["message"]
+    assert ledger[0].questions == []
+
+
 async def test_fil_plus_only_runs_a_blessed_job_and_caches_the_answer(
         strict: RunningNode, http: aiohttp.ClientSession, ledger: tuple[StandIn, str], tmp_path: Path) -> None:
     fake, _ = ledger

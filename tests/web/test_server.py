@@ -96,7 +96,8 @@ async def test_a_bug_is_a_logged_json_500_and_the_server_stays_up(served: Listen
 
 
 async def test_strict_bodies_are_refused_by_the_shared_parser(served: Listening) -> None:
-    for raw in (b'{"a": 1, "a": 2}', b'{"a": 1.5}', b'"\\ud800"', b"\xff"):
+    for raw in (b'{"a": 1, "a": 2}', b'{"a": 1.5}', b'"\\ud800"', b"\xff", b'{"a": NaN}', b'[Infinity]',
+                b'{"a": -Infinity}'):
         status, _, body = await _get(f"{served.url}/body", "POST", raw)
         assert status == 418 and body["error"] == "SpecError", (raw, body)  # type: ignore[index]
     with pytest.raises(SpecError):
