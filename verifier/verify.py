@@ -42,7 +42,7 @@ from cod.statement import SignedStatement
 
 from . import metrics
 from .client import MissingBlobs, NodeClient
-from .events import BUSY, FAILED as NODE_FAILED, JOB_POLL_S, QUEUED, RUNNING, SIGNED, SUBMITTING, UPLOADING, Events
+from .events import BUSY, FAILED, JOB_POLL_S, QUEUED, RUNNING, SIGNED, SUBMITTING, UPLOADING, Events
 from .fetch import BaseSize, DownloadFailed, download_agreed
 from .outcomes import EXIT_CODES, INCOMPLETE, MISMATCH, PROFILE_MISMATCH, QUORUM, UNVERIFIABLE, VERIFIED
 from .reputation import Records, now
@@ -489,7 +489,7 @@ async def _dispatch(candidates: list[tuple[NodeClient, NodeInfo]], n: int, uploa
             for task, answer in tasks.items():
                 task.cancel()
                 answer.error = "no answer before the deadline"
-                events.node(answer.node_id, answer.url, NODE_FAILED, answer.error)
+                events.node(answer.node_id, answer.url, FAILED, answer.error)
                 answers.append(answer)
             await asyncio.gather(*tasks, return_exceptions=True)
             break
@@ -510,7 +510,7 @@ async def _attempt(client: NodeClient, answer: Answer, uploads: _Uploads, spec: 
     if answer.valid:
         events.node(answer.node_id, answer.url, SIGNED, answer.result_cid or "")
     else:
-        events.node(answer.node_id, answer.url, NODE_FAILED, answer.error or "")
+        events.node(answer.node_id, answer.url, FAILED, answer.error or "")
     return answer
 
 
