@@ -47,7 +47,7 @@ from .joblog import JobLog
 from .metrics import CANCELLED, CONTENT_TYPE, DOWNLOAD, FETCH, UPLOAD, NodeMetrics
 from .offers import Dataset, Offers, overlaps
 from .policy import PREFER, Policy
-from .pool import Pool
+from .pool import RETRY_SECONDS, Pool
 from .store import DONE, FAILED, MAX_STATEMENTS_PAGE, QUEUED, RUNNING, JobStore, public
 
 log = logging.getLogger("cod.node")
@@ -182,6 +182,21 @@ class Node:
             "allow_listed_local_paths": [str(p) for p in self.allow_local],
             "policy": self.policy.published(),
         }
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """GET /v1/health (SPEC 9.2): ok when every executor is up or being started, degraded
+        when some cannot start, unavailable (503) when none is up or starting: no job can run."""
+        workers = self.pool.alive_workers()
+        able = workers + self.pool.starting()
+        body: dict[str, Any] = {"status": "ok", "active_jobs": self.active, "workers": workers,
+                                "concurrency": self.concurrency}
+        if able >= self.concurrency:
+            return 200, body
+        body["status"] = "degraded" if able else "unavailable"
+        body["message"] = self.pool.start_error or "executor processes are being replaced"
+        body["hint"] = (f"the node tries again every {RETRY_SECONDS:g} s; see its log for why executors cannot "
+                        "start (a full disk, memory, a broken install)")
+        return (200 if able else 503), body
 
     # -- jobs -------------------------------------------------------------------------
     async def submit(self, body: Any, wait: bool) -> tuple[int, dict[str, Any]]:
@@ -386,8 +401,9 @@ class Node:
         if row["state"] not in (QUEUED, RUNNING) or task is None:
             raise NotCancellable(f"job {job_cid} is {row['state']}, not queued or running",
                                  "only queued or running jobs can be cancelled")
-        self._cancelled.add(job_cid)
-        task.cancel()
+        if job_cid not in self._cancelled:  # once: a second cancel would land in the first one's clean-up
+            self._cancelled.add(job_cid)
+            task.cancel()
         await asyncio.wait({task})
         return public(self.job(job_cid))
 
@@ -628,7 +644,8 @@ def app(node: Node) -> web.Application:
 
     @routes.get("/v1/health")
     async def health(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "active_jobs": node.active})
+        status, body = node.health()
+        return web.json_response(body, status=status)
 
     @routes.get("/v1/info")
     async def info(request: web.Request) -> web.Response:

@@ -17,7 +17,12 @@ DOCUMENT: dict[str, Any] = {
     "info": {"title": "cod compute node", "version": "1",
              "description": "Content-addressed blobs, deterministic jobs, signed result statements."},
     "paths": {
-        "/v1/health": {"get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "up")}}},
+        "/v1/health": {"get": {"summary": "Liveness: status (ok, degraded, unavailable), active_jobs, workers "
+                                          "(executor processes up), concurrency",
+                               "responses": {"200": _json({"type": "object"}, "up (ok, or degraded: some executors "
+                                                                              "cannot start)"),
+                                             "503": _json({"type": "object"}, "unavailable: no executor is up or "
+                                                                              "starting, no job can run")}}},
         "/metrics": {"get": {"summary": "The node's metrics in the Prometheus text format (jobs by outcome, job "
                                        "duration, fuel used, queue depth, bytes moved by direction)",
                              "responses": {"200": {"description": "Prometheus text exposition",
