@@ -30,6 +30,7 @@ from ..content.car import car_bytes, write_car
 from ..content.cid import CID
 from ..content.fetcher import Fetcher
 from ..content.unixfs import cid_of_tree
+from ..dirlock import DirLock
 from ..docker import DockerEngine
 from ..errors import (CapExceeded, CodError, EngineUnavailable, InputError, MissingModules, ModuleError,
                       NodeError, NotFound, SpecError)
@@ -133,14 +134,19 @@ class Node:
 
     def _open(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.identity = Identity.load_or_create(data_dir)
-        self.blobs = BlobStore(data_dir / "blobs")
-        self.jobs = JobStore(data_dir / "jobs.db")  # marks jobs of an earlier life that did not finish failed
-        self.results = data_dir / "results"
-        self.cars = data_dir / "cars"
-        for folder in (self.results, self.cars):
-            folder.mkdir(exist_ok=True)
-        self._drop_unadopted()
+        self.lock = DirLock.take(data_dir, "data directory", "--data-dir")  # one process per data dir
+        try:
+            self.identity = Identity.load_or_create(data_dir)
+            self.blobs = BlobStore(data_dir / "blobs")
+            self.jobs = JobStore(data_dir / "jobs.db")  # marks jobs of an earlier life that did not finish failed
+            self.results = data_dir / "results"
+            self.cars = data_dir / "cars"
+            for folder in (self.results, self.cars):
+                folder.mkdir(exist_ok=True)
+            self._drop_unadopted()
+        except BaseException:
+            self.lock.release()
+            raise
 
     def _drop_unadopted(self) -> None:
         """Remove every results entry that is not a done job's: staging dirs of runs an earlier
@@ -169,6 +175,7 @@ class Node:
         await self.fetcher.close()
         await self.pool.close()
         self.metrics.close()
+        self.lock.release()
 
     # -- info -------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
