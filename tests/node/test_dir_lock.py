@@ -8,12 +8,23 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from cod.errors import LocalPathError
 
 from ..helpers import cod_env, devstack
-from .test_kill import Serve, serves  # noqa: F401 (the fixture)
+from .test_kill import Serve
+
+
+@pytest.fixture()
+def serves() -> Iterator[list[Serve]]:
+    started: list[Serve] = []
+    yield started
+    for serve in started:
+        serve.stop()
 
 
 def _second(tmp: Path, *args: str) -> tuple[str, int, str]:
