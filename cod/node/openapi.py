@@ -42,7 +42,8 @@ DOCUMENT: dict[str, Any] = {
                                   "413": _json(_ERROR, "CapExceeded: over max_upload_bytes, max_car_blocks, "
                                                        "max_unpacked_bytes, max_entries or max_tree_depth "
                                                        "(the body names the cap)"),
-                                  "422": _json(_ERROR, "InputError: content outside cod's UnixFS profile")}},
+                                  "422": _json(_ERROR, "InputError: content outside cod's UnixFS profile"),
+                                  "507": _json(_ERROR, "InsufficientStorage: the node's disk is full")}},
             "get": {"summary": "Download a blob (a module's bytes, or a directory as a CAR; a file as a CAR "
                                "when Accept names application/vnd.ipld.car; a dataset as a CAR; a private "
                                "module never); HEAD tells whether the node has it",
@@ -69,6 +70,7 @@ DOCUMENT: dict[str, Any] = {
                                    "413": _json(_ERROR, "body over 1 MiB"),
                                    "422": _json(_ERROR, "CapExceeded: a limit over the node's cap (named)"),
                                    "409": _json(_ERROR, "blobs missing: upload them (the body lists them)"),
+                                   "507": _json(_ERROR, "InsufficientStorage: the node's disk is full"),
                                    "429": _json(_ERROR, "queue full, or (prefer-fil-plus) the half kept for "
                                                         "FIL+ jobs; see Retry-After"),
                                    "501": _json(_ERROR, "no Docker engine for a docker job"),
