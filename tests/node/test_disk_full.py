@@ -20,13 +20,15 @@ import aiohttp
 import pytest
 
 from cod import JobSpec, Limits, module_cid
+from cod.content import dagpb
+from cod.content.dagpb import Link
 from cod.errors import CodError
 from cod.identity import KEY_FILE
 from cod.jobspec import Input
 from cod.node.server import start_node
 
 from ..helpers import VECTORS
-from ..node_kit import WAIT_FOR_CHANGE_WAT, put, put_module, submit_spec, until_state, wat
+from ..node_kit import CAR_TYPE, WAIT_FOR_CHANGE_WAT, car, pb, put, put_module, raw, submit_spec, until_state, wat
 
 HELLO = (VECTORS / "hello.wasm").read_bytes()
 
@@ -108,18 +110,30 @@ async def test_a_post_on_a_full_disk_is_507_and_leaks_no_place(disk: Path, http:
         await node.stop()
 
 
-async def test_an_upload_on_a_full_disk_is_507_and_keeps_nothing(disk: Path, http: aiohttp.ClientSession) -> None:
+@pytest.mark.parametrize("kind", ["file", "car spooled, not unpacked"])
+async def test_an_upload_on_a_full_disk_is_507_and_keeps_nothing(disk: Path, http: aiohttp.ClientSession,
+                                                                 kind: str) -> None:
+    """A file upload meets the full disk while it is spooled; a CAR upload (room left for its
+    spool, not for its tree) while it is unpacked. Both: 507, nothing kept, then stored."""
     data = disk / "node"
     node = await start_node(data, concurrency=1)
     try:
+        content = bytes(range(256)) * 64  # 16 KiB
+        if kind == "file":
+            cid, body, content_type = module_cid(content), content, "application/octet-stream"
+        else:
+            leaf = raw(content)
+            root = pb(dagpb.DIRECTORY, [Link(leaf[0], b"f", len(content))])
+            cid, body, content_type = str(root[0]), car([root[0]], [root, leaf]), CAR_TYPE
         filler = fill(disk)
-        blob = bytes(range(256)) * 64  # 16 KiB: more than a full disk takes
-        status, body = await put(http, node.url, module_cid(blob), blob, "application/octet-stream")
-        _storage_error(status, body)
+        if kind != "file":
+            os.truncate(filler, filler.stat().st_size - 20480)  # room for the CAR's spool alone
+        status, answer = await put(http, node.url, cid, body, content_type)
+        _storage_error(status, answer)
         assert [sorted(p.name for p in (data / "blobs" / d).iterdir()) for d in ("files", "trees", "tmp")] == [[]] * 3
         filler.unlink()
-        status, body = await put(http, node.url, module_cid(blob), blob, "application/octet-stream")
-        assert status == 201, body
+        status, answer = await put(http, node.url, cid, body, content_type)
+        assert status == 201, answer
     finally:
         await node.stop()
 
