@@ -17,7 +17,8 @@
     │                             bound of CAR unpacking; .cap names it (exit 19)
     ├── NodeError                 a compute node refused a request or could not be reached (exit 14)
     │   ├── NodeBusy              the node's queue is full (HTTP 429); retry after .retry_after
-    │   └── PolicyRefused         the node's FIL+ policy refused the job (HTTP 403)
+    │   ├── PolicyRefused         the node's FIL+ policy refused the job (HTTP 403)
+    │   └── InsufficientStorage   the node's disk is full (HTTP 507)
     ├── EngineUnavailable         no Docker-compatible engine answers (exit 15)
     ├── BadSignature              a statement's signature or binding does not check (exit 16)
     ├── NotFound                  no such job or blob is known here (exit 17)
@@ -211,6 +212,10 @@ class LocalPathError(CodError):
 
 class PolicyRefused(NodeError):
     """A node's FIL+ policy (cod serve --policy) refused the job (HTTP 403 "PolicyRefused")."""
+
+
+class InsufficientStorage(NodeError):
+    """A node's disk is full (ENOSPC, EDQUOT, SQLite's "database or disk is full"): HTTP 507."""
 
 
 class LedgerRefused(CodError):

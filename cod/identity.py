@@ -8,8 +8,10 @@ so a statement signed by a node can be checked against its ID alone.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat as _stat
+import tempfile
 from pathlib import Path
 
 import multihash
@@ -69,6 +71,35 @@ def verify(node_id: str, message: bytes, signature: bytes) -> None:
         raise BadSignature(f"signature does not verify against node {node_id}")
 
 
+def _write_new_key(path: Path) -> None:
+    """A new key at ``path``, all or nothing: written to a temporary file beside it (mode 0600),
+    synced, then linked into place (never over a key another process made meanwhile), the
+    directory synced. A failure (a full disk) leaves no key file and no temporary file."""
+    seed = nacl.signing.SigningKey.generate().encode()
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(seed)
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another start made one first: that one is the key
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP):  # a file system without hard links
+                raise
+            if not os.path.lexists(path):
+                os.rename(temporary, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
 class Identity:
     """A node's key pair, kept in ``data_dir/node.key`` (the 32-byte seed, mode 0600)."""
 
@@ -81,16 +112,19 @@ class Identity:
     def load_or_create(cls, data_dir: Path) -> "Identity":
         path = data_dir / KEY_FILE
         data_dir.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            seed = nacl.signing.SigningKey.generate().encode()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(seed)
+        if not os.path.lexists(path):
+            _write_new_key(path)
         if path.stat().st_mode & 0o077:
             raise CodError(f"node key {path} is readable by others", f"chmod 600 {path}")
         seed = path.read_bytes()
-        if len(seed) != 32:
-            raise CodError(f"node key {path} is damaged (want 32 bytes)")
+        if len(seed) < KEY_FILE_BYTES:  # cod before Stage 9 wrote the key in place: a full disk left it so
+            raise KeyFileError(f"node key {path} holds {len(seed)} bytes, not {KEY_FILE_BYTES}: an earlier start "
+                               "was cut short while writing it (a full disk?), so it never signed anything",
+                               f"rm {path} and start again: the node makes a new key (a new node ID)")
+        if len(seed) != KEY_FILE_BYTES:
+            raise KeyFileError(f"node key {path} holds {len(seed)} bytes, not {KEY_FILE_BYTES}: it is not a cod "
+                               "node key", f"restore node.key from a backup, or rm {path} to start as a new node "
+                               "(a new node ID)")
         return cls(nacl.signing.SigningKey(seed))
 
     @classmethod

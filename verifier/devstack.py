@@ -13,7 +13,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from cod.errors import UsageError
+from cod.dirlock import DirLock
+from cod.errors import LocalPathError, UsageError
 from cod.node.server import RunningNode, start_node
 
 MAX_NODES = 32
@@ -40,12 +41,19 @@ class Devstack:
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="cod-devstack-"))
         self.options = {"concurrency": 1, **node_options}
         self.nodes: list[RunningNode] = []
+        self._lock: DirLock | None = None
 
     @property
     def urls(self) -> list[str]:
         return [n.url for n in self.nodes]
 
     async def start(self) -> "Devstack":
+        try:
+            self.base_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LocalPathError(f"cannot make the devstack base directory {str(self.base_dir)!r}: {exc.strerror}",
+                                 "give --base-dir a directory you can write") from None
+        self._lock = DirLock.take(self.base_dir, "devstack base directory", "--base-dir")  # until stop
         try:
             for i in range(self.count):
                 cheat = i >= self.count - self.bad
@@ -59,6 +67,9 @@ class Devstack:
         for node in self.nodes:
             await node.stop()
         self.nodes = []
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         if self._own_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
 

@@ -29,9 +29,10 @@ from ..content.blobs import BlobStore
 from ..content.cid import CID
 from ..content.fetcher import Fetcher
 from ..content.unixfs import cid_of_tree
+from ..dirlock import DirLock
 from ..docker import DockerEngine
-from ..errors import (CapExceeded, CodError, EngineUnavailable, InputError, MissingModules, ModuleError,
-                      NodeError, NotFound, SpecError, StorageQuotaExceeded)
+from ..errors import (CapExceeded, CodError, EngineUnavailable, InputError, InsufficientStorage, MissingModules,
+                      ModuleError, NodeError, NotFound, SpecError, StorageQuotaExceeded)
 from ..identity import Identity
 from ..jobspec import ENGINE_DOCKER, JobSpec
 from ..resultsdir import remove_tree, staging_prefix
@@ -40,7 +41,7 @@ from ..wasm import linking
 from ..wasm.engine import profile_id, wasmtime_version
 from ..web import answers
 from ..web.body import check_strings, parse_json
-from . import joblog, openapi
+from . import disk, joblog, openapi
 from .caps import UPLOAD_CAPS, NodeCaps
 from .cars import CarCache
 from .collector import Retention, Stored, named_cids, plan
@@ -48,7 +49,7 @@ from .joblog import JobLog
 from .metrics import CANCELLED, CONTENT_TYPE, DOWNLOAD, FETCH, UPLOAD, NodeMetrics
 from .offers import Offers, overlaps
 from .policy import PREFER, Policy
-from .pool import Pool
+from .pool import RETRY_SECONDS, Pool
 from .store import DONE, FAILED, MAX_STATEMENTS_PAGE, QUEUED, RUNNING, JobStore, public
 from .usage import BLOB, RESULT, Usage, tree_bytes
 
@@ -61,7 +62,7 @@ WAIT_GRACE_SECONDS = 30
 STATUS = {"SpecError": 400, "CIDError": 400, "ModuleError": 422, "ImportRefused": 422, "InputError": 422,
           "NotFound": 404, "EngineUnavailable": 501, "LocalPathNotAllowed": 403, "MissingBlobs": 409,
           "NodeBusy": 429, "NotCancellable": 409, "NodeError": 400, "PolicyRefused": 403,
-          "LedgerUnavailable": 503, "BadQuery": 400, "StorageQuotaExceeded": 507}
+          "LedgerUnavailable": 503, "BadQuery": 400, "StorageQuotaExceeded": 507, "InsufficientStorage": 507}
 HINTS = {  # for errors raised without a hint of their own: every error body carries one
     "CIDError": "pack the content with cod or ipfs-car (one root, UnixFS unixfs-v1-2025) and upload it "
                 "under its root CID",
@@ -111,6 +112,9 @@ class Node:
         try:
             self._open(data_dir)
         except (OSError, sqlite3.Error) as exc:
+            if disk.is_full(exc):
+                raise InsufficientStorage(f"the disk of the node's data directory {data_dir} is full: {exc}",
+                                          disk.HINT) from None
             raise NodeError(f"cannot use {data_dir} as the node's data directory: {exc}",
                             "give --data-dir a writable directory (it is created if missing)") from None
         self.caps = caps or NodeCaps()
@@ -140,15 +144,20 @@ class Node:
 
     def _open(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.identity = Identity.load_or_create(data_dir)
-        self.blobs = BlobStore(data_dir / "blobs")
-        self.jobs = JobStore(data_dir / "jobs.db")  # marks jobs of an earlier life that did not finish failed
-        self.results = data_dir / "results"
-        self.results.mkdir(exist_ok=True)
-        self.cars = CarCache(data_dir / "cars")  # every CAR the node serves: built once, off the job path
-        self.usage = Usage(data_dir / "usage.db")  # bytes per client, times of use (SPEC 9.11)
-        self._drop_unadopted()
-        self.offers.keep_copies(BlobStore(data_dir / "datasets"))  # jobs read the node's checked copy (SPEC 9.9)
+        self.lock = DirLock.take(data_dir, "data directory", "--data-dir")  # one process per data dir
+        try:
+            self.identity = Identity.load_or_create(data_dir)
+            self.blobs = BlobStore(data_dir / "blobs")
+            self.jobs = JobStore(data_dir / "jobs.db")  # marks jobs of an earlier life that did not finish failed
+            self.results = data_dir / "results"
+            self.results.mkdir(exist_ok=True)
+            self.cars = CarCache(data_dir / "cars")  # every CAR the node serves: built once, off the job path
+            self.usage = Usage(data_dir / "usage.db")  # bytes per client, times of use (SPEC 9.11)
+            self._drop_unadopted()
+            self.offers.keep_copies(BlobStore(data_dir / "datasets"))  # jobs read the node's checked copy (SPEC 9.9)
+        except BaseException:
+            self.lock.release()
+            raise
 
     def _drop_unadopted(self) -> None:
         """Remove every results entry that is not a done job's: staging dirs of runs an earlier
@@ -183,6 +192,7 @@ class Node:
         self.cars.close()
         self.usage.close()
         self.metrics.close()
+        self.lock.release()
 
     # -- info -------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -197,6 +207,21 @@ class Node:
             "policy": self.policy.published(),
             "storage": self.retention.published(),
         }
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """GET /v1/health (SPEC 9.2): ok when every executor is up or being started, degraded
+        when some cannot start, unavailable (503) when none is up or starting: no job can run."""
+        workers = self.pool.alive_workers()
+        able = workers + self.pool.starting()
+        body: dict[str, Any] = {"status": "ok", "active_jobs": self.active, "workers": workers,
+                                "concurrency": self.concurrency}
+        if able >= self.concurrency:
+            return 200, body
+        body["status"] = "degraded" if able else "unavailable"
+        body["message"] = self.pool.start_error or "executor processes are being replaced"
+        body["hint"] = (f"the node tries again every {RETRY_SECONDS:g} s; see its log for why executors cannot "
+                        "start (a full disk, memory, a broken install)")
+        return (200 if able else 503), body
 
     # -- jobs -------------------------------------------------------------------------
     async def submit(self, body: Any, wait: bool, client: str = "") -> tuple[int, dict[str, Any]]:
@@ -236,11 +261,11 @@ class Node:
                 self.policy.report(job_cid, (), reason)
                 raise Busy(reason, "retry after the Retry-After delay, or run the job on blessed FIL+ inputs")
             self.within_quota(client, base_bytes, "this job's output base")
+            self.jobs.add(job_cid, spec.to_dict())  # first: a full disk refuses the job before it holds a place
             if not fil_plus:
                 self.ordinary.add(job_cid)
             self._clients[job_cid] = client
             self.active += 1
-            self.jobs.add(job_cid, spec.to_dict())
             self._done[job_cid] = asyncio.Event()
             task = asyncio.create_task(self._run(job_cid, spec, sources))
             self._tasks.add(task)
@@ -396,11 +421,15 @@ class Node:
         (error ``Cancelled``). Raises NotFound, or NotCancellable for a finished job."""
         row = self.job(job_cid)
         task = self._running.get(job_cid)
+        if row["state"] in (QUEUED, RUNNING) and task is None:  # its run ended without a record: end it now
+            self.jobs.fail(job_cid, json.dumps(CANCELLED_ERROR))
+            return public(self.job(job_cid))
         if row["state"] not in (QUEUED, RUNNING) or task is None:
             raise NotCancellable(f"job {job_cid} is {row['state']}, not queued or running",
                                  "only queued or running jobs can be cancelled")
-        self._cancelled.add(job_cid)
-        task.cancel()
+        if job_cid not in self._cancelled:  # once: a second cancel would land in the first one's clean-up
+            self._cancelled.add(job_cid)
+            task.cancel()
         await asyncio.wait({task})
         return public(self.job(job_cid))
 
@@ -439,12 +468,16 @@ class Node:
             if job_cid not in self._cancelled:
                 raise  # the node is stopping: a restart marks the job failed (Interrupted)
             await asyncio.to_thread(shutil.rmtree, out, True)
-            self.jobs.update(job_cid, state=FAILED, error=json.dumps(
-                {"error": "Cancelled", "message": "the job was cancelled (DELETE /v1/jobs/{job_cid})"}))
-        except Exception as exc:  # a node bug must fail the job, never the node
-            log.exception("job %s failed inside the node", job_cid)
-            self.jobs.update(job_cid, state=FAILED,
-                             error=json.dumps({"error": type(exc).__name__, "message": str(exc)[:500]}))
+            self.jobs.fail(job_cid, json.dumps(CANCELLED_ERROR))
+        except Exception as exc:  # a node bug or a full disk must fail the job, never the node
+            if disk.is_full(exc):
+                log.error("job %s failed: the node's disk is full (%s)", job_cid, exc)
+                error = FULL_DISK_ERROR
+            else:
+                log.exception("job %s failed inside the node", job_cid)
+                error = {"error": type(exc).__name__, "message": str(exc)[:500]}
+            await asyncio.to_thread(shutil.rmtree, out, True)  # a failed job keeps no results (and frees space)
+            self.jobs.fail(job_cid, json.dumps(error))  # kept in memory until the disk has room, if need be
         finally:
             self.active -= 1
             self.ordinary.discard(job_cid)
@@ -659,6 +692,12 @@ def _lie(out: Path) -> str:
     return str(cid_of_tree(out))
 
 
+CANCELLED_ERROR = {"error": "Cancelled", "message": "the job was cancelled (DELETE /v1/jobs/{job_cid})"}
+FULL_DISK_ERROR = {"error": "InsufficientStorage",
+                   "message": "the node's disk filled while the job ran or was recorded; nothing was kept or signed",
+                   "hint": disk.HINT + " (submit the job again)"}
+
+
 class Busy(NodeError):
     def __init__(self, message: str = "this node's queue is full",
                  hint: str = "retry after the Retry-After delay") -> None:
@@ -719,13 +758,32 @@ errors = answers.json_errors(_error, log=log, service="node", hints=HTTP_HINTS,
 """Every error is a JSON body ``{"error", "message", "hint"}``; a bug is a logged JSON 500."""
 
 
+DOING = {"PUT": "storing the upload", "POST": "queueing the job", "DELETE": "recording the cancel"}
+
+
+@web.middleware
+async def full_disk(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A full disk met while answering is 507 InsufficientStorage (SPEC 9.5), never a 500."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except InsufficientStorage:
+        raise
+    except Exception as exc:
+        if not disk.is_full(exc):
+            raise
+        log.error("%s %s: the node's disk is full (%s)", request.method, request.rel_url.raw_path[:200], exc)
+        raise disk.full(DOING.get(request.method, "answering the request")) from None
+
+
 def app(node: Node) -> web.Application:
-    application = web.Application(middlewares=[errors], client_max_size=MAX_JSON_BODY)
+    application = web.Application(middlewares=[errors, full_disk], client_max_size=MAX_JSON_BODY)
     routes = web.RouteTableDef()
 
     @routes.get("/v1/health")
     async def health(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "active_jobs": node.active})
+        status, body = node.health()
+        return web.json_response(body, status=status)
 
     @routes.get("/v1/info")
     async def info(request: web.Request) -> web.Response:

@@ -17,7 +17,12 @@ DOCUMENT: dict[str, Any] = {
     "info": {"title": "cod compute node", "version": "1",
              "description": "Content-addressed blobs, deterministic jobs, signed result statements."},
     "paths": {
-        "/v1/health": {"get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "up")}}},
+        "/v1/health": {"get": {"summary": "Liveness: status (ok, degraded, unavailable), active_jobs, workers "
+                                          "(executor processes up), concurrency",
+                               "responses": {"200": _json({"type": "object"}, "up (ok, or degraded: some executors "
+                                                                              "cannot start)"),
+                                             "503": _json({"type": "object"}, "unavailable: no executor is up or "
+                                                                              "starting, no job can run")}}},
         "/metrics": {"get": {"summary": "The node's metrics in the Prometheus text format (jobs by outcome, job "
                                        "duration, fuel used, queue depth, bytes moved by direction)",
                              "responses": {"200": {"description": "Prometheus text exposition",
@@ -39,7 +44,8 @@ DOCUMENT: dict[str, Any] = {
                                                        "(the body names the cap)"),
                                   "422": _json(_ERROR, "InputError: content outside cod's UnixFS profile"),
                                   "507": _json(_ERROR, "StorageQuotaExceeded: the client's stored bytes would pass "
-                                                       "its quota (SPEC 9.11)")}},
+                                                       "its quota (SPEC 9.11); InsufficientStorage: the node's disk "
+                                                       "is full")}},
             "get": {"summary": "Download a blob (a module's bytes, or a directory as a CAR; a file as a CAR "
                                "when Accept names application/vnd.ipld.car; a dataset as a CAR; a private "
                                "module never); HEAD tells whether the node has it",
@@ -70,7 +76,8 @@ DOCUMENT: dict[str, Any] = {
                                                         "FIL+ jobs; see Retry-After"),
                                    "501": _json(_ERROR, "no Docker engine for a docker job"),
                                    "507": _json(_ERROR, "StorageQuotaExceeded: the client's quota is used, or "
-                                                        "the output base would pass it (SPEC 9.11)"),
+                                                        "the output base would pass it (SPEC 9.11); "
+                                                        "InsufficientStorage: the node's disk is full"),
                                    "503": _json(_ERROR, "LedgerUnavailable: fil-plus-only and the ledger "
                                                         "cannot be asked (fail closed)")}},
             "get": {"summary": "Recent jobs", "responses": {"200": _json({"type": "object"}, "jobs")}},

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,9 @@ from typing import Any
 from .. import telemetry
 
 GRACE_SECONDS = 5.0
+RETRY_SECONDS = 1.0  # between attempts to start a replacement worker
+
+log = logging.getLogger("cod.node")
 
 
 class Worker:
@@ -28,17 +32,25 @@ class Worker:
         self.process = process
         self.dead = False
         self.overran = False
+        self.gone = asyncio.Event()  # set once the process has ended and been reaped
 
     @classmethod
     async def start(cls, cache_dir: str) -> "Worker":
+        """A started worker; raises RuntimeError (or OSError) when it cannot start. A start that is
+        cancelled or fails leaves no process behind."""
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "cod.node.worker", cache_dir, str(os.getpid()), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, limit=1 << 20)
         worker = cls(process)
         assert process.stdout is not None
-        ready = await process.stdout.readline()
-        if not ready:
-            raise RuntimeError("executor worker failed to start")
+        try:
+            ready = await process.stdout.readline()
+            if not ready:
+                raise RuntimeError("executor worker failed to start")
+        except BaseException:
+            worker.kill()
+            await asyncio.shield(worker.reap())
+            raise
         return worker
 
     async def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
@@ -63,6 +75,14 @@ class Worker:
             return None
         return answer
 
+    async def reap(self) -> None:
+        """Wait for the (killed) process to end, and close its pipes."""
+        await self.process.wait()
+        transport = getattr(self.process, "_transport", None)
+        if transport is not None:
+            transport.close()  # else it is closed by the garbage collector, after the loop
+        self.gone.set()
+
     def kill(self) -> None:
         self.dead = True  # returncode is only set once the child is reaped
         if self.process.returncode is None:
@@ -84,18 +104,72 @@ def _record(timings: Any) -> None:
 
 
 class Pool:
+    """``size`` workers. A worker that dies (crash, overrun, cancelled job) is replaced by a task of
+    the pool's own, so nothing done to the job that held it (a second cancel, a stopping request)
+    can interrupt the replacement. A replacement that cannot start is tried again every
+    RETRY_SECONDS; meanwhile ``start_error`` says why (GET /v1/health reports it)."""
+
     def __init__(self, workers: int, cache_dir: Path) -> None:
         self.size = workers
         self.cache_dir = str(cache_dir)
         self._idle: asyncio.Queue[Worker] = asyncio.Queue()
         self._all: list[Worker] = []
+        self._replacing: set[asyncio.Task[None]] = set()
+        self.start_error: str | None = None
         self.closing = False
 
     async def warm(self) -> None:
-        workers = await asyncio.gather(*(Worker.start(self.cache_dir) for _ in range(self.size)))
-        for worker in workers:
+        workers = await asyncio.gather(*(Worker.start(self.cache_dir) for _ in range(self.size)),
+                                       return_exceptions=True)
+        started = [w for w in workers if isinstance(w, Worker)]
+        failed = [w for w in workers if not isinstance(w, Worker)]
+        if failed:
+            for worker in started:
+                worker.kill()
+                await worker.reap()
+            raise failed[0]
+        for worker in started:
             self._all.append(worker)
             self._idle.put_nowait(worker)
+
+    def alive_workers(self) -> int:
+        return sum(1 for w in self._all if w.alive)
+
+    def idle_workers(self) -> int:
+        return self._idle.qsize()
+
+    def starting(self) -> int:
+        """Replacements under way that have not failed yet."""
+        return len(self._replacing) if self.start_error is None else 0
+
+    def kill_all(self) -> None:
+        """Kill every idle worker and replace it (what a crash of each would do)."""
+        while not self._idle.empty():
+            worker = self._idle.get_nowait()
+            worker.kill()
+            self._replace(worker)
+
+    def _replace(self, dead: Worker) -> None:
+        task = asyncio.create_task(self._replacement(dead))
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
+
+    async def _replacement(self, dead: Worker) -> None:
+        await dead.reap()
+        if dead in self._all:
+            self._all.remove(dead)
+        while not self.closing:
+            try:
+                worker = await Worker.start(self.cache_dir)
+            except (OSError, RuntimeError) as exc:
+                self.start_error = f"an executor process cannot start: {exc}"[:300]
+                log.error("%s; trying again in %s s", self.start_error, RETRY_SECONDS)
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            self._all.append(worker)
+            self._idle.put_nowait(worker)
+            self.start_error = None  # another replacement that still fails says so again at its next try
+            return
 
     async def run(self, spec_json: str, module: Path, sources: dict[str, str], out_dir: Path,
                   timeout_s: float, modules: dict[str, str] | None = None, timed: bool = False,
@@ -115,15 +189,12 @@ class Pool:
         except BaseException:
             worker.kill()
             raise
-        finally:
+        finally:  # the replacement is the pool's task: a second cancel of the job cannot stop it
             if worker.alive:
                 self._idle.put_nowait(worker)
             elif not self.closing:
-                await worker.process.wait()
-                self._all.remove(worker)
-                replacement = await Worker.start(self.cache_dir)
-                self._all.append(replacement)
-                self._idle.put_nowait(replacement)
+                self._replace(worker)
+                await asyncio.shield(worker.gone.wait())  # the job ends once its executor is gone
         if answer is None and worker.overran:
             return {"error": "Indeterminate", "code": 7,
                     "message": f"indeterminate outcome (timeout): the job ran past its wall-clock timeout "
@@ -141,10 +212,11 @@ class Pool:
 
     async def close(self) -> None:
         self.closing = True
+        replacing = list(self._replacing)
+        for task in replacing:
+            task.cancel()
+        await asyncio.gather(*replacing, return_exceptions=True)
         for worker in self._all:
             worker.kill()
         for worker in list(self._all):
-            await worker.process.wait()
-            transport = getattr(worker.process, "_transport", None)
-            if transport is not None:
-                transport.close()  # else it is closed by the garbage collector, after the loop
+            await worker.reap()

@@ -33,7 +33,11 @@ async def start_node(data_dir: Path, host: str = "127.0.0.1", port: int = 0, **o
     if not 0 <= port <= MAX_PORT:
         raise NodeError(f"port {port} is out of range", f"use a port from 0 to {MAX_PORT} (0: any free port)")
     node = Node(data_dir, **options)
-    await node.start()
+    try:
+        await node.start()
+    except BaseException:
+        await node.stop()  # its executors, and the data directory's lock
+        raise
     try:
         served = await listen(app(node), host, port, http_error_body)
     except OSError as exc:

@@ -7,6 +7,7 @@ results it had; jobs that were queued or running when it stopped are marked fail
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ class JobStore:
         self.db.execute("PRAGMA synchronous = NORMAL")  # WAL keeps the file consistent; a crash loses at most
         # the last jobs' records, never corrupts them
         self.jobs = self.db.table("jobs")
+        self._unrecorded: dict[str, str] = {}  # job CID -> the error of a failure the database could not take
         if not self.jobs.exists():
             self.jobs.create(
                 {"job_cid": str, "seq": int, "spec": str, "state": str, "result_cid": str, "exit_code": int,
@@ -54,9 +56,32 @@ class JobStore:
 
     # the hot path uses plain SQL: sqlite-utils' upsert introspects the table on every call
     def get(self, job_cid: str) -> dict[str, Any] | None:
+        self._record_unrecorded()
         cursor = self.db.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE job_cid = ?", [job_cid])
         row = cursor.fetchone()
-        return dict(zip(COLUMNS, row)) if row else None
+        return self._as_failed(dict(zip(COLUMNS, row))) if row else None
+
+    def fail(self, job_cid: str, error: str) -> None:
+        """Mark the job failed with ``error`` (JSON). Never raises: when the database cannot take
+        it (a full disk), the failure is kept in memory, shown by get() and list(), and written
+        at the next call that finds room (a restart marks the job failed anyway)."""
+        try:
+            self.update(job_cid, state=FAILED, error=error)
+            self._unrecorded.pop(job_cid, None)
+        except sqlite3.Error:
+            self._unrecorded[job_cid] = error
+
+    def _record_unrecorded(self) -> None:
+        for job_cid, error in sorted(self._unrecorded.items()):
+            try:
+                self.update(job_cid, state=FAILED, error=error)
+            except sqlite3.Error:
+                return  # still no room
+            del self._unrecorded[job_cid]
+
+    def _as_failed(self, row: dict[str, Any]) -> dict[str, Any]:
+        error = self._unrecorded.get(row["job_cid"])
+        return row if error is None else {**row, "state": FAILED, "error": error}
 
     def add(self, job_cid: str, spec: dict[str, Any]) -> None:
         with self.db.conn:
@@ -64,6 +89,7 @@ class JobStore:
                 "INSERT OR REPLACE INTO jobs (job_cid, seq, spec, state) "
                 "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?)",
                 [job_cid, json.dumps(spec, sort_keys=True), QUEUED])
+        self._unrecorded.pop(job_cid, None)  # a failed job queued again: its new record replaces the failure
 
     def update(self, job_cid: str, **fields: Any) -> None:
         """Set ``fields`` of a job; a job becoming done gets the next completion number (done_seq)."""
@@ -95,7 +121,7 @@ class JobStore:
             "SELECT job_cid, done_seq, result_cid FROM jobs WHERE state = ?", [DONE])]
 
     def list(self, limit: int = 100) -> list[dict[str, Any]]:
-        return list(self.jobs.rows_where(order_by="seq desc", limit=limit))
+        return [self._as_failed(row) for row in self.jobs.rows_where(order_by="seq desc", limit=limit)]
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ importer never would: a symlink root, one leaf linked a million times, duplicate
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from cod import JobSpec, module_cid
+from cod import JobSpec, Limits, module_cid
 from cod.content import dagpb
 from cod.content.cid import CID, DAG_PB
 from cod.content.dagpb import Link
@@ -25,7 +26,7 @@ from cod.node.caps import NodeCaps
 from cod.node.server import RunningNode, start_node
 
 from ..helpers import VECTORS, run_cod
-from ..node_kit import CAR_TYPE, CAT_KEY_WAT, car, pb, put, raw, wat
+from ..node_kit import BUSY_WAT, CAR_TYPE, CAT_KEY_WAT, car, pb, put, raw, wat
 
 HELLO = (VECTORS / "hello.wasm").read_bytes()
 MIB = 1 << 20
@@ -395,5 +396,70 @@ async def test_concurrent_car_downloads_build_the_car_once_and_never_stall_a_sub
         assert {p.name: p.read_bytes() for p in tree.iterdir()} == wanted
         leftovers = [p.name for p in (running.node.data_dir / "cars").iterdir() if p.name.startswith(".")]
         assert leftovers == [], f"temporary CARs left: {leftovers}"
+    finally:
+        await running.stop()
+
+
+# -- two cancels of one job at once (Stage 9 point 1) ------------------------------------------
+async def test_concurrent_cancels_never_wedge_the_pool(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """Two DELETEs of one running job at once (concurrency 1): the second used to land while the
+    killed executor was being replaced, the replacement never started (workers 0), every later
+    job hung and /v1/health said ok. Now both answer the cancelled record, a next job completes,
+    and health says how many executors are up."""
+    running = await start_node(tmp_path / "n", concurrency=1)
+    try:
+        busy = wat(BUSY_WAT)
+        await put(http, running.url, module_cid(busy), busy, "application/octet-stream")
+        await put(http, running.url, module_cid(HELLO), HELLO, "application/octet-stream")
+        for round_ in range(3):  # each round kills the only executor twice over
+            spec = JobSpec(module=module_cid(busy), args=("spin", str(round_)),
+                           limits=Limits(fuel=10**12, timeout_ms=600_000))
+            async with http.post(running.url + "/v1/jobs", json={"spec": spec.to_dict()}) as resp:
+                assert resp.status == 202, await resp.text()
+            job = str(spec.cid)
+            while running.node.pool.idle_workers() > 0:  # until the executor has the job (it loops for ever)
+                await asyncio.sleep(0.01)
+
+            async def cancel() -> tuple[int, Any]:
+                async with http.delete(f"{running.url}/v1/jobs/{job}") as resp:
+                    return resp.status, await resp.json()
+
+            answers = await asyncio.gather(cancel(), cancel())
+            for status, body in answers:
+                assert status == 200 and body["state"] == "failed" and body["error"]["error"] == "Cancelled", body
+            status, body = await asyncio.wait_for(_job(http, running.url, JobSpec(module=module_cid(HELLO),
+                                                                                     args=("hello", str(round_)))), 60)
+            assert status == 200 and body["state"] == "done", body
+            async with http.get(running.url + "/v1/health") as resp:
+                health = await resp.json()
+            assert resp.status == 200 and health["status"] == "ok" and health["workers"] == 1, health
+    finally:
+        await running.stop()
+
+
+async def test_health_says_when_no_executor_can_run_jobs(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """A node whose executors are all gone (killed, and a replacement cannot start) answers
+    /v1/health 503 with status "unavailable" and workers 0, so requesters move to a spare; it
+    says ok again once an executor is back."""
+    running = await start_node(tmp_path / "n", concurrency=1)
+    pool = running.node.pool
+    try:
+        async with http.get(running.url + "/v1/health") as resp:
+            assert resp.status == 200 and await resp.json() == {"status": "ok", "active_jobs": 0, "workers": 1,
+                                                                "concurrency": 1}
+        pool.cache_dir = str(tmp_path / "not-a-dir" / "x")  # an engine cannot start on a file: starts fail
+        (tmp_path / "not-a-dir").write_bytes(b"")
+        pool.kill_all()  # as a crash of every executor would
+        while pool.start_error is None:
+            await asyncio.sleep(0.02)
+        async with http.get(running.url + "/v1/health") as resp:
+            body = await resp.json()
+        assert resp.status == 503 and body["status"] == "unavailable" and body["workers"] == 0, body
+        assert body["message"] and body["hint"], body
+        pool.cache_dir = str(tmp_path / "n" / "cache")
+        while pool.alive_workers() < 1:
+            await asyncio.sleep(0.02)
+        async with http.get(running.url + "/v1/health") as resp:
+            assert resp.status == 200 and (await resp.json())["status"] == "ok"
     finally:
         await running.stop()
