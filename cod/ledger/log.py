@@ -380,6 +380,15 @@ class Ledger:
                                "checkpoints exist at the sizes appends reached; ask for the latest")
             return append_signatures(note, [line for _, line in self._store.cosignatures(size)])
 
+    def latest_checkpoint(self) -> tuple[int, str]:
+        """The size and signed checkpoint note of the latest checkpoint, read together under the lock.
+
+        ``size`` alone may be read mid group-commit (a size no checkpoint has); this never is.
+        """
+        with self._lock:
+            size = self.size
+            return size, self.checkpoint(size)
+
     def mirror(self, directory: Path) -> int:
         """Write the log as static C2SP tlog-tiles files (checkpoint, tile/..., tile/entries/...).
 

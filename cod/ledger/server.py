@@ -30,6 +30,8 @@ log = logging.getLogger("cod.ledger")
 
 RETRY_S = 30.0
 """A witness that refused or could not be reached is asked again after this long (or at the next append)."""
+MIN_BACKOFF_S = 1.0
+"""After an unexpected error the pusher waits this long, doubling up to RETRY_S, before trying again."""
 MAX_CONFLICT_ROUNDS = 2
 """A 409 (the witness knows another size) is answered with a proof from that size, this many times."""
 
@@ -66,20 +68,29 @@ class Pusher:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
+        """Push until cancelled; an error is logged and retried (backing off), never ends the task."""
+        backoff = 0.0
         async with aiohttp.ClientSession() as session:
             while True:
                 try:
-                    await asyncio.wait_for(self.wake.wait(), RETRY_S)
+                    await asyncio.wait_for(self.wake.wait(), backoff or RETRY_S)
                 except asyncio.TimeoutError:
                     pass
                 self.wake.clear()
+                failed = False
                 for witness in self.witnesses:
-                    if witness.size != self.ledger.size:
+                    if witness.size == self.ledger.size:
+                        continue
+                    try:
                         await self.push(session, witness)
+                    except Exception as exc:  # noqa: BLE001 - logged and retried: cosigning must not stop for good
+                        failed = True
+                        witness.error = f"{type(exc).__name__}: {exc}"
+                        log.error("witness %s: push failed: %s (retrying)", witness.url, witness.error)
+                backoff = min(RETRY_S, max(MIN_BACKOFF_S, 2 * backoff)) if failed else 0.0
 
     async def push(self, session: aiohttp.ClientSession, witness: Witness) -> None:
-        size = self.ledger.size
-        note = await asyncio.to_thread(self.ledger.checkpoint, size)
+        size, note = await asyncio.to_thread(self.ledger.latest_checkpoint)
         old = witness.size
         for _ in range(MAX_CONFLICT_ROUNDS + 1):
             try:
