@@ -37,10 +37,12 @@ from ..identity import Identity
 from ..jobspec import ENGINE_DOCKER, JobSpec
 from ..resultsdir import remove_tree, staging_prefix
 from ..statement import Statement
+from ..text import printable
 from ..wasm import linking
 from ..wasm.engine import profile_id, wasmtime_version
 from ..web import answers
 from ..web.body import check_strings, parse_json
+from ..web.files import stored_file
 from . import disk, joblog, openapi
 from .caps import UPLOAD_CAPS, NodeCaps
 from .cars import CarCache
@@ -58,6 +60,7 @@ log = logging.getLogger("cod.node")
 CAR_TYPE = "application/vnd.ipld.car"
 CHUNK = 1 << 20
 MAX_JSON_BODY = 1 << 20
+MAX_NAME_SHOWN = 200  # characters of a path a 404 repeats
 WAIT_GRACE_SECONDS = 30
 STATUS = {"SpecError": 400, "CIDError": 400, "ModuleError": 422, "ImportRefused": 422, "InputError": 422,
           "NotFound": 404, "EngineUnavailable": 501, "LocalPathNotAllowed": 403, "MissingBlobs": 409,
@@ -857,14 +860,14 @@ def app(node: Node) -> web.Application:
         cid = str(CID.parse(request.match_info["cid"]))
         dataset = await asyncio.to_thread(node.offers.dataset, cid)  # its fingerprint takes a while
         if dataset is not None:  # a dataset is public: peers may fetch it as a CAR
-            return web.FileResponse(await node.car_of(cid, dataset), headers={"Content-Type": CAR_TYPE})
+            return stored_file(await node.car_of(cid, dataset), CAR_TYPE)
         path = node.blobs.file(cid)
         if path is not None and CAR_TYPE not in request.headers.get("Accept", ""):
-            return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+            return stored_file(path)
         tree = path or node.blobs.tree(cid)
         if tree is None:
             raise NotFound(f"no blob {cid} on this node")
-        return web.FileResponse(await node.car_of(cid, tree), headers={"Content-Type": CAR_TYPE})
+        return stored_file(await node.car_of(cid, tree), CAR_TYPE)
 
     @routes.post("/v1/jobs")
     async def submit(request: web.Request) -> web.Response:
@@ -893,15 +896,20 @@ def app(node: Node) -> web.Application:
         tree = node.results_dir(cid)
         car = await node.car_of(row["result_cid"], tree)
         node.metrics.moved(DOWNLOAD, car.stat().st_size)
-        return web.FileResponse(car, headers={"Content-Type": CAR_TYPE})
+        return stored_file(car, CAR_TYPE)
 
     @routes.get("/v1/jobs/{cid}/results/{path:.+}")
     async def result_file(request: web.Request) -> web.StreamResponse:
         root = node.results_dir(request.match_info["cid"]).resolve()
-        target = (root / request.match_info["path"]).resolve()
-        if root not in target.parents or not target.is_file():
-            raise NotFound(f"no file {request.match_info['path']} in the results")
-        return web.FileResponse(target)
+        name = request.match_info["path"]
+        try:  # a NUL or an over-long name is a file the results do not have, like any other
+            target = (root / name).resolve()
+            found = root in target.parents and target.is_file()
+        except (OSError, ValueError):
+            found = False
+        if not found:
+            raise NotFound(f"no file {printable(name, MAX_NAME_SHOWN)} in the results")
+        return stored_file(target)
 
     application.add_routes(routes)
     return application

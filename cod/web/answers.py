@@ -8,6 +8,8 @@ for every server: a bug is logged and answered as a JSON 500, and the server sta
 from __future__ import annotations
 
 import logging
+import sys
+import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,6 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from ..errors import CodError
+from ..text import printable, printable_lines
 
 DEFAULT_HINT = "see /v1/openapi.json"
 HTTP_NAMES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge",
@@ -22,6 +25,8 @@ HTTP_NAMES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: 
 """The ``error`` of an HTTP-level refusal, by status."""
 KEPT_HEADERS = ("allow", "retry-after")
 """Headers of aiohttp's own refusals that the JSON answer keeps."""
+MAX_LOGGED = 300
+"""Characters of a request's method or path that a log line repeats."""
 
 
 def http_error_body(status: int, message: str, hints: Mapping[int, str] | None = None) -> dict[str, Any]:
@@ -49,8 +54,19 @@ def json_errors(answer: Callable[[CodError], web.Response], *, log: logging.Logg
             return web.json_response(http_error_body(exc.status, exc.reason, hints), status=exc.status,
                                      headers=headers)
         except Exception:
-            log.exception("unexpected error answering %s %s", request.method, request.path)
+            # the path is the requester's text, decoded (%1b is ESC): never raw into the operator's terminal
+            log.error("unexpected error answering %s %s\n%s", printable(request.method, MAX_LOGGED),
+                      printable(request.path, MAX_LOGGED), _traceback())
             return web.json_response({"error": "InternalError", "message": f"the {service} failed to answer this request",
                                       "hint": after_bug}, status=500)
 
     return errors
+
+
+def _traceback() -> str:
+    """The exception being handled: its frames (cod's own text) as lines, and what it says (which
+    may hold a requester's text) on one line, both with "?" for every control character."""
+    kind, exc, frames = sys.exc_info()
+    said = "".join(traceback.format_exception_only(kind, exc)).strip()
+    frames_text = "Traceback (most recent call last):\n" + "".join(traceback.format_tb(frames))
+    return printable_lines(frames_text) + printable(said)

@@ -7,6 +7,7 @@ importer never would: a symlink root, one leaf linked a million times, duplicate
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 from cod import JobSpec, Limits, module_cid
 from cod.content import dagpb
+from cod.content.car import write_car
 from cod.content.cid import CID, DAG_PB
 from cod.content.dagpb import Link
 from cod.content.unixfs import cid_of_tree
@@ -82,6 +84,76 @@ def test_cod_serve_refuses_an_allow_listed_root_holding_its_data_dir(tmp_path: P
     assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
     assert "overlaps the node's data directory" in done.stderr and "hint:" in done.stderr, done.stderr
     assert not (tmp_path / "srv" / "cod" / "node.key").exists()
+
+
+# -- odd result names, raw control bytes, HTML outputs (Stage 9 point 9) ----------------------
+async def _done_with_base(node: RunningNode, http: aiohttp.ClientSession, tmp_path: Path,
+                          files: dict[str, bytes]) -> str:
+    """A done job (hello) whose outputs/ starts as a base holding ``files``; its job CID."""
+    base = tmp_path / "base"
+    base.mkdir()
+    for name, data in files.items():
+        (base / name).write_bytes(data)
+    root = write_car(base, tmp_path / "base.car")
+    assert (await put(http, node.url, root, (tmp_path / "base.car").read_bytes()))[0] == 201
+    assert (await put(http, node.url, module_cid(HELLO), HELLO, "application/octet-stream"))[0] == 201
+    status, job = await _job(http, node.url, JobSpec(module=module_cid(HELLO), output_base=str(root)))
+    assert status == 200 and job["state"] == "done", job
+    return str(job["job_cid"])
+
+
+@pytest.mark.parametrize("name", ["%00", "a%00b", "outputs/a%00", "a" * 5000, "outputs/" + "b" * 256,
+                                  "/".join(["c"] * 3000), "%1b[2J%1b]0;owned%07",
+                                  "%1b[2J%1b]0;owned%07%00"])
+async def test_odd_result_names_are_json_404s_and_log_nothing_raw(
+        node: RunningNode, http: aiohttp.ClientSession, tmp_path: Path, name: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """``results/%00`` and ``results/a%00b`` answered 500 (embedded null byte), a 5000-character
+    name 500 (ENAMETOOLONG), and the 500 logged the decoded path, ESC and BEL included, to the
+    operator's terminal. Every such name is a file the results do not have: a 404 JSON body."""
+    job = await _done_with_base(node, http, tmp_path, {"page.txt": b"fine"})
+    async with http.get(f"{node.url}/v1/jobs/{job}/results/{name}") as resp:
+        status, body = resp.status, await resp.json(content_type=None)
+    assert status == 404, body
+    _is_error(body, "NotFound")
+    assert len(body["message"]) < 400 and "\x00" not in body["message"] and "\x1b" not in body["message"]
+    assert not [r for r in caplog.records if r.levelno >= 40], caplog.text
+    assert not any(ch in caplog.text for ch in "\x00\x07\x1b"), caplog.text
+    async with http.get(f"{node.url}/v1/jobs/{job}/results/outputs/page.txt") as resp:
+        assert (resp.status, await resp.read()) == (200, b"fine")  # the node serves on
+
+
+async def test_result_files_are_never_rendered_by_a_browser(node: RunningNode, http: aiohttp.ClientSession,
+                                                           tmp_path: Path) -> None:
+    """An HTML (or SVG) output was served as ``text/html`` on the node's origin: a job's page
+    ran scripts there. Result files (and file blobs) are ``application/octet-stream``, never
+    sniffed, and downloads (``Content-Disposition: attachment``)."""
+    page = b"<html><script>alert(document.domain)</script></html>"
+    job = await _done_with_base(node, http, tmp_path, {"page.html": page, "pic.svg": b"<svg onload=alert(1)/>"})
+    for name, data in (("outputs/page.html", page), ("outputs/pic.svg", b"<svg onload=alert(1)/>")):
+        for method in ("GET", "HEAD"):
+            async with http.request(method, f"{node.url}/v1/jobs/{job}/results/{name}") as resp:
+                assert resp.status == 200
+                assert resp.headers["Content-Type"] == "application/octet-stream", (name, dict(resp.headers))
+                assert resp.headers["X-Content-Type-Options"] == "nosniff"
+                assert resp.headers["Content-Disposition"] == "attachment"
+                if method == "GET":
+                    assert await resp.read() == data
+    async with http.get(f"{node.url}/v1/blobs/{module_cid(HELLO)}") as resp:
+        assert resp.headers["Content-Type"] == "application/octet-stream"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_a_result_file_is_served_as_itself_never_its_gz_sibling(
+        node: RunningNode, http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """aiohttp's FileResponse answers a request for ``x`` that accepts gzip with a sibling
+    ``x.gz`` (Content-Encoding: gzip): a job writing ``a.txt`` and ``a.txt.gz`` made
+    ``results/outputs/a.txt`` decode to bytes that are not that file's."""
+    job = await _done_with_base(node, http, tmp_path, {"a.txt": b"the file", "a.txt.gz": gzip.compress(b"another")})
+    async with http.get(f"{node.url}/v1/jobs/{job}/results/outputs/a.txt",
+                        headers={"Accept-Encoding": "gzip, br"}) as resp:
+        assert "Content-Encoding" not in resp.headers
+        assert await resp.read() == b"the file"
 
 
 # -- hole 1: reading the node's key through a symlink-rooted input ----------------------------

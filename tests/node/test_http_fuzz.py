@@ -107,7 +107,9 @@ SEGMENT = st.one_of(
 )
 PATH = st.one_of(
     st.sampled_from(["/v1/jobs", f"/v1/jobs/{JOB}", f"/v1/jobs/{JOB}/results.car", f"/v1/blobs/{INPUT}",
-                     f"/v1/blobs/{MODULE}", "/v1/info", "/v1/health", "/v1/openapi.json", f"/v1/blobs/{JOB}"]),
+                     f"/v1/blobs/{MODULE}", "/v1/info", "/v1/health", "/v1/openapi.json", f"/v1/blobs/{JOB}",
+                     f"/v1/jobs/{JOB}/results/%00", f"/v1/jobs/{JOB}/results/a%00b",
+                     f"/v1/jobs/{JOB}/results/" + "a" * 5000]),
     st.lists(SEGMENT, min_size=1, max_size=6).map(lambda parts: "/" + "/".join(parts)),
 ).flatmap(lambda p: st.sampled_from([p, p + "?wait=true", p + "?wait=1&x=%ff", p + "?"]))
 JSON = st.recursive(

@@ -48,6 +48,10 @@ def _app() -> web.Application:
     async def bug(request: web.Request) -> web.Response:
         raise ZeroDivisionError("a bug")
 
+    @routes.get(r"/bug/{rest:[\s\S]*}")
+    async def bug_saying(request: web.Request) -> web.Response:
+        raise ValueError(f"a bug about {request.match_info['rest']}")
+
     @routes.post("/body")
     async def body(request: web.Request) -> web.Response:
         value = parse_json(await request.read())
@@ -93,6 +97,19 @@ async def test_a_bug_is_a_logged_json_500_and_the_server_stays_up(served: Listen
                                     "hint": "it is still up"})
     assert "ZeroDivisionError" in caplog.text
     assert (await _get(f"{served.url}/ok"))[0] == 200
+
+
+async def test_a_bug_logs_the_request_path_with_no_control_bytes(served: Listening,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A path with %1b (ESC) and %07 (BEL) is decoded by aiohttp; logged raw it cleared the
+    operator's terminal and set its title. The log shows "?" for each, as job logs do."""
+    status, _, body = await _get(f"{served.url}/bug/%1b[2J%1b]0;owned%07%0d%0aforged")
+    assert status == 500
+    (record,) = [r for r in caplog.records if r.name == "test.web"]
+    logged = logging.Formatter().format(record)
+    assert not any(ch in logged for ch in "\x1b\x07\r"), repr(logged)
+    assert "/bug/?[2J?]0;owned???forged" in logged  # the request line, on one line
+    assert "ValueError: a bug about ?[2J?]0;owned???forged" in logged  # and the traceback's text
 
 
 async def test_strict_bodies_are_refused_by_the_shared_parser(served: Listening) -> None:
