@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from ..errors import NotFound, UsageError
-
+from ..text import printable
 from .ledger import call, client, emit, identity, json_option, ledger_option
 from .options import datacap_size
 from .output import Column, Output, output_options
@@ -30,13 +30,19 @@ def moderation() -> None:
 
 
 def _find(connection: Any, job: str) -> dict[str, Any]:
-    """The job's record; a prefix is accepted when exactly one job of the queue starts with it."""
+    """The job's record. A job of the queue may be named by a prefix of its CID or of its short ID
+    (what the queue shows, as cod list does) when exactly one job of the queue matches."""
+    from verifier.reputation import JOB_CID_PREFIX
+
     if len(job) < 59:
-        matches = [j["job"] for j in call(connection.queue())["jobs"] if j["job"].startswith(job)]
+        wanted = job.lower()
+        matches = [j["job"] for j in call(connection.queue())["jobs"]
+                   if j["job"].startswith(wanted) or j["job"][len(JOB_CID_PREFIX):].startswith(wanted)]
         if len(matches) > 1:
-            raise UsageError(f"job prefix {job!r} is ambiguous: {', '.join(matches[:5])}", "give more characters")
+            raise UsageError(f"job {printable(job)!r} is ambiguous: {', '.join(matches[:5])}", "give more characters")
         if not matches:
-            raise NotFound(f"no job of the moderation queue starts with {job!r}", "give the whole job CID")
+            raise NotFound(f"no job of the moderation queue has the short ID or CID prefix {printable(job)!r}",
+                           "see cod moderation queue, or give the whole job CID")
         job = matches[0]
     record: dict[str, Any] = call(connection.job(job))
     return record
@@ -47,7 +53,7 @@ def _fresh(signers: Any) -> str:
     return str(sum(1 for s in signers or [] if s.get("agrees") and s.get("jobs") == 1))
 
 
-QUEUE_COLUMNS = [Column("job", "JOB"), Column("result", "RESULT"), Column("entry", "ENTRY"),
+QUEUE_COLUMNS = [Column("short_id", "ID"), Column("job", "JOB"), Column("result", "RESULT"), Column("entry", "ENTRY"),
                  Column("nodes", "NODES", show=lambda nodes: str(len(nodes or []))),
                  Column("signers", "NEW KEYS", show=_fresh)]
 
@@ -71,7 +77,11 @@ def queue(ledger_url: str | None, out: Output) -> None:
       cod moderation queue --ledger http://127.0.0.1:8090
       cod moderation queue --csv > queue.csv
     """
+    from verifier.jobview import short_ids
+
     jobs = call(client(ledger_url).queue())["jobs"]
+    shorts = short_ids(j["job"] for j in jobs)
+    jobs = [dict(j, short_id=shorts.get(j["job"])) for j in jobs]
     out.rows(jobs, QUEUE_COLUMNS, empty="the moderation queue is empty")
 
 
@@ -91,14 +101,18 @@ def show(job: str, ledger_url: str | None, out: Output) -> None:
     e = record["eligibility"]
     lines = [f"job:         {record['job']}", f"state:       {record['state']}",
              f"eligibility: entry {e['entry']}: {'eligible' if e['eligible'] else 'not eligible: ' + str(e['reason'])}",
-             f"result:      {e['result']}", f"nodes:       {', '.join(e['nodes'])}",
+             f"result:      {e['result'] or 'none (no result is eligible)'}", f"nodes:       {', '.join(e['nodes'])}",
              f"module:      {e['spec'].get('module')}  args: {' '.join(e['spec'].get('args', []))}"]
     lines += [f"input:       {cid} (blessed by entry {entry})" for cid, entry in sorted(e["blessings"].items())]
     lines += _signer_lines(e)
     lines += [f"decision:    entry {d['entry']}: {d['action']} by {d['moderator']}"
               f"{' with ' + str(d['datacap']) + ' bytes of DataCap' if d['action'] == 'approve' else ''}: {d['reason']}"
               for d in record["decisions"]]
-    out.one(record, lambda: click.echo("\n".join(lines)))
+    # job args, reasons and node answers come from evidence anyone can post: one safe line each
+    out.one(record, lambda: click.echo("\n".join(printable(line) for line in lines)))
+
+
+PAST = {"approve": "approved", "reject": "rejected"}
 
 
 def _decide(job: str, action: str, datacap: int, reason: str, key: str | None, ledger_url: str | None,
@@ -115,7 +129,7 @@ def _decide(job: str, action: str, datacap: int, reason: str, key: str | None, l
                                    supersedes=record["latest_decision"])
     answer = call(connection.decide(signed))
     emit({"job": record["job"], "action": action, "datacap": datacap, **answer}, as_json,
-         f"{action}d job {record['job']} (entry {answer['entry']})")
+         f"{PAST[action]} job {record['job']} (entry {answer['entry']})")
 
 
 @moderation.command()
