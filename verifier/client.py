@@ -166,6 +166,20 @@ class NodeClient:
             self._raise(status, body, "the job")
         return schema.job_record(self.url, body, job_cid)
 
+    async def cancel(self, job_cid: str, timeout: float) -> str | None:
+        """Ask the node to stop ``job_cid`` (DELETE /v1/jobs/{cid}, SPEC 9.6). None when it is
+        stopped (cancelled now, or no longer queued or running: 409, or unknown: 404); else why
+        the request failed. Never raises: a cancel is best effort, each node on its own."""
+        try:
+            status, body = await self._json("DELETE", f"/v1/jobs/{job_cid}", timeout=timeout)
+        except NodeBusy:
+            return "busy (429)"
+        except NodeError as exc:
+            return exc.message
+        if status in (200, 404, 409):
+            return None
+        return f"HTTP {status}"
+
     async def job(self, job_cid: str) -> dict[str, Any]:
         status, body = await self._json("GET", f"/v1/jobs/{job_cid}")
         if status != 200:

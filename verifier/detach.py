@@ -7,6 +7,10 @@ statement exactly as an attached run does (``verify.accept``), judge them by the
 (``verify._judge``: no spares are asked, so a node that failed makes the run incomplete),
 record the outcome as a new run, and fetch the agreed result. Nothing about verification is
 weaker for having waited: the statements are signed, and the result is hashed on arrival.
+
+A ``running`` run (an attached run recorded before its nodes were asked, whose requester
+stopped before it ended: killed, or its machine gone) is collected the same way, its row
+completed in place. ``cancel`` stops a detached or running run on its nodes (``cod cancel``).
 """
 
 from __future__ import annotations
@@ -25,10 +29,14 @@ from cod.local import PreparedJob
 from .client import MissingBlobs, NodeClient
 from .fetch import BaseSize
 from .jobview import recorded_view
-from .outcomes import SUBMITTED
+from .outcomes import CANCELLED, SUBMITTED, UNFINISHED
 from .reputation import Records, now
-from .verify import (DEADLINE_MARGIN, DOWNLOAD_GRACE_S, Answer, NotEnoughNodes, Progress, Requester, Verification,
-                     _candidates, _download, _judge, _remember, _Uploads, accept, check_quorum, measure_base)
+from .verify import (CANCEL_TIMEOUT_S, DEADLINE_MARGIN, DOWNLOAD_GRACE_S, Answer, NotEnoughNodes, Progress, Requester,
+                     Verification, _candidates, _download, _judge, _remember, _Uploads, accept, check_quorum,
+                     measure_base)
+
+COLLECTABLE = (SUBMITTED, UNFINISHED)
+"""Latest outcomes of a run whose answers are still on the nodes (collect, cancel)."""
 
 SUBMIT_TIMEOUT_S = 30.0
 POLL_INTERVAL_S = 0.25
@@ -99,7 +107,7 @@ async def collect(records: Records, job_cid: str, output_dir: Path, *, wait_s: f
     detached one still to collect. Waits for the nodes up to ``wait_s`` (default: the job's
     timeout and DEADLINE_MARGIN); a node still busy then counts as giving no answer."""
     run = records.latest_run(job_cid)
-    if run is None or run["outcome"] != SUBMITTED:
+    if run is None or run["outcome"] not in COLLECTABLE:
         return None
     job_row = records.job(job_cid)
     assert job_row is not None
@@ -126,6 +134,12 @@ async def collect(records: Records, job_cid: str, output_dir: Path, *, wait_s: f
             extra = {"result_checked": verification.result_checked, "detached": True,
                      "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None,
                      **({"output_base": base.to_json()} if base is not None else {})}
+            if run["outcome"] == UNFINISHED:  # its own requester never finished it: completed in place
+                records.finish_run(run["run_id"], finished_at=now(), outcome=verification.outcome,
+                                   result_cid=verification.result_cid, answers=[asdict(a) for a in verification.answers],
+                                   note=verification.note, extra=extra)
+                verification.run_id = int(run["run_id"])
+                return verification
             verification.run_id = records.record_run(
                 job_cid, started_at=run["started_at"] or started, finished_at=now(), outcome=verification.outcome,
                 result_cid=verification.result_cid, n=verification.n, quorum=verification.quorum,
@@ -162,3 +176,34 @@ async def _collect_one(client: NodeClient, recorded: dict[str, Any], job_cid: st
     except CodError as exc:
         answer.error = str(exc)
     return answer
+
+
+async def cancel(records: Records, job_cid: str) -> dict[str, Any] | None:
+    """Stop a detached (``submitted``) or unfinished (``running``) run of ``job_cid`` on every node
+    given it (DELETE /v1/jobs/{cid}, all at once) and record it ``cancelled``: a running row is
+    completed in place, a submitted one gets a new run. Returns the job view, with ``cancel``:
+    {URL: None, or why that node did not confirm}; None when the latest run is neither."""
+    run = records.latest_run(job_cid)
+    if run is None or run["outcome"] not in COLLECTABLE:
+        return None
+    urls = list(dict.fromkeys(str(a["url"]) for a in run["answers"] if a.get("url") and not a.get("error")))
+    async with Requester(records) as requester:
+        why = await asyncio.gather(*(NodeClient(requester.session, url).cancel(job_cid, CANCEL_TIMEOUT_S)
+                                     for url in urls))
+    confirmed = dict(zip(urls, why))
+    answers = [dict(a, error=a.get("error") or "cancelled by the requester"
+                    + (f" (the node did not confirm: {confirmed[a['url']]})" if confirmed.get(a.get("url")) else ""))
+               for a in run["answers"]]
+    note = "cancelled by the requester (cod cancel)"
+    if run["outcome"] == UNFINISHED:
+        records.finish_run(run["run_id"], finished_at=now(), outcome=CANCELLED, result_cid=None, answers=answers,
+                           note=note)
+    else:
+        job_row = records.job(job_cid)
+        assert job_row is not None
+        records.record_run(job_cid, started_at=run["started_at"] or now(), finished_at=now(), outcome=CANCELLED,
+                           result_cid=None, n=int(run["n"]), quorum=int(run["quorum"] or 0), spec=job_row["spec"],
+                           answers=answers, note=note, extra={"detached": True})
+    view = recorded_view(records, job_cid, with_output=False)
+    assert view is not None
+    return dict(view, cancel=confirmed)

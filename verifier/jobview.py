@@ -7,8 +7,8 @@ prints later are the same data:
 
     schema        "cod.job/1"
     job_cid       the job's CID; short_id its short form (see short_ids)
-    outcome       local | submitted | verified | verified-by-quorum | mismatch |
-                  profile-mismatch | incomplete | unverifiable
+    outcome       local | submitted | running | verified | verified-by-quorum | mismatch |
+                  profile-mismatch | incomplete | unverifiable | cancelled
     result_cid    the accepted result (null when none was)
     exit_code, trap, fuel_used, profile
                   of the accepted result: from the local run, or from the signed statements

@@ -12,8 +12,11 @@ EXIT_CODES = {VERIFIED: 0, QUORUM: 0, MISMATCH: 10, INCOMPLETE: 11, UNVERIFIABLE
 """Outcomes of a verification and the exit code of `cod run --verify` for each."""
 LOCAL, SUBMITTED = "local", "submitted"
 """Outcomes of a record that no verification decided: a local run, a detached run not yet collected."""
-OUTCOMES = tuple(sorted({*EXIT_CODES, LOCAL, SUBMITTED}))
+UNFINISHED, CANCELLED = "running", "cancelled"
+"""A verified run recorded before dispatch that has not ended (or whose requester was killed: cod get
+collects it, cod cancel cancels it), and a run cancelled by Ctrl-C or cod cancel."""
+OUTCOMES = tuple(sorted({*EXIT_CODES, LOCAL, SUBMITTED, UNFINISHED, CANCELLED}))
 """Every outcome a job record can have."""
 
-__all__ = ["EXIT_CODES", "INCOMPLETE", "LOCAL", "MISMATCH", "OUTCOMES", "PROFILE_MISMATCH", "QUORUM", "SUBMITTED",
-           "UNVERIFIABLE", "VERIFIED"]
+__all__ = ["CANCELLED", "EXIT_CODES", "INCOMPLETE", "LOCAL", "MISMATCH", "OUTCOMES", "PROFILE_MISMATCH", "QUORUM",
+           "SUBMITTED", "UNFINISHED", "UNVERIFIABLE", "VERIFIED"]

@@ -4,8 +4,9 @@ A node's record counts how often it agreed, disagreed (was outside a strict majo
 failed (no answer, crash, refusal, a malformed answer, results it would not hand over) or
 sent a bad signature. Selection prefers the best score.
 
-Every verification is a row of ``runs`` (never overwritten); the ``jobs`` row of a job
-mirrors its latest run. Timestamps are kept for the records only: nothing that reaches a
+Every verification is a row of ``runs`` (never overwritten: a run recorded before its nodes
+were asked, ``running``, is completed in place once, by ``finish_run``); the ``jobs`` row of a
+job mirrors its latest run. Timestamps are kept for the records only: nothing that reaches a
 result reads them. Schema versions (``PRAGMA user_version``): 0 is Stage 2 (``nodes``,
 ``jobs``), 1 adds ``runs``, 2 ``runs.extra``, 3 ``nodes.last_seen``; opening an older
 database migrates it in one transaction, each Stage 2 job becoming one run with unknown
@@ -27,7 +28,11 @@ from typing import Any
 
 from cod.errors import LocalPathError, UsageError
 
+from .outcomes import UNFINISHED
+
 COUNTERS = ("agreed", "disagreed", "failed", "bad_signature")
+"""Outcomes of a run its requester has not finished (recorded before any node was asked), and
+of one cancelled on its nodes (Ctrl-C, cod cancel)."""
 SCHEMA_VERSION = 3
 LOCK_TIMEOUT_S = 30.0
 """How long a command waits for another cod process that holds the records' write lock."""
@@ -181,6 +186,40 @@ class Records:
                 "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, ?, ?, ?)",
                 [job_cid, outcome, result_cid, n, quorum, json.dumps(spec, sort_keys=True), answers_json])
         return int(cursor.lastrowid or 0)
+
+    def finish_run(self, run_id: int, *, finished_at: str | None, outcome: str, result_cid: str | None,
+                   answers: list[dict[str, Any]], note: str | None = None,
+                   extra: dict[str, Any] | None = None) -> None:
+        """Complete a run recorded before its nodes were asked (outcome ``running``): its outcome,
+        answers, note and extra (merged into what it had); the job's row follows when this run is
+        still the job's latest. A run already complete is never changed (nothing is hidden)."""
+        answers_json = json.dumps(answers, sort_keys=True)
+        with self.conn:
+            row = self.conn.execute("SELECT job_cid, outcome, extra FROM runs WHERE run_id = ?", [run_id]).fetchone()
+            if row is None or row[1] != UNFINISHED:
+                return
+            merged = dict(json.loads(row[2] or "{}"), **(extra or {}))
+            self.conn.execute(
+                "UPDATE runs SET finished_at = ?, outcome = ?, result_cid = ?, note = ?, answers = ?, extra = ? "
+                "WHERE run_id = ?", [finished_at, outcome, result_cid, note, answers_json,
+                                     json.dumps(merged, sort_keys=True), run_id])
+            latest = self.conn.execute("SELECT MAX(run_id) FROM runs WHERE job_cid = ?", [row[0]]).fetchone()[0]
+            if latest == run_id:
+                self.conn.execute("UPDATE jobs SET outcome = ?, result_cid = ?, answers = ? WHERE job_cid = ?",
+                                  [outcome, result_cid, answers_json, row[0]])
+
+    def update_answers(self, run_id: int, answers: list[dict[str, Any]]) -> None:
+        """The answers of a ``running`` run so far (who was given the job): what a later
+        ``cod get`` collects from, should this requester die before the run ends."""
+        answers_json = json.dumps(answers, sort_keys=True)
+        with self.conn:
+            row = self.conn.execute("SELECT job_cid, outcome FROM runs WHERE run_id = ?", [run_id]).fetchone()
+            if row is None or row[1] != UNFINISHED:
+                return
+            self.conn.execute("UPDATE runs SET answers = ? WHERE run_id = ?", [answers_json, run_id])
+            latest = self.conn.execute("SELECT MAX(run_id) FROM runs WHERE job_cid = ?", [row[0]]).fetchone()[0]
+            if latest == run_id:
+                self.conn.execute("UPDATE jobs SET answers = ? WHERE job_cid = ?", [answers_json, row[0]])
 
     def record_job(self, job_cid: str, outcome: str, result_cid: str | None, n: int, quorum: int,
                    spec: dict[str, Any], answers: list[dict[str, Any]]) -> None:

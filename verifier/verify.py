@@ -44,7 +44,8 @@ from . import metrics
 from .client import MissingBlobs, NodeClient
 from .events import BUSY, FAILED, JOB_POLL_S, QUEUED, RUNNING, SIGNED, SUBMITTING, UPLOADING, Events
 from .fetch import BaseSize, DownloadFailed, download_agreed
-from .outcomes import EXIT_CODES, INCOMPLETE, MISMATCH, PROFILE_MISMATCH, QUORUM, UNVERIFIABLE, VERIFIED
+from .outcomes import (CANCELLED, EXIT_CODES, INCOMPLETE, MISMATCH, PROFILE_MISMATCH, QUORUM, UNFINISHED, UNVERIFIABLE,
+                       VERIFIED)
 from .reputation import Records, now
 from .schema import NodeInfo
 
@@ -52,6 +53,7 @@ MAX_BACKOFF = 8.0
 INFO_TTL = 30.0
 DEADLINE_MARGIN = 30.0
 DOWNLOAD_GRACE_S = 10.0  # answers that come just before the deadline still get this long to be fetched
+CANCEL_TIMEOUT_S = 2.0  # what each node gets to answer a cancel (Ctrl-C, cod cancel), all asked at once
 LIVENESS_INTERVAL_S = 1.0  # while a node runs the job, its health is checked this often ...
 LIVENESS_MISSES = 3  # ... and this many failed checks in a row (each up to HEALTH_TIMEOUT_S) give it up
 
@@ -344,8 +346,26 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
             events = events or Events()
             base = await asyncio.to_thread(measure_base, job)
             uploads = _Uploads(job, scratch, events)
+            extra: dict[str, Any] = {"unreachable": [{"url": url, "reason": why} for url, why in unreachable],
+                     **({"output_base": base.to_json()} if base is not None else {})}
+            # recorded before any node is asked: a requester that dies leaves a row naming the
+            # nodes given the job, which cod get collects from (as a detached run)
+            run_id = records.record_run(job_cid, started_at=started, finished_at=None, outcome=UNFINISHED,
+                                        result_cid=None, n=n, quorum=quorum or 0, spec=spec_json, answers=[],
+                                        note="running; if this requester stops, cod get collects the answers",
+                                        extra=extra)
+            given: list[tuple[NodeClient, Answer]] = []
+
+            def launched(client: NodeClient, answer: Answer) -> None:
+                given.append((client, answer))
+                records.update_answers(run_id, [dict(asdict(a), submitted=True) for _, a in given])
+
             progress(f"Running on {n} node(s)")
-            answers = await _dispatch(candidates, n, uploads, spec_json, job_cid, deadline, events)
+            try:
+                answers = await _dispatch(candidates, n, uploads, spec_json, job_cid, deadline, events, launched)
+            except asyncio.CancelledError:  # Ctrl-C (asyncio.run cancels the run): stop the job everywhere
+                await cancel_everywhere(records, run_id, job_cid, given)
+                raise
             for answer in answers:
                 if not answer.valid:
                     requester.forget(answer.url)
@@ -360,13 +380,11 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
                 await _download(requester.session, records, verification, job, output_dir, scratch, budget, events,
                                 base)
             extra = {"result_checked": verification.result_checked,
-                     "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None,
-                     "unreachable": [{"url": url, "reason": why} for url, why in verification.unreachable],
-                     **({"output_base": base.to_json()} if base is not None else {})}
-            verification.run_id = records.record_run(
-                job_cid, started_at=started, finished_at=now(), outcome=verification.outcome,
-                result_cid=verification.result_cid, n=n, quorum=quorum or 0, spec=spec_json,
-                answers=[asdict(a) for a in verification.answers], note=verification.note, extra=extra)
+                     "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None}
+            records.finish_run(run_id, finished_at=now(), outcome=verification.outcome,
+                               result_cid=verification.result_cid, answers=[asdict(a) for a in verification.answers],
+                               note=verification.note, extra=extra)
+            verification.run_id = run_id
             counted = metrics.current()
             if counted is not None:
                 counted.verified(verification.outcome, loop.time() - (deadline - span),
@@ -375,6 +393,23 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
             return verification
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def cancel_everywhere(records: Records, run_id: int, job_cid: str,
+                            given: list[tuple[NodeClient, Answer]]) -> None:
+    """Stop ``job_cid`` on every node given it (DELETE, all at once, CANCEL_TIMEOUT_S at most)
+    and complete the run as ``cancelled``, each unanswered node with why (SPEC 11 step 12)."""
+    unique = list({client.url: (client, answer) for client, answer in given}.values())
+    try:
+        why = await asyncio.wait_for(asyncio.gather(*(client.cancel(job_cid, CANCEL_TIMEOUT_S)
+                                                      for client, _ in unique)), CANCEL_TIMEOUT_S + 1)
+    except asyncio.TimeoutError:
+        why = ["no answer to the cancel"] * len(unique)
+    for (_, answer), failed in zip(unique, why):
+        if not answer.valid and not answer.error:
+            answer.error = "cancelled by the requester" + (f" (the node did not confirm: {failed})" if failed else "")
+    records.finish_run(run_id, finished_at=now(), outcome=CANCELLED, result_cid=None,
+                       answers=[asdict(a) for _, a in given], note="cancelled by the requester (interrupted)")
 
 
 def measure_base(job: PreparedJob) -> BaseSize | None:
@@ -469,16 +504,31 @@ async def _candidates(requester: Requester, urls: list[str], job: PreparedJob, r
 
 
 async def _dispatch(candidates: list[tuple[NodeClient, NodeInfo]], n: int, uploads: _Uploads,
-                    spec: dict[str, Any], job_cid: str, deadline: float, events: Events) -> list[Answer]:
-    loop = asyncio.get_running_loop()
+                    spec: dict[str, Any], job_cid: str, deadline: float, events: Events,
+                    on_launch: Callable[[NodeClient, Answer], None] = lambda client, answer: None) -> list[Answer]:
+    """The answers of the first N candidates, spares standing in for failures (steps 2-3);
+    ``on_launch`` is told each node given the job. Cancelled, it cancels every attempt."""
     queue = list(candidates)
     tasks: dict[asyncio.Task[Answer], Answer] = {}
 
     def launch() -> None:
         client, info = queue.pop(0)
         answer = Answer(info.node_id, client.url, info.profile)
+        on_launch(client, answer)
         tasks[asyncio.create_task(_attempt(client, answer, uploads, spec, job_cid, deadline, events))] = answer
 
+    try:
+        return await _answers(tasks, queue, launch, n, deadline, events)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def _answers(tasks: dict[asyncio.Task[Answer], Answer], queue: list[tuple[NodeClient, NodeInfo]],
+                   launch: Callable[[], None], n: int, deadline: float, events: Events) -> list[Answer]:
+    loop = asyncio.get_running_loop()
     for _ in range(min(n, len(queue))):
         launch()
     answers: list[Answer] = []

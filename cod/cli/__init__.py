@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "describe": ("records", "Show one job: outcome, nodes, groups, stdout and stderr."),
     "logs": ("records", "Print a job's stdout and stderr."),
     "get": ("records", "Download the results of a job."),
+    "cancel": ("cancel", "Stop a job on its nodes and record it cancelled."),
     "nodes": ("nodes", "List the nodes this requester knows, with their records."),
     "dashboard": ("dashboard", "A live view of jobs, nodes and the moderation queue."),
     "config": ("config", "Show the configuration in effect and where it came from."),

@@ -162,6 +162,7 @@ def age(stamp: Any, now: datetime | None = None) -> str:
 
 
 OUTCOME_STYLES = {"verified": "green", "verified-by-quorum": "green", "local": "cyan", "submitted": "blue",
+                  "running": "blue", "cancelled": "yellow",
                   "mismatch": "bold red", "profile-mismatch": "yellow", "incomplete": "yellow",
                   "unverifiable": "magenta"}
 

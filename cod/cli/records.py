@@ -192,7 +192,7 @@ def logs(job: str, only: str | None) -> None:
     """
     records = _records()
     view = _view(records, job, with_output=False)
-    results = None if view["outcome"] == "submitted" else _local_results(view)
+    results = None if view["outcome"] in ("submitted", "running") else _local_results(view)
     if results is None:
         results = _fetch(records, view, None, None)
     for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
@@ -302,7 +302,7 @@ def _fetch(records: Any, view: dict[str, Any], destination: Path | None, car: Pa
     """Fetch the job's agreed result into ``destination`` (or ``car``); records where it went."""
     from verifier.fetch import DownloadFailed, fetch_results, recorded_base
 
-    collected = view["outcome"] == "submitted"
+    collected = view["outcome"] in ("submitted", "running")  # answers still on the nodes
     if collected:  # a detached run: collect, compare and record it first
         view = _collect(records, view, destination or Path("cod-results") / view["job_cid"])
     if not view["result_cid"]:
