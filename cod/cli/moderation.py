@@ -32,7 +32,7 @@ def moderation() -> None:
 def _find(connection: Any, job: str) -> dict[str, Any]:
     """The job's record; a prefix is accepted when exactly one job of the queue starts with it."""
     if len(job) < 59:
-        matches = [j["job"] for j in call(connection.queue())["jobs"] if j["job"].startswith(job)]
+        matches = [j["job"] for j in call(connection.queue_all()) if j["job"].startswith(job)]
         if len(matches) > 1:
             raise UsageError(f"job prefix {job!r} is ambiguous: {', '.join(matches[:5])}", "give more characters")
         if not matches:
@@ -71,7 +71,7 @@ def queue(ledger_url: str | None, out: Output) -> None:
       cod moderation queue --ledger http://127.0.0.1:8090
       cod moderation queue --csv > queue.csv
     """
-    jobs = call(client(ledger_url).queue())["jobs"]
+    jobs = call(client(ledger_url).queue_all())
     out.rows(jobs, QUEUE_COLUMNS, empty="the moderation queue is empty")
 
 
