@@ -36,7 +36,7 @@ def _find(connection: Any, job: str) -> dict[str, Any]:
 
     if len(job) < 59:
         wanted = job.lower()
-        matches = [j["job"] for j in call(connection.queue())["jobs"]
+        matches = [j["job"] for j in call(connection.queue_all())
                    if j["job"].startswith(wanted) or j["job"][len(JOB_CID_PREFIX):].startswith(wanted)]
         if len(matches) > 1:
             raise UsageError(f"job {printable(job)!r} is ambiguous: {', '.join(matches[:5])}", "give more characters")
@@ -79,7 +79,7 @@ def queue(ledger_url: str | None, out: Output) -> None:
     """
     from verifier.jobview import short_ids
 
-    jobs = call(client(ledger_url).queue())["jobs"]
+    jobs = call(client(ledger_url).queue_all())
     shorts = short_ids(j["job"] for j in jobs)
     jobs = [dict(j, short_id=shorts.get(j["job"])) for j in jobs]
     out.rows(jobs, QUEUE_COLUMNS, empty="the moderation queue is empty")

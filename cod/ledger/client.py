@@ -148,8 +148,22 @@ class LedgerClient:
     async def job(self, cid: str) -> dict[str, Any]:
         return await self._json("GET", f"/v1/jobs/{segment(cid)}")
 
-    async def queue(self) -> dict[str, Any]:
-        return await self._json("GET", "/v1/moderation/queue")
+    async def queue(self, cursor: int | None = None, limit: int | None = None) -> dict[str, Any]:
+        """One page of the moderation queue: {"jobs", "next"}; pass "next" as ``cursor`` for the next page."""
+        query = "&".join(f"{name}={int(value)}" for name, value in (("cursor", cursor), ("limit", limit))
+                         if value is not None)
+        return await self._json("GET", "/v1/moderation/queue" + (f"?{query}" if query else ""))
+
+    async def queue_all(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Every job of the queue, page by page (each page under the answer cap)."""
+        jobs: list[dict[str, Any]] = []
+        cursor: int | None = None
+        while True:
+            page = await self.queue(cursor, limit)
+            jobs += page["jobs"]
+            cursor = page.get("next")
+            if not isinstance(cursor, int) or not page["jobs"]:
+                return jobs
 
     async def decide(self, signed: dict[str, Any]) -> dict[str, Any]:
         return await self._json("POST", "/v1/decisions", signed)

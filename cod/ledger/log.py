@@ -489,12 +489,18 @@ class Ledger:
             return {"job": job, "eligibility": eligibility, "decisions": decisions, "state": self.job_state(job),
                     "latest_decision": latest.entry if latest else None}
 
-    def queue(self) -> list[dict[str, Any]]:
-        """Eligible jobs with no decision on their latest eligibility entry, oldest first."""
+    def queue(self, cursor: int = -1, limit: int | None = None) -> list[dict[str, Any]]:
+        """Eligible jobs with no decision on their latest eligibility entry, oldest first.
+
+        ``cursor`` and ``limit`` page it: the jobs whose latest eligibility entry is after ``cursor``,
+        at most ``limit`` of them (the service passes the last entry of a page as the next cursor).
+        """
         with self._lock:
-            out = []
+            out: list[dict[str, Any]] = []
             for job, rec in sorted(self._state.eligibility.items(), key=lambda kv: kv[1].entry):
-                if self.job_state(job) == "eligible":
+                if limit is not None and len(out) >= limit:
+                    break
+                if rec.entry > cursor and self.job_state(job) == "eligible":
                     out.append({"job": job, "result": rec.result, "entry": rec.entry, "nodes": list(rec.nodes),
                                 "inputs": sorted(rec.blessings), "signers": self.signers(job),
                                 "posters": self.posters(job)})

@@ -37,6 +37,10 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 MUTABLE = "no-cache"
 STATUS_OF = {"NotFound": 404, "CIDError": 400, "SpecError": 400, "UsageError": 400}
 DEFAULT_HINT = answers.DEFAULT_HINT
+DEFAULT_QUEUE_PAGE = 100
+"""Jobs in one page of GET /v1/moderation/queue unless limit= says otherwise."""
+MAX_QUEUE_PAGE = 1000
+"""Most jobs in one page: each carries its signers (up to 64), so a page stays well under a client's cap."""
 
 WITNESSES: web.AppKey[list[str]] = web.AppKey("witnesses", list)
 """The cosignature vkeys of the witnesses the server pushes checkpoints to (GET /v1/info)."""
@@ -179,7 +183,15 @@ def app(ledger: Ledger, on_append: AppendHook | None = None) -> web.Application:
 
     @routes.get("/v1/moderation/queue")
     async def queue(request: web.Request) -> web.Response:
-        return web.json_response({"jobs": await read(ledger.queue)})
+        cursor = _int(request, "cursor", -1)
+        limit = _int(request, "limit", DEFAULT_QUEUE_PAGE)
+        assert cursor is not None and limit is not None
+        if not 1 <= limit <= MAX_QUEUE_PAGE:
+            raise LedgerRefused(f"limit={limit} is not from 1 to {MAX_QUEUE_PAGE}", "page with cursor= and limit=",
+                                status=400, error="BadRequest")
+        jobs = await read(lambda: ledger.queue(cursor, limit))
+        more = len(jobs) == limit
+        return web.json_response({"jobs": jobs, "next": jobs[-1]["entry"] if more else None})
 
     @routes.post("/v1/decisions")
     async def decide(request: web.Request) -> web.Response:

@@ -200,3 +200,30 @@ async def test_moderators_see_each_signers_history_and_who_posted(served: Any, t
     assert f"posted:      entry {fake['entry']} by address 127.0.0.1" in shown.stdout
     table = await asyncio.to_thread(run_cod, tmp_path, "moderation", "queue", "--ledger", running.url, "--csv")
     assert table.returncode == 0 and "signers" in table.stdout.splitlines()[0], table.stdout
+
+
+async def test_the_moderation_queue_is_paged_and_the_cli_reads_every_page(served: Any, tmp_path: Path) -> None:
+    # issue 19 point 24: 1,200 fake jobs pushed one answer past the CLI's 16 MiB cap; pages stay small
+    import asyncio
+
+    from cod.ledger.service import DEFAULT_QUEUE_PAGE, MAX_QUEUE_PAGE
+    from tests.helpers import run_cod
+    running, client = served
+    made = []
+    for n in range(DEFAULT_QUEUE_PAGE * 2 + 5):
+        job_spec = dict(spec(DATA), args=[f"job {n}"])
+        index, judgement, _ = running.ledger.report_evidence(job_spec, agreeing(job_spec, 2))
+        made.append((judgement.job, index))
+    first = await client.queue()
+    assert [(j["job"], j["entry"]) for j in first["jobs"]] == made[:DEFAULT_QUEUE_PAGE]
+    assert first["next"] == made[DEFAULT_QUEUE_PAGE - 1][1]
+    second = await client.queue(first["next"], 3)
+    assert [(j["job"], j["entry"]) for j in second["jobs"]] == made[DEFAULT_QUEUE_PAGE:DEFAULT_QUEUE_PAGE + 3]
+    last = await client.queue(made[-3][1])
+    assert [j["job"] for j in last["jobs"]] == [m[0] for m in made[-2:]] and last["next"] is None
+    assert [(j["job"], j["entry"]) for j in await client.queue_all()] == made
+    for bad in (0, MAX_QUEUE_PAGE + 1):
+        await refused(running, client, client.queue(None, bad), 400, "BadRequest", "limit")
+    table = await asyncio.to_thread(run_cod, tmp_path, "moderation", "queue", "--ledger", running.url, "--csv")
+    assert table.returncode == 0, table.stderr
+    assert [line.split(",")[0] for line in table.stdout.splitlines()[1:]] == [m[0] for m in made]
