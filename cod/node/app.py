@@ -295,8 +295,8 @@ class Node:
                 missing.append(spec.output_base)
             else:
                 sources[spec.outputs] = str(base)
-        if missing:
-            raise MissingBlobs(missing)
+        if missing:  # each CID once: at most cod.limits.MAX_JOB_CIDS (SPEC 9.5)
+            raise MissingBlobs(list(dict.fromkeys(missing)))
         return sources
 
     def _stamps(self, spec: JobSpec, sources: dict[str, str]) -> dict[str, Dataset]:
