@@ -34,6 +34,9 @@ MAX_INPUTS = 1024
 """Most inputs of one job spec (SPEC 2): refused by the spec parser, so a node's 409 ``missing``
 list (SPEC 9.5) is bounded by MAX_JOB_CIDS and a requester can read any node's answer whole."""
 
+MAX_TABLES = 8
+"""Most tables one module defines (SPEC 5.3): LLVM (C, C++, Rust) emits one, wasm-bindgen-style code two."""
+
 MAX_MODULES = 64
 """Most modules in one closure of modules by CID, the root included (SPEC 5.4)."""
 

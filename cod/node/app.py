@@ -35,9 +35,11 @@ from ..errors import (CapExceeded, CodError, EngineUnavailable, InputError, Miss
                       NodeError, NotFound, SpecError)
 from ..identity import Identity
 from ..jobspec import ENGINE_DOCKER, JobSpec
+from ..limits import MAX_TABLES
 from ..resultsdir import remove_tree, staging_prefix
 from ..statement import Statement
 from ..wasm import linking
+from ..wasm.binary import table_minimums
 from ..wasm.engine import profile_id, wasmtime_version
 from ..web import answers
 from ..web.body import check_strings, parse_json
@@ -205,6 +207,7 @@ class Node:
         if row is None or row["state"] == FAILED:  # a job the node has (done, queued) is answered as it is
             fil_plus = await self.policy.admit(spec, job_cid)  # PolicyRefused, LedgerUnavailable
         sources = await self._gather(spec)
+        self.caps.check_memory(spec, await asyncio.to_thread(self._tables, spec))  # the modules are at hand now
         stamps = await asyncio.to_thread(self._stamps, spec, sources)  # the offers' lock may be held a while
         row = self.jobs.get(job_cid)  # again: another request may have queued it while the ledger answered
         if row is None or row["state"] == FAILED:
@@ -366,6 +369,22 @@ class Node:
         except ModuleError:
             pass
         return paths, []
+
+    def _tables(self, spec: JobSpec) -> int:
+        """How many tables the job's module and the modules it imports by CID define (SPEC 5.3):
+        MAX_TABLES for a module whose table section cannot be read here (the executor decides)."""
+        if spec.engine == ENGINE_DOCKER:
+            return 0
+        module = self._module(spec.module)
+        paths = [module] if module is not None else []
+        count = 0
+        for path in paths + [Path(p) for p in self._dependency_blobs(spec)[0].values()]:
+            try:
+                minimums = table_minimums(path.read_bytes())
+            except (OSError, IndexError, ModuleError):  # not yet validated by the engine: counted at the most
+                minimums = None
+            count += MAX_TABLES if minimums is None else min(len(minimums), MAX_TABLES)
+        return count
 
     def _local(self, path: str) -> Path:
         real = Path(path).resolve()
