@@ -22,6 +22,7 @@ from typing import Any
 
 from .content.cid import CID, JSON
 from .errors import CIDError, SpecError
+from .limits import MAX_INPUTS
 
 SPEC_VERSION = 1
 ENGINE_WASM = "wasm"
@@ -174,6 +175,7 @@ class JobSpec:
             seed = _seed(seed)
         inputs = data.get("inputs", [])
         _expect(inputs, list, "inputs")
+        _count_inputs(len(inputs))  # before any is read
         parsed_inputs = []
         for n, item in enumerate(inputs):
             _expect(item, dict, f"inputs[{n}]")
@@ -237,6 +239,7 @@ class JobSpec:
             _int(getattr(self.limits, name), f"limits.{name}", minimum=1, maximum=MAX_LIMITS.get(name, MAX_INT))
         if self.seed is not None and len(self.seed) != SEED_BYTES:
             raise SpecError("seed", f"must be {SEED_BYTES} bytes (64 hex digits)")
+        _count_inputs(len(self.inputs))
         mounts: list[tuple[str, str]] = []
         for n, item in enumerate(self.inputs):
             if (item.cid is None) == (item.local is None):
@@ -256,6 +259,12 @@ class JobSpec:
                 if _nested(a, b):
                     raise SpecError(fb, f"{b!r} overlaps {a!r} ({fa}); mounts must not nest")
         return self
+
+
+def _count_inputs(count: int) -> None:
+    if count > MAX_INPUTS:
+        raise SpecError("inputs", f"{count} inputs; at most {MAX_INPUTS} (cod.limits.MAX_INPUTS, SPEC 2)",
+                        "mount a directory that holds them as one input, or split the job")
 
 
 def canonical_json(value: Any) -> bytes:

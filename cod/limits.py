@@ -29,3 +29,22 @@ MAX_IOVECS = 1024
 
 MAX_SYMLINK_HOPS = 32
 """Most symlinks followed while resolving one path (inputs only)."""
+
+MAX_INPUTS = 1024
+"""Most inputs of one job spec (SPEC 2): refused by the spec parser, so a node's 409 ``missing``
+list (SPEC 9.5) is bounded by MAX_JOB_CIDS and a requester can read any node's answer whole."""
+
+MAX_TABLES = 8
+"""Most tables one module defines (SPEC 5.3): LLVM (C, C++, Rust) emits one, wasm-bindgen-style code two."""
+
+MAX_MODULES = 64
+"""Most modules in one closure of modules by CID, the root included (SPEC 5.4)."""
+
+MAX_JOB_CIDS = MAX_INPUTS + MAX_MODULES + 1
+"""Most distinct CIDs one job can name, so the longest 409 ``missing`` list: its inputs, its
+module and the modules of its closure, its output base."""
+
+TABLE_ELEMENT_BYTES = 8
+"""Host bytes one table element takes in wasmtime: a funcref (``*mut VMFuncRef``) or an
+externref slot, one pointer on a 64-bit host; a ``table.grow`` of 2^26 elements measured
+550 MiB of RSS (512 MiB of entries). A node counts tables in a job's memory (SPEC 5.3, 9.3)."""

@@ -169,6 +169,20 @@ def test_limits_are_bounded_by_wasm32() -> None:
         JobSpec.from_dict({"module": MODULE, "limits": {"table_elements": 0}})
 
 
+def test_a_spec_holds_at_most_max_inputs_inputs() -> None:
+    """1024 inputs (SPEC 2) parse; 1025 are a SpecError naming ``inputs`` that says the limit."""
+    def doc(n: int) -> dict[str, object]:
+        return {"module": MODULE, "inputs": [{"cid": MODULE, "path": f"/in/{k}"} for k in range(n)]}
+
+    assert len(JobSpec.from_dict(doc(1024)).inputs) == 1024
+    with pytest.raises(SpecError, match="1025 inputs; at most 1024") as info:
+        JobSpec.from_dict(doc(1025))
+    assert info.value.field == "inputs"
+    built = JobSpec(module=MODULE, inputs=tuple(Input(cid=MODULE, path=f"/in/{k}") for k in range(1025)))
+    with pytest.raises(SpecError, match="at most 1024"):  # a spec built in code is held to it too
+        built.validate()
+
+
 def test_table_elements_is_the_only_new_canonical_field() -> None:
     # Stage 2's canonical bytes for JobSpec(module=MODULE), written out by hand; Stage 3 adds
     # exactly "table_elements":1048576 (2^20) to limits and nothing else

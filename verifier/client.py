@@ -23,6 +23,7 @@ from . import schema
 
 CAR_TYPE = "application/vnd.ipld.car"
 INFO_TIMEOUT_S = 5.0
+HOLDINGS_PAGE = 64  # CIDs asked about in one GET /v1/holdings: about 4 KiB of URL, under aiohttp's 8 KiB line
 HEALTH_TIMEOUT_S = 1.5
 HEALTH_BODY_BYTES = 4096
 REQUEST_TIMEOUT_S = 30.0
@@ -117,14 +118,21 @@ class NodeClient:
     async def holdings(self, cids: list[str]) -> set[str]:
         """Which of ``cids`` the node says it holds (GET /v1/holdings?cid=...): only a hint for
         ordering nodes, so any failure or malformed answer is the empty set."""
-        try:
-            status, body = await self._json("GET", "/v1/holdings", timeout=INFO_TIMEOUT_S,
-                                            params=[("cid", cid) for cid in cids])
-        except NodeError:
+        pages = [cids[start:start + HOLDINGS_PAGE] for start in range(0, len(cids), HOLDINGS_PAGE)]
+        try:  # pages at once, all within the one INFO_TIMEOUT_S: many pages never make a slow node slower
+            answers = await asyncio.wait_for(asyncio.gather(*(self._held(page) for page in pages)), INFO_TIMEOUT_S)
+        except (NodeError, asyncio.TimeoutError):
             return set()
+        return set().union(*answers)
+
+    async def _held(self, page: list[str]) -> set[str]:
+        """One page of :meth:`holdings` (at most HOLDINGS_PAGE CIDs, so the URL stays short);
+        NodeError for any answer that is not a holdings object."""
+        status, body = await self._json("GET", "/v1/holdings", timeout=INFO_TIMEOUT_S,
+                                        params=[("cid", cid) for cid in page])
         if status != 200 or not isinstance(body, dict):
-            return set()
-        wanted = set(cids)
+            raise NodeError(f"node {self.url} answered its holdings with HTTP {status}")
+        wanted = set(page)
         held: set[str] = set()
         for name in ("datasets", "modules", "private_modules", "blobs"):
             listed = body.get(name)

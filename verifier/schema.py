@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from cod.content.cid import CID
 from cod.errors import CodError, NodeError
 from cod.identity import public_key_of
+from cod.limits import MAX_JOB_CIDS
 from cod.text import printable
 
 MAX_JSON_BYTES = 2 << 20
@@ -201,11 +202,12 @@ def error_body(node: str, body: Any) -> dict[str, str]:
 
 
 def missing_blobs(node: str, body: Any) -> list[str]:
-    """The CIDs of a 409 MissingBlobs answer: a non-empty list of at most 1024 CIDs."""
+    """The CIDs of a 409 MissingBlobs answer: a non-empty list of at most MAX_JOB_CIDS CIDs
+    (every CID one job can name, SPEC 9.5)."""
     fields = _Fields(node, "MissingBlobs answer", body)
     missing = body.get("missing")
-    if not isinstance(missing, list) or not 0 < len(missing) <= 1024:
-        fields.fail("missing", "is not a list of 1 to 1024 CIDs")
+    if not isinstance(missing, list) or not 0 < len(missing) <= MAX_JOB_CIDS:
+        fields.fail("missing", f"is not a list of 1 to {MAX_JOB_CIDS} CIDs")
     probe = _Fields(node, "MissingBlobs answer", {str(i): c for i, c in enumerate(missing)})
     return [str(probe.cid(str(i))) for i in range(len(missing))]
 

@@ -318,6 +318,7 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
         async with Requester(records) as own:
             return await verify(job, urls, n, quorum=quorum, output_dir=output_dir, progress=progress,
                                 deadline_s=deadline_s, requester=own, events=events, require_local=require_local)
+    job.spec.validate()  # a spec built in code, too: SpecError here, before any node is asked (MAX_INPUTS)
     check_content(job.spec, n)
     if output_dir is not None:
         check_destination(output_dir)

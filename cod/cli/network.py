@@ -11,7 +11,9 @@ from .options import NodeURL, writable_dir
 
 CAP_HELP = {  # the node's caps (cod.node.caps.NodeCaps), published at /v1/info under "limits"
     "max_fuel": "Most limits.fuel a job may ask for.",
-    "max_memory_bytes": "Most limits.memory_bytes a job may ask for.",
+    "max_memory_bytes": "Most bytes a job's memories and tables may hold together: limits.memory_bytes plus "
+                        "8 bytes for each element its module's tables may grow to.",
+    "max_table_elements": "Most limits.table_elements (elements of each table) a job may ask for.",
     "max_timeout_ms": "Most limits.timeout_ms a job may ask for.",
     "max_stdout_bytes": "Most limits.stdout_bytes a job may ask for.",
     "max_stderr_bytes": "Most limits.stderr_bytes a job may ask for.",

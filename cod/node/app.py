@@ -35,10 +35,12 @@ from ..errors import (CapExceeded, CodError, EngineUnavailable, InputError, Insu
                       ModuleError, NodeError, NotFound, SpecError, StorageQuotaExceeded)
 from ..identity import Identity
 from ..jobspec import ENGINE_DOCKER, JobSpec
+from ..limits import MAX_TABLES
 from ..resultsdir import remove_tree, staging_prefix
 from ..statement import Statement
 from ..text import printable
 from ..wasm import linking
+from ..wasm.binary import table_minimums
 from ..wasm.engine import profile_id, wasmtime_version
 from ..web import answers
 from ..web.body import check_strings, parse_json
@@ -250,6 +252,7 @@ class Node:
             fil_plus = await self.policy.admit(spec, job_cid)  # PolicyRefused, LedgerUnavailable
             self.within_quota(client, 0, "this job")  # before anything is fetched for it
         sources = await self._gather(spec)
+        self.caps.check_memory(spec, await asyncio.to_thread(self._tables, spec))  # the modules are at hand now
         base_bytes = await self._touch_blobs(spec, client)
         row = self.jobs.get(job_cid)  # again: another request may have queued it while the ledger answered
         if self._runnable(row):
@@ -347,8 +350,8 @@ class Node:
                 missing.append(spec.output_base)
             else:
                 sources[spec.outputs] = str(base)
-        if missing:
-            raise MissingBlobs(missing)
+        if missing:  # each CID once: at most cod.limits.MAX_JOB_CIDS (SPEC 9.5)
+            raise MissingBlobs(list(dict.fromkeys(missing)))
         return sources
 
     def _module(self, cid: str) -> Path | None:
@@ -407,6 +410,22 @@ class Node:
         except ModuleError:
             pass
         return paths, []
+
+    def _tables(self, spec: JobSpec) -> int:
+        """How many tables the job's module and the modules it imports by CID define (SPEC 5.3):
+        MAX_TABLES for a module whose table section cannot be read here (the executor decides)."""
+        if spec.engine == ENGINE_DOCKER:
+            return 0
+        module = self._module(spec.module)
+        paths = [module] if module is not None else []
+        count = 0
+        for path in paths + [Path(p) for p in self._dependency_blobs(spec)[0].values()]:
+            try:
+                minimums = table_minimums(path.read_bytes())
+            except (OSError, IndexError, ModuleError):  # not yet validated by the engine: counted at the most
+                minimums = None
+            count += MAX_TABLES if minimums is None else min(len(minimums), MAX_TABLES)
+        return count
 
     def _local(self, path: str) -> Path:
         real = Path(path).resolve()

@@ -128,8 +128,9 @@ DOCUMENT: dict[str, Any] = {
                                 "versions": {"type": "object"}, "profile": {"type": "string"},
                                 "limits": {"type": "object", "additionalProperties": {"type": "integer"},
                                            "required": ["concurrency", "queue_size", "max_fuel",
-                                                        "max_memory_bytes", "max_timeout_ms", "max_stdout_bytes",
-                                                        "max_stderr_bytes", "max_output_bytes", "max_upload_bytes",
+                                                        "max_memory_bytes", "max_table_elements", "max_timeout_ms",
+                                                        "max_stdout_bytes", "max_stderr_bytes", "max_output_bytes",
+                                                        "max_upload_bytes",
                                                         "max_unpacked_bytes", "max_car_blocks", "max_tree_depth",
                                                         "max_entries"]},
                                 "policy": {"type": "object", "required": ["name", "ledger"], "properties": {

@@ -31,7 +31,7 @@ import wasmtime
 from ..content.unixfs import Importer, module_cid, mount_file, mount_root
 from ..errors import CodError, Indeterminate, InputError, ModuleError, SpecError
 from ..jobspec import ENGINE_WASM, JobSpec
-from ..limits import MAX_PATH_BYTES
+from ..limits import MAX_PATH_BYTES, MAX_TABLES as MAX_TABLES  # per module (re-exported)
 from ..resultsdir import (DIR_MODE, FILE_MODE, RESULT_ENTRIES, check_destination, fix_modes, install, remove_tree,
                           staging_prefix)
 from . import hostcall, linking, memory
@@ -46,7 +46,6 @@ from .wasi import ProcExit, Stream, Wasi
 TRAP_EXIT_CODE = 134
 WASM_PAGE = 65536
 MAX_INSTANCES = linking.MAX_MODULES  # the job's module and its closure; host functions are not instances
-MAX_TABLES = 8  # per module: LLVM (C, C++, Rust) emits one table; wasm-bindgen-style code two
 MAX_STORE_TABLES = MAX_TABLES + linking.MAX_CLOSURE_TABLES  # the root's and its dependencies'
 MAX_MEMORIES = linking.MAX_MODULES  # multi-memory is off: at most one a module
 NOT_PORTABLE = {

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from ..content.cid import CID, DAG_PB, RAW
 from ..content.unixfs import module_cid
 from ..errors import ImportRefused, MissingModules, ModuleError
+from ..limits import MAX_MODULES as MAX_MODULES  # modules in one closure, the root included (re-exported)
 from . import abi, observe
 from .binary import imports, memory_minimums, table_minimums
 from .imports import check_imports, cid_name
@@ -30,7 +31,6 @@ if TYPE_CHECKING:  # the engine (wasmtime) is needed to check a closure, not to 
 
     from .engine import Engine
 
-MAX_MODULES = 64  # modules in one closure, the root included
 MAX_DEPTH = 16  # longest chain of imports from the root (the root's own imports have depth 1)
 MAX_MODULE_NAMES = 2 * MAX_MODULES  # distinct import module names of one module: preview1, a CIDv1
 # and a CIDv0 per dependency (more cannot pass 4.1 and the caps; refused before each is parsed)

@@ -313,7 +313,9 @@ async def test_caps_are_published_and_enforced(tmp_path: Path, http: aiohttp.Cli
     try:
         async with http.get(running.url + "/v1/info") as resp:
             limits = (await resp.json())["limits"]
-        assert limits == {"concurrency": 1, "queue_size": 64, "max_fuel": 10**9, "max_memory_bytes": 1 << 32,
+        # max_memory_bytes: a 4 GiB memory and 8 tables of 2^20 elements at 8 bytes (SPEC 9.3)
+        assert limits == {"concurrency": 1, "queue_size": 64, "max_fuel": 10**9,
+                          "max_memory_bytes": (1 << 32) + 8 * (1 << 20) * 8, "max_table_elements": 1 << 20,
                           "max_timeout_ms": 60_000, "max_stdout_bytes": 64 * MIB, "max_stderr_bytes": 64 * MIB,
                           "max_output_bytes": 4 << 30, "max_upload_bytes": 8 << 30,
                           "max_unpacked_bytes": 8 << 30, "max_car_blocks": 1 << 18, "max_tree_depth": 256,
@@ -354,6 +356,57 @@ async def test_caps_are_published_and_enforced(tmp_path: Path, http: aiohttp.Cli
             _nothing_kept(small)
         finally:
             await small.stop()
+    finally:
+        await running.stop()
+
+
+def _table_grow(tables: int, delta: int) -> bytes:
+    """``tables`` tables of 1 element; grows the first by ``delta`` and exits with the grow's
+    answer + 1 (so a refused grow, -1, exits 0; a grow from size 1 exits 2)."""
+    defined = " ".join(f"(table $t{k} 1 funcref)" for k in range(tables))
+    return wat(f"""(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1) {defined}
+  (func (export "_start")
+    (call $exit (i32.add (i32.const 1) (table.grow $t0 (ref.null func) (i32.const {delta}))))))""")
+
+
+async def test_table_elements_are_capped_and_tables_count_in_the_memory_budget(
+        tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """A job with 64 KiB of memory and ``table_elements: 2^32-1`` held 550 MiB of executor RSS
+    after one table.grow of 2^26: there was no table cap. Now ``max_table_elements`` refuses
+    it (422, naming the cap), a table.grow past the cap fails in the guest (-1), and a job's
+    memories and tables (8 bytes an element, each table of the module at its limit) must fit
+    ``max_memory_bytes`` together."""
+    caps = NodeCaps(max_table_elements=1000, max_memory_bytes=MIB)
+    running = await start_node(tmp_path / "n", concurrency=1, caps=caps)
+    try:
+        one, two = _table_grow(1, 1000), _table_grow(2, 999)
+        for wasm in (one, two):
+            await put(http, running.url, module_cid(wasm), wasm, "application/octet-stream")
+        status, body = await _job(http, running.url, JobSpec(module=module_cid(one), limits=Limits(
+            memory_bytes=65536, table_elements=(1 << 32) - 1)))
+        assert status == 422 and body["cap"] == "max_table_elements" and body["limit"] == 1000, body
+        _is_error(body, "CapExceeded")
+        assert "limits.table_elements" in body["message"]
+        # at the cap: 1 + 1000 elements is past it, so the grow answers -1 and the job exits 0
+        status, body = await _job(http, running.url, JobSpec(module=module_cid(one), limits=Limits(
+            memory_bytes=MIB - 8000, table_elements=1000)))
+        assert status == 200 and body["state"] == "done" and body["exit_code"] == 0, body
+        # one table of 1000 elements is 8000 bytes: 1 MiB - 7999 of memory with it is 1 byte over
+        status, body = await _job(http, running.url, JobSpec(module=module_cid(one), limits=Limits(
+            memory_bytes=MIB - 7999, table_elements=1000)))
+        assert status == 422 and body["cap"] == "max_memory_bytes" and body["limit"] == MIB, body
+        _is_error(body, "CapExceeded")
+        assert "1 table" in body["message"] and "limits.table_elements" in body["hint"], body
+        # two tables count twice: 16000 bytes
+        status, body = await _job(http, running.url, JobSpec(module=module_cid(two), limits=Limits(
+            memory_bytes=MIB - 8000, table_elements=1000)))
+        assert status == 422 and body["cap"] == "max_memory_bytes", body
+        status, body = await _job(http, running.url, JobSpec(module=module_cid(two), limits=Limits(
+            memory_bytes=MIB - 16000, table_elements=1000)))
+        assert status == 200 and body["exit_code"] == 2, body  # 1 -> 1000 is within the cap: old size 1
+        assert running.node.jobs.list() and len(running.node.jobs.list()) == 2  # nothing stored for a refusal
     finally:
         await running.stop()
 

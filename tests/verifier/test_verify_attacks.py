@@ -7,6 +7,7 @@ results CAR is caught and another agreeing node delivers; time and bytes stay bo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
@@ -412,3 +413,53 @@ async def test_a_node_asking_again_for_an_input_with_each_new_blob_gets_each_blo
     finally:
         await proxy.stop()
         await honest.stop()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_job_of_more_than_max_inputs_is_refused_before_any_node_is_asked(
+        tmp_path: Path, records: Any) -> None:
+    """1025 inputs (one over cod.limits.MAX_INPUTS): a SpecError naming ``inputs`` here, before
+    any node is asked (the node at the URL counts requests: none come)."""
+    from cod.errors import SpecError
+    from cod.jobspec import Input
+
+    asked: list[str] = []
+    node = Gateway()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        asked.append(request.path)
+        return web.json_response({}, status=500)
+
+    node.handler = answer
+    await node.start()
+    try:
+        hello = prepare(VECTORS / "hello.wasm", [])
+        inputs = tuple(Input(cid=hello.spec.module, path=f"/in/{k}") for k in range(1025))
+        job = PreparedJob(dataclasses.replace(hello.spec, inputs=inputs), hello.wasm)
+        with pytest.raises(SpecError, match="1025 inputs; at most 1024") as info:
+            await verify(job, [node.url], 1, records=records)
+        assert info.value.field == "inputs" and asked == []
+    finally:
+        await node.stop()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_job_at_max_inputs_that_a_node_lacks_whole_completes_through_409(
+        tmp_path: Path, records: Any) -> None:
+    """1024 inputs (cod.limits.MAX_INPUTS), all distinct and unknown to a fresh node, and its
+    module: the node answers 409 naming all 1025 CIDs, the requester uploads each and the job
+    runs (the requester refused any 409 list over 1024 CIDs, and dropped the node)."""
+    (tmp_path / "in").mkdir()
+    for k in range(1024):
+        (tmp_path / "in" / f"{k:04d}").write_bytes(b"input %d\n" % k)
+    job = prepare(VECTORS / "hello.wasm", [],
+                  inputs=[f"{tmp_path / 'in' / f'{k:04d}'}:/in/{k:04d}" for k in range(1024)])
+    assert len({item.cid for item in job.spec.inputs}) == 1024
+    node = await start_node_in(tmp_path, "fresh")
+    try:
+        result = await asyncio.wait_for(verify(job, [node.url], 1, records=records, deadline_s=240), 240)
+        assert result.outcome == "unverifiable" and result.answers[0].valid, result  # one node: unverifiable
+        assert result.answers[0].exit_code == 0 and result.result_cid is not None
+        assert all(node.node.blobs.has(str(item.cid)) for item in job.spec.inputs)
+    finally:
+        await node.stop()

@@ -151,3 +151,40 @@ def test_host_refusing_address_space_at_instantiation_is_indeterminate_not_a_mod
     assert refused.startswith("Indeterminate: indeterminate outcome (host-memory)")
     assert "reserve" in refused
     assert limited.startswith("Indeterminate")  # no memory at all on this host: never a result
+
+
+TABLE_RSS = textwrap.dedent("""
+    import sys
+    import wasmtime
+
+    def rss():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+
+    n = int(sys.argv[1])
+    wat = f'(module (table $t 1 funcref) (func (export "g") (result i32) (table.grow $t (ref.null func) (i32.const {n}))))'
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    store.set_limits(table_elements=n + 1)
+    instance = wasmtime.Instance(store, wasmtime.Module(engine, wasmtime.wat2wasm(wat)), [])
+    before = rss()
+    assert instance.exports(store)["g"](store) == 1
+    print(rss() - before)
+""")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmRSS from /proc")
+def test_a_table_element_costs_the_host_table_element_bytes() -> None:
+    """The figure a node counts tables at (SPEC 5.3, cod.limits.TABLE_ELEMENT_BYTES) is what
+    wasmtime's table storage takes: a grow of 2^24 funcref elements adds 8 bytes of RSS an element
+    (one pointer; 2^24 x 8 = 128 MiB, measured in a fresh process; 2 % for the allocator)."""
+    from cod.limits import TABLE_ELEMENT_BYTES
+
+    n = 1 << 24
+    out = subprocess.run([sys.executable, "-c", TABLE_RSS, str(n)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    grown = int(out.stdout)
+    assert TABLE_ELEMENT_BYTES == 8
+    assert 0.98 * n * TABLE_ELEMENT_BYTES <= grown <= 1.02 * n * TABLE_ELEMENT_BYTES, grown
