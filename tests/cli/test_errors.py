@@ -191,6 +191,12 @@ CASES: dict[str, list[Case]] = {
         case("describe", "", code=USAGE, text="JOB"),
         case("describe", b"\xff", code=USAGE, text="JOB"),
     ],
+    "cancel": [
+        case("cancel", code=USAGE, text="JOB"),
+        case("cancel", "bafynosuchjob", code=NOT_FOUND, text="no job"),
+        case("cancel", b"\xff", code=USAGE, text="JOB"),
+        case("cancel", "x", "--nope", code=USAGE, text="--nope"),
+    ],
     "logs": [
         case("logs", code=USAGE, text="JOB"),
         case("logs", "bafynosuchjob", code=NOT_FOUND, text="no job"),
