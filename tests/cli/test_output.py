@@ -21,7 +21,7 @@ from ..helpers import ROOT
 from .conftest import Net
 
 FORMATS = ("--json", "--nl", "--csv")
-ACTIONS = {("add",), ("run",), ("ledger", "bless", "import"), ("ledger", "init"), ("ledger", "moderator", "approve"),
+ACTIONS = {("add",), ("cancel",), ("run",), ("ledger", "bless", "import"), ("ledger", "init"), ("ledger", "moderator", "approve"),
            ("ledger", "moderator", "propose"), ("ledger", "verify"), ("moderation", "approve"),
            ("moderation", "reject")}
 """Commands that do something and print what they did: --json alone (one answer, not rows to read)."""

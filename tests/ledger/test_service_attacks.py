@@ -226,4 +226,4 @@ async def test_the_moderation_queue_is_paged_and_the_cli_reads_every_page(served
         await refused(running, client, client.queue(None, bad), 400, "BadRequest", "limit")
     table = await asyncio.to_thread(run_cod, tmp_path, "moderation", "queue", "--ledger", running.url, "--csv")
     assert table.returncode == 0, table.stderr
-    assert [line.split(",")[0] for line in table.stdout.splitlines()[1:]] == [m[0] for m in made]
+    assert [line.split(",")[1] for line in table.stdout.splitlines()[1:]] == [m[0] for m in made]
