@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,7 @@ import pytest
 from cod.errors import LocalPathError
 
 from ..helpers import cod_env, devstack
-from .test_kill import Serve
-
-
-@pytest.fixture()
-def serves() -> Iterator[list[Serve]]:
-    started: list[Serve] = []
-    yield started
-    for serve in started:
-        serve.stop()
+from .conftest import Serve
 
 
 def _second(tmp: Path, *args: str) -> tuple[str, int, str]:
