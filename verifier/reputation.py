@@ -31,8 +31,6 @@ from cod.errors import LocalPathError, UsageError
 from .outcomes import UNFINISHED
 
 COUNTERS = ("agreed", "disagreed", "failed", "bad_signature")
-"""Outcomes of a run its requester has not finished (recorded before any node was asked), and
-of one cancelled on its nodes (Ctrl-C, cod cancel)."""
 SCHEMA_VERSION = 3
 LOCK_TIMEOUT_S = 30.0
 """How long a command waits for another cod process that holds the records' write lock."""
