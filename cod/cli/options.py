@@ -10,8 +10,8 @@ can hold, so they are refused here with the field they were meant for.
 
 from __future__ import annotations
 
-import re
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from ..errors import LocalPathError, SpecError, UsageError
 from ..jobspec import MAX_INT
 from ..local import parse_duration_ms, parse_size
 from ..urls import node_url_problem, not_utf8
-
 
 
 def spec_text(value: str, field: str) -> str:

@@ -120,7 +120,6 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], *, title
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
-
         from rich.text import Text
 
         grid = Table(title=Text(title) if title else None, box=None, header_style="bold", pad_edge=False)

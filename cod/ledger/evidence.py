@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import BadSignature, CodError
 from ..jobspec import ENGINE_DOCKER, JobSpec
 from ..statement import STATEMENT_TYPE, SignedStatement
-from .entries import (MAX_CID_CHARS, EntryRefused, bad, check_cid, check_id, check_int, check_signature)
+from .entries import MAX_CID_CHARS, EntryRefused, bad, check_cid, check_id, check_int, check_signature
 
 MAX_STATEMENTS = 64
 """Statements in one piece of evidence (an eligibility leaf must fit in 65,535 bytes)."""

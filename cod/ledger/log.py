@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Approval, Bless, Decision, Eligibility,
-                      Entry, EntryRefused, Genesis, Proposal, Refusal, Signed, bad, check_size, leaf_bytes, parse_leaf)
+from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Approval, Bless, Decision, Eligibility, Entry,
+                      EntryRefused, Genesis, Proposal, Refusal, Signed, bad, check_size, leaf_bytes, parse_leaf)
 from .evidence import Judgement, judge
 from .note import NoteError, Verifier
 

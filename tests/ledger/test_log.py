@@ -258,9 +258,9 @@ def test_open_refuses_a_log_whose_checkpoint_does_not_match(tmp_path: Path) -> N
 
 
 def test_cosignature_lines_are_kept_per_size_and_checked_for_form(tmp_path: Path) -> None:
+    from cod.ledger import merkle
     from cod.ledger.checkpoint import Checkpoint
     from cod.ledger.note import CosignatureSigner, CosignatureVerifier, verify_cosignature
-    from cod.ledger import merkle
     ledger = governed(tmp_path)
     w = CosignatureSigner("w.example", nacl.signing.SigningKey(bytes([5]) * 32))
     body = Checkpoint(ledger.origin, 3, merkle.root(ledger.entries(0, 3))).body()

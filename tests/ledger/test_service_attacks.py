@@ -15,7 +15,8 @@ from cod.ledger import entries
 from cod.ledger.client import LedgerClient
 from cod.ledger.server import RunningLedger, start_ledger
 
-from .bkit import DATA, MOD, MOD2, NODES, OTHER, RESULT, ROOTS, STRANGER, agreeing, blessed_ledger, job_of, spec, statement
+from .bkit import (DATA, MOD, MOD2, NODES, OTHER, RESULT, ROOTS, STRANGER, agreeing, blessed_ledger, job_of, spec,
+                   statement)
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from cod.content.car import write_car
 from cod.content.cid import CID, DAG_PB
 from cod.content.dagpb import Link
 from cod.content.unixfs import cid_of_tree
-from cod.jobspec import Input
 from cod.errors import InputError
+from cod.jobspec import Input
 from cod.node.app import Node
 from cod.node.caps import NodeCaps
 from cod.node.server import RunningNode, start_node

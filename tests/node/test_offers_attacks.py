@@ -29,7 +29,6 @@ from ..node_kit import (CAR_TYPE, CAT_F, cat_wat, file_job, health_under_load, j
                         submit_spec, until_state, wat)
 from ..wasm.module_kit import leb, name_bytes
 
-
 # Waits while /trig/t (fd 5: /inputs, /outputs, /trig) does not start with 'G', then prints up to
 # 64 bytes of /inputs/f (fd 3): a job that reads its dataset only when the test says so.
 AFTER_TRIGGER_WAT = r"""
