@@ -23,6 +23,8 @@ CAP_HELP = {  # the node's caps (cod.node.caps.NodeCaps), published at /v1/info 
     "max_car_blocks": "Most blocks one uploaded CAR may hold.",
     "max_tree_depth": "Deepest entry of an uploaded tree (at most 256).",
     "max_entries": "Most entries (files, directories, symlinks) of an uploaded tree.",
+    "max_fetch_cids": "Most CIDs one job may make the node fetch from --peer and --gateway sources "
+                      "(a job lacking more is answered 409, to upload them).",
 }
 
 

@@ -9,14 +9,20 @@ block checked against its CID, the DAG planned within tree caps and re-imported 
 The requester's content store fetches with the same code (:func:`cod.content.store.resolver`).
 What fails is logged and the next source is tried; a CID no source gives stays missing (the
 requester is then asked for it: 409 MissingBlobs). One fetch per CID at a time, at most
-FETCH_CONCURRENCY CIDs at once on a node, and what one job makes the node fetch, all its
-CIDs and rounds together, is at most the node's upload cap (a :class:`Budget`).
+FETCH_CONCURRENCY CIDs at once on a node, of which one client address (an IPv6 /64) holds at
+most FETCH_SLOTS_PER_CLIENT, so no requester can take every slot. What one job makes the node
+fetch, all its CIDs and rounds together, is a :class:`Budget`: at most the node's upload cap in
+bytes, ``max_fetch_cids`` CIDs and FETCH_JOB_SECONDS of time (waiting for a slot included).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -35,15 +41,50 @@ CONNECT_TIMEOUT_S = 5.0
 FETCH_TIMEOUT_S = 600.0  # one CID from one source, the whole transfer
 MAX_ERROR_TEXT = 200
 FETCH_CONCURRENCY = 4  # CIDs fetched at once by one node, for all jobs together
+FETCH_SLOTS_PER_CLIENT = 2  # of those, held by the jobs of one client address (an IPv6 /64) at once
+FETCH_JOB_SECONDS = 600.0  # all the fetches of one job together, waiting for slots included
+DEFAULT_MAX_FETCH_CIDS = 256  # CIDs one job may make a node fetch, all rounds together (cap max_fetch_cids)
+
+
+def client_key(address: str) -> str:
+    """Whose fetch slots a request from ``address`` takes: the address itself, or for IPv6 its
+    /64 (one host often holds a whole /64); text that is no address is its own key."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:  # ::ffff:a.b.c.d is the IPv4 client a.b.c.d
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 class Budget:
-    """The bytes one job may still make the node fetch (SPEC 9.8): its upload cap, shared by
-    every CID and every round of that job. A fetch that would pass it stops at once."""
+    """What one job may still make the node fetch (SPEC 9.8), shared by every CID and every
+    round of that job: bytes (its upload cap; a fetch that would pass it stops at once), CIDs
+    (``max_fetch_cids``) and time (FETCH_JOB_SECONDS from when the node first looks for the job's
+    blobs); and whose
+    fetch slots it takes (``client``, :func:`client_key`)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, cids: int = DEFAULT_MAX_FETCH_CIDS, client: str = "",
+                 seconds: float | None = None) -> None:
         self.limit = limit
         self.remaining = limit
+        self.max_cids = cids
+        self.cids = cids
+        self.client = client_key(client)
+        self.deadline = time.monotonic() + (FETCH_JOB_SECONDS if seconds is None else seconds)
+
+    def seconds_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def claim(self, count: int) -> bool:
+        """Take ``count`` more CIDs to fetch; False (and nothing taken) past ``max_fetch_cids``."""
+        if count > self.cids:
+            return False
+        self.cids -= count
+        return True
 
     @property
     def spent(self) -> bool:
@@ -60,15 +101,18 @@ class Fetcher:
     """Where a node looks for content it lacks, and the fetches under way."""
 
     def __init__(self, blobs: BlobStore, max_bytes: int = DEFAULT_MAX_CAR_BYTES, tree: TreeCaps | None = None,
-                 peers: list[str] | None = None, gateways: list[str] | None = None) -> None:
+                 peers: list[str] | None = None, gateways: list[str] | None = None,
+                 max_cids: int = DEFAULT_MAX_FETCH_CIDS) -> None:
         self.blobs = blobs
         self.max_bytes = max_bytes  # published by a node as max_upload_bytes
+        self.max_cids = max_cids  # published by a node as max_fetch_cids
         self.tree = tree or TreeCaps()
         self.peers = [url.rstrip("/") for url in peers or []]
         self.gateways = [url.rstrip("/") for url in gateways or []]
         self._under_way: dict[str, asyncio.Task[bool]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None  # made on the event loop, at the first fetch
+        self._clients: dict[str, tuple[asyncio.Semaphore, int]] = {}  # a client's slots, and fetches using them
         self.fetched_bytes = 0  # bytes received from every source (figures, tests)
 
     @property
@@ -77,9 +121,10 @@ class Fetcher:
         return ([f"{peer}/v1/blobs/{{cid}}" for peer in self.peers]
                 + [f"{gateway}/ipfs/{{cid}}?format=car&dag-scope=all" for gateway in self.gateways])
 
-    def budget(self) -> Budget:
-        """A new job's fetch budget: the node's upload cap."""
-        return Budget(self.max_bytes)
+    def budget(self, client: str = "") -> Budget:
+        """A new job's fetch budget: the node's upload cap, max_fetch_cids, FETCH_JOB_SECONDS
+        from now; ``client`` is the address of the requester whose job it is."""
+        return Budget(self.max_bytes, self.max_cids, client)
 
     async def fetch_all(self, cids: list[str], budget: Budget | None = None) -> None:
         """Try to get every CID of ``cids`` (FETCH_CONCURRENCY at a time), within ``budget``
@@ -99,18 +144,38 @@ class Fetcher:
             task.add_done_callback(lambda _t: self._under_way.pop(cid, None))
         return await asyncio.shield(task)
 
-    async def _fetch(self, cid: str, budget: Budget) -> bool:
+    @asynccontextmanager
+    async def _slot(self, client: str) -> AsyncIterator[None]:
+        """One of the node's FETCH_CONCURRENCY slots, taken after one of the client's
+        FETCH_SLOTS_PER_CLIENT: a client's fetches queue behind its own, never all the node's."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(FETCH_CONCURRENCY)
-        async with self._slots:
+        own, users = self._clients.get(client) or (asyncio.Semaphore(FETCH_SLOTS_PER_CLIENT), 0)
+        self._clients[client] = (own, users + 1)
+        try:
+            async with own, self._slots:
+                yield
+        finally:
+            own, users = self._clients[client]
+            if users == 1:
+                del self._clients[client]  # a client with no fetch keeps nothing here
+            else:
+                self._clients[client] = (own, users - 1)
+
+    async def _fetch(self, cid: str, budget: Budget) -> bool:
+        async with self._slot(budget.client):
             for template in self.sources:
                 if budget.spent:
                     log.warning("not fetching %s: its job has fetched %d bytes, the node's upload cap", cid,
                                 budget.limit)
                     return False
+                left = budget.seconds_left()
+                if left <= 0:
+                    log.warning("not fetching %s: its job has spent its %.0f s of fetching", cid, FETCH_JOB_SECONDS)
+                    return False
                 url = template.format(cid=cid)
                 try:
-                    await self._from(url, cid, budget)
+                    await asyncio.wait_for(self._from(url, cid, budget), left)
                     return True
                 except (CodError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                     text = exc.message if isinstance(exc, CodError) else (str(exc) or type(exc).__name__)

@@ -144,7 +144,8 @@ class Node:
         # (so it must not block) with (job CID, cod.wasm.observe report) after each wasm run that
         # has a result; the report is never part of the result, the statement or the job record
         self.guest_telemetry: Callable[[str, dict[str, Any]], None] | None = None
-        self.fetcher = Fetcher(self.blobs, self.caps.max_upload_bytes, self.caps.tree(), peers, gateways)
+        self.fetcher = Fetcher(self.blobs, self.caps.max_upload_bytes, self.caps.tree(), peers, gateways,
+                               self.caps.max_fetch_cids)
         self.metrics = NodeMetrics(lambda: self.active)
 
     def _open(self, data_dir: Path) -> None:
@@ -230,7 +231,8 @@ class Node:
 
     # -- jobs -------------------------------------------------------------------------
     async def submit(self, body: Any, wait: bool, client: str = "") -> tuple[int, dict[str, Any]]:
-        """Queue the job of ``body`` (unless the node has it) and answer its record.
+        """Queue the job of ``body`` (unless the node has it) and answer its record. ``client`` is
+        the requester's address: its jobs share its fetch slots (cod.content.fetcher).
 
         Checks in order: the body and spec (SpecError), the caps (CapExceeded), the policy for a
         job the node does not have (PolicyRefused, LedgerUnavailable), the blobs (MissingBlobs),
@@ -251,7 +253,7 @@ class Node:
         if self._runnable(row):  # a job the node has (done, queued) is answered as it is
             fil_plus = await self.policy.admit(spec, job_cid)  # PolicyRefused, LedgerUnavailable
             self.within_quota(client, 0, "this job")  # before anything is fetched for it
-        sources = await self._gather(spec)
+        sources = await self._gather(spec, client)
         self.caps.check_memory(spec, await asyncio.to_thread(self._tables, spec))  # the modules are at hand now
         base_bytes = await self._touch_blobs(spec, client)
         row = self.jobs.get(job_cid)  # again: another request may have queued it while the ledger answered
@@ -305,13 +307,14 @@ class Node:
         rows = self.jobs.statements(after, limit)
         return {"statements": rows, "next": rows[-1]["seq"] if rows else after}
 
-    async def _gather(self, spec: JobSpec) -> dict[str, str]:
+    async def _gather(self, spec: JobSpec, client: str = "") -> dict[str, str]:
         """The job's sources, after fetching what it lacks from peers and gateways; raises
         MissingBlobs for what none of them gave. A fetched module may name modules by CID that
         could not be seen before (SPEC 5.4), so this repeats while each round fetches a CID
-        not asked for before (at most linking.MAX_DEPTH + 1 rounds)."""
+        not asked for before (at most linking.MAX_DEPTH + 1 rounds). A round that would take
+        the job past max_fetch_cids fetches nothing: MissingBlobs, saying so."""
         asked: set[str] = set()
-        budget = self.fetcher.budget()  # all rounds together: at most the upload cap (SPEC 9.8)
+        budget = self.fetcher.budget(client)  # all rounds together: bytes, CIDs, time (SPEC 9.8)
         for _ in range(linking.MAX_DEPTH + 1):
             try:  # in a thread: a dataset's fingerprint, a private module's hash, a closure take a while
                 return await asyncio.to_thread(self._sources, spec)
@@ -319,6 +322,10 @@ class Node:
                 new = [cid for cid in lacking.missing if cid not in asked]
                 if not self.fetcher.sources or not new:
                     raise
+                if not budget.claim(len(new)):
+                    raise MissingBlobs(lacking.missing, f"this node fetches at most max_fetch_cids = "
+                                       f"{budget.max_cids} CIDs for one job and this one lacks "
+                                       f"{len(asked) + len(new)}") from None
                 asked.update(new)
                 before = self.fetcher.fetched_bytes
                 try:
@@ -727,8 +734,9 @@ class Busy(NodeError):
 
 
 class MissingBlobs(NodeError):
-    def __init__(self, missing: list[str]) -> None:
-        super().__init__(f"this node lacks {len(missing)} blob(s): {', '.join(missing)}", "upload them first")
+    def __init__(self, missing: list[str], why: str | None = None) -> None:
+        super().__init__(f"this node lacks {len(missing)} blob(s){f' ({why})' if why else ''}: {', '.join(missing)}",
+                         "upload them first (PUT /v1/blobs/{cid})")
         self.missing = missing
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 from ..content.export import (DEFAULT_MAX_CAR_BLOCKS, DEFAULT_MAX_CAR_BYTES, DEFAULT_MAX_ENTRIES,
                               DEFAULT_MAX_UNPACKED_BYTES, TreeCaps)
+from ..content.fetcher import DEFAULT_MAX_FETCH_CIDS
 from ..errors import CapExceeded
 from ..jobspec import DEFAULT_TABLE_ELEMENTS, MAX_MEMORY_BYTES, JobSpec
 from ..limits import MAX_TABLES, MAX_TREE_DEPTH, TABLE_ELEMENT_BYTES
@@ -48,6 +49,7 @@ class NodeCaps:
     max_car_blocks: int = DEFAULT_MAX_CAR_BLOCKS
     max_tree_depth: int = MAX_TREE_DEPTH
     max_entries: int = DEFAULT_MAX_ENTRIES
+    max_fetch_cids: int = DEFAULT_MAX_FETCH_CIDS  # CIDs one job may make the node fetch (SPEC 9.8)
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():

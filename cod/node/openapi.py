@@ -132,7 +132,7 @@ DOCUMENT: dict[str, Any] = {
                                                         "max_stdout_bytes", "max_stderr_bytes", "max_output_bytes",
                                                         "max_upload_bytes",
                                                         "max_unpacked_bytes", "max_car_blocks", "max_tree_depth",
-                                                        "max_entries"]},
+                                                        "max_entries", "max_fetch_cids"]},
                                 "policy": {"type": "object", "required": ["name", "ledger"], "properties": {
                                     "name": {"enum": ["any", "prefer-fil-plus", "fil-plus-only"]},
                                     "ledger": {"type": ["string", "null"]}}}}},

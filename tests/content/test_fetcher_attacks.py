@@ -11,6 +11,7 @@ import asyncio
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -21,8 +22,9 @@ from cod.content.cid import CID
 from cod.jobspec import Input, JobSpec
 
 from ..hostile_gateway import Gateway, car_of
-from ..node_kit import (CAR_TYPE, CAT_F, car, cat_wat, file_job, put_module,
-                        start_node_in, submit_spec, until_state, wat)
+from ..node_kit import (CAR_TYPE, CAT_F, car, cat_wat, file_job, put, put_module, start_node_in, submit_spec,
+                        until_state, wat)
+from ..wasm.module_kit import random_cids
 
 
 async def test_a_gateway_car_of_another_root_is_refused(tmp_path: Path, gateway: Gateway,
@@ -321,3 +323,129 @@ async def test_one_job_cannot_make_the_node_fetch_more_than_its_upload_cap(
             f"one job made the node fetch {node.node.fetcher.fetched_bytes} bytes (cap {cap} per CAR)"
     finally:
         await node.stop()
+
+
+async def _hanging(gateway: Gateway, release: asyncio.Event) -> list[int]:
+    """Make ``gateway`` hold every request until ``release`` (then 404); the list holds the most
+    requests it held at once."""
+    held, most = [0], [0]
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        held[0] += 1
+        most[0] = max(most[0], held[0])
+        try:
+            await release.wait()
+        finally:
+            held[0] -= 1
+        return web.Response(status=404)
+
+    gateway.handler = answer
+    return most
+
+
+async def test_one_client_s_unknown_cids_on_a_slow_gateway_leave_slots_for_another_client(
+        tmp_path: Path, gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    """Issue 19 point 2: a job naming 40 CIDs no one has, with a slow gateway, held all 4 of the
+    node's fetch slots (600 s a source), and another requester's job whose input a fast peer
+    holds got no answer. Now one client address holds at most FETCH_SLOTS_PER_CLIENT (2) of the
+    FETCH_CONCURRENCY (4): client B (from 127.0.0.2) gets its input from the peer and its job
+    runs while client A's 40 fetches still hang on the gateway."""
+    from cod.content.fetcher import FETCH_CONCURRENCY, FETCH_SLOTS_PER_CLIENT
+
+    assert (FETCH_CONCURRENCY, FETCH_SLOTS_PER_CLIENT) == (4, 2)
+    release = asyncio.Event()
+    most = await _hanging(gateway, release)
+    peer = await start_node_in(tmp_path, "peer")
+    node = await start_node_in(tmp_path, "n", peers=[peer.url], gateways=[gateway.url])
+    other = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0)))
+    a: asyncio.Future[tuple[int, Any]] | None = None
+    try:
+        module = await put_module(http, node.url, CAT_F)
+        wanted, body = car_of(b"B's input\n")
+        assert (await put(http, peer.url, wanted, body))[0] == 201  # only the peer holds B's input
+        unknown = random_cids(40, "nobody has these")
+        spec_a = JobSpec(module=module, inputs=tuple(Input(cid=c, path=f"/in/{n}") for n, c in enumerate(unknown)))
+        a = asyncio.ensure_future(submit_spec(http, node.url, spec_a))
+        while len(gateway.requests) < FETCH_SLOTS_PER_CLIENT:  # A holds its slots on the gateway
+            await asyncio.sleep(0.01)
+        spec_b = file_job(module, wanted)
+        status, answer = await asyncio.wait_for(submit_spec(other, node.url, spec_b), 60)  # guard, not a timing
+        assert status in (200, 202), answer
+        final = await until_state(other, node.url, str(spec_b.cid), {"done", "failed"})
+        assert final["state"] == "done", final
+        assert not a.done() and most[0] == FETCH_SLOTS_PER_CLIENT  # A's fetches hang still, on 2 slots only
+        release.set()
+        status, answer = await asyncio.wait_for(a, 120)
+        assert status == 409 and sorted(answer["missing"]) == sorted(unknown), answer
+    finally:
+        release.set()
+        if a is not None:
+            await asyncio.gather(a, return_exceptions=True)
+        await other.close()
+        await node.stop()
+        await peer.stop()
+
+
+async def test_a_job_has_a_fetch_time_budget_for_all_its_cids(
+        tmp_path: Path, gateway: Gateway, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """All of one job's fetches (queueing for a slot included) get FETCH_JOB_SECONDS together
+    (scaled down here to 1 s), not 600 s a source: a job of 40 CIDs a gateway holds for ever is
+    answered 409; only the 2 fetches that got a slot ever reached the gateway."""
+    import cod.content.fetcher as fetcher_module
+
+    monkeypatch.setattr(fetcher_module, "FETCH_JOB_SECONDS", 1.0)
+    release = asyncio.Event()
+    await _hanging(gateway, release)
+    node = await start_node_in(tmp_path, "n", gateways=[gateway.url])
+    try:
+        module = await put_module(http, node.url, CAT_F)
+        unknown = random_cids(40, "held for ever")
+        spec = JobSpec(module=module, inputs=tuple(Input(cid=c, path=f"/in/{n}") for n, c in enumerate(unknown)))
+        status, body = await asyncio.wait_for(submit_spec(http, node.url, spec), 60)  # a guard against a hang
+        assert status == 409 and sorted(body["missing"]) == sorted(unknown), body
+        assert len(gateway.requests) == 2, gateway.requests
+    finally:
+        release.set()
+        await node.stop()
+
+
+async def test_a_job_may_ask_a_node_to_fetch_at_most_max_fetch_cids(
+        tmp_path: Path, gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    """One POST of 5,000 unknown CIDs made 5,000 gateway requests. A node now fetches at most
+    ``max_fetch_cids`` CIDs for one job (all rounds together; published under ``limits``); a
+    job lacking more is answered 409 at once, naming the cap, and the node asks no source. So
+    one POST makes at most max_fetch_cids x sources requests."""
+    from cod.limits import MAX_INPUTS
+    from cod.node.caps import NodeCaps
+
+    async def absent(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=404)
+
+    gateway.handler = absent
+    node = await start_node_in(tmp_path, "n", gateways=[gateway.url], caps=NodeCaps(max_fetch_cids=8))
+    default = await start_node_in(tmp_path, "d", gateways=[gateway.url])
+    try:
+        async with http.get(node.url + "/v1/info") as resp:
+            assert (await resp.json())["limits"]["max_fetch_cids"] == 8
+        async with http.get(default.url + "/v1/info") as resp:
+            assert (await resp.json())["limits"]["max_fetch_cids"] == 256
+        module = await put_module(http, node.url, CAT_F)
+
+        def job(count: int, salt: str) -> JobSpec:
+            return JobSpec(module=module, inputs=tuple(Input(cid=c, path=f"/in/{n}")
+                                                       for n, c in enumerate(random_cids(count, salt))))
+
+        status, body = await submit_spec(http, node.url, job(9, "nine"))
+        assert status == 409 and len(body["missing"]) == 9, body
+        assert "max_fetch_cids = 8" in body["message"] and "upload" in body["hint"], body
+        assert gateway.requests == []  # over the cap: nothing is fetched
+        status, body = await submit_spec(http, node.url, job(8, "eight"))
+        assert status == 409 and len(body["missing"]) == 8, body
+        assert len(gateway.requests) == 8  # at the cap: each CID once, from the one source
+        await put_module(http, default.url, CAT_F)
+        status, body = await submit_spec(http, default.url, job(MAX_INPUTS, "most"))
+        assert status == 409 and len(body["missing"]) == MAX_INPUTS, body
+        assert len(gateway.requests) == 8  # 1024 > 256: the default node asked for none
+    finally:
+        await node.stop()
+        await default.stop()

@@ -319,7 +319,7 @@ async def test_caps_are_published_and_enforced(tmp_path: Path, http: aiohttp.Cli
                           "max_timeout_ms": 60_000, "max_stdout_bytes": 64 * MIB, "max_stderr_bytes": 64 * MIB,
                           "max_output_bytes": 4 << 30, "max_upload_bytes": 8 << 30,
                           "max_unpacked_bytes": 8 << 30, "max_car_blocks": 1 << 18, "max_tree_depth": 256,
-                          "max_entries": 1 << 17}
+                          "max_entries": 1 << 17, "max_fetch_cids": 256}
         async with http.get(running.url + "/v1/openapi.json") as resp:
             document = await resp.json()
         assert sorted(document["components"]["schemas"]["Info"]["properties"]["limits"]["required"]) == sorted(limits)

@@ -175,6 +175,6 @@ def test_the_cap_options_are_documented() -> None:
     done = _serve("--help")
     for name in ("max-fuel", "max-memory-bytes", "max-timeout-ms", "max-stdout-bytes", "max-stderr-bytes",
                  "max-output-bytes", "max-upload-bytes", "max-unpacked-bytes", "max-car-blocks", "max-tree-depth",
-                 "max-entries", "max-table-elements"):
+                 "max-entries", "max-table-elements", "max-fetch-cids"):
         assert f"--{name}" in done.stdout
 
