@@ -4,6 +4,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import signal
+
 import aiohttp
 import pytest
 from hypothesis import HealthCheck, settings
@@ -16,6 +18,13 @@ settings.register_profile(
     "cod", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 settings.load_profile("cod")
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    # A shell without job control (CI's, a `cmd &`) starts its background commands with SIGINT
+    # ignored, and a process inherits that: cod run and cod devstack then leave Ctrl-C alone, as a
+    # background job should, and every test that stops cod with SIGINT (as a user's Ctrl-C does)
+    # would wait for its timeout. The test processes get SIGINT as a terminal's foreground job does.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

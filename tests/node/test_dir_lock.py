@@ -59,7 +59,6 @@ def test_a_second_serve_on_one_data_dir_is_refused(tmp_path: Path, serves: list[
     assert again.call("GET", "/v1/info")[1]["node_id"] == info["node_id"]
 
 
-@pytest.mark.skip(reason="timed out at 60 s in the clean-clone CI of stop 25 (the second devstack did not exit); to be investigated, issue 19 point 36")
 def test_a_second_devstack_on_one_base_dir_is_refused(tmp_path: Path) -> None:
     base = tmp_path / "stack"
     env = cod_env(tmp_path)
