@@ -212,3 +212,16 @@ async def test_the_limits_are_published(served: Served) -> None:
     assert info["write_limits"] == {"address": {"burst": 60, "refill_ms": 1000},  # SPEC.md 12.7's defaults
                                     "key": {"burst": 60, "refill_ms": 1000},
                                     "anonymous": {"burst": 1000, "refill_ms": 50}}
+
+
+async def test_a_post_claiming_a_moderator_with_a_forged_signature_costs_the_anonymous_budget(small: Served) -> None:
+    job_spec = spec(DATA)
+    made = await (await small.client("127.0.0.2")).evidence(job_spec, agreeing(job_spec, 3))
+    forged = decision(made["job"], made["entry"])
+    forged["statement"] = dict(forged["statement"], datacap=1 << 50)  # MOD's signature over another amount
+    for _ in range(5):  # address burst 5: each forged post takes an address token too
+        status, _, body = await small.post("/v1/decisions", forged, "127.0.0.8")
+        assert (status, body["error"]) == (422, "BadSignature"), body
+    assert_limited(*await small.post("/v1/refusals", refusal(n=1), "127.0.0.8"), "address", 1)
+    assert_limited(*await small.post("/v1/decisions", forged, "127.0.0.8"), "governance", 1)
+    assert (await (await small.client()).decide(decision(made["job"], made["entry"])))["entry"] > made["entry"]
