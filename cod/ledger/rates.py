@@ -111,9 +111,13 @@ class Limiter:
     """The buckets of one ledger service. Used from the event loop only (no lock)."""
 
     def __init__(self, limits: WriteLimits | None = None, clock: Clock = time.monotonic) -> None:
-        self.limits = limits or WriteLimits()
+        self.limits = limits if limits is not None else WriteLimits()
         self._clock = clock
         self._buckets: dict[Charge, _Bucket] = {}
+
+    def __len__(self) -> int:
+        """The buckets tracked now."""
+        return len(self._buckets)
 
     def _bucket(self, charge: Charge, now: float) -> _Bucket:
         rate = self.limits.of(charge[0])
@@ -136,7 +140,7 @@ class Limiter:
                 raise self._refused(charge, bucket)
         for bucket in buckets:
             bucket.tokens -= 1.0
-        ticket = ticket or Ticket()
+        ticket = ticket if ticket is not None else Ticket()
         ticket.charges.extend(charges)
         self._forget(now)
         return ticket

@@ -156,7 +156,7 @@ def app(ledger: Ledger, on_append: AppendHook | None = None, limiter: Limiter | 
     ``limiter`` holds the write rate limits (default: :class:`~cod.ledger.rates.WriteLimits`)."""
     application = web.Application(middlewares=[errors], client_max_size=MAX_BLESS_BODY)
     routes = web.RouteTableDef()
-    limits = limiter or Limiter()
+    limits = limiter if limiter is not None else Limiter()
 
     def anonymous(request: web.Request) -> Ticket:
         """Charge a write to the poster's address and to all anonymous writes (429 if either is spent)."""

@@ -225,3 +225,35 @@ async def test_a_post_claiming_a_moderator_with_a_forged_signature_costs_the_ano
     assert_limited(*await small.post("/v1/refusals", refusal(n=1), "127.0.0.8"), "address", 1)
     assert_limited(*await small.post("/v1/decisions", forged, "127.0.0.8"), "governance", 1)
     assert (await (await small.client()).decide(decision(made["job"], made["entry"])))["entry"] > made["entry"]
+
+
+def test_an_ipv6_slash_64_is_one_address_and_full_buckets_are_forgotten_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from cod.errors import RateLimited
+    from cod.ledger import rates
+
+    clock = Clock()
+    limiter = rates.Limiter(WriteLimits(address=Rate(2, 1000)), clock)
+    for host in ("2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff"):  # one /64
+        limiter.take([rates.address_of(host)])
+    with pytest.raises(RateLimited) as caught:
+        limiter.take([rates.address_of("2001:db8:1:2::3")])
+    assert caught.value.limit == "address" and "2001:db8:1:2::/64" in caught.value.message
+    limiter.take([rates.address_of("2001:db8:1:3::1")])  # the next /64 is another address
+    assert rates.address_of("::ffff:127.0.0.2") == rates.address_of("127.0.0.2")  # IPv4-mapped: the IPv4 client
+    # past MAX_TRACKED buckets the full ones are forgotten first: a spent bucket is not reset
+    monkeypatch.setattr(rates, "MAX_TRACKED", 10)
+    slow = rates.Limiter(WriteLimits(address=Rate(2, 100_000)), clock)  # one write regained per 100 s
+    spent = rates.address_of("2001:db8:9:9::1")
+    slow.take([spent])
+    slow.take([spent])
+    for n in range(8):
+        slow.take([rates.address_of(f"10.0.0.{n}")])  # 9 buckets: 8 at 1 token, the spent one at 0
+    clock.now += 150.0  # the 8 are full again (1 + 1.5), the spent one holds 1.5
+    slow.take([rates.address_of("10.0.0.8")])
+    slow.take([rates.address_of("10.0.0.9")])  # 11 buckets: the 8 full ones are forgotten
+    assert len(slow) == 3
+    slow.take([spent])  # 1.5 -> 0.5
+    with pytest.raises(RateLimited) as caught:
+        slow.take([spent])
+    assert caught.value.retry_after == 50  # 0.5 token short at 100 s a token
