@@ -29,7 +29,9 @@
     ├── LocalPathError            a local file or directory cod must write (results, CAR,
     │                             records, devstack data) is unusable (exit 22)
     ├── LedgerRefused             the ledger refused a request (HTTP 4xx) or could not be
-    │                             reached; .status and .error name it (exit 23)
+    │   │                         reached; .status and .error name it (exit 23)
+    │   └── RateLimited           a write over the ledger's rate limits (HTTP 429); .limit names
+    │                             the bucket, .retry_after the seconds to wait (exit 23)
     ├── AuditFailed               `cod ledger verify` found a problem; .problems lists all (exit 24)
     └── KeyFileError              a key file is missing, damaged, exists already, or is readable
                                   by others (exit 25)
@@ -228,6 +230,16 @@ class LedgerRefused(CodError):
         super().__init__(message, hint)
         self.status = status
         self.error = error
+
+
+class RateLimited(LedgerRefused):
+    """A write over one of the ledger's rate limits (HTTP 429, SPEC.md 12.7): ``limit`` names the
+    bucket (address, governance, key, anonymous), ``retry_after`` the whole seconds until it has room."""
+
+    def __init__(self, message: str, hint: str | None = None, *, limit: str, retry_after: int) -> None:
+        super().__init__(message, hint, status=429, error="RateLimited")
+        self.limit = limit
+        self.retry_after = retry_after
 
 
 class AuditFailed(CodError):

@@ -114,8 +114,14 @@ def init(data_dir: str, root_keys: tuple[str, ...], threshold: int, origin: str 
               help="Seconds between two scans of a node.")
 @click.option("--witness", "witnesses", multiple=True, metavar="VKEY=URL",
               help="A C2SP tlog-witness to cosign every checkpoint (repeatable).")
+@click.option("--address-limit", metavar="BURST:REFILL_MS", default="60:1000", show_default=True,
+              help="Writes one client address (an IPv6 /64) may make at once; it regains one per REFILL_MS.")
+@click.option("--key-limit", metavar="BURST:REFILL_MS", default="60:1000", show_default=True,
+              help="Refusals one signing key may post at once (all addresses together); one more per REFILL_MS.")
+@click.option("--anonymous-limit", metavar="BURST:REFILL_MS", default="1000:50", show_default=True,
+              help="Anonymous writes (evidence, refusals) of all addresses together at once; one more per REFILL_MS.")
 def serve(data_dir: str, host: str, port: int, scan_nodes: tuple[str, ...], scan_interval: float,
-          witnesses: tuple[str, ...]) -> None:
+          witnesses: tuple[str, ...], address_limit: str, key_limit: str, anonymous_limit: str) -> None:
     """Serve the ledger's HTTP API (SPEC.md 12.7) and the log as C2SP tlog-tiles.
 
     \b
@@ -123,6 +129,7 @@ def serve(data_dir: str, host: str, port: int, scan_nodes: tuple[str, ...], scan
       cod ledger serve --data-dir ./ledger --port 8090
       cod ledger serve --data-dir ./ledger --scan-node http://127.0.0.1:1234 --witness VKEY=http://127.0.0.1:8091
     """
+    from ..ledger.rates import Rate, WriteLimits
     from ..ledger.server import Witness, serve_forever
     from ..urls import node_url_problem
 
@@ -131,8 +138,10 @@ def serve(data_dir: str, host: str, port: int, scan_nodes: tuple[str, ...], scan
         if problem:
             raise UsageError(f"--scan-node {url!r} {problem}", "give a node's URL, e.g. http://127.0.0.1:1234")
     parsed = [Witness.parse(w) for w in witnesses]
+    limits = WriteLimits(Rate.parse(address_limit, "--address-limit"), Rate.parse(key_limit, "--key-limit"),
+                         Rate.parse(anonymous_limit, "--anonymous-limit"))
     asyncio.run(serve_forever(Path(data_dir), host, port, witnesses=parsed, scan_nodes=list(scan_nodes),
-                              scan_interval=scan_interval))
+                              scan_interval=scan_interval, limits=limits))
 
 
 @ledger.command()

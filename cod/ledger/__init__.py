@@ -11,6 +11,7 @@
     log.py         Ledger: the library API (init, append, checkpoints, proofs, queries)
     audit.py       `cod ledger verify`: the offline audit of a data dir or a URL
     service.py server.py openapi.py scan.py   the HTTP service and its node scanner
+    rates.py       the service's write rate limits: token buckets per address, key and all anonymous posters
     witness.py     a C2SP tlog-witness and its client
     client.py      LedgerClient: the HTTP client of commands, nodes and the verifier
 """

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ..errors import CodError, LedgerRefused, UsageError
+from ..errors import CodError, LedgerRefused, RateLimited, UsageError
 from ..jobspec import load_json
 
 REQUEST_TIMEOUT_S = 30.0
@@ -31,6 +31,8 @@ MAX_TEXT_CHARS = 500
 """A ledger's message or hint shown to a user is cut here (and control characters replaced)."""
 
 READ_CHUNK = 1 << 16
+MAX_RETRY_AFTER_S = 3600
+"""A 429's retry_after as a client believes it: a hostile ledger cannot make it wait for days."""
 LEDGER_HINT = "start it (cod ledger serve), or check --ledger / COD_LEDGER / \"ledger\" in the config file"
 T = TypeVar("T")
 
@@ -125,7 +127,13 @@ class LedgerClient:
             if isinstance(data.get("hint"), str):
                 hint = clean(data["hint"])
         text = f"the ledger refused {what} (HTTP {status} {error})" + (f": {message}" if message else "")
-        return LedgerRefused(text, hint or "see the ledger's /v1/openapi.json", status=status, error=error)
+        hint = hint or "see the ledger's /v1/openapi.json"
+        wait = data.get("retry_after") if isinstance(data, dict) else None
+        if status == 429 and isinstance(wait, int) and not isinstance(wait, bool) and wait >= 0:
+            limit = data.get("limit") if isinstance(data, dict) else None
+            return RateLimited(text, hint, limit=clean(limit, 40) if isinstance(limit, str) else "unknown",
+                               retry_after=min(wait, MAX_RETRY_AFTER_S))
+        return LedgerRefused(text, hint, status=status, error=error)
 
     # -- routes (design.md "HTTP API of the ledger") -------------------------------------------
     async def info(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 ERROR = {"$ref": "#/components/schemas/Error"}
+RATE_LIMITED = {"$ref": "#/components/schemas/RateLimited"}
 
 
 def _op(summary: str, ok: str, *errors: int, body: str | None = None, params: list[dict[str, Any]] | None = None,
@@ -13,6 +14,10 @@ def _op(summary: str, ok: str, *errors: int, body: str | None = None, params: li
     for status in errors:
         responses[str(status)] = {"description": "refused; nothing stored",
                                   "content": {"application/json": {"schema": ERROR}}}
+        if status == 429:
+            responses["429"] = {"description": "a write rate limit is spent (SPEC.md 12.7); nothing stored",
+                                "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+                                "content": {"application/json": {"schema": RATE_LIMITED}}}
     op: dict[str, Any] = {"summary": summary, "responses": responses}
     if body:
         op["requestBody"] = {"required": True, "description": body, "content": {"application/json": {}}}
@@ -37,30 +42,31 @@ DOCUMENT: dict[str, Any] = {
              "description": "An append-only transparency log (RFC 9162, C2SP tlog-checkpoint and tlog-tiles) "
                             "of blessed inputs, eligibility, moderator decisions and governance. SPEC.md 12."},
     "paths": {
-        "/v1/info": {"get": _op("origin, log vkey, size, root keys, threshold, moderators, witnesses", "the facts")},
+        "/v1/info": {"get": _op("origin, log vkey, size, root keys, threshold, moderators, witnesses, "
+                                     "write_limits", "the facts")},
         "/v1/openapi.json": {"get": _op("this document", "OpenAPI 3.1")},
         "/v1/inputs/{cid}": {"get": _op("whether a CID is blessed FIL+ data, and by which deals", "the answer", 400,
                                         params=[_path("cid")])},
         "/v1/blessings": {"post": _op("append signed bless batches (a moderator's)", "entries appended",
-                                      400, 403, 409, 413, 422, body="{\"batches\": [signed bless batch, ...]}",
+                                      400, 403, 409, 413, 422, 429, body="{\"batches\": [signed bless batch, ...]}",
                                       created=True)},
         "/v1/evidence": {"post": _op("report a job's spec and its nodes' signed statements", "the judgement "
-                                     "(201 new entry, 200 the existing one)", 400, 413, 422,
+                                     "(201 new entry, 200 the existing one)", 400, 413, 422, 429,
                                      body="{\"spec\": {...}, \"statements\": [signed result statement, ...]}",
                                      created=True)},
-        "/v1/refusals": {"post": _op("append a node's signed refusal", "entry appended", 400, 409, 422,
+        "/v1/refusals": {"post": _op("append a node's signed refusal", "entry appended", 400, 409, 422, 429,
                                      body=SIGNED, created=True)},
         "/v1/jobs/{cid}": {"get": _op("a job's eligibility, evidence, decisions and state", "the job", 400, 404,
                                       params=[_path("cid")])},
         "/v1/moderation/queue": {"get": _op("eligible jobs waiting for a decision, one page", "the page", 400,
                                             params=[_query("cursor", False), _query("limit", False)])},
         "/v1/decisions": {"post": _op("append a moderator's signed decision", "entry appended",
-                                      400, 403, 404, 409, 422, body=SIGNED, created=True)},
+                                      400, 403, 404, 409, 422, 429, body=SIGNED, created=True)},
         "/v1/moderators": {"get": _op("the moderator set and the proposals", "moderators and proposals")},
         "/v1/moderators/proposals": {"post": _op("a root key holder's signed proposal", "proposal appended",
-                                                 400, 403, 409, 422, body=SIGNED, created=True)},
+                                                 400, 403, 409, 422, 429, body=SIGNED, created=True)},
         "/v1/moderators/proposals/{proposal_id}/approvals": {
-            "post": _op("a root key holder's signed approval", "approval appended", 400, 403, 404, 409, 422,
+            "post": _op("a root key holder's signed approval", "approval appended", 400, 403, 404, 409, 422, 429,
                         body=SIGNED, created=True, params=[_path("proposal_id")])},
         "/v1/results/{cid}": {"get": _op("the notary's query: approved or not, the job, the nodes, the DataCap, "
                                          "the decision and its inclusion proof", "the answer", 400, 404,
@@ -80,5 +86,11 @@ DOCUMENT: dict[str, Any] = {
     },
     "components": {"schemas": {"Error": {
         "type": "object", "required": ["error", "message", "hint"],
-        "properties": {"error": {"type": "string"}, "message": {"type": "string"}, "hint": {"type": "string"}}}}},
+        "properties": {"error": {"type": "string"}, "message": {"type": "string"}, "hint": {"type": "string"}}},
+        "RateLimited": {
+            "type": "object", "required": ["error", "message", "hint", "limit", "retry_after"],
+            "properties": {"error": {"const": "RateLimited"}, "message": {"type": "string"},
+                           "hint": {"type": "string"},
+                           "limit": {"enum": ["address", "governance", "key", "anonymous"]},
+                           "retry_after": {"type": "integer", "minimum": 1}}}}},
 }

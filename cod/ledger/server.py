@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from ..web.server import MAX_PORT, listen, until_interrupted
 from . import merkle
 from .log import Ledger
 from .note import CosignatureVerifier, NoteError
+from .rates import Clock, Limiter, WriteLimits
 from .scan import Scanner
 from .service import WITNESSES, app
 from .witness import WitnessSizeConflict, add_checkpoint
@@ -135,8 +137,10 @@ class RunningLedger:
 
 async def start_ledger(data_dir: Path, host: str = "127.0.0.1", port: int = 0, *,
                        witnesses: list[Witness] | None = None, scan_nodes: list[str] | None = None,
-                       scan_interval: float = 30.0) -> RunningLedger:
-    """Open the ledger in ``data_dir`` and serve it; port 0 picks a free one.
+                       scan_interval: float = 30.0, limits: WriteLimits | None = None,
+                       clock: Clock = time.monotonic) -> RunningLedger:
+    """Open the ledger in ``data_dir`` and serve it; port 0 picks a free one. ``limits`` are the
+    write rate limits (default WriteLimits()), ``clock`` their monotonic clock (tests drive it).
 
     Raises LedgerRefused/LocalPathError/AuditFailed when the data dir is not a ledger, and
     LedgerRefused when the address cannot be bound; nothing is left running then.
@@ -145,7 +149,7 @@ async def start_ledger(data_dir: Path, host: str = "127.0.0.1", port: int = 0, *
         raise UsageError(f"port {port} is out of range", f"use a port from 0 to {MAX_PORT} (0: any free port)")
     ledger = await asyncio.to_thread(Ledger.open, data_dir)
     pusher = Pusher(ledger, list(witnesses or []))
-    application = app(ledger, on_append=pusher.wake.set)
+    application = app(ledger, on_append=pusher.wake.set, limiter=Limiter(limits, clock))
     application[WITNESSES] = [w.verifier.vkey for w in pusher.witnesses]
     try:
         served = await listen(application, host, port)

@@ -3,7 +3,9 @@
 Every answer is JSON except the C2SP tlog-tiles routes (``/checkpoint``, ``/tile/...``), which a
 static mirror could serve byte for byte. Every refusal is a JSON body ``{"error", "message",
 "hint"}`` with the status the state machine chose (nothing is stored on a 4xx). Writes run in a
-thread (the Ledger serialises them with its lock) so the event loop keeps answering reads.
+thread (the Ledger serialises them with its lock) so the event loop keeps answering reads; each
+is first charged to its rate-limit buckets (rates.py), and answered 429 with Retry-After when one
+is spent.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from typing import Any
 from aiohttp import web
 
 from ..content.cid import CID
-from ..errors import CIDError, CodError, LedgerRefused, NotFound, SpecError
+from ..errors import CIDError, CodError, LedgerRefused, NotFound, RateLimited, SpecError
 from ..web import answers
 from ..web.body import check_strings, parse_json
 from . import openapi, tiles
+from .entries import APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, EntryRefused, Signed, parse_signed
 from .log import Ledger
+from .rates import ANONYMOUS, GOVERNANCE, KEY, Limiter, Ticket, address_of
 
 log = logging.getLogger("cod.ledger")
 
@@ -51,6 +55,9 @@ AppendHook = Callable[[], None]
 
 def error_body(exc: CodError) -> tuple[int, dict[str, Any]]:
     """The status and JSON body of a CodError."""
+    if isinstance(exc, RateLimited):
+        return 429, {"error": exc.error, "message": exc.message, "hint": exc.hint or DEFAULT_HINT,
+                     "limit": exc.limit, "retry_after": exc.retry_after}
     if isinstance(exc, LedgerRefused):
         return exc.status or 400, {"error": exc.error, "message": exc.message, "hint": exc.hint or DEFAULT_HINT}
     name = type(exc).__name__
@@ -59,7 +66,8 @@ def error_body(exc: CodError) -> tuple[int, dict[str, Any]]:
 
 def _answer(exc: CodError) -> web.Response:
     status, body = error_body(exc)
-    return web.json_response(body, status=status)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return web.json_response(body, status=status, headers=headers)
 
 
 errors = answers.json_errors(_answer, log=log, service="ledger",
@@ -117,10 +125,55 @@ def _int(request: web.Request, name: str, default: int | None = None) -> int | N
     return int(value)
 
 
-def app(ledger: Ledger, on_append: AppendHook | None = None) -> web.Application:
-    """The service of ``ledger``; ``on_append`` runs after each append that grew the log."""
+GOVERNORS = {BLESS: "moderator", DECISION: "moderator", PROPOSAL: "root", APPROVAL: "root"}
+"""Who may sign each governance kind (12.6): its posts are not charged to the anonymous budgets."""
+
+
+def _governor(ledger: Ledger, kind: str, body: Any) -> list[Signed] | None:
+    """The signed entries of a governance post when every one is of ``kind`` and names a current
+    governor of it as signer (signatures not yet checked); None for anything else."""
+    try:
+        items = body.get("batches") if kind == BLESS and isinstance(body, dict) else [body]
+        parsed = [parse_signed(item, kind) for item in items] if isinstance(items, list) and items else []
+    except LedgerRefused:
+        return None
+    state = ledger.state  # read beside the writer thread: membership tests only, never a change
+    known = state.moderators if GOVERNORS[kind] == "moderator" else state.root_keys
+    return parsed if parsed and all(p.signer in known for p in parsed) else None
+
+
+def _verifies(parsed: list[Signed]) -> bool:
+    try:
+        for entry in parsed:
+            entry.verify()
+    except EntryRefused:
+        return False
+    return True
+
+
+def app(ledger: Ledger, on_append: AppendHook | None = None, limiter: Limiter | None = None) -> web.Application:
+    """The service of ``ledger``; ``on_append`` runs after each append that grew the log;
+    ``limiter`` holds the write rate limits (default: :class:`~cod.ledger.rates.WriteLimits`)."""
     application = web.Application(middlewares=[errors], client_max_size=MAX_BLESS_BODY)
     routes = web.RouteTableDef()
+    limits = limiter if limiter is not None else Limiter()
+
+    def anonymous(request: web.Request) -> Ticket:
+        """Charge a write to the poster's address and to all anonymous writes (429 if either is spent)."""
+        return limits.take([address_of(request.remote), (ANONYMOUS, "")])
+
+    async def governed(request: web.Request, kind: str, body: Any, fn: Callable[[], Any]) -> Any:
+        """Write a governance post: one naming current governors is charged to its address's
+        governance bucket, handed back once appended with good signatures; any other is anonymous."""
+        parsed = await asyncio.to_thread(_governor, ledger, kind, body)  # 16 MiB of bless batches: not on the loop
+        if parsed is not None:
+            ticket = limits.take([(GOVERNANCE, address_of(request.remote)[1])])  # before any signature check
+            if await asyncio.to_thread(_verifies, parsed):
+                result = await write(fn)  # refused (a replay, a stale decision): the token stays spent
+                limits.refund(ticket, [GOVERNANCE])
+                return result
+        anonymous(request)  # a forged governor's signature costs both
+        return await write(fn)
 
     async def write(fn: Callable[[], Any]) -> Any:
         before = ledger.size
@@ -134,7 +187,8 @@ def app(ledger: Ledger, on_append: AppendHook | None = None) -> web.Application:
 
     @routes.get("/v1/info")
     async def info(request: web.Request) -> web.Response:
-        return web.json_response({**await read(ledger.info), "witnesses": application.get(WITNESSES, [])})
+        return web.json_response({**await read(ledger.info), "witnesses": application.get(WITNESSES, []),
+                                  "write_limits": limits.limits.published()})
 
     @routes.get("/v1/openapi.json")
     async def spec(request: web.Request) -> web.Response:
@@ -147,16 +201,22 @@ def app(ledger: Ledger, on_append: AppendHook | None = None) -> web.Application:
 
     @routes.post("/v1/blessings")
     async def bless(request: web.Request) -> web.Response:
-        body = _object(await _body(request, MAX_BLESS_BODY), "batches")
-        batches = body.get("batches")
-        if not isinstance(batches, list) or not batches:
-            raise LedgerRefused("'batches' must be a non-empty list of signed bless batches",
-                                "cod ledger bless import signs and sends them", status=400, error="BadRequest")
-        indexes = await write(lambda: ledger.bless(batches))
+        raw = await _body(request, MAX_BLESS_BODY)
+
+        def bless_all() -> list[int]:
+            body = _object(raw, "batches")
+            batches = body.get("batches")
+            if not isinstance(batches, list) or not batches:
+                raise LedgerRefused("'batches' must be a non-empty list of signed bless batches",
+                                    "cod ledger bless import signs and sends them", status=400, error="BadRequest")
+            return ledger.bless(batches)
+
+        indexes = await governed(request, BLESS, raw, bless_all)
         return web.json_response({"entries": indexes, "size": ledger.size}, status=201)
 
     @routes.post("/v1/evidence")
     async def evidence(request: web.Request) -> web.Response:
+        anonymous(request)
         body = _object(await _body(request), "spec", "statements")
         if "spec" not in body or "statements" not in body:
             raise LedgerRefused("the body needs 'spec' and 'statements'", "send {\"spec\": ..., \"statements\": [...]}",
@@ -169,8 +229,15 @@ def app(ledger: Ledger, on_append: AppendHook | None = None) -> web.Application:
 
     @routes.post("/v1/refusals")
     async def refusal(request: web.Request) -> web.Response:
+        ticket = anonymous(request)
         signed = await _body(request)
-        return web.json_response({"entry": await write(lambda: ledger.refusal(signed))}, status=201)
+        limits.take([(KEY, parse_signed(signed, REFUSAL).signer)], ticket)  # a malformed refusal: 400 here
+        try:
+            index = await write(lambda: ledger.refusal(signed))
+        except BaseException:
+            limits.refund(ticket, [KEY])  # not appended: the key named (perhaps forged) is not charged
+            raise
+        return web.json_response({"entry": index}, status=201)
 
     @routes.get("/v1/jobs/{cid}")
     async def job(request: web.Request) -> web.Response:
@@ -196,7 +263,8 @@ def app(ledger: Ledger, on_append: AppendHook | None = None) -> web.Application:
     @routes.post("/v1/decisions")
     async def decide(request: web.Request) -> web.Response:
         signed = await _body(request)
-        return web.json_response({"entry": await write(lambda: ledger.decide(signed))}, status=201)
+        return web.json_response({"entry": await governed(request, DECISION, signed, lambda: ledger.decide(signed))},
+                                 status=201)
 
     @routes.get("/v1/moderators")
     async def moderators(request: web.Request) -> web.Response:
@@ -206,19 +274,24 @@ def app(ledger: Ledger, on_append: AppendHook | None = None) -> web.Application:
     @routes.post("/v1/moderators/proposals")
     async def propose(request: web.Request) -> web.Response:
         signed = await _body(request)
-        index, pid = await write(lambda: ledger.propose(signed))
+        index, pid = await governed(request, PROPOSAL, signed, lambda: ledger.propose(signed))
         in_effect = (await read(lambda: ledger.proposal(pid)))["in_effect"]
         return web.json_response({"entry": index, "proposal_id": pid, "in_effect": in_effect}, status=201)
 
     @routes.post("/v1/moderators/proposals/{pid}/approvals")
     async def approve(request: web.Request) -> web.Response:
         pid = request.match_info["pid"]
-        signed = _object(await _body(request))
-        statement = signed.get("statement")
-        if not isinstance(statement, dict) or statement.get("proposal") != pid:
-            raise LedgerRefused(f"the approval does not name proposal {pid[:80]}",
-                                "sign an approval of the proposal in the URL", status=400, error="BadRequest")
-        index, in_effect = await write(lambda: ledger.approve(signed))
+        raw = await _body(request)
+
+        def approve_it() -> tuple[int, bool]:
+            signed = _object(raw)
+            statement = signed.get("statement")
+            if not isinstance(statement, dict) or statement.get("proposal") != pid:
+                raise LedgerRefused(f"the approval does not name proposal {pid[:80]}",
+                                    "sign an approval of the proposal in the URL", status=400, error="BadRequest")
+            return ledger.approve(signed)
+
+        index, in_effect = await governed(request, APPROVAL, raw, approve_it)
         return web.json_response({"entry": index, "proposal_id": pid, "in_effect": in_effect}, status=201)
 
     @routes.get("/v1/results/{cid}")

@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import LedgerRefused, NodeError, PolicyRefused
+from ..errors import LedgerRefused, NodeError, PolicyRefused, RateLimited
 from ..identity import Identity
 from ..jobspec import JobSpec
 from ..ledger.client import LedgerClient, clean
@@ -227,13 +227,19 @@ class Policy:
             await self._send(signed)
 
     async def _send(self, signed: dict[str, Any]) -> None:
-        """POST one refusal: at most REFUSAL_ATTEMPTS tries, backing off; a 4xx is final."""
+        """POST one refusal: at most REFUSAL_ATTEMPTS tries, backing off (a 429 waits its Retry-After,
+        at most REFUSAL_MAX_BACKOFF_S); any other 4xx is final."""
         backoff = REFUSAL_FIRST_BACKOFF_S
         for attempt in range(REFUSAL_ATTEMPTS):
             try:
                 await self._client(LEDGER_TIMEOUT_S, MAX_ANSWER_BYTES).refusal(signed)
                 self.reported += 1
                 return
+            except RateLimited as exc:  # the ledger's write budget (SPEC 12.7): not the refusal's fault
+                log.info("the ledger is rate limiting refusals (%s); retrying in %d s", exc.limit, exc.retry_after)
+                if attempt + 1 < REFUSAL_ATTEMPTS:
+                    await asyncio.sleep(min(max(backoff, exc.retry_after), REFUSAL_MAX_BACKOFF_S))
+                    backoff = min(backoff * 2, REFUSAL_MAX_BACKOFF_S)
             except LedgerRefused as exc:
                 if exc.status == 409:  # already in the log (a retry whose first answer was lost)
                     self.reported += 1

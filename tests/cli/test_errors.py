@@ -290,6 +290,11 @@ CASES: dict[str, list[Case]] = {
         case("ledger", "serve", "--data-dir", "{tmp}/l", "--port", "99999", code=USAGE, text="--port"),
         case("ledger", "serve", "--data-dir", "{tmp}/l", "--witness", "garbage", code=USAGE, text="--witness"),
         case("ledger", "serve", "--data-dir", "{tmp}/l", "--scan-node", "ftp://x", code=USAGE, text="--scan-node"),
+        case("ledger", "serve", "--data-dir", "{tmp}/l", "--address-limit", "0:1000", code=USAGE,
+             text="--address-limit '0:1000' is not BURST:REFILL_MS"),
+        case("ledger", "serve", "--data-dir", "{tmp}/l", "--key-limit", "60/1", code=USAGE, text="--key-limit"),
+        case("ledger", "serve", "--data-dir", "{tmp}/l", "--anonymous-limit", "١٠:50", code=USAGE,
+             text="--anonymous-limit"),
         case("ledger", "serve", "--data-dir", "{tmp}/nothing", code=LOCAL_PATH, text="ledger"),
     ],
     "ledger info": [

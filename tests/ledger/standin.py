@@ -44,6 +44,7 @@ class StandIn:
         self.mode = HONEST
         self.slow_s = 3.0  # past every timeout the tests set, short enough not to hold the shutdown
         self.down_refusals = 0  # answer the next N refusals 503
+        self.limited_refusals = 0  # answer the next N refusals 429 RateLimited (after the 503s)
         self.questions: list[str] = []
         self.refusals: list[dict[str, Any]] = []
         self.evidence: list[dict[str, Any]] = []
@@ -90,6 +91,10 @@ class StandIn:
         if self.down_refusals > 0:
             self.down_refusals -= 1
             return web.json_response({"error": "Unavailable", "message": "down", "hint": "-"}, status=503)
+        if self.limited_refusals > 0:
+            self.limited_refusals -= 1
+            return web.json_response({"error": "RateLimited", "message": "too many writes", "hint": "retry after 1 s",
+                                      "limit": "address", "retry_after": 1}, status=429, headers={"Retry-After": "1"})
         body = await request.json()
         statement = body["statement"]
         nacl.signing.VerifyKey(key_of(statement["node"])).verify(

@@ -230,6 +230,20 @@ async def test_refusals_are_retried_while_the_ledger_fails(strict: RunningNode, 
     assert len(fake.refusals) == 1 and strict.node.policy.dropped == 0
 
 
+async def test_a_rate_limited_refusal_is_retried_after_the_ledger_says(strict: RunningNode,
+                                                                        http: aiohttp.ClientSession,
+                                                                        ledger: tuple[StandIn, str],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue 19 point 24: the ledger answers 429 RateLimited to a burst; the node waits (at most
+    # REFUSAL_MAX_BACKOFF_S, made short here) and posts again instead of dropping the refusal
+    fake, _ = ledger
+    monkeypatch.setattr(policy_module, "REFUSAL_MAX_BACKOFF_S", 0.01)
+    fake.limited_refusals = 2  # 429, 429, then taken
+    assert (await _post(http, strict.url, SPEC))[0] == 403
+    await asyncio.wait_for(fake.refusal_seen.wait(), WAIT_S)
+    assert len(fake.refusals) == 1 and strict.node.policy.dropped == 0 and fake.limited_refusals == 0
+
+
 async def test_the_refusal_backlog_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cod.identity import Identity
 
