@@ -26,6 +26,33 @@ def ledger_option(command: Any) -> Any:
     return click.option("--ledger", "ledger_url", metavar="URL", help=LEDGER_OPTION_HELP)(command)
 
 
+VKEY_OPTION_HELP = ("The ledger's log key (vkey, cod ledger info prints it) to check its answers against (default: "
+                    "\"ledger_vkey\" in the config file, else the key saved for this ledger, else trusted on first "
+                    "use and saved).")
+
+
+def vkey_option(command: Any) -> Any:
+    return click.option("--vkey", metavar="VKEY", help=VKEY_OPTION_HELP)(command)
+
+
+def trusted_key(connection: Any, vkey: str | None) -> Any:
+    """The log key (cod.ledger.trust.Trusted) the answers of ``connection`` are checked against."""
+    from ..config import load
+    from ..errors import AuditFailed
+    from ..ledger import trust
+
+    if vkey is not None:
+        pinned, how = trust.checked_vkey(vkey, "--vkey"), "pinned by --vkey"
+    else:
+        config = load()
+        pinned, how = config.get("ledger_vkey"), f"pinned by {config.source('ledger_vkey')}"
+    answered = call(connection.info()).get("vkey")
+    if not isinstance(answered, str):
+        raise AuditFailed([f"the ledger at {connection.url} names no log key in /v1/info"],
+                          "check that --ledger names a cod ledger; nothing was signed")
+    return trust.trusted(connection.url, answered, pinned, how)
+
+
 def json_option(command: Any) -> Any:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)
 
@@ -319,9 +346,37 @@ def approve(proposal_id: str, key: str, ledger_url: str | None, as_json: bool) -
       cod ledger moderator approve PROPOSAL_ID --key root2.key
     """
     from ..ledger import entries
+    from ..text import printable
 
-    answer = call(client(ledger_url).approve(proposal_id, entries.sign_approval(identity(key), proposal_id)))
+    signer = identity(key)
+    connection = client(ledger_url)
+    statement = _proposal_statement(connection, proposal_id)
+    click.echo(printable(f"signing as root key holder {signer.node_id}: approve proposal {proposal_id}: "
+                         f"{statement.get('action')} moderator {statement.get('moderator')}, proposed by "
+                         f"{statement.get('proposer')}"), err=True)
+    answer = call(connection.approve(proposal_id, entries.sign_approval(signer, proposal_id)))
     emit(answer, as_json, _proposal_text(answer))
+
+
+def _proposal_statement(connection: Any, proposal_id: str) -> dict[str, Any]:
+    """The statement of proposal ``proposal_id`` as the ledger answers it, once it hashes to that ID."""
+    from ..errors import AuditFailed
+    from ..ledger import entries
+    from ..text import printable
+
+    if len(proposal_id) != 64 or any(c not in "0123456789abcdef" for c in proposal_id):
+        raise UsageError(f"{printable(proposal_id[:100])!r} is not a proposal ID (64 lowercase hex digits)",
+                         "cod ledger moderator list shows the proposals")
+    found = [p for p in call(connection.moderators()).get("proposals", [])
+             if isinstance(p, dict) and p.get("proposal_id") == proposal_id]
+    if not found:
+        raise NotFound(f"the ledger has no proposal {proposal_id}", "cod ledger moderator list shows the proposals")
+    statement = found[0].get("statement")
+    if not isinstance(statement, dict) or entries.proposal_id_of(statement) != proposal_id:
+        raise AuditFailed([f"the ledger answered a proposal statement that does not hash to {proposal_id}"],
+                          "the ledger (or something between you and it) answered another proposal; nothing was "
+                          "signed")
+    return statement
 
 
 MODERATOR_COLUMNS = (Column("kind", "KIND"), Column("moderator", "MODERATOR"), Column("proposal_id", "PROPOSAL"),
