@@ -206,6 +206,49 @@ def proof(result_cid: str, ledger_url: str | None, out: Output) -> None:
 
 
 @ledger.command()
+@click.argument("result_cid")
+@click.option("--entry", type=click.IntRange(min=1),
+              help="Check this decision entry (an approval kept from an earlier answer), not the one the ledger names.")
+@ledger_option
+@vkey_option
+@output_options
+def notary(result_cid: str, entry: int | None, ledger_url: str | None, vkey: str | None, out: Output) -> None:
+    """Check that RESULT_CID is approved: the approval is in the log and no later entry undid it (SPEC.md 12.7).
+
+    Reads the log's tiles from the approval's tile to the latest checkpoint, checks them against its
+    signed root, and refuses (exit 24) an approval a later decision or eligibility entry superseded.
+
+    \b
+    Examples:
+      cod ledger notary bafybei...
+      cod ledger notary bafybei... --entry 4 --vkey VKEY --json
+    """
+    from ..ledger import notary as check
+
+    connection = client(ledger_url)
+    trust = trusted_key(connection, vkey)
+    if entry is None:
+        answer = call(connection.result(result_cid))
+        decision = answer.get("decision")
+        if not isinstance(decision, dict) or not isinstance(decision.get("entry"), int):
+            raise NotFound(f"result {result_cid} belongs to job {answer.get('job')}, which no moderator has decided "
+                           "yet", "cod moderation queue lists the jobs waiting for a decision")
+        entry = int(decision["entry"])
+    standing = call(check.check_approval(connection.tile, call(connection.checkpoint()), trust.vkey, result_cid,
+                                         entry))
+    found = {"result": standing.result, "approved": True, "job": standing.job, "datacap": standing.datacap,
+             "moderator": standing.moderator, "entry": standing.entry, "tree_size": standing.size,
+             "vkey": trust.vkey, "fetched": {"bundles": standing.cost.bundles, "tiles": standing.cost.tiles,
+                                             "bytes": standing.cost.bytes}}
+    text = (f"result {standing.result}: approved with {standing.datacap} bytes of DataCap by {standing.moderator}\n"
+            f"decision entry {standing.entry} on job {standing.job}; no later decision or eligibility entry of the job "
+            f"in the log's tree of size {standing.size}\nchecked from {standing.cost.bundles} entry bundle(s) and "
+            f"{standing.cost.tiles} hash tile(s), {standing.cost.bytes} bytes, against the log key {trust.vkey} "
+            f"({trust.how})")
+    show(out, found, text)
+
+
+@ledger.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Audit the ledger in this directory.")
 @click.option("--url", help="Audit the ledger (or a static mirror) at this URL: /checkpoint and tiles only.")
 @click.option("--vkey", help="The log's verifier key to pin (default: the genesis entry's, reported as such).")
