@@ -234,8 +234,7 @@ def notary(result_cid: str, entry: int | None, ledger_url: str | None, vkey: str
             raise NotFound(f"result {result_cid} belongs to job {answer.get('job')}, which no moderator has decided "
                            "yet", "cod moderation queue lists the jobs waiting for a decision")
         entry = int(decision["entry"])
-    standing = call(check.check_approval(connection.tile, call(connection.checkpoint()), trust.vkey, result_cid,
-                                         entry))
+    standing = call(check.check_approval_at(connection.url, trust.vkey, result_cid, entry))
     found = {"result": standing.result, "approved": True, "job": standing.job, "datacap": standing.datacap,
              "moderator": standing.moderator, "entry": standing.entry, "tree_size": standing.size,
              "vkey": trust.vkey, "fetched": {"bundles": standing.cost.bundles, "tiles": standing.cost.tiles,

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ..errors import AuditFailed, CodError, NotFound, UsageError
+from ..errors import AuditFailed, CIDError, CodError, NotFound, UsageError
 from ..text import printable
 from .ledger import call, client, emit, identity, json_option, ledger_option, vkey_option
 from .options import datacap_size
@@ -35,8 +35,16 @@ def _find(connection: Any, job: str) -> dict[str, Any]:
     answered must be the job's: a ledger (or a proxy) that answers another job is refused."""
     from verifier.reputation import JOB_CID_PREFIX
 
+    from ..content.cid import CID
+
     wanted = job
-    if len(job) < 59:
+    if len(job) >= 59:
+        try:
+            wanted = str(CID.parse(job))  # as the ledger writes it (its answer names the job so)
+        except CIDError as exc:
+            raise UsageError(f"{printable(job[:100])!r} is not a job CID: {exc.message}",
+                             "give the job's CID or the short ID cod moderation queue shows") from None
+    else:
         wanted = job.lower()
         matches = [j["job"] for j in call(connection.queue_all())
                    if isinstance(j.get("job"), str)

@@ -182,4 +182,16 @@ async def check_approval(fetch: Fetch, note: str, vkey: str, result: str, entry:
                     signed.size, Cost(*cost))
 
 
-__all__ = ["Cost", "Fetch", "MAX_SCAN_ENTRIES", "Standing", "check_approval"]
+async def check_approval_at(url: str, vkey: str, result: str, entry: int) -> Standing:
+    """check_approval against the latest checkpoint and the tiles of the ledger (or mirror) at ``url``,
+    over one HTTP session."""
+    import aiohttp
+
+    from .client import LedgerClient
+
+    async with aiohttp.ClientSession() as session:
+        ledger = LedgerClient(url, session)
+        return await check_approval(ledger.tile, await ledger.checkpoint(), vkey, result, entry)
+
+
+__all__ = ["Cost", "Fetch", "MAX_SCAN_ENTRIES", "Standing", "check_approval", "check_approval_at"]

@@ -154,3 +154,9 @@ async def test_approve_refuses_a_ledger_whose_key_is_not_the_pinned_one(served: 
     assert _decisions(served, served.a) == []
     done = await served.approve(served.a, served.running.url, "--vkey", served.vkey)  # --vkey wins over the file
     assert done.returncode == 0, done.stderr
+
+
+async def test_approve_of_a_long_name_that_is_not_a_cid_is_a_usage_error(served: Served) -> None:
+    done = await served.approve("b" + "!" * 60, served.running.url)
+    assert done.returncode == 2 and "is not a job CID" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert _decisions(served, served.a) == [] and _decisions(served, served.b) == []
