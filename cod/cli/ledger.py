@@ -209,10 +209,17 @@ def proof(result_cid: str, ledger_url: str | None, out: Output) -> None:
 @click.argument("result_cid")
 @click.option("--entry", type=click.IntRange(min=1),
               help="Check this decision entry (an approval kept from an earlier answer), not the one the ledger names.")
+@click.option("--witness", "witnesses", multiple=True, metavar="VKEY",
+              help="A witness's cosignature vkey whose cosignature of the latest checkpoint counts (repeatable).")
+@click.option("--min-cosignatures", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Cosignatures of the given witnesses the latest checkpoint must carry (so it is the log's latest).")
+@click.option("--max-age", type=click.IntRange(min=1), metavar="SECONDS",
+              help="Count only cosignatures at most this old (the witnesses saw the tree that recently).")
 @ledger_option
 @vkey_option
 @output_options
-def notary(result_cid: str, entry: int | None, ledger_url: str | None, vkey: str | None, out: Output) -> None:
+def notary(result_cid: str, entry: int | None, witnesses: tuple[str, ...], min_cosignatures: int,
+           max_age: int | None, ledger_url: str | None, vkey: str | None, out: Output) -> None:
     """Check that RESULT_CID is approved: the approval is in the log and no later entry undid it (SPEC.md 12.7).
 
     Reads the log's tiles from the approval's tile to the latest checkpoint, checks them against its
@@ -223,8 +230,21 @@ def notary(result_cid: str, entry: int | None, ledger_url: str | None, vkey: str
       cod ledger notary bafybei...
       cod ledger notary bafybei... --entry 4 --vkey VKEY --json
     """
-    from ..ledger import notary as check
+    import time
 
+    from ..ledger import notary as check
+    from ..ledger.note import CosignatureVerifier, NoteError
+
+    if min_cosignatures > len(witnesses):
+        raise UsageError(f"--min-cosignatures {min_cosignatures} is more than the {len(witnesses)} --witness keys",
+                         "name each witness whose cosignature you require")
+    for witness_vkey in witnesses:
+        try:
+            CosignatureVerifier.from_vkey(witness_vkey)
+        except NoteError as exc:
+            raise UsageError(f"--witness {witness_vkey[:200]!r} is not a witness's cosignature vkey: {exc}",
+                             "cod ledger witness prints its vkey on its first line") from None
+    fresh = check.Fresh(tuple(witnesses), min_cosignatures, max_age, int(time.time()))
     connection = client(ledger_url)
     trust = trusted_key(connection, vkey)
     if entry is None:
@@ -234,16 +254,16 @@ def notary(result_cid: str, entry: int | None, ledger_url: str | None, vkey: str
             raise NotFound(f"result {result_cid} belongs to job {answer.get('job')}, which no moderator has decided "
                            "yet", "cod moderation queue lists the jobs waiting for a decision")
         entry = int(decision["entry"])
-    standing = call(check.check_approval_at(connection.url, trust.vkey, result_cid, entry))
+    standing = call(check.check_approval_at(connection.url, trust.vkey, result_cid, entry, fresh))
     found = {"result": standing.result, "approved": True, "job": standing.job, "datacap": standing.datacap,
              "moderator": standing.moderator, "entry": standing.entry, "tree_size": standing.size,
              "vkey": trust.vkey, "fetched": {"bundles": standing.cost.bundles, "tiles": standing.cost.tiles,
-                                             "bytes": standing.cost.bytes}}
+                                             "bytes": standing.cost.bytes}, "cosigned": standing.cosigned}
     text = (f"result {standing.result}: approved with {standing.datacap} bytes of DataCap by {standing.moderator}\n"
             f"decision entry {standing.entry} on job {standing.job}; no later decision or eligibility entry of the job "
             f"in the log's tree of size {standing.size}\nchecked from {standing.cost.bundles} entry bundle(s) and "
             f"{standing.cost.tiles} hash tile(s), {standing.cost.bytes} bytes, against the log key {trust.vkey} "
-            f"({trust.how})")
+            f"({trust.how})" + "".join(f"\ncosigned by {w} at {t}" for w, t in sorted(standing.cosigned.items())))
     show(out, found, text)
 
 

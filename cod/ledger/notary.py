@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import AuditFailed
 from . import merkle, proven, tiles
+from .note import CosignatureVerifier, NoteError, split_note
 from .tiles import TILE_HEIGHT, TILE_WIDTH, TileError
 
 Fetch = Callable[[str, int], Awaitable[bytes]]
@@ -53,6 +54,8 @@ class Standing:
     entry: int
     size: int
     cost: Cost
+    cosigned: dict[str, int]
+    """The witnesses (vkeys) whose cosignature of the checkpoint counted, with its timestamp."""
 
 
 def _frontier(start: int) -> list[tuple[int, int]]:
@@ -132,10 +135,49 @@ class _Scan:
         return root
 
 
-async def check_approval(fetch: Fetch, note: str, vkey: str, result: str, entry: int) -> Standing:
+@dataclass(frozen=True)
+class Fresh:
+    """What makes a checkpoint recent enough to judge by: cosignatures of ``min_cosignatures`` of the
+    ``witnesses`` (cosigner vkeys), each at most ``max_age_s`` old at ``now`` when both are given."""
+
+    witnesses: tuple[str, ...] = ()
+    min_cosignatures: int = 0
+    max_age_s: int | None = None
+    now: int | None = None
+
+
+def cosigned(note: str, fresh: Fresh) -> dict[str, int]:
+    """The witnesses of ``fresh`` whose cosignature on ``note`` verifies (and is recent enough), with its time;
+    AuditFailed when fewer than ``fresh.min_cosignatures``."""
+    try:
+        text, signatures = split_note(note.encode())
+        verifiers = [CosignatureVerifier.from_vkey(w) for w in fresh.witnesses]
+    except NoteError as exc:
+        raise AuditFailed([f"cannot check the checkpoint's cosignatures: {exc}"], HINT) from None
+    good: dict[str, int] = {}
+    for verifier in verifiers:
+        for sig in signatures:
+            if (sig.name, sig.key_id) != (verifier.name, verifier.key_id):
+                continue
+            when = verifier.timestamp_of(text.encode(), sig.signature)
+            recent = fresh.max_age_s is None or fresh.now is None or (when is not None
+                                                                       and when >= fresh.now - fresh.max_age_s)
+            if when is not None and recent:
+                good[verifier.vkey] = max(when, good.get(verifier.vkey, 0))
+    if len(good) < fresh.min_cosignatures:
+        age = f" within {fresh.max_age_s} s" if fresh.max_age_s is not None else ""
+        raise AuditFailed([f"the latest checkpoint carries {len(good)} valid cosignature(s){age} of the named "
+                           f"witnesses; {fresh.min_cosignatures} are required: it may not be the log's latest"],
+                          "ask again later, or check that the ledger pushes to these witnesses (cod ledger info)")
+    return good
+
+
+async def check_approval(fetch: Fetch, note: str, vkey: str, result: str, entry: int,
+                         fresh: Fresh = Fresh()) -> Standing:
     """That decision leaf ``entry``, an approval of ``result``, stands in the tree of the checkpoint
-    ``note`` (signed by ``vkey``); AuditFailed naming what does not hold."""
+    ``note`` (signed by ``vkey``, cosigned as ``fresh`` asks); AuditFailed naming what does not hold."""
     signed = proven.checkpoint(note, vkey)
+    witnessed = cosigned(note, fresh)
     if not 0 <= entry < signed.size:
         raise AuditFailed([f"entry {entry} is not in the log's signed tree of size {signed.size}"], HINT)
     start = entry - entry % TILE_WIDTH
@@ -179,10 +221,10 @@ async def check_approval(fetch: Fetch, note: str, vkey: str, result: str, entry:
             raise AuditFailed([f"the approval at entry {entry} no longer stands: the eligibility entry {later} of "
                                f"job {job}, after it, makes the job {now}"], HINT)
     return Standing(result, job, int(statement.get("datacap", 0)), str(statement.get("moderator")), entry,
-                    signed.size, Cost(*cost))
+                    signed.size, Cost(*cost), witnessed)
 
 
-async def check_approval_at(url: str, vkey: str, result: str, entry: int) -> Standing:
+async def check_approval_at(url: str, vkey: str, result: str, entry: int, fresh: Fresh = Fresh()) -> Standing:
     """check_approval against the latest checkpoint and the tiles of the ledger (or mirror) at ``url``,
     over one HTTP session."""
     import aiohttp
@@ -191,7 +233,7 @@ async def check_approval_at(url: str, vkey: str, result: str, entry: int) -> Sta
 
     async with aiohttp.ClientSession() as session:
         ledger = LedgerClient(url, session)
-        return await check_approval(ledger.tile, await ledger.checkpoint(), vkey, result, entry)
+        return await check_approval(ledger.tile, await ledger.checkpoint(), vkey, result, entry, fresh)
 
 
-__all__ = ["Cost", "Fetch", "MAX_SCAN_ENTRIES", "Standing", "check_approval", "check_approval_at"]
+__all__ = ["Cost", "Fetch", "Fresh", "cosigned", "MAX_SCAN_ENTRIES", "Standing", "check_approval", "check_approval_at"]

@@ -9,7 +9,10 @@ import base64
 import json
 from pathlib import Path
 
+import nacl.signing
+
 from cod.ledger import entries, tiles
+from cod.ledger.note import CosignatureSigner
 from cod.ledger.server import start_ledger
 from verifier.demo_ledger import check_notary_answer
 
@@ -110,3 +113,17 @@ async def test_notary_catches_a_ledger_that_hides_the_later_reject(served: Serve
         async with HostileLedger(served.running.url, patch) as proxy:
             done = await served.cod("ledger", "notary", RESULT, "--ledger", proxy.url, "--vkey", served.vkey)
         assert done.returncode == 24 and words in done.stderr, (patch, done.stdout, done.stderr)
+
+
+async def test_notary_can_require_cosignatures_of_named_witnesses(served: Served) -> None:
+    _decide(served, "approve")
+    witness = CosignatureSigner("witness.example", nacl.signing.SigningKey(bytes([8]) * 32)).vkey
+    url = served.running.url
+    done = await served.cod("ledger", "notary", RESULT, "--ledger", url, "--witness", witness,
+                            "--min-cosignatures", "1")
+    assert done.returncode == 24 and "0 valid cosignature(s)" in done.stderr, done.stderr  # no witness cosigned it
+    done = await served.cod("ledger", "notary", RESULT, "--ledger", url, "--witness", witness,
+                            "--min-cosignatures", "2")
+    assert done.returncode == 2 and "more than the 1 --witness" in done.stderr, done.stderr
+    done = await served.cod("ledger", "notary", RESULT, "--ledger", url, "--witness", served.vkey)
+    assert done.returncode == 2 and "not a witness's cosignature vkey" in done.stderr, done.stderr

@@ -14,7 +14,7 @@ from cod.errors import AuditFailed
 from cod.ledger import merkle, notary, tiles
 from cod.ledger.checkpoint import Checkpoint
 from cod.ledger.entries import canonical
-from cod.ledger.note import Signer, vkey_of
+from cod.ledger.note import CosignatureSigner, Signer, append_signatures, vkey_of
 
 ORIGIN = "test.example/ledger"
 KEY = nacl.signing.SigningKey(bytes([5]) * 32)
@@ -58,8 +58,8 @@ def eligibility(eligible: bool, result: str = RESULT) -> bytes:
     return canonical({"type": "cod/ledger/eligibility/v1", "job": JOB, "eligible": eligible, "result": result})
 
 
-def check(log: Log, entry: int) -> notary.Standing:
-    return asyncio.run(notary.check_approval(log.fetch, log.note, VKEY, RESULT, entry))
+def check(log: Log, entry: int, note: str | None = None, fresh: notary.Fresh = notary.Fresh()) -> notary.Standing:
+    return asyncio.run(notary.check_approval(log.fetch, note or log.note, VKEY, RESULT, entry, fresh))
 
 
 @pytest.mark.parametrize("size", [1, 2, 255, 256, 257, 511, 513, 65536, 65537, 70000])
@@ -135,3 +135,22 @@ def test_a_ledger_that_changes_or_leaves_out_a_later_entry_is_caught_by_the_root
             Checkpoint(ORIGIN, 600, log.hashes.root()).body().decode()), VKEY, RESULT, 100))
     assert "not signed by the log key" in refused.value.message
     assert json.loads(leaves[100])["statement"]["action"] == "approve"
+
+
+def test_a_notary_can_require_recent_cosignatures_of_its_witnesses() -> None:
+    leaves = [filler(n) for n in range(300)]
+    leaves[100] = decision("approve")
+    log = Log(leaves)
+    witness = CosignatureSigner("witness.example", nacl.signing.SigningKey(bytes([8]) * 32))
+    stranger = CosignatureSigner("witness.example", nacl.signing.SigningKey(bytes([9]) * 32))
+    body = Checkpoint(ORIGIN, 300, log.hashes.root()).body()
+    note = append_signatures(log.note, [witness.cosign(body, 1000)])
+    assert check(log, 100, note, notary.Fresh((witness.vkey,), 1)).cosigned == {witness.vkey: 1000}
+    assert check(log, 100, note, notary.Fresh((witness.vkey,), 1, max_age_s=100, now=1050)).cosigned
+    for signed, fresh, words in (
+            (note, notary.Fresh((witness.vkey,), 1, max_age_s=100, now=1200), "0 valid cosignature(s) within 100 s"),
+            (note, notary.Fresh((stranger.vkey,), 1), "0 valid cosignature(s) of the named witnesses; 1 are"),
+            (log.note, notary.Fresh((witness.vkey,), 1), "0 valid cosignature(s)")):  # not cosigned at all
+        with pytest.raises(AuditFailed) as refused:
+            check(log, 100, signed, fresh)
+        assert words in refused.value.message, refused.value.message
