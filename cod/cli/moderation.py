@@ -187,9 +187,9 @@ def _decide(job: str, action: str, datacap: int, reason: str, key: str | None, l
     from .ledger import trusted_key
 
     connection = client(ledger_url)
-    signer = identity(key, "moderator_key")
     trust = trusted_key(connection, vkey)
     record = _find(connection, job)
+    signer = identity(key, "moderator_key")
     leaf, entry = _eligibility(connection, record, trust.vkey)
     if leaf.get("eligible") is not True:
         raise UsageError(f"job {record['job']} is not eligible: {printable(str(leaf.get('reason')))}",
