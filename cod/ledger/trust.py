@@ -56,7 +56,7 @@ def read_known(path: Path) -> dict[str, str]:
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_KNOWN_BYTES)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return {}
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}", "check its permissions") from None
@@ -98,7 +98,10 @@ def trusted(url: str, answered: str, pinned: str | None, pinned_how: str) -> Tru
                               "(or pin the key with --vkey); nothing was signed")
         return Trusted(saved, f"saved in {path}")
     checked = checked_vkey(answered, f"the key the ledger at {url} names ({answered[:200]!r})")
-    save_known(path, url, checked)
+    try:
+        save_known(path, url, checked)
+    except OSError as exc:  # as SSH: go on with the key, say it is not remembered
+        return Trusted(checked, f"trusted on first use, NOT saved: cannot write {path}: {exc.strerror or exc}")
     return Trusted(checked, f"trusted on first use, saved in {path}")
 
 
