@@ -194,18 +194,21 @@ def _decide(job: str, action: str, datacap: int, reason: str, key: str | None, l
     if leaf.get("eligible") is not True:
         raise UsageError(f"job {record['job']} is not eligible: {printable(str(leaf.get('reason')))}",
                          "only eligible jobs are moderated")
+    result = leaf.get("result")
+    if not isinstance(result, str):
+        raise AuditFailed([f"eligibility leaf {entry} of job {record['job']} names no result"], HINT)
     supersedes = _supersedes(connection, record, trust.vkey)
     lines = [f"signing as moderator {signer.node_id}:", f"  job:         {record['job']}",
-             f"  result:      {leaf['result']}",
+             f"  result:      {result}",
              f"  decision:    {action}" + (f" with {datacap} bytes ({_tib(datacap)}) of DataCap"
                                           if action == "approve" else ""),
              f"  eligibility: entry {entry}, proved in the log under its key {trust.vkey} ({trust.how})",
              f"  supersedes:  {'entry ' + str(supersedes) if supersedes is not None else 'none'}"]
     click.echo("\n".join(printable(line) for line in lines), err=True)
-    signed = entries.sign_decision(signer, job=record["job"], result=leaf["result"], action=action,
+    signed = entries.sign_decision(signer, job=record["job"], result=result, action=action,
                                    datacap=datacap, reason=reason, eligibility=entry, supersedes=supersedes)
     answer = call(connection.decide(signed))
-    emit({"job": record["job"], "action": action, "datacap": datacap, "result": leaf["result"], **answer}, as_json,
+    emit({"job": record["job"], "action": action, "datacap": datacap, "result": result, **answer}, as_json,
          f"{PAST[action]} job {record['job']} (entry {answer['entry']})")
 
 
