@@ -12,6 +12,7 @@ Keys::
 
     nodes = ["http://10.0.0.1:1234", "http://10.0.0.2:1234"]   # COD_NODES=URL,URL
     ledger = "http://10.0.0.9:8090"                             # COD_LEDGER
+    ledger_vkey = "cod-ledger/12D3KooW...+1a2b3c4d+AQ..."      # COD_LEDGER_VKEY: the ledger's log key
     moderator_key = "~/.config/cod/moderator.key"               # COD_MODERATOR_KEY
     [limits]                                                    # defaults of cod run
     fuel = 50000000000                                          # COD_FUEL
@@ -55,6 +56,7 @@ EXAMPLE = """\
 # nodes = ["http://127.0.0.1:1234", "http://127.0.0.1:1235", "http://127.0.0.1:1236"]
 # gateways = ["https://trustless-gateway.link"]
 # ledger = "http://127.0.0.1:8090"
+# ledger_vkey = "..."               # the ledger's log key (cod ledger info prints it); else trusted on first use
 # moderator_key = "moderator.key"   # relative to this file's directory
 
 [limits]   # defaults of cod run; --fuel, --memory, ... win
@@ -93,6 +95,17 @@ def _url(value: Any) -> str:
     if problem:
         raise ValueError(f"{value!r} {problem}")
     return value
+
+
+def _vkey(value: Any) -> str:
+    from .ledger.note import NoteError, Verifier  # the one parser of vkeys (SPEC.md 12.2)
+
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a non-empty string: the ledger's vkey, as cod ledger info prints it")
+    try:
+        return Verifier.from_vkey(value).vkey
+    except NoteError as exc:
+        raise ValueError(f"is not a ledger's verifier key: {exc}") from None
 
 
 def _urls(value: Any) -> list[str]:
@@ -165,6 +178,7 @@ KEYS: tuple[Key, ...] = (
     Key("nodes", "COD_NODES", "node URLs a verified run uses", _urls, _urls_env, []),
     Key("gateways", "COD_GATEWAYS", "IPFS trustless gateways to fetch content by CID from", _urls, _urls_env, []),
     Key("ledger", "COD_LEDGER", "the FIL+ ledger's URL", _url, _url),
+    Key("ledger_vkey", "COD_LEDGER_VKEY", "the FIL+ ledger's log key (vkey) to pin", _vkey, _vkey),
     Key("moderator_key", "COD_MODERATOR_KEY", "a moderator's key file", _path, _path),
     _limit("fuel", "COD_FUEL", "cod run --fuel", _count("limits.fuel"), Limits.fuel),
     _limit("memory", "COD_MEMORY", "cod run --memory", _size("limits.memory_bytes"), Limits.memory_bytes),

@@ -118,6 +118,7 @@ def main() -> None:
         print("# 6. (5) the notary asks about the result CID and checks the proof offline")
         proof = json.loads(cod("ledger", "proof", run["result_cid"], "--json", env=env))
         check_notary_answer({"proof": proof}, info["vkey"])
+        cod("ledger", "notary", run["result_cid"], "--vkey", info["vkey"], env=env)  # ... and that nothing undid it
         print("# 7. anyone audits the whole log offline, pinning the log's key")
         cod("ledger", "verify", "--url", url, "--vkey", info["vkey"], env=env)
     finally:

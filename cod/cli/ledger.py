@@ -26,6 +26,33 @@ def ledger_option(command: Any) -> Any:
     return click.option("--ledger", "ledger_url", metavar="URL", help=LEDGER_OPTION_HELP)(command)
 
 
+VKEY_OPTION_HELP = ("The ledger's log key (vkey, cod ledger info prints it) to check its answers against (default: "
+                    "\"ledger_vkey\" in the config file, else the key saved for this ledger, else trusted on first "
+                    "use and saved).")
+
+
+def vkey_option(command: Any) -> Any:
+    return click.option("--vkey", metavar="VKEY", help=VKEY_OPTION_HELP)(command)
+
+
+def trusted_key(connection: Any, vkey: str | None) -> Any:
+    """The log key (cod.ledger.trust.Trusted) the answers of ``connection`` are checked against."""
+    from ..config import load
+    from ..errors import AuditFailed
+    from ..ledger import trust
+
+    if vkey is not None:
+        pinned, how = trust.checked_vkey(vkey, "--vkey"), "pinned by --vkey"
+    else:
+        config = load()
+        pinned, how = config.get("ledger_vkey"), f"pinned by {config.source('ledger_vkey')}"
+    answered = call(connection.info()).get("vkey")
+    if not isinstance(answered, str):
+        raise AuditFailed([f"the ledger at {connection.url} names no log key in /v1/info"],
+                          "check that --ledger names a cod ledger; nothing was signed")
+    return trust.trusted(connection.url, answered, pinned, how)
+
+
 def json_option(command: Any) -> Any:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)
 
@@ -188,6 +215,68 @@ def proof(result_cid: str, ledger_url: str | None, out: Output) -> None:
 
 
 @ledger.command()
+@click.argument("result_cid")
+@click.option("--entry", type=click.IntRange(min=1),
+              help="Check this decision entry (an approval kept from an earlier answer), not the one the ledger names.")
+@click.option("--witness", "witnesses", multiple=True, metavar="VKEY",
+              help="A witness's cosignature vkey whose cosignature of the latest checkpoint counts (repeatable).")
+@click.option("--min-cosignatures", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Cosignatures of the given witnesses the latest checkpoint must carry (so it is the log's latest).")
+@click.option("--max-age", type=click.IntRange(min=1), metavar="SECONDS",
+              help="Count only cosignatures at most this old (the witnesses saw the tree that recently).")
+@ledger_option
+@vkey_option
+@output_options
+def notary(result_cid: str, entry: int | None, witnesses: tuple[str, ...], min_cosignatures: int,
+           max_age: int | None, ledger_url: str | None, vkey: str | None, out: Output) -> None:
+    """Check that RESULT_CID is approved: the approval is in the log and no later entry undid it (SPEC.md 12.7).
+
+    Reads the log's tiles from the approval's tile to the latest checkpoint, checks them against its
+    signed root, and refuses (exit 24) an approval a later decision or eligibility entry superseded.
+
+    \b
+    Examples:
+      cod ledger notary bafybei...
+      cod ledger notary bafybei... --entry 4 --vkey VKEY --json
+    """
+    import time
+
+    from ..ledger import notary as check
+    from ..ledger.note import CosignatureVerifier, NoteError
+
+    if min_cosignatures > len(witnesses):
+        raise UsageError(f"--min-cosignatures {min_cosignatures} is more than the {len(witnesses)} --witness keys",
+                         "name each witness whose cosignature you require")
+    for witness_vkey in witnesses:
+        try:
+            CosignatureVerifier.from_vkey(witness_vkey)
+        except NoteError as exc:
+            raise UsageError(f"--witness {witness_vkey[:200]!r} is not a witness's cosignature vkey: {exc}",
+                             "cod ledger witness prints its vkey on its first line") from None
+    fresh = check.Fresh(tuple(witnesses), min_cosignatures, max_age, int(time.time()))
+    connection = client(ledger_url)
+    trust = trusted_key(connection, vkey)
+    if entry is None:
+        answer = call(connection.result(result_cid))
+        decision = answer.get("decision")
+        if not isinstance(decision, dict) or not isinstance(decision.get("entry"), int):
+            raise NotFound(f"result {result_cid} belongs to job {answer.get('job')}, which no moderator has decided "
+                           "yet", "cod moderation queue lists the jobs waiting for a decision")
+        entry = int(decision["entry"])
+    standing = call(check.check_approval_at(connection.url, trust.vkey, result_cid, entry, fresh))
+    found = {"result": standing.result, "approved": True, "job": standing.job, "datacap": standing.datacap,
+             "moderator": standing.moderator, "entry": standing.entry, "tree_size": standing.size,
+             "vkey": trust.vkey, "fetched": {"bundles": standing.cost.bundles, "tiles": standing.cost.tiles,
+                                             "bytes": standing.cost.bytes}, "cosigned": standing.cosigned}
+    text = (f"result {standing.result}: approved with {standing.datacap} bytes of DataCap by {standing.moderator}\n"
+            f"decision entry {standing.entry} on job {standing.job}; no later decision or eligibility entry of the job "
+            f"in the log's tree of size {standing.size}\nchecked from {standing.cost.bundles} entry bundle(s) and "
+            f"{standing.cost.tiles} hash tile(s), {standing.cost.bytes} bytes, against the log key {trust.vkey} "
+            f"({trust.how})" + "".join(f"\ncosigned by {w} at {t}" for w, t in sorted(standing.cosigned.items())))
+    show(out, found, text)
+
+
+@ledger.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Audit the ledger in this directory.")
 @click.option("--url", help="Audit the ledger (or a static mirror) at this URL: /checkpoint and tiles only.")
 @click.option("--vkey", help="The log's verifier key to pin (default: the genesis entry's, reported as such).")
@@ -328,9 +417,37 @@ def approve(proposal_id: str, key: str, ledger_url: str | None, as_json: bool) -
       cod ledger moderator approve PROPOSAL_ID --key root2.key
     """
     from ..ledger import entries
+    from ..text import printable
 
-    answer = call(client(ledger_url).approve(proposal_id, entries.sign_approval(identity(key), proposal_id)))
+    signer = identity(key)
+    connection = client(ledger_url)
+    statement = _proposal_statement(connection, proposal_id)
+    click.echo(printable(f"signing as root key holder {signer.node_id}: approve proposal {proposal_id}: "
+                         f"{statement.get('action')} moderator {statement.get('moderator')}, proposed by "
+                         f"{statement.get('proposer')}"), err=True)
+    answer = call(connection.approve(proposal_id, entries.sign_approval(signer, proposal_id)))
     emit(answer, as_json, _proposal_text(answer))
+
+
+def _proposal_statement(connection: Any, proposal_id: str) -> dict[str, Any]:
+    """The statement of proposal ``proposal_id`` as the ledger answers it, once it hashes to that ID."""
+    from ..errors import AuditFailed
+    from ..ledger import entries
+    from ..text import printable
+
+    if len(proposal_id) != 64 or any(c not in "0123456789abcdef" for c in proposal_id):
+        raise UsageError(f"{printable(proposal_id[:100])!r} is not a proposal ID (64 lowercase hex digits)",
+                         "cod ledger moderator list shows the proposals")
+    found = [p for p in call(connection.moderators()).get("proposals", [])
+             if isinstance(p, dict) and p.get("proposal_id") == proposal_id]
+    if not found:
+        raise NotFound(f"the ledger has no proposal {proposal_id}", "cod ledger moderator list shows the proposals")
+    statement = found[0].get("statement")
+    if not isinstance(statement, dict) or entries.proposal_id_of(statement) != proposal_id:
+        raise AuditFailed([f"the ledger answered a proposal statement that does not hash to {proposal_id}"],
+                          "the ledger (or something between you and it) answered another proposal; nothing was "
+                          "signed")
+    return statement
 
 
 MODERATOR_COLUMNS = (Column("kind", "KIND"), Column("moderator", "MODERATOR"), Column("proposal_id", "PROPOSAL"),

@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
-from ..errors import NotFound, UsageError
+from ..errors import AuditFailed, CIDError, CodError, NotFound, UsageError
 from ..text import printable
-from .ledger import call, client, emit, identity, json_option, ledger_option
+from .ledger import call, client, emit, identity, json_option, ledger_option, vkey_option
 from .options import datacap_size
 from .output import Column, Output, output_options
 
@@ -31,20 +31,34 @@ def moderation() -> None:
 
 def _find(connection: Any, job: str) -> dict[str, Any]:
     """The job's record. A job of the queue may be named by a prefix of its CID or of its short ID
-    (what the queue shows, as cod list does) when exactly one job of the queue matches."""
+    (what the queue shows, as cod list does) when exactly one job of the queue matches. The record
+    answered must be the job's: a ledger (or a proxy) that answers another job is refused."""
     from verifier.reputation import JOB_CID_PREFIX
 
-    if len(job) < 59:
+    from ..content.cid import CID
+
+    wanted = job
+    if len(job) >= 59:
+        try:
+            wanted = str(CID.parse(job))  # as the ledger writes it (its answer names the job so)
+        except CIDError as exc:
+            raise UsageError(f"{printable(job[:100])!r} is not a job CID: {exc.message}",
+                             "give the job's CID or the short ID cod moderation queue shows") from None
+    else:
         wanted = job.lower()
         matches = [j["job"] for j in call(connection.queue_all())
-                   if j["job"].startswith(wanted) or j["job"][len(JOB_CID_PREFIX):].startswith(wanted)]
+                   if isinstance(j.get("job"), str)
+                   and (j["job"].startswith(wanted) or j["job"][len(JOB_CID_PREFIX):].startswith(wanted))]
         if len(matches) > 1:
             raise UsageError(f"job {printable(job)!r} is ambiguous: {', '.join(matches[:5])}", "give more characters")
         if not matches:
             raise NotFound(f"no job of the moderation queue has the short ID or CID prefix {printable(job)!r}",
                            "see cod moderation queue, or give the whole job CID")
-        job = matches[0]
-    record: dict[str, Any] = call(connection.job(job))
+        wanted = matches[0]
+    record: dict[str, Any] = call(connection.job(wanted))
+    if record.get("job") != wanted:
+        raise AuditFailed([f"asked for job {printable(wanted)}, the ledger answered job "
+                           f"{printable(str(record.get('job')))[:120]}"], HINT)
     return record
 
 
@@ -113,22 +127,88 @@ def show(job: str, ledger_url: str | None, out: Output) -> None:
 
 
 PAST = {"approve": "approved", "reject": "rejected"}
+ELIGIBILITY_KIND = "cod/ledger/eligibility/"
+DECISION_KIND = "cod/ledger/decision/"
+HINT = "the ledger (or something between you and it) answered what its log does not hold; nothing was signed"
+
+
+def _eligibility(connection: Any, record: dict[str, Any], vkey: str) -> tuple[dict[str, Any], int]:
+    """The job's eligibility leaf, proved in the log (12.7), and its index; AuditFailed unless it is
+    an eligible entry of this job whose spec is this job's."""
+    from ..jobspec import JobSpec
+    from ..ledger import proven
+
+    job, e = record["job"], record.get("eligibility")
+    if not isinstance(e, dict) or not isinstance(e.get("entry"), int) or isinstance(e.get("entry"), bool):
+        raise AuditFailed([f"the ledger's answer for job {job} names no eligibility entry"], HINT)
+    proved = proven.inclusion(call(connection.inclusion(e["entry"])), vkey, e["entry"])
+    leaf = proved.value()
+    if not str(leaf.get("type", "")).startswith(ELIGIBILITY_KIND) or leaf.get("job") != job:
+        raise AuditFailed([f"leaf {proved.index} of the log is not an eligibility entry of job {job}"], HINT)
+    try:
+        spec_cid = str(JobSpec.from_dict(leaf["spec"]).cid)
+    except (CodError, KeyError, TypeError, ValueError):
+        spec_cid = None
+    if spec_cid != job:
+        raise AuditFailed([f"the spec of eligibility leaf {proved.index} is not the spec of job {job}"], HINT)
+    return leaf, proved.index
+
+
+def _supersedes(connection: Any, record: dict[str, Any], vkey: str) -> int | None:
+    """The job's latest decision the answer names, proved in the log to be a decision of this job."""
+    from ..ledger import proven
+
+    latest = record.get("latest_decision")
+    if latest is None:
+        return None
+    if not isinstance(latest, int) or isinstance(latest, bool):
+        raise AuditFailed([f"the ledger names the latest decision of job {record['job']} as {latest!r}"], HINT)
+    leaf = proven.inclusion(call(connection.inclusion(latest)), vkey, latest).value()
+    statement = leaf.get("statement")
+    if not str(leaf.get("type", "")).startswith(DECISION_KIND) or not isinstance(statement, dict) \
+            or statement.get("job") != record["job"]:
+        raise AuditFailed([f"leaf {latest} of the log is not a decision on job {record['job']}"], HINT)
+    return latest
+
+
+def _tib(n: int) -> str:
+    """Bytes in the largest binary unit that is at least 1 (what a moderator reads: 1 TiB, 512 GiB)."""
+    for unit, scale in (("PiB", 1 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:g} {unit}"
+    return f"{n} bytes"
 
 
 def _decide(job: str, action: str, datacap: int, reason: str, key: str | None, ledger_url: str | None,
-            as_json: bool) -> None:
+            vkey: str | None, as_json: bool) -> None:
+    """Sign a decision on what the log holds, not on what the ledger answered: the job asked for, its
+    eligibility entry proved against the log's key, then shown, then signed and posted."""
     from ..ledger import entries
+    from .ledger import trusted_key
 
     connection = client(ledger_url)
+    trust = trusted_key(connection, vkey)
     record = _find(connection, job)
-    e = record["eligibility"]
-    if not e["eligible"]:
-        raise UsageError(f"job {record['job']} is not eligible: {e['reason']}", "only eligible jobs are moderated")
-    signed = entries.sign_decision(identity(key, "moderator_key"), job=record["job"], result=e["result"],
-                                   action=action, datacap=datacap, reason=reason, eligibility=e["entry"],
-                                   supersedes=record["latest_decision"])
+    signer = identity(key, "moderator_key")
+    leaf, entry = _eligibility(connection, record, trust.vkey)
+    if leaf.get("eligible") is not True:
+        raise UsageError(f"job {record['job']} is not eligible: {printable(str(leaf.get('reason')))}",
+                         "only eligible jobs are moderated")
+    result = leaf.get("result")
+    if not isinstance(result, str):
+        raise AuditFailed([f"eligibility leaf {entry} of job {record['job']} names no result"], HINT)
+    supersedes = _supersedes(connection, record, trust.vkey)
+    lines = [f"signing as moderator {signer.node_id}:", f"  job:         {record['job']}",
+             f"  result:      {result}",
+             f"  decision:    {action}" + (f" with {datacap} bytes ({_tib(datacap)}) of DataCap"
+                                          if action == "approve" else ""),
+             f"  eligibility: entry {entry}, proved in the log under its key {trust.vkey} ({trust.how})",
+             f"  supersedes:  {'entry ' + str(supersedes) if supersedes is not None else 'none'}"]
+    click.echo("\n".join(printable(line) for line in lines), err=True)
+    signed = entries.sign_decision(signer, job=record["job"], result=result, action=action,
+                                   datacap=datacap, reason=reason, eligibility=entry, supersedes=supersedes)
     answer = call(connection.decide(signed))
-    emit({"job": record["job"], "action": action, "datacap": datacap, **answer}, as_json,
+    emit({"job": record["job"], "action": action, "datacap": datacap, "result": result, **answer}, as_json,
          f"{PAST[action]} job {record['job']} (entry {answer['entry']})")
 
 
@@ -138,15 +218,17 @@ def _decide(job: str, action: str, datacap: int, reason: str, key: str | None, l
 @click.option("--reason", required=True, help="Why (kept in the ledger, signed).")
 @click.option("--key", help="The moderator's key file (default: \"moderator_key\" in the config file).")
 @ledger_option
+@vkey_option
 @json_option
-def approve(job: str, datacap: int, reason: str, key: str | None, ledger_url: str | None, as_json: bool) -> None:
+def approve(job: str, datacap: int, reason: str, key: str | None, ledger_url: str | None, vkey: str | None,
+            as_json: bool) -> None:
     """Approve an eligible job's result with DataCap (a signed decision; supersedes an earlier one).
 
     \b
     Example:
       cod moderation approve bagaaiera... --datacap 1TiB --reason "public climate data" --key moderator.key
     """
-    _decide(job, "approve", datacap, reason, key, ledger_url, as_json)
+    _decide(job, "approve", datacap, reason, key, ledger_url, vkey, as_json)
 
 
 @moderation.command()
@@ -154,12 +236,13 @@ def approve(job: str, datacap: int, reason: str, key: str | None, ledger_url: st
 @click.option("--reason", required=True, help="Why (kept in the ledger, signed).")
 @click.option("--key", help="The moderator's key file (default: \"moderator_key\" in the config file).")
 @ledger_option
+@vkey_option
 @json_option
-def reject(job: str, reason: str, key: str | None, ledger_url: str | None, as_json: bool) -> None:
+def reject(job: str, reason: str, key: str | None, ledger_url: str | None, vkey: str | None, as_json: bool) -> None:
     """Reject an eligible job (a signed decision; supersedes an earlier one).
 
     \b
     Example:
       cod moderation reject bagaaiera... --reason "not public data" --key moderator.key
     """
-    _decide(job, "reject", 0, reason, key, ledger_url, as_json)
+    _decide(job, "reject", 0, reason, key, ledger_url, vkey, as_json)

@@ -197,6 +197,14 @@ class LedgerClient:
         query = f"old={int(old)}" + (f"&new={int(new)}" if new is not None else "")
         return await self._json("GET", f"/v1/proof/consistency?{query}")
 
+    async def tile(self, path: str, limit: int) -> bytes:
+        """A C2SP tile or entry bundle (``tile/...``, 12.3) of at most ``limit`` bytes."""
+        status, raw = await LedgerClient(self.url, self.session, timeout_s=self.timeout_s,
+                                         max_bytes=limit)._request("GET", "/" + path)
+        if status != 200:
+            raise self._refusal(status, raw, f"GET /{path}")
+        return raw
+
     async def checkpoint(self) -> str:
         """The latest checkpoint: the signed note's text, with its cosignatures."""
         status, raw = await self._request("GET", "/checkpoint")

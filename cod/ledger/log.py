@@ -536,9 +536,10 @@ class Ledger:
 
     def proposals(self) -> list[dict[str, Any]]:
         with self._lock:
+            # the signed statement too: a root key holder checks that it hashes to the ID before signing
             return [{"proposal_id": pid, "action": p.action, "moderator": p.moderator, "entry": p.entry,
                      "signatures": list(p.signers), "in_effect": p.in_effect is not None,
-                     "effective_entry": p.in_effect}
+                     "effective_entry": p.in_effect, "statement": self._leaf(p.entry)["statement"]}
                     for pid, p in sorted(self._state.proposals.items(), key=lambda kv: kv[1].entry)]
 
     def proposal(self, pid: str) -> dict[str, Any]:

@@ -62,7 +62,8 @@ DOCUMENT: dict[str, Any] = {
                                             params=[_query("cursor", False), _query("limit", False)])},
         "/v1/decisions": {"post": _op("append a moderator's signed decision", "entry appended",
                                       400, 403, 404, 409, 422, 429, body=SIGNED, created=True)},
-        "/v1/moderators": {"get": _op("the moderator set and the proposals", "moderators and proposals")},
+        "/v1/moderators": {"get": _op("the moderator set and the proposals, each with its signed statement",
+                                      "moderators and proposals")},
         "/v1/moderators/proposals": {"post": _op("a root key holder's signed proposal", "proposal appended",
                                                  400, 403, 409, 422, 429, body=SIGNED, created=True)},
         "/v1/moderators/proposals/{proposal_id}/approvals": {

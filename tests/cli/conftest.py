@@ -3,22 +3,30 @@
 Real parts: `cod devstack` (four nodes, the last one lies), `cod ledger serve` with a moderator
 voted in and the input blessed, two verified runs (a quorum that outvoted the liar, and a
 mismatch) reported to it. Module-scoped: each test file that asks for it builds it once.
+
+The ``served`` fixture is lighter: a real ledger service in the test's own event loop with two
+eligible jobs of signed statements (tests/ledger/bkit.py), for the commands that talk to a ledger.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from ..helpers import VECTORS, cod_env, devstack
+from cod.ledger.client import LedgerClient
+from cod.ledger.server import RunningLedger, start_ledger
+
+from ..helpers import VECTORS, cod_env, devstack, run_cod
+from ..ledger.bkit import DATA, MOD, agreeing, blessed_ledger, spec
 
 WORDCOUNT = [str(VECTORS / "wordcount.wasm"), "-i", str(VECTORS / "data" / "wordcount")]
 
@@ -90,3 +98,42 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
                 proc.kill()
 
 
+@dataclass
+class Served:
+    """A real ledger (in this process) with two eligible jobs, A and B, and MOD's key in a file."""
+
+    running: RunningLedger
+    tmp: Path
+    key: str
+    a: str
+    b: str
+
+    @property
+    def vkey(self) -> str:
+        return str(self.running.ledger.info()["vkey"])
+
+    async def cod(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(run_cod, self.tmp, *args)
+
+    async def approve(self, job: str, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return await self.cod("moderation", "approve", job, "--datacap", "1TiB", "--reason", "useful", "--key",
+                              self.key, "--ledger", url, *extra)
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    blessed_ledger(tmp_path).close()  # MOD a moderator, DATA blessed
+    running = await start_ledger(tmp_path / "ledger")
+    try:
+        connection = LedgerClient(running.url)
+        jobs = []
+        for job_spec in (spec(DATA), spec(DATA, DATA)):
+            answer = await connection.evidence(job_spec, agreeing(job_spec, 3))
+            assert answer["eligible"] is True
+            jobs.append(answer["job"])
+        key = tmp_path / "moderator.key"
+        key.write_bytes(MOD.signing_key.encode())
+        key.chmod(0o600)
+        yield Served(running, tmp_path, str(key), jobs[0], jobs[1])
+    finally:
+        await running.stop()

@@ -303,6 +303,13 @@ CASES: dict[str, list[Case]] = {
         case("ledger", "info", "--ledger", "garbage", code=USAGE, text="--ledger"),
         case("ledger", "info", code=CONFIG, text="COD_LEDGER", env={"COD_LEDGER": "ftp://x"}),
     ],
+    "ledger notary": [
+        case("ledger", "notary", code=USAGE, text="RESULT_CID"),
+        case("ledger", "notary", "bafyx", code=LEDGER, text="cannot reach the ledger", env=NO_LEDGER),
+        case("ledger", "notary", "bafyx", "--min-cosignatures", "1", code=USAGE, text="--witness", env=NO_LEDGER),
+        case("ledger", "notary", "bafyx", "--witness", "garbage", code=USAGE, text="--witness", env=NO_LEDGER),
+        case("ledger", "notary", "bafyx", "--vkey", "garbage", code=USAGE, text="--vkey", env=NO_LEDGER),
+    ],
     "ledger proof": [
         case("ledger", "proof", code=USAGE, text="RESULT_CID"),
         case("ledger", "proof", "bafyx", code=LEDGER, text="cannot reach the ledger", env=NO_LEDGER),

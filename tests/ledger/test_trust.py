@@ -1,0 +1,58 @@
+"""Which log key a client trusts for a ledger URL (cod/ledger/trust.py, SPEC.md 12.7): pinned, saved, or
+trusted on first use and saved, as SSH's known_hosts; another key later is refused saying what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nacl.signing
+import pytest
+
+from cod.errors import AuditFailed, UsageError
+from cod.ledger import trust
+from cod.ledger.note import vkey_of
+
+URL = "http://127.0.0.1:8090"
+A = vkey_of("ledger.example", nacl.signing.SigningKey(bytes([1]) * 32).verify_key.encode())
+B = vkey_of("ledger.example", nacl.signing.SigningKey(bytes([2]) * 32).verify_key.encode())
+
+
+@pytest.fixture
+def known(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "config" / "cod" / trust.KNOWN_FILE
+    monkeypatch.setattr(trust, "known_path", lambda: path)
+    return path
+
+
+def test_first_use_saves_the_key_per_url_and_a_later_other_key_is_refused(known: Path) -> None:
+    first = trust.trusted(URL + "/", A, None, "")
+    assert first.vkey == A and "trusted on first use" in first.how
+    assert known.read_text() == f"{URL} {A}\n"  # one URL VKEY line, the URL without its trailing /
+    assert trust.trusted(URL, A, None, "").how == f"saved in {known}"
+    assert trust.trusted("http://127.0.0.1:8091", B, None, "").vkey == B  # another ledger, its own line
+    with pytest.raises(AuditFailed) as refused:
+        trust.trusted(URL, B, None, "")
+    assert f"the key saved for it in {known} is {A}" in refused.value.message
+    assert f"remove the line of {URL} from {known}" in str(refused.value.hint)
+    assert known.read_text().count(URL + " ") == 1  # the refused key was not saved
+
+
+def test_a_pinned_key_wins_and_is_never_saved(known: Path) -> None:
+    assert trust.trusted(URL, A, A, "pinned by --vkey").how == "pinned by --vkey"
+    with pytest.raises(AuditFailed) as refused:
+        trust.trusted(URL, B, A, "pinned by --vkey")
+    assert "not the key" in refused.value.message and "pinned by --vkey" in refused.value.message
+    assert not known.exists()
+
+
+def test_a_known_file_that_cannot_be_written_trusts_once_and_says_so(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "file").write_text("")
+    monkeypatch.setattr(trust, "known_path", lambda: tmp_path / "file" / trust.KNOWN_FILE)
+    assert "NOT saved" in trust.trusted(URL, A, None, "").how
+
+
+def test_a_key_the_ledger_names_that_is_not_a_vkey_is_refused(known: Path) -> None:
+    with pytest.raises(UsageError) as refused:
+        trust.trusted(URL, "not a vkey", None, "")
+    assert "is not a ledger's verifier key" in str(refused.value) and not known.exists()
