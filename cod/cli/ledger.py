@@ -256,7 +256,7 @@ def bless_import(file: str, key: str | None, fmt: str, ledger_url: str | None, a
                          or "the file is empty")
     signer = identity(key, "moderator_key")
     connection = client(ledger_url)
-    batches = entries.bless_batches(signer, found.mapping(), found.source)
+    batches = entries.bless_batches(signer, found.mapping(), found.source, origin=call(connection.origin()))
     answer: dict[str, Any] = {"entries": []}
     per_request = 16
     for start in range(0, len(batches), per_request):
@@ -301,8 +301,10 @@ def propose(action: str, moderator_id: str, key: str, ledger_url: str | None, as
     """
     from ..ledger import entries
 
-    answer = call(client(ledger_url).propose(entries.sign_proposal(identity(key), action=action,
-                                                                   moderator=moderator_id)))
+    connection = client(ledger_url)
+    signed = entries.sign_proposal(identity(key), origin=call(connection.origin()), action=action,
+                                   moderator=moderator_id)
+    answer = call(connection.propose(signed))
     emit(answer, as_json, _proposal_text(answer))
 
 
@@ -320,7 +322,9 @@ def approve(proposal_id: str, key: str, ledger_url: str | None, as_json: bool) -
     """
     from ..ledger import entries
 
-    answer = call(client(ledger_url).approve(proposal_id, entries.sign_approval(identity(key), proposal_id)))
+    connection = client(ledger_url)
+    signed = entries.sign_approval(identity(key), proposal_id, origin=call(connection.origin()))
+    answer = call(connection.approve(proposal_id, signed))
     emit(answer, as_json, _proposal_text(answer))
 
 

@@ -124,9 +124,9 @@ def _decide(job: str, action: str, datacap: int, reason: str, key: str | None, l
     e = record["eligibility"]
     if not e["eligible"]:
         raise UsageError(f"job {record['job']} is not eligible: {e['reason']}", "only eligible jobs are moderated")
-    signed = entries.sign_decision(identity(key, "moderator_key"), job=record["job"], result=e["result"],
-                                   action=action, datacap=datacap, reason=reason, eligibility=e["entry"],
-                                   supersedes=record["latest_decision"])
+    signed = entries.sign_decision(identity(key, "moderator_key"), origin=call(connection.origin()), job=record["job"],
+                                   result=e["result"], action=action, datacap=datacap, reason=reason,
+                                   eligibility=e["entry"], supersedes=record["latest_decision"])
     answer = call(connection.decide(signed))
     emit({"job": record["job"], "action": action, "datacap": datacap, **answer}, as_json,
          f"{PAST[action]} job {record['job']} (entry {answer['entry']})")

@@ -15,8 +15,8 @@ from cod.ledger import entries
 from cod.ledger.client import LedgerClient
 from cod.ledger.server import RunningLedger, start_ledger
 
-from .bkit import (DATA, MOD, MOD2, NODES, OTHER, RESULT, ROOTS, STRANGER, agreeing, blessed_ledger, job_of, spec,
-                   statement)
+from .bkit import (DATA, MOD, MOD2, NODES, ORIGIN, OTHER, RESULT, ROOTS, STRANGER, agreeing, blessed_ledger, job_of,
+                   spec, statement)
 
 
 @pytest.fixture
@@ -48,8 +48,9 @@ async def eligible_job(client: LedgerClient) -> tuple[str, int]:
 
 def decision(key: Any, job: str, entry: int, supersedes: int | None = None, action: str = "approve",
              datacap: int = 1 << 40, result: str = RESULT) -> dict[str, Any]:
-    return entries.sign_decision(key, job=job, result=result, action=action, datacap=datacap if action == "approve" else 0,
-                                 reason="useful", eligibility=entry, supersedes=supersedes)
+    return entries.sign_decision(key, origin=ORIGIN, job=job, result=result, action=action,
+                                 datacap=datacap if action == "approve" else 0, reason="useful", eligibility=entry,
+                                 supersedes=supersedes)
 
 
 async def test_decisions_from_unknown_removed_or_forged_moderators_are_refused(served: Any) -> None:
@@ -60,9 +61,11 @@ async def test_decisions_from_unknown_removed_or_forged_moderators_are_refused(s
     forged["statement"] = dict(forged["statement"], datacap=1 << 50)  # MOD's signature over another amount
     await refused(running, client, client.decide(forged), 422, "BadSignature", "signature")
     # MOD is removed by two root keys; MOD's decisions are refused from then on
-    proposal = await client.propose(entries.sign_proposal(ROOTS[0], action="remove", moderator=MOD.node_id))
+    proposal = await client.propose(entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="remove",
+                                                          moderator=MOD.node_id))
     assert proposal["in_effect"] is False
-    approved = await client.approve(proposal["proposal_id"], entries.sign_approval(ROOTS[1], proposal["proposal_id"]))
+    pid = proposal["proposal_id"]
+    approved = await client.approve(pid, entries.sign_approval(ROOTS[1], pid, origin=ORIGIN))
     assert approved["in_effect"] is True
     await refused(running, client, client.decide(decision(MOD, job, entry)), 403, "NotAuthorized", "moderator")
 
@@ -89,7 +92,7 @@ async def test_a_bad_datacap_is_refused(served: Any, datacap: Any) -> None:
     running, client = served
     job, entry = await eligible_job(client)
     bad = decision(MOD, job, entry)
-    bad = entries._signed(MOD, entries.DECISION, dict(bad["statement"], datacap=datacap))
+    bad = entries._signed(MOD, entries.DECISION, dict(bad["statement"], datacap=datacap), ORIGIN)
     await refused(running, client, client.decide(bad), 422, "BadDatacap", "datacap")
 
 
@@ -107,12 +110,12 @@ async def test_evidence_that_does_not_verify_is_refused(served: Any) -> None:
 
 async def test_a_proposal_signed_twice_by_one_key_is_refused(served: Any) -> None:
     running, client = served
-    proposal = await client.propose(entries.sign_proposal(ROOTS[0], action="add", moderator=MOD2.node_id))
-    await refused(running, client,
-                  client.approve(proposal["proposal_id"], entries.sign_approval(ROOTS[0], proposal["proposal_id"])),
+    proposal = await client.propose(entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="add",
+                                                          moderator=MOD2.node_id))
+    pid = proposal["proposal_id"]
+    await refused(running, client, client.approve(pid, entries.sign_approval(ROOTS[0], pid, origin=ORIGIN)),
                   409, "SignedTwice", "")
-    await refused(running, client,
-                  client.approve(proposal["proposal_id"], entries.sign_approval(STRANGER, proposal["proposal_id"])),
+    await refused(running, client, client.approve(pid, entries.sign_approval(STRANGER, pid, origin=ORIGIN)),
                   403, "NotAuthorized", "root key")
 
 

@@ -12,7 +12,7 @@ from cod.ledger import entries
 from cod.ledger.entries import EntryRefused
 from cod.ledger.log import Ledger
 from cod.ledger.state import LedgerState
-from tests.ledger.bkit import (DATA, MOD, MOD2, NODES, OTHER, RESULT, ROOTS, STRANGER, agreeing, blessed_ledger,
+from tests.ledger.bkit import (DATA, MOD, MOD2, NODES, ORIGIN, OTHER, RESULT, ROOTS, STRANGER, agreeing, blessed_ledger,
                                governed, job_of, spec)
 
 
@@ -29,62 +29,63 @@ def snapshot(ledger: Ledger) -> tuple[Any, ...]:
 
 
 def test_moderator_added_at_the_kth_signature(tmp_path: Path) -> None:
-    ledger = Ledger.init(tmp_path / "l", [r.node_id for r in ROOTS], 3)
-    index, pid = ledger.propose(entries.sign_proposal(ROOTS[1], action="add", moderator=MOD.node_id))
+    ledger = Ledger.init(tmp_path / "l", [r.node_id for r in ROOTS], 3, origin=ORIGIN)
+    index, pid = ledger.propose(entries.sign_proposal(ROOTS[1], origin=ORIGIN, action="add", moderator=MOD.node_id))
     assert ledger.proposal(pid)["signatures"] == [ROOTS[1].node_id] and not ledger.proposal(pid)["in_effect"]
-    assert ledger.approve(entries.sign_approval(ROOTS[0], pid))[1] is False
+    assert ledger.approve(entries.sign_approval(ROOTS[0], pid, origin=ORIGIN))[1] is False
     assert ledger.moderators() == []
-    at, in_effect = ledger.approve(entries.sign_approval(ROOTS[2], pid))
+    at, in_effect = ledger.approve(entries.sign_approval(ROOTS[2], pid, origin=ORIGIN))
     assert in_effect and ledger.moderators() == [MOD.node_id]
     assert ledger.proposal(pid)["effective_entry"] == at
-    exc = refused(ledger.approve, entries.sign_approval(ROOTS[0], pid))   # the same bytes again
+    exc = refused(ledger.approve, entries.sign_approval(ROOTS[0], pid, origin=ORIGIN))   # the same bytes again
     assert (exc.status, exc.error) == (409, "Replayed")
-    exc = refused(ledger.approve, entries.sign_approval(ROOTS[1], pid))   # the proposer, after the effect
+    exc = refused(ledger.approve, entries.sign_approval(ROOTS[1], pid, origin=ORIGIN))  # the proposer, after the effect
     assert (exc.status, exc.error) == (409, "AlreadyInEffect")
 
 
 def test_signed_twice_unknown_and_not_root(tmp_path: Path) -> None:
-    ledger = Ledger.init(tmp_path / "l", [r.node_id for r in ROOTS], 2)
-    _, pid = ledger.propose(entries.sign_proposal(ROOTS[0], action="add", moderator=MOD.node_id))
+    ledger = Ledger.init(tmp_path / "l", [r.node_id for r in ROOTS], 2, origin=ORIGIN)
+    _, pid = ledger.propose(entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="add", moderator=MOD.node_id))
     before = snapshot(ledger)
-    exc = refused(ledger.approve, entries.sign_approval(ROOTS[0], pid))   # the proposer again
+    exc = refused(ledger.approve, entries.sign_approval(ROOTS[0], pid, origin=ORIGIN))   # the proposer again
     assert (exc.status, exc.error) == (409, "SignedTwice")
-    exc = refused(ledger.approve, entries.sign_approval(STRANGER, pid))
+    exc = refused(ledger.approve, entries.sign_approval(STRANGER, pid, origin=ORIGIN))
     assert (exc.status, exc.error) == (403, "NotAuthorized")
-    exc = refused(ledger.approve, entries.sign_approval(ROOTS[1], "ab" * 32))
+    exc = refused(ledger.approve, entries.sign_approval(ROOTS[1], "ab" * 32, origin=ORIGIN))
     assert (exc.status, exc.error) == (404, "NotFound")
-    exc = refused(ledger.propose, entries.sign_proposal(MOD, action="add", moderator=MOD.node_id))
+    exc = refused(ledger.propose, entries.sign_proposal(MOD, origin=ORIGIN, action="add", moderator=MOD.node_id))
     assert (exc.status, exc.error) == (403, "NotAuthorized")
     assert snapshot(ledger) == before
 
 
 def test_replayed_proposal_and_no_op_changes(tmp_path: Path) -> None:
     ledger = governed(tmp_path)
-    signed = entries.sign_proposal(ROOTS[0], action="add", moderator=MOD2.node_id)
+    signed = entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="add", moderator=MOD2.node_id)
     ledger.propose(signed)
     exc = refused(ledger.propose, signed)
     assert (exc.status, exc.error) == (409, "Replayed")
-    exc = refused(ledger.propose, entries.sign_proposal(ROOTS[0], action="add", moderator=MOD.node_id))
+    exc = refused(ledger.propose, entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="add", moderator=MOD.node_id))
     assert (exc.status, exc.error) == (409, "AlreadyInEffect")
-    exc = refused(ledger.propose, entries.sign_proposal(ROOTS[0], action="remove", moderator=STRANGER.node_id))
+    exc = refused(ledger.propose, entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="remove",
+                                                        moderator=STRANGER.node_id))
     assert (exc.status, exc.error) == (409, "AlreadyInEffect")
 
 
 def test_two_proposals_for_one_change_the_second_goes_stale(tmp_path: Path) -> None:
     ledger = governed(tmp_path)
-    _, p1 = ledger.propose(entries.sign_proposal(ROOTS[0], action="add", moderator=MOD2.node_id))
-    _, p2 = ledger.propose(entries.sign_proposal(ROOTS[1], action="add", moderator=MOD2.node_id))
-    assert ledger.approve(entries.sign_approval(ROOTS[2], p1))[1]
-    exc = refused(ledger.approve, entries.sign_approval(ROOTS[0], p2))
+    _, p1 = ledger.propose(entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="add", moderator=MOD2.node_id))
+    _, p2 = ledger.propose(entries.sign_proposal(ROOTS[1], origin=ORIGIN, action="add", moderator=MOD2.node_id))
+    assert ledger.approve(entries.sign_approval(ROOTS[2], p1, origin=ORIGIN))[1]
+    exc = refused(ledger.approve, entries.sign_approval(ROOTS[0], p2, origin=ORIGIN))
     assert (exc.status, exc.error) == (409, "Stale")
 
 
 def test_removed_moderator_cannot_sign(tmp_path: Path) -> None:
     ledger = blessed_ledger(tmp_path)
-    _, pid = ledger.propose(entries.sign_proposal(ROOTS[2], action="remove", moderator=MOD.node_id))
-    ledger.approve(entries.sign_approval(ROOTS[0], pid))
+    _, pid = ledger.propose(entries.sign_proposal(ROOTS[2], origin=ORIGIN, action="remove", moderator=MOD.node_id))
+    ledger.approve(entries.sign_approval(ROOTS[0], pid, origin=ORIGIN))
     assert ledger.moderators() == []
-    exc = refused(ledger.bless, [entries.sign_bless_batch(MOD, {OTHER: []})])
+    exc = refused(ledger.bless, [entries.sign_bless_batch(MOD, {OTHER: []}, origin=ORIGIN)])
     assert (exc.status, exc.error) == (403, "NotAuthorized")
     assert OTHER not in ledger.state.blessed
 
@@ -100,7 +101,7 @@ def approve(job: str, eligibility: int, supersedes: int | None = None, who: Any 
     fields = dict(job=job, result=RESULT, action="approve", datacap=1 << 40, reason="useful",
                   eligibility=eligibility, supersedes=supersedes)
     fields.update(over)
-    return entries.sign_decision(who, **fields)
+    return entries.sign_decision(who, origin=ORIGIN, **fields)
 
 
 def test_decisions_supersede_by_new_entries_never_edits(tmp_path: Path) -> None:
@@ -168,7 +169,7 @@ def test_evidence_judged_again_after_a_blessing(tmp_path: Path) -> None:
     s = spec(DATA, OTHER)
     _, j, _ = ledger.report_evidence(s, agreeing(s))
     assert not j.eligible
-    ledger.bless([entries.sign_bless_batch(MOD, {OTHER: [1]})])
+    ledger.bless([entries.sign_bless_batch(MOD, {OTHER: [1]}, origin=ORIGIN)])
     index, j, new = ledger.report_evidence(s, agreeing(s))
     assert j.eligible and new and ledger.queue()[0]["entry"] == index
 
@@ -176,8 +177,8 @@ def test_evidence_judged_again_after_a_blessing(tmp_path: Path) -> None:
 def test_refused_leaf_changes_nothing_and_rollback_undoes_a_batch(tmp_path: Path) -> None:
     ledger = blessed_ledger(tmp_path)
     before = snapshot(ledger)
-    good = entries.sign_bless_batch(MOD, {OTHER: [1]})
-    bad = entries.sign_bless_batch(STRANGER, {NODES_CID: [1]})
+    good = entries.sign_bless_batch(MOD, {OTHER: [1]}, origin=ORIGIN)
+    bad = entries.sign_bless_batch(STRANGER, {NODES_CID: [1]}, origin=ORIGIN)
     exc = refused(ledger.bless, [good, bad])
     assert exc.error == "NotAuthorized"
     assert snapshot(ledger) == before and OTHER not in ledger.state.blessed
