@@ -88,6 +88,7 @@ class LedgerState:
         self.size = 0
         self.seen: set[bytes] = set()
         self.moderators: dict[str, int] = {}           # ID -> leaf that made it a moderator
+        self.changed: dict[str, int] = {}              # ID -> leaf of the latest change of it (added or removed)
         self.blessed: dict[str, int] = {}              # CID -> first bless batch leaf
         self.blessings: dict[str, tuple[BlessingRecord, ...]] = {}   # CID -> every blessing, in leaf order
         self.eligibility: dict[str, EligibilityRecord] = {}   # job -> latest
@@ -340,6 +341,7 @@ class LedgerState:
             self._put(self.moderators, rec.moderator, index)
         else:
             self._pop(self.moderators, rec.moderator)
+        self._put(self.changed, rec.moderator, index)
         return [("moderator_changes", (rec.moderator, rec.action, pid, index))]
 
     def _proposal(self, index: int, kind: str, p: Proposal) -> list[Row]:
@@ -361,13 +363,20 @@ class LedgerState:
     def stale_reason(self, rec: ProposalRecord, approval_kind: str | None = None) -> str | None:
         """Why an open proposal can no longer take effect (SPEC.md 12.6, staleness), or None.
 
-        A proposal is stale while its change no longer applies; a v1 proposal (replayed from an old
-        log) is always stale to a v2 approval (only v1 approvals, never appended again, approve it).
+        A v2 proposal is stale once a change of its moderator took effect at a leaf after the
+        proposal's own (whatever proposal made it): a proposal counts signatures for the moderator
+        set it was made against, never for a later one. A v1 proposal (replayed from an old log) is
+        stale, as v1 said, while its change no longer applies; and to a v2 approval it is always
+        stale (only v1 approvals, which are never appended again, approve it).
         """
+        changed = self.changed.get(rec.moderator)
         old = rec.kind in OLD_KINDS
         if approval_kind is not None and (approval_kind in OLD_KINDS) != old:
             return (f"it is a {rec.kind} proposal and this is a {approval_kind} approval" if not old else
                     f"it is a {rec.kind} proposal, which names no ledger: propose the change again")
+        if not old and changed is not None and changed > rec.entry:
+            return f"{rec.moderator} was {'added' if rec.moderator in self.moderators else 'removed'} at entry " \
+                   f"{changed}, after the proposal (entry {rec.entry})"
         if not self._change_applies(rec.action, rec.moderator):
             return f"{rec.moderator} is {'already' if rec.action == 'add' else 'no longer'} a moderator"
         return None

@@ -3,6 +3,7 @@ JSON body naming the problem, and nothing stored (the tree size and the checkpoi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,8 @@ from cod.ledger import entries
 from cod.ledger.client import LedgerClient
 from cod.ledger.server import RunningLedger, start_ledger
 
-from .bkit import (DATA, MOD, MOD2, NODES, ORIGIN, OTHER, RESULT, ROOTS, STRANGER, agreeing, blessed_ledger, job_of,
-                   spec, statement)
+from .bkit import (DATA, MOD, MOD2, NODES, ORIGIN, OTHER, RESULT, ROOTS, STRANGER, agreeing, blessed_ledger, governed,
+                   job_of, spec, statement)
 
 
 @pytest.fixture
@@ -117,6 +118,35 @@ async def test_a_proposal_signed_twice_by_one_key_is_refused(served: Any) -> Non
                   409, "SignedTwice", "")
     await refused(running, client, client.approve(pid, entries.sign_approval(STRANGER, pid, origin=ORIGIN)),
                   403, "NotAuthorized", "root key")
+
+
+async def test_the_same_approval_posted_many_times_at_once_counts_once(tmp_path: Path) -> None:
+    # issue 19 point 20: K = 3, so an approval counted twice would put the change in effect
+    ledger = governed(tmp_path, threshold=3)
+    pid = ledger.propose(entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="add", moderator=MOD2.node_id))[1]
+    ledger.close()
+    running = await start_ledger(tmp_path / "ledger")
+    try:
+        size = running.ledger.size
+        approval = entries.sign_approval(ROOTS[1], pid, origin=ORIGIN)
+        async with aiohttp.ClientSession() as session:
+            async def post() -> tuple[int, Any]:
+                async with session.post(f"{running.url}/v1/moderators/proposals/{pid}/approvals",
+                                        json=approval) as response:
+                    return response.status, await response.json()
+            answers = await asyncio.gather(*(post() for _ in range(8)))
+        statuses = sorted(status for status, _ in answers)
+        assert statuses == [201] + [409] * 7, answers
+        assert {body["error"] for status, body in answers if status == 409} == {"Replayed"}
+        assert [body["in_effect"] for status, body in answers if status == 201] == [False]
+        assert running.ledger.size == size + 1 and running.ledger.moderators() == [MOD.node_id]
+        assert running.ledger.proposal(pid)["signatures"] == [ROOTS[0].node_id, ROOTS[1].node_id]
+        # the third distinct root key is the one that puts it in effect
+        client = LedgerClient(running.url)
+        assert (await client.approve(pid, entries.sign_approval(ROOTS[2], pid, origin=ORIGIN)))["in_effect"]
+        assert running.ledger.moderators() == sorted([MOD.node_id, MOD2.node_id])
+    finally:
+        await running.stop()
 
 
 async def test_malformed_and_oversized_bodies_are_refused_as_json(served: Any) -> None:

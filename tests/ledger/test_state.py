@@ -80,6 +80,58 @@ def test_two_proposals_for_one_change_the_second_goes_stale(tmp_path: Path) -> N
     assert (exc.status, exc.error) == (409, "Stale")
 
 
+def propose(ledger: Ledger, root: Any, action: str, who: Any) -> str:
+    return ledger.propose(entries.sign_proposal(root, origin=ORIGIN, action=action, moderator=who.node_id))[1]
+
+
+def approve_change(ledger: Ledger, root: Any, pid: str) -> tuple[int, bool]:
+    return ledger.approve(entries.sign_approval(root, pid, origin=ORIGIN))
+
+
+def test_a_stale_proposal_cannot_re_add_a_removed_moderator(tmp_path: Path) -> None:
+    # issue 19 point 20, the exact sequence: K = 2 of 3; an "add M" stays pending through M's add and removal
+    ledger = Ledger.init(tmp_path / "ledger", [r.node_id for r in ROOTS], 2, origin=ORIGIN)
+    old = propose(ledger, ROOTS[0], "add", MOD2)                       # leaf 1, 1 of 2 signatures
+    added = propose(ledger, ROOTS[1], "add", MOD2)                     # leaf 2
+    assert approve_change(ledger, ROOTS[2], added) == (3, True)        # MOD2 added at leaf 3
+    removed = propose(ledger, ROOTS[1], "remove", MOD2)                # leaf 4
+    assert approve_change(ledger, ROOTS[2], removed) == (5, True)      # MOD2 removed at leaf 5
+    assert ledger.moderators() == []
+    before = snapshot(ledger)
+    exc = refused(approve_change, ledger, ROOTS[1], old)               # one more signature, later
+    assert (exc.status, exc.error) == (409, "Stale"), exc.message
+    assert f"{MOD2.node_id} was removed at entry 5, after the proposal (entry 1)" in exc.message
+    assert snapshot(ledger) == before and ledger.moderators() == []
+    exc = refused(approve_change, ledger, ROOTS[2], old)
+    assert exc.error == "Stale"
+    # a proposal made after the change counts as before: the root keys can still re-add MOD2, with K signatures
+    again = propose(ledger, ROOTS[0], "add", MOD2)
+    assert approve_change(ledger, ROOTS[1], again)[1] and ledger.moderators() == [MOD2.node_id]
+    # the replay (a restart) and the audit apply the same rule to the log
+    ledger.close()
+    reopened = Ledger.open(tmp_path / "ledger")
+    assert reopened.moderators() == [MOD2.node_id]
+    assert refused(approve_change, reopened, ROOTS[1], old).error == "Stale"
+
+
+def test_a_stale_removal_cannot_remove_a_re_added_moderator(tmp_path: Path) -> None:
+    ledger = governed(tmp_path)                                         # MOD a moderator, K = 2 of 3
+    old = propose(ledger, ROOTS[0], "remove", MOD)
+    approve_change(ledger, ROOTS[2], propose(ledger, ROOTS[1], "remove", MOD))
+    approve_change(ledger, ROOTS[2], propose(ledger, ROOTS[1], "add", MOD))
+    assert ledger.moderators() == [MOD.node_id]
+    exc = refused(approve_change, ledger, ROOTS[1], old)
+    assert (exc.status, exc.error) == (409, "Stale") and "was added at entry" in exc.message
+    assert ledger.moderators() == [MOD.node_id]
+
+
+def test_a_change_of_another_moderator_leaves_a_proposal_open(tmp_path: Path) -> None:
+    ledger = governed(tmp_path)
+    pending = propose(ledger, ROOTS[0], "add", MOD2)
+    approve_change(ledger, ROOTS[2], propose(ledger, ROOTS[1], "remove", MOD))
+    assert approve_change(ledger, ROOTS[1], pending)[1] and ledger.moderators() == [MOD2.node_id]
+
+
 def test_removed_moderator_cannot_sign(tmp_path: Path) -> None:
     ledger = blessed_ledger(tmp_path)
     _, pid = ledger.propose(entries.sign_proposal(ROOTS[2], origin=ORIGIN, action="remove", moderator=MOD.node_id))
