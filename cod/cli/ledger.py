@@ -352,6 +352,7 @@ def list_(ledger_url: str | None, out: Output) -> None:
     lines = [f"moderator {m}" for m in answer["moderators"]] or ["(no moderators)"]
     lines += [f"proposal {p['proposal_id']}: {p['action']} {p['moderator']}, "
               f"{len(p['signatures'])} signature(s){', in effect' if p['in_effect'] else ''}"
+              f"{', stale (propose it again)' if p.get('stale') else ''}"
               for p in answer["proposals"]]
     show(out, answer, "\n".join(lines))
 

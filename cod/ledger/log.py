@@ -545,7 +545,8 @@ class Ledger:
         with self._lock:
             return [{"proposal_id": pid, "action": p.action, "moderator": p.moderator, "entry": p.entry,
                      "signatures": list(p.signers), "in_effect": p.in_effect is not None,
-                     "effective_entry": p.in_effect}
+                     "effective_entry": p.in_effect,
+                     "stale": p.in_effect is None and self._state.stale_reason(p, APPROVAL) is not None}
                     for pid, p in sorted(self._state.proposals.items(), key=lambda kv: kv[1].entry)]
 
     def proposal(self, pid: str) -> dict[str, Any]:

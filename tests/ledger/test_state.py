@@ -102,6 +102,7 @@ def test_a_stale_proposal_cannot_re_add_a_removed_moderator(tmp_path: Path) -> N
     assert (exc.status, exc.error) == (409, "Stale"), exc.message
     assert f"{MOD2.node_id} was removed at entry 5, after the proposal (entry 1)" in exc.message
     assert snapshot(ledger) == before and ledger.moderators() == []
+    assert ledger.proposal(old)["stale"] is True and ledger.proposal(removed)["stale"] is False
     exc = refused(approve_change, ledger, ROOTS[2], old)
     assert exc.error == "Stale"
     # a proposal made after the change counts as before: the root keys can still re-add MOD2, with K signatures
@@ -129,6 +130,7 @@ def test_a_change_of_another_moderator_leaves_a_proposal_open(tmp_path: Path) ->
     ledger = governed(tmp_path)
     pending = propose(ledger, ROOTS[0], "add", MOD2)
     approve_change(ledger, ROOTS[2], propose(ledger, ROOTS[1], "remove", MOD))
+    assert ledger.proposal(pending)["stale"] is False
     assert approve_change(ledger, ROOTS[1], pending)[1] and ledger.moderators() == [MOD2.node_id]
 
 
