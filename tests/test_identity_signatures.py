@@ -71,7 +71,7 @@ def test_s_plus_l_is_refused_by_every_path_that_checks_a_signature() -> None:
     with pytest.raises(BadSignature):
         SignedStatement(statement, _malleated(signed.signature)).verify("bagaaierajob", identity.node_id)
     # a ledger entry (governance, decisions, blessings, refusals are all Signed)
-    entry = sign_approval(identity, "a" * 64)
+    entry = sign_approval(identity, "a" * 64, origin="example.com/ledger")
     parse_signed(entry).verify()
     forged = dict(entry, signature=base64.b64encode(_malleated(base64.b64decode(entry["signature"]))).decode())
     with pytest.raises(EntryRefused):

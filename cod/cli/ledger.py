@@ -53,6 +53,21 @@ def trusted_key(connection: Any, vkey: str | None) -> Any:
     return trust.trusted(connection.url, answered, pinned, how)
 
 
+def trusted_origin(connection: Any) -> str:
+    """The origin to sign for: the name of the log key trusted for ``connection`` (trusted_key:
+    pinned, saved, else trusted on first use), so that a proxy answering another ledger's
+    /v1/info cannot make a root key holder sign for that ledger."""
+    from ..errors import AuditFailed
+    from ..ledger.note import parse_vkey
+
+    origin = call(connection.origin())
+    trusted = trusted_key(connection, None)
+    if parse_vkey(trusted.vkey)[0] != origin:
+        raise AuditFailed([f"the ledger at {connection.url} names origin {origin!r}, not the name of the key "
+                           f"{trusted.how}"], "check --ledger; nothing was signed")
+    return str(origin)
+
+
 def json_option(command: Any) -> Any:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)
 
@@ -354,7 +369,7 @@ def bless_import(file: str, key: str | None, fmt: str, ledger_url: str | None, a
                          or "the file is empty")
     signer = identity(key, "moderator_key")
     connection = client(ledger_url)
-    batches = entries.bless_batches(signer, found.mapping(), found.source)
+    batches = entries.bless_batches(signer, found.mapping(), found.source, origin=trusted_origin(connection))
     answer: dict[str, Any] = {"entries": []}
     per_request = 16
     for start in range(0, len(batches), per_request):
@@ -399,8 +414,10 @@ def propose(action: str, moderator_id: str, key: str, ledger_url: str | None, as
     """
     from ..ledger import entries
 
-    answer = call(client(ledger_url).propose(entries.sign_proposal(identity(key), action=action,
-                                                                   moderator=moderator_id)))
+    connection = client(ledger_url)
+    signed = entries.sign_proposal(identity(key), origin=trusted_origin(connection), action=action,
+                                   moderator=moderator_id)
+    answer = call(connection.propose(signed))
     emit(answer, as_json, _proposal_text(answer))
 
 
@@ -421,11 +438,12 @@ def approve(proposal_id: str, key: str, ledger_url: str | None, as_json: bool) -
 
     signer = identity(key)
     connection = client(ledger_url)
+    origin = trusted_origin(connection)
     statement = _proposal_statement(connection, proposal_id)
-    click.echo(printable(f"signing as root key holder {signer.node_id}: approve proposal {proposal_id}: "
-                         f"{statement.get('action')} moderator {statement.get('moderator')}, proposed by "
-                         f"{statement.get('proposer')}"), err=True)
-    answer = call(connection.approve(proposal_id, entries.sign_approval(signer, proposal_id)))
+    click.echo(printable(f"signing as root key holder {signer.node_id} for ledger {origin}: approve proposal "
+                         f"{proposal_id}: {statement.get('action')} moderator {statement.get('moderator')}, "
+                         f"proposed by {statement.get('proposer')}"), err=True)
+    answer = call(connection.approve(proposal_id, entries.sign_approval(signer, proposal_id, origin=origin)))
     emit(answer, as_json, _proposal_text(answer))
 
 
@@ -474,6 +492,7 @@ def list_(ledger_url: str | None, out: Output) -> None:
     lines = [f"moderator {m}" for m in answer["moderators"]] or ["(no moderators)"]
     lines += [f"proposal {p['proposal_id']}: {p['action']} {p['moderator']}, "
               f"{len(p['signatures'])} signature(s){', in effect' if p['in_effect'] else ''}"
+              f"{', stale (propose it again)' if p.get('stale') else ''}"
               for p in answer["proposals"]]
     show(out, answer, "\n".join(lines))
 

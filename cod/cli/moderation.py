@@ -184,6 +184,7 @@ def _decide(job: str, action: str, datacap: int, reason: str, key: str | None, l
     """Sign a decision on what the log holds, not on what the ledger answered: the job asked for, its
     eligibility entry proved against the log's key, then shown, then signed and posted."""
     from ..ledger import entries
+    from ..ledger.note import parse_vkey
     from .ledger import trusted_key
 
     connection = client(ledger_url)
@@ -198,14 +199,15 @@ def _decide(job: str, action: str, datacap: int, reason: str, key: str | None, l
     if not isinstance(result, str):
         raise AuditFailed([f"eligibility leaf {entry} of job {record['job']} names no result"], HINT)
     supersedes = _supersedes(connection, record, trust.vkey)
-    lines = [f"signing as moderator {signer.node_id}:", f"  job:         {record['job']}",
+    origin = parse_vkey(trust.vkey)[0]  # the log's name, from the key this check trusts (not the answer)
+    lines = [f"signing as moderator {signer.node_id} for ledger {origin}:", f"  job:         {record['job']}",
              f"  result:      {result}",
              f"  decision:    {action}" + (f" with {datacap} bytes ({_tib(datacap)}) of DataCap"
                                           if action == "approve" else ""),
              f"  eligibility: entry {entry}, proved in the log under its key {trust.vkey} ({trust.how})",
              f"  supersedes:  {'entry ' + str(supersedes) if supersedes is not None else 'none'}"]
     click.echo("\n".join(printable(line) for line in lines), err=True)
-    signed = entries.sign_decision(signer, job=record["job"], result=result, action=action,
+    signed = entries.sign_decision(signer, origin=origin, job=record["job"], result=result, action=action,
                                    datacap=datacap, reason=reason, eligibility=entry, supersedes=supersedes)
     answer = call(connection.decide(signed))
     emit({"job": record["job"], "action": action, "datacap": datacap, "result": result, **answer}, as_json,

@@ -139,6 +139,24 @@ class LedgerClient:
     async def info(self) -> dict[str, Any]:
         return await self._json("GET", "/v1/info")
 
+    async def origin(self) -> str:
+        """The ledger's origin (GET /v1/info), which every statement signed for it names (SPEC.md 12.4).
+
+        The answer must be an origin (a signed-note key name) and the name of the answered vkey;
+        else LedgerRefused "BadAnswer".
+        """
+        from .entries import EntryRefused, check_origin
+
+        info = await self.info()
+        origin, vkey = info.get("origin"), info.get("vkey")
+        try:
+            check_origin(origin)
+        except EntryRefused as exc:
+            raise self._bad(200, f"an origin that is not usable ({exc.message})") from None
+        if not isinstance(vkey, str) or not vkey.startswith(f"{origin}+"):
+            raise self._bad(200, f"an origin ({clean(str(origin), 100)}) that is not the name of its vkey")
+        return str(origin)
+
     async def input(self, cid: str) -> dict[str, Any]:
         """Whether ``cid`` is blessed: {"cid", "blessed", "blessings"}."""
         return await self._json("GET", f"/v1/inputs/{segment(cid)}")

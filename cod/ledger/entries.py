@@ -7,6 +7,11 @@ canonical JSON of "statement". Parsing is strict: unknown or missing fields, wro
 is not an int), oversize or non-canonical values are refused with ``EntryRefused`` (a
 ``LedgerRefused``) carrying the HTTP status and error name the service answers.
 
+The statements of a ledger's moderators and root key holders (bless, decision, proposal,
+approval) name the ledger: their v2 kinds carry its ``origin``, so a statement signed for one
+ledger is refused by every other (SPEC.md 12.4, "Versions"). Their v1 kinds, which name no
+ledger, stay valid in a log that holds them (``OLD_KINDS``), but are never appended again.
+
 The ``sign_*`` helpers make signed statements the way the CLI, the node and the tests do.
 """
 
@@ -29,15 +34,22 @@ from ..identity import Identity, node_id_of, public_key_of, signature_valid
 from ..jobspec import canonical_json
 
 GENESIS = "cod/ledger/genesis/v1"
-BLESS = "cod/ledger/bless/v1"
 ELIGIBILITY = "cod/ledger/eligibility/v1"
-DECISION = "cod/ledger/decision/v1"
-PROPOSAL = "cod/ledger/proposal/v1"
-APPROVAL = "cod/ledger/approval/v1"
-REFUSAL = "cod/ledger/refusal/v1"
-KINDS = (GENESIS, BLESS, ELIGIBILITY, DECISION, PROPOSAL, APPROVAL, REFUSAL)
-SIGNED_KINDS = (BLESS, DECISION, PROPOSAL, APPROVAL, REFUSAL)
-SIGNER_FIELD = {BLESS: "signer", DECISION: "moderator", PROPOSAL: "proposer", APPROVAL: "approver", REFUSAL: "node"}
+BLESS = "cod/ledger/bless/v2"
+DECISION = "cod/ledger/decision/v2"
+PROPOSAL = "cod/ledger/proposal/v2"
+APPROVAL = "cod/ledger/approval/v2"
+REFUSAL = "cod/ledger/refusal/v1"        # a node's statement about a job, not about a ledger: no origin
+BLESS_V1 = "cod/ledger/bless/v1"
+DECISION_V1 = "cod/ledger/decision/v1"
+PROPOSAL_V1 = "cod/ledger/proposal/v1"
+APPROVAL_V1 = "cod/ledger/approval/v1"
+OLD_KINDS = {BLESS_V1: BLESS, DECISION_V1: DECISION, PROPOSAL_V1: PROPOSAL, APPROVAL_V1: APPROVAL}
+"""Kinds that name no ledger -> the kind that replaced them: replayed from a log, never appended again."""
+KINDS = (GENESIS, BLESS, ELIGIBILITY, DECISION, PROPOSAL, APPROVAL, REFUSAL, *OLD_KINDS)
+SIGNED_KINDS = (BLESS, DECISION, PROPOSAL, APPROVAL, REFUSAL, *OLD_KINDS)
+SIGNER_FIELD = {BLESS: "signer", DECISION: "moderator", PROPOSAL: "proposer", APPROVAL: "approver", REFUSAL: "node",
+                BLESS_V1: "signer", DECISION_V1: "moderator", PROPOSAL_V1: "proposer", APPROVAL_V1: "approver"}
 
 MAX_LEAF_BYTES = 0xFFFF          # an entry bundle's 2-byte length prefix (C2SP tlog-tiles)
 MAX_REASON_CHARS = 1000
@@ -255,6 +267,7 @@ class Bless:
     nonce: str
     source: str
     inputs: tuple[BlessInput, ...]
+    origin: str | None          # None: a v1 batch, which names no ledger
 
 
 @dataclass(frozen=True)
@@ -267,6 +280,7 @@ class Decision:
     moderator: str
     eligibility: int
     supersedes: int | None
+    origin: str | None
 
 
 @dataclass(frozen=True)
@@ -276,12 +290,14 @@ class Proposal:
     proposer: str
     nonce: str
     proposal_id: str
+    origin: str | None
 
 
 @dataclass(frozen=True)
 class Approval:
     proposal: str
     approver: str
+    origin: str | None
 
 
 @dataclass(frozen=True)
@@ -306,6 +322,11 @@ class Signed:
     body: Body
     signer: str
     signature: bytes
+
+    @property
+    def origin(self) -> str | None:
+        """The ledger the statement names (None: a kind that names none, a refusal or a v1 kind)."""
+        return None if isinstance(self.body, Refusal) else self.body.origin
 
     def to_json(self) -> dict[str, Any]:
         return {"type": self.kind, "statement": self.statement,
@@ -342,11 +363,17 @@ class Eligibility:
 Entry = Union[Genesis, Signed, Eligibility]
 
 
-def _parse_genesis(obj: Any) -> Genesis:
-    o = _fields(obj, ("type", "origin", "log_key", "root_keys", "threshold"), "the genesis entry")
-    origin = check_text(o["origin"], "origin", MAX_ORIGIN_CHARS)
+def check_origin(value: Any) -> str:
+    """A log's origin: 1 to 255 characters, no control character, white space or '+' (a signed-note key name)."""
+    origin = check_text(value, "origin", MAX_ORIGIN_CHARS)
     if any(c.isspace() or c == "+" for c in origin):
         raise bad("origin holds white space or '+'", "a log's origin is a key name (C2SP signed-note)")
+    return origin
+
+
+def _parse_genesis(obj: Any) -> Genesis:
+    o = _fields(obj, ("type", "origin", "log_key", "root_keys", "threshold"), "the genesis entry")
+    origin = check_origin(o["origin"])
     log_key = check_text(o["log_key"], "log_key", 400)
     keys = _list(o["root_keys"], "root_keys", 1, MAX_ROOT_KEYS)
     for n, key in enumerate(keys):
@@ -356,8 +383,18 @@ def _parse_genesis(obj: Any) -> Genesis:
     return Genesis(origin, log_key, tuple(keys), threshold)
 
 
+def _origin_of(s: Mapping[str, Any]) -> str | None:
+    """The statement's origin (a v2 kind), or None for a v1 kind (whose fields list no origin)."""
+    return check_origin(s["origin"]) if s["type"] not in OLD_KINDS else None
+
+
+def _with_origin(s: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str, ...]:
+    """The fields of a statement: the v1 fields, and "origin" (last) for the v2 kind."""
+    return names if s.get("type") in OLD_KINDS else names + ("origin",)
+
+
 def _parse_bless(s: Mapping[str, Any]) -> Bless:
-    _fields(s, ("type", "signer", "nonce", "source", "inputs"), "the bless statement")
+    _fields(s, _with_origin(s, ("type", "signer", "nonce", "source", "inputs")), "the bless statement")
     items = _list(s["inputs"], "inputs", 1, MAX_BLESS_INPUTS)
     inputs = []
     for n, item in enumerate(items):
@@ -370,12 +407,12 @@ def _parse_bless(s: Mapping[str, Any]) -> Bless:
         inputs.append(BlessInput(cid, tuple(deals)))
     check_sorted_distinct([i.cid for i in inputs], "inputs (by cid)")
     return Bless(check_id(s["signer"], "signer"), check_nonce(s["nonce"]),
-                 check_choice(s["source"], "source", SOURCES), tuple(inputs))
+                 check_choice(s["source"], "source", SOURCES), tuple(inputs), _origin_of(s))
 
 
 def _parse_decision(s: Mapping[str, Any]) -> Decision:
-    _fields(s, ("type", "job", "result", "action", "datacap", "reason", "moderator", "eligibility",
-                "supersedes"), "the decision statement")
+    _fields(s, _with_origin(s, ("type", "job", "result", "action", "datacap", "reason", "moderator", "eligibility",
+                                "supersedes")), "the decision statement")
     action = check_choice(s["action"], "action", ACTIONS)
     datacap = s["datacap"]
     if type(datacap) is not int or (action == "approve" and not 1 <= datacap <= MAX_DATACAP) or (
@@ -388,21 +425,22 @@ def _parse_decision(s: Mapping[str, Any]) -> Decision:
         check_int(supersedes, "supersedes", 1, MAX_INDEX)
     return Decision(check_cid(s["job"], "job"), check_cid(s["result"], "result"), action, datacap,
                     check_text(s["reason"], "reason"), check_id(s["moderator"], "moderator"),
-                    check_int(s["eligibility"], "eligibility", 1, MAX_INDEX), supersedes)
+                    check_int(s["eligibility"], "eligibility", 1, MAX_INDEX), supersedes, _origin_of(s))
 
 
 def _parse_proposal(s: Mapping[str, Any]) -> Proposal:
-    _fields(s, ("type", "action", "moderator", "proposer", "nonce"), "the proposal statement")
+    _fields(s, _with_origin(s, ("type", "action", "moderator", "proposer", "nonce")), "the proposal statement")
     return Proposal(check_choice(s["action"], "action", CHANGES), check_id(s["moderator"], "moderator"),
-                    check_id(s["proposer"], "proposer"), check_nonce(s["nonce"]), proposal_id_of(dict(s)))
+                    check_id(s["proposer"], "proposer"), check_nonce(s["nonce"]), proposal_id_of(dict(s)),
+                    _origin_of(s))
 
 
 def _parse_approval(s: Mapping[str, Any]) -> Approval:
-    _fields(s, ("type", "proposal", "approver"), "the approval statement")
+    _fields(s, _with_origin(s, ("type", "proposal", "approver")), "the approval statement")
     proposal = s["proposal"]
     if not isinstance(proposal, str) or len(proposal) != 64 or any(c not in "0123456789abcdef" for c in proposal):
         raise bad("proposal is not a proposal ID (64 lowercase hex digits)")
-    return Approval(proposal, check_id(s["approver"], "approver"))
+    return Approval(proposal, check_id(s["approver"], "approver"), _origin_of(s))
 
 
 def _parse_refusal(s: Mapping[str, Any]) -> Refusal:
@@ -416,19 +454,27 @@ def _parse_refusal(s: Mapping[str, Any]) -> Refusal:
                    check_nonce(s["nonce"]))
 
 
-_PARSERS: dict[str, Callable[[Mapping[str, Any]], Body]] = {BLESS: _parse_bless, DECISION: _parse_decision, PROPOSAL: _parse_proposal,
-            APPROVAL: _parse_approval, REFUSAL: _parse_refusal}
+_PARSERS: dict[str, Callable[[Mapping[str, Any]], Body]] = {
+    BLESS: _parse_bless, DECISION: _parse_decision, PROPOSAL: _parse_proposal, APPROVAL: _parse_approval,
+    REFUSAL: _parse_refusal, BLESS_V1: _parse_bless, DECISION_V1: _parse_decision, PROPOSAL_V1: _parse_proposal,
+    APPROVAL_V1: _parse_approval}
+
+
+def current_kind(kind: str) -> str:
+    """The kind that ``kind`` is a version of, as appended today (``kind`` itself unless it is old)."""
+    return OLD_KINDS.get(kind, kind)
 
 
 def parse_signed(obj: Any, kind: str | None = None) -> Signed:
     """A signed entry as received (``{"type","statement","signature"}``), checked field by field.
 
-    ``kind``, when given, is the only kind accepted. The signature is decoded, not verified
+    ``kind``, when given, is the only kind accepted, with its old versions (the state machine
+    refuses those in a new append: ``check_new``). The signature is decoded, not verified
     (``Signed.verify``). Raises EntryRefused 400 "BadEntry" naming the first problem.
     """
     o = _fields(obj, ("type", "statement", "signature"), "the signed entry")
     entry_kind = o["type"]
-    if entry_kind not in SIGNED_KINDS or (kind is not None and entry_kind != kind):
+    if entry_kind not in SIGNED_KINDS or (kind is not None and current_kind(entry_kind) != kind):
         want = kind or ", ".join(SIGNED_KINDS)
         raise bad(f"type {str(entry_kind)[:60]!r} is not {want}")
     statement = o["statement"]
@@ -437,6 +483,29 @@ def parse_signed(obj: Any, kind: str | None = None) -> Signed:
     body = _PARSERS[entry_kind](statement)
     signer = str(statement[SIGNER_FIELD[entry_kind]])
     return Signed(entry_kind, statement, body, signer, check_signature(o["signature"]))
+
+
+def check_new(entry: Signed, origin: str) -> None:
+    """Refuse a signed entry that a ledger of ``origin`` must not append today (SPEC.md 12.4, "Versions").
+
+    422 "OldKind" for a kind that names no ledger (v1; only replayed from a log that holds it),
+    422 "WrongLedger" for a statement that names another ledger's origin.
+    """
+    if entry.kind in OLD_KINDS:
+        raise EntryRefused(422, "OldKind", f"{entry.kind} statements name no ledger and are no longer appended",
+                           f"sign a {OLD_KINDS[entry.kind]} statement, whose \"origin\" is this ledger's "
+                           f"({origin}): an up-to-date cod signs those")
+    check_origin_is(entry, origin)
+
+
+def check_origin_is(entry: Signed, origin: str) -> None:
+    """Refuse (422 "WrongLedger") a statement naming a ledger other than ``origin``; v1 kinds name none."""
+    named = entry.origin
+    if named is not None and named != origin:
+        raise EntryRefused(422, "WrongLedger", f"the {entry.kind} statement was signed for the ledger "
+                           f"{named[:MAX_ORIGIN_CHARS]!r}, not for this one ({origin!r})",
+                           "a statement counts only on the ledger it names: sign one for this ledger's origin "
+                           "(GET /v1/info)")
 
 
 def _parse_eligibility(obj: Any) -> Eligibility:
@@ -537,8 +606,11 @@ def proposal_id_of(statement: dict[str, Any]) -> str:
 
 # --- signing helpers (CLI, node, tests) --------------------------------------------------------
 
-def _signed(identity: Identity, kind: str, statement: dict[str, Any]) -> dict[str, Any]:
+def _signed(identity: Identity, kind: str, statement: dict[str, Any], origin: str | None = None) -> dict[str, Any]:
+    """``statement`` of ``kind`` signed by ``identity``; ``origin`` (the ledger's) is required by the v2 kinds."""
     statement = {"type": kind, **statement}
+    if kind in OLD_KINDS.values():
+        statement["origin"] = check_origin(origin)
     signature = identity.sign(canonical_json(statement))
     return {"type": kind, "statement": statement, "signature": base64.b64encode(signature).decode()}
 
@@ -548,15 +620,17 @@ def new_nonce() -> str:
 
 
 def sign_bless_batch(identity: Identity, inputs: Mapping[str, list[int]], source: str = "list",
-                     nonce: str | None = None) -> dict[str, Any]:
-    """A bless batch signed by a moderator: ``inputs`` maps CID -> deal IDs (sorted here)."""
+                     nonce: str | None = None, *, origin: str) -> dict[str, Any]:
+    """A bless batch signed by a moderator for the ledger ``origin``: ``inputs`` maps CID -> deal IDs (sorted here)."""
     items = [{"cid": cid, "deals": sorted(set(deals))} for cid, deals in sorted(inputs.items())]
     return _signed(identity, BLESS, {"signer": identity.node_id, "nonce": nonce or new_nonce(), "source": source,
-                                     "inputs": items})
+                                     "inputs": items}, origin)
 
 
-def bless_batches(identity: Identity, inputs: Mapping[str, list[int]], source: str = "list") -> list[dict[str, Any]]:
-    """Signed bless batches covering ``inputs`` (CID -> deals), in CID order, each a leaf that fits.
+def bless_batches(identity: Identity, inputs: Mapping[str, list[int]], source: str = "list", *,
+                  origin: str) -> list[dict[str, Any]]:
+    """Signed bless batches for the ledger ``origin`` covering ``inputs`` (CID -> deals), in CID order, each
+    a leaf that fits.
 
     A batch takes inputs while it holds at most MAX_BLESS_INPUTS and its leaf stays within
     MAX_LEAF_BYTES (about 700 inputs with one deal each). Raises EntryRefused 413 for one input
@@ -568,7 +642,7 @@ def bless_batches(identity: Identity, inputs: Mapping[str, list[int]], source: s
     while start < len(items):
         end = min(len(items), start + MAX_BLESS_INPUTS)
         while True:
-            batch = sign_bless_batch(identity, dict(items[start:end]), source)
+            batch = sign_bless_batch(identity, dict(items[start:end]), source, origin=origin)
             if len(canonical_json(batch)) <= MAX_LEAF_BYTES:
                 break
             if end - start == 1:
@@ -579,23 +653,25 @@ def bless_batches(identity: Identity, inputs: Mapping[str, list[int]], source: s
     return batches
 
 
-def sign_decision(identity: Identity, *, job: str, result: str, action: str, datacap: int, reason: str,
+def sign_decision(identity: Identity, *, origin: str, job: str, result: str, action: str, datacap: int, reason: str,
                   eligibility: int, supersedes: int | None) -> dict[str, Any]:
-    """A moderator's decision on a job's latest eligibility entry (see GET /v1/jobs/{cid})."""
+    """A moderator's decision, for the ledger ``origin``, on a job's latest eligibility entry (GET /v1/jobs/{cid})."""
     return _signed(identity, DECISION, {"job": job, "result": result, "action": action, "datacap": datacap,
                                         "reason": reason, "moderator": identity.node_id,
-                                        "eligibility": eligibility, "supersedes": supersedes})
+                                        "eligibility": eligibility, "supersedes": supersedes}, origin)
 
 
-def sign_proposal(identity: Identity, *, action: str, moderator: str, nonce: str | None = None) -> dict[str, Any]:
-    """A root key holder's proposal to add or remove a moderator (its ID: proposal_id_of(statement))."""
+def sign_proposal(identity: Identity, *, origin: str, action: str, moderator: str,
+                  nonce: str | None = None) -> dict[str, Any]:
+    """A root key holder's proposal to add or remove a moderator of the ledger ``origin`` (its ID:
+    proposal_id_of(statement))."""
     return _signed(identity, PROPOSAL, {"action": action, "moderator": moderator, "proposer": identity.node_id,
-                                        "nonce": nonce or new_nonce()})
+                                        "nonce": nonce or new_nonce()}, origin)
 
 
-def sign_approval(identity: Identity, proposal: str) -> dict[str, Any]:
-    """A root key holder's approval of a proposal."""
-    return _signed(identity, APPROVAL, {"proposal": proposal, "approver": identity.node_id})
+def sign_approval(identity: Identity, proposal: str, *, origin: str) -> dict[str, Any]:
+    """A root key holder's approval of a proposal of the ledger ``origin``."""
+    return _signed(identity, APPROVAL, {"proposal": proposal, "approver": identity.node_id}, origin)
 
 
 def sign_refusal(identity: Identity, *, job: str, policy: str, inputs: list[str], reason: str,

@@ -22,7 +22,7 @@ from ..identity import Identity
 from . import merkle, tiles
 from .checkpoint import Checkpoint
 from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Entry, EntryRefused, Genesis, Signed, check_id,
-                      kind_of, leaf_bytes, parse_leaf, parse_signed, proposal_id_of)
+                      check_new, kind_of, leaf_bytes, parse_leaf, parse_signed, proposal_id_of)
 from .evidence import Judgement, parse_evidence
 from .note import NoteError, Signer, append_signatures, check_name, parse_signature_line
 from .posters import POSTERS_FILE, Posters
@@ -225,7 +225,8 @@ class Ledger:
                     for i, leaf in enumerate(request.leaves):
                         index = start + len(rows) + i
                         entry = request.parsed[i] if request.parsed is not None else parse_leaf(leaf)
-                        mine += state.apply(index, leaf, check_signatures=not request.verified, parsed=entry)
+                        mine += state.apply(index, leaf, check_signatures=not request.verified, parsed=entry,
+                                            appending=True)
                         new_rows.append((index, kind_of(entry), leaf.decode(), merkle.leaf_hash(leaf)))
                 except Exception as exc:  # noqa: BLE001 - the request's own error, raised in its own thread
                     state.rollback_to(mark)
@@ -264,10 +265,16 @@ class Ledger:
         hashes = sorted((i, h) for i, h in pending.items() if i >= first)
         self._store.append(rows, hashes, derived, (size, root, note))
 
+    def _verify(self, entry: Signed) -> None:
+        """The checks of a new signed entry that need no lock: its kind and origin (this ledger's), then
+        its signature (so a statement for another ledger is named as such, whatever its signature)."""
+        check_new(entry, self.origin)
+        entry.verify()
+
     def _signed(self, parsed: Sequence[Signed]) -> list[int]:
         """Verify the signatures outside the lock, then apply and store (all or nothing)."""
         for entry in parsed:
-            entry.verify()
+            self._verify(entry)
         return self._append([leaf_bytes(e) for e in parsed], parsed, verified=True)
 
     def append_signed(self, payloads: Sequence[Any]) -> list[int]:
@@ -333,7 +340,7 @@ class Ledger:
     def approve(self, signed: Any) -> tuple[int, bool]:
         """Append an approval; returns (entry, whether the change is now in effect)."""
         entry = parse_signed(signed, APPROVAL)
-        entry.verify()  # outside the lock, as every signature
+        self._verify(entry)  # outside the lock, as every signature
         with self._lock:
             (index,) = self._append([leaf_bytes(entry)], [entry], verified=True)
             effect = self._state.proposals[str(entry.statement["proposal"])].in_effect
@@ -539,7 +546,8 @@ class Ledger:
             # the signed statement too: a root key holder checks that it hashes to the ID before signing
             return [{"proposal_id": pid, "action": p.action, "moderator": p.moderator, "entry": p.entry,
                      "signatures": list(p.signers), "in_effect": p.in_effect is not None,
-                     "effective_entry": p.in_effect, "statement": self._leaf(p.entry)["statement"]}
+                     "effective_entry": p.in_effect, "statement": self._leaf(p.entry)["statement"],
+                     "stale": p.in_effect is None and self._state.stale_reason(p, APPROVAL) is not None}
                     for pid, p in sorted(self._state.proposals.items(), key=lambda kv: kv[1].entry)]
 
     def proposal(self, pid: str) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Approval, Bless, Decision, Eligibility, Entry,
-                      EntryRefused, Genesis, Proposal, Refusal, Signed, bad, check_size, leaf_bytes, parse_leaf)
+from .entries import (OLD_KINDS, Approval, Bless, Decision, Eligibility, Entry, EntryRefused, Genesis, Proposal,
+                      Refusal, Signed, bad, check_new, check_origin_is, check_size, leaf_bytes, parse_leaf)
 from .evidence import Judgement, judge
 from .note import NoteError, Verifier
 
@@ -73,6 +73,7 @@ class ProposalRecord:
     proposer: str
     signers: tuple[str, ...]     # in the order they signed; the proposer first
     in_effect: int | None        # the leaf at which the change took effect
+    kind: str                    # the proposal's kind: v1 (names no ledger) or v2 (SPEC.md 12.6)
 
 
 def not_authorized(message: str, hint: str) -> EntryRefused:
@@ -87,6 +88,7 @@ class LedgerState:
         self.size = 0
         self.seen: set[bytes] = set()
         self.moderators: dict[str, int] = {}           # ID -> leaf that made it a moderator
+        self.changed: dict[str, int] = {}              # ID -> leaf of the latest change of it (added or removed)
         self.blessed: dict[str, int] = {}              # CID -> first bless batch leaf
         self.blessings: dict[str, tuple[BlessingRecord, ...]] = {}   # CID -> every blessing, in leaf order
         self.eligibility: dict[str, EligibilityRecord] = {}   # job -> latest
@@ -188,11 +190,15 @@ class LedgerState:
                            rec.blessings)
 
     # -- applying ------------------------------------------------------------------------------
-    def apply(self, index: int, leaf: bytes, check_signatures: bool = True, parsed: Entry | None = None) -> list[Row]:
+    def apply(self, index: int, leaf: bytes, check_signatures: bool = True, parsed: Entry | None = None,
+              appending: bool = False) -> list[Row]:
         """Apply leaf ``index``; return the derived rows it adds. Raises EntryRefused, changing nothing.
 
-        Order of checks: size and JSON form (413/400), the genesis rule, a replay (409), the
-        fields (400), the signature (422), the signer's authority (403), the kind's rules.
+        ``appending``: the leaf is a new one (an append), not a leaf of the stored log being replayed;
+        a new leaf may not be of an old kind (``entries.OLD_KINDS``). Order of checks: size, JSON form
+        and fields (413/400), the genesis rule (400), an old kind in an append (422 OldKind), the
+        origin (422 WrongLedger), a replay (409), the signature (422), the signer's authority (403),
+        the kind's rules.
         """
         if index != self.size:
             raise ValueError(f"leaf {index} applied to a state of size {self.size}")
@@ -202,6 +208,11 @@ class LedgerState:
         digest = hashlib.sha256(leaf).digest()
         if (index == 0) != isinstance(entry, Genesis):
             raise bad("leaf 0 is the genesis entry, and only leaf 0", "cod ledger init writes the genesis")
+        if isinstance(entry, Signed) and self.genesis is not None:
+            if appending:
+                check_new(entry, self.genesis.origin)
+            else:
+                check_origin_is(entry, self.genesis.origin)
         if digest in self.seen:
             raise EntryRefused(409, "Replayed", "this exact entry is already in the log",
                                "a statement is recorded once; sign a new one (a new nonce) to say it again")
@@ -265,19 +276,15 @@ class LedgerState:
 
     def _signed(self, index: int, s: Signed) -> list[Row]:
         body = s.body
-        if s.kind == BLESS:
-            assert isinstance(body, Bless)
+        if isinstance(body, Bless):
             return self._bless(index, body)
-        if s.kind == DECISION:
-            assert isinstance(body, Decision)
+        if isinstance(body, Decision):
             return self._decision(index, body)
-        if s.kind == PROPOSAL:
-            assert isinstance(body, Proposal)
-            return self._proposal(index, body)
-        if s.kind == APPROVAL:
-            assert isinstance(body, Approval)
-            return self._approval(index, body)
-        assert s.kind == REFUSAL and isinstance(body, Refusal)
+        if isinstance(body, Proposal):
+            return self._proposal(index, s.kind, body)
+        if isinstance(body, Approval):
+            return self._approval(index, s.kind, body)
+        assert isinstance(body, Refusal)
         return [("refusals", (body.node, body.job, body.reason, index))]
 
     def _moderator(self, who: str, what: str) -> None:
@@ -334,9 +341,10 @@ class LedgerState:
             self._put(self.moderators, rec.moderator, index)
         else:
             self._pop(self.moderators, rec.moderator)
+        self._put(self.changed, rec.moderator, index)
         return [("moderator_changes", (rec.moderator, rec.action, pid, index))]
 
-    def _proposal(self, index: int, p: Proposal) -> list[Row]:
+    def _proposal(self, index: int, kind: str, p: Proposal) -> list[Row]:
         self._root(p.proposer, "proposal")
         if p.proposal_id in self.proposals:
             raise EntryRefused(409, "Replayed", f"proposal {p.proposal_id} is already in the log",
@@ -344,15 +352,36 @@ class LedgerState:
         if not self._change_applies(p.action, p.moderator):
             state = "already a moderator" if p.action == "add" else "not a moderator"
             raise EntryRefused(409, "AlreadyInEffect", f"{p.moderator} is {state}", "nothing to change")
-        rec = ProposalRecord(index, p.action, p.moderator, p.proposer, (p.proposer,), None)
+        rec = ProposalRecord(index, p.action, p.moderator, p.proposer, (p.proposer,), None, kind)
         rows: list[Row] = [("proposals", (p.proposal_id, p.action, p.moderator, p.proposer, index))]
         if self.threshold <= 1:
-            rec = ProposalRecord(index, p.action, p.moderator, p.proposer, (p.proposer,), index)
+            rec = ProposalRecord(index, p.action, p.moderator, p.proposer, (p.proposer,), index, kind)
             rows += self._take_effect(index, p.proposal_id, rec)
         self._put(self.proposals, p.proposal_id, rec)
         return rows
 
-    def _approval(self, index: int, a: Approval) -> list[Row]:
+    def stale_reason(self, rec: ProposalRecord, approval_kind: str | None = None) -> str | None:
+        """Why an open proposal can no longer take effect (SPEC.md 12.6, staleness), or None.
+
+        A v2 proposal is stale once a change of its moderator took effect at a leaf after the
+        proposal's own (whatever proposal made it): a proposal counts signatures for the moderator
+        set it was made against, never for a later one. A v1 proposal (replayed from an old log) is
+        stale, as v1 said, while its change no longer applies; and to a v2 approval it is always
+        stale (only v1 approvals, which are never appended again, approve it).
+        """
+        changed = self.changed.get(rec.moderator)
+        old = rec.kind in OLD_KINDS
+        if approval_kind is not None and (approval_kind in OLD_KINDS) != old:
+            return (f"it is a {rec.kind} proposal and this is a {approval_kind} approval" if not old else
+                    f"it is a {rec.kind} proposal, which names no ledger: propose the change again")
+        if not old and changed is not None and changed > rec.entry:
+            return f"{rec.moderator} was {'added' if rec.moderator in self.moderators else 'removed'} at entry " \
+                   f"{changed}, after the proposal (entry {rec.entry})"
+        if not self._change_applies(rec.action, rec.moderator):
+            return f"{rec.moderator} is {'already' if rec.action == 'add' else 'no longer'} a moderator"
+        return None
+
+    def _approval(self, index: int, kind: str, a: Approval) -> list[Row]:
         self._root(a.approver, "approval")
         rec = self.proposals.get(a.proposal)
         if rec is None:
@@ -364,12 +393,13 @@ class LedgerState:
         if a.approver in rec.signers:
             raise EntryRefused(409, "SignedTwice", f"{a.approver} has signed proposal {a.proposal} already",
                                f"it needs {self.threshold} distinct root keys")
-        if not self._change_applies(rec.action, rec.moderator):
-            raise EntryRefused(409, "Stale", f"proposal {a.proposal} no longer applies: {rec.moderator} is "
-                               f"{'already' if rec.action == 'add' else 'no longer'} a moderator", "nothing to change")
+        stale = self.stale_reason(rec, kind)
+        if stale is not None:
+            raise EntryRefused(409, "Stale", f"proposal {a.proposal} can no longer take effect: {stale}",
+                               "to make the change now, propose it again (cod ledger moderator propose)")
         signers = rec.signers + (a.approver,)
         effect = index if len(signers) >= self.threshold else None
-        new = ProposalRecord(rec.entry, rec.action, rec.moderator, rec.proposer, signers, effect)
+        new = ProposalRecord(rec.entry, rec.action, rec.moderator, rec.proposer, signers, effect, rec.kind)
         rows: list[Row] = [("approvals", (a.proposal, a.approver, index))]
         if effect is not None:
             rows += self._take_effect(index, a.proposal, new)

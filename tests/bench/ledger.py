@@ -21,7 +21,7 @@ from cod.ledger.audit import audit_dir_report
 from cod.ledger.log import Ledger
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.ledger.bkit import DATA, MOD, NODES, agreeing, blessed_ledger, cid, spec  # noqa: E402
+from tests.ledger.bkit import DATA, MOD, NODES, ORIGIN, agreeing, blessed_ledger, cid, spec  # noqa: E402
 
 REASON = "the job reads data that is not blessed FIL+ data (fil-plus-only)"
 
@@ -67,14 +67,14 @@ def main() -> None:
         evidence = []
         for i in range(500):
             s = spec(DATA, cid(f"evidence input {i}"))
-            ledger.bless([entries.sign_bless_batch(MOD, {cid(f"evidence input {i}"): [i]})])
+            ledger.bless([entries.sign_bless_batch(MOD, {cid(f"evidence input {i}"): [i]}, origin=ORIGIN)])
             evidence.append((s, agreeing(s, 3)))
         t0 = time.perf_counter()
         for s, st in evidence:
             ledger.report_evidence(s, st)
         print("append, evidence of 3 nodes (judged): ", rate(len(evidence), time.perf_counter() - t0))
 
-        blesses = entries.bless_batches(MOD, {cid(f"bless {k}"): [k] for k in range(10_000)})
+        blesses = entries.bless_batches(MOD, {cid(f"bless {k}"): [k] for k in range(10_000)}, origin=ORIGIN)
         t0 = time.perf_counter()
         ledger.bless(blesses)
         dt = time.perf_counter() - t0

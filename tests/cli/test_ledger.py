@@ -18,13 +18,13 @@ from verifier.demo_ledger import check_notary_answer
 
 from ..helpers import run_cod
 from ..hostile_ledger import HostileLedger
-from ..ledger.bkit import MOD, MOD2, RESULT, ROOTS, STRANGER, governed
+from ..ledger.bkit import MOD, MOD2, ORIGIN, RESULT, ROOTS, STRANGER, governed
 from .conftest import Served
 
 
 async def test_moderator_approve_shows_the_proposal_and_refuses_one_that_is_not_the_id(tmp_path: Path) -> None:
     ledger = governed(tmp_path, threshold=3)  # ROOTS[0] and ROOTS[1] voted MOD in; K = 3 of 3
-    _, pid = ledger.propose(entries.sign_proposal(ROOTS[0], action="add", moderator=MOD2.node_id))
+    _, pid = ledger.propose(entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="add", moderator=MOD2.node_id))
     ledger.close()
     key = tmp_path / "root2.key"
     key.write_bytes(ROOTS[1].signing_key.encode())
@@ -63,7 +63,7 @@ async def test_moderator_approve_shows_the_proposal_and_refuses_one_that_is_not_
 
 def _decide(served: Served, action: str, supersedes: int | None = None) -> int:
     e = served.running.ledger.job(served.a)["eligibility"]
-    signed = entries.sign_decision(MOD, job=served.a, result=RESULT, action=action,
+    signed = entries.sign_decision(MOD, origin=ORIGIN, job=served.a, result=RESULT, action=action,
                                    datacap=(1 << 40) if action == "approve" else 0, reason="useful",
                                    eligibility=e["entry"], supersedes=supersedes)
     return int(served.running.ledger.decide(signed))

@@ -71,7 +71,7 @@ def _arguments(net: Net, path: tuple[str, ...]) -> list[str]:
     """What each read command needs to name to have something to show."""
     quorum_job, result = str(net.quorum["job_cid"]), str(net.quorum["result_cid"])
     return {("describe",): [str(net.mismatch["short_id"])], ("moderation", "show"): [quorum_job],
-            ("ledger", "proof"): [result]}.get(path, [])
+            ("ledger", "proof"): [result], ("ledger", "notary"): [result]}.get(path, [])
 
 
 @pytest.mark.parametrize("fmt", [*FORMATS, "table"])

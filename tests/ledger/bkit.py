@@ -27,6 +27,8 @@ MOD = key(10)
 MOD2 = key(11)
 NODES = [key(20), key(21), key(22), key(23)]
 STRANGER = key(99)
+ORIGIN = "test.example/ledger"
+"""The origin of the ledgers governed() makes: every statement signed for them names it."""
 
 
 def cid(text: str) -> str:
@@ -64,17 +66,18 @@ def agreeing(spec_json: dict[str, Any], n: int = 2, result: str = RESULT) -> lis
     return [statement(spec_json, node, result) for node in NODES[:n]]
 
 
-def governed(tmp: Path, threshold: int = 2) -> Ledger:
-    """A ledger with root keys ROOTS (K = threshold) and MOD a moderator."""
-    ledger = Ledger.init(tmp / "ledger", [r.node_id for r in ROOTS], threshold, origin="test.example/ledger")
-    _, pid = ledger.propose(entries.sign_proposal(ROOTS[0], action="add", moderator=MOD.node_id))
+def governed(tmp: Path, threshold: int = 2, origin: str = ORIGIN, name: str = "ledger") -> Ledger:
+    """A ledger in tmp/name with root keys ROOTS (K = threshold) and MOD a moderator."""
+    ledger = Ledger.init(tmp / name, [r.node_id for r in ROOTS], threshold, origin=origin)
+    _, pid = ledger.propose(entries.sign_proposal(ROOTS[0], origin=origin, action="add", moderator=MOD.node_id))
     for root in ROOTS[1:threshold]:
-        ledger.approve(entries.sign_approval(root, pid))
+        ledger.approve(entries.sign_approval(root, pid, origin=origin))
     assert ledger.moderators() == [MOD.node_id]
     return ledger
 
 
-def blessed_ledger(tmp: Path) -> Ledger:
-    ledger = governed(tmp)
-    ledger.bless([entries.sign_bless_batch(MOD, {DATA: [7, 3]})])
+def blessed_ledger(tmp: Path, origin: str = ORIGIN, name: str = "ledger") -> Ledger:
+    """governed(), and DATA blessed by MOD."""
+    ledger = governed(tmp, origin=origin, name=name)
+    ledger.bless([entries.sign_bless_batch(MOD, {DATA: [7, 3]}, origin=origin)])
     return ledger

@@ -23,14 +23,15 @@ from cod.ledger.checkpoint import Checkpoint
 from cod.ledger.log import Ledger
 from cod.ledger.note import CosignatureSigner, Signer
 from cod.ledger.store import DB_FILE, TABLES
-from tests.ledger.bkit import DATA, MOD, NODES, RESULT, STRANGER, agreeing, blessed_ledger, governed, job_of, spec
+from tests.ledger.bkit import (DATA, MOD, NODES, ORIGIN, RESULT, STRANGER, agreeing, blessed_ledger, governed, job_of,
+                               spec)
 
 
 def populated(tmp: Path) -> tuple[Ledger, int]:
     ledger = blessed_ledger(tmp)
     s = spec(DATA)
     index, _, _ = ledger.report_evidence(s, agreeing(s, 3))
-    decision = ledger.decide(entries.sign_decision(MOD, job=job_of(s), result=RESULT, action="approve",
+    decision = ledger.decide(entries.sign_decision(MOD, origin=ORIGIN, job=job_of(s), result=RESULT, action="approve",
                                                    datacap=1 << 40, reason="ok", eligibility=index, supersedes=None))
     ledger.refusal(entries.sign_refusal(NODES[0], job=job_of(s), policy="fil-plus-only", inputs=[DATA], reason="r"))
     return ledger, decision
@@ -79,7 +80,7 @@ def test_a_changed_leaf(tmp_path: Path) -> None:
          params=(decision,))
     found = problems(tmp_path)
     assert f"entry {decision}: its leaf_hash is not the hash of its leaf" in found
-    assert f"entry {decision} is not valid: the cod/ledger/decision/v1 statement's signature does not verify" in found
+    assert f"entry {decision} is not valid: the cod/ledger/decision/v2 statement's signature does not verify" in found
     assert "its root is not the root of the first" in found
 
 
@@ -135,12 +136,13 @@ def test_a_forged_decision_with_a_consistent_tree_and_the_log_key(tmp_path: Path
     ledger, _ = populated(tmp_path)
     s = spec(DATA, output_base=DATA)
     index, _, _ = ledger.report_evidence(s, agreeing(s, 2))
-    forged = entries.sign_decision(STRANGER, job=job_of(s), result=RESULT, action="approve", datacap=2**60,
-                                   reason="me", eligibility=index, supersedes=None)
+    forged = entries.sign_decision(STRANGER, origin=ORIGIN, job=job_of(s), result=RESULT, action="approve",
+                                   datacap=2**60, reason="me", eligibility=index, supersedes=None)
     entry = entries.parse_signed(forged)
     state = ledger.state
 
-    def lax(i: int, leaf: bytes, check_signatures: bool = True, parsed: Any = None) -> list[Any]:
+    def lax(i: int, leaf: bytes, check_signatures: bool = True, parsed: Any = None,
+            appending: bool = True) -> list[Any]:
         state.skip(leaf)
         return [("decisions", (job_of(s), RESULT, "approve", 2**60, STRANGER.node_id, "me", i))]
 

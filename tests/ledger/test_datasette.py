@@ -15,7 +15,7 @@ import cod.ledger
 from cod.ledger import entries
 from cod.ledger.store import DB_FILE
 
-from .bkit import DATA, MOD, RESULT, RESULT_B, agreeing, blessed_ledger, job_of, key, spec, statement
+from .bkit import DATA, MOD, ORIGIN, RESULT, RESULT_B, agreeing, blessed_ledger, job_of, key, spec, statement
 
 METADATA = Path(cod.ledger.__file__).parent / "datasette.json"
 
@@ -61,7 +61,7 @@ async def test_datasette_answers_the_moderator_and_the_notary(tmp_path: Path) ->
     blessed = await _get(ds, f"/ledger/blessings.json?_shape=array&cid={DATA}")
     assert [row["cid"] for row in blessed] == [DATA]
 
-    decision = entries.sign_decision(MOD, job=job, result=RESULT, action="approve", datacap=1 << 40,
+    decision = entries.sign_decision(MOD, origin=ORIGIN, job=job, result=RESULT, action="approve", datacap=1 << 40,
                                      reason="useful word counts", eligibility=index, supersedes=None)
     decided = ledger.decide(decision)
     ledger.close()
@@ -102,7 +102,7 @@ async def test_the_moderation_queue_view_is_the_apis_queue_through_changing_deci
                 [(r["job"], r["result"], r["entry"]) for r in ledger.queue()])
 
     def decide(action: str, result: str, eligibility: int, supersedes: int | None) -> int:
-        return ledger.decide(entries.sign_decision(MOD, job=job, result=result, action=action,
+        return ledger.decide(entries.sign_decision(MOD, origin=ORIGIN, job=job, result=result, action=action,
                                                    datacap=(1 << 40) if action == "approve" else 0, reason="r",
                                                    eligibility=eligibility, supersedes=supersedes))
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings, strategies as st
 
 from cod.ledger import entries
 from cod.ledger.entries import EntryRefused, parse_leaf, parse_signed
-from tests.ledger.bkit import DATA, MOD, NODES, RESULT, ROOTS, cid, key
+from tests.ledger.bkit import DATA, MOD, NODES, ORIGIN, RESULT, ROOTS, cid, key
 
 
 def independent_canonical(value: Any) -> bytes:
@@ -39,15 +39,15 @@ def decision(**over: Any) -> dict[str, Any]:
     fields = dict(job=cid("job"), result=RESULT, action="approve", datacap=1 << 40, reason="useful data",
                   eligibility=5, supersedes=None)
     fields.update(over)
-    return entries.sign_decision(MOD, **fields)
+    return entries.sign_decision(MOD, origin=ORIGIN, **fields)
 
 
 def test_decision_bytes_signature_and_id_by_hand() -> None:
     signed = decision()
     statement = signed["statement"]
-    assert statement == {"type": "cod/ledger/decision/v1", "job": cid("job"), "result": RESULT, "action": "approve",
+    assert statement == {"type": "cod/ledger/decision/v2", "job": cid("job"), "result": RESULT, "action": "approve",
                          "datacap": 1 << 40, "reason": "useful data", "moderator": MOD.node_id, "eligibility": 5,
-                         "supersedes": None}
+                         "supersedes": None, "origin": "test.example/ledger"}
     # the signature is Ed25519 over the canonical bytes, by the key inside the moderator's peer ID
     nacl.signing.VerifyKey(key_in(MOD.node_id)).verify(independent_canonical(statement),
                                                        base64.b64decode(signed["signature"]))
@@ -60,11 +60,11 @@ def test_decision_bytes_signature_and_id_by_hand() -> None:
 
 
 def test_proposal_id_is_sha256_of_canonical_statement() -> None:
-    signed = entries.sign_proposal(ROOTS[0], action="add", moderator=MOD.node_id, nonce="00" * 16)
+    signed = entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="add", moderator=MOD.node_id, nonce="00" * 16)
     want = hashlib.sha256(independent_canonical(signed["statement"])).hexdigest()
     assert parse_signed(signed).body.proposal_id == want  # type: ignore[union-attr]
-    text = ('{"action":"add","moderator":"%s","nonce":"%s","proposer":"%s","type":"cod/ledger/proposal/v1"}'
-            % (MOD.node_id, "00" * 16, ROOTS[0].node_id)).encode()
+    text = ('{"action":"add","moderator":"%s","nonce":"%s","origin":"test.example/ledger","proposer":"%s",'
+            '"type":"cod/ledger/proposal/v2"}' % (MOD.node_id, "00" * 16, ROOTS[0].node_id)).encode()
     assert want == hashlib.sha256(text).hexdigest()
 
 
@@ -90,6 +90,14 @@ def test_proposal_id_is_sha256_of_canonical_statement() -> None:
     (lambda s: s.update(signature="!!!!"), "not valid base64"),
     (lambda s: s.update(signature=base64.b64encode(bytes(63)).decode()), "canonical base64 of 64 bytes"),
     (lambda s: s.update(type="cod/ledger/bless/v1"), "the statement's type is not"),
+    (lambda s: s["statement"].pop("origin"), "lacks field 'origin'"),
+    (lambda s: s["statement"].update(origin="a b"), "origin holds white space"),
+    (lambda s: s["statement"].update(origin="a+b"), "origin holds white space or '+'"),
+    (lambda s: s["statement"].update(origin=""), "origin must be 1 to 255"),
+    (lambda s: s["statement"].update(origin=None), "origin is not a string"),
+    # a v1 decision (SPEC 12.4 "Versions") has no origin field
+    (lambda s: s.update(type="cod/ledger/decision/v1") or s["statement"].update(type="cod/ledger/decision/v1"),
+     "unknown field 'origin'"),
     (lambda s: s.update(statement=[]), "the statement's type is not"),
 ])
 def test_malformed_decisions_are_400(change: Any, error: str) -> None:
@@ -129,7 +137,7 @@ def test_forged_and_altered_statements_fail_signature_check() -> None:
         parse_signed(altered).verify()
     assert (info.value.status, info.value.error) == (422, "BadSignature")
     # a statement naming the moderator but signed by another key
-    forged = entries.sign_decision(key(77), job=cid("job"), result=RESULT, action="approve", datacap=1,
+    forged = entries.sign_decision(key(77), origin=ORIGIN, job=cid("job"), result=RESULT, action="approve", datacap=1,
                                    reason="r", eligibility=5, supersedes=None)
     forged["statement"]["moderator"] = MOD.node_id
     with pytest.raises(EntryRefused) as info:
@@ -151,7 +159,7 @@ def test_any_changed_field_is_refused(field: str, value: Any) -> None:
 
 
 def test_bless_batch_rules() -> None:
-    good = entries.sign_bless_batch(MOD, {DATA: [9, 2, 2], cid("b"): []})
+    good = entries.sign_bless_batch(MOD, {DATA: [9, 2, 2], cid("b"): []}, origin=ORIGIN)
     entry = parse_signed(good, entries.BLESS)
     assert [i.cid for i in entry.body.inputs] == sorted([DATA, cid("b")])  # type: ignore[union-attr]
     assert entry.body.inputs[[i.cid for i in entry.body.inputs].index(DATA)].deals == (2, 9)  # type: ignore
@@ -168,12 +176,12 @@ def test_bless_batch_rules() -> None:
         mutate(signed)
         assert error in refused(signed, entries.BLESS).message
     too_many = {cid(f"x{i}"): [] for i in range(1001)}
-    assert "1 to 1000" in refused(entries.sign_bless_batch(MOD, too_many)).message
+    assert "1 to 1000" in refused(entries.sign_bless_batch(MOD, too_many, origin=ORIGIN)).message
 
 
 def test_bless_batches_split_so_every_leaf_fits() -> None:
     inputs = {cid(f"in {i}"): [i, i + 1] for i in range(2500)}
-    batches = entries.bless_batches(MOD, inputs)
+    batches = entries.bless_batches(MOD, inputs, origin=ORIGIN)
     assert len(batches) > 3
     seen = []
     for b in batches:

@@ -27,7 +27,7 @@ i = ledger.size
 while True:
     if i % 5 == 0:   # a blessing and a judged job: derived rows in several tables
         data = cid(f"data {{i}}")
-        ledger.bless([entries.sign_bless_batch(MOD, {{data: [i]}})])
+        ledger.bless([entries.sign_bless_batch(MOD, {{data: [i]}}, origin=ledger.origin)])
         s = spec(data)
         ledger.report_evidence(s, agreeing(s, 2))
     batch = [entries.sign_refusal(NODES[k % 4], job=cid(f"job {{i}}.{{k}}"), policy="fil-plus-only", inputs=[],

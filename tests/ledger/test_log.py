@@ -20,7 +20,7 @@ from cod.ledger.audit import audit_dir
 from cod.ledger.entries import EntryRefused
 from cod.ledger.log import LOG_KEY_FILE, Ledger
 from cod.ledger.store import DB_FILE
-from tests.ledger.bkit import (DATA, MOD, NODES, OTHER, RESULT, ROOTS, STRANGER, agreeing, blessed_ledger, cid,
+from tests.ledger.bkit import (DATA, MOD, NODES, ORIGIN, OTHER, RESULT, ROOTS, STRANGER, agreeing, blessed_ledger, cid,
                                governed, job_of, spec)
 
 
@@ -204,8 +204,8 @@ def test_input_job_queue_and_notary_answer(tmp_path: Path) -> None:
                                "posters": [{"entry": index, "poster": None}]}]
     answer = ledger.result(RESULT)
     assert answer["approved"] is False and answer["decision"] is None and answer["datacap"] == 0
-    decision = ledger.decide(entries.sign_decision(MOD, job=job, result=RESULT, action="approve", datacap=1 << 40,
-                                                   reason="ok", eligibility=index, supersedes=None))
+    decision = ledger.decide(entries.sign_decision(MOD, origin=ORIGIN, job=job, result=RESULT, action="approve",
+                                                   datacap=1 << 40, reason="ok", eligibility=index, supersedes=None))
     assert ledger.queue() == []
     answer = ledger.result(RESULT)
     assert answer["approved"] is True and answer["job"] == job and answer["datacap"] == 1 << 40

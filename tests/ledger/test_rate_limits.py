@@ -24,7 +24,7 @@ from cod.ledger.client import LedgerClient
 from cod.ledger.rates import Rate, WriteLimits
 from cod.ledger.server import RunningLedger, start_ledger
 
-from .bkit import DATA, MOD, RESULT, ROOTS, agreeing, blessed_ledger, cid, job_of, spec
+from .bkit import DATA, MOD, ORIGIN, RESULT, ROOTS, agreeing, blessed_ledger, cid, job_of, spec
 
 SPEC_ADDRESS_BURST = 60
 """SPEC.md 12.7: one client address may write 60 times at once, then regains one write every 1,000 ms."""
@@ -97,7 +97,7 @@ def refusal(node: Identity | None = None, n: int = 0) -> dict[str, Any]:
 
 
 def decision(job: str, entry: int, supersedes: int | None = None, action: str = "approve") -> dict[str, Any]:
-    return entries.sign_decision(MOD, job=job, result=RESULT, action=action,
+    return entries.sign_decision(MOD, origin=ORIGIN, job=job, result=RESULT, action=action,
                                  datacap=(1 << 40) if action == "approve" else 0, reason="useful", eligibility=entry,
                                  supersedes=supersedes)
 
@@ -136,7 +136,7 @@ async def test_a_burst_from_one_address_is_429_while_other_addresses_and_moderat
     status, _, body = await served.post("/v1/refusals", refusal(n=102), "127.0.0.2")
     assert status == 201, body
     decided = await (await served.client()).decide(decision(made["job"], made["entry"]))
-    proposal = await (await served.client()).propose(entries.sign_proposal(ROOTS[0], action="add",
+    proposal = await (await served.client()).propose(entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="add",
                                                                            moderator=throwaway().node_id))
     assert decided["entry"] > made["entry"] and proposal["in_effect"] is False
     # after the Retry-After delay one write goes through, the next is refused again
@@ -185,7 +185,8 @@ async def test_all_anonymous_posters_together_are_limited_but_governance_is_not(
     # moderators and root keys are not anonymous: their posts do not wait for the anonymous budget
     decided = await (await small.client("127.0.0.9")).decide(decision(made["job"], made["entry"]))
     assert decided["entry"] > made["entry"]
-    blessed = await (await small.client("127.0.0.1")).bless([entries.sign_bless_batch(MOD, {cid("more data"): [1]})])
+    batch = entries.sign_bless_batch(MOD, {cid("more data"): [1]}, origin=ORIGIN)
+    blessed = await (await small.client("127.0.0.1")).bless([batch])
     assert len(blessed["entries"]) == 1
 
 

@@ -17,7 +17,7 @@ from cod.local import prepare
 from verifier.devstack import Devstack
 from verifier.verify import verify
 
-from .bkit import MOD, NODES, STRANGER, governed, spec, statement
+from .bkit import MOD, NODES, ORIGIN, STRANGER, governed, spec, statement
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "vectors" / "data" / "wordcount"
@@ -29,7 +29,7 @@ async def test_scanning_two_nodes_makes_a_job_eligible_without_a_requester(tmp_p
     async with Devstack(2) as stack:
         verification = await verify(job, stack.urls, 2)  # no --ledger: nobody reports it
         assert verification.outcome == "verified"
-        ledger.bless([entries.sign_bless_batch(MOD, {str(cid_of_tree(DATA)): [1]})])
+        ledger.bless([entries.sign_bless_batch(MOD, {str(cid_of_tree(DATA)): [1]}, origin=ORIGIN)])
         async with aiohttp.ClientSession() as session:
             first = Scanner(ledger, stack.urls[0], tmp_path, 1.0)
             assert await first.scan_once(session) == 0  # one node's word is not evidence

@@ -3,6 +3,7 @@ JSON body naming the problem, and nothing stored (the tree size and the checkpoi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,8 @@ from cod.ledger import entries
 from cod.ledger.client import LedgerClient
 from cod.ledger.server import RunningLedger, start_ledger
 
-from .bkit import (DATA, MOD, MOD2, NODES, OTHER, RESULT, ROOTS, STRANGER, agreeing, blessed_ledger, job_of, spec,
-                   statement)
+from .bkit import (DATA, MOD, MOD2, NODES, ORIGIN, OTHER, RESULT, ROOTS, STRANGER, agreeing, blessed_ledger, governed,
+                   job_of, spec, statement)
 
 
 @pytest.fixture
@@ -48,8 +49,9 @@ async def eligible_job(client: LedgerClient) -> tuple[str, int]:
 
 def decision(key: Any, job: str, entry: int, supersedes: int | None = None, action: str = "approve",
              datacap: int = 1 << 40, result: str = RESULT) -> dict[str, Any]:
-    return entries.sign_decision(key, job=job, result=result, action=action, datacap=datacap if action == "approve" else 0,
-                                 reason="useful", eligibility=entry, supersedes=supersedes)
+    return entries.sign_decision(key, origin=ORIGIN, job=job, result=result, action=action,
+                                 datacap=datacap if action == "approve" else 0, reason="useful", eligibility=entry,
+                                 supersedes=supersedes)
 
 
 async def test_decisions_from_unknown_removed_or_forged_moderators_are_refused(served: Any) -> None:
@@ -60,9 +62,11 @@ async def test_decisions_from_unknown_removed_or_forged_moderators_are_refused(s
     forged["statement"] = dict(forged["statement"], datacap=1 << 50)  # MOD's signature over another amount
     await refused(running, client, client.decide(forged), 422, "BadSignature", "signature")
     # MOD is removed by two root keys; MOD's decisions are refused from then on
-    proposal = await client.propose(entries.sign_proposal(ROOTS[0], action="remove", moderator=MOD.node_id))
+    proposal = await client.propose(entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="remove",
+                                                          moderator=MOD.node_id))
     assert proposal["in_effect"] is False
-    approved = await client.approve(proposal["proposal_id"], entries.sign_approval(ROOTS[1], proposal["proposal_id"]))
+    pid = proposal["proposal_id"]
+    approved = await client.approve(pid, entries.sign_approval(ROOTS[1], pid, origin=ORIGIN))
     assert approved["in_effect"] is True
     await refused(running, client, client.decide(decision(MOD, job, entry)), 403, "NotAuthorized", "moderator")
 
@@ -89,7 +93,7 @@ async def test_a_bad_datacap_is_refused(served: Any, datacap: Any) -> None:
     running, client = served
     job, entry = await eligible_job(client)
     bad = decision(MOD, job, entry)
-    bad = entries._signed(MOD, entries.DECISION, dict(bad["statement"], datacap=datacap))
+    bad = entries._signed(MOD, entries.DECISION, dict(bad["statement"], datacap=datacap), ORIGIN)
     await refused(running, client, client.decide(bad), 422, "BadDatacap", "datacap")
 
 
@@ -107,13 +111,42 @@ async def test_evidence_that_does_not_verify_is_refused(served: Any) -> None:
 
 async def test_a_proposal_signed_twice_by_one_key_is_refused(served: Any) -> None:
     running, client = served
-    proposal = await client.propose(entries.sign_proposal(ROOTS[0], action="add", moderator=MOD2.node_id))
-    await refused(running, client,
-                  client.approve(proposal["proposal_id"], entries.sign_approval(ROOTS[0], proposal["proposal_id"])),
+    proposal = await client.propose(entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="add",
+                                                          moderator=MOD2.node_id))
+    pid = proposal["proposal_id"]
+    await refused(running, client, client.approve(pid, entries.sign_approval(ROOTS[0], pid, origin=ORIGIN)),
                   409, "SignedTwice", "")
-    await refused(running, client,
-                  client.approve(proposal["proposal_id"], entries.sign_approval(STRANGER, proposal["proposal_id"])),
+    await refused(running, client, client.approve(pid, entries.sign_approval(STRANGER, pid, origin=ORIGIN)),
                   403, "NotAuthorized", "root key")
+
+
+async def test_the_same_approval_posted_many_times_at_once_counts_once(tmp_path: Path) -> None:
+    # issue 19 point 20: K = 3, so an approval counted twice would put the change in effect
+    ledger = governed(tmp_path, threshold=3)
+    pid = ledger.propose(entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="add", moderator=MOD2.node_id))[1]
+    ledger.close()
+    running = await start_ledger(tmp_path / "ledger")
+    try:
+        size = running.ledger.size
+        approval = entries.sign_approval(ROOTS[1], pid, origin=ORIGIN)
+        async with aiohttp.ClientSession() as session:
+            async def post() -> tuple[int, Any]:
+                async with session.post(f"{running.url}/v1/moderators/proposals/{pid}/approvals",
+                                        json=approval) as response:
+                    return response.status, await response.json()
+            answers = await asyncio.gather(*(post() for _ in range(8)))
+        statuses = sorted(status for status, _ in answers)
+        assert statuses == [201] + [409] * 7, answers
+        assert {body["error"] for status, body in answers if status == 409} == {"Replayed"}
+        assert [body["in_effect"] for status, body in answers if status == 201] == [False]
+        assert running.ledger.size == size + 1 and running.ledger.moderators() == [MOD.node_id]
+        assert running.ledger.proposal(pid)["signatures"] == [ROOTS[0].node_id, ROOTS[1].node_id]
+        # the third distinct root key is the one that puts it in effect
+        client = LedgerClient(running.url)
+        assert (await client.approve(pid, entries.sign_approval(ROOTS[2], pid, origin=ORIGIN)))["in_effect"]
+        assert running.ledger.moderators() == sorted([MOD.node_id, MOD2.node_id])
+    finally:
+        await running.stop()
 
 
 async def test_malformed_and_oversized_bodies_are_refused_as_json(served: Any) -> None:

@@ -12,7 +12,7 @@ from cod.ledger import entries
 from cod.ledger.entries import EntryRefused
 from cod.ledger.log import Ledger
 from cod.ledger.state import LedgerState
-from tests.ledger.bkit import (DATA, MOD, MOD2, NODES, OTHER, RESULT, ROOTS, STRANGER, agreeing, blessed_ledger,
+from tests.ledger.bkit import (DATA, MOD, MOD2, NODES, ORIGIN, OTHER, RESULT, ROOTS, STRANGER, agreeing, blessed_ledger,
                                governed, job_of, spec)
 
 
@@ -29,62 +29,117 @@ def snapshot(ledger: Ledger) -> tuple[Any, ...]:
 
 
 def test_moderator_added_at_the_kth_signature(tmp_path: Path) -> None:
-    ledger = Ledger.init(tmp_path / "l", [r.node_id for r in ROOTS], 3)
-    index, pid = ledger.propose(entries.sign_proposal(ROOTS[1], action="add", moderator=MOD.node_id))
+    ledger = Ledger.init(tmp_path / "l", [r.node_id for r in ROOTS], 3, origin=ORIGIN)
+    index, pid = ledger.propose(entries.sign_proposal(ROOTS[1], origin=ORIGIN, action="add", moderator=MOD.node_id))
     assert ledger.proposal(pid)["signatures"] == [ROOTS[1].node_id] and not ledger.proposal(pid)["in_effect"]
-    assert ledger.approve(entries.sign_approval(ROOTS[0], pid))[1] is False
+    assert ledger.approve(entries.sign_approval(ROOTS[0], pid, origin=ORIGIN))[1] is False
     assert ledger.moderators() == []
-    at, in_effect = ledger.approve(entries.sign_approval(ROOTS[2], pid))
+    at, in_effect = ledger.approve(entries.sign_approval(ROOTS[2], pid, origin=ORIGIN))
     assert in_effect and ledger.moderators() == [MOD.node_id]
     assert ledger.proposal(pid)["effective_entry"] == at
-    exc = refused(ledger.approve, entries.sign_approval(ROOTS[0], pid))   # the same bytes again
+    exc = refused(ledger.approve, entries.sign_approval(ROOTS[0], pid, origin=ORIGIN))   # the same bytes again
     assert (exc.status, exc.error) == (409, "Replayed")
-    exc = refused(ledger.approve, entries.sign_approval(ROOTS[1], pid))   # the proposer, after the effect
+    exc = refused(ledger.approve, entries.sign_approval(ROOTS[1], pid, origin=ORIGIN))  # the proposer, after the effect
     assert (exc.status, exc.error) == (409, "AlreadyInEffect")
 
 
 def test_signed_twice_unknown_and_not_root(tmp_path: Path) -> None:
-    ledger = Ledger.init(tmp_path / "l", [r.node_id for r in ROOTS], 2)
-    _, pid = ledger.propose(entries.sign_proposal(ROOTS[0], action="add", moderator=MOD.node_id))
+    ledger = Ledger.init(tmp_path / "l", [r.node_id for r in ROOTS], 2, origin=ORIGIN)
+    _, pid = ledger.propose(entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="add", moderator=MOD.node_id))
     before = snapshot(ledger)
-    exc = refused(ledger.approve, entries.sign_approval(ROOTS[0], pid))   # the proposer again
+    exc = refused(ledger.approve, entries.sign_approval(ROOTS[0], pid, origin=ORIGIN))   # the proposer again
     assert (exc.status, exc.error) == (409, "SignedTwice")
-    exc = refused(ledger.approve, entries.sign_approval(STRANGER, pid))
+    exc = refused(ledger.approve, entries.sign_approval(STRANGER, pid, origin=ORIGIN))
     assert (exc.status, exc.error) == (403, "NotAuthorized")
-    exc = refused(ledger.approve, entries.sign_approval(ROOTS[1], "ab" * 32))
+    exc = refused(ledger.approve, entries.sign_approval(ROOTS[1], "ab" * 32, origin=ORIGIN))
     assert (exc.status, exc.error) == (404, "NotFound")
-    exc = refused(ledger.propose, entries.sign_proposal(MOD, action="add", moderator=MOD.node_id))
+    exc = refused(ledger.propose, entries.sign_proposal(MOD, origin=ORIGIN, action="add", moderator=MOD.node_id))
     assert (exc.status, exc.error) == (403, "NotAuthorized")
     assert snapshot(ledger) == before
 
 
 def test_replayed_proposal_and_no_op_changes(tmp_path: Path) -> None:
     ledger = governed(tmp_path)
-    signed = entries.sign_proposal(ROOTS[0], action="add", moderator=MOD2.node_id)
+    signed = entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="add", moderator=MOD2.node_id)
     ledger.propose(signed)
     exc = refused(ledger.propose, signed)
     assert (exc.status, exc.error) == (409, "Replayed")
-    exc = refused(ledger.propose, entries.sign_proposal(ROOTS[0], action="add", moderator=MOD.node_id))
+    exc = refused(ledger.propose, entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="add", moderator=MOD.node_id))
     assert (exc.status, exc.error) == (409, "AlreadyInEffect")
-    exc = refused(ledger.propose, entries.sign_proposal(ROOTS[0], action="remove", moderator=STRANGER.node_id))
+    exc = refused(ledger.propose, entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="remove",
+                                                        moderator=STRANGER.node_id))
     assert (exc.status, exc.error) == (409, "AlreadyInEffect")
 
 
 def test_two_proposals_for_one_change_the_second_goes_stale(tmp_path: Path) -> None:
     ledger = governed(tmp_path)
-    _, p1 = ledger.propose(entries.sign_proposal(ROOTS[0], action="add", moderator=MOD2.node_id))
-    _, p2 = ledger.propose(entries.sign_proposal(ROOTS[1], action="add", moderator=MOD2.node_id))
-    assert ledger.approve(entries.sign_approval(ROOTS[2], p1))[1]
-    exc = refused(ledger.approve, entries.sign_approval(ROOTS[0], p2))
+    _, p1 = ledger.propose(entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="add", moderator=MOD2.node_id))
+    _, p2 = ledger.propose(entries.sign_proposal(ROOTS[1], origin=ORIGIN, action="add", moderator=MOD2.node_id))
+    assert ledger.approve(entries.sign_approval(ROOTS[2], p1, origin=ORIGIN))[1]
+    exc = refused(ledger.approve, entries.sign_approval(ROOTS[0], p2, origin=ORIGIN))
     assert (exc.status, exc.error) == (409, "Stale")
+
+
+def propose(ledger: Ledger, root: Any, action: str, who: Any) -> str:
+    return ledger.propose(entries.sign_proposal(root, origin=ORIGIN, action=action, moderator=who.node_id))[1]
+
+
+def approve_change(ledger: Ledger, root: Any, pid: str) -> tuple[int, bool]:
+    return ledger.approve(entries.sign_approval(root, pid, origin=ORIGIN))
+
+
+def test_a_stale_proposal_cannot_re_add_a_removed_moderator(tmp_path: Path) -> None:
+    # issue 19 point 20, the exact sequence: K = 2 of 3; an "add M" stays pending through M's add and removal
+    ledger = Ledger.init(tmp_path / "ledger", [r.node_id for r in ROOTS], 2, origin=ORIGIN)
+    old = propose(ledger, ROOTS[0], "add", MOD2)                       # leaf 1, 1 of 2 signatures
+    added = propose(ledger, ROOTS[1], "add", MOD2)                     # leaf 2
+    assert approve_change(ledger, ROOTS[2], added) == (3, True)        # MOD2 added at leaf 3
+    removed = propose(ledger, ROOTS[1], "remove", MOD2)                # leaf 4
+    assert approve_change(ledger, ROOTS[2], removed) == (5, True)      # MOD2 removed at leaf 5
+    assert ledger.moderators() == []
+    before = snapshot(ledger)
+    exc = refused(approve_change, ledger, ROOTS[1], old)               # one more signature, later
+    assert (exc.status, exc.error) == (409, "Stale"), exc.message
+    assert f"{MOD2.node_id} was removed at entry 5, after the proposal (entry 1)" in exc.message
+    assert snapshot(ledger) == before and ledger.moderators() == []
+    assert ledger.proposal(old)["stale"] is True and ledger.proposal(removed)["stale"] is False
+    exc = refused(approve_change, ledger, ROOTS[2], old)
+    assert exc.error == "Stale"
+    # a proposal made after the change counts as before: the root keys can still re-add MOD2, with K signatures
+    again = propose(ledger, ROOTS[0], "add", MOD2)
+    assert approve_change(ledger, ROOTS[1], again)[1] and ledger.moderators() == [MOD2.node_id]
+    # the replay (a restart) and the audit apply the same rule to the log
+    ledger.close()
+    reopened = Ledger.open(tmp_path / "ledger")
+    assert reopened.moderators() == [MOD2.node_id]
+    assert refused(approve_change, reopened, ROOTS[1], old).error == "Stale"
+
+
+def test_a_stale_removal_cannot_remove_a_re_added_moderator(tmp_path: Path) -> None:
+    ledger = governed(tmp_path)                                         # MOD a moderator, K = 2 of 3
+    old = propose(ledger, ROOTS[0], "remove", MOD)
+    approve_change(ledger, ROOTS[2], propose(ledger, ROOTS[1], "remove", MOD))
+    approve_change(ledger, ROOTS[2], propose(ledger, ROOTS[1], "add", MOD))
+    assert ledger.moderators() == [MOD.node_id]
+    exc = refused(approve_change, ledger, ROOTS[1], old)
+    assert (exc.status, exc.error) == (409, "Stale") and "was added at entry" in exc.message
+    assert ledger.moderators() == [MOD.node_id]
+
+
+def test_a_change_of_another_moderator_leaves_a_proposal_open(tmp_path: Path) -> None:
+    ledger = governed(tmp_path)
+    pending = propose(ledger, ROOTS[0], "add", MOD2)
+    approve_change(ledger, ROOTS[2], propose(ledger, ROOTS[1], "remove", MOD))
+    assert ledger.proposal(pending)["stale"] is False
+    assert approve_change(ledger, ROOTS[1], pending)[1] and ledger.moderators() == [MOD2.node_id]
 
 
 def test_removed_moderator_cannot_sign(tmp_path: Path) -> None:
     ledger = blessed_ledger(tmp_path)
-    _, pid = ledger.propose(entries.sign_proposal(ROOTS[2], action="remove", moderator=MOD.node_id))
-    ledger.approve(entries.sign_approval(ROOTS[0], pid))
+    _, pid = ledger.propose(entries.sign_proposal(ROOTS[2], origin=ORIGIN, action="remove", moderator=MOD.node_id))
+    ledger.approve(entries.sign_approval(ROOTS[0], pid, origin=ORIGIN))
     assert ledger.moderators() == []
-    exc = refused(ledger.bless, [entries.sign_bless_batch(MOD, {OTHER: []})])
+    exc = refused(ledger.bless, [entries.sign_bless_batch(MOD, {OTHER: []}, origin=ORIGIN)])
     assert (exc.status, exc.error) == (403, "NotAuthorized")
     assert OTHER not in ledger.state.blessed
 
@@ -100,7 +155,7 @@ def approve(job: str, eligibility: int, supersedes: int | None = None, who: Any 
     fields = dict(job=job, result=RESULT, action="approve", datacap=1 << 40, reason="useful",
                   eligibility=eligibility, supersedes=supersedes)
     fields.update(over)
-    return entries.sign_decision(who, **fields)
+    return entries.sign_decision(who, origin=ORIGIN, **fields)
 
 
 def test_decisions_supersede_by_new_entries_never_edits(tmp_path: Path) -> None:
@@ -168,7 +223,7 @@ def test_evidence_judged_again_after_a_blessing(tmp_path: Path) -> None:
     s = spec(DATA, OTHER)
     _, j, _ = ledger.report_evidence(s, agreeing(s))
     assert not j.eligible
-    ledger.bless([entries.sign_bless_batch(MOD, {OTHER: [1]})])
+    ledger.bless([entries.sign_bless_batch(MOD, {OTHER: [1]}, origin=ORIGIN)])
     index, j, new = ledger.report_evidence(s, agreeing(s))
     assert j.eligible and new and ledger.queue()[0]["entry"] == index
 
@@ -176,8 +231,8 @@ def test_evidence_judged_again_after_a_blessing(tmp_path: Path) -> None:
 def test_refused_leaf_changes_nothing_and_rollback_undoes_a_batch(tmp_path: Path) -> None:
     ledger = blessed_ledger(tmp_path)
     before = snapshot(ledger)
-    good = entries.sign_bless_batch(MOD, {OTHER: [1]})
-    bad = entries.sign_bless_batch(STRANGER, {NODES_CID: [1]})
+    good = entries.sign_bless_batch(MOD, {OTHER: [1]}, origin=ORIGIN)
+    bad = entries.sign_bless_batch(STRANGER, {NODES_CID: [1]}, origin=ORIGIN)
     exc = refused(ledger.bless, [good, bad])
     assert exc.error == "NotAuthorized"
     assert snapshot(ledger) == before and OTHER not in ledger.state.blessed

@@ -10,7 +10,7 @@ import pytest
 from cod.ledger import entries
 from cod.ledger.log import Ledger
 from cod.ledger.store import DB_FILE, TABLES
-from tests.ledger.bkit import DATA, MOD, NODES, RESULT, agreeing, blessed_ledger, job_of, spec
+from tests.ledger.bkit import DATA, MOD, NODES, ORIGIN, RESULT, agreeing, blessed_ledger, job_of, spec
 
 
 def populated(tmp: Path) -> Ledger:
@@ -18,8 +18,8 @@ def populated(tmp: Path) -> Ledger:
     ledger = blessed_ledger(tmp)
     s = spec(DATA)
     index, _, _ = ledger.report_evidence(s, agreeing(s))
-    ledger.decide(entries.sign_decision(MOD, job=job_of(s), result=RESULT, action="approve", datacap=1 << 40,
-                                        reason="ok", eligibility=index, supersedes=None))
+    ledger.decide(entries.sign_decision(MOD, origin=ORIGIN, job=job_of(s), result=RESULT, action="approve",
+                                        datacap=1 << 40, reason="ok", eligibility=index, supersedes=None))
     ledger.refusal(entries.sign_refusal(NODES[0], job=job_of(s), policy="fil-plus-only", inputs=[DATA], reason="r"))
     ledger.add_cosignature(ledger.size, "witness.example", "— witness.example AAAAAAAA")
     return ledger

@@ -20,7 +20,7 @@ from cod.ledger.note import CosignatureVerifier, split_note
 from cod.ledger.server import Pusher, Witness, start_ledger
 from cod.ledger.witness import start_witness
 
-from .bkit import MOD, blessed_ledger, cid
+from .bkit import MOD, ORIGIN, blessed_ledger, cid
 
 WAIT_S = 20.0
 
@@ -47,7 +47,7 @@ async def test_checkpoints_are_cosigned_and_the_audit_counts_them(tmp_path: Path
         note = await _cosigned(client, "witness.test/w1", first)
         split_note(note.encode())  # a well-formed signed note
         assert (await client.info())["witnesses"] == [witness.witness.vkey]
-        await client.bless([entries.sign_bless_batch(MOD, {cid("more fil+ data"): [1]})])
+        await client.bless([entries.sign_bless_batch(MOD, {cid("more fil+ data"): [1]}, origin=ORIGIN)])
         await _cosigned(client, "witness.test/w1", first + 1)  # consistency proof from `first` accepted
 
         problems = await asyncio.to_thread(audit.audit_url, running.url, vkey, [witness.witness.vkey], 1)
@@ -56,7 +56,7 @@ async def test_checkpoints_are_cosigned_and_the_audit_counts_them(tmp_path: Path
 
         # the witness goes away: appends go on, uncosigned; the audit requiring it says so
         await witness.stop()
-        await client.bless([entries.sign_bless_batch(MOD, {cid("even more"): [2]})])
+        await client.bless([entries.sign_bless_batch(MOD, {cid("even more"): [2]}, origin=ORIGIN)])
         assert running.ledger.size == first + 2
         problems = await asyncio.to_thread(audit.audit_url, running.url, vkey, [witness.witness.vkey], 1)
         assert problems and any("cosign" in p for p in problems), problems
@@ -98,7 +98,8 @@ async def test_a_push_during_a_group_commit_cosigns_the_groups_checkpoint(tmp_pa
     try:
         ledger._lock.acquire()  # both requests queue behind it, then commit as one group
         with ThreadPoolExecutor(2) as pool:
-            futures = [pool.submit(ledger.bless, [entries.sign_bless_batch(MOD, {cid(f"group {n}"): [n]})])
+            futures = [pool.submit(ledger.bless,
+                                   [entries.sign_bless_batch(MOD, {cid(f"group {n}"): [n]}, origin=ORIGIN)])
                        for n in range(2)]
             while len(ledger._queue) < 2:
                 await asyncio.sleep(0.01)
@@ -140,7 +141,7 @@ async def test_the_pusher_survives_an_unexpected_error(tmp_path: Path, monkeypat
     running = await start_ledger(tmp_path / "ledger", witnesses=[wired])
     client = LedgerClient(running.url)
     try:
-        await client.bless([entries.sign_bless_batch(MOD, {cid("after the error"): [5]})])
+        await client.bless([entries.sign_bless_batch(MOD, {cid("after the error"): [5]}, origin=ORIGIN)])
         assert not failures  # the pusher met the error
         await _cosigned(client, "witness.test/w1", running.ledger.size)
     finally:

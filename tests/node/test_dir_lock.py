@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from cod.errors import LocalPathError
 
 from ..helpers import cod_env, devstack

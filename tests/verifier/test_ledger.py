@@ -196,7 +196,7 @@ def real_ledger(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
 
     root, moderator = Identity.load_or_create(tmp_path / "root"), Identity.load_or_create(tmp_path / "mod")
     ledger = Ledger.init(tmp_path / "ledger", [root.node_id], 1)
-    ledger.propose(sign_proposal(root, action="add", moderator=moderator.node_id))
+    ledger.propose(sign_proposal(root, origin=ledger.origin, action="add", moderator=moderator.node_id))
     assert moderator.node_id in ledger.moderators()
     yield ledger, moderator
     ledger.close()
@@ -206,7 +206,7 @@ def test_the_real_ledger_judges_the_runs_evidence_eligible(stack: Stack, real_le
     from cod.ledger.entries import sign_bless_batch
 
     ledger, moderator = real_ledger
-    ledger.bless([sign_bless_batch(moderator, {INPUT: [1234]})])
+    ledger.bless([sign_bless_batch(moderator, {INPUT: [1234]}, origin=ledger.origin)])
     with standin.backed_in_thread(ledger) as url:
         done = stack.run("--ledger", url, "--json")
     assert done.returncode == 0, done.stderr
