@@ -127,3 +127,34 @@ async def test_notary_can_require_cosignatures_of_named_witnesses(served: Served
     assert done.returncode == 2 and "more than the 1 --witness" in done.stderr, done.stderr
     done = await served.cod("ledger", "notary", RESULT, "--ledger", url, "--witness", served.vkey)
     assert done.returncode == 2 and "not a witness's cosignature vkey" in done.stderr, done.stderr
+
+
+async def test_governance_signs_for_the_pinned_ledger_not_for_the_origin_a_proxy_answers(tmp_path: Path) -> None:
+    """Points 18/19: a proxy in front of ledger A answers /v1/info with ledger B's origin and key, so a
+    root key holder of both would sign a proposal valid on B. With A's key pinned, nothing is signed."""
+    a = governed(tmp_path, name="a")
+    b = governed(tmp_path, origin="other.example/ledger", name="b")
+    a_vkey, b_info = a.vkey, b.info()
+    a.close()
+    b.close()
+    key = tmp_path / "root1.key"
+    key.write_bytes(ROOTS[0].signing_key.encode())
+    key.chmod(0o600)
+    running = await start_ledger(tmp_path / "a")
+
+    def other(path: str, status: int, body: bytes) -> bytes:
+        if path != "/v1/info":
+            return body
+        return json.dumps(dict(json.loads(body), origin=b_info["origin"], vkey=b_info["vkey"])).encode()
+
+    try:
+        size = running.ledger.size
+        async with HostileLedger(running.url, other) as proxy:
+            done = await asyncio.to_thread(run_cod, tmp_path, "ledger", "moderator", "propose", "add",
+                                           MOD2.node_id, "--key", str(key), "--ledger", proxy.url,
+                                           COD_LEDGER_VKEY=a_vkey)
+        assert done.returncode == 24, (done.stdout, done.stderr)
+        assert "nothing was signed" in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert proxy.posts == [] and running.ledger.size == size
+    finally:
+        await running.stop()
