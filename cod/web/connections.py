@@ -11,14 +11,16 @@ nothing more (SPEC.md 9.2). So every connection is guarded:
   bytes received (as Apache's mod_reqtimeout counts); time while the server itself has
   stopped reading (its buffer is full) does not count; otherwise the connection is closed;
 - between requests a connection is closed after ``keepalive_timeout`` idle seconds;
+- a connection whose send buffer stays full (the client reads nothing of an answer) for
+  ``send_timeout`` seconds is closed;
 - at most ``max_connections`` are open (and never more than the process's file descriptor
   limit leaves room for, FD_RESERVE and ACCEPT_BATCH kept free): one more evicts the oldest
   connection that is waiting for a request (idle, or still sending its headers), and is
   itself refused (503) when every connection has a request in hand.
 
 The limits are named constants below; ``COD_HTTP_HEADER_TIMEOUT``, ``COD_HTTP_BODY_TIMEOUT``,
-``COD_HTTP_KEEPALIVE_TIMEOUT`` (seconds) and ``COD_HTTP_MAX_CONNECTIONS`` override them for a
-server process (an operator's setting, and how the tests make them short).
+``COD_HTTP_KEEPALIVE_TIMEOUT``, ``COD_HTTP_SEND_TIMEOUT`` (seconds) and ``COD_HTTP_MAX_CONNECTIONS``
+override them for a server process (an operator's setting, and how the tests make them short).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ BODY_MIN_RATE = 16384
 """Bytes per second a body must average: each this many bytes earn one second more."""
 KEEPALIVE_TIMEOUT_S = 30.0
 """Idle seconds after which a kept-alive connection is closed (aiohttp's client keeps 15)."""
+SEND_TIMEOUT_S = 60.0
+"""Seconds the server's send buffer may stay full (the client reads nothing of an answer)."""
 MAX_CONNECTIONS = 1024
 """Connections open at once, at most."""
 FD_RESERVE = 64
@@ -67,7 +71,8 @@ MIN_CONNECTIONS = 8
 log = logging.getLogger("cod.web")
 
 ENV = {"header_timeout": "COD_HTTP_HEADER_TIMEOUT", "body_timeout": "COD_HTTP_BODY_TIMEOUT",
-       "keepalive_timeout": "COD_HTTP_KEEPALIVE_TIMEOUT", "max_connections": "COD_HTTP_MAX_CONNECTIONS"}
+       "keepalive_timeout": "COD_HTTP_KEEPALIVE_TIMEOUT", "send_timeout": "COD_HTTP_SEND_TIMEOUT",
+       "max_connections": "COD_HTTP_MAX_CONNECTIONS"}
 _SECONDS = re.compile(r"[0-9]{1,6}(\.[0-9]{1,3})?")
 _COUNT = re.compile(r"[0-9]{1,6}")
 
@@ -84,6 +89,7 @@ class ConnectionLimits:
     body_timeout: float = BODY_TIMEOUT_S
     body_min_rate: int = BODY_MIN_RATE
     keepalive_timeout: float = KEEPALIVE_TIMEOUT_S
+    send_timeout: float = SEND_TIMEOUT_S
     max_connections: int = MAX_CONNECTIONS
 
     @classmethod
@@ -246,6 +252,7 @@ class GuardedHandler(RequestHandler):
     _body: Any = None
     _body_bytes = 0
     _guard: asyncio.TimerHandle | None = None
+    _stall: asyncio.TimerHandle | None = None
     _counted = False
 
     def _guarded(self) -> GuardedServerMixin | None:
@@ -268,7 +275,28 @@ class GuardedHandler(RequestHandler):
             server.release(self)
         self._counted = False
         self._cancel_guard()
+        self._cancel_stall()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The send buffer is full: the client must read some of it within ``send_timeout``."""
+        super().pause_writing()
+        server = self._guarded()
+        if server is not None and self._stall is None:
+            self._stall = self._loop.call_later(server.limits.send_timeout, self._stalled)
+
+    def resume_writing(self) -> None:
+        self._cancel_stall()
+        super().resume_writing()
+
+    def _stalled(self) -> None:
+        self._stall = None
+        self._close_now()  # the handler's pending write then fails as the client's leaving would
+
+    def _cancel_stall(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
 
     def data_received(self, data: bytes) -> None:
         if self._phase == IDLE and self._waiting():
@@ -356,5 +384,5 @@ class GuardedHandler(RequestHandler):
 
 
 __all__ = ["BODY_MIN_RATE", "BODY_TIMEOUT_S", "ENV", "FD_RESERVE", "HEADER_TIMEOUT_S", "KEEPALIVE_TIMEOUT_S",
-           "LISTEN_BACKLOG", "MAX_CONNECTIONS", "ConnectionLimits", "GuardedHandler", "GuardedServerMixin",
-           "GuardedSite"]
+           "LISTEN_BACKLOG", "MAX_CONNECTIONS", "SEND_TIMEOUT_S", "ConnectionLimits", "GuardedHandler",
+           "GuardedServerMixin", "GuardedSite"]

@@ -8,6 +8,7 @@ expected bodies are written out here by hand.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import resource
@@ -17,6 +18,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,8 @@ from ..helpers import ROOT, cod_env
 
 HINTS = {404: "see the routes", 405: "see the methods"}
 RELEASE = web.AppKey("release", asyncio.Event)
+BIG_BYTES = 64 << 20
+"""The body of /big: more than loopback's socket buffers hold (a few MiB each way)."""
 
 
 def _answer(exc: CodError) -> web.Response:
@@ -68,6 +72,10 @@ def _app() -> web.Application:
     async def slow(request: web.Request) -> web.Response:
         await request.app[RELEASE].wait()
         return web.json_response({"slow": True})
+
+    @routes.get("/big")
+    async def big(request: web.Request) -> web.Response:
+        return web.Response(body=bytes(BIG_BYTES), content_type="application/octet-stream")
 
     @routes.post("/body")
     async def body(request: web.Request) -> web.Response:
@@ -285,12 +293,43 @@ async def test_past_the_cap_with_every_connection_busy_a_new_one_is_refused_503(
         await served.runner.cleanup()
 
 
+async def test_a_client_that_stops_reading_an_answer_is_cut_off() -> None:
+    """A client that asks for a large answer and never reads it held its connection (and the
+    handler) for ever: the send buffer full, the server waits to write. Past the send timeout
+    (0.5 s here) with writing paused, the server closes the connection: the client gets less
+    than the answer."""
+    served = await listen(_app(), "127.0.0.1", 0, limits=replace(SHORT, send_timeout=0.5))
+    try:
+        host, port = served.url.removeprefix("http://").split(":")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, int(port)))
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        server: Any = served.runner.server
+        for _ in range(int(PATIENCE_S / 0.05)):  # until the server has the request, then lets the connection go
+            if server.requests_count and not server._open:
+                break
+            await asyncio.sleep(0.05)
+        assert not server._open, "the server still holds a connection that reads nothing"
+        got = 0
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := await asyncio.wait_for(reader.read(1 << 20), PATIENCE_S):
+                got += len(chunk)
+        assert got < BIG_BYTES, got
+        writer.close()
+        assert (await _get(f"{served.url}/ok"))[0] == 200
+    finally:
+        await served.runner.cleanup()
+
+
 def test_connection_limits_from_the_environment_are_ascii_numbers() -> None:
     limits = ConnectionLimits.from_env({"COD_HTTP_HEADER_TIMEOUT": "2.5", "COD_HTTP_MAX_CONNECTIONS": "100"})
     assert (limits.header_timeout, limits.max_connections, limits.body_timeout) == (2.5, 100, 20.0)
     for name, text in (("COD_HTTP_HEADER_TIMEOUT", "\u0661\u0662"), ("COD_HTTP_BODY_TIMEOUT", "NaN"),
                        ("COD_HTTP_KEEPALIVE_TIMEOUT", "0"), ("COD_HTTP_MAX_CONNECTIONS", "1.5"),
-                       ("COD_HTTP_HEADER_TIMEOUT", "-1")):
+                       ("COD_HTTP_HEADER_TIMEOUT", "-1"), ("COD_HTTP_SEND_TIMEOUT", "1e3")):
         with pytest.raises(ConfigError, match=name):
             ConnectionLimits.from_env({name: text})
 
