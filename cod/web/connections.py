@@ -15,8 +15,9 @@ nothing more (SPEC.md 9.2). So every connection is guarded:
   ``send_timeout`` seconds is closed;
 - at most ``max_connections`` are open (and never more than the process's file descriptor
   limit leaves room for, FD_RESERVE and ACCEPT_BATCH kept free): one more evicts the oldest
-  connection that is waiting for a request (idle, or still sending its headers), and is
-  itself refused (503) when every connection has a request in hand.
+  connection that is waiting for a request (idle, or still sending its headers), or else
+  the slowest body arriving below ``body_min_rate`` (more than BODY_GRACE_S old), and is
+  itself refused (503) when every connection has a request in hand that is not such a body.
 
 The limits are named constants below; ``COD_HTTP_HEADER_TIMEOUT``, ``COD_HTTP_BODY_TIMEOUT``,
 ``COD_HTTP_KEEPALIVE_TIMEOUT``, ``COD_HTTP_SEND_TIMEOUT`` (seconds) and ``COD_HTTP_MAX_CONNECTIONS``
@@ -65,6 +66,8 @@ ACCEPT_BATCH = 16
 so the cap leaves this many descriptors free as well."""
 ACCEPT_RETRY_S = 1.0
 """Seconds accepting pauses after the process ran out of descriptors (as asyncio's own loop)."""
+BODY_GRACE_S = 1.0
+"""Seconds a body must have been arriving before its rate may make it the one evicted."""
 MIN_CONNECTIONS = 8
 """The cap is never below this, whatever the descriptor limit."""
 
@@ -140,16 +143,22 @@ class GuardedServerMixin:
     _pending: int
 
     def make_room(self) -> bool:
-        """Room for one connection more: True when under the cap or once the oldest connection
-        waiting for a request is closed; False when every connection has a request in hand."""
+        """Room for one connection more: True when under the cap, or once the oldest connection
+        waiting for a request is closed, or else the slowest body below the minimum rate (more
+        than BODY_GRACE_S old); False when every connection has a request in hand that is not
+        such a body."""
         if len(self._open) + self._pending < self.cap:
             return True
-        for victim in self._open:
-            if victim.waiting_for_request():
-                self.release(victim)
-                victim.evict()
-                return True
-        return False
+        victim = next((handler for handler in self._open if handler.waiting_for_request()), None)
+        if victim is None:
+            slow = [(rate, handler) for handler in self._open
+                    if (rate := handler.body_rate()) is not None and rate < self.limits.body_min_rate]
+            victim = min(slow, key=lambda pair: pair[0])[1] if slow else None
+        if victim is None:
+            return False
+        self.release(victim)
+        victim.evict()
+        return True
 
     def register(self, handler: GuardedHandler) -> None:
         self._open[handler] = None
@@ -319,6 +328,14 @@ class GuardedHandler(RequestHandler):
     def waiting_for_request(self) -> bool:
         """True when no request is in hand: idle, or its headers still arriving."""
         return self._phase == HEADERS or (self._phase == IDLE and self._waiting())
+
+    def body_rate(self) -> float | None:
+        """Bytes per second of the body arriving, None when no body arrives or it began less than
+        BODY_GRACE_S ago (or the server paused its reading since)."""
+        if self._phase != BODY:
+            return None
+        age = self._loop.time() - self._since
+        return self._body_bytes / age if age >= BODY_GRACE_S else None
 
     def evict(self) -> None:
         self._close_now()

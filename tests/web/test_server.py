@@ -324,6 +324,48 @@ async def test_a_client_that_stops_reading_an_answer_is_cut_off() -> None:
         await served.runner.cleanup()
 
 
+async def test_past_the_cap_a_body_dripped_below_the_minimum_rate_makes_room() -> None:
+    """8 connections dripping a body (2 bytes a second; the minimum is 1000) fill a cap of 8
+    for as long as the body timeout allows (10 minutes here), and a client reopening them held
+    the server for ever: every new connection was answered 503. Past the cap, the slowest body
+    that is more than a second old and below the minimum rate is closed instead: a real
+    request is answered, and the dripper closed for it is one of the slowest (those that sent
+    one byte, not four)."""
+    limits = ConnectionLimits(header_timeout=600, body_timeout=600, body_min_rate=1000, max_connections=8)
+    served = await listen(_app(), "127.0.0.1", 0, limits=limits)
+    head = b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 600\r\n\r\n["
+    drips = [await _open(served.url) for _ in range(8)]
+    try:
+        for _, writer in drips:
+            writer.write(head)
+        server: Any = served.runner.server
+        for _ in range(int(PATIENCE_S / 0.05)):  # until the 8 bodies are in hand
+            if server.requests_count >= 8:
+                break
+            await asyncio.sleep(0.05)
+        for _ in range(6):  # 1.5 s of dripping, 2 bytes a second
+            await asyncio.sleep(0.25)
+            for _, writer in drips[::2]:
+                writer.write(b" ")
+        answers = [await asyncio.wait_for(_get(f"{served.url}/ok"), PATIENCE_S) for _ in range(3)]
+        assert [(status, body) for status, _, body in answers] == [(200, {"ok": True})] * 3
+
+        async def closed(reader: asyncio.StreamReader) -> bool:
+            try:
+                return await asyncio.wait_for(reader.read(), 1) == b""
+            except ConnectionResetError:
+                return True
+            except asyncio.TimeoutError:
+                return False
+
+        ended = await asyncio.gather(*(closed(reader) for reader, _ in drips))
+        assert 1 <= sum(ended) <= 3 and not any(ended[::2]), ended
+    finally:
+        for _, writer in drips:
+            writer.close()
+        await served.runner.cleanup()
+
+
 def test_connection_limits_from_the_environment_are_ascii_numbers() -> None:
     limits = ConnectionLimits.from_env({"COD_HTTP_HEADER_TIMEOUT": "2.5", "COD_HTTP_MAX_CONNECTIONS": "100"})
     assert (limits.header_timeout, limits.max_connections, limits.body_timeout) == (2.5, 100, 20.0)
