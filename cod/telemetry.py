@@ -4,8 +4,9 @@ Tracing is on in a process when ``COD_TRACING`` is ``1``/``true``/``on``, or an 
 is set (``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``), unless
 ``OTEL_SDK_DISABLED=true`` or ``COD_TRACING=0``. With an endpoint, spans and the requester's
 metrics go out by OTLP over HTTP (the exporter reads the standard ``OTEL_*`` variables:
-headers, timeout, protocol paths); without one, spans are made but not exported (tests install
-their own exporters with :func:`configure`). When tracing is off, nothing imports
+headers, timeout, protocol paths), in the background and never delaying a run, a node or an
+exit: a dead collector costs at most a second at exit and one warning line (cod.otlp); without
+one, spans are made but not exported (tests install their own exporters with :func:`configure`). When tracing is off, nothing imports
 opentelemetry: every helper here is a no-op costing one attribute check.
 
 A requester's span context travels to nodes in the W3C ``traceparent`` header (injected by
@@ -21,7 +22,9 @@ Nodes' metrics (``/metrics``, cod.node.metrics) are always on; they use this mod
 
 from __future__ import annotations
 
+import atexit
 import os
+import weakref
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
@@ -60,13 +63,16 @@ def otlp_configured(env: Mapping[str, str] | None = None) -> bool:
 
 
 class _State:
-    """The process's tracer and requester meter provider (None while tracing is off)."""
+    """The process's tracer and requester meter provider (None while tracing is off), and the
+    providers that export by OTLP, which the exit closes (cod.otlp: bounded)."""
 
     def __init__(self) -> None:
         self.decided = False
         self.tracer: Tracer | None = None
         self.tracer_provider: TracerProvider | None = None
         self.meter_provider: MeterProvider | None = None
+        self.exporting: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.at_exit = False
 
 
 _state = _State()
@@ -91,35 +97,65 @@ def configure(span_exporters: Sequence[SpanExporter] = (), metric_readers: Seque
 
     shutdown()
     resource = Resource.create({"service.name": SERVICE_NAME})
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(resource=resource, shutdown_on_exit=not otlp)  # with OTLP: _at_exit, bounded
     for exporter in span_exporters:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     if otlp:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from .otlp import GuardedSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        provider.add_span_processor(BatchSpanProcessor(GuardedSpanExporter()))  # in the background
     _state.decided = True
     _state.tracer_provider = provider
     _state.tracer = provider.get_tracer(INSTRUMENTATION)
-    _state.meter_provider = MeterProvider(resource=resource, metric_readers=_readers(otlp, metric_readers))
+    _state.meter_provider = MeterProvider(resource=resource, metric_readers=_readers(otlp, metric_readers),
+                                          shutdown_on_exit=not otlp)
+    if otlp:
+        _exporting(provider, _state.meter_provider)
 
 
 def _readers(otlp: bool, extra: Sequence[MetricReader]) -> list[MetricReader]:
     readers = list(extra)
     if otlp:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+        from .otlp import GuardedMetricExporter
+
+        readers.append(PeriodicExportingMetricReader(GuardedMetricExporter()))
     return readers
 
 
+def _exporting(*providers: Any) -> None:
+    """Close ``providers`` at the exit, waiting on the collector at most cod.otlp.SHUTDOWN_TIMEOUT_S."""
+    _state.exporting.update(providers)
+    if not _state.at_exit:
+        _state.at_exit = True
+        atexit.register(_at_exit)
+
+
+def _at_exit() -> None:
+    from . import otlp
+
+    otlp.close([provider.shutdown for provider in list(_state.exporting)])
+
+
+def close(provider: Any) -> None:
+    """Stop ``provider`` (a tracer or meter provider of this module); one exporting by OTLP is
+    waited on at most cod.otlp.SHUTDOWN_TIMEOUT_S, so a dead collector never delays a stop."""
+    if provider in _state.exporting:
+        from . import otlp
+
+        _state.exporting.discard(provider)
+        otlp.close([provider.shutdown])
+    else:
+        provider.shutdown()
+
+
 def shutdown() -> None:
-    """Flush and stop what :func:`configure` started; afterwards the environment decides again."""
-    if _state.tracer_provider is not None:
-        _state.tracer_provider.shutdown()
-    if _state.meter_provider is not None:
-        _state.meter_provider.shutdown()
+    """Flush and stop what :func:`configure` started (bounded, cod.otlp); afterwards the
+    environment decides again."""
+    for provider in (_state.tracer_provider, _state.meter_provider):
+        if provider is not None:
+            close(provider)
     _state.tracer = _state.tracer_provider = _state.meter_provider = None
     _state.decided = False  # the environment decides again
 
@@ -143,8 +179,12 @@ def node_meter_provider(readers: Sequence[MetricReader], views: Sequence[View] =
     from opentelemetry.sdk.resources import Resource
 
     _decide()
-    return MeterProvider(resource=Resource.create({"service.name": "cod-node"}), views=list(views),
-                         metric_readers=_readers(_state.tracer is not None and otlp_configured(), readers))
+    otlp = _state.tracer is not None and otlp_configured()
+    provider = MeterProvider(resource=Resource.create({"service.name": "cod-node"}), views=list(views),
+                             metric_readers=_readers(otlp, readers), shutdown_on_exit=not otlp)
+    if otlp:
+        _exporting(provider)
+    return provider
 
 
 @contextmanager
@@ -240,5 +280,5 @@ def ids_of(span_: Any) -> tuple[str, str] | None:
     return f"{context.trace_id:032x}", f"{context.span_id:016x}"
 
 
-__all__ = ["configure", "configured", "current_ids", "enabled", "extract", "guest", "ids_of", "inject",
+__all__ = ["close", "configure", "configured", "current_ids", "enabled", "extract", "guest", "ids_of", "inject",
            "node_meter_provider", "record", "requester_meter_provider", "shutdown", "span"]

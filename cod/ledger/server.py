@@ -158,6 +158,9 @@ async def start_ledger(data_dir: Path, host: str = "127.0.0.1", port: int = 0, *
         raise LedgerRefused(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                             "pick another --port (0: any free port) or --host, or stop what holds it",
                             status=0, error="CannotListen") from None
+    except CodError:  # a COD_HTTP_* limit that is not a number
+        ledger.close()
+        raise
     tasks: list[asyncio.Task[None]] = []
     if pusher.witnesses:
         pusher.wake.set()

@@ -341,6 +341,9 @@ async def start_witness(data_dir: Path, logs: Sequence[str], host: str = "127.0.
         witness.close()
         raise CodError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                        "pick another --port (0: any free port) or --host") from None
+    except CodError:  # a COD_HTTP_* limit that is not a number
+        witness.close()
+        raise
     return RunningWitness(witness, served.runner, served.url)
 
 

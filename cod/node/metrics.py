@@ -70,7 +70,9 @@ class NodeMetrics:
         return generate_latest(self.registry)
 
     def close(self) -> None:
-        self.provider.shutdown()
+        from .. import telemetry
+
+        telemetry.close(self.provider)  # waits on an OTLP collector at most a second
 
 
 __all__ = ["CONTENT_TYPE", "NodeMetrics"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import NodeError
+from ..errors import CodError, NodeError
 from ..web.server import MAX_PORT, listen, until_interrupted
 from .app import Node, app, http_error_body
 
@@ -44,6 +44,9 @@ async def start_node(data_dir: Path, host: str = "127.0.0.1", port: int = 0, **o
         await node.stop()
         raise NodeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                         "pick another --port (0: any free port) or --host, or stop what holds it") from None
+    except CodError:  # a COD_HTTP_* limit that is not a number
+        await node.stop()
+        raise
     return RunningNode(node, served.runner, served.url)
 
 

@@ -20,9 +20,12 @@ from ..errors import CodError
 from ..text import printable, printable_lines
 
 DEFAULT_HINT = "see /v1/openapi.json"
-HTTP_NAMES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge",
-              415: "UnsupportedMediaType", 431: "HeadersTooLarge", 500: "InternalError"}
+HTTP_NAMES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 408: "RequestTimeout", 413: "TooLarge",
+              415: "UnsupportedMediaType", 431: "HeadersTooLarge", 500: "InternalError", 503: "TooManyConnections"}
 """The ``error`` of an HTTP-level refusal, by status."""
+STATUS_HINTS = {408: "send each request's headers and body without pauses (see SPEC.md 9.2 for the timeouts)",
+                503: "retry in a moment: every connection the server can hold has a request in hand"}
+"""The hint of a refusal no server names its own hint for."""
 KEPT_HEADERS = ("allow", "retry-after")
 """Headers of aiohttp's own refusals that the JSON answer keeps."""
 MAX_LOGGED = 300
@@ -32,7 +35,7 @@ MAX_LOGGED = 300
 def http_error_body(status: int, message: str, hints: Mapping[int, str] | None = None) -> dict[str, Any]:
     """The JSON body of an HTTP-level refusal (no route, wrong method, unparsable request)."""
     return {"error": HTTP_NAMES.get(status, "HTTPError"), "message": message,
-            "hint": (hints or {}).get(status, DEFAULT_HINT)}
+            "hint": (hints or {}).get(status) or STATUS_HINTS.get(status, DEFAULT_HINT)}
 
 
 def json_errors(answer: Callable[[CodError], web.Response], *, log: logging.Logger, service: str,
@@ -53,6 +56,8 @@ def json_errors(answer: Callable[[CodError], web.Response], *, log: logging.Logg
             headers = {k: v for k, v in exc.headers.items() if k.lower() in KEPT_HEADERS}
             return web.json_response(http_error_body(exc.status, exc.reason, hints), status=exc.status,
                                      headers=headers)
+        except ConnectionResetError:  # the client left (or was timed out) mid-body: nobody to answer, no bug
+            raise
         except Exception:
             # the path is the requester's text, decoded (%1b is ESC): never raw into the operator's terminal
             log.error("unexpected error answering %s %s\n%s", printable(request.method, MAX_LOGGED),

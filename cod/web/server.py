@@ -13,6 +13,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from .answers import http_error_body
+from .connections import ConnectionLimits, GuardedHandler, GuardedServerMixin, GuardedSite
 
 MAX_PORT = 65535
 UNPARSABLE = "the request could not be parsed as HTTP"
@@ -20,20 +21,27 @@ UNPARSABLE = "the request could not be parsed as HTTP"
 ErrorBody = Callable[[int, str], dict[str, Any]]
 
 
-class _JsonErrorsServer(web.Server):
-    error_body: ErrorBody  # set by JsonErrorsRunner
+class _JsonErrorsServer(GuardedServerMixin, web.Server):
+    """aiohttp's server with the connection cap of cod.web.connections; its state is set by
+    JsonErrorsRunner."""
 
     def __call__(self) -> RequestHandler:
         return _JsonErrorsHandler(self, loop=self._loop, **self._kwargs)
 
 
-class _JsonErrorsHandler(RequestHandler):
+class _JsonErrorsHandler(GuardedHandler):
     """aiohttp's connection handler, answering what its HTTP parser refuses (an unknown method,
-    a malformed request line or header) with a JSON error body instead of text."""
+    a malformed request line or header) with a JSON error body instead of text, and timing out
+    slow clients (cod.web.connections)."""
 
     def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
-        super().handle_error(request, status, exc, message)  # logs; raises if a response was begun
+        if isinstance(exc, ConnectionResetError):  # the client left (or was timed out) mid-body: no bug
+            self.logger.debug("client gone during a request from %s: %s", request.remote, exc)
+            if request.writer.output_size > 0:
+                raise ConnectionError("the client is gone")
+        else:
+            super().handle_error(request, status, exc, message)  # logs; raises if a response was begun
         server = self._manager
         body = server.error_body if isinstance(server, _JsonErrorsServer) else http_error_body
         response = web.json_response(body(status, UNPARSABLE), status=status)
@@ -42,18 +50,21 @@ class _JsonErrorsHandler(RequestHandler):
 
 
 class JsonErrorsRunner(web.AppRunner):
-    """An AppRunner whose server answers unparsable HTTP with ``error_body(status, message)``."""
+    """An AppRunner whose server answers unparsable HTTP with ``error_body(status, message)`` and
+    guards its connections with ``limits`` (cod.web.connections)."""
 
     def __init__(self, application: web.Application, error_body: ErrorBody = http_error_body,
-                 **kwargs: Any) -> None:
-        super().__init__(application, **kwargs)
+                 limits: ConnectionLimits = ConnectionLimits(), **kwargs: Any) -> None:
+        super().__init__(application, keepalive_timeout=limits.keepalive_timeout, **kwargs)
         self._error_body = error_body
+        self._limits = limits
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
-        server.__class__ = _JsonErrorsServer  # same state, one method more
+        server.__class__ = _JsonErrorsServer  # same state, a few methods more
         assert isinstance(server, _JsonErrorsServer)
         server.error_body = self._error_body
+        server.limits, server.cap, server._open, server._pending = self._limits, self._limits.cap(), {}, 0
         return server
 
 
@@ -66,22 +77,22 @@ class Listening:
 
 
 async def listen(application: web.Application, host: str, port: int,
-                 error_body: ErrorBody = http_error_body) -> Listening:
-    """Serve ``application`` on ``host:port`` (0: any free port).
+                 error_body: ErrorBody = http_error_body, limits: ConnectionLimits | None = None) -> Listening:
+    """Serve ``application`` on ``host:port`` (0: any free port), its connections guarded by
+    ``limits`` (default: cod.web.connections' constants, with what ``COD_HTTP_*`` set).
 
-    Raises OSError when the address cannot be bound; nothing is left running then.
+    Raises OSError when the address cannot be bound, ConfigError for a ``COD_HTTP_*`` variable
+    that is not a number; nothing is left running then.
     """
-    runner = JsonErrorsRunner(application, error_body, access_log=None)
+    runner = JsonErrorsRunner(application, error_body, limits or ConnectionLimits.from_env(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = GuardedSite(runner, host, port)
     try:
         await site.start()
     except OSError:
         await runner.cleanup()
         raise
-    sockets = getattr(site._server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
-    return Listening(runner, f"http://{host}:{bound}")
+    return Listening(runner, f"http://{host}:{site.port}")
 
 
 async def until_interrupted() -> None:

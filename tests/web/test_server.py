@@ -8,21 +8,36 @@ expected bodies are written out here by hand.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import resource
 import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from cod.errors import CodError, SpecError
+from cod.errors import CodError, ConfigError, SpecError
 from cod.web import answers
 from cod.web.body import check_strings, parse_json
+from cod.web.connections import ConnectionLimits
 from cod.web.server import Listening, listen
 
+from ..helpers import ROOT, cod_env
+
 HINTS = {404: "see the routes", 405: "see the methods"}
+RELEASE = web.AppKey("release", asyncio.Event)
+BIG_BYTES = 64 << 20
+"""The body of /big: more than loopback's socket buffers hold (a few MiB each way)."""
 
 
 def _answer(exc: CodError) -> web.Response:
@@ -34,6 +49,7 @@ def _app() -> web.Application:
     errors = answers.json_errors(_answer, log=logging.getLogger("test.web"), service="test server", hints=HINTS,
                                  after_bug="it is still up")
     application = web.Application(middlewares=[errors], client_max_size=64)
+    application[RELEASE] = asyncio.Event()
     routes = web.RouteTableDef()
 
     @routes.get("/ok")
@@ -51,6 +67,15 @@ def _app() -> web.Application:
     @routes.get(r"/bug/{rest:[\s\S]*}")
     async def bug_saying(request: web.Request) -> web.Response:
         raise ValueError(f"a bug about {request.match_info['rest']}")
+
+    @routes.get("/slow")
+    async def slow(request: web.Request) -> web.Response:
+        await request.app[RELEASE].wait()
+        return web.json_response({"slow": True})
+
+    @routes.get("/big")
+    async def big(request: web.Request) -> web.Response:
+        return web.Response(body=bytes(BIG_BYTES), content_type="application/octet-stream")
 
     @routes.post("/body")
     async def body(request: web.Request) -> web.Response:
@@ -146,3 +171,325 @@ async def test_an_address_in_use_is_an_os_error_and_nothing_is_left_listening() 
         taken.close()
     again = await listen(_app(), "127.0.0.1", port)  # the failed attempt holds nothing
     await again.runner.cleanup()
+
+
+# -- slow clients (Stage 9 point 10) ---------------------------------------------------------
+PATIENCE_S = 30.0
+"""How long a test waits for something that must happen: a bound against hanging, not a speed."""
+SHORT = ConnectionLimits(header_timeout=0.5, body_timeout=0.5, body_min_rate=1000, keepalive_timeout=30,
+                         max_connections=8)
+
+
+async def _open(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = url.removeprefix("http://").split(":")
+    return await asyncio.open_connection(host, int(port))
+
+
+async def _drip(url: str, head: bytes, drops: list[bytes], every: float) -> tuple[int, bytes]:
+    """Send ``head``, then one of ``drops`` every ``every`` seconds until the server answers or
+    closes; how many drops were sent, and what the server sent back."""
+    reader, writer = await _open(url)
+    writer.write(head)
+    answer = asyncio.ensure_future(reader.read())
+    sent = 0
+    try:
+        for drop in drops:
+            done, _ = await asyncio.wait([answer], timeout=every)
+            if done:
+                break
+            writer.write(drop)
+            sent += 1
+        try:
+            return sent, await asyncio.wait_for(answer, PATIENCE_S)
+        except ConnectionResetError:
+            return sent, b""
+    finally:
+        answer.cancel()
+        writer.close()
+
+
+async def test_headers_dripped_a_byte_at_a_time_are_timed_out_with_a_json_408() -> None:
+    """A client sending a header line every 0.1 s held its connection for ever (400 of them were
+    still held after 20 s). Headers must be complete within the header timeout (0.5 s here):
+    the answer is 408 RequestTimeout in JSON, and the connection is closed."""
+    served = await listen(_app(), "127.0.0.1", 0, limits=SHORT)
+    try:
+        drops = [b"X-Drip-%d: x\r\n" % i for i in range(300)]  # 30 s of headers at this pace
+        sent, raw = await _drip(served.url, b"GET /ok HTTP/1.1\r\nHost: x\r\n", drops, 0.1)
+        head, _, payload = raw.partition(b"\r\n\r\n")
+        assert sent < len(drops) and head.split(b" ")[1:2] == [b"408"], (sent, raw[:200])
+        body = json.loads(payload)
+        assert body["error"] == "RequestTimeout" and body["message"] and body["hint"], body
+        assert (await _get(f"{served.url}/ok"))[0] == 200  # a prompt client is served
+    finally:
+        await served.runner.cleanup()
+
+
+async def test_a_body_dripped_below_the_minimum_rate_is_cut_off() -> None:
+    """Headers complete, then a 60-byte body at 5 bytes per second: the body timeout (0.5 s, and
+    one second more per 1000 bytes) closes the connection long before the body is in."""
+    served = await listen(_app(), "127.0.0.1", 0, limits=SHORT)
+    try:
+        head = b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n"
+        sent, raw = await _drip(served.url, head, [b" "] * 60, 0.2)
+        assert sent < 60 and raw == b"", (sent, raw[:200])
+        status, _, body = await _get(f"{served.url}/body", "POST", b"[" + b" " * 58 + b"]")
+        assert (status, body) == (200, {"got": []})  # a body sent at once is read whole
+    finally:
+        await served.runner.cleanup()
+
+
+async def test_past_the_connection_cap_the_oldest_waiting_connections_are_closed() -> None:
+    """20 connections that send nothing, with a cap of 8 and a header timeout of 10 minutes:
+    only the cap can free them. Each new connection closes the oldest one waiting for a
+    request, so a real request is answered at once and at most 8 connections stay open."""
+    limits = ConnectionLimits(header_timeout=600, max_connections=8)
+    served = await listen(_app(), "127.0.0.1", 0, limits=limits)
+    idle = [await _open(served.url) for _ in range(20)]
+    try:
+        status, _, body = await asyncio.wait_for(_get(f"{served.url}/ok"), PATIENCE_S)
+        assert (status, body) == (200, {"ok": True})
+
+        async def closed(reader: asyncio.StreamReader) -> bool:
+            try:
+                return await asyncio.wait_for(reader.read(), 2) == b""
+            except ConnectionResetError:
+                return True
+            except asyncio.TimeoutError:
+                return False
+
+        ended = await asyncio.gather(*(closed(reader) for reader, _ in idle))
+        assert sum(ended) >= 20 + 1 - 8, ended
+        assert ended[:13] == [True] * 13, ended  # the oldest first
+    finally:
+        for _, writer in idle:
+            writer.close()
+        await served.runner.cleanup()
+
+
+async def test_past_the_cap_with_every_connection_busy_a_new_one_is_refused_503() -> None:
+    """8 connections each with a request in hand are never closed for a 9th: it is answered 503
+    TooManyConnections in JSON, and the 8 are answered once their handler returns."""
+    served = await listen(_app(), "127.0.0.1", 0, limits=ConnectionLimits(max_connections=8))
+    app = served.runner.app
+    busy = [asyncio.ensure_future(_get(f"{served.url}/slow")) for _ in range(8)]
+    try:
+        server: Any = served.runner.server
+        for _ in range(int(PATIENCE_S / 0.01)):  # until the 8 requests are in hand
+            if server.requests_count >= 8:
+                break
+            await asyncio.sleep(0.01)
+        reader, writer = await _open(served.url)
+        raw = await asyncio.wait_for(reader.read(), PATIENCE_S)
+        writer.close()
+        head, _, payload = raw.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1:2] == [b"503"], raw[:200]
+        assert json.loads(payload)["error"] == "TooManyConnections"
+        app[RELEASE].set()
+        answers = await asyncio.wait_for(asyncio.gather(*busy), PATIENCE_S)
+        assert [(status, body) for status, _, body in answers] == [(200, {"slow": True})] * 8
+    finally:
+        app[RELEASE].set()
+        await served.runner.cleanup()
+
+
+async def test_a_client_that_stops_reading_an_answer_is_cut_off() -> None:
+    """A client that asks for a large answer and never reads it held its connection (and the
+    handler) for ever: the send buffer full, the server waits to write. Past the send timeout
+    (0.5 s here) with writing paused, the server closes the connection: the client gets less
+    than the answer."""
+    served = await listen(_app(), "127.0.0.1", 0, limits=replace(SHORT, send_timeout=0.5))
+    try:
+        host, port = served.url.removeprefix("http://").split(":")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, int(port)))
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        server: Any = served.runner.server
+        for _ in range(int(PATIENCE_S / 0.05)):  # until the server has the request, then lets the connection go
+            if server.requests_count and not server._open:
+                break
+            await asyncio.sleep(0.05)
+        assert not server._open, "the server still holds a connection that reads nothing"
+        got = 0
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := await asyncio.wait_for(reader.read(1 << 20), PATIENCE_S):
+                got += len(chunk)
+        assert got < BIG_BYTES, got
+        writer.close()
+        assert (await _get(f"{served.url}/ok"))[0] == 200
+    finally:
+        await served.runner.cleanup()
+
+
+async def test_past_the_cap_a_body_dripped_below_the_minimum_rate_makes_room() -> None:
+    """8 connections dripping a body (2 bytes a second; the minimum is 1000) fill a cap of 8
+    for as long as the body timeout allows (10 minutes here), and a client reopening them held
+    the server for ever: every new connection was answered 503. Past the cap, the slowest body
+    that is more than a second old and below the minimum rate is closed instead: a real
+    request is answered, and the dripper closed for it is one of the slowest (those that sent
+    one byte, not four)."""
+    limits = ConnectionLimits(header_timeout=600, body_timeout=600, body_min_rate=1000, max_connections=8)
+    served = await listen(_app(), "127.0.0.1", 0, limits=limits)
+    head = b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 600\r\n\r\n["
+    drips = [await _open(served.url) for _ in range(8)]
+    try:
+        for _, writer in drips:
+            writer.write(head)
+        server: Any = served.runner.server
+        for _ in range(int(PATIENCE_S / 0.05)):  # until the 8 bodies are in hand
+            if server.requests_count >= 8:
+                break
+            await asyncio.sleep(0.05)
+        for _ in range(6):  # 1.5 s of dripping, 2 bytes a second
+            await asyncio.sleep(0.25)
+            for _, writer in drips[::2]:
+                writer.write(b" ")
+        answers = [await asyncio.wait_for(_get(f"{served.url}/ok"), PATIENCE_S) for _ in range(3)]
+        assert [(status, body) for status, _, body in answers] == [(200, {"ok": True})] * 3
+
+        async def closed(reader: asyncio.StreamReader) -> bool:
+            try:
+                return await asyncio.wait_for(reader.read(), 1) == b""
+            except ConnectionResetError:
+                return True
+            except asyncio.TimeoutError:
+                return False
+
+        ended = await asyncio.gather(*(closed(reader) for reader, _ in drips))
+        assert 1 <= sum(ended) <= 3 and not any(ended[::2]), ended
+    finally:
+        for _, writer in drips:
+            writer.close()
+        await served.runner.cleanup()
+
+
+def test_connection_limits_from_the_environment_are_ascii_numbers() -> None:
+    limits = ConnectionLimits.from_env({"COD_HTTP_HEADER_TIMEOUT": "2.5", "COD_HTTP_MAX_CONNECTIONS": "100"})
+    assert (limits.header_timeout, limits.max_connections, limits.body_timeout) == (2.5, 100, 20.0)
+    for name, text in (("COD_HTTP_HEADER_TIMEOUT", "\u0661\u0662"), ("COD_HTTP_BODY_TIMEOUT", "NaN"),
+                       ("COD_HTTP_KEEPALIVE_TIMEOUT", "0"), ("COD_HTTP_MAX_CONNECTIONS", "1.5"),
+                       ("COD_HTTP_HEADER_TIMEOUT", "-1"), ("COD_HTTP_SEND_TIMEOUT", "1e3")):
+        with pytest.raises(ConfigError, match=name):
+            ConnectionLimits.from_env({name: text})
+
+
+FD_LIMIT = 256
+"""RLIMIT_NOFILE of the server processes below (both soft and hard)."""
+SLOW_CLIENTS = 300
+"""More sockets than the server has descriptors."""
+DRIP_TIMEOUT_S = 2
+"""COD_HTTP_HEADER_TIMEOUT and COD_HTTP_BODY_TIMEOUT of the server processes below."""
+PROMPT_S = 5.0
+"""An answer to /v1/info must come within this: without the guard it never came (every
+descriptor was held by a client that would never finish)."""
+BODY_BYTES = 1000
+"""The Content-Length a body-dripping client announces (it sends 10 of them)."""
+
+
+def _low_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+def _serve(tmp_path: Path, kind: str) -> tuple[subprocess.Popen[str], str, str, str]:
+    """``cod serve``, ``cod ledger serve`` or ``cod ledger witness`` with at most FD_LIMIT file
+    descriptors and header and body timeouts of DRIP_TIMEOUT_S; the process, its URL, the path
+    that tells what it is, and a path that reads a POST body."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from cod.identity import Identity
+    from cod.ledger.note import vkey_of
+
+    env = cod_env(tmp_path, COD_HTTP_HEADER_TIMEOUT=str(DRIP_TIMEOUT_S), COD_HTTP_BODY_TIMEOUT=str(DRIP_TIMEOUT_S))
+    if kind == "node":
+        args, info, post = ["serve", "--data-dir", str(tmp_path / "node"), "--port", "0", "--concurrency", "1"], \
+            "/v1/info", "/v1/jobs"
+    elif kind == "ledger":
+        root = Identity.create_key_file(tmp_path / "root.key")
+        subprocess.run([sys.executable, "-m", "cod", "ledger", "init", "--data-dir", str(tmp_path / "ledger"),
+                        "--root-key", root.node_id, "--threshold", "1"], cwd=ROOT, env=env, check=True,
+                       capture_output=True, timeout=120)
+        args, info, post = ["ledger", "serve", "--data-dir", str(tmp_path / "ledger"), "--port", "0"], \
+            "/v1/info", "/v1/blessings"
+    else:
+        log_vkey = vkey_of("log.test", Ed25519PrivateKey.generate().public_key().public_bytes_raw())
+        args, info, post = ["ledger", "witness", "--data-dir", str(tmp_path / "w"), "--log", log_vkey, "--port",
+                            "0"], "/", "/add-checkpoint"
+    process = subprocess.Popen([sys.executable, "-m", "cod", *args], cwd=ROOT, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=open(tmp_path / "stderr", "w"),
+                               preexec_fn=_low_fd_limit)
+    assert process.stdout is not None
+    for line in process.stdout:  # the witness prints its vkey first
+        if " serving on " in line:
+            return process, line.split(" serving on ")[1].strip(), info, post
+    process.wait(timeout=30)
+    raise AssertionError((tmp_path / "stderr").read_text())
+
+
+async def _answer_status(url: str) -> int:
+    """The status of GET ``url``, over a new connection; AssertionError past PROMPT_S."""
+    def get() -> int:
+        try:
+            with urllib.request.urlopen(url, timeout=PROMPT_S) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:  # 503 while every connection has a request in hand
+            return int(exc.code)
+        except (TimeoutError, urllib.error.URLError) as exc:
+            raise AssertionError(f"{url} did not answer within {PROMPT_S} s: {exc}") from None
+    return await asyncio.to_thread(get)
+
+
+@pytest.mark.parametrize("kind", ["node", "ledger", "witness"])
+async def test_300_slow_clients_do_not_starve_a_server_with_256_descriptors(tmp_path: Path, kind: str) -> None:
+    """With RLIMIT_NOFILE 256, 300 sockets sending half a request made ``/v1/info`` time out:
+    every descriptor was held by a client that would never finish, and the dripping connections
+    were held for ever. Half of these clients drip their headers, half a body after whole
+    headers. Now the cap (below the descriptor limit) closes the oldest connection waiting for
+    a request for each new one, a full server answers 503 at once, and the header and body
+    timeouts (2 s here) close the rest: /v1/info always answers within PROMPT_S, 200 once the
+    timeouts have run, and every dripping connection is closed by the server."""
+    process, url, info, post = _serve(tmp_path, kind)
+    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        async def slow_client(number: int) -> None:
+            try:
+                reader, writer = await asyncio.wait_for(_open(url), 10)
+            except (OSError, asyncio.TimeoutError):
+                return  # the listen backlog was full: that one never got in
+            if number % 2:
+                writer.write(f"GET {info} HTTP/1.1\r\nHost: x\r\nX-Slow: ".encode())
+            else:
+                writer.write(f"POST {post} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             f"Content-Length: {BODY_BYTES}\r\n\r\n{{\"a\": \"".encode())
+            held.append((reader, writer))
+
+        await asyncio.gather(*(slow_client(number) for number in range(SLOW_CLIENTS)))
+        assert len(held) > FD_LIMIT, len(held)
+        statuses = [await _answer_status(url + info)]
+        for _ in range(int((2 * DRIP_TIMEOUT_S + PATIENCE_S) / 0.2)):  # 503 until the body timeout has run
+            if statuses[-1] == 200:
+                break
+            await asyncio.sleep(0.2)
+            statuses.append(await _answer_status(url + info))
+        assert statuses[-1] == 200 and set(statuses) <= {200, 503}, statuses
+
+        async def closed(reader: asyncio.StreamReader) -> bool:
+            try:
+                answer = await asyncio.wait_for(reader.read(), DRIP_TIMEOUT_S + PATIENCE_S)
+            except (ConnectionResetError, BrokenPipeError):
+                return True
+            except asyncio.TimeoutError:
+                return False
+            return answer == b"" or answer.startswith((b"HTTP/1.1 408 ", b"HTTP/1.1 503 "))
+
+        ended = await asyncio.gather(*(closed(reader) for reader, _ in held))
+        assert all(ended), f"{ended.count(False)} of {len(held)} dripping connections are still open"
+        assert process.poll() is None
+        assert "Traceback" not in (tmp_path / "stderr").read_text()
+    finally:
+        for _, writer in held:
+            writer.close()
+        process.terminate()
+        process.wait(timeout=30)
