@@ -12,7 +12,7 @@ Keys::
 
     nodes = ["http://10.0.0.1:1234", "http://10.0.0.2:1234"]   # COD_NODES=URL,URL
     ledger = "http://10.0.0.9:8090"                             # COD_LEDGER
-    ledger_vkey = "cod-ledger/12D3KooW...+1a2b3c4d+AQ..."      # COD_LEDGER_VKEY: the ledger's log key
+    ledger_vkey = "ledger.example.org+4c5f31b6+AQ..."           # COD_LEDGER_VKEY: the ledger's log key
     moderator_key = "~/.config/cod/moderator.key"               # COD_MODERATOR_KEY
     [limits]                                                    # defaults of cod run
     fuel = 50000000000                                          # COD_FUEL
@@ -56,7 +56,8 @@ EXAMPLE = """\
 # nodes = ["http://127.0.0.1:1234", "http://127.0.0.1:1235", "http://127.0.0.1:1236"]
 # gateways = ["https://trustless-gateway.link"]
 # ledger = "http://127.0.0.1:8090"
-# ledger_vkey = "..."               # the ledger's log key (cod ledger info prints it); else trusted on first use
+# ledger_vkey = "ledger.example.org+4c5f31b6+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4"
+#   (the ledger's log key, as cod ledger info prints it; else trusted on first use)
 # moderator_key = "moderator.key"   # relative to this file's directory
 
 [limits]   # defaults of cod run; --fuel, --memory, ... win
