@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,47 @@ def test_an_allow_listed_root_beside_the_data_dir_is_accepted(tmp_path: Path) ->
     (tmp_path / "srv" / "cod-data").mkdir()
     node = Node(tmp_path / "srv" / "cod", allow_local=[tmp_path / "srv" / "data", tmp_path / "srv" / "cod-data"])
     assert node.allow_local == [tmp_path / "srv" / "data", tmp_path / "srv" / "cod-data"]
+
+
+@pytest.fixture()
+def bind_mount(tmp_path: Path) -> Iterator[Callable[[Path, Path], None]]:
+    """``bind(source, target)``: ``mount --bind`` (needs root; skips without), undone after the test."""
+    mounted: list[Path] = []
+
+    def bind(source: Path, target: Path) -> None:
+        target.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"mount --bind is not allowed here: {done.stderr.strip()}")
+        mounted.append(target)
+
+    yield bind
+    for target in reversed(mounted):
+        subprocess.run(["umount", str(target)], check=False)
+
+
+@pytest.mark.parametrize("layout", ["root is a bind of the data dir", "root is a bind of the data dir's parent"])
+def test_an_allow_listed_root_bind_mounting_the_data_dir_is_refused(
+        tmp_path: Path, bind_mount: Callable[[Path, Path], None], layout: str) -> None:
+    """A second round: realpath() does not see a bind mount, so a root that is the data dir (or holds
+    it) through ``mount --bind`` passed the path check, and a job mounting it printed node.key.
+    The check compares the directories themselves (device and inode)."""
+    srv = tmp_path / "srv"
+    (srv / "cod").mkdir(parents=True)
+    source = srv / "cod" if layout == "root is a bind of the data dir" else srv
+    bind_mount(source, tmp_path / "view")
+    with pytest.raises(InputError, match="overlaps the node's data directory"):
+        Node(srv / "cod", allow_local=[tmp_path / "view"])
+    assert not (srv / "cod" / "node.key").exists()
+
+
+def test_a_dataset_bind_mounting_the_data_dir_is_refused(tmp_path: Path,
+                                                          bind_mount: Callable[[Path, Path], None]) -> None:
+    """The same through ``--dataset``: the node would copy its own key into a dataset any job reads."""
+    (tmp_path / "cod").mkdir()
+    bind_mount(tmp_path / "cod", tmp_path / "view")
+    with pytest.raises(InputError, match="overlaps the node's data directory"):
+        Node(tmp_path / "cod", datasets=[tmp_path / "view"])
 
 
 def test_cod_serve_refuses_an_allow_listed_root_holding_its_data_dir(tmp_path: Path) -> None:
