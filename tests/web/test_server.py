@@ -141,7 +141,8 @@ async def test_an_unparsable_request_logs_one_line_and_no_traceback(served: List
     traceback per request (anyone could fill the operator's log with them). One line now, no
     traceback, nothing raw."""
     host, port = served.url.removeprefix("http://").split(":")
-    lines = (b"GET /\x1b[31mred HTTP/1.1", b"GET /ok\x1b]0;owned\x07 HTTP/1.1", b"GET /ok?" + b"a" * 100_000 + b" HTTP/1.1")
+    lines = (b"GET /\x1b[31mred HTTP/1.1", b"GET /ok\x1b]0;owned\x07 HTTP/1.1",
+             b"GET /ok?" + b"a" * 100_000 + b" HTTP/1.1")
     for line in lines:
         reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(line + b"\r\nHost: x\r\n\r\n")
