@@ -177,6 +177,8 @@ def prepare(
             wasm = path.read_bytes()
         except OSError as exc:
             raise InputError(f"cannot read module {str(path)!r}: {exc.strerror}") from exc
+        if not wasm:  # b"" below means "a module only nodes hold": an empty file is no module
+            binary.check_binary(wasm)
         if named is not None and module_cid(wasm) != named:  # the store's bytes changed under their name
             raise InputError(f"module {named} in the local content store no longer hashes to its CID",
                              "remove it from the store and add the module again (cod add FILE)")

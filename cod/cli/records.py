@@ -98,7 +98,9 @@ def list_command(limit: int, outcomes: tuple[str, ...], out: Output) -> None:
         return
     rows = [dict(v, when=v["finished_at"] or v["started_at"], k_of_n=_k_of_n(v), mismatches=sum(r["outcome"] == "mismatch" for r in v["runs"]))
             for v in views]
-    out.rows(rows, JOB_COLUMNS, empty="no jobs yet: run one with cod run --verify 3 MODULE.wasm")
+    empty = (f"no job's latest outcome is {' or '.join(outcomes)}: see cod list" if outcomes and shorts
+             else "no jobs yet: run one with cod run --verify 3 MODULE.wasm")
+    out.rows(rows, JOB_COLUMNS, empty=empty)
 
 
 @click.command()

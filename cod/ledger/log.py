@@ -118,9 +118,11 @@ class Ledger:
         conn = store.conn
         derived: dict[str, list[tuple[Any, ...]]] = {}
         n = 0
+        leaves = merkle.RootBuilder()  # the root the leaves themselves give, not the stored hashes'
         for idx, leaf in conn.execute("SELECT idx, leaf FROM entries ORDER BY idx"):
             if idx != n:
                 raise AuditFailed([f"entry {n} is missing"], "run cod ledger verify")
+            leaves.add(merkle.leaf_hash(leaf.encode()))
             try:
                 for table, row in state.apply(n, leaf.encode(), check_signatures=False):
                     derived.setdefault(table, []).append(row)
@@ -138,6 +140,9 @@ class Ledger:
                                "entries"], "run cod ledger verify")
         if merkle.tree_hash(n, store.read_hashes) != latest[1]:
             raise AuditFailed(["the stored hashes do not give the latest checkpoint's root"], "run cod ledger verify")
+        if leaves.root() != latest[1]:  # a leaf rewritten by hand would be replayed, and served, unsigned
+            raise AuditFailed(["the entries do not give the latest checkpoint's root (an entry was rewritten)"],
+                              "run cod ledger verify")
         # the derived tables are what Datasette and SQL readers see: rows written by hand are refused here
         differences = derived_differences(conn, derived)
         if differences:

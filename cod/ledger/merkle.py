@@ -367,6 +367,28 @@ def root_of_hashes(hashes: Sequence[bytes]) -> Hash:
     return mth(0, len(hashes))
 
 
+class RootBuilder:
+    """MTH of leaf hashes given one at a time, in O(log n) memory: the stack of perfect subtrees."""
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, bytes]] = []  # (leaves, hash), sizes strictly decreasing
+
+    def add(self, leaf: Hash) -> None:
+        size, digest = 1, leaf
+        while self._stack and self._stack[-1][0] == size:
+            left = self._stack.pop()[1]
+            size, digest = 2 * size, node_hash(left, digest)
+        self._stack.append((size, digest))
+
+    def root(self) -> Hash:
+        if not self._stack:
+            return EMPTY_ROOT
+        digest = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            digest = node_hash(left, digest)
+        return digest
+
+
 class MemoryHashes:
     """Stored hashes kept in a list (the audit and tests): ``append`` leaves, ``read`` batches."""
 

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from ..dirlock import DirLock
 from ..errors import CodError, LedgerRefused, UsageError
 from ..web.server import MAX_PORT, listen, until_interrupted
 from . import merkle
@@ -126,6 +127,7 @@ class RunningLedger:
     runner: web.AppRunner
     url: str
     tasks: list[asyncio.Task[None]]
+    lock: DirLock | None = None  # the data dir's, held while serving: one ledger process per data dir
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -133,6 +135,8 @@ class RunningLedger:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.runner.cleanup()
         self.ledger.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 async def start_ledger(data_dir: Path, host: str = "127.0.0.1", port: int = 0, *,
@@ -147,7 +151,14 @@ async def start_ledger(data_dir: Path, host: str = "127.0.0.1", port: int = 0, *
     """
     if not 0 <= port <= MAX_PORT:
         raise UsageError(f"port {port} is out of range", f"use a port from 0 to {MAX_PORT} (0: any free port)")
-    ledger = await asyncio.to_thread(Ledger.open, data_dir)
+    # two processes on one data dir would sign with one log key on two ports, the second from a stale tree
+    lock = DirLock.take(data_dir, "ledger data directory", "--data-dir") if data_dir.is_dir() else None
+    try:
+        ledger = await asyncio.to_thread(Ledger.open, data_dir)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     pusher = Pusher(ledger, list(witnesses or []))
     application = app(ledger, on_append=pusher.wake.set, limiter=Limiter(limits, clock))
     application[WITNESSES] = [w.verifier.vkey for w in pusher.witnesses]
@@ -155,11 +166,15 @@ async def start_ledger(data_dir: Path, host: str = "127.0.0.1", port: int = 0, *
         served = await listen(application, host, port)
     except OSError as exc:
         ledger.close()
+        if lock is not None:
+            lock.release()
         raise LedgerRefused(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                             "pick another --port (0: any free port) or --host, or stop what holds it",
                             status=0, error="CannotListen") from None
     except CodError:  # a COD_HTTP_* limit that is not a number
         ledger.close()
+        if lock is not None:
+            lock.release()
         raise
     tasks: list[asyncio.Task[None]] = []
     if pusher.witnesses:
@@ -167,7 +182,7 @@ async def start_ledger(data_dir: Path, host: str = "127.0.0.1", port: int = 0, *
         tasks.append(asyncio.create_task(pusher.run()))
     for url in scan_nodes or []:
         tasks.append(asyncio.create_task(Scanner(ledger, url, data_dir, scan_interval, on_append=pusher.wake.set).run()))
-    return RunningLedger(ledger, served.runner, served.url, tasks)
+    return RunningLedger(ledger, served.runner, served.url, tasks, lock)
 
 
 async def serve_forever(data_dir: Path, host: str, port: int, **options: Any) -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from ..dirlock import DirLock
 from ..errors import CodError, LedgerRefused, LocalPathError, UsageError
 from ..identity import Identity, node_id_of
 from ..web.server import listen
@@ -325,26 +326,36 @@ class RunningWitness:
     witness: Witness
     runner: web.AppRunner
     url: str
+    lock: DirLock | None = None  # the data dir's: one witness process per data dir (one key, one port)
 
     async def stop(self) -> None:
         await self.runner.cleanup()
         self.witness.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 async def start_witness(data_dir: Path, logs: Sequence[str], host: str = "127.0.0.1", port: int = 0,
                         name: str | None = None) -> RunningWitness:
     """Start a witness on ``host:port`` (0: any free port); CodError when it cannot."""
-    witness = Witness(data_dir, logs, name)
+    witness = Witness(data_dir, logs, name)  # makes the data dir (and the key) if missing
+    try:
+        lock = DirLock.take(data_dir, "witness data directory", "--data-dir")
+    except LocalPathError:
+        witness.close()
+        raise
     try:
         served = await listen(witness_app(witness), host, port)
     except OSError as exc:
         witness.close()
+        lock.release()
         raise CodError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                        "pick another --port (0: any free port) or --host") from None
     except CodError:  # a COD_HTTP_* limit that is not a number
         witness.close()
+        lock.release()
         raise
-    return RunningWitness(witness, served.runner, served.url)
+    return RunningWitness(witness, served.runner, served.url, lock)
 
 
 # --- client -------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from aiohttp import web
 from .. import __version__, telemetry
 from ..content.blobs import BlobStore
 from ..content.cid import CID
-from ..content.fetcher import Fetcher
+from ..content.fetcher import Fetcher, client_key
 from ..content.unixfs import cid_of_tree
 from ..dirlock import DirLock
 from ..docker import DockerEngine
@@ -840,7 +840,7 @@ def app(node: Node) -> web.Application:
 
     async def _put_blob(request: web.Request) -> web.Response:
         cid = str(CID.parse(request.match_info["cid"]))
-        client = request.remote or ""
+        client = client_key(request.remote or "")  # an IPv6 /64 is one client (SPEC 9.11), as for fetch slots
         if node.blobs.has(cid):
             if node.usage.known(BLOB, cid):
                 node.usage.record(BLOB, cid, client, 0, node.clock())  # used again now
@@ -901,7 +901,7 @@ def app(node: Node) -> web.Application:
         with telemetry.span("node.submit", parent=telemetry.extract(request.headers)):  # the job task inherits it
             body = parse_json(await request.read())  # strict: duplicate keys, depth, floats, surrogates
             status, job = await node.submit(body, wait=request.query.get("wait") in ("1", "true"),
-                                            client=request.remote or "")
+                                            client=client_key(request.remote or ""))
         return web.json_response(job, status=status)
 
     @routes.get("/v1/jobs")

@@ -40,8 +40,27 @@ RACY_NS = 2_000_000_000  # the coarsest timestamp tick trusted: FAT's 2 s (ext4 
 
 
 def overlaps(a: Path, b: Path) -> bool:
-    """Whether two resolved paths are the same directory or one lies inside the other."""
-    return a == b or a in b.parents or b in a.parents
+    """Whether two resolved paths are the same directory or one lies inside the other: by name, and
+    by the directories themselves (device and inode), which a bind mount shows under another name
+    that realpath() cannot see through."""
+    if a == b or a in b.parents or b in a.parents:
+        return True
+    ids_a, ids_b = _identities(a), _identities(b)
+    return bool(ids_a[0] and ids_a[0] in ids_b) or bool(ids_b[0] and ids_b[0] in ids_a)
+
+
+def _identities(path: Path) -> list[tuple[int, int] | None]:
+    """(st_dev, st_ino) of ``path`` (None when it does not exist), then of each of its parents that exists."""
+    out: list[tuple[int, int] | None] = []
+    for each in (path, *path.parents):
+        try:
+            info = os.stat(each)
+        except OSError:
+            if each == path:
+                out.append(None)
+            continue
+        out.append((info.st_dev, info.st_ino))
+    return out
 
 
 def fingerprint(root: Path) -> Fingerprint:

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from ..text import printable
 from .answers import http_error_body
 from .connections import ConnectionLimits, GuardedHandler, GuardedServerMixin, GuardedSite
 
@@ -47,6 +49,17 @@ class _JsonErrorsHandler(GuardedHandler):
         response = web.json_response(body(status, UNPARSABLE), status=status)
         response.force_close()
         return response
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """What the parser refused is the client's fault: one warning line with no traceback (anyone
+        could fill the log with them) and nothing raw of the request line; anything else as aiohttp logs it."""
+        exc = kw.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            first = str(exc.message).strip().splitlines()[0] if str(exc.message).strip() else type(exc).__name__
+            self.logger.warning("refused an unparsable request from %s: %s", args[1] if len(args) > 1 else "?",
+                                printable(first, 200))
+            return
+        super().log_exception(*args, **kw)
 
 
 class JsonErrorsRunner(web.AppRunner):

@@ -67,6 +67,18 @@ def test_errors_are_one_line_with_distinct_codes(tmp_path: Path, args: list[str]
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("verify", [False, True])
+def test_an_empty_module_file_is_not_a_webassembly_module(tmp_path: Path, verify: bool) -> None:
+    """A second round of points 32/37: an empty .wasm was refused as "job spec field 'module': not a
+    CIDv1 in base32: 'None'" (exit 3): its bytes b"" were taken for "a module only nodes hold". It is
+    what README.md is: not a WebAssembly module, exit 4, checked before any node is asked."""
+    (tmp_path / "empty.wasm").write_bytes(b"")
+    nodes = [a for port in (9, 10, 11) for a in ("--node", f"http://127.0.0.1:{port}")] if verify else []
+    proc = cod("run", *(["--verify", "3", *nodes] if verify else []), "empty.wasm", cwd=tmp_path)
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr.startswith("error: not a WebAssembly module") and "None" not in proc.stderr, proc.stderr
+
+
 def test_existing_files_are_never_overwritten(tmp_path: Path) -> None:
     target = tmp_path / "mine"
     target.mkdir()

@@ -125,6 +125,17 @@ def test_list_outcome_takes_any_case_and_refuses_an_outcome_that_does_not_exist(
         assert "--outcome" in refused.stderr and "verified-by-quorum" in refused.stderr, refused.stderr  # the choices
 
 
+def test_list_of_an_outcome_no_job_has_does_not_say_there_are_no_jobs(home: tuple[dict[str, str], Path]) -> None:
+    """A second round of point 33: with jobs recorded, `cod list --outcome mismatch` (a valid choice
+    that no job has) said "no jobs yet: run one with cod run --verify 3 MODULE.wasm"."""
+    env, tmp = home
+    cod("run", HELLO, env=env, cwd=tmp)
+    listed = cod("list", "--outcome", "mismatch", env=env, cwd=tmp)
+    assert listed.returncode == 0, listed.stderr
+    said = listed.stdout + listed.stderr
+    assert "no jobs yet" not in said and "mismatch" in said, said
+
+
 def test_describe_reads_as_text_and_takes_a_short_id_prefix(home: tuple[dict[str, str], Path]) -> None:
     env, tmp = home
     view = json.loads(cod("run", "--json", HELLO, env=env, cwd=tmp).stdout)

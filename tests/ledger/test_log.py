@@ -344,6 +344,27 @@ def test_derived_rows_written_by_hand_are_not_served_and_refused_at_open(tmp_pat
         assert f"table {table} differs from what the log derives" in text, text
 
 
+def test_an_entry_rewritten_by_hand_is_refused_at_open(tmp_path: Path) -> None:
+    """A second round of point 25: with the append-only triggers dropped, a bless entry's leaf is
+    rewritten to bless another CID (and the derived row to match). Open replayed the edited leaf
+    (signatures unchecked, the leaf never compared with the tree), so the ledger served the forged
+    blessing (a forged decision: "approved", 2^60 bytes) until someone ran verify. The leaves'
+    hashes must give the checkpoint's root."""
+    import sqlite3
+    blessed_ledger(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / "ledger" / DB_FILE)
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        conn.execute(f"DROP TRIGGER {name}")
+    (idx, leaf), = conn.execute("SELECT idx, leaf FROM entries WHERE leaf LIKE ?", (f"%{DATA}%",)).fetchall()
+    conn.execute("UPDATE entries SET leaf = ? WHERE idx = ?", (leaf.replace(DATA, OTHER), idx))
+    conn.execute("UPDATE blessings SET cid = ? WHERE cid = ?", (OTHER, DATA))
+    conn.commit()
+    conn.close()
+    with pytest.raises(AuditFailed) as caught:
+        Ledger.open(tmp_path / "ledger")
+    assert "run cod ledger verify" in (caught.value.hint or ""), caught.value
+
+
 @pytest.mark.parametrize("what", ["evidence", "refusal"])
 def test_signatures_are_checked_outside_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str) -> None:
     # issue 19 point 24: a read (what nodes ask: GET /v1/inputs) completes while a signature check is held up

@@ -113,6 +113,19 @@ def test_hand_derived_roots(size: int) -> None:
     assert rfc_mth(D[:size]) == HAND_ROOTS[size]
 
 
+@pytest.mark.parametrize("size", range(0, 9))
+def test_the_streaming_root_is_the_hand_derived_root(size: int) -> None:
+    builder = merkle.RootBuilder()
+    for entry in D[:size]:
+        builder.add(leaf_hash(entry))
+    assert builder.root() == (HAND_ROOTS[size] if size else EMPTY_ROOT)
+    many = [bytes([i % 256, i // 256]) for i in range(37 + size * 100)]  # odd sizes, against the RFC's recursion
+    builder = merkle.RootBuilder()
+    for entry in many:
+        builder.add(leaf_hash(entry))
+    assert builder.root() == rfc_mth(many)
+
+
 def test_hand_derived_proofs_of_size_7() -> None:
     mem = build(D[:7])
     # leaf 4 (e) in size 7: sibling f, then g, then the left half abcd (RFC 9162 2.1.5 example style)

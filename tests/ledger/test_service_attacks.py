@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from cod.errors import LedgerRefused
+from cod.errors import LedgerRefused, LocalPathError
 from cod.ledger import entries
 from cod.ledger.client import LedgerClient
 from cod.ledger.server import RunningLedger, start_ledger
@@ -261,3 +261,22 @@ async def test_the_moderation_queue_is_paged_and_the_cli_reads_every_page(served
     table = await asyncio.to_thread(run_cod, tmp_path, "moderation", "queue", "--ledger", running.url, "--csv")
     assert table.returncode == 0, table.stderr
     assert [line.split(",")[1] for line in table.stdout.splitlines()[1:]] == [m[0] for m in made]
+
+
+async def test_a_second_ledger_on_one_data_dir_is_refused(tmp_path: Path) -> None:
+    """A second round of Stage 9 point 36: two `cod ledger serve` on one --data-dir both started (the
+    same log key on two ports); the second served a stale tree and refused every append with "UNIQUE
+    constraint failed: entries.idx ... check the disk". The second is refused at start, the first
+    serves on, and a stopped ledger's lock is gone."""
+    blessed_ledger(tmp_path).close()
+    first = await start_ledger(tmp_path / "ledger")
+    try:
+        size, checkpoint = first.ledger.size, await LedgerClient(first.url).checkpoint()
+        with pytest.raises(LocalPathError, match="is in use by another cod process"):
+            second = await start_ledger(tmp_path / "ledger")
+            await second.stop()
+        assert (first.ledger.size, await LedgerClient(first.url).checkpoint()) == (size, checkpoint)
+    finally:
+        await first.stop()
+    again = await start_ledger(tmp_path / "ledger")
+    await again.stop()

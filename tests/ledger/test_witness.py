@@ -306,3 +306,19 @@ def test_cli_refuses_a_bad_log_vkey(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "cod", "ledger", "witness", "--data-dir", str(tmp_path / "w"),
                           "--log", "nonsense"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "error:" in out.stderr and "Traceback" not in out.stderr
+
+
+async def test_a_second_witness_on_one_data_dir_is_refused(tmp_path: Path, log: Log) -> None:
+    """A second round of Stage 9 point 36: two `cod ledger witness` on one --data-dir both started,
+    one witness key and name on two ports. The second is refused at start; a stopped witness's
+    lock is gone."""
+    from cod.errors import LocalPathError
+    first = await start_witness(tmp_path / "w", [log.signer.vkey])
+    try:
+        with pytest.raises(LocalPathError, match="is in use by another cod process"):
+            second = await start_witness(tmp_path / "w", [log.signer.vkey])
+            await second.stop()
+    finally:
+        await first.stop()
+    again = await start_witness(tmp_path / "w", [log.signer.vkey])
+    await again.stop()

@@ -7,12 +7,15 @@ injected clock (``Node(clock=...)``, ``Node.collect(now_ns)``), never by waiting
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
-from cod import JobSpec
+from cod import JobSpec, module_cid
 from cod.content.car import write_car
 from cod.content.unixfs import cid_of_tree
 from cod.jobspec import Input
@@ -186,3 +189,43 @@ async def test_a_car_asked_for_while_its_tree_is_removed_is_a_404_not_a_500(tmp_
         assert cache.kept() == [] and sorted(os.listdir(tmp_path / "cars")) == []
     finally:
         cache.close()
+
+
+@pytest.fixture()
+def one_slash64() -> Iterator[tuple[str, str]]:
+    """Two IPv6 addresses of one /64 on the loopback device (needs root; skips without), removed after."""
+    prefix = f"fd00:c0d:{os.getpid() & 0xffff:x}:"
+    added: list[str] = []
+    try:
+        for host in ("1", "2"):
+            address = f"{prefix}:{host}"
+            done = subprocess.run(["ip", "-6", "addr", "add", f"{address}/64", "dev", "lo", "nodad"],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                pytest.skip(f"cannot add an IPv6 address to lo: {done.stderr.strip()}")
+            added.append(address)
+        yield added[0], added[1]
+    finally:
+        for address in added:
+            subprocess.run(["ip", "-6", "addr", "del", f"{address}/64", "dev", "lo"], capture_output=True)
+
+
+async def test_the_quota_of_an_ipv6_client_is_its_slash64(tmp_path: Path, one_slash64: tuple[str, str]) -> None:
+    """A second round of point 6: the quota was keyed by the exact peer address, so an IPv6 client
+    (one host often holds a whole /64: 2^64 addresses) got a fresh quota from each address it
+    sent from. Fetch slots count an IPv6 /64 as one client (SPEC 9.8); so must the quota (9.11)."""
+    first, second = one_slash64
+    size = 16 << 10
+    running = await start_node(tmp_path / "node", host="::", concurrency=1,
+                               retention=Retention(client_bytes=size + size // 2))
+    url = f"http://[{first}]:{running.url.rsplit(':', 1)[1]}"
+    try:
+        statuses = []
+        for n, local in enumerate((first, second)):
+            connector = aiohttp.TCPConnector(local_addr=(local, 0))
+            async with aiohttp.ClientSession(connector=connector) as http:
+                content = bytes([n]) * size  # two distinct files of 16 KiB
+                statuses.append((await put(http, url, module_cid(content), content, "application/octet-stream"))[0])
+        assert statuses == [201, 507], statuses
+    finally:
+        await running.stop()

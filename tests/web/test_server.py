@@ -159,6 +159,30 @@ async def test_a_request_aiohttp_cannot_parse_is_answered_in_json(served: Listen
                                    "hint": answers.DEFAULT_HINT}
 
 
+async def test_an_unparsable_request_logs_one_line_and_no_traceback(served: Listening,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A second round of Stage 9 point 9: raw control bytes in the request line (``GET /ESC[31m``, an
+    OSC title sequence, a 100 kB query) are refused by aiohttp's parser, which logged a 10-line
+    traceback per request (anyone could fill the operator's log with them). One line now, no
+    traceback, nothing raw."""
+    host, port = served.url.removeprefix("http://").split(":")
+    lines = (b"GET /\x1b[31mred HTTP/1.1", b"GET /ok\x1b]0;owned\x07 HTTP/1.1",
+             b"GET /ok?" + b"a" * 100_000 + b" HTTP/1.1")
+    for line in lines:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(line + b"\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert raw.split(b" ")[1] == b"400", raw[:100]
+    logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(logged) == 3, [r.getMessage() for r in logged]
+    for record in logged:
+        text = logging.Formatter().format(record)
+        assert record.exc_info is None and "Traceback" not in text and "\n" not in text, text
+        assert not any(ch in text for ch in "\x1b\x07\r"), repr(text)
+
+
 async def test_an_address_in_use_is_an_os_error_and_nothing_is_left_listening() -> None:
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
