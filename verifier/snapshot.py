@@ -62,7 +62,7 @@ async def moderation(ledger: str, views: list[dict[str, Any]]) -> dict[str, Any]
 
     client = LedgerClient(ledger, timeout_s=LEDGER_TIMEOUT_S)
     try:
-        answer = await client.queue()
+        answer = await client.queue(limit=MAX_QUEUE_SHOWN)  # one page; "more" says the queue goes on
         note = await client.checkpoint()
     except CodError as exc:
         return {"url": ledger, "error": printable(exc.message, MAX_TEXT), "queue": [], "checkpoint": None}
@@ -72,6 +72,7 @@ async def moderation(ledger: str, views: list[dict[str, Any]]) -> dict[str, Any]
     except ValueError as exc:
         return {"url": ledger, "error": f"the ledger answered something malformed: {exc}", "queue": [],
                 "checkpoint": None}
+    more = isinstance(answer, dict) and isinstance(answer.get("next"), int)
     waiting = {item["job"] for item in queue}
     asked = [v for v in views if v["outcome"] in VERIFIED_OUTCOMES][:LEDGER_LOOKUPS]
 
@@ -86,7 +87,7 @@ async def moderation(ledger: str, views: list[dict[str, Any]]) -> dict[str, Any]
         view["moderation"] = printable(state, 40) if isinstance(state, str) and state else "-"
 
     await asyncio.gather(*(state_of(v) for v in asked))
-    return {"url": ledger, "error": None, "queue": queue, "checkpoint": checkpoint}
+    return {"url": ledger, "error": None, "queue": queue, "more": more, "checkpoint": checkpoint}
 
 
 def _queue(answer: Any) -> list[dict[str, Any]]:

@@ -123,7 +123,8 @@ def _print(snap: dict[str, Any]) -> None:
         click.echo(f"\nModeration: ledger {mod['url']} did not answer: {mod['error']}")
     else:
         checkpoint = mod.get("checkpoint") or {}
-        click.echo(f"\nModeration: {len(mod['queue'])} waiting at {mod['url']}; latest checkpoint: size "
+        waiting = f"{len(mod['queue'])}{' or more (cod moderation queue lists all)' if mod.get('more') else ''}"
+        click.echo(f"\nModeration: {waiting} waiting at {mod['url']}; latest checkpoint: size "
                    f"{checkpoint.get('size')}, root {checkpoint.get('root')}")
         if mod["queue"]:
             table(mod["queue"], QUEUE_COLUMNS)

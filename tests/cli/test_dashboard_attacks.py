@@ -127,3 +127,19 @@ def test_a_jobs_output_is_drawn_as_text_in_the_job_detail() -> None:
     text = console.export_text()
     assert ESC not in text and "\u202e" not in text and "\x07" not in text
     assert "line one\n" in text and "\tindented" in text.replace("        indented", "\tindented")
+
+
+def test_a_queue_longer_than_one_page_is_said_to_go_on(tmp_path: Path, hostile_ledger: HostileLedger) -> None:
+    """The dashboard reads one page of the paged queue (SPEC 12.7): a page with a `next` cursor
+    is shown as "N or more waiting", never as if the N shown were all."""
+    job = {"job": "bagaaierajob", "result": "bafyresult", "entry": 3, "nodes": ["12D3KooWnode"]}
+    hostile_ledger.answers = {"/v1/moderation/queue": (200, {"jobs": [job], "next": 3}),
+                              "/checkpoint": (200, "o\n4\nr\n")}
+    once = run_cod(tmp_path, "dashboard", "--once", "--ledger", hostile_ledger.url)
+    assert once.returncode == 0, once.stderr
+    assert "Moderation: 1 or more (cod moderation queue lists all) waiting" in once.stdout, once.stdout
+    snap = json.loads(run_cod(tmp_path, "dashboard", "--json", "--ledger", hostile_ledger.url).stdout)
+    assert snap["moderation"]["more"] is True and len(snap["moderation"]["queue"]) == 1
+    hostile_ledger.answers["/v1/moderation/queue"] = (200, {"jobs": [job], "next": None})
+    once = run_cod(tmp_path, "dashboard", "--once", "--ledger", hostile_ledger.url)
+    assert "Moderation: 1 waiting" in once.stdout, once.stdout
