@@ -142,14 +142,16 @@ def _result(s: dict[str, Any]) -> str:
 
 def admit(recorded: tuple[dict[str, Any], ...], extra: list[dict[str, Any]],
           vouched: Vouched) -> list[dict[str, Any]]:
-    """Merge new statements into a job's recorded ones: rule 8 of SPEC.md 12.5.
+    """Merge new statements into a job's recorded ones: rules 6 to 8 of SPEC.md 12.5.
 
     Two statements of one node are refused (rule 6), a result with more than MAX_PER_RESULT
-    statements too (rule 7). Past MAX_RESULTS results, the groups are ranked by statements of
-    vouched keys, then statements, then recorded before new, then CID; the first MAX_RESULTS are
-    kept and the others evicted (from the derived state; their leaves stay in the log). A new
-    group that is not kept is refused (EvidenceFull): nothing changes, so a post cannot churn the
-    job without being stronger than what it evicts.
+    statements too (rule 7). Past MAX_RESULTS results (rule 8) the groups are ranked: most
+    statements of approved keys first; then groups of two or more statements before lone ones;
+    then recorded before new; then most statements; then by CID. The first MAX_RESULTS are kept
+    and the others evicted from the derived evidence (their leaves stay in the log). A new group
+    that is not kept is refused (EvidenceFull) and nothing changes. So a lone statement (which
+    can never be an agreeing group) gives way to any group of two, and a recorded group of two or
+    more gives way only to a group with more approved keys.
     """
     merged = list(recorded) + list(extra)
     by_node = sorted(merged, key=_node)
@@ -164,25 +166,27 @@ def admit(recorded: tuple[dict[str, Any], ...], extra: list[dict[str, Any]],
         return merged
     old = {_result(s) for s in recorded}
 
-    def strength(result: str) -> tuple[int, int, bool, str]:
-        g = groups[result]
-        return (-sum(1 for s in g if vouched(_node(s))), -len(g), result not in old, result)
+    def approved(result: str) -> int:
+        return sum(1 for s in groups[result] if vouched(_node(s)))
 
-    ranked = sorted(groups, key=strength)
+    def rank(result: str) -> tuple[int, bool, bool, int, str]:
+        n = len(groups[result])
+        return (-approved(result), n < 2, result not in old, -n, result)
+
+    ranked = sorted(groups, key=rank)
     kept = set(ranked[:MAX_RESULTS])
     lost = [r for r in ranked[MAX_RESULTS:] if r not in old]
     if lost:
-        weakest = ranked[MAX_RESULTS - 1]
-
         def shown(result: str) -> str:
-            v, n, _, _ = strength(result)
-            return f"{result} ({-n} statement(s), {-v} of keys a moderator approved)"
+            return (f"{result} ({len(groups[result])} statement(s), {approved(result)} of keys a moderator approved, "
+                    f"{'recorded' if result in old else 'new'})")
 
         raise EntryRefused(422, "EvidenceFull", f"the evidence would name {len(groups)} results; a job's evidence "
-                           f"holds at most {MAX_RESULTS}, and result {shown(lost[0])} is not stronger than the "
-                           f"weakest kept, {shown(weakest)}",
-                           "a new result is kept when it has more statements of approved keys, or as many and more "
-                           "statements, than the weakest recorded result; statements for a recorded result are taken")
+                           f"holds at most {MAX_RESULTS}, and result {shown(lost[0])} does not outrank the weakest "
+                           f"kept, {shown(ranked[MAX_RESULTS - 1])}",
+                           "a new result displaces a recorded one with more statements of keys a moderator approved, "
+                           "or, as many, when it has two or more statements and the recorded one a single statement; "
+                           "statements for a recorded result are taken")
     return [s for s in merged if _result(s) in kept]
 
 

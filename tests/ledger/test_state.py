@@ -291,7 +291,7 @@ def test_throw_away_keys_posting_first_cannot_lock_out_the_honest_result(tmp_pat
     """A second round of point 21: the spec is public (GET /v1/jobs on any node that ran it), so a
     watcher posts before the honest nodes: MAX_RESULTS fabricated results, one throw-away key each
     (8 statements, far under any cap). The honest nodes' statements must still be taken (SPEC 12.5
-    rule 8: a 9th result with more statements evicts the weakest group from the derived state)."""
+    rule 8: a group of two or more displaces a lone statement from the derived evidence)."""
     from cod.ledger.evidence import MAX_RESULTS
     from tests.ledger.bkit import cid, key, statement
     ledger = blessed_ledger(tmp_path)
@@ -368,7 +368,7 @@ def test_fakes_posted_again_after_the_honest_result_cannot_evict_it(tmp_path: Pa
     for r in range(MAX_RESULTS):
         exc = refused(ledger.report_evidence, s, [statement(s, throw_away(400 + r), cid(f"again {r}"))])
         assert (exc.status, exc.error) == (422, "EvidenceFull")
-        assert "is not stronger than the weakest kept" in exc.message
+        assert "does not outrank the weakest kept" in exc.message
     # the evicted result again, under its own key: as strong as the weakest kept, and the recorded one wins ties
     evicted = next(k for k in range(MAX_RESULTS) if cid(f"fabricated {k}") == fakes[-1])
     again = [statement(s, throw_away(300 + evicted), fakes[-1])]
@@ -386,6 +386,16 @@ def test_fakes_posted_again_after_the_honest_result_cannot_evict_it(tmp_path: Pa
     ledger.report_evidence(s, [statement(s, back, fakes[-1]), statement(s, throw_away(510), fakes[-1])])
     assert results_of(ledger, job) == {RESULT: 4, fake2: 2, fakes[-1]: 2, **{f: 1 for f in fakes[:-3]}}
     assert ledger.state.signers[back.node_id].jobs == 1
+    # fakes of 4 throw-away keys each, after the honest result: they displace the lone fakes, never a group of two
+    lone = fakes[:-3]
+    for r in range(MAX_RESULTS):
+        four = [statement(s, throw_away(700 + 4 * r + i), cid(f"four {r}")) for i in range(4)]
+        if r < len(lone):
+            ledger.report_evidence(s, four)
+        else:
+            assert refused(ledger.report_evidence, s, four).error == "EvidenceFull"
+    assert results_of(ledger, job) == {RESULT: 4, fake2: 2, fakes[-1]: 2,
+                                       **{cid(f"four {r}"): 4 for r in range(len(lone))}}
     # the evicted statements stay in the log's earlier leaves; the replay derives the same state
     record = ledger.state.eligibility[job]
     ledger.close()
