@@ -148,8 +148,8 @@ def admit(recorded: tuple[dict[str, Any], ...], extra: list[dict[str, Any]],
     statements too (rule 7). Past MAX_RESULTS results (rule 8) the groups are ranked: most
     statements of approved keys first; then groups of two or more statements before lone ones;
     then recorded before new; then most statements; then by CID. The first MAX_RESULTS are kept
-    and the others evicted from the derived evidence (their leaves stay in the log). A new group
-    that is not kept is refused (EvidenceFull) and nothing changes. So a lone statement (which
+    and the others evicted from the derived evidence (their leaves stay in the log). When a group
+    that is not kept holds a new statement, the whole post is refused (EvidenceFull). So a lone statement (which
     can never be an agreeing group) gives way to any group of two, and a recorded group of two or
     more gives way only to a group with more approved keys.
     """
@@ -175,7 +175,8 @@ def admit(recorded: tuple[dict[str, Any], ...], extra: list[dict[str, Any]],
 
     ranked = sorted(groups, key=rank)
     kept = set(ranked[:MAX_RESULTS])
-    lost = [r for r in ranked[MAX_RESULTS:] if r not in old]
+    posted = {_result(s) for s in extra}
+    lost = [r for r in ranked[MAX_RESULTS:] if r in posted]
     if lost:
         def shown(result: str) -> str:
             return (f"{result} ({len(groups[result])} statement(s), {approved(result)} of keys a moderator approved, "

@@ -483,3 +483,24 @@ def test_the_same_evidence_twice_at_once_is_one_entry(tmp_path: Path) -> None:
         t.join()
     assert sorted(new for _, _, new in out) == [False, True] and out[0][0] == out[1][0] == size
     assert ledger.size == size + 1
+
+
+def test_a_post_is_taken_whole_or_refused_when_rule_8_would_drop_part_of_it(tmp_path: Path) -> None:
+    from cod.jobspec import Input, JobSpec
+    from cod.ledger.evidence import MAX_RESULTS
+    from tests.ledger.bkit import MODULE, cid, statement, throw_away
+    ledger = blessed_ledger(tmp_path)
+    job1, elig = eligible_job(ledger)
+    ledger.decide(approve(job1, elig))                      # NODES[0], NODES[1] approved
+    s = JobSpec(module=MODULE, inputs=(Input(cid=DATA, path="/inputs/0"),), env=(("RUN", "3"),)).to_dict()
+    job = job_of(s)
+    big = fake_results(ledger, s, 1000, MAX_RESULTS - 1, 4, "four")
+    (small,) = fake_results(ledger, s, 1100, 1, 2, "two")
+    # the approved result displaces the weakest group (2 statements, 3 with the post's own): the post's
+    # statement for it would be dropped, so the whole post is refused
+    before = snapshot(ledger)
+    exc = refused(ledger.report_evidence, s, agreeing(s, 2) + [statement(s, throw_away(1200), small)])
+    assert exc.error == "EvidenceFull" and f"result {small} (3 statement(s), 0 of keys" in exc.message
+    assert snapshot(ledger) == before
+    _, _, new = ledger.report_evidence(s, agreeing(s, 2))
+    assert new and results_of(ledger, job) == {RESULT: 2, **{f: 4 for f in big}}
