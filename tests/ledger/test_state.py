@@ -488,7 +488,7 @@ def test_the_same_evidence_twice_at_once_is_one_entry(tmp_path: Path) -> None:
 def test_a_post_is_taken_whole_or_refused_when_rule_8_would_drop_part_of_it(tmp_path: Path) -> None:
     from cod.jobspec import Input, JobSpec
     from cod.ledger.evidence import MAX_RESULTS
-    from tests.ledger.bkit import MODULE, cid, statement, throw_away
+    from tests.ledger.bkit import MODULE, statement, throw_away
     ledger = blessed_ledger(tmp_path)
     job1, elig = eligible_job(ledger)
     ledger.decide(approve(job1, elig))                      # NODES[0], NODES[1] approved
