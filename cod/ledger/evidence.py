@@ -23,7 +23,8 @@ MAX_PER_RESULT = 8
 """Statements of one result CID a job's evidence holds: more agreeing keys prove nothing more."""
 MAX_RESULTS = MAX_STATEMENTS // MAX_PER_RESULT
 """Distinct result CIDs a job's evidence holds: with MAX_PER_RESULT, the evidence fits MAX_STATEMENTS,
-so statements under throw-away keys for one result cannot fill a job and lock out the others."""
+so statements under throw-away keys for one result cannot fill a job and lock out the others; a
+further result is admitted by evicting a weaker one (``admit``, SPEC.md 12.5 rule 8)."""
 MAX_PROFILE_CHARS = 200
 MAX_TRAP_CHARS = 200
 MAX_EXIT_CODE = 2**32 - 1
@@ -32,6 +33,8 @@ STATEMENT_FIELDS = ("exit_code", "fuel_used", "job", "node", "profile", "result"
 
 Blessed = Callable[[str], "int | None"]
 """The leaf index of the bless batch that first blessed a CID, or None."""
+Vouched = Callable[[str], bool]
+"""Whether a node ID is among the agreeing nodes of a job a moderator approved (SPEC.md 12.5 rule 8)."""
 
 
 @dataclass(frozen=True)
@@ -114,15 +117,78 @@ def check_bounds(signed: list[SignedStatement]) -> None:
     counts: dict[str, int] = {}
     for s in signed:
         counts[s.statement.result] = counts.get(s.statement.result, 0) + 1
+    _check_per_result(counts)
+    if len(counts) > MAX_RESULTS:
+        raise EntryRefused(422, "EvidenceFull", f"the evidence would name {len(counts)} results; a job's evidence "
+                           f"holds at most {MAX_RESULTS} distinct results ({MAX_PER_RESULT} statements each)",
+                           "statements for a result already recorded are still taken")
+
+
+def _check_per_result(counts: dict[str, int]) -> None:
     for result, count in sorted(counts.items()):
         if count > MAX_PER_RESULT:
             raise EntryRefused(422, "EvidenceFull", f"result {result} would have {count} statements; a job's evidence "
                                f"holds at most {MAX_PER_RESULT} per result (and {MAX_RESULTS} results)",
                                "more statements agreeing with a result change nothing; send the others")
-    if len(counts) > MAX_RESULTS:
-        raise EntryRefused(422, "EvidenceFull", f"the evidence would name {len(counts)} results; a job's evidence "
-                           f"holds at most {MAX_RESULTS} distinct results ({MAX_PER_RESULT} statements each)",
-                           "statements for a result already recorded are still taken")
+
+
+def _node(s: dict[str, Any]) -> str:
+    return str(s["statement"]["node"])
+
+
+def _result(s: dict[str, Any]) -> str:
+    return str(s["statement"]["result"])
+
+
+def admit(recorded: tuple[dict[str, Any], ...], extra: list[dict[str, Any]],
+          vouched: Vouched) -> list[dict[str, Any]]:
+    """Merge new statements into a job's recorded ones: rules 6 to 8 of SPEC.md 12.5.
+
+    Two statements of one node are refused (rule 6), a result with more than MAX_PER_RESULT
+    statements too (rule 7). Past MAX_RESULTS results (rule 8) the groups are ranked: most
+    statements of approved keys first; then groups of two or more statements before lone ones;
+    then recorded before new; then most statements; then by CID. The first MAX_RESULTS are kept
+    and the others evicted from the derived evidence (their leaves stay in the log). When a group
+    that is not kept holds a new statement, the whole post is refused (EvidenceFull). So a lone statement (which
+    can never be an agreeing group) gives way to any group of two, and a recorded group of two or
+    more gives way only to a group with more approved keys.
+    """
+    merged = list(recorded) + list(extra)
+    by_node = sorted(merged, key=_node)
+    for a, b in zip(by_node, by_node[1:]):
+        if _node(a) == _node(b):
+            raise refuse(f"two statements of node {_node(a)}")
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for s in merged:
+        groups.setdefault(_result(s), []).append(s)
+    _check_per_result({r: len(g) for r, g in groups.items()})
+    if len(groups) <= MAX_RESULTS:
+        return merged
+    old = {_result(s) for s in recorded}
+
+    def approved(result: str) -> int:
+        return sum(1 for s in groups[result] if vouched(_node(s)))
+
+    def rank(result: str) -> tuple[int, bool, bool, int, str]:
+        n = len(groups[result])
+        return (-approved(result), n < 2, result not in old, -n, result)
+
+    ranked = sorted(groups, key=rank)
+    kept = set(ranked[:MAX_RESULTS])
+    posted = {_result(s) for s in extra}
+    lost = [r for r in ranked[MAX_RESULTS:] if r in posted]
+    if lost:
+        def shown(result: str) -> str:
+            return (f"{result} ({len(groups[result])} statement(s), {approved(result)} of keys a moderator approved, "
+                    f"{'recorded' if result in old else 'new'})")
+
+        raise EntryRefused(422, "EvidenceFull", f"the evidence would name {len(groups)} results; a job's evidence "
+                           f"holds at most {MAX_RESULTS}, and result {shown(lost[0])} does not outrank the weakest "
+                           f"kept, {shown(ranked[MAX_RESULTS - 1])}",
+                           "a new result displaces a recorded one with more statements of keys a moderator approved, "
+                           "or, as many, when it has two or more statements and the recorded one a single statement; "
+                           "statements for a recorded result are taken")
+    return [s for s in merged if _result(s) in kept]
 
 
 def judge(spec: Any, statements: Any, blessed: Blessed, check_signatures: bool = True) -> Judgement:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from .entries import (OLD_KINDS, Approval, Bless, Decision, Eligibility, Entry, EntryRefused, Genesis, Proposal,
                       Refusal, Signed, bad, check_new, check_origin_is, check_size, leaf_bytes, parse_leaf)
-from .evidence import Judgement, judge
+from .evidence import Judgement, admit, judge
 from .note import NoteError, Verifier
 
 Row = tuple[str, tuple[Any, ...]]
@@ -98,6 +98,8 @@ class LedgerState:
         self.proposals: dict[str, ProposalRecord] = {}
         self.signers: dict[str, SignerRecord] = {}               # node ID -> what the log says of it
         self.eligibility_entries: dict[str, tuple[int, ...]] = {}  # job -> every eligibility leaf, in order
+        self.job_signers: dict[str, frozenset[str]] = {}  # job -> every key its evidence ever held
+        self.vouched: dict[str, int] = {}  # node ID -> first approve decision naming it among the agreeing nodes
         self._undo: list[Callable[[], None]] | None = None
 
     # -- the undo journal ----------------------------------------------------------------------
@@ -179,10 +181,14 @@ class LedgerState:
             return first, True
         known = {canonical(s) for s in latest.statements}
         extra = [s for s in first.statements if canonical(s) not in known]
+        kept = admit(latest.statements, extra, self.is_vouched)
         # the new statements were verified just above, the recorded ones when they were appended
-        merged = judge(latest.spec, list(latest.statements) + extra, self.blessed_by, check_signatures=False)
+        merged = judge(latest.spec, kept, self.blessed_by, check_signatures=False)
         recorded = leaf_bytes(eligibility_entry(merged)) == leaf_bytes(self.latest_entry_of(first.job))
         return merged, not recorded
+
+    def is_vouched(self, node: str) -> bool:
+        return node in self.vouched
 
     def latest_entry_of(self, job: str) -> Eligibility:
         rec = self.eligibility[job]
@@ -244,10 +250,7 @@ class LedgerState:
                                "SPEC.md 12.5 give for its spec and statements", "the ledger writes these entries itself")
         latest = self.eligibility.get(j.job)
         if latest is not None:
-            kept = {canonical(s) for s in j.statements}
-            if any(canonical(s) not in kept for s in latest.statements):
-                raise EntryRefused(422, "BadEvidence", f"a later eligibility entry of job {j.job} drops statements "
-                                   "of the earlier one", "evidence only grows")
+            self._check_grows(latest, j)
         self._count_signers(index, j, latest)
         self._put(self.eligibility_entries, j.job, self.eligibility_entries.get(j.job, ()) + (index,))
         if j.result is not None and j.job not in self.jobs_of_result.get(j.result, ()):
@@ -256,10 +259,24 @@ class LedgerState:
                                                               j.spec, j.reason, dict(j.blessings)))
         return [("eligibility", (j.job, j.result, int(j.eligible), j.reason, index))]
 
+    def _check_grows(self, latest: EligibilityRecord, j: Judgement) -> None:
+        """Evidence only grows, but for the groups rule 8 of SPEC.md 12.5 evicts (exactly those)."""
+        known = {canonical(s) for s in latest.statements}
+        extra = [s for s in j.statements if canonical(s) not in known]
+        try:
+            kept = admit(latest.statements, extra, self.is_vouched)
+        except EntryRefused as exc:
+            raise EntryRefused(422, "BadEvidence", f"the eligibility entry of job {j.job} is not what merging its "
+                               f"new statements gives: {exc.message}",
+                               "the ledger writes these entries itself") from None
+        if sorted(canonical(s) for s in kept) != sorted(canonical(s) for s in j.statements):
+            raise EntryRefused(422, "BadEvidence", f"a later eligibility entry of job {j.job} drops statements "
+                               "of the earlier one that rule 8 of SPEC.md 12.5 does not evict", "evidence only grows")
+
     def _count_signers(self, index: int, j: Judgement, latest: EligibilityRecord | None) -> None:
         """Count the new statements of a job for their keys; a job with a second result is disputed for all."""
         old = latest.statements if latest is not None else ()
-        old_nodes = {s["statement"]["node"] for s in old}
+        old_nodes = self.job_signers.get(j.job, frozenset())  # the keys evicted by rule 8 too: counted once
         old_results = {s["statement"]["result"] for s in old}
         results = {s["statement"]["result"] for s in j.statements}
         newly_disputed = len(old_results) <= 1 < len(results)
@@ -273,6 +290,9 @@ class LedgerState:
             disputed = rec.disputed + (1 if len(results) > 1 and (is_new or newly_disputed) else 0)
             if (jobs, disputed) != (rec.jobs, rec.disputed) or node not in self.signers:
                 self._put(self.signers, node, SignerRecord(rec.first_seen, jobs, disputed))
+        nodes = old_nodes | {s["statement"]["node"] for s in j.statements}
+        if nodes != old_nodes:
+            self._put(self.job_signers, j.job, nodes)
 
     def _signed(self, index: int, s: Signed) -> list[Row]:
         body = s.body
@@ -328,6 +348,10 @@ class LedgerState:
         if d.supersedes != want:
             raise EntryRefused(409, "Stale", f"the decision supersedes {d.supersedes}; the job's latest decision is "
                                f"{want}", "look at the job again (cod moderation show) and re-sign")
+        if d.action == "approve":
+            for node in latest.nodes:
+                if node not in self.vouched:
+                    self._put(self.vouched, node, index)
         self._put(self.decisions, d.job, DecisionRecord(index, d.action, d.result, d.datacap, d.moderator,
                                                         d.eligibility))
         self._put(self.decision_entries, d.job, self.decision_entries.get(d.job, ()) + (index,))

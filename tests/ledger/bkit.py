@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,11 @@ PROFILE = "wasmtime-test+cod-1"
 def key(n: int) -> Identity:
     """A fixed key (seed = n repeated), so IDs are the same on every run."""
     return Identity(nacl.signing.SigningKey(bytes([n]) * 32))
+
+
+def throw_away(n: int) -> Identity:
+    """The n-th of any number of fixed throw-away keys (seed = SHA-256 of its name), none equal to a key()."""
+    return Identity(nacl.signing.SigningKey(hashlib.sha256(f"throw-away key {n}".encode()).digest()))
 
 
 ROOTS = [key(1), key(2), key(3)]

@@ -280,3 +280,24 @@ async def test_a_second_ledger_on_one_data_dir_is_refused(tmp_path: Path) -> Non
         await first.stop()
     again = await start_ledger(tmp_path / "ledger")
     await again.stop()
+
+
+async def test_lone_fakes_posted_first_do_not_lock_out_the_honest_evidence(served: Any) -> None:
+    """Issue 19 point 21, second round, over HTTP: 8 fabricated results under one throw-away key each,
+    posted before the honest nodes; the honest evidence, posted twice at once, is one new entry (SPEC
+    12.5 rule 8) and its keys are shown to the moderator; a 9th lone fake is then refused."""
+    from cod.ledger.evidence import MAX_RESULTS
+
+    from .bkit import cid, throw_away
+    running, client = served
+    job_spec = spec(DATA)
+    for r in range(MAX_RESULTS):
+        await client.evidence(job_spec, [statement(job_spec, throw_away(r), cid(f"fabricated {r}"))])
+    honest = agreeing(job_spec, 3)
+    answers = await asyncio.gather(client.evidence(job_spec, honest), client.evidence(job_spec, honest))
+    assert sorted(a["new"] for a in answers) == [False, True] and answers[0]["entry"] == answers[1]["entry"]
+    signers = (await client.job(answers[0]["job"]))["eligibility"]["signers"]
+    assert {n.node_id for n in NODES[:3]} <= {s["node"] for s in signers} and len(signers) == 3 + MAX_RESULTS - 1
+    late = [statement(job_spec, throw_away(99), cid("fabricated late"))]
+    await refused(running, client, client.evidence(job_spec, late), 422, "EvidenceFull",
+                  "does not outrank the weakest kept")

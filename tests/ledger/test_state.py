@@ -287,22 +287,28 @@ def test_a_forged_statement_added_to_recorded_evidence_is_refused(tmp_path: Path
     assert exc.error == "BadSignature" and snapshot(ledger) == before
 
 
-@pytest.mark.xfail(strict=True, reason="stage 9 second round: throw-away keys that post first, one statement for each "
-                   "of MAX_RESULTS fabricated results, lock the job: the honest nodes' result is refused for good")
 def test_throw_away_keys_posting_first_cannot_lock_out_the_honest_result(tmp_path: Path) -> None:
     """A second round of point 21: the spec is public (GET /v1/jobs on any node that ran it), so a
     watcher posts before the honest nodes: MAX_RESULTS fabricated results, one throw-away key each
-    (8 statements, far under any cap). The honest nodes' statements for the real result are then
-    refused (EvidenceFull: "would name 9 results") however often they are posted."""
+    (8 statements, far under any cap). The honest nodes' statements must still be taken (SPEC 12.5
+    rule 8: a group of two or more displaces a lone statement from the derived evidence)."""
     from cod.ledger.evidence import MAX_RESULTS
     from tests.ledger.bkit import cid, key, statement
     ledger = blessed_ledger(tmp_path)
     s = spec(DATA)
     for r in range(MAX_RESULTS):
         ledger.report_evidence(s, [statement(s, key(170 + r), cid(f"fabricated {r}"))])
+    size = ledger.size
     honest = agreeing(s, 3)
     _, j, new = ledger.report_evidence(s, honest)
-    assert new and j.eligible and j.result == RESULT
+    # 3 of 10 (8 - 1 evicted fakes + 3): no majority, but the honest group is recorded for the moderator
+    assert new and ledger.size == size + 1
+    assert {st["statement"]["node"] for st in j.statements} >= {n.node_id for n in NODES[:3]}
+    assert len(j.statements) == 3 + MAX_RESULTS - 1
+    # the evicted group is the weakest: 1 statement, ranked last by CID among equals (hand-derived)
+    fakes = sorted(cid(f"fabricated {r}") for r in range(MAX_RESULTS))
+    assert fakes[-1] not in {st["statement"]["result"] for st in j.statements}
+    assert all(f in {st["statement"]["result"] for st in j.statements} for f in fakes[:-1])
 
 
 def test_throw_away_keys_cannot_lock_a_job_against_honest_evidence(tmp_path: Path) -> None:
@@ -330,3 +336,171 @@ def test_throw_away_keys_cannot_lock_a_job_against_honest_evidence(tmp_path: Pat
     index, j, new = ledger.report_evidence(s, [honest[2]])
     assert new and honest[2] in list(j.statements)
     assert len(j.statements) == 3 + MAX_PER_RESULT * (MAX_RESULTS - 1)
+
+
+def fake_results(ledger: Ledger, s: dict[str, Any], first_key: int, groups: int, size: int, tag: str) -> list[str]:
+    """``groups`` fabricated results, each posted under ``size`` throw-away keys of its own."""
+    from tests.ledger.bkit import cid, statement, throw_away
+    fakes = []
+    for r in range(groups):
+        fake = cid(f"{tag} {r}")
+        ledger.report_evidence(s, [statement(s, throw_away(first_key + r * size + i), fake) for i in range(size)])
+        fakes.append(fake)
+    return fakes
+
+
+def results_of(ledger: Ledger, job: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for st in ledger.state.eligibility[job].statements:
+        counts[st["statement"]["result"]] = counts.get(st["statement"]["result"], 0) + 1
+    return counts
+
+
+def test_fakes_posted_again_after_the_honest_result_cannot_evict_it(tmp_path: Path) -> None:
+    from cod.ledger.evidence import MAX_RESULTS
+    from tests.ledger.bkit import cid, statement, throw_away
+    ledger = blessed_ledger(tmp_path)
+    s, job = spec(DATA), job_of(spec(DATA))
+    fakes = sorted(fake_results(ledger, s, 300, MAX_RESULTS, 1, "fabricated"))
+    ledger.report_evidence(s, agreeing(s, 3))
+    before = snapshot(ledger)
+    # 8 more fabricated results under fresh keys, one statement each: none is stronger than a kept group
+    for r in range(MAX_RESULTS):
+        exc = refused(ledger.report_evidence, s, [statement(s, throw_away(400 + r), cid(f"again {r}"))])
+        assert (exc.status, exc.error) == (422, "EvidenceFull")
+        assert "does not outrank the weakest kept" in exc.message
+    # the evicted result again, under its own key: as strong as the weakest kept, and the recorded one wins ties
+    evicted = next(k for k in range(MAX_RESULTS) if cid(f"fabricated {k}") == fakes[-1])
+    again = [statement(s, throw_away(300 + evicted), fakes[-1])]
+    assert refused(ledger.report_evidence, s, again).error == "EvidenceFull"
+    assert snapshot(ledger) == before
+    # a 2-key fake evicts the weakest 1-key fake (the greatest CID of the 1-statement ones), never the 3 honest
+    fake2 = cid("two keys")
+    ledger.report_evidence(s, [statement(s, throw_away(500 + i), fake2) for i in range(2)])
+    assert results_of(ledger, job) == {RESULT: 3, fake2: 2, **{f: 1 for f in fakes[:-2]}}
+    # a node whose result is recorded is still taken (its group is not full)
+    _, j, new = ledger.report_evidence(s, [statement(s, NODES[3])])
+    assert new and results_of(ledger, job)[RESULT] == 4
+    # the evicted key comes back in a stronger group: its job is still counted once for it (12.7 signers)
+    back = throw_away(300 + evicted)
+    ledger.report_evidence(s, [statement(s, back, fakes[-1]), statement(s, throw_away(510), fakes[-1])])
+    assert results_of(ledger, job) == {RESULT: 4, fake2: 2, fakes[-1]: 2, **{f: 1 for f in fakes[:-3]}}
+    assert ledger.state.signers[back.node_id].jobs == 1
+    # fakes of 4 throw-away keys each, after the honest result: they displace the lone fakes, never a group of two
+    lone = fakes[:-3]
+    for r in range(MAX_RESULTS):
+        four = [statement(s, throw_away(700 + 4 * r + i), cid(f"four {r}")) for i in range(4)]
+        if r < len(lone):
+            ledger.report_evidence(s, four)
+        else:
+            assert refused(ledger.report_evidence, s, four).error == "EvidenceFull"
+    assert results_of(ledger, job) == {RESULT: 4, fake2: 2, fakes[-1]: 2,
+                                       **{cid(f"four {r}"): 4 for r in range(len(lone))}}
+    # the evicted statements stay in the log's earlier leaves; the replay derives the same state
+    record = ledger.state.eligibility[job]
+    ledger.close()
+    assert Ledger.open(tmp_path / "ledger").state.eligibility[job] == record
+
+
+def test_keys_a_moderator_approved_outrank_any_number_of_throw_away_keys(tmp_path: Path) -> None:
+    # fakes with many throw-away keys each (8 x 8, a full job) posted first: honest nodes a moderator
+    # approved before are kept; unapproved honest nodes are not (what rule 8 cannot stop, SPEC 12.5)
+    from cod.jobspec import Input, JobSpec
+    from cod.ledger.audit import audit_dir
+    from cod.ledger.evidence import MAX_PER_RESULT, MAX_RESULTS
+    from tests.ledger.bkit import MODULE, cid, statement, throw_away
+    ledger = blessed_ledger(tmp_path)
+    job1, elig = eligible_job(ledger)                       # NODES[0], NODES[1] agree
+    ledger.decide(approve(job1, elig))
+    assert set(ledger.state.vouched) == {NODES[0].node_id, NODES[1].node_id}
+    s = JobSpec(module=MODULE, inputs=(Input(cid=DATA, path="/inputs/0"),), env=(("RUN", "2"),)).to_dict()
+    job = job_of(s)
+    fakes = sorted(fake_results(ledger, s, 600, MAX_RESULTS, MAX_PER_RESULT, "full"))
+    assert len(ledger.state.eligibility[job].statements) == MAX_RESULTS * MAX_PER_RESULT
+    # unapproved honest keys, 3 of them, are weaker than 8 throw-away keys: refused, nothing changes
+    before = snapshot(ledger)
+    exc = refused(ledger.report_evidence, s, [statement(s, NODES[2]), statement(s, NODES[3])])
+    assert exc.error == "EvidenceFull" and snapshot(ledger) == before
+    # with two approved keys the honest result is kept; the full fake with the greatest CID is evicted
+    _, _, new = ledger.report_evidence(s, agreeing(s, 3))
+    assert new and results_of(ledger, job) == {RESULT: 3, **{f: MAX_PER_RESULT for f in fakes[:-1]}}
+    # 8 more full fakes under fresh keys cannot push it out
+    before = snapshot(ledger)
+    for r in range(MAX_RESULTS):
+        more = [statement(s, throw_away(900 + r * MAX_PER_RESULT + i), cid(f"more {r}")) for i in range(MAX_PER_RESULT)]
+        exc = refused(ledger.report_evidence, s, more)
+        assert exc.error == "EvidenceFull"
+    assert snapshot(ledger) == before
+    # the replay and the audit apply the same rule (vouching derives from the log)
+    ledger.close()
+    assert audit_dir(tmp_path / "ledger") == []
+    reopened = Ledger.open(tmp_path / "ledger")
+    assert results_of(reopened, job) == {RESULT: 3, **{f: MAX_PER_RESULT for f in fakes[:-1]}}
+
+
+def test_an_entry_that_evicts_what_rule_8_keeps_is_refused(tmp_path: Path) -> None:
+    from cod.ledger.evidence import MAX_RESULTS, judge
+    from cod.ledger.state import eligibility_entry
+    ledger = blessed_ledger(tmp_path)
+    s, job = spec(DATA), job_of(spec(DATA))
+    fake_results(ledger, s, 300, MAX_RESULTS, 1, "fabricated")
+    recorded = list(ledger.state.eligibility[job].statements)
+    honest = agreeing(s, 3)
+    # a forged entry that drops a fake the rule keeps (the smallest CID) instead of the one it evicts
+    wrong = sorted(recorded, key=lambda st: st["statement"]["result"])[1:] + honest
+    j = judge(s, wrong, ledger.state.blessed_by)
+    leaf = entries.leaf_bytes(eligibility_entry(j))
+    before = snapshot(ledger)
+    exc = refused(ledger.state.apply, ledger.size, leaf)
+    assert exc.error == "BadEvidence" and "that rule 8 of SPEC.md 12.5 does not evict" in exc.message
+    assert snapshot(ledger) == before
+    # the entry the rule gives is valid
+    right = sorted(recorded, key=lambda st: st["statement"]["result"])[:-1] + honest
+    _, got, _ = ledger.report_evidence(s, honest)
+    assert sorted(map(str, got.statements)) == sorted(map(str, judge(s, right, ledger.state.blessed_by).statements))
+
+
+def test_the_same_evidence_twice_at_once_is_one_entry(tmp_path: Path) -> None:
+    import threading
+
+    from cod.ledger.evidence import MAX_RESULTS
+    ledger = blessed_ledger(tmp_path)
+    s = spec(DATA)
+    fake_results(ledger, s, 300, MAX_RESULTS, 1, "fabricated")
+    size = ledger.size
+    honest = agreeing(s, 3)
+    barrier = threading.Barrier(2)
+    out: list[Any] = []
+
+    def post() -> None:
+        barrier.wait()
+        out.append(ledger.report_evidence(s, honest))
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(new for _, _, new in out) == [False, True] and out[0][0] == out[1][0] == size
+    assert ledger.size == size + 1
+
+
+def test_a_post_is_taken_whole_or_refused_when_rule_8_would_drop_part_of_it(tmp_path: Path) -> None:
+    from cod.jobspec import Input, JobSpec
+    from cod.ledger.evidence import MAX_RESULTS
+    from tests.ledger.bkit import MODULE, statement, throw_away
+    ledger = blessed_ledger(tmp_path)
+    job1, elig = eligible_job(ledger)
+    ledger.decide(approve(job1, elig))                      # NODES[0], NODES[1] approved
+    s = JobSpec(module=MODULE, inputs=(Input(cid=DATA, path="/inputs/0"),), env=(("RUN", "3"),)).to_dict()
+    job = job_of(s)
+    big = fake_results(ledger, s, 1000, MAX_RESULTS - 1, 4, "four")
+    (small,) = fake_results(ledger, s, 1100, 1, 2, "two")
+    # the approved result displaces the weakest group (2 statements, 3 with the post's own): the post's
+    # statement for it would be dropped, so the whole post is refused
+    before = snapshot(ledger)
+    exc = refused(ledger.report_evidence, s, agreeing(s, 2) + [statement(s, throw_away(1200), small)])
+    assert exc.error == "EvidenceFull" and f"result {small} (3 statement(s), 0 of keys" in exc.message
+    assert snapshot(ledger) == before
+    _, _, new = ledger.report_evidence(s, agreeing(s, 2))
+    assert new and results_of(ledger, job) == {RESULT: 2, **{f: 4 for f in big}}
