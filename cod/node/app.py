@@ -117,9 +117,10 @@ class Node:
         try:
             self._open(data_dir)
         except (OSError, sqlite3.Error) as exc:
-            if disk.is_full(exc):
-                raise InsufficientStorage(f"the disk of the node's data directory {data_dir} is full: {exc}",
-                                          disk.HINT) from None
+            why = disk.unwritable(exc)
+            if why:
+                raise InsufficientStorage(f"the disk of the node's data directory {data_dir} is {why}: {exc}",
+                                          disk.HINTS[why]) from None
             raise NodeError(f"cannot use {data_dir} as the node's data directory: {exc}",
                             "give --data-dir a writable directory (it is created if missing)") from None
         self.caps = caps or NodeCaps()
@@ -499,9 +500,10 @@ class Node:
             await asyncio.to_thread(shutil.rmtree, out, True)
             self.jobs.fail(job_cid, json.dumps(CANCELLED_ERROR))
         except Exception as exc:  # a node bug or a full disk must fail the job, never the node
-            if disk.is_full(exc):
-                log.error("job %s failed: the node's disk is full (%s)", job_cid, exc)
-                error = FULL_DISK_ERROR
+            why = disk.unwritable(exc)
+            if why:
+                log.error("job %s failed: the node's disk is %s (%s)", job_cid, why, exc)
+                error = UNWRITABLE_DISK_ERRORS[why]
             else:
                 log.exception("job %s failed inside the node", job_cid)
                 error = {"error": type(exc).__name__, "message": str(exc)[:500]}
@@ -725,6 +727,11 @@ CANCELLED_ERROR = {"error": "Cancelled", "message": "the job was cancelled (DELE
 FULL_DISK_ERROR = {"error": "InsufficientStorage",
                    "message": "the node's disk filled while the job ran or was recorded; nothing was kept or signed",
                    "hint": disk.HINT + " (submit the job again)"}
+READ_ONLY_DISK_ERROR = {"error": "InsufficientStorage",
+                        "message": "the node's disk turned read-only while the job ran or was recorded; nothing was "
+                                   "kept or signed",
+                        "hint": disk.READ_ONLY_HINT + " (submit the job again)"}
+UNWRITABLE_DISK_ERRORS = {disk.FULL: FULL_DISK_ERROR, disk.READ_ONLY: READ_ONLY_DISK_ERROR}
 
 
 class Busy(NodeError):
@@ -793,17 +800,18 @@ DOING = {"PUT": "storing the upload", "POST": "queueing the job", "DELETE": "rec
 
 @web.middleware
 async def full_disk(request: web.Request, handler: Any) -> web.StreamResponse:
-    """A full disk met while answering is 507 InsufficientStorage (SPEC 9.5), never a 500."""
+    """A full or read-only disk met while answering is 507 InsufficientStorage (SPEC 9.5), never a 500."""
     try:
         response: web.StreamResponse = await handler(request)
         return response
     except InsufficientStorage:
         raise
     except Exception as exc:
-        if not disk.is_full(exc):
+        why = disk.unwritable(exc)
+        if not why:
             raise
-        log.error("%s %s: the node's disk is full (%s)", request.method, request.rel_url.raw_path[:200], exc)
-        raise disk.full(DOING.get(request.method, "answering the request")) from None
+        log.error("%s %s: the node's disk is %s (%s)", request.method, request.rel_url.raw_path[:200], why, exc)
+        raise disk.full(DOING.get(request.method, "answering the request"), why) from None
 
 
 def app(node: Node) -> web.Application:

@@ -1,5 +1,8 @@
-"""A full disk, recognised wherever it surfaces: an OSError (ENOSPC, EDQUOT) or SQLite's
-SQLITE_FULL ("database or disk is full"), raised itself or as the cause of another error."""
+"""A disk the node cannot write, recognised wherever it surfaces: full (an OSError ENOSPC or
+EDQUOT, SQLite's SQLITE_FULL "database or disk is full") or read-only (EROFS: a file system
+remounted read-only, as ext4 does after an I/O error; SQLite's SQLITE_READONLY), raised itself
+or as the cause of another error. Both are 507 InsufficientStorage: nothing of the request is
+kept, what is stored stays readable, and the same request succeeds once the disk takes writes."""
 
 from __future__ import annotations
 
@@ -9,25 +12,42 @@ import sqlite3
 from ..errors import InsufficientStorage
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+READ_ONLY_ERRNOS = frozenset({errno.EROFS})
 SQLITE_FULL = 13  # sqlite3.h: "Insertion failed because database is full"
+SQLITE_READONLY = 8  # sqlite3.h: "Attempt to write a readonly database"
 MAX_CHAIN = 16  # causes followed, at most
+FULL, READ_ONLY = "full", "read-only"
 HINT = "free space on the node's disk (or give --data-dir a larger one), then try again"
+READ_ONLY_HINT = ("make the node's data directory writable again (a file system turns read-only after an I/O "
+                  "error: check the disk, then remount it read-write), then try again; the node serves what it "
+                  "stores meanwhile")
+HINTS = {FULL: HINT, READ_ONLY: READ_ONLY_HINT}
+
+
+def unwritable(exc: BaseException | None) -> str | None:
+    """FULL or READ_ONLY when ``exc`` or an exception it was raised from is such a disk, else None."""
+    for _ in range(MAX_CHAIN):
+        if exc is None:
+            return None
+        if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+            return FULL
+        if isinstance(exc, OSError) and exc.errno in READ_ONLY_ERRNOS:
+            return READ_ONLY
+        if isinstance(exc, sqlite3.Error):
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code == SQLITE_FULL or "database or disk is full" in str(exc):
+                return FULL
+            if code is not None and code & 0xFF == SQLITE_READONLY:  # extended codes keep the primary in the low byte
+                return READ_ONLY
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def is_full(exc: BaseException | None) -> bool:
     """Whether ``exc`` or an exception it was raised from is a full disk."""
-    for _ in range(MAX_CHAIN):
-        if exc is None:
-            return False
-        if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
-            return True
-        if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL
-                                               or "database or disk is full" in str(exc)):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    return unwritable(exc) == FULL
 
 
-def full(doing: str) -> InsufficientStorage:
-    """The error of a full disk met while ``doing`` (e.g. "storing the upload")."""
-    return InsufficientStorage(f"the node's disk is full: it cannot go on {doing}; nothing of it was kept", HINT)
+def full(doing: str, why: str = FULL) -> InsufficientStorage:
+    """The error of a full (or read-only) disk met while ``doing`` (e.g. "storing the upload")."""
+    return InsufficientStorage(f"the node's disk is {why}: it cannot go on {doing}; nothing of it was kept", HINTS[why])
