@@ -117,7 +117,7 @@ class Node:
         try:
             self._open(data_dir)
         except (OSError, sqlite3.Error) as exc:
-            why = disk.unwritable(exc)
+            why = disk.unwritable(exc)  # a permission error keeps its own message below
             if why:
                 raise InsufficientStorage(f"the disk of the node's data directory {data_dir} is {why}: {exc}",
                                           disk.HINTS[why]) from None
@@ -500,7 +500,7 @@ class Node:
             await asyncio.to_thread(shutil.rmtree, out, True)
             self.jobs.fail(job_cid, json.dumps(CANCELLED_ERROR))
         except Exception as exc:  # a node bug or a full disk must fail the job, never the node
-            why = disk.unwritable(exc)
+            why = disk.unwritable(exc, self.data_dir)
             if why:
                 log.error("job %s failed: the node's disk is %s (%s)", job_cid, why, exc)
                 error = UNWRITABLE_DISK_ERRORS[why]
@@ -731,7 +731,12 @@ READ_ONLY_DISK_ERROR = {"error": "InsufficientStorage",
                         "message": "the node's disk turned read-only while the job ran or was recorded; nothing was "
                                    "kept or signed",
                         "hint": disk.READ_ONLY_HINT + " (submit the job again)"}
-UNWRITABLE_DISK_ERRORS = {disk.FULL: FULL_DISK_ERROR, disk.READ_ONLY: READ_ONLY_DISK_ERROR}
+NOT_WRITABLE_DISK_ERROR = {"error": "InsufficientStorage",
+                           "message": "the node could not write its data directory (permission denied) while the "
+                                      "job ran or was recorded; nothing was kept or signed",
+                           "hint": disk.NOT_WRITABLE_HINT + " (submit the job again)"}
+UNWRITABLE_DISK_ERRORS = {disk.FULL: FULL_DISK_ERROR, disk.READ_ONLY: READ_ONLY_DISK_ERROR,
+                          disk.NOT_WRITABLE: NOT_WRITABLE_DISK_ERROR}
 
 
 class Busy(NodeError):
@@ -798,24 +803,29 @@ errors = answers.json_errors(_error, log=log, service="node", hints=HTTP_HINTS,
 DOING = {"PUT": "storing the upload", "POST": "queueing the job", "DELETE": "recording the cancel"}
 
 
-@web.middleware
-async def full_disk(request: web.Request, handler: Any) -> web.StreamResponse:
-    """A full or read-only disk met while answering is 507 InsufficientStorage (SPEC 9.5), never a 500."""
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except InsufficientStorage:
-        raise
-    except Exception as exc:
-        why = disk.unwritable(exc)
-        if not why:
+def full_disk(home: Path) -> Any:
+    """The middleware making a full or read-only disk met while answering, or (for a PUT, POST or
+    DELETE) a data directory ``home`` not writable, 507 InsufficientStorage (SPEC 9.5), never a 500."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        except InsufficientStorage:
             raise
-        log.error("%s %s: the node's disk is %s (%s)", request.method, request.rel_url.raw_path[:200], why, exc)
-        raise disk.full(DOING.get(request.method, "answering the request"), why) from None
+        except Exception as exc:
+            why = disk.unwritable(exc, home if request.method in DOING else None)  # reads: no write refused
+            if not why:
+                raise
+            log.error("%s %s: the node's disk is %s (%s)", request.method, request.rel_url.raw_path[:200], why, exc)
+            raise disk.full(DOING.get(request.method, "answering the request"), why) from None
+
+    return middleware
 
 
 def app(node: Node) -> web.Application:
-    application = web.Application(middlewares=[errors, full_disk], client_max_size=MAX_JSON_BODY)
+    application = web.Application(middlewares=[errors, full_disk(node.data_dir)], client_max_size=MAX_JSON_BODY)
     routes = web.RouteTableDef()
 
     @routes.get("/v1/health")

@@ -164,6 +164,31 @@ async def test_an_upload_on_a_read_only_disk_is_a_storage_error_not_a_500(
         await node.stop()
 
 
+async def test_an_upload_into_an_immutable_spool_is_a_storage_error_not_a_500(
+        disk: Path, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture) -> None:
+    """The upload spool made immutable (``chattr +i``: even root gets EPERM creating a file in it)
+    is a disk the node cannot write, not a node bug: 507 saying so, no traceback, and the upload
+    is stored once the flag is cleared."""
+    data = disk / "node"
+    node = await start_node(data, concurrency=1)
+    spool = data / "blobs" / "tmp"
+    try:
+        done = subprocess.run(["chattr", "+i", str(spool)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot make a directory immutable here: {done.stderr.strip()}")
+        content = bytes(range(256)) * 64
+        status, answer = await put(http, node.url, module_cid(content), content, "application/octet-stream")
+        assert status == 507 and answer["error"] == "InsufficientStorage", (status, answer)
+        assert "not writable" in answer["message"] and "chattr -i" in answer["hint"], answer
+        assert not [r for r in caplog.records if r.exc_info], caplog.text
+        subprocess.run(["chattr", "-i", str(spool)], check=True)
+        status, answer = await put(http, node.url, module_cid(content), content, "application/octet-stream")
+        assert status == 201, answer
+    finally:
+        subprocess.run(["chattr", "-i", str(spool)], capture_output=True)
+        await node.stop()
+
+
 def _read_only(where: Path) -> None:
     """Bind-mount ``where`` on itself read-only: new opens under it meet EROFS, as on a file system
     remounted read-only (files already open keep their own mount)."""
