@@ -107,8 +107,10 @@ class SpecText(click.ParamType[str]):
 
 
 # -- numbers (every integer and float option) ----------------------------------------------------
-_ASCII_INT = re.compile(r"[ ]*[+-]?[0-9]{1,40}[ ]*")
-_ASCII_FLOAT = re.compile(r"[ ]*[+-]?(?:[0-9]{1,40}(?:\.[0-9]{0,40})?|\.[0-9]{1,40})(?:[eE][+-]?[0-9]{1,4})?[ ]*")
+MAX_DIGITS = 40
+"""Most significant digits of an integer option (every bound cod has is far below; int() takes 4300)."""
+_ASCII_INT = re.compile(r"[ ]*[+-]?0*([0-9]+)[ ]*")
+_ASCII_FLOAT = re.compile(r"[ ]*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ ]*")
 """ASCII only: int() and float() also take other scripts' digits ('١', fullwidth '１'), underscores
 ('1_000') and other spaces, and float() takes 'nan' and 'inf', which pass every range check."""
 
@@ -124,11 +126,14 @@ class AsciiInt(click.IntRange):
     """An integer in ASCII decimal digits, in [min, max] when given (click.IntRange's bounds)."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, str) and not _ASCII_INT.fullmatch(value):
+        if isinstance(value, str):
             fallback = max(self.min if self.min is not None else 1, 1)
-            fallback = min(fallback, self.max) if self.max is not None else fallback
-            self.fail(f"{value[:40]!r} is not a number in ASCII digits: give e.g. {_example(param, fallback)}",
-                      param, ctx)
+            hint = f"give e.g. {_example(param, min(fallback, self.max) if self.max is not None else fallback)}"
+            match = _ASCII_INT.fullmatch(value)
+            if match is None:
+                self.fail(f"{value[:40]!r} is not a number in ASCII digits: {hint}", param, ctx)
+            if len(match.group(1)) > MAX_DIGITS:
+                self.fail(f"{value.strip()[:20]}... has more than {MAX_DIGITS} digits: {hint}", param, ctx)
         return int(super().convert(value, param, ctx))
 
 

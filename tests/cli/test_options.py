@@ -120,7 +120,7 @@ def test_every_number_option_takes_ascii_digits_only() -> None:
     assert accepted == [], accepted
 
 
-@pytest.mark.parametrize(("text", "value"), [("0", 0), ("65535", 65535), (" 7 ", 7), ("+8", 8), ("0" * 30 + "9", 9)])
+@pytest.mark.parametrize(("text", "value"), [("0", 0), ("65535", 65535), (" 7 ", 7), ("+8", 8), ("0" * 300 + "9", 9)])
 def test_ascii_integers(text: str, value: int) -> None:
     assert AsciiInt(0, 65535).convert(text, None, None) == value
 
@@ -132,13 +132,14 @@ def test_ascii_integers_refused(text: str) -> None:
         AsciiInt(0, 65535).convert(text, None, None)
 
 
-@pytest.mark.parametrize(("text", "value"), [("2", 2.0), ("0.5", 0.5), (".25", 0.25), ("1e2", 100.0), ("3600", 3600.0)])
+@pytest.mark.parametrize(("text", "value"), [("2", 2.0), ("0.5", 0.5), (".25", 0.25), ("1e2", 100.0), ("3600", 3600.0),
+                                             ("1.", 1.0), ("0" * 300 + "7", 7.0)])
 def test_ascii_floats(text: str, value: float) -> None:
     assert AsciiFloat(0.1, 3600).convert(text, None, None) == value
 
 
-@pytest.mark.parametrize("text", ["nan", "-nan", "inf", "Infinity", "1e999", "0.4", "1_0.5", "\u0661.5", "1.5\u00a0",
-                                  "0x1p3", "."])
+@pytest.mark.parametrize("text", ["nan", "-nan", "inf", "Infinity", "1e999", "1e99999", "9" * 400, "0.4", "1_0.5",
+                                  "\u0661.5", "1.5\u00a0", "0x1p3", "."])
 def test_ascii_floats_refused(text: str) -> None:
     with pytest.raises(click.BadParameter):
         AsciiFloat(0.5).convert(text, None, None)
