@@ -644,8 +644,13 @@ class Node:
             await asyncio.sleep(self.retention.collect_every_s)
             try:
                 await self.collect()
-            except Exception:  # the collector never stops the node
-                log.exception("the storage collector failed; it runs again in %d s", self.retention.collect_every_s)
+            except Exception as exc:  # the collector never stops the node
+                why = disk.unwritable(exc, self.data_dir)
+                if why:  # no traceback every few minutes for a disk the operator must see to
+                    log.error("the storage collector could not remove anything: the node's disk is %s (%s); it runs "
+                              "again in %d s", why, exc, self.retention.collect_every_s)
+                else:
+                    log.exception("the storage collector failed; it runs again in %d s", self.retention.collect_every_s)
 
     async def collect(self, now_ns: int | None = None) -> dict[str, list[str]]:
         """Remove what the retention no longer keeps at ``now_ns`` (default: the node's clock);

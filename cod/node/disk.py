@@ -20,6 +20,7 @@ READ_ONLY_ERRNOS = frozenset({errno.EROFS})
 DENIED_ERRNOS = frozenset({errno.EPERM, errno.EACCES})
 SQLITE_FULL = 13  # sqlite3.h: "Insertion failed because database is full"
 SQLITE_READONLY = 8  # sqlite3.h: "Attempt to write a readonly database"
+SQLITE_IOERR = 10  # sqlite3.h: "Some kind of disk I/O error occurred" (a write on a file system remounted ro)
 MAX_CHAIN = 16  # causes followed, at most
 FULL, READ_ONLY, NOT_WRITABLE = "full", "read-only", "not writable (permission denied)"
 HINT = "free space on the node's disk (or give --data-dir a larger one), then try again"
@@ -50,6 +51,8 @@ def unwritable(exc: BaseException | None, home: Path | None = None) -> str | Non
                 return FULL
             if code is not None and code & 0xFF == SQLITE_READONLY:  # extended codes keep the primary in the low byte
                 return READ_ONLY
+            if code is not None and code & 0xFF == SQLITE_IOERR and home is not None and _mounted_read_only(home):
+                return READ_ONLY  # SQLite says only "disk I/O error"; the mount says why
         exc = exc.__cause__ or exc.__context__
     return None
 
@@ -60,6 +63,14 @@ def _inside(exc: OSError, home: Path) -> bool:
         return False
     path = Path(os.path.realpath(os.fsdecode(exc.filename)))
     return path.is_relative_to(Path(os.path.realpath(home)))
+
+
+def _mounted_read_only(home: Path) -> bool:
+    """Whether the file system (or bind mount) holding ``home`` is mounted read-only."""
+    try:
+        return bool(os.statvfs(home).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def is_full(exc: BaseException | None) -> bool:

@@ -25,6 +25,7 @@ from cod.content.dagpb import Link
 from cod.errors import CodError
 from cod.identity import KEY_FILE
 from cod.jobspec import Input
+from cod.node import disk as disk_kinds
 from cod.node.server import start_node
 
 from ..helpers import VECTORS
@@ -197,6 +198,24 @@ def _read_only(where: Path) -> None:
         if done.returncode != 0:
             _umount(where)
             pytest.skip(f"cannot bind-mount read-only: {done.stderr.strip()}")
+
+
+def test_sqlites_io_error_on_a_read_only_mount_is_a_read_only_disk(disk: Path) -> None:
+    """On a file system remounted read-only under it, SQLite's write fails as SQLITE_IOERR_WRITE
+    (778 = 10 | 3 << 8, sqlite3.h), "disk I/O error", which names no cause: the mount does. On a
+    writable mount the same error is no verdict on the disk (it stays a 500)."""
+    home = disk / "node"
+    home.mkdir()
+    error = sqlite3.OperationalError("disk I/O error")
+    error.sqlite_errorcode = 778
+    assert disk_kinds.unwritable(error, home) is None
+    _read_only(home)
+    try:
+        assert disk_kinds.unwritable(error, home) == disk_kinds.READ_ONLY
+        assert disk_kinds.unwritable(error) is None  # without the data directory, nothing to ask
+        assert disk_kinds.unwritable(OSError(errno.EROFS, "Read-only file system")) == disk_kinds.READ_ONLY
+    finally:
+        _umount(home)
 
 
 async def test_a_read_only_data_dir_serves_what_it_stores_and_refuses_writes_clearly(
