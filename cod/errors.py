@@ -18,7 +18,7 @@
     ├── NodeError                 a compute node refused a request or could not be reached (exit 14)
     │   ├── NodeBusy              the node's queue is full (HTTP 429); retry after .retry_after
     │   ├── PolicyRefused         the node's FIL+ policy refused the job (HTTP 403)
-    │   └── InsufficientStorage   the node's disk is full (HTTP 507)
+    │   └── InsufficientStorage   the node's disk is full or read-only (HTTP 507)
     ├── EngineUnavailable         no Docker-compatible engine answers (exit 15)
     ├── BadSignature              a statement's signature or binding does not check (exit 16)
     ├── NotFound                  no such job or blob is known here (exit 17)
@@ -217,7 +217,7 @@ class PolicyRefused(NodeError):
 
 
 class InsufficientStorage(NodeError):
-    """A node's disk is full (ENOSPC, EDQUOT, SQLite's "database or disk is full"): HTTP 507."""
+    """A node's disk is full (ENOSPC, EDQUOT, SQLite's "database or disk is full") or read-only (EROFS): HTTP 507."""
 
 
 class LedgerRefused(CodError):

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .options import NodeURL
+from .options import AsciiFloat, AsciiInt, NodeURL
 from .output import Column, Output, age, outcome_style, outcome_text, output_options, table
 
 DEFAULT_INTERVAL_S = 2.0
@@ -43,9 +43,9 @@ QUEUE_COLUMNS = (Column("job", "JOB"), Column("result", "RESULT"), Column("entry
 
 @click.command()
 @click.option("--once", is_flag=True, help="Print one snapshot as tables and exit.")
-@click.option("--interval", type=click.FloatRange(min=0.5, max=3600), default=DEFAULT_INTERVAL_S, show_default=True,
+@click.option("--interval", type=AsciiFloat(min=0.5, max=3600), default=DEFAULT_INTERVAL_S, show_default=True,
               help="Seconds between refreshes of the live view.")
-@click.option("--limit", type=click.IntRange(min=1, max=10000), default=50, show_default=True,
+@click.option("--limit", type=AsciiInt(min=1, max=10000), default=50, show_default=True,
               help="How many of the newest jobs to show.")
 @click.option("--ledger", type=NodeURL(), metavar="URL",
               help="The FIL+ ledger whose queue to show (else COD_LEDGER, else \"ledger\" of the config).")

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from ..errors import NotFound, UsageError
+from .options import AsciiFloat, AsciiInt
 from .output import Column, Output, output_options
 from .witness import witness
 
@@ -125,7 +126,7 @@ def ledger() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), required=True, help="Where the ledger keeps its files.")
 @click.option("--root-key", "root_keys", multiple=True, required=True, metavar="ID",
               help="A root key holder's ID (cod keygen prints it); repeatable.")
-@click.option("--threshold", type=click.IntRange(min=1), required=True,
+@click.option("--threshold", type=AsciiInt(min=1), required=True,
               help="Root key signatures a moderator change needs (K of the root keys).")
 @click.option("--origin", help="The log's origin (its checkpoints' first line and key name).")
 @json_option
@@ -148,11 +149,11 @@ def init(data_dir: str, root_keys: tuple[str, ...], threshold: int, origin: str 
 @ledger.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), required=True, help="The ledger's data directory.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8090, show_default=True,
+@click.option("--port", type=AsciiInt(0, 65535), default=8090, show_default=True,
               help="Port to listen on (0: any free port).")
 @click.option("--scan-node", "scan_nodes", multiple=True, metavar="URL",
               help="A compute node whose signed statements the ledger reads (repeatable).")
-@click.option("--scan-interval", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+@click.option("--scan-interval", type=AsciiFloat(min=0.1), default=30.0, show_default=True,
               help="Seconds between two scans of a node.")
 @click.option("--witness", "witnesses", multiple=True, metavar="VKEY=URL",
               help="A C2SP tlog-witness to cosign every checkpoint (repeatable).")
@@ -231,13 +232,13 @@ def proof(result_cid: str, ledger_url: str | None, out: Output) -> None:
 
 @ledger.command()
 @click.argument("result_cid")
-@click.option("--entry", type=click.IntRange(min=1),
+@click.option("--entry", type=AsciiInt(min=1),
               help="Check this decision entry (an approval kept from an earlier answer), not the one the ledger names.")
 @click.option("--witness", "witnesses", multiple=True, metavar="VKEY",
               help="A witness's cosignature vkey whose cosignature of the latest checkpoint counts (repeatable).")
-@click.option("--min-cosignatures", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--min-cosignatures", type=AsciiInt(min=0), default=0, show_default=True,
               help="Cosignatures of the given witnesses the latest checkpoint must carry (so it is the log's latest).")
-@click.option("--max-age", type=click.IntRange(min=1), metavar="SECONDS",
+@click.option("--max-age", type=AsciiInt(min=1), metavar="SECONDS",
               help="Count only cosignatures at most this old (the witnesses saw the tree that recently).")
 @ledger_option
 @vkey_option
@@ -296,7 +297,7 @@ def notary(result_cid: str, entry: int | None, witnesses: tuple[str, ...], min_c
 @click.option("--url", help="Audit the ledger (or a static mirror) at this URL: /checkpoint and tiles only.")
 @click.option("--vkey", help="The log's verifier key to pin (default: the genesis entry's, reported as such).")
 @click.option("--witness", "witnesses", multiple=True, metavar="VKEY", help="A witness's cosignature vkey.")
-@click.option("--min-cosignatures", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--min-cosignatures", type=AsciiInt(min=0), default=0, show_default=True,
               help="Cosignatures of the given witnesses the latest checkpoint must carry.")
 @json_option
 def verify(data_dir: str | None, url: str | None, vkey: str | None, witnesses: tuple[str, ...],

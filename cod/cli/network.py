@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .options import NodeURL, writable_dir
+from .options import AsciiInt, NodeURL, writable_dir
 
 CAP_HELP = {  # the node's caps (cod.node.caps.NodeCaps), published at /v1/info under "limits"
     "max_fuel": "Most limits.fuel a job may ask for.",
@@ -33,7 +33,7 @@ def _cap_options(command: Any) -> Any:
 
     defaults = NodeCaps()
     for name in reversed(list(CAP_HELP)):
-        command = click.option(f"--{name.replace('_', '-')}", name, type=click.IntRange(min=1),
+        command = click.option(f"--{name.replace('_', '-')}", name, type=AsciiInt(min=1),
                                default=getattr(defaults, name), show_default=True, help=CAP_HELP[name])(command)
     return command
 
@@ -54,7 +54,7 @@ def _retention_options(command: Any) -> Any:
         ("--collect-every", "collect_every", kept.collect_every_s, "Seconds between collections (0: never)."),
     ]
     for flag, name, default, text in reversed(options):
-        command = click.option(flag, name, type=click.IntRange(min=0), default=default, show_default=True,
+        command = click.option(flag, name, type=AsciiInt(min=0), default=default, show_default=True,
                                help=text)(command)
     return command
 
@@ -63,13 +63,13 @@ def _retention_options(command: Any) -> Any:
 @click.option("--data-dir", type=click.Path(file_okay=False), required=True,
               help="Where the node keeps its key, blobs, jobs and results.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=1234, show_default=True,
+@click.option("--port", type=AsciiInt(0, 65535), default=1234, show_default=True,
               help="Port to listen on (0: any free port).")
 @click.option("--allow-listed-local-paths", "allow", multiple=True, type=click.Path(file_okay=False),
               help="Roots under which jobs may mount the node's local directories (repeatable).")
-@click.option("--concurrency", type=click.IntRange(min=1),
+@click.option("--concurrency", type=AsciiInt(min=1),
               help="Jobs run at once (executor processes; default: cores).")
-@click.option("--queue-size", type=click.IntRange(min=0), default=64, show_default=True,
+@click.option("--queue-size", type=AsciiInt(min=0), default=64, show_default=True,
               help="Jobs waiting beyond those running; past it the node answers 429.")
 @click.option("--ledger", type=NodeURL(), metavar="URL",
               help="The FIL+ ledger the node asks whether a job's input CIDs are blessed.")
@@ -129,9 +129,9 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
 
 
 @click.command()
-@click.option("--nodes", type=click.IntRange(min=1), default=3, show_default=True,
+@click.option("--nodes", type=AsciiInt(min=1), default=3, show_default=True,
               help="How many nodes to start.")
-@click.option("--bad-nodes", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--bad-nodes", type=AsciiInt(min=0), default=0, show_default=True,
               help="How many of them lie: a wrong result with a valid signature.")
 @click.option("--base-dir", type=click.Path(file_okay=False), help="Keep the nodes' data here (default: temporary).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,

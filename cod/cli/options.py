@@ -1,15 +1,17 @@
 """Checks of command-line values, done where they are parsed, before anything starts.
 
-Counts are click ranges (a usage error, exit 2); job spec values (limits, args, env, seed,
-entry point) are SpecErrors naming the spec field (exit 3); node URLs from ``--node`` are
-usage errors, from COD_NODES or the config file ConfigErrors (exit 21); destinations that
-cannot be written are LocalPathErrors (exit 22). Text bound for a job spec must be UTF-8:
-Python hands non-UTF-8 argv and environment bytes over as lone surrogates, which no spec
-can hold, so they are refused here with the field they were meant for.
+Counts and other numbers are ranges in ASCII digits (AsciiInt, AsciiFloat: a usage error,
+exit 2); job spec values (limits, args, env, seed, entry point) are SpecErrors naming the spec
+field (exit 3); node URLs from ``--node`` are usage errors, from COD_NODES or the config file
+ConfigErrors (exit 21); destinations that cannot be written are LocalPathErrors (exit 22).
+Text bound for a job spec must be UTF-8: Python hands non-UTF-8 argv and environment bytes
+over as lone surrogates, which no spec can hold, so they are refused here with the field they
+were meant for.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -102,6 +104,50 @@ class SpecText(click.ParamType[str]):
         if not text:
             raise SpecError(self.field, "is empty", "give a value, or leave the option out")
         return text
+
+
+# -- numbers (every integer and float option) ----------------------------------------------------
+MAX_DIGITS = 40
+"""Most significant digits of an integer option (every bound cod has is far below; int() takes 4300)."""
+_ASCII_INT = re.compile(r"[ ]*[+-]?0*([0-9]+)[ ]*")
+_ASCII_FLOAT = re.compile(r"[ ]*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ ]*")
+"""ASCII only: int() and float() also take other scripts' digits ('١', fullwidth '１'), underscores
+('1_000') and other spaces, and float() takes 'nan' and 'inf', which pass every range check."""
+
+
+def _example(param: click.Parameter | None, fallback: float) -> str:
+    default = getattr(param, "default", None)
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and math.isfinite(default):
+        return str(default)
+    return str(fallback)
+
+
+class AsciiInt(click.IntRange):
+    """An integer in ASCII decimal digits, in [min, max] when given (click.IntRange's bounds)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, str):
+            fallback = max(self.min if self.min is not None else 1, 1)
+            hint = f"give e.g. {_example(param, min(fallback, self.max) if self.max is not None else fallback)}"
+            match = _ASCII_INT.fullmatch(value)
+            if match is None:
+                self.fail(f"{value[:40]!r} is not a number in ASCII digits: {hint}", param, ctx)
+            if len(match.group(1)) > MAX_DIGITS:
+                self.fail(f"{value.strip()[:20]}... has more than {MAX_DIGITS} digits: {hint}", param, ctx)
+        return int(super().convert(value, param, ctx))
+
+
+class AsciiFloat(click.FloatRange):
+    """A finite decimal number in ASCII digits (no nan, no inf), in [min, max] when given."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        hint = f"give e.g. {_example(param, self.min if self.min is not None else 1.5)}"
+        if isinstance(value, str) and not _ASCII_FLOAT.fullmatch(value):
+            self.fail(f"{value[:40]!r} is not a number in ASCII digits: {hint}", param, ctx)
+        number = float(super().convert(value, param, ctx))
+        if not math.isfinite(number):
+            self.fail(f"{str(value)[:40]!r} is not a finite number: {hint}", param, ctx)
+        return number
 
 
 class JobRef(click.ParamType[str]):

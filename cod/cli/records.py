@@ -17,7 +17,7 @@ import click
 from verifier.outcomes import OUTCOMES
 
 from ..errors import LocalPathError, NodeError, NotFound
-from .options import JobRef
+from .options import AsciiInt, JobRef
 from .output import Column, Output, age, outcome_style, outcome_text, output_options
 
 EXAMPLES_HINT = "see cod list"
@@ -64,7 +64,7 @@ JOB_COLUMNS = [
 
 
 @click.command(name="list")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many jobs, newest first.")
+@click.option("--limit", type=AsciiInt(min=1), default=50, show_default=True, help="How many jobs, newest first.")
 @click.option("--outcome", "outcomes", multiple=True, type=click.Choice(OUTCOMES, case_sensitive=False),
               help="Only jobs whose latest outcome is this (repeatable, any case), e.g. mismatch.")
 @output_options

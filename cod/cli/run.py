@@ -18,7 +18,7 @@ from ..errors import Indeterminate, InputError, UsageError
 from ..jobspec import Limits
 from ..local import PreparedJob, parse_env, parse_mount, prepare, prepare_docker, run_prepared
 from . import EXIT_INTERRUPTED, report
-from .options import NodeURL, SpecDuration, SpecInt, SpecSize, SpecText, node_urls, spec_text, writable_parent
+from .options import AsciiInt, NodeURL, SpecDuration, SpecInt, SpecSize, SpecText, node_urls, spec_text, writable_parent
 
 
 def _configured(name: str) -> Callable[[], int]:
@@ -67,9 +67,9 @@ def _shown(name: str, builtin: str) -> str:
 @click.option("--entry-point", type=SpecText("entry_point"), help="Exported function to call (default _start).")
 @click.option("--engine", type=click.Choice(["wasm", "docker"]), default="wasm", show_default=True,
               help="wasm: MODULE is a .wasm file. docker: MODULE is an image, ARGS its command (unverifiable).")
-@click.option("--verify", "verify_n", type=click.IntRange(min=1),
+@click.option("--verify", "verify_n", type=AsciiInt(min=1),
               help="Run on N distinct nodes and compare their signed results.")
-@click.option("--quorum", type=click.IntRange(min=1), help="With --verify: accept K-of-N agreement (reported as such).")
+@click.option("--quorum", type=AsciiInt(min=1), help="With --verify: accept K-of-N agreement (reported as such).")
 @click.option("--require-local", is_flag=True,
               help="With --verify: use only nodes that already hold the module and every input (GET /v1/holdings).")
 @click.option("--node", "nodes", multiple=True, metavar="URL", type=NodeURL(),

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from .options import AsciiInt
+
 
 @click.command("witness")
 @click.option("--data-dir", type=click.Path(file_okay=False), required=True,
@@ -15,7 +17,7 @@ import click
 @click.option("--log", "logs", multiple=True, required=True, metavar="VKEY",
               help="The vkey of a log to witness, as `cod ledger info` prints it (repeatable).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+@click.option("--port", type=AsciiInt(0, 65535), default=0, show_default=True,
               help="Port to listen on (0: any free port).")
 @click.option("--name", default=None, help="The witness's key name (default: cod-witness/<its key's ID>).")
 def witness(data_dir: str, logs: tuple[str, ...], host: str, port: int, name: str | None) -> None:

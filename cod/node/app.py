@@ -117,9 +117,10 @@ class Node:
         try:
             self._open(data_dir)
         except (OSError, sqlite3.Error) as exc:
-            if disk.is_full(exc):
-                raise InsufficientStorage(f"the disk of the node's data directory {data_dir} is full: {exc}",
-                                          disk.HINT) from None
+            why = disk.unwritable(exc)  # a permission error keeps its own message below
+            if why:
+                raise InsufficientStorage(f"the disk of the node's data directory {data_dir} is {why}: {exc}",
+                                          disk.HINTS[why]) from None
             raise NodeError(f"cannot use {data_dir} as the node's data directory: {exc}",
                             "give --data-dir a writable directory (it is created if missing)") from None
         self.caps = caps or NodeCaps()
@@ -499,9 +500,10 @@ class Node:
             await asyncio.to_thread(shutil.rmtree, out, True)
             self.jobs.fail(job_cid, json.dumps(CANCELLED_ERROR))
         except Exception as exc:  # a node bug or a full disk must fail the job, never the node
-            if disk.is_full(exc):
-                log.error("job %s failed: the node's disk is full (%s)", job_cid, exc)
-                error = FULL_DISK_ERROR
+            why = disk.unwritable(exc, self.data_dir)
+            if why:
+                log.error("job %s failed: the node's disk is %s (%s)", job_cid, why, exc)
+                error = UNWRITABLE_DISK_ERRORS[why]
             else:
                 log.exception("job %s failed inside the node", job_cid)
                 error = {"error": type(exc).__name__, "message": str(exc)[:500]}
@@ -642,8 +644,13 @@ class Node:
             await asyncio.sleep(self.retention.collect_every_s)
             try:
                 await self.collect()
-            except Exception:  # the collector never stops the node
-                log.exception("the storage collector failed; it runs again in %d s", self.retention.collect_every_s)
+            except Exception as exc:  # the collector never stops the node
+                why = disk.unwritable(exc, self.data_dir)
+                if why:  # no traceback every few minutes for a disk the operator must see to
+                    log.error("the storage collector could not remove anything: the node's disk is %s (%s); it runs "
+                              "again in %d s", why, exc, self.retention.collect_every_s)
+                else:
+                    log.exception("the storage collector failed; it runs again in %d s", self.retention.collect_every_s)
 
     async def collect(self, now_ns: int | None = None) -> dict[str, list[str]]:
         """Remove what the retention no longer keeps at ``now_ns`` (default: the node's clock);
@@ -725,6 +732,16 @@ CANCELLED_ERROR = {"error": "Cancelled", "message": "the job was cancelled (DELE
 FULL_DISK_ERROR = {"error": "InsufficientStorage",
                    "message": "the node's disk filled while the job ran or was recorded; nothing was kept or signed",
                    "hint": disk.HINT + " (submit the job again)"}
+READ_ONLY_DISK_ERROR = {"error": "InsufficientStorage",
+                        "message": "the node's disk turned read-only while the job ran or was recorded; nothing was "
+                                   "kept or signed",
+                        "hint": disk.READ_ONLY_HINT + " (submit the job again)"}
+NOT_WRITABLE_DISK_ERROR = {"error": "InsufficientStorage",
+                           "message": "the node could not write its data directory (permission denied) while the "
+                                      "job ran or was recorded; nothing was kept or signed",
+                           "hint": disk.NOT_WRITABLE_HINT + " (submit the job again)"}
+UNWRITABLE_DISK_ERRORS = {disk.FULL: FULL_DISK_ERROR, disk.READ_ONLY: READ_ONLY_DISK_ERROR,
+                          disk.NOT_WRITABLE: NOT_WRITABLE_DISK_ERROR}
 
 
 class Busy(NodeError):
@@ -791,23 +808,29 @@ errors = answers.json_errors(_error, log=log, service="node", hints=HTTP_HINTS,
 DOING = {"PUT": "storing the upload", "POST": "queueing the job", "DELETE": "recording the cancel"}
 
 
-@web.middleware
-async def full_disk(request: web.Request, handler: Any) -> web.StreamResponse:
-    """A full disk met while answering is 507 InsufficientStorage (SPEC 9.5), never a 500."""
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except InsufficientStorage:
-        raise
-    except Exception as exc:
-        if not disk.is_full(exc):
+def full_disk(home: Path) -> Any:
+    """The middleware making a full or read-only disk met while answering, or (for a PUT, POST or
+    DELETE) a data directory ``home`` not writable, 507 InsufficientStorage (SPEC 9.5), never a 500."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        except InsufficientStorage:
             raise
-        log.error("%s %s: the node's disk is full (%s)", request.method, request.rel_url.raw_path[:200], exc)
-        raise disk.full(DOING.get(request.method, "answering the request")) from None
+        except Exception as exc:
+            why = disk.unwritable(exc, home if request.method in DOING else None)  # reads: no write refused
+            if not why:
+                raise
+            log.error("%s %s: the node's disk is %s (%s)", request.method, request.rel_url.raw_path[:200], why, exc)
+            raise disk.full(DOING.get(request.method, "answering the request"), why) from None
+
+    return middleware
 
 
 def app(node: Node) -> web.Application:
-    application = web.Application(middlewares=[errors, full_disk], client_max_size=MAX_JSON_BODY)
+    application = web.Application(middlewares=[errors, full_disk(node.data_dir)], client_max_size=MAX_JSON_BODY)
     routes = web.RouteTableDef()
 
     @routes.get("/v1/health")

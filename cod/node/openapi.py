@@ -45,7 +45,7 @@ DOCUMENT: dict[str, Any] = {
                                   "422": _json(_ERROR, "InputError: content outside cod's UnixFS profile"),
                                   "507": _json(_ERROR, "StorageQuotaExceeded: the client's stored bytes would pass "
                                                        "its quota (SPEC 9.11); InsufficientStorage: the node's disk "
-                                                       "is full")}},
+                                                       "is full or read-only")}},
             "get": {"summary": "Download a blob (a module's bytes, or a directory as a CAR; a file as a CAR "
                                "when Accept names application/vnd.ipld.car; a dataset as a CAR; a private "
                                "module never); HEAD tells whether the node has it",
@@ -77,7 +77,7 @@ DOCUMENT: dict[str, Any] = {
                                    "501": _json(_ERROR, "no Docker engine for a docker job"),
                                    "507": _json(_ERROR, "StorageQuotaExceeded: the client's quota is used, or "
                                                         "the output base would pass it (SPEC 9.11); "
-                                                        "InsufficientStorage: the node's disk is full"),
+                                                        "InsufficientStorage: the node's disk is full or read-only"),
                                    "503": _json(_ERROR, "LedgerUnavailable: fil-plus-only and the ledger "
                                                         "cannot be asked (fail closed)")}},
             "get": {"summary": "Recent jobs", "responses": {"200": _json({"type": "object"}, "jobs")}},

@@ -27,6 +27,7 @@ from ..errors import CodError, ExecutorCrashed
 from ..jobspec import JobSpec
 from ..wasm.engine import Engine
 from ..wasm.executor import run
+from . import disk
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -52,6 +53,9 @@ def handle(engine: Engine, line: str) -> dict[str, Any]:
     except CodError as exc:
         return _error(exc)
     except Exception as exc:  # a bug or a host fault fails this job, never the executor
+        why = disk.unwritable(exc)
+        if why:  # the results (or the module cache) met a full or read-only disk
+            return _error(disk.full("running the job (submit it again)", why))
         return _error(ExecutorCrashed(f"the executor failed: {type(exc).__name__}: {str(exc)[:300]}",
                                       "the node is still up; the job may be retried"))
     answer = {"result_cid": result.result_cid, "exit_code": result.exit_code, "trap": result.trap,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import pytest
 
-from cod.cli.options import node_url_problem, parse_datacap
+from cod.cli.options import AsciiFloat, AsciiInt, node_url_problem, parse_datacap
 from cod.errors import InputError, SpecError, UsageError
 from cod.local import parse_duration_ms, parse_env, parse_mount, parse_size
 
@@ -103,8 +103,6 @@ def _number_options() -> list[tuple[str, click.Parameter]]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="stage 9 second round: click's integer and float options take other scripts' "
-                   "digits (cod serve --port ٠, cod list --limit ١, --max-fuel ١٠٠) and nan (--scan-interval nan)")
 def test_every_number_option_takes_ascii_digits_only() -> None:
     """A second round of point 27 ("ASCII digits only, everywhere a number is parsed from text"):
     click converts with int() and float(), which take Arabic-Indic digits, and FloatRange lets nan
@@ -120,3 +118,28 @@ def test_every_number_option_takes_ascii_digits_only() -> None:
                 continue
             accepted.append(f"{name} {text!r}")
     assert accepted == [], accepted
+
+
+@pytest.mark.parametrize(("text", "value"), [("0", 0), ("65535", 65535), (" 7 ", 7), ("+8", 8), ("0" * 300 + "9", 9)])
+def test_ascii_integers(text: str, value: int) -> None:
+    assert AsciiInt(0, 65535).convert(text, None, None) == value
+
+
+@pytest.mark.parametrize("text", ["1_000", "\u00a05", "5\t", "0x10", "", "-", "65536", "-1", "9" * 5000, "1.0",
+                                  "\U0001d7d9"])  # MATHEMATICAL DOUBLE-STRUCK DIGIT ONE
+def test_ascii_integers_refused(text: str) -> None:
+    with pytest.raises(click.BadParameter):
+        AsciiInt(0, 65535).convert(text, None, None)
+
+
+@pytest.mark.parametrize(("text", "value"), [("2", 2.0), ("0.5", 0.5), (".25", 0.25), ("1e2", 100.0), ("3600", 3600.0),
+                                             ("1.", 1.0), ("0" * 300 + "7", 7.0)])
+def test_ascii_floats(text: str, value: float) -> None:
+    assert AsciiFloat(0.1, 3600).convert(text, None, None) == value
+
+
+@pytest.mark.parametrize("text", ["nan", "-nan", "inf", "Infinity", "1e999", "1e99999", "9" * 400, "0.4", "1_0.5",
+                                  "\u0661.5", "1.5\u00a0", "0x1p3", "."])
+def test_ascii_floats_refused(text: str) -> None:
+    with pytest.raises(click.BadParameter):
+        AsciiFloat(0.5).convert(text, None, None)

@@ -25,6 +25,7 @@ from cod.content.dagpb import Link
 from cod.errors import CodError
 from cod.identity import KEY_FILE
 from cod.jobspec import Input
+from cod.node import disk as disk_kinds
 from cod.node.server import start_node
 
 from ..helpers import VECTORS
@@ -138,8 +139,6 @@ async def test_an_upload_on_a_full_disk_is_507_and_keeps_nothing(disk: Path, htt
         await node.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="stage 9 second round: a read-only data directory (EROFS) answers an upload "
-                   "with 500 InternalError and logs a traceback; only ENOSPC/EDQUOT are a storage error")
 async def test_an_upload_on_a_read_only_disk_is_a_storage_error_not_a_500(
         disk: Path, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture) -> None:
     """A second round of point 8: the file system of the data dir turns read-only under a running
@@ -163,6 +162,93 @@ async def test_an_upload_on_a_read_only_disk_is_a_storage_error_not_a_500(
         assert status == 201, answer
     finally:
         _umount(spool)
+        await node.stop()
+
+
+async def test_an_upload_into_an_immutable_spool_is_a_storage_error_not_a_500(
+        disk: Path, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture) -> None:
+    """The upload spool made immutable (``chattr +i``: even root gets EPERM creating a file in it)
+    is a disk the node cannot write, not a node bug: 507 saying so, no traceback, and the upload
+    is stored once the flag is cleared."""
+    data = disk / "node"
+    node = await start_node(data, concurrency=1)
+    spool = data / "blobs" / "tmp"
+    try:
+        done = subprocess.run(["chattr", "+i", str(spool)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot make a directory immutable here: {done.stderr.strip()}")
+        content = bytes(range(256)) * 64
+        status, answer = await put(http, node.url, module_cid(content), content, "application/octet-stream")
+        assert status == 507 and answer["error"] == "InsufficientStorage", (status, answer)
+        assert "not writable" in answer["message"] and "chattr -i" in answer["hint"], answer
+        assert not [r for r in caplog.records if r.exc_info], caplog.text
+        subprocess.run(["chattr", "-i", str(spool)], check=True)
+        status, answer = await put(http, node.url, module_cid(content), content, "application/octet-stream")
+        assert status == 201, answer
+    finally:
+        subprocess.run(["chattr", "-i", str(spool)], capture_output=True)
+        await node.stop()
+
+
+def _read_only(where: Path) -> None:
+    """Bind-mount ``where`` on itself read-only: new opens under it meet EROFS, as on a file system
+    remounted read-only (files already open keep their own mount)."""
+    for args in (["--bind", str(where), str(where)], ["-o", "remount,bind,ro", str(where)]):
+        done = subprocess.run(["mount", *args], capture_output=True, text=True)
+        if done.returncode != 0:
+            _umount(where)
+            pytest.skip(f"cannot bind-mount read-only: {done.stderr.strip()}")
+
+
+def test_sqlites_io_error_on_a_read_only_mount_is_a_read_only_disk(disk: Path) -> None:
+    """On a file system remounted read-only under it, SQLite's write fails as SQLITE_IOERR_WRITE
+    (778 = 10 | 3 << 8, sqlite3.h), "disk I/O error", which names no cause: the mount does. On a
+    writable mount the same error is no verdict on the disk (it stays a 500)."""
+    home = disk / "node"
+    home.mkdir()
+    error = sqlite3.OperationalError("disk I/O error")
+    error.sqlite_errorcode = 778
+    assert disk_kinds.unwritable(error, home) is None
+    _read_only(home)
+    try:
+        assert disk_kinds.unwritable(error, home) == disk_kinds.READ_ONLY
+        assert disk_kinds.unwritable(error) is None  # without the data directory, nothing to ask
+        assert disk_kinds.unwritable(OSError(errno.EROFS, "Read-only file system")) == disk_kinds.READ_ONLY
+    finally:
+        _umount(home)
+
+
+async def test_a_read_only_data_dir_serves_what_it_stores_and_refuses_writes_clearly(
+        disk: Path, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture) -> None:
+    """The whole data directory turns read-only: what is stored is still served (the module, by
+    GET), an upload and a job are refused as a read-only disk (507; the job fails, never signed),
+    no traceback is logged, and once the disk is writable both succeed."""
+    data = disk / "node"
+    node = await start_node(data, concurrency=1)
+    try:
+        hello = await put_module(http, node.url, HELLO)
+        _read_only(data)
+        try:
+            async with http.get(f"{node.url}/v1/blobs/{hello}") as resp:
+                assert resp.status == 200 and await resp.read() == HELLO
+            content = bytes(range(256)) * 64
+            status, answer = await put(http, node.url, module_cid(content), content, "application/octet-stream")
+            assert status == 507 and answer["error"] == "InsufficientStorage", (status, answer)
+            assert "read-only" in answer["message"] and "writable" in answer["hint"], answer
+            status, job = await _post(http, node.url, JobSpec(module=hello, args=("hello", "ro")))
+            if status == 200:  # the job database (open before) took the job; its results could not be written
+                assert job["state"] == "failed" and job["statement"] is None, job
+                assert job["error"]["error"] == "InsufficientStorage" and "read-only" in job["error"]["message"], job
+            else:
+                assert status == 507 and "read-only" in job["message"], (status, job)
+            assert not [r for r in caplog.records if r.exc_info], caplog.text
+        finally:
+            _umount(data)
+        status, answer = await put(http, node.url, module_cid(content), content, "application/octet-stream")
+        assert status == 201, answer
+        status, job = await _post(http, node.url, JobSpec(module=hello, args=("hello", "ro")))
+        assert status == 200 and job["state"] == "done", job
+    finally:
         await node.stop()
 
 
