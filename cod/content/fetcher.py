@@ -112,6 +112,7 @@ class Fetcher:
         self._under_way: dict[str, asyncio.Task[bool]] = {}
         self._waiting: dict[str, int] = {}  # CID -> fetch() calls waiting on its fetch under way
         self._holding = 0  # fetches holding one of the node's slots
+        self._dropped: set[asyncio.Task[bool]] = set()  # fetches cancelled (no one waits), not ended yet
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None  # made on the event loop, at the first fetch
         self._clients: dict[str, tuple[asyncio.Semaphore, int]] = {}  # a client's slots, and fetches using them
@@ -140,9 +141,12 @@ class Fetcher:
 
         Callers wanting one CID share its fetch; when the last of them is cancelled (its job was),
         the fetch is cancelled too and this returns once it ended, so its slots are free."""
+        task = self._under_way.get(cid)
+        while task is not None and task in self._dropped:  # never join a fetch being cancelled: wait, then
+            await asyncio.wait({task})                      # make one anew
+            task = self._under_way.get(cid)
         if self.blobs.has(cid):
             return True
-        task = self._under_way.get(cid)
         if task is None or task.done():
             task = asyncio.ensure_future(self._fetch(cid, budget or self.budget()))
             self._under_way[cid] = task
@@ -157,6 +161,8 @@ class Fetcher:
                 del self._waiting[cid]
                 if not task.done():  # no one waits for it any more
                     task.cancel()
+                    self._dropped.add(task)
+                    task.add_done_callback(self._dropped.discard)
                     await asyncio.wait({task})
 
     def slots_in_use(self) -> int:

@@ -141,7 +141,7 @@ class Node:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
         self._preparing: dict[str, Preparation] = {}  # jobs submitted, not queued yet (SPEC 9.6)
-        self._cancelling: dict[str, Preparation] = {}  # preparations cancelled, their fetch not ended yet
+        self._cancelling: dict[str, Preparation] = {}  # preparations cancelled, not ended yet
         self.job_log = job_log
         # guest telemetry (SPEC 5.5): when set, jobs collect it, and it is called on the event loop
         # (so it must not block) with (job CID, cod.wasm.observe report) after each wasm run that
@@ -340,6 +340,12 @@ class Node:
                 del self._preparing[job_cid]
             if prep.task is not None and not prep.task.done():
                 prep.task.cancel()  # no one waits for what it fetches: its fetch slots go now
+            self._ended(job_cid, prep)
+
+    def _ended(self, job_cid: str, prep: Preparation) -> None:
+        """Forget a cancelled preparation once its fetch ended and no submission waits on it."""
+        if self._cancelling.get(job_cid) is prep and prep.users == 0 and (prep.task is None or prep.task.done()):
+            del self._cancelling[job_cid]
 
     def record(self, job_cid: str) -> dict[str, Any]:
         """GET /v1/jobs/{cid}: the job's record, or state ``preparing`` while the node prepares a
@@ -537,15 +543,14 @@ class Node:
             prep.record = public(self.job(job_cid))
             prep.cancelled = True
             del self._preparing[job_cid]
+            self._cancelling[job_cid] = prep  # until its fetch ended and its submissions answered
             if prep.task is not None:
-                self._cancelling[job_cid] = prep
                 prep.task.cancel()
         try:
             if prep.task is not None:
                 await asyncio.wait({prep.task})
         finally:
-            if self._cancelling.get(job_cid) is prep:
-                del self._cancelling[job_cid]
+            self._ended(job_cid, prep)
         assert prep.record is not None
         return prep.record
 

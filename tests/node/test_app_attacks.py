@@ -780,6 +780,68 @@ async def test_a_cancel_after_the_fetch_ended_but_before_the_job_was_queued_hold
         await running.stop()
 
 
+async def test_a_submission_right_behind_a_cancel_of_the_fetch_gets_a_fetch_of_its_own(
+        tmp_path: Path, http: aiohttp.ClientSession, held: _Hold) -> None:
+    """A POST of the job in the same moment as the DELETE of its fetching predecessor (before
+    the cancelled fetches have ended) must not join them and be cancelled with them: it
+    prepares the job anew and the job runs; the DELETE answers the cancelled record."""
+    running = await start_node(tmp_path / "n", concurrency=1, gateways=[held.gateway.url])
+    node = running.node
+    try:
+        await put(http, running.url, module_cid(HELLO), HELLO, "application/octet-stream")
+        spec, cars = _fetching_job(module_cid(HELLO), "right behind")
+        first = asyncio.ensure_future(_job(http, running.url, spec))
+        await _until_fetching(held)
+        cancel = asyncio.ensure_future(node.cancel(str(spec.cid)))
+        await asyncio.sleep(0)  # the cancel is recorded and the fetches are being stopped
+        held.serve(cars)
+        status, again = await asyncio.wait_for(node.submit({"spec": spec.to_dict()}, wait=True,
+                                                           client="127.0.0.1"), 60)
+        assert status == 200 and again["state"] == "done", again
+        body = await cancel
+        assert body["state"] == "failed" and body["error"]["error"] == "Cancelled", body
+        assert await asyncio.wait_for(first, 30) == (200, body)
+    finally:
+        await running.stop()
+
+
+async def test_a_cancel_while_the_policy_is_asked_holds_and_fetches_nothing(
+        tmp_path: Path, http: aiohttp.ClientSession, held: _Hold) -> None:
+    """DELETE of a job whose submission is still being admitted (the policy asks its ledger,
+    before any fetch): two DELETEs at once answer the cancelled record, the POST answers it
+    once the ledger answered, nothing is fetched for it."""
+    running = await start_node(tmp_path / "n", concurrency=1, gateways=[held.gateway.url])
+    node = running.node
+    gate, reached = asyncio.Event(), asyncio.Event()
+    admit = node.policy.admit
+
+    async def slow_ledger(spec: JobSpec, job_cid: str) -> bool:
+        reached.set()
+        await gate.wait()
+        return await admit(spec, job_cid)
+
+    try:
+        await put(http, running.url, module_cid(HELLO), HELLO, "application/octet-stream")
+        spec, _ = _fetching_job(module_cid(HELLO), "admitting")
+        node.policy.admit = slow_ledger  # type: ignore[method-assign]
+        submitted = asyncio.ensure_future(_job(http, running.url, spec))
+        await asyncio.wait_for(reached.wait(), 60)
+
+        async def cancel() -> tuple[int, Any]:
+            async with http.delete(f"{running.url}/v1/jobs/{spec.cid}") as resp:
+                return resp.status, await resp.json()
+
+        (s1, b1), (s2, b2) = await asyncio.gather(cancel(), cancel())
+        _is_cancelled(s1, b1)
+        assert (s2, b2) == (s1, b1)
+        gate.set()
+        assert await asyncio.wait_for(submitted, 30) == (s1, b1)
+        assert held.gateway.requests == [] and node.active == 0
+    finally:
+        gate.set()
+        await running.stop()
+
+
 async def test_health_says_when_no_executor_can_run_jobs(tmp_path: Path, http: aiohttp.ClientSession) -> None:
     """A node whose executors are all gone (killed, and a replacement cannot start) answers
     /v1/health 503 with status "unavailable" and workers 0, so requesters move to a spare; it
