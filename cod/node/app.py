@@ -238,7 +238,8 @@ class Node:
         the requester's address: its jobs share its fetch slots (cod.content.fetcher).
 
         Checks in order: the body and spec (SpecError), the caps (CapExceeded), the policy for a
-        job the node does not have (PolicyRefused, LedgerUnavailable), the blobs (MissingBlobs),
+        job the node does not have (PolicyRefused, LedgerUnavailable), the blobs (MissingBlobs; a job
+        it has, queued, running or done, is answered as it is and fetches nothing),
         the engine, the places (Busy), the client's storage quota (StorageQuotaExceeded, SPEC
         9.11). Nothing is stored when one refuses.
         """
@@ -284,26 +285,25 @@ class Node:
     async def _prepare_and_queue(self, spec: JobSpec, job_cid: str, prep: Preparation | None, client: str) -> bool:
         """Check the job, fetch what it lacks and queue it, unless the node has it; True when it
         was cancelled meanwhile (DELETE, SPEC 9.6)."""
-        fil_plus = True
-        if prep is not None:
-            fil_plus = await self.policy.admit(spec, job_cid)  # PolicyRefused, LedgerUnavailable
-            self.within_quota(client, 0, "this job")  # before anything is fetched for it
-            if prep.cancelled:
-                return True
-            if prep.task is None:  # the first submission starts the fetch; the others wait on it
-                prep.task = asyncio.create_task(self._gather(spec, client))
-                prep.task.add_done_callback(_retrieved)  # its error is read by a submission, or by none
-            await asyncio.wait({prep.task})
-            if prep.cancelled:
-                return True
-            if prep.task.cancelled():
-                raise NodeError("the node stopped while it fetched the job's inputs", "submit the job again")
-            sources = prep.task.result()  # MissingBlobs, ...
-        else:
-            sources = await self._gather(spec, client)
+        if prep is None:  # a job the node has (queued, running, done) is answered as it is: nothing fetched
+            await self._touch_blobs(spec, client)
+            return False
+        fil_plus = await self.policy.admit(spec, job_cid)  # PolicyRefused, LedgerUnavailable
+        self.within_quota(client, 0, "this job")  # before anything is fetched for it
+        if prep.cancelled:
+            return True
+        if prep.task is None:  # the first submission starts the fetch; the others wait on it
+            prep.task = asyncio.create_task(self._gather(spec, client))
+            prep.task.add_done_callback(_retrieved)  # its error is read by a submission, or by none
+        await asyncio.wait({prep.task})
+        if prep.cancelled:
+            return True
+        if prep.task.cancelled():
+            raise NodeError("the node stopped while it fetched the job's inputs", "submit the job again")
+        sources = prep.task.result()  # MissingBlobs, ...
         self.caps.check_memory(spec, await asyncio.to_thread(self._tables, spec))  # the modules are at hand now
         base_bytes = await self._touch_blobs(spec, client)
-        if prep is not None and prep.cancelled:
+        if prep.cancelled:
             return True
         row = self.jobs.get(job_cid)  # again: another request may have queued it while the ledger answered
         if self._runnable(row):  # from here to the queueing, no await: a cancel lands before or after

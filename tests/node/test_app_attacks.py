@@ -842,6 +842,32 @@ async def test_a_cancel_while_the_policy_is_asked_holds_and_fetches_nothing(
         await running.stop()
 
 
+async def test_a_done_job_submitted_again_after_its_inputs_were_collected_fetches_nothing(
+        tmp_path: Path, http: aiohttp.ClientSession, held: _Hold) -> None:
+    """A done job keeps its results 7 days, its input blobs 1 day (SPEC 9.11). Submitted again
+    two days on, the node answered 409 MissingBlobs for a job it has done, after asking its
+    gateway for the inputs (a fetch no DELETE could stop: the job is done). A job the node has
+    is answered as it is: 200, its done record, nothing fetched."""
+    now = [1_000 * 10**9]
+    running = await start_node(tmp_path / "n", concurrency=1, gateways=[held.gateway.url], clock=lambda: now[0])
+    try:
+        held.serve({})  # the gateway has nothing, at once
+        await put(http, running.url, module_cid(HELLO), HELLO, "application/octet-stream")
+        spec, cars = _fetching_job(module_cid(HELLO), "collected", count=1)
+        [(cid, data)] = cars.items()
+        assert (await put(http, running.url, cid, data))[0] == 201
+        status, done = await _job(http, running.url, spec)
+        assert status == 200 and done["state"] == "done", done
+        now[0] += 2 * 86_400 * 10**9
+        removed = await running.node.collect()
+        assert cid in removed["blobs"] and removed["results"] == [], removed
+        status, again = await asyncio.wait_for(_job(http, running.url, spec), 30)
+        assert (status, again) == (200, done)
+        assert held.gateway.requests == []
+    finally:
+        await running.stop()
+
+
 async def test_health_says_when_no_executor_can_run_jobs(tmp_path: Path, http: aiohttp.ClientSession) -> None:
     """A node whose executors are all gone (killed, and a replacement cannot start) answers
     /v1/health 503 with status "unavailable" and workers 0, so requesters move to a spare; it
