@@ -32,7 +32,7 @@ MAX_CID_CHARS = 128  # a CIDv1 sha2-256 in base32 has 59 (raw/dag-pb) to 61 char
 MAX_INT = (1 << 63) - 1
 MAX_EXIT_CODE = (1 << 32) - 1
 MAX_RETRY_AFTER = 3600.0
-JOB_STATES = ("queued", "running", "done", "failed")
+JOB_STATES = ("preparing", "queued", "running", "done", "failed")  # preparing: fetching its inputs (SPEC 9.6)
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+:/-]*\Z")
 
 

@@ -110,6 +110,9 @@ class Fetcher:
         self.peers = [url.rstrip("/") for url in peers or []]
         self.gateways = [url.rstrip("/") for url in gateways or []]
         self._under_way: dict[str, asyncio.Task[bool]] = {}
+        self._waiting: dict[str, int] = {}  # CID -> fetch() calls waiting on its fetch under way
+        self._holding = 0  # fetches holding one of the node's slots
+        self._dropped: set[asyncio.Task[bool]] = set()  # fetches cancelled (no one waits), not ended yet
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None  # made on the event loop, at the first fetch
         self._clients: dict[str, tuple[asyncio.Semaphore, int]] = {}  # a client's slots, and fetches using them
@@ -134,15 +137,37 @@ class Fetcher:
             await asyncio.gather(*(self.fetch(cid, spend) for cid in sorted(set(cids))))
 
     async def fetch(self, cid: str, budget: Budget | None = None) -> bool:
-        """Get ``cid`` from the first source that gives it whole and checked; False if none does."""
+        """Get ``cid`` from the first source that gives it whole and checked; False if none does.
+
+        Callers wanting one CID share its fetch; when the last of them is cancelled (its job was),
+        the fetch is cancelled too and this returns once it ended, so its slots are free."""
+        task = self._under_way.get(cid)
+        while task is not None and task in self._dropped:  # never join a fetch being cancelled: wait, then
+            await asyncio.wait({task})                      # make one anew
+            task = self._under_way.get(cid)
         if self.blobs.has(cid):
             return True
-        task = self._under_way.get(cid)
-        if task is None:
+        if task is None or task.done():
             task = asyncio.ensure_future(self._fetch(cid, budget or self.budget()))
             self._under_way[cid] = task
-            task.add_done_callback(lambda _t: self._under_way.pop(cid, None))
-        return await asyncio.shield(task)
+            task.add_done_callback(lambda done: self._under_way.pop(cid) if self._under_way.get(cid) is done
+                                   else None)
+        self._waiting[cid] = self._waiting.get(cid, 0) + 1
+        try:
+            return await asyncio.shield(task)
+        finally:
+            self._waiting[cid] -= 1
+            if not self._waiting[cid]:
+                del self._waiting[cid]
+                if not task.done():  # no one waits for it any more
+                    task.cancel()
+                    self._dropped.add(task)
+                    task.add_done_callback(self._dropped.discard)
+                    await asyncio.wait({task})
+
+    def slots_in_use(self) -> int:
+        """How many of the node's FETCH_CONCURRENCY fetch slots are held now."""
+        return self._holding
 
     @asynccontextmanager
     async def _slot(self, client: str) -> AsyncIterator[None]:
@@ -154,7 +179,11 @@ class Fetcher:
         self._clients[client] = (own, users + 1)
         try:
             async with own, self._slots:
-                yield
+                self._holding += 1
+                try:
+                    yield
+                finally:
+                    self._holding -= 1
         finally:
             own, users = self._clients[client]
             if users == 1:

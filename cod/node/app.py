@@ -54,6 +54,7 @@ from .metrics import CANCELLED, CONTENT_TYPE, DOWNLOAD, FETCH, UPLOAD, NodeMetri
 from .offers import Offers, overlaps
 from .policy import PREFER, Policy
 from .pool import RETRY_SECONDS, Pool
+from .preparing import PREPARATION_CANCELLED, Preparation
 from .store import DONE, FAILED, MAX_STATEMENTS_PAGE, QUEUED, RUNNING, JobStore, public
 from .usage import BLOB, RESULT, Usage, tree_bytes
 
@@ -140,6 +141,8 @@ class Node:
         self._tasks: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
+        self._preparing: dict[str, Preparation] = {}  # jobs submitted, not queued yet (SPEC 9.6)
+        self._cancelling: dict[str, Preparation] = {}  # preparations cancelled, not ended yet
         self.job_log = job_log
         # guest telemetry (SPEC 5.5): when set, jobs collect it, and it is called on the event loop
         # (so it must not block) with (job CID, cod.wasm.observe report) after each wasm run that
@@ -189,7 +192,7 @@ class Node:
 
     async def stop(self) -> None:
         self.pool.closing = True
-        tasks = list(self._tasks)
+        tasks = list(self._tasks) + [p.task for p in self._preparing.values() if p.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -236,7 +239,8 @@ class Node:
         the requester's address: its jobs share its fetch slots (cod.content.fetcher).
 
         Checks in order: the body and spec (SpecError), the caps (CapExceeded), the policy for a
-        job the node does not have (PolicyRefused, LedgerUnavailable), the blobs (MissingBlobs),
+        job the node does not have (PolicyRefused, LedgerUnavailable), the blobs (MissingBlobs; a job
+        it has, queued, running or done, is answered as it is and fetches nothing),
         the engine, the places (Busy), the client's storage quota (StorageQuotaExceeded, SPEC
         9.11). Nothing is stored when one refuses.
         """
@@ -249,16 +253,61 @@ class Node:
         check_strings(body)
         self.caps.check_spec(spec)
         job_cid = str(spec.cid)
-        fil_plus = True
         row = self.jobs.get(job_cid)
+        prep: Preparation | None = None
         if self._runnable(row):  # a job the node has (done, queued) is answered as it is
-            fil_plus = await self.policy.admit(spec, job_cid)  # PolicyRefused, LedgerUnavailable
-            self.within_quota(client, 0, "this job")  # before anything is fetched for it
-        sources = await self._gather(spec, client)
+            prep = self._preparing.get(job_cid)
+            if prep is None:
+                prep = self._preparing[job_cid] = Preparation(spec)
+            prep.users += 1
+        try:
+            cancelled = await self._prepare_and_queue(spec, job_cid, prep, client)
+        except CodError:
+            if prep is None or not prep.cancelled:
+                raise
+            cancelled = True  # what failed after the cancel is moot: the job is cancelled
+        finally:
+            if prep is not None:
+                self._leave(job_cid, prep)
+        if cancelled:
+            assert prep is not None and prep.record is not None
+            return 200, prep.record
+        if wait:
+            event = self._done.get(job_cid)
+            if event is not None:
+                try:
+                    await asyncio.wait_for(event.wait(), spec.limits.timeout_ms / 1000 + WAIT_GRACE_SECONDS)
+                except asyncio.TimeoutError:
+                    pass  # answered as it stands (202): the pool kills what overruns, so this is rare
+        row = self.jobs.get(job_cid)
+        assert row is not None
+        return (200 if row["state"] in (DONE, FAILED) else 202), public(row)
+
+    async def _prepare_and_queue(self, spec: JobSpec, job_cid: str, prep: Preparation | None, client: str) -> bool:
+        """Check the job, fetch what it lacks and queue it, unless the node has it; True when it
+        was cancelled meanwhile (DELETE, SPEC 9.6)."""
+        if prep is None:  # a job the node has (queued, running, done) is answered as it is: nothing fetched
+            await self._touch_blobs(spec, client)
+            return False
+        fil_plus = await self.policy.admit(spec, job_cid)  # PolicyRefused, LedgerUnavailable
+        self.within_quota(client, 0, "this job")  # before anything is fetched for it
+        if prep.cancelled:
+            return True
+        if prep.task is None:  # the first submission starts the fetch; the others wait on it
+            prep.task = asyncio.create_task(self._gather(spec, client))
+            prep.task.add_done_callback(_retrieved)  # its error is read by a submission, or by none
+        await asyncio.wait({prep.task})
+        if prep.cancelled:
+            return True
+        if prep.task.cancelled():
+            raise NodeError("the node stopped while it fetched the job's inputs", "submit the job again")
+        sources = prep.task.result()  # MissingBlobs, ...
         self.caps.check_memory(spec, await asyncio.to_thread(self._tables, spec))  # the modules are at hand now
         base_bytes = await self._touch_blobs(spec, client)
+        if prep.cancelled:
+            return True
         row = self.jobs.get(job_cid)  # again: another request may have queued it while the ledger answered
-        if self._runnable(row):
+        if self._runnable(row):  # from here to the queueing, no await: a cancel lands before or after
             if spec.engine == ENGINE_DOCKER and not self.docker_ok:
                 raise EngineUnavailable("this node has no Docker-compatible engine",
                                         "send docker jobs to a node whose /v1/info lists 'docker'")
@@ -280,16 +329,33 @@ class Node:
             self._tasks.add(task)
             self._running[job_cid] = task
             task.add_done_callback(self._tasks.discard)
-        if wait:
-            event = self._done.get(job_cid)
-            if event is not None:
-                try:
-                    await asyncio.wait_for(event.wait(), spec.limits.timeout_ms / 1000 + WAIT_GRACE_SECONDS)
-                except asyncio.TimeoutError:
-                    pass  # answered as it stands (202): the pool kills what overruns, so this is rare
+            if self._preparing.get(job_cid) is prep:  # queued: a DELETE now cancels the queued job
+                del self._preparing[job_cid]
+        return False
+
+    def _leave(self, job_cid: str, prep: Preparation) -> None:
+        """A submission is done with ``prep``; the last one ends it (and its fetch, if under way)."""
+        prep.users -= 1
+        if prep.users == 0:
+            if self._preparing.get(job_cid) is prep:
+                del self._preparing[job_cid]
+            if prep.task is not None and not prep.task.done():
+                prep.task.cancel()  # no one waits for what it fetches: its fetch slots go now
+            self._ended(job_cid, prep)
+
+    def _ended(self, job_cid: str, prep: Preparation) -> None:
+        """Forget a cancelled preparation once its fetch ended and no submission waits on it."""
+        if self._cancelling.get(job_cid) is prep and prep.users == 0 and (prep.task is None or prep.task.done()):
+            del self._cancelling[job_cid]
+
+    def record(self, job_cid: str) -> dict[str, Any]:
+        """GET /v1/jobs/{cid}: the job's record, or state ``preparing`` while the node prepares a
+        submission of it (fetching its inputs) that is not queued yet."""
         row = self.jobs.get(job_cid)
-        assert row is not None
-        return (200 if row["state"] in (DONE, FAILED) else 202), public(row)
+        prep = self._preparing.get(job_cid)
+        if prep is not None and self._runnable(row):
+            return prep.public(job_cid)
+        return public(self.job(job_cid))
 
     def _runnable(self, row: dict[str, Any] | None) -> bool:
         """Whether a submission runs the job: new, failed, or done with its results collected (9.11)."""
@@ -447,8 +513,13 @@ class Node:
         return real
 
     async def cancel(self, job_cid: str) -> dict[str, Any]:
-        """Cancel a queued or running job: its executor is killed, its state becomes failed
-        (error ``Cancelled``). Raises NotFound, or NotCancellable for a finished job."""
+        """Cancel a job being prepared, queued or running: its fetch or executor is stopped, its
+        state becomes failed (error ``Cancelled``). Raises NotFound, or NotCancellable for a
+        finished job."""
+        if job_cid not in self._running:
+            prep = self._preparing.get(job_cid) or self._cancelling.get(job_cid)
+            if prep is not None:
+                return await self._cancel_preparation(job_cid, prep)
         row = self.job(job_cid)
         task = self._running.get(job_cid)
         if row["state"] in (QUEUED, RUNNING) and task is None:  # its run ended without a record: end it now
@@ -462,6 +533,27 @@ class Node:
             task.cancel()
         await asyncio.wait({task})
         return public(self.job(job_cid))
+
+    async def _cancel_preparation(self, job_cid: str, prep: Preparation) -> dict[str, Any]:
+        """Record the job failed (``Cancelled``), then stop its fetch and answer once the fetch
+        ended (its fetch slots free). Its submissions answer that record; a later one prepares
+        the job anew. A second DELETE meanwhile waits for the same end."""
+        if not prep.cancelled:  # no await until the cancel is recorded: a submission cannot queue the job meanwhile
+            self.jobs.add(job_cid, prep.spec.to_dict())  # a full disk: 507, and nothing cancelled (SPEC 9.5)
+            self.jobs.fail(job_cid, json.dumps(PREPARATION_CANCELLED))
+            prep.record = public(self.job(job_cid))
+            prep.cancelled = True
+            del self._preparing[job_cid]
+            self._cancelling[job_cid] = prep  # until its fetch ended and its submissions answered
+            if prep.task is not None:
+                prep.task.cancel()
+        try:
+            if prep.task is not None:
+                await asyncio.wait({prep.task})
+        finally:
+            self._ended(job_cid, prep)
+        assert prep.record is not None
+        return prep.record
 
     async def _run(self, job_cid: str, spec: JobSpec, sources: dict[str, str]) -> None:
         with telemetry.span("node.job", {"cod.job_cid": job_cid}) as span:  # under node.submit's span
@@ -705,6 +797,11 @@ class Node:
         return await self.cars.get(cid, tree)
 
 
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 def _discard(paths: list[Path]) -> None:
     for path in paths:
         if path.is_dir() and not path.is_symlink():
@@ -933,7 +1030,7 @@ def app(node: Node) -> web.Application:
 
     @routes.get("/v1/jobs/{cid}")
     async def job(request: web.Request) -> web.Response:
-        return web.json_response(public(node.job(request.match_info["cid"])))
+        return web.json_response(node.record(request.match_info["cid"]))
 
     @routes.delete("/v1/jobs/{cid}")
     async def cancel(request: web.Request) -> web.Response:

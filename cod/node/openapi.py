@@ -86,10 +86,12 @@ DOCUMENT: dict[str, Any] = {
             "parameters": [{"name": "cid", "in": "path", "required": True, "schema": {"type": "string"}}],
             "get": {"summary": "A job's state, spec, outcome and signed statement",
                     "responses": {"200": _json(_JOB, "the job"), "404": _json(_ERROR, "unknown job")}},
-            "delete": {"summary": "Cancel a queued or running job: its executor is killed, its state becomes "
-                                  "failed with error Cancelled",
+            "delete": {"summary": "Cancel a job being prepared (fetching its inputs), queued or running: its "
+                                  "fetches end or its executor is killed, its state becomes failed with error "
+                                  "Cancelled",
                        "responses": {"200": _json(_JOB, "cancelled"), "404": _json(_ERROR, "unknown job"),
-                                     "409": _json(_ERROR, "NotCancellable: the job is done or failed")}}},
+                                     "409": _json(_ERROR, "NotCancellable: the job is done or failed"),
+                                     "507": _json(_ERROR, "InsufficientStorage: the node's disk is full")}}},
         "/v1/jobs/{cid}/results.car": {
             "parameters": [{"name": "cid", "in": "path", "required": True, "schema": {"type": "string"}}],
             "get": {"summary": "The results directory as a CARv1 rooted at the result CID",
@@ -140,7 +142,7 @@ DOCUMENT: dict[str, Any] = {
                       "properties": {"statement": {"type": "object"}, "signature": {"type": "string"}}},
         "Job": {"type": "object", "required": ["job_cid", "state"],
                 "properties": {"job_cid": {"type": "string"},
-                               "state": {"enum": ["queued", "running", "done", "failed"]},
+                               "state": {"enum": ["preparing", "queued", "running", "done", "failed"]},
                                "spec": {"type": "object"}, "result_cid": {"type": ["string", "null"]},
                                "exit_code": {"type": ["integer", "null"]}, "trap": {"type": ["string", "null"]},
                                "fuel_used": {"type": ["integer", "null"]}, "profile": {"type": ["string", "null"]},

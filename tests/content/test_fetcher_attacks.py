@@ -187,6 +187,68 @@ async def test_a_cancelled_first_fetch_does_not_cancel_the_others_and_a_slow_gat
         await node.stop()
 
 
+async def test_the_last_asker_giving_up_ends_the_fetch_and_frees_its_slot(
+        tmp_path: Path, gateway: Gateway) -> None:
+    """A fetch no one waits for any more (its only job was cancelled, SPEC 9.6) used to go on
+    holding its fetch slot for up to 600 s. Now it is cancelled with its last asker, which
+    returns once its slot is free; a later fetch of the CID asks the gateway again and gets it."""
+    wanted, good = car_of(b"wanted once more\n")
+    release = asyncio.Event()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        await release.wait()
+        return web.Response(body=good, content_type=CAR_TYPE)
+
+    gateway.handler = answer
+    node = await start_node_in(tmp_path, "n", gateways=[gateway.url])
+    try:
+        fetcher = node.node.fetcher
+        first = asyncio.ensure_future(fetcher.fetch(wanted))
+        while not gateway.requests:
+            await asyncio.sleep(0.01)
+        assert fetcher.slots_in_use() == 1
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        assert first.cancelled() and fetcher.slots_in_use() == 0
+        release.set()
+        assert await asyncio.wait_for(fetcher.fetch(wanted), 30) is True
+        assert len(gateway.requests) == 2 and node.node.blobs.file(wanted) is not None
+    finally:
+        release.set()
+        await node.stop()
+
+
+async def test_a_fetch_asked_for_while_the_dropped_one_ends_is_made_anew(
+        tmp_path: Path, gateway: Gateway) -> None:
+    """The last asker of a fetch gives up (its job was cancelled) and, before that fetch has
+    ended, another job asks for the same CID: it must not join the fetch being cancelled (it
+    would be cancelled with it) but get a fetch of its own."""
+    wanted, good = car_of(b"asked for again at once\n")
+    release = asyncio.Event()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        await release.wait()
+        return web.Response(body=good, content_type=CAR_TYPE)
+
+    gateway.handler = answer
+    node = await start_node_in(tmp_path, "n", gateways=[gateway.url])
+    try:
+        fetcher = node.node.fetcher
+        first = asyncio.ensure_future(fetcher.fetch(wanted))
+        while not gateway.requests:
+            await asyncio.sleep(0.01)
+        first.cancel()
+        await asyncio.sleep(0)  # the first asker leaves: its fetch is being cancelled, not ended yet
+        second = asyncio.ensure_future(fetcher.fetch(wanted))
+        await asyncio.gather(first, return_exceptions=True)
+        release.set()
+        assert await asyncio.wait_for(second, 30) is True
+        assert node.node.blobs.file(wanted) is not None
+    finally:
+        release.set()
+        await node.stop()
+
+
 async def test_a_gateway_car_of_a_tree_over_the_caps_is_refused(tmp_path: Path, gateway: Gateway,
                                                                 http: aiohttp.ClientSession) -> None:
     """A well-formed CAR whose DAG is over the node's entry cap (a HUGE DAG, scaled down)."""

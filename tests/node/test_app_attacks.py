@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from cod import JobSpec, Limits, module_cid
 from cod.content import dagpb
@@ -29,6 +30,7 @@ from cod.node.caps import NodeCaps
 from cod.node.server import RunningNode, start_node
 
 from ..helpers import VECTORS, run_cod
+from ..hostile_gateway import Gateway, car_of
 from ..node_kit import BUSY_WAT, CAR_TYPE, CAT_KEY_WAT, car, pb, put, raw, wat
 
 HELLO = (VECTORS / "hello.wasm").read_bytes()
@@ -604,45 +606,266 @@ async def test_concurrent_cancels_never_wedge_the_pool(tmp_path: Path, http: aio
         await running.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="stage 9 second round: a job whose inputs the node is still fetching cannot "
-                   "be cancelled: DELETE answers 404 'no job ... on this node' while the node fetches for it")
-async def test_a_job_still_fetching_its_inputs_can_be_cancelled(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+class _Hold:
+    """A gateway that holds every request until ``serve`` (then answers CARs of ``cars``) or the end."""
+
+    def __init__(self) -> None:
+        self.gateway = Gateway()
+        self.open = asyncio.Event()
+        self.cars: dict[str, bytes] = {}
+
+        async def answer(request: web.Request) -> web.StreamResponse:
+            await self.open.wait()
+            body = self.cars.get(request.path.rsplit("/", 1)[-1])
+            return web.Response(body=body, content_type=CAR_TYPE) if body else web.Response(status=404)
+
+        self.gateway.handler = answer
+
+    def serve(self, cars: dict[str, bytes]) -> None:
+        self.cars = cars
+        self.open.set()
+
+
+@pytest.fixture
+async def held() -> AsyncIterator[_Hold]:
+    hold = _Hold()
+    await hold.gateway.start()
+    yield hold
+    hold.open.set()  # so the gateway's server can stop
+    await hold.gateway.stop()
+
+
+def _fetching_job(module: str, salt: str, count: int = 4) -> tuple[JobSpec, dict[str, bytes]]:
+    """A job on ``module`` naming ``count`` inputs no node has; the CARs a gateway can give them as."""
+    cars = dict(car_of(f"input {n} of {salt}\n".encode()) for n in range(count))
+    inputs = tuple(Input(cid=cid, path=f"/inputs/{n}") for n, cid in enumerate(sorted(cars)))
+    return JobSpec(module=module, args=("hello", salt), inputs=inputs), cars
+
+
+async def _until_fetching(hold: _Hold, count: int = 1) -> None:
+    while len(hold.gateway.requests) < count:  # until the node is fetching for the job
+        await asyncio.sleep(0.01)
+
+
+def _is_cancelled(status: int, body: Any) -> None:
+    assert status == 200 and body["state"] == "failed" and body["error"]["error"] == "Cancelled", (status, body)
+    assert "fetched its inputs" in body["error"]["message"], body
+
+
+async def test_a_job_still_fetching_its_inputs_can_be_cancelled(tmp_path: Path, http: aiohttp.ClientSession,
+                                                                held: _Hold) -> None:
     """A second round of point 1: the job is submitted, and the node fetches its four inputs from a
     gateway that never answers (up to the job's fetch budget, holding fetch slots). DELETE of the
     job meanwhile answered 404 "no job ... on this node", so neither its requester (Ctrl-C, cod
     cancel) nor anyone could stop it, and the POST went on waiting. It must be cancellable like a
-    queued job (200, failed with Cancelled)."""
-    from aiohttp import web
+    queued job (200, failed with Cancelled); GET says "preparing" meanwhile; the DELETE answers
+    once the fetch has ended (no fetch slot held), the POST answers the same record at once, and
+    the job never ran."""
+    from cod.content.fetcher import FETCH_SLOTS_PER_CLIENT
 
-    from ..hostile_gateway import Gateway
-
-    gateway = Gateway()
-    release = asyncio.Event()  # set at the end, so the gateway's server can stop
-
-    async def never(request: web.Request) -> web.StreamResponse:
-        await release.wait()
-        return web.Response(status=404)
-
-    gateway.handler = never
-    await gateway.start()
-    running = await start_node(tmp_path / "n", concurrency=1, gateways=[gateway.url])
+    running = await start_node(tmp_path / "n", concurrency=1, gateways=[held.gateway.url])
     try:
-        busy = wat(BUSY_WAT)
-        await put(http, running.url, module_cid(busy), busy, "application/octet-stream")
-        cids = [str(CID.of(0x55, f"nobody has {n}".encode())) for n in range(4)]
-        spec = JobSpec(module=module_cid(busy), args=("fetching",),
-                       inputs=tuple(Input(cid=c, path=f"/inputs/{n}") for n, c in enumerate(cids)))
-        submitted = asyncio.ensure_future(http.post(running.url + "/v1/jobs", json={"spec": spec.to_dict()}))
-        while not gateway.requests:  # until the node is fetching for the job
-            await asyncio.sleep(0.01)
+        await put(http, running.url, module_cid(HELLO), HELLO, "application/octet-stream")
+        spec, _ = _fetching_job(module_cid(HELLO), "cancelled")
+        submitted = asyncio.ensure_future(_job(http, running.url, spec))
+        await _until_fetching(held, FETCH_SLOTS_PER_CLIENT)
+        async with http.get(f"{running.url}/v1/jobs/{spec.cid}") as resp:
+            status, body = resp.status, await resp.json()
+        assert status == 200 and body["state"] == "preparing" and body["spec"] == spec.to_dict(), body
+        assert running.node.fetcher.slots_in_use() == FETCH_SLOTS_PER_CLIENT
         async with http.delete(f"{running.url}/v1/jobs/{spec.cid}") as resp:
             status, body = resp.status, await resp.json()
-        submitted.cancel()
-        assert status == 200 and body["state"] == "failed" and body["error"]["error"] == "Cancelled", (status, body)
+        _is_cancelled(status, body)
+        assert running.node.fetcher.slots_in_use() == 0, "the cancelled job's fetches still hold slots"
+        assert await asyncio.wait_for(submitted, 30) == (200, body)  # a guard against a hang, not a timing
+        async with http.get(f"{running.url}/v1/jobs/{spec.cid}") as resp:
+            assert resp.status == 200 and await resp.json() == body
+        assert running.node.active == 0 and len(held.gateway.requests) == FETCH_SLOTS_PER_CLIENT
+        async with http.delete(f"{running.url}/v1/jobs/{spec.cid}") as resp:  # once cancelled, it is failed
+            assert resp.status == 409 and (await resp.json())["error"] == "NotCancellable"
     finally:
-        release.set()
         await running.stop()
-        await gateway.stop()
+
+
+async def test_two_cancels_during_the_fetch_then_a_new_submission_fetches_again_and_runs(
+        tmp_path: Path, http: aiohttp.ClientSession, held: _Hold) -> None:
+    """Two DELETEs at once of a job being fetched both answer the one cancelled record; a POST of
+    the same job afterwards prepares it anew (asks the gateway again) and it runs to done."""
+    running = await start_node(tmp_path / "n", concurrency=1, gateways=[held.gateway.url])
+    try:
+        await put(http, running.url, module_cid(HELLO), HELLO, "application/octet-stream")
+        spec, cars = _fetching_job(module_cid(HELLO), "again")
+        submitted = asyncio.ensure_future(_job(http, running.url, spec))
+        await _until_fetching(held)
+
+        async def cancel() -> tuple[int, Any]:
+            async with http.delete(f"{running.url}/v1/jobs/{spec.cid}") as resp:
+                return resp.status, await resp.json()
+
+        (s1, b1), (s2, b2) = await asyncio.gather(cancel(), cancel())
+        _is_cancelled(s1, b1)
+        assert (s2, b2) == (s1, b1)
+        assert await asyncio.wait_for(submitted, 30) == (s1, b1)
+        before = len(held.gateway.requests)
+        held.serve(cars)
+        status, body = await asyncio.wait_for(_job(http, running.url, spec), 60)
+        assert status == 200 and body["state"] == "done", body
+        asked = sorted(path.split("/")[2].split("?")[0] for path in held.gateway.requests[before:])
+        assert asked == sorted(cars), "the new submission did not fetch the inputs again"
+    finally:
+        await running.stop()
+
+
+async def test_concurrent_submissions_of_a_job_share_its_preparation_and_its_cancel(
+        tmp_path: Path, http: aiohttp.ClientSession, held: _Hold) -> None:
+    """Three POSTs of one job being fetched make one preparation (the gateway is asked once per
+    CID, never more slots than one client's), and one DELETE answers all three."""
+    from cod.content.fetcher import FETCH_SLOTS_PER_CLIENT
+
+    running = await start_node(tmp_path / "n", concurrency=1, gateways=[held.gateway.url])
+    try:
+        await put(http, running.url, module_cid(HELLO), HELLO, "application/octet-stream")
+        spec, _ = _fetching_job(module_cid(HELLO), "shared")
+        submitted = [asyncio.ensure_future(_job(http, running.url, spec)) for _ in range(3)]
+        await _until_fetching(held, FETCH_SLOTS_PER_CLIENT)
+        while running.node._preparing[str(spec.cid)].users < 3:  # every POST has reached the node
+            await asyncio.sleep(0.01)
+        assert running.node.fetcher.slots_in_use() == FETCH_SLOTS_PER_CLIENT
+        async with http.delete(f"{running.url}/v1/jobs/{spec.cid}") as resp:
+            status, body = resp.status, await resp.json()
+        _is_cancelled(status, body)
+        assert await asyncio.wait_for(asyncio.gather(*submitted), 30) == [(200, body)] * 3
+        assert len(held.gateway.requests) == FETCH_SLOTS_PER_CLIENT and running.node.fetcher.slots_in_use() == 0
+    finally:
+        await running.stop()
+
+
+async def test_a_cancel_after_the_fetch_ended_but_before_the_job_was_queued_holds(
+        tmp_path: Path, http: aiohttp.ClientSession, held: _Hold) -> None:
+    """DELETE racing the fetch's end: the inputs are fetched, the submission is still checking
+    the job (between the fetch and the queue). The DELETE answers the cancelled record, the POST
+    answers the same record, the job is never queued, and a new POST runs it (nothing fetched
+    again: the blobs are held now)."""
+    running = await start_node(tmp_path / "n", concurrency=1, gateways=[held.gateway.url])
+    node = running.node
+    gate, reached = asyncio.Event(), asyncio.Event()
+    touch = node._touch_blobs
+
+    async def held_after_the_fetch(spec: JobSpec, client: str) -> int:
+        reached.set()
+        await gate.wait()
+        return await touch(spec, client)
+
+    try:
+        await put(http, running.url, module_cid(HELLO), HELLO, "application/octet-stream")
+        spec, cars = _fetching_job(module_cid(HELLO), "race")
+        held.serve(cars)
+        node._touch_blobs = held_after_the_fetch  # type: ignore[method-assign]
+        submitted = asyncio.ensure_future(_job(http, running.url, spec))
+        await asyncio.wait_for(reached.wait(), 60)
+        assert all(node.blobs.has(cid) for cid in cars)
+        async with http.delete(f"{running.url}/v1/jobs/{spec.cid}") as resp:
+            status, body = resp.status, await resp.json()
+        _is_cancelled(status, body)
+        gate.set()
+        assert await asyncio.wait_for(submitted, 30) == (200, body)
+        assert node.active == 0 and not node._running
+        node._touch_blobs = touch  # type: ignore[method-assign]
+        before = len(held.gateway.requests)
+        status, again = await asyncio.wait_for(_job(http, running.url, spec), 60)
+        assert status == 200 and again["state"] == "done", again
+        assert len(held.gateway.requests) == before
+    finally:
+        gate.set()
+        await running.stop()
+
+
+async def test_a_submission_right_behind_a_cancel_of_the_fetch_gets_a_fetch_of_its_own(
+        tmp_path: Path, http: aiohttp.ClientSession, held: _Hold) -> None:
+    """A POST of the job in the same moment as the DELETE of its fetching predecessor (before
+    the cancelled fetches have ended) must not join them and be cancelled with them: it
+    prepares the job anew and the job runs; the DELETE answers the cancelled record."""
+    running = await start_node(tmp_path / "n", concurrency=1, gateways=[held.gateway.url])
+    node = running.node
+    try:
+        await put(http, running.url, module_cid(HELLO), HELLO, "application/octet-stream")
+        spec, cars = _fetching_job(module_cid(HELLO), "right behind")
+        first = asyncio.ensure_future(_job(http, running.url, spec))
+        await _until_fetching(held)
+        cancel = asyncio.ensure_future(node.cancel(str(spec.cid)))
+        await asyncio.sleep(0)  # the cancel is recorded and the fetches are being stopped
+        held.serve(cars)
+        status, again = await asyncio.wait_for(node.submit({"spec": spec.to_dict()}, wait=True,
+                                                           client="127.0.0.1"), 60)
+        assert status == 200 and again["state"] == "done", again
+        body = await cancel
+        assert body["state"] == "failed" and body["error"]["error"] == "Cancelled", body
+        assert await asyncio.wait_for(first, 30) == (200, body)
+    finally:
+        await running.stop()
+
+
+async def test_a_cancel_while_the_policy_is_asked_holds_and_fetches_nothing(
+        tmp_path: Path, http: aiohttp.ClientSession, held: _Hold) -> None:
+    """DELETE of a job whose submission is still being admitted (the policy asks its ledger,
+    before any fetch): two DELETEs at once answer the cancelled record, the POST answers it
+    once the ledger answered, nothing is fetched for it."""
+    running = await start_node(tmp_path / "n", concurrency=1, gateways=[held.gateway.url])
+    node = running.node
+    gate, reached = asyncio.Event(), asyncio.Event()
+    admit = node.policy.admit
+
+    async def slow_ledger(spec: JobSpec, job_cid: str) -> bool:
+        reached.set()
+        await gate.wait()
+        return await admit(spec, job_cid)
+
+    try:
+        await put(http, running.url, module_cid(HELLO), HELLO, "application/octet-stream")
+        spec, _ = _fetching_job(module_cid(HELLO), "admitting")
+        node.policy.admit = slow_ledger  # type: ignore[method-assign]
+        submitted = asyncio.ensure_future(_job(http, running.url, spec))
+        await asyncio.wait_for(reached.wait(), 60)
+
+        async def cancel() -> tuple[int, Any]:
+            async with http.delete(f"{running.url}/v1/jobs/{spec.cid}") as resp:
+                return resp.status, await resp.json()
+
+        (s1, b1), (s2, b2) = await asyncio.gather(cancel(), cancel())
+        _is_cancelled(s1, b1)
+        assert (s2, b2) == (s1, b1)
+        gate.set()
+        assert await asyncio.wait_for(submitted, 30) == (s1, b1)
+        assert held.gateway.requests == [] and node.active == 0
+    finally:
+        gate.set()
+        await running.stop()
+
+
+async def test_a_done_job_submitted_again_after_its_inputs_were_collected_fetches_nothing(
+        tmp_path: Path, http: aiohttp.ClientSession, held: _Hold) -> None:
+    """A done job keeps its results 7 days, its input blobs 1 day (SPEC 9.11). Submitted again
+    two days on, the node answered 409 MissingBlobs for a job it has done, after asking its
+    gateway for the inputs (a fetch no DELETE could stop: the job is done). A job the node has
+    is answered as it is: 200, its done record, nothing fetched."""
+    now = [1_000 * 10**9]
+    running = await start_node(tmp_path / "n", concurrency=1, gateways=[held.gateway.url], clock=lambda: now[0])
+    try:
+        held.serve({})  # the gateway has nothing, at once
+        await put(http, running.url, module_cid(HELLO), HELLO, "application/octet-stream")
+        spec, cars = _fetching_job(module_cid(HELLO), "collected", count=1)
+        [(cid, data)] = cars.items()
+        assert (await put(http, running.url, cid, data))[0] == 201
+        status, done = await _job(http, running.url, spec)
+        assert status == 200 and done["state"] == "done", done
+        now[0] += 2 * 86_400 * 10**9
+        removed = await running.node.collect()
+        assert cid in removed["blobs"] and removed["results"] == [], removed
+        status, again = await asyncio.wait_for(_job(http, running.url, spec), 30)
+        assert (status, again) == (200, done)
+        assert held.gateway.requests == []
+    finally:
+        await running.stop()
 
 
 async def test_health_says_when_no_executor_can_run_jobs(tmp_path: Path, http: aiohttp.ClientSession) -> None:
