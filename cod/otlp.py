@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -44,6 +44,7 @@ SILENCED = ("opentelemetry.exporter.otlp", "opentelemetry.sdk._shared_internal")
 TIMEOUT_ENVS = ("OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT")
 
 log = logging.getLogger("cod.telemetry")
+R = TypeVar("R")
 
 
 def endpoint() -> str:
@@ -96,6 +97,24 @@ def _timeout() -> float | None:
     return None if any(os.environ.get(name, "").strip() for name in TIMEOUT_ENVS) else EXPORT_TIMEOUT_S
 
 
+def guarded(export: Callable[[], R], success: R, failure: R) -> R:
+    """``export()`` unless the collector failed lately; a failure (or an exception of the SDK,
+    which must not reach its worker thread) is recorded in ``health``."""
+    if not health.allows():
+        return failure
+    try:
+        result = export()
+    except Exception as exc:
+        result, why = failure, type(exc).__name__
+    else:
+        why = "unreachable, too slow or refusing"
+    if result is success:
+        health.succeeded()
+    else:
+        health.failed(why)
+    return result
+
+
 class GuardedSpanExporter(SpanExporter):
     """The OTLP/HTTP span exporter, dropping batches while the collector fails."""
 
@@ -104,19 +123,7 @@ class GuardedSpanExporter(SpanExporter):
         self.inner = OTLPSpanExporter(timeout=_timeout())
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if not health.allows():
-            return SpanExportResult.FAILURE
-        try:
-            result = self.inner.export(spans)
-        except Exception as exc:  # the SDK's own bug must not reach its worker thread
-            result, why = SpanExportResult.FAILURE, type(exc).__name__
-        else:
-            why = "unreachable, too slow or refusing"
-        if result is SpanExportResult.SUCCESS:
-            health.succeeded()
-        else:
-            health.failed(why)
-        return result
+        return guarded(lambda: self.inner.export(spans), SpanExportResult.SUCCESS, SpanExportResult.FAILURE)
 
     def shutdown(self) -> None:
         self.inner.shutdown()  # type: ignore[no-untyped-call]
@@ -135,19 +142,8 @@ class GuardedMetricExporter(MetricExporter):
                          preferred_aggregation=self.inner._preferred_aggregation)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        if not health.allows():
-            return MetricExportResult.FAILURE
-        try:
-            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        except Exception as exc:
-            result, why = MetricExportResult.FAILURE, type(exc).__name__
-        else:
-            why = "unreachable, too slow or refusing"
-        if result is MetricExportResult.SUCCESS:
-            health.succeeded()
-        else:
-            health.failed(why)
-        return result
+        return guarded(lambda: self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs),
+                       MetricExportResult.SUCCESS, MetricExportResult.FAILURE)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return True

@@ -40,6 +40,18 @@ def without_first_block(car: bytes) -> bytes:
     return car[:start] + car[body + section_len:]
 
 
+async def on_loopback(handle: Any, max_body: int) -> tuple[web.AppRunner, str]:
+    """Serve ``handle`` for every method and path on a free loopback port: (runner, URL)."""
+    application = web.Application(client_max_size=max_body)
+    application.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(application)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
 class Hostile:
     """A node that lies in one chosen way; everything else is its backend's honest answer."""
 
@@ -57,14 +69,7 @@ class Hostile:
         self.url = ""
 
     async def __aenter__(self) -> "Hostile":
-        application = web.Application(client_max_size=1 << 30)
-        application.router.add_route("*", "/{tail:.*}", self.handle)
-        self._runner = web.AppRunner(application)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await on_loopback(self.handle, 1 << 30)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

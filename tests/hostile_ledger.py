@@ -13,6 +13,8 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
+from .hostile import on_loopback
+
 Patch = Callable[[str, int, bytes], bytes]
 
 
@@ -25,14 +27,7 @@ class HostileLedger:
         self.url = ""
 
     async def __aenter__(self) -> "HostileLedger":
-        application = web.Application(client_max_size=1 << 26)
-        application.router.add_route("*", "/{tail:.*}", self.handle)
-        self._runner = web.AppRunner(application)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await on_loopback(self.handle, 1 << 26)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
