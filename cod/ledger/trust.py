@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AuditFailed, UsageError
+from ..text import printable
 from .note import NoteError, Verifier
 
 KNOWN_FILE = "known_ledgers"
@@ -53,7 +54,7 @@ def checked_vkey(vkey: str, where: str) -> str:
     try:
         return Verifier.from_vkey(vkey).vkey
     except NoteError as exc:
-        raise UsageError(f"{where} is not a ledger's verifier key: {exc}",
+        raise UsageError(f"{where} is not a ledger's verifier key: {printable(str(exc), 300)}",
                          "cod ledger info prints the ledger's vkey") from None
 
 

@@ -79,3 +79,9 @@ def test_a_key_saved_after_a_last_line_with_no_newline_does_not_spoil_either(kno
         with pytest.raises(AuditFailed):
             trust.trusted(url, B, None, "")
     assert known.read_text() == f"http://127.0.0.1:8091 {A}\n{URL} {A}\n"
+
+
+def test_a_huge_vkey_is_refused_in_a_line_not_echoed_whole() -> None:
+    with pytest.raises(UsageError) as refused:
+        trust.checked_vkey("a" * 100_000, "--vkey")
+    assert "is not a ledger's verifier key" in str(refused.value) and len(str(refused.value)) < 1000
