@@ -151,8 +151,6 @@ def test_cod_cancel_stops_a_detached_run(stack: Stack) -> None:
 
 # -- Stage 9 second round: variants of point 14 -----------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="stage 9 second round: SIGTERM to `cod run --verify 3` kills it at once "
-                                       "(exit -15): the job runs on on every node and the run stays 'running'")
 def test_sigterm_cancels_the_job_on_every_node_as_ctrl_c_does(stack: Stack) -> None:
     proc, job_cid = stack.start("sigterm")  # timeout(1), systemd, docker stop and Airflow stop a run so
     try:
@@ -166,9 +164,6 @@ def test_sigterm_cancels_the_job_on_every_node_as_ctrl_c_does(stack: Stack) -> N
     assert stack.listed(job_cid)["outcome"] == "cancelled"
 
 
-@pytest.mark.xfail(strict=True, reason="stage 9 second round: a second Ctrl-C while the first cancels prints a "
-                                       "Traceback (KeyboardInterrupt in NodeClient.cancel) and leaves the run "
-                                       "'running' though every node cancelled the job")
 def test_two_ctrl_cs_cancel_once_with_no_traceback(stack: Stack) -> None:
     proc, job_cid = stack.start("ctrl-c twice")
     try:
