@@ -402,14 +402,14 @@ async def _stoppable(run: Any) -> Any:
 
     task = asyncio.ensure_future(run)
     loop = asyncio.get_running_loop()
-    stopped = []
+    stopped: list[bool] = []
 
     def stop() -> None:
         if not stopped:
             stopped.append(True)
             task.cancel()
 
-    handled = []
+    handled: list[signal.Signals] = []
     for signum in STOP_SIGNALS:
         try:
             loop.add_signal_handler(signum, stop)
