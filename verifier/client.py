@@ -174,17 +174,20 @@ class NodeClient:
             self._raise(status, body, "the job")
         return schema.job_record(self.url, body, job_cid)
 
-    async def cancel(self, job_cid: str, timeout: float) -> str | None:
+    async def cancel(self, job_cid: str, timeout: float, finished: str | None = None) -> str | None:
         """Ask the node to stop ``job_cid`` (DELETE /v1/jobs/{cid}, SPEC 9.6). None when it is
-        stopped (cancelled now, or no longer queued or running: 409, or unknown: 404); else why
-        the request failed. Never raises: a cancel is best effort, each node on its own."""
+        stopped (cancelled now, or unknown: 404, or no longer queued or running: 409, for which
+        ``finished`` is answered when given); else why the request failed. Never raises: a cancel
+        is best effort, each node on its own."""
         try:
             status, body = await self._json("DELETE", f"/v1/jobs/{job_cid}", timeout=timeout)
         except NodeBusy:
             return "busy (429)"
         except NodeError as exc:
             return exc.message
-        if status in (200, 404, 409):
+        if status == 409:
+            return finished
+        if status in (200, 404):
             return None
         return f"HTTP {status}"
 

@@ -36,6 +36,8 @@ from .verify import (CANCEL_TIMEOUT_S, DEADLINE_MARGIN, DOWNLOAD_GRACE_S, Answer
                      measure_base)
 
 COLLECTABLE = (SUBMITTED, UNFINISHED)
+FINISHED = "finished before the cancel"
+"""What cancel records of a node whose job was already done or failed (409 NotCancellable)."""
 """Latest outcomes of a run whose answers are still on the nodes (collect, cancel)."""
 
 SUBMIT_TIMEOUT_S = 30.0
@@ -188,9 +190,11 @@ async def cancel(records: Records, job_cid: str) -> dict[str, Any] | None:
         return None
     urls = list(dict.fromkeys(str(a["url"]) for a in run["answers"] if a.get("url") and not a.get("error")))
     async with Requester(records) as requester:
-        why = await asyncio.gather(*(NodeClient(requester.session, url).cancel(job_cid, CANCEL_TIMEOUT_S)
+        why = await asyncio.gather(*(NodeClient(requester.session, url).cancel(job_cid, CANCEL_TIMEOUT_S, FINISHED)
                                      for url in urls))
     confirmed = dict(zip(urls, why))
+    if urls and all(w == FINISHED for w in why):  # nothing was stopped: the results stand, cod get collects them
+        return {"job_cid": job_cid, "cancel": confirmed, "finished": True}
     answers = [dict(a, error=a.get("error") or "cancelled by the requester"
                     + (f" (the node did not confirm: {confirmed[a['url']]})" if confirmed.get(a.get("url")) else ""))
                for a in run["answers"]]

@@ -8,14 +8,19 @@ every problem becomes ``{"reported": false, "error": ...}``.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from cod.errors import LedgerRefused
+from cod.errors import LedgerRefused, RateLimited
 from cod.ledger.client import REQUEST_TIMEOUT_S, LedgerClient, clean
 
 REPORT_TIMEOUT_S = REQUEST_TIMEOUT_S
 """Longest the report may take after the run (a ledger that hangs costs at most this)."""
 MAX_ANSWER_BYTES = 1 << 20
+REPORT_RETRIES = 3
+"""How many times a report the ledger rate-limited (429) is sent again, each after its Retry-After ..."""
+MAX_REPORT_WAIT_S = 10
+"""... when that is at most this long (SPEC 12.7's default address budget regains a write a second)."""
 
 
 def _checked(answer: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +53,14 @@ async def report(url: str, spec: dict[str, Any], statements: list[dict[str, Any]
         return out
     client = LedgerClient(url, timeout_s=REPORT_TIMEOUT_S, max_bytes=MAX_ANSWER_BYTES)
     try:
-        answer = await client.evidence(spec, statements)
+        for attempt in range(REPORT_RETRIES + 1):
+            try:
+                answer = await client.evidence(spec, statements)
+                break
+            except RateLimited as exc:  # many runs at once from one host: wait as the ledger says, a few times
+                if attempt == REPORT_RETRIES or exc.retry_after > MAX_REPORT_WAIT_S:
+                    raise
+                await asyncio.sleep(exc.retry_after)
         out.update(_checked(answer), reported=True)
     except LedgerRefused as exc:
         out["error"] = exc.message

@@ -25,7 +25,7 @@ def cancel_command(job: str, as_json: bool) -> None:
     Examples:
       cod run --verify 3 --detach job.wasm && cod cancel SHORT_ID
     """
-    from verifier.detach import cancel
+    from verifier.detach import FINISHED, cancel
 
     from .records import _records, _view
 
@@ -35,9 +35,13 @@ def cancel_command(job: str, as_json: bool) -> None:
     if done is None:
         raise UsageError(f"job {view['short_id']} is not running on any node (outcome {view['outcome']})",
                          "only a detached run (cod run --detach) or one whose requester stopped can be cancelled")
+    if done.get("finished"):
+        raise UsageError(f"job {view['short_id']} finished on every node before the cancel: nothing was stopped",
+                         f"collect its results: cod get {view['short_id']}")
     if as_json:
         click.echo(json.dumps(done, indent=2, sort_keys=True))
         return
     for url, why in done["cancel"].items():
-        click.echo(f"  {url}  " + (f"did not confirm: {why}" if why else "stopped"), err=True)
+        click.echo(f"  {url}  " + (why if why == FINISHED else f"did not confirm: {why}" if why else "stopped"),
+                   err=True)
     click.echo(f"Job {done['short_id']}: cancelled on {len(done['cancel'])} node(s)", err=True)

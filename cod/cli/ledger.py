@@ -461,6 +461,9 @@ def _proposal_statement(connection: Any, proposal_id: str) -> dict[str, Any]:
              if isinstance(p, dict) and p.get("proposal_id") == proposal_id]
     if not found:
         raise NotFound(f"the ledger has no proposal {proposal_id}", "cod ledger moderator list shows the proposals")
+    if found[0].get("stale") is True:  # a lie saying not stale gains nothing: the ledger refuses it then (12.6)
+        raise UsageError(f"proposal {proposal_id} is stale: its moderator changed after it was made, so it can no "
+                         "longer take effect; nothing was signed", "propose it again (cod ledger moderator propose)")
     statement = found[0].get("statement")
     if not isinstance(statement, dict) or entries.proposal_id_of(statement) != proposal_id:
         raise AuditFailed([f"the ledger answered a proposal statement that does not hash to {proposal_id}"],

@@ -389,6 +389,44 @@ def _interrupt_exits() -> Iterator[None]:
         os.close(wake_w)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""What stops a verified run: Ctrl-C, and SIGTERM (timeout(1), systemd, docker stop, an Airflow task's kill)."""
+
+
+async def _stoppable(run: Any) -> Any:
+    """Await ``run`` (a verified run) so that the first SIGINT or SIGTERM cancels it, which cancels the
+    job on every node and records the run cancelled (verifier.verify.cancel_everywhere), and then exits
+    as Ctrl-C does (KeyboardInterrupt: exit 130); a second signal while it cancels (at most
+    CANCEL_TIMEOUT_S) is ignored, not a traceback in the middle of the cancel."""
+    import asyncio
+
+    task = asyncio.ensure_future(run)
+    loop = asyncio.get_running_loop()
+    stopped: list[bool] = []
+
+    def stop() -> None:
+        if not stopped:
+            stopped.append(True)
+            task.cancel()
+
+    handled: list[signal.Signals] = []
+    for signum in STOP_SIGNALS:
+        try:
+            loop.add_signal_handler(signum, stop)
+            handled.append(signum)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            pass
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if stopped:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+
+
 def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str, ...], output_dir: str | None,
                  car: str | None, as_json: bool, ledger: str | None = None, detach: bool = False,
                  require_local: bool = False) -> None:
@@ -408,8 +446,8 @@ def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str,
         _detach(job, n, quorum, urls, as_json, steps)
         return
     try:
-        verification = asyncio.run(run_verified(job, n, urls, quorum=quorum, output_dir=destination,
-                                                progress=steps, events=steps, require_local=require_local))
+        verification = asyncio.run(_stoppable(run_verified(job, n, urls, quorum=quorum, output_dir=destination,
+                                                           progress=steps, events=steps, require_local=require_local)))
     except BaseException:
         steps.failed()
         raise

@@ -220,8 +220,10 @@ async def check_approval(fetch: Fetch, note: str, vkey: str, result: str, entry:
                    else "not eligible")
             raise AuditFailed([f"the approval at entry {entry} no longer stands: the eligibility entry {later} of "
                                f"job {job}, after it, makes the job {now}"], HINT)
-    return Standing(result, job, int(statement.get("datacap", 0)), str(statement.get("moderator")), entry,
-                    signed.size, Cost(*cost), witnessed)
+    datacap = statement.get("datacap")
+    if not isinstance(datacap, int) or isinstance(datacap, bool) or datacap < 0:
+        raise AuditFailed([f"the approval at entry {entry} names no DataCap in bytes ({str(datacap)[:40]!r})"], HINT)
+    return Standing(result, job, datacap, str(statement.get("moderator")), entry, signed.size, Cost(*cost), witnessed)
 
 
 async def check_approval_at(url: str, vkey: str, result: str, entry: int, fresh: Fresh = Fresh()) -> Standing:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AuditFailed, UsageError
+from ..text import printable
 from .note import NoteError, Verifier
 
 KNOWN_FILE = "known_ledgers"
@@ -39,7 +40,13 @@ def known_path() -> Path:
 
 
 def canonical_url(url: str) -> str:
-    return url.rstrip("/")
+    """``url`` as known_ledgers keys it: no trailing ``/``, the scheme and host in lower case (RFC 3986 6.2.2.1)."""
+    url = url.strip().rstrip("/")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    host, slash, path = rest.partition("/")
+    return f"{scheme.lower()}://{host.lower()}{slash}{path}"
 
 
 def checked_vkey(vkey: str, where: str) -> str:
@@ -47,12 +54,13 @@ def checked_vkey(vkey: str, where: str) -> str:
     try:
         return Verifier.from_vkey(vkey).vkey
     except NoteError as exc:
-        raise UsageError(f"{where} is not a ledger's verifier key: {exc}",
+        raise UsageError(f"{where} is not a ledger's verifier key: {printable(str(exc), 300)}",
                          "cod ledger info prints the ledger's vkey") from None
 
 
 def read_known(path: Path) -> dict[str, str]:
-    """The saved key of each ledger URL (the first line for a URL counts; bad lines are skipped)."""
+    """The saved key of each ledger URL (the first line for a URL counts; bad lines are skipped; text after
+    the key from a ``#`` on is a comment)."""
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_KNOWN_BYTES)
@@ -61,17 +69,21 @@ def read_known(path: Path) -> dict[str, str]:
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}", "check its permissions") from None
     known: dict[str, str] = {}
-    for line in raw.decode("utf-8", "replace").splitlines():
-        parts = line.split()
-        if len(parts) == 2 and not line.startswith("#"):
-            known.setdefault(parts[0], parts[1])
+    for line in raw.decode("utf-8", "replace").removeprefix("\ufeff").splitlines():
+        parts = line.split("#", 1)[0].split()
+        if len(parts) == 2:
+            known.setdefault(canonical_url(parts[0]), parts[1])
     return known
 
 
 def save_known(path: Path, url: str, vkey: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(f"{url} {vkey}\n")
+    with open(path, "a+b") as handle:
+        ends_open = False  # a last line left with no newline (as an editor may) keeps its own line
+        if handle.seek(0, 2) > 0:
+            handle.seek(-1, 2)
+            ends_open = handle.read(1) != b"\n"
+        handle.write(f"{chr(10) if ends_open else ''}{url} {vkey}\n".encode())
 
 
 def trusted(url: str, answered: str, pinned: str | None, pinned_how: str) -> Trusted:

@@ -147,3 +147,55 @@ def test_cod_cancel_stops_a_detached_run(stack: Stack) -> None:
     view = json.loads(done.stdout)
     assert view["outcome"] == "cancelled" and set(view["cancel"]) == set(stack.urls)
     assert [r["outcome"] for r in stack.listed(job_cid)["runs"]] == ["submitted", "cancelled"]
+
+
+# -- Stage 9 second round: variants of point 14 -----------------------------------------------------------------
+
+def test_sigterm_cancels_the_job_on_every_node_as_ctrl_c_does(stack: Stack) -> None:
+    proc, job_cid = stack.start("sigterm")  # timeout(1), systemd, docker stop and Airflow stop a run so
+    try:
+        stack.wait_running(job_cid)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode in (130, 143) and "Traceback" not in stderr, (proc.returncode, stderr)
+    stack.assert_cancelled_everywhere(job_cid)
+    assert stack.listed(job_cid)["outcome"] == "cancelled"
+
+
+def test_two_ctrl_cs_cancel_once_with_no_traceback(stack: Stack) -> None:
+    proc, job_cid = stack.start("ctrl-c twice")
+    try:
+        stack.wait_running(job_cid)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)  # a person pressing Ctrl-C again while the first one cancels (not a timing assertion)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    stack.assert_cancelled_everywhere(job_cid)
+    assert stack.listed(job_cid)["outcome"] == "cancelled"
+
+
+NOOP_WAT = '(module (memory (export "memory") 1) (func (export "_start")))'
+
+
+def test_cod_cancel_of_a_job_that_finished_meanwhile_cancels_nothing(stack: Stack) -> None:
+    module = stack.tmp / "noop.wasm"
+    module.write_bytes(wat(NOOP_WAT))
+    planned = stack.cod("run", "--verify", "3", "--dry-run", "--json", str(module), "finished")
+    job_cid = json.loads(planned.stdout)["job_cid"]
+    submitted = stack.cod("run", "--verify", "3", "--detach", str(module), "finished")
+    assert submitted.returncode == 0, submitted.stderr
+    end = time.monotonic() + SETTLE_S
+    while [r.get("state") for r in stack.states(job_cid)] != ["done"] * 3:
+        assert time.monotonic() < end, stack.states(job_cid)
+        time.sleep(0.2)
+    done = stack.cod("cancel", job_cid)
+    assert done.returncode == 2 and "finished on every node before the cancel" in done.stderr, done.stderr
+    assert "stopped" not in done.stderr.replace("nothing was stopped", "") and "cancelled on" not in done.stderr
+    assert stack.listed(job_cid)["outcome"] != "cancelled"
+    got = stack.cod("get", job_cid)
+    assert got.returncode == 0, got.stderr

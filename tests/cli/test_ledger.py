@@ -158,3 +158,25 @@ async def test_governance_signs_for_the_pinned_ledger_not_for_the_origin_a_proxy
         assert proxy.posts == [] and running.ledger.size == size
     finally:
         await running.stop()
+
+
+async def test_moderator_approve_of_a_stale_proposal_signs_nothing_and_says_propose_it_again(tmp_path: Path) -> None:
+    # Stage 9 second round: the CLI showed "signing as root key holder ..." and signed an approval of a proposal the
+    # ledger lists as stale (point 20), which the ledger then refused
+    ledger = governed(tmp_path)  # MOD a moderator, K = 2 of 3
+    _, old = ledger.propose(entries.sign_proposal(ROOTS[0], origin=ORIGIN, action="remove", moderator=MOD.node_id))
+    _, pid = ledger.propose(entries.sign_proposal(ROOTS[1], origin=ORIGIN, action="remove", moderator=MOD.node_id))
+    assert ledger.approve(entries.sign_approval(ROOTS[2], pid, origin=ORIGIN))[1]  # MOD removed: `old` is stale
+    ledger.close()
+    key = tmp_path / "root3.key"
+    key.write_bytes(ROOTS[2].signing_key.encode())
+    key.chmod(0o600)
+    running = await start_ledger(tmp_path / "ledger")
+    try:
+        size = running.ledger.size
+        done = await asyncio.to_thread(run_cod, tmp_path, "ledger", "moderator", "approve", old, "--key", str(key),
+                                       "--ledger", running.url)
+        assert done.returncode == 2 and "stale" in done.stderr and "propose it again" in done.stderr, done.stderr
+        assert "signing as" not in done.stderr and running.ledger.size == size
+    finally:
+        await running.stop()

@@ -154,3 +154,16 @@ def test_a_notary_can_require_recent_cosignatures_of_its_witnesses() -> None:
         with pytest.raises(AuditFailed) as refused:
             check(log, 100, signed, fresh)
         assert words in refused.value.message, refused.value.message
+
+
+@pytest.mark.parametrize("datacap", ["lots", True, -1, 2.5, None])
+def test_an_approval_leaf_whose_datacap_is_no_byte_count_is_refused_not_a_crash(datacap: object) -> None:
+    # only the log key can sign such a tree (a ledger appends only strict entries), but a notary trusts the leaf's
+    # bytes, not its shape: "lots" was a ValueError, True was read as 1 byte of DataCap
+    leaves = [filler(n) for n in range(10)]
+    leaves[5] = canonical({"type": "cod/ledger/decision/v1", "signature": "",
+                           "statement": {"job": JOB, "result": RESULT, "action": "approve", "moderator": "12D3KooWmod",
+                                         "datacap": datacap}})
+    with pytest.raises(AuditFailed) as refused:
+        check(Log(leaves), 5)
+    assert "DataCap" in refused.value.message, refused.value.message

@@ -56,3 +56,32 @@ def test_a_key_the_ledger_names_that_is_not_a_vkey_is_refused(known: Path) -> No
     with pytest.raises(UsageError) as refused:
         trust.trusted(URL, "not a vkey", None, "")
     assert "is not a ledger's verifier key" in str(refused.value) and not known.exists()
+
+
+# -- Stage 9 second round: a known_ledgers file as people edit it --------------------------------------------
+
+@pytest.mark.parametrize("line", [f"{URL}/ {A}\n", f"HTTP://127.0.0.1:8090 {A}\n", f"\ufeff{URL} {A}\n",
+                                  f"{URL} {A} # the prod ledger\n", f"{URL} {A}\r\n"],
+                         ids=["trailing slash", "upper-case scheme", "byte order mark", "comment", "CRLF"])
+def test_a_saved_key_counts_however_its_line_is_written(known: Path, line: str) -> None:
+    known.parent.mkdir(parents=True)
+    known.write_bytes(line.encode())
+    with pytest.raises(AuditFailed):  # the saved key A is the one trusted: B is refused, not trusted on first use
+        trust.trusted(URL, B, None, "")
+    assert known.read_bytes() == line.encode()
+
+
+def test_a_key_saved_after_a_last_line_with_no_newline_does_not_spoil_either(known: Path) -> None:
+    known.parent.mkdir(parents=True)
+    known.write_text(f"http://127.0.0.1:8091 {A}")  # as an editor may leave it
+    assert "trusted on first use" in trust.trusted(URL, A, None, "").how
+    for url in (URL, "http://127.0.0.1:8091"):
+        with pytest.raises(AuditFailed):
+            trust.trusted(url, B, None, "")
+    assert known.read_text() == f"http://127.0.0.1:8091 {A}\n{URL} {A}\n"
+
+
+def test_a_huge_vkey_is_refused_in_a_line_not_echoed_whole() -> None:
+    with pytest.raises(UsageError) as refused:
+        trust.checked_vkey("a" * 100_000, "--vkey")
+    assert "is not a ledger's verifier key" in str(refused.value) and len(str(refused.value)) < 1000

@@ -250,3 +250,21 @@ async def test_a_refusal_reaches_the_real_ledger_as_a_valid_entry(tmp_path: Path
     assert ledger.size == before + 1
     leaf = json.loads(ledger.entries(before, before + 1)[0])
     assert leaf["statement"]["node"] == strict.node.identity.node_id and leaf["statement"]["job"] == VECTOR["job_cid"]
+
+
+async def test_a_report_over_the_ledgers_rate_limit_waits_its_retry_after_and_is_reported(tmp_path: Path) -> None:
+    # Stage 9 second round: many honest runs at once from one host (an Airflow fan-out) pass an address's
+    # burst; the 429 says when to retry, and a report lost for a second's wait was "could not report"
+    from cod.ledger.rates import Rate, WriteLimits
+    from cod.ledger.server import start_ledger
+    from verifier.ledger import report
+
+    from ..ledger.bkit import DATA, agreeing, blessed_ledger, spec
+
+    blessed_ledger(tmp_path).close()
+    running = await start_ledger(tmp_path / "ledger", limits=WriteLimits(address=Rate(1, 1000)))
+    try:
+        answers = [await report(running.url, s, agreeing(s, 2)) for s in (spec(DATA), spec(DATA, DATA))]
+    finally:
+        await running.stop()
+    assert [a["error"] for a in answers] == [None, None] and [a["reported"] for a in answers] == [True, True]
