@@ -282,6 +282,13 @@ def main() -> int:
     import telemetry
 
     report += ["", "## Stage 7: what tracing costs", "", *telemetry.section()]
+    import serving
+
+    report += ["", "## Stage 9: the guarded site against aiohttp's TCPSite", "", *serving.section()]
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "bench" / "ledger_http.py")], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    report += ["", "## Stage 9: the ledger's write path over HTTP", "",
+               *(proc.stdout.splitlines() or [f"(failed: {proc.stderr.strip()[-300:]})"])]
     print("\n".join(report[-40:]), flush=True)
     (ROOT / "bench-out").mkdir(exist_ok=True)
     (ROOT / "bench-out" / "latest.md").write_text("\n".join(report) + "\n")
