@@ -164,6 +164,8 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
     engine_ = _engine(cache_dir)
     from verifier.reputation import now
 
+    from ..wasm.hostcall import OUT_OF_FUEL
+
     started = now()
     with _interrupt_exits(), _deadline(job.spec.limits.timeout_ms):
         result = run_prepared(job, output_dir, engine_, car)
@@ -176,6 +178,10 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
     trap = f" (trap: {result.trap})" if result.trap else ""
     click.echo(f"Exit code:   {result.exit_code}{trap}", err=True)
     click.echo(f"Fuel used:   {result.fuel_used}", err=True)
+    if result.trap == OUT_OF_FUEL:
+        click.echo(f"hint: the job used all the fuel it was given ({result.fuel_used}): give more with --fuel N "
+                   "(or fuel in the config file's [limits]); a node runs at most the max_fuel its /v1/info "
+                   "publishes", err=True)
     click.echo(f"Results:     {result.results_dir}", err=True)
     if car:
         click.echo(f"CAR:         {car}", err=True)

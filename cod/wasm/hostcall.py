@@ -29,6 +29,8 @@ from wasmtime import _ffi as ffi  # type: ignore[attr-defined]
 
 _U32 = 0xFFFFFFFF
 _OUT_OF_FUEL = wasmtime.TrapCode.OUT_OF_FUEL.value
+OUT_OF_FUEL = "out_of_fuel"
+"""The trap of a run that ran out of fuel, as a result names it (SPEC 6: the trap code's name in lower case)."""
 
 
 class OutOfFuel(Exception):

@@ -44,6 +44,16 @@ def test_run_human_output_prints_result_cid(tmp_path: Path) -> None:
     assert f"Result CID:  {load_vector('hello')['expect']['result_cid']}" in proc.stderr
 
 
+def test_a_run_out_of_fuel_says_how_much_it_used_and_which_option_raises_it(tmp_path: Path) -> None:
+    """fuelbomb loops for ever: with --fuel 1000000 it ends as the trap out_of_fuel (SPEC 6, exit
+    code 134 in the result), and the CLI says the fuel it used and the option to raise."""
+    proc = cod("run", str(VECTORS / "fuelbomb.wasm"), "--fuel", "1000000", "--output-dir", str(tmp_path / "r"),
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # the run happened: its result is a trap
+    assert "Exit code:   134 (trap: out_of_fuel)" in proc.stderr and "Fuel used:   1000000" in proc.stderr
+    assert "hint: the job used all the fuel it was given (1000000): give more with --fuel N" in proc.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "code", "text"),
     [
