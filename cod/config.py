@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CodError, ConfigError
+from .errors import CodError, ConfigError, UsageError
 from .jobspec import MAX_INT, Limits
 
 CONFIG_ENV = "COD_CONFIG"
@@ -401,4 +401,21 @@ def as_json(config: Config) -> dict[str, Any]:
                          for name, s in config.settings.items()}}
 
 
-__all__ = ["Config", "ConfigError", "EXAMPLE", "KEYS", "Setting", "as_json", "config_dir", "config_path", "load"]
+def ledger_url(explicit: str | None) -> str | None:
+    """The ledger to use: ``explicit`` (--ledger), else COD_LEDGER, else "ledger" of the config file.
+
+    None when none is set. Raises UsageError for a bad --ledger, ConfigError naming the source
+    of a bad COD_LEDGER or config value.
+    """
+    from .urls import node_url_problem
+
+    if explicit:
+        problem = node_url_problem(explicit)
+        if problem:
+            raise UsageError(f"--ledger {explicit!r} {problem}", "give the ledger's URL, e.g. http://127.0.0.1:8090")
+        return explicit
+    return load().ledger
+
+
+__all__ = ["Config", "ConfigError", "EXAMPLE", "KEYS", "Setting", "as_json", "config_dir", "config_path", "ledger_url",
+           "load"]

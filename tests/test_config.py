@@ -9,11 +9,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cod.config import EXAMPLE, config_path, load
-from cod.errors import ConfigError
+from cod.config import EXAMPLE, config_path, ledger_url, load
+from cod.errors import ConfigError, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 HELLO = str(ROOT / "vectors" / "hello.wasm")
@@ -178,3 +179,42 @@ def test_a_symlinked_config_file_is_read(tmp_path: Path) -> None:
     link.parent.mkdir(parents=True)
     link.symlink_to(real)
     assert load(env_for(tmp_path)).nodes == ["http://10.0.0.7:1"]
+
+
+# -- which ledger the CLI uses (cod.config.ledger_url) ----------------------------------------------
+
+@pytest.fixture()
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("COD_LEDGER", raising=False)
+    path = tmp_path / "cod" / "config.json"
+    path.parent.mkdir()
+    return path
+
+
+def test_ledger_url_takes_the_option_then_the_environment_then_the_config(
+        config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ledger_url(None) is None
+    config.write_text(json.dumps({"nodes": [], "ledger": "http://10.0.0.1:8090", "moderator_key": "/k"}))
+    assert ledger_url(None) == "http://10.0.0.1:8090"
+    monkeypatch.setenv("COD_LEDGER", "http://10.0.0.2:8090")
+    assert ledger_url(None) == "http://10.0.0.2:8090"
+    assert ledger_url("http://10.0.0.3:8090") == "http://10.0.0.3:8090"
+
+
+@pytest.mark.parametrize("value, problem", [(5, "non-empty string"), ("", "non-empty string"),
+                                            ("ftp://x:1", "http://"), ("http://x:1/?q=1", "query")])
+def test_a_bad_ledger_in_the_config_is_a_config_error_naming_it(config: Path, value: Any, problem: str) -> None:
+    config.write_text(json.dumps({"ledger": value}))
+    with pytest.raises(ConfigError) as caught:
+        ledger_url(None)
+    assert '"ledger"' in caught.value.message and problem in caught.value.message
+    assert caught.value.code == 21
+
+
+def test_a_bad_cod_ledger_or_option_is_refused(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COD_LEDGER", "not a url")
+    with pytest.raises(ConfigError, match="COD_LEDGER"):
+        ledger_url(None)
+    with pytest.raises(UsageError, match="--ledger"):
+        ledger_url("http://")

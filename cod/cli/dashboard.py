@@ -77,7 +77,7 @@ def dashboard(once: bool, interval: float, limit: int, ledger: str | None, no_he
         raise click.BadParameter(f"{interval!r} is not a number of seconds", param_hint="'--interval'")
 
     from ..config import load
-    from ..ledger.client import ledger_url
+    from ..config import ledger_url
 
     records = Records()
     configured = load().nodes

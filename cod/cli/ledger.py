@@ -38,7 +38,7 @@ def vkey_option(command: Any) -> Any:
 
 def trusted_key(connection: Any, vkey: str | None) -> Any:
     """The log key (cod.ledger.trust.Trusted) the answers of ``connection`` are checked against."""
-    from ..config import load
+    from ..config import config_dir, load
     from ..errors import AuditFailed
     from ..ledger import trust
 
@@ -51,7 +51,7 @@ def trusted_key(connection: Any, vkey: str | None) -> Any:
     if not isinstance(answered, str):
         raise AuditFailed([f"the ledger at {connection.url} names no log key in /v1/info"],
                           "check that --ledger names a cod ledger; nothing was signed")
-    return trust.trusted(connection.url, answered, pinned, how)
+    return trust.trusted(connection.url, answered, pinned, how, config_dir() / trust.KNOWN_FILE)
 
 
 def trusted_origin(connection: Any) -> str:
@@ -75,7 +75,8 @@ def json_option(command: Any) -> Any:
 
 def client(url: str | None) -> Any:
     """A LedgerClient of --ledger / COD_LEDGER / the config file; UsageError when none is set."""
-    from ..ledger.client import LedgerClient, ledger_url
+    from ..config import ledger_url
+    from ..ledger.client import LedgerClient
 
     resolved = ledger_url(url)
     if resolved is None:

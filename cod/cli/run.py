@@ -138,7 +138,7 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
         writable_parent(car, "--car", create=False)
     ledger_at = None
     if networked:
-        from ..ledger.client import ledger_url
+        from ..config import ledger_url
 
         nodes = tuple(node_urls(nodes))
         _check_embedded(nodes, verify_n or 1)

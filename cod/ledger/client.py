@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ..errors import CodError, LedgerRefused, RateLimited, UsageError
+from ..errors import CodError, LedgerRefused, RateLimited
 from ..jobspec import load_json
 
 REQUEST_TIMEOUT_S = 30.0
@@ -243,21 +243,4 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(main())
 
 
-def ledger_url(explicit: str | None) -> str | None:
-    """The ledger to use: ``explicit`` (--ledger), else COD_LEDGER, else "ledger" of the config file.
-
-    None when none is set. Raises UsageError for a bad --ledger, ConfigError naming the source
-    of a bad COD_LEDGER or config value.
-    """
-    from ..config import load
-    from ..urls import node_url_problem
-
-    if explicit:
-        problem = node_url_problem(explicit)
-        if problem:
-            raise UsageError(f"--ledger {explicit!r} {problem}", "give the ledger's URL, e.g. http://127.0.0.1:8090")
-        return explicit
-    return load().ledger
-
-
-__all__ = ["LedgerClient", "ledger_url", "run", "REQUEST_TIMEOUT_S", "MAX_ANSWER_BYTES"]
+__all__ = ["LedgerClient", "run", "REQUEST_TIMEOUT_S", "MAX_ANSWER_BYTES"]

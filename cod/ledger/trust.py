@@ -33,12 +33,6 @@ class Trusted:
     """"pinned by --vkey", "pinned in the config file", "saved in PATH" or "trusted on first use, saved in PATH"."""
 
 
-def known_path() -> Path:
-    from ..config import config_dir
-
-    return config_dir() / KNOWN_FILE
-
-
 def canonical_url(url: str) -> str:
     """``url`` as known_ledgers keys it: no trailing ``/``, the scheme and host in lower case (RFC 3986 6.2.2.1)."""
     url = url.strip().rstrip("/")
@@ -86,8 +80,9 @@ def save_known(path: Path, url: str, vkey: str) -> None:
         handle.write(f"{chr(10) if ends_open else ''}{url} {vkey}\n".encode())
 
 
-def trusted(url: str, answered: str, pinned: str | None, pinned_how: str) -> Trusted:
-    """The key to check the ledger at ``url`` against, given the vkey its /v1/info ``answered``.
+def trusted(url: str, answered: str, pinned: str | None, pinned_how: str, path: Path) -> Trusted:
+    """The key to check the ledger at ``url`` against, given the vkey its /v1/info ``answered``;
+    ``path`` is the known_ledgers file (KNOWN_FILE in the config directory) that saves keys.
 
     AuditFailed when the ledger names another key than the one pinned or saved for it.
     """
@@ -99,7 +94,6 @@ def trusted(url: str, answered: str, pinned: str | None, pinned_how: str) -> Tru
                               "check that --ledger names the ledger you mean, and its key with its operator; "
                               "nothing was signed")
         return Trusted(pinned, pinned_how)
-    path = known_path()
     saved = read_known(path).get(url)
     if saved is not None:
         if answered != saved:
@@ -117,4 +111,4 @@ def trusted(url: str, answered: str, pinned: str | None, pinned_how: str) -> Tru
     return Trusted(checked, f"trusted on first use, saved in {path}")
 
 
-__all__ = ["KNOWN_FILE", "Trusted", "canonical_url", "checked_vkey", "known_path", "read_known", "trusted"]
+__all__ = ["KNOWN_FILE", "Trusted", "canonical_url", "checked_vkey", "read_known", "trusted"]

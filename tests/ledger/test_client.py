@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from cod.errors import ConfigError, LedgerRefused, UsageError
-from cod.ledger.client import LedgerClient, ledger_url, run
+from cod.errors import LedgerRefused
+from cod.ledger.client import LedgerClient, run
 
 from . import standin
 from .standin import StandIn
@@ -150,43 +150,6 @@ async def test_a_cid_cannot_walk_to_another_route(ledger: tuple[StandIn, str]) -
 def test_run_drives_a_call_from_synchronous_code(ledger: tuple[StandIn, str]) -> None:
     with standin.in_thread(StandIn()) as url:
         assert run(LedgerClient(url).info()) == {"ok": True}
-
-
-@pytest.fixture()
-def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    monkeypatch.delenv("COD_LEDGER", raising=False)
-    path = tmp_path / "cod" / "config.json"
-    path.parent.mkdir()
-    return path
-
-
-def test_ledger_url_takes_the_option_then_the_environment_then_the_config(
-        config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert ledger_url(None) is None
-    config.write_text(json.dumps({"nodes": [], "ledger": "http://10.0.0.1:8090", "moderator_key": "/k"}))
-    assert ledger_url(None) == "http://10.0.0.1:8090"
-    monkeypatch.setenv("COD_LEDGER", "http://10.0.0.2:8090")
-    assert ledger_url(None) == "http://10.0.0.2:8090"
-    assert ledger_url("http://10.0.0.3:8090") == "http://10.0.0.3:8090"
-
-
-@pytest.mark.parametrize("value, problem", [(5, "non-empty string"), ("", "non-empty string"),
-                                            ("ftp://x:1", "http://"), ("http://x:1/?q=1", "query")])
-def test_a_bad_ledger_in_the_config_is_a_config_error_naming_it(config: Path, value: Any, problem: str) -> None:
-    config.write_text(json.dumps({"ledger": value}))
-    with pytest.raises(ConfigError) as caught:
-        ledger_url(None)
-    assert '"ledger"' in caught.value.message and problem in caught.value.message
-    assert caught.value.code == 21
-
-
-def test_a_bad_cod_ledger_or_option_is_refused(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COD_LEDGER", "not a url")
-    with pytest.raises(ConfigError, match="COD_LEDGER"):
-        ledger_url(None)
-    with pytest.raises(UsageError, match="--ledger"):
-        ledger_url("http://")
 
 
 async def test_a_redirect_is_not_followed(ledger: tuple[StandIn, str]) -> None:

@@ -18,43 +18,39 @@ B = vkey_of("ledger.example", nacl.signing.SigningKey(bytes([2]) * 32).verify_ke
 
 
 @pytest.fixture
-def known(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "config" / "cod" / trust.KNOWN_FILE
-    monkeypatch.setattr(trust, "known_path", lambda: path)
-    return path
+def known(tmp_path: Path) -> Path:
+    return tmp_path / "config" / "cod" / trust.KNOWN_FILE
 
 
 def test_first_use_saves_the_key_per_url_and_a_later_other_key_is_refused(known: Path) -> None:
-    first = trust.trusted(URL + "/", A, None, "")
+    first = trust.trusted(URL + "/", A, None, "", known)
     assert first.vkey == A and "trusted on first use" in first.how
     assert known.read_text() == f"{URL} {A}\n"  # one URL VKEY line, the URL without its trailing /
-    assert trust.trusted(URL, A, None, "").how == f"saved in {known}"
-    assert trust.trusted("http://127.0.0.1:8091", B, None, "").vkey == B  # another ledger, its own line
+    assert trust.trusted(URL, A, None, "", known).how == f"saved in {known}"
+    assert trust.trusted("http://127.0.0.1:8091", B, None, "", known).vkey == B  # another ledger, its own line
     with pytest.raises(AuditFailed) as refused:
-        trust.trusted(URL, B, None, "")
+        trust.trusted(URL, B, None, "", known)
     assert f"the key saved for it in {known} is {A}" in refused.value.message
     assert f"remove the line of {URL} from {known}" in str(refused.value.hint)
     assert known.read_text().count(URL + " ") == 1  # the refused key was not saved
 
 
 def test_a_pinned_key_wins_and_is_never_saved(known: Path) -> None:
-    assert trust.trusted(URL, A, A, "pinned by --vkey").how == "pinned by --vkey"
+    assert trust.trusted(URL, A, A, "pinned by --vkey", known).how == "pinned by --vkey"
     with pytest.raises(AuditFailed) as refused:
-        trust.trusted(URL, B, A, "pinned by --vkey")
+        trust.trusted(URL, B, A, "pinned by --vkey", known)
     assert "not the key" in refused.value.message and "pinned by --vkey" in refused.value.message
     assert not known.exists()
 
 
-def test_a_known_file_that_cannot_be_written_trusts_once_and_says_so(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_known_file_that_cannot_be_written_trusts_once_and_says_so(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
-    monkeypatch.setattr(trust, "known_path", lambda: tmp_path / "file" / trust.KNOWN_FILE)
-    assert "NOT saved" in trust.trusted(URL, A, None, "").how
+    assert "NOT saved" in trust.trusted(URL, A, None, "", tmp_path / "file" / trust.KNOWN_FILE).how
 
 
 def test_a_key_the_ledger_names_that_is_not_a_vkey_is_refused(known: Path) -> None:
     with pytest.raises(UsageError) as refused:
-        trust.trusted(URL, "not a vkey", None, "")
+        trust.trusted(URL, "not a vkey", None, "", known)
     assert "is not a ledger's verifier key" in str(refused.value) and not known.exists()
 
 
@@ -67,17 +63,17 @@ def test_a_saved_key_counts_however_its_line_is_written(known: Path, line: str) 
     known.parent.mkdir(parents=True)
     known.write_bytes(line.encode())
     with pytest.raises(AuditFailed):  # the saved key A is the one trusted: B is refused, not trusted on first use
-        trust.trusted(URL, B, None, "")
+        trust.trusted(URL, B, None, "", known)
     assert known.read_bytes() == line.encode()
 
 
 def test_a_key_saved_after_a_last_line_with_no_newline_does_not_spoil_either(known: Path) -> None:
     known.parent.mkdir(parents=True)
     known.write_text(f"http://127.0.0.1:8091 {A}")  # as an editor may leave it
-    assert "trusted on first use" in trust.trusted(URL, A, None, "").how
+    assert "trusted on first use" in trust.trusted(URL, A, None, "", known).how
     for url in (URL, "http://127.0.0.1:8091"):
         with pytest.raises(AuditFailed):
-            trust.trusted(url, B, None, "")
+            trust.trusted(url, B, None, "", known)
     assert known.read_text() == f"http://127.0.0.1:8091 {A}\n{URL} {A}\n"
 
 
