@@ -17,6 +17,7 @@ from cod.local import prepare
 from verifier.devstack import Devstack
 from verifier.verify import verify
 
+from ..hostile import on_loopback
 from .bkit import MOD, NODES, ORIGIN, STRANGER, governed, spec, statement
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,14 +49,7 @@ async def _hostile_node(bodies: list[bytes]) -> tuple[web.AppRunner, str]:
     async def feed(request: web.Request) -> web.Response:
         return web.Response(body=next(calls, b'{"statements": [], "next": 0}'), content_type="application/json")
 
-    application = web.Application()
-    application.router.add_get("/v1/statements", feed)
-    runner = web.AppRunner(application)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
+    return await on_loopback(feed, 1 << 20)  # the scanner asks only GET /v1/statements
 
 
 async def test_a_hostile_feed_records_nothing(tmp_path: Path) -> None:
