@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -35,6 +35,8 @@ from ..node_kit import BUSY_WAT, CAR_TYPE, CAT_KEY_WAT, car, pb, put, raw, wat
 
 HELLO = (VECTORS / "hello.wasm").read_bytes()
 MIB = 1 << 20
+
+T = TypeVar("T")
 
 
 async def _job(http: aiohttp.ClientSession, url: str, spec: JobSpec) -> tuple[int, Any]:
@@ -635,6 +637,19 @@ async def held() -> AsyncIterator[_Hold]:
     await hold.gateway.stop()
 
 
+def _held(call: Callable[..., Awaitable[T]]) -> tuple[Callable[..., Awaitable[T]], asyncio.Event, asyncio.Event]:
+    """``call`` held at its start: (the held call, the gate that lets it go on, the event set once
+    it is reached), for a test that acts while a submission waits inside the node."""
+    gate, reached = asyncio.Event(), asyncio.Event()
+
+    async def held(*args: Any) -> T:
+        reached.set()
+        await gate.wait()
+        return await call(*args)
+
+    return held, gate, reached
+
+
 def _fetching_job(module: str, salt: str, count: int = 4) -> tuple[JobSpec, dict[str, bytes]]:
     """A job on ``module`` naming ``count`` inputs no node has; the CARs a gateway can give them as."""
     cars = dict(car_of(f"input {n} of {salt}\n".encode()) for n in range(count))
@@ -748,14 +763,8 @@ async def test_a_cancel_after_the_fetch_ended_but_before_the_job_was_queued_hold
     again: the blobs are held now)."""
     running = await start_node(tmp_path / "n", concurrency=1, gateways=[held.gateway.url])
     node = running.node
-    gate, reached = asyncio.Event(), asyncio.Event()
     touch = node._touch_blobs
-
-    async def held_after_the_fetch(spec: JobSpec, client: str) -> int:
-        reached.set()
-        await gate.wait()
-        return await touch(spec, client)
-
+    held_after_the_fetch, gate, reached = _held(touch)
     try:
         await put(http, running.url, module_cid(HELLO), HELLO, "application/octet-stream")
         spec, cars = _fetching_job(module_cid(HELLO), "race")
@@ -812,14 +821,7 @@ async def test_a_cancel_while_the_policy_is_asked_holds_and_fetches_nothing(
     once the ledger answered, nothing is fetched for it."""
     running = await start_node(tmp_path / "n", concurrency=1, gateways=[held.gateway.url])
     node = running.node
-    gate, reached = asyncio.Event(), asyncio.Event()
-    admit = node.policy.admit
-
-    async def slow_ledger(spec: JobSpec, job_cid: str) -> bool:
-        reached.set()
-        await gate.wait()
-        return await admit(spec, job_cid)
-
+    slow_ledger, gate, reached = _held(node.policy.admit)
     try:
         await put(http, running.url, module_cid(HELLO), HELLO, "application/octet-stream")
         spec, _ = _fetching_job(module_cid(HELLO), "admitting")
