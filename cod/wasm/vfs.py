@@ -113,13 +113,21 @@ class Handle:
     mount: Mount | None = None
     comps: tuple[bytes, ...] = ()
     host_fd: int | None = None
-    readable: bool = True
-    writable: bool = False
+    rights: int = 0  # the base rights (SPEC 4.5): what the fd may be used for
+    inheriting: int = 0  # the most an fd opened through this one may hold
     append: bool = False
     kept_flags: int = 0  # fdflags other than APPEND given at open: reported, without effect
     stream: str | None = None  # "stdin", "stdout", "stderr"
     position: int = 0  # the virtual file position: the host's lseek position is never used
     listing: list[tuple[bytes, int, int]] | None = field(default=None, repr=False)
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.rights & abi.RIGHT_FD_READ)
+
+    @property
+    def writable(self) -> bool:
+        return bool(self.rights & abi.RIGHT_FD_WRITE)
 
 
 def inode(virtual: bytes) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import stat
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -26,9 +27,10 @@ from wasmtime import FuncType
 
 from ..errors import CodError, Indeterminate
 from ..limits import MAX_FILE_SIZE, MAX_IOVECS
-from . import abi, hostcall
+from . import abi, hostcall, rights
 from .entropy import RandomStream, VirtualClock
 from .imports import SIGNATURES
+from .times import TimeStore, identity
 from .vfs import (MAX_IO_BYTES, MAX_OPEN_FDS, Budget, Errno, FileSystem, Handle, Mount, clip, create_dir, create_file,
                   filetype_of, host_error, inode, iter_iovecs, read_at, readlink, write_at)
 
@@ -37,7 +39,6 @@ U64 = (1 << 64) - 1
 FUEL_PER_RANDOM_BYTE = 1  # ChaCha20 key stream: about 2 ns a byte
 FUEL_PER_SUBSCRIPTION = 1000  # poll_oneoff reads, checks and answers each one: about 1.5 us
 FUEL_PER_LISTED_ENTRY = 1000  # fd_readdir lists and lstats each entry when it takes a listing
-_RIGHT_FD_READ = 1 << 1
 _KEPT_FDFLAGS = 0b11110
 """DSYNC, NONBLOCK, RSYNC and SYNC given to path_open: fd_fdstat_get reports them as given and
 nothing else changes (cod's writes reach the host before the run's result is taken, and no
@@ -101,15 +102,17 @@ class Wasi:
         self.fs = fs
         self.streams = {"stdout": stdout, "stderr": stderr}
         self.epoch_ns = epoch_ns
+        self.times = TimeStore(epoch_ns)
         self.memory: wasmtime.Memory | None = None
         self.fds: dict[int, Handle] = {
-            0: Handle(abi.FILETYPE_UNKNOWN, stream="stdin"),
-            1: Handle(abi.FILETYPE_UNKNOWN, stream="stdout", readable=False, writable=True),
-            2: Handle(abi.FILETYPE_UNKNOWN, stream="stderr", readable=False, writable=True),
+            0: Handle(abi.FILETYPE_UNKNOWN, stream="stdin", rights=rights.STDIN),
+            1: Handle(abi.FILETYPE_UNKNOWN, stream="stdout", rights=rights.STDOUT),
+            2: Handle(abi.FILETYPE_UNKNOWN, stream="stderr", rights=rights.STDOUT),
         }
         self.preopens: dict[int, Mount] = {}
         for n, mount in enumerate(fs.mounts):
-            self.fds[3 + n] = Handle(abi.FILETYPE_DIRECTORY, mount=mount, writable=mount.writable)
+            self.fds[3 + n] = Handle(abi.FILETYPE_DIRECTORY, mount=mount, rights=rights.PREOPEN_BASE,
+                                     inheriting=rights.PREOPEN_INHERITING)
             self.preopens[3 + n] = mount
 
     # -- linking ------------------------------------------------------------------------
@@ -205,22 +208,28 @@ class Wasi:
         return [self._span(view, buf, length) for buf, length in iter_iovecs(view, ptr, count)]
 
     # -- fd table -----------------------------------------------------------------------
-    def _handle(self, fd: int) -> Handle:
+    def _handle(self, fd: int, need: int = 0) -> Handle:
+        """The open fd ``fd`` (EBADF), holding the rights ``need`` (see :func:`_need`)."""
         handle = self.fds.get(fd)
         if handle is None:
             raise Errno(abi.EBADF)
+        _need(handle, need)
         return handle
 
-    def _dir(self, fd: int) -> tuple[Mount, Handle]:
+    def _dir(self, fd: int, need: int = 0) -> tuple[Mount, Handle]:
+        """A directory fd (EBADF, ENOTDIR), then holding the rights ``need`` (ENOTCAPABLE)."""
         handle = self._handle(fd)
         if handle.filetype != abi.FILETYPE_DIRECTORY or handle.mount is None:
             raise Errno(abi.ENOTDIR)
+        _need(handle, need)
         return handle.mount, handle
 
-    def _file(self, fd: int) -> Handle:
+    def _file(self, fd: int, need: int = 0) -> Handle:
+        """An fd that is not a directory (EBADF, EISDIR), then holding the rights ``need``."""
         handle = self._handle(fd)
         if handle.filetype == abi.FILETYPE_DIRECTORY:
             raise Errno(abi.EISDIR)
+        _need(handle, need)
         return handle
 
     def _new_fd(self, handle: Handle) -> int:
@@ -318,6 +327,8 @@ class Wasi:
                 handle = self.fds.get(fd)
                 if handle is None:
                     events.append((userdata, abi.EBADF, tag, 0))
+                elif not handle.rights & abi.RIGHT_POLL_FD_READWRITE:
+                    events.append((userdata, abi.ENOTCAPABLE, tag, 0))
                 else:
                     events.append((userdata, abi.SUCCESS, tag, self._ready_bytes(handle, tag)))
             else:
@@ -377,9 +388,8 @@ class Wasi:
             # the streams stay open for the run; the fd number is freed
             del self.fds[fd]
             return abi.SUCCESS
-        if handle.host_fd is not None:
-            os.close(handle.host_fd)
         del self.fds[fd]
+        self._close_host(handle)
         self.preopens.pop(fd, None)
         return abi.SUCCESS
 
@@ -388,10 +398,9 @@ class Wasi:
         target = self._handle(to)
         if fd == to:
             return abi.SUCCESS
-        if target.host_fd is not None:
-            os.close(target.host_fd)
         self.fds[to] = handle
         del self.fds[fd]
+        self._close_host(target)
         if fd in self.preopens:
             self.preopens[to] = self.preopens.pop(fd)
         else:
@@ -399,63 +408,79 @@ class Wasi:
         return abi.SUCCESS
 
     def fd_advise(self, caller: wasmtime.Caller, fd: int, offset: int, length: int, advice: int) -> int:
-        self._handle(fd)
+        self._handle(fd, abi.RIGHT_FD_ADVISE)
         return abi.SUCCESS
 
     def fd_allocate(self, caller: wasmtime.Caller, fd: int, offset: int, length: int) -> int:
-        self._file(fd)
+        self._file(fd, abi.RIGHT_FD_ALLOCATE)
         return abi.ENOTSUP
 
     def fd_sync(self, caller: wasmtime.Caller, fd: int) -> int:
-        self._handle(fd)
+        self._handle(fd, abi.RIGHT_FD_SYNC)
         return abi.SUCCESS
 
     def fd_datasync(self, caller: wasmtime.Caller, fd: int) -> int:
-        self._handle(fd)
+        self._handle(fd, abi.RIGHT_FD_DATASYNC)
         return abi.SUCCESS
 
     def fd_fdstat_get(self, caller: wasmtime.Caller, fd: int, ptr: int) -> int:
         handle = self._handle(fd)
         flags = (abi.FDFLAG_APPEND if handle.append else 0) | handle.kept_flags
         _FDSTAT.pack_into(self._span(self._view(caller), ptr, abi.FDSTAT_SIZE), 0, handle.filetype, flags,
-                          abi.RIGHTS_ALL, abi.RIGHTS_ALL)
+                          handle.rights, handle.inheriting)
         return abi.SUCCESS
 
     def fd_fdstat_set_flags(self, caller: wasmtime.Caller, fd: int, flags: int) -> int:
-        handle = self._handle(fd)
+        handle = self._handle(fd, abi.RIGHT_FD_FDSTAT_SET_FLAGS)
         if handle.host_fd is not None:
             handle.append = bool(flags & abi.FDFLAG_APPEND)
         return abi.SUCCESS
 
     def fd_fdstat_set_rights(self, caller: wasmtime.Caller, fd: int, base: int, inheriting: int) -> int:
-        self._handle(fd)
+        """Rights can only be dropped: asking for one the fd does not hold is ENOTCAPABLE and
+        changes nothing (preview1)."""
+        handle = self._handle(fd)
+        base &= U64
+        inheriting &= U64
+        if base & ~handle.rights or inheriting & ~handle.inheriting:
+            raise Errno(abi.ENOTCAPABLE)
+        handle.rights, handle.inheriting = base, inheriting
         return abi.SUCCESS
 
-    def _filestat(self, view: memoryview, ptr: int, ino: int, filetype: int, size: int) -> None:
+    def _filestat(self, view: memoryview, ptr: int, ino: int, filetype: int, size: int,
+                  times: tuple[int, int] | None = None) -> None:
         epoch = self.epoch_ns
-        _FILESTAT.pack_into(self._span(view, ptr, abi.FILESTAT_SIZE), 0, 0, ino, filetype, 1, size, epoch, epoch, epoch)
+        atim, mtim = (epoch, epoch) if times is None else times
+        _FILESTAT.pack_into(self._span(view, ptr, abi.FILESTAT_SIZE), 0, 0, ino, filetype, 1, size, atim, mtim, epoch)
 
-    def _stat_entry(self, mount: Mount, comps: tuple[bytes, ...], info: os.stat_result) -> tuple[int, int, int]:
+    def _stat_entry(self, mount: Mount, comps: tuple[bytes, ...],
+                    info: os.stat_result) -> tuple[int, int, int, tuple[int, int]]:
         filetype = filetype_of(info.st_mode)
         size = info.st_size if filetype in (abi.FILETYPE_REGULAR_FILE, abi.FILETYPE_SYMBOLIC_LINK) else 0
-        return inode(mount.virtual_path(comps)), filetype, size
+        times = self.times.get(identity(info)) if mount.writable else (self.epoch_ns, self.epoch_ns)
+        return inode(mount.virtual_path(comps)), filetype, size, times
+
+    def _host_stat(self, handle: Handle) -> os.stat_result:
+        """The host file an fd names: its open file, or (a directory) its path."""
+        assert handle.mount is not None
+        try:
+            return os.fstat(handle.host_fd) if handle.host_fd is not None else os.lstat(
+                handle.mount.host_path(handle.comps))
+        except OSError as exc:
+            raise host_error(exc) from exc
 
     def fd_filestat_get(self, caller: wasmtime.Caller, fd: int, ptr: int) -> int:
-        handle = self._handle(fd)
+        handle = self._handle(fd, abi.RIGHT_FD_FILESTAT_GET)
         view = self._view(caller)
         if handle.stream is not None:
             self._filestat(view, ptr, inode(b"<" + handle.stream.encode() + b">"), handle.filetype, 0)
             return abi.SUCCESS
         assert handle.mount is not None
-        try:
-            info = os.fstat(handle.host_fd) if handle.host_fd is not None else os.lstat(
-                handle.mount.host_path(handle.comps))
-        except OSError as exc:
-            raise host_error(exc) from exc
-        self._filestat(view, ptr, *self._stat_entry(handle.mount, handle.comps, info))
+        self._filestat(view, ptr, *self._stat_entry(handle.mount, handle.comps, self._host_stat(handle)))
         return abi.SUCCESS
 
     def fd_filestat_set_size(self, caller: wasmtime.Caller, fd: int, size: int) -> int:
+        self._file(fd, abi.RIGHT_FD_FILESTAT_SET_SIZE)
         handle = self._writable_file(fd)
         assert handle.host_fd is not None
         size &= U64
@@ -469,11 +494,51 @@ class Wasi:
         return abi.SUCCESS  # the position stays where it was, even past the new end
 
     def fd_filestat_set_times(self, caller: wasmtime.Caller, fd: int, atim: int, mtim: int, flags: int) -> int:
-        handle = self._handle(fd)
+        handle = self._handle(fd, abi.RIGHT_FD_FILESTAT_SET_TIMES)
         _check_fst_flags(flags)
-        if handle.mount is not None and not handle.mount.writable:
+        if handle.mount is None:
+            return abi.SUCCESS  # a stream: never reached, no stream holds the right
+        if not handle.mount.writable:
             raise Errno(abi.EROFS)
-        return abi.SUCCESS  # timestamps are fixed at the epoch: setting them is a no-op
+        self._set_times(self._host_stat(handle), atim, mtim, flags)
+        return abi.SUCCESS
+
+    def _set_times(self, info: os.stat_result, atim: int, mtim: int, flags: int) -> None:
+        """Keep the times ``flags`` name for the file ``info`` (``*_NOW``: the virtual clock's
+        now, which does not move); the host's times are never touched."""
+        now = self.clock.now
+        self.times.set(identity(info),
+                       now if flags & abi.FST_ATIM_NOW else atim & U64 if flags & abi.FST_ATIM else None,
+                       now if flags & abi.FST_MTIM_NOW else mtim & U64 if flags & abi.FST_MTIM else None)
+
+    def _close_host(self, handle: Handle) -> None:
+        """Close ``handle``'s host file (it has left the fd table); when that file has no name
+        left and no other fd is open on it, it is gone and its times are forgotten."""
+        if handle.host_fd is None:
+            return
+        try:
+            info = os.fstat(handle.host_fd)
+        except OSError as exc:
+            raise host_error(exc) from exc
+        finally:
+            os.close(handle.host_fd)
+            handle.host_fd = None
+        if info.st_nlink == 0:
+            self._forget_unless_open(identity(info))
+
+    def _gone(self, info: os.stat_result) -> None:
+        """The entry ``info`` (its lstat before) lost a name: forget its times when that was its
+        last name (a directory has one) and no fd is open on it."""
+        if stat.S_ISDIR(info.st_mode) or info.st_nlink <= 1:
+            self._forget_unless_open(identity(info))
+
+    def _forget_unless_open(self, key: tuple[int, int]) -> None:
+        if key not in self.times:
+            return
+        for handle in self.fds.values():
+            if handle.host_fd is not None and identity(self._host_stat(handle)) == key:
+                return
+        self.times.forget(key)
 
     def _writable_file(self, fd: int) -> Handle:
         handle = self._file(fd)
@@ -482,7 +547,7 @@ class Wasi:
         return handle
 
     def fd_read(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, nread_ptr: int) -> int:
-        handle = self._file(fd)
+        handle = self._file(fd, abi.RIGHT_FD_READ)
         view = self._view(caller)
         bufs = self._iovecs(view, iovs, count)
         self._span(view, nread_ptr, 4)  # EFAULT before the call has any effect
@@ -500,6 +565,7 @@ class Wasi:
         handle = self._file(fd)
         if handle.host_fd is None or not handle.readable:
             raise Errno(abi.ESPIPE if handle.stream else abi.EBADF)
+        _need(handle, abi.RIGHT_FD_SEEK)
         view = self._view(caller)
         bufs = self._iovecs(view, iovs, count)
         self._span(view, nread_ptr, 4)
@@ -516,7 +582,7 @@ class Wasi:
         return read_at(handle.host_fd, clip(bufs, min(MAX_IO_BYTES, size - offset)), offset)
 
     def fd_write(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, nwritten_ptr: int) -> int:
-        handle = self._file(fd)
+        handle = self._file(fd, abi.RIGHT_FD_WRITE)
         view = self._view(caller)
         bufs = self._iovecs(view, iovs, count)
         self._span(view, nwritten_ptr, 4)
@@ -535,6 +601,7 @@ class Wasi:
         if handle.stream is not None:
             raise Errno(abi.ESPIPE)
         handle = self._writable_file(fd)
+        _need(handle, abi.RIGHT_FD_SEEK)
         view = self._view(caller)
         bufs = self._iovecs(view, iovs, count)
         self._span(view, ptr, 4)
@@ -562,6 +629,8 @@ class Wasi:
             raise Errno(abi.ESPIPE)
         if handle.host_fd is None:
             raise Errno(abi.EBADF)
+        if not (offset == 0 and whence == abi.WHENCE_CUR and handle.rights & abi.RIGHT_FD_TELL):
+            _need(handle, abi.RIGHT_FD_SEEK)  # which implies fd_tell (preview1)
         if whence not in (abi.WHENCE_SET, abi.WHENCE_CUR, abi.WHENCE_END):
             raise Errno(abi.EINVAL)
         view = self._view(caller)
@@ -583,7 +652,7 @@ class Wasi:
         return self.fd_seek(caller, fd, 0, abi.WHENCE_CUR, ptr)
 
     def fd_readdir(self, caller: wasmtime.Caller, fd: int, buf: int, length: int, cookie: int, used_ptr: int) -> int:
-        mount, handle = self._dir(fd)
+        mount, handle = self._dir(fd, abi.RIGHT_FD_READDIR)
         view = self._view(caller)
         out = self._span(view, buf, length)
         self._span(view, used_ptr, 4)
@@ -603,8 +672,8 @@ class Wasi:
         return abi.SUCCESS
 
     # -- paths --------------------------------------------------------------------------
-    def _writable_dir(self, fd: int) -> tuple[Mount, Handle]:
-        mount, handle = self._dir(fd)
+    def _writable_dir(self, fd: int, need: int) -> tuple[Mount, Handle]:
+        mount, handle = self._dir(fd, need)
         if not mount.writable:
             raise Errno(abi.EROFS)
         return mount, handle
@@ -622,7 +691,12 @@ class Wasi:
         fdflags: int,
         fd_ptr: int,
     ) -> int:
-        mount, base = self._dir(fd)
+        need = abi.RIGHT_PATH_OPEN
+        if oflags & abi.O_CREAT:
+            need |= abi.RIGHT_PATH_CREATE_FILE
+        if oflags & abi.O_TRUNC:
+            need |= abi.RIGHT_PATH_FILESTAT_SET_SIZE
+        mount, base = self._dir(fd, need)
         view = self._view(caller)
         path = self._bytes(view, path_ptr, path_len)
         self._span(view, fd_ptr, 4)
@@ -648,12 +722,13 @@ class Wasi:
             if filetype == abi.FILETYPE_SYMBOLIC_LINK:
                 raise Errno(abi.ELOOP)
             if filetype == abi.FILETYPE_DIRECTORY:
-                # Rights are advisory (fdstat reports them all): asking for FD_WRITE on a
-                # directory is what wasi-libc and Rust's std do, and opens it; truncating or
-                # appending to one is EISDIR.
-                if oflags & abi.O_TRUNC or fdflags & abi.FDFLAG_APPEND:
+                # opening a directory for writing, truncating or appending to one: EISDIR
+                # (POSIX open(2), wasmtime)
+                if rights_base & abi.RIGHT_FD_WRITE or oflags & abi.O_TRUNC or fdflags & abi.FDFLAG_APPEND:
                     raise Errno(abi.EISDIR)
-                new = Handle(abi.FILETYPE_DIRECTORY, mount=mount, comps=comps, writable=mount.writable)
+                new = Handle(abi.FILETYPE_DIRECTORY, mount=mount, comps=comps,
+                             rights=rights_base & base.inheriting & rights.DIRECTORY,
+                             inheriting=rights_inheriting & base.inheriting)
                 self._put(view, fd_ptr, "<I", self._new_fd(new))
                 return abi.SUCCESS
             if oflags & abi.O_DIRECTORY:
@@ -667,9 +742,10 @@ class Wasi:
             except OSError as exc:
                 os.close(host_fd)
                 raise host_error(exc) from exc
-        readable = bool(rights_base & _RIGHT_FD_READ) or not write
-        new = Handle(abi.FILETYPE_REGULAR_FILE, mount=mount, comps=comps, host_fd=host_fd, readable=readable,
-                     writable=write, append=bool(fdflags & abi.FDFLAG_APPEND), kept_flags=fdflags & _KEPT_FDFLAGS)
+        new = Handle(abi.FILETYPE_REGULAR_FILE, mount=mount, comps=comps, host_fd=host_fd,
+                     rights=rights_base & base.inheriting & rights.FILE,
+                     inheriting=rights_inheriting & base.inheriting, append=bool(fdflags & abi.FDFLAG_APPEND),
+                     kept_flags=fdflags & _KEPT_FDFLAGS)
         self._put(view, fd_ptr, "<I", self._new_fd(new))
         return abi.SUCCESS
 
@@ -681,7 +757,7 @@ class Wasi:
             raise host_error(exc) from exc
 
     def path_create_directory(self, caller: wasmtime.Caller, fd: int, path_ptr: int, path_len: int) -> int:
-        mount, base = self._writable_dir(fd)
+        mount, base = self._writable_dir(fd, abi.RIGHT_PATH_CREATE_DIRECTORY)
         comps, info = self.fs.resolve(mount, base.comps, self._bytes(self._view(caller), path_ptr, path_len), False)
         if info is not None:
             raise Errno(abi.EEXIST)
@@ -692,7 +768,7 @@ class Wasi:
 
     def path_filestat_get(self, caller: wasmtime.Caller, fd: int, flags: int, path_ptr: int, path_len: int,
                           ptr: int) -> int:
-        mount, base = self._dir(fd)
+        mount, base = self._dir(fd, abi.RIGHT_PATH_FILESTAT_GET)
         view = self._view(caller)
         path = self._bytes(view, path_ptr, path_len)
         comps, info = self.fs.resolve(mount, base.comps, path, bool(flags & abi.LOOKUP_SYMLINK_FOLLOW))
@@ -703,7 +779,7 @@ class Wasi:
 
     def path_filestat_set_times(self, caller: wasmtime.Caller, fd: int, flags: int, path_ptr: int, path_len: int,
                                 atim: int, mtim: int, fst_flags: int) -> int:
-        mount, base = self._dir(fd)
+        mount, base = self._dir(fd, abi.RIGHT_PATH_FILESTAT_SET_TIMES)
         path = self._bytes(self._view(caller), path_ptr, path_len)
         _, info = self.fs.resolve(mount, base.comps, path, bool(flags & abi.LOOKUP_SYMLINK_FOLLOW))
         if info is None:
@@ -711,7 +787,8 @@ class Wasi:
         _check_fst_flags(fst_flags)
         if not mount.writable:
             raise Errno(abi.EROFS)
-        return abi.SUCCESS  # timestamps are fixed at the epoch
+        self._set_times(info, atim, mtim, fst_flags)
+        return abi.SUCCESS
 
     def path_link(self, caller: wasmtime.Caller, old_fd: int, old_flags: int, old_ptr: int, old_len: int,
                   new_fd: int, new_ptr: int, new_len: int) -> int:
@@ -741,7 +818,7 @@ class Wasi:
         return abi.SUCCESS
 
     def path_remove_directory(self, caller: wasmtime.Caller, fd: int, path_ptr: int, path_len: int) -> int:
-        mount, base = self._writable_dir(fd)
+        mount, base = self._writable_dir(fd, abi.RIGHT_PATH_REMOVE_DIRECTORY)
         comps, info = self.fs.resolve(mount, base.comps, self._bytes(self._view(caller), path_ptr, path_len), False)
         if info is None:
             raise Errno(abi.ENOENT)
@@ -755,10 +832,11 @@ class Wasi:
             os.rmdir(mount.host_path(comps))
         except OSError as exc:
             raise host_error(exc) from exc
+        self._gone(info)
         return abi.SUCCESS
 
     def path_unlink_file(self, caller: wasmtime.Caller, fd: int, path_ptr: int, path_len: int) -> int:
-        mount, base = self._writable_dir(fd)
+        mount, base = self._writable_dir(fd, abi.RIGHT_PATH_UNLINK_FILE)
         comps, info = self.fs.resolve(mount, base.comps, self._bytes(self._view(caller), path_ptr, path_len), False)
         if info is None:
             raise Errno(abi.ENOENT)
@@ -768,12 +846,13 @@ class Wasi:
             os.unlink(mount.host_path(comps))
         except OSError as exc:
             raise host_error(exc) from exc
+        self._gone(info)
         return abi.SUCCESS
 
     def path_rename(self, caller: wasmtime.Caller, fd: int, old_ptr: int, old_len: int, new_fd: int, new_ptr: int,
                     new_len: int) -> int:
-        mount, base = self._writable_dir(fd)
-        new_mount, new_base = self._writable_dir(new_fd)
+        mount, base = self._writable_dir(fd, abi.RIGHT_PATH_RENAME_SOURCE)
+        new_mount, new_base = self._writable_dir(new_fd, abi.RIGHT_PATH_RENAME_TARGET)
         if new_mount != mount:
             raise Errno(abi.EXDEV)
         view = self._view(caller)
@@ -802,11 +881,20 @@ class Wasi:
             os.rename(mount.host_path(old), mount.host_path(new))
         except OSError as exc:
             raise host_error(exc) from exc
+        if target is not None and identity(target) != identity(info):
+            self._gone(target)  # replaced (renaming one name of a file onto another changes nothing)
         return abi.SUCCESS
+
+
+def _need(handle: Handle, needed: int) -> None:
+    """Raise the errno of :func:`rights.missing` when ``handle`` lacks a right in ``needed``."""
+    errno = rights.missing(handle.rights, needed)
+    if errno is not None:
+        raise Errno(errno)
 
 
 def _check_fst_flags(flags: int) -> None:
     """EINVAL when a time is both given and ``now`` (ATIM with ATIM_NOW, MTIM with MTIM_NOW),
-    as preview1 requires; otherwise nothing: the times themselves never change."""
+    as preview1 requires."""
     if (flags & abi.FST_ATIM and flags & abi.FST_ATIM_NOW) or (flags & abi.FST_MTIM and flags & abi.FST_MTIM_NOW):
         raise Errno(abi.EINVAL)

@@ -25,6 +25,9 @@ EPOCH_NS = 1_000_000_000
 TICK_NS = 1000
 PAGE = 65536
 _KIND = {"i": "i32", "I": "i64"}
+LIBC_WRITE_RIGHTS = (abi.RIGHT_FD_WRITE | abi.RIGHT_FD_DATASYNC | abi.RIGHT_FD_ALLOCATE
+                     | abi.RIGHT_FD_FILESTAT_SET_SIZE)
+"""The rights wasi-libc's openat leaves out for O_RDONLY (libc-bottom-half/cloudlibc/src/libc/fcntl/openat.c)."""
 
 
 def harness_wat(pages: int = 1) -> str:
@@ -129,13 +132,18 @@ class Harness:
 
     # -- conveniences with fixed scratch addresses: path at 0x100, iovecs at 0x800, out at 0x80 --
     def open(self, path: bytes, *, dirfd: int | None = None, oflags: int = 0, fdflags: int = 0,
-             write: bool = False, follow: bool = False) -> tuple[int, int]:
-        """path_open; returns (errno, fd)."""
+             write: bool = False, follow: bool = False, rights: int | None = None,
+             inheriting: int = abi.RIGHTS_ALL) -> tuple[int, int]:
+        """path_open; returns (errno, fd). ``rights`` default to what wasi-libc asks for O_RDONLY
+        (every right but fd_write, fd_datasync, fd_allocate, fd_filestat_set_size) or, with
+        ``write``, for O_RDWR (every right); ``inheriting`` to every right, as wasi-libc passes
+        the directory's own inheriting rights on."""
         self.write(0x100, path)
-        rights = abi.RIGHT_FD_WRITE | (1 << 1) if write else (1 << 1)
+        if rights is None:
+            rights = abi.RIGHTS_ALL if write else abi.RIGHTS_ALL & ~LIBC_WRITE_RIGHTS
         errno = self.call("path_open", self.outputs_fd if dirfd is None else dirfd,
-                          abi.LOOKUP_SYMLINK_FOLLOW if follow else 0, 0x100, len(path), oflags, rights, 0, fdflags,
-                          0x80)
+                          abi.LOOKUP_SYMLINK_FOLLOW if follow else 0, 0x100, len(path), oflags, rights, inheriting,
+                          fdflags, 0x80)
         return errno, self.u32(0x80) if errno == 0 else -1
 
     def path_call(self, name: str, path: bytes, dirfd: int | None = None) -> int:
