@@ -4,8 +4,9 @@ Every path a job names is resolved here, one component at a time, inside the mou
 starts from: an absolute path, a ``..`` above the mount root or a symlink whose target
 would leave the mount is refused (ENOTCAPABLE). Symlinks in inputs are followed virtually
 (their targets are read, never handed to the host). Nothing the host would add leaks:
-directory entries come sorted by name bytes, timestamps are the spec's epoch, inode numbers
-are derived from the virtual path, the device is 0 and the link count 1.
+directory entries come sorted by name bytes, timestamps are the spec's epoch (or what the job
+set, kept by :mod:`cod.wasm.times`), inode numbers are derived from the virtual path, the device
+is 0 and the link count 1.
 
 Every limit is virtual and checked before the host is asked (see :mod:`cod.limits`): file
 positions live in the handle, never in the host's file description, and all host I/O is

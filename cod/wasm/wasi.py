@@ -792,19 +792,19 @@ class Wasi:
 
     def path_link(self, caller: wasmtime.Caller, old_fd: int, old_flags: int, old_ptr: int, old_len: int,
                   new_fd: int, new_ptr: int, new_len: int) -> int:
-        self._dir(old_fd)
-        mount, _ = self._dir(new_fd)
+        self._dir(old_fd, abi.RIGHT_PATH_LINK_SOURCE)
+        mount, _ = self._dir(new_fd, abi.RIGHT_PATH_LINK_TARGET)
         raise Errno(abi.EPERM if mount.writable else abi.EROFS)
 
     def path_symlink(self, caller: wasmtime.Caller, old_ptr: int, old_len: int, fd: int, new_ptr: int,
                      new_len: int) -> int:
-        mount, _ = self._dir(fd)
+        mount, _ = self._dir(fd, abi.RIGHT_PATH_SYMLINK)
         # results hold only files and directories: a symlink could point anywhere
         raise Errno(abi.EPERM if mount.writable else abi.EROFS)
 
     def path_readlink(self, caller: wasmtime.Caller, fd: int, path_ptr: int, path_len: int, buf: int,
                       buf_len: int, used_ptr: int) -> int:
-        mount, base = self._dir(fd)
+        mount, base = self._dir(fd, abi.RIGHT_PATH_READLINK)
         view = self._view(caller)
         comps, info = self.fs.resolve(mount, base.comps, self._bytes(view, path_ptr, path_len), False)
         if info is None:

@@ -243,3 +243,27 @@ def test_poll_needs_poll_fd_readwrite(h: Harness) -> None:
     assert h.call("poll_oneoff", 0x400, 0x500, 1, 0x80) == 0
     userdata, error, kind = struct.unpack("<QHB", h.read(0x500, 11))
     assert (userdata, error, kind) == (7, ENOTCAPABLE, 1)
+
+
+def test_each_path_operation_needs_its_right_on_its_directory(h: Harness) -> None:
+    (h.outputs / "d").mkdir()
+    _file(h, b"d/f", b"abc")
+    held = DIRECTORY_BASE & ~(PATH_READLINK | PATH_SYMLINK | PATH_LINK_SOURCE | PATH_LINK_TARGET
+                              | PATH_RENAME_SOURCE | PATH_RENAME_TARGET | PATH_FILESTAT_GET | PATH_FILESTAT_SET_TIMES)
+    errno, d = h.open(b"d", oflags=O_DIRECTORY, rights=held)
+    assert errno == 0
+    h.write(0x100, b"f")
+    h.write(0x600, b"g")
+    assert h.call("path_readlink", d, 0x100, 1, 0x1000, 64, 0x80) == ENOTCAPABLE
+    assert h.call("path_symlink", 0x100, 1, d, 0x600, 1) == ENOTCAPABLE
+    assert h.call("path_link", d, 0, 0x100, 1, h.outputs_fd, 0x600, 1) == ENOTCAPABLE
+    assert h.call("path_link", h.outputs_fd, 0, 0x100, 1, d, 0x600, 1) == ENOTCAPABLE
+    assert h.call("path_rename", d, 0x100, 1, h.outputs_fd, 0x600, 1) == ENOTCAPABLE
+    assert h.call("path_rename", h.outputs_fd, 0x100, 1, d, 0x600, 1) == ENOTCAPABLE
+    assert h.call("path_filestat_get", d, 0, 0x100, 1, 0x300) == ENOTCAPABLE
+    assert h.call("path_filestat_set_times", d, 0, 0x100, 1, 5, 5, FST_MTIM) == ENOTCAPABLE
+    assert sorted(p.name for p in (h.outputs / "d").iterdir()) == ["f"]
+    # the right is checked after the fd's kind: a file fd is ENOTDIR, a closed one EBADF
+    f = h.open(b"d/f")[1]
+    assert h.call("path_readlink", f, 0x100, 1, 0x1000, 64, 0x80) == 54  # ENOTDIR
+    assert h.call("path_readlink", 99, 0x100, 1, 0x1000, 64, 0x80) == EBADF
