@@ -46,3 +46,6 @@ class TimeStore:
 
     def __contains__(self, key: object) -> bool:
         return key in self._times
+
+    def __len__(self) -> int:
+        return len(self._times)

@@ -514,16 +514,16 @@ class Wasi:
     def _close_host(self, handle: Handle) -> None:
         """Close ``handle``'s host file (it has left the fd table); when that file has no name
         left and no other fd is open on it, it is gone and its times are forgotten."""
-        if handle.host_fd is None:
+        host_fd, handle.host_fd = handle.host_fd, None
+        if host_fd is None:
             return
         try:
-            info = os.fstat(handle.host_fd)
+            info = os.fstat(host_fd) if self.times else None  # nothing kept: nothing to forget
         except OSError as exc:
             raise host_error(exc) from exc
         finally:
-            os.close(handle.host_fd)
-            handle.host_fd = None
-        if info.st_nlink == 0:
+            os.close(host_fd)
+        if info is not None and info.st_nlink == 0:
             self._forget_unless_open(identity(info))
 
     def _gone(self, info: os.stat_result) -> None:

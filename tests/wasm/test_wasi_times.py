@@ -193,3 +193,25 @@ def test_guest_set_times_reach_neither_the_host_nor_the_result(engine: Engine, t
     without_times, _ = job(False)
     assert with_times == without_times
     assert host_mtime not in (123, 456)
+
+
+def test_the_last_fd_closing_on_an_unlinked_file_forgets_its_times(h: Harness) -> None:
+    first = _create(h, b"f")
+    second = h.open(b"f", write=True)[1]
+    assert h.call("fd_filestat_set_times", first, 0, 77, FST_MTIM) == 0
+    assert h.path_call("path_unlink_file", b"f") == 0
+    assert h.call("fd_close", first) == 0
+    assert _fd_times(h, second)[1] == 77  # another fd still holds the file
+    other = _create(h, b"g")
+    assert h.call("fd_renumber", other, second) == 0  # closes the last fd on the unlinked file
+    for n in range(20):
+        assert _fd_times(h, _create(h, f"n{n}".encode()))[:2] == (EPOCH_NS, EPOCH_NS)
+
+
+def test_the_output_root_and_streams(h: Harness) -> None:
+    assert h.call("fd_filestat_set_times", h.outputs_fd, 1, 2, FST_ATIM | FST_MTIM) == 0
+    assert _times(h, b".")[:2] == (1, 2)
+    assert _fd_times(h, h.outputs_fd)[:2] == (1, 2)
+    for fd in (0, 1, 2):  # no stream holds fd_filestat_set_times
+        assert h.call("fd_filestat_set_times", fd, 1, 2, FST_ATIM | FST_MTIM) == 76
+        assert _fd_times(h, fd) == (EPOCH_NS, EPOCH_NS, EPOCH_NS)
