@@ -70,7 +70,8 @@ static void run(int lineno, int argc) {
     if (!strcmp(op, "open") && argc == 6) {
         __wasi_fd_t fd = 0;
         __wasi_rights_t rights = __WASI_RIGHTS_FD_READ | __WASI_RIGHTS_FD_SEEK | __WASI_RIGHTS_FD_TELL |
-                                 __WASI_RIGHTS_FD_READDIR | __WASI_RIGHTS_PATH_OPEN;
+                                 __WASI_RIGHTS_FD_READDIR | __WASI_RIGHTS_PATH_OPEN |
+                                 __WASI_RIGHTS_FD_FILESTAT_GET | __WASI_RIGHTS_FD_FILESTAT_SET_SIZE;
         if (num(5)) rights |= __WASI_RIGHTS_FD_WRITE;
         e = __wasi_path_open((__wasi_fd_t)num(1), 0, path(2), (__wasi_oflags_t)num(3), rights, rights,
                              (__wasi_fdflags_t)num(4), &fd);
