@@ -1,7 +1,8 @@
 """wasi_snapshot_preview1, implemented by cod: every answer is decided by the job spec.
 
 Each of the 46 functions of preview1 is defined on a wasmtime Linker as a host function.
-Clocks and randomness come from :mod:`cod.wasm.entropy`, files from :mod:`cod.wasm.vfs`;
+Clocks and randomness come from :mod:`cod.wasm.entropy`, files from :mod:`cod.wasm.vfs`,
+per-fd rights from :mod:`cod.wasm.rights`, the times a job sets from :mod:`cod.wasm.times`;
 args and env are the spec's, never the host's. Sockets do not exist (``sock_*`` answer
 ENOTSOCK on an open fd, EBADF on a closed one). ``proc_exit`` ends the run through
 :class:`ProcExit`. Anything else a host function raises that is not an errno for the job or
