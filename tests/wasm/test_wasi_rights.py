@@ -267,3 +267,20 @@ def test_each_path_operation_needs_its_right_on_its_directory(h: Harness) -> Non
     f = h.open(b"d/f")[1]
     assert h.call("path_readlink", f, 0x100, 1, 0x1000, 64, 0x80) == 54  # ENOTDIR
     assert h.call("path_readlink", 99, 0x100, 1, 0x1000, 64, 0x80) == EBADF
+
+
+def test_a_dropped_right_stays_dropped_only_where_it_was_dropped(h: Harness) -> None:
+    """Base and inheriting are separate (preview1): dropping from the base alone limits that fd;
+    fds opened through it are bounded by its inheriting set, so a guest cannot climb above it."""
+    base, inheriting = _fdstat(h, h.outputs_fd)[2:]
+    assert _set_rights(h, h.outputs_fd, base & ~PATH_CREATE_FILE, inheriting) == 0
+    assert h.open(b"a", oflags=O_CREAT, rights=FD_READ)[0] == ENOTCAPABLE
+    errno, again = h.open(b".", oflags=O_DIRECTORY, rights=DIRECTORY_BASE)
+    assert errno == 0 and _fdstat(h, again)[2] & PATH_CREATE_FILE  # the inheriting set still held it
+    assert _set_rights(h, h.outputs_fd, base & ~PATH_CREATE_FILE, inheriting & ~PATH_CREATE_FILE) == 0
+    errno, limited = h.open(b".", oflags=O_DIRECTORY, rights=DIRECTORY_BASE, inheriting=(1 << 64) - 1)
+    assert errno == 0
+    assert _fdstat(h, limited)[2] & PATH_CREATE_FILE == 0
+    assert _fdstat(h, limited)[3] == inheriting & ~PATH_CREATE_FILE  # never more than its parent's
+    assert h.open(b"a", dirfd=limited, oflags=O_CREAT, rights=FD_READ)[0] == ENOTCAPABLE
+    assert not (h.outputs / "a").exists()
