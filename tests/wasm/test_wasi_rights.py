@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import wasmtime
 
-from cod import Engine
+from cod import Engine, JobSpec, module_cid, run
 
+from ..helpers import run_builtin_wasi
 from .wasi_harness import Harness
 
 EBADF, EISDIR, EROFS, ENOTCAPABLE = 8, 31, 69, 76
@@ -284,3 +286,61 @@ def test_a_dropped_right_stays_dropped_only_where_it_was_dropped(h: Harness) -> 
     assert _fdstat(h, limited)[3] == inheriting & ~PATH_CREATE_FILE  # never more than its parent's
     assert h.open(b"a", dirfd=limited, oflags=O_CREAT, rights=FD_READ)[0] == ENOTCAPABLE
     assert not (h.outputs / "a").exists()
+
+
+# One guest, run under wasmtime's own WASI and under cod: the errnos (and the rights bits and
+# the time it reads back) are wasmtime's answers, so they must be cod's too. fd 3 is the one
+# preopen in both. Results: 4 bytes each at 0x1000, written to stdout at the end.
+CONTRAST_WAT = """(module
+  (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_create_directory" (func $mkdir (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_fdstat_get" (func $fdstat (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_filestat_get" (func $fstat (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_filestat_set_times" (func $ftimes (param i32 i64 i64 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 256) "f")
+  (data (i32.const 272) "d")
+  (data (i32.const 768) "\\00\\04\\00\\00\\01\\00\\00\\00")  ;; iovec: 1 byte at 1024
+  (data (i32.const 1024) "x")
+  (data (i32.const 832) "\\00\\10\\00\\00\\3c\\00\\00\\00")  ;; iovec: 60 bytes of results at 4096
+  (func $put (param $i i32) (param $v i32)
+    (i32.store (i32.add (i32.const 4096) (i32.shl (local.get $i) (i32.const 2))) (local.get $v)))
+  (func (export "_start")
+    (call $put (i32.const 0) (call $mkdir (i32.const 3) (i32.const 272) (i32.const 1)))
+    (call $put (i32.const 1) (call $open (i32.const 3) (i32.const 0) (i32.const 256) (i32.const 1) (i32.const 1)
+      (i64.const 0x0a00046) (i64.const 0) (i32.const 0) (i32.const 512)))  ;; O_CREAT; read write seek filestat*
+    (call $put (i32.const 2) (call $open (i32.const 3) (i32.const 0) (i32.const 256) (i32.const 1) (i32.const 0)
+      (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 516)))  ;; FD_READ only
+    (call $put (i32.const 3) (call $write (i32.load (i32.const 516)) (i32.const 768) (i32.const 1) (i32.const 600)))
+    (call $put (i32.const 4) (call $open (i32.const 3) (i32.const 0) (i32.const 256) (i32.const 1) (i32.const 0)
+      (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 520)))  ;; FD_WRITE only
+    (call $put (i32.const 5) (call $read (i32.load (i32.const 520)) (i32.const 768) (i32.const 1) (i32.const 600)))
+    (call $put (i32.const 6) (call $open (i32.const 3) (i32.const 0) (i32.const 272) (i32.const 1) (i32.const 2)
+      (i64.const 66) (i64.const 0) (i32.const 0) (i32.const 524)))  ;; O_DIRECTORY with FD_READ | FD_WRITE
+    (call $put (i32.const 7) (call $open (i32.const 3) (i32.const 0) (i32.const 272) (i32.const 1) (i32.const 2)
+      (i64.const 6) (i64.const 0) (i32.const 0) (i32.const 528)))  ;; O_DIRECTORY with FD_READ | FD_SEEK
+    (call $put (i32.const 8) (call $fdstat (i32.load (i32.const 528)) (i32.const 1280)))
+    (call $put (i32.const 9) (i32.wrap_i64 (i64.and (i64.load (i32.const 1288)) (i64.const 4))))  ;; FD_SEEK held?
+    (call $put (i32.const 10)
+      (call $ftimes (i32.load (i32.const 512)) (i64.const 0) (i64.const 123456789) (i32.const 4)))
+    (call $put (i32.const 11) (call $fstat (i32.load (i32.const 512)) (i32.const 1536)))
+    (call $put (i32.const 12) (i32.wrap_i64 (i64.load (i32.const 1584))))  ;; mtim
+    (drop (call $fdstat (i32.load (i32.const 516)) (i32.const 1280)))
+    (call $put (i32.const 13) (i32.wrap_i64 (i64.and (i64.load (i32.const 1288)) (i64.const 64))))  ;; FD_WRITE?
+    (drop (call $fdstat (i32.load (i32.const 520)) (i32.const 1280)))
+    (call $put (i32.const 14) (i32.wrap_i64 (i64.and (i64.load (i32.const 1288)) (i64.const 2))))  ;; FD_READ?
+    (drop (call $write (i32.const 1) (i32.const 832) (i32.const 1) (i32.const 600)))))
+"""
+
+
+def test_rights_answer_as_wasmtime_s_own_wasi(engine: Engine, tmp_path: Path) -> None:
+    wasm = bytes(wasmtime.wat2wasm(CONTRAST_WAT))
+    builtin_dir = tmp_path / "builtin"
+    builtin_dir.mkdir()
+    theirs = struct.unpack("<15I", run_builtin_wasi(wasm, ["contrast"], builtin_dir, tmp_path))
+    result = run(JobSpec(module=module_cid(wasm), outputs="/outputs"), wasm, {}, tmp_path / "cod", engine)
+    ours = struct.unpack("<15I", (result.results_dir / "stdout").read_bytes())
+    assert ours == theirs
+    assert ours == (0, 0, 0, EBADF, 0, EBADF, EISDIR, 0, 0, 0, 0, 0, 123456789, 0, 0)  # as read off wasmtime 50

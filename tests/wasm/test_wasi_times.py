@@ -19,6 +19,7 @@ import wasmtime
 
 from cod import Engine, JobSpec, module_cid, run
 
+from ..helpers import run_builtin_wasi
 from .wasi_harness import EPOCH_NS, TICK_NS, Harness
 
 EROFS, EINVAL = 69, 28
@@ -215,3 +216,43 @@ def test_the_output_root_and_streams(h: Harness) -> None:
     for fd in (0, 1, 2):  # no stream holds fd_filestat_set_times
         assert h.call("fd_filestat_set_times", fd, 1, 2, FST_ATIM | FST_MTIM) == 76
         assert _fd_times(h, fd) == (EPOCH_NS, EPOCH_NS, EPOCH_NS)
+
+
+# Set times by path, rename, read them back by path: wasmtime's own WASI (host times, which POSIX
+# keeps with the file) and cod (virtual times) must read back the same values.
+CONTRAST_WAT = """(module
+  (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_filestat_set_times"
+    (func $ptimes (param i32 i32 i32 i32 i64 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_filestat_get" (func $pstat (param i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_rename" (func $rename (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 256) "f")
+  (data (i32.const 272) "g")
+  (data (i32.const 832) "\\00\\10\\00\\00\\24\\00\\00\\00")  ;; iovec: 36 bytes of results at 4096
+  (func (export "_start")
+    (i32.store (i32.const 4096) (call $open (i32.const 3) (i32.const 0) (i32.const 256) (i32.const 1) (i32.const 1)
+      (i64.const 66) (i64.const 0) (i32.const 0) (i32.const 512)))
+    (i32.store (i32.const 4100) (call $ptimes (i32.const 3) (i32.const 0) (i32.const 256) (i32.const 1)
+      (i64.const 5000000000) (i64.const 7000000000) (i32.const 5)))
+    (i32.store (i32.const 4104) (call $rename (i32.const 3) (i32.const 256) (i32.const 1) (i32.const 3)
+      (i32.const 272) (i32.const 1)))
+    (i32.store (i32.const 4108)
+      (call $pstat (i32.const 3) (i32.const 0) (i32.const 272) (i32.const 1) (i32.const 1536)))
+    (i64.store (i32.const 4112) (i64.load (i32.const 1576)))  ;; atim
+    (i64.store (i32.const 4120) (i64.load (i32.const 1584)))  ;; mtim
+    (i32.store (i32.const 4128) (call $ptimes (i32.const 3) (i32.const 0) (i32.const 272) (i32.const 1)
+      (i64.const 1) (i64.const 2) (i32.const 12)))  ;; MTIM with MTIM_NOW: EINVAL
+    (drop (call $write (i32.const 1) (i32.const 832) (i32.const 1) (i32.const 600)))))
+"""
+
+
+def test_times_read_back_as_under_wasmtime_s_own_wasi(engine: Engine, tmp_path: Path) -> None:
+    wasm = bytes(wasmtime.wat2wasm(CONTRAST_WAT))
+    builtin_dir = tmp_path / "builtin"
+    builtin_dir.mkdir()
+    theirs = struct.unpack("<4IQQI", run_builtin_wasi(wasm, ["contrast"], builtin_dir, tmp_path))
+    result = run(JobSpec(module=module_cid(wasm), outputs="/outputs"), wasm, {}, tmp_path / "cod", engine)
+    ours = struct.unpack("<4IQQI", (result.results_dir / "stdout").read_bytes())
+    assert ours == theirs == (0, 0, 0, 0, 5_000_000_000, 7_000_000_000, EINVAL)
