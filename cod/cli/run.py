@@ -179,14 +179,27 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
     click.echo(f"Exit code:   {result.exit_code}{trap}", err=True)
     click.echo(f"Fuel used:   {result.fuel_used}", err=True)
     if result.trap == OUT_OF_FUEL:
-        click.echo(f"hint: the job used all the fuel it was given ({result.fuel_used}): give more with --fuel N "
-                   "(or fuel in the config file's [limits]); a node runs at most the max_fuel its /v1/info "
-                   "publishes", err=True)
+        click.echo(_fuel_hint(result.fuel_used), err=True)
     click.echo(f"Results:     {result.results_dir}", err=True)
     if car:
         click.echo(f"CAR:         {car}", err=True)
     click.echo(f"Result CID:  {result.result_cid}", err=True)
     _show_output(result.results_dir)
+
+
+def _fuel_hint(fuel_used: int | None, nodes: bool = False) -> str:
+    """What to do about a run that ran out of fuel: the fuel it used, the option that raises it."""
+    who = "every node ran out of fuel: " if nodes else ""
+    return (f"hint: {who}the job used all the fuel it was given ({fuel_used}): give more with --fuel N (or fuel "
+            "in the config file's [limits]); a node runs at most the max_fuel its /v1/info publishes")
+
+
+def _out_of_fuel(verification: Any) -> list[Any]:
+    """The valid answers, when every node that signed a valid result ran out of fuel; else none."""
+    from ..wasm.hostcall import OUT_OF_FUEL
+
+    valid = [a for a in verification.answers if a.valid]
+    return valid if valid and all(a.trap == OUT_OF_FUEL for a in valid) else []
 
 
 def _engine(cache_dir: str | None) -> Any:
@@ -561,6 +574,13 @@ def _report(verification: Any, short_id: str) -> None:
         for cid in sorted(verification.groups, key=lambda c: (-len(verification.groups[c]), c)):
             click.echo(f"  {cid} -> {', '.join(sorted(verification.groups[cid]))}", err=True)
     _name_dissent(verification, paint)
+    starved = _out_of_fuel(verification)
+    if starved:
+        codes = sorted({str(a.exit_code) for a in starved})
+        click.echo(f"Exit code:   {', '.join(codes)} (trap: {starved[0].trap})", err=True)
+        used = sorted({a.fuel_used or 0 for a in starved})
+        click.echo(f"Fuel used:   {', '.join(str(f) for f in used)}", err=True)
+        click.echo(_fuel_hint(used[-1], nodes=True), err=True)
     if verification.result_cid:
         click.echo(f"Result CID:  {verification.result_cid}", err=True)
     if verification.results_dir is not None:
