@@ -159,7 +159,8 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
             from ..local import check_prepared
 
             check_prepared(job, _engine(cache_dir))
-        _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json, ledger_at, detach, require_local)
+        _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json, ledger_at, detach, require_local,
+                     _cache_path(cache_dir) if engine != "docker" else None)
         return
     engine_ = _engine(cache_dir)
     from verifier.reputation import now
@@ -202,13 +203,20 @@ def _out_of_fuel(verification: Any) -> list[Any]:
     return valid if valid and all(a.trap == OUT_OF_FUEL for a in valid) else []
 
 
+def _cache_path(cache_dir: str | None) -> Path:
+    """The compiled-module cache of this command: ``cache_dir``, else COD_CACHE_DIR, else cod's default."""
+    from ..wasm.engine import default_cache_dir
+
+    return Path(cache_dir or os.environ.get("COD_CACHE_DIR") or default_cache_dir())
+
+
 def _engine(cache_dir: str | None) -> Any:
     """The engine of a local run (or of the local check before a verified one), its compiled
-    modules cached in ``cache_dir`` (else COD_CACHE_DIR, else cod's default)."""
-    from ..wasm.engine import Engine, default_cache_dir
+    modules cached in :func:`_cache_path`."""
+    from ..wasm.engine import Engine
 
     # the timeout is enforced by _deadline from outside the guest: no epoch checks in its loops
-    return Engine(cache_dir or os.environ.get("COD_CACHE_DIR") or default_cache_dir(), wall_clock=False)
+    return Engine(_cache_path(cache_dir), wall_clock=False)
 
 
 def _show_output(results_dir: Path) -> None:
@@ -448,7 +456,7 @@ async def _stoppable(run: Any) -> Any:
 
 def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str, ...], output_dir: str | None,
                  car: str | None, as_json: bool, ledger: str | None = None, detach: bool = False,
-                 require_local: bool = False) -> None:
+                 require_local: bool = False, cache_dir: Path | None = None) -> None:
     import asyncio
 
     from verifier.network import configured_nodes, run_verified
@@ -466,7 +474,8 @@ def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str,
         return
     try:
         verification = asyncio.run(_stoppable(run_verified(job, n, urls, quorum=quorum, output_dir=destination,
-                                                           progress=steps, events=steps, require_local=require_local)))
+                                                           progress=steps, events=steps, require_local=require_local,
+                                                           cache_dir=cache_dir)))
     except BaseException:
         steps.failed()
         raise
