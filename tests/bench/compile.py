@@ -184,6 +184,7 @@ def measure(work: Path, label: str, wasm: Path, data: Path | None, verify: bool)
         if len(side.outputs) != 1:
             raise RuntimeError(f"{side.name} gave different results across runs: {sorted(side.outputs)}")
     cold_ratio, warm_ratio = t["cod cold"] / t["builtin cold"], t["cod warm"] / t["builtin warm"]
+    goals = label.startswith("Go")  # issue 20's goals are for a Go-built module of ~3 MB and ~30k segments
     lines = [
         f"#### {label}: {len(raw):,} bytes, {before:,} data segments ({after:,} as compiled)",
         "",
@@ -191,15 +192,16 @@ def measure(work: Path, label: str, wasm: Path, data: Path | None, verify: bool)
         "|---|---|---|---|",
         f"| cold `cod run` | {t['cod cold']:.2f} ({lo['cod cold']:.2f}) | {t['builtin cold']:.2f} "
         f"({lo['builtin cold']:.2f}) | **{cold_ratio:.2f}**" + (
-            f" (goal <= {COLD_RATIO_GOAL}: {'met' if cold_ratio <= COLD_RATIO_GOAL else 'NOT met'})" if verify else "")
+            f" (goal <= {COLD_RATIO_GOAL}: {'met' if cold_ratio <= COLD_RATIO_GOAL else 'NOT met'})" if goals else "")
         + " |",
         f"| warm `cod run` | {t['cod warm']:.2f} ({lo['cod warm']:.2f}) | {t['builtin warm']:.2f} "
         f"({lo['builtin warm']:.2f}) | {warm_ratio:.2f} |",
     ]
     if verify:
         v = t["cod-verify-3 cold"]
+        goal = f"goal <= {VERIFY_GOAL_S:.0f} s: **{'met' if v <= VERIFY_GOAL_S else 'NOT met'}**" if goals else ""
         lines.append(f"| cold `cod run --verify 3` (embedded network) | {v:.2f} ({lo['cod-verify-3 cold']:.2f}) | | "
-                     f"goal <= {VERIFY_GOAL_S:.0f} s: **{'met' if v <= VERIFY_GOAL_S else 'NOT met'}** |")
+                     f"{goal} |")
     lines.append("")
     return lines, t
 
