@@ -15,7 +15,7 @@ Keys::
     ledger_vkey = "ledger.example.org+4c5f31b6+AQ..."           # COD_LEDGER_VKEY: the ledger's log key
     moderator_key = "~/.config/cod/moderator.key"               # COD_MODERATOR_KEY
     [limits]                                                    # defaults of cod run
-    fuel = 50000000000                                          # COD_FUEL
+    fuel = 1000000000000                                        # COD_FUEL
     memory = "256MiB"                                           # COD_MEMORY
     timeout = "600s"                                            # COD_TIMEOUT
     max_stdout = "16MiB"                                        # COD_MAX_STDOUT
@@ -61,7 +61,7 @@ EXAMPLE = """\
 # moderator_key = "moderator.key"   # relative to this file's directory
 
 [limits]   # defaults of cod run; --fuel, --memory, ... win
-# fuel = 50000000000
+# fuel = 1000000000000
 # memory = "256MiB"
 # timeout = "600s"
 # max_stdout = "16MiB"

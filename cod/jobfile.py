@@ -10,7 +10,7 @@
       "outputs": "/outputs",
       "output_base": "base-dir",
       "engine": "wasm",                      # or "docker"
-      "limits": {"fuel": 50000000000, "memory": "256MiB", "timeout": "600s",
+      "limits": {"fuel": 1000000000000, "memory": "256MiB", "timeout": "600s",
                  "max_stdout": "16MiB", "max_stderr": "16MiB", "max_output": "1GiB"},
       "verify": 3, "quorum": 2, "nodes": ["http://127.0.0.1:1234"]
     }

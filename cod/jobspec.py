@@ -40,6 +40,9 @@ MAX_INT = 2**63 - 1
 MAX_MEMORY_BYTES = 1 << 32  # wasm32: 65536 pages of 64 KiB
 MAX_TABLE_ELEMENTS = (1 << 32) - 1  # wasm32: a table's size is a u32
 DEFAULT_TABLE_ELEMENTS = 1 << 20
+DEFAULT_FUEL = 10**12
+"""About a minute of compute (a Go job hashing 50 MB five times burns 78 G fuel in ~5 s): real jobs
+finish under the defaults; a node's max_fuel (10^13 by default) bounds what a spec may ask."""
 MAX_JSON_DEPTH = 8
 """Deepest nesting of arrays and objects in a spec document (a spec needs 3: the document,
 ``inputs``, one input; a request body wrapping it 4). Checked before parsing, so the depth
@@ -51,7 +54,7 @@ MAX_LIMITS = {"memory_bytes": MAX_MEMORY_BYTES, "table_elements": MAX_TABLE_ELEM
 class Limits:
     """Deterministic limits (fuel, memory, output caps) and the wall-clock safety net."""
 
-    fuel: int = 50_000_000_000
+    fuel: int = DEFAULT_FUEL
     memory_bytes: int = 256 * 1024 * 1024
     stdout_bytes: int = 16 * 1024 * 1024
     stderr_bytes: int = 16 * 1024 * 1024

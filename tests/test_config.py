@@ -43,7 +43,7 @@ def test_the_file_is_in_the_xdg_config_dir_unless_cod_config_names_one(tmp_path:
 def test_no_file_gives_the_defaults_of_cod_run(tmp_path: Path) -> None:
     config = load(env_for(tmp_path))
     assert not config.found and config.nodes == [] and config.ledger is None and config.moderator_key is None
-    assert config.limit("fuel") == 50_000_000_000 and config.limit("memory") == 256 * 1024 * 1024
+    assert config.limit("fuel") == 10**12 and config.limit("memory") == 256 * 1024 * 1024
     assert config.limit("timeout") == 600_000 and config.limit("max_output") == 1 << 30
     assert {s.source for s in config.settings.values()} == {"default"}
 
@@ -121,7 +121,7 @@ def test_the_example_written_by_config_init_sets_nothing_and_each_example_line_i
     write(tmp_path, uncommented)
     config = load(env_for(tmp_path))
     assert config.nodes == ["http://127.0.0.1:1234", "http://127.0.0.1:1235", "http://127.0.0.1:1236"]
-    assert config.limit("fuel") == 50000000000 and config.ledger == "http://127.0.0.1:8090"
+    assert config.limit("fuel") == 1000000000000 and config.ledger == "http://127.0.0.1:8090"
 
 
 def cod(tmp: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

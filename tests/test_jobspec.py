@@ -183,7 +183,7 @@ def test_a_spec_holds_at_most_max_inputs_inputs() -> None:
         built.validate()
 
 
-def test_table_elements_is_the_only_new_canonical_field() -> None:
+def test_table_elements_is_the_only_new_canonical_field_and_fuel_the_only_new_default() -> None:
     # Stage 2's canonical bytes for JobSpec(module=MODULE), written out by hand; Stage 3 adds
     # exactly "table_elements":1048576 (2^20) to limits and nothing else
     stage2 = (
@@ -193,7 +193,9 @@ def test_table_elements_is_the_only_new_canonical_field() -> None:
         '"module":"%s","outputs":"/outputs","spec_version":1}' % MODULE
     )
     stage3 = stage2.replace('"stdout_bytes":16777216,', '"stdout_bytes":16777216,"table_elements":1048576,')
-    assert JobSpec(module=MODULE).canonical_bytes() == stage3.encode()
+    # Stage 10 raises the default fuel to 10^12 and changes nothing else
+    stage10 = stage3.replace('"fuel":50000000000,', '"fuel":1000000000000,')
+    assert JobSpec(module=MODULE).canonical_bytes() == stage10.encode()
 
 
 def test_from_dict_refuses_python_values_json_cannot_hold() -> None:

@@ -22,14 +22,18 @@ def configured_nodes(explicit: list[str] | None = None) -> list[str]:
 async def run_verified(job: PreparedJob, n: int, urls: list[str], *, quorum: int | None = None,
                        records: Records | None = None, output_dir: Path | None = None,
                        progress: Progress = lambda step: None, events: Events | None = None,
-                       require_local: bool = False) -> Verification:
-    """Verify on the given nodes; with none, on an embedded devstack of N nodes torn down after."""
+                       require_local: bool = False, cache_dir: Path | None = None) -> Verification:
+    """Verify on the given nodes; with none, on an embedded devstack of N nodes torn down after.
+
+    The embedded nodes keep compiled modules in ``cache_dir`` (the requester's module cache, so
+    the module the local check compiled is not compiled again by each node), else each its own."""
     if urls:
         return await verify(job, urls, n, quorum=quorum, records=records, output_dir=output_dir, progress=progress,
                             events=events, require_local=require_local)
     from .devstack import Devstack  # the node server, only when this command runs the nodes itself
 
     progress(f"Starting an embedded devstack of {n} node(s)")
-    async with Devstack(n) as stack:  # its nodes die with the command: runs are kept, nodes are not
+    # its nodes die with the command: runs are kept, nodes are not
+    async with Devstack(n, cache_dir=cache_dir) as stack:
         return await verify(job, stack.urls, n, quorum=quorum, records=(records or Records()).ephemeral(),
                             output_dir=output_dir, progress=progress, events=events, require_local=require_local)

@@ -100,7 +100,7 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
     \b
     Examples:
       cod serve --data-dir ./node1 --port 1234
-      cod serve --data-dir ./node2 --port 1235 --concurrency 2 --max-fuel 10000000000
+      cod serve --data-dir ./node2 --port 1235 --concurrency 2 --max-fuel 2000000000000
       cod serve --data-dir ./node3 --ledger http://127.0.0.1:8090 --policy fil-plus-only
       cod serve --data-dir ./node1 --log-format json 2>> jobs.ndjson
       cod serve --data-dir ./node4 --peer http://10.0.0.2:1234 --gateway https://trustless-gateway.link

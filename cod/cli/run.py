@@ -159,7 +159,8 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
             from ..local import check_prepared
 
             check_prepared(job, _engine(cache_dir))
-        _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json, ledger_at, detach, require_local)
+        _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json, ledger_at, detach, require_local,
+                     _cache_path(cache_dir) if engine != "docker" else None)
         return
     engine_ = _engine(cache_dir)
     from verifier.reputation import now
@@ -179,9 +180,7 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
     click.echo(f"Exit code:   {result.exit_code}{trap}", err=True)
     click.echo(f"Fuel used:   {result.fuel_used}", err=True)
     if result.trap == OUT_OF_FUEL:
-        click.echo(f"hint: the job used all the fuel it was given ({result.fuel_used}): give more with --fuel N "
-                   "(or fuel in the config file's [limits]); a node runs at most the max_fuel its /v1/info "
-                   "publishes", err=True)
+        click.echo(_fuel_hint(result.fuel_used), err=True)
     click.echo(f"Results:     {result.results_dir}", err=True)
     if car:
         click.echo(f"CAR:         {car}", err=True)
@@ -189,13 +188,35 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
     _show_output(result.results_dir)
 
 
+def _fuel_hint(fuel_used: int | None, nodes: bool = False) -> str:
+    """What to do about a run that ran out of fuel: the fuel it used, the option that raises it."""
+    who = "every node ran out of fuel: " if nodes else ""
+    return (f"hint: {who}the job used all the fuel it was given ({fuel_used}): give more with --fuel N (or fuel "
+            "in the config file's [limits]); a node runs at most the max_fuel its /v1/info publishes")
+
+
+def _out_of_fuel(verification: Any) -> list[Any]:
+    """The valid answers, when every node that signed a valid result ran out of fuel; else none."""
+    from ..wasm.hostcall import OUT_OF_FUEL
+
+    valid = [a for a in verification.answers if a.valid]
+    return valid if valid and all(a.trap == OUT_OF_FUEL for a in valid) else []
+
+
+def _cache_path(cache_dir: str | None) -> Path:
+    """The compiled-module cache of this command: ``cache_dir``, else COD_CACHE_DIR, else cod's default."""
+    from ..wasm.engine import default_cache_dir
+
+    return Path(cache_dir or os.environ.get("COD_CACHE_DIR") or default_cache_dir())
+
+
 def _engine(cache_dir: str | None) -> Any:
     """The engine of a local run (or of the local check before a verified one), its compiled
-    modules cached in ``cache_dir`` (else COD_CACHE_DIR, else cod's default)."""
-    from ..wasm.engine import Engine, default_cache_dir
+    modules cached in :func:`_cache_path`."""
+    from ..wasm.engine import Engine
 
     # the timeout is enforced by _deadline from outside the guest: no epoch checks in its loops
-    return Engine(cache_dir or os.environ.get("COD_CACHE_DIR") or default_cache_dir(), wall_clock=False)
+    return Engine(_cache_path(cache_dir), wall_clock=False)
 
 
 def _show_output(results_dir: Path) -> None:
@@ -435,7 +456,7 @@ async def _stoppable(run: Any) -> Any:
 
 def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str, ...], output_dir: str | None,
                  car: str | None, as_json: bool, ledger: str | None = None, detach: bool = False,
-                 require_local: bool = False) -> None:
+                 require_local: bool = False, cache_dir: Path | None = None) -> None:
     import asyncio
 
     from verifier.network import configured_nodes, run_verified
@@ -453,7 +474,8 @@ def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str,
         return
     try:
         verification = asyncio.run(_stoppable(run_verified(job, n, urls, quorum=quorum, output_dir=destination,
-                                                           progress=steps, events=steps, require_local=require_local)))
+                                                           progress=steps, events=steps, require_local=require_local,
+                                                           cache_dir=cache_dir)))
     except BaseException:
         steps.failed()
         raise
@@ -561,6 +583,13 @@ def _report(verification: Any, short_id: str) -> None:
         for cid in sorted(verification.groups, key=lambda c: (-len(verification.groups[c]), c)):
             click.echo(f"  {cid} -> {', '.join(sorted(verification.groups[cid]))}", err=True)
     _name_dissent(verification, paint)
+    starved = _out_of_fuel(verification)
+    if starved:
+        codes = sorted({str(a.exit_code) for a in starved})
+        click.echo(f"Exit code:   {', '.join(codes)} (trap: {starved[0].trap})", err=True)
+        used = sorted({a.fuel_used or 0 for a in starved})
+        click.echo(f"Fuel used:   {', '.join(str(f) for f in used)}", err=True)
+        click.echo(_fuel_hint(used[-1], nodes=True), err=True)
     if verification.result_cid:
         click.echo(f"Result CID:  {verification.result_cid}", err=True)
     if verification.results_dir is not None:

@@ -8,7 +8,7 @@ import click
 
 from ..content.unixfs import cid_of_tree
 from ..errors import InputError
-from ..wasm.engine import ENGINE_SETTINGS, profile_id, wasmtime_version
+from ..wasm.engine import ENGINE_SETTINGS, MODULE_TRANSFORM, WASI_CONTRACT, profile_id, wasmtime_version
 
 
 @click.command()
@@ -39,5 +39,6 @@ def profile() -> None:
     Example:
       cod profile
     """
-    click.echo(json.dumps({"profile": profile_id(), "wasmtime": wasmtime_version(), "settings": ENGINE_SETTINGS},
+    click.echo(json.dumps({"profile": profile_id(), "wasmtime": wasmtime_version(), "settings": ENGINE_SETTINGS,
+                           "wasi_contract": WASI_CONTRACT, "module_transform": MODULE_TRANSFORM},
                           indent=2, sort_keys=True))

@@ -91,7 +91,8 @@ class Node:
                  policy: Policy | None = None, job_log: JobLog | None = None,
                  peers: list[str] | None = None, gateways: list[str] | None = None,
                  datasets: list[Path] | None = None, private_modules: list[Path] | None = None,
-                 retention: Retention | None = None, clock: Callable[[], int] = time.time_ns) -> None:
+                 retention: Retention | None = None, clock: Callable[[], int] = time.time_ns,
+                 cache_dir: Path | None = None) -> None:
         """Open (or create) the node's data directory; raises NodeError if it cannot be used.
 
         ``job_log`` receives one record (cod.node.joblog) per finished job; ``peers`` (cod
@@ -99,7 +100,9 @@ class Node:
         and the node lacks (cod.content.fetcher); ``datasets`` and ``private_modules`` are what it
         offers from its own disk (cod.node.offers; InputError if one cannot be offered);
         ``retention`` what it keeps and each client's quota (cod.node.collector), judged by
-        ``clock`` (ns; the host's, or a test's), which never reaches a result."""
+        ``clock`` (ns; the host's, or a test's), which never reaches a result. ``cache_dir`` is
+        where its executors keep compiled modules (default ``data_dir/cache``); an embedded
+        devstack gives its nodes the requester's, so a module is compiled once on the machine."""
         self.data_dir = data_dir
         self.retention = retention or Retention()
         self.clock = clock
@@ -134,7 +137,7 @@ class Node:
         self.cheat = cheat  # devstack only: a lying node, for testing verifiers
         self.docker = docker or DockerEngine()
         self.docker_ok = False
-        self.pool = Pool(self.concurrency, data_dir / "cache")
+        self.pool = Pool(self.concurrency, cache_dir or data_dir / "cache")
         self.profile = profile_id()
         self.active = 0
         self._done: dict[str, asyncio.Event] = {}

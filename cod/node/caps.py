@@ -15,7 +15,7 @@ from ..content.export import (DEFAULT_MAX_CAR_BLOCKS, DEFAULT_MAX_CAR_BYTES, DEF
                               DEFAULT_MAX_UNPACKED_BYTES, TreeCaps)
 from ..content.fetcher import DEFAULT_MAX_FETCH_CIDS
 from ..errors import CapExceeded
-from ..jobspec import DEFAULT_TABLE_ELEMENTS, MAX_MEMORY_BYTES, JobSpec
+from ..jobspec import DEFAULT_FUEL, DEFAULT_TABLE_ELEMENTS, MAX_MEMORY_BYTES, JobSpec
 from ..limits import MAX_TABLES, MAX_TREE_DEPTH, TABLE_ELEMENT_BYTES
 
 SPEC_CAPS = (  # (cap, spec field), in the order they are checked
@@ -35,7 +35,7 @@ UPLOAD_CAPS = frozenset({"max_upload_bytes", "max_unpacked_bytes", "max_car_bloc
 class NodeCaps:
     """A node's caps; every field is published under its own name."""
 
-    max_fuel: int = 10**12
+    max_fuel: int = 10 * DEFAULT_FUEL  # about ten minutes of compute, within max_timeout_ms
     # a job's memories and tables together: all a wasm32 memory can hold, and a module's most
     # tables (MAX_TABLES) at the default limits.table_elements, TABLE_ELEMENT_BYTES an element
     max_memory_bytes: int = MAX_MEMORY_BYTES + MAX_TABLES * DEFAULT_TABLE_ELEMENTS * TABLE_ELEMENT_BYTES

@@ -9,13 +9,18 @@ here is linear in the binary and raises nothing but ModuleError on bytes it cann
 from __future__ import annotations
 
 from ..errors import ModuleError
-from .leb128 import read_u as _leb
+from .leb128 import read_u as _leb, read_u32
 
 WASM_MAGIC = b"\x00asm"
 CORE_VERSION = b"\x01\x00\x00\x00"
+HEADER = WASM_MAGIC + CORE_VERSION
+CUSTOM_SECTION = 0
 IMPORT_SECTION = 2
 TABLE_SECTION = 4
 MEMORY_SECTION = 5
+DATA_SECTION = 11
+DATA_COUNT_SECTION = 12
+LAST_SECTION = 13  # the tag section: ids above it are no section of the core format
 FUNCREF, EXTERNREF = 0x70, 0x6F
 IMPORT_KINDS = {0: "function", 1: "table", 2: "memory", 3: "global", 4: "tag"}
 
@@ -28,6 +33,28 @@ def check_binary(wasm: bytes) -> None:
     if wasm[4:8] != CORE_VERSION:
         raise ModuleError("a WebAssembly component, not a core module",
                           "cod runs WASI preview1 core modules (wasm32-wasi / wasm32-wasip1)")
+
+
+def sections(wasm: bytes) -> list[tuple[int, int, int, int]]:
+    """(id, start, payload start, payload end) of each section of a core module, in order.
+
+    Raises ModuleError unless ``wasm`` is the 8-byte header, then sections that each are an id
+    (0 to LAST_SECTION), a ``u32`` size and exactly that many bytes, ending at its end.
+    """
+    if wasm[:8] != HEADER:
+        raise ModuleError("not a core WebAssembly module (no \\0asm version 1 header)")
+    found, offset = [], len(HEADER)
+    while offset < len(wasm):
+        start, kind = offset, wasm[offset]
+        try:
+            size, offset = read_u32(wasm, offset + 1, len(wasm))
+        except ValueError as exc:
+            raise ModuleError(f"section at byte {start}: its size cannot be read ({exc})") from exc
+        if kind > LAST_SECTION or offset + size > len(wasm):
+            raise ModuleError(f"section at byte {start}: unknown id {kind} or past the end of the module")
+        found.append((kind, start, offset, offset + size))
+        offset += size
+    return found
 
 
 def table_minimums(wasm: bytes) -> list[int] | None:

@@ -2,7 +2,9 @@
 
 Every engine setting that can change what a module computes, or how much fuel it burns,
 is written down in ``ENGINE_SETTINGS`` and hashed into the profile ID together with the
-exact wasmtime version and the version of cod's WASI contract. Only runs of one profile are
+exact wasmtime version, the version of cod's WASI contract and the module transform every
+module goes through before it is compiled (:mod:`cod.wasm.segments`, SPEC 5.6: its data
+segments merged; the module's CID still names the bytes given). Only runs of one profile are
 comparable. A setting that is not a property of ``wasmtime.Config`` is refused (a misspelled
 name would otherwise be hashed into the profile and change nothing). Linear memories come
 from cod's own creator (:mod:`cod.wasm.memory`), so a host refusing memory is noticed.
@@ -31,11 +33,14 @@ import wasmtime
 
 from ..errors import CacheError, EngineSettingError, ModuleError
 from ..jobspec import canonical_json
-from . import memory
+from . import memory, segments
 from .binary import check_binary
 from .imports import functypes
 
 WASI_CONTRACT = "cod-wasi-3"
+MODULE_TRANSFORM: dict[str, object] = segments.PROFILE
+"""The transform every module goes through before it is compiled (SPEC 5.6): its name and
+constants, hashed into the profile beside the WASI contract (it is no wasmtime setting)."""
 MAX_WASM_STACK = 1 << 20
 MEMORY_RESERVATION = 1 << 32  # a wasm32 memory's largest size: it never moves
 MEMORY_GUARD = 32 << 20  # wasmtime's default guard after each memory
@@ -92,9 +97,9 @@ def wasmtime_version() -> str:
 
 
 def profile_id(settings: dict[str, object] | None = None) -> str:
-    """``wasmtime-<version>+<16 hex of SHA-256 over the settings and the WASI contract>``."""
+    """``wasmtime-<version>+<16 hex of SHA-256 over the settings, the WASI contract and the module transform>``."""
     described = dict(settings if settings is not None else ENGINE_SETTINGS, wasi_contract=WASI_CONTRACT,
-                     wasmtime=wasmtime_version())
+                     module_transform=MODULE_TRANSFORM, wasmtime=wasmtime_version())
     return f"wasmtime-{wasmtime_version()}+{hashlib.sha256(canonical_json(described)).hexdigest()[:16]}"
 
 
@@ -210,9 +215,14 @@ class Engine:
         return module
 
     def compile(self, wasm: bytes) -> wasmtime.Module:
+        """Compile ``wasm`` as SPEC 5.6 says: validated as the user gave it, then compiled
+        after the module transform (its data segments merged). ModuleError if it is invalid."""
         check_binary(wasm)
+        merged = segments.merge_data_segments(wasm)
         try:
-            module = wasmtime.Module(self.engine, wasm)
+            if merged is not wasm:  # errors are about the user's bytes, never the transform's
+                wasmtime.Module.validate(self.engine, wasm)
+            module = wasmtime.Module(self.engine, merged)
         except wasmtime.WasmtimeError as exc:
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
             cause = lines[-1] if lines else "invalid module"

@@ -255,6 +255,13 @@ def bench_ledger() -> list[str]:
             "```", *lines, "```"]
 
 
+def bench_compile() -> list[str]:
+    """Stage 10: a compile-heavy (Go) module cold and warm against built-in WASI (tests/bench/compile.py)."""
+    import compile as compile_bench
+
+    return ["", "## Stage 10: compile-heavy modules, cold and warm", "", *compile_bench.section()]
+
+
 def bench_startup() -> list[str]:
     """Stage 5: whole-process start-up (tests/bench/startup.py): cod --help, cod run, --verify 3, compute."""
     import startup
@@ -276,6 +283,7 @@ def main() -> int:
     report += network.main()
     report += bench_ledger()
     report += bench_startup()
+    report += bench_compile()
     import locality
 
     report += ["", *locality.section()]

@@ -162,3 +162,21 @@ def test_a_file_that_is_no_module_is_refused_before_any_node_is_asked(tmp_path: 
     assert verified.stderr == local.stderr and "not a WebAssembly module" in verified.stderr
     assert "Traceback" not in verified.stderr and verified.stdout == ""
     assert json.loads(run_cod(tmp_path, "list", "--json").stdout) == []  # nothing ran, nothing recorded
+
+
+@pytest.mark.parametrize("where", ["embedded devstack", "remote nodes"])
+def test_a_verified_run_out_of_fuel_says_how_much_it_used_and_which_option_raises_it(
+        where: str, tmp_path: Path, network: Network) -> None:
+    """fuelbomb loops for ever: with --fuel 1000000 every node signs the trap out_of_fuel (a result,
+    verified), and the report says the fuel each used and the option to raise, as a local run does."""
+    job = ["run", "--verify", "2", str(VECTORS / "fuelbomb.wasm"), "--fuel", "1000000"]
+    if where == "embedded devstack":
+        proc = run_cod(tmp_path, *job)
+    else:
+        proc = network.cod(*job, *[f for url in network.honest for f in ("--node", url)])
+    assert proc.returncode == 0, proc.stderr
+    assert "Outcome:     VERIFIED" in proc.stderr
+    assert "Exit code:   134 (trap: out_of_fuel)" in proc.stderr and "Fuel used:   1000000" in proc.stderr
+    assert ("hint: every node ran out of fuel: the job used all the fuel it was given (1000000): give more with "
+            "--fuel N") in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -353,6 +353,27 @@ async def test_malformed_cars_are_400_json(node: RunningNode, http: aiohttp.Clie
 
 
 # -- hole 3: caps, published and enforced; cancel ----------------------------------------------
+async def test_a_default_job_fits_a_default_node_with_room_to_raise_its_fuel(
+        tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """Stage 10: the default fuel is 10^12 (about a minute of compute at ~15 G fuel a second, the
+    rate of a Go job hashing 50 MB five times in 78 G fuel and ~5 s), a default node publishes a
+    max_fuel ten times that, and runs a default spec and one asking for its max_fuel."""
+    assert Limits().fuel == 10**12
+    running = await start_node(tmp_path / "n", concurrency=1)
+    try:
+        async with http.get(running.url + "/v1/info") as resp:
+            assert (await resp.json())["limits"]["max_fuel"] == 10**13
+        await put(http, running.url, module_cid(HELLO), HELLO, "application/octet-stream")
+        for fuel in (None, 10**13):
+            spec = JobSpec(module=module_cid(HELLO), limits=Limits() if fuel is None else Limits(fuel=fuel))
+            async with http.post(running.url + "/v1/jobs?wait=1", json={"spec": spec.to_dict()}) as resp:
+                body = await resp.json()
+                assert resp.status == 200 and body["state"] == "done", body
+            assert spec.to_dict()["limits"]["fuel"] == (fuel or 10**12)
+    finally:
+        await running.stop()
+
+
 async def test_caps_are_published_and_enforced(tmp_path: Path, http: aiohttp.ClientSession) -> None:
     caps = NodeCaps(max_fuel=10**9, max_timeout_ms=60_000)
     running = await start_node(tmp_path / "n", concurrency=1, caps=caps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import signal
@@ -31,6 +32,20 @@ WORDCOUNT = load_vector("wordcount")
 
 def _wordcount() -> Any:
     return prepare(VECTORS / "wordcount.wasm", [], inputs=[str(VECTORS / "data" / "wordcount")])
+
+
+async def test_an_embedded_network_compiles_into_the_requesters_module_cache(records: Records, tmp_path: Path) -> None:
+    """Stage 10: with no nodes named, run_verified starts its own, and they keep compiled modules in
+    the cache it is given (the requester's), so a Go module (seconds to compile) is compiled once
+    on the machine, not once a node. Nothing else wrote to that cache here."""
+    from verifier.network import run_verified
+
+    shared = tmp_path / "modules"
+    job = _wordcount()
+    result = await run_verified(job, 2, [], records=records, output_dir=tmp_path / "out", cache_dir=shared)
+    assert result.outcome == "verified" and result.result_cid == WORDCOUNT["expect"]["result_cid"]
+    digest = hashlib.sha256((VECTORS / "wordcount.wasm").read_bytes()).hexdigest()
+    assert [p.name for p in shared.glob("*/*.cwasm")] == [digest + ".cwasm"]
 
 
 async def test_three_honest_nodes_verify(records: Records, tmp_path: Path) -> None:
