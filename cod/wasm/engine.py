@@ -35,7 +35,7 @@ from . import memory
 from .binary import check_binary
 from .imports import functypes
 
-WASI_CONTRACT = "cod-wasi-2"
+WASI_CONTRACT = "cod-wasi-3"
 MAX_WASM_STACK = 1 << 20
 MEMORY_RESERVATION = 1 << 32  # a wasm32 memory's largest size: it never moves
 MEMORY_GUARD = 32 << 20  # wasmtime's default guard after each memory

@@ -110,8 +110,8 @@ def test_misspelled_or_mistyped_settings_are_refused(settings: dict[str, object]
 
 
 def test_profile_names_the_wasi_contract() -> None:
-    assert engine_mod.WASI_CONTRACT == "cod-wasi-2"
-    described = dict(engine_mod.ENGINE_SETTINGS, wasi_contract="cod-wasi-2", wasmtime="50.0.1")
+    assert engine_mod.WASI_CONTRACT == "cod-wasi-3"
+    described = dict(engine_mod.ENGINE_SETTINGS, wasi_contract="cod-wasi-3", wasmtime="50.0.1")
     digest = hashlib.sha256(json.dumps(described, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert profile_id() == "wasmtime-50.0.1+" + digest[:16]  # SPEC 5.2, recomputed with json by hand
 
