@@ -167,5 +167,6 @@ def test_hostile_link_trees_are_refused_or_written_as_links(tmp_path: Path) -> N
              (b"z-file", file_cid)]
     root = _dir_node(blocks, links)
     export(blocks.__getitem__, root, tmp_path / "good")
-    assert os.readlink(tmp_path / "good" / "abs") == str(outside) and os.readlink(tmp_path / "good" / "up") == "../../.."
+    assert os.readlink(tmp_path / "good" / "abs") == str(outside)
+    assert os.readlink(tmp_path / "good" / "up") == "../../.."
     assert os.listdir(outside) == [] and cid_of_tree(tmp_path / "good") == root
