@@ -278,3 +278,44 @@ def test_a_tree_of_guest_made_links_hashes_as_the_js_importer_does(h: Harness) -
                          (b"to-dir", b"dir"), (b"dir/dangling", b"nowhere"), ("ünï".encode(), "tärget".encode())):
         assert symlink(h, target, name) == 0
     assert str(cid_of_tree(h.outputs)) == js_unixfs_cid(h.outputs)
+
+
+def test_a_c_guest_s_links_get_what_wasmtime_s_own_wasi_gives(engine: Engine, tmp_path: Path) -> None:
+    """wasmtime's built-in WASI (cap-std) as the independent reference: the escape vector's
+    symlink and link calls (an absolute target, ``..``, a hard link) answer the same under cod."""
+    import shutil
+
+    import wasmtime
+
+    from cod import JobSpec, module_cid, run
+    from cod.jobspec import Input
+
+    from ..helpers import VECTORS
+
+    wasm = (VECTORS / "escape.wasm").read_bytes()
+    data = VECTORS / "data" / "escape"
+    spec = JobSpec(module=module_cid(wasm), args=("escape.wasm",),
+                   inputs=(Input(cid=str(cid_of_tree(data)), path="/inputs"),))
+    ours = (run(spec, wasm, {"/inputs": data}, tmp_path / "cod", engine).results_dir / "stdout").read_text()
+    copy, outputs = tmp_path / "inputs-copy", tmp_path / "builtin-outputs"
+    shutil.copytree(data, copy, symlinks=True)
+    outputs.mkdir()
+    builtin = wasmtime.Engine()
+    linker = wasmtime.Linker(builtin)
+    linker.define_wasi()
+    store = wasmtime.Store(builtin)
+    config = wasmtime.WasiConfig()
+    config.argv = ["escape.wasm"]
+    config.stdout_file = str(tmp_path / "builtin-stdout")
+    config.preopen_dir(str(copy), "/inputs")
+    config.preopen_dir(str(outputs), "/outputs")
+    store.set_wasi(config)
+    instance = linker.instantiate(store, wasmtime.Module(builtin, wasm))
+    instance.exports(store)["_start"](store)  # type: ignore[operator]
+    theirs = (tmp_path / "builtin-stdout").read_text()
+
+    def links(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith(("symlink ", "link "))]
+
+    assert links(ours) == links(theirs) and len(links(ours)) == 3, (links(ours), links(theirs))
+    assert os.readlink(outputs / "up") == ".." == os.readlink(tmp_path / "cod" / "outputs" / "up")
