@@ -35,6 +35,9 @@ from . import abi
 
 MAX_OPEN_FDS = 256
 MAX_OUTPUT_ENTRIES = 100_000  # files and directories a job may create: past it, ENOSPC
+MAX_LINKS = 1000
+"""Most names one file of the output mount may have (path_link past it: EMLINK), below every
+host's own limit (ext4: 65000), so no host limit decides an outcome."""
 MAX_IO_BYTES = 1 << 30
 """Most bytes one fd_read/fd_write/fd_pread/fd_pwrite call transfers: the first MAX_IO_BYTES
 bytes of its iovecs, below every host's cap on one transfer (Linux: 0x7ffff000)."""
@@ -276,6 +279,11 @@ class FileSystem:
             return self.nlink(handle.mount, os.fstat(handle.host_fd))
         except OSError as exc:
             raise host_error(exc) from exc
+
+    def check_link(self, mount: Mount, info: os.stat_result) -> None:
+        """The entry of lstat ``info`` may get one more name: EMLINK at MAX_LINKS names."""
+        if self.nlink(mount, info) >= MAX_LINKS:
+            raise Errno(abi.EMLINK)
 
     def add_link(self, mount: Mount, comps: tuple[bytes, ...], info: os.stat_result) -> None:
         """The entry at ``comps`` (lstat ``info``) got one more name."""

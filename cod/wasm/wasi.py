@@ -736,6 +736,7 @@ class Wasi:
             raise Errno(abi.ENOENT)
         if filetype_of(info.st_mode) == abi.FILETYPE_DIRECTORY:
             raise Errno(abi.EPERM)
+        self.fs.check_link(mount, info)
         self._check_new_entry(new, target, new_path)
         self.fs.outputs.grow(info.st_size)  # each name is a file entry of the results: its bytes again
         create_link(mount.host_path(old), mount.host_path(new))

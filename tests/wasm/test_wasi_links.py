@@ -319,3 +319,23 @@ def test_a_c_guest_s_links_get_what_wasmtime_s_own_wasi_gives(engine: Engine, tm
 
     assert links(ours) == links(theirs) and len(links(ours)) == 3, (links(ours), links(theirs))
     assert os.readlink(outputs / "up") == ".." == os.readlink(tmp_path / "cod" / "outputs" / "up")
+
+
+def test_a_file_has_at_most_max_links_names_whatever_the_host_allows(engine: Engine, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hosts differ in how many names a file may have (ext4: 65000): cod's own cap answers
+    EMLINK first, so no host limit decides an outcome; a name removed makes room again."""
+    from cod.wasm import vfs
+
+    assert vfs.MAX_LINKS == 1000
+    monkeypatch.setattr(vfs, "MAX_LINKS", 3)
+    h = Harness(engine, tmp_path / "run")
+    try:
+        make_file(h, b"f")
+        assert link(h, b"f", b"a") == 0 and link(h, b"a", b"b") == 0
+        assert link(h, b"f", b"c") == abi.EMLINK
+        assert pstat(h, b"f")[1]["nlink"] == 3
+        assert h.path_call("path_unlink_file", b"b") == 0
+        assert link(h, b"f", b"c") == 0
+    finally:
+        h.close()
