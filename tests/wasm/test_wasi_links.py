@@ -339,3 +339,85 @@ def test_a_file_has_at_most_max_links_names_whatever_the_host_allows(engine: Eng
         assert link(h, b"f", b"c") == 0
     finally:
         h.close()
+
+
+NAMES = [b"a", b"b", b"d", b"d/x", b"a/", b"d/", b"..", b"d/..", b"l", b"l/x", b"d/l", b"m"]
+TARGETS = [b"a", b"..", b"../..", b"d", b"l", b"d/x", b"/x", b"../outputs/a", b"x/../a", b"m"]
+OPS = ["symlink", "link", "unlink", "rename", "mkdir", "rmdir", "create", "write", "stat", "readlink"]
+
+
+def _apply(h: Harness, op: str, one: bytes, two: bytes) -> int:
+    if op == "symlink":
+        return symlink(h, two, one)
+    if op == "link":
+        return link(h, one, two.rstrip(b"/") or b"z")
+    if op == "rename":
+        return h.rename(one, two)
+    if op in ("unlink", "mkdir", "rmdir"):
+        return h.path_call({"unlink": "path_unlink_file", "mkdir": "path_create_directory",
+                            "rmdir": "path_remove_directory"}[op], one)
+    if op in ("create", "write"):
+        errno, fd = h.open(one, oflags=abi.O_CREAT if op == "create" else 0, write=True, follow=True)
+        if errno == 0:
+            errno = h.fd_write(fd, b"x" * len(two))[0]
+            assert h.call("fd_close", fd) == 0
+        return errno
+    if op == "stat":
+        return pstat(h, one, follow=True)[0]
+    return readlink(h, one)[0]
+
+
+def _tree(root: Path) -> list[tuple[str, str]]:
+    out = []
+    for dirpath, dirs, files in os.walk(root):
+        for name in sorted(dirs + files):
+            path = os.path.join(dirpath, name)
+            kind = "-> " + os.readlink(path) if os.path.islink(path) else "dir" if name in dirs else \
+                Path(path).read_text()
+            out.append((os.path.relpath(path, root), kind))
+    return sorted(out)
+
+
+def test_any_sequence_of_link_operations_is_total_repeatable_and_counted_as_the_host_counts(
+        engine: Engine, tmp_path: Path) -> None:
+    """Sequences of symlink/link/rename/unlink/... over a few names and hostile targets: no host
+    fault, the same errnos and tree twice, nothing outside outputs/, every file's virtual link
+    count equal to the host's own (an independent count) and one inode number per host file."""
+    from hypothesis import given, settings, strategies as st
+
+    from cod.errors import Indeterminate
+
+    counter = iter(range(1 << 30))
+    ops = st.lists(st.tuples(st.sampled_from(OPS), st.sampled_from(NAMES), st.sampled_from(NAMES + TARGETS)),
+                   max_size=25)
+
+    def once(steps: list[tuple[str, bytes, bytes]]) -> tuple[list[int], list[tuple[str, str]]]:
+        h = Harness(engine, tmp_path / f"run{next(counter)}")
+        try:
+            errnos = []
+            for op, one, two in steps:
+                try:
+                    errnos.append(_apply(h, op, one, two))
+                except Indeterminate:
+                    raise
+            seen: dict[tuple[int, int], int] = {}
+            for dirpath, _dirs, files in os.walk(h.outputs):
+                for name in files:
+                    host = os.lstat(os.path.join(dirpath, name))
+                    rel = os.path.relpath(os.path.join(dirpath, name), h.outputs).encode()
+                    errno, st_ = pstat(h, rel)
+                    assert errno == 0, rel
+                    assert st_["nlink"] == host.st_nlink, (rel, steps)
+                    assert seen.setdefault((host.st_dev, host.st_ino), st_["ino"]) == st_["ino"], (rel, steps)
+            assert sorted(os.listdir(h.root)) == ["outputs", "stderr", "stdout"]
+            cid_of_tree(h.outputs)  # every tree a job can make is importable
+            return errnos, _tree(h.outputs)
+        finally:
+            h.close()
+
+    @settings(max_examples=200, database=None, deadline=None)
+    @given(steps=ops)
+    def check(steps: list[tuple[str, bytes, bytes]]) -> None:
+        assert once(steps) == once(steps)
+
+    check()
