@@ -687,7 +687,9 @@ class Wasi:
 
     def path_create_directory(self, caller: wasmtime.Caller, fd: int, path_ptr: int, path_len: int) -> int:
         mount, base = self._writable_dir(fd)
-        comps, info = self.fs.resolve(mount, base.comps, self._bytes(self._view(caller), path_ptr, path_len), False)
+        path = self._bytes(self._view(caller), path_ptr, path_len)
+        # mkdir(2): trailing slashes name the new directory itself, so a final symlink is never followed
+        comps, info = self.fs.resolve(mount, base.comps, path.rstrip(b"/") or path, False)
         if info is not None:
             raise Errno(abi.EEXIST)
         self.fs.check_new_name(comps)

@@ -421,3 +421,15 @@ def test_any_sequence_of_link_operations_is_total_repeatable_and_counted_as_the_
         assert once(steps) == once(steps)
 
     check()
+
+
+def test_mkdir_never_follows_a_final_symlink_even_with_a_trailing_slash(h: Harness) -> None:
+    """mkdir(2): an existing name is EEXIST whatever it is; a dangling link named with a
+    trailing slash must not make its target appear (Linux answers EEXIST; so does cod)."""
+    assert symlink(h, b"target", b"dangling") == 0
+    assert h.path_call("path_create_directory", b"dangling/") == abi.EEXIST
+    assert h.path_call("path_create_directory", b"dangling") == abi.EEXIST
+    assert not os.path.lexists(h.outputs / "target")
+    make_file(h, b"file")
+    assert h.path_call("path_create_directory", b"file/") == abi.EEXIST
+    assert h.path_call("path_create_directory", b"new/") == 0 and (h.outputs / "new").is_dir()
