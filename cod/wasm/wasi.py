@@ -644,6 +644,8 @@ class Wasi:
                 raise Errno(abi.ENOENT)
             if oflags & abi.O_DIRECTORY:
                 raise Errno(abi.EINVAL)
+            if path.endswith(b"/"):
+                raise Errno(abi.EISDIR)  # open(2): a trailing slash names a directory, never a new file
             self.fs.check_new_name(comps)
             self.fs.count_new_entry()
         else:

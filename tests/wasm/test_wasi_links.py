@@ -433,3 +433,12 @@ def test_mkdir_never_follows_a_final_symlink_even_with_a_trailing_slash(h: Harne
     make_file(h, b"file")
     assert h.path_call("path_create_directory", b"file/") == abi.EEXIST
     assert h.path_call("path_create_directory", b"new/") == 0 and (h.outputs / "new").is_dir()
+
+
+def test_o_creat_of_a_name_with_a_trailing_slash_makes_no_file(h: Harness) -> None:
+    """open(2): O_CREAT of ``name/`` is EISDIR (a trailing slash names a directory), so a
+    dangling link named so cannot make its target appear as a file."""
+    assert symlink(h, b"target", b"dangling") == 0
+    assert h.open(b"dangling/", oflags=abi.O_CREAT, write=True)[0] == abi.EISDIR
+    assert h.open(b"new/", oflags=abi.O_CREAT, write=True)[0] == abi.EISDIR
+    assert sorted(os.listdir(h.outputs)) == ["dangling"]
