@@ -28,7 +28,7 @@ MAX_IOVECS = 1024
 """Most iovecs in one fd_read/fd_write/fd_pread/fd_pwrite call (Linux's IOV_MAX)."""
 
 MAX_SYMLINK_HOPS = 32
-"""Most symlinks followed while resolving one path (inputs only)."""
+"""Most symlinks followed while resolving one path."""
 
 MAX_INPUTS = 1024
 """Most inputs of one job spec (SPEC 2): refused by the spec parser, so a node's 409 ``missing``

@@ -27,7 +27,7 @@ def fix_modes(root: Path) -> None:
     """Give ``root`` and every directory under it DIR_MODE and every file FILE_MODE.
 
     The umask of whoever ran the job must not show in its results. Iterative; never follows
-    symlinks (results hold none).
+    symlinks (results may hold them; their modes are not part of a result).
     """
     os.chmod(root, DIR_MODE)
     stack = [os.fsencode(root)]

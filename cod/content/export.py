@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import CapExceeded, CIDError, InputError
-from ..limits import MAX_NAME_BYTES, MAX_TREE_DEPTH
+from ..errors import CapExceeded, CIDError, InputError, LocalPathError
+from ..limits import MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TREE_DEPTH
 from . import dagpb
 from .car import index_car, read_car
 from .cid import CID, DAG_PB, RAW
@@ -138,6 +138,7 @@ class _Planner:
         if meta.kind == dagpb.FILE:
             return self._file(cid, meta, links, 0), 0, 0
         if meta.kind == dagpb.SYMLINK:
+            _check_link(cid, meta.data, links)
             return 0, 0, 0
         if meta.kind == dagpb.DIRECTORY:
             return self._directory(cid, [(link.name, link.cid) for link in links], depth)
@@ -237,36 +238,69 @@ def export(get: BlockGetter, root: CID, dest: Path, caps: TreeCaps = TreeCaps())
 
 
 class _Writer:
+    """Writes a planned DAG without following any link: every entry is made relative to a
+    descriptor of the directory this writer made for it (mkdir, then opened with O_NOFOLLOW),
+    files with O_EXCL | O_NOFOLLOW, symlinks as links whose targets are never resolved. So a
+    symlink of the DAG, or one that something else puts in place of a directory while the
+    writer works, cannot make it write outside ``dest``."""
+
     def __init__(self, get: BlockGetter, budget: int) -> None:
         self.get = get
         self.budget = budget  # what the plan counted: writing more means the plan was wrong
 
     def node(self, cid: CID, path: Path) -> None:
+        """Write the entry ``cid`` at ``path`` (which must not exist; its parent is the caller's)."""
+        try:
+            parent = os.open(path.parent, _DIR_FLAGS & ~os.O_NOFOLLOW)  # the caller's directory, as named
+        except OSError as exc:
+            raise _unwritable(path.parent, exc) from exc
+        try:
+            self._entry(cid, parent, path.name, path)
+        finally:
+            os.close(parent)
+
+    def _entry(self, cid: CID, dir_fd: int, name: str, where: Path) -> None:
         block = self.get(cid)
         if cid.codec == RAW:
-            self._write_file(path, [block])
+            self._write_file(dir_fd, name, where, [block])
             return
         data, links = dagpb.decode_node(block)
         meta = dagpb.decode_unixfs(data)
         if meta.kind == dagpb.FILE:
-            self._write_file(path, self._file_chunks(meta.data, links))
-        elif meta.kind == dagpb.DIRECTORY:
-            path.mkdir()
-            for link in links:
-                self.node(link.cid, path / _safe_name(link.name))
-        elif meta.kind == dagpb.HAMT_SHARD:
-            path.mkdir()
-            self._shard(links, path)
+            self._write_file(dir_fd, name, where, self._file_chunks(meta.data, links))
+        elif meta.kind in (dagpb.DIRECTORY, dagpb.HAMT_SHARD):
+            fd = self._mkdir(dir_fd, name, where)
+            try:
+                if meta.kind == dagpb.DIRECTORY:
+                    for link in links:
+                        child = _safe_name(link.name)
+                        self._entry(link.cid, fd, child, where / child)
+                else:
+                    self._shard(links, fd, where)
+            finally:
+                os.close(fd)
         elif meta.kind == dagpb.SYMLINK:
-            os.symlink(meta.data, path)
+            try:
+                os.symlink(meta.data, name, dir_fd=dir_fd)
+            except OSError as exc:
+                raise _unwritable(where, exc) from exc
 
-    def _shard(self, links: list[dagpb.Link], path: Path) -> None:
+    def _shard(self, links: list[dagpb.Link], dir_fd: int, where: Path) -> None:
         for link in links:
             if len(link.name) == 2:
                 _, sub = dagpb.decode_node(self.get(link.cid))
-                self._shard(sub, path)
+                self._shard(sub, dir_fd, where)
             else:
-                self.node(link.cid, path / _safe_name(link.name[2:]))
+                child = _safe_name(link.name[2:])
+                self._entry(link.cid, dir_fd, child, where / child)
+
+    @staticmethod
+    def _mkdir(dir_fd: int, name: str, where: Path) -> int:
+        try:
+            os.mkdir(name, 0o777, dir_fd=dir_fd)
+            return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)  # ELOOP when a link took its place
+        except OSError as exc:
+            raise _unwritable(where, exc) from exc
 
     def _file_chunks(self, inline: bytes, links: list[dagpb.Link]) -> Iterable[bytes]:
         if inline:
@@ -279,14 +313,34 @@ class _Writer:
             data, sub = dagpb.decode_node(block)
             yield from self._file_chunks(dagpb.decode_unixfs(data).data, sub)
 
-    def _write_file(self, path: Path, chunks: Iterable[bytes]) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    def _write_file(self, dir_fd: int, name: str, where: Path, chunks: Iterable[bytes]) -> None:
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                         dir_fd=dir_fd)
+        except OSError as exc:
+            raise _unwritable(where, exc) from exc
         with os.fdopen(fd, "wb") as out:
             for chunk in chunks:
                 self.budget -= len(chunk)
                 if self.budget < 0:
                     raise CapExceeded("max_unpacked_bytes", 0, "the bytes written beyond the planned size")
                 out.write(chunk)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _unwritable(where: Path, exc: OSError) -> LocalPathError:
+    return LocalPathError(f"cannot write {str(where)!r}: {exc.strerror}",
+                          "nothing else may change the directory a download is written to while it is written")
+
+
+def _check_link(cid: CID, target: bytes, links: list[dagpb.Link]) -> None:
+    """A symlink node a host and the importer can hold: no links, a target of 1 to
+    MAX_PATH_BYTES bytes without NUL (what it points to is never looked at)."""
+    if links or not target or b"\x00" in target or len(target) > MAX_PATH_BYTES:
+        raise CIDError(f"symlink node {cid} has links, or a target that is empty, holds NUL or is over "
+                       f"{MAX_PATH_BYTES} bytes")
 
 
 def _safe_name(name: bytes) -> str:

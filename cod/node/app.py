@@ -1054,7 +1054,8 @@ def app(node: Node) -> web.Application:
         name = request.match_info["path"]
         try:  # a NUL or an over-long name is a file the results do not have, like any other
             target = (root / name).resolve()
-            found = root in target.parents and target.is_file()
+            # a regular file named without any link (results may hold symlinks: never resolved here)
+            found = root in target.parents and target.is_file() and target == Path(os.path.normpath(root / name))
         except (OSError, ValueError):
             found = False
         if not found:

@@ -351,12 +351,12 @@ def _base_root(spec: JobSpec, inputs: Mapping[str, str | os.PathLike[str]]) -> b
 def copy_base(source: bytes, target: bytes, mount_path: str) -> None:
     """Copy the output base's tree at ``source`` into the empty directory ``target``.
 
-    Depth-first, names in byte order, without following links. Raises InputError for an
-    entry the results could not hold: a symlink (results hold only files and directories),
-    anything that is not a regular file or directory, an entry deeper than
-    MAX_OUTPUT_COMPONENTS or whose virtual path under ``mount_path`` is over MAX_PATH_BYTES.
-    Files get FILE_MODE and directories DIR_MODE. Iterative; raises Indeterminate when the
-    host fails to read or write.
+    Depth-first, names in byte order, without following links: a symlink is copied as a link
+    with its target's bytes (at most MAX_PATH_BYTES, as the importer hashed it). Raises
+    InputError for an entry the results could not hold: anything that is not a regular file,
+    directory or symlink, an entry deeper than MAX_OUTPUT_COMPONENTS or whose virtual path
+    under ``mount_path`` is over MAX_PATH_BYTES. Files get FILE_MODE and directories
+    DIR_MODE. Iterative; raises Indeterminate when the host fails to read or write.
     """
     mount = Mount(mount_path, target, writable=True)
     stack: list[tuple[bytes, tuple[bytes, ...]]] = [(source, ())]
@@ -387,10 +387,15 @@ def _copy_entry(host: bytes, mount: Mount, comps: tuple[bytes, ...],
                 open(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE), "wb") as out:
             shutil.copyfileobj(src, out)
         os.chmod(dest, FILE_MODE)
+    elif stat.S_ISLNK(info.st_mode):
+        target = os.readlink(host)
+        if len(target) > MAX_PATH_BYTES:
+            raise InputError(f"output base symlink {shown!r} has a target over {MAX_PATH_BYTES} bytes",
+                             "shorten the link's target")
+        os.symlink(target, dest)
     else:
-        what = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a regular file or directory"
-        raise InputError(f"output base entry {shown!r} is {what}; results hold only files and directories",
-                         "give an output base of regular files and directories only")
+        raise InputError(f"output base entry {shown!r} is not a regular file, directory or symlink",
+                         "give an output base of regular files, directories and symlinks only")
 
 
 def _check_exports(module: wasmtime.Module, spec: JobSpec) -> None:

@@ -3,10 +3,12 @@
 Every path a job names is resolved here, one component at a time, inside the mount it
 starts from: an absolute path, a ``..`` above the mount root or a symlink whose target
 would leave the mount is refused (ENOTCAPABLE). Symlinks in inputs are followed virtually
-(their targets are read, never handed to the host). Nothing the host would add leaks:
-directory entries come sorted by name bytes, timestamps are the spec's epoch (or what the job
-set, kept by :mod:`cod.wasm.times`), inode numbers are derived from the virtual path, the device
-is 0 and the link count 1.
+(their targets are read, never handed to the host), in the output mount too, where a job may
+make symlinks and hard links. Nothing the host would add leaks: directory entries come sorted
+by name bytes, timestamps are the spec's epoch (or what the job set, kept by
+:mod:`cod.wasm.times`), inode numbers are derived from the virtual path (a hard link shares its
+source's), the device is 0 and the link count is 1 but for the names path_link gave a file,
+counted virtually.
 
 Every limit is virtual and checked before the host is asked (see :mod:`cod.limits`): file
 positions live in the handle, never in the host's file description, and all host I/O is
@@ -34,6 +36,9 @@ from . import abi
 
 MAX_OPEN_FDS = 256
 MAX_OUTPUT_ENTRIES = 100_000  # files and directories a job may create: past it, ENOSPC
+MAX_LINKS = 1000
+"""Most names one file of the output mount may have (path_link past it: EMLINK), below every
+host's own limit (ext4: 65000), so no host limit decides an outcome."""
 MAX_IO_BYTES = 1 << 30
 """Most bytes one fd_read/fd_write/fd_pread/fd_pwrite call transfers: the first MAX_IO_BYTES
 bytes of its iovecs, below every host's cap on one transfer (Linux: 0x7ffff000)."""
@@ -170,6 +175,9 @@ class FileSystem:
         self.mounts = sorted(mounts, key=lambda m: m.path.encode())
         self.outputs = Budget("output", output_limit)
         self.created = 0
+        self.links: dict[tuple[int, int], list[int]] = {}
+        """Files of the output mount that have more than one name (path_link): host identity
+        (st_dev, st_ino) -> [virtual inode number, virtual link count]."""
         for mount in self.mounts:
             if mount.writable:  # made by the executor under the process umask
                 try:
@@ -192,6 +200,8 @@ class FileSystem:
             raise Errno(abi.ENOTCAPABLE)
         if len(mount.virtual_path(base + (path,))) > MAX_PATH_BYTES:  # the directory's path + "/" + path
             raise Errno(abi.ENAMETOOLONG)
+        if base:
+            self.check_dir(mount, base)
         hops = [0]
         comps, info = self._walk(mount, list(base), path, follow, hops, len(base))
         if len(mount.virtual_path(comps)) > MAX_PATH_BYTES:
@@ -242,9 +252,67 @@ class FileSystem:
             raise Errno(abi.ENOTDIR)
         return tuple(comps), info
 
+    @staticmethod
+    def check_dir(mount: Mount, comps: tuple[bytes, ...]) -> os.stat_result:
+        """The lstat of the directory a directory fd names, checking that every component of
+        its path is still a real directory: a fd names a path (SPEC 4.5), and after the job
+        renamed it away and put a symlink there, the host must never be led through that link.
+        ENOENT when the path no longer names a real directory."""
+        info = _lstat(mount.host_path(()))
+        for n in range(1, len(comps) + 1):
+            info = _lstat(mount.host_path(comps[:n]))
+            if info is None or not stat.S_ISDIR(info.st_mode):
+                raise Errno(abi.ENOENT)
+        if info is None:
+            raise Errno(abi.ENOENT)
+        return info
+
     # -- metadata -----------------------------------------------------------------------
+    def ino(self, mount: Mount, comps: tuple[bytes, ...], info: os.stat_result) -> int:
+        """The inode number of the entry at ``comps``: derived from its virtual path, or, for a
+        file of the output mount with several names, the number its first name had."""
+        known = self.links.get((info.st_dev, info.st_ino)) if mount.writable else None
+        return known[0] if known is not None else inode(mount.virtual_path(comps))
+
+    def nlink(self, mount: Mount, info: os.stat_result) -> int:
+        """The link count: the names path_link gave a file of the output mount, else 1."""
+        known = self.links.get((info.st_dev, info.st_ino)) if mount.writable else None
+        return known[1] if known is not None else 1
+
+    def fd_nlink(self, handle: Handle) -> int:
+        """The link count of an open file (how many times its bytes are in the results)."""
+        assert handle.host_fd is not None and handle.mount is not None
+        if not self.links:
+            return 1
+        try:
+            return self.nlink(handle.mount, os.fstat(handle.host_fd))
+        except OSError as exc:
+            raise host_error(exc) from exc
+
+    def check_link(self, mount: Mount, info: os.stat_result) -> None:
+        """The entry of lstat ``info`` may get one more name: EMLINK at MAX_LINKS names."""
+        if self.nlink(mount, info) >= MAX_LINKS:
+            raise Errno(abi.EMLINK)
+
+    def add_link(self, mount: Mount, comps: tuple[bytes, ...], info: os.stat_result) -> None:
+        """The entry at ``comps`` (lstat ``info``) got one more name."""
+        key = (info.st_dev, info.st_ino)
+        known = self.links.setdefault(key, [self.ino(mount, comps, info), 1])
+        known[1] += 1
+
+    def drop_name(self, info: os.stat_result) -> None:
+        """A name of the entry of lstat ``info`` was removed (unlinked or renamed over); its
+        last name gone, the host may reuse its inode, so its record goes."""
+        key = (info.st_dev, info.st_ino)
+        known = self.links.get(key)
+        if known is not None:
+            known[1] -= 1
+            if known[1] <= 0:
+                del self.links[key]
+
     def listing(self, mount: Mount, comps: tuple[bytes, ...]) -> list[tuple[bytes, int, int]]:
         """``.``, ``..`` and the entries of a directory sorted by name bytes: (name, ino, type)."""
+        self.check_dir(mount, comps)
         here = mount.virtual_path(comps)
         parent = mount.virtual_path(comps[:-1]) if comps else here
         try:
@@ -259,7 +327,7 @@ class FileSystem:
             info = _lstat(mount.host_path(comps + (name,)))
             if info is None:
                 continue
-            out.append((name, inode(mount.virtual_path(comps + (name,))), filetype_of(info.st_mode)))
+            out.append((name, self.ino(mount, comps + (name,), info), filetype_of(info.st_mode)))
         return out
 
     def size(self, handle: Handle) -> int:
@@ -355,6 +423,42 @@ def create_file(path: bytes) -> int:
         os.close(fd)
         raise host_error(exc) from exc
     return fd
+
+
+def check_link_target(target: bytes) -> None:
+    """Decide whether a job may create a symlink holding ``target`` (SPEC 4.5): a symlink's
+    target is bytes, checked only as far as the results must hold it. NUL: EINVAL; empty:
+    ENOENT (symlinkat); absolute: EPERM (as wasmtime: it names the host's tree); longer
+    than MAX_PATH_BYTES: ENAMETOOLONG (the importer's limit); not UTF-8: EILSEQ (UnixFS
+    importers read a target as text). A target climbing out of the mount is allowed: it is
+    refused when followed."""
+    if b"\x00" in target:
+        raise Errno(abi.EINVAL)
+    if not target:
+        raise Errno(abi.ENOENT)
+    if target.startswith(b"/"):
+        raise Errno(abi.EPERM)
+    if len(target) > MAX_PATH_BYTES:
+        raise Errno(abi.ENAMETOOLONG)
+    try:
+        target.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Errno(abi.EILSEQ) from exc
+
+
+def create_symlink(target: bytes, path: bytes) -> None:
+    try:
+        os.symlink(target, path)
+    except OSError as exc:
+        raise host_error(exc) from exc
+
+
+def create_link(old: bytes, new: bytes) -> None:
+    """A hard link ``new`` to ``old``; a symlink ``old`` is linked itself, never followed."""
+    try:
+        os.link(old, new, follow_symlinks=False)
+    except OSError as exc:
+        raise host_error(exc) from exc
 
 
 def create_dir(path: bytes) -> None:

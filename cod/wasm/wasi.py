@@ -32,8 +32,9 @@ from . import abi, hostcall, rights
 from .entropy import RandomStream, VirtualClock
 from .imports import SIGNATURES
 from .times import TimeStore, identity
-from .vfs import (MAX_IO_BYTES, MAX_OPEN_FDS, Budget, Errno, FileSystem, Handle, Mount, clip, create_dir, create_file,
-                  filetype_of, host_error, inode, iter_iovecs, read_at, readlink, write_at)
+from .vfs import (MAX_IO_BYTES, MAX_OPEN_FDS, Budget, Errno, FileSystem, Handle, Mount, check_link_target, clip,
+                  create_dir, create_file, create_link, create_symlink, filetype_of, host_error, inode, iter_iovecs,
+                  read_at, readlink, write_at)
 
 U64 = (1 << 64) - 1
 # host work paid in fuel (SPEC 5.3), priced near its cost in wasm instructions on this engine
@@ -449,24 +450,26 @@ class Wasi:
         return abi.SUCCESS
 
     def _filestat(self, view: memoryview, ptr: int, ino: int, filetype: int, size: int,
-                  times: tuple[int, int] | None = None) -> None:
+                  times: tuple[int, int] | None = None, nlink: int = 1) -> None:
         epoch = self.epoch_ns
         atim, mtim = (epoch, epoch) if times is None else times
-        _FILESTAT.pack_into(self._span(view, ptr, abi.FILESTAT_SIZE), 0, 0, ino, filetype, 1, size, atim, mtim, epoch)
+        _FILESTAT.pack_into(self._span(view, ptr, abi.FILESTAT_SIZE), 0, 0, ino, filetype, nlink, size, atim, mtim,
+                            epoch)
 
     def _stat_entry(self, mount: Mount, comps: tuple[bytes, ...],
                     info: os.stat_result) -> tuple[int, int, int, tuple[int, int]]:
         filetype = filetype_of(info.st_mode)
         size = info.st_size if filetype in (abi.FILETYPE_REGULAR_FILE, abi.FILETYPE_SYMBOLIC_LINK) else 0
         times = self.times.get(identity(info)) if mount.writable else (self.epoch_ns, self.epoch_ns)
-        return inode(mount.virtual_path(comps)), filetype, size, times
+        return self.fs.ino(mount, comps, info), filetype, size, times
 
     def _host_stat(self, handle: Handle) -> os.stat_result:
-        """The host file an fd names: its open file, or (a directory) its path."""
+        """The host file an fd names: its open file, or (a directory) its path, every component
+        of which must still be a real directory (FileSystem.check_dir)."""
         assert handle.mount is not None
         try:
-            return os.fstat(handle.host_fd) if handle.host_fd is not None else os.lstat(
-                handle.mount.host_path(handle.comps))
+            return os.fstat(handle.host_fd) if handle.host_fd is not None else self.fs.check_dir(
+                handle.mount, handle.comps)
         except OSError as exc:
             raise host_error(exc) from exc
 
@@ -477,7 +480,9 @@ class Wasi:
             self._filestat(view, ptr, inode(b"<" + handle.stream.encode() + b">"), handle.filetype, 0)
             return abi.SUCCESS
         assert handle.mount is not None
-        self._filestat(view, ptr, *self._stat_entry(handle.mount, handle.comps, self._host_stat(handle)))
+        info = self._host_stat(handle)
+        self._filestat(view, ptr, *self._stat_entry(handle.mount, handle.comps, info),
+                       nlink=self.fs.nlink(handle.mount, info))
         return abi.SUCCESS
 
     def fd_filestat_set_size(self, caller: wasmtime.Caller, fd: int, size: int) -> int:
@@ -487,7 +492,7 @@ class Wasi:
         size &= U64
         if size > MAX_FILE_SIZE:
             raise Errno(abi.EFBIG)
-        self.fs.outputs.grow(size - self.fs.size(handle))
+        self.fs.outputs.grow((size - self.fs.size(handle)) * self.fs.fd_nlink(handle))  # in the results once a name
         try:
             os.ftruncate(handle.host_fd, size)
         except OSError as exc:
@@ -621,7 +626,7 @@ class Wasi:
         total = sum(len(b) for b in bufs)
         if offset + total > MAX_FILE_SIZE:
             raise Errno(abi.EFBIG)
-        self.fs.outputs.grow(offset + total - self.fs.size(handle))
+        self.fs.outputs.grow((offset + total - self.fs.size(handle)) * self.fs.fd_nlink(handle))  # once a name
         return write_at(handle.host_fd, bufs, offset)
 
     def fd_seek(self, caller: wasmtime.Caller, fd: int, offset: int, whence: int, ptr: int) -> int:
@@ -705,7 +710,9 @@ class Wasi:
                      or fdflags & abi.FDFLAG_APPEND)
         if write and not mount.writable:
             raise Errno(abi.EROFS)
-        comps, info = self.fs.resolve(mount, base.comps, path, bool(dirflags & abi.LOOKUP_SYMLINK_FOLLOW))
+        exclusive = oflags & abi.O_CREAT and oflags & abi.O_EXCL  # POSIX: never through a final symlink
+        follow = bool(dirflags & abi.LOOKUP_SYMLINK_FOLLOW) and not exclusive
+        comps, info = self.fs.resolve(mount, base.comps, path, follow)
         host = mount.host_path(comps)
         if len(self.fds) >= MAX_OPEN_FDS:
             raise Errno(abi.EMFILE)
@@ -714,6 +721,8 @@ class Wasi:
                 raise Errno(abi.ENOENT)
             if oflags & abi.O_DIRECTORY:
                 raise Errno(abi.EINVAL)
+            if path.endswith(b"/"):
+                raise Errno(abi.EISDIR)  # open(2): a trailing slash names a directory, never a new file
             self.fs.check_new_name(comps)
             self.fs.count_new_entry()
         else:
@@ -759,7 +768,9 @@ class Wasi:
 
     def path_create_directory(self, caller: wasmtime.Caller, fd: int, path_ptr: int, path_len: int) -> int:
         mount, base = self._writable_dir(fd, abi.RIGHT_PATH_CREATE_DIRECTORY)
-        comps, info = self.fs.resolve(mount, base.comps, self._bytes(self._view(caller), path_ptr, path_len), False)
+        path = self._bytes(self._view(caller), path_ptr, path_len)
+        # mkdir(2): trailing slashes name the new directory itself, so a final symlink is never followed
+        comps, info = self.fs.resolve(mount, base.comps, path.rstrip(b"/") or path, False)
         if info is not None:
             raise Errno(abi.EEXIST)
         self.fs.check_new_name(comps)
@@ -775,7 +786,7 @@ class Wasi:
         comps, info = self.fs.resolve(mount, base.comps, path, bool(flags & abi.LOOKUP_SYMLINK_FOLLOW))
         if info is None:
             raise Errno(abi.ENOENT)
-        self._filestat(view, ptr, *self._stat_entry(mount, comps, info))
+        self._filestat(view, ptr, *self._stat_entry(mount, comps, info), nlink=self.fs.nlink(mount, info))
         return abi.SUCCESS
 
     def path_filestat_set_times(self, caller: wasmtime.Caller, fd: int, flags: int, path_ptr: int, path_len: int,
@@ -793,15 +804,51 @@ class Wasi:
 
     def path_link(self, caller: wasmtime.Caller, old_fd: int, old_flags: int, old_ptr: int, old_len: int,
                   new_fd: int, new_ptr: int, new_len: int) -> int:
-        self._dir(old_fd, abi.RIGHT_PATH_LINK_SOURCE)
-        mount, _ = self._dir(new_fd, abi.RIGHT_PATH_LINK_TARGET)
-        raise Errno(abi.EPERM if mount.writable else abi.EROFS)
+        old_mount, old_base = self._dir(old_fd, abi.RIGHT_PATH_LINK_SOURCE)
+        mount, new_base = self._dir(new_fd, abi.RIGHT_PATH_LINK_TARGET)
+        if old_mount != mount:
+            raise Errno(abi.EXDEV)  # a file of a read-only mount never gets a writable name
+        if not mount.writable:
+            raise Errno(abi.EROFS)
+        if old_flags & abi.LOOKUP_SYMLINK_FOLLOW:
+            raise Errno(abi.EINVAL)  # as wasmtime: a link always names the entry itself
+        view = self._view(caller)
+        new_path = self._bytes(view, new_ptr, new_len)
+        old, info = self.fs.resolve(mount, old_base.comps, self._bytes(view, old_ptr, old_len), False)
+        new, target = self.fs.resolve(mount, new_base.comps, new_path, False)
+        if info is None:
+            raise Errno(abi.ENOENT)
+        if filetype_of(info.st_mode) == abi.FILETYPE_DIRECTORY:
+            raise Errno(abi.EPERM)
+        self.fs.check_link(mount, info)
+        self._check_new_entry(new, target, new_path)
+        self.fs.outputs.grow(info.st_size)  # each name is a file entry of the results: its bytes again
+        create_link(mount.host_path(old), mount.host_path(new))
+        self.fs.add_link(mount, old, info)
+        return abi.SUCCESS
 
     def path_symlink(self, caller: wasmtime.Caller, old_ptr: int, old_len: int, fd: int, new_ptr: int,
                      new_len: int) -> int:
-        mount, _ = self._dir(fd, abi.RIGHT_PATH_SYMLINK)
-        # results hold only files and directories: a symlink could point anywhere
-        raise Errno(abi.EPERM if mount.writable else abi.EROFS)
+        mount, base = self._writable_dir(fd, abi.RIGHT_PATH_SYMLINK)
+        view = self._view(caller)
+        target = self._bytes(view, old_ptr, old_len)
+        path = self._bytes(view, new_ptr, new_len)
+        check_link_target(target)
+        comps, info = self.fs.resolve(mount, base.comps, path, False)
+        self._check_new_entry(comps, info, path)
+        self.fs.outputs.grow(len(target))  # a symlink's target is bytes of the results
+        create_symlink(target, mount.host_path(comps))
+        return abi.SUCCESS
+
+    def _check_new_entry(self, comps: tuple[bytes, ...], info: os.stat_result | None, path: bytes) -> None:
+        """A new link may be made at ``comps``: nothing there (EEXIST, even a dangling symlink),
+        no trailing slash (ENOENT: only a directory is named so), a name the results can hold."""
+        if info is not None:
+            raise Errno(abi.EEXIST)
+        if path.endswith(b"/"):
+            raise Errno(abi.ENOENT)
+        self.fs.check_new_name(comps)
+        self.fs.count_new_entry()
 
     def path_readlink(self, caller: wasmtime.Caller, fd: int, path_ptr: int, path_len: int, buf: int,
                       buf_len: int, used_ptr: int) -> int:
@@ -847,6 +894,7 @@ class Wasi:
             os.unlink(mount.host_path(comps))
         except OSError as exc:
             raise host_error(exc) from exc
+        self.fs.drop_name(info)
         self._gone(info)
         return abi.SUCCESS
 
@@ -878,12 +926,16 @@ class Wasi:
                 raise Errno(abi.EISDIR)
             if target_dir and not self.fs.is_empty_dir(mount, new):
                 raise Errno(abi.ENOTEMPTY)
+            if (target.st_dev, target.st_ino) == (info.st_dev, info.st_ino):
+                return abi.SUCCESS  # POSIX: two names of one file: rename does nothing
         try:
             os.rename(mount.host_path(old), mount.host_path(new))
         except OSError as exc:
             raise host_error(exc) from exc
         if target is not None and identity(target) != identity(info):
-            self._gone(target)  # replaced (renaming one name of a file onto another changes nothing)
+            # replaced (renaming one name of a file onto another changes nothing)
+            self.fs.drop_name(target)
+            self._gone(target)
         return abi.SUCCESS
 
 

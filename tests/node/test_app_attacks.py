@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -167,6 +168,28 @@ async def test_odd_result_names_are_json_404s_and_log_nothing_raw(
     assert not any(ch in caplog.text for ch in "\x00\x07\x1b"), caplog.text
     async with http.get(f"{node.url}/v1/jobs/{job}/results/outputs/page.txt") as resp:
         assert (resp.status, await resp.read()) == (200, b"fine")  # the node serves on
+
+
+async def test_a_result_file_is_never_served_through_a_link(node: RunningNode, http: aiohttp.ClientSession,
+                                                          tmp_path: Path) -> None:
+    """Results may hold symlinks (SPEC 4.5; here from an output base): ``results/{path}`` serves
+    regular files only, and never resolves a link on the host, even one leading back inside."""
+    base = tmp_path / "linked"
+    base.mkdir()
+    (base / "page.txt").write_bytes(b"fine")
+    links = {"to-page": "page.txt", "up": "..", "here": ".", "far": "../../../../../../etc/hostname"}
+    for name, target in links.items():
+        os.symlink(target, base / name)
+    root = write_car(base, tmp_path / "linked.car")
+    assert (await put(http, node.url, root, (tmp_path / "linked.car").read_bytes()))[0] == 201
+    assert (await put(http, node.url, module_cid(HELLO), HELLO, "application/octet-stream"))[0] == 201
+    status, job = await _job(http, node.url, JobSpec(module=module_cid(HELLO), output_base=str(root)))
+    assert status == 200 and job["state"] == "done", job
+    for name in ("outputs/to-page", "outputs/up/stdout", "outputs/here/page.txt", "outputs/far", "outputs/up"):
+        async with http.get(f"{node.url}/v1/jobs/{job['job_cid']}/results/{name}") as resp:
+            assert resp.status == 404, (name, await resp.read())
+    async with http.get(f"{node.url}/v1/jobs/{job['job_cid']}/results/outputs/page.txt") as resp:
+        assert (resp.status, await resp.read()) == (200, b"fine")
 
 
 async def test_result_files_are_never_rendered_by_a_browser(node: RunningNode, http: aiohttp.ClientSession,

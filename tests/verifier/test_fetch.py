@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cod.content.car import write_car
@@ -51,3 +52,15 @@ def test_chunked_files_stay_under_the_per_chunk_overhead(tmp_path: Path) -> None
     data = 5 * (1 << 20) + 1  # 6 chunks
     (tree / "f").write_bytes(b"\x01" * data)
     assert _car_size(tree, tmp_path) <= CAR_HEADER_MAX + data + PER_CHUNK_OVERHEAD * 6 + PER_ENTRY_OVERHEAD * 2
+
+
+def test_symlinks_with_the_longest_targets_stay_under_the_bound(tmp_path: Path) -> None:
+    # a job's symlink target counts against output_bytes (SPEC 4.5): 1024-byte targets under
+    # 255-byte names, so each entry is over PER_ENTRY_OVERHEAD without its target's bytes
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(300):
+        os.symlink(f"{i:05d}".ljust(1024, "t"), tree / f"{i:05d}".ljust(255, "n"))
+    size = _car_size(tree, tmp_path)
+    assert size > PER_ENTRY_OVERHEAD * (300 + 1)  # the targets are what takes it over the entries' overhead
+    assert size <= CAR_HEADER_MAX + 300 * 1024 + PER_ENTRY_OVERHEAD * (300 + 1)

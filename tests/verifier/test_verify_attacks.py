@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -279,6 +280,24 @@ async def test_agreement_on_a_result_built_on_a_big_output_base_is_downloaded(
     assert row is not None  # cod get later: the recorded measure bounds that download too
     got = await fetch.fetch_results(row, tmp_path / "again", None, base=recorded)
     assert (got / "outputs" / "deep" / "big.bin").read_bytes() == big
+
+
+async def test_results_holding_guest_made_links_are_agreed_and_downloaded_as_links(
+        stack: Devstack, records: Records, tmp_path: Path) -> None:
+    """The escape vector makes ``up -> ..`` and a hard link in its outputs: two nodes agree on
+    them, and the requester (verify, then cod get's fetch_results) writes the link as a link
+    and the hard link as a file, never following anything (SPEC 4.5, 7.4)."""
+    job = prepare(VECTORS / "escape.wasm", [], inputs=[f"{VECTORS / 'data' / 'escape'}:/inputs"])
+    result = await verify(job, stack.urls[:2], 2, records=records, output_dir=tmp_path / "out" / "r")
+    assert result.outcome == "verified" and result.result_checked, result.note
+    row = records.job(result.job_cid)
+    assert row is not None
+    got = await fetch.fetch_results(row, tmp_path / "again" / "r", None)
+    for where in (tmp_path / "out" / "r", got):
+        assert os.readlink(where / "outputs" / "up") == ".."
+        assert sorted(os.listdir(where / "outputs")) == ["file", "hard", "up"]
+        assert not (where / "outputs" / "hard").is_symlink()
+        assert sorted(os.listdir(where.parent)) == ["r"]  # nothing beside the results directory
 
 
 async def test_a_node_that_drips_its_answer_fails_at_the_deadline(stack: Devstack, records: Records) -> None:

@@ -170,3 +170,35 @@ def test_a_file_input_at_the_root_is_a_read_only_root_that_hides_nothing(tmp_pat
     assert b"outputs" not in stdout.split(b"\0\0\0f", 1)[0]
     assert sorted(os.listdir(tmp_path / "src")) == ["f"] and source.read_bytes() == text
     assert sorted(os.listdir(result.results_dir / "outputs")) == []
+
+
+def test_a_results_tree_of_guest_made_links_is_hashed_as_js_does_and_exported_as_links(tmp_path: Path,
+                                                                                       engine: Engine) -> None:
+    """The escape vector (C, wasi-libc) run for real: its absolute symlink is refused (EPERM,
+    as wasmtime), ``up -> ..`` and a hard link are made; the results hash as js-ipfs-unixfs
+    hashes the same tree (the link a UnixFS symlink, the hard link a second file entry), and
+    a CAR of them unpacks to links that are never followed."""
+    from cod.content.car import write_car
+    from cod.content.export import unpack_car
+
+    from ..helpers import VECTORS, js_unixfs_cid
+
+    wasm = (VECTORS / "escape.wasm").read_bytes()
+    data = VECTORS / "data" / "escape"
+    spec = JobSpec(module=module_cid(wasm), args=("escape.wasm",),
+                   inputs=(Input(cid=str(cid_of_tree(data)), path="/inputs"),))
+    result = run(spec, wasm, {"/inputs": data}, tmp_path / "results", engine)
+    out = (result.results_dir / "stdout").read_text()
+    assert "symlink /outputs/evil -> /etc/passwd: Operation not permitted\n" in out
+    assert "symlink /outputs/up -> ..: ok\n" in out and "link /outputs/hard -> /outputs/file: ok\n" in out
+    outputs = result.results_dir / "outputs"
+    assert sorted(os.listdir(outputs)) == ["file", "hard", "up"]
+    assert os.readlink(outputs / "up") == ".." and not (outputs / "hard").is_symlink()
+    assert result.result_cid == js_unixfs_cid(result.results_dir)
+    car = tmp_path / "results.car"
+    assert str(write_car(result.results_dir, car)) == result.result_cid
+    with open(car, "rb") as source:
+        unpack_car(source, CID.parse(result.result_cid), tmp_path / "got", tmp_path / "scratch")
+    assert os.readlink(tmp_path / "got" / "outputs" / "up") == ".."
+    assert str(cid_of_tree(tmp_path / "got")) == result.result_cid
+    assert sorted(os.listdir(tmp_path)) == ["got", "results", "results.car", "scratch"]

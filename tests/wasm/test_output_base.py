@@ -23,7 +23,7 @@ from cod.jobspec import Input
 from cod.local import prepare
 from cod.wasm import vfs
 
-from ..helpers import VECTORS
+from ..helpers import VECTORS, js_unixfs_cid
 from .wasi_harness import Harness
 
 ENOENT, ENAMETOOLONG, EINVAL, EISDIR, ENOTCAPABLE, ENOSPC = 44, 37, 28, 31, 76, 51
@@ -175,14 +175,18 @@ def test_the_creation_cap_counts_only_new_entries(engine: Engine, tmp_path: Path
     assert (tmp_path / "r" / "stdout").read_bytes().endswith(b"3 mkdir -> 0\n4 mkdir -> 51\n")  # ENOSPC
 
 
-def test_a_base_holding_a_symlink_is_refused(engine: Engine, tmp_path: Path) -> None:
+def test_a_base_holding_symlinks_is_copied_with_them_never_followed(engine: Engine, tmp_path: Path) -> None:
+    """Results hold symlinks (SPEC 4.5), so a base may: each is copied as a link with its
+    target's bytes, and the results hash as js-ipfs-unixfs hashes the same tree."""
     base = _base(tmp_path)
     os.symlink("f", base / "d" / "link")
-    with pytest.raises(InputError, match="symlink"):
-        run(_spec(base), FSPROG, {"/": str(base)}, tmp_path / "r", engine)
-    assert not (tmp_path / "r").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".cod-")]
-    with pytest.raises(InputError, match="symlink"):
-        prepare(VECTORS / "fsprog.wasm", ["/prog"], outputs="/", output_base=str(base))
+    os.symlink("../../outside", base / "up")
+    job = prepare(VECTORS / "fsprog.wasm", ["/prog"], outputs="/", output_base=str(base))
+    result = run(job.spec, job.wasm, job.sources, tmp_path / "r", engine)
+    outputs = tmp_path / "r" / "outputs"
+    assert os.readlink(outputs / "d" / "link") == "f" and os.readlink(outputs / "up") == "../../outside"
+    assert not (tmp_path / "outside").exists()
+    assert result.result_cid == js_unixfs_cid(tmp_path / "r")
 
 
 def test_a_missing_base_is_an_input_error(engine: Engine, tmp_path: Path) -> None:
@@ -218,9 +222,6 @@ def test_cod_run_output_base(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["spec"]["output_base"] == str(Importer().tree(base).cid)
     assert (tmp_path / "r" / "outputs" / "f").read_bytes() == b"helloAAA"
-    os.symlink("f", base / "link")
-    refused = cod("run", str(VECTORS / "fsprog.wasm"), "--outputs", "/", "--output-base", str(base))
-    assert refused.returncode == InputError.code and "symlink" in refused.stderr
 
 
 def test_fdstat_reports_the_sync_and_nonblock_flags_given_at_open(root: Harness) -> None:

@@ -5,7 +5,8 @@ lengths, in-bounds and edge pointers and the file-size limits) and guest memory 
 (with a path string at 0x100 so path functions reach the file system, and two valid
 iovecs at 0x200 so I/O functions reach the file). Each example runs
 twice, each time on a fresh copy of the same state: an input mount holding files, a
-directory and symlinks, an output mount holding a file and a directory, and open fds.
+directory and symlinks, an output mount holding a file, a directory, symlinks and a hard link,
+and open fds.
 
 No Python exception may escape (a job's errno, proc_exit and a cap are the only outcomes;
 never a host fault), and both runs must end with the same return value, the same memory,
@@ -31,7 +32,8 @@ from cod.wasm.wasi import ProcExit
 from .wasi_harness import Harness
 
 PATHS = [b"a.txt", b"b", b"b/c", b"b/", b"link", b"loop", b"up", b"abs", b".", b"..", b"../x", b"/etc",
-         b"new", b"od", b"od/n", b"o.txt", b"a" * 256, b"x\xff", b"b/../a.txt", b"link/"]
+         b"new", b"od", b"od/n", b"o.txt", b"a" * 256, b"x\xff", b"b/../a.txt", b"link/",
+         b"ol", b"oup", b"oup/x", b"od/hard", b"ol/"]
 EDGES32 = [0, 1, 2, 3, 4, 5, 6, 7, 8, 0x80, 0x100, 0x200, 0xFFF0, 0xFFF8, 0xFFFC, 0xFFFF, 0x10000, 1 << 31,
            (1 << 32) - 1]
 EDGES64 = [0, 1, -1, 1 << 40, (1 << 40) + 1, 1 << 44, (1 << 63) - 1, -(1 << 63), 1 << 20]
@@ -56,11 +58,14 @@ def _snapshot(root: Path) -> list[tuple[str, bytes | None]]:
     out: list[tuple[str, bytes | None]] = []
     for dirpath, dirs, files in os.walk(root):
         dirs.sort()
-        for name in sorted(dirs):
-            out.append((os.path.relpath(os.path.join(dirpath, name), root), None))
-        for name in sorted(files):
+        for name in sorted(dirs + files):  # a symlink (os.walk lists one to a directory in dirs): its target
             path = os.path.join(dirpath, name)
-            out.append((os.path.relpath(path, root), Path(path).read_bytes()))
+            if os.path.islink(path):
+                out.append((os.path.relpath(path, root), b"-> " + os.fsencode(os.readlink(path))))
+            elif name in dirs:
+                out.append((os.path.relpath(path, root), None))
+            else:
+                out.append((os.path.relpath(path, root), Path(path).read_bytes()))
     return out
 
 
@@ -70,6 +75,9 @@ def _once(engine: Engine, base: Path, inputs: Path, name: str, args: list[int], 
     try:
         (h.outputs / "o.txt").write_bytes(b"output file")
         (h.outputs / "od").mkdir()
+        os.symlink("o.txt", h.outputs / "ol")  # links a job could have made (SPEC 4.5)
+        os.symlink("..", h.outputs / "oup")
+        os.link(h.outputs / "o.txt", h.outputs / "od" / "hard")
         assert h.open(b"a.txt", dirfd=h.inputs_fd)[0] == 0  # fd 5
         assert h.open(b"o.txt", write=True)[0] == 0  # fd 6
         h.write(0, memory)

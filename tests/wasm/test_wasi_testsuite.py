@@ -34,16 +34,8 @@ SUITES = ("assemblyscript", "c", "rust")
 TARGET = "wasm32-wasip1"
 ROOT = "/"
 
-SYMLINKS = "creates symlinks: path_symlink gives EPERM in the output mount, results hold no symlinks (4.5)"
 CONTRADICTS: dict[str, str] = {
     "c/sock_shutdown-invalid_fd": "expects fd 3 closed: the output mount is always preopened, at fd 3 here (4.5)",
-    "rust/nofollow_errors": SYMLINKS,
-    "rust/path_exists": SYMLINKS,
-    "rust/path_link": "creates hard links: path_link gives EPERM in the output mount (4.5)",
-    "rust/path_symlink_trailing_slashes": SYMLINKS,
-    "rust/readlink": SYMLINKS,
-    "rust/symlink_create": SYMLINKS,
-    "rust/symlink_filestat": SYMLINKS,
 }
 """``suite/name`` -> why SPEC.md decides otherwise (kept equal to the table in SPEC 4.7)."""
 
