@@ -8,6 +8,7 @@ compute the same CID for the directory cod wrote.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import struct
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 from cod import CodError, Engine, JobSpec, cid_of_tree, module_cid, run
 from cod.wasm.entropy import RandomStream
 
-from .helpers import VECTORS, ipfs_car_cid, js_unixfs_cid, load_vector, vector_modules, vector_names
+from .helpers import VECTORS, ipfs_car_cid, js_unixfs_cid, load_vector, run_cod, vector_modules, vector_names
 
 
 def _has_empty_dir(root: Path) -> bool:
@@ -154,6 +155,19 @@ def test_rust_wordfreq_vector_agrees_with_python(tmp_path: Path) -> None:
     expected = _reference_results(tmp_path / "expected", stdout, {"freq.txt": freq})
     assert vector["expect"]["stdout"] == stdout
     assert js_unixfs_cid(expected) == vector["expect"]["result_cid"]
+
+
+def test_rust_vector_agrees_on_three_nodes(tmp_path: Path) -> None:
+    """`cod run --verify 3` on the embedded network: three nodes sign the vector's result (the Go
+    word count's run on three nodes is tests/test_examples.py's, from the example's README)."""
+    vector = load_vector("wordfreq")
+    done = run_cod(tmp_path, "run", "--json", "--verify", "3", str(VECTORS / vector["module"]), "-i",
+                   f"{VECTORS / vector['inputs']['/inputs']}:/inputs", "--output-dir", str(tmp_path / "results"))
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)
+    assert (job["job_cid"], job["outcome"], job["n"]) == (vector["job_cid"], "verified", 3)
+    assert (job["result_cid"], job["fuel_used"]) == (vector["expect"]["result_cid"], vector["expect"]["fuel_used"])
+    assert js_unixfs_cid(tmp_path / "results") == vector["expect"]["result_cid"]
 
 
 def _lines(stdout: str) -> dict[str, str]:
