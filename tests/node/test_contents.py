@@ -1,0 +1,216 @@
+"""Every file and directory inside what a node holds is addressable by its own CID (SPEC 9.9,
+"Contents"): inside a dataset, a stored tree (an upload, a fetch) and a job's results, a node
+answers `GET /v1/holdings?cid=` for it (under ``inside``), mounts it for a job (a file CID as a
+single-file input, a directory CID as a directory), serves it at `GET /v1/blobs/{cid}`, and the
+verifier's require_local counts it as held.
+
+Real nodes on loopback; expected CIDs come from the js-ipfs-unixfs importer and ipfs-car, the
+expected outputs from the files' own bytes (a word count by hand, a `cat`).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from cod.content.car import read_car
+from cod.content.cid import CID
+from cod.local import PreparedJob, prepare
+from cod.node.caps import NodeCaps
+from cod.node.server import RunningNode, start_node
+from verifier import Records, verify
+
+from ..helpers import VECTORS, ipfs_car_cid, js_unixfs_cid
+from ..node_kit import CAR_TYPE, cat_wat, put, put_module, wat
+
+WORDCOUNT = VECTORS / "wordcount.wasm"
+
+
+@pytest.fixture()
+def corpus(tmp_path: Path) -> Path:
+    copy = tmp_path / "corpus"
+    shutil.copytree(VECTORS / "data" / "wordcount", copy)
+    return copy
+
+
+@pytest.fixture()
+def cat(tmp_path: Path) -> Path:
+    """A module printing /inputs/f (up to 4096 bytes): a job on one single-file input."""
+    path = tmp_path / "cat.wasm"
+    path.write_bytes(wat(cat_wat("f")))
+    return path
+
+
+async def _start(tmp_path: Path, name: str, **options: object) -> RunningNode:
+    return await start_node(tmp_path / name, concurrency=1, **options)
+
+
+async def _modules(http: aiohttp.ClientSession, urls: list[str], *modules: Path) -> None:
+    """Give the nodes the modules (require_local asks the nodes to hold the module too)."""
+    for url in urls:
+        for module in modules:
+            await put_module(http, url, module.read_bytes())
+
+
+async def _inside(http: aiohttp.ClientSession, url: str, *cids: str) -> list[str]:
+    async with http.get(f"{url}/v1/holdings", params=[("cid", cid) for cid in cids]) as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    assert body["truncated"] is False
+    inside: list[str] = body["inside"]
+    return inside
+
+
+def _counted(folder: Path, mount: str) -> str:
+    """wordcount's count.txt for ``folder``, by hand: 'lines words bytes path' of every file in
+    path order."""
+    rows = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        rows.append((data.count(b"\n"), len(data.split()), len(data), f"{mount}/{path.relative_to(folder)}"))
+    return "".join(f"{a} {b} {c} {name}\n" for a, b, c, name in rows)
+
+
+def _by_cid(module: Path, cid: str, mount: str) -> PreparedJob:
+    job = prepare(module, [], inputs=[f"ipfs://{cid}:{mount}"])
+    assert job.sources == {}  # this requester has no bytes of it: only nodes do
+    return job
+
+
+async def test_a_file_and_a_directory_inside_a_dataset_run_on_three_nodes_by_their_cids(
+        tmp_path: Path, corpus: Path, cat: Path, records: Records, http: aiohttp.ClientSession) -> None:
+    """The issue's case: three nodes serve a dataset; `-i FILECID:/inputs/f` and `-i DIRCID:/inputs`
+    (a file and a subdirectory of it) run verified on all three with require_local."""
+    file_cid = js_unixfs_cid(corpus / "moby.txt")
+    dir_cid = js_unixfs_cid(corpus / "more")
+    nodes = [await _start(tmp_path, f"n{i}", datasets=[corpus]) for i in range(3)]
+    urls = [n.url for n in nodes]
+    try:
+        await _modules(http, urls, cat, WORDCOUNT)
+        for url in urls:
+            assert await _inside(http, url, file_cid, dir_cid) == sorted([file_cid, dir_cid])
+        by_file = await verify(_by_cid(cat, file_cid, "/inputs/f"), urls, 3, records=records,
+                               require_local=True, output_dir=tmp_path / "f")
+        assert by_file.outcome == "verified"
+        assert (tmp_path / "f" / "stdout").read_bytes() == (corpus / "moby.txt").read_bytes()
+        by_dir = await verify(_by_cid(WORDCOUNT, dir_cid, "/inputs"), urls, 3, records=records,
+                              require_local=True, output_dir=tmp_path / "d")
+        assert by_dir.outcome == "verified"
+        assert (tmp_path / "d" / "outputs" / "count.txt").read_text() == _counted(corpus / "more", "/inputs")
+        assert all(n.node.fetcher.fetched_bytes == 0 for n in nodes)  # nothing was fetched or uploaded
+        async with http.get(f"{urls[0]}/v1/blobs/{file_cid}") as resp:  # served as its bytes
+            assert resp.status == 200 and await resp.read() == (corpus / "moby.txt").read_bytes()
+        async with http.get(f"{urls[0]}/v1/blobs/{dir_cid}") as resp:  # and a directory as its CAR
+            assert resp.status == 200 and resp.content_type == CAR_TYPE
+            roots, blocks = read_car(io.BytesIO(await resp.read()))
+            assert [str(r) for r in roots] == [dir_cid] and len(list(blocks)) == 3  # the directory, two files
+    finally:
+        for node in nodes:
+            await node.stop()
+
+
+async def test_inside_an_uploaded_tree_a_file_and_a_directory_are_held_served_and_mounted(
+        tmp_path: Path, corpus: Path, cat: Path, records: Records, http: aiohttp.ClientSession) -> None:
+    car = tmp_path / "corpus.car"
+    root = ipfs_car_cid(corpus, car)
+    file_cid = js_unixfs_cid(corpus / "more" / "cod.txt")
+    dir_cid = js_unixfs_cid(corpus / "more")
+    node = await _start(tmp_path, "n")
+    try:
+        assert (await put(http, node.url, root, car.read_bytes()))[0] == 201
+        await _modules(http, [node.url], cat, WORDCOUNT)
+        assert await _inside(http, node.url, file_cid, dir_cid, root) == sorted([file_cid, dir_cid, root])
+        async with http.get(f"{node.url}/v1/blobs/{file_cid}") as resp:
+            assert resp.status == 200 and await resp.read() == (corpus / "more" / "cod.txt").read_bytes()
+        await verify(_by_cid(cat, file_cid, "/inputs/f"), [node.url], 1, records=records, require_local=True,
+                     output_dir=tmp_path / "f")
+        assert (tmp_path / "f" / "stdout").read_bytes() == (corpus / "more" / "cod.txt").read_bytes()
+        await verify(_by_cid(WORDCOUNT, dir_cid, "/inputs"), [node.url], 1, records=records,
+                     require_local=True, output_dir=tmp_path / "d")
+        assert (tmp_path / "d" / "outputs" / "count.txt").read_text() == _counted(corpus / "more", "/inputs")
+    finally:
+        await node.stop()
+
+
+async def test_inside_a_result_a_file_and_the_outputs_directory_are_addressable(
+        tmp_path: Path, corpus: Path, cat: Path, records: Records, http: aiohttp.ClientSession) -> None:
+    node = await _start(tmp_path, "n", datasets=[corpus])
+    try:
+        first = await verify(_by_cid(WORDCOUNT, js_unixfs_cid(corpus), "/inputs"), [node.url], 1,
+                             records=records, output_dir=tmp_path / "r")
+        count = tmp_path / "r" / "outputs" / "count.txt"
+        file_cid, outputs_cid = js_unixfs_cid(count), js_unixfs_cid(tmp_path / "r" / "outputs")
+        result_cid = js_unixfs_cid(tmp_path / "r")
+        assert result_cid == first.result_cid
+        assert await _inside(http, node.url, file_cid, outputs_cid, result_cid) == sorted(
+            [file_cid, outputs_cid, result_cid])
+        await _modules(http, [node.url], cat)
+        await verify(_by_cid(cat, file_cid, "/inputs/f"), [node.url], 1, records=records,
+                     require_local=True, output_dir=tmp_path / "f")
+        assert (tmp_path / "f" / "stdout").read_bytes() == count.read_bytes()
+        async with http.get(f"{node.url}/v1/blobs/{outputs_cid}") as resp:
+            assert resp.status == 200 and resp.content_type == CAR_TYPE
+            roots, _ = read_car(io.BytesIO(await resp.read()))
+            assert [str(r) for r in roots] == [outputs_cid]
+    finally:
+        await node.stop()
+
+
+async def test_the_index_outlives_a_restart_and_forgets_what_is_gone(tmp_path: Path, corpus: Path,
+                                                                    http: aiohttp.ClientSession) -> None:
+    from cod.node.contents import Contents
+
+    moby = js_unixfs_cid(corpus / "moby.txt")
+    cod_txt = js_unixfs_cid(corpus / "more" / "cod.txt")
+    node = await _start(tmp_path, "n", datasets=[corpus])
+    await node.stop()
+    assert {row[0] for row in Contents(tmp_path / "n" / "contents.db").find(moby)} == {"dataset"}  # on disk
+    node = await _start(tmp_path, "n", datasets=[corpus])
+    try:
+        assert await _inside(http, node.url, moby, cod_txt) == sorted([moby, cod_txt])
+        (corpus / "moby.txt").write_bytes(b"Call me Ishmael.\n")  # the dataset changes: a new CID
+        changed = js_unixfs_cid(corpus / "moby.txt")
+        async with http.get(f"{node.url}/v1/blobs/{moby}") as resp:  # the fingerprint is taken: changed
+            assert resp.status == 404
+        assert await _inside(http, node.url, moby, cod_txt, changed) == sorted([cod_txt, changed])
+    finally:
+        await node.stop()
+
+
+async def test_a_chunk_of_a_file_is_not_a_file_of_the_tree(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """Only the roots of files and directories are addressable: a raw leaf of a file of two
+    chunks (a block, not a file of the tree) is not held, whatever it hashes to."""
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "big").write_bytes(b"a" * (1 << 20) + b"b")  # two chunks: a dag-pb File over two raw leaves
+    (tree / "small").write_bytes(b"b")  # (the same bytes as the second leaf: a file of its own too)
+    car = tmp_path / "t.car"
+    root = ipfs_car_cid(tree, car)
+    leaf = str(CID.of(0x55, b"a" * (1 << 20)))
+    node = await _start(tmp_path, "n")
+    try:
+        assert (await put(http, node.url, root, car.read_bytes()))[0] == 201
+        assert root == js_unixfs_cid(tree)
+        files = [js_unixfs_cid(tree / "big"), js_unixfs_cid(tree / "small")]
+        assert await _inside(http, node.url, leaf, *files) == sorted(files)
+        async with http.get(f"{node.url}/v1/blobs/{leaf}") as resp:
+            assert resp.status == 404
+    finally:
+        await node.stop()
+
+
+async def test_a_tree_past_max_entries_is_addressable_by_its_root_only(tmp_path: Path, corpus: Path,
+                                                                       http: aiohttp.ClientSession) -> None:
+    """The index is bounded: a dataset of more entries than max_entries indexes none of them
+    (its root is still offered); a request can never make the node walk it."""
+    node = await _start(tmp_path, "n", datasets=[corpus], caps=NodeCaps(max_entries=3))
+    try:
+        async with http.get(f"{node.url}/v1/holdings") as resp:
+            assert (await resp.json())["datasets"] == [js_unixfs_cid(corpus)]
+        assert await _inside(http, node.url, js_unixfs_cid(corpus / "moby.txt")) == []
+    finally:
+        await node.stop()
