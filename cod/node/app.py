@@ -45,7 +45,7 @@ from ..wasm.binary import table_minimums
 from ..wasm.engine import profile_id, wasmtime_version
 from ..web import answers
 from ..web.body import check_strings, parse_json
-from ..web.files import stored_file
+from ..web.files import NOSNIFF, stored_file
 from . import disk, joblog, openapi
 from .caps import UPLOAD_CAPS, NodeCaps
 from .cars import CarCache
@@ -191,9 +191,9 @@ class Node:
         await self.pool.warm()
         self.docker_ok = await self.docker.available()
         results = {job: result for job, _seq, result in self.jobs.done_rows() if (self.results / job).is_dir()}
-        listing = asyncio.create_task(asyncio.to_thread(self._list_unlisted, results))
-        self._tasks.add(listing)
-        listing.add_done_callback(self._tasks.discard)
+        self.listing = asyncio.create_task(asyncio.to_thread(self._list_unlisted, results))  # in the background
+        self._tasks.add(self.listing)
+        self.listing.add_done_callback(self._tasks.discard)
         if self.retention.collect_every_s:
             task = asyncio.create_task(self._collect_forever())
             self._tasks.add(task)
@@ -986,6 +986,23 @@ def _error(exc: CodError) -> web.Response:
     return web.json_response(body, status=status, headers=headers)
 
 
+async def _transient_car(request: web.Request, car: Path) -> web.StreamResponse:
+    """Send the CAR file ``car`` and remove it (it is removed at once: the open file is read)."""
+    try:
+        handle = open(car, "rb")
+    finally:
+        car.unlink(missing_ok=True)
+    with handle:
+        response = web.StreamResponse(headers={"Content-Type": CAR_TYPE, "Content-Disposition": "attachment",
+                                               **NOSNIFF})
+        response.content_length = os.fstat(handle.fileno()).st_size
+        await response.prepare(request)
+        while chunk := await asyncio.to_thread(handle.read, CHUNK):
+            await response.write(chunk)
+        await response.write_eof()
+    return response
+
+
 def http_error_body(status: int, message: str) -> dict[str, Any]:
     """The JSON error body of an HTTP-level refusal (no route, wrong method, unparsable request)."""
     return answers.http_error_body(status, message, HTTP_HINTS)
@@ -1112,7 +1129,7 @@ def app(node: Node) -> web.Application:
                 raise NotFound(f"no blob {cid} on this node")
             if not inner[1] and CAR_TYPE not in request.headers.get("Accept", ""):
                 return stored_file(inner[0])
-            tree = inner[0]
+            return await _transient_car(request, await node.cars.transient(cid, inner[0]))
         return stored_file(await node.car_of(cid, tree), CAR_TYPE)
 
     @routes.post("/v1/jobs")

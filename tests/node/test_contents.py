@@ -61,7 +61,7 @@ async def _inside(http: aiohttp.ClientSession, url: str, *cids: str) -> list[str
         assert resp.status == 200
         body = await resp.json()
     assert body["truncated"] is False
-    inside: list[str] = body["inside"]
+    inside: list[str] = body.get("inside", [])
     return inside
 
 
@@ -212,5 +212,97 @@ async def test_a_tree_past_max_entries_is_addressable_by_its_root_only(tmp_path:
         async with http.get(f"{node.url}/v1/holdings") as resp:
             assert (await resp.json())["datasets"] == [js_unixfs_cid(corpus)]
         assert await _inside(http, node.url, js_unixfs_cid(corpus / "moby.txt")) == []
+    finally:
+        await node.stop()
+
+
+async def test_a_directory_inside_is_served_as_a_car_never_kept(tmp_path: Path, corpus: Path,
+                                                                http: aiohttp.ClientSession) -> None:
+    """The CAR of a directory inside a held tree is built per request and never kept: nested
+    directories cannot make the node keep a copy of a tree per level."""
+    dir_cid = js_unixfs_cid(corpus / "more")
+    node = await _start(tmp_path, "n", datasets=[corpus])
+    try:
+        for _ in range(2):
+            async with http.get(f"{node.url}/v1/blobs/{dir_cid}") as resp:
+                assert resp.status == 200 and resp.headers["X-Content-Type-Options"] == "nosniff"
+                roots, _ = read_car(io.BytesIO(await resp.read()))
+                assert [str(r) for r in roots] == [dir_cid]
+        async with http.head(f"{node.url}/v1/blobs/{dir_cid}") as resp:
+            assert resp.status == 200
+        assert dir_cid not in node.node.cars.kept() and not [
+            p for p in (tmp_path / "n" / "cars").iterdir() if dir_cid in p.name or p.name.startswith(".car-")]
+    finally:
+        await node.stop()
+
+
+async def test_a_private_module_inside_a_tree_is_never_answered(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    hello = VECTORS / "hello.wasm"
+    tree = tmp_path / "t"
+    tree.mkdir()
+    shutil.copy(hello, tree / "copy.wasm")
+    (tree / "other").write_bytes(b"x")
+    car = tmp_path / "t.car"
+    root = ipfs_car_cid(tree, car)
+    private = js_unixfs_cid(hello)
+    node = await _start(tmp_path, "n", private_modules=[hello])
+    try:
+        assert (await put(http, node.url, root, car.read_bytes()))[0] == 201
+        assert await _inside(http, node.url, private, js_unixfs_cid(tree / "other")) == [js_unixfs_cid(tree / "other")]
+        async with http.get(f"{node.url}/v1/blobs/{private}") as resp:
+            assert resp.status == 404
+    finally:
+        await node.stop()
+
+
+async def test_the_collector_keeps_a_result_a_running_job_reads_then_forgets_it(
+        tmp_path: Path, corpus: Path, records: Records, http: aiohttp.ClientSession) -> None:
+    from cod.jobspec import Input, JobSpec, Limits
+    from cod.node.collector import Retention
+
+    from ..node_kit import BUSY_WAT, until_state
+
+    node = await _start(tmp_path, "n", datasets=[corpus], retention=Retention(keep_jobs=0, keep_results_s=0))
+    try:
+        await verify(_by_cid(WORDCOUNT, js_unixfs_cid(corpus), "/inputs"), [node.url], 1, records=records,
+                     output_dir=tmp_path / "r")
+        count = js_unixfs_cid(tmp_path / "r" / "outputs" / "count.txt")
+        busy = await put_module(http, node.url, wat(BUSY_WAT))
+        spec = JobSpec(module=busy, inputs=(Input(cid=count, path="/inputs/f"),), limits=Limits(timeout_ms=120_000))
+        async with http.post(f"{node.url}/v1/jobs", json={"spec": spec.to_dict()}) as resp:
+            assert resp.status == 202, await resp.text()
+        await until_state(http, node.url, str(spec.cid), {"running"})
+        far = node.node.clock() + 10**18
+        assert (await node.node.collect(far))["results"] == []  # the running job reads a file of it
+        assert await _inside(http, node.url, count) == [count]
+        async with http.delete(f"{node.url}/v1/jobs/{spec.cid}") as resp:
+            assert resp.status == 200
+        removed = await node.node.collect(far)
+        assert len(removed["results"]) == 1 and await _inside(http, node.url, count) == []
+        assert node.node.contents.find(count) == []
+    finally:
+        await node.stop()
+
+
+async def test_a_lost_index_is_made_again_at_start_and_a_tree_gone_behind_the_node_answers_nothing(
+        tmp_path: Path, corpus: Path, http: aiohttp.ClientSession) -> None:
+    car = tmp_path / "c.car"
+    root = ipfs_car_cid(corpus, car)
+    cod_txt = js_unixfs_cid(corpus / "more" / "cod.txt")
+    node = await _start(tmp_path, "n")
+    assert (await put(http, node.url, root, car.read_bytes()))[0] == 201
+    await node.stop()
+    for name in ("contents.db", "contents.db-wal", "contents.db-shm"):
+        (tmp_path / "n" / name).unlink(missing_ok=True)
+    node = await _start(tmp_path, "n")
+    try:
+        await node.node.listing  # the listing of what was stored unlisted
+        assert await _inside(http, node.url, cod_txt) == [cod_txt]
+        shutil.rmtree(tmp_path / "n" / "blobs" / "trees" / root)  # removed behind the node's back
+        assert await _inside(http, node.url, cod_txt) == []
+        async with http.get(f"{node.url}/v1/blobs/{cod_txt}") as resp:
+            assert resp.status == 404
+        unknown = [str(CID.of(0x55, n.to_bytes(4, "big"))) for n in range(64)]  # CIDs nothing lists
+        assert await _inside(http, node.url, *unknown) == []
     finally:
         await node.stop()
