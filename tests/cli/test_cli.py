@@ -157,3 +157,31 @@ def test_a_module_named_by_path_or_by_cid_is_one_job(tmp_path: Path) -> None:
         with urllib.request.urlopen(f"{url}/v1/jobs", timeout=30) as resp:
             jobs = json.loads(resp.read())["jobs"]
         assert [job["job_cid"] for job in jobs] == [views[0]["job_cid"]]  # the second was answered from the record
+
+
+async def test_a_file_of_a_dataset_three_nodes_serve_runs_by_its_cid(tmp_path: Path) -> None:
+    """Issue 20: three nodes serve a dataset; `cod run --verify 3 -i FILECID:/inputs/f` (the CID of one
+    file in it, from the js-ipfs-unixfs importer) runs on all three, with --require-local too."""
+    import asyncio
+    import shutil
+
+    from cod.node.server import start_node
+
+    from ..helpers import js_unixfs_cid, run_cod
+    from ..node_kit import cat_wat, wat
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(VECTORS / "data" / "wordcount", corpus)
+    (tmp_path / "cat.wasm").write_bytes(wat(cat_wat("f")))
+    file_cid = js_unixfs_cid(corpus / "moby.txt")
+    nodes = [await start_node(tmp_path / f"n{i}", concurrency=1, datasets=[corpus]) for i in range(3)]
+    try:
+        flags = [flag for node in nodes for flag in ("--node", node.url)]
+        for extra in ([], ["--require-local"]):  # the first run gave the nodes the module
+            done = await asyncio.to_thread(run_cod, tmp_path, "run", "--verify", "3", *extra, *flags, "-i",
+                                           f"{file_cid}:/inputs/f", "cat.wasm")
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.encode() == (corpus / "moby.txt").read_bytes()
+    finally:
+        for node in nodes:
+            await node.stop()

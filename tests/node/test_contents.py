@@ -205,13 +205,18 @@ async def test_a_chunk_of_a_file_is_not_a_file_of_the_tree(tmp_path: Path, http:
 
 async def test_a_tree_past_max_entries_is_addressable_by_its_root_only(tmp_path: Path, corpus: Path,
                                                                        http: aiohttp.ClientSession) -> None:
-    """The index is bounded: a dataset of more entries than max_entries indexes none of them
-    (its root is still offered); a request can never make the node walk it."""
-    node = await _start(tmp_path, "n", datasets=[corpus], caps=NodeCaps(max_entries=3))
+    """The index is bounded: with max_entries = 3, a dataset of 5 entries below its root lists
+    none of them (its root is still offered), one of 3 lists all; a request never walks a tree."""
+    small = tmp_path / "small"
+    (small / "d").mkdir(parents=True)
+    (small / "a").write_bytes(b"a\n")
+    (small / "d" / "b").write_bytes(b"b\n")
+    node = await _start(tmp_path, "n", datasets=[corpus, small], caps=NodeCaps(max_entries=3))
     try:
         async with http.get(f"{node.url}/v1/holdings") as resp:
-            assert (await resp.json())["datasets"] == [js_unixfs_cid(corpus)]
-        assert await _inside(http, node.url, js_unixfs_cid(corpus / "moby.txt")) == []
+            assert (await resp.json())["datasets"] == sorted([js_unixfs_cid(corpus), js_unixfs_cid(small)])
+        inner = [js_unixfs_cid(small / "a"), js_unixfs_cid(small / "d"), js_unixfs_cid(small / "d" / "b")]
+        assert await _inside(http, node.url, js_unixfs_cid(corpus / "moby.txt"), *inner) == sorted(inner)
     finally:
         await node.stop()
 
