@@ -140,7 +140,8 @@ class Node:
         self.profile = profile_id()
         self.active = 0
         self._done: dict[str, asyncio.Event] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listings: set[asyncio.Task[Any]] = set()  # listings of trees being written (SPEC 9.9, contents)
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
         self._preparing: dict[str, Preparation] = {}  # jobs submitted, not queued yet (SPEC 9.6)
@@ -191,13 +192,23 @@ class Node:
         await self.pool.warm()
         self.docker_ok = await self.docker.available()
         results = {job: result for job, _seq, result in self.jobs.done_rows() if (self.results / job).is_dir()}
-        self.listing = asyncio.create_task(asyncio.to_thread(self._list_unlisted, results))  # in the background
-        self._tasks.add(self.listing)
-        self.listing.add_done_callback(self._tasks.discard)
+        self._in_background(asyncio.to_thread(self._list_unlisted, results))
         if self.retention.collect_every_s:
             task = asyncio.create_task(self._collect_forever())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _in_background(self, work: Any) -> None:
+        """Run ``work`` (listing trees, cod.node.contents) off every answer's path; :meth:`listed` waits for it."""
+        task: asyncio.Task[Any] = asyncio.create_task(work)
+        self._tasks.add(task)
+        self._listings.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._listings.discard)
+
+    async def listed(self) -> None:
+        """Wait until the listings under way now are written (a result's, the catch-up at start)."""
+        await asyncio.gather(*self._listings, return_exceptions=True)
 
     async def stop(self) -> None:
         self.pool.closing = True
@@ -675,7 +686,7 @@ class Node:
             self.jobs.update(job_cid, state=DONE, result_cid=outcome["result_cid"], exit_code=outcome["exit_code"],
                              trap=outcome["trap"], fuel_used=outcome["fuel_used"], profile=outcome["profile"],
                              statement=json.dumps(statement.to_json(), sort_keys=True))
-            await asyncio.to_thread(self._list_result, job_cid, out, outcome["result_cid"])
+            self._in_background(asyncio.to_thread(self._list_result, job_cid, out, outcome["result_cid"]))
             await self._charge_result(job_cid, out)
         except asyncio.CancelledError:
             if job_cid not in self._cancelled:

@@ -146,6 +146,7 @@ async def test_inside_a_result_a_file_and_the_outputs_directory_are_addressable(
         file_cid, outputs_cid = js_unixfs_cid(count), js_unixfs_cid(tmp_path / "r" / "outputs")
         result_cid = js_unixfs_cid(tmp_path / "r")
         assert result_cid == first.result_cid
+        await node.node.listed()  # a result is listed after its job is answered, off its path
         assert await _inside(http, node.url, file_cid, outputs_cid, result_cid) == sorted(
             [file_cid, outputs_cid, result_cid])
         await _modules(http, [node.url], cat)
@@ -272,6 +273,7 @@ async def test_the_collector_keeps_a_result_a_running_job_reads_then_forgets_it(
         await verify(_by_cid(WORDCOUNT, js_unixfs_cid(corpus), "/inputs"), [node.url], 1, records=records,
                      output_dir=tmp_path / "r")
         count = js_unixfs_cid(tmp_path / "r" / "outputs" / "count.txt")
+        await node.node.listed()
         busy = await put_module(http, node.url, wat(BUSY_WAT))
         spec = JobSpec(module=busy, inputs=(Input(cid=count, path="/inputs/f"),), limits=Limits(timeout_ms=120_000))
         async with http.post(f"{node.url}/v1/jobs", json={"spec": spec.to_dict()}) as resp:
@@ -301,7 +303,7 @@ async def test_a_lost_index_is_made_again_at_start_and_a_tree_gone_behind_the_no
         (tmp_path / "n" / name).unlink(missing_ok=True)
     node = await _start(tmp_path, "n")
     try:
-        await node.node.listing  # the listing of what was stored unlisted
+        await node.node.listed()  # the listing of what was stored unlisted
         assert await _inside(http, node.url, cod_txt) == [cod_txt]
         shutil.rmtree(tmp_path / "n" / "blobs" / "trees" / root)  # removed behind the node's back
         assert await _inside(http, node.url, cod_txt) == []
