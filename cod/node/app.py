@@ -809,6 +809,8 @@ class Node:
         now = self.clock()
         module = spec.module if spec.engine != ENGINE_DOCKER else None
         named = named_cids(module, [item.cid for item in spec.inputs if item.cid], spec.output_base)
+        named |= {root for cid in sorted(named) if not self.usage.known(BLOB, cid)  # a stored tree a named file is in
+                  for kind, root, _path, _dir in self.contents.find(cid) if kind == LISTED_BLOB}
         unknown = sorted(cid for cid in named if not self.usage.known(BLOB, cid))
         sizes = await asyncio.to_thread(self._blob_sizes, unknown)
         for cid in sorted(named):

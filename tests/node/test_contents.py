@@ -313,3 +313,27 @@ async def test_a_lost_index_is_made_again_at_start_and_a_tree_gone_behind_the_no
         assert await _inside(http, node.url, *unknown) == []
     finally:
         await node.stop()
+
+
+async def test_a_job_naming_a_file_of_a_stored_tree_keeps_the_tree_in_use(tmp_path: Path, corpus: Path, cat: Path,
+                                                                         http: aiohttp.ClientSession) -> None:
+    """A stored tree is used (SPEC 9.11) when a job names a file inside it: the collector keeps
+    it keep_blobs_s from that job, not from the upload (a clock the test sets)."""
+    from cod.jobspec import Input, JobSpec
+    from cod.node.collector import Retention
+
+    now = [10**18]
+    car = tmp_path / "c.car"
+    root = ipfs_car_cid(corpus, car)
+    node = await _start(tmp_path, "n", retention=Retention(keep_blobs_s=100, collect_every_s=0), clock=lambda: now[0])
+    try:
+        assert (await put(http, node.url, root, car.read_bytes()))[0] == 201
+        module = await put_module(http, node.url, cat.read_bytes())
+        now[0] += 90 * 10**9
+        spec = JobSpec(module=module, inputs=(Input(cid=js_unixfs_cid(corpus / "moby.txt"), path="/inputs/f"),))
+        async with http.post(f"{node.url}/v1/jobs?wait=true", json={"spec": spec.to_dict()}) as resp:
+            assert resp.status == 200 and (await resp.json())["state"] == "done"
+        removed = await node.node.collect(now[0] + 50 * 10**9)  # 140 s after the upload, 50 s after the job
+        assert root not in removed["blobs"] and node.node.blobs.tree(root) is not None
+    finally:
+        await node.stop()
