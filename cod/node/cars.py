@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ..content import car as car_format
@@ -85,8 +85,13 @@ class CarCache:
         the caller removes: for a file or directory inside a held tree (SPEC 9.9, contents),
         whose CARs are never kept (a tree of 256 nested directories would otherwise keep 256
         copies of its deepest file). One of the ``builders`` too; raises NotFound as :meth:`get`."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._build_transient, cid, tree)
+        build = self._executor.submit(self._build_transient, cid, tree)
+        try:
+            return await asyncio.shield(asyncio.wrap_future(build))
+        except asyncio.CancelledError:  # the client went away: a build not begun never runs, one begun is removed
+            if not build.cancel():
+                build.add_done_callback(_remove_built)
+            raise
 
     def _build_transient(self, cid: str, tree: Path) -> Path:
         fd, name = tempfile.mkstemp(dir=self.folder, prefix=TEMP_PREFIX)  # removed at a restart if left
@@ -115,3 +120,9 @@ class CarCache:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _remove_built(build: Future[Path]) -> None:
+    """Remove the CAR a transient build made for a request that is gone."""
+    if not build.cancelled() and build.exception() is None:
+        build.result().unlink(missing_ok=True)

@@ -10,6 +10,7 @@ expected outputs from the files' own bytes (a word count by hand, a `cat`).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import shutil
 from pathlib import Path
@@ -229,11 +230,15 @@ async def test_a_directory_inside_is_served_as_a_car_never_kept(tmp_path: Path, 
     dir_cid = js_unixfs_cid(corpus / "more")
     node = await _start(tmp_path, "n", datasets=[corpus])
     try:
-        for _ in range(2):
+        async def car() -> bytes:
             async with http.get(f"{node.url}/v1/blobs/{dir_cid}") as resp:
                 assert resp.status == 200 and resp.headers["X-Content-Type-Options"] == "nosniff"
-                roots, _ = read_car(io.BytesIO(await resp.read()))
-                assert [str(r) for r in roots] == [dir_cid]
+                return await resp.read()
+
+        cars = await asyncio.gather(*(car() for _ in range(4)))  # at once: each built, all the same
+        assert len(set(cars)) == 1
+        roots, _ = read_car(io.BytesIO(cars[0]))
+        assert [str(r) for r in roots] == [dir_cid]
         async with http.head(f"{node.url}/v1/blobs/{dir_cid}") as resp:
             assert resp.status == 200
         assert dir_cid not in node.node.cars.kept() and not [
@@ -337,3 +342,41 @@ async def test_a_job_naming_a_file_of_a_stored_tree_keeps_the_tree_in_use(tmp_pa
         assert root not in removed["blobs"] and node.node.blobs.tree(root) is not None
     finally:
         await node.stop()
+
+
+async def test_a_car_built_for_a_request_that_went_away_is_removed(tmp_path: Path, corpus: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that goes away while the CAR of a directory inside is being built leaves no file
+    behind (the build under way is removed when it ends; one not begun never runs)."""
+    import threading
+
+    from cod.node import cars
+    from cod.node.cars import CarCache
+
+    started, release = threading.Event(), threading.Event()
+    real = cars.car_format.write_car
+
+    def held_write(tree: Path, dest: str) -> object:
+        started.set()
+        release.wait(30)
+        return real(tree, dest)
+
+    cache = CarCache(tmp_path / "cars", builders=1)
+    try:
+        monkeypatch.setattr(cars.car_format, "write_car", held_write)
+        gone = asyncio.ensure_future(cache.transient(js_unixfs_cid(corpus), corpus))
+        assert await asyncio.to_thread(started.wait, 30)  # the build is under way
+        queued = asyncio.ensure_future(cache.transient(js_unixfs_cid(corpus), corpus))
+        await asyncio.sleep(0)
+        gone.cancel()
+        queued.cancel()  # not begun: never runs
+        release.set()
+        for task in (gone, queued):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        monkeypatch.setattr(cars.car_format, "write_car", real)
+        kept = await cache.transient(js_unixfs_cid(corpus / "more"), corpus / "more")  # after them, on the one builder
+        assert sorted(p.name for p in (tmp_path / "cars").iterdir()) == [kept.name]
+        kept.unlink()
+    finally:
+        cache.close()
