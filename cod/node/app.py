@@ -1142,6 +1142,8 @@ def app(node: Node) -> web.Application:
                 raise NotFound(f"no blob {cid} on this node")
             if not inner[1] and CAR_TYPE not in request.headers.get("Accept", ""):
                 return stored_file(inner[0])
+            if request.method == "HEAD":  # existence only: no CAR is built for it
+                return web.Response(headers={"Content-Type": CAR_TYPE, "Content-Disposition": "attachment", **NOSNIFF})
             return await _transient_car(request, await node.cars.transient(cid, inner[0]))
         return stored_file(await node.car_of(cid, tree), CAR_TYPE)
 

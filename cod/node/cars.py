@@ -85,6 +85,7 @@ class CarCache:
         the caller removes: for a file or directory inside a held tree (SPEC 9.9, contents),
         whose CARs are never kept (a tree of 256 nested directories would otherwise keep 256
         copies of its deepest file). One of the ``builders`` too; raises NotFound as :meth:`get`."""
+        self.builds += 1
         build = self._executor.submit(self._build_transient, cid, tree)
         try:
             return await asyncio.shield(asyncio.wrap_future(build))

@@ -239,8 +239,12 @@ async def test_a_directory_inside_is_served_as_a_car_never_kept(tmp_path: Path, 
         assert len(set(cars)) == 1
         roots, _ = read_car(io.BytesIO(cars[0]))
         assert [str(r) for r in roots] == [dir_cid]
+        builds = node.node.cars.builds
         async with http.head(f"{node.url}/v1/blobs/{dir_cid}") as resp:
-            assert resp.status == 200
+            assert resp.status == 200 and resp.content_type == CAR_TYPE
+        async with http.head(f"{node.url}/v1/blobs/{CID.of(0x55, b'absent')}") as resp:
+            assert resp.status == 404
+        assert node.node.cars.builds == builds  # HEAD builds no CAR
         assert dir_cid not in node.node.cars.kept() and not [
             p for p in (tmp_path / "n" / "cars").iterdir() if dir_cid in p.name or p.name.startswith(".car-")]
     finally:
