@@ -384,3 +384,25 @@ async def test_a_car_built_for_a_request_that_went_away_is_removed(tmp_path: Pat
         kept.unlink()
     finally:
         cache.close()
+
+
+async def test_a_result_is_listed_again_at_start_when_its_listing_was_lost(
+        tmp_path: Path, corpus: Path, records: Records, http: aiohttp.ClientSession) -> None:
+    node = await _start(tmp_path, "n", datasets=[corpus])
+    try:
+        await verify(_by_cid(WORDCOUNT, js_unixfs_cid(corpus), "/inputs"), [node.url], 1, records=records,
+                     output_dir=tmp_path / "r")
+        await node.node.listed()
+    finally:
+        await node.stop()
+    count = js_unixfs_cid(tmp_path / "r" / "outputs" / "count.txt")
+    for name in ("contents.db", "contents.db-wal", "contents.db-shm"):
+        (tmp_path / "n" / name).unlink(missing_ok=True)
+    node = await _start(tmp_path, "n", datasets=[corpus])
+    try:
+        await node.node.listed()
+        assert await _inside(http, node.url, count) == [count]
+        async with http.get(f"{node.url}/v1/blobs/{count}") as resp:
+            assert resp.status == 200 and await resp.read() == (tmp_path / "r" / "outputs" / "count.txt").read_bytes()
+    finally:
+        await node.stop()
