@@ -2,7 +2,7 @@
 
     {
       "module": "wordcount.wasm",            # a path (relative to the file); docker: the image
-      "args": ["a", "b"],                    # ARGS after MODULE (argv[0] is the module's file name)
+      "args": ["a", "b"],                    # ARGS after MODULE (argv[0] is main.wasm, SPEC 2)
       "inputs": ["data/wordcount:/inputs"],  # SRC[:DST], as -i
       "env": {"LANG": "C"},
       "seed": "any text or 64 hex digits",

@@ -37,7 +37,7 @@ _DURATION_SCALE = {None: 1000, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 _MAX_DIGITS = 30
 _RANGE_HINT = f"a limit is at least 1 and at most {MAX_INT}"
 IPFS_SCHEME = "ipfs://"
-DEFAULT_ARGV0 = "main.wasm"  # argv[0] of a module run by CID
+DEFAULT_ARGV0 = "main.wasm"  # argv[0] of every module, named by path or by CID (SPEC 2, `args`)
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,6 @@ def prepare(
         elif not remote:
             raise InputError(f"module {named} is not in the local content store",
                              "add it first (cod add FILE), or run the file itself")
-        argv0 = argv0 or DEFAULT_ARGV0
     if named is not None and path == Path(module_path):  # a module only nodes hold (a private module)
         wasm = b""
     else:
@@ -194,7 +193,7 @@ def prepare(
         outputs=out_path,
         output_base=base,
         module=module_cid(wasm) if wasm else str(named),
-        args=(argv0 or path.name, *args),
+        args=(argv0 or DEFAULT_ARGV0, *args),  # never the file's name: one module, one job CID
         env=tuple(sorted(variables.items())),
         inputs=tuple(sorted(mounts, key=lambda m: m.path.encode())),
         seed=parse_seed(seed) if seed is not None else None,

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from cod import CodError, Engine, Input, JobSpec, Limits, cid_of_tree, module_cid, run  # noqa: E402
 from cod.jobspec import parse_seed  # noqa: E402
+from cod.local import DEFAULT_ARGV0  # noqa: E402
 
 JS = ROOT / "tests" / "js"
 
@@ -120,7 +121,7 @@ def spec_for(name: str, vector: dict[str, Any]) -> tuple[JobSpec, bytes, dict[st
         inputs.append(Input(cid, mount))
     spec = JobSpec(
         module=module_cid(wasm),
-        args=(vector["module"], *vector.get("args", [])),
+        args=(DEFAULT_ARGV0, *vector.get("args", [])),  # argv[0] as cod run gives it (SPEC 2, `args`)
         env=tuple(sorted(vector.get("env", {}).items())),
         inputs=tuple(inputs),
         seed=parse_seed(vector["seed"]) if "seed" in vector else None,

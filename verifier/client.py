@@ -134,7 +134,7 @@ class NodeClient:
             raise NodeError(f"node {self.url} answered its holdings with HTTP {status}")
         wanted = set(page)
         held: set[str] = set()
-        for name in ("datasets", "modules", "private_modules", "blobs"):
+        for name in ("datasets", "modules", "private_modules", "blobs", "inside"):
             listed = body.get(name)
             if isinstance(listed, list):
                 held.update(cid for cid in listed if isinstance(cid, str) and cid in wanted)

@@ -14,16 +14,30 @@ import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from ..errors import CIDError
 from .cid import CID
 from .export import FILE, TreeCaps, unpack_car
+from .listing import Listing
 from .unixfs import Importer
 
 
+class TreeIndex(Protocol):
+    """What is told of the trees a store keeps (cod.node.contents): each stored tree's listing, each retired CID."""
+
+    def listing(self) -> Listing: ...
+
+    def stored(self, cid: str, listing: Listing) -> None: ...
+
+    def retired(self, cid: str) -> None: ...
+
+
 class BlobStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, index: TreeIndex | None = None) -> None:
+        """The store under ``root``; ``index``, when given, is told the listing of every tree stored
+        (from the import that checks it: no second hash) and every CID retired."""
+        self.index = index
         self.files = root / "files"
         self.trees = root / "trees"
         self.tmp = root / "tmp"
@@ -76,11 +90,14 @@ class BlobStore:
             if self.has(cid):
                 return
             root = CID.parse(cid)
+            listing = self.index.listing() if self.index is not None else None
             with open(spooled, "rb") as source:
-                plan = unpack_car(source, root, staged, self.tmp, caps)
+                plan = unpack_car(source, root, staged, self.tmp, caps, entries=listing)
             target = (self.files if plan.kind == FILE else self.trees) / str(root)
             if not os.path.lexists(target):  # else a concurrent upload of the same CID won
                 os.rename(staged, target)
+            if self.index is not None and listing is not None and plan.kind != FILE:
+                self.index.stored(str(root), listing)
         finally:
             spooled.unlink(missing_ok=True)
             _remove(staged.parent)
@@ -90,6 +107,8 @@ class BlobStore:
         """Take the stored file or tree ``cid`` out of the store at once (one rename each, into
         tmp, which a restart empties: the node's collector, SPEC 9.11); returns where it went."""
         gone = []
+        if self.index is not None:
+            self.index.retired(self._name(cid))
         for path in (self.files / self._name(cid), self.trees / self._name(cid)):
             if os.path.lexists(path):
                 target = Path(tempfile.mkdtemp(dir=self.tmp, prefix="gc-")) / "blob"

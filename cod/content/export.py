@@ -26,7 +26,7 @@ from ..limits import MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TREE_DEPTH
 from . import dagpb
 from .car import index_car, read_car
 from .cid import CID, DAG_PB, RAW
-from .unixfs import cid_of_tree
+from .unixfs import EntrySink, Importer
 
 BlockGetter = Callable[[CID], bytes]
 
@@ -393,13 +393,15 @@ def read_complete_car(data: BinaryIO, expected: CID, caps: TreeCaps = TreeCaps()
     return found
 
 
-def unpack_car(source: BinaryIO, expected: CID, dest: Path, scratch: Path, caps: TreeCaps = TreeCaps()) -> Plan:
+def unpack_car(source: BinaryIO, expected: CID, dest: Path, scratch: Path, caps: TreeCaps = TreeCaps(),
+               entries: EntrySink | None = None) -> Plan:
     """Unpack a seekable CAR whose single root must be ``expected`` into ``dest``, atomically.
 
     Blocks are indexed where they lie in ``source`` (checked against their CIDs, at most
     ``caps.max_car_blocks``), the DAG is planned within ``caps``, exported to a directory
     under ``scratch``, and re-imported: it must hash to ``expected``. Raises CIDError,
     CapExceeded or InputError (content outside cod's UnixFS profile); nothing is left then.
+    ``entries`` is told every file and directory of the re-import (cod.content.unixfs.EntrySink).
     """
     scratch.mkdir(parents=True, exist_ok=True)
     roots, index = index_car(source, caps.max_car_blocks)
@@ -415,7 +417,7 @@ def unpack_car(source: BinaryIO, expected: CID, dest: Path, scratch: Path, caps:
     try:
         tree = work / "tree"
         _Writer(get, decided.size).node(expected, tree)
-        actual = cid_of_tree(tree)
+        actual = Importer(entries=entries).tree(tree).cid
         if actual != expected:
             raise InputError(
                 f"the content of the CAR hashes to {actual}, not to {expected}",

@@ -41,6 +41,9 @@ HAMT_FANOUT = 256
 HAMT_HASH_BYTES = 8
 
 BlockSink = Callable[[CID, memoryview], None]
+EntrySink = Callable[[tuple[bytes, ...], "Entry", bool], None]
+"""Told every file and directory of a host tree as it is imported: (its names from the root,
+() for the root itself; its entry; whether it is a directory). Symlinks are not told."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,9 @@ class Entry:
 class Importer:
     """Builds UnixFS DAGs; one instance may import many files and directories."""
 
-    def __init__(self, sink: BlockSink | None = None) -> None:
+    def __init__(self, sink: BlockSink | None = None, entries: EntrySink | None = None) -> None:
         self._sink = sink
+        self._entries = entries
         self._buffer = bytearray(CHUNK_SIZE)
 
     # -- blocks -------------------------------------------------------------------------
@@ -198,7 +202,9 @@ class Importer:
                 "name the real path (e.g. `realpath PATH`)",
             )
         if stat.S_ISREG(info.st_mode):
-            return self._file_at(None, raw, raw)
+            found = self._file_at(None, raw, raw)
+            self._told((), found, False)
+            return found
         if stat.S_ISDIR(info.st_mode):
             return self._walk(raw, None if mount is None else mount.encode())
         raise _special(raw, info.st_mode)
@@ -214,6 +220,7 @@ class Importer:
                 frame = stack[-1]
                 if frame.next == len(frame.names):
                     entry = self.directory(frame.children)
+                    self._told(frame.rel, entry, True)
                     os.close(stack.pop().fd)
                     if not stack:
                         return entry
@@ -234,6 +241,7 @@ class Importer:
                     child.names = _list_dir(child)
                 elif stat.S_ISREG(info.st_mode):
                     frame.children[name] = self._file_at(frame.fd, name, where)
+                    self._told(rel, frame.children[name], False)
                 elif stat.S_ISLNK(info.st_mode):
                     frame.children[name] = self.symlink(_link_target(frame.fd, name, where))
                 else:
@@ -241,6 +249,10 @@ class Importer:
         finally:
             for frame in stack:
                 os.close(frame.fd)
+
+    def _told(self, rel: tuple[bytes, ...], entry: Entry, is_dir: bool) -> None:
+        if self._entries is not None:
+            self._entries(rel, entry, is_dir)
 
     def _file_at(self, dir_fd: int | None, name: bytes, where: bytes) -> Entry:
         """Import a regular file, opened without following links and without blocking (a

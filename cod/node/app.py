@@ -28,7 +28,8 @@ from .. import __version__, telemetry
 from ..content.blobs import BlobStore
 from ..content.cid import CID
 from ..content.fetcher import Fetcher, client_key
-from ..content.unixfs import cid_of_tree
+from ..content.listing import Listing
+from ..content.unixfs import Importer, cid_of_tree
 from ..dirlock import DirLock
 from ..docker import DockerEngine
 from ..errors import (CapExceeded, CodError, EngineUnavailable, InputError, InsufficientStorage, MissingModules,
@@ -44,11 +45,12 @@ from ..wasm.binary import table_minimums
 from ..wasm.engine import profile_id, wasmtime_version
 from ..web import answers
 from ..web.body import check_strings, parse_json
-from ..web.files import stored_file
+from ..web.files import NOSNIFF, stored_file
 from . import disk, joblog, openapi
 from .caps import UPLOAD_CAPS, NodeCaps
 from .cars import CarCache
 from .collector import Retention, Stored, named_cids, plan
+from .contents import BLOB as LISTED_BLOB, DATASET, RESULT as LISTED_RESULT, Contents, Shelf, locate
 from .joblog import JobLog
 from .metrics import CANCELLED, CONTENT_TYPE, DOWNLOAD, FETCH, UPLOAD, NodeMetrics
 from .offers import Offers, overlaps
@@ -118,6 +120,7 @@ class Node:
             if any(root.resolve() in module.parents for root in allow_local or []):
                 raise InputError(f"private module {str(module)!r} is under an allow-listed local path",
                                  "keep private modules out of --allow-listed-local-paths")
+        self.caps = caps or NodeCaps()  # before the stores: max_entries bounds their listings
         try:
             self._open(data_dir)
         except (OSError, sqlite3.Error) as exc:
@@ -127,7 +130,6 @@ class Node:
                                           disk.HINTS[why]) from None
             raise NodeError(f"cannot use {data_dir} as the node's data directory: {exc}",
                             "give --data-dir a writable directory (it is created if missing)") from None
-        self.caps = caps or NodeCaps()
         self.policy = policy or Policy()
         self.policy.start(self.identity)
         self.ordinary: set[str] = set()  # active jobs that are not FIL+ (prefer-fil-plus keeps half for FIL+)
@@ -141,7 +143,8 @@ class Node:
         self.profile = profile_id()
         self.active = 0
         self._done: dict[str, asyncio.Event] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listings: set[asyncio.Task[Any]] = set()  # listings of trees being written (SPEC 9.9, contents)
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
         self._preparing: dict[str, Preparation] = {}  # jobs submitted, not queued yet (SPEC 9.6)
@@ -160,14 +163,17 @@ class Node:
         self.lock = DirLock.take(data_dir, "data directory", "--data-dir")  # one process per data dir
         try:
             self.identity = Identity.load_or_create(data_dir)
-            self.blobs = BlobStore(data_dir / "blobs")
+            # the CID of every file and directory in what the node holds (SPEC 9.9, contents)
+            self.contents = Contents(data_dir / "contents.db")
+            self.blobs = BlobStore(data_dir / "blobs", Shelf(self.contents, LISTED_BLOB, self.caps.max_entries))
             self.jobs = JobStore(data_dir / "jobs.db")  # marks jobs of an earlier life that did not finish failed
             self.results = data_dir / "results"
             self.results.mkdir(exist_ok=True)
             self.cars = CarCache(data_dir / "cars")  # every CAR the node serves: built once, off the job path
             self.usage = Usage(data_dir / "usage.db")  # bytes per client, times of use (SPEC 9.11)
             self._drop_unadopted()
-            self.offers.keep_copies(BlobStore(data_dir / "datasets"))  # jobs read the node's checked copy (SPEC 9.9)
+            copies = BlobStore(data_dir / "datasets", Shelf(self.contents, DATASET, self.caps.max_entries))
+            self.offers.keep_copies(copies)  # jobs read the node's checked copy (SPEC 9.9)
         except BaseException:
             self.lock.release()
             raise
@@ -188,10 +194,24 @@ class Node:
     async def start(self) -> None:
         await self.pool.warm()
         self.docker_ok = await self.docker.available()
+        results = {job: result for job, _seq, result in self.jobs.done_rows() if (self.results / job).is_dir()}
+        self._in_background(asyncio.to_thread(self._list_unlisted, results))
         if self.retention.collect_every_s:
             task = asyncio.create_task(self._collect_forever())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _in_background(self, work: Any) -> None:
+        """Run ``work`` (listing trees, cod.node.contents) off every answer's path; :meth:`listed` waits for it."""
+        task: asyncio.Task[Any] = asyncio.create_task(work)
+        self._tasks.add(task)
+        self._listings.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._listings.discard)
+
+    async def listed(self) -> None:
+        """Wait until the listings under way now are written (a result's, the catch-up at start)."""
+        await asyncio.gather(*self._listings, return_exceptions=True)
 
     async def stop(self) -> None:
         self.pool.closing = True
@@ -203,6 +223,7 @@ class Node:
         await self.fetcher.close()
         await self.pool.close()
         self.cars.close()
+        self.contents.close()
         self.usage.close()
         self.metrics.close()
         self.lock.release()
@@ -417,12 +438,18 @@ class Node:
             assert item.cid is not None
             found = (self.offers.dataset(item.cid) or self.blobs.tree(item.cid)
                      or self.blobs.file(item.cid))  # a file CID mounts as a file
+            if found is None:  # a file or directory inside what the node holds mounts as itself
+                inner = self.inside(item.cid)
+                found = inner[0] if inner is not None else None
             if found is None:
                 missing.append(item.cid)
             else:
                 sources[item.path] = str(found)
         if spec.output_base is not None:  # resolved like an input; the executor copies it
             base = self.blobs.tree(spec.output_base)
+            if base is None:
+                inner = self.inside(spec.output_base)
+                base = inner[0] if inner is not None and inner[1] else None
             if base is None:
                 missing.append(spec.output_base)
             else:
@@ -435,9 +462,79 @@ class Node:
         """The module ``cid``: an uploaded or fetched blob, or a private module of this node."""
         return self.blobs.file(cid) or self.offers.module(cid)
 
+    def inside(self, cid: str, trees: dict[tuple[str, str], Path | None] | None = None,
+               checked: bool = True) -> tuple[Path, bool] | None:
+        """The file or directory ``cid`` inside a tree the node holds (SPEC 9.9, contents), and
+        whether it is a directory; None when no held tree has it (or it is a private module's
+        CID: its bytes never leave the node). ``checked``: a dataset's fingerprint is taken
+        first, as before a job is given it (/v1/holdings, a hint, does not). ``trees``
+        memoizes the trees looked at across the lookups of one request."""
+        if cid in self.offers.private:
+            return None
+        for kind, root, path, is_dir in self.contents.find(cid):
+            key = (kind, root)
+            if trees is not None and key in trees:
+                base = trees[key]
+            else:
+                base = self._listed_tree(kind, root, checked)
+                if trees is not None:
+                    trees[key] = base
+            found = locate(base, path, is_dir) if base is not None else None
+            if found is not None:
+                return found, is_dir
+        return None
+
+    def _listed_tree(self, kind: str, root: str, checked: bool = True) -> Path | None:
+        """Listed tree ``root`` if the node still holds it as listed: a stored tree, a dataset
+        still offered under that CID (its fingerprint taken, cod.node.offers), a done job's results."""
+        if kind == LISTED_BLOB:
+            return self.blobs.tree(root)
+        if kind == DATASET:
+            return self.offers.dataset(root) if checked else self.offers.copy_of(root)
+        path = self.results / root
+        return path if kind == LISTED_RESULT and path.is_dir() and not path.is_symlink() else None
+
+    def _list_result(self, job_cid: str, out: Path, result_cid: str) -> None:
+        """List the results of a done job (their root included) as the tree of ``job_cid``."""
+        listing = Listing(self.caps.max_entries)
+        try:
+            root = str(Importer(entries=listing).tree(out).cid)
+        except (OSError, CodError) as exc:
+            log.warning("the results of job %s were not listed: %s", job_cid, exc)
+            return
+        if root == result_cid:
+            self.contents.add(LISTED_RESULT, job_cid, listing)
+
+    def _list_unlisted(self, results: dict[str, str]) -> None:
+        """At start: list what the node holds and has no listing of (stored by an earlier version,
+        or before a crash), and forget the listings of what it no longer holds. ``results``: the
+        done jobs with results, and their result CIDs."""
+        try:
+            for kind, store in ((LISTED_BLOB, self.blobs), (DATASET, self.offers.copies)):
+                held = set(os.listdir(store.trees)) if store is not None else set()
+                listed = self.contents.listed(kind)
+                for root in sorted(listed - held):
+                    self.contents.drop(kind, root)
+                for root in sorted(held - listed):
+                    tree = store.tree(root) if store is not None and not self.pool.closing else None
+                    if tree is None:
+                        continue
+                    listing = Listing(self.caps.max_entries)
+                    if str(Importer(entries=listing).tree(tree).cid) == root:
+                        self.contents.add(kind, root, listing)
+            listed = self.contents.listed(LISTED_RESULT)
+            for job in sorted(listed - set(results)):
+                self.contents.drop(LISTED_RESULT, job)
+            for job in sorted(set(results) - listed):
+                if not self.pool.closing:
+                    self._list_result(job, self.results / job, results[job])
+        except Exception:  # a listing is a hint: never fails the node
+            log.exception("what the node holds was not all listed")
+
     def holdings(self, wanted: list[str]) -> dict[str, Any]:
         """What the node holds (SPEC 9.9), each list sorted and at most MAX_HOLDINGS long;
-        with ``wanted``, only those CIDs."""
+        with ``wanted``, only those CIDs, and ``inside``: those that are a file or directory of
+        a tree it holds (never listed without ``wanted``)."""
         def listed(folder: Path) -> list[str]:
             try:
                 return sorted(os.listdir(folder))
@@ -454,6 +551,10 @@ class Node:
                  "modules": modules, "blobs": sorted(blobs)}
         if wanted:
             lists = {name: [cid for cid in cids if cid in keep] for name, cids in lists.items()}
+            trees: dict[tuple[str, str], Path | None] = {}
+            lists["inside"] = [cid for cid in sorted(keep) if self.inside(cid, trees, checked=False) is not None]
+        else:
+            lists["inside"] = []
         truncated = any(len(cids) > MAX_HOLDINGS for cids in lists.values())
         return {**{name: cids[:MAX_HOLDINGS] for name, cids in lists.items()}, "truncated": truncated}
 
@@ -588,6 +689,7 @@ class Node:
             self.jobs.update(job_cid, state=DONE, result_cid=outcome["result_cid"], exit_code=outcome["exit_code"],
                              trap=outcome["trap"], fuel_used=outcome["fuel_used"], profile=outcome["profile"],
                              statement=json.dumps(statement.to_json(), sort_keys=True))
+            self._in_background(asyncio.to_thread(self._list_result, job_cid, out, outcome["result_cid"]))
             await self._charge_result(job_cid, out)
         except asyncio.CancelledError:
             if job_cid not in self._cancelled:
@@ -710,6 +812,8 @@ class Node:
         now = self.clock()
         module = spec.module if spec.engine != ENGINE_DOCKER else None
         named = named_cids(module, [item.cid for item in spec.inputs if item.cid], spec.output_base)
+        named |= {root for cid in sorted(named) if not self.usage.known(BLOB, cid)  # a stored tree a named file is in
+                  for kind, root, _path, _dir in self.contents.find(cid) if kind == LISTED_BLOB}
         unknown = sorted(cid for cid in named if not self.usage.known(BLOB, cid))
         sizes = await asyncio.to_thread(self._blob_sizes, unknown)
         for cid in sorted(named):
@@ -766,6 +870,8 @@ class Node:
                 spec = JobSpec.from_dict(json.loads(row["spec"]))
                 held |= named_cids(spec.module, [item.cid for item in spec.inputs if item.cid], spec.output_base)
                 held |= set((await asyncio.to_thread(self._dependency_blobs, spec))[0])
+        # and the trees those lie in (a stored tree, a dataset copy, a job's results: SPEC 9.9 contents)
+        held |= {root for cid in sorted(held) for _kind, root, _path, _dir in self.contents.find(cid)}
         on_disk = set(held_blobs)
         stored = Stored(done=done, finished_ns=self.usage.times(RESULT),
                         blob_used_ns={cid: used for cid, used in self.usage.times(BLOB).items() if cid in on_disk},
@@ -777,6 +883,7 @@ class Node:
         retired: list[Path] = []  # taken out now, on the loop (renames), so no request sees half a removal
         for job in removal.results:
             self.usage.drop(RESULT, job)
+            self.contents.drop(LISTED_RESULT, job)
             path = self.results / job
             if path.is_dir() and not path.is_symlink():
                 retired.append(path.rename(self.results / f".gc-{job}-{now}"))  # removed at a restart too
@@ -893,6 +1000,23 @@ def _error(exc: CodError) -> web.Response:
         status = 413 if exc.cap in UPLOAD_CAPS else 422
     headers = {"Retry-After": "1"} if isinstance(exc, Busy) else None
     return web.json_response(body, status=status, headers=headers)
+
+
+async def _transient_car(request: web.Request, car: Path) -> web.StreamResponse:
+    """Send the CAR file ``car`` and remove it (it is removed at once: the open file is read)."""
+    try:
+        handle = open(car, "rb")
+    finally:
+        car.unlink(missing_ok=True)
+    with handle:
+        response = web.StreamResponse(headers={"Content-Type": CAR_TYPE, "Content-Disposition": "attachment",
+                                               **NOSNIFF})
+        response.content_length = os.fstat(handle.fileno()).st_size
+        await response.prepare(request)
+        while chunk := await asyncio.to_thread(handle.read, CHUNK):
+            await response.write(chunk)
+        await response.write_eof()
+    return response
 
 
 def http_error_body(status: int, message: str) -> dict[str, Any]:
@@ -1015,8 +1139,15 @@ def app(node: Node) -> web.Application:
         if path is not None and CAR_TYPE not in request.headers.get("Accept", ""):
             return stored_file(path)
         tree = path or node.blobs.tree(cid)
-        if tree is None:
-            raise NotFound(f"no blob {cid} on this node")
+        if tree is None:  # a file or directory inside what the node holds (SPEC 9.9, contents)
+            inner = await asyncio.to_thread(node.inside, cid)
+            if inner is None:
+                raise NotFound(f"no blob {cid} on this node")
+            if not inner[1] and CAR_TYPE not in request.headers.get("Accept", ""):
+                return stored_file(inner[0])
+            if request.method == "HEAD":  # existence only: no CAR is built for it
+                return web.Response(headers={"Content-Type": CAR_TYPE, "Content-Disposition": "attachment", **NOSNIFF})
+            return await _transient_car(request, await node.cars.transient(cid, inner[0]))
         return stored_file(await node.car_of(cid, tree), CAR_TYPE)
 
     @routes.post("/v1/jobs")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ..content import car as car_format
@@ -80,6 +80,36 @@ class CarCache:
             Path(name).unlink(missing_ok=True)
         return car
 
+    async def transient(self, cid: str, tree: Path) -> Path:
+        """The CAR of ``tree`` (root ``cid``) built now into a temporary file of its own, which
+        the caller removes: for a file or directory inside a held tree (SPEC 9.9, contents),
+        whose CARs are never kept (a tree of 256 nested directories would otherwise keep 256
+        copies of its deepest file). One of the ``builders`` too; raises NotFound as :meth:`get`."""
+        self.builds += 1
+        build = self._executor.submit(self._build_transient, cid, tree)
+        try:
+            return await asyncio.shield(asyncio.wrap_future(build))
+        except asyncio.CancelledError:  # the client went away: a build not begun never runs, one begun is removed
+            if not build.cancel():
+                build.add_done_callback(_remove_built)
+            raise
+
+    def _build_transient(self, cid: str, tree: Path) -> Path:
+        fd, name = tempfile.mkstemp(dir=self.folder, prefix=TEMP_PREFIX)  # removed at a restart if left
+        os.close(fd)
+        try:
+            root = car_format.write_car(tree, name)
+        except (FileNotFoundError, InputError) as exc:
+            Path(name).unlink(missing_ok=True)
+            raise NotFound(f"{cid} is no longer on this node", "ask a node that has it") from exc
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+        if str(root) != cid:
+            Path(name).unlink(missing_ok=True)
+            raise NotFound(f"{cid} changed on this node while its CAR was written", "ask again")
+        return Path(name)
+
     def kept(self) -> list[str]:
         """Root CIDs of the CARs kept."""
         return sorted(name[:-4] for name in os.listdir(self.folder)
@@ -91,3 +121,9 @@ class CarCache:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _remove_built(build: Future[Path]) -> None:
+    """Remove the CAR a transient build made for a request that is gone."""
+    if not build.cancelled() and build.exception() is None:
+        build.result().unlink(missing_ok=True)

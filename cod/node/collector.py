@@ -57,7 +57,7 @@ class Stored:
     done: list[tuple[str, int, str]]  # (job CID, completion number, result CID) of every done job with results
     finished_ns: dict[str, int]  # job CID -> when it finished
     blob_used_ns: dict[str, int]  # blob CID -> when it was last stored or used
-    held: set[str]  # CIDs named by queued or running jobs
+    held: set[str]  # CIDs named by queued or running jobs, and the trees (job CIDs for results) they lie in
     datasets: set[str]  # CIDs of the datasets offered now
     stale_copies: list[str]  # copies of datasets no longer offered
     cars: list[str] = field(default_factory=list)  # root CIDs of the kept CARs
@@ -70,7 +70,7 @@ def plan(retention: Retention, stored: Stored, now_ns: int) -> Plan:
     result_edge = now_ns - retention.keep_results_s * NS
     kept_results: set[str] = set()
     for rank, (job, _seq, result) in enumerate(recent):
-        if rank < retention.keep_jobs or stored.finished_ns.get(job, now_ns) >= result_edge:
+        if rank < retention.keep_jobs or stored.finished_ns.get(job, now_ns) >= result_edge or job in stored.held:
             kept_results.add(result)
         else:
             out.results.append(job)

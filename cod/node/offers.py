@@ -110,6 +110,7 @@ class Offers:
         self.datasets: dict[str, Dataset] = {}
         self.private: dict[str, Path] = {}
         self._hashed: dict[str, tuple[tuple[int, ...], int]] = {}  # CID -> (stat key, clock) of its last hash
+        self._replaced: dict[str, str] = {}  # CID of a tree that changed -> its new CID, until that is copied
         self.copies: BlobStore | None = None  # where datasets are copied to (the node's), see keep_copies
         self._copying = threading.Lock()
         for given in datasets or []:
@@ -157,6 +158,11 @@ class Offers:
         yet: None when the tree no longer has that CID); without :meth:`keep_copies`, the
         directory itself. A changed tree is re-hashed and offered under its new CID."""
         found = self._offered_tree(cid)
+        if found is None and self.copies is not None:
+            with self._lock:
+                fresh = self._replaced.pop(cid, None)
+            if fresh is not None:  # copied (and so listed, cod.node.contents) as it is now, under its new CID
+                self.dataset(fresh)
         if found is None or self.copies is None:
             return found
         with self._copying:
@@ -174,6 +180,13 @@ class Offers:
             finally:
                 spooled.unlink(missing_ok=True)
             return self.copies.tree(cid)
+
+    def copy_of(self, cid: str) -> Path | None:
+        """The copy of dataset ``cid`` if it is offered and copied, its fingerprint not taken (a
+        hint, as /v1/holdings is: a job or a download takes it, :meth:`dataset`)."""
+        with self._lock:
+            offered = cid in self.datasets
+        return self.copies.tree(cid) if offered and self.copies is not None else None
 
     def stale_copies(self) -> list[str]:
         """CIDs of copies kept for datasets no longer offered (a job may still be reading one)."""
@@ -200,6 +213,7 @@ class Offers:
                 return None
             self.datasets[fresh.cid] = fresh
             if fresh.cid != cid:
+                self._replaced[cid] = fresh.cid
                 log.warning("dataset %s changed: now %s, no longer %s", found.path, fresh.cid, cid)
             return fresh.path if fresh.cid == cid else None
 

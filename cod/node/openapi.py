@@ -47,14 +47,16 @@ DOCUMENT: dict[str, Any] = {
                                                        "its quota (SPEC 9.11); InsufficientStorage: the node's disk "
                                                        "is full or read-only")}},
             "get": {"summary": "Download a blob (a module's bytes, or a directory as a CAR; a file as a CAR "
-                               "when Accept names application/vnd.ipld.car; a dataset as a CAR; a private "
-                               "module never); HEAD tells whether the node has it",
+                               "when Accept names application/vnd.ipld.car; a dataset as a CAR; a file or "
+                               "directory inside a held tree likewise; a private module never); HEAD tells "
+                               "whether the node has it",
                     "responses": {"200": {"description": "the blob"}, "404": _json(_ERROR, "unknown")}},
         },
         "/v1/holdings": {
             "get": {"summary": "The CIDs this node holds: datasets, modules, private modules (by CID only), "
                                "blobs; each list sorted, at most 10000 long (truncated says so). Repeat "
-                               "?cid=CID to ask about those CIDs only.",
+                               "?cid=CID to ask about those CIDs only; inside then lists those that are a file "
+                               "or directory inside a held dataset, stored tree or job result.",
                     "parameters": [{"name": "cid", "in": "query", "required": False,
                                     "schema": {"type": "array", "items": {"type": "string"}}}],
                     "responses": {"200": _json({"type": "object"}, "holdings"),

@@ -123,3 +123,65 @@ def test_every_command_is_documented() -> None:
         for param in command.params:
             if param.param_type_name == "option":
                 assert getattr(param, "help", None), f"cod {name} {param.opts} lacks help"
+
+
+def test_a_module_named_by_path_or_by_cid_is_one_job(tmp_path: Path) -> None:
+    """argv[0] is SPEC's fixed program name, never the local file name (SPEC 2, `args`): `cod run
+    ./m.wasm` and `cod run CID` are one job CID, and a node that ran one answers the other from
+    its record (one job on the node, one run)."""
+    import shutil
+    import urllib.request
+
+    from ..helpers import cod_env, devstack, run_cod
+
+    shutil.copy(VECTORS / "hello.wasm", tmp_path / "m.wasm")
+    added = run_cod(tmp_path, "add", "m.wasm")
+    assert added.returncode == 0, added.stderr
+    cid = added.stdout.split()[1]
+    by_path = json.loads(run_cod(tmp_path, "run", "--dry-run", "--json", "./m.wasm", "x").stdout)
+    by_cid = json.loads(run_cod(tmp_path, "run", "--dry-run", "--json", cid, "x").stdout)
+    assert by_path["spec"]["args"] == by_cid["spec"]["args"] == ["main.wasm", "x"]  # SPEC 2: the fixed argv[0]
+    assert by_path["job_cid"] == by_cid["job_cid"]
+    local = [run_cod(tmp_path, "run", "--json", "--output-dir", str(tmp_path / f"r{n}"), module, "x")
+             for n, module in enumerate(("./m.wasm", cid))]
+    assert [json.loads(done.stdout)["job_cid"] for done in local] == [by_path["job_cid"]] * 2
+    env = cod_env(tmp_path)
+    with devstack(env, tmp_path, 1) as nodes:
+        url = nodes[0][1]
+        runs = [run_cod(tmp_path, "run", "--verify", "1", "--node", url, "--json", "--output-dir",
+                        str(tmp_path / f"v{n}"), module, "x") for n, module in enumerate(("./m.wasm", cid))]
+        for done in runs:
+            assert done.returncode == 0, done.stderr
+        views = [json.loads(done.stdout) for done in runs]
+        assert views[0]["job_cid"] == views[1]["job_cid"] and views[0]["result_cid"] == views[1]["result_cid"]
+        with urllib.request.urlopen(f"{url}/v1/jobs", timeout=30) as resp:
+            jobs = json.loads(resp.read())["jobs"]
+        assert [job["job_cid"] for job in jobs] == [views[0]["job_cid"]]  # the second was answered from the record
+
+
+async def test_a_file_of_a_dataset_three_nodes_serve_runs_by_its_cid(tmp_path: Path) -> None:
+    """Issue 20: three nodes serve a dataset; `cod run --verify 3 -i FILECID:/inputs/f` (the CID of one
+    file in it, from the js-ipfs-unixfs importer) runs on all three, with --require-local too."""
+    import asyncio
+    import shutil
+
+    from cod.node.server import start_node
+
+    from ..helpers import js_unixfs_cid, run_cod
+    from ..node_kit import cat_wat, wat
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(VECTORS / "data" / "wordcount", corpus)
+    (tmp_path / "cat.wasm").write_bytes(wat(cat_wat("f")))
+    file_cid = js_unixfs_cid(corpus / "moby.txt")
+    nodes = [await start_node(tmp_path / f"n{i}", concurrency=1, datasets=[corpus]) for i in range(3)]
+    try:
+        flags = [flag for node in nodes for flag in ("--node", node.url)]
+        for extra in ([], ["--require-local"]):  # the first run gave the nodes the module
+            done = await asyncio.to_thread(run_cod, tmp_path, "run", "--verify", "3", *extra, *flags, "-i",
+                                           f"{file_cid}:/inputs/f", "cat.wasm")
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.encode() == (corpus / "moby.txt").read_bytes()
+    finally:
+        for node in nodes:
+            await node.stop()

@@ -136,7 +136,7 @@ async def test_holdings_answer_about_the_cids_asked(tmp_path: Path, corpus: Path
         async with http.get(f"{node.url}/v1/holdings", params=[("cid", module_cid(wasm)), ("cid", absent)]) as resp:
             held = await resp.json()
         assert held == {"datasets": [], "modules": [module_cid(wasm)], "private_modules": [],
-                        "blobs": [module_cid(wasm)], "truncated": False}
+                        "blobs": [module_cid(wasm)], "inside": [], "truncated": False}
         async with http.get(f"{node.url}/v1/holdings", params={"cid": dataset}) as resp:
             assert (await resp.json())["datasets"] == [dataset]
         async with http.get(f"{node.url}/v1/holdings", params={"cid": "../etc"}) as resp:

@@ -1,0 +1,408 @@
+"""Every file and directory inside what a node holds is addressable by its own CID (SPEC 9.9,
+"Contents"): inside a dataset, a stored tree (an upload, a fetch) and a job's results, a node
+answers `GET /v1/holdings?cid=` for it (under ``inside``), mounts it for a job (a file CID as a
+single-file input, a directory CID as a directory), serves it at `GET /v1/blobs/{cid}`, and the
+verifier's require_local counts it as held.
+
+Real nodes on loopback; expected CIDs come from the js-ipfs-unixfs importer and ipfs-car, the
+expected outputs from the files' own bytes (a word count by hand, a `cat`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from cod.content.car import read_car
+from cod.content.cid import CID
+from cod.local import PreparedJob, prepare
+from cod.node.caps import NodeCaps
+from cod.node.server import RunningNode, start_node
+from verifier import Records, verify
+
+from ..helpers import VECTORS, ipfs_car_cid, js_unixfs_cid
+from ..node_kit import CAR_TYPE, cat_wat, put, put_module, wat
+
+WORDCOUNT = VECTORS / "wordcount.wasm"
+
+
+@pytest.fixture()
+def corpus(tmp_path: Path) -> Path:
+    copy = tmp_path / "corpus"
+    shutil.copytree(VECTORS / "data" / "wordcount", copy)
+    return copy
+
+
+@pytest.fixture()
+def cat(tmp_path: Path) -> Path:
+    """A module printing /inputs/f (up to 4096 bytes): a job on one single-file input."""
+    path = tmp_path / "cat.wasm"
+    path.write_bytes(wat(cat_wat("f")))
+    return path
+
+
+async def _start(tmp_path: Path, name: str, **options: object) -> RunningNode:
+    return await start_node(tmp_path / name, concurrency=1, **options)
+
+
+async def _modules(http: aiohttp.ClientSession, urls: list[str], *modules: Path) -> None:
+    """Give the nodes the modules (require_local asks the nodes to hold the module too)."""
+    for url in urls:
+        for module in modules:
+            await put_module(http, url, module.read_bytes())
+
+
+async def _inside(http: aiohttp.ClientSession, url: str, *cids: str) -> list[str]:
+    async with http.get(f"{url}/v1/holdings", params=[("cid", cid) for cid in cids]) as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    assert body["truncated"] is False
+    inside: list[str] = body.get("inside", [])
+    return inside
+
+
+def _counted(folder: Path, mount: str) -> str:
+    """wordcount's count.txt for ``folder``, by hand: 'lines words bytes path' of every file in
+    path order."""
+    rows = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        rows.append((data.count(b"\n"), len(data.split()), len(data), f"{mount}/{path.relative_to(folder)}"))
+    return "".join(f"{a} {b} {c} {name}\n" for a, b, c, name in rows)
+
+
+def _by_cid(module: Path, cid: str, mount: str) -> PreparedJob:
+    job = prepare(module, [], inputs=[f"ipfs://{cid}:{mount}"])
+    assert job.sources == {}  # this requester has no bytes of it: only nodes do
+    return job
+
+
+async def test_a_file_and_a_directory_inside_a_dataset_run_on_three_nodes_by_their_cids(
+        tmp_path: Path, corpus: Path, cat: Path, records: Records, http: aiohttp.ClientSession) -> None:
+    """The issue's case: three nodes serve a dataset; `-i FILECID:/inputs/f` and `-i DIRCID:/inputs`
+    (a file and a subdirectory of it) run verified on all three with require_local."""
+    file_cid = js_unixfs_cid(corpus / "moby.txt")
+    dir_cid = js_unixfs_cid(corpus / "more")
+    nodes = [await _start(tmp_path, f"n{i}", datasets=[corpus]) for i in range(3)]
+    urls = [n.url for n in nodes]
+    try:
+        await _modules(http, urls, cat, WORDCOUNT)
+        for url in urls:
+            assert await _inside(http, url, file_cid, dir_cid) == sorted([file_cid, dir_cid])
+        by_file = await verify(_by_cid(cat, file_cid, "/inputs/f"), urls, 3, records=records,
+                               require_local=True, output_dir=tmp_path / "f")
+        assert by_file.outcome == "verified"
+        assert (tmp_path / "f" / "stdout").read_bytes() == (corpus / "moby.txt").read_bytes()
+        by_dir = await verify(_by_cid(WORDCOUNT, dir_cid, "/inputs"), urls, 3, records=records,
+                              require_local=True, output_dir=tmp_path / "d")
+        assert by_dir.outcome == "verified"
+        assert (tmp_path / "d" / "outputs" / "count.txt").read_text() == _counted(corpus / "more", "/inputs")
+        assert all(n.node.fetcher.fetched_bytes == 0 for n in nodes)  # nothing was fetched or uploaded
+        async with http.get(f"{urls[0]}/v1/blobs/{file_cid}") as resp:  # served as its bytes
+            assert resp.status == 200 and await resp.read() == (corpus / "moby.txt").read_bytes()
+        async with http.get(f"{urls[0]}/v1/blobs/{dir_cid}") as resp:  # and a directory as its CAR
+            assert resp.status == 200 and resp.content_type == CAR_TYPE
+            roots, blocks = read_car(io.BytesIO(await resp.read()))
+            assert [str(r) for r in roots] == [dir_cid] and len(list(blocks)) == 3  # the directory, two files
+    finally:
+        for node in nodes:
+            await node.stop()
+
+
+async def test_inside_an_uploaded_tree_a_file_and_a_directory_are_held_served_and_mounted(
+        tmp_path: Path, corpus: Path, cat: Path, records: Records, http: aiohttp.ClientSession) -> None:
+    car = tmp_path / "corpus.car"
+    root = ipfs_car_cid(corpus, car)
+    file_cid = js_unixfs_cid(corpus / "more" / "cod.txt")
+    dir_cid = js_unixfs_cid(corpus / "more")
+    node = await _start(tmp_path, "n")
+    try:
+        assert (await put(http, node.url, root, car.read_bytes()))[0] == 201
+        await _modules(http, [node.url], cat, WORDCOUNT)
+        assert await _inside(http, node.url, file_cid, dir_cid, root) == sorted([file_cid, dir_cid, root])
+        async with http.get(f"{node.url}/v1/blobs/{file_cid}") as resp:
+            assert resp.status == 200 and await resp.read() == (corpus / "more" / "cod.txt").read_bytes()
+        await verify(_by_cid(cat, file_cid, "/inputs/f"), [node.url], 1, records=records, require_local=True,
+                     output_dir=tmp_path / "f")
+        assert (tmp_path / "f" / "stdout").read_bytes() == (corpus / "more" / "cod.txt").read_bytes()
+        await verify(_by_cid(WORDCOUNT, dir_cid, "/inputs"), [node.url], 1, records=records,
+                     require_local=True, output_dir=tmp_path / "d")
+        assert (tmp_path / "d" / "outputs" / "count.txt").read_text() == _counted(corpus / "more", "/inputs")
+    finally:
+        await node.stop()
+
+
+async def test_inside_a_result_a_file_and_the_outputs_directory_are_addressable(
+        tmp_path: Path, corpus: Path, cat: Path, records: Records, http: aiohttp.ClientSession) -> None:
+    node = await _start(tmp_path, "n", datasets=[corpus])
+    try:
+        first = await verify(_by_cid(WORDCOUNT, js_unixfs_cid(corpus), "/inputs"), [node.url], 1,
+                             records=records, output_dir=tmp_path / "r")
+        count = tmp_path / "r" / "outputs" / "count.txt"
+        file_cid, outputs_cid = js_unixfs_cid(count), js_unixfs_cid(tmp_path / "r" / "outputs")
+        result_cid = js_unixfs_cid(tmp_path / "r")
+        assert result_cid == first.result_cid
+        await node.node.listed()  # a result is listed after its job is answered, off its path
+        assert await _inside(http, node.url, file_cid, outputs_cid, result_cid) == sorted(
+            [file_cid, outputs_cid, result_cid])
+        await _modules(http, [node.url], cat)
+        await verify(_by_cid(cat, file_cid, "/inputs/f"), [node.url], 1, records=records,
+                     require_local=True, output_dir=tmp_path / "f")
+        assert (tmp_path / "f" / "stdout").read_bytes() == count.read_bytes()
+        async with http.get(f"{node.url}/v1/blobs/{outputs_cid}") as resp:
+            assert resp.status == 200 and resp.content_type == CAR_TYPE
+            roots, _ = read_car(io.BytesIO(await resp.read()))
+            assert [str(r) for r in roots] == [outputs_cid]
+    finally:
+        await node.stop()
+
+
+async def test_the_index_outlives_a_restart_and_forgets_what_is_gone(tmp_path: Path, corpus: Path,
+                                                                    http: aiohttp.ClientSession) -> None:
+    from cod.node.contents import Contents
+
+    moby = js_unixfs_cid(corpus / "moby.txt")
+    cod_txt = js_unixfs_cid(corpus / "more" / "cod.txt")
+    node = await _start(tmp_path, "n", datasets=[corpus])
+    await node.stop()
+    assert {row[0] for row in Contents(tmp_path / "n" / "contents.db").find(moby)} == {"dataset"}  # on disk
+    node = await _start(tmp_path, "n", datasets=[corpus])
+    try:
+        assert await _inside(http, node.url, moby, cod_txt) == sorted([moby, cod_txt])
+        (corpus / "moby.txt").write_bytes(b"Call me Ishmael.\n")  # the dataset changes: a new CID
+        changed = js_unixfs_cid(corpus / "moby.txt")
+        async with http.get(f"{node.url}/v1/blobs/{moby}") as resp:  # the fingerprint is taken: changed
+            assert resp.status == 404
+        assert await _inside(http, node.url, moby, cod_txt, changed) == sorted([cod_txt, changed])
+    finally:
+        await node.stop()
+
+
+async def test_a_chunk_of_a_file_is_not_a_file_of_the_tree(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """Only the roots of files and directories are addressable: a raw leaf of a file of two
+    chunks (a block, not a file of the tree) is not held, whatever it hashes to."""
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "big").write_bytes(b"a" * (1 << 20) + b"b")  # two chunks: a dag-pb File over two raw leaves
+    (tree / "small").write_bytes(b"b")  # (the same bytes as the second leaf: a file of its own too)
+    car = tmp_path / "t.car"
+    root = ipfs_car_cid(tree, car)
+    leaf = str(CID.of(0x55, b"a" * (1 << 20)))
+    node = await _start(tmp_path, "n")
+    try:
+        assert (await put(http, node.url, root, car.read_bytes()))[0] == 201
+        assert root == js_unixfs_cid(tree)
+        files = [js_unixfs_cid(tree / "big"), js_unixfs_cid(tree / "small")]
+        assert await _inside(http, node.url, leaf, *files) == sorted(files)
+        async with http.get(f"{node.url}/v1/blobs/{leaf}") as resp:
+            assert resp.status == 404
+    finally:
+        await node.stop()
+
+
+async def test_a_tree_past_max_entries_is_addressable_by_its_root_only(tmp_path: Path, corpus: Path,
+                                                                       http: aiohttp.ClientSession) -> None:
+    """The index is bounded: with max_entries = 3, a dataset of 5 entries below its root lists
+    none of them (its root is still offered), one of 3 lists all; a request never walks a tree."""
+    small = tmp_path / "small"
+    (small / "d").mkdir(parents=True)
+    (small / "a").write_bytes(b"a\n")
+    (small / "d" / "b").write_bytes(b"b\n")
+    node = await _start(tmp_path, "n", datasets=[corpus, small], caps=NodeCaps(max_entries=3))
+    try:
+        async with http.get(f"{node.url}/v1/holdings") as resp:
+            assert (await resp.json())["datasets"] == sorted([js_unixfs_cid(corpus), js_unixfs_cid(small)])
+        inner = [js_unixfs_cid(small / "a"), js_unixfs_cid(small / "d"), js_unixfs_cid(small / "d" / "b")]
+        assert await _inside(http, node.url, js_unixfs_cid(corpus / "moby.txt"), *inner) == sorted(inner)
+    finally:
+        await node.stop()
+
+
+async def test_a_directory_inside_is_served_as_a_car_never_kept(tmp_path: Path, corpus: Path,
+                                                                http: aiohttp.ClientSession) -> None:
+    """The CAR of a directory inside a held tree is built per request and never kept: nested
+    directories cannot make the node keep a copy of a tree per level."""
+    dir_cid = js_unixfs_cid(corpus / "more")
+    node = await _start(tmp_path, "n", datasets=[corpus])
+    try:
+        async def car() -> bytes:
+            async with http.get(f"{node.url}/v1/blobs/{dir_cid}") as resp:
+                assert resp.status == 200 and resp.headers["X-Content-Type-Options"] == "nosniff"
+                return await resp.read()
+
+        cars = await asyncio.gather(*(car() for _ in range(4)))  # at once: each built, all the same
+        assert len(set(cars)) == 1
+        roots, _ = read_car(io.BytesIO(cars[0]))
+        assert [str(r) for r in roots] == [dir_cid]
+        builds = node.node.cars.builds
+        async with http.head(f"{node.url}/v1/blobs/{dir_cid}") as resp:
+            assert resp.status == 200 and resp.content_type == CAR_TYPE
+        async with http.head(f"{node.url}/v1/blobs/{CID.of(0x55, b'absent')}") as resp:
+            assert resp.status == 404
+        assert node.node.cars.builds == builds  # HEAD builds no CAR
+        assert dir_cid not in node.node.cars.kept() and not [
+            p for p in (tmp_path / "n" / "cars").iterdir() if dir_cid in p.name or p.name.startswith(".car-")]
+    finally:
+        await node.stop()
+
+
+async def test_a_private_module_inside_a_tree_is_never_answered(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    hello = VECTORS / "hello.wasm"
+    tree = tmp_path / "t"
+    tree.mkdir()
+    shutil.copy(hello, tree / "copy.wasm")
+    (tree / "other").write_bytes(b"x")
+    car = tmp_path / "t.car"
+    root = ipfs_car_cid(tree, car)
+    private = js_unixfs_cid(hello)
+    node = await _start(tmp_path, "n", private_modules=[hello])
+    try:
+        assert (await put(http, node.url, root, car.read_bytes()))[0] == 201
+        assert await _inside(http, node.url, private, js_unixfs_cid(tree / "other")) == [js_unixfs_cid(tree / "other")]
+        async with http.get(f"{node.url}/v1/blobs/{private}") as resp:
+            assert resp.status == 404
+    finally:
+        await node.stop()
+
+
+async def test_the_collector_keeps_a_result_a_running_job_reads_then_forgets_it(
+        tmp_path: Path, corpus: Path, records: Records, http: aiohttp.ClientSession) -> None:
+    from cod.jobspec import Input, JobSpec, Limits
+    from cod.node.collector import Retention
+
+    from ..node_kit import BUSY_WAT, until_state
+
+    node = await _start(tmp_path, "n", datasets=[corpus], retention=Retention(keep_jobs=0, keep_results_s=0))
+    try:
+        await verify(_by_cid(WORDCOUNT, js_unixfs_cid(corpus), "/inputs"), [node.url], 1, records=records,
+                     output_dir=tmp_path / "r")
+        count = js_unixfs_cid(tmp_path / "r" / "outputs" / "count.txt")
+        await node.node.listed()
+        busy = await put_module(http, node.url, wat(BUSY_WAT))
+        spec = JobSpec(module=busy, inputs=(Input(cid=count, path="/inputs/f"),), limits=Limits(timeout_ms=120_000))
+        async with http.post(f"{node.url}/v1/jobs", json={"spec": spec.to_dict()}) as resp:
+            assert resp.status == 202, await resp.text()
+        await until_state(http, node.url, str(spec.cid), {"running"})
+        far = node.node.clock() + 10**18
+        assert (await node.node.collect(far))["results"] == []  # the running job reads a file of it
+        assert await _inside(http, node.url, count) == [count]
+        async with http.delete(f"{node.url}/v1/jobs/{spec.cid}") as resp:
+            assert resp.status == 200
+        removed = await node.node.collect(far)
+        assert len(removed["results"]) == 1 and await _inside(http, node.url, count) == []
+        assert node.node.contents.find(count) == []
+    finally:
+        await node.stop()
+
+
+async def test_a_lost_index_is_made_again_at_start_and_a_tree_gone_behind_the_node_answers_nothing(
+        tmp_path: Path, corpus: Path, http: aiohttp.ClientSession) -> None:
+    car = tmp_path / "c.car"
+    root = ipfs_car_cid(corpus, car)
+    cod_txt = js_unixfs_cid(corpus / "more" / "cod.txt")
+    node = await _start(tmp_path, "n")
+    assert (await put(http, node.url, root, car.read_bytes()))[0] == 201
+    await node.stop()
+    for name in ("contents.db", "contents.db-wal", "contents.db-shm"):
+        (tmp_path / "n" / name).unlink(missing_ok=True)
+    node = await _start(tmp_path, "n")
+    try:
+        await node.node.listed()  # the listing of what was stored unlisted
+        assert await _inside(http, node.url, cod_txt) == [cod_txt]
+        shutil.rmtree(tmp_path / "n" / "blobs" / "trees" / root)  # removed behind the node's back
+        assert await _inside(http, node.url, cod_txt) == []
+        async with http.get(f"{node.url}/v1/blobs/{cod_txt}") as resp:
+            assert resp.status == 404
+        unknown = [str(CID.of(0x55, n.to_bytes(4, "big"))) for n in range(64)]  # CIDs nothing lists
+        assert await _inside(http, node.url, *unknown) == []
+    finally:
+        await node.stop()
+
+
+async def test_a_job_naming_a_file_of_a_stored_tree_keeps_the_tree_in_use(tmp_path: Path, corpus: Path, cat: Path,
+                                                                         http: aiohttp.ClientSession) -> None:
+    """A stored tree is used (SPEC 9.11) when a job names a file inside it: the collector keeps
+    it keep_blobs_s from that job, not from the upload (a clock the test sets)."""
+    from cod.jobspec import Input, JobSpec
+    from cod.node.collector import Retention
+
+    now = [10**18]
+    car = tmp_path / "c.car"
+    root = ipfs_car_cid(corpus, car)
+    node = await _start(tmp_path, "n", retention=Retention(keep_blobs_s=100, collect_every_s=0), clock=lambda: now[0])
+    try:
+        assert (await put(http, node.url, root, car.read_bytes()))[0] == 201
+        module = await put_module(http, node.url, cat.read_bytes())
+        now[0] += 90 * 10**9
+        spec = JobSpec(module=module, inputs=(Input(cid=js_unixfs_cid(corpus / "moby.txt"), path="/inputs/f"),))
+        async with http.post(f"{node.url}/v1/jobs?wait=true", json={"spec": spec.to_dict()}) as resp:
+            assert resp.status == 200 and (await resp.json())["state"] == "done"
+        removed = await node.node.collect(now[0] + 50 * 10**9)  # 140 s after the upload, 50 s after the job
+        assert root not in removed["blobs"] and node.node.blobs.tree(root) is not None
+    finally:
+        await node.stop()
+
+
+async def test_a_car_built_for_a_request_that_went_away_is_removed(tmp_path: Path, corpus: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that goes away while the CAR of a directory inside is being built leaves no file
+    behind (the build under way is removed when it ends; one not begun never runs)."""
+    import threading
+
+    from cod.node import cars
+    from cod.node.cars import CarCache
+
+    started, release = threading.Event(), threading.Event()
+    real = cars.car_format.write_car
+
+    def held_write(tree: Path, dest: str) -> object:
+        started.set()
+        release.wait(30)
+        return real(tree, dest)
+
+    cache = CarCache(tmp_path / "cars", builders=1)
+    try:
+        monkeypatch.setattr(cars.car_format, "write_car", held_write)
+        gone = asyncio.ensure_future(cache.transient(js_unixfs_cid(corpus), corpus))
+        assert await asyncio.to_thread(started.wait, 30)  # the build is under way
+        queued = asyncio.ensure_future(cache.transient(js_unixfs_cid(corpus), corpus))
+        await asyncio.sleep(0)
+        gone.cancel()
+        queued.cancel()  # not begun: never runs
+        release.set()
+        for task in (gone, queued):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        monkeypatch.setattr(cars.car_format, "write_car", real)
+        kept = await cache.transient(js_unixfs_cid(corpus / "more"), corpus / "more")  # after them, on the one builder
+        assert sorted(p.name for p in (tmp_path / "cars").iterdir()) == [kept.name]
+        kept.unlink()
+    finally:
+        cache.close()
+
+
+async def test_a_result_is_listed_again_at_start_when_its_listing_was_lost(
+        tmp_path: Path, corpus: Path, records: Records, http: aiohttp.ClientSession) -> None:
+    node = await _start(tmp_path, "n", datasets=[corpus])
+    try:
+        await verify(_by_cid(WORDCOUNT, js_unixfs_cid(corpus), "/inputs"), [node.url], 1, records=records,
+                     output_dir=tmp_path / "r")
+        await node.node.listed()
+    finally:
+        await node.stop()
+    count = js_unixfs_cid(tmp_path / "r" / "outputs" / "count.txt")
+    for name in ("contents.db", "contents.db-wal", "contents.db-shm"):
+        (tmp_path / "n" / name).unlink(missing_ok=True)
+    node = await _start(tmp_path, "n", datasets=[corpus])
+    try:
+        await node.node.listed()
+        assert await _inside(http, node.url, count) == [count]
+        async with http.get(f"{node.url}/v1/blobs/{count}") as resp:
+            assert resp.status == 200 and await resp.read() == (tmp_path / "r" / "outputs" / "count.txt").read_bytes()
+    finally:
+        await node.stop()
