@@ -121,8 +121,22 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Entry point: run the command; every error becomes its lines on stderr and its exit code."""
-    sys.exit(run_cli(sys.argv[1:]))
+    """Entry point: run the command; every error becomes its lines on stderr and its exit code.
+
+    Once a run was interrupted (exit 130), another Ctrl-C while the process exits (pressed
+    twice, or held down) changes nothing: without this, Python ends a process whose
+    KeyboardInterrupt arrives during shutdown by SIGINT itself, not with the exit 130 the
+    first one was answered with.
+    """
+    import signal
+
+    try:
+        code = run_cli(sys.argv[1:])
+    except KeyboardInterrupt:  # the second Ctrl-C, while the first one's error was reported
+        code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
 
 
 def run_cli(args: list[str]) -> int:

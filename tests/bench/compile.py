@@ -9,12 +9,12 @@ alternating round by round so a busy machine slows both alike:
   ``wasmtime.WasiConfig``, on a default engine with fuel on and wasmtime's own cache under the same
   fresh ``XDG_CACHE_HOME``);
 - **warm**: the same commands again with the caches one untimed run filled;
-- **cold ``cod run --verify 3``** of the Go module on the embedded network (each node compiles into
-  its own cache), for the compile-heavy module only.
+- **cold ``cod run --verify 3``** of the Go module on the embedded network (its nodes compile into
+  the requester's module cache, SPEC 11), for the compile-heavy module only.
 
-Modules: ``hello.wasm`` for contrast, and the Go word count: ``$COD_BENCH_GO_WASM``, else the first
-``vectors/*.wasm`` with at least MIN_SEGMENTS data segments, else a synthetic module with 30,000
-tiny data segments generated deterministically here. Goals (issue 20): the Go module's cold run at
+Modules: ``hello.wasm`` and the Rust ``wordfreq.wasm`` for contrast, and the Go word count:
+``$COD_BENCH_GO_WASM``, else the first ``vectors/*.wasm`` with at least MIN_SEGMENTS data
+segments, else a synthetic module with 30,000 tiny data segments generated deterministically here. Goals (issue 20): the Go module's cold run at
 most 2x the built-in one, its cold ``--verify 3`` at most 15 s.
 
 Run alone: ``python tests/bench/compile.py``; rounds: COD_BENCH_COMPILE_ROUNDS (default 3).
@@ -218,8 +218,11 @@ def section() -> list[str]:
             f"{ROUNDS} alternating rounds, medians (min).",
             "",
         ]
-        for name, wasm, inputs, verify in (("hello.wasm", VECTORS / "hello.wasm", None, False),
-                                           (label, go, data, True)):
+        cases = [("hello.wasm", VECTORS / "hello.wasm", None, False)]
+        if (VECTORS / "wordfreq.wasm").exists():  # Rust (Debian's rustc), 2 data segments
+            cases.append(("Rust wordfreq.wasm", VECTORS / "wordfreq.wasm", text, False))
+        cases.append((label, go, data, True))
+        for name, wasm, inputs, verify in cases:
             found, _ = measure(work / name.split()[0].strip(":"), name, wasm, inputs, verify)
             lines += found
     return lines

@@ -164,6 +164,21 @@ def test_sigterm_cancels_the_job_on_every_node_as_ctrl_c_does(stack: Stack) -> N
     assert stack.listed(job_cid)["outcome"] == "cancelled"
 
 
+def test_a_held_down_ctrl_c_cancels_once_and_exits_130(stack: Stack) -> None:
+    proc, job_cid = stack.start("ctrl-c held down")
+    try:
+        stack.wait_running(job_cid)
+        while proc.poll() is None:  # a key held down: SIGINT after SIGINT until the process is gone
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.01)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in stderr, (proc.returncode, stderr)
+    stack.assert_cancelled_everywhere(job_cid)
+    assert stack.listed(job_cid)["outcome"] == "cancelled"
+
+
 def test_two_ctrl_cs_cancel_once_with_no_traceback(stack: Stack) -> None:
     proc, job_cid = stack.start("ctrl-c twice")
     try:
