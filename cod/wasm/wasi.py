@@ -712,7 +712,7 @@ class Wasi:
             raise Errno(abi.EROFS)
         exclusive = oflags & abi.O_CREAT and oflags & abi.O_EXCL  # POSIX: never through a final symlink
         follow = bool(dirflags & abi.LOOKUP_SYMLINK_FOLLOW) and not exclusive
-        comps, info = self.fs.resolve(mount, base.comps, path, follow)
+        comps, info, dir_only = self.fs.resolve_named(mount, base.comps, path, follow)
         host = mount.host_path(comps)
         if len(self.fds) >= MAX_OPEN_FDS:
             raise Errno(abi.EMFILE)
@@ -721,8 +721,8 @@ class Wasi:
                 raise Errno(abi.ENOENT)
             if oflags & abi.O_DIRECTORY:
                 raise Errno(abi.EINVAL)
-            if path.endswith(b"/"):
-                raise Errno(abi.EISDIR)  # open(2): a trailing slash names a directory, never a new file
+            if dir_only:  # open(2): a trailing slash (of the path or of a link's target) names a directory
+                raise Errno(abi.EISDIR)
             self.fs.check_new_name(comps)
             self.fs.count_new_entry()
         else:

@@ -442,3 +442,17 @@ def test_o_creat_of_a_name_with_a_trailing_slash_makes_no_file(h: Harness) -> No
     assert h.open(b"dangling/", oflags=abi.O_CREAT, write=True)[0] == abi.EISDIR
     assert h.open(b"new/", oflags=abi.O_CREAT, write=True)[0] == abi.EISDIR
     assert sorted(os.listdir(h.outputs)) == ["dangling"]
+
+
+def test_o_creat_through_a_dangling_link_whose_target_ends_in_a_slash_makes_no_file(h: Harness) -> None:
+    """open(2) on Linux: O_CREAT through ``x -> sub/`` (``sub`` missing) is EISDIR, as for
+    ``sub/`` itself: the target's slash names a directory, so no regular file ``sub`` appears;
+    also at the end of a chain of links, and ENOENT when a directory before it is missing."""
+    assert symlink(h, b"sub/", b"x") == 0
+    assert symlink(h, b"x", b"chain") == 0
+    assert symlink(h, b"missing/sub/", b"deep") == 0
+    assert h.open(b"x", oflags=abi.O_CREAT, write=True, follow=True)[0] == abi.EISDIR
+    assert h.open(b"chain", oflags=abi.O_CREAT, write=True, follow=True)[0] == abi.EISDIR
+    assert h.open(b"deep", oflags=abi.O_CREAT, write=True, follow=True)[0] == abi.ENOENT
+    assert h.open(b"x", follow=True)[0] == abi.ENOENT  # without O_CREAT: a dangling link
+    assert sorted(os.listdir(h.outputs)) == ["chain", "deep", "x"]
