@@ -906,7 +906,8 @@ class Wasi:
             raise Errno(abi.EXDEV)
         view = self._view(caller)
         old, info = self.fs.resolve(mount, base.comps, self._bytes(view, old_ptr, old_len), False)
-        new, target = self.fs.resolve(mount, new_base.comps, self._bytes(view, new_ptr, new_len), False)
+        new, target, dir_only = self.fs.resolve_named(mount, new_base.comps, self._bytes(view, new_ptr, new_len),
+                                                      False)
         if info is None:
             raise Errno(abi.ENOENT)
         if not old or not new:
@@ -915,6 +916,8 @@ class Wasi:
             return abi.SUCCESS  # POSIX: renaming an entry onto itself does nothing
         self.fs.check_new_name(new)
         moving_dir = filetype_of(info.st_mode) == abi.FILETYPE_DIRECTORY
+        if dir_only and not moving_dir:
+            raise Errno(abi.ENOTDIR)  # rename(2): only a directory may be named "new/"
         if moving_dir:
             self.fs.check_move(mount, old, new)
         if target is not None:

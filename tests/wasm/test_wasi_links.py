@@ -518,3 +518,16 @@ def test_links_and_set_times_look_the_same_on_ext4_and_tmpfs(engine: Engine, req
             finally:
                 h.close()
         assert traces[0] == traces[1], steps
+
+
+def test_a_file_or_link_renamed_to_a_new_name_with_a_trailing_slash_stays_put(h: Harness) -> None:
+    """rename(2) on Linux: only a directory may be named ``new/``; a file or a symlink moved to
+    a missing ``g/`` is ENOTDIR and keeps its name (a directory moves)."""
+    make_file(h, b"f", b"bytes")
+    assert symlink(h, b"nowhere", b"s") == 0
+    assert h.path_call("path_create_directory", b"d") == 0
+    assert h.rename(b"f", b"g/") == abi.ENOTDIR
+    assert h.rename(b"s", b"t/") == abi.ENOTDIR
+    assert sorted(os.listdir(h.outputs)) == ["d", "f", "s"]
+    assert h.rename(b"d", b"e/") == 0
+    assert sorted(os.listdir(h.outputs)) == ["e", "f", "s"]
