@@ -905,19 +905,22 @@ class Wasi:
         if new_mount != mount:
             raise Errno(abi.EXDEV)
         view = self._view(caller)
-        old, info = self.fs.resolve(mount, base.comps, self._bytes(view, old_ptr, old_len), False)
-        new, target, dir_only = self.fs.resolve_named(mount, new_base.comps, self._bytes(view, new_ptr, new_len),
-                                                      False)
+        old_path, new_path = self._bytes(view, old_ptr, old_len), self._bytes(view, new_ptr, new_len)
+        # rename(2) follows neither last component, trailing slash or not: a slash only says "a directory"
+        old, info = self.fs.resolve(mount, base.comps, old_path.rstrip(b"/") or old_path, False)
+        new, target = self.fs.resolve(mount, new_base.comps, new_path.rstrip(b"/") or new_path, False)
         if info is None:
             raise Errno(abi.ENOENT)
         if not old or not new:
             raise Errno(abi.EPERM)
+        moving_dir = filetype_of(info.st_mode) == abi.FILETYPE_DIRECTORY
+        if (old_path.endswith(b"/") or new_path.endswith(b"/")) and not moving_dir:
+            raise Errno(abi.ENOTDIR)  # only a directory (never a link to one) is named "name/"
+        if new_path.endswith(b"/") and target is not None and filetype_of(target.st_mode) != abi.FILETYPE_DIRECTORY:
+            raise Errno(abi.ENOTDIR)
         if old == new:
             return abi.SUCCESS  # POSIX: renaming an entry onto itself does nothing
         self.fs.check_new_name(new)
-        moving_dir = filetype_of(info.st_mode) == abi.FILETYPE_DIRECTORY
-        if dir_only and not moving_dir:
-            raise Errno(abi.ENOTDIR)  # rename(2): only a directory may be named "new/"
         if moving_dir:
             self.fs.check_move(mount, old, new)
         if target is not None:

@@ -531,3 +531,17 @@ def test_a_file_or_link_renamed_to_a_new_name_with_a_trailing_slash_stays_put(h:
     assert sorted(os.listdir(h.outputs)) == ["d", "f", "s"]
     assert h.rename(b"d", b"e/") == 0
     assert sorted(os.listdir(h.outputs)) == ["e", "f", "s"]
+
+
+def test_rename_never_follows_a_link_named_with_a_trailing_slash(h: Harness) -> None:
+    """rename(2) on Linux never follows its last components, so a symlink named ``s/`` (to a
+    directory, or dangling) is ENOTDIR on either side and nothing moves."""
+    assert h.path_call("path_create_directory", b"d") == 0
+    assert symlink(h, b"d", b"s") == 0
+    assert symlink(h, b"nowhere", b"x") == 0
+    assert h.path_call("path_create_directory", b"e") == 0
+    assert h.rename(b"s/", b"y") == abi.ENOTDIR
+    assert h.rename(b"e", b"s/") == abi.ENOTDIR
+    assert h.rename(b"e", b"x/") == abi.ENOTDIR
+    assert sorted(os.listdir(h.outputs)) == ["d", "e", "s", "x"]
+    assert h.rename(b"e/", b"y/") == 0 and sorted(os.listdir(h.outputs)) == ["d", "s", "x", "y"]
