@@ -867,7 +867,9 @@ class Wasi:
 
     def path_remove_directory(self, caller: wasmtime.Caller, fd: int, path_ptr: int, path_len: int) -> int:
         mount, base = self._writable_dir(fd, abi.RIGHT_PATH_REMOVE_DIRECTORY)
-        comps, info = self.fs.resolve(mount, base.comps, self._bytes(self._view(caller), path_ptr, path_len), False)
+        path = self._bytes(self._view(caller), path_ptr, path_len)
+        # rmdir(2) never follows its last component: "s/" for a link to a directory is that link (ENOTDIR)
+        comps, info = self.fs.resolve(mount, base.comps, path.rstrip(b"/") or path, False)
         if info is None:
             raise Errno(abi.ENOENT)
         if not comps:

@@ -545,3 +545,14 @@ def test_rename_never_follows_a_link_named_with_a_trailing_slash(h: Harness) -> 
     assert h.rename(b"e", b"x/") == abi.ENOTDIR
     assert sorted(os.listdir(h.outputs)) == ["d", "e", "s", "x"]
     assert h.rename(b"e/", b"y/") == 0 and sorted(os.listdir(h.outputs)) == ["d", "s", "x", "y"]
+
+
+def test_rmdir_of_a_link_named_with_a_trailing_slash_removes_nothing(h: Harness) -> None:
+    """rmdir(2) on Linux never follows its last component: ``s/`` for a symlink to an empty
+    directory is ENOTDIR, and neither the link nor the directory goes."""
+    assert h.path_call("path_create_directory", b"d") == 0
+    assert symlink(h, b"d", b"s") == 0
+    assert h.path_call("path_remove_directory", b"s/") == abi.ENOTDIR
+    assert h.path_call("path_remove_directory", b"s") == abi.ENOTDIR
+    assert sorted(os.listdir(h.outputs)) == ["d", "s"]
+    assert h.path_call("path_remove_directory", b"d/") == 0 and sorted(os.listdir(h.outputs)) == ["s"]
