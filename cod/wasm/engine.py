@@ -218,11 +218,11 @@ class Engine:
         """Compile ``wasm`` as SPEC 5.6 says: validated as the user gave it, then compiled
         after the module transform (its data segments merged). ModuleError if it is invalid."""
         check_binary(wasm)
-        merged = segments.merge_data_segments(wasm)
         try:
-            if merged is not wasm:  # errors are about the user's bytes, never the transform's
-                wasmtime.Module.validate(self.engine, wasm)
-            module = wasmtime.Module(self.engine, merged)
+            # validated first: errors are about the user's bytes, never the transform's, and a
+            # module wasmtime refuses at once (100,001 segments) is never read segment by segment
+            wasmtime.Module.validate(self.engine, wasm)
+            module = wasmtime.Module(self.engine, segments.merge_data_segments(wasm))
         except wasmtime.WasmtimeError as exc:
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
             cause = lines[-1] if lines else "invalid module"

@@ -194,6 +194,15 @@ class FileSystem:
         Returns the components of the final entry and its lstat (None when the final entry
         does not exist; every directory before it does). Raises Errno.
         """
+        comps, info, _ = self.resolve_named(mount, base, path, follow)
+        return comps, info
+
+    def resolve_named(
+        self, mount: Mount, base: tuple[bytes, ...], path: bytes, follow: bool
+    ) -> tuple[tuple[bytes, ...], os.stat_result | None, bool]:
+        """:meth:`resolve`, and whether the final entry was named with a trailing slash, by
+        ``path`` or by the target of a link followed to it: only a directory may be made at a
+        missing entry named so (open(2) with O_CREAT: EISDIR)."""
         if b"\x00" in path:
             raise Errno(abi.EINVAL)
         if path.startswith(b"/"):
@@ -203,16 +212,17 @@ class FileSystem:
         if base:
             self.check_dir(mount, base)
         hops = [0]
-        comps, info = self._walk(mount, list(base), path, follow, hops, len(base))
+        comps, info, dir_only = self._walk(mount, list(base), path, follow, hops, len(base))
         if len(mount.virtual_path(comps)) > MAX_PATH_BYTES:
             raise Errno(abi.ENAMETOOLONG)
-        return comps, info
+        return comps, info, dir_only
 
     def _walk(
         self, mount: Mount, comps: list[bytes], path: bytes, follow: bool, hops: list[int], floor: int
-    ) -> tuple[tuple[bytes, ...], os.stat_result | None]:
+    ) -> tuple[tuple[bytes, ...], os.stat_result | None, bool]:
         """Walk ``path`` from ``comps``; a ``..`` may not go above the directory fd (the first
-        ``floor`` components), as in preview1's capability model: ENOTCAPABLE."""
+        ``floor`` components), as in preview1's capability model: ENOTCAPABLE. The third value:
+        the entry was named with a trailing slash (only a directory may be made there)."""
         parts = [p for p in path.split(b"/") if p not in (b"", b".")]
         must_be_dir = path.endswith(b"/")
         info: os.stat_result | None = _lstat(mount.host_path(tuple(comps))) if not parts else None
@@ -231,7 +241,7 @@ class FileSystem:
             if info is None:
                 if not last:
                     raise Errno(abi.ENOENT)
-                return tuple(comps), None
+                return tuple(comps), None, must_be_dir
             if stat.S_ISLNK(info.st_mode) and (follow or not last or must_be_dir):
                 hops[0] += 1
                 if hops[0] > MAX_SYMLINK_HOPS:
@@ -240,17 +250,17 @@ class FileSystem:
                 if target.startswith(b"/"):
                     raise Errno(abi.ENOTCAPABLE)  # an absolute target names the host's tree
                 comps.pop()
-                resolved, info = self._walk(mount, comps, target, True, hops, floor)
+                resolved, info, dir_only = self._walk(mount, comps, target, True, hops, floor)
                 comps = list(resolved)
                 if info is None:
                     if not last:
                         raise Errno(abi.ENOENT)
-                    return tuple(comps), None
+                    return tuple(comps), None, dir_only or must_be_dir
             if not last and not stat.S_ISDIR(info.st_mode):
                 raise Errno(abi.ENOTDIR)
         if must_be_dir and info is not None and not stat.S_ISDIR(info.st_mode):
             raise Errno(abi.ENOTDIR)
-        return tuple(comps), info
+        return tuple(comps), info, must_be_dir
 
     @staticmethod
     def check_dir(mount: Mount, comps: tuple[bytes, ...]) -> os.stat_result:

@@ -712,7 +712,7 @@ class Wasi:
             raise Errno(abi.EROFS)
         exclusive = oflags & abi.O_CREAT and oflags & abi.O_EXCL  # POSIX: never through a final symlink
         follow = bool(dirflags & abi.LOOKUP_SYMLINK_FOLLOW) and not exclusive
-        comps, info = self.fs.resolve(mount, base.comps, path, follow)
+        comps, info, dir_only = self.fs.resolve_named(mount, base.comps, path, follow)
         host = mount.host_path(comps)
         if len(self.fds) >= MAX_OPEN_FDS:
             raise Errno(abi.EMFILE)
@@ -721,8 +721,8 @@ class Wasi:
                 raise Errno(abi.ENOENT)
             if oflags & abi.O_DIRECTORY:
                 raise Errno(abi.EINVAL)
-            if path.endswith(b"/"):
-                raise Errno(abi.EISDIR)  # open(2): a trailing slash names a directory, never a new file
+            if dir_only:  # open(2): a trailing slash (of the path or of a link's target) names a directory
+                raise Errno(abi.EISDIR)
             self.fs.check_new_name(comps)
             self.fs.count_new_entry()
         else:
@@ -867,7 +867,9 @@ class Wasi:
 
     def path_remove_directory(self, caller: wasmtime.Caller, fd: int, path_ptr: int, path_len: int) -> int:
         mount, base = self._writable_dir(fd, abi.RIGHT_PATH_REMOVE_DIRECTORY)
-        comps, info = self.fs.resolve(mount, base.comps, self._bytes(self._view(caller), path_ptr, path_len), False)
+        path = self._bytes(self._view(caller), path_ptr, path_len)
+        # rmdir(2) never follows its last component: "s/" for a link to a directory is that link (ENOTDIR)
+        comps, info = self.fs.resolve(mount, base.comps, path.rstrip(b"/") or path, False)
         if info is None:
             raise Errno(abi.ENOENT)
         if not comps:
@@ -905,16 +907,22 @@ class Wasi:
         if new_mount != mount:
             raise Errno(abi.EXDEV)
         view = self._view(caller)
-        old, info = self.fs.resolve(mount, base.comps, self._bytes(view, old_ptr, old_len), False)
-        new, target = self.fs.resolve(mount, new_base.comps, self._bytes(view, new_ptr, new_len), False)
+        old_path, new_path = self._bytes(view, old_ptr, old_len), self._bytes(view, new_ptr, new_len)
+        # rename(2) follows neither last component, trailing slash or not: a slash only says "a directory"
+        old, info = self.fs.resolve(mount, base.comps, old_path.rstrip(b"/") or old_path, False)
+        new, target = self.fs.resolve(mount, new_base.comps, new_path.rstrip(b"/") or new_path, False)
         if info is None:
             raise Errno(abi.ENOENT)
         if not old or not new:
             raise Errno(abi.EPERM)
+        moving_dir = filetype_of(info.st_mode) == abi.FILETYPE_DIRECTORY
+        if (old_path.endswith(b"/") or new_path.endswith(b"/")) and not moving_dir:
+            raise Errno(abi.ENOTDIR)  # only a directory (never a link to one) is named "name/"
+        if new_path.endswith(b"/") and target is not None and filetype_of(target.st_mode) != abi.FILETYPE_DIRECTORY:
+            raise Errno(abi.ENOTDIR)
         if old == new:
             return abi.SUCCESS  # POSIX: renaming an entry onto itself does nothing
         self.fs.check_new_name(new)
-        moving_dir = filetype_of(info.st_mode) == abi.FILETYPE_DIRECTORY
         if moving_dir:
             self.fs.check_move(mount, old, new)
         if target is not None:

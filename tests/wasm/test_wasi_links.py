@@ -22,6 +22,7 @@ from cod.wasm import abi
 from cod.wasm.vfs import inode
 
 from ..helpers import js_unixfs_cid
+from .test_wasi_hosts import two_hosts  # noqa: F401 (a fixture)
 from .wasi_harness import Harness
 
 
@@ -442,3 +443,116 @@ def test_o_creat_of_a_name_with_a_trailing_slash_makes_no_file(h: Harness) -> No
     assert h.open(b"dangling/", oflags=abi.O_CREAT, write=True)[0] == abi.EISDIR
     assert h.open(b"new/", oflags=abi.O_CREAT, write=True)[0] == abi.EISDIR
     assert sorted(os.listdir(h.outputs)) == ["dangling"]
+
+
+def test_o_creat_through_a_dangling_link_whose_target_ends_in_a_slash_makes_no_file(h: Harness) -> None:
+    """open(2) on Linux: O_CREAT through ``x -> sub/`` (``sub`` missing) is EISDIR, as for
+    ``sub/`` itself: the target's slash names a directory, so no regular file ``sub`` appears;
+    also at the end of a chain of links, and ENOENT when a directory before it is missing."""
+    assert symlink(h, b"sub/", b"x") == 0
+    assert symlink(h, b"x", b"chain") == 0
+    assert symlink(h, b"missing/sub/", b"deep") == 0
+    assert h.open(b"x", oflags=abi.O_CREAT, write=True, follow=True)[0] == abi.EISDIR
+    assert h.open(b"chain", oflags=abi.O_CREAT, write=True, follow=True)[0] == abi.EISDIR
+    assert h.open(b"deep", oflags=abi.O_CREAT, write=True, follow=True)[0] == abi.ENOENT
+    assert h.open(b"x", follow=True)[0] == abi.ENOENT  # without O_CREAT: a dangling link
+    assert sorted(os.listdir(h.outputs)) == ["chain", "deep", "x"]
+
+
+def _host_trace(h: Harness, steps: list[tuple[str, bytes, bytes]]) -> list[object]:
+    """Every errno and, after each step, the filestat (inode, link count, times) of a few names
+    and of the fds held open: all a guest sees of links and set times."""
+    trace: list[object] = []
+    held: list[int] = []
+    for op, one, two in steps:
+        if op == "settimes":
+            h.write(0x100, one)
+            trace.append(h.call("path_filestat_set_times", h.outputs_fd, 1, 0x100, len(one), 1000 * len(two) + 7,
+                                99, abi.FST_ATIM | abi.FST_MTIM))
+        elif op == "hold":
+            errno, fd = h.open(one, follow=True, write=True)
+            trace.append(errno)
+            held += [fd] if errno == 0 else []
+        elif op == "release" and held:
+            trace.append(h.call("fd_close", held.pop(0)))
+        elif op == "settimes_fd" and held:
+            trace.append(h.call("fd_filestat_set_times", held[-1], 5, len(two), abi.FST_ATIM | abi.FST_MTIM))
+        elif op in OPS:
+            trace.append(_apply(h, op, one, two))
+        seen = []
+        for name in (b"a", b"b", b"m", b"d/x", b"l"):
+            h.write(0x100, name)
+            errno = h.call("path_filestat_get", h.outputs_fd, 0, 0x100, len(name), 0x4000)
+            seen.append((errno, h.read(0x4000, 64) if errno == 0 else b""))  # all of it: times too
+        for fd in held:
+            assert h.call("fd_filestat_get", fd, 0x4000) == 0
+            seen.append((0, h.read(0x4000, 64)))
+        trace.append(seen)
+    return trace
+
+
+def test_links_and_set_times_look_the_same_on_ext4_and_tmpfs(engine: Engine, request: pytest.FixtureRequest) -> None:
+    """Sequences of link, symlink, rename, unlink, times set by path and by fd, with fds held open
+    across unlinks: the guest sees the same errnos, inode numbers, link counts and times with its
+    outputs on ext4 (which reuses a freed inode number at once) and on tmpfs (which does not), so
+    no record kept by host identity outlives its file."""
+    import random
+
+    ext4, tmpfs = request.getfixturevalue("two_hosts")  # test_wasi_hosts' fixture (imported above)
+    rng = random.Random(20261207)
+    ops = OPS + ["settimes", "hold", "release", "settimes_fd"]
+    # a file with two names and set times dies (names removed, then its fd closed); ext4 gives the
+    # next file its inode number
+    reuse = [("create", b"a", b""), ("link", b"a", b"b"), ("settimes", b"a", b"xy"), ("hold", b"b", b""),
+             ("unlink", b"a", b""), ("unlink", b"b", b""), ("release", b"", b""), ("create", b"m", b"x"),
+             ("link", b"m", b"a"), ("unlink", b"m", b""), ("create", b"b", b""), ("unlink", b"a", b""),
+             ("create", b"l", b"")]
+    for n in range(61):
+        steps = [(rng.choice(ops), rng.choice(NAMES), rng.choice(NAMES + TARGETS)) for _ in range(rng.randint(20, 60))]
+        steps = reuse if n == 0 else steps
+        traces = []
+        for root in (ext4, tmpfs):
+            h = Harness(engine, root / f"run{n}")
+            try:
+                traces.append(_host_trace(h, steps))
+            finally:
+                h.close()
+        assert traces[0] == traces[1], steps
+
+
+def test_a_file_or_link_renamed_to_a_new_name_with_a_trailing_slash_stays_put(h: Harness) -> None:
+    """rename(2) on Linux: only a directory may be named ``new/``; a file or a symlink moved to
+    a missing ``g/`` is ENOTDIR and keeps its name (a directory moves)."""
+    make_file(h, b"f", b"bytes")
+    assert symlink(h, b"nowhere", b"s") == 0
+    assert h.path_call("path_create_directory", b"d") == 0
+    assert h.rename(b"f", b"g/") == abi.ENOTDIR
+    assert h.rename(b"s", b"t/") == abi.ENOTDIR
+    assert sorted(os.listdir(h.outputs)) == ["d", "f", "s"]
+    assert h.rename(b"d", b"e/") == 0
+    assert sorted(os.listdir(h.outputs)) == ["e", "f", "s"]
+
+
+def test_rename_never_follows_a_link_named_with_a_trailing_slash(h: Harness) -> None:
+    """rename(2) on Linux never follows its last components, so a symlink named ``s/`` (to a
+    directory, or dangling) is ENOTDIR on either side and nothing moves."""
+    assert h.path_call("path_create_directory", b"d") == 0
+    assert symlink(h, b"d", b"s") == 0
+    assert symlink(h, b"nowhere", b"x") == 0
+    assert h.path_call("path_create_directory", b"e") == 0
+    assert h.rename(b"s/", b"y") == abi.ENOTDIR
+    assert h.rename(b"e", b"s/") == abi.ENOTDIR
+    assert h.rename(b"e", b"x/") == abi.ENOTDIR
+    assert sorted(os.listdir(h.outputs)) == ["d", "e", "s", "x"]
+    assert h.rename(b"e/", b"y/") == 0 and sorted(os.listdir(h.outputs)) == ["d", "s", "x", "y"]
+
+
+def test_rmdir_of_a_link_named_with_a_trailing_slash_removes_nothing(h: Harness) -> None:
+    """rmdir(2) on Linux never follows its last component: ``s/`` for a symlink to an empty
+    directory is ENOTDIR, and neither the link nor the directory goes."""
+    assert h.path_call("path_create_directory", b"d") == 0
+    assert symlink(h, b"d", b"s") == 0
+    assert h.path_call("path_remove_directory", b"s/") == abi.ENOTDIR
+    assert h.path_call("path_remove_directory", b"s") == abi.ENOTDIR
+    assert sorted(os.listdir(h.outputs)) == ["d", "s"]
+    assert h.path_call("path_remove_directory", b"d/") == 0 and sorted(os.listdir(h.outputs)) == ["s"]
