@@ -871,7 +871,7 @@ class Node:
                 held |= named_cids(spec.module, [item.cid for item in spec.inputs if item.cid], spec.output_base)
                 held |= set((await asyncio.to_thread(self._dependency_blobs, spec))[0])
         # and the trees those lie in (a stored tree, a dataset copy, a job's results: SPEC 9.9 contents)
-        held |= {root for cid in sorted(held) for _kind, root, _path, _dir in self.contents.find(cid)}
+        held |= {root for cid in sorted(held) for _kind, root, _path, _dir in self.contents.find(cid, strict=True)}
         on_disk = set(held_blobs)
         stored = Stored(done=done, finished_ns=self.usage.times(RESULT),
                         blob_used_ns={cid: used for cid, used in self.usage.times(BLOB).items() if cid in on_disk},

@@ -406,3 +406,53 @@ async def test_a_result_is_listed_again_at_start_when_its_listing_was_lost(
             assert resp.status == 200 and await resp.read() == (tmp_path / "r" / "outputs" / "count.txt").read_bytes()
     finally:
         await node.stop()
+
+
+async def test_a_damaged_index_is_set_aside_and_made_again_at_start(tmp_path: Path, corpus: Path,
+                                                                   http: aiohttp.ClientSession) -> None:
+    """contents.db is only a hint, made from what the node holds: a damaged one (not a database
+    any more) never keeps the node from starting; it is set aside and every tree listed again."""
+    car = tmp_path / "c.car"
+    root = ipfs_car_cid(corpus, car)
+    cod_txt = js_unixfs_cid(corpus / "more" / "cod.txt")
+    node = await _start(tmp_path, "n")
+    assert (await put(http, node.url, root, car.read_bytes()))[0] == 201
+    await node.stop()
+    for name in ("contents.db-wal", "contents.db-shm"):
+        (tmp_path / "n" / name).unlink(missing_ok=True)
+    (tmp_path / "n" / "contents.db").write_bytes(b"\x00not a database\xff" * 512)
+    node = await _start(tmp_path, "n")
+    try:
+        await node.node.listed()
+        assert await _inside(http, node.url, cod_txt) == [cod_txt]
+        async with http.get(f"{node.url}/v1/blobs/{cod_txt}") as resp:
+            assert resp.status == 200 and await resp.read() == (corpus / "more" / "cod.txt").read_bytes()
+    finally:
+        await node.stop()
+
+
+async def test_an_index_that_fails_to_read_answers_nothing_and_jobs_still_run(
+        tmp_path: Path, corpus: Path, cat: Path, http: aiohttp.ClientSession) -> None:
+    """A read of contents.db that fails (damaged pages, an I/O error) is a hint lost: holdings
+    answer without ``inside``, and a job on a stored tree's root still runs; never a 500."""
+    import sqlite3
+
+    from cod.jobspec import Input, JobSpec
+
+    car = tmp_path / "c.car"
+    root = ipfs_car_cid(corpus, car)
+    cod_txt = js_unixfs_cid(corpus / "more" / "cod.txt")
+    node = await _start(tmp_path, "n")
+    try:
+        assert (await put(http, node.url, root, car.read_bytes()))[0] == 201
+        module = await put_module(http, node.url, cat.read_bytes())
+        node.node.contents.db.set_authorizer(lambda *_: sqlite3.SQLITE_DENY)  # every statement now fails in sqlite3
+        assert await _inside(http, node.url, cod_txt, root) == []
+        spec = JobSpec(module=module, inputs=(Input(cid=root, path="/inputs"),))
+        async with http.post(f"{node.url}/v1/jobs?wait=true", json={"spec": spec.to_dict()}) as resp:
+            assert resp.status == 200, await resp.text()
+        spec = JobSpec(module=module, inputs=(Input(cid=cod_txt, path="/inputs/f"),))
+        async with http.post(f"{node.url}/v1/jobs?wait=true", json={"spec": spec.to_dict()}) as resp:
+            assert resp.status == 409 and (await resp.json())["missing"] == [cod_txt]
+    finally:
+        await node.stop()
