@@ -48,7 +48,7 @@ from ..web.body import check_strings, parse_json
 from ..web.files import NOSNIFF, stored_file
 from . import disk, joblog, openapi
 from .caps import UPLOAD_CAPS, NodeCaps
-from .cars import CarCache
+from .cars import TRANSIENT_CARS, CarCache
 from .collector import Retention, Stored, named_cids, plan
 from .contents import BLOB as LISTED_BLOB, DATASET, RESULT as LISTED_RESULT, Contents, Shelf, locate
 from .joblog import JobLog
@@ -1013,9 +1013,12 @@ async def _transient_car(request: web.Request, car: Path) -> web.StreamResponse:
                                                **NOSNIFF})
         response.content_length = os.fstat(handle.fileno()).st_size
         await response.prepare(request)
-        while chunk := await asyncio.to_thread(handle.read, CHUNK):
-            await response.write(chunk)
-        await response.write_eof()
+        try:
+            while chunk := await asyncio.to_thread(handle.read, CHUNK):
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionError:  # the client went away mid-CAR: nothing to answer, no node error
+            pass
     return response
 
 
@@ -1147,7 +1150,14 @@ def app(node: Node) -> web.Application:
                 return stored_file(inner[0])
             if request.method == "HEAD":  # existence only: no CAR is built for it
                 return web.Response(headers={"Content-Type": CAR_TYPE, "Content-Disposition": "attachment", **NOSNIFF})
-            return await _transient_car(request, await node.cars.transient(cid, inner[0]))
+            if node.cars.transients >= TRANSIENT_CARS:  # each its own file until sent: slow clients hold disk
+                raise Busy(f"this node is building or sending {TRANSIENT_CARS} CARs of directories inside what it "
+                           "holds, its most at once", "retry after the Retry-After delay, or ask another node")
+            node.cars.transients += 1
+            try:
+                return await _transient_car(request, await node.cars.transient(cid, inner[0]))
+            finally:
+                node.cars.transients -= 1
         return stored_file(await node.car_of(cid, tree), CAR_TYPE)
 
     @routes.post("/v1/jobs")

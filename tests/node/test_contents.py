@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import shutil
 from pathlib import Path
 
@@ -455,4 +456,73 @@ async def test_an_index_that_fails_to_read_answers_nothing_and_jobs_still_run(
         async with http.post(f"{node.url}/v1/jobs?wait=true", json={"spec": spec.to_dict()}) as resp:
             assert resp.status == 409 and (await resp.json())["missing"] == [cod_txt]
     finally:
+        await node.stop()
+
+
+def _open_deleted(folder: Path) -> int:
+    """Files under ``folder`` this process (the node's) holds open after their removal."""
+    held = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        held += target.startswith(str(folder)) and target.endswith("(deleted)")
+    return held
+
+
+async def test_slow_clients_cannot_pile_up_cars_of_directories_inside(
+        tmp_path: Path, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture) -> None:
+    """Each download of a directory inside a held tree has a CAR file of its own on the node's
+    disk until it is sent: clients that read nothing would hold one each (8 nested directories
+    over 16 MiB: 16 MiB a client, 1024 connections). The node sends at most TRANSIENT_CARS at
+    once and answers 429 past it; a client that goes away mid-CAR is no node error."""
+    import logging
+    import socket
+
+    from cod.node.cars import TRANSIENT_CARS
+
+    dataset, here, nested = tmp_path / "ds", tmp_path / "ds", []
+    for name in "abcdefgh":
+        here = here / name
+        here.mkdir(parents=True)
+        nested.append(here)
+    (here / "big").write_bytes(b"".join(n.to_bytes(4, "big") for n in range(4 << 20)))  # 16 MiB, no chunk twice
+    (dataset / "x").write_bytes(b"x")
+    cids = [js_unixfs_cid(path) for path in nested]
+    node = await _start(tmp_path, "n", datasets=[dataset])
+    host, port = node.url.rsplit("//", 1)[1].rsplit(":", 1)
+    slow: list[socket.socket] = []
+    caplog.set_level(logging.ERROR, logger="cod.node")
+    try:
+        for cid in cids[:TRANSIENT_CARS]:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # reads nothing: the answer stalls
+            sock.connect((host, int(port)))
+            sock.sendall(f"GET /v1/blobs/{cid} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            slow.append(sock)
+        cars = tmp_path / "n" / "cars"
+        for _ in range(600):  # until every stalled answer holds its CAR (built, removed, being sent)
+            if _open_deleted(cars) >= TRANSIENT_CARS:
+                break
+            await asyncio.sleep(0.05)
+        assert _open_deleted(cars) == TRANSIENT_CARS
+        async with http.get(f"{node.url}/v1/blobs/{cids[-1]}") as resp:
+            assert resp.status == 429 and resp.headers["Retry-After"] == "1"
+            assert (await resp.json())["error"] == "NodeBusy"
+        for sock in slow:
+            sock.close()
+        for _ in range(600):
+            if _open_deleted(cars) == 0:
+                break
+            await asyncio.sleep(0.05)
+        async with http.get(f"{node.url}/v1/blobs/{cids[-1]}") as resp:  # the places are free again
+            assert resp.status == 200
+            roots, _ = read_car(io.BytesIO(await resp.read()))
+            assert [str(r) for r in roots] == [cids[-1]]
+        assert _open_deleted(cars) == 0 and not list(cars.iterdir())
+        assert [r.getMessage() for r in caplog.records if r.name.startswith("cod.node")] == []
+    finally:
+        for sock in slow:
+            sock.close()
         await node.stop()
