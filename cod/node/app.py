@@ -146,6 +146,7 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listings: set[asyncio.Task[Any]] = set()  # listings of trees being written (SPEC 9.9, contents)
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._mounted: dict[str, set[str]] = {}  # queued or running job -> the roots of the trees its sources lie in
         self._cancelled: set[str] = set()
         self._preparing: dict[str, Preparation] = {}  # jobs submitted, not queued yet (SPEC 9.6)
         self._cancelling: dict[str, Preparation] = {}  # preparations cancelled, not ended yet
@@ -327,7 +328,7 @@ class Node:
             raise NodeError("the node stopped while it fetched the job's inputs", "submit the job again")
         sources = prep.task.result()  # MissingBlobs, ...
         self.caps.check_memory(spec, await asyncio.to_thread(self._tables, spec))  # the modules are at hand now
-        base_bytes = await self._touch_blobs(spec, client)
+        base_bytes = await self._touch_blobs(spec, client, self._trees_of(sources))
         if prep.cancelled:
             return True
         row = self.jobs.get(job_cid)  # again: another request may have queued it while the ledger answered
@@ -352,6 +353,7 @@ class Node:
             task = asyncio.create_task(self._run(job_cid, spec, sources))
             self._tasks.add(task)
             self._running[job_cid] = task
+            self._mounted[job_cid] = self._trees_of(sources)  # the collector keeps them (SPEC 9.11)
             task.add_done_callback(self._tasks.discard)
             if self._preparing.get(job_cid) is prep:  # queued: a DELETE now cancels the queued job
                 del self._preparing[job_cid]
@@ -711,6 +713,7 @@ class Node:
             self.ordinary.discard(job_cid)
             self._cancelled.discard(job_cid)
             self._running.pop(job_cid, None)
+            self._mounted.pop(job_cid, None)
             self._clients.pop(job_cid, None)
             self._done.pop(job_cid, asyncio.Event()).set()
             self._finished(job_cid, time.monotonic() - started, trace)
@@ -806,12 +809,26 @@ class Node:
                 f"needs {more} more", f"wait for the node's collector to remove old results (it keeps them "
                 f"{self.retention.keep_results_s} s, SPEC 9.11), or use another node")
 
-    async def _touch_blobs(self, spec: JobSpec, client: str) -> int:
+    def _trees_of(self, sources: dict[str, str]) -> set[str]:
+        """The roots of the held trees (stored trees, dataset copies; job CIDs for results) that
+        the paths of ``sources`` lie in: what a job mounts, whatever the index answers later."""
+        bases = [self.blobs.trees, self.results] + ([self.offers.copies.trees] if self.offers.copies else [])
+        roots = set()
+        for source in sources.values():
+            for base in bases:
+                parts = Path(source).parts[len(base.parts):]
+                if parts and Path(*Path(source).parts[:len(base.parts)]) == base:
+                    roots.add(parts[0])
+        return roots
+
+    async def _touch_blobs(self, spec: JobSpec, client: str, trees: set[str] | None = None) -> int:
         """Mark the blobs the job uses as used now (charging those not charged yet, such as
-        fetched ones, to ``client``); returns the bytes of its output base."""
+        fetched ones, to ``client``), and the stored ``trees`` its sources lie in; returns the
+        bytes of its output base."""
         now = self.clock()
         module = spec.module if spec.engine != ENGINE_DOCKER else None
         named = named_cids(module, [item.cid for item in spec.inputs if item.cid], spec.output_base)
+        named |= {root for root in sorted(trees or ()) if self.usage.known(BLOB, root)}
         named |= {root for cid in sorted(named) if not self.usage.known(BLOB, cid)  # a stored tree a named file is in
                   for kind, root, _path, _dir in self.contents.find(cid) if kind == LISTED_BLOB}
         unknown = sorted(cid for cid in named if not self.usage.known(BLOB, cid))
@@ -872,6 +889,7 @@ class Node:
                 held |= set((await asyncio.to_thread(self._dependency_blobs, spec))[0])
         # and the trees those lie in (a stored tree, a dataset copy, a job's results: SPEC 9.9 contents)
         held |= {root for cid in sorted(held) for _kind, root, _path, _dir in self.contents.find(cid, strict=True)}
+        held |= {root for job_cid in sorted(self._mounted) for root in self._mounted[job_cid]}  # as mounted
         on_disk = set(held_blobs)
         stored = Stored(done=done, finished_ns=self.usage.times(RESULT),
                         blob_used_ns={cid: used for cid, used in self.usage.times(BLOB).items() if cid in on_disk},

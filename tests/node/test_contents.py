@@ -526,3 +526,46 @@ async def test_slow_clients_cannot_pile_up_cars_of_directories_inside(
         for sock in slow:
             sock.close()
         await node.stop()
+
+
+async def test_the_collector_keeps_the_tree_a_running_job_mounts_whatever_else_holds_the_file(
+        tmp_path: Path, corpus: Path, http: aiohttp.ClientSession) -> None:
+    """A running job mounts a file of stored tree T by the file's CID. Others then upload trees
+    holding the same file whose roots sort before T's: the index answers at most MAX_PLACES trees
+    for a CID, so T is no longer among them; the collector must still keep T (the job reads it)."""
+    from cod.content.car import write_car
+    from cod.content.unixfs import cid_of_tree
+    from cod.jobspec import Input, JobSpec, Limits
+    from cod.node.collector import Retention
+    from cod.node.contents import MAX_PLACES
+
+    from ..node_kit import BUSY_WAT, until_state
+
+    car = tmp_path / "t.car"
+    root = ipfs_car_cid(corpus, car)
+    moby = js_unixfs_cid(corpus / "moby.txt")
+    node = await _start(tmp_path, "n", retention=Retention(keep_blobs_s=0, collect_every_s=0))
+    try:
+        assert (await put(http, node.url, root, car.read_bytes()))[0] == 201
+        busy = await put_module(http, node.url, wat(BUSY_WAT))
+        spec = JobSpec(module=busy, inputs=(Input(cid=moby, path="/inputs/f"),), limits=Limits(timeout_ms=120_000))
+        async with http.post(f"{node.url}/v1/jobs", json={"spec": spec.to_dict()}) as resp:
+            assert resp.status == 202, await resp.text()
+        await until_state(http, node.url, str(spec.cid), {"running"})
+        others: list[str] = []
+        for n in range(200):  # trees holding moby.txt whose roots sort before T's
+            other = tmp_path / f"o{n}"
+            other.mkdir()
+            shutil.copy(corpus / "moby.txt", other / "moby.txt")
+            (other / "tag").write_bytes(str(n).encode())
+            if str(cid_of_tree(other)) < root:
+                other_car = tmp_path / f"o{n}.car"
+                others.append(str(write_car(other, other_car)))
+                assert (await put(http, node.url, others[-1], other_car.read_bytes()))[0] == 201
+            if len(others) == MAX_PLACES:
+                break
+        assert len(others) == MAX_PLACES and root not in {r for _k, r, _p, _d in node.node.contents.find(moby)}
+        removed = await node.node.collect(node.node.clock() + 10**18)
+        assert root not in removed["blobs"] and node.node.blobs.tree(root) is not None
+    finally:
+        await node.stop()
