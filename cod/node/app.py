@@ -514,6 +514,8 @@ class Node:
         try:
             for kind, store in ((LISTED_BLOB, self.blobs), (DATASET, self.offers.copies)):
                 held = set(os.listdir(store.trees)) if store is not None else set()
+                if kind == DATASET:  # a copy of a version no longer offered answers nothing: not listed
+                    held &= set(self.offers.dataset_cids())
                 listed = self.contents.listed(kind)
                 for root in sorted(listed - held):
                     self.contents.drop(kind, root)

@@ -569,3 +569,42 @@ async def test_the_collector_keeps_the_tree_a_running_job_mounts_whatever_else_h
         assert root not in removed["blobs"] and node.node.blobs.tree(root) is not None
     finally:
         await node.stop()
+
+
+async def test_a_file_of_a_dataset_that_keeps_changing_stays_held(tmp_path: Path, corpus: Path,
+                                                                   http: aiohttp.ClientSession) -> None:
+    """A dataset whose log file grows is offered under a new CID at each change, and the copies
+    of its old versions stay on disk until the collector runs. moby.txt never changes: the node
+    holds it all along, whatever the index answers for it (at most MAX_PLACES trees: old copies
+    whose roots sort first must not hide the one offered)."""
+    from cod.content.unixfs import cid_of_tree
+    from cod.node.collector import Retention
+    from cod.node.contents import MAX_PLACES
+
+    moby = js_unixfs_cid(corpus / "moby.txt")
+    node = await _start(tmp_path, "n", datasets=[corpus], retention=Retention(collect_every_s=0))
+    try:
+        older: list[str] = []
+        current = str(cid_of_tree(corpus))
+        for n in range(100):
+            if sum(root < current for root in older) >= MAX_PLACES:
+                break
+            older.append(current)
+            (corpus / "log").write_bytes(b"line\n" * (n + 1))  # the operator's dataset changes
+            current = str(cid_of_tree(corpus))
+            async with http.get(f"{node.url}/v1/blobs/{older[-1]}") as resp:  # the change is seen
+                assert resp.status == 404
+            async with http.get(f"{node.url}/v1/blobs/{current}") as resp:  # offered (and copied) anew
+                assert resp.status == 200
+        assert sum(root < current for root in older) >= MAX_PLACES
+        for restarted in (False, True):  # a restart lists no copy of an old version again
+            if restarted:
+                await node.stop()
+                node = await _start(tmp_path, "n", datasets=[corpus], retention=Retention(collect_every_s=0))
+                await node.node.listed()
+                assert len(node.node.offers.stale_copies()) >= MAX_PLACES  # still on disk
+            assert await _inside(http, node.url, moby) == [moby]
+            async with http.get(f"{node.url}/v1/blobs/{moby}") as resp:
+                assert resp.status == 200 and await resp.read() == (corpus / "moby.txt").read_bytes()
+    finally:
+        await node.stop()
