@@ -327,8 +327,9 @@ class Node:
         if prep.task.cancelled():
             raise NodeError("the node stopped while it fetched the job's inputs", "submit the job again")
         sources = prep.task.result()  # MissingBlobs, ...
+        trees = await asyncio.to_thread(self._job_trees, spec, sources)
         self.caps.check_memory(spec, await asyncio.to_thread(self._tables, spec))  # the modules are at hand now
-        base_bytes = await self._touch_blobs(spec, client, self._trees_of(sources))
+        base_bytes = await self._touch_blobs(spec, client, trees)
         if prep.cancelled:
             return True
         row = self.jobs.get(job_cid)  # again: another request may have queued it while the ledger answered
@@ -353,7 +354,7 @@ class Node:
             task = asyncio.create_task(self._run(job_cid, spec, sources))
             self._tasks.add(task)
             self._running[job_cid] = task
-            self._mounted[job_cid] = self._trees_of(sources)  # the collector keeps them (SPEC 9.11)
+            self._mounted[job_cid] = trees  # the collector keeps them (SPEC 9.11)
             task.add_done_callback(self._tasks.discard)
             if self._preparing.get(job_cid) is prep:  # queued: a DELETE now cancels the queued job
                 del self._preparing[job_cid]
@@ -461,8 +462,13 @@ class Node:
         return sources
 
     def _module(self, cid: str) -> Path | None:
-        """The module ``cid``: an uploaded or fetched blob, or a private module of this node."""
-        return self.blobs.file(cid) or self.offers.module(cid)
+        """The module ``cid``: an uploaded or fetched blob, a private module of this node, or a
+        file inside a tree it holds (SPEC 9.9, contents; the executor checks the bytes it runs)."""
+        found = self.blobs.file(cid) or self.offers.module(cid)
+        if found is None:
+            inner = self.inside(cid)
+            found = inner[0] if inner is not None and not inner[1] else None
+        return found
 
     def inside(self, cid: str, trees: dict[tuple[str, str], Path | None] | None = None,
                checked: bool = True) -> tuple[Path, bool] | None:
@@ -679,7 +685,11 @@ class Node:
                 outcome = await self._run_docker(spec, sources, out)
             else:
                 module = await asyncio.to_thread(self._module, spec.module)
-                assert module is not None
+                if module is None:  # a file of a dataset that changed since the job was queued
+                    self.jobs.update(job_cid, state=FAILED, error=json.dumps(
+                        {"error": "MissingBlobs", "message": f"the module {spec.module} is no longer on this node "
+                         "(the tree that held it changed)", "hint": "submit the job again"}))
+                    return
                 outcome = await self._run_wasm(job_cid, spec, module, sources, out)
             if "error" in outcome:
                 self.jobs.update(job_cid, state=FAILED, error=json.dumps(outcome))
@@ -811,12 +821,17 @@ class Node:
                 f"needs {more} more", f"wait for the node's collector to remove old results (it keeps them "
                 f"{self.retention.keep_results_s} s, SPEC 9.11), or use another node")
 
-    def _trees_of(self, sources: dict[str, str]) -> set[str]:
+    def _job_trees(self, spec: JobSpec, sources: dict[str, str]) -> set[str]:
         """The roots of the held trees (stored trees, dataset copies; job CIDs for results) that
-        the paths of ``sources`` lie in: what a job mounts, whatever the index answers later."""
+        the job's sources, module and imported modules lie in: what it reads, whatever the index
+        answers later."""
+        paths = list(sources.values())
+        module = self._module(spec.module) if spec.engine != ENGINE_DOCKER else None
+        if module is not None:
+            paths += [str(module), *self._dependency_blobs(spec)[0].values()]
         bases = [self.blobs.trees, self.results] + ([self.offers.copies.trees] if self.offers.copies else [])
         roots = set()
-        for source in sources.values():
+        for source in paths:
             for base in bases:
                 parts = Path(source).parts[len(base.parts):]
                 if parts and Path(*Path(source).parts[:len(base.parts)]) == base:

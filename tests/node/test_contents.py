@@ -608,3 +608,26 @@ async def test_a_file_of_a_dataset_that_keeps_changing_stays_held(tmp_path: Path
                 assert resp.status == 200 and await resp.read() == (corpus / "moby.txt").read_bytes()
     finally:
         await node.stop()
+
+
+async def test_a_module_inside_a_dataset_runs_by_its_cid_on_three_nodes(
+        tmp_path: Path, corpus: Path, cat: Path, records: Records, http: aiohttp.ClientSession) -> None:
+    """A module is a file like any other: three nodes serve a dataset holding cat.wasm; a
+    requester with none of its bytes runs it by its CID (`cod run ipfs://CID --require-local`),
+    as /v1/holdings says the nodes hold it, on a file of the dataset by its CID."""
+    shutil.copy(cat, corpus / "cat.wasm")
+    module, moby = js_unixfs_cid(corpus / "cat.wasm"), js_unixfs_cid(corpus / "moby.txt")
+    nodes = [await _start(tmp_path, f"n{i}", datasets=[corpus]) for i in range(3)]
+    try:
+        urls = [n.url for n in nodes]
+        for url in urls:
+            assert await _inside(http, url, module) == [module]
+        job = prepare(f"ipfs://{module}", [], inputs=[f"ipfs://{moby}:/inputs/f"], remote=True)
+        assert not job.wasm and job.sources == {}  # no bytes here: only the nodes have them
+        verification = await verify(job, urls, 3, records=records, require_local=True, output_dir=tmp_path / "r")
+        assert verification.outcome == "verified", verification.unreachable
+        assert (tmp_path / "r" / "stdout").read_bytes() == (corpus / "moby.txt").read_bytes()
+        assert all(n.node.fetcher.fetched_bytes == 0 for n in nodes)
+    finally:
+        for node in nodes:
+            await node.stop()
