@@ -327,7 +327,9 @@ class Node:
         if prep.task.cancelled():
             raise NodeError("the node stopped while it fetched the job's inputs", "submit the job again")
         sources = prep.task.result()  # MissingBlobs, ...
-        trees = await asyncio.to_thread(self._job_trees, spec, sources)
+        module, trees = await asyncio.to_thread(self._job_reads, spec, sources)
+        if spec.engine != ENGINE_DOCKER and module is None:  # a dataset holding it changed meanwhile
+            raise MissingBlobs([spec.module])
         self.caps.check_memory(spec, await asyncio.to_thread(self._tables, spec))  # the modules are at hand now
         base_bytes = await self._touch_blobs(spec, client, trees)
         if prep.cancelled:
@@ -351,7 +353,7 @@ class Node:
             self._clients[job_cid] = client
             self.active += 1
             self._done[job_cid] = asyncio.Event()
-            task = asyncio.create_task(self._run(job_cid, spec, sources))
+            task = asyncio.create_task(self._run(job_cid, spec, sources, module))
             self._tasks.add(task)
             self._running[job_cid] = task
             self._mounted[job_cid] = trees  # the collector keeps them (SPEC 9.11)
@@ -669,11 +671,11 @@ class Node:
         assert prep.record is not None
         return prep.record
 
-    async def _run(self, job_cid: str, spec: JobSpec, sources: dict[str, str]) -> None:
+    async def _run(self, job_cid: str, spec: JobSpec, sources: dict[str, str], module: Path | None) -> None:
         with telemetry.span("node.job", {"cod.job_cid": job_cid}) as span:  # under node.submit's span
-            await self._run_traced(job_cid, spec, sources, telemetry.ids_of(span))
+            await self._run_traced(job_cid, spec, sources, module, telemetry.ids_of(span))
 
-    async def _run_traced(self, job_cid: str, spec: JobSpec, sources: dict[str, str],
+    async def _run_traced(self, job_cid: str, spec: JobSpec, sources: dict[str, str], module: Path | None,
                           trace: tuple[str, str] | None) -> None:
         out = self.results / job_cid
         started = time.monotonic()
@@ -684,12 +686,7 @@ class Node:
             if spec.engine == ENGINE_DOCKER:
                 outcome = await self._run_docker(spec, sources, out)
             else:
-                module = await asyncio.to_thread(self._module, spec.module)
-                if module is None:  # a file of a dataset that changed since the job was queued
-                    self.jobs.update(job_cid, state=FAILED, error=json.dumps(
-                        {"error": "MissingBlobs", "message": f"the module {spec.module} is no longer on this node "
-                         "(the tree that held it changed)", "hint": "submit the job again"}))
-                    return
+                assert module is not None  # resolved when the job was queued
                 outcome = await self._run_wasm(job_cid, spec, module, sources, out)
             if "error" in outcome:
                 self.jobs.update(job_cid, state=FAILED, error=json.dumps(outcome))
@@ -821,10 +818,11 @@ class Node:
                 f"needs {more} more", f"wait for the node's collector to remove old results (it keeps them "
                 f"{self.retention.keep_results_s} s, SPEC 9.11), or use another node")
 
-    def _job_trees(self, spec: JobSpec, sources: dict[str, str]) -> set[str]:
-        """The roots of the held trees (stored trees, dataset copies; job CIDs for results) that
-        the job's sources, module and imported modules lie in: what it reads, whatever the index
-        answers later."""
+    def _job_reads(self, spec: JobSpec, sources: dict[str, str]) -> tuple[Path | None, set[str]]:
+        """The job's module file, as it is given the job (as its sources are: a job reads what it
+        was given to the end), and the roots of the held trees (stored trees, dataset copies; job
+        CIDs for results) that its sources, module and imported modules lie in: what it reads,
+        whatever the index answers later."""
         paths = list(sources.values())
         module = self._module(spec.module) if spec.engine != ENGINE_DOCKER else None
         if module is not None:
@@ -836,7 +834,7 @@ class Node:
                 parts = Path(source).parts[len(base.parts):]
                 if parts and Path(*Path(source).parts[:len(base.parts)]) == base:
                     roots.add(parts[0])
-        return roots
+        return module, roots
 
     async def _touch_blobs(self, spec: JobSpec, client: str, trees: set[str] | None = None) -> int:
         """Mark the blobs the job uses as used now (charging those not charged yet, such as

@@ -631,3 +631,37 @@ async def test_a_module_inside_a_dataset_runs_by_its_cid_on_three_nodes(
     finally:
         for node in nodes:
             await node.stop()
+
+
+async def test_a_queued_job_whose_module_leaves_the_dataset_runs_the_copy_it_was_given(
+        tmp_path: Path, corpus: Path, cat: Path, http: aiohttp.ClientSession) -> None:
+    """The job's module is a file of a dataset; while the job waits in the queue the operator
+    changes the dataset. The job runs the module it was given (the old copy's, hashing to its
+    CID: as its inputs, SPEC 9.9), never a node error; a new job naming it gets MissingBlobs."""
+    from cod.jobspec import Input, JobSpec, Limits
+
+    from ..node_kit import BUSY_WAT, until_state
+
+    shutil.copy(cat, corpus / "cat.wasm")
+    module, moby = js_unixfs_cid(corpus / "cat.wasm"), js_unixfs_cid(corpus / "moby.txt")
+    node = await _start(tmp_path, "n", datasets=[corpus])
+    try:
+        busy = JobSpec(module=await put_module(http, node.url, wat(BUSY_WAT)), limits=Limits(timeout_ms=120_000))
+        async with http.post(f"{node.url}/v1/jobs", json={"spec": busy.to_dict()}) as resp:
+            assert resp.status == 202
+        await until_state(http, node.url, str(busy.cid), {"running"})
+        spec = JobSpec(module=module, inputs=(Input(cid=moby, path="/inputs/f"),))
+        async with http.post(f"{node.url}/v1/jobs", json={"spec": spec.to_dict()}) as resp:
+            assert resp.status == 202 and (await resp.json())["state"] == "queued"
+        (corpus / "cat.wasm").write_bytes(b"\0asm\1\0\0\0")  # the operator's dataset changes
+        async with http.delete(f"{node.url}/v1/jobs/{busy.cid}") as resp:
+            assert resp.status == 200
+        record = await until_state(http, node.url, str(spec.cid), {"done", "failed"})
+        assert record["state"] == "done", record
+        async with http.get(f"{node.url}/v1/jobs/{spec.cid}/results/stdout") as resp:
+            assert await resp.read() == (corpus / "moby.txt").read_bytes()
+        again = JobSpec(module=module, inputs=(Input(cid=moby, path="/inputs/g"),))
+        async with http.post(f"{node.url}/v1/jobs", json={"spec": again.to_dict()}) as resp:
+            assert resp.status == 409 and (await resp.json())["missing"] == [module]
+    finally:
+        await node.stop()
