@@ -28,7 +28,7 @@ from .. import __version__, telemetry
 from ..content.blobs import BlobStore
 from ..content.cid import CID
 from ..content.fetcher import Fetcher, client_key
-from ..content.listing import Listing
+from ..content.listing import Listing, Stopped
 from ..content.unixfs import Importer, cid_of_tree
 from ..dirlock import DirLock
 from ..docker import DockerEngine
@@ -215,7 +215,8 @@ class Node:
         await asyncio.gather(*self._listings, return_exceptions=True)
 
     async def stop(self) -> None:
-        self.pool.closing = True
+        self.pool.closing = True  # listings under way end at their next entry (they are threads: waited for)
+        await self.listed()
         tasks = list(self._tasks) + [p.task for p in self._preparing.values() if p.task is not None]
         for task in tasks:
             task.cancel()
@@ -506,9 +507,11 @@ class Node:
 
     def _list_result(self, job_cid: str, out: Path, result_cid: str) -> None:
         """List the results of a done job (their root included) as the tree of ``job_cid``."""
-        listing = Listing(self.caps.max_entries)
+        listing = Listing(self.caps.max_entries, stop=lambda: self.pool.closing)
         try:
             root = str(Importer(entries=listing).tree(out).cid)
+        except Stopped:  # the node stops: listed at its next start
+            return
         except (OSError, CodError) as exc:
             log.warning("the results of job %s were not listed: %s", job_cid, exc)
             return
@@ -531,7 +534,7 @@ class Node:
                     tree = store.tree(root) if store is not None and not self.pool.closing else None
                     if tree is None:
                         continue
-                    listing = Listing(self.caps.max_entries)
+                    listing = Listing(self.caps.max_entries, stop=lambda: self.pool.closing)
                     if str(Importer(entries=listing).tree(tree).cid) == root:
                         self.contents.add(kind, root, listing)
             listed = self.contents.listed(LISTED_RESULT)
@@ -540,6 +543,8 @@ class Node:
             for job in sorted(set(results) - listed):
                 if not self.pool.closing:
                     self._list_result(job, self.results / job, results[job])
+        except Stopped:  # the node stops: the rest is listed at its next start
+            pass
         except Exception:  # a listing is a hint: never fails the node
             log.exception("what the node holds was not all listed")
 

@@ -15,6 +15,7 @@ import io
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -663,5 +664,67 @@ async def test_a_queued_job_whose_module_leaves_the_dataset_runs_the_copy_it_was
         again = JobSpec(module=module, inputs=(Input(cid=moby, path="/inputs/g"),))
         async with http.post(f"{node.url}/v1/jobs", json={"spec": again.to_dict()}) as resp:
             assert resp.status == 409 and (await resp.json())["missing"] == [module]
+    finally:
+        await node.stop()
+
+
+async def test_a_node_stopping_while_it_lists_leaves_no_listing_running(
+        tmp_path: Path, corpus: Path, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The listing a node makes at start (of a tree stored without one) is under way when the
+    node stops: it ends with the node (one entry at most is read after), writes nothing into the
+    closed index, and the tree is listed at the next start."""
+    import logging
+    import threading
+
+    from cod.content.listing import Listing
+    from cod.node import app as node_app
+
+    car = tmp_path / "c.car"
+    root = ipfs_car_cid(corpus, car)
+    cod_txt = js_unixfs_cid(corpus / "more" / "cod.txt")
+    node = await _start(tmp_path, "n")
+    assert (await put(http, node.url, root, car.read_bytes()))[0] == 201
+    await node.stop()
+    for name in ("contents.db", "contents.db-wal", "contents.db-shm"):
+        (tmp_path / "n" / name).unlink(missing_ok=True)
+    stopped, ended, late = threading.Event(), threading.Event(), []
+    under_way, closing = threading.Event(), threading.Event()
+
+    class Held(Listing):  # the listing is under way (one entry told) when the node stops
+        def __call__(self, *told: Any) -> None:
+            super().__call__(*told)
+            if not under_way.is_set():
+                under_way.set()
+                closing.wait(30)  # until the node is stopping
+            elif stopped.wait(30):  # the next entry: read once the node is stopped?
+                late.append(told)
+
+    real = node_app.Node._list_unlisted
+
+    def listing_at_start(self: node_app.Node, results: dict[str, str]) -> None:
+        try:
+            real(self, results)
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(node_app, "Listing", Held)
+    monkeypatch.setattr(node_app.Node, "_list_unlisted", listing_at_start)
+    caplog.set_level(logging.ERROR)
+    node = await _start(tmp_path, "n")
+    assert await asyncio.to_thread(under_way.wait, 30)
+    stopping = asyncio.ensure_future(node.stop())
+    while not node.node.pool.closing:
+        await asyncio.sleep(0)
+    closing.set()
+    await stopping
+    stopped.set()
+    assert await asyncio.to_thread(ended.wait, 60)
+    assert late == [] and [r.getMessage() for r in caplog.records] == []
+    monkeypatch.setattr(node_app, "Listing", Listing)
+    node = await _start(tmp_path, "n")
+    try:
+        await node.node.listed()
+        assert await _inside(http, node.url, cod_txt) == [cod_txt]
     finally:
         await node.stop()
