@@ -49,7 +49,7 @@ from ..web.files import NOSNIFF, stored_file
 from . import disk, joblog, openapi
 from .caps import UPLOAD_CAPS, NodeCaps
 from .cars import TRANSIENT_CARS, CarCache
-from .collector import Retention, Stored, named_cids, plan
+from .collector import Plan, Retention, Stored, named_cids, plan
 from .contents import BLOB as LISTED_BLOB, DATASET, RESULT as LISTED_RESULT, Contents, Shelf, locate
 from .joblog import JobLog
 from .metrics import CANCELLED, CONTENT_TYPE, DOWNLOAD, FETCH, UPLOAD, NodeMetrics
@@ -918,19 +918,19 @@ class Node:
         removal = plan(self.retention, stored, now)
         used = self.usage.times(BLOB)  # again: a submission may have used a blob while this planned
         removal.blobs = [cid for cid in removal.blobs if used.get(cid, 0) < now - self.retention.keep_blobs_s * 10**9]
+        await asyncio.to_thread(self._unlist, removal)  # first, off the loop: a big listing being written holds it
         retired: list[Path] = []  # taken out now, on the loop (renames), so no request sees half a removal
         for job in removal.results:
             self.usage.drop(RESULT, job)
-            self.contents.drop(LISTED_RESULT, job)
             path = self.results / job
             if path.is_dir() and not path.is_symlink():
                 retired.append(path.rename(self.results / f".gc-{job}-{now}"))  # removed at a restart too
         for cid in set(removal.blobs) | (set(used) - on_disk):  # and rows of blobs gone another way
             self.usage.drop(BLOB, cid)
         for cid in removal.blobs:
-            retired += self.blobs.retire(cid)
+            retired += self.blobs.retire(cid, unlist=False)
         for cid in removal.copies:
-            retired += self.offers.copies.retire(cid) if self.offers.copies is not None else []
+            retired += self.offers.copies.retire(cid, unlist=False) if self.offers.copies is not None else []
         for cid in removal.cars:
             self.cars.remove(cid)
         await asyncio.to_thread(_discard, retired)
@@ -938,6 +938,12 @@ class Node:
             log.info("collector removed %d result(s), %d blob(s), %d dataset copy(ies), %d CAR(s)",
                      len(removal.results), len(removal.blobs), len(removal.copies), len(removal.cars))
         return {"results": removal.results, "blobs": removal.blobs, "copies": removal.copies, "cars": removal.cars}
+
+    def _unlist(self, removal: Plan) -> None:
+        """Forget the listings of what ``removal`` (a collector's plan) removes (SPEC 9.9, contents)."""
+        for kind, roots in ((LISTED_RESULT, removal.results), (LISTED_BLOB, removal.blobs), (DATASET, removal.copies)):
+            for root in roots:
+                self.contents.drop(kind, root)
 
     async def car_of(self, cid: str, tree: Path) -> Path:
         """The CAR of ``tree``, built once and kept as cars/{cid}.car only when its root is

@@ -448,7 +448,8 @@ async def test_an_index_that_fails_to_read_answers_nothing_and_jobs_still_run(
     try:
         assert (await put(http, node.url, root, car.read_bytes()))[0] == 201
         module = await put_module(http, node.url, cat.read_bytes())
-        node.node.contents.db.set_authorizer(lambda *_: sqlite3.SQLITE_DENY)  # every statement now fails in sqlite3
+        for db in (node.node.contents.db, node.node.contents.reads):  # every statement now fails in sqlite3
+            db.set_authorizer(lambda *_: sqlite3.SQLITE_DENY)
         assert await _inside(http, node.url, cod_txt, root) == []
         spec = JobSpec(module=module, inputs=(Input(cid=root, path="/inputs"),))
         async with http.post(f"{node.url}/v1/jobs?wait=true", json={"spec": spec.to_dict()}) as resp:
@@ -727,4 +728,92 @@ async def test_a_node_stopping_while_it_lists_leaves_no_listing_running(
         await node.node.listed()
         assert await _inside(http, node.url, cod_txt) == [cod_txt]
     finally:
+        await node.stop()
+
+
+class _HeldRows(list):  # type: ignore[type-arg]
+    """Listing rows whose reading blocks half-way until ``release`` is set (at most 30 s): a
+    listing of a tree at the max_entries bound takes seconds to write."""
+
+    def __init__(self, rows: list[tuple[str, bytes, bool]], writing: Any, release: Any) -> None:
+        super().__init__(rows)
+        self.writing, self.release = writing, release
+
+    def __iter__(self) -> Any:
+        for n, row in enumerate(super().__iter__()):
+            if n == len(self) // 2:
+                self.writing.set()
+                self.release.wait(30)
+            yield row
+
+
+def test_a_listing_being_written_never_delays_a_lookup(tmp_path: Path) -> None:
+    """Writing the listing of a big tree takes seconds (1.8 s at max_entries = 2^17); lookups
+    (every holdings request and job submission) read the index meanwhile, never waiting for it."""
+    import threading
+
+    from cod.content.listing import Listing
+    from cod.node.contents import Contents
+
+    contents = Contents(tmp_path / "contents.db")
+    old = Listing(10)
+    old.rows = [("bafkreiold", b"a", False)]
+    contents.add("blob", "bafyold", old)
+    writing, release = threading.Event(), threading.Event()
+    big = Listing(10)
+    big.rows = _HeldRows([(f"bafkrei{n}", b"f%d" % n, False) for n in range(10)], writing, release)
+    writer = threading.Thread(target=contents.add, args=("blob", "bafynew", big))
+    writer.start()
+    try:
+        assert writing.wait(30)
+        found: list[object] = []
+        reader = threading.Thread(target=lambda: found.append(contents.find("bafkreiold")))
+        reader.start()
+        reader.join(20)  # a hang guard, not a timing: the write is held until released
+        assert found == [[("blob", "bafyold", b"a", False)]], "a lookup waited for a listing being written"
+        assert not release.is_set()
+    finally:
+        release.set()
+        writer.join(30)
+    assert contents.find("bafkrei3") == [("blob", "bafynew", b"f3", False)]
+    contents.close()
+
+
+async def test_the_collector_never_holds_the_event_loop_while_a_listing_is_written(
+        tmp_path: Path, corpus: Path, http: aiohttp.ClientSession) -> None:
+    """The collector forgets the listings of what it removes while a big listing is being written
+    (an upload at the bound): the node answers meanwhile (its event loop is never blocked on the
+    index), and the removal completes once the write ends."""
+    import threading
+
+    from cod.content.listing import Listing
+    from cod.node.collector import Retention
+
+    car = tmp_path / "c.car"
+    root = ipfs_car_cid(corpus, car)
+    node = await _start(tmp_path, "n", retention=Retention(keep_blobs_s=0, collect_every_s=0))
+    writing, release = threading.Event(), threading.Event()
+    order: list[str] = []
+    try:
+        assert (await put(http, node.url, root, car.read_bytes()))[0] == 201
+        big = Listing(10)
+        big.rows = _HeldRows([(f"bafkrei{n}", b"f%d" % n, False) for n in range(10)], writing, release)
+        writer = threading.Thread(target=node.node.contents.add, args=("blob", "bafyother", big))
+        writer.start()
+        assert await asyncio.to_thread(writing.wait, 30)
+        guard = threading.Timer(10, lambda: (order.append("released by the guard"), release.set()))
+        guard.start()  # a hang guard: were the loop blocked, only this could end the write
+        collecting = asyncio.ensure_future(node.node.collect(node.node.clock() + 10**18))
+        await asyncio.sleep(0)
+        async with http.get(f"{node.url}/v1/health") as resp:
+            assert resp.status == 200
+            order.append("answered")
+        release.set()
+        guard.cancel()
+        removed = await collecting
+        writer.join(30)
+        assert order == ["answered"] and root in removed["blobs"]
+        assert node.node.contents.find(js_unixfs_cid(corpus / "moby.txt")) == []
+    finally:
+        release.set()
         await node.stop()
