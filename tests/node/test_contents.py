@@ -817,3 +817,34 @@ async def test_the_collector_never_holds_the_event_loop_while_a_listing_is_writt
     finally:
         release.set()
         await node.stop()
+
+
+async def test_the_copy_a_running_job_reads_a_file_of_outlives_a_change_of_its_dataset(
+        tmp_path: Path, corpus: Path, http: aiohttp.ClientSession) -> None:
+    """A running job mounts moby.txt of a dataset's copy by the file's CID; the dataset changes
+    (its old copy is no longer offered, and its listing is forgotten): the collector keeps the old
+    copy until the job ends, then removes it."""
+    from cod.jobspec import Input, JobSpec, Limits
+    from cod.node.collector import Retention
+
+    from ..node_kit import BUSY_WAT, until_state
+
+    old_root, moby = js_unixfs_cid(corpus), js_unixfs_cid(corpus / "moby.txt")
+    node = await _start(tmp_path, "n", datasets=[corpus], retention=Retention(collect_every_s=0))
+    try:
+        busy = await put_module(http, node.url, wat(BUSY_WAT))
+        spec = JobSpec(module=busy, inputs=(Input(cid=moby, path="/inputs/f"),), limits=Limits(timeout_ms=120_000))
+        async with http.post(f"{node.url}/v1/jobs", json={"spec": spec.to_dict()}) as resp:
+            assert resp.status == 202, await resp.text()
+        await until_state(http, node.url, str(spec.cid), {"running"})
+        (corpus / "log").write_bytes(b"changed\n")
+        async with http.get(f"{node.url}/v1/blobs/{old_root}") as resp:  # the change is seen
+            assert resp.status == 404
+        far = node.node.clock() + 10**18
+        assert (await node.node.collect(far))["copies"] == [] and node.node.offers.copies is not None
+        assert node.node.offers.copies.tree(old_root) is not None
+        async with http.delete(f"{node.url}/v1/jobs/{spec.cid}") as resp:
+            assert resp.status == 200
+        assert (await node.node.collect(far))["copies"] == [old_root]
+    finally:
+        await node.stop()
