@@ -332,7 +332,7 @@ class Node:
         if spec.engine != ENGINE_DOCKER and module is None:  # a dataset holding it changed meanwhile
             raise MissingBlobs([spec.module])
         self.caps.check_memory(spec, await asyncio.to_thread(self._tables, spec))  # the modules are at hand now
-        base_bytes = await self._touch_blobs(spec, client, trees)
+        base_bytes = await self._touch_blobs(spec, client, trees, sources.get(spec.outputs))
         if prep.cancelled:
             return True
         row = self.jobs.get(job_cid)  # again: another request may have queued it while the ledger answered
@@ -841,10 +841,12 @@ class Node:
                     roots.add(parts[0])
         return module, roots
 
-    async def _touch_blobs(self, spec: JobSpec, client: str, trees: set[str] | None = None) -> int:
+    async def _touch_blobs(self, spec: JobSpec, client: str, trees: set[str] | None = None,
+                           base: str | None = None) -> int:
         """Mark the blobs the job uses as used now (charging those not charged yet, such as
         fetched ones, to ``client``), and the stored ``trees`` its sources lie in; returns the
-        bytes of its output base."""
+        bytes of its output base (found at ``base``, when it is no blob of its own: a directory
+        inside a held tree)."""
         now = self.clock()
         module = spec.module if spec.engine != ENGINE_DOCKER else None
         named = named_cids(module, [item.cid for item in spec.inputs if item.cid], spec.output_base)
@@ -858,7 +860,13 @@ class Node:
                 self.usage.record(BLOB, cid, client, sizes.get(cid, 0), now)
         if spec.output_base is None:
             return 0
-        return self.usage.size(BLOB, spec.output_base) or 0
+        size = self.usage.size(BLOB, spec.output_base)
+        if size is None and base is not None:
+            try:
+                size = await asyncio.to_thread(tree_bytes, Path(base))
+            except OSError:  # its tree went meanwhile (a dataset that changed)
+                raise MissingBlobs([spec.output_base]) from None
+        return size or 0
 
     def _blob_sizes(self, cids: list[str]) -> dict[str, int]:
         sizes = {}

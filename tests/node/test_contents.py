@@ -848,3 +848,32 @@ async def test_the_copy_a_running_job_reads_a_file_of_outlives_a_change_of_its_d
         assert (await node.node.collect(far))["copies"] == [old_root]
     finally:
         await node.stop()
+
+
+async def test_an_output_base_inside_a_tree_counts_against_the_quota(tmp_path: Path, corpus: Path, cat: Path,
+                                                                     http: aiohttp.ClientSession) -> None:
+    """SPEC 9.11: a job whose output base would take the client past its quota is refused 507.
+    An output base named by the CID of a directory inside a stored tree has the bytes of that
+    directory (by hand: the sizes of its files), as one named by a stored tree's root has."""
+    from cod.jobspec import JobSpec
+    from cod.node.collector import Retention
+
+    car = tmp_path / "c.car"
+    root = ipfs_car_cid(corpus, car)
+    more = js_unixfs_cid(corpus / "more")
+    base_bytes = sum(p.stat().st_size for p in (corpus / "more").rglob("*") if p.is_file())
+    node = await _start(tmp_path, "n", retention=Retention(client_bytes=1 << 20, collect_every_s=0))
+    try:
+        assert (await put(http, node.url, root, car.read_bytes()))[0] == 201
+        module = await put_module(http, node.url, cat.read_bytes())
+        charged = node.node.usage.charged("127.0.0.1")
+        node.node.retention = Retention(client_bytes=charged + base_bytes - 1, collect_every_s=0)
+        spec = JobSpec(module=module, output_base=more)
+        async with http.post(f"{node.url}/v1/jobs?wait=true", json={"spec": spec.to_dict()}) as resp:
+            body = await resp.json()
+            assert resp.status == 507 and body["error"] == "StorageQuotaExceeded", body
+        node.node.retention = Retention(client_bytes=charged + base_bytes, collect_every_s=0)
+        async with http.post(f"{node.url}/v1/jobs?wait=true", json={"spec": spec.to_dict()}) as resp:
+            assert resp.status == 200 and (await resp.json())["state"] == "done"
+    finally:
+        await node.stop()
