@@ -437,15 +437,19 @@ class Node:
             missing.append(spec.module)
         missing.extend(self._dependency_blobs(spec)[1])
         sources: dict[str, str] = {}
+        datasets: dict[str, Path | None] = {}  # each dataset fingerprinted once, however many inputs name it
+        trees: dict[tuple[str, str], Path | None] = {}  # and each tree inputs lie in looked at once
         for item in spec.inputs:
             if item.local is not None:
                 sources[item.path] = str(self._local(item.local))
                 continue
             assert item.cid is not None
-            found = (self.offers.dataset(item.cid) or self.blobs.tree(item.cid)
+            if item.cid not in datasets:
+                datasets[item.cid] = trees[(DATASET, item.cid)] = self.offers.dataset(item.cid)
+            found = (datasets[item.cid] or self.blobs.tree(item.cid)
                      or self.blobs.file(item.cid))  # a file CID mounts as a file
             if found is None:  # a file or directory inside what the node holds mounts as itself
-                inner = self.inside(item.cid)
+                inner = self.inside(item.cid, trees)
                 found = inner[0] if inner is not None else None
             if found is None:
                 missing.append(item.cid)
@@ -454,7 +458,7 @@ class Node:
         if spec.output_base is not None:  # resolved like an input; the executor copies it
             base = self.blobs.tree(spec.output_base)
             if base is None:
-                inner = self.inside(spec.output_base)
+                inner = self.inside(spec.output_base, trees)
                 base = inner[0] if inner is not None and inner[1] else None
             if base is None:
                 missing.append(spec.output_base)

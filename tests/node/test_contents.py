@@ -877,3 +877,33 @@ async def test_an_output_base_inside_a_tree_counts_against_the_quota(tmp_path: P
             assert resp.status == 200 and (await resp.json())["state"] == "done"
     finally:
         await node.stop()
+
+
+async def test_a_job_naming_many_files_of_a_dataset_takes_its_fingerprint_once(
+        tmp_path: Path, corpus: Path, cat: Path, http: aiohttp.ClientSession,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each dataset a lookup reaches is fingerprinted (a walk of the whole DIR) before a job is
+    given it: a job naming 64 files inside a dataset (up to 1024 inputs) must not walk it once
+    per input, nor once per input per tree. One submission: one fingerprint."""
+    from cod.jobspec import Input, JobSpec
+    from cod.node import offers
+
+    moby = js_unixfs_cid(corpus / "moby.txt")
+    node = await _start(tmp_path, "n", datasets=[corpus])
+    walks = []
+    real = offers.Offers._offered_tree
+
+    def counted(self: offers.Offers, cid: str) -> Any:  # fingerprints (and, while racy, hashes) the DIR
+        if cid in self.datasets:
+            walks.append(cid)
+        return real(self, cid)
+
+    try:
+        module = await put_module(http, node.url, cat.read_bytes())
+        spec = JobSpec(module=module, inputs=tuple(Input(cid=moby, path=f"/inputs/f{n}") for n in range(64)))
+        monkeypatch.setattr(offers.Offers, "_offered_tree", counted)
+        async with http.post(f"{node.url}/v1/jobs?wait=true", json={"spec": spec.to_dict()}) as resp:
+            assert resp.status == 200 and (await resp.json())["state"] == "done"
+        assert walks == [js_unixfs_cid(corpus)], len(walks)
+    finally:
+        await node.stop()
