@@ -19,6 +19,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,8 @@ class Node:
         self._done: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listings: set[asyncio.Task[Any]] = set()  # listings of trees being written (SPEC 9.9, contents)
+        # one thread of their own: a big result's listing (a second hash) never takes a thread admitting jobs
+        self._lister = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cod-list")
         self._running: dict[str, asyncio.Task[None]] = {}
         self._mounted: dict[str, set[str]] = {}  # queued or running job -> the roots of the trees its sources lie in
         self._cancelled: set[str] = set()
@@ -196,11 +199,15 @@ class Node:
         await self.pool.warm()
         self.docker_ok = await self.docker.available()
         results = {job: result for job, _seq, result in self.jobs.done_rows() if (self.results / job).is_dir()}
-        self._in_background(asyncio.to_thread(self._list_unlisted, results))
+        self._in_background(self._off_loop(self._list_unlisted, results))
         if self.retention.collect_every_s:
             task = asyncio.create_task(self._collect_forever())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _off_loop(self, work: Callable[..., None], *args: Any) -> None:
+        """Run ``work(*args)`` in the listing thread."""
+        await asyncio.get_running_loop().run_in_executor(self._lister, work, *args)
 
     def _in_background(self, work: Any) -> None:
         """Run ``work`` (listing trees, cod.node.contents) off every answer's path; :meth:`listed` waits for it."""
@@ -217,6 +224,7 @@ class Node:
     async def stop(self) -> None:
         self.pool.closing = True  # listings under way end at their next entry (they are threads: waited for)
         await self.listed()
+        self._lister.shutdown(wait=False)
         tasks = list(self._tasks) + [p.task for p in self._preparing.values() if p.task is not None]
         for task in tasks:
             task.cancel()
@@ -709,7 +717,7 @@ class Node:
             self.jobs.update(job_cid, state=DONE, result_cid=outcome["result_cid"], exit_code=outcome["exit_code"],
                              trap=outcome["trap"], fuel_used=outcome["fuel_used"], profile=outcome["profile"],
                              statement=json.dumps(statement.to_json(), sort_keys=True))
-            self._in_background(asyncio.to_thread(self._list_result, job_cid, out, outcome["result_cid"]))
+            self._in_background(self._off_loop(self._list_result, job_cid, out, outcome["result_cid"]))
             await self._charge_result(job_cid, out)
         except asyncio.CancelledError:
             if job_cid not in self._cancelled:

@@ -907,3 +907,43 @@ async def test_a_job_naming_many_files_of_a_dataset_takes_its_fingerprint_once(
         assert walks == [js_unixfs_cid(corpus)], len(walks)
     finally:
         await node.stop()
+
+
+async def test_listings_of_results_never_hold_up_submissions(
+        tmp_path: Path, cat: Path, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A result is listed after its job is done by hashing it again: seconds for big results.
+    Listings under way (here: held) must not take the threads that admitting a job needs: with
+    more results being listed than the event loop's default workers, a job is still admitted."""
+    import concurrent.futures
+    import threading
+
+    from cod.content.listing import Listing
+    from cod.jobspec import Input, JobSpec
+    from cod.node import app as node_app
+
+    release = threading.Event()
+    order: list[str] = []
+
+    class Held(Listing):
+        def __call__(self, *told: Any) -> None:
+            release.wait(30)
+            super().__call__(*told)
+
+    monkeypatch.setattr(node_app, "Listing", Held)
+    node = await _start(tmp_path, "n")
+    workers = concurrent.futures.ThreadPoolExecutor()._max_workers  # the loop's default executor's
+    guard = threading.Timer(20, lambda: (order.append("released by the guard"), release.set()))
+    try:
+        module = await put_module(http, node.url, cat.read_bytes())
+        guard.start()  # a hang guard: were every thread held, only this could end the listings
+        for n in range(workers + 1):
+            blob = await put_module(http, node.url, b"\0asm" + str(n).encode())  # a file of its own per job
+            spec = JobSpec(module=module, inputs=(Input(cid=blob, path="/inputs/f"),))
+            async with http.post(f"{node.url}/v1/jobs?wait=true", json={"spec": spec.to_dict()}) as resp:
+                assert resp.status == 200 and (await resp.json())["state"] == "done"
+        order.append("admitted")
+    finally:
+        release.set()
+        guard.cancel()
+        await node.stop()
+    assert order == ["admitted"]
