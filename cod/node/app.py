@@ -938,7 +938,9 @@ class Node:
         removal = plan(self.retention, stored, now)
         used = self.usage.times(BLOB)  # again: a submission may have used a blob while this planned
         removal.blobs = [cid for cid in removal.blobs if used.get(cid, 0) < now - self.retention.keep_blobs_s * 10**9]
-        await asyncio.to_thread(self._unlist, removal)  # first, off the loop: a big listing being written holds it
+        # first, off the loop (a big listing being written holds the index), in the listing thread: a
+        # listing of a result being removed is written before this forgets it, never after
+        await self._off_loop(self._unlist, removal)
         retired: list[Path] = []  # taken out now, on the loop (renames), so no request sees half a removal
         for job in removal.results:
             self.usage.drop(RESULT, job)
