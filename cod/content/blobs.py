@@ -103,11 +103,12 @@ class BlobStore:
             _remove(staged.parent)
 
 
-    def retire(self, cid: str) -> list[Path]:
+    def retire(self, cid: str, unlist: bool = True) -> list[Path]:
         """Take the stored file or tree ``cid`` out of the store at once (one rename each, into
-        tmp, which a restart empties: the node's collector, SPEC 9.11); returns where it went."""
+        tmp, which a restart empties: the node's collector, SPEC 9.11); returns where it went.
+        ``unlist``: tell the index (False: the caller did, off its event loop)."""
         gone = []
-        if self.index is not None:
+        if self.index is not None and unlist:
             self.index.retired(self._name(cid))
         for path in (self.files / self._name(cid), self.trees / self._name(cid)):
             if os.path.lexists(path):

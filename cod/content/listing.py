@@ -8,22 +8,32 @@ names it), so no tree makes the index grow past what one upload may hold.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .unixfs import Entry
 
 Row = tuple[str, bytes, bool]
 """(CID text, path from the tree's root: names joined by b"/", b"" for the root; a directory)."""
 
 
+class Stopped(Exception):
+    """A listing given up because its ``stop`` said so (the node is stopping)."""
+
+
 class Listing:
     """An ``EntrySink`` (cod.content.unixfs) keeping what it is told, at most ``limit`` entries
-    below the root (the root, told last, is kept too); past it ``over`` is True and no row is kept."""
+    below the root (the root, told last, is kept too); past it ``over`` is True and no row is kept.
+    ``stop``, when given, is asked at each entry: True raises Stopped out of the import."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, stop: Callable[[], bool] | None = None) -> None:
         self.limit = limit
+        self.stop = stop
         self.rows: list[Row] = []
         self.over = False
 
     def __call__(self, rel: tuple[bytes, ...], entry: Entry, is_dir: bool) -> None:
+        if self.stop is not None and self.stop():
+            raise Stopped("the listing was given up")
         if self.over:
             return
         if len(self.rows) > self.limit:  # limit entries below the root, and the root

@@ -19,6 +19,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from .. import __version__, telemetry
 from ..content.blobs import BlobStore
 from ..content.cid import CID
 from ..content.fetcher import Fetcher, client_key
-from ..content.listing import Listing
+from ..content.listing import Listing, Stopped
 from ..content.unixfs import Importer, cid_of_tree
 from ..dirlock import DirLock
 from ..docker import DockerEngine
@@ -48,8 +49,8 @@ from ..web.body import check_strings, parse_json
 from ..web.files import NOSNIFF, stored_file
 from . import disk, joblog, openapi
 from .caps import UPLOAD_CAPS, NodeCaps
-from .cars import CarCache
-from .collector import Retention, Stored, named_cids, plan
+from .cars import TRANSIENT_CARS, CarCache
+from .collector import Plan, Retention, Stored, named_cids, plan
 from .contents import BLOB as LISTED_BLOB, DATASET, RESULT as LISTED_RESULT, Contents, Shelf, locate
 from .joblog import JobLog
 from .metrics import CANCELLED, CONTENT_TYPE, DOWNLOAD, FETCH, UPLOAD, NodeMetrics
@@ -145,7 +146,10 @@ class Node:
         self._done: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listings: set[asyncio.Task[Any]] = set()  # listings of trees being written (SPEC 9.9, contents)
+        # one thread of their own: a big result's listing (a second hash) never takes a thread admitting jobs
+        self._lister = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cod-list")
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._mounted: dict[str, set[str]] = {}  # queued or running job -> the roots of the trees its sources lie in
         self._cancelled: set[str] = set()
         self._preparing: dict[str, Preparation] = {}  # jobs submitted, not queued yet (SPEC 9.6)
         self._cancelling: dict[str, Preparation] = {}  # preparations cancelled, not ended yet
@@ -195,11 +199,15 @@ class Node:
         await self.pool.warm()
         self.docker_ok = await self.docker.available()
         results = {job: result for job, _seq, result in self.jobs.done_rows() if (self.results / job).is_dir()}
-        self._in_background(asyncio.to_thread(self._list_unlisted, results))
+        self._in_background(self._off_loop(self._list_unlisted, results))
         if self.retention.collect_every_s:
             task = asyncio.create_task(self._collect_forever())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _off_loop(self, work: Callable[..., None], *args: Any) -> None:
+        """Run ``work(*args)`` in the listing thread."""
+        await asyncio.get_running_loop().run_in_executor(self._lister, work, *args)
 
     def _in_background(self, work: Any) -> None:
         """Run ``work`` (listing trees, cod.node.contents) off every answer's path; :meth:`listed` waits for it."""
@@ -214,7 +222,9 @@ class Node:
         await asyncio.gather(*self._listings, return_exceptions=True)
 
     async def stop(self) -> None:
-        self.pool.closing = True
+        self.pool.closing = True  # listings under way end at their next entry (they are threads: waited for)
+        await self.listed()
+        self._lister.shutdown(wait=False)
         tasks = list(self._tasks) + [p.task for p in self._preparing.values() if p.task is not None]
         for task in tasks:
             task.cancel()
@@ -326,8 +336,11 @@ class Node:
         if prep.task.cancelled():
             raise NodeError("the node stopped while it fetched the job's inputs", "submit the job again")
         sources = prep.task.result()  # MissingBlobs, ...
+        module, trees = await asyncio.to_thread(self._job_reads, spec, sources)
+        if spec.engine != ENGINE_DOCKER and module is None:  # a dataset holding it changed meanwhile
+            raise MissingBlobs([spec.module])
         self.caps.check_memory(spec, await asyncio.to_thread(self._tables, spec))  # the modules are at hand now
-        base_bytes = await self._touch_blobs(spec, client)
+        base_bytes = await self._touch_blobs(spec, client, trees, sources.get(spec.outputs))
         if prep.cancelled:
             return True
         row = self.jobs.get(job_cid)  # again: another request may have queued it while the ledger answered
@@ -349,9 +362,10 @@ class Node:
             self._clients[job_cid] = client
             self.active += 1
             self._done[job_cid] = asyncio.Event()
-            task = asyncio.create_task(self._run(job_cid, spec, sources))
+            task = asyncio.create_task(self._run(job_cid, spec, sources, module))
             self._tasks.add(task)
             self._running[job_cid] = task
+            self._mounted[job_cid] = trees  # the collector keeps them (SPEC 9.11)
             task.add_done_callback(self._tasks.discard)
             if self._preparing.get(job_cid) is prep:  # queued: a DELETE now cancels the queued job
                 del self._preparing[job_cid]
@@ -431,15 +445,19 @@ class Node:
             missing.append(spec.module)
         missing.extend(self._dependency_blobs(spec)[1])
         sources: dict[str, str] = {}
+        datasets: dict[str, Path | None] = {}  # each dataset fingerprinted once, however many inputs name it
+        trees: dict[tuple[str, str], Path | None] = {}  # and each tree inputs lie in looked at once
         for item in spec.inputs:
             if item.local is not None:
                 sources[item.path] = str(self._local(item.local))
                 continue
             assert item.cid is not None
-            found = (self.offers.dataset(item.cid) or self.blobs.tree(item.cid)
+            if item.cid not in datasets:
+                datasets[item.cid] = trees[(DATASET, item.cid)] = self.offers.dataset(item.cid)
+            found = (datasets[item.cid] or self.blobs.tree(item.cid)
                      or self.blobs.file(item.cid))  # a file CID mounts as a file
             if found is None:  # a file or directory inside what the node holds mounts as itself
-                inner = self.inside(item.cid)
+                inner = self.inside(item.cid, trees)
                 found = inner[0] if inner is not None else None
             if found is None:
                 missing.append(item.cid)
@@ -448,7 +466,7 @@ class Node:
         if spec.output_base is not None:  # resolved like an input; the executor copies it
             base = self.blobs.tree(spec.output_base)
             if base is None:
-                inner = self.inside(spec.output_base)
+                inner = self.inside(spec.output_base, trees)
                 base = inner[0] if inner is not None and inner[1] else None
             if base is None:
                 missing.append(spec.output_base)
@@ -459,8 +477,13 @@ class Node:
         return sources
 
     def _module(self, cid: str) -> Path | None:
-        """The module ``cid``: an uploaded or fetched blob, or a private module of this node."""
-        return self.blobs.file(cid) or self.offers.module(cid)
+        """The module ``cid``: an uploaded or fetched blob, a private module of this node, or a
+        file inside a tree it holds (SPEC 9.9, contents; the executor checks the bytes it runs)."""
+        found = self.blobs.file(cid) or self.offers.module(cid)
+        if found is None:
+            inner = self.inside(cid)
+            found = inner[0] if inner is not None and not inner[1] else None
+        return found
 
     def inside(self, cid: str, trees: dict[tuple[str, str], Path | None] | None = None,
                checked: bool = True) -> tuple[Path, bool] | None:
@@ -496,9 +519,11 @@ class Node:
 
     def _list_result(self, job_cid: str, out: Path, result_cid: str) -> None:
         """List the results of a done job (their root included) as the tree of ``job_cid``."""
-        listing = Listing(self.caps.max_entries)
+        listing = Listing(self.caps.max_entries, stop=lambda: self.pool.closing)
         try:
             root = str(Importer(entries=listing).tree(out).cid)
+        except Stopped:  # the node stops: listed at its next start
+            return
         except (OSError, CodError) as exc:
             log.warning("the results of job %s were not listed: %s", job_cid, exc)
             return
@@ -512,6 +537,8 @@ class Node:
         try:
             for kind, store in ((LISTED_BLOB, self.blobs), (DATASET, self.offers.copies)):
                 held = set(os.listdir(store.trees)) if store is not None else set()
+                if kind == DATASET:  # a copy of a version no longer offered answers nothing: not listed
+                    held &= set(self.offers.dataset_cids())
                 listed = self.contents.listed(kind)
                 for root in sorted(listed - held):
                     self.contents.drop(kind, root)
@@ -519,7 +546,7 @@ class Node:
                     tree = store.tree(root) if store is not None and not self.pool.closing else None
                     if tree is None:
                         continue
-                    listing = Listing(self.caps.max_entries)
+                    listing = Listing(self.caps.max_entries, stop=lambda: self.pool.closing)
                     if str(Importer(entries=listing).tree(tree).cid) == root:
                         self.contents.add(kind, root, listing)
             listed = self.contents.listed(LISTED_RESULT)
@@ -528,6 +555,8 @@ class Node:
             for job in sorted(set(results) - listed):
                 if not self.pool.closing:
                     self._list_result(job, self.results / job, results[job])
+        except Stopped:  # the node stops: the rest is listed at its next start
+            pass
         except Exception:  # a listing is a hint: never fails the node
             log.exception("what the node holds was not all listed")
 
@@ -659,11 +688,11 @@ class Node:
         assert prep.record is not None
         return prep.record
 
-    async def _run(self, job_cid: str, spec: JobSpec, sources: dict[str, str]) -> None:
+    async def _run(self, job_cid: str, spec: JobSpec, sources: dict[str, str], module: Path | None) -> None:
         with telemetry.span("node.job", {"cod.job_cid": job_cid}) as span:  # under node.submit's span
-            await self._run_traced(job_cid, spec, sources, telemetry.ids_of(span))
+            await self._run_traced(job_cid, spec, sources, module, telemetry.ids_of(span))
 
-    async def _run_traced(self, job_cid: str, spec: JobSpec, sources: dict[str, str],
+    async def _run_traced(self, job_cid: str, spec: JobSpec, sources: dict[str, str], module: Path | None,
                           trace: tuple[str, str] | None) -> None:
         out = self.results / job_cid
         started = time.monotonic()
@@ -674,8 +703,7 @@ class Node:
             if spec.engine == ENGINE_DOCKER:
                 outcome = await self._run_docker(spec, sources, out)
             else:
-                module = await asyncio.to_thread(self._module, spec.module)
-                assert module is not None
+                assert module is not None  # resolved when the job was queued
                 outcome = await self._run_wasm(job_cid, spec, module, sources, out)
             if "error" in outcome:
                 self.jobs.update(job_cid, state=FAILED, error=json.dumps(outcome))
@@ -689,7 +717,7 @@ class Node:
             self.jobs.update(job_cid, state=DONE, result_cid=outcome["result_cid"], exit_code=outcome["exit_code"],
                              trap=outcome["trap"], fuel_used=outcome["fuel_used"], profile=outcome["profile"],
                              statement=json.dumps(statement.to_json(), sort_keys=True))
-            self._in_background(asyncio.to_thread(self._list_result, job_cid, out, outcome["result_cid"]))
+            self._in_background(self._off_loop(self._list_result, job_cid, out, outcome["result_cid"]))
             await self._charge_result(job_cid, out)
         except asyncio.CancelledError:
             if job_cid not in self._cancelled:
@@ -711,6 +739,7 @@ class Node:
             self.ordinary.discard(job_cid)
             self._cancelled.discard(job_cid)
             self._running.pop(job_cid, None)
+            self._mounted.pop(job_cid, None)
             self._clients.pop(job_cid, None)
             self._done.pop(job_cid, asyncio.Event()).set()
             self._finished(job_cid, time.monotonic() - started, trace)
@@ -806,12 +835,34 @@ class Node:
                 f"needs {more} more", f"wait for the node's collector to remove old results (it keeps them "
                 f"{self.retention.keep_results_s} s, SPEC 9.11), or use another node")
 
-    async def _touch_blobs(self, spec: JobSpec, client: str) -> int:
+    def _job_reads(self, spec: JobSpec, sources: dict[str, str]) -> tuple[Path | None, set[str]]:
+        """The job's module file, as it is given the job (as its sources are: a job reads what it
+        was given to the end), and the roots of the held trees (stored trees, dataset copies; job
+        CIDs for results) that its sources, module and imported modules lie in: what it reads,
+        whatever the index answers later."""
+        paths = list(sources.values())
+        module = self._module(spec.module) if spec.engine != ENGINE_DOCKER else None
+        if module is not None:
+            paths += [str(module), *self._dependency_blobs(spec)[0].values()]
+        bases = [self.blobs.trees, self.results] + ([self.offers.copies.trees] if self.offers.copies else [])
+        roots = set()
+        for source in paths:
+            for base in bases:
+                parts = Path(source).parts[len(base.parts):]
+                if parts and Path(*Path(source).parts[:len(base.parts)]) == base:
+                    roots.add(parts[0])
+        return module, roots
+
+    async def _touch_blobs(self, spec: JobSpec, client: str, trees: set[str] | None = None,
+                           base: str | None = None) -> int:
         """Mark the blobs the job uses as used now (charging those not charged yet, such as
-        fetched ones, to ``client``); returns the bytes of its output base."""
+        fetched ones, to ``client``), and the stored ``trees`` its sources lie in; returns the
+        bytes of its output base (found at ``base``, when it is no blob of its own: a directory
+        inside a held tree)."""
         now = self.clock()
         module = spec.module if spec.engine != ENGINE_DOCKER else None
         named = named_cids(module, [item.cid for item in spec.inputs if item.cid], spec.output_base)
+        named |= {root for root in sorted(trees or ()) if self.usage.known(BLOB, root)}
         named |= {root for cid in sorted(named) if not self.usage.known(BLOB, cid)  # a stored tree a named file is in
                   for kind, root, _path, _dir in self.contents.find(cid) if kind == LISTED_BLOB}
         unknown = sorted(cid for cid in named if not self.usage.known(BLOB, cid))
@@ -821,7 +872,13 @@ class Node:
                 self.usage.record(BLOB, cid, client, sizes.get(cid, 0), now)
         if spec.output_base is None:
             return 0
-        return self.usage.size(BLOB, spec.output_base) or 0
+        size = self.usage.size(BLOB, spec.output_base)
+        if size is None and base is not None:
+            try:
+                size = await asyncio.to_thread(tree_bytes, Path(base))
+            except OSError:  # its tree went meanwhile (a dataset that changed)
+                raise MissingBlobs([spec.output_base]) from None
+        return size or 0
 
     def _blob_sizes(self, cids: list[str]) -> dict[str, int]:
         sizes = {}
@@ -871,7 +928,8 @@ class Node:
                 held |= named_cids(spec.module, [item.cid for item in spec.inputs if item.cid], spec.output_base)
                 held |= set((await asyncio.to_thread(self._dependency_blobs, spec))[0])
         # and the trees those lie in (a stored tree, a dataset copy, a job's results: SPEC 9.9 contents)
-        held |= {root for cid in sorted(held) for _kind, root, _path, _dir in self.contents.find(cid)}
+        held |= {root for cid in sorted(held) for _kind, root, _path, _dir in self.contents.find(cid, strict=True)}
+        held |= {root for job_cid in sorted(self._mounted) for root in self._mounted[job_cid]}  # as mounted
         on_disk = set(held_blobs)
         stored = Stored(done=done, finished_ns=self.usage.times(RESULT),
                         blob_used_ns={cid: used for cid, used in self.usage.times(BLOB).items() if cid in on_disk},
@@ -880,19 +938,21 @@ class Node:
         removal = plan(self.retention, stored, now)
         used = self.usage.times(BLOB)  # again: a submission may have used a blob while this planned
         removal.blobs = [cid for cid in removal.blobs if used.get(cid, 0) < now - self.retention.keep_blobs_s * 10**9]
+        # first, off the loop (a big listing being written holds the index), in the listing thread: a
+        # listing of a result being removed is written before this forgets it, never after
+        await self._off_loop(self._unlist, removal)
         retired: list[Path] = []  # taken out now, on the loop (renames), so no request sees half a removal
         for job in removal.results:
             self.usage.drop(RESULT, job)
-            self.contents.drop(LISTED_RESULT, job)
             path = self.results / job
             if path.is_dir() and not path.is_symlink():
                 retired.append(path.rename(self.results / f".gc-{job}-{now}"))  # removed at a restart too
         for cid in set(removal.blobs) | (set(used) - on_disk):  # and rows of blobs gone another way
             self.usage.drop(BLOB, cid)
         for cid in removal.blobs:
-            retired += self.blobs.retire(cid)
+            retired += self.blobs.retire(cid, unlist=False)
         for cid in removal.copies:
-            retired += self.offers.copies.retire(cid) if self.offers.copies is not None else []
+            retired += self.offers.copies.retire(cid, unlist=False) if self.offers.copies is not None else []
         for cid in removal.cars:
             self.cars.remove(cid)
         await asyncio.to_thread(_discard, retired)
@@ -900,6 +960,12 @@ class Node:
             log.info("collector removed %d result(s), %d blob(s), %d dataset copy(ies), %d CAR(s)",
                      len(removal.results), len(removal.blobs), len(removal.copies), len(removal.cars))
         return {"results": removal.results, "blobs": removal.blobs, "copies": removal.copies, "cars": removal.cars}
+
+    def _unlist(self, removal: Plan) -> None:
+        """Forget the listings of what ``removal`` (a collector's plan) removes (SPEC 9.9, contents)."""
+        for kind, roots in ((LISTED_RESULT, removal.results), (LISTED_BLOB, removal.blobs), (DATASET, removal.copies)):
+            for root in roots:
+                self.contents.drop(kind, root)
 
     async def car_of(self, cid: str, tree: Path) -> Path:
         """The CAR of ``tree``, built once and kept as cars/{cid}.car only when its root is
@@ -1013,9 +1079,12 @@ async def _transient_car(request: web.Request, car: Path) -> web.StreamResponse:
                                                **NOSNIFF})
         response.content_length = os.fstat(handle.fileno()).st_size
         await response.prepare(request)
-        while chunk := await asyncio.to_thread(handle.read, CHUNK):
-            await response.write(chunk)
-        await response.write_eof()
+        try:
+            while chunk := await asyncio.to_thread(handle.read, CHUNK):
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionError:  # the client went away mid-CAR: nothing to answer, no node error
+            pass
     return response
 
 
@@ -1147,7 +1216,14 @@ def app(node: Node) -> web.Application:
                 return stored_file(inner[0])
             if request.method == "HEAD":  # existence only: no CAR is built for it
                 return web.Response(headers={"Content-Type": CAR_TYPE, "Content-Disposition": "attachment", **NOSNIFF})
-            return await _transient_car(request, await node.cars.transient(cid, inner[0]))
+            if node.cars.transients >= TRANSIENT_CARS:  # each its own file until sent: slow clients hold disk
+                raise Busy(f"this node is building or sending {TRANSIENT_CARS} CARs of directories inside what it "
+                           "holds, its most at once", "retry after the Retry-After delay, or ask another node")
+            node.cars.transients += 1
+            try:
+                return await _transient_car(request, await node.cars.transient(cid, inner[0]))
+            finally:
+                node.cars.transients -= 1
         return stored_file(await node.car_of(cid, tree), CAR_TYPE)
 
     @routes.post("/v1/jobs")

@@ -21,6 +21,10 @@ from ..errors import InputError, NotFound
 
 CAR_BUILDERS = 2
 """CARs a node builds at once; more requests wait in line (SPEC 9.2)."""
+TRANSIENT_CARS = 4
+"""CARs of what lies inside held trees (built per request, each a file of its own until it is
+sent) a node builds or sends at once; past it a download is answered 429 (SPEC 9.2), so clients
+that read slowly or not at all hold at most this many trees' worth of the node's disk."""
 TEMP_PREFIX = ".car-"
 
 
@@ -37,6 +41,8 @@ class CarCache:
         self._building: dict[str, asyncio.Future[Path]] = {}
         self.builds = 0
         """CARs built so far (one per CID unless a build failed or the CAR was removed)."""
+        self.transients = 0
+        """Transient CARs being built or sent now (at most TRANSIENT_CARS: the caller counts them)."""
 
     def path(self, cid: str) -> Path:
         return self.folder / f"{cid}.car"

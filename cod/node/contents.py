@@ -16,7 +16,12 @@ path is walked without following links to a regular file or a real directory of 
 listed. A tree that is gone, or a dataset that changed, answers nothing, even before its rows
 are dropped (at its removal, or at the next start).
 
-Used from threads (the requests' lookups run off the event loop): one connection, one lock.
+Used from threads: one connection writes (a big listing takes seconds), another reads, each
+with its lock, so a lookup never waits for a listing being written (WAL: it reads the index as
+last committed).
+Being a hint made from what the node holds, the index never stops the node: a file that is
+not a database (or is damaged) is set aside at open and made again, and a read that fails
+answers nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ log = logging.getLogger("cod.node.contents")
 
 BLOB, DATASET, RESULT = "blob", "dataset", "result"
 """Kinds of tree: a stored tree (root: its CID), a dataset copy (its CID), a job's results (the job CID)."""
+DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+"""SQLite's answers for a file that is not (or no longer) a sound database."""
 MAX_PLACES = 8
 """Trees one CID is looked for in (a file in many trees): rows past it are never read."""
 
@@ -42,8 +49,25 @@ class Contents:
     """The listings of the trees a node holds, by the CIDs inside them."""
 
     def __init__(self, path: Path) -> None:
+        self._lock = threading.Lock()  # of the writing connection, self.db
+        self._read_lock = threading.Lock()  # of the reading one, self.reads
+        try:
+            self._open(path)
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorcode", None) not in DAMAGED:
+                raise  # a full or read-only disk, a permission: the node says so
+            self.db.close()
+            if hasattr(self, "reads"):
+                self.reads.close()
+            aside = path.with_name(path.name + ".damaged")
+            log.error("the contents index %s is damaged (%s): set aside as %s, made again", path, exc, aside)
+            os.replace(path, aside)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            self._open(path)
+
+    def _open(self, path: Path) -> None:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._lock = threading.Lock()
         with self._lock:
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = NORMAL")
@@ -53,6 +77,9 @@ class Contents:
                             "root TEXT NOT NULL, path BLOB NOT NULL, is_dir INTEGER NOT NULL, "
                             "PRIMARY KEY (cid, kind, root)) WITHOUT ROWID")
             self.db.execute("CREATE INDEX IF NOT EXISTS inside_tree ON inside (kind, root)")
+        self.reads = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        with self._read_lock:
+            self.reads.execute("SELECT count(*) FROM trees").fetchone()  # a damaged file says so now
 
     def add(self, kind: str, root: str, listing: Listing) -> None:
         """Keep ``listing`` as the listing of tree ``root`` of ``kind`` (replacing an earlier one);
@@ -82,18 +109,27 @@ class Contents:
 
     def listed(self, kind: str) -> set[str]:
         """The roots of ``kind`` whose listing is kept."""
-        with self._lock:
-            return {row[0] for row in self.db.execute("SELECT root FROM trees WHERE kind = ?", [kind])}
+        with self._read_lock:
+            return {row[0] for row in self.reads.execute("SELECT root FROM trees WHERE kind = ?", [kind])}
 
-    def find(self, cid: str) -> list[tuple[str, str, bytes, bool]]:
+    def find(self, cid: str, strict: bool = False) -> list[tuple[str, str, bytes, bool]]:
         """Where ``cid`` was listed: (kind, root, path, is a directory), at most MAX_PLACES, in
-        kind and root order."""
-        with self._lock:
-            rows = self.db.execute("SELECT kind, root, path, is_dir FROM inside WHERE cid = ? ORDER BY kind, root "
-                                   "LIMIT ?", [cid, MAX_PLACES]).fetchall()
+        kind and root order; none when the index cannot be read (a hint lost, logged), unless
+        ``strict`` (the collector: what it cannot read it must not remove): sqlite3.Error then."""
+        try:
+            with self._read_lock:
+                rows = self.reads.execute("SELECT kind, root, path, is_dir FROM inside WHERE cid = ? ORDER BY kind, "
+                                          "root LIMIT ?", [cid, MAX_PLACES]).fetchall()
+        except sqlite3.Error as exc:
+            if strict:
+                raise
+            log.error("the contents index cannot be read (%s): %s is answered as not inside", exc, cid)
+            return []
         return [(kind, root, bytes(path), bool(is_dir)) for kind, root, path, is_dir in rows]
 
     def close(self) -> None:
+        with self._read_lock:
+            self.reads.close()
         with self._lock:
             self.db.close()
 

@@ -210,12 +210,22 @@ class Offers:
                 fresh = self._hash(found.path)
             except (OSError, InputError) as exc:
                 log.warning("dataset %s (%s) is no longer offered: %s", found.path, cid, exc)
+                self._unlist(cid)
                 return None
             self.datasets[fresh.cid] = fresh
             if fresh.cid != cid:
                 self._replaced[cid] = fresh.cid
+                self._unlist(cid)
                 log.warning("dataset %s changed: now %s, no longer %s", found.path, fresh.cid, cid)
             return fresh.path if fresh.cid == cid else None
+
+    def _unlist(self, cid: str) -> None:
+        """Forget the listing of the copy of ``cid``, no longer offered (cod.node.contents): the
+        copy answers nothing by the CIDs inside it, and its rows must not hide those of the
+        version offered now (a CID is looked for in a bounded number of trees). A job given
+        the copy already reads it to the end; the collector keeps it meanwhile."""
+        if self.copies is not None and self.copies.index is not None:
+            self.copies.index.retired(cid)
 
     def module(self, cid: str) -> Path | None:
         """The file of private module ``cid``, if it still hashes to it. The hash is taken again

@@ -50,7 +50,9 @@ DOCUMENT: dict[str, Any] = {
                                "when Accept names application/vnd.ipld.car; a dataset as a CAR; a file or "
                                "directory inside a held tree likewise; a private module never); HEAD tells "
                                "whether the node has it",
-                    "responses": {"200": {"description": "the blob"}, "404": _json(_ERROR, "unknown")}},
+                    "responses": {"200": {"description": "the blob"}, "404": _json(_ERROR, "unknown"),
+                                  "429": _json(_ERROR, "NodeBusy: the node sends its most CARs of directories "
+                                                       "inside held trees at once; retry after Retry-After")}},
         },
         "/v1/holdings": {
             "get": {"summary": "The CIDs this node holds: datasets, modules, private modules (by CID only), "
