@@ -66,8 +66,11 @@ def vector_names() -> list[str]:
     return sorted(p.stem for p in VECTORS.glob("*.json"))
 
 
-def run_builtin_wasi(wasm: bytes, args: list[str], preopen: Path | None, workdir: Path) -> bytes:
-    """Run a module under wasmtime's own WASI (define_wasi), as a contrast; returns stdout."""
+def run_builtin_wasi(wasm: bytes, args: list[str], preopen: Path | None, workdir: Path,
+                     outputs: Path | None = None) -> bytes:
+    """Run a module under wasmtime's own WASI (define_wasi), as a contrast; returns stdout.
+
+    ``preopen`` is /inputs and ``outputs`` /outputs (both read-write: that WASI has no read-only mount)."""
     engine = wasmtime.Engine()
     module = wasmtime.Module(engine, wasm)
     linker = wasmtime.Linker(engine)
@@ -79,6 +82,8 @@ def run_builtin_wasi(wasm: bytes, args: list[str], preopen: Path | None, workdir
     config.stdout_file = str(stdout)
     if preopen is not None:
         config.preopen_dir(str(preopen), "/inputs")
+    if outputs is not None:
+        config.preopen_dir(str(outputs), "/outputs")
     store.set_wasi(config)
     instance = linker.instantiate(store, module)
     try:

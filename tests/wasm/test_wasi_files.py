@@ -238,3 +238,48 @@ def test_a_bad_result_pointer_fails_before_any_effect(h: Harness) -> None:
     assert (h.outputs / "f").read_bytes() == b"abc"
     assert (h.root / "stdout").read_bytes() == b""
     assert h.tell(fd) == (0, 0)
+
+
+def _complete_dirents(h: Harness, buf: int, used: int) -> list[tuple[int, bytes]]:
+    """The (d_next, name) of every whole dirent in ``buf[:used]`` (the last may be cut, preview1)."""
+    entries, at = [], 0
+    while at + 24 <= used:
+        d_next, _ino, namlen, _type = struct.unpack("<QQIB", h.read(buf + at, 21))
+        if at + 24 + namlen > used:
+            break
+        entries.append((d_next, h.read(buf + at + 24, namlen)))
+        at += 24 + namlen
+    return entries
+
+
+def test_a_listing_read_while_its_entries_go_sees_each_once(h: Harness) -> None:
+    """Rust's remove_dir_all (and Go's RemoveAll) delete entries between fd_readdir calls that go on
+    from the last cookie. The listing is taken at cookie 0 (SPEC 4.5), so each name comes once and
+    the directory ends empty; wasmtime's own WASI lists the changed host directory again at each call,
+    skips entries, and Rust 1.63's remove_dir_all fails there with ENOTEMPTY."""
+    assert h.path_call("path_create_directory", b"d") == 0
+    names = [b"n%02d" % i for i in range(40)]
+    for name in reversed(names):
+        os.close(os.open(h.outputs / "d" / name.decode(), os.O_CREAT | os.O_WRONLY))
+    err, dfd = h.open(b"d", oflags=abi.O_DIRECTORY)
+    assert err == 0
+    seen: list[bytes] = []
+    cookie, buf, size = 0, 0x2000, 100  # room for three 27-byte names and a cut one
+    for _ in range(100):
+        assert h.call("fd_readdir", dfd, buf, size, cookie, 0x80) == 0
+        entries = _complete_dirents(h, buf, h.u32(0x80))
+        if not entries:
+            break
+        for d_next, name in entries:
+            if name not in (b".", b".."):
+                seen.append(name)
+                assert h.path_call("path_unlink_file", b"d/" + name) == 0
+                # a file made meanwhile is in no listing taken before it
+                os.close(os.open(h.outputs / "d" / ("new-" + name.decode()), os.O_CREAT | os.O_WRONLY))
+            cookie = d_next
+    assert seen == names
+    assert sorted(os.listdir(h.outputs / "d")) == sorted("new-" + n.decode() for n in names)
+    # reading from cookie 0 again takes a new listing
+    assert h.call("fd_readdir", dfd, buf, 0x1000, 0, 0x80) == 0
+    listed = [name for _, name in _complete_dirents(h, buf, h.u32(0x80))]
+    assert listed[:3] == [b".", b"..", b"new-n00"]

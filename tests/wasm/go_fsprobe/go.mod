@@ -1,0 +1,3 @@
+module example.com/fsprobe
+
+go 1.27
