@@ -220,19 +220,26 @@ def _engine(cache_dir: str | None) -> Any:
 
 
 def _show_output(results_dir: Path) -> None:
-    """The job's stdout on stdout (after a marker line on stderr), then its stderr, if any, on stderr."""
+    """The job's stdout on stdout (after a marker line on stderr), then its stderr, if any, on stderr.
+    Neither is read through a link (LocalPathError: a node writes both as files)."""
+    from ..resultsdir import open_entry
+
+    stdout, stderr = open_entry(results_dir, "stdout"), open_entry(results_dir, "stderr")
     click.echo("--- stdout ---", err=True)
-    with open(results_dir / "stdout", "rb") as handle:
-        while chunk := handle.read(1 << 16):
-            sys.stdout.buffer.write(chunk)
+    if stdout is not None:
+        with stdout:
+            while chunk := stdout.read(1 << 16):
+                sys.stdout.buffer.write(chunk)
     sys.stdout.flush()
-    stderr_path = results_dir / "stderr"
-    if stderr_path.is_file() and stderr_path.stat().st_size:
-        click.echo("--- stderr ---", err=True)
-        sys.stderr.flush()
-        with open(stderr_path, "rb") as handle:
-            while chunk := handle.read(1 << 16):
+    if stderr is not None:
+        with stderr:
+            chunk = stderr.read(1 << 16)
+            if chunk:
+                click.echo("--- stderr ---", err=True)
+                sys.stderr.flush()
+            while chunk:
                 sys.stderr.buffer.write(chunk)
+                chunk = stderr.read(1 << 16)
         sys.stderr.buffer.flush()
 
 
