@@ -91,7 +91,7 @@ def test_get_refuses_odd_destinations(verified: tuple[Path, dict[str, str], dict
 def _hostile_record(tmp: Path, link: str, target: Path) -> str:
     """Records (in tmp/home) of a job whose results, agreed by hostile signers, hold ``link`` as
     a symlink to ``target``; the result CID is the tree's real CID, so the copy checks."""
-    from cod.content.cid import RAW, CID
+    from cod.content.cid import CID, RAW
     from cod.content.unixfs import cid_of_tree
     from verifier.reputation import Records
 
