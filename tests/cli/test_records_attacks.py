@@ -121,6 +121,26 @@ def test_logs_and_describe_never_print_a_local_file_a_result_links_to(tmp_path: 
         assert "Traceback" not in out.stderr, out.stderr
     logs = run_cod(tmp_path, "logs", job_cid)
     assert logs.returncode != 0 and f"{link} of results" in logs.stderr and "symlink" in logs.stderr, logs.stderr
+    described = run_cod(tmp_path, "describe", job_cid)
+    assert described.returncode == 0 and f"[refused: {link} of results" in described.stdout, described.stdout
+
+
+def test_get_into_an_earlier_result_holding_links_never_touches_what_they_point_at(
+        verified: tuple[Path, dict[str, str], dict[str, Any]]) -> None:
+    tmp, env, view = verified
+    keep = tmp / "keep"
+    keep.mkdir()
+    (keep / "id_ed25519").write_text("KEY\n")
+    earlier = tmp / "earlier"
+    earlier.mkdir()
+    (earlier / "exitCode").write_text("0")
+    os.symlink(keep / "id_ed25519", earlier / "stdout")
+    os.symlink(keep, earlier / "outputs")  # a previous hostile result's links, left in the directory
+    out = get(tmp, env, view["short_id"], "--output-dir", str(earlier))
+    assert out.returncode == 0, out.stderr
+    assert (keep / "id_ed25519").read_text() == "KEY\n" and sorted(os.listdir(keep)) == ["id_ed25519"]
+    assert not (earlier / "stdout").is_symlink() and (earlier / "stdout").read_text() == "hello from cod\n"
+    assert not (earlier / "outputs").is_symlink()
 
 
 def test_run_show_output_refuses_a_symlinked_stdout(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
