@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import sys
@@ -193,6 +194,20 @@ def _fuel_hint(fuel_used: int | None, nodes: bool = False) -> str:
     who = "every node ran out of fuel: " if nodes else ""
     return (f"hint: {who}the job used all the fuel it was given ({fuel_used}): give more with --fuel N (or fuel "
             "in the config file's [limits]); a node runs at most the max_fuel its /v1/info publishes")
+
+
+_FUEL_OVER_CAP = re.compile(r"limits\.fuel = (\d{1,30}) is over the cap max_fuel = (\d{1,30})")
+
+
+def _fuel_cap_hint(verification: Any) -> str | None:
+    """When nodes refused the job's fuel as over their max_fuel (422 CapExceeded), what to give
+    --fuel: at most the smallest cap they named; None when none did."""
+    found = [m for a in verification.answers if a.error and (m := _FUEL_OVER_CAP.search(a.error))]
+    if not found:
+        return None
+    cap = min(int(m.group(2)) for m in found)
+    return (f"hint: --fuel {found[0].group(1)} is over the max_fuel the nodes publish ({cap}): give --fuel {cap} "
+            "or less, or nodes with a higher max_fuel")
 
 
 def _out_of_fuel(verification: Any) -> list[Any]:
@@ -597,6 +612,9 @@ def _report(verification: Any, short_id: str) -> None:
         used = sorted({a.fuel_used or 0 for a in starved})
         click.echo(f"Fuel used:   {', '.join(str(f) for f in used)}", err=True)
         click.echo(_fuel_hint(used[-1], nodes=True), err=True)
+    capped = _fuel_cap_hint(verification)
+    if capped:
+        click.echo(capped, err=True)
     if verification.result_cid:
         click.echo(f"Result CID:  {verification.result_cid}", err=True)
     if verification.results_dir is not None:
