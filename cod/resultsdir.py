@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import CodError, LocalPathError
+from .errors import CIDError, CodError, LocalPathError
 
 FILE_MODE = 0o644  # every file of a results directory, whatever the umask
 DIR_MODE = 0o755  # every directory of it, the results directory included
@@ -149,6 +149,25 @@ def open_entry(results_dir: str | os.PathLike[str], name: str) -> BinaryIO | Non
     return os.fdopen(fd, "rb")
 
 
+def check_layout(results_dir: str | os.PathLike[str]) -> None:
+    """Raise CIDError unless the executor's entries of ``results_dir`` (SPEC 7.1) are what an
+    executor writes: stdout, stderr, exitCode and trap regular files, outputs a real directory.
+    A result agreed by hostile signers may hold links there (UnixFS results may hold symlinks,
+    SPEC 4.5); the requester refuses it rather than leave ``outputs -> ~`` or ``stdout ->
+    /etc/shadow`` where a user or a script follows them. Nothing is followed here."""
+    for name in sorted(RESULT_ENTRIES):
+        try:
+            mode = os.lstat(os.path.join(results_dir, name)).st_mode
+        except FileNotFoundError:
+            continue
+        wanted = stat.S_ISDIR(mode) if name == "outputs" else stat.S_ISREG(mode)
+        if not wanted:
+            what = "a symlink" if stat.S_ISLNK(mode) else "not a directory" if name == "outputs" else "not a file"
+            raise CIDError(f"the result's {name} is {what}; a cod node writes it as a "
+                           f"{'directory' if name == 'outputs' else 'regular file'} (SPEC 7.1), so the nodes that "
+                           "signed it are hostile")
+
+
 def _refused(results_dir: str | os.PathLike[str], name: str, what: str) -> LocalPathError:
     return LocalPathError(
         f"{name} of results {os.fsdecode(results_dir)} is {what}; cod nodes write it as a regular file, so the "
@@ -188,5 +207,5 @@ def install(staging: Path, destination: Path) -> None:
     remove_tree(old)
 
 
-__all__ = ["DIR_MODE", "FILE_MODE", "RESULT_ENTRIES", "check_destination", "fix_modes", "install", "open_entry",
-           "remove_tree", "staging_prefix"]
+__all__ = ["DIR_MODE", "FILE_MODE", "RESULT_ENTRIES", "check_destination", "check_layout", "fix_modes", "install",
+           "open_entry", "remove_tree", "staging_prefix"]
