@@ -206,6 +206,19 @@ def _check(small: bytes | None, tmp_car: Path, root: CID, staging: Path | None, 
     check_layout(tree)  # links where the executor writes files: refused, whatever the signers agreed
 
 
+def _replace_with(source: Path, dest: Path) -> None:
+    """Put a copy of ``source`` at ``dest`` by an atomic rename: a symlink at ``dest`` (put there
+    after the CLI checked it) is replaced, never written through; mode 0600, as write_car gives."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".car-")
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as data:
+            shutil.copyfileobj(data, out, 1 << 20)
+        os.replace(tmp, dest)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 async def download_agreed(session: aiohttp.ClientSession, urls: list[str], job_cid: str, agreed: str,
                           output_dir: Path | None, car: Path | None, scratch: Path, *,
                           limits: Limits | None = None, base: BaseSize | None = None,
@@ -238,7 +251,7 @@ async def download_agreed(session: aiohttp.ClientSession, urls: list[str], job_c
             failures[url] = schema.clean(exc.message)
             continue
         if car is not None:
-            shutil.copyfile(tmp_car, car)
+            _replace_with(tmp_car, car)
             return Download(car, failures)
         if output_dir is None:
             return Download(None, failures)  # checked; the caller keeps nothing

@@ -111,3 +111,43 @@ def test_a_result_with_a_link_where_a_node_writes_a_file_is_refused(tmp_path: Pa
 
     asyncio.run(attempt())
     assert not (tmp_path / "out").exists() and not (tmp_path / "r.car").exists()
+
+
+def test_a_car_target_that_became_a_symlink_is_replaced_never_written_through(tmp_path: Path) -> None:
+    """The CLI checks --car before downloading; a link put there meanwhile (or by a library
+    caller) is replaced by the CAR, and the file it pointed at keeps its bytes."""
+    from aiohttp import web
+
+    from cod.content.car import car_bytes
+    from cod.content.unixfs import cid_of_tree
+    from verifier.fetch import download_agreed
+
+    from ..hostile import CAR_TYPE, on_loopback
+
+    tree = tmp_path / "honest"
+    tree.mkdir()
+    (tree / "stdout").write_text("hi\n")
+    (tree / "stderr").write_text("")
+    (tree / "exitCode").write_text("0")
+    root = cid_of_tree(tree)
+    body = car_bytes(tree, root)
+    secret = tmp_path / "authorized_keys"
+    secret.write_text("ssh-ed25519 KEEP\n")
+    car = tmp_path / "r.car"
+    os.symlink(secret, car)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type=CAR_TYPE)
+
+    async def attempt() -> None:
+        runner, url = await on_loopback(handle, 1 << 20)
+        try:
+            async with aiohttp.ClientSession() as session:
+                (tmp_path / "scratch").mkdir()
+                await download_agreed(session, [url], "bafyjob", str(root), None, car, tmp_path / "scratch")
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(attempt())
+    assert secret.read_text() == "ssh-ed25519 KEEP\n"
+    assert not car.is_symlink() and car.read_bytes() == body
