@@ -27,7 +27,7 @@ from cod.content.cid import CID
 from cod.content.export import export, read_complete_car, unpack_car
 from cod.errors import CIDError, CodError, NodeError, NotFound
 from cod.jobspec import Limits
-from cod.resultsdir import check_destination, install
+from cod.resultsdir import check_destination, check_layout, install
 from cod.wasm.vfs import MAX_OUTPUT_ENTRIES
 
 from . import schema
@@ -193,16 +193,30 @@ def _check(small: bytes | None, tmp_car: Path, root: CID, staging: Path | None, 
 
     Raises CIDError (or InputError) for anything that is not exactly the content of ``root``.
     """
+    tree = staging or scratch / "checked"
     try:
-        if small is not None:  # in memory: blocks checked, DAG complete, then written out if wanted
+        if small is not None:  # in memory: blocks checked, DAG complete, then written out
             blocks = read_complete_car(io.BytesIO(small), root)
-            if staging is not None:
-                export(blocks.__getitem__, root, staging)
-            return
-        with open(tmp_car, "rb") as source:
-            unpack_car(source, root, staging or scratch / "checked", scratch / "unpack")
+            export(blocks.__getitem__, root, tree)
+        else:
+            with open(tmp_car, "rb") as source:
+                unpack_car(source, root, tree, scratch / "unpack")
     except (ValueError, IndexError, KeyError) as exc:  # the CAR parser meets malformed bytes
         raise CIDError(f"malformed CAR: {type(exc).__name__} {exc}") from None
+    check_layout(tree)  # links where the executor writes files: refused, whatever the signers agreed
+
+
+def _replace_with(source: Path, dest: Path) -> None:
+    """Put a copy of ``source`` at ``dest`` by an atomic rename: a symlink at ``dest`` (put there
+    after the CLI checked it) is replaced, never written through; mode 0600, as write_car gives."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".car-")
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as data:
+            shutil.copyfileobj(data, out, 1 << 20)
+        os.replace(tmp, dest)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 async def download_agreed(session: aiohttp.ClientSession, urls: list[str], job_cid: str, agreed: str,
@@ -237,7 +251,7 @@ async def download_agreed(session: aiohttp.ClientSession, urls: list[str], job_c
             failures[url] = schema.clean(exc.message)
             continue
         if car is not None:
-            shutil.copyfile(tmp_car, car)
+            _replace_with(tmp_car, car)
             return Download(car, failures)
         if output_dir is None:
             return Download(None, failures)  # checked; the caller keeps nothing
@@ -326,6 +340,7 @@ def _local_copy(source: Path, agreed: str, output_dir: Path | None, car: Path | 
     try:
         if not source.is_dir() or str(cid_of_tree(source)) != agreed:
             return False
+        check_layout(source)
     except CodError:
         return False
     if car is not None:

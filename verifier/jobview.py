@@ -138,10 +138,17 @@ def read_text(results_dir: str | None, name: str) -> str | None:
     """``stdout`` or ``stderr`` of a results directory as text; None when it is not here."""
     if not results_dir:
         return None
-    path = Path(results_dir) / name
+    from cod.errors import LocalPathError
+    from cod.resultsdir import open_entry
+
     try:
-        with open(path, "rb") as handle:
+        handle = open_entry(results_dir, name)
+        if handle is None:
+            return None
+        with handle:
             data = handle.read(MAX_TEXT_BYTES + 1)
+    except LocalPathError as exc:  # a link where a node writes a file: said, never followed
+        return f"[refused: {exc.message}]\n"
     except OSError:
         return None
     text = data[:MAX_TEXT_BYTES].decode("utf-8", "replace")

@@ -197,15 +197,18 @@ def logs(job: str, only: str | None) -> None:
     results = None if view["outcome"] in ("submitted", "running") else _local_results(view)
     if results is None:
         results = _fetch(records, view, None, None)
-    for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
-        if only in (None, name):
-            path = results / name
-            if path.is_file():
-                stream.flush()
-                with open(path, "rb") as handle:
-                    while chunk := handle.read(1 << 16):
-                        stream.buffer.write(chunk)
-                stream.buffer.flush()
+    from ..resultsdir import open_entry
+
+    wanted = [(name, stream) for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr))
+              if only in (None, name)]
+    handles = [(open_entry(results, name), stream) for name, stream in wanted]  # every link refused before any byte
+    for handle, stream in handles:
+        if handle is not None:
+            stream.flush()
+            with handle:
+                while chunk := handle.read(1 << 16):
+                    stream.buffer.write(chunk)
+            stream.buffer.flush()
 
 
 @click.command()
@@ -275,7 +278,7 @@ def _local_results(view: dict[str, Any]) -> Path | None:
     from ..errors import CodError
 
     for candidate in (view["results_dir"], str(Path("cod-results") / view["job_cid"])):
-        if not candidate or not Path(candidate, "stdout").is_file() or Path(candidate).is_symlink():
+        if not candidate or Path(candidate).is_symlink() or not os.path.lexists(Path(candidate, "stdout")):
             continue
         try:
             if view["result_cid"] and str(cid_of_tree(candidate)) == view["result_cid"]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import sys
@@ -195,6 +196,20 @@ def _fuel_hint(fuel_used: int | None, nodes: bool = False) -> str:
             "in the config file's [limits]); a node runs at most the max_fuel its /v1/info publishes")
 
 
+_FUEL_OVER_CAP = re.compile(r"limits\.fuel = (\d{1,30}) is over the cap max_fuel = (\d{1,30})")
+
+
+def _fuel_cap_hint(verification: Any) -> str | None:
+    """When nodes refused the job's fuel as over their max_fuel (422 CapExceeded), what to give
+    --fuel: at most the smallest cap they named; None when none did."""
+    found = [m for a in verification.answers if a.error and (m := _FUEL_OVER_CAP.search(a.error))]
+    if not found:
+        return None
+    cap = min(int(m.group(2)) for m in found)
+    return (f"hint: --fuel {found[0].group(1)} is over the max_fuel the nodes publish ({cap}): give --fuel {cap} "
+            "or less, or nodes with a higher max_fuel")
+
+
 def _out_of_fuel(verification: Any) -> list[Any]:
     """The valid answers, when every node that signed a valid result ran out of fuel; else none."""
     from ..wasm.hostcall import OUT_OF_FUEL
@@ -220,19 +235,26 @@ def _engine(cache_dir: str | None) -> Any:
 
 
 def _show_output(results_dir: Path) -> None:
-    """The job's stdout on stdout (after a marker line on stderr), then its stderr, if any, on stderr."""
+    """The job's stdout on stdout (after a marker line on stderr), then its stderr, if any, on stderr.
+    Neither is read through a link (LocalPathError: a node writes both as files)."""
+    from ..resultsdir import open_entry
+
+    stdout, stderr = open_entry(results_dir, "stdout"), open_entry(results_dir, "stderr")
     click.echo("--- stdout ---", err=True)
-    with open(results_dir / "stdout", "rb") as handle:
-        while chunk := handle.read(1 << 16):
-            sys.stdout.buffer.write(chunk)
+    if stdout is not None:
+        with stdout:
+            while chunk := stdout.read(1 << 16):
+                sys.stdout.buffer.write(chunk)
     sys.stdout.flush()
-    stderr_path = results_dir / "stderr"
-    if stderr_path.is_file() and stderr_path.stat().st_size:
-        click.echo("--- stderr ---", err=True)
-        sys.stderr.flush()
-        with open(stderr_path, "rb") as handle:
-            while chunk := handle.read(1 << 16):
+    if stderr is not None:
+        with stderr:
+            chunk = stderr.read(1 << 16)
+            if chunk:
+                click.echo("--- stderr ---", err=True)
+                sys.stderr.flush()
+            while chunk:
                 sys.stderr.buffer.write(chunk)
+                chunk = stderr.read(1 << 16)
         sys.stderr.buffer.flush()
 
 
@@ -590,6 +612,9 @@ def _report(verification: Any, short_id: str) -> None:
         used = sorted({a.fuel_used or 0 for a in starved})
         click.echo(f"Fuel used:   {', '.join(str(f) for f in used)}", err=True)
         click.echo(_fuel_hint(used[-1], nodes=True), err=True)
+    capped = _fuel_cap_hint(verification)
+    if capped:
+        click.echo(capped, err=True)
     if verification.result_cid:
         click.echo(f"Result CID:  {verification.result_cid}", err=True)
     if verification.results_dir is not None:

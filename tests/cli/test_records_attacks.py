@@ -85,3 +85,78 @@ def test_get_refuses_odd_destinations(verified: tuple[Path, dict[str, str], dict
     assert not [p for p in tmp.iterdir() if p.name.startswith(".cod-staging-")]
     inside = get(tmp, env, view["short_id"], "--output-dir", str(Path(view["results_dir"]) / "outputs" / "x"))
     assert inside.returncode == 22 and "inside the job's own results" in inside.stderr
+
+
+# -- results holding links where a node writes files ------------------------------------------------
+def _hostile_record(tmp: Path, link: str, target: Path) -> str:
+    """Records (in tmp/home) of a job whose results, agreed by hostile signers, hold ``link`` as
+    a symlink to ``target``; the result CID is the tree's real CID, so the copy checks."""
+    from cod.content.cid import CID, RAW
+    from cod.content.unixfs import cid_of_tree
+    from verifier.reputation import Records
+
+    results = tmp / "cod-results" / "hostile"
+    results.mkdir(parents=True)
+    (results / "exitCode").write_text("0")
+    for name in ("stdout", "stderr"):
+        if name != link:
+            (results / name).write_text(f"honest {name}\n")
+    os.symlink(target, results / link)
+    job_cid = str(CID.of(RAW, b"a hostile job"))
+    records = Records(tmp / "home" / "requester.db")
+    records.record_run(job_cid, started_at="2026-01-01T00:00:00Z", finished_at="2026-01-01T00:00:01Z",
+                       outcome="verified-by-quorum", result_cid=str(cid_of_tree(results)), n=1, quorum=1, spec={},
+                       answers=[], extra={"results_dir": str(results), "result_checked": True})
+    return job_cid
+
+
+@pytest.mark.parametrize("link", ["stdout", "stderr"])
+def test_logs_and_describe_never_print_a_local_file_a_result_links_to(tmp_path: Path, link: str) -> None:
+    secret = tmp_path / "id_ed25519"
+    secret.write_text("PRIVATE KEY OF THE REQUESTER\n")
+    job_cid = _hostile_record(tmp_path, link, secret)
+    for args in (("logs", job_cid), ("describe", job_cid)):
+        out = run_cod(tmp_path, *args)
+        assert "PRIVATE KEY" not in out.stdout + out.stderr, (args, out.stdout, out.stderr)
+        assert "Traceback" not in out.stderr, out.stderr
+    logs = run_cod(tmp_path, "logs", job_cid)
+    assert logs.returncode != 0 and f"{link} of results" in logs.stderr and "symlink" in logs.stderr, logs.stderr
+    described = run_cod(tmp_path, "describe", job_cid)
+    assert described.returncode == 0 and f"[refused: {link} of results" in described.stdout, described.stdout
+
+
+def test_get_into_an_earlier_result_holding_links_never_touches_what_they_point_at(
+        verified: tuple[Path, dict[str, str], dict[str, Any]]) -> None:
+    tmp, env, view = verified
+    keep = tmp / "keep"
+    keep.mkdir()
+    (keep / "id_ed25519").write_text("KEY\n")
+    earlier = tmp / "earlier"
+    earlier.mkdir()
+    (earlier / "exitCode").write_text("0")
+    os.symlink(keep / "id_ed25519", earlier / "stdout")
+    os.symlink(keep, earlier / "outputs")  # a previous hostile result's links, left in the directory
+    out = get(tmp, env, view["short_id"], "--output-dir", str(earlier))
+    assert out.returncode == 0, out.stderr
+    assert (keep / "id_ed25519").read_text() == "KEY\n" and sorted(os.listdir(keep)) == ["id_ed25519"]
+    assert not (earlier / "stdout").is_symlink() and (earlier / "stdout").read_text() == "hello from cod\n"
+    assert not (earlier / "outputs").is_symlink()
+
+
+def test_run_show_output_refuses_a_symlinked_stdout(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    from cod.cli.run import _show_output
+    from cod.errors import LocalPathError
+
+    secret = tmp_path / "shadow"
+    secret.write_text("root:SECRET-HASH\n")
+    results = tmp_path / "results"
+    results.mkdir()
+    os.symlink(secret, results / "stdout")
+    with pytest.raises(LocalPathError, match="stdout of results .* is a symlink"):
+        _show_output(results)
+    (results / "stdout").unlink()
+    (results / "stdout").write_text("fine\n")
+    os.symlink(secret, results / "stderr")
+    with pytest.raises(LocalPathError, match="stderr of results .* is a symlink"):
+        _show_output(results)
+    assert b"SECRET" not in capsysbinary.readouterr().out + capsysbinary.readouterr().err

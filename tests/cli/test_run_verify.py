@@ -180,3 +180,13 @@ def test_a_verified_run_out_of_fuel_says_how_much_it_used_and_which_option_raise
     assert ("hint: every node ran out of fuel: the job used all the fuel it was given (1000000): give more with "
             "--fuel N") in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_fuel_over_the_nodes_cap_names_the_cap_and_the_option(tmp_path: Path) -> None:
+    """--fuel above the max_fuel the devstack's nodes publish (10 x the default 10**12: cod/node/caps.py):
+    every node refuses it (422 CapExceeded), and the report says which option to lower, to what."""
+    proc = run_cod(tmp_path, "run", "--verify", "2", "--fuel", str(10**14), str(VECTORS / "hello.wasm"))
+    assert proc.returncode == 11, proc.stderr
+    assert ("hint: --fuel 100000000000000 is over the max_fuel the nodes publish (10000000000000): give --fuel "
+            "10000000000000 or less, or nodes with a higher max_fuel") in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

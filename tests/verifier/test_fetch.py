@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
+
+import aiohttp
+import pytest
 
 from cod.content.car import write_car
 from cod.jobspec import Limits
@@ -64,3 +68,86 @@ def test_symlinks_with_the_longest_targets_stay_under_the_bound(tmp_path: Path) 
     size = _car_size(tree, tmp_path)
     assert size > PER_ENTRY_OVERHEAD * (300 + 1)  # the targets are what takes it over the entries' overhead
     assert size <= CAR_HEADER_MAX + 300 * 1024 + PER_ENTRY_OVERHEAD * (300 + 1)
+
+
+# -- a result whose layout no node writes (SPEC 7.1): links in place of the executor's files ---------
+@pytest.mark.parametrize("where", ["stdout", "stderr", "exitCode", "trap", "outputs"])
+@pytest.mark.parametrize("into", ["output-dir", "car"])
+def test_a_result_with_a_link_where_a_node_writes_a_file_is_refused(tmp_path: Path, where: str, into: str) -> None:
+    from aiohttp import web
+
+    from cod.content.car import car_bytes
+    from cod.content.unixfs import cid_of_tree
+    from verifier.fetch import DownloadFailed, download_agreed
+
+    from ..hostile import CAR_TYPE, on_loopback
+
+    tree = tmp_path / "hostile"
+    tree.mkdir()
+    for name in ("stdout", "stderr", "exitCode", "trap"):
+        (tree / name).write_text("0" if name == "exitCode" else "")
+    (tree / "outputs").mkdir()
+    (tree / "outputs").rmdir() if where == "outputs" else (tree / where).unlink()
+    os.symlink("/etc/shadow" if where != "outputs" else os.path.expanduser("~"), tree / where)
+    root = cid_of_tree(tree)
+    body = car_bytes(tree, root)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type=CAR_TYPE)
+
+    async def attempt() -> None:
+        runner, url = await on_loopback(handle, 1 << 20)
+        try:
+            async with aiohttp.ClientSession() as session:
+                scratch = tmp_path / "scratch"
+                scratch.mkdir()
+                with pytest.raises(DownloadFailed) as failed:
+                    await download_agreed(session, [url], "bafyjob", str(root),
+                                          tmp_path / "out" if into == "output-dir" else None,
+                                          tmp_path / "r.car" if into == "car" else None, scratch)
+                assert f"{where} is a symlink" in str(failed.value.failures[url]), failed.value.failures
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(attempt())
+    assert not (tmp_path / "out").exists() and not (tmp_path / "r.car").exists()
+
+
+def test_a_car_target_that_became_a_symlink_is_replaced_never_written_through(tmp_path: Path) -> None:
+    """The CLI checks --car before downloading; a link put there meanwhile (or by a library
+    caller) is replaced by the CAR, and the file it pointed at keeps its bytes."""
+    from aiohttp import web
+
+    from cod.content.car import car_bytes
+    from cod.content.unixfs import cid_of_tree
+    from verifier.fetch import download_agreed
+
+    from ..hostile import CAR_TYPE, on_loopback
+
+    tree = tmp_path / "honest"
+    tree.mkdir()
+    (tree / "stdout").write_text("hi\n")
+    (tree / "stderr").write_text("")
+    (tree / "exitCode").write_text("0")
+    root = cid_of_tree(tree)
+    body = car_bytes(tree, root)
+    secret = tmp_path / "authorized_keys"
+    secret.write_text("ssh-ed25519 KEEP\n")
+    car = tmp_path / "r.car"
+    os.symlink(secret, car)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type=CAR_TYPE)
+
+    async def attempt() -> None:
+        runner, url = await on_loopback(handle, 1 << 20)
+        try:
+            async with aiohttp.ClientSession() as session:
+                (tmp_path / "scratch").mkdir()
+                await download_agreed(session, [url], "bafyjob", str(root), None, car, tmp_path / "scratch")
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(attempt())
+    assert secret.read_text() == "ssh-ed25519 KEEP\n"
+    assert not car.is_symlink() and car.read_bytes() == body
