@@ -7,8 +7,8 @@ prints later are the same data:
 
     schema        "cod.job/1"
     job_cid       the job's CID; short_id its short form (see short_ids)
-    outcome       local | submitted | running | verified | verified-by-quorum | mismatch |
-                  profile-mismatch | incomplete | unverifiable | cancelled
+    outcome       local | submitted | running | verified | verified-by-quorum | verified-by-referee |
+                  referee-disagrees | mismatch | profile-mismatch | incomplete | unverifiable | cancelled
     result_cid    the accepted result (null when none was)
     exit_code, trap, fuel_used, profile
                   of the accepted result: from the local run, or from the signed statements
@@ -24,6 +24,10 @@ prints later are the same data:
                   the job's output as UTF-8 text (undecodable bytes replaced), null when the
                   results are not on this machine
     results_dir, car, result_checked, ledger, unreachable
+    referee, liars
+                  when claims differed and the requester re-executed the job (SPEC 11.3):
+                  {method, result_cid, job_fuel, segment_fuel, rounds, liars} (null when it did
+                  not judge), and the node IDs whose signed result it proved wrong (else empty)
     started_at, finished_at
                   of the latest run (UTC, ISO 8601; records only, never a result)
     spec, module_cid
@@ -164,9 +168,12 @@ def job_view(job: Mapping[str, Any], run: Mapping[str, Any], runs: Sequence[Mapp
     groups = groups_of(answers)
     result = job.get("result_cid")
     reference = result or strict_majority(groups_of(a for a in answers if not contradicts(a)))
+    liars = set(extra.get("liars") or [])
     nodes = []
     for answer in answers:
         status, _ = answer_status(answer, reference)
+        if answer.get("node_id") in liars:  # the referee proved its result wrong (SPEC 11.3)
+            status = "DISAGREES"
         nodes.append({key: answer.get(key) for key in (
             "node_id", "url", "profile", "result_cid", "exit_code", "trap", "fuel_used", "signature_valid", "error",
             "download_error", "statement")} | {"status": status})
@@ -206,6 +213,7 @@ def job_view(job: Mapping[str, Any], run: Mapping[str, Any], runs: Sequence[Mapp
         "result_checked": bool(extra.get("result_checked", job.get("outcome") == LOCAL)),
         "ledger": extra.get("ledger"),
         "unreachable": list(extra.get("unreachable") or []),
+        "referee": extra.get("referee"), "liars": list(extra.get("liars") or []),
         "started_at": run.get("started_at"), "finished_at": run.get("finished_at"),
         "spec": spec,
         "module_cid": spec.get("module") if isinstance(spec, Mapping) else None,

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 VERIFIED, QUORUM, MISMATCH = "verified", "verified-by-quorum", "mismatch"
 PROFILE_MISMATCH, INCOMPLETE, UNVERIFIABLE = "profile-mismatch", "incomplete", "unverifiable"
-EXIT_CODES = {VERIFIED: 0, QUORUM: 0, MISMATCH: 10, INCOMPLETE: 11, UNVERIFIABLE: 12, PROFILE_MISMATCH: 13}
+REFEREE, REFEREE_DISAGREES = "verified-by-referee", "referee-disagrees"
+"""Claims differed and the requester's own re-execution (SPEC 11.3) decided: it equals one claim
+(accepted, whatever the count), or none (nothing accepted)."""
+EXIT_CODES = {VERIFIED: 0, QUORUM: 0, REFEREE: 0, MISMATCH: 10, INCOMPLETE: 11, UNVERIFIABLE: 12,
+              PROFILE_MISMATCH: 13, REFEREE_DISAGREES: 26}
 """Outcomes of a verification and the exit code of `cod run --verify` for each."""
 LOCAL, SUBMITTED = "local", "submitted"
 """Outcomes of a record that no verification decided: a local run, a detached run not yet collected."""
@@ -19,4 +23,4 @@ OUTCOMES = tuple(sorted({*EXIT_CODES, LOCAL, SUBMITTED, UNFINISHED, CANCELLED}))
 """Every outcome a job record can have."""
 
 __all__ = ["CANCELLED", "EXIT_CODES", "INCOMPLETE", "LOCAL", "MISMATCH", "OUTCOMES", "PROFILE_MISMATCH", "QUORUM",
-           "SUBMITTED", "UNFINISHED", "UNVERIFIABLE", "VERIFIED"]
+           "REFEREE", "REFEREE_DISAGREES", "SUBMITTED", "UNFINISHED", "UNVERIFIABLE", "VERIFIED"]

@@ -1,14 +1,16 @@
 """The requester's records (SQLite via sqlite-utils): nodes with their track record, jobs, runs.
 
 A node's record counts how often it agreed, disagreed (was outside a strict majority),
-failed (no answer, crash, refusal, a malformed answer, results it would not hand over) or
-sent a bad signature. Selection prefers the best score.
+failed (no answer, crash, refusal, a malformed answer, results it would not hand over),
+sent a bad signature, or lied: signed a result the requester's own re-execution (the referee,
+SPEC 11.3) proved wrong. A proven lie is kept apart from mere disagreement, and a node with
+one ranks last. Selection prefers the best score.
 
 Every verification is a row of ``runs`` (never overwritten: a run recorded before its nodes
 were asked, ``running``, is completed in place once, by ``finish_run``); the ``jobs`` row of a
 job mirrors its latest run. Timestamps are kept for the records only: nothing that reaches a
 result reads them. Schema versions (``PRAGMA user_version``): 0 is Stage 2 (``nodes``,
-``jobs``), 1 adds ``runs``, 2 ``runs.extra``, 3 ``nodes.last_seen``; opening an older
+``jobs``), 1 adds ``runs``, 2 ``runs.extra``, 3 ``nodes.last_seen``, 4 ``nodes.lied``; opening an older
 database migrates it in one transaction, each Stage 2 job becoming one run with unknown
 timestamps.
 
@@ -30,12 +32,14 @@ from cod.errors import LocalPathError, UsageError
 
 from .outcomes import UNFINISHED
 
-COUNTERS = ("agreed", "disagreed", "failed", "bad_signature")
-SCHEMA_VERSION = 3
+COUNTERS = ("agreed", "disagreed", "failed", "bad_signature", "lied")
+SCHEMA_VERSION = 4
+PROVEN_LIE_WEIGHT = 1_000_000
+"""What one proven lie takes from a score: more than any record of agreement earns back (ranks it last)."""
 LOCK_TIMEOUT_S = 30.0
 """How long a command waits for another cod process that holds the records' write lock."""
 MAX_CANDIDATES_SHOWN = 10
-NODE_COLUMNS = ("node_id", "url", "profile", "agreed", "disagreed", "failed", "bad_signature", "last_seen")
+NODE_COLUMNS = ("node_id", "url", "profile", "agreed", "disagreed", "failed", "bad_signature", "last_seen", "lied")
 NODE_ID_PREFIX = "12D3KooW"
 """What every node ID (an Ed25519 libp2p peer ID) starts with; short node IDs leave it out."""
 RUN_COLUMNS = ("run_id", "job_cid", "started_at", "finished_at", "outcome", "result_cid", "n", "quorum", "note",
@@ -43,7 +47,8 @@ RUN_COLUMNS = ("run_id", "job_cid", "started_at", "finished_at", "outcome", "res
 
 _CREATE = [
     "CREATE TABLE IF NOT EXISTS nodes (node_id TEXT PRIMARY KEY, url TEXT, profile TEXT, agreed INTEGER DEFAULT 0, "
-    "disagreed INTEGER DEFAULT 0, failed INTEGER DEFAULT 0, bad_signature INTEGER DEFAULT 0, last_seen TEXT)",
+    "disagreed INTEGER DEFAULT 0, failed INTEGER DEFAULT 0, bad_signature INTEGER DEFAULT 0, last_seen TEXT, "
+    "lied INTEGER DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS jobs (job_cid TEXT PRIMARY KEY, seq INTEGER, outcome TEXT, result_cid TEXT, "
     "n INTEGER, quorum INTEGER, spec TEXT, answers TEXT)",
     "CREATE TABLE IF NOT EXISTS runs (run_id INTEGER PRIMARY KEY AUTOINCREMENT, job_cid TEXT NOT NULL, "
@@ -107,6 +112,8 @@ class Records:
                 conn.execute("ALTER TABLE runs ADD COLUMN extra TEXT NOT NULL DEFAULT '{}'")
             if "last_seen" not in {row[1] for row in conn.execute("PRAGMA table_info(nodes)")}:  # version 2
                 conn.execute("ALTER TABLE nodes ADD COLUMN last_seen TEXT")
+            if "lied" not in {row[1] for row in conn.execute("PRAGMA table_info(nodes)")}:  # version 3
+                conn.execute("ALTER TABLE nodes ADD COLUMN lied INTEGER DEFAULT 0")
             # Stage 2 kept one row per job (the last run): it becomes that job's one run
             conn.execute(
                 "INSERT INTO runs (job_cid, started_at, finished_at, outcome, result_cid, n, quorum, note, answers) "
@@ -157,7 +164,7 @@ class Records:
         if row is None:
             return 0
         return int(row["agreed"] or 0) - 4 * int(row["disagreed"] or 0) - 2 * int(row["failed"] or 0) - 8 * int(
-            row["bad_signature"] or 0)
+            row["bad_signature"] or 0) - PROVEN_LIE_WEIGHT * int(row.get("lied") or 0)
 
     def node(self, node_id: str) -> dict[str, Any] | None:
         cursor = self.conn.execute(f"SELECT {', '.join(NODE_COLUMNS)} FROM nodes WHERE node_id = ?", [node_id])

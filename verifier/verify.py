@@ -9,6 +9,10 @@
     incomplete          fewer than N valid answers, spares included, before the deadline;
                         or agreement on a result no agreeing node would hand over
     unverifiable        a docker job, or a job run with N = 1
+    verified-by-referee claims of one profile differed and the requester's own re-execution
+                        (``verifier.referee``, SPEC 11.3) equals one of them: accepted whatever
+                        the count; every node that signed another result is a proven liar
+    referee-disagrees   the same, but no claim equals the referee's result: nothing accepted
 
 Nothing that is not `verified` (or a quorum asked for) is ever called verified, and a tie
 never is: --quorum K needs N/2 < K <= N. Fewer than N usable nodes fails before anything is
@@ -44,8 +48,9 @@ from . import metrics
 from .client import MissingBlobs, NodeClient
 from .events import BUSY, FAILED, JOB_POLL_S, QUEUED, RUNNING, SIGNED, SUBMITTING, UPLOADING, Events
 from .fetch import BaseSize, DownloadFailed, download_agreed
-from .outcomes import (CANCELLED, EXIT_CODES, INCOMPLETE, MISMATCH, PROFILE_MISMATCH, QUORUM, UNFINISHED, UNVERIFIABLE,
-                       VERIFIED)
+from .outcomes import (CANCELLED, EXIT_CODES, INCOMPLETE, MISMATCH, PROFILE_MISMATCH, QUORUM, REFEREE,
+                       REFEREE_DISAGREES, UNFINISHED, UNVERIFIABLE, VERIFIED)
+from .referee import METHODS, NONE, Ruling, referee as re_execute
 from .reputation import Records, now
 from .schema import NodeInfo
 
@@ -136,6 +141,8 @@ class Verification:
     unreachable: list[tuple[str, str]] = field(default_factory=list)  # (URL, reason) of nodes left out
     ledger: dict[str, Any] | None = None  # what the ledger said of the evidence (verifier.ledger), if asked
     run_id: int | None = None  # its row in the requester's records (verifier.reputation.Records.runs)
+    referee: dict[str, Any] | None = None  # what the referee re-executed and found (Ruling.to_json), if it judged
+    liars: list[str] = field(default_factory=list)  # node IDs whose signed result the referee proved wrong
 
     @property
     def exit_code(self) -> int:
@@ -149,6 +156,7 @@ class Verification:
             "nodes": [dict(asdict(a), status=status) for a, (status, _) in zip(self.answers, statuses(self))],
             "unreachable": [{"url": url, "reason": reason} for url, reason in self.unreachable],
             **({"ledger": self.ledger} if self.ledger is not None else {}),
+            "referee": self.referee, "liars": list(self.liars),
         }
 
     def statements(self) -> list[dict[str, Any]]:
@@ -193,6 +201,9 @@ def statuses(verification: Verification) -> list[tuple[str, str]]:
         elif answer.contradicts:
             out.append((DISAGREES, f"{answer.result_cid} (signed under profile {answer.profile}, "
                                    f"advertised {answer.advertised})"))
+        elif answer.node_id in verification.liars:
+            out.append((DISAGREES, f"{answer.result_cid} (proven liar: the referee's re-execution gave "
+                                   f"{(verification.referee or {}).get('result_cid')})"))
         elif answer.result_cid == reference:
             late = f" (then would not send it: {answer.download_error})" if answer.download_error else ""
             out.append((AGREES, f"{answer.result_cid}{late}"))
@@ -306,18 +317,26 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
                  records: Records | None = None, output_dir: Path | None = None,
                  progress: Progress = lambda step: None, deadline_s: float | None = None,
                  requester: Requester | None = None, events: Events | None = None,
-                 require_local: bool = False) -> Verification:
+                 require_local: bool = False, referee: str = NONE, referee_fuel: int | None = None,
+                 cache_dir: Path | None = None) -> Verification:
     """Run ``job`` on ``n`` distinct nodes among ``urls`` and compare their signed answers.
 
     Raises UsageError for an N or quorum that is not a majority rule (check_quorum), and
     NotEnoughNodes (or EngineUnavailable) when fewer than ``n`` nodes can take the job,
     before anything is uploaded or run. Every run that gets that far is recorded.
+
+    ``referee`` "self": when claims of one profile differ, re-execute the job here (at most
+    ``referee_fuel``, default the job's fuel; compiled modules in ``cache_dir``) and accept the
+    claim equal to that result (SPEC 11.3); "none" (the library's default) keeps voting only.
     """
     check_quorum(n, quorum)
+    if referee not in METHODS:
+        raise UsageError(f"--referee {referee!r} is not a referee", f"use one of: {', '.join(METHODS)}")
     if requester is None:
         async with Requester(records) as own:
             return await verify(job, urls, n, quorum=quorum, output_dir=output_dir, progress=progress,
-                                deadline_s=deadline_s, requester=own, events=events, require_local=require_local)
+                                deadline_s=deadline_s, requester=own, events=events, require_local=require_local,
+                                referee=referee, referee_fuel=referee_fuel, cache_dir=cache_dir)
     job.spec.validate()  # a spec built in code, too: SpecError here, before any node is asked (MAX_INPUTS)
     check_content(job.spec, n)
     if output_dir is not None:
@@ -373,6 +392,12 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
             progress("Comparing signed results")
             with telemetry.span("cod.compare"):
                 verification = _judge(job, job_cid, answers, n, quorum or 0)
+            disputed = _disputed(verification)
+            if referee != NONE and disputed is not None and job.spec.engine != ENGINE_DOCKER:
+                progress("Claims differ: re-executing the job here (the referee)")
+                with telemetry.span("cod.referee"):
+                    ruling = await asyncio.to_thread(re_execute, job, disputed, referee_fuel, cache_dir)
+                _rule(verification, disputed, ruling)
             verification.unreachable = unreachable
             _remember(records, verification)
             if verification.result_cid is not None:  # at least one result is fetched and checked, always
@@ -381,7 +406,9 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
                 await _download(requester.session, records, verification, job, output_dir, scratch, budget, events,
                                 base)
             extra = {"result_checked": verification.result_checked,
-                     "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None}
+                     "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None,
+                     **({"referee": verification.referee, "liars": verification.liars}
+                        if verification.referee is not None else {})}
             records.finish_run(run_id, finished_at=now(), outcome=verification.outcome,
                                result_cid=verification.result_cid, answers=[asdict(a) for a in verification.answers],
                                note=verification.note, extra=extra)
@@ -714,10 +741,49 @@ def _judge(job: PreparedJob, job_cid: str, answers: list[Answer], n: int, quorum
     return done(MISMATCH, None)
 
 
+def _disputed(verification: Verification) -> str | None:
+    """The profile under which valid, consistent claims name two or more result CIDs (SPEC 11.3),
+    if one does: the claims a referee judges."""
+    results: dict[str, set[str]] = {}
+    for answer in verification.answers:
+        if answer.valid and not answer.contradicts:
+            results.setdefault(answer.profile, set()).add(answer.result_cid or "")
+    disputed = sorted(profile for profile, cids in results.items() if len(cids) > 1)
+    return disputed[0] if disputed else None
+
+
+def _rule(verification: Verification, profile: str, ruling: Ruling) -> None:
+    """Apply the referee's ruling on the claims signed under ``profile``: accept the claim equal
+    to its result whatever the count (verified-by-referee), or none (referee-disagrees); every
+    node of that profile that signed another result is a proven liar. A refusal only adds why
+    to the note: the outcome stays the one voting gave."""
+    if ruling.result_cid is None:
+        verification.note = "; ".join(filter(None, [verification.note, ruling.refused]))
+        return
+    claims = [a for a in verification.answers if a.valid and not a.contradicts and a.profile == profile]
+    verification.liars = sorted({a.node_id for a in claims if a.result_cid != ruling.result_cid})
+    verification.referee = ruling.to_json(verification.liars)
+    honest = [a for a in claims if a.result_cid == ruling.result_cid]
+    said = f"the referee re-executed the job ({ruling.segment_fuel} fuel) and got {ruling.result_cid}"
+    if honest:
+        verification.outcome, verification.result_cid = REFEREE, ruling.result_cid
+        note = f"{said}, as {len(honest)} of {len(claims)} claim(s): accepted"
+    else:
+        verification.outcome, verification.result_cid = REFEREE_DISAGREES, None
+        note = f"{said}, which no claim equals: nothing accepted"
+    liars = f"; proven liar(s): {', '.join(verification.liars)}" if verification.liars else ""
+    verification.note = note + liars
+
+
 def _remember(records: Records, verification: Verification) -> None:
     winner = majority(consistent_groups(verification.answers))
+    liars = set(verification.liars)
+    if verification.outcome == REFEREE:
+        winner = verification.result_cid
     for answer in verification.answers:
-        if answer.signature_valid is False:
+        if answer.node_id in liars:
+            records.bump(answer.node_id, "lied")
+        elif answer.signature_valid is False:
             records.bump(answer.node_id, "bad_signature")
         elif not answer.valid:
             records.bump(answer.node_id, "failed")

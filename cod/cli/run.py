@@ -71,6 +71,12 @@ def _shown(name: str, builtin: str) -> str:
 @click.option("--verify", "verify_n", type=AsciiInt(min=1),
               help="Run on N distinct nodes and compare their signed results.")
 @click.option("--quorum", type=AsciiInt(min=1), help="With --verify: accept K-of-N agreement (reported as such).")
+@click.option("--referee", type=click.Choice(["self", "none"]), default="self", show_default=True,
+              help="With --verify: when signed claims differ, re-execute the job here and accept the claim equal "
+              "to it, whatever the count (self), or keep voting only (none).")
+@click.option("--referee-fuel", type=AsciiInt(min=1), metavar="FUEL",
+              help="With --verify: the most fuel the referee re-executes (default the job's --fuel); past it, "
+              "the outcome voting gives stands.")
 @click.option("--require-local", is_flag=True,
               help="With --verify: use only nodes that already hold the module and every input (GET /v1/holdings).")
 @click.option("--node", "nodes", multiple=True, metavar="URL", type=NodeURL(),
@@ -87,12 +93,13 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
         fuel: int, memory: int, timeout: int, max_stdout: int, max_stderr: int, max_output: int,
         entry_point: str | None, engine: str, verify_n: int | None, quorum: int | None, nodes: tuple[str, ...],
         ledger: str | None, output_dir: str | None, car: str | None, cache_dir: str | None, as_json: bool,
-        job_file: str | None, dry_run: bool, detach: bool, require_local: bool) -> None:
+        job_file: str | None, dry_run: bool, detach: bool, require_local: bool, referee: str = "self",
+        referee_fuel: int | None = None) -> None:
     """Run MODULE.wasm with ARGS: locally, or with --verify N on N nodes, and print the result CID.
 
     The job's stdout goes to stdout; the report, and the job's stderr after it, to stderr.
-    Exit codes: 0 verified (or a local run), 10 mismatch, 11 incomplete, 12 unverifiable,
-    13 profile mismatch, and those of README "Exit codes and errors".
+    Exit codes: 0 verified (or verified by the referee, or a local run), 10 mismatch, 11 incomplete,
+    12 unverifiable, 13 profile mismatch, 26 referee disagrees, and those of README "Exit codes and errors".
 
     \b
     Examples:
@@ -122,8 +129,8 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
     limits = Limits(fuel=fuel, memory_bytes=memory, stdout_bytes=max_stdout, stderr_bytes=max_stderr,
                     output_bytes=max_output, timeout_ms=timeout)
     networked = verify_n is not None or engine == "docker"
-    if (nodes or quorum or ledger or require_local) and not networked:
-        raise click.UsageError("--node, --quorum, --ledger and --require-local go with --verify N")
+    if (nodes or quorum or ledger or require_local or referee_fuel) and not networked:
+        raise click.UsageError("--node, --quorum, --ledger, --require-local and --referee-fuel go with --verify N")
     if engine == "docker":
         if outputs or output_base:
             raise click.UsageError("--outputs and --output-base go with wasm jobs")
@@ -161,7 +168,7 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
 
             check_prepared(job, _engine(cache_dir))
         _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json, ledger_at, detach, require_local,
-                     _cache_path(cache_dir) if engine != "docker" else None)
+                     _cache_path(cache_dir) if engine != "docker" else None, referee, referee_fuel)
         return
     engine_ = _engine(cache_dir)
     from verifier.reputation import now
@@ -478,7 +485,8 @@ async def _stoppable(run: Any) -> Any:
 
 def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str, ...], output_dir: str | None,
                  car: str | None, as_json: bool, ledger: str | None = None, detach: bool = False,
-                 require_local: bool = False, cache_dir: Path | None = None) -> None:
+                 require_local: bool = False, cache_dir: Path | None = None, referee: str = "self",
+                 referee_fuel: int | None = None) -> None:
     import asyncio
 
     from verifier.network import configured_nodes, run_verified
@@ -497,7 +505,8 @@ def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str,
     try:
         verification = asyncio.run(_stoppable(run_verified(job, n, urls, quorum=quorum, output_dir=destination,
                                                            progress=steps, events=steps, require_local=require_local,
-                                                           cache_dir=cache_dir)))
+                                                           cache_dir=cache_dir, referee=referee,
+                                                           referee_fuel=referee_fuel)))
     except BaseException:
         steps.failed()
         raise
@@ -569,15 +578,21 @@ def _name_dissent(verification: Any, paint: Any) -> None:
         if answer.contradicts:
             click.echo(paint(f"Contradicts: node {answer.node_id} ({answer.url}) signed under profile "
                              f"{answer.profile}, but advertised {answer.advertised}", "DISAGREES"), err=True)
+    liars = set(verification.liars)
+    ruled = (verification.referee or {}).get("result_cid")
+    for answer in verification.answers:
+        if answer.node_id in liars:
+            click.echo(paint(f"Proven liar: node {answer.node_id} ({answer.url}) signed {answer.result_cid}; the "
+                             f"referee's re-execution gave {ruled}", "DISAGREES"), err=True)
     groups = consistent_groups(verification.answers)
     winner = verification.result_cid or majority(groups)
     if winner is None:
-        if len(verification.groups) > 1:
+        if len(verification.groups) > 1 and not liars:
             click.echo("No majority: every group above is suspect; rerun on more nodes (--verify N).", err=True)
         return
     backing = len(groups.get(winner, []))
     for answer in verification.answers:
-        if answer.valid and not answer.contradicts and answer.result_cid != winner:
+        if answer.valid and not answer.contradicts and answer.result_cid != winner and answer.node_id not in liars:
             click.echo(paint(f"Outvoted:    node {answer.node_id} ({answer.url}) signed {answer.result_cid}; "
                              f"{backing} node(s) signed {winner}", "DISAGREES"), err=True)
 

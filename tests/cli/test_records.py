@@ -266,7 +266,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, 
 def test_a_verified_run_prints_the_same_object_describe_prints(
         stack: tuple[dict[str, str], Path, list[str], str]) -> None:
     env, tmp, _, liar = stack
-    ran = cod("run", "--json", "--verify", "3", "--quorum", "2", *WORDCOUNT, env=env, cwd=tmp)
+    ran = cod("run", "--json", "--referee", "none", "--verify", "3", "--quorum", "2", *WORDCOUNT, env=env, cwd=tmp)
     assert ran.returncode == 0, ran.stderr
     view = json.loads(ran.stdout)
     assert view["outcome"] == "verified-by-quorum" and view["agreeing"] == 2 and view["n"] == 3
@@ -278,7 +278,7 @@ def test_a_verified_run_prints_the_same_object_describe_prints(
 
 def test_a_mismatch_names_the_outvoted_node(stack: tuple[dict[str, str], Path, list[str], str]) -> None:
     env, tmp, _, liar = stack
-    out = cod("run", "--verify", "3", *WORDCOUNT, env=env, cwd=tmp)
+    out = cod("run", "--referee", "none", "--verify", "3", *WORDCOUNT, env=env, cwd=tmp)
     assert out.returncode == 10, out.stderr
     (named,) = [line for line in out.stderr.splitlines() if line.startswith("Outvoted:")]
     assert liar in named

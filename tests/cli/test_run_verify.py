@@ -31,8 +31,10 @@ class Network:
                               env=self.env, timeout=120)
 
     def run(self, nodes: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+        """``cod run`` on ``nodes``; voting only (``--referee none``) unless ``args`` names a referee."""
         flags = [f for url in nodes for f in ("--node", url)]
-        return self.cod("run", *args, *flags, *JOB)
+        voting = [] if "--referee" in args else ["--referee", "none"]
+        return self.cod("run", *voting, *args, *flags, *JOB)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +86,38 @@ def test_liars_are_named_and_the_groups_shown(network: Network) -> None:
     assert " -> " in groups[1] and "," not in groups[1]
 
 
+def test_the_referee_beats_two_colluding_liars_and_names_them(network: Network) -> None:
+    """Stage 11 (SPEC 11.3): 1 honest node against 2 liars signing the same lie, --verify 3
+    --quorum 2: voting accepts the lie; the referee (the default) re-executes the job and accepts
+    the honest result, naming both liars as proven, in text and in --json."""
+    nodes = network.honest[:1] + network.liars
+    honest = WORDCOUNT["expect"]["result_cid"]
+    voted = network.run(nodes, "--verify", "3", "--quorum", "2", "--referee", "none")
+    assert voted.returncode == 0 and "VERIFIED-BY-QUORUM" in voted.stderr, voted.stderr
+    assert voted.stdout != WORDCOUNT["expect"]["stdout"]  # the lie, handed over
+    out = network.cod("run", "--verify", "3", "--quorum", "2", *[f for u in nodes for f in ("--node", u)], *JOB)
+    assert out.returncode == 0, out.stderr
+    assert "Outcome:     VERIFIED-BY-REFEREE" in out.stderr and f"Result CID:  {honest}" in out.stderr
+    assert out.stdout == WORDCOUNT["expect"]["stdout"]
+    named = [line for line in out.stderr.splitlines() if line.startswith("Proven liar:")]
+    assert len(named) == 2 and all(any(url in line for line in named) for url in network.liars)
+    assert not any(line.startswith("Outvoted:") for line in out.stderr.splitlines())
+    view = json.loads(network.cod("run", "--json", "--verify", "3", "--quorum", "2",
+                                  *[f for u in nodes for f in ("--node", u)], *JOB).stdout)
+    by_url = {node["url"]: node for node in view["nodes"]}
+    assert view["outcome"] == "verified-by-referee" and view["result_cid"] == honest
+    assert sorted(view["liars"]) == sorted(by_url[url]["node_id"] for url in network.liars)
+    assert {k: view["referee"][k] for k in ("method", "result_cid", "rounds")} == {
+        "method": "self", "result_cid": honest, "rounds": 0}
+    assert view["referee"]["segment_fuel"] == by_url[network.honest[0]]["fuel_used"] > 0
+    assert [by_url[url]["status"] for url in network.liars] == ["DISAGREES", "DISAGREES"]
+    described = json.loads(network.cod("describe", WORDCOUNT["job_cid"], "--json").stdout)
+    assert sorted(described["liars"]) == sorted(view["liars"])  # the record keeps the proof
+    listed = json.loads(network.cod("nodes", "--json").stdout)
+    lied = {row["url"]: row["lied"] for row in listed}
+    assert all(lied[url] >= 1 for url in network.liars) and lied[network.honest[0]] == 0
+
+
 def test_a_tie_of_real_nodes_never_verifies(network: Network) -> None:
     out = network.run(network.honest + network.liars, "--verify", "4", "--quorum", "3")
     assert out.returncode == 10, out.stderr
@@ -93,7 +127,7 @@ def test_a_tie_of_real_nodes_never_verifies(network: Network) -> None:
 def test_colour_only_on_a_terminal(network: Network) -> None:
     leader, follower = pty.openpty()
     try:
-        out = network.cod("run", "--verify", "3", *[f for u in network.honest + network.liars[:1]
+        out = network.cod("run", "--referee", "none", "--verify", "3", *[f for u in network.honest + network.liars[:1]
                                                      for f in ("--node", u)], *JOB, stderr=follower)
         os.close(follower)
         chunks = []

@@ -52,7 +52,7 @@ def test_a_stage2_database_is_migrated_and_keeps_its_mismatch(tmp_path: Path) ->
     assert again.job(A)["outcome"] == "verified"  # type: ignore[index]  # the job row shows the latest
     listed = {row["job_cid"]: row for row in again.jobs()}
     assert (listed[A]["runs"], listed[A]["mismatches"], listed[B]["runs"]) == (2, 1, 1)
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 4  # Stage 11: nodes.lied
     assert again.runs(B)[0]["extra"] == {}  # runs.extra (version 2) starts empty for migrated runs
 
 

@@ -239,7 +239,7 @@ def test_cli_against_a_devstack_with_a_liar(tmp_path: Path) -> None:
             if "export COD_NODES=" in line:
                 export = line.split("=", 1)[1].strip()
         env["COD_NODES"] = export
-        proc = subprocess.run([sys.executable, "-m", "cod", "run", "--verify", "3", "--json",
+        proc = subprocess.run([sys.executable, "-m", "cod", "run", "--verify", "3", "--json", "--referee", "none",
                                str(VECTORS / "wordcount.wasm"), "-i", str(VECTORS / "data" / "wordcount"),
                                "--output-dir", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True,
                               env=env, timeout=120)
@@ -250,7 +250,8 @@ def test_cli_against_a_devstack_with_a_liar(tmp_path: Path) -> None:
         listed = subprocess.run([sys.executable, "-m", "cod", "list"], cwd=tmp_path, capture_output=True,
                                 text=True, env=env)
         assert "MISMATCH" in listed.stdout  # a mismatch stands out in capitals
-        quorum = subprocess.run([sys.executable, "-m", "cod", "run", "--verify", "3", "--quorum", "2",
+        quorum = subprocess.run([sys.executable, "-m", "cod", "run", "--verify", "3", "--quorum", "2", "--referee",
+                                 "none",
                                  str(VECTORS / "wordcount.wasm"), "-i", str(VECTORS / "data" / "wordcount")],
                                 cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
         assert quorum.returncode == 0 and "VERIFIED-BY-QUORUM" in quorum.stderr
@@ -285,3 +286,61 @@ def test_signed_statement_wire_format_is_stable() -> None:
                                            b'"result":"r","trap":null,"type":"cod/result-statement/v1"}')
     assert SignedStatement.from_json({"statement": json.loads(statement.canonical_bytes()),
                                       "signature": "AA=="}).statement == statement
+
+
+async def test_one_honest_node_beats_two_colluding_liars_by_re_execution(records: Records, tmp_path: Path) -> None:
+    """Stage 11 (SPEC 11.3): two liars that sign the same lie outvote one honest node (the quorum
+    trusts the count); the referee re-executes the job here and accepts the honest claim, naming
+    both liars, and the records keep their proven lie apart from mere disagreement."""
+    async with Devstack(3, bad_nodes=2, base_dir=tmp_path / "stack") as stack:
+        honest_id = stack.nodes[0].node.identity.node_id
+        liars = sorted(n.node.identity.node_id for n in stack.nodes[1:])
+        honest = WORDCOUNT["expect"]["result_cid"]  # from the vector, not from the code under test
+        voted = await verify(_wordcount(), stack.urls, 3, quorum=2, records=records, referee="none")
+        assert voted.outcome == "verified-by-quorum" and voted.result_cid != honest  # the lie wins the vote
+        assert voted.referee is None and voted.liars == []
+        refereed = await verify(_wordcount(), stack.urls, 3, quorum=2, records=records, referee="self",
+                                output_dir=tmp_path / "out")
+    assert (refereed.outcome, refereed.result_cid, refereed.exit_code) == ("verified-by-referee", honest, 0)
+    assert refereed.liars == liars and all(liar in (refereed.note or "") for liar in liars)
+    assert refereed.referee == {"method": "self", "result_cid": honest, "job_fuel": refereed.referee["job_fuel"],
+                                "segment_fuel": refereed.referee["segment_fuel"], "rounds": 0, "liars": liars}
+    assert refereed.referee["job_fuel"] == Limits().fuel
+    assert 0 < refereed.referee["segment_fuel"] == [a.fuel_used for a in refereed.answers
+                                                    if a.node_id == honest_id][0]
+    assert (tmp_path / "out" / "stdout").read_text() == WORDCOUNT["expect"]["stdout"]
+    as_json = refereed.to_json()
+    assert as_json["liars"] == liars and as_json["referee"]["method"] == "self"
+    for liar in liars:
+        row = records.node(liar)
+        assert row is not None and row["lied"] == 1
+        assert records.score(liar) < records.score(honest_id)
+    assert records.node(honest_id)["lied"] == 0  # type: ignore[index]
+    (run,) = [r for r in records.runs(refereed.job_cid) if r["outcome"] == "verified-by-referee"]
+    assert run["extra"]["liars"] == liars and run["extra"]["referee"]["result_cid"] == honest
+
+
+async def test_the_referee_bounded_by_fuel_or_lacking_an_input_leaves_the_vote(records: Records,
+                                                                              tmp_path: Path) -> None:
+    """Past --referee-fuel, or without an input's bytes here, the referee says why and does not
+    judge: the outcome is today's (the quorum of liars), and nobody is called a liar."""
+    from dataclasses import replace
+
+    async with Devstack(3, bad_nodes=2, base_dir=tmp_path / "stack") as stack:
+        bounded = await verify(_wordcount(), stack.urls, 3, quorum=2, records=records, referee="self",
+                               referee_fuel=1000)
+        assert bounded.outcome == "verified-by-quorum" and bounded.liars == [] and bounded.referee is None
+        assert "fuel bound (1000 of the job's" in (bounded.note or "")
+        # the nodes hold the input now; this requester does not (named by CID only)
+        lacking = replace(_wordcount(), sources={})
+        blind = await verify(lacking, stack.urls, 3, quorum=2, records=records, referee="self")
+        assert blind.outcome == "verified-by-quorum" and blind.liars == []
+        assert "does not hold the input" in (blind.note or "")
+
+
+def test_a_referee_on_another_profile_refuses_to_judge() -> None:
+    from verifier.referee import referee
+
+    ruling = referee(_wordcount(), "cod-profile-of-another-engine")
+    assert ruling.result_cid is None and ruling.refused is not None
+    assert "does not judge across profiles" in ruling.refused
