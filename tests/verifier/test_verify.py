@@ -344,3 +344,20 @@ def test_a_referee_on_another_profile_refuses_to_judge() -> None:
     ruling = referee(_wordcount(), "cod-profile-of-another-engine")
     assert ruling.result_cid is None and ruling.refused is not None
     assert "does not judge across profiles" in ruling.refused
+
+
+def test_a_referee_result_no_claim_equals_accepts_nothing_and_brands_every_claimant() -> None:
+    """SPEC 11.3 step 4: two claims, neither equal to the referee's result: referee-disagrees
+    (exit 26), no result, both signers proven liars; a node of another profile is not judged."""
+    from verifier.referee import Ruling
+    from verifier.verify import Verification, _rule
+
+    a, b, other = (Answer(f"12D3KooW{x}", f"http://{x}", "p1", result_cid=f"bafy{x}", signature_valid=True)
+                   for x in "abc")
+    other.profile = "p2"
+    verification = Verification("bagaajob", "mismatch", None, 3, 0, [a, b, other])
+    _rule(verification, "p1", Ruling(result_cid="bafyreferee", job_fuel=10, segment_fuel=7))
+    assert (verification.outcome, verification.result_cid, verification.exit_code) == ("referee-disagrees", None, 26)
+    assert verification.liars == ["12D3KooWa", "12D3KooWb"]
+    assert verification.referee == {"method": "self", "result_cid": "bafyreferee", "job_fuel": 10, "segment_fuel": 7,
+                                    "rounds": 0, "liars": ["12D3KooWa", "12D3KooWb"]}
