@@ -83,8 +83,8 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         cod("ledger", "moderator", "propose", "add", moderator_id, "--key", str(tmp / "root.key"))
         (tmp / "blessed.json").write_text(json.dumps([cod("cid", WORDCOUNT[2]).split()[-1]]))
         cod("ledger", "bless", "import", str(tmp / "blessed.json"), "--key", str(tmp / "moderator.key"))
-        quorum = json.loads(cod("run", "--json", "--verify", "4", "--quorum", "3", *WORDCOUNT))
-        mismatch = json.loads(cod("run", "--json", "--verify", "4", str(VECTORS / "hello.wasm")))
+        quorum = json.loads(cod("run", "--json", "--verify", "4", "--quorum", "3", "--referee", "none", *WORDCOUNT))
+        mismatch = json.loads(cod("run", "--json", "--verify", "4", "--referee", "none", str(VECTORS / "hello.wasm")))
         assert quorum["outcome"] == "verified-by-quorum" and mismatch["outcome"] == "mismatch"
         yield Net(env, tmp, liar, mismatch, quorum)
     finally:
