@@ -21,6 +21,11 @@ Keys::
     max_stdout = "16MiB"                                        # COD_MAX_STDOUT
     max_stderr = "16MiB"                                        # COD_MAX_STDERR
     max_output = "1GiB"                                         # COD_MAX_OUTPUT
+    [verify]                                                    # defaults of cod run --verify
+    referee = "self"                                            # COD_REFEREE: self, bisect or none
+    referee_fuel = 1000000000000                                # COD_REFEREE_FUEL
+    referee_bytes = "1GiB"                                      # COD_REFEREE_BYTES: fetched by CID at most
+    audit = 0.05                                                # COD_AUDIT: the share of agreed runs audited
 
 A relative ``moderator_key`` is relative to the config file's directory; ``~`` is expanded.
 Nothing here reaches a job's result: limits become part of the job spec, so a job's CID says
@@ -67,10 +72,16 @@ EXAMPLE = """\
 # max_stdout = "16MiB"
 # max_stderr = "16MiB"
 # max_output = "1GiB"
+
+[verify]   # defaults of cod run --verify; --referee, --referee-fuel, --referee-bytes, --audit win
+# referee = "self"         # self (re-execute here), bisect (only the disputed segment), none (vote)
+# referee_fuel = 1000000000000
+# referee_bytes = "1GiB"   # what the referee fetches by CID from the signing nodes, at most
+# audit = 0.0              # the share of agreed runs re-executed here, chosen after the nodes answer
 """
 
 HINT = ('see README "Configuration": nodes = ["http://HOST:PORT", ...], ledger = "http://HOST:PORT", '
-        'moderator_key = "PATH", and a [limits] table')
+        'moderator_key = "PATH", and the [limits] and [verify] tables')
 
 
 @dataclass(frozen=True)
@@ -171,6 +182,27 @@ def _spec_value(parse: Callable[[], int]) -> int:
         raise ValueError(str(exc)) from None
 
 
+REFEREES = ("self", "bisect", "none")
+"""The referee methods (SPEC 11.3, 11.7)."""
+
+
+def _referee(value: Any) -> str:
+    if not isinstance(value, str) or value.strip() not in REFEREES:
+        raise ValueError(f"must be one of {', '.join(REFEREES)}")
+    return value.strip()
+
+
+def _share(value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError("must be a number from 0 to 1, e.g. 0.05") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError("must be a number from 0 to 1, e.g. 0.05")
+    return float(value)
+
+
 def _limit(name: str, env: str, describe: str, read: Callable[[Any], int], default: int) -> Key:
     return Key(f"limits.{name}", env, describe, read, read, default)
 
@@ -190,10 +222,19 @@ KEYS: tuple[Key, ...] = (
            Limits.stderr_bytes),
     _limit("max_output", "COD_MAX_OUTPUT", "cod run --max-output", _size("limits.output_bytes"),
            Limits.output_bytes),
+    Key("verify.referee", "COD_REFEREE", "cod run --referee", _referee, _referee, "self"),
+    Key("verify.referee_fuel", "COD_REFEREE_FUEL", "cod run --referee-fuel", _count("verify.referee_fuel"),
+        _count("verify.referee_fuel"), None),
+    Key("verify.referee_bytes", "COD_REFEREE_BYTES", "cod run --referee-bytes", _size("verify.referee_bytes"),
+        _size("verify.referee_bytes"), 1 << 30),
+    Key("verify.audit", "COD_AUDIT", "cod run --audit", _share, _share, 0.0),
 )
 KEY_BY_NAME = {key.name: key for key in KEYS}
 TOP_LEVEL = sorted({key.name.split(".")[0] for key in KEYS})
-LIMIT_NAMES = sorted(key.name.split(".", 1)[1] for key in KEYS if key.name.startswith("limits."))
+TABLES = {table: sorted(key.name.split(".", 1)[1] for key in KEYS if key.name.startswith(f"{table}."))
+          for table in ("limits", "verify")}
+"""The tables of the file ([limits], [verify]) and their keys."""
+LIMIT_NAMES = TABLES["limits"]
 
 
 @dataclass(frozen=True)
@@ -238,6 +279,10 @@ class Config:
     def limit(self, name: str) -> int:
         value: int = self.get(f"limits.{name}")
         return value
+
+    def verify(self, name: str) -> Any:
+        """A [verify] default of cod run --verify: referee, referee_fuel, referee_bytes or audit."""
+        return self.get(f"verify.{name}")
 
     def source(self, name: str) -> str:
         return self.settings[name].source
@@ -373,15 +418,15 @@ def _flatten(data: dict[str, Any], path: Path) -> dict[str, Any]:
     for name in sorted(data):
         if name not in TOP_LEVEL:
             raise ConfigError(f"{where}: unknown key {name!r}", f"the keys are {', '.join(TOP_LEVEL)}")
-        if name == "limits":
+        if name in TABLES:
             table = data[name]
             if not isinstance(table, dict):
-                raise ConfigError(f"{where}: \"limits\" must be a table ([limits])", HINT)
-            for limit in sorted(table):
-                if limit not in LIMIT_NAMES:
-                    raise ConfigError(f"{where}: unknown key \"limits.{limit}\"",
-                                      f"the limits are {', '.join(LIMIT_NAMES)}")
-                values[f"limits.{limit}"] = _checked(KEY_BY_NAME[f"limits.{limit}"], table[limit], where)
+                raise ConfigError(f"{where}: \"{name}\" must be a table ([{name}])", HINT)
+            for item in sorted(table):
+                if item not in TABLES[name]:
+                    raise ConfigError(f"{where}: unknown key \"{name}.{item}\"",
+                                      f"the keys of [{name}] are {', '.join(TABLES[name])}")
+                values[f"{name}.{item}"] = _checked(KEY_BY_NAME[f"{name}.{item}"], table[item], where)
             continue
         values[name] = _checked(KEY_BY_NAME[name], data[name], where)
     return values

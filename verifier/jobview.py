@@ -213,7 +213,7 @@ def job_view(job: Mapping[str, Any], run: Mapping[str, Any], runs: Sequence[Mapp
         "result_checked": bool(extra.get("result_checked", job.get("outcome") == LOCAL)),
         "ledger": extra.get("ledger"),
         "unreachable": list(extra.get("unreachable") or []),
-        "referee": extra.get("referee"), "liars": list(extra.get("liars") or []),
+        "referee": extra.get("referee"), "liars": list(extra.get("liars") or []), "audit": extra.get("audit"),
         "started_at": run.get("started_at"), "finished_at": run.get("finished_at"),
         "spec": spec,
         "module_cid": spec.get("module") if isinstance(spec, Mapping) else None,

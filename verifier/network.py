@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from cod.config import load
 from cod.local import PreparedJob
@@ -23,16 +24,17 @@ async def run_verified(job: PreparedJob, n: int, urls: list[str], *, quorum: int
                        records: Records | None = None, output_dir: Path | None = None,
                        progress: Progress = lambda step: None, events: Events | None = None,
                        require_local: bool = False, cache_dir: Path | None = None, referee: str = "none",
-                       referee_fuel: int | None = None) -> Verification:
+                       **judging: Any) -> Verification:
     """Verify on the given nodes; with none, on an embedded devstack of N nodes torn down after.
 
     The embedded nodes keep compiled modules in ``cache_dir`` (the requester's module cache, so
     the module the local check compiled is not compiled again by each node), else each its own;
-    ``referee`` and ``referee_fuel`` as for ``verify`` (the referee's engine uses ``cache_dir`` too)."""
+    ``referee`` and the other options of the referee and audits (``referee_fuel``, ``referee_bytes``,
+    ``audit``, ...) as for ``verify`` (the referee's engine uses ``cache_dir`` too)."""
     if urls:
         return await verify(job, urls, n, quorum=quorum, records=records, output_dir=output_dir, progress=progress,
-                            events=events, require_local=require_local, referee=referee, referee_fuel=referee_fuel,
-                            cache_dir=cache_dir)
+                            events=events, require_local=require_local, referee=referee, cache_dir=cache_dir,
+                            **judging)
     from .devstack import Devstack  # the node server, only when this command runs the nodes itself
 
     progress(f"Starting an embedded devstack of {n} node(s)")
@@ -40,4 +42,4 @@ async def run_verified(job: PreparedJob, n: int, urls: list[str], *, quorum: int
     async with Devstack(n, cache_dir=cache_dir) as stack:
         return await verify(job, stack.urls, n, quorum=quorum, records=(records or Records()).ephemeral(),
                             output_dir=output_dir, progress=progress, events=events, require_local=require_local,
-                            referee=referee, referee_fuel=referee_fuel, cache_dir=cache_dir)
+                            referee=referee, cache_dir=cache_dir, **judging)

@@ -11,8 +11,11 @@ PROFILE_MISMATCH, INCOMPLETE, UNVERIFIABLE = "profile-mismatch", "incomplete", "
 REFEREE, REFEREE_DISAGREES = "verified-by-referee", "referee-disagrees"
 """Claims differed and the requester's own re-execution (SPEC 11.3) decided: it equals one claim
 (accepted, whatever the count), or none (nothing accepted)."""
+AUDIT_FAILED = "audit-failed"
+"""The claims agreed, and a random audit (SPEC 11.4) re-executed the job and got another result:
+nothing accepted, every agreeing signer a proven liar."""
 EXIT_CODES = {VERIFIED: 0, QUORUM: 0, REFEREE: 0, MISMATCH: 10, INCOMPLETE: 11, UNVERIFIABLE: 12,
-              PROFILE_MISMATCH: 13, REFEREE_DISAGREES: 26}
+              PROFILE_MISMATCH: 13, REFEREE_DISAGREES: 26, AUDIT_FAILED: 27}
 """Outcomes of a verification and the exit code of `cod run --verify` for each."""
 LOCAL, SUBMITTED = "local", "submitted"
 """Outcomes of a record that no verification decided: a local run, a detached run not yet collected."""
@@ -22,5 +25,5 @@ collects it, cod cancel cancels it), and a run cancelled by Ctrl-C or cod cancel
 OUTCOMES = tuple(sorted({*EXIT_CODES, LOCAL, SUBMITTED, UNFINISHED, CANCELLED}))
 """Every outcome a job record can have."""
 
-__all__ = ["CANCELLED", "EXIT_CODES", "INCOMPLETE", "LOCAL", "MISMATCH", "OUTCOMES", "PROFILE_MISMATCH", "QUORUM",
+__all__ = ["AUDIT_FAILED", "CANCELLED", "EXIT_CODES", "INCOMPLETE", "LOCAL", "MISMATCH", "OUTCOMES", "PROFILE_MISMATCH", "QUORUM",
            "REFEREE", "REFEREE_DISAGREES", "SUBMITTED", "UNFINISHED", "UNVERIFIABLE", "VERIFIED"]

@@ -40,7 +40,9 @@ from cod.content.car import write_car
 from cod.errors import (BadSignature, CodError, EngineUnavailable, NodeBusy, NodeError, PolicyRefused, SpecError,
                         UsageError)
 from cod.jobspec import ENGINE_DOCKER, JobSpec
+from cod.content.store import ContentStore
 from cod.local import PreparedJob
+from cod.reexec import DEFAULT_GATHER_BYTES, gather, lacking
 from cod.resultsdir import check_destination
 from cod.statement import SignedStatement
 
@@ -48,7 +50,8 @@ from . import metrics
 from .client import MissingBlobs, NodeClient
 from .events import BUSY, FAILED, JOB_POLL_S, QUEUED, RUNNING, SIGNED, SUBMITTING, UPLOADING, Events
 from .fetch import BaseSize, DownloadFailed, download_agreed
-from .outcomes import (CANCELLED, EXIT_CODES, INCOMPLETE, MISMATCH, PROFILE_MISMATCH, QUORUM, REFEREE,
+from .audit import Chooser, check_share, chosen, record as audit_record
+from .outcomes import (AUDIT_FAILED, CANCELLED, EXIT_CODES, INCOMPLETE, MISMATCH, PROFILE_MISMATCH, QUORUM, REFEREE,
                        REFEREE_DISAGREES, UNFINISHED, UNVERIFIABLE, VERIFIED)
 from .referee import METHODS, NONE, Ruling, referee as re_execute
 from .reputation import Records, now
@@ -143,6 +146,7 @@ class Verification:
     run_id: int | None = None  # its row in the requester's records (verifier.reputation.Records.runs)
     referee: dict[str, Any] | None = None  # what the referee re-executed and found (Ruling.to_json), if it judged
     liars: list[str] = field(default_factory=list)  # node IDs whose signed result the referee proved wrong
+    audit: dict[str, Any] | None = None  # the random audit (SPEC 11.4): verifier.audit.record, when --audit P > 0
 
     @property
     def exit_code(self) -> int:
@@ -156,7 +160,7 @@ class Verification:
             "nodes": [dict(asdict(a), status=status) for a, (status, _) in zip(self.answers, statuses(self))],
             "unreachable": [{"url": url, "reason": reason} for url, reason in self.unreachable],
             **({"ledger": self.ledger} if self.ledger is not None else {}),
-            "referee": self.referee, "liars": list(self.liars),
+            "referee": self.referee, "liars": list(self.liars), "audit": self.audit,
         }
 
     def statements(self) -> list[dict[str, Any]]:
@@ -202,8 +206,10 @@ def statuses(verification: Verification) -> list[tuple[str, str]]:
             out.append((DISAGREES, f"{answer.result_cid} (signed under profile {answer.profile}, "
                                    f"advertised {answer.advertised})"))
         elif answer.node_id in verification.liars:
-            out.append((DISAGREES, f"{answer.result_cid} (proven liar: the referee's re-execution gave "
-                                   f"{(verification.referee or {}).get('result_cid')})"))
+            judge, found = (("referee", verification.referee) if verification.referee is not None
+                            else ("audit", verification.audit or {}))
+            out.append((DISAGREES, f"{answer.result_cid} (proven liar: the {judge}'s re-execution gave "
+                                   f"{(found or {}).get('result_cid')})"))
         elif answer.result_cid == reference:
             late = f" (then would not send it: {answer.download_error})" if answer.download_error else ""
             out.append((AGREES, f"{answer.result_cid}{late}"))
@@ -318,7 +324,8 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
                  progress: Progress = lambda step: None, deadline_s: float | None = None,
                  requester: Requester | None = None, events: Events | None = None,
                  require_local: bool = False, referee: str = NONE, referee_fuel: int | None = None,
-                 cache_dir: Path | None = None) -> Verification:
+                 cache_dir: Path | None = None, referee_bytes: int = DEFAULT_GATHER_BYTES, audit: float = 0.0,
+                 chooser: Chooser | None = None, store: ContentStore | None = None) -> Verification:
     """Run ``job`` on ``n`` distinct nodes among ``urls`` and compare their signed answers.
 
     Raises UsageError for an N or quorum that is not a majority rule (check_quorum), and
@@ -328,15 +335,21 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
     ``referee`` "self": when claims of one profile differ, re-execute the job here (at most
     ``referee_fuel``, default the job's fuel; compiled modules in ``cache_dir``) and accept the
     claim equal to that result (SPEC 11.3); "none" (the library's default) keeps voting only.
+    What the requester lacks of the module, imported modules and inputs is fetched by CID from
+    the nodes that signed (at most ``referee_bytes``, into ``store``, default a store of this run
+    only, removed after it). ``audit`` P: a share of the runs whose claims agreed is re-executed the same
+    way, chosen after the nodes answered (``chooser``, default the OS's randomness; SPEC 11.4).
     """
     check_quorum(n, quorum)
     if referee not in METHODS:
         raise UsageError(f"--referee {referee!r} is not a referee", f"use one of: {', '.join(METHODS)}")
+    audit = check_share(audit)
     if requester is None:
         async with Requester(records) as own:
             return await verify(job, urls, n, quorum=quorum, output_dir=output_dir, progress=progress,
                                 deadline_s=deadline_s, requester=own, events=events, require_local=require_local,
-                                referee=referee, referee_fuel=referee_fuel, cache_dir=cache_dir)
+                                referee=referee, referee_fuel=referee_fuel, cache_dir=cache_dir,
+                                referee_bytes=referee_bytes, audit=audit, chooser=chooser, store=store)
     job.spec.validate()  # a spec built in code, too: SpecError here, before any node is asked (MAX_INPUTS)
     check_content(job.spec, n)
     if output_dir is not None:
@@ -396,8 +409,19 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
             if referee != NONE and disputed is not None and job.spec.engine != ENGINE_DOCKER:
                 progress("Claims differ: re-executing the job here (the referee)")
                 with telemetry.span("cod.referee"):
-                    ruling = await asyncio.to_thread(re_execute, job, disputed, referee_fuel, cache_dir)
+                    judged = await _gathered(job, verification, referee_bytes, store, scratch)
+                    ruling = await asyncio.to_thread(re_execute, judged, disputed, referee_fuel, cache_dir)
                 _rule(verification, disputed, ruling)
+            elif audit > 0 and job.spec.engine != ENGINE_DOCKER and verification.outcome in (VERIFIED, QUORUM):
+                profile = _agreed_profile(verification)
+                ruling = None
+                if profile is not None and chosen(audit, chooser):
+                    progress("Auditing the agreed result: re-executing the job here")
+                    with telemetry.span("cod.audit"):
+                        judged = await _gathered(job, verification, referee_bytes, store, scratch)
+                        ruling = await asyncio.to_thread(re_execute, judged, profile, referee_fuel, cache_dir)
+                    _audited(verification, profile, ruling)
+                verification.audit = audit_record(audit, ruling)
             verification.unreachable = unreachable
             _remember(records, verification)
             if verification.result_cid is not None:  # at least one result is fetched and checked, always
@@ -408,7 +432,9 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
             extra = {"result_checked": verification.result_checked,
                      "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None,
                      **({"referee": verification.referee, "liars": verification.liars}
-                        if verification.referee is not None else {})}
+                        if verification.referee is not None else {}),
+                     **({"audit": verification.audit, "liars": verification.liars}
+                        if verification.audit is not None else {})}
             records.finish_run(run_id, finished_at=now(), outcome=verification.outcome,
                                result_cid=verification.result_cid, answers=[asdict(a) for a in verification.answers],
                                note=verification.note, extra=extra)
@@ -773,6 +799,46 @@ def _rule(verification: Verification, profile: str, ruling: Ruling) -> None:
         note = f"{said}, which no claim equals: nothing accepted"
     liars = f"; proven liar(s): {', '.join(verification.liars)}" if verification.liars else ""
     verification.note = note + liars
+
+
+async def _gathered(job: PreparedJob, verification: Verification, max_bytes: int, store: ContentStore | None,
+                    scratch: Path) -> PreparedJob:
+    """``job`` with what this requester lacks of it fetched by CID from the nodes that signed
+    (SPEC 11.3, step 1): the module, the modules it imports by CID, the inputs and output base,
+    each checked against its CID, all together at most ``max_bytes``, into ``store`` (else a store
+    in the run's ``scratch``, removed with it)."""
+    if lacking(job) is None or job.spec.engine == ENGINE_DOCKER:
+        return job
+    urls = list(dict.fromkeys(a.url for a in verification.answers if a.valid))
+    got = await gather(job.spec, urls, store or ContentStore(scratch / "store"), max_bytes=max_bytes, wasm=job.wasm,
+                       modules=job.modules)
+    return PreparedJob(job.spec, got.wasm, {**got.sources, **job.sources}, {**got.modules, **job.modules},
+                       got.missing_modules)
+
+
+def _agreed_profile(verification: Verification) -> str | None:
+    """The one profile the accepted claims were signed under (None when they name several)."""
+    profiles = {a.profile for a in verification.answers
+                if a.valid and not a.contradicts and a.result_cid == verification.result_cid}
+    return next(iter(profiles)) if len(profiles) == 1 else None
+
+
+def _audited(verification: Verification, profile: str, ruling: Ruling) -> None:
+    """Apply an audit of agreed claims (SPEC 11.4): a result equal to the accepted one confirms it;
+    another result fails the run and makes every signer of the accepted result a proven liar; a
+    refusal only says why in the note."""
+    if ruling.result_cid is None:
+        verification.note = "; ".join(filter(None, [verification.note, f"the audit did not judge: {ruling.refused}"]))
+        return
+    said = f"audited: the re-execution here ({ruling.segment_fuel} fuel) gave {ruling.result_cid}"
+    if ruling.result_cid == verification.result_cid:
+        verification.note = "; ".join(filter(None, [verification.note, f"{said}, as the nodes signed"]))
+        return
+    claims = [a for a in verification.answers if a.valid and not a.contradicts and a.profile == profile]
+    verification.liars = sorted({a.node_id for a in claims if a.result_cid != ruling.result_cid})
+    verification.outcome, verification.result_cid = AUDIT_FAILED, None
+    verification.note = (f"{said}, not what the nodes signed: nothing accepted; proven liar(s): "
+                         f"{', '.join(verification.liars)}")
 
 
 def _remember(records: Records, verification: Verification) -> None:

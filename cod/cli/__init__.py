@@ -101,8 +101,8 @@ Exit codes (README: "Exit codes and errors"):
   16 bad signature               17 not found                18 executor crashed
   19 cap exceeded                20 engine setting           21 config file
   22 local path                  23 refused by the ledger    24 audit failed
-  25 key file                    26 referee disagrees        130 interrupted
-  141 stdout closed
+  25 key file                    26 referee disagrees        27 run's audit failed
+  130 interrupted                141 stdout closed
 
 \b
 Shell completion (bash; zsh and fish alike):

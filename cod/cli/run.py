@@ -19,7 +19,7 @@ from ..errors import Indeterminate, InputError, UsageError
 from ..jobspec import Limits
 from ..local import PreparedJob, parse_env, parse_mount, prepare, prepare_docker, run_prepared
 from . import EXIT_INTERRUPTED, report
-from .options import AsciiInt, NodeURL, SpecDuration, SpecInt, SpecSize, SpecText, node_urls, spec_text, writable_parent
+from .options import AsciiFloat, AsciiInt, NodeURL, SpecDuration, SpecInt, SpecSize, SpecText, node_urls, spec_text, writable_parent
 
 
 def _configured(name: str) -> Callable[[], int]:
@@ -71,12 +71,19 @@ def _shown(name: str, builtin: str) -> str:
 @click.option("--verify", "verify_n", type=AsciiInt(min=1),
               help="Run on N distinct nodes and compare their signed results.")
 @click.option("--quorum", type=AsciiInt(min=1), help="With --verify: accept K-of-N agreement (reported as such).")
-@click.option("--referee", type=click.Choice(["self", "none"]), default="self", show_default=True,
+@click.option("--referee", type=click.Choice(["self", "none"]),
               help="With --verify: when signed claims differ, re-execute the job here and accept the claim equal "
-              "to it, whatever the count (self), or keep voting only (none).")
+              "to it, whatever the count (self, the default, or [verify] referee of the config), or keep voting "
+              "only (none).")
 @click.option("--referee-fuel", type=AsciiInt(min=1), metavar="FUEL",
-              help="With --verify: the most fuel the referee re-executes (default the job's --fuel); past it, "
-              "the outcome voting gives stands.")
+              help="With --verify: the most fuel the referee re-executes (default the job's --fuel, or [verify] "
+              "referee_fuel); past it, the outcome voting gives stands.")
+@click.option("--referee-bytes", type=SpecSize("verify.referee_bytes"), metavar="SIZE",
+              help="With --verify: the most the referee fetches by CID from the signing nodes (default 1GiB, or "
+              "[verify] referee_bytes).")
+@click.option("--audit", type=AsciiFloat(min=0, max=1), metavar="P",
+              help="With --verify: re-execute here a share P of the runs whose claims agreed, chosen after the "
+              "nodes answered (default 0, or [verify] audit); a failed audit makes the signers proven liars.")
 @click.option("--require-local", is_flag=True,
               help="With --verify: use only nodes that already hold the module and every input (GET /v1/holdings).")
 @click.option("--node", "nodes", multiple=True, metavar="URL", type=NodeURL(),
@@ -93,8 +100,8 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
         fuel: int, memory: int, timeout: int, max_stdout: int, max_stderr: int, max_output: int,
         entry_point: str | None, engine: str, verify_n: int | None, quorum: int | None, nodes: tuple[str, ...],
         ledger: str | None, output_dir: str | None, car: str | None, cache_dir: str | None, as_json: bool,
-        job_file: str | None, dry_run: bool, detach: bool, require_local: bool, referee: str = "self",
-        referee_fuel: int | None = None) -> None:
+        job_file: str | None, dry_run: bool, detach: bool, require_local: bool, referee: str | None = None,
+        referee_fuel: int | None = None, referee_bytes: int | None = None, audit: float | None = None) -> None:
     """Run MODULE.wasm with ARGS: locally, or with --verify N on N nodes, and print the result CID.
 
     The job's stdout goes to stdout; the report, and the job's stderr after it, to stderr.
@@ -129,8 +136,10 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
     limits = Limits(fuel=fuel, memory_bytes=memory, stdout_bytes=max_stdout, stderr_bytes=max_stderr,
                     output_bytes=max_output, timeout_ms=timeout)
     networked = verify_n is not None or engine == "docker"
-    if (nodes or quorum or ledger or require_local or referee_fuel) and not networked:
-        raise click.UsageError("--node, --quorum, --ledger, --require-local and --referee-fuel go with --verify N")
+    if (nodes or quorum or ledger or require_local or referee_fuel or referee_bytes or audit is not None
+            or referee) and not networked:
+        raise click.UsageError("--node, --quorum, --ledger, --require-local, --referee, --referee-fuel, "
+                               "--referee-bytes and --audit go with --verify N")
     if engine == "docker":
         if outputs or output_base:
             raise click.UsageError("--outputs and --output-base go with wasm jobs")
@@ -168,7 +177,8 @@ def run(module: str, args: tuple[str, ...], inputs: tuple[str, ...], outputs: st
 
             check_prepared(job, _engine(cache_dir))
         _run_network(job, verify_n or 1, quorum, nodes, output_dir, car, as_json, ledger_at, detach, require_local,
-                     _cache_path(cache_dir) if engine != "docker" else None, referee, referee_fuel)
+                     _cache_path(cache_dir) if engine != "docker" else None,
+                     _judging(referee, referee_fuel, referee_bytes, audit))
         return
     engine_ = _engine(cache_dir)
     from verifier.reputation import now
@@ -483,10 +493,21 @@ async def _stoppable(run: Any) -> Any:
             loop.remove_signal_handler(signum)
 
 
+def _judging(referee: str | None, referee_fuel: int | None, referee_bytes: int | None,
+             audit: float | None) -> dict[str, Any]:
+    """The referee's and audits' options of verify(): each given option, else [verify] of the config
+    (or its COD_ variable), else cod's default (referee self, the job's fuel, 1 GiB, no audits)."""
+    from ..config import load
+
+    config = load()
+    given = {"referee": referee, "referee_fuel": referee_fuel, "referee_bytes": referee_bytes, "audit": audit}
+    return {name: value if value is not None else config.verify(name) for name, value in given.items()}
+
+
 def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str, ...], output_dir: str | None,
                  car: str | None, as_json: bool, ledger: str | None = None, detach: bool = False,
-                 require_local: bool = False, cache_dir: Path | None = None, referee: str = "self",
-                 referee_fuel: int | None = None) -> None:
+                 require_local: bool = False, cache_dir: Path | None = None,
+                 judging: dict[str, Any] | None = None) -> None:
     import asyncio
 
     from verifier.network import configured_nodes, run_verified
@@ -505,8 +526,8 @@ def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str,
     try:
         verification = asyncio.run(_stoppable(run_verified(job, n, urls, quorum=quorum, output_dir=destination,
                                                            progress=steps, events=steps, require_local=require_local,
-                                                           cache_dir=cache_dir, referee=referee,
-                                                           referee_fuel=referee_fuel)))
+                                                           cache_dir=cache_dir,
+                                                           **(judging or {"referee": "self"}))))
     except BaseException:
         steps.failed()
         raise
@@ -579,11 +600,13 @@ def _name_dissent(verification: Any, paint: Any) -> None:
             click.echo(paint(f"Contradicts: node {answer.node_id} ({answer.url}) signed under profile "
                              f"{answer.profile}, but advertised {answer.advertised}", "DISAGREES"), err=True)
     liars = set(verification.liars)
-    ruled = (verification.referee or {}).get("result_cid")
+    judge, found = (("referee", verification.referee) if verification.referee is not None
+                    else ("audit", getattr(verification, "audit", None)))
+    ruled = (found or {}).get("result_cid")
     for answer in verification.answers:
         if answer.node_id in liars:
             click.echo(paint(f"Proven liar: node {answer.node_id} ({answer.url}) signed {answer.result_cid}; the "
-                             f"referee's re-execution gave {ruled}", "DISAGREES"), err=True)
+                             f"{judge}'s re-execution gave {ruled}", "DISAGREES"), err=True)
     groups = consistent_groups(verification.answers)
     winner = verification.result_cid or majority(groups)
     if winner is None:

@@ -331,11 +331,33 @@ async def test_the_referee_bounded_by_fuel_or_lacking_an_input_leaves_the_vote(r
                                referee_fuel=1000)
         assert bounded.outcome == "verified-by-quorum" and bounded.liars == [] and bounded.referee is None
         assert "fuel bound (1000 of the job's" in (bounded.note or "")
-        # the nodes hold the input now; this requester does not (named by CID only)
+        # the nodes hold the input now; this requester does not (named by CID only), and 64 bytes
+        # of fetching (--referee-bytes) cannot get it from the signing nodes
         lacking = replace(_wordcount(), sources={})
-        blind = await verify(lacking, stack.urls, 3, quorum=2, records=records, referee="self")
+        blind = await verify(lacking, stack.urls, 3, quorum=2, records=records, referee="self", referee_bytes=64)
         assert blind.outcome == "verified-by-quorum" and blind.liars == []
         assert "does not hold the input" in (blind.note or "")
+
+
+async def test_the_referee_fetches_what_it_lacks_by_cid_from_the_signing_nodes(records: Records,
+                                                                               tmp_path: Path) -> None:
+    """SPEC 11.3 step 1: an input this requester names by CID only is fetched from the nodes that
+    signed, checked against its CID, and the referee judges: the honest claim (the vector's result)
+    beats two liars; the fetched bytes land in the store given, the input's CID intact."""
+    from dataclasses import replace
+
+    from cod.content.store import ContentStore
+
+    honest = WORDCOUNT["expect"]["result_cid"]
+    async with Devstack(3, bad_nodes=2, base_dir=tmp_path / "stack") as stack:
+        await verify(_wordcount(), stack.urls, 3, records=records, referee="none")  # the nodes now hold the input
+        store = ContentStore(tmp_path / "requester-store")
+        lacking = replace(_wordcount(), sources={})
+        judged = await verify(lacking, stack.urls, 3, quorum=2, records=records, referee="self", store=store)
+    assert (judged.outcome, judged.result_cid) == ("verified-by-referee", honest)
+    assert len(judged.liars) == 2
+    (item,) = lacking.spec.inputs
+    assert item.cid is not None and store.get(item.cid) is not None
 
 
 def test_a_referee_on_another_profile_refuses_to_judge() -> None:
