@@ -33,7 +33,7 @@ from .outcomes import CANCELLED, SUBMITTED, UNFINISHED
 from .reputation import Records, now
 from .verify import (CANCEL_TIMEOUT_S, DEADLINE_MARGIN, DOWNLOAD_GRACE_S, Answer, NotEnoughNodes, Progress, Requester,
                      Verification, _candidates, _download, _judge, _remember, _Uploads, accept, check_quorum,
-                     measure_base)
+                     judge_claims, judged_extra, measure_base)
 
 COLLECTABLE = (SUBMITTED, UNFINISHED)
 FINISHED = "finished before the cancel"
@@ -103,11 +103,13 @@ async def _submit_one(client: NodeClient, answer: Answer, uploads: _Uploads, spe
 
 
 async def collect(records: Records, job_cid: str, output_dir: Path, *, wait_s: float | None = None,
-                  progress: Progress = lambda step: None) -> Verification | None:
+                  progress: Progress = lambda step: None, referee: str = "self") -> Verification | None:
     """Collect the answers of a detached run of ``job_cid``, judge them, record the outcome and
     fetch the agreed result into ``output_dir``. None when the job's latest run is not a
     detached one still to collect. Waits for the nodes up to ``wait_s`` (default: the job's
-    timeout and DEADLINE_MARGIN); a node still busy then counts as giving no answer."""
+    timeout and DEADLINE_MARGIN); a node still busy then counts as giving no answer. Disputed
+    claims are refereed as verify does (``referee`` "self", SPEC 11.3), the module and inputs
+    fetched by CID from the nodes that signed."""
     run = records.latest_run(job_cid)
     if run is None or run["outcome"] not in COLLECTABLE:
         return None
@@ -127,13 +129,15 @@ async def collect(records: Records, job_cid: str, output_dir: Path, *, wait_s: f
             answers = await asyncio.gather(*(_collect_one(NodeClient(requester.session, a["url"]), a, job_cid,
                                                           deadline, spec.engine) for a in run["answers"]))
             verification = _judge(prepared, job_cid, list(answers), int(run["n"]), int(run["quorum"] or 0))
+            # the referee judges here too: what it lacks (here: everything) it fetches by CID from the signers
+            await judge_claims(prepared, verification, scratch, referee=referee, progress=progress)
             _remember(records, verification)
             if verification.result_cid is not None:
                 progress("Downloading results")
                 budget = max(deadline - loop.time(), DOWNLOAD_GRACE_S)
                 await _download(requester.session, records, verification, prepared, output_dir, scratch, budget,
                                 base=base)
-            extra = {"result_checked": verification.result_checked, "detached": True,
+            extra = {"result_checked": verification.result_checked, "detached": True, **judged_extra(verification),
                      "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None,
                      **({"output_base": base.to_json()} if base is not None else {})}
             if run["outcome"] == UNFINISHED:  # its own requester never finished it: completed in place

@@ -405,23 +405,9 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
             progress("Comparing signed results")
             with telemetry.span("cod.compare"):
                 verification = _judge(job, job_cid, answers, n, quorum or 0)
-            disputed = _disputed(verification)
-            if referee != NONE and disputed is not None and job.spec.engine != ENGINE_DOCKER:
-                progress("Claims differ: re-executing the job here (the referee)")
-                with telemetry.span("cod.referee"):
-                    judged = await _gathered(job, verification, referee_bytes, store, scratch)
-                    ruling = await asyncio.to_thread(re_execute, judged, disputed, referee_fuel, cache_dir)
-                _rule(verification, disputed, ruling)
-            elif audit > 0 and job.spec.engine != ENGINE_DOCKER and verification.outcome in (VERIFIED, QUORUM):
-                profile = _agreed_profile(verification)
-                ruling = None
-                if profile is not None and chosen(audit, chooser):
-                    progress("Auditing the agreed result: re-executing the job here")
-                    with telemetry.span("cod.audit"):
-                        judged = await _gathered(job, verification, referee_bytes, store, scratch)
-                        ruling = await asyncio.to_thread(re_execute, judged, profile, referee_fuel, cache_dir)
-                    _audited(verification, profile, ruling)
-                verification.audit = audit_record(audit, ruling)
+            await judge_claims(job, verification, scratch, referee=referee, referee_fuel=referee_fuel,
+                               referee_bytes=referee_bytes, audit=audit, chooser=chooser, store=store,
+                               cache_dir=cache_dir, progress=progress)
             verification.unreachable = unreachable
             _remember(records, verification)
             if verification.result_cid is not None:  # at least one result is fetched and checked, always
@@ -431,10 +417,7 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
                                 base)
             extra = {"result_checked": verification.result_checked,
                      "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None,
-                     **({"referee": verification.referee, "liars": verification.liars}
-                        if verification.referee is not None else {}),
-                     **({"audit": verification.audit, "liars": verification.liars}
-                        if verification.audit is not None else {})}
+                     **judged_extra(verification)}
             records.finish_run(run_id, finished_at=now(), outcome=verification.outcome,
                                result_cid=verification.result_cid, answers=[asdict(a) for a in verification.answers],
                                note=verification.note, extra=extra)
@@ -799,6 +782,43 @@ def _rule(verification: Verification, profile: str, ruling: Ruling) -> None:
         note = f"{said}, which no claim equals: nothing accepted"
     liars = f"; proven liar(s): {', '.join(verification.liars)}" if verification.liars else ""
     verification.note = note + liars
+
+
+async def judge_claims(job: PreparedJob, verification: Verification, scratch: Path, *, referee: str = NONE,
+                       referee_fuel: int | None = None, referee_bytes: int = DEFAULT_GATHER_BYTES,
+                       audit: float = 0.0, chooser: Chooser | None = None, store: ContentStore | None = None,
+                       cache_dir: Path | None = None, progress: Progress = lambda step: None) -> None:
+    """After the vote (step 4): the referee when claims of one profile differ (SPEC 11.3), else the
+    random audit of agreed claims (SPEC 11.4). ``verification`` is changed in place."""
+    if job.spec.engine == ENGINE_DOCKER:
+        return
+    disputed = _disputed(verification)
+    if referee != NONE and disputed is not None:
+        progress("Claims differ: re-executing the job here (the referee)")
+        with telemetry.span("cod.referee"):
+            judged = await _gathered(job, verification, referee_bytes, store, scratch)
+            ruling = await asyncio.to_thread(re_execute, judged, disputed, referee_fuel, cache_dir)
+        _rule(verification, disputed, ruling)
+    elif audit > 0 and disputed is None and verification.outcome in (VERIFIED, QUORUM):
+        profile = _agreed_profile(verification)
+        audited = None
+        if profile is not None and chosen(audit, chooser):
+            progress("Auditing the agreed result: re-executing the job here")
+            with telemetry.span("cod.audit"):
+                judged = await _gathered(job, verification, referee_bytes, store, scratch)
+                audited = await asyncio.to_thread(re_execute, judged, profile, referee_fuel, cache_dir)
+            _audited(verification, profile, audited)
+        verification.audit = audit_record(audit, audited)
+
+
+def judged_extra(verification: Verification) -> dict[str, Any]:
+    """What the records keep of the referee's or the audit's judgement (the run's ``extra``)."""
+    out: dict[str, Any] = {}
+    if verification.referee is not None:
+        out.update(referee=verification.referee, liars=verification.liars)
+    if verification.audit is not None:
+        out.update(audit=verification.audit, liars=verification.liars)
+    return out
 
 
 async def _gathered(job: PreparedJob, verification: Verification, max_bytes: int, store: ContentStore | None,
