@@ -159,7 +159,7 @@ def test_the_ledger_comes_from_cod_ledger_or_the_config_file(stack: Stack, ledge
 
 def test_ledger_goes_with_verify(stack: Stack) -> None:
     done = stack.cod("run", "--ledger", "http://127.0.0.1:1", *JOB)
-    assert done.returncode == 2 and "--ledger, --require-local and --referee-fuel go with --verify N" in done.stderr
+    assert done.returncode == 2 and "--ledger, --require-local, --referee, --referee-fuel, --referee-bytes and --audit go with --verify N" in done.stderr
 
 
 async def test_a_node_refusing_by_policy_is_failed_and_a_spare_is_asked(tmp_path: Path, records: Records) -> None:
