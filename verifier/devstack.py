@@ -59,6 +59,20 @@ class Devstack:
     def urls(self) -> list[str]:
         return [n.url for n in self.nodes]
 
+    @property
+    def liars(self) -> list[RunningNode]:
+        """The running nodes that lie: the last ``bad`` of them."""
+        return self.nodes[self.count - self.bad:] if self.bad else []
+
+    def lie(self, mode: str) -> None:
+        """From now on the liars lie in ``mode`` (UsageError if it is not one of cod.node.liar.MODES).
+        A job a node answered before keeps its record: give the liars new jobs."""
+        if mode not in liar.MODES:
+            raise UsageError(f"{mode!r} is not a way to lie", f"use one of: {', '.join(liar.MODES)}")
+        self.bad_mode = mode
+        for running in self.liars:
+            running.node.cheat = mode
+
     async def start(self) -> "Devstack":
         try:
             self.base_dir.mkdir(parents=True, exist_ok=True)
