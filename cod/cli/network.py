@@ -133,16 +133,21 @@ def serve(data_dir: str, host: str, port: int, allow: tuple[str, ...], concurren
               help="How many nodes to start.")
 @click.option("--bad-nodes", type=AsciiInt(min=0), default=0, show_default=True,
               help="How many of them lie: a wrong result with a valid signature.")
+@click.option("--bad-mode", type=click.Choice(["late", "early", "random"]), default="late", show_default=True,
+              help="Where the bad nodes' lie enters: late (the final result altered), early (a byte the job reads "
+                   "first flipped: execution diverges at its start) or random (a byte of a read, random or clock "
+                   "call chosen by the job's CID). They collude: the same lie for the same job.")
 @click.option("--base-dir", type=click.Path(file_okay=False), help="Keep the nodes' data here (default: temporary).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="One line per finished job on stderr: text for people, json (one object per line) for machines.")
-def devstack(nodes: int, bad_nodes: int, base_dir: str | None, log_format: str) -> None:
+def devstack(nodes: int, bad_nodes: int, bad_mode: str, base_dir: str | None, log_format: str) -> None:
     """Run a local network of compute nodes until interrupted, and print how to use it.
 
     \b
     Examples:
       cod devstack --nodes 3
       cod devstack --nodes 4 --bad-nodes 1      # one node signs wrong results
+      cod devstack --nodes 4 --bad-nodes 3 --bad-mode random   # three that agree on a lie made mid-run
       cod devstack --log-format json 2> jobs.ndjson
     """
     from verifier.devstack import Devstack
@@ -155,13 +160,15 @@ def devstack(nodes: int, bad_nodes: int, base_dir: str | None, log_format: str) 
     if base_dir is not None:
         writable_dir(base_dir, "--base-dir")
 
-    stack = Devstack(nodes, bad_nodes, Path(base_dir) if base_dir else None, job_log=writer(log_format))  # checks its counts (UsageError)
+    stack = Devstack(nodes, bad_nodes, Path(base_dir) if base_dir else None, bad_mode=bad_mode,
+                     job_log=writer(log_format))  # checks its counts (UsageError)
 
     async def main() -> None:
         await stack.start()
         try:  # whatever ends it (Ctrl-C, a closed stdout), the nodes stop and their data goes
             for running in stack.nodes:
-                bad = "  (lies)" if running.node.cheat else ""
+                mode = running.node.cheat
+                bad = "" if mode is None else "  (lies)" if mode == "late" else f"  (lies) {mode}"
                 click.echo(f"node {running.node.identity.node_id} at {running.url}{bad}")
             click.echo("\nTo use this network from another shell:\n")
             click.echo(f"    export COD_NODES={','.join(stack.urls)}")

@@ -44,10 +44,11 @@ from ..text import printable
 from ..wasm import linking
 from ..wasm.binary import table_minimums
 from ..wasm.engine import profile_id, wasmtime_version
+from ..wasm.fault import Fault
 from ..web import answers
 from ..web.body import check_strings, parse_json
 from ..web.files import NOSNIFF, stored_file
-from . import disk, joblog, openapi
+from . import disk, joblog, liar, openapi
 from .caps import UPLOAD_CAPS, NodeCaps
 from .cars import TRANSIENT_CARS, CarCache
 from .collector import Plan, Retention, Stored, named_cids, plan
@@ -89,7 +90,8 @@ class Node:
     """The state of one compute node; ``app()`` wraps it in an aiohttp application."""
 
     def __init__(self, data_dir: Path, *, concurrency: int | None = None, queue_size: int = 64,
-                 allow_local: list[Path] | None = None, cheat: bool = False,
+                 allow_local: list[Path] | None = None, cheat: bool | str | None = False,
+                 lie_seed: bytes = liar.DEFAULT_SEED,
                  docker: DockerEngine | None = None, caps: NodeCaps | None = None,
                  policy: Policy | None = None, job_log: JobLog | None = None,
                  peers: list[str] | None = None, gateways: list[str] | None = None,
@@ -105,7 +107,12 @@ class Node:
         ``retention`` what it keeps and each client's quota (cod.node.collector), judged by
         ``clock`` (ns; the host's, or a test's), which never reaches a result. ``cache_dir`` is
         where its executors keep compiled modules (default ``data_dir/cache``); an embedded
-        devstack gives its nodes the requester's, so a module is compiled once on the machine."""
+        devstack gives its nodes the requester's, so a module is compiled once on the machine.
+        ``cheat`` (devstack only) makes a liar (cod.node.liar): None or False honest, "late"
+        (or True), "early" or "random"; liars with the same ``lie_seed`` tell the same lie."""
+        self.cheat = liar.mode_of(cheat)  # devstack only: a lying node, for testing verifiers (UsageError)
+        self.lie_seed = bytes(lie_seed)
+        self._lie_calls: dict[str, int] = {}  # job CID -> the countable calls of its honest run
         self.data_dir = data_dir
         self.retention = retention or Retention()
         self.clock = clock
@@ -137,7 +144,6 @@ class Node:
         self.concurrency = concurrency or max(1, os.cpu_count() or 1)
         self.queue_size = queue_size
         self.allow_local = [p.resolve() for p in (allow_local or [])]
-        self.cheat = cheat  # devstack only: a lying node, for testing verifiers
         self.docker = docker or DockerEngine()
         self.docker_ok = False
         self.pool = Pool(self.concurrency, cache_dir or data_dir / "cache")
@@ -708,8 +714,8 @@ class Node:
             if "error" in outcome:
                 self.jobs.update(job_cid, state=FAILED, error=json.dumps(outcome))
                 return
-            if self.cheat:
-                outcome["result_cid"] = await asyncio.to_thread(_lie, out)
+            if self.cheat is not None:
+                outcome = await self._lie(job_cid, spec, module, sources, out, outcome)
             with telemetry.span("node.sign"):
                 statement = Statement(job=job_cid, result=outcome["result_cid"], node=self.identity.node_id,
                                       profile=outcome["profile"], exit_code=outcome["exit_code"],
@@ -757,16 +763,52 @@ class Node:
         except Exception:  # counting and logging never fail a job or the node
             log.exception("cannot log job %s", job_cid)
 
+    def fault_for(self, job_cid: str) -> Fault | None:
+        """The fault this node runs job ``job_cid`` with (a fresh one each call), so that every
+        re-run of the job (a checkpoint's) repeats its lie: None for an honest node or a late
+        liar; for a random liar, a function of the seed, the job and the countable calls of the
+        job's honest run (:func:`cod.node.liar.fault_for`), which the node counts when it first
+        runs the job (LookupError before). When the faulted run's result is the honest one, the
+        node told the late lie on top (appended to stdout after the run)."""
+        if self.cheat != "random":
+            return liar.fault_for(self.cheat, self.lie_seed, job_cid, 0)
+        if job_cid not in self._lie_calls:
+            raise LookupError(f"this node has not run job {job_cid}: the random lie needs its count of calls")
+        return liar.fault_for(self.cheat, self.lie_seed, job_cid, self._lie_calls[job_cid])
+
+    async def _lie(self, job_cid: str, spec: JobSpec, module: Path | None, sources: dict[str, str], out: Path,
+                   honest: dict[str, Any]) -> dict[str, Any]:
+        """The outcome a liar signs instead of ``honest`` (its results at ``out``): the faulted run's
+        (early, random) when it fired and changed the result, else the late lie (cod.node.liar)."""
+        counted = honest.pop("fault", None)
+        if isinstance(counted, dict) and isinstance(counted.get("calls"), int):
+            self._lie_calls[job_cid] = counted["calls"]
+        fault = self.fault_for(job_cid) if module is not None and job_cid in self._lie_calls else None
+        if fault is not None:
+            assert module is not None
+            faulted = await self._run_wasm(job_cid, spec, module, sources, out, fault)
+            fired = faulted.pop("fault", {}).get("fired")
+            if "error" not in faulted and fired is not None and faulted["result_cid"] != honest["result_cid"]:
+                return faulted
+            if "error" not in faulted:  # the results at out are the honest ones again
+                honest = {**faulted, "result_cid": honest["result_cid"]}
+        # a failed faulted run left the honest results at out (a run replaces them only once complete)
+        return {**honest, "result_cid": await asyncio.to_thread(liar.tell_late, out, self.lie_seed)}
+
     async def _run_wasm(self, job_cid: str, spec: JobSpec, module: Path, sources: dict[str, str],
-                        out: Path) -> dict[str, Any]:
+                        out: Path, fault: Fault | None = None) -> dict[str, Any]:
         """Run in an executor process; the results appear at ``out`` only on success (the
         executor stages beside it and renames). What a crashed, cancelled or killed run left
-        is removed here (and, after a kill of the node, by the restart)."""
+        is removed here (and, after a kill of the node, by the restart). A liar that lies early
+        or at random runs with a ``fault`` (first a counting one, cod.node.liar)."""
+        if fault is None and self.cheat in ("early", "random"):
+            fault = Fault.counter()
         try:
             modules, _ = await asyncio.to_thread(self._dependency_blobs, spec)
             outcome = await self.pool.run(spec.canonical_bytes().decode(), module, sources, out,
                                           spec.limits.timeout_ms / 1000, modules, timed=telemetry.enabled(),
-                                          guest_telemetry=self.guest_telemetry is not None or telemetry.enabled())
+                                          guest_telemetry=self.guest_telemetry is not None or telemetry.enabled(),
+                                          fault=fault.to_json() if fault is not None else None)
         except asyncio.CancelledError:
             await asyncio.to_thread(self._remove_staging, out)
             raise
@@ -992,13 +1034,6 @@ def _is_wasm(path: Path) -> bool:
             return handle.read(4) == b"\0asm"
     except OSError:
         return False
-
-
-def _lie(out: Path) -> str:
-    """What a cheating node does: change its result and sign the changed one."""
-    with open(out / "stdout", "ab") as stdout:
-        stdout.write(b"(a lie)\n")
-    return str(cid_of_tree(out))
 
 
 CANCELLED_ERROR = {"error": "Cancelled", "message": "the job was cancelled (DELETE /v1/jobs/{job_cid})"}

@@ -173,17 +173,21 @@ class Pool:
 
     async def run(self, spec_json: str, module: Path, sources: dict[str, str], out_dir: Path,
                   timeout_s: float, modules: dict[str, str] | None = None, timed: bool = False,
-                  guest_telemetry: bool = False) -> dict[str, Any]:
+                  guest_telemetry: bool = False, fault: dict[str, Any] | None = None) -> dict[str, Any]:
         """``modules``: the blob path of each module the job's module imports by CID, by CID.
         ``timed``: the worker reports when its run began and ended, made a span here (tracing);
         the answer returned never carries those times. ``guest_telemetry``: the answer carries
-        the guest's telemetry (cod.wasm.observe) under ``guest_telemetry``."""
+        the guest's telemetry (cod.wasm.observe) under ``guest_telemetry``. ``fault`` (a devstack
+        liar's, :meth:`cod.wasm.fault.Fault.to_json`): the run is faulted, and the answer says
+        how under ``fault``."""
         with telemetry.span("node.queue"):
             worker = await self._idle.get()
         request: dict[str, Any] = {"spec": spec_json, "module": str(module), "sources": sources,
                                    "out": str(out_dir), "modules": modules or {}, "telemetry": guest_telemetry}
         if timed:
             request["timed"] = True
+        if fault is not None:
+            request["fault"] = fault
         try:
             answer = await worker.ask(request, timeout_s + GRACE_SECONDS)
         except BaseException:

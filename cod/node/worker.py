@@ -3,7 +3,9 @@
 A request names the spec, the module's blob, the input directories (``sources``), the
 results directory (``out``) and, for a module that imports modules by CID, ``modules``: the
 blob path of each dependency by CIDv1 text (SPEC 5.4), and ``telemetry``: true to collect the
-guest's telemetry (SPEC 5.5), answered under ``guest_telemetry`` beside the result.
+guest's telemetry (SPEC 5.5), answered under ``guest_telemetry`` beside the result, and
+``fault`` (a devstack liar's only): the run's :class:`cod.wasm.fault.Fault`, answered under
+``fault`` with the calls it counted and the one it flipped.
 
 Started by the node's Pool as `python -m cod.node.worker CACHE_DIR NODE_PID`; it keeps one
 Engine (and so one module cache in memory) for its whole life. It dies with its node: the
@@ -27,6 +29,7 @@ from ..errors import CodError, ExecutorCrashed
 from ..jobspec import JobSpec
 from ..wasm.engine import Engine
 from ..wasm.executor import run
+from ..wasm.fault import Fault
 from . import disk
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -46,9 +49,10 @@ def handle(engine: Engine, line: str) -> dict[str, Any]:
     try:
         request = json.loads(line)
         modules = {cid: Path(path).read_bytes() for cid, path in request.get("modules", {}).items()}
+        fault = Fault.from_json(request["fault"]) if request.get("fault") is not None else None
         begun = time.time_ns()  # for the node's trace only (asked for by "timed"); never in a result
         result = run(JobSpec.from_json(request["spec"]), Path(request["module"]).read_bytes(), request["sources"],
-                     request["out"], engine, modules=modules, telemetry=bool(request.get("telemetry")))
+                     request["out"], engine, modules=modules, telemetry=bool(request.get("telemetry")), fault=fault)
         ended = time.time_ns()
     except CodError as exc:
         return _error(exc)
@@ -62,6 +66,8 @@ def handle(engine: Engine, line: str) -> dict[str, Any]:
               "fuel_used": result.fuel_used, "profile": result.profile}
     if result.telemetry is not None:
         answer["guest_telemetry"] = result.telemetry
+    if fault is not None:
+        answer["fault"] = fault.to_json()
     if request.get("timed") is True:  # execute: the run in the engine, its results hashed and installed
         answer["timings"] = {"execute": [begun, ended]}
     return answer

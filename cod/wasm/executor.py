@@ -38,6 +38,7 @@ from . import hostcall, linking, memory
 from .binary import table_minimums
 from .engine import Engine
 from .entropy import RandomStream, VirtualClock
+from .fault import Fault
 from .imports import check_imports
 from .observe import Telemetry
 from .vfs import MAX_OUTPUT_COMPONENTS, Budget, FileSystem, Mount
@@ -78,6 +79,7 @@ def run(
     engine: Engine,
     modules: Mapping[str, bytes] | None = None,
     telemetry: bool = False,
+    fault: Fault | None = None,
 ) -> RunResult:
     """Run ``spec`` with module bytes ``wasm`` and leave its results at ``output_dir``.
 
@@ -85,6 +87,9 @@ def run(
     CID text; each is checked against its CID, and a missing one is MissingModules.
     ``telemetry``: collect the guest's Observe API events into ``RunResult.telemetry`` (SPEC
     5.5); the results, the fuel and the outcome are the same either way.
+    ``fault``: a devstack liar's deterministic fault (:mod:`cod.wasm.fault`, SPEC 11.8), told of
+    the run's countable calls (its ``calls`` and ``fired`` say what happened); None is an
+    honest run.
 
     ``inputs`` maps each input's mount path to a host directory; for an input named by CID
     the caller vouches that the directory hashes to it (see :func:`cod.content.unixfs.cid_of_tree`). ``output_dir``
@@ -116,7 +121,8 @@ def run(
             mounts += [Mount(parent, os.fsencode(empty), writable=False, files=files)
                        for parent, files in sorted(file_inputs.items())]
         observed = Telemetry(telemetry)
-        exit_code, trap, fuel_used = _execute(spec, module, engine, mounts, staging, base, linked, observed, wasm)
+        exit_code, trap, fuel_used = _execute(spec, module, engine, mounts, staging, base, linked, observed, wasm,
+                                              fault)
         result_cid = _finish(staging, exit_code, trap)
         install(staging, destination)
     except CodError:
@@ -169,7 +175,7 @@ def _link(wasm: bytes, module: wasmtime.Module, modules: Mapping[str, bytes] | N
 def _execute(
     spec: JobSpec, module: wasmtime.Module, engine: Engine, mounts: list[Mount], staging: Path,
     base: bytes | None = None, linked: linking.Checked | None = None, observed: Telemetry | None = None,
-    wasm: bytes = b"",
+    wasm: bytes = b"", fault: Fault | None = None,
 ) -> tuple[int, str | None, int]:
     """Instantiate (running any start function) and call the entry point: (exit code, trap, fuel).
 
@@ -194,6 +200,7 @@ def _execute(
         stderr=Stream(str(staging / "stderr"), Budget("stderr", limits.stderr_bytes)),
         epoch_ns=spec.epoch_ns,
         metered=engine.fuel,
+        fault=fault,
     )
     store = wasmtime.Store(engine.engine)
     if engine.fuel:

@@ -30,6 +30,7 @@ from ..errors import CodError, Indeterminate
 from ..limits import MAX_FILE_SIZE, MAX_IOVECS
 from . import abi, hostcall, rights
 from .entropy import RandomStream, VirtualClock
+from .fault import Fault
 from .imports import SIGNATURES
 from .times import TimeStore, identity
 from .vfs import (MAX_IO_BYTES, MAX_OPEN_FDS, Budget, Errno, FileSystem, Handle, Mount, check_link_target, clip,
@@ -94,9 +95,12 @@ class Wasi:
         stderr: Stream,
         epoch_ns: int,
         metered: bool = False,
+        fault: Fault | None = None,
     ) -> None:
-        """``metered``: the store counts fuel, and host work is charged to it (SPEC 5.3)."""
+        """``metered``: the store counts fuel, and host work is charged to it (SPEC 5.3).
+        ``fault``: told of every countable call (:mod:`cod.wasm.fault`); a devstack liar's only."""
         self.metered = metered
+        self.fault = fault
         self.args = [a.encode() + b"\x00" for a in args]
         self.env = [k.encode() + b"=" + v.encode() + b"\x00" for k, v in env]
         self.clock = clock
@@ -283,6 +287,8 @@ class Wasi:
         view = self._view(caller)
         self._span(view, ptr, 8)
         self._put(view, ptr, "<Q", self.clock.read())
+        if self.fault is not None:
+            self.fault.returned([view[ptr : ptr + 8]], 8)
         return abi.SUCCESS
 
     def _charge(self, caller: wasmtime.Caller, fuel: int) -> None:
@@ -294,6 +300,8 @@ class Wasi:
         out = self._span(self._view(caller), buf, length)  # EFAULT before any byte is generated
         self._charge(caller, FUEL_PER_RANDOM_BYTE * length)
         out[:] = self.random.read(length)
+        if self.fault is not None:
+            self.fault.returned([out], length)
         return abi.SUCCESS
 
     def sched_yield(self, caller: wasmtime.Caller) -> int:
@@ -565,6 +573,8 @@ class Wasi:
             n = self._read_at(handle, bufs, handle.position)
             handle.position += n
         self._put(view, nread_ptr, "<I", n)
+        if self.fault is not None:
+            self.fault.returned(bufs, n)
         return abi.SUCCESS
 
     def fd_pread(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, offset: int, nread_ptr: int) -> int:
@@ -577,6 +587,8 @@ class Wasi:
         self._span(view, nread_ptr, 4)
         n = self._read_at(handle, bufs, offset & U64)
         self._put(view, nread_ptr, "<I", n)
+        if self.fault is not None:
+            self.fault.returned(bufs, n)
         return abi.SUCCESS
 
     def _read_at(self, handle: Handle, bufs: list[memoryview], offset: int) -> int:

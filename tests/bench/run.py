@@ -293,6 +293,10 @@ def main() -> int:
     import serving
 
     report += ["", "## Stage 9: the guarded site against aiohttp's TCPSite", "", *serving.section()]
+    import trials
+
+    report += ["", "## Stage 11: one honest node against 1 to 9 colluding liars, 100 seeded trials", "",
+               *trials.section()]
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "bench" / "ledger_http.py")], capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     report += ["", "## Stage 9: the ledger's write path over HTTP", "",

@@ -178,6 +178,7 @@ CASES: dict[str, list[Case]] = {
         case("devstack", "--nodes", "33", code=USAGE, text="1 to 32"),
         case("devstack", "--nodes", "3", "--bad-nodes", "5", code=USAGE, text="--bad-nodes"),
         case("devstack", "--bad-nodes", "-1", code=USAGE, text="--bad-nodes"),
+        case("devstack", "--bad-mode", "sometimes", code=USAGE, text="--bad-mode"),
         case("devstack", "--nodes", "x", code=USAGE, text="--nodes"),
         case("devstack", "--base-dir", "{tmp}/file/x", code=LOCAL_PATH, text="--base-dir", files={"file": b"x"}),
     ],

@@ -224,3 +224,33 @@ def test_fuel_over_the_nodes_cap_names_the_cap_and_the_option(tmp_path: Path) ->
     assert ("hint: --fuel 100000000000000 is over the max_fuel the nodes publish (10000000000000): give --fuel "
             "10000000000000 or less, or nodes with a higher max_fuel") in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_devstack_of_random_liars_marks_them_and_the_referee_names_them(tmp_path: Path) -> None:
+    """Stage 11 (SPEC 11.8): `cod devstack --bad-mode random` keeps its listing (each liar's line
+    marked "(lies)", its mode after it); the liars agree on one lie, and the referee beats it."""
+    env = dict(os.environ, COD_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
+    env.pop("COD_NODES", None)
+    stack = subprocess.Popen([sys.executable, "-m", "cod", "devstack", "--nodes", "3", "--bad-nodes", "2",
+                              "--bad-mode", "random"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True, env=env)
+    lines: list[str] = []
+    try:
+        assert stack.stdout is not None
+        while len(lines) < 3:
+            line = stack.stdout.readline()
+            assert line, "devstack ended early"
+            if line.startswith("node "):
+                lines.append(line.rstrip("\n"))
+        assert [line.endswith("  (lies) random") for line in lines] == [False, True, True]
+        assert not lines[0].endswith(")") and len(lines[0].split()) == 4
+        network = Network(env, [lines[0].split()[3]], [line.split()[3] for line in lines[1:]], tmp_path)
+        view = json.loads(network.run(network.honest + network.liars, "--json", "--verify", "3", "--quorum", "2",
+                                      "--referee", "self").stdout)
+        by_url = {node["url"]: node for node in view["nodes"]}
+        assert (view["outcome"], view["result_cid"]) == ("verified-by-referee", WORDCOUNT["expect"]["result_cid"])
+        assert sorted(view["liars"]) == sorted(by_url[url]["node_id"] for url in network.liars)
+        assert len({by_url[url]["result_cid"] for url in network.liars}) == 1  # they collude
+    finally:
+        stack.send_signal(signal.SIGINT)
+        stack.wait(timeout=30)
