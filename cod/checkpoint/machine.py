@@ -18,6 +18,7 @@ import inspect
 import os
 import struct
 import tempfile
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,7 +140,14 @@ class Machine:
         self.wasi.define(linker, self.engine.functypes)
         Telemetry().define(linker, self.code)
         hook = wasmtime.FuncType([wasmtime.ValType.i32()], [])
-        hostcall.define(linker, transform.HOOK_MODULE, transform.HOOK_NAME, hook, ("i", ""), self._hook)
+        me = weakref.ref(self)  # the host function must not keep the machine (and its store) alive
+
+        def call_hook(caller: wasmtime.Caller, where: int) -> None:
+            machine = me()
+            if machine is not None:
+                machine._hook(caller, where)
+
+        hostcall.define(linker, transform.HOOK_MODULE, transform.HOOK_NAME, hook, ("i", ""), call_hook)
         with hostcall.reraise_pending():
             try:
                 instance = linker.instantiate(self.store, self.module)

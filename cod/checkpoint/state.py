@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from ..wasm.vfs import MAX_OUTPUT_COMPONENTS
 from . import merkle
 from .codec import Reader, Writer
 from .errors import CheckpointError
@@ -20,7 +21,7 @@ STATE_MAGIC = b"cod-state-v1"
 VALTYPES = {0x7F: 4, 0x7E: 8, 0x7D: 4, 0x7C: 8}  # i32, i64, f32, f64: the bytes of their bits
 KIND_STREAM, KIND_DIRECTORY, KIND_FILE = 0, 1, 2
 DIR, FILE, SYMLINK = 3, 4, 7  # WASI filetypes
-MAX_DEPTH = 64
+MAX_DEPTH = MAX_OUTPUT_COMPONENTS  # how deep the writable mount's tree may be (255)
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,10 @@ def _handle(record: Fd, mounts: dict[bytes, Mount]) -> Handle:
     if mount is None:
         raise CheckpointError(f"the snapshot's fd {record.fd} is on the mount {record.where!r}, which the spec "
                               "does not have")
+    wanted = abi.FILETYPE_DIRECTORY if record.kind == KIND_DIRECTORY else abi.FILETYPE_REGULAR_FILE
+    if record.filetype != wanted:
+        raise CheckpointError(f"malformed snapshot: fd {record.fd} of kind {record.kind} has filetype "
+                              f"{record.filetype}")
     _check_path(mount, record)
     if record.kind == KIND_DIRECTORY:
         return Handle(abi.FILETYPE_DIRECTORY, mount=mount, comps=record.comps, **common)  # type: ignore[arg-type]
