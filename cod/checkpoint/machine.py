@@ -74,12 +74,15 @@ class Machine:
     """
 
     def __init__(self, spec: JobSpec, wasm: bytes, sources: Mapping[str, str | os.PathLike[str]], engine: Engine,
-                 modules: Mapping[str, bytes] | None = None, fault: Any = None, base: bool = True) -> None:
+                 modules: Mapping[str, bytes] | None = None, fault: Any = None, base: bool = True,
+                 stride: int = transform.DEFAULT_STRIDE) -> None:
         spec.validate()
         if spec.engine != ENGINE_WASM:
             raise SpecError("engine", f"{spec.engine!r} jobs do not run on the WASM executor")
         if module_cid(wasm) != spec.module:
             raise ModuleError(f"module bytes hash to {module_cid(wasm)}, not to the spec's module {spec.module}")
+        if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride < 1 << 31:
+            raise CheckpointError(f"a hook stride is from 1 to 2^31 - 1, not {stride!r}")
         if not engine.fuel:
             raise CheckpointError("checkpoints fall at fuel counts: the engine must meter fuel")
         executor.check_module(spec, wasm, engine, modules)
@@ -91,16 +94,17 @@ class Machine:
         self.closed = False
         self.work = Path(tempfile.mkdtemp(prefix="cod-checkpoint-run-"))
         try:
-            self._setup(sources, fault, base)
+            self._setup(sources, fault, base, stride)
         except BaseException:
             self.close()
             raise
         self.saved = b""
+        self.rewinding = False
         self.resume_fuel = 0  # the fuel left at the hook call a rewind returns to
         self.unwound_at: int | None = None
 
     # -- setup ----------------------------------------------------------------------------
-    def _setup(self, sources: Mapping[str, str | os.PathLike[str]], fault: Any, base: bool) -> None:
+    def _setup(self, sources: Mapping[str, str | os.PathLike[str]], fault: Any, base: bool, stride: int) -> None:
         spec, limits = self.spec, self.spec.limits
         staging = self.work / "run"
         staging.mkdir(mode=DIR_MODE)
@@ -164,6 +168,10 @@ class Machine:
         self.start_rewind = self._func(exports, "asyncify_start_rewind")
         self.stop_rewind = self._func(exports, "asyncify_stop_rewind")
         self.get_state = self._func(exports, "asyncify_get_state")
+        found = exports.get(transform.STRIDE_EXPORT)
+        if not isinstance(found, wasmtime.Global):
+            raise CheckpointError(f"the instrumented module exports no global {transform.STRIDE_EXPORT!r}")
+        found.set_value(self.store, wasmtime.Val.i32(stride))
         self.globals: list[wasmtime.Global] = []
         for n in range(transform.global_count(self.code)):
             g = exports.get(transform.GLOBAL_EXPORT.format(n))
@@ -220,7 +228,10 @@ class Machine:
 
     def _hook(self, caller: wasmtime.Caller, _where: int) -> None:
         context = caller._context()
-        if self.get_state(caller) == REWINDING:
+        if self.rewinding:  # the one hook call a rewind reaches (asyncify_get_state() == 2)
+            self.rewinding = False
+            if self.get_state(caller) != REWINDING:
+                raise CheckpointError("the rewind reached another hook call than the one it was taken at")
             self.stop_rewind(caller)
             view = self._view(caller)
             view[:len(self.saved)] = self.saved
@@ -302,6 +313,7 @@ class Machine:
         self.resume_fuel = fuel_left
         self.store.set_fuel(FREE_FUEL)
         self.start_rewind(self.store, 0)
+        self.rewinding = True
 
     # -- state ----------------------------------------------------------------------------
     def capture(self, fuel: int, asyncify: bytes) -> State:

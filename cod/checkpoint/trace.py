@@ -13,6 +13,7 @@ from ..wasm.engine import Engine
 from . import state as states
 from .errors import CheckpointError
 from .machine import Machine
+from .transform import DEFAULT_STRIDE
 
 FINAL = -1
 """In ``keep``: retain the snapshot of the final state too (``Trace.final_snapshot``)."""
@@ -38,17 +39,20 @@ class Trace:
 
 
 def trace(spec: JobSpec, wasm: bytes, sources: Mapping[str, str | os.PathLike[str]], engine: Engine, interval: int,
-          modules: Mapping[str, bytes] | None = None, fault: Any = None, keep: set[int] | None = None) -> Trace:
+          modules: Mapping[str, bytes] | None = None, fault: Any = None, keep: set[int] | None = None,
+          stride: int = DEFAULT_STRIDE) -> Trace:
     """Run ``spec`` (module bytes ``wasm``, inputs ``sources`` as :func:`cod.wasm.executor.run`
     takes them) under the checkpoint transform, with a checkpoint at the first hook call whose
     fuel consumed is at or past the next boundary: 0 first, then after a checkpoint at fuel f,
     (f // interval + 1) * interval. ``keep``: the checkpoint indices whose snapshots are
-    retained (FINAL: the final state's). Raises CheckpointError, and what a run raises."""
+    retained (FINAL: the final state's). ``stride``: the host sees the first hook call and then
+    every stride-th (SPEC 11.6); it is a global of the state, so a resumed segment keeps it.
+    Raises CheckpointError, and what a run raises."""
     if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
         raise CheckpointError(f"a checkpoint interval is a positive number of fuel units, not {interval!r}")
     wanted = keep or set()
     boundary = [0]
-    machine = Machine(spec, wasm, sources, engine, modules, fault)
+    machine = Machine(spec, wasm, sources, engine, modules, fault, stride=stride)
     machine.due = lambda fuel: fuel >= boundary[0]
     points: list[tuple[int, int, str]] = []
     snapshots: dict[int, bytes] = {}

@@ -19,6 +19,7 @@ other fuel.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -39,6 +40,13 @@ FEATURES = ("--enable-sign-ext", "--enable-mutable-globals", "--enable-nontrappi
             "--enable-reference-types", "--enable-tail-call")
 """The proposals cod's engine accepts (cod.wasm.engine.ENGINE_SETTINGS) that Binaryen 108 knows."""
 LOG_PASS = ("--log-execution",)
+DEFAULT_STRIDE = 1024
+"""The host sees the first call of the logging hook, then every stride-th one: the stride is the
+global exported as STRIDE_EXPORT, DEFAULT_STRIDE unless the host sets it before the run (a host
+call costs about 15 us, a hook call a few fuel)."""
+STRIDE_FUNC, STRIDE_GLOBAL, STRIDE_RESET = "$cod_checkpoint_hook", "$cod_checkpoint_countdown", "$cod_checkpoint_stride"
+STRIDE_EXPORT = "cod:stride"
+_HOOK_IMPORT = re.compile(r'\(import "env" "log_execution" \(func (\$\S+) \(param i32\)\)\)')
 ASYNCIFY_PASS = ("--asyncify", f"--pass-arg=asyncify-imports@{HOOK_MODULE}.{HOOK_NAME}", "-O1")
 WASM_OPT_TIMEOUT_S = 600
 GLOBAL_SECTION, EXPORT_SECTION, START_SECTION = 6, 7, 8
@@ -77,14 +85,45 @@ def instrument(wasm: bytes) -> bytes:
         raise CheckpointError(f"cannot instrument for checkpoints: {why}")
     _check_input(wasm)
     with tempfile.TemporaryDirectory(prefix="cod-checkpoint-") as work:
-        source, logged, out = (os.path.join(work, name) for name in ("in.wasm", "log.wasm", "out.wasm"))
+        source, logged, strided, out = (os.path.join(work, name)
+                                        for name in ("in.wasm", "log.wat", "stride.wat", "out.wasm"))
         with open(source, "wb") as f:
             f.write(wasm)
-        _run([source, *FEATURES, *LOG_PASS, "-o", logged])
-        _run([logged, *FEATURES, *ASYNCIFY_PASS, "-o", out])
+        _run([source, *FEATURES, *LOG_PASS, "-S", "-o", logged])
+        with open(logged, encoding="utf-8") as f:
+            text = f.read()
+        with open(strided, "w", encoding="utf-8") as f:
+            f.write(add_stride(text))
+        _run([strided, *FEATURES, *ASYNCIFY_PASS, "-o", out])
         with open(out, "rb") as f:
             transformed = f.read()
     return export_globals(transformed)
+
+
+def add_stride(text: str) -> str:
+    """Step 2 of the transform, on the text wasm-opt printed: every call of the hook import
+    becomes a call of a new function that counts down a new global and calls the import only
+    when it reaches 0 (then it starts again from the stride global, exported as STRIDE_EXPORT)."""
+    found = _HOOK_IMPORT.search(text)
+    if found is None:
+        raise CheckpointError("wasm-opt --log-execution added no env.log_execution import")
+    if "$cod_checkpoint_" in text or f'"{STRIDE_EXPORT}"' in text:
+        raise CheckpointError("the module already has names the transform adds ($cod_checkpoint_*, cod:stride)")
+    hook = found.group(1)
+    calls = re.compile(r"\(call " + re.escape(hook) + r"(?=[\s)])")
+    body = calls.sub(f"(call {STRIDE_FUNC}", text)
+    end = body.rstrip().rfind(")")
+    if end < 0:
+        raise CheckpointError("wasm-opt printed no module")
+    added = (f" (global {STRIDE_GLOBAL} (mut i32) (i32.const 1))\n"
+             f" (global {STRIDE_RESET} (mut i32) (i32.const {DEFAULT_STRIDE}))\n"
+             f' (export "{STRIDE_EXPORT}" (global {STRIDE_RESET}))\n'
+             f" (func {STRIDE_FUNC} (param $where i32)\n"
+             f"  (global.set {STRIDE_GLOBAL} (i32.sub (global.get {STRIDE_GLOBAL}) (i32.const 1)))\n"
+             f"  (if (i32.eqz (global.get {STRIDE_GLOBAL}))\n"
+             f"   (then (global.set {STRIDE_GLOBAL} (global.get {STRIDE_RESET})) (call {hook} (local.get $where))))\n"
+             " )\n")
+    return body[:end] + added + body[end:]
 
 
 def _run(args: list[str]) -> None:

@@ -70,7 +70,10 @@ def test_hand_derived_final_state_hash(engine: Engine, tmp_path: Path) -> None:
     for n in range(1, 11):
         memory[100 + n] = n
     leaf = hashlib.sha256(b"\x00" + bytes(memory)).digest()  # one page: the root is its leaf
-    globals_ = [(0x7F, 10), (0x7E, (1 << 64) - 2), (0x7F, 0), (0x7F, 0)]  # g, h, Asyncify's state and data
+    # g, h; the hook's countdown: 1 at the start, the host saw the first of the 12 hook calls (the
+    # entry, 10 loop headers, the end of the body), reset to the stride 1024, 11 calls since; the
+    # stride; Asyncify's state and data pointer
+    globals_ = [(0x7F, 10), (0x7E, (1 << 64) - 2), (0x7F, 1024 - 11), (0x7F, 1024), (0x7F, 0), (0x7F, 0)]
     fds = (stream_fd(0, b"stdin", rights.STDIN) + stream_fd(1, b"stdout", rights.STDOUT)
            + stream_fd(2, b"stderr", rights.STDOUT)
            + u32(3) + bytes([abi.FILETYPE_DIRECTORY, 1]) + text(b"/outputs") + u32(0)

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.skipif(available() is not None, reason=str(available())
 
 INTERVALS = {"wordcount": 20_000, "wordfreq": 50_000, "fsprog": 100_000}
 """wordcount (C, reads inputs), wordfreq (Rust), fsprog (C: files and fds of its own under /outputs)."""
+STRIDE = 64  # small jobs: the host sees every 64th hook call
 
 
 def _job(name: str) -> tuple[JobSpec, bytes, dict[str, str]]:
@@ -34,7 +35,8 @@ _TRACES: dict[str, tuple[Trace, Any]] = {}
 def _traced(name: str, engine: Engine) -> tuple[Trace, Any]:
     if name not in _TRACES:
         spec, wasm, sources = _job(name)
-        _TRACES[name] = (trace(spec, wasm, sources, engine, INTERVALS[name], keep=set(range(1000)) | {FINAL}),
+        _TRACES[name] = (trace(spec, wasm, sources, engine, INTERVALS[name], keep=set(range(1000)) | {FINAL},
+                                 stride=STRIDE),
                          (spec, wasm, sources))
     return _TRACES[name]
 
@@ -76,12 +78,12 @@ def test_the_traced_result_is_the_plain_result(name: str, engine: Engine, tmp_pa
 
 def test_the_same_spec_gives_the_same_hashes(engine: Engine) -> None:
     first, (spec, wasm, sources) = _traced("wordcount", engine)
-    again = trace(spec, wasm, sources, engine, INTERVALS["wordcount"])
+    again = trace(spec, wasm, sources, engine, INTERVALS["wordcount"], stride=STRIDE)
     assert again.checkpoints == first.checkpoints
     assert (again.final_hash, again.fuel_used, again.result_cid) == (first.final_hash, first.fuel_used,
                                                                      first.result_cid)
     assert again.snapshots == {}  # none kept unless asked
-    coarser = trace(spec, wasm, sources, engine, 2 * INTERVALS["wordcount"])
+    coarser = trace(spec, wasm, sources, engine, 2 * INTERVALS["wordcount"], stride=STRIDE)
     assert coarser.final_hash == first.final_hash  # checkpoints do not change the run
     # a checkpoint at the same hook call is the same state, whatever else was checkpointed
     assert len(coarser.checkpoints) < len(first.checkpoints)

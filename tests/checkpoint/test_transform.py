@@ -30,8 +30,9 @@ def test_instrument_is_deterministic_and_exports_what_checkpoints_need() -> None
                  "asyncify_stop_rewind", "asyncify_get_state"):
         assert isinstance(exports[name], wasmtime.FuncType), name
     globals_ = sorted(name for name, ty in exports.items() if isinstance(ty, wasmtime.GlobalType))
-    # wasi-libc's stack pointer, and Asyncify's state and data pointer
-    assert globals_ == ["cod:global:0", "cod:global:1", "cod:global:2"]
+    # wasi-libc's stack pointer, the hook's countdown and stride, Asyncify's state and data pointer
+    assert globals_ == ["cod:global:0", "cod:global:1", "cod:global:2", "cod:global:3", "cod:global:4",
+                        "cod:stride"]
 
 
 def test_export_globals_adds_an_export_section_when_there_is_none() -> None:
