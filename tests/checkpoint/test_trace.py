@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from cod import Engine, JobSpec, run
+from cod import Engine, JobSpec, module_cid, run
 from cod.checkpoint import FINAL, CheckpointError, Trace, available, resume, snapshot_hash, trace
 from cod.checkpoint.state import decode
 
 from ..helpers import VECTORS, load_vector
+from .test_state import TINY
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
 
@@ -100,3 +101,19 @@ def test_refusals(engine: Engine) -> None:
     other, _ = _traced("wordfreq", engine)
     with pytest.raises(CheckpointError):  # a snapshot of another module
         resume(spec, wasm, sources, engine, other.snapshots[1], 10**6)
+
+
+def test_the_host_sees_the_first_hook_call_then_every_stride_th(engine: Engine) -> None:
+    spec = JobSpec(module=module_cid(TINY))
+    every = trace(spec, TINY, {}, engine, 1, stride=1, keep=set(range(12)))
+    assert len(every.checkpoints) == 12  # the entry, 10 loop headers, the end of the body
+    fourth = trace(spec, TINY, {}, engine, 1, stride=4)
+    assert len(fourth.checkpoints) == 3  # hook calls 1, 5 and 9
+    assert fourth.final_hash != every.final_hash  # the stride and the countdown are state
+    for i in range(11):  # every segment of the tiny run
+        reached, _ = resume(spec, TINY, {}, engine, every.snapshots[i], every.checkpoints[i + 1][1])
+        assert reached == every.checkpoints[i + 1][2]
+    reached, _ = resume(spec, TINY, {}, engine, every.snapshots[11], every.fuel_used + 1)
+    assert reached == every.final_hash
+    with pytest.raises(CheckpointError, match="stride"):
+        trace(spec, TINY, {}, engine, 1, stride=0)
