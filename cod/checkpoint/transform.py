@@ -46,7 +46,7 @@ global exported as STRIDE_EXPORT, DEFAULT_STRIDE unless the host sets it before 
 call costs about 15 us, a hook call a few fuel)."""
 STRIDE_FUNC, STRIDE_GLOBAL, STRIDE_RESET = "$cod_checkpoint_hook", "$cod_checkpoint_countdown", "$cod_checkpoint_stride"
 STRIDE_EXPORT = "cod:stride"
-_HOOK_IMPORT = re.compile(r'\(import "env" "log_execution" \(func (\$\S+) \(param i32\)\)\)')
+_HOOK_IMPORT = re.compile(r'^ \(import "env" "log_execution" \(func (\$\S+) \(param i32\)\)\)$', re.M)
 ASYNCIFY_PASS = ("--asyncify", f"--pass-arg=asyncify-imports@{HOOK_MODULE}.{HOOK_NAME}", "-O1")
 WASM_OPT_TIMEOUT_S = 600
 GLOBAL_SECTION, EXPORT_SECTION, START_SECTION = 6, 7, 8
@@ -110,8 +110,12 @@ def add_stride(text: str) -> str:
     if "$cod_checkpoint_" in text or f'"{STRIDE_EXPORT}"' in text:
         raise CheckpointError("the module already has names the transform adds ($cod_checkpoint_*, cod:stride)")
     hook = found.group(1)
-    calls = re.compile(r"\(call " + re.escape(hook) + r"(?=[\s)])")
-    body = calls.sub(f"(call {STRIDE_FUNC}", text)
+    # wasm-opt prints a call with operands as "(call $name" alone on its line (a data segment's
+    # bytes are one quoted line, so they are never matched)
+    calls = re.compile(r"^(\s*)\(call " + re.escape(hook) + r"$", re.M)
+    body, count = calls.subn(lambda m: f"{m.group(1)}(call {STRIDE_FUNC}", text)
+    if count == 0:
+        raise CheckpointError("wasm-opt --log-execution printed no call of env.log_execution")
     end = body.rstrip().rfind(")")
     if end < 0:
         raise CheckpointError("wasm-opt printed no module")
@@ -143,6 +147,10 @@ def _run(args: list[str]) -> None:
 
 def _check_input(wasm: bytes) -> None:
     binary.check_binary(wasm)
+    for taken in (b"cod:global:", STRIDE_EXPORT.encode()):
+        if taken in wasm:
+            raise CheckpointError(f"the module holds the name {taken.decode()!r}, which the checkpoint "
+                                  "transform exports")
     for section, _, _, _ in binary.sections(wasm):
         if section == START_SECTION:
             raise CheckpointError("the checkpoint transform does not take a module with a start function",

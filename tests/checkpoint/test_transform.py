@@ -63,3 +63,22 @@ def test_refused_modules_say_why(source: str, match: str) -> None:
 def test_the_linked_vector_is_refused_for_now() -> None:
     with pytest.raises(CheckpointError, match="not supported yet"):
         instrument((VECTORS / "mixer.wasm").read_bytes())
+
+
+def test_hook_text_in_a_data_segment_is_left_alone() -> None:
+    from cod.checkpoint.transform import add_stride
+
+    text = ('(module\n (import "env" "log_execution" (func $fimport$1 (param i32)))\n'
+            ' (data (i32.const 0) "(call $fimport$1\\0a")\n'
+            ' (func $0\n  (call $fimport$1\n   (i32.const 0)\n  )\n )\n)\n')
+    out = add_stride(text)
+    assert '"(call $fimport$1\\0a"' in out  # the data's bytes as they were
+    assert "  (call $cod_checkpoint_hook\n   (i32.const 0)" in out
+    assert out.count("(call $fimport$1 (local.get $where))") == 1  # only the stride function calls the host
+
+
+def test_a_module_using_the_transform_export_names_is_refused() -> None:
+    wasm = bytes(wasmtime.wat2wasm('(module (global (export "cod:global:0") i32 (i32.const 1)) '
+                                    '(memory (export "memory") 1) (func (export "_start")))'))
+    with pytest.raises(CheckpointError, match="cod:global:"):
+        instrument(wasm)
