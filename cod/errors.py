@@ -33,8 +33,13 @@
     │   └── RateLimited           a write over the ledger's rate limits (HTTP 429); .limit names
     │                             the bucket, .retry_after the seconds to wait (exit 23)
     ├── AuditFailed               `cod ledger verify` found a problem; .problems lists all (exit 24)
-    └── KeyFileError              a key file is missing, damaged, exists already, or is readable
-                                  by others (exit 25)
+    ├── KeyFileError              a key file is missing, damaged, exists already, or is readable
+    │                             by others (exit 25)
+    ├── FraudProofError           a fraud proof is malformed, oversized, not canonical, its claim's
+    │                             signature does not verify or its job is not the claim's (exit 28);
+    │                             a proof whose claim re-execution shows true is refuted (exit 28)
+    └── FraudUndecided            a fraud proof cannot be judged here: another profile, content not
+                                  obtainable by CID, the fuel bound (exit 29)
 
 Verification outcomes (verified, mismatch, incomplete, unverifiable) are results, not errors:
 `cod run --verify` maps them to exit codes 0, 10, 11 and 12 (13: nodes of different
@@ -258,6 +263,19 @@ class KeyFileError(CodError):
     """A key file is missing, damaged, exists already (keygen), or is readable by others."""
 
     code = 25
+
+
+class FraudProofError(CodError):
+    """A fraud proof (SPEC 11.5) is not one: malformed, oversized, not canonical, a claim whose
+    signature does not verify or whose job is not the proof's job; or a refuted accusation."""
+
+    code = 28
+
+
+class FraudUndecided(CodError):
+    """A fraud proof cannot be judged here (SPEC 11.5): the message says why (a profile, a CID)."""
+
+    code = 29
 
 
 class MissingModules(ModuleError):

@@ -37,6 +37,8 @@ class Ruling:
     refused: str | None = None
     method: str = "self"
     rounds: int = 0
+    exit_code: int | None = None  # of the re-execution that gave ``result_cid`` (a fraud proof carries them)
+    trap: str | None = None
 
     def to_json(self, liars: list[str]) -> dict[str, Any]:
         return {"method": self.method, "result_cid": self.result_cid, "job_fuel": self.job_fuel,
@@ -98,7 +100,7 @@ def reexecute(job: PreparedJob, profile: str, fuel: int | None = None, cache_dir
         ruling.refused = (f"the referee's fuel bound ({bound} of the job's {job_fuel}) ran out before the job "
                           "ended (raise --referee-fuel)")
         return ruling
-    ruling.result_cid = result.result_cid
+    ruling.result_cid, ruling.exit_code, ruling.trap = result.result_cid, result.exit_code, result.trap
     return ruling
 
 

@@ -164,28 +164,44 @@ def init(data_dir: str, root_keys: tuple[str, ...], threshold: int, origin: str 
               help="Refusals one signing key may post at once (all addresses together); one more per REFILL_MS.")
 @click.option("--anonymous-limit", metavar="BURST:REFILL_MS", default="1000:50", show_default=True,
               help="Anonymous writes (evidence, refusals) of all addresses together at once; one more per REFILL_MS.")
+@click.option("--fraud-limit", metavar="BURST:REFILL_MS", default="10:60000", show_default=True,
+              help="Fraud proofs one address may post, and that may accuse one key, at once; one more per REFILL_MS.")
+@click.option("--audit", "audit", type=AsciiFloat(min=0.0, max=1.0), default=0.0, show_default=True,
+              help="Share P of newly eligible jobs re-executed before they enter the moderation queue (0 to 1).")
+@click.option("--fetch-node", "fetch_nodes", multiple=True, metavar="URL",
+              help="A node the ledger fetches modules and inputs from by CID for checks and audits (repeatable; "
+                   "the --scan-node nodes are always asked).")
+@click.option("--fraud-fuel", type=AsciiInt(1, 2**63 - 1), default=10_000_000_000, show_default=True,
+              help="Fuel one fraud-proof check or audit re-executes at most.")
+@click.option("--fraud-bytes", type=AsciiInt(1, 2**63 - 1), default=256 << 20, show_default=True,
+              help="Bytes one fraud-proof check or audit fetches at most.")
 def serve(data_dir: str, host: str, port: int, scan_nodes: tuple[str, ...], scan_interval: float,
-          witnesses: tuple[str, ...], address_limit: str, key_limit: str, anonymous_limit: str) -> None:
+          witnesses: tuple[str, ...], address_limit: str, key_limit: str, anonymous_limit: str, fraud_limit: str,
+          audit: float, fetch_nodes: tuple[str, ...], fraud_fuel: int, fraud_bytes: int) -> None:
     """Serve the ledger's HTTP API (SPEC.md 12.7) and the log as C2SP tlog-tiles.
 
     \b
     Examples:
       cod ledger serve --data-dir ./ledger --port 8090
       cod ledger serve --data-dir ./ledger --scan-node http://127.0.0.1:1234 --witness VKEY=http://127.0.0.1:8091
+      cod ledger serve --data-dir ./ledger --scan-node http://127.0.0.1:1234 --audit 0.1
     """
+    from ..ledger.frauds import FraudOptions, audit_rate
     from ..ledger.rates import Rate, WriteLimits
     from ..ledger.server import Witness, serve_forever
     from ..urls import node_url_problem
 
-    for url in scan_nodes:
+    for url in scan_nodes + fetch_nodes:
         problem = node_url_problem(url)
         if problem:
-            raise UsageError(f"--scan-node {url!r} {problem}", "give a node's URL, e.g. http://127.0.0.1:1234")
+            raise UsageError(f"node URL {url!r} {problem}", "give a node's URL, e.g. http://127.0.0.1:1234")
     parsed = [Witness.parse(w) for w in witnesses]
     limits = WriteLimits(Rate.parse(address_limit, "--address-limit"), Rate.parse(key_limit, "--key-limit"),
-                         Rate.parse(anonymous_limit, "--anonymous-limit"))
+                         Rate.parse(anonymous_limit, "--anonymous-limit"), Rate.parse(fraud_limit, "--fraud-limit"))
+    fraud = FraudOptions(nodes=tuple(dict.fromkeys(scan_nodes + fetch_nodes)), fuel=fraud_fuel, max_bytes=fraud_bytes,
+                         audit_rate=audit_rate(audit))
     asyncio.run(serve_forever(Path(data_dir), host, port, witnesses=parsed, scan_nodes=list(scan_nodes),
-                              scan_interval=scan_interval, limits=limits))
+                              scan_interval=scan_interval, limits=limits, fraud=fraud))
 
 
 @ledger.command()

@@ -69,7 +69,9 @@ def _fresh(signers: Any) -> str:
 
 QUEUE_COLUMNS = [Column("short_id", "ID"), Column("job", "JOB"), Column("result", "RESULT"), Column("entry", "ENTRY"),
                  Column("nodes", "NODES", show=lambda nodes: str(len(nodes or []))),
-                 Column("signers", "NEW KEYS", show=_fresh)]
+                 Column("signers", "NEW KEYS", show=_fresh),
+                 Column("audited", "AUDITED", show=lambda a: "yes" if a else "no"),
+                 Column("flags", "LIARS", show=lambda flags: str(len(flags or [])))]
 
 
 def _signer_lines(e: dict[str, Any]) -> list[str]:
@@ -82,18 +84,23 @@ def _signer_lines(e: dict[str, Any]) -> list[str]:
 
 @moderation.command()
 @ledger_option
+@click.option("--audited", is_flag=True, help="Only jobs whose result an audit of the ledger re-executed and "
+              "confirmed, and whose agreeing nodes no fraud proof names (SPEC.md 12.10).")
 @output_options
-def queue(ledger_url: str | None, out: Output) -> None:
+def queue(ledger_url: str | None, audited: bool, out: Output) -> None:
     """Eligible jobs waiting for a decision, oldest first: job, result, the eligibility entry, agreeing nodes.
 
     \b
     Examples:
       cod moderation queue --ledger http://127.0.0.1:8090
       cod moderation queue --csv > queue.csv
+      cod moderation queue --audited
     """
     from verifier.jobview import short_ids
 
     jobs = call(client(ledger_url).queue_all())
+    if audited:
+        jobs = [j for j in jobs if j.get("audited") and not j.get("flags")]
     shorts = short_ids(j["job"] for j in jobs)
     jobs = [dict(j, short_id=shorts.get(j["job"])) for j in jobs]
     out.rows(jobs, QUEUE_COLUMNS, empty="the moderation queue is empty")

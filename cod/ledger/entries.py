@@ -40,13 +40,16 @@ DECISION = "cod/ledger/decision/v2"
 PROPOSAL = "cod/ledger/proposal/v2"
 APPROVAL = "cod/ledger/approval/v2"
 REFUSAL = "cod/ledger/refusal/v1"        # a node's statement about a job, not about a ledger: no origin
+FRAUD = "cod/ledger/fraud/v1"            # a checked fraud proof (the ledger's own entry; it carries the liar's statement)
+AUDIT = "cod/ledger/audit/v1"            # the ledger's draw for an eligible entry, and its re-execution if drawn
+AUDIT_DRAW = "cod/ledger/audit-draw/v1"  # what the log key signs to draw an audit (never a leaf)
 BLESS_V1 = "cod/ledger/bless/v1"
 DECISION_V1 = "cod/ledger/decision/v1"
 PROPOSAL_V1 = "cod/ledger/proposal/v1"
 APPROVAL_V1 = "cod/ledger/approval/v1"
 OLD_KINDS = {BLESS_V1: BLESS, DECISION_V1: DECISION, PROPOSAL_V1: PROPOSAL, APPROVAL_V1: APPROVAL}
 """Kinds that name no ledger -> the kind that replaced them: replayed from a log, never appended again."""
-KINDS = (GENESIS, BLESS, ELIGIBILITY, DECISION, PROPOSAL, APPROVAL, REFUSAL, *OLD_KINDS)
+KINDS = (GENESIS, BLESS, ELIGIBILITY, DECISION, PROPOSAL, APPROVAL, REFUSAL, FRAUD, AUDIT, *OLD_KINDS)
 SIGNED_KINDS = (BLESS, DECISION, PROPOSAL, APPROVAL, REFUSAL, *OLD_KINDS)
 SIGNER_FIELD = {BLESS: "signer", DECISION: "moderator", PROPOSAL: "proposer", APPROVAL: "approver", REFUSAL: "node",
                 BLESS_V1: "signer", DECISION_V1: "moderator", PROPOSAL_V1: "proposer", APPROVAL_V1: "approver"}
@@ -69,6 +72,8 @@ SOURCES = ("list", "lotus-state-market-deals")
 ACTIONS = ("approve", "reject")
 CHANGES = ("add", "remove")
 POLICIES = ("fil-plus-only", "prefer-fil-plus")
+OUTCOMES = ("agrees", "disagrees", "undecided")
+MAX_AUDIT_RATE = 1_000_000       # an audit rate is in millionths: 1,000,000 audits every eligible entry
 
 
 class EntryRefused(LedgerRefused):
@@ -360,7 +365,59 @@ class Eligibility:
                 "nodes": list(self.nodes), "blessings": dict(sorted(self.blessings.items()))}
 
 
-Entry = Union[Genesis, Signed, Eligibility]
+@dataclass(frozen=True)
+class Fraud:
+    """A fraud proof the ledger checked itself (SPEC.md 12.10): the proof and what it names.
+
+    ``proof_id``, ``liar``, ``job`` and ``claimed`` are the proof's own (its ID, the claim's node,
+    job and result); ``result`` is the result CID of the ledger's own re-execution (null when
+    its check re-executed only a segment).
+    """
+
+    proof: dict[str, Any]
+    proof_id: str
+    liar: str
+    job: str
+    claimed: str
+    result: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": FRAUD, "proof": self.proof, "proof_id": self.proof_id, "liar": self.liar, "job": self.job,
+                "claimed": self.claimed, "result": self.result}
+
+
+@dataclass(frozen=True)
+class Audit:
+    """The ledger's audit draw for an eligibility entry, and what its re-execution found (SPEC.md 12.10)."""
+
+    job: str
+    eligibility: int
+    rate: int
+    draw: bytes
+    selected: bool
+    outcome: str | None
+    result: str | None
+    reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": AUDIT, "job": self.job, "eligibility": self.eligibility, "rate": self.rate,
+                "draw": base64.b64encode(self.draw).decode(), "selected": self.selected, "outcome": self.outcome,
+                "result": self.result, "reason": self.reason}
+
+
+def draw_message(origin: str, eligibility: int, leaf_hash: str) -> bytes:
+    """What the log key signs to draw an audit of eligibility entry ``eligibility``, whose leaf's
+    SHA-256 is ``leaf_hash`` (lowercase hex)."""
+    return canonical({"type": AUDIT_DRAW, "origin": origin, "eligibility": eligibility, "leaf_hash": leaf_hash})
+
+
+def drawn(draw: bytes, rate: int) -> bool:
+    """Whether a draw selects its entry at ``rate`` millionths: the first 8 bytes of SHA-256(draw),
+    big-endian, times 10^6, are below rate * 2^64."""
+    return int.from_bytes(hashlib.sha256(draw).digest()[:8], "big") * MAX_AUDIT_RATE < rate * 2**64
+
+
+Entry = Union[Genesis, Signed, Eligibility, Fraud, Audit]
 
 
 def check_origin(value: Any) -> str:
@@ -535,6 +592,63 @@ def _parse_eligibility(obj: Any) -> Eligibility:
                        reason, result, tuple(nodes), dict(blessings))
 
 
+def _parse_fraud(obj: Any) -> Fraud:
+    from ..errors import CodError
+    from ..fraud import FraudProof  # its parse checks the claim's signature too (a proof is self-contained)
+
+    o = _fields(obj, ("type", "proof", "proof_id", "liar", "job", "claimed", "result"), "the fraud entry")
+    try:
+        proof = FraudProof.parse(o["proof"])
+    except CodError as exc:
+        raise bad(f"proof is not a fraud proof: {exc.message[:300]}", "SPEC.md 12.10: the proof as cod fraud writes it"
+                  ) from None
+    for name, value in (("proof_id", proof.proof_id), ("liar", proof.liar), ("job", proof.job_cid),
+                        ("claimed", proof.claim.statement.result)):
+        if o[name] != value:
+            raise bad(f"{name} is not the proof's ({str(o[name])[:80]!r}, not {value!r})")
+    if proof.to_json() != o["proof"]:
+        raise bad("proof is not written as cod fraud writes it")
+    result = o["result"]
+    if result is not None:
+        check_cid(result, "result")
+        if result == o["claimed"]:
+            raise bad("result is the claimed result: the re-execution found no lie")
+    return Fraud(o["proof"], o["proof_id"], o["liar"], o["job"], o["claimed"], result)
+
+
+def fraud_entry(proof: Any, result: str | None) -> Fraud:
+    """The fraud leaf the ledger writes for a proof (a cod.fraud.FraudProof) it found ``result`` for."""
+    return Fraud(proof.to_json(), proof.proof_id, proof.liar, proof.job_cid, proof.claim.statement.result, result)
+
+
+def _parse_audit(obj: Any) -> Audit:
+    o = _fields(obj, ("type", "job", "eligibility", "rate", "draw", "selected", "outcome", "result", "reason"),
+                "the audit entry")
+    job = check_cid(o["job"], "job")
+    eligibility = check_int(o["eligibility"], "eligibility", 1, MAX_INDEX)
+    rate = check_int(o["rate"], "rate", 1, MAX_AUDIT_RATE)
+    draw = check_signature(o["draw"])
+    selected = check_bool(o["selected"], "selected")
+    if selected != drawn(draw, rate):
+        raise bad(f"selected is {str(selected).lower()}, but the draw {'does not select' if selected else 'selects'} "
+                  f"the entry at rate {rate}")
+    outcome, result, reason = o["outcome"], o["result"], o["reason"]
+    if not selected:
+        if (outcome, result, reason) != (None, None, None):
+            raise bad("an audit not drawn has outcome, result and reason null")
+    else:
+        check_choice(outcome, "outcome", OUTCOMES)
+        if outcome == "undecided":
+            check_text(reason, "reason")
+            if result is not None:
+                raise bad("an undecided audit has result null")
+        else:
+            check_cid(result, "result")
+            if reason is not None:
+                raise bad("a decided audit has reason null")
+    return Audit(job, eligibility, rate, draw, selected, outcome, result, reason)
+
+
 def check_size(leaf: bytes) -> None:
     """Refuse a leaf over MAX_LEAF_BYTES: 413 "TooLarge"."""
     if len(leaf) > MAX_LEAF_BYTES:
@@ -583,6 +697,10 @@ def parse_entry(obj: Any) -> Entry:
         return _parse_genesis(obj)
     if kind == ELIGIBILITY:
         return _parse_eligibility(obj)
+    if kind == FRAUD:
+        return _parse_fraud(obj)
+    if kind == AUDIT:
+        return _parse_audit(obj)
     return parse_signed(obj)
 
 
@@ -596,6 +714,10 @@ def kind_of(entry: Entry) -> str:
         return GENESIS
     if isinstance(entry, Eligibility):
         return ELIGIBILITY
+    if isinstance(entry, Fraud):
+        return FRAUD
+    if isinstance(entry, Audit):
+        return AUDIT
     return entry.kind
 
 

@@ -33,6 +33,8 @@ STATEMENT_FIELDS = ("exit_code", "fuel_used", "job", "node", "profile", "result"
 
 Blessed = Callable[[str], "int | None"]
 """The leaf index of the bless batch that first blessed a CID, or None."""
+Convicted = Callable[[str], "int | None"]
+"""The leaf index of the first fraud entry naming a node ID as the liar, or None (SPEC.md 12.10)."""
 Vouched = Callable[[str], bool]
 """Whether a node ID is among the agreeing nodes of a job a moderator approved (SPEC.md 12.5 rule 8)."""
 
@@ -191,16 +193,27 @@ def admit(recorded: tuple[dict[str, Any], ...], extra: list[dict[str, Any]],
     return [s for s in merged if _result(s) in kept]
 
 
-def judge(spec: Any, statements: Any, blessed: Blessed, check_signatures: bool = True) -> Judgement:
+def _never(node: str) -> int | None:
+    return None
+
+
+def judge(spec: Any, statements: Any, blessed: Blessed, check_signatures: bool = True,
+          convicted: Convicted = _never) -> Judgement:
     """Judge a job by the rules of SPEC.md 12.5, in order; the first failing rule is the reason.
 
+    Statements of keys that ``convicted`` names (a fraud entry before this one, SPEC.md 12.10)
+    stay in the evidence but count for nothing: rules 2 to 4 judge the others.
     Raises EntryRefused 422 "BadEvidence" (or "BadSignature") for malformed evidence.
     """
-    job, parsed, signed = parse_evidence(spec, statements, check_signatures)
-    as_json = tuple(s.to_json() for s in signed)
+    job, parsed, every = parse_evidence(spec, statements, check_signatures)
+    as_json = tuple(s.to_json() for s in every)
     spec_json = parsed.to_dict()
+    signed = [s for s in every if convicted(s.statement.node) is None]
+    aside = len(every) - len(signed)
 
     def no(reason: str) -> Judgement:
+        if aside and not reason.startswith(("docker", "input", "the job reads")):
+            reason += f" ({aside} statement(s) of proven liars set aside)"
         return Judgement(job, False, reason, None, (), {}, as_json, spec_json)
 
     if parsed.engine == ENGINE_DOCKER:

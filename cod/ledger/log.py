@@ -21,12 +21,13 @@ from ..errors import AuditFailed, KeyFileError, LocalPathError, NotFound, UsageE
 from ..identity import Identity
 from . import merkle, tiles
 from .checkpoint import Checkpoint
-from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Entry, EntryRefused, Genesis, Signed, check_id,
-                      check_new, kind_of, leaf_bytes, parse_leaf, parse_signed, proposal_id_of)
+from .entries import (APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, Audit, Entry, EntryRefused, Genesis, Signed,
+                      check_id, check_new, draw_message, drawn, fraud_entry, kind_of, leaf_bytes, parse_leaf,
+                      parse_signed, proposal_id_of)
 from .evidence import Judgement, parse_evidence
 from .note import NoteError, Signer, append_signatures, check_name, parse_signature_line
 from .posters import POSTERS_FILE, Posters
-from .state import LedgerState, Row, eligibility_entry
+from .state import FraudRecord, LedgerState, Row, claim_key, eligibility_entry
 from .store import DB_FILE, Store, connect, create, derived_differences, refresh_views
 
 LOG_KEY_FILE = "log.key"
@@ -57,6 +58,9 @@ class Ledger:
         self._queue_lock = threading.Lock()
         self._queue: list[_Request] = []
         self._posters = Posters(data_dir / POSTERS_FILE)
+        self.audit_rate = 0
+        """Millionths of newly eligible entries audited (`--audit P`); when not 0, an eligible entry
+        enters the moderation queue once its audit entry is recorded (12.10)."""
 
     # -- making and opening --------------------------------------------------------------------
     @classmethod
@@ -307,6 +311,50 @@ class Ledger:
                 self._posters.record(index, poster)
             return index, judgement, True
 
+    # -- fraud proofs and audits (12.10) ----------------------------------------------------------
+    def fraud_of(self, claim: dict[str, Any]) -> FraudRecord | None:
+        """The fraud entry of a liar's signed statement (SignedStatement.to_json()), if recorded."""
+        with self._lock:
+            return self._state.frauds.get(claim_key(claim))
+
+    def record_fraud(self, proof: Any, result: str | None) -> tuple[FraudRecord, bool]:
+        """Append the fraud entry of a proof (a cod.fraud.FraudProof) that this ledger checked and
+        found ``result`` for; (its record, True), or (the recorded one, False) when the lie is known."""
+        leaf = leaf_bytes(fraud_entry(proof, result))
+        key = claim_key(proof.claim.to_json())
+        with self._lock:
+            known = self._state.frauds.get(key)
+            if known is not None:
+                return known, False
+            self._append([leaf], verified=True)
+            return self._state.frauds[key], True
+
+    def draw(self, eligibility: int, rate: int) -> tuple[bytes, bool]:
+        """The log key's audit draw for eligibility entry ``eligibility``, and whether it selects it at ``rate``."""
+        with self._lock:
+            judged = self._state.judged[eligibility]
+        signature = self._signer.sign_bytes(draw_message(self.origin, eligibility, judged.leaf_hash))
+        return signature, drawn(signature, rate)
+
+    def to_audit(self, rate: int) -> list[tuple[str, int]]:
+        """(job, entry) of every job whose latest eligibility entry is eligible and not drawn yet, oldest first."""
+        with self._lock:
+            return [(job, rec.entry) for job, rec in sorted(self._state.eligibility.items(), key=lambda kv: kv[1].entry)
+                    if rec.eligible and rec.entry not in self._state.audited and self.job_state(job) == "eligible"]
+
+    def record_audit(self, job: str, eligibility: int, rate: int, *, outcome: str | None = None,
+                     result: str | None = None, reason: str | None = None,
+                     proofs: Sequence[tuple[Any, str | None]] = ()) -> list[int]:
+        """Append the audit entry of a draw (after the fraud entries of ``proofs``, (FraudProof, result)
+        pairs, that are not recorded yet), all or nothing; returns the indexes appended."""
+        draw, selected = self.draw(eligibility, rate)
+        audit = Audit(job, eligibility, rate, draw, selected, outcome if selected else None,
+                      result if selected else None, reason if selected else None)
+        with self._lock:
+            leaves = [leaf_bytes(fraud_entry(p, r)) for p, r in proofs
+                      if claim_key(p.claim.to_json()) not in self._state.frauds]
+            return self._append(leaves + [leaf_bytes(audit)], verified=True)
+
     def signers(self, job: str) -> list[dict[str, Any]]:
         """Each key in the job's evidence with what the log says of it (12.7): for a moderator to weigh."""
         with self._lock:
@@ -499,7 +547,8 @@ class Ledger:
                 eligibility["signers"] = self.signers(job)
                 eligibility["posters"] = self.posters(job)
             return {"job": job, "eligibility": eligibility, "decisions": decisions, "state": self.job_state(job),
-                    "latest_decision": latest.entry if latest else None}
+                    "latest_decision": latest.entry if latest else None, "flags": self._state.flags(job),
+                    "audit": self._state.audit_of(job), "audited": self._state.is_audited(job)}
 
     def queue(self, cursor: int = -1, limit: int | None = None) -> list[dict[str, Any]]:
         """Eligible jobs with no decision on their latest eligibility entry, oldest first.
@@ -512,10 +561,12 @@ class Ledger:
             for job, rec in sorted(self._state.eligibility.items(), key=lambda kv: kv[1].entry):
                 if limit is not None and len(out) >= limit:
                     break
-                if rec.entry > cursor and self.job_state(job) == "eligible":
+                if rec.entry > cursor and self.job_state(job) == "eligible" and (
+                        not self.audit_rate or rec.entry in self._state.audited):
                     out.append({"job": job, "result": rec.result, "entry": rec.entry, "nodes": list(rec.nodes),
                                 "inputs": sorted(rec.blessings), "signers": self.signers(job),
-                                "posters": self.posters(job)})
+                                "posters": self.posters(job), "flags": self._state.flags(job),
+                                "audit": self._state.audit_of(job), "audited": self._state.is_audited(job)})
             return out
 
     def result(self, cid: str) -> dict[str, Any]:
@@ -534,7 +585,7 @@ class Ledger:
             approved = self.job_state(chosen) == "approved" and rec.result == cid
             answer: dict[str, Any] = {"result": cid, "approved": approved, "job": chosen, "nodes": list(rec.nodes),
                                       "datacap": decision.datacap if approved and decision else 0,
-                                      "decision": None, "proof": None}
+                                      "decision": None, "proof": None, "flags": self._state.flags(chosen)}
             if decision is not None:
                 leaf = self._leaf(decision.entry)
                 answer["decision"] = {"entry": decision.entry, "statement": leaf["statement"],

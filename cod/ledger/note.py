@@ -151,6 +151,10 @@ class Signer:
         self.key_id = key_id(name, ALG_ED25519, self.public_key)
         self.vkey = vkey_of(name, self.public_key)
 
+    def sign_bytes(self, data: bytes) -> bytes:
+        """The bare Ed25519 signature of ``data`` (the ledger's audit draws, SPEC.md 12.10)."""
+        return bytes(self._key.sign(data).signature)
+
     def signature_line(self, text: str) -> str:
         """The signature line (no newline) of this key over ``text``."""
         raw = check_text(text)

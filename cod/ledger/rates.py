@@ -29,6 +29,8 @@ from ..errors import RateLimited, UsageError
 
 ADDRESS, GOVERNANCE, KEY, ANONYMOUS = "address", "governance", "key", "anonymous"
 """The buckets' scopes: per client address, per address for governance posts, per signing key, and one for all."""
+FRAUD, LIAR = "fraud", "liar"
+"""Fraud proofs (each a re-execution): per client address, and per key a proof accuses (SPEC.md 12.10)."""
 MAX_TRACKED = 100_000
 """Buckets kept at once; past it the full ones are forgotten (a full bucket is as good as a new
 one), then the least recently used, down to nine tenths of it."""
@@ -71,6 +73,8 @@ DEFAULT_ADDRESS = Rate(60, 1000)
 """One client address (an IPv6 /64): 60 writes at once, then one a second. Also its governance bucket."""
 DEFAULT_KEY = Rate(60, 1000)
 """One signing key of refusals, from every address together."""
+DEFAULT_FRAUD = Rate(10, 60_000)
+"""Fraud proofs from one address, and accusing one key: 10 at once, then one a minute (each is a re-execution)."""
 DEFAULT_ANONYMOUS = Rate(1000, 50)
 """Every anonymous write together: the log grows by at most 20 entries a second past a burst of 1,000."""
 
@@ -82,12 +86,15 @@ class WriteLimits:
     address: Rate = DEFAULT_ADDRESS
     key: Rate = DEFAULT_KEY
     anonymous: Rate = DEFAULT_ANONYMOUS
+    fraud: Rate = DEFAULT_FRAUD
 
     def of(self, scope: str) -> Rate:
-        return {ADDRESS: self.address, GOVERNANCE: self.address, KEY: self.key, ANONYMOUS: self.anonymous}[scope]
+        return {ADDRESS: self.address, GOVERNANCE: self.address, KEY: self.key, ANONYMOUS: self.anonymous,
+                FRAUD: self.fraud, LIAR: self.fraud}[scope]
 
     def published(self) -> dict[str, Any]:
-        return {ADDRESS: self.address.published(), KEY: self.key.published(), ANONYMOUS: self.anonymous.published()}
+        return {ADDRESS: self.address.published(), KEY: self.key.published(), ANONYMOUS: self.anonymous.published(),
+                FRAUD: self.fraud.published()}
 
 
 @dataclass
@@ -158,7 +165,8 @@ class Limiter:
         rate = self.limits.of(scope)
         wait = rate.seconds_to_one(bucket.tokens)
         whose = {ADDRESS: f"client address {name}", GOVERNANCE: f"governance posts from client address {name}",
-                 KEY: f"signing key {name}", ANONYMOUS: "anonymous writes (all addresses together)"}[scope]
+                 KEY: f"signing key {name}", ANONYMOUS: "anonymous writes (all addresses together)",
+                 FRAUD: f"fraud proofs from client address {name}", LIAR: f"fraud proofs accusing key {name}"}[scope]
         return RateLimited(f"too many writes: the budget of {whose} is spent ({rate.burst} writes at once, "
                            f"then one every {rate.refill_ms} ms)",
                            f"retry after {wait} s (the Retry-After header); nothing was stored",
@@ -175,4 +183,4 @@ class Limiter:
             del self._buckets[next(iter(self._buckets))]
 
 
-__all__ = ["ADDRESS", "ANONYMOUS", "GOVERNANCE", "KEY", "Limiter", "Rate", "Ticket", "WriteLimits", "address_of"]
+__all__ = ["ADDRESS", "ANONYMOUS", "FRAUD", "GOVERNANCE", "KEY", "LIAR", "Limiter", "Rate", "Ticket", "WriteLimits", "address_of"]

@@ -25,6 +25,7 @@ from . import merkle
 from .log import Ledger
 from .note import CosignatureVerifier, NoteError
 from .rates import Clock, Limiter, WriteLimits
+from .frauds import Auditor, FraudDesk, FraudOptions
 from .scan import Scanner
 from .service import WITNESSES, app
 from .witness import WitnessSizeConflict, add_checkpoint
@@ -128,6 +129,7 @@ class RunningLedger:
     url: str
     tasks: list[asyncio.Task[None]]
     lock: DirLock | None = None  # the data dir's, held while serving: one ledger process per data dir
+    auditor: Auditor | None = None
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -142,9 +144,10 @@ class RunningLedger:
 async def start_ledger(data_dir: Path, host: str = "127.0.0.1", port: int = 0, *,
                        witnesses: list[Witness] | None = None, scan_nodes: list[str] | None = None,
                        scan_interval: float = 30.0, limits: WriteLimits | None = None,
-                       clock: Clock = time.monotonic) -> RunningLedger:
+                       clock: Clock = time.monotonic, fraud: FraudOptions | None = None) -> RunningLedger:
     """Open the ledger in ``data_dir`` and serve it; port 0 picks a free one. ``limits`` are the
-    write rate limits (default WriteLimits()), ``clock`` their monotonic clock (tests drive it).
+    write rate limits (default WriteLimits()), ``clock`` their monotonic clock (tests drive it);
+    ``fraud``: how posted fraud proofs are checked and what share of eligible entries is audited.
 
     Raises LedgerRefused/LocalPathError/AuditFailed when the data dir is not a ledger, and
     LedgerRefused when the address cannot be bound; nothing is left running then.
@@ -160,7 +163,17 @@ async def start_ledger(data_dir: Path, host: str = "127.0.0.1", port: int = 0, *
             lock.release()
         raise
     pusher = Pusher(ledger, list(witnesses or []))
-    application = app(ledger, on_append=pusher.wake.set, limiter=Limiter(limits, clock))
+    options = fraud or FraudOptions(nodes=tuple(scan_nodes or ()))
+    desk = FraudDesk(ledger, options)
+    ledger.audit_rate = options.audit_rate
+    auditor = Auditor(ledger, desk, on_append=pusher.wake.set) if options.audit_rate else None
+
+    def appended() -> None:
+        pusher.wake.set()
+        if auditor is not None:
+            auditor.wake.set()
+
+    application = app(ledger, on_append=appended, limiter=Limiter(limits, clock), desk=desk)
     application[WITNESSES] = [w.verifier.vkey for w in pusher.witnesses]
     try:
         served = await listen(application, host, port)
@@ -181,8 +194,10 @@ async def start_ledger(data_dir: Path, host: str = "127.0.0.1", port: int = 0, *
         pusher.wake.set()
         tasks.append(asyncio.create_task(pusher.run()))
     for url in scan_nodes or []:
-        tasks.append(asyncio.create_task(Scanner(ledger, url, data_dir, scan_interval, on_append=pusher.wake.set).run()))
-    return RunningLedger(ledger, served.runner, served.url, tasks, lock)
+        tasks.append(asyncio.create_task(Scanner(ledger, url, data_dir, scan_interval, on_append=appended).run()))
+    if auditor is not None:
+        tasks.append(asyncio.create_task(auditor.run()))
+    return RunningLedger(ledger, served.runner, served.url, tasks, lock, auditor)
 
 
 async def serve_forever(data_dir: Path, host: str, port: int, **options: Any) -> None:

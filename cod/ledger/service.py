@@ -25,7 +25,8 @@ from ..web.body import check_strings, parse_json
 from . import openapi, tiles
 from .entries import APPROVAL, BLESS, DECISION, PROPOSAL, REFUSAL, EntryRefused, Signed, parse_signed
 from .log import Ledger
-from .rates import ANONYMOUS, GOVERNANCE, KEY, Limiter, Ticket, address_of
+from .frauds import FraudDesk
+from .rates import ANONYMOUS, FRAUD, GOVERNANCE, KEY, LIAR, Limiter, Ticket, address_of
 
 log = logging.getLogger("cod.ledger")
 
@@ -151,12 +152,30 @@ def _verifies(parsed: list[Signed]) -> bool:
     return True
 
 
-def app(ledger: Ledger, on_append: AppendHook | None = None, limiter: Limiter | None = None) -> web.Application:
+def _proof(raw: Any) -> Any:
+    """The fraud proof of a request body (400 BadProof), whose entry fits a leaf (413)."""
+    from ..errors import FraudProofError
+    from ..fraud import FraudProof
+
+    try:
+        proof = FraudProof.parse(raw)
+    except FraudProofError as exc:
+        raise LedgerRefused(f"the body is not a fraud proof: {exc.message}", exc.hint or
+                            "send one fraud proof as cod fraud writes it (SPEC.md 11, 12.10)",
+                            status=400, error="BadProof") from None
+    FraudDesk.fits(proof)
+    return proof
+
+
+def app(ledger: Ledger, on_append: AppendHook | None = None, limiter: Limiter | None = None,
+        desk: FraudDesk | None = None) -> web.Application:
     """The service of ``ledger``; ``on_append`` runs after each append that grew the log;
-    ``limiter`` holds the write rate limits (default: :class:`~cod.ledger.rates.WriteLimits`)."""
+    ``limiter`` holds the write rate limits (default: :class:`~cod.ledger.rates.WriteLimits`);
+    ``desk`` checks posted fraud proofs (default: a FraudDesk with its default bounds)."""
     application = web.Application(middlewares=[errors], client_max_size=MAX_BLESS_BODY)
     routes = web.RouteTableDef()
     limits = limiter if limiter is not None else Limiter()
+    frauds = desk if desk is not None else FraudDesk(ledger)
 
     def anonymous(request: web.Request) -> Ticket:
         """Charge a write to the poster's address and to all anonymous writes (429 if either is spent)."""
@@ -238,6 +257,22 @@ def app(ledger: Ledger, on_append: AppendHook | None = None, limiter: Limiter | 
             limits.refund(ticket, [KEY])  # not appended: the key named (perhaps forged) is not charged
             raise
         return web.json_response({"entry": index}, status=201)
+
+    @routes.post("/v1/fraud-proofs")
+    async def fraud_proof(request: web.Request) -> web.Response:
+        ticket = anonymous(request)
+        limits.take([(FRAUD, address_of(request.remote)[1])], ticket)  # each proof may cost a re-execution
+        proof = await asyncio.to_thread(_proof, await _body(request))
+        known = await read(lambda: ledger.fraud_of(proof.claim.to_json()))
+        if known is None:
+            limits.take([(LIAR, proof.liar)], ticket)
+            record, new = await frauds.submit(proof)
+        else:
+            record, new = known, False
+        if new and on_append is not None:
+            on_append()
+        return web.json_response({"proof_id": record.proof_id, "index": record.entry,
+                                  "status": "recorded" if new else "known"})
 
     @routes.get("/v1/jobs/{cid}")
     async def job(request: web.Request) -> web.Response:

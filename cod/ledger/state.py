@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .entries import (OLD_KINDS, Approval, Bless, Decision, Eligibility, Entry, EntryRefused, Genesis, Proposal,
-                      Refusal, Signed, bad, check_new, check_origin_is, check_size, leaf_bytes, parse_leaf)
+from .entries import (OLD_KINDS, Approval, Audit, Bless, Decision, Eligibility, Entry, EntryRefused, Fraud, Genesis,
+                      Proposal, Refusal, Signed, bad, check_new, check_origin_is, check_size, draw_message, leaf_bytes,
+                      parse_leaf)
 from .evidence import Judgement, admit, judge
 from .note import NoteError, Verifier
 
@@ -76,6 +77,46 @@ class ProposalRecord:
     kind: str                    # the proposal's kind: v1 (names no ledger) or v2 (SPEC.md 12.6)
 
 
+@dataclass(frozen=True)
+class FraudRecord:
+    """A fraud entry: the proof's ID, the liar, the job and result it lied about (SPEC.md 12.10)."""
+
+    entry: int
+    proof_id: str
+    liar: str
+    job: str
+    claimed: str
+    method: str
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """An audit entry: the eligibility entry drawn, whether it was selected, what re-executing found."""
+
+    entry: int
+    eligibility: int
+    selected: bool
+    outcome: str | None
+    result: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Judged:
+    """An eligibility entry as an audit names it: its job, outcome, agreeing nodes and leaf."""
+
+    job: str
+    eligible: bool
+    result: str | None
+    nodes: tuple[str, ...]
+    leaf_hash: str      # lowercase hex SHA-256 of the leaf (what the draw signs)
+
+
+def claim_key(claim: dict[str, Any]) -> str:
+    """What identifies a lie: the canonical JSON of the liar's signed statement (one fraud entry each)."""
+    return canonical(claim)
+
+
 def not_authorized(message: str, hint: str) -> EntryRefused:
     return EntryRefused(403, "NotAuthorized", message, hint)
 
@@ -100,6 +141,12 @@ class LedgerState:
         self.eligibility_entries: dict[str, tuple[int, ...]] = {}  # job -> every eligibility leaf, in order
         self.job_signers: dict[str, frozenset[str]] = {}  # job -> every key its evidence ever held
         self.vouched: dict[str, int] = {}  # node ID -> first approve decision naming it among the agreeing nodes
+        self.convicted: dict[str, int] = {}  # node ID -> its first fraud entry (SPEC.md 12.10)
+        self.frauds: dict[str, FraudRecord] = {}    # claim_key of the liar's statement -> its fraud entry
+        self.frauds_of: dict[str, tuple[FraudRecord, ...]] = {}  # node ID -> its fraud entries, in order
+        self.audits: dict[str, tuple[AuditRecord, ...]] = {}     # job -> its audit entries, in order
+        self.audited: dict[int, int] = {}           # eligibility entry -> the audit entry that drew it
+        self.judged: dict[int, Judged] = {}         # eligibility entry -> what an audit of it needs
         self._undo: list[Callable[[], None]] | None = None
 
     # -- the undo journal ----------------------------------------------------------------------
@@ -175,7 +222,7 @@ class LedgerState:
         Returns the judgement and whether it differs from the job's latest eligibility entry
         (False: the answer is that entry). Raises EntryRefused 422 for malformed evidence.
         """
-        first = judge(spec, statements, self.blessed_by, check_signatures)
+        first = judge(spec, statements, self.blessed_by, check_signatures, self.convicted_at)
         latest = self.eligibility.get(first.job)
         if latest is None:
             return first, True
@@ -183,12 +230,40 @@ class LedgerState:
         extra = [s for s in first.statements if canonical(s) not in known]
         kept = admit(latest.statements, extra, self.is_vouched)
         # the new statements were verified just above, the recorded ones when they were appended
-        merged = judge(latest.spec, kept, self.blessed_by, check_signatures=False)
+        merged = judge(latest.spec, kept, self.blessed_by, check_signatures=False, convicted=self.convicted_at)
         recorded = leaf_bytes(eligibility_entry(merged)) == leaf_bytes(self.latest_entry_of(first.job))
         return merged, not recorded
 
     def is_vouched(self, node: str) -> bool:
-        return node in self.vouched
+        """Approved (12.5 rule 8), and not proven a liar since (12.10)."""
+        return node in self.vouched and node not in self.convicted
+
+    def convicted_at(self, node: str) -> int | None:
+        """The first fraud entry naming ``node`` as the liar, or None."""
+        return self.convicted.get(node)
+
+    def flags(self, job: str) -> list[dict[str, Any]]:
+        """The proven liars among the agreeing nodes of the job's latest eligibility entry (12.10)."""
+        rec = self.eligibility.get(job)
+        if rec is None or not rec.eligible:
+            return []
+        return [{"node": node, "fraud": f.entry, "proof_id": f.proof_id}
+                for node in rec.nodes for f in self.frauds_of.get(node, ())[:1]]
+
+    def audit_of(self, job: str) -> dict[str, Any] | None:
+        """The job's latest audit entry, and whether an audit vouches for its latest result (12.10)."""
+        recs = self.audits.get(job, ())
+        if not recs:
+            return None
+        last = recs[-1]
+        return {"entry": last.entry, "eligibility": last.eligibility, "selected": last.selected,
+                "outcome": last.outcome, "result": last.result, "reason": last.reason}
+
+    def is_audited(self, job: str) -> bool:
+        """An audit of the job re-executed it and agreed with the result of its latest eligibility entry."""
+        rec = self.eligibility.get(job)
+        return rec is not None and rec.eligible and any(
+            a.outcome == "agrees" and a.result == rec.result for a in self.audits.get(job, ()))
 
     def latest_entry_of(self, job: str) -> Eligibility:
         rec = self.eligibility[job]
@@ -226,6 +301,10 @@ class LedgerState:
             rows = self._genesis(entry)
         elif isinstance(entry, Eligibility):
             rows = self._eligibility(index, entry, leaf, check_signatures)
+        elif isinstance(entry, Fraud):
+            rows = self._fraud(index, entry)
+        elif isinstance(entry, Audit):
+            rows = self._audit(index, entry, check_signatures)
         else:
             if check_signatures:
                 entry.verify()
@@ -244,7 +323,7 @@ class LedgerState:
         return []
 
     def _eligibility(self, index: int, e: Eligibility, leaf: bytes, check_signatures: bool) -> list[Row]:
-        j = judge(e.spec, list(e.statements), self.blessed_by, check_signatures)
+        j = judge(e.spec, list(e.statements), self.blessed_by, check_signatures, self.convicted_at)
         if leaf_bytes(eligibility_entry(j)) != leaf:
             raise EntryRefused(422, "BadEvidence", f"the eligibility entry of job {e.job} is not what the rules of "
                                "SPEC.md 12.5 give for its spec and statements", "the ledger writes these entries itself")
@@ -253,11 +332,63 @@ class LedgerState:
             self._check_grows(latest, j)
         self._count_signers(index, j, latest)
         self._put(self.eligibility_entries, j.job, self.eligibility_entries.get(j.job, ()) + (index,))
+        self._put(self.judged, index, Judged(j.job, j.eligible, j.result, j.nodes,
+                                                   hashlib.sha256(leaf).hexdigest()))
         if j.result is not None and j.job not in self.jobs_of_result.get(j.result, ()):
             self._put(self.jobs_of_result, j.result, self.jobs_of_result.get(j.result, ()) + (j.job,))
         self._put(self.eligibility, j.job, EligibilityRecord(index, j.eligible, j.result, j.nodes, j.statements,
                                                               j.spec, j.reason, dict(j.blessings)))
         return [("eligibility", (j.job, j.result, int(j.eligible), j.reason, index))]
+
+    def _fraud(self, index: int, f: Fraud) -> list[Row]:
+        """A fraud entry: one per lie (the liar's signed statement, checked when the entry was parsed, 12.10)."""
+        claim = f.proof["claim"]
+        key = claim_key(claim)
+        known = self.frauds.get(key)
+        if known is not None:
+            raise EntryRefused(409, "Replayed", f"the statement of {f.liar} for job {f.job} is proven a lie at entry "
+                               f"{known.entry} already", "a lie is recorded once")
+        rec = FraudRecord(index, f.proof_id, f.liar, f.job, f.claimed, str(f.proof["referee"]["method"]))
+        self._put(self.frauds, key, rec)
+        self._put(self.frauds_of, f.liar, self.frauds_of.get(f.liar, ()) + (rec,))
+        if f.liar not in self.convicted:
+            self._put(self.convicted, f.liar, index)
+        return []
+
+    def _audit(self, index: int, a: Audit, check_signatures: bool) -> list[Row]:
+        """An audit entry: a draw by the log key for an eligible entry, once per entry (12.10)."""
+        entries = self.eligibility_entries.get(a.job, ())
+        if a.eligibility not in entries or self.genesis is None:
+            raise EntryRefused(422, "BadAudit", f"entry {a.eligibility} is not an eligibility entry of job {a.job}",
+                               "the ledger writes audit entries itself")
+        earlier = self.audited.get(a.eligibility)
+        if earlier is not None:
+            raise EntryRefused(409, "Replayed", f"eligibility entry {a.eligibility} was drawn at entry {earlier} "
+                               "already", "an entry is drawn once")
+        judged = self.judged[a.eligibility]
+        if not judged.eligible:
+            raise EntryRefused(422, "BadAudit", f"eligibility entry {a.eligibility} is not eligible: only eligible "
+                               "entries are drawn", "the ledger writes audit entries itself")
+        if check_signatures:
+            from .note import Verifier
+            message = draw_message(self.genesis.origin, a.eligibility, judged.leaf_hash)
+            if not Verifier.from_vkey(self.genesis.log_key).verify(message, a.draw):
+                raise EntryRefused(422, "BadSignature", f"the draw of audit entry {index} is not the log key's "
+                                   "signature of its eligibility entry", "the ledger draws with its log key")
+        if a.outcome == "agrees" and a.result != judged.result:
+            raise EntryRefused(422, "BadAudit", f"the audit agrees with result {a.result}, but eligibility entry "
+                               f"{a.eligibility} is eligible with {judged.result}", "the ledger writes audit entries itself")
+        if a.outcome == "disagrees":
+            if a.result == judged.result:
+                raise EntryRefused(422, "BadAudit", "the audit disagrees but found the entry's result", "the ledger writes audit entries itself")
+            unproven = [n for n in judged.nodes if n not in self.convicted]
+            if unproven:
+                raise EntryRefused(422, "BadAudit", f"the audit disagrees, but agreeing node {unproven[0]} has no fraud "
+                                   "entry before it", "an audit that disagrees follows the fraud entries it proves")
+        new = AuditRecord(index, a.eligibility, a.selected, a.outcome, a.result, a.reason)
+        self._put(self.audits, a.job, self.audits.get(a.job, ()) + (new,))
+        self._put(self.audited, a.eligibility, index)
+        return []
 
     def _check_grows(self, latest: EligibilityRecord, j: Judgement) -> None:
         """Evidence only grows, but for the groups rule 8 of SPEC.md 12.5 evicts (exactly those)."""

@@ -212,7 +212,8 @@ async def test_the_limits_are_published(served: Served) -> None:
     info = await (await served.client()).info()
     assert info["write_limits"] == {"address": {"burst": 60, "refill_ms": 1000},  # SPEC.md 12.7's defaults
                                     "key": {"burst": 60, "refill_ms": 1000},
-                                    "anonymous": {"burst": 1000, "refill_ms": 50}}
+                                    "anonymous": {"burst": 1000, "refill_ms": 50},
+                                    "fraud": {"burst": 10, "refill_ms": 60000}}  # SPEC.md 12.10's default
 
 
 async def test_a_post_claiming_a_moderator_with_a_forged_signature_costs_the_anonymous_budget(small: Served) -> None:
