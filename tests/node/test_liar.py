@@ -118,3 +118,33 @@ async def test_real_nodes_sign_each_lie(engine: Engine, tmp_path: Path) -> None:
         if expect == signed[0]:  # this flip does not show in probe's output: the late lie on top
             expect = _faulted(engine, tmp_path, Fault(at), liar.late_line(seed))
         assert cid == expect
+
+
+def _vector_job(name: str) -> PreparedJob:
+    vector = load_vector(name)
+    spec = JobSpec.from_dict(vector["spec"])
+    sources = {item.path: str(VECTORS / vector["inputs"][item.path]) for item in spec.inputs}
+    return PreparedJob(spec, (VECTORS / vector["module"]).read_bytes(), sources)
+
+
+async def test_a_fault_that_never_fires_or_shows_nothing_becomes_the_late_lie(tmp_path: Path) -> None:
+    """hello makes no countable call (C = 0: a random liar has no fault); wordcount's first read
+    has a flipped letter that no count shows (an early liar's run gives the honest result): both
+    tell the late lie instead, so they still lie. Expected: the vector's stdout plus the line."""
+    nodes = [await start_node(tmp_path / f"node-{i}", cheat=mode, concurrency=1)
+             for i, mode in enumerate((None, "random", "early"))]
+    try:
+        for name, lying in (("hello", nodes[1]), ("wordcount", nodes[2])):
+            vector = load_vector(name)
+            result = await verify(_vector_job(name), [nodes[0].url, lying.url], 2,
+                                  records=Records(tmp_path / f"{name}.db"), referee="none")
+            claims = {a.node_id: a.result_cid for a in result.answers}
+            assert claims[nodes[0].node.identity.node_id] == vector["expect"]["result_cid"]
+            assert claims[lying.node.identity.node_id] != vector["expect"]["result_cid"]
+            done = lying.node.results / result.job_cid
+            assert (done / "stdout").read_text() == vector["expect"]["stdout"] + "(a lie)\n"
+            assert claims[lying.node.identity.node_id] == str(cid_of_tree(done))
+        assert nodes[1].node.fault_for(load_vector("hello")["job_cid"]) is None  # counted: no call to fault
+    finally:
+        for node in nodes:
+            await node.stop()

@@ -93,3 +93,20 @@ async def test_the_lie_enters_where_the_mode_says(stack: Devstack, tmp_path: Pat
         assert claims[liar.identity.node_id] != claims[stack.nodes[0].node.identity.node_id]
         assert honest_line in _honest_stdout(word)
         assert (liar.results / result.job_cid / "stdout").read_text() == change(_honest_stdout(word))
+
+
+async def test_a_devstack_refuses_a_mode_it_does_not_know() -> None:
+    from cod.errors import UsageError
+
+    with pytest.raises(UsageError) as info:
+        Devstack(3, 1, bad_mode="sometimes")
+    assert "late, early, random" in (info.value.hint or "")
+
+
+async def test_liars_that_do_not_collude_tell_lies_of_their_own(tmp_path: Path) -> None:
+    async with Devstack(3, bad_nodes=2, base_dir=tmp_path / "stack", collude=False) as own:
+        assert own.liars[0].node.lie_seed != own.liars[1].node.lie_seed
+        liars = sorted(n.node.identity.node_id for n in own.liars)
+        result = await verify(_job("alone"), own.urls, 3, records=Records(tmp_path / "r.db"), referee="self")
+    assert result.outcome == "verified-by-referee" and len(result.groups) == 3  # the truth and two lies
+    assert sorted(result.liars) == liars
