@@ -318,12 +318,11 @@ class Machine:
     # -- state ----------------------------------------------------------------------------
     def capture(self, fuel: int, asyncify: bytes) -> State:
         wasi = self.wasi
-        wasistate.check_supported(wasi)
         return State(fuel=fuel, memory=bytes(self._view(self.store)), globals=self._read_globals(),
                      asyncify=asyncify, clock=wasi.clock.now, random=self.random.position,
                      stdout=wasistate.stream_bytes(wasi, "stdout"), stderr=wasistate.stream_bytes(wasi, "stderr"),
                      output_bytes=wasi.fs.outputs.used, entries=wasi.fs.created, fds=wasistate.fd_table(wasi),
-                     tree=wasistate.read_tree(self.outputs))
+                     tree=wasistate.read_tree(self.outputs), nodes=wasistate.nodes(wasi, self.outputs))
 
     def _read_globals(self) -> list[tuple[int, int]]:
         out = []
@@ -360,6 +359,7 @@ class Machine:
         if state.fuel > self.limit:
             raise CheckpointError(f"the snapshot is at fuel {state.fuel}, past the spec's limit {self.limit}")
         wasistate.write_tree(self.outputs, state.tree)
+        wasistate.restore_nodes(self.wasi, self.outputs, state.tree, state.nodes)
         self.random = self.wasi.random = wasistate.CountedRandom(self.spec.effective_seed, state.random)  # type: ignore[assignment]
         wasistate.restore(self.wasi, state.fds, state.clock, state.stdout, state.stderr, state.output_bytes,
                           state.entries)

@@ -53,6 +53,18 @@ class Entry:
     children: tuple["Entry", ...] = ()
 
 
+@dataclass(frozen=True)
+class Node:
+    """A file, directory or symlink of the writable mount that has more than the tree shows: several
+    names (``paths``, hard links made by path_link, with the virtual inode number and link count
+    the WASI layer keeps), or times the job set (``times``: atim, mtim)."""
+
+    paths: tuple[tuple[bytes, ...], ...]
+    ino: int = 0
+    nlink: int = 0
+    times: tuple[int, int] | None = None
+
+
 @dataclass
 class State:
     fuel: int
@@ -67,6 +79,7 @@ class State:
     entries: int
     fds: list[Fd] = field(default_factory=list)
     tree: tuple[Entry, ...] = ()
+    nodes: tuple[Node, ...] = ()
 
 
 def _head(state: State) -> bytes:
@@ -97,6 +110,21 @@ def _rest(state: State) -> bytes:
     for fd in sorted(state.fds, key=lambda f: f.fd):
         _fd(w, fd)
     _dir(w, state.tree)
+    w.u32(len(state.nodes))
+    for node in state.nodes:
+        w.u32(len(node.paths))
+        for path in node.paths:
+            w.u32(len(path))
+            for comp in path:
+                w.text(comp)
+        w.u64(node.ino)
+        w.u64(node.nlink)
+        if node.times is None:
+            w.u8(0)
+        else:
+            w.u8(1)
+            w.u64(node.times[0])
+            w.u64(node.times[1])
     return w.bytes()
 
 
@@ -177,6 +205,7 @@ def decode(snapshot: bytes) -> State:
         last = fd.fd
         state.fds.append(fd)
     state.tree = _read_dir(r, 0)
+    state.nodes = tuple(_read_node(r) for _ in range(r.u32()))
     r.end()
     return state
 
@@ -191,6 +220,18 @@ def _read_fd(r: Reader) -> Fd:
     if r.flag():
         listing = tuple((r.text(), r.u64(), r.u8()) for _ in range(r.u32()))
     return Fd(fd, filetype, kind, where, comps, rights, inheriting, append, kept, position, preopen, listing)
+
+
+def _read_node(r: Reader) -> Node:
+    paths = []
+    for _ in range(r.u32()):
+        count = r.u32()
+        if count > MAX_DEPTH:
+            raise CheckpointError("malformed snapshot: a node's path is too deep")
+        paths.append(tuple(r.text() for _ in range(count)))
+    ino, nlink = r.u64(), r.u64()
+    times = (r.u64(), r.u64()) if r.flag() else None
+    return Node(tuple(paths), ino, nlink, times)
 
 
 def _read_dir(r: Reader, depth: int) -> tuple[Entry, ...]:

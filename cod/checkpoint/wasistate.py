@@ -4,9 +4,9 @@ back into a fresh one.
 Covered: the fd table (every field of each handle, its mount named by its path, the cached
 directory listing of fd_readdir), the clock's position, the random stream's position, the bytes
 of stdout and stderr so far, the byte and entry budgets of the writable mount, and the tree of
-the writable mount with file contents. Refused (CheckpointError) rather than approximated: a
-file of the output mount with several names (path_link), a file whose times the job set, an
-open file whose path no longer names it.
+the writable mount with file contents, and its nodes with several names (path_link) or times
+the job set. Refused (CheckpointError) rather than approximated: an open file whose path no
+longer names it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..wasm.times import identity
 from ..wasm.vfs import DIR_MODE, FILE_MODE, Handle, Mount, create_file
 from ..wasm.wasi import Wasi
 from .errors import CheckpointError
-from .state import DIR, FILE, KIND_DIRECTORY, KIND_FILE, KIND_STREAM, MAX_DEPTH, SYMLINK, Entry, Fd
+from .state import DIR, FILE, KIND_DIRECTORY, KIND_FILE, KIND_STREAM, MAX_DEPTH, SYMLINK, Entry, Fd, Node
 
 CHACHA_BLOCK = 64
 
@@ -75,12 +75,62 @@ def fd_table(wasi: Wasi) -> list[Fd]:
     return out
 
 
-def check_supported(wasi: Wasi) -> None:
-    if wasi.fs.links:
-        raise CheckpointError("a file of the output mount has several names (path_link): not supported by "
-                              "checkpoints")
-    if len(wasi.times):
-        raise CheckpointError("the job set a file's times: not supported by checkpoints")
+def nodes(wasi: Wasi, root: bytes) -> tuple[Node, ...]:
+    """The nodes of the writable mount at ``root`` that have several names or times the job set,
+    in the order of their first path (SPEC 11.6); CheckpointError for kept state (a link count,
+    times) of a file that has no name left."""
+    found: dict[tuple[int, int], list[tuple[bytes, ...]]] = {}
+    stack: list[tuple[bytes, ...]] = [()]
+    while stack:
+        comps = stack.pop()
+        path = os.path.join(root, *comps) if comps else root
+        info = os.lstat(path)
+        found.setdefault(identity(info), []).append(comps)
+        if stat.S_ISDIR(info.st_mode):
+            stack.extend(comps + (name,) for name in os.listdir(path))
+    times: dict[tuple[int, int], tuple[int, int]] = dict(wasi.times._times)
+    keys = set(wasi.fs.links) | set(times) | {key for key, paths in found.items() if len(paths) > 1}
+    out = []
+    for key in keys:
+        paths = found.get(key)
+        if paths is None:
+            raise CheckpointError("the WASI layer keeps a link count or times for a file with no name left: "
+                                  "not supported by checkpoints")
+        link = wasi.fs.links.get(key)
+        out.append(Node(tuple(sorted(paths)), link[0] if link else 0, link[1] if link else 0, times.get(key)))
+    return tuple(sorted(out, key=lambda node: node.paths[0]))
+
+
+def restore_nodes(wasi: Wasi, root: bytes, entries: tuple[Entry, ...], found: tuple[Node, ...]) -> None:
+    """Give the restored tree its hard links, link counts and times (after :func:`write_tree`)."""
+    seen: set[tuple[bytes, ...]] = set()
+    for node in found:
+        if not node.paths or len(set(node.paths)) != len(node.paths) or seen & set(node.paths):
+            raise CheckpointError("malformed snapshot: a node without paths, or a path in two nodes")
+        seen.update(node.paths)
+        first = _entry(entries, node.paths[0])
+        for other in node.paths[1:]:
+            entry = _entry(entries, other)
+            if entry.filetype == DIR or entry != Entry(entry.name, first.filetype, first.data):
+                raise CheckpointError("malformed snapshot: names of one node that are not the same file")
+            host = os.path.join(root, *other)
+            os.unlink(host)
+            os.link(os.path.join(root, *node.paths[0]), host, follow_symlinks=False)
+        host = os.path.join(root, *node.paths[0]) if node.paths[0] else root
+        key = identity(os.lstat(host))
+        if node.nlink:
+            wasi.fs.links[key] = [node.ino, node.nlink]
+        if node.times is not None:
+            wasi.times.set(key, *node.times)
+
+
+def _entry(entries: tuple[Entry, ...], comps: tuple[bytes, ...]) -> Entry:
+    if not comps:
+        return Entry(b"", DIR, children=entries)
+    for entry in entries:
+        if entry.name == comps[0]:
+            return entry if len(comps) == 1 else _entry(entry.children, comps[1:])
+    raise CheckpointError("malformed snapshot: a node names a path the tree does not have")
 
 
 def read_tree(root: bytes) -> tuple[Entry, ...]:

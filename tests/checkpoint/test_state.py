@@ -85,7 +85,8 @@ def test_hand_derived_final_state_hash(engine: Engine, tmp_path: Path) -> None:
                  + blob(b"hi\n") + blob(b"")
                  + u64(0) + u64(0)  # nothing written under /outputs
                  + u32(4) + fds
-                 + u32(0))  # /outputs is empty
+                 + u32(0)  # /outputs is empty
+                 + u32(0))  # no node with several names or times set
     expected = hashlib.sha256(b"cod-state-v1" + u64(traced.fuel_used) + u32(1) + leaf + body_tail).hexdigest()
     assert traced.final_hash == expected
     snapshot = b"cod-snapshot-v1" + u64(traced.fuel_used) + u32(1) + bytes(memory) + body_tail
@@ -132,8 +133,8 @@ def test_malformed_snapshots_are_refused(engine: Engine, damage: str) -> None:
         bad = snapshot + b"\x00"
     elif damage == "magic":
         bad = b"cod-snapshot-v2" + snapshot[15:]
-    else:  # the preopen flag of fd 3: 16 bytes before the end (flag, no-listing, tree's u32 0)... set to 2
-        at = len(snapshot) - 4 - 1 - 1
+    else:  # the preopen flag of fd 3, before its no-listing flag, the empty tree and no nodes: set to 2
+        at = len(snapshot) - 4 - 4 - 1 - 1
         assert snapshot[at] == 1
         bad = snapshot[:at] + b"\x02" + snapshot[at + 1:]
     with pytest.raises(CheckpointError, match="snapshot"):
