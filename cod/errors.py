@@ -33,8 +33,13 @@
     │   └── RateLimited           a write over the ledger's rate limits (HTTP 429); .limit names
     │                             the bucket, .retry_after the seconds to wait (exit 23)
     ├── AuditFailed               `cod ledger verify` found a problem; .problems lists all (exit 24)
-    └── KeyFileError              a key file is missing, damaged, exists already, or is readable
-                                  by others (exit 25)
+    ├── KeyFileError              a key file is missing, damaged, exists already, or is readable
+    │                             by others (exit 25)
+    └── CheckpointRefused         a node cannot answer a checkpoint query (SPEC 11.7): the job is
+        │                         not done there, the interval is out of bounds, the trace failed
+        │                         or overran (exit 30)
+        ├── CheckpointUnsupported the node cannot checkpoint at all (no transform here; HTTP 501)
+        └── CheckpointBusy        the node runs its most checkpoint traces already (HTTP 429)
 
 Verification outcomes (verified, mismatch, incomplete, unverifiable) are results, not errors:
 `cod run --verify` maps them to exit codes 0, 10, 11 and 12 (13: nodes of different
@@ -258,6 +263,21 @@ class KeyFileError(CodError):
     """A key file is missing, damaged, exists already (keygen), or is readable by others."""
 
     code = 25
+
+
+class CheckpointRefused(CodError):
+    """A node cannot answer a checkpoint query (SPEC 11.7) of one job: not done there, an
+    interval out of bounds, a trace that failed or overran (exit 30)."""
+
+    code = 30
+
+
+class CheckpointUnsupported(CheckpointRefused):
+    """The node cannot checkpoint any job: no checkpoint transform here, or a docker job (HTTP 501)."""
+
+
+class CheckpointBusy(CheckpointRefused):
+    """The node runs its most checkpoint traces at once already (HTTP 429)."""
 
 
 class MissingModules(ModuleError):
