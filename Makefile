@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 JS     := tests/js
 JSSTAMP := $(JS)/node_modules/.installed
 
-.PHONY: install node-tools engine-tools fault-tools terminal-tools prometheus-tools rust-tools test typecheck demo demo-ledger vectors vectors-check bench clean
+.PHONY: install node-tools engine-tools fault-tools terminal-tools prometheus-tools rust-tools binaryen-tools test typecheck demo demo-ledger vectors vectors-check bench clean
 
 install: $(STAMP)
 
@@ -45,12 +45,17 @@ prometheus-tools:
 rust-tools:
 	@bash tests/apt-tool.sh rust-tools /usr/bin/rustc "rustc libstd-rust-dev-wasm32 lld" "the Rust vector's rebuild"
 
+# Debian's Binaryen (wasm-opt 108), which instruments modules for execution checkpoints
+# (cod/checkpoint/, tests/checkpoint/)
+binaryen-tools:
+	@bash tests/apt-tool.sh binaryen-tools wasm-opt binaryen "the execution checkpoint tests"
+
 typecheck: install
 	$(BIN)/mypy cod verifier
 
 # two pytest-xdist workers, one test file at a time each (a file's module-scoped devstack is built
 # once); `.venv/bin/python -m pytest -q` runs the same suite in one process
-test: install node-tools engine-tools fault-tools terminal-tools prometheus-tools rust-tools typecheck
+test: install node-tools engine-tools fault-tools terminal-tools prometheus-tools rust-tools binaryen-tools typecheck
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # the Bacalhau word-count tutorial job, verified by three nodes of an embedded local network
