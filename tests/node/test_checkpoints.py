@@ -64,3 +64,34 @@ async def test_the_node_advertises_checkpoints_and_answers_errors_as_json(tmp_pa
                 assert (resp.status, (await resp.json())["error"]) == (409, "CheckpointRefused")
     finally:
         await running.stop()
+
+
+async def test_a_done_job_is_traced_on_demand_signed_cached_and_its_snapshot_served(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cod.checkpoint import available, snapshot_hash
+    from cod.local import prepare
+    from verifier import verify
+
+    from ..helpers import VECTORS
+
+    if available() is not None:
+        pytest.skip(available() or "")
+    running = await start_node(tmp_path / "node", concurrency=1)
+    try:
+        job = prepare(VECTORS / "wordcount.wasm", [], inputs=[str(VECTORS / "data" / "wordcount")])
+        done = await verify(job, [running.url], 1)
+        assert running.node.checkpointer.traces == 0  # nothing is checkpointed unless asked
+        node_id = running.node.identity.node_id
+        async with aiohttp.ClientSession() as http:
+            url = f"{running.url}/v1/jobs/{done.job_cid}/checkpoints"
+            async with http.post(url, json={"interval": 1 << 16}) as resp:
+                assert resp.status == 200, await resp.text()
+                listing = parse(await resp.json(), done.job_cid, node_id, 1 << 16)
+            async with http.post(url, json={"interval": 1 << 16}) as resp:
+                assert parse(await resp.json(), done.job_cid, node_id, 1 << 16) == listing
+            assert running.node.checkpointer.traces == 1  # the second answer came from the cache
+            assert listing.result == done.result_cid and listing.checkpoints
+            async with http.get(f"{url}/0/snapshot?interval=65536") as resp:
+                data = await resp.read()
+        assert snapshot_hash(data) == listing.checkpoints[0][2]
+    finally:
+        await running.stop()
