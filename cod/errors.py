@@ -38,8 +38,15 @@
     ├── FraudProofError           a fraud proof is malformed, oversized, not canonical, its claim's
     │                             signature does not verify or its job is not the claim's (exit 28);
     │                             a proof whose claim re-execution shows true is refuted (exit 28)
-    └── FraudUndecided            a fraud proof cannot be judged here: another profile, content not
-                                  obtainable by CID, the fuel bound (exit 29)
+    ├── FraudUndecided            a fraud proof cannot be judged here: another profile, content not
+    │                             obtainable by CID, the fuel bound (exit 29)
+    └── CheckpointError           a module cannot be instrumented, a run not checkpointed or
+        │                         resumed, a snapshot is malformed (SPEC 11.6, exit 30)
+        └── CheckpointRefused     a node cannot answer a checkpoint query (SPEC 11.7): the job is
+            │                     not done there, the interval is out of bounds, the trace failed
+            │                     or overran (exit 30)
+            ├── CheckpointUnsupported  the node cannot checkpoint at all (no transform; HTTP 501)
+            └── CheckpointBusy    the node runs its most checkpoint traces already (HTTP 429)
 
 Verification outcomes (verified, mismatch, incomplete, unverifiable) are results, not errors:
 `cod run --verify` maps them to exit codes 0, 10, 11 and 12 (13: nodes of different
@@ -276,6 +283,28 @@ class FraudUndecided(CodError):
     """A fraud proof cannot be judged here (SPEC 11.5): the message says why (a profile, a CID)."""
 
     code = 29
+
+
+class CheckpointError(CodError):
+    """A module cannot be instrumented, a run cannot be checkpointed or resumed, or a snapshot
+    is malformed (SPEC 11.6; exit 30)."""
+
+    code = 30
+
+
+class CheckpointRefused(CheckpointError):
+    """A node cannot answer a checkpoint query (SPEC 11.7) of one job: not done there, an
+    interval out of bounds, a trace that failed or overran (exit 30)."""
+
+    code = 30
+
+
+class CheckpointUnsupported(CheckpointRefused):
+    """The node cannot checkpoint any job: no checkpoint transform here, or a docker job (HTTP 501)."""
+
+
+class CheckpointBusy(CheckpointRefused):
+    """The node runs its most checkpoint traces at once already (HTTP 429)."""
 
 
 class MissingModules(ModuleError):

@@ -48,3 +48,10 @@ TABLE_ELEMENT_BYTES = 8
 """Host bytes one table element takes in wasmtime: a funcref (``*mut VMFuncRef``) or an
 externref slot, one pointer on a 64-bit host; a ``table.grow`` of 2^26 elements measured
 550 MiB of RSS (512 MiB of entries). A node counts tables in a job's memory (SPEC 5.3, 9.3)."""
+
+MIN_CHECKPOINT_INTERVAL = 1 << 16
+"""Least fuel between two execution checkpoints a node computes (SPEC 11.7): a query for a
+finer trace is refused, so a dispute never makes a node hash its state every few instructions."""
+
+MAX_CHECKPOINTS = 4096
+"""Most checkpoints of one trace (SPEC 11.7): a node refuses an interval that would give more."""

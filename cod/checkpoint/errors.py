@@ -1,12 +1,7 @@
-"""The error of execution checkpoints (SPEC 11.6)."""
+"""The error of execution checkpoints (SPEC 11.6): cod.errors.CheckpointError, re-exported."""
 
 from __future__ import annotations
 
-from ..errors import CodError
+from ..errors import CheckpointError
 
-
-class CheckpointError(CodError):
-    """A module cannot be instrumented, a run cannot be checkpointed or resumed, or a snapshot
-    is malformed (exit 30)."""
-
-    code = 30
+__all__ = ["CheckpointError"]

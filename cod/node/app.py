@@ -33,7 +33,7 @@ from ..content.listing import Listing, Stopped
 from ..content.unixfs import Importer, cid_of_tree
 from ..dirlock import DirLock
 from ..docker import DockerEngine
-from ..errors import (CapExceeded, CodError, EngineUnavailable, InputError, InsufficientStorage, MissingModules,
+from ..errors import (CapExceeded, CheckpointRefused, CodError, EngineUnavailable, InputError, InsufficientStorage, MissingModules,
                       ModuleError, NodeError, NotFound, SpecError, StorageQuotaExceeded)
 from ..identity import Identity
 from ..jobspec import ENGINE_DOCKER, JobSpec
@@ -50,6 +50,7 @@ from ..web.body import check_strings, parse_json
 from ..web.files import NOSNIFF, stored_file
 from . import disk, joblog, liar, openapi
 from .caps import UPLOAD_CAPS, NodeCaps
+from .checkpoints import Checkpointer
 from .cars import TRANSIENT_CARS, CarCache
 from .collector import Plan, Retention, Stored, named_cids, plan
 from .contents import BLOB as LISTED_BLOB, DATASET, RESULT as LISTED_RESULT, Contents, Shelf, locate
@@ -72,7 +73,8 @@ WAIT_GRACE_SECONDS = 30
 STATUS = {"SpecError": 400, "CIDError": 400, "ModuleError": 422, "ImportRefused": 422, "InputError": 422,
           "NotFound": 404, "EngineUnavailable": 501, "LocalPathNotAllowed": 403, "MissingBlobs": 409,
           "NodeBusy": 429, "NotCancellable": 409, "NodeError": 400, "PolicyRefused": 403,
-          "LedgerUnavailable": 503, "BadQuery": 400, "StorageQuotaExceeded": 507, "InsufficientStorage": 507}
+          "LedgerUnavailable": 503, "BadQuery": 400, "StorageQuotaExceeded": 507, "InsufficientStorage": 507,
+          "CheckpointRefused": 409, "CheckpointUnsupported": 501, "CheckpointBusy": 429}
 HINTS = {  # for errors raised without a hint of their own: every error body carries one
     "CIDError": "pack the content with cod or ipfs-car (one root, UnixFS unixfs-v1-2025) and upload it "
                 "under its root CID",
@@ -167,6 +169,7 @@ class Node:
         self.fetcher = Fetcher(self.blobs, self.caps.max_upload_bytes, self.caps.tree(), peers, gateways,
                                self.caps.max_fetch_cids)
         self.metrics = NodeMetrics(lambda: self.active)
+        self.checkpointer = Checkpointer(self)  # traces only when a dispute asks (SPEC 11.7)
 
     def _open(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -242,6 +245,7 @@ class Node:
         self.contents.close()
         self.usage.close()
         self.metrics.close()
+        self.checkpointer.close()
         self.lock.release()
 
     # -- info -------------------------------------------------------------------------
@@ -256,6 +260,7 @@ class Node:
             "allow_listed_local_paths": [str(p) for p in self.allow_local],
             "policy": self.policy.published(),
             "storage": self.retention.published(),
+            "checkpoints": self.checkpointer.published(),
         }
 
     def health(self) -> tuple[int, dict[str, Any]]:
@@ -1280,6 +1285,22 @@ def app(node: Node) -> web.Application:
     @routes.delete("/v1/jobs/{cid}")
     async def cancel(request: web.Request) -> web.Response:
         return web.json_response(await node.cancel(request.match_info["cid"]))
+
+    @routes.post("/v1/jobs/{cid}/checkpoints")
+    async def checkpoints(request: web.Request) -> web.Response:
+        body = parse_json(await request.read())
+        if not isinstance(body, dict) or set(body) != {"interval"}:
+            raise CheckpointRefused("the body is not {\"interval\": F}", "see SPEC.md 11.7")
+        return web.json_response(await node.checkpointer.answer(request.match_info["cid"], body["interval"]))
+
+    @routes.get("/v1/jobs/{cid}/checkpoints/{index}/snapshot")
+    async def snapshot(request: web.Request) -> web.StreamResponse:
+        index = request.match_info["index"]
+        if not (index.isascii() and index.isdigit() and len(index) <= 6):
+            raise CheckpointRefused(f"checkpoint index {index[:20]!r} is not an integer", "see SPEC.md 11.7")
+        interval = query_int(request, "interval", 0, 0, MAX_SEQ)
+        path = await node.checkpointer.snapshot(request.match_info["cid"], interval, int(index))
+        return stored_file(path)
 
     @routes.get("/v1/jobs/{cid}/results.car")
     async def results_car(request: web.Request) -> web.StreamResponse:

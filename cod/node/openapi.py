@@ -96,6 +96,31 @@ DOCUMENT: dict[str, Any] = {
                        "responses": {"200": _json(_JOB, "cancelled"), "404": _json(_ERROR, "unknown job"),
                                      "409": _json(_ERROR, "NotCancellable: the job is done or failed"),
                                      "507": _json(_ERROR, "InsufficientStorage: the node's disk is full")}}},
+        "/v1/jobs/{cid}/checkpoints": {
+            "parameters": [{"name": "cid", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "post": {"summary": "Checkpoints of a job this node ran (SPEC 11.7): the job is run again under the "
+                                "checkpoint transform, on demand, and the node signs the state hash at every "
+                                "interval of fuel (cod/checkpoints/v1), its final state and the result it claims",
+                     "requestBody": {"content": {"application/json": {"schema": {
+                         "type": "object", "required": ["interval"],
+                         "properties": {"interval": {"type": "integer", "minimum": 65536}}}}}},
+                     "responses": {"200": _json({"type": "object", "required": ["checkpoints", "signature"]},
+                                                "the signed listing"),
+                                   "404": _json(_ERROR, "unknown job"),
+                                   "409": _json(_ERROR, "CheckpointRefused: the job is not done here, the interval "
+                                                        "is out of bounds, or the trace failed or overran"),
+                                   "429": _json(_ERROR, "CheckpointBusy: the node runs its most traces already"),
+                                   "501": _json(_ERROR, "CheckpointUnsupported: no checkpoint transform here")}}},
+        "/v1/jobs/{cid}/checkpoints/{index}/snapshot": {
+            "parameters": [{"name": "cid", "in": "path", "required": True, "schema": {"type": "string"}},
+                           {"name": "index", "in": "path", "required": True, "schema": {"type": "integer"}},
+                           {"name": "interval", "in": "query", "required": True, "schema": {"type": "integer"}}],
+            "get": {"summary": "The execution state at checkpoint {index} of the job's trace at ?interval=F: the "
+                               "bytes whose hash (cod.checkpoint.snapshot_hash) is that checkpoint's hash",
+                    "responses": {"200": {"description": "the snapshot"}, "404": _json(_ERROR, "unknown job"),
+                                  "409": _json(_ERROR, "CheckpointRefused: no such checkpoint"),
+                                  "429": _json(_ERROR, "CheckpointBusy"),
+                                  "501": _json(_ERROR, "CheckpointUnsupported")}}},
         "/v1/jobs/{cid}/results.car": {
             "parameters": [{"name": "cid", "in": "path", "required": True, "schema": {"type": "string"}}],
             "get": {"summary": "The results directory as a CARv1 rooted at the result CID",
@@ -139,6 +164,9 @@ DOCUMENT: dict[str, Any] = {
                                                         "max_upload_bytes",
                                                         "max_unpacked_bytes", "max_car_blocks", "max_tree_depth",
                                                         "max_entries", "max_fetch_cids"]},
+                                "checkpoints": {"type": "object", "required": ["supported", "transform"],
+                                                "properties": {"supported": {"type": "boolean"},
+                                                               "transform": {"type": ["string", "null"]}}},
                                 "policy": {"type": "object", "required": ["name", "ledger"], "properties": {
                                     "name": {"enum": ["any", "prefer-fil-plus", "fil-plus-only"]},
                                     "ledger": {"type": ["string", "null"]}}}}},
