@@ -120,3 +120,28 @@ async def test_an_audit_turns_a_colluding_pair_into_fraud_entries_before_the_que
         await running.stop()
     from cod.ledger.audit import audit_dir
     assert audit_dir(tmp_path / "ledger") == []  # cod ledger verify: every draw and fraud entry replays, signed
+
+
+async def test_a_cheating_devstack_nodes_lie_is_recorded_from_its_own_content(records: Any, tmp_path: Path) -> None:
+    """A cheating node's signed lie, posted with no content at the ledger: the ledger fetches the
+    module and input by CID from the proof's sources (the nodes) and records it."""
+    from cod.fraud import build
+    from cod.local import prepare
+    from cod.statement import SignedStatement
+    from verifier import Devstack, verify
+
+    blessed_ledger(tmp_path).close()
+    job = prepare(VECTORS / "wordcount.wasm", [], inputs=[str(VECTORS / "data" / "wordcount")])
+    async with Devstack(1, bad_nodes=1, base_dir=tmp_path / "stack") as stack:
+        (answer,) = (await verify(job, stack.urls, 1, records=records)).answers
+        assert answer.statement is not None and answer.result_cid != HONEST
+        proof = build(job.spec, SignedStatement.from_json(answer.statement), result_cid=HONEST, exit_code=0,
+                      trap=None, fuel_used=WORDCOUNT["expect"]["fuel_used"], sources=stack.urls)
+        running = await start_ledger(tmp_path / "ledger")
+        try:
+            async with aiohttp.ClientSession() as session:
+                status, body = await post(session, running.url, proof.to_json())
+            assert (status, body["status"], body["proof_id"]) == (200, "recorded", proof.proof_id), body
+            assert running.ledger.state.convicted == {answer.node_id: body["index"]}
+        finally:
+            await running.stop()
