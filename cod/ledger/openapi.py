@@ -56,6 +56,9 @@ DOCUMENT: dict[str, Any] = {
                                      created=True)},
         "/v1/refusals": {"post": _op("append a node's signed refusal", "entry appended", 400, 409, 422, 429,
                                      body=SIGNED, created=True)},
+        "/v1/fraud-proofs": {"post": _op("post a fraud proof; the ledger re-executes the job and records a proven "
+                                         "lie (SPEC.md 12.10)", "recorded or known: {\"proof_id\", \"index\", "
+                                         "\"status\"}", 400, 413, 422, 429, body="a fraud proof (cod/fraud-proof/v1)")},
         "/v1/jobs/{cid}": {"get": _op("a job's eligibility, evidence, decisions and state", "the job", 400, 404,
                                       params=[_path("cid")])},
         "/v1/moderation/queue": {"get": _op("eligible jobs waiting for a decision, one page", "the page", 400,

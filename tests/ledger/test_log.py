@@ -201,7 +201,8 @@ def test_input_job_queue_and_notary_answer(tmp_path: Path) -> None:
                for n in sorted(n.node_id for n in NODES[:3])]
     assert ledger.queue() == [{"job": job, "result": RESULT, "entry": index,
                                "nodes": sorted(n.node_id for n in NODES[:3]), "inputs": [DATA], "signers": signers,
-                               "posters": [{"entry": index, "poster": None}]}]
+                               "posters": [{"entry": index, "poster": None}],
+                               "flags": [], "audit": None, "audited": False}]  # no fraud entry, no audit (12.10)
     answer = ledger.result(RESULT)
     assert answer["approved"] is False and answer["decision"] is None and answer["datacap"] == 0
     decision = ledger.decide(entries.sign_decision(MOD, origin=ORIGIN, job=job, result=RESULT, action="approve",
