@@ -191,10 +191,11 @@ def serve(data_dir: str, host: str, port: int, scan_nodes: tuple[str, ...], scan
     from ..ledger.server import Witness, serve_forever
     from ..urls import node_url_problem
 
-    for url in scan_nodes + fetch_nodes:
-        problem = node_url_problem(url)
-        if problem:
-            raise UsageError(f"node URL {url!r} {problem}", "give a node's URL, e.g. http://127.0.0.1:1234")
+    for option, urls in (("--scan-node", scan_nodes), ("--fetch-node", fetch_nodes)):
+        for url in urls:
+            problem = node_url_problem(url)
+            if problem:
+                raise UsageError(f"{option} {url!r} {problem}", "give a node's URL, e.g. http://127.0.0.1:1234")
     parsed = [Witness.parse(w) for w in witnesses]
     limits = WriteLimits(Rate.parse(address_limit, "--address-limit"), Rate.parse(key_limit, "--key-limit"),
                          Rate.parse(anonymous_limit, "--anonymous-limit"), Rate.parse(fraud_limit, "--fraud-limit"))
