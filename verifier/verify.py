@@ -143,6 +143,7 @@ class Verification:
     run_id: int | None = None  # its row in the requester's records (verifier.reputation.Records.runs)
     referee: dict[str, Any] | None = None  # what the referee re-executed and found (Ruling.to_json), if it judged
     liars: list[str] = field(default_factory=list)  # node IDs whose signed result the referee proved wrong
+    fraud_proofs: list[str] = field(default_factory=list)  # IDs of the proofs built for them (verifier.proofs)
 
     @property
     def exit_code(self) -> int:
@@ -156,7 +157,7 @@ class Verification:
             "nodes": [dict(asdict(a), status=status) for a, (status, _) in zip(self.answers, statuses(self))],
             "unreachable": [{"url": url, "reason": reason} for url, reason in self.unreachable],
             **({"ledger": self.ledger} if self.ledger is not None else {}),
-            "referee": self.referee, "liars": list(self.liars),
+            "referee": self.referee, "liars": list(self.liars), "fraud_proofs": list(self.fraud_proofs),
         }
 
     def statements(self) -> list[dict[str, Any]]:
@@ -398,6 +399,11 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
                 with telemetry.span("cod.referee"):
                     ruling = await asyncio.to_thread(re_execute, job, disputed, referee_fuel, cache_dir)
                 _rule(verification, disputed, ruling)
+                if verification.liars:
+                    from .proofs import build_all, keep
+
+                    verification.fraud_proofs = keep(records.path.parent / "fraud", build_all(
+                        job.spec, verification.answers, verification.liars, ruling))
             verification.unreachable = unreachable
             _remember(records, verification)
             if verification.result_cid is not None:  # at least one result is fetched and checked, always
@@ -407,7 +413,8 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
                                 base)
             extra = {"result_checked": verification.result_checked,
                      "results_dir": str(verification.results_dir.resolve()) if verification.results_dir else None,
-                     **({"referee": verification.referee, "liars": verification.liars}
+                     **({"referee": verification.referee, "liars": verification.liars,
+                         "fraud_proofs": verification.fraud_proofs}
                         if verification.referee is not None else {})}
             records.finish_run(run_id, finished_at=now(), outcome=verification.outcome,
                                result_cid=verification.result_cid, answers=[asdict(a) for a in verification.answers],
