@@ -123,3 +123,36 @@ def verify(file: str, nodes: tuple[str, ...], referee_fuel: int | None, cache_di
     click.echo(f"proof {proof.proof_id}")
 
 
+
+
+@fraud.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_(as_json: bool) -> None:
+    """List the fraud proofs this requester holds: those its referee built (COD_HOME/fraud).
+
+    \b
+    Examples:
+      cod fraud list
+      cod fraud list --json
+    """
+    from verifier.reputation import default_path
+
+    from ..text import printable
+
+    where = default_path().parent / "fraud"
+    rows = []
+    for path in sorted(where.glob("*.json")) if where.is_dir() else []:
+        try:
+            rows.append(dict(_summary(_read(str(path))), file=str(path)))
+        except (FraudProofError, InputError) as exc:
+            rows.append({"file": str(path), "error": exc.message})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, sort_keys=True))
+        return
+    if not rows:
+        click.echo("no fraud proofs held", err=True)
+    for row in rows:
+        if "error" in row:
+            click.echo(f"{printable(row['file'])}  unreadable: {printable(row['error'])}")
+        else:
+            click.echo(f"{row['proof_id']}  job {row['job_cid']}  liar {row['liar']}  {row['referee']['method']}")

@@ -282,6 +282,7 @@ CASES: dict[str, list[Case]] = {
         case("fraud", "show", "{tmp}/missing", code=INPUT, text="cannot read the fraud proof"),
         case("fraud", "show", "{tmp}/p", code=FRAUD, text="not strict JSON", files={"p": b"{"}),
     ],
+    "fraud list": [case("fraud", "list", "extra", code=USAGE, text="extra")],
     "fraud verify": [
         case("fraud", "verify", code=USAGE, text="FILE"),
         case("fraud", "verify", "{tmp}/p", "--referee-fuel", "0", code=USAGE, text="--referee-fuel"),

@@ -58,3 +58,15 @@ def test_show(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (shown["liar"], shown["claimed_result"], shown["referee"]["result_cid"]) == (key(3).node_id, LIE, HONEST)
     assert run_cli(["fraud", "show", lie]) == 0
     assert key(3).node_id in capsys.readouterr().out
+
+
+def test_list_shows_held_proofs(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["fraud", "list", "--json"]) == 0 and json.loads(capsys.readouterr().out) == []
+    proof = FraudProof.parse(proof_obj(signed(key(3), LIE)))
+    held = home / "home" / "fraud"
+    held.mkdir(parents=True)
+    (held / f"{proof.proof_id}.json").write_bytes(proof.canonical_bytes())
+    (held / "junk.json").write_bytes(b"{")
+    assert run_cli(["fraud", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r.get("proof_id") for r in rows] == [proof.proof_id, None] and "not strict JSON" in rows[1]["error"]
