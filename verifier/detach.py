@@ -130,7 +130,8 @@ async def collect(records: Records, job_cid: str, output_dir: Path, *, wait_s: f
                                                           deadline, spec.engine) for a in run["answers"]))
             verification = _judge(prepared, job_cid, list(answers), int(run["n"]), int(run["quorum"] or 0))
             # the referee judges here too: what it lacks (here: everything) it fetches by CID from the signers
-            await judge_claims(prepared, verification, scratch, referee=referee, progress=progress)
+            await judge_claims(prepared, verification, scratch, referee=referee, progress=progress,
+                               fraud_dir=records.path.parent / "fraud")
             _remember(records, verification)
             if verification.result_cid is not None:
                 progress("Downloading results")

@@ -28,6 +28,8 @@ prints later are the same data:
                   when claims differed and the requester re-executed the job (SPEC 11.3):
                   {method, result_cid, job_fuel, segment_fuel, rounds, liars} (null when it did
                   not judge), and the node IDs whose signed result it proved wrong (else empty)
+    fraud_proofs  the IDs of the fraud proofs built for those liars (SPEC 11.5), kept in
+                  COD_HOME/fraud/PROOF_ID.json
     started_at, finished_at
                   of the latest run (UTC, ISO 8601; records only, never a result)
     spec, module_cid
@@ -214,6 +216,7 @@ def job_view(job: Mapping[str, Any], run: Mapping[str, Any], runs: Sequence[Mapp
         "ledger": extra.get("ledger"),
         "unreachable": list(extra.get("unreachable") or []),
         "referee": extra.get("referee"), "liars": list(extra.get("liars") or []), "audit": extra.get("audit"),
+        "fraud_proofs": list(extra.get("fraud_proofs") or []),
         "started_at": run.get("started_at"), "finished_at": run.get("finished_at"),
         "spec": spec,
         "module_cid": spec.get("module") if isinstance(spec, Mapping) else None,

@@ -9,6 +9,7 @@ every problem becomes ``{"reported": false, "error": ...}``.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from cod.errors import LedgerRefused, RateLimited
@@ -76,3 +77,42 @@ def summary(ledger: dict[str, Any]) -> str:
     if ledger["eligible"]:
         return f"ledger: eligible (entry {ledger['entry']})"
     return f"ledger: not eligible: {ledger['reason']} (entry {ledger['entry']})"
+
+
+async def report_fraud(url: str, proof: Any) -> dict[str, Any]:
+    """POST a fraud proof's canonical bytes to ``url``/v1/fraud-proofs (SPEC 11.5); never raises a
+    CodError. Returns {"proof_id", "url", "reported", "index", "status", "error"}."""
+    import aiohttp
+
+    out: dict[str, Any] = {"proof_id": proof.proof_id, "url": url, "reported": False, "index": None, "status": None,
+                           "error": None}
+    client = LedgerClient(url, timeout_s=REPORT_TIMEOUT_S, max_bytes=MAX_ANSWER_BYTES)
+    path = "/v1/fraud-proofs"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(client.url + path, data=proof.canonical_bytes(), allow_redirects=False,
+                                    headers={"Content-Type": "application/json"},
+                                    timeout=aiohttp.ClientTimeout(total=REPORT_TIMEOUT_S)) as resp:
+                status, raw = resp.status, await client._read(resp, f"POST {path}")
+        if status != 200:
+            raise client._refusal(status, raw, f"POST {path}")
+        answer = json.loads(raw)
+        index, state = answer.get("index"), answer.get("status")
+        if not isinstance(answer, dict) or answer.get("proof_id") != proof.proof_id:
+            raise ValueError("its \"proof_id\" is not the proof's")
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0 or state not in ("recorded", "known"):
+            raise ValueError("its \"index\" or \"status\" is malformed")
+        out.update(reported=True, index=index, status=state)
+    except LedgerRefused as exc:
+        out["error"] = exc.message
+    except (ValueError, AttributeError) as exc:
+        out["error"] = f"the ledger at {url} answered the fraud proof oddly: {exc}"
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        out["error"] = f"cannot reach the ledger at {url}: {type(exc).__name__} {clean(str(exc), 200)}".rstrip()
+    return out
+
+
+def fraud_summary(report: dict[str, Any]) -> str:
+    if not report["reported"]:
+        return f"ledger: could not report fraud proof {report['proof_id']}: {report['error']}"
+    return f"ledger: fraud proof {report['proof_id']} {report['status']} (entry {report['index']})"

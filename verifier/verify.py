@@ -29,7 +29,7 @@ import asyncio
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +147,7 @@ class Verification:
     referee: dict[str, Any] | None = None  # what the referee re-executed and found (Ruling.to_json), if it judged
     liars: list[str] = field(default_factory=list)  # node IDs whose signed result the referee proved wrong
     audit: dict[str, Any] | None = None  # the random audit (SPEC 11.4): verifier.audit.record, when --audit P > 0
+    fraud_proofs: list[str] = field(default_factory=list)  # IDs of the proofs built for them (verifier.proofs)
 
     @property
     def exit_code(self) -> int:
@@ -161,6 +162,7 @@ class Verification:
             "unreachable": [{"url": url, "reason": reason} for url, reason in self.unreachable],
             **({"ledger": self.ledger} if self.ledger is not None else {}),
             "referee": self.referee, "liars": list(self.liars), "audit": self.audit,
+            "fraud_proofs": list(self.fraud_proofs),
         }
 
     def statements(self) -> list[dict[str, Any]]:
@@ -407,7 +409,7 @@ async def verify(job: PreparedJob, urls: list[str], n: int, *, quorum: int | Non
                 verification = _judge(job, job_cid, answers, n, quorum or 0)
             await judge_claims(job, verification, scratch, referee=referee, referee_fuel=referee_fuel,
                                referee_bytes=referee_bytes, audit=audit, chooser=chooser, store=store,
-                               cache_dir=cache_dir, progress=progress)
+                               cache_dir=cache_dir, progress=progress, fraud_dir=records.path.parent / "fraud")
             verification.unreachable = unreachable
             _remember(records, verification)
             if verification.result_cid is not None:  # at least one result is fetched and checked, always
@@ -787,9 +789,11 @@ def _rule(verification: Verification, profile: str, ruling: Ruling) -> None:
 async def judge_claims(job: PreparedJob, verification: Verification, scratch: Path, *, referee: str = NONE,
                        referee_fuel: int | None = None, referee_bytes: int = DEFAULT_GATHER_BYTES,
                        audit: float = 0.0, chooser: Chooser | None = None, store: ContentStore | None = None,
-                       cache_dir: Path | None = None, progress: Progress = lambda step: None) -> None:
+                       cache_dir: Path | None = None, progress: Progress = lambda step: None,
+                       fraud_dir: Path | None = None) -> None:
     """After the vote (step 4): the referee when claims of one profile differ (SPEC 11.3), else the
-    random audit of agreed claims (SPEC 11.4). ``verification`` is changed in place."""
+    random audit of agreed claims (SPEC 11.4). ``verification`` is changed in place; a fraud proof
+    (SPEC 11.5) of every proven liar is kept in ``fraud_dir`` (when given) and listed in it."""
     if job.spec.engine == ENGINE_DOCKER:
         return
     disputed = _disputed(verification)
@@ -799,6 +803,7 @@ async def judge_claims(job: PreparedJob, verification: Verification, scratch: Pa
             judged = await _gathered(job, verification, referee_bytes, store, scratch)
             ruling = await asyncio.to_thread(re_execute, judged, disputed, referee_fuel, cache_dir)
         _rule(verification, disputed, ruling)
+        _prove(job, verification, ruling, fraud_dir)
     elif audit > 0 and disputed is None and verification.outcome in (VERIFIED, QUORUM):
         profile = _agreed_profile(verification)
         audited = None
@@ -808,7 +813,16 @@ async def judge_claims(job: PreparedJob, verification: Verification, scratch: Pa
                 judged = await _gathered(job, verification, referee_bytes, store, scratch)
                 audited = await asyncio.to_thread(re_execute, judged, profile, referee_fuel, cache_dir)
             _audited(verification, profile, audited)
+            _prove(job, verification, replace(audited, method="audit"), fraud_dir)
         verification.audit = audit_record(audit, audited)
+
+
+def _prove(job: PreparedJob, verification: Verification, ruling: Ruling, fraud_dir: Path | None) -> None:
+    if verification.liars and fraud_dir is not None:
+        from .proofs import build_all, keep
+
+        verification.fraud_proofs = keep(fraud_dir, build_all(job.spec, verification.answers, verification.liars,
+                                                              ruling))
 
 
 def judged_extra(verification: Verification) -> dict[str, Any]:
@@ -818,6 +832,8 @@ def judged_extra(verification: Verification) -> dict[str, Any]:
         out.update(referee=verification.referee, liars=verification.liars)
     if verification.audit is not None:
         out.update(audit=verification.audit, liars=verification.liars)
+    if verification.fraud_proofs:
+        out.update(fraud_proofs=verification.fraud_proofs)
     return out
 
 

@@ -55,6 +55,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keygen": ("ledger", "Write a new Ed25519 key file and print its ID."),
     "ledger": ("ledger", "The FIL+ moderation ledger: serve, inspect, audit."),
     "moderation": ("moderation", "Moderate eligible jobs: queue, approve, reject."),
+    "fraud": ("fraud", "Fraud proofs: a signed lie, checked by re-execution."),
 }
 
 

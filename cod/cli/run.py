@@ -536,6 +536,8 @@ def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str,
 
         steps("Reporting the evidence to the ledger")
         verification.ledger = asyncio.run(report_evidence(ledger, job.spec.to_dict(), verification.statements()))
+        if verification.fraud_proofs:  # each proven liar's proof; a refusal is reported, never fatal
+            verification.ledger["fraud_proofs"] = _post_proofs(ledger, verification.fraud_proofs)
     steps.finish()
     if verification.results_dir is not None and car:
         write_car(verification.results_dir, car)
@@ -550,6 +552,19 @@ def _run_network(job: PreparedJob, n: int, quorum: int | None, nodes: tuple[str,
     if verification.outcome == "unverifiable" and n == 1:
         code = 0
     sys.exit(code)
+
+
+def _post_proofs(ledger: str, proof_ids: list[str]) -> list[dict[str, Any]]:
+    import asyncio
+
+    from verifier.ledger import report_fraud
+    from verifier.reputation import Records
+
+    from ..fraud import FraudProof
+
+    where = Records().path.parent / "fraud"
+    return [asyncio.run(report_fraud(ledger, FraudProof.from_bytes((where / f"{pid}.json").read_bytes())))
+            for pid in proof_ids]
 
 
 def _verified_view(verification: Any, car: str | None) -> dict[str, Any]:
@@ -661,3 +676,7 @@ def _report(verification: Any, short_id: str) -> None:
         from verifier.ledger import summary
 
         click.echo(summary(verification.ledger), err=True)
+        from verifier.ledger import fraud_summary
+
+        for posted in verification.ledger.get("fraud_proofs", []):
+            click.echo(fraud_summary(posted), err=True)

@@ -29,6 +29,7 @@ from ..helpers import ROOT, VECTORS
 USAGE, INTERNAL, SPEC, MODULE, INPUT, CACHE, NOT_FOUND, CONFIG, LOCAL_PATH = 2, 1, 3, 4, 5, 8, 17, 21, 22
 INTERRUPTED, BROKEN_PIPE = 130, 141
 LEDGER, AUDIT, KEY_FILE = 23, 24, 25
+FRAUD = 28
 NO_LEDGER = {"COD_LEDGER": "http://127.0.0.1:9"}  # the discard port: nothing listens
 GOOD_ID = "12D3KooWHRMGxtPCU3AALEJ2pAcZ94CziSq52UMbMKWoTPtP9Kdf"
 LEDGER_CASES_KEY = b"k" * 32
@@ -275,6 +276,19 @@ CASES: dict[str, list[Case]] = {
     ],
     "profile": [
         case("profile", "extra", code=USAGE, text="extra"),
+    ],
+    "fraud": [case("fraud", "nope", code=USAGE, text="No such command")],
+    "fraud show": [
+        case("fraud", "show", code=USAGE, text="FILE"),
+        case("fraud", "show", "{tmp}/missing", code=INPUT, text="cannot read the fraud proof"),
+        case("fraud", "show", "{tmp}/p", code=FRAUD, text="not strict JSON", files={"p": b"{"}),
+    ],
+    "fraud list": [case("fraud", "list", "extra", code=USAGE, text="extra")],
+    "fraud verify": [
+        case("fraud", "verify", code=USAGE, text="FILE"),
+        case("fraud", "verify", "{tmp}/p", "--referee-fuel", "0", code=USAGE, text="--referee-fuel"),
+        case("fraud", "verify", "{tmp}/p", "--node", "ftp://x", code=USAGE, text="--node"),
+        case("fraud", "verify", "{tmp}/p", code=FRAUD, text="unknown key 'x'", files={"p": b'{"x":1}'}),
     ],
     "keygen": [
         case("keygen", code=USAGE, text="FILE"),

@@ -268,3 +268,45 @@ async def test_a_report_over_the_ledgers_rate_limit_waits_its_retry_after_and_is
     finally:
         await running.stop()
     assert [a["error"] for a in answers] == [None, None] and [a["reported"] for a in answers] == [True, True]
+
+
+async def test_a_fraud_proof_is_posted_as_its_canonical_bytes_and_a_refusal_is_reported() -> None:
+    """POST /v1/fraud-proofs gets the proof's canonical bytes (application/json); 200 is recorded,
+    an error JSON is reported with its message, never raised (SPEC 11.5)."""
+    from aiohttp import web
+
+    from cod.fraud import FraudProof
+    from verifier.ledger import fraud_summary, report_fraud
+
+    from ..fraud.kit import LIE, key, proof_obj, signed
+
+    proof = FraudProof.parse(proof_obj(signed(key(3), LIE)))
+    seen: list[tuple[bytes, str]] = []
+
+    async def post(request: web.Request) -> web.Response:
+        body = await request.read()
+        seen.append((body, request.content_type))
+        if len(seen) == 1:
+            return web.json_response({"proof_id": proof.proof_id, "index": 7, "status": "recorded"})
+        return web.json_response({"error": "FraudRefuted", "message": "re-execution gave the claim",
+                                  "hint": "h"}, status=400)
+
+    app = web.Application()
+    app.router.add_post("/v1/fraud-proofs", post)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        url = f"http://127.0.0.1:{port}"
+        ok = await report_fraud(url, proof)
+        refused = await report_fraud(url, proof)
+    finally:
+        await runner.cleanup()
+    assert seen[0] == (proof.canonical_bytes(), "application/json")
+    assert (ok["reported"], ok["index"], ok["status"]) == (True, 7, "recorded")
+    assert fraud_summary(ok) == f"ledger: fraud proof {proof.proof_id} recorded (entry 7)"
+    assert refused["reported"] is False and "re-execution gave the claim" in refused["error"]
+    down = await report_fraud("http://127.0.0.1:9", proof)
+    assert down["reported"] is False and "cannot reach" in down["error"]
