@@ -47,6 +47,11 @@ async def test_an_audit_of_an_all_liar_agreement_fails_the_run_and_proves_every_
                [(n["status"], None) for n in audited.to_json()["nodes"]])
     (run,) = [r for r in records.runs(audited.job_cid) if r["outcome"] == "audit-failed"]
     assert run["extra"]["liars"] == signers and run["extra"]["audit"]["result_cid"] == HONEST
+    # a fraud proof of each lie (SPEC 11.5), method "audit", kept beside the records
+    assert len(audited.fraud_proofs) == 3
+    kept = [json.loads((records.path.parent / "fraud" / f"{pid}.json").read_text()) for pid in audited.fraud_proofs]
+    assert {p["referee"]["method"] for p in kept} == {"audit"} and {p["referee"]["result_cid"] for p in kept} == {HONEST}
+    assert sorted(p["claim"]["statement"]["node"] for p in kept) == signers
     ranked = {row["node_id"]: row for row in records.nodes()}
     assert all(ranked[liar]["lied"] >= 1 for liar in signers)
 
