@@ -3,6 +3,8 @@ requester's records as ``COD_HOME/fraud/PROOF_ID.json`` (canonical bytes) and li
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -34,5 +36,10 @@ def keep(directory: Path, proofs: list[FraudProof]) -> list[str]:
     """Write each proof to ``directory/PROOF_ID.json``; returns their IDs."""
     directory.mkdir(parents=True, exist_ok=True)
     for proof in proofs:
-        (directory / f"{proof.proof_id}.json").write_bytes(proof.canonical_bytes())
+        # written aside and renamed: a reader (cod fraud list, a run keeping the same proof at the
+        # same moment) sees the whole proof or none, never a torn one
+        target = directory / f"{proof.proof_id}.json"
+        partial = directory / f".{proof.proof_id}.{os.getpid()}.{threading.get_ident()}.partial"
+        partial.write_bytes(proof.canonical_bytes())
+        os.replace(partial, target)
     return [p.proof_id for p in proofs]

@@ -30,3 +30,17 @@ async def test_each_proven_liar_gets_a_proof_that_checks(tmp_path: Path) -> None
     assert (verdict.status, verdict.result_cid) == ("proven", HONEST)
     (run,) = records.runs(done.job_cid)
     assert run["extra"]["fraud_proofs"] == done.fraud_proofs
+
+    # the same proofs kept by many writers at once (two runs of one job): whole files, no leftovers
+    import threading
+
+    from verifier.proofs import keep
+
+    again = tmp_path / "again"
+    writers = [threading.Thread(target=keep, args=(again, proofs)) for _ in range(8)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert sorted(p.name for p in again.iterdir()) == sorted(f"{p.proof_id}.json" for p in proofs)
+    assert all((again / f"{p.proof_id}.json").read_bytes() == p.canonical_bytes() for p in proofs)
