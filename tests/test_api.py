@@ -21,7 +21,8 @@ def test_every_error_is_a_cod_error_with_a_distinct_code() -> None:
     ours = [c for c in classes if issubclass(c, errors.CodError) and c is not errors.CodError]
     # these share their parent's code
     subclasses = {errors.ImportRefused, errors.MissingModules, errors.NodeBusy, errors.PolicyRefused,
-                  errors.StorageQuotaExceeded, errors.InsufficientStorage, errors.RateLimited}
+                  errors.StorageQuotaExceeded, errors.InsufficientStorage, errors.RateLimited,
+                  errors.CheckpointRefused, errors.CheckpointUnsupported, errors.CheckpointBusy}
     codes = {c.code for c in ours if c not in subclasses}
     assert len(codes) == len(ours) - len(subclasses)
     assert all(c.__doc__ for c in ours)

@@ -103,8 +103,8 @@ Exit codes (README: "Exit codes and errors"):
   19 cap exceeded                20 engine setting           21 config file
   22 local path                  23 refused by the ledger    24 audit failed
   25 key file                    26 referee disagrees        27 run's audit failed
-  28 fraud proof refused/refuted 29 fraud proof undecided     130 interrupted
-  141 stdout closed
+  28 fraud proof refused/refuted 29 fraud proof undecided     30 checkpoint refused
+  130 interrupted                141 stdout closed
 
 \b
 Shell completion (bash; zsh and fish alike):

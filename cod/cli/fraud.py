@@ -16,6 +16,7 @@ import click
 
 from ..errors import FraudProofError, FraudUndecided, InputError
 from .options import AsciiInt, NodeURL
+from .output import Column, Output, output_options
 
 
 def _read(path: str) -> Any:
@@ -126,33 +127,26 @@ def verify(file: str, nodes: tuple[str, ...], referee_fuel: int | None, cache_di
 
 
 @fraud.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def list_(as_json: bool) -> None:
+@output_options
+def list_(out: Output) -> None:
     """List the fraud proofs this requester holds: those its referee built (COD_HOME/fraud).
 
     \b
     Examples:
       cod fraud list
       cod fraud list --json
+      cod fraud list --csv
     """
     from verifier.reputation import default_path
 
-    from ..text import printable
-
     where = default_path().parent / "fraud"
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in sorted(where.glob("*.json")) if where.is_dir() else []:
         try:
-            rows.append(dict(_summary(_read(str(path))), file=str(path)))
+            summary = _summary(_read(str(path)))
+            rows.append(dict(summary, file=str(path), method=summary["referee"]["method"], error=None))
         except (FraudProofError, InputError) as exc:
             rows.append({"file": str(path), "error": exc.message})
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, sort_keys=True))
-        return
-    if not rows:
-        click.echo("no fraud proofs held", err=True)
-    for row in rows:
-        if "error" in row:
-            click.echo(f"{printable(row['file'])}  unreadable: {printable(row['error'])}")
-        else:
-            click.echo(f"{row['proof_id']}  job {row['job_cid']}  liar {row['liar']}  {row['referee']['method']}")
+    columns = [Column("proof_id", "PROOF"), Column("job_cid", "JOB"), Column("liar", "LIAR"),
+               Column("method", "METHOD"), Column("error", "UNREADABLE"), Column("file", "FILE")]
+    out.rows(rows, columns, empty="no fraud proofs held")

@@ -23,6 +23,7 @@ from .conftest import Net
 FORMATS = ("--json", "--nl", "--csv")
 ACTIONS = {("add",), ("cancel",), ("run",), ("ledger", "bless", "import"), ("ledger", "init"), ("ledger", "moderator", "approve"),
            ("ledger", "moderator", "propose"), ("ledger", "verify"), ("moderation", "approve"),
+           ("fraud", "verify"), ("fraud", "show"),
            ("moderation", "reject")}
 """Commands that do something and print what they did: --json alone (one answer, not rows to read)."""
 
