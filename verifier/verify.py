@@ -763,6 +763,11 @@ def _disputed(verification: Verification) -> str | None:
     return disputed[0] if disputed else None
 
 
+def _proven_liars(claims: list[Answer], ruling: Ruling) -> list[str]:
+    """The node IDs of the claims whose result is not the re-execution's, in code-point order."""
+    return sorted({a.node_id for a in claims if a.result_cid != ruling.result_cid})
+
+
 def _rule(verification: Verification, profile: str, ruling: Ruling) -> None:
     """Apply the referee's ruling on the claims signed under ``profile``: accept the claim equal
     to its result whatever the count (verified-by-referee), or none (referee-disagrees); every
@@ -772,7 +777,7 @@ def _rule(verification: Verification, profile: str, ruling: Ruling) -> None:
         verification.note = "; ".join(filter(None, [verification.note, ruling.refused]))
         return
     claims = [a for a in verification.answers if a.valid and not a.contradicts and a.profile == profile]
-    verification.liars = sorted({a.node_id for a in claims if a.result_cid != ruling.result_cid})
+    verification.liars = _proven_liars(claims, ruling)
     verification.referee = ruling.to_json(verification.liars)
     honest = [a for a in claims if a.result_cid == ruling.result_cid]
     said = f"the referee re-executed the job ({ruling.segment_fuel} fuel) and got {ruling.result_cid}"
@@ -871,7 +876,7 @@ def _audited(verification: Verification, profile: str, ruling: Ruling) -> None:
         verification.note = "; ".join(filter(None, [verification.note, f"{said}, as the nodes signed"]))
         return
     claims = [a for a in verification.answers if a.valid and not a.contradicts and a.profile == profile]
-    verification.liars = sorted({a.node_id for a in claims if a.result_cid != ruling.result_cid})
+    verification.liars = _proven_liars(claims, ruling)
     verification.outcome, verification.result_cid = AUDIT_FAILED, None
     verification.note = (f"{said}, not what the nodes signed: nothing accepted; proven liar(s): "
                          f"{', '.join(verification.liars)}")
